@@ -1,0 +1,1 @@
+"""Pure-Python core: requests, jobs, documents, history, metadata. No Qt, no torch."""
