@@ -1,0 +1,184 @@
+"""Reading images safely and writing files atomically.
+
+Every problem a user's file can have (missing, empty, damaged, not an image, absurdly large)
+becomes one ``ImageReadError`` with a clear message; a failed write leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from studio.core.errors import ImageReadError, StudioError
+
+#: Largest image we decode: 16384 x 16384 pixels (about 268 megapixels, 1 GiB as RGBA).
+#: Pillow's own guard (``Image.MAX_IMAGE_PIXELS``, twice its value) may refuse smaller ones;
+#: both give the same message.
+DEFAULT_MAX_PIXELS = 16384 * 16384
+
+ImageSource = str | os.PathLike[str] | bytes
+
+
+class ImageWriteError(StudioError):
+    """An image or document could not be written (disk full, no permission, ...)."""
+
+    kind = "image-write"
+
+
+def _label(source: ImageSource) -> str:
+    return "the image data" if isinstance(source, bytes) else Path(source).name or str(source)
+
+
+def _too_large(label: str, width: int, height: int, max_pixels: int) -> ImageReadError:
+    return ImageReadError(
+        f"Could not open {label}: the image is too large ({width} x {height} pixels; "
+        f"the limit is {max_pixels / 1e6:.0f} megapixels).")
+
+
+@contextmanager
+def open_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Image.Image]:
+    """Open an image for reading, checking it before any pixel is decoded.
+
+    Only the header is read here, so an image that claims 50000 x 50000 pixels is refused at
+    once. Decoding problems found later by ``im.load()`` are the caller's to wrap; use
+    ``decoded`` for that.
+
+    Raises
+    ------
+    ImageReadError
+        Missing, unreadable or empty file, not an image, zero-sized or too many pixels.
+    """
+    label = _label(source)
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageReadError("Could not open the image data: it is empty.")
+        stream: BinaryIO = io.BytesIO(source)
+    else:
+        path = Path(source)
+        try:
+            if path.is_dir():
+                raise ImageReadError(f"Could not open {label}: it is a folder, not an image.")
+            if path.stat().st_size == 0:
+                raise ImageReadError(f"Could not open {label}: the file is empty.")
+            stream = path.open("rb")
+        except FileNotFoundError:
+            raise ImageReadError(f"Could not open {label}: the file does not exist.") from None
+        except PermissionError:
+            raise ImageReadError(f"Could not open {label}: permission denied.") from None
+        except OSError as exc:
+            raise ImageReadError(f"Could not open {label}: {exc.strerror or exc}.") from None
+    with stream:
+        try:
+            im = Image.open(stream)
+        except Image.DecompressionBombError:
+            raise ImageReadError(f"Could not open {label}: the image is too large "
+                                 f"(the limit is {max_pixels / 1e6:.0f} megapixels).") from None
+        except UnidentifiedImageError:
+            raise ImageReadError(f"Could not open {label}: it is not an image, or its format is "
+                                 "not supported (PNG, JPEG, WebP and most others are).") from None
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error):
+            raise ImageReadError(f"Could not open {label}: the file is damaged.") from None
+        with im:
+            width, height = im.size
+            if width <= 0 or height <= 0:
+                raise ImageReadError(f"Could not open {label}: the image has no pixels "
+                                     f"({width} x {height}).")
+            if width * height > max_pixels:
+                raise _too_large(label, width, height, max_pixels)
+            yield im
+
+
+def decoded(im: Image.Image, label: str) -> Image.Image:
+    """``im`` with its pixels decoded; a truncated or damaged file raises ``ImageReadError``."""
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError) as exc:
+        if "truncated" in str(exc) or isinstance(exc, EOFError):
+            raise ImageReadError(f"Could not read {label}: the file is incomplete "
+                                 "(it may have been cut off while saving or downloading).") from None
+        raise ImageReadError(f"Could not read {label}: the file is damaged.") from None
+    return im
+
+
+def _to_uint8(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im).astype(np.int64)
+        return (np.clip(arr, 0, 65535) >> 8).astype(np.uint8)[..., None].repeat(3, axis=2)
+    if im.mode == "F":
+        return np.clip(np.asarray(im), 0, 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+    return np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+
+
+def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as an ``HxWx3`` (RGB) or ``HxWx4`` (RGBA) ``uint8`` array.
+
+    The camera's EXIF orientation is applied; animated images give their first frame;
+    16-bit images are reduced to 8 bits.
+
+    Raises
+    ------
+    ImageReadError
+        With one clear message for a missing, empty, truncated, damaged or non-image file,
+        an image without pixels, or one over ``max_pixels`` (checked before decoding).
+    """
+    label = _label(source)
+    with open_image(source, max_pixels=max_pixels) as im:
+        decoded(im, label)
+        try:
+            im = ImageOps.exif_transpose(im)
+        except (OSError, SyntaxError, ValueError):
+            pass  # a broken orientation tag is no reason to refuse the pixels
+        return np.ascontiguousarray(_to_uint8(im))
+
+
+def _write_problem(exc: OSError) -> str:
+    reasons = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "the disk is read-only", errno.ENOENT: "the folder does not exist",
+               errno.ENAMETOOLONG: "the file name is too long"}
+    return reasons.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file through ``write(stream)`` so that it appears whole or not at all.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, then renamed
+    over ``path``; on any failure the temporary file is removed and an existing file at
+    ``path`` is left untouched.
+
+    Raises
+    ------
+    ImageWriteError
+        "Could not write <name>: disk full" (or permission denied, ...).
+    """
+    target = Path(path)
+    tmp_name = ""
+    try:
+        with tempfile.NamedTemporaryFile("wb", dir=target.parent, prefix=f".{target.name}.",
+                                         suffix=".part", delete=False) as tmp:
+            tmp_name = tmp.name
+            write(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, target)
+        tmp_name = ""
+    except OSError as exc:
+        raise ImageWriteError(f"Could not write {target.name}: {_write_problem(exc)}.") from None
+    finally:
+        if tmp_name:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+    return target

@@ -1,0 +1,216 @@
+"""Generation metadata in image files: saving ours, reading ours and other tools'.
+
+Our images carry two texts: ``parameters`` (A1111 format, read by A1111's PNG Info, sd-parsers,
+Civitai and most viewers) and ``studio`` (``GenerationRequest.to_json()``, restored exactly).
+PNG stores them as text chunks; JPEG and WebP in EXIF: ``parameters`` as the UserComment
+(``UNICODE\\0`` + UTF-16BE, as A1111 writes it with piexif) and ``studio`` as the MakerNote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from studio.core.a1111 import a1111_parameters, parse_a1111_parameters
+from studio.core.errors import InvalidRequestError
+from studio.core.foreign_metadata import parse_foreign
+from studio.core.imageio import (
+    DEFAULT_MAX_PIXELS,
+    ImageSource,
+    ImageWriteError,
+    atomic_write,
+    decoded,
+    open_image,
+)
+from studio.core.imported import ImportedSettings
+from studio.core.pixels import Pixels
+from studio.core.request import GenerationRequest
+from studio.core.stealth import read_stealth
+
+__all__ = ["ImportedSettings", "a1111_parameters", "parse_a1111_parameters", "read_settings",
+           "save_image", "SAVE_FORMATS"]
+
+PARAMETERS_KEY = "parameters"
+STUDIO_KEY = "studio"
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_MAKER_NOTE = 0x927C
+_MAKER_PREFIX = b"LatentStudio\x00"
+_UNICODE = b"UNICODE\x00"
+_ASCII = b"ASCII\x00\x00\x00"
+_MAX_NOTE = 16 * 1024 * 1024  # refuse a MakerNote that inflates beyond this
+_JPEG_EXIF_LIMIT = 65000  # one JPEG APP1 segment holds at most 64 KiB
+
+
+def _user_comment(text: str) -> bytes:
+    return _UNICODE + text.encode("utf_16_be")
+
+
+def _decode_user_comment(raw: Any) -> str:
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, bytes):
+        return ""
+    head, body = raw[:8], raw[8:]
+    if head == _UNICODE:
+        # A1111 writes big-endian; some tools follow the EXIF byte order. Guess from the zeros
+        # that ASCII characters leave in the high bytes.
+        little = body[1:2] == b"\x00" and body[0:1] != b"\x00"
+        if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return body.decode("utf-16", errors="replace")
+        return body.decode("utf_16_le" if little else "utf_16_be", errors="replace")
+    if head in (_ASCII, b"\x00" * 8):
+        return body.decode("utf-8", errors="replace")
+    return raw.decode("utf-8", errors="replace")
+
+
+def _texts(im: Image.Image) -> dict[str, str]:
+    """Text metadata of every kind the image holds, by key."""
+    info = {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
+    try:
+        exif = im.getexif().get_ifd(_EXIF_IFD)
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
+        exif = {}
+    comment = _decode_user_comment(exif.get(_USER_COMMENT)).strip("\x00 ")
+    if comment:
+        info.setdefault(PARAMETERS_KEY, comment)
+    maker = exif.get(_MAKER_NOTE)
+    if isinstance(maker, bytes) and maker.startswith(_MAKER_PREFIX):
+        try:
+            studio = zlib.decompressobj().decompress(maker[len(_MAKER_PREFIX):], _MAX_NOTE)
+            info.setdefault(STUDIO_KEY, studio.decode("utf-8", errors="replace"))
+        except zlib.error:
+            pass
+    return info
+
+
+def _own(text: str, images: dict[str, Pixels] | None) -> ImportedSettings | None:
+    try:
+        data = json.loads(text)
+        request = GenerationRequest.from_dict(data, images)
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidRequestError):
+        return None  # damaged or edited by hand: fall back to the A1111 text
+    return ImportedSettings(
+        source="Latent Studio", prompt=request.prompt, negative_prompt=request.negative_prompt,
+        seed=request.seed, steps=request.steps, guidance=request.guidance,
+        sampler=request.scheduler, width=request.width, height=request.height,
+        model=request.model, model_hash=request.model_hash,
+        strength=request.strength if data.get("task", "txt2img") != "txt2img" else None,
+        extra={"studio": data}, request=request)
+
+
+def read_settings(source: ImageSource, *, images: dict[str, Pixels] | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> ImportedSettings | None:
+    """The generation settings stored in an image, or ``None`` if it holds none.
+
+    Recognises images made by Latent Studio (the exact request comes back in ``.request``),
+    AUTOMATIC1111 (PNG text, JPEG/WebP EXIF, or stealth bits in the pixels), ComfyUI,
+    InvokeAI, Fooocus and NovelAI.
+
+    Parameters
+    ----------
+    source
+        A file path or the file's bytes.
+    images
+        Content hash -> pixels, to restore the init image and mask of our img2img requests.
+
+    Raises
+    ------
+    ImageReadError
+        When the file is missing, empty, damaged or not an image.
+    """
+    label = "the image data" if isinstance(source, bytes) else Path(source).name
+    with open_image(source, max_pixels=max_pixels) as im:
+        decoded(im, label)  # PNG text chunks after the pixel data are read only now
+        texts = _texts(im)
+        if STUDIO_KEY in texts and (own := _own(texts[STUDIO_KEY], images)) is not None:
+            return own
+        settings = parse_foreign(texts)
+        if settings is not None:
+            return settings
+        if im.mode in ("RGBA", "RGB"):
+            hidden = read_stealth(np.asarray(im))
+            if hidden:
+                data = json.loads(hidden) if hidden.lstrip().startswith("{") else None
+                if isinstance(data, dict):  # NovelAI hides its PNG text chunks as JSON
+                    return parse_foreign({k: str(v) if not isinstance(v, str) else v
+                                          for k, v in data.items()})
+                return parse_a1111_parameters(hidden)
+    return None
+
+
+def _as_image(pixels: np.ndarray, fmt: str) -> Image.Image:
+    arr = np.ascontiguousarray(pixels)
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 uint8 array, got {arr.dtype} {arr.shape}")
+    im = Image.fromarray(arr)
+    if fmt == "JPEG" and im.mode == "RGBA":  # JPEG has no alpha: flatten onto white
+        flat = Image.new("RGB", im.size, (255, 255, 255))
+        flat.paste(im, mask=im.getchannel("A"))
+        im = flat
+    return im
+
+
+def save_image(path: str | os.PathLike[str], pixels: np.ndarray,
+               request: GenerationRequest | None = None, *, strip: bool = False,
+               quality: int = 95) -> Path:
+    """Save ``pixels`` as PNG, JPEG or WebP (by the file's extension) with metadata.
+
+    Parameters
+    ----------
+    pixels
+        ``HxWx3`` RGB or ``HxWx4`` RGBA (or ``HxW`` grey) uint8; JPEG flattens alpha on white.
+    request
+        The request that made the image; written as A1111 ``parameters`` and as our JSON.
+    strip
+        Write no metadata at all (for sharing without the prompt).
+    quality
+        JPEG and WebP quality, 1 to 100.
+
+    Raises
+    ------
+    ImageWriteError
+        Unsupported extension, or the file could not be written (disk full, no permission);
+        the target is then left as it was.
+    """
+    target = Path(path)
+    fmt = SAVE_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(f"Could not save {target.name}: use a .png, .jpg or .webp name.")
+    im = _as_image(pixels, fmt)
+    options: dict[str, Any] = {}
+    if request is not None and not strip:
+        parameters, studio = a1111_parameters(request), request.to_json()
+        if fmt == "PNG":
+            info = PngInfo()
+            info.add_text(PARAMETERS_KEY, parameters)
+            info.add_text(STUDIO_KEY, studio, zip=True)
+            options["pnginfo"] = info
+        else:
+            exif = Image.Exif()
+            exif.endian = ">"  # as A1111 (piexif) writes it, so UTF-16BE matches the byte order
+            ifd = exif.get_ifd(_EXIF_IFD)
+            ifd[_USER_COMMENT] = _user_comment(parameters)
+            ifd[_MAKER_NOTE] = _MAKER_PREFIX + zlib.compress(studio.encode("utf-8"), 9)
+            if fmt == "JPEG" and len(exif.tobytes()) > _JPEG_EXIF_LIMIT:
+                del ifd[_MAKER_NOTE]  # keep what other tools read; PNG keeps everything
+                if len(exif.tobytes()) > _JPEG_EXIF_LIMIT:
+                    raise ImageWriteError(f"Could not save {target.name}: the prompt is too "
+                                          "long to store in a JPEG; save it as PNG or WebP.")
+            options["exif"] = exif
+    if fmt != "PNG":
+        options["quality"] = int(min(max(quality, 1), 100))
+
+    def write(stream: BinaryIO) -> None:
+        im.save(stream, format=fmt, **options)
+
+    return atomic_write(target, write)
