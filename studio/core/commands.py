@@ -582,3 +582,32 @@ class SetPrompt(Command):
         cmd = cls(**data["new"])
         cmd.old = dict(data.get("old", {}))
         return cmd
+
+
+@register
+class SetGenerationDeleted(Command):
+    """Delete a generation from the gallery (or bring it back); its images are kept."""
+
+    type_name = "set_generation_deleted"
+
+    def __init__(self, record_id: str, deleted: bool = True, text: str = "") -> None:
+        super().__init__(text or ("Delete from gallery" if deleted else "Restore to gallery"))
+        self.record_id = record_id
+        self.deleted = deleted
+        self.old = False
+
+    def do(self, doc: Document) -> None:
+        self.old = doc.log.get(self.record_id).deleted
+        doc.log.set_deleted(self.record_id, self.deleted)
+
+    def undo(self, doc: Document) -> None:
+        doc.log.set_deleted(self.record_id, self.old)
+
+    def state_to_dict(self, put: PutArray) -> dict[str, Any]:
+        return {"record_id": self.record_id, "deleted": self.deleted, "old": self.old}
+
+    @classmethod
+    def state_from_dict(cls, data: dict[str, Any], get: GetArray) -> SetGenerationDeleted:
+        cmd = cls(data["record_id"], bool(data["deleted"]))
+        cmd.old = bool(data.get("old"))
+        return cmd

@@ -16,9 +16,12 @@ import copy
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from studio.core.history import GenerationLog
 
 Rect = tuple[int, int, int, int]
 """``(x, y, width, height)`` in canvas pixels."""
@@ -58,6 +61,12 @@ def union(a: Rect | None, b: Rect | None) -> Rect | None:
     x0, y0 = min(a[0], b[0]), min(a[1], b[1])
     x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
     return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _new_log() -> GenerationLog:
+    from studio.core.history import GenerationLog  # history builds on this module
+
+    return GenerationLog()
 
 
 def _blank(height: int, width: int) -> np.ndarray:
@@ -177,6 +186,8 @@ class Document:
         The prompt text of the next generation.
     sliders : dict
         Latent slider values by slider id.
+    log : GenerationLog
+        Every generation made in the project (saved apart from the layers).
     """
 
     width: int = 512
@@ -187,6 +198,7 @@ class Document:
     prompt: str = ""
     negative_prompt: str = ""
     sliders: dict[str, float] = field(default_factory=dict)
+    log: GenerationLog = field(default_factory=_new_log, repr=False)
     _listeners: list[Listener] = field(default_factory=list, init=False, repr=False)
 
     # -- queries -------------------------------------------------------------------------
@@ -303,11 +315,15 @@ class Document:
     # -- snapshots and serialisation -----------------------------------------------------
     def snapshot(self) -> Document:
         """A deep copy without listeners, safe to hand to a saving thread."""
-        listeners, self._listeners = self._listeners, []
+        listeners, log = self._listeners, self.log
+        self._listeners = []
+        self.log = None  # type: ignore[assignment]
         try:
-            return copy.deepcopy(self)
+            snap = copy.deepcopy(self)
         finally:
-            self._listeners = listeners
+            self._listeners, self.log = listeners, log
+        snap.log = log.snapshot()
+        return snap
 
     def to_dict(self, put: PutArray) -> dict[str, Any]:
         """A JSON-ready dict; layer arrays are stored with ``put``."""
