@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -39,10 +40,29 @@ def _label(source: ImageSource) -> str:
     return "the image data" if isinstance(source, bytes) else Path(source).name or str(source)
 
 
-def _too_large(label: str, width: int, height: int, max_pixels: int) -> ImageReadError:
-    return ImageReadError(
-        f"Could not open {label}: the image is too large ({width} x {height} pixels; "
-        f"the limit is {max_pixels / 1e6:.0f} megapixels).")
+def _too_large(label: str, size: str, max_pixels: int) -> ImageReadError:
+    limit = f"{max_pixels / 1e6:.0f} megapixels" if max_pixels >= 10**6 else f"{max_pixels} pixels"
+    return ImageReadError(f"Could not open {label}: the image is too large ({size}; "
+                          f"the limit is {limit}).")
+
+
+def _png_size(stream: BinaryIO) -> tuple[int, int] | None:
+    """Width and height from a PNG header, read without Pillow (which refuses some headers)."""
+    stream.seek(0)
+    head = stream.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _bomb(label: str, stream: BinaryIO, exc: Exception, max_pixels: int) -> ImageReadError:
+    """Pillow's own decompression-bomb guard fired: say how large and what the limit is."""
+    size = _png_size(stream)
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    text = (f"{size[0]} x {size[1]} pixels" if size else
+            f"{int(found[1]) / 1e6:.0f} megapixels" if found else "too many pixels")
+    pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or max_pixels)
+    return _too_large(label, text, min(max_pixels, pillow_limit))
 
 
 @contextmanager
@@ -80,10 +100,13 @@ def open_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     with stream:
         try:
             im = Image.open(stream)
-        except Image.DecompressionBombError:
-            raise ImageReadError(f"Could not open {label}: the image is too large "
-                                 f"(the limit is {max_pixels / 1e6:.0f} megapixels).") from None
+        except Image.DecompressionBombError as exc:
+            raise _bomb(label, stream, exc, max_pixels) from None
         except UnidentifiedImageError:
+            size = _png_size(stream)
+            if size and 0 in size:
+                raise ImageReadError(f"Could not open {label}: the image has no pixels "
+                                     f"({size[0]} x {size[1]}).") from None
             raise ImageReadError(f"Could not open {label}: it is not an image, or its format is "
                                  "not supported (PNG, JPEG, WebP and most others are).") from None
         except (OSError, SyntaxError, ValueError, EOFError, zlib.error):
@@ -94,7 +117,7 @@ def open_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
                 raise ImageReadError(f"Could not open {label}: the image has no pixels "
                                      f"({width} x {height}).")
             if width * height > max_pixels:
-                raise _too_large(label, width, height, max_pixels)
+                raise _too_large(label, f"{width} x {height} pixels", max_pixels)
             yield im
 
 
