@@ -59,3 +59,21 @@ class CancelledError(StudioError):
 
     def __init__(self, message: str = "Cancelled.") -> None:
         super().__init__(message)
+
+
+class ProjectVersionError(StudioError):
+    """The project was saved by a newer Latent Studio; it is left untouched."""
+
+    kind = "project-version"
+
+
+class ProjectCorruptError(StudioError):
+    """The file is damaged, truncated or not a Latent Studio project; it is left untouched."""
+
+    kind = "project-corrupt"
+
+
+class ProjectSaveError(StudioError):
+    """Saving failed (disk full, no permission, ...); the last saved file is intact."""
+
+    kind = "project-save"
