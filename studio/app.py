@@ -1,0 +1,27 @@
+"""Composition root of the GUI: settings, the engine (made after the window shows), the window.
+
+Only this module and ``studio.cli`` know the concrete engine; the UI sees ``EngineService``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Open the studio window on ``args.paths`` and run until it closes."""
+    from studio.ui.launch import run_gui
+
+    device, dtype = args.device, args.dtype
+    model_dirs = list(args.model_dir)
+    hf_cache = not args.no_hf_cache
+
+    def engine_factory():
+        # Heavy imports (torch, diffusers) happen here, after the window is up.
+        from studio.engine.engine import Engine
+        from studio.engine.loading import quiet_libraries
+
+        quiet_libraries()
+        return Engine(device=device, dtype=dtype, model_dirs=model_dirs, hf_cache=hf_cache)
+
+    return run_gui(engine_factory, ["studio"], list(args.paths))

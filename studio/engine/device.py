@@ -1,0 +1,128 @@
+"""Device policy: CUDA (fp16 or bf16) > Apple MPS > CPU (bf16 autocast where fast, else fp32).
+
+Overridable by setting and CLI flag (``device="cpu"``, ``dtype="float32"``); the choice and
+its reason are reported to the user through ``DeviceInfo``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from studio.core.errors import InvalidRequestError
+from studio.core.models import DeviceInfo
+
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AMX or AVX-512 BF16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    words = set(flags.split())
+    if {"amx_bf16", "avx512_bf16"} & words:
+        return True
+    try:
+        import torch
+
+        return bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """The resolved device: where weights live and how the computation runs."""
+
+    device: str
+    weight_dtype: str  # dtype the weights are loaded in
+    autocast_dtype: str | None  # CPU autocast dtype, or None
+    reason: str
+
+    @property
+    def compute_dtype(self) -> str:
+        return self.autocast_dtype or self.weight_dtype
+
+    def torch_device(self) -> Any:
+        import torch
+
+        return torch.device(self.device)
+
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.weight_dtype)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The autocast context for a forward pass (a no-op where none is used)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(self.device.split(":")[0], dtype=getattr(torch, self.autocast_dtype))
+
+    def info(self) -> DeviceInfo:
+        return DeviceInfo(device=self.device, dtype=self.compute_dtype,
+                          autocast=self.autocast_dtype is not None, description=self.reason)
+
+
+def choose_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
+    """Pick the device and precision. ``STUDIO_DEVICE``/``STUDIO_DTYPE`` override ``auto``."""
+    import torch
+
+    device = (device or "auto").lower()
+    dtype = (dtype or "auto").lower()
+    if device == "auto":
+        device = os.environ.get("STUDIO_DEVICE", "auto").lower()
+    if dtype == "auto":
+        dtype = os.environ.get("STUDIO_DTYPE", "auto").lower()
+    aliases = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32",
+               "float": "float32"}
+    dtype = aliases.get(dtype, dtype)
+    if dtype not in DTYPES:
+        raise InvalidRequestError(f"Unknown precision {dtype!r}; use one of {', '.join(DTYPES)}.")
+    if device.split(":")[0] not in DEVICES:
+        raise InvalidRequestError(f"Unknown device {device!r}; use one of {', '.join(DEVICES)}.")
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidRequestError("CUDA was asked for, but no CUDA GPU is available.")
+        if device == "cuda":
+            device = "cuda:0"
+        name = torch.cuda.get_device_name(torch.device(device))
+        if dtype == "auto":
+            dtype = "float16"
+        return DeviceChoice(device, dtype, None, f"GPU {name} ({dtype})")
+    if kind == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InvalidRequestError("Apple MPS was asked for, but it is not available.")
+        if dtype in ("auto", "bfloat16"):
+            dtype = "float16"
+        return DeviceChoice("mps", dtype, None, f"Apple GPU (MPS, {dtype})")
+    # CPU: weights stay fp32; bf16 autocast where the CPU has native bf16.
+    if dtype == "auto":
+        if cpu_has_fast_bf16():
+            return DeviceChoice("cpu", "float32", "bfloat16", "CPU (bf16 autocast: native bf16)")
+        return DeviceChoice("cpu", "float32", None, "CPU (float32: no native bf16)")
+    if dtype == "bfloat16":
+        return DeviceChoice("cpu", "float32", "bfloat16", "CPU (bf16 autocast, as asked)")
+    if dtype == "float16":
+        raise InvalidRequestError("float16 is not supported on the CPU; use bfloat16 or float32.")
+    return DeviceChoice("cpu", "float32", None, "CPU (float32, as asked)")

@@ -1,0 +1,271 @@
+"""``Engine``: turns a ``GenerationRequest`` into images with a diffusers pipeline.
+
+Runs on the engine thread only (the ``JobRunner`` owns it). Each step it checks the cancel
+token (a cancelled job stops within one step and never reaches the VAE decode) and reports
+progress with a small preview.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio.core.cancel import CancelToken
+from studio.core.errors import (
+    CancelledError,
+    InvalidRequestError,
+    NaNOutputError,
+    OutOfMemoryError,
+    StudioError,
+)
+from studio.core.events import GenerationResult, StepProgress
+from studio.core.models import DeviceInfo, ModelInfo
+from studio.core.request import GenerationRequest
+from studio.engine.device import DeviceChoice, choose_device
+from studio.engine.discovery import discover, resolve
+from studio.engine.loading import LoadedModel, load_model
+from studio.engine.schedulers import canonical_name, make_scheduler
+from studio.paths import embedded_models_dir, extra_model_dirs
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Model discovery, a small cache of loaded pipelines, and generation.
+
+    Parameters
+    ----------
+    device, dtype
+        ``"auto"`` or an explicit choice (see ``studio.engine.device.choose_device``).
+    model_dirs
+        Extra folders to scan (A1111/ComfyUI layouts are recognised).
+    preview_every
+        A preview image every this many steps (0: none).
+    max_loaded
+        How many pipelines stay loaded at once.
+    """
+
+    def __init__(self, device: str = "auto", dtype: str = "auto",
+                 model_dirs: list[str | Path] | None = None, *, embedded_dir: Path | None = None,
+                 hf_cache: bool = True, preview_every: int = 1, max_loaded: int = 1) -> None:
+        self.choice: DeviceChoice = choose_device(device, dtype)
+        self._model_dirs = [Path(d) for d in (model_dirs or [])] + extra_model_dirs()
+        self._embedded_dir = embedded_models_dir() if embedded_dir is None else embedded_dir
+        self._hf_cache = hf_cache
+        self.preview_every = preview_every
+        self._max_loaded = max(1, max_loaded)
+        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._models: list[ModelInfo] | None = None
+        self._lock = threading.Lock()
+
+    # -- models --------------------------------------------------------------------------
+    def list_models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:
+        with self._lock:
+            if self._models is None or refresh:
+                self._models = discover(self._embedded_dir, self._model_dirs, self._hf_cache)
+            models = list(self._models)
+        return [m for m in models if kind is None or m.kind == kind]
+
+    def add_model_dir(self, folder: str | Path) -> None:
+        self._model_dirs.append(Path(folder))
+        self.list_models(refresh=True)
+
+    def default_model(self) -> ModelInfo | None:
+        models = self.list_models("diffusion")
+        for m in models:
+            if m.id == "studio-tiny-diffusion":
+                return m
+        return models[0] if models else None
+
+    def resolve_model(self, model_id: str) -> ModelInfo:
+        return resolve(model_id, self.list_models())
+
+    def load(self, model_id: str) -> LoadedModel:
+        """The loaded pipeline for ``model_id`` (loads it, evicting the oldest, if needed)."""
+        info = self.resolve_model(model_id)
+        if info.kind not in ("diffusion", "unknown"):
+            from studio.core.errors import WrongModelKindError
+
+            raise WrongModelKindError(
+                f"{info.name} is a {info.kind} model; it cannot generate from a prompt.",
+                hint="Pick a diffusion model (see `studio models`).")
+        key = f"{info.path}|{self.choice.device}|{self.choice.weight_dtype}"
+        loaded = self._loaded.get(key)
+        if loaded is not None:
+            self._loaded.move_to_end(key)
+            return loaded
+        while len(self._loaded) >= self._max_loaded:
+            _, old = self._loaded.popitem(last=False)
+            del old
+            self._free_memory()
+        loaded = load_model(info, self.choice)
+        self._loaded[key] = loaded
+        return loaded
+
+    def unload_all(self) -> None:
+        self._loaded.clear()
+        self._free_memory()
+
+    def _free_memory(self) -> None:
+        import gc
+
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:
+            pass
+
+    # -- status --------------------------------------------------------------------------
+    def device_info(self) -> DeviceInfo:
+        return self.choice.info()
+
+    def memory_in_use(self) -> int:
+        """Bytes in use: GPU memory allocated on CUDA, else this process's resident memory."""
+        if self.choice.device.startswith("cuda"):
+            import torch
+
+            return int(torch.cuda.memory_allocated(self.choice.torch_device()))
+        try:
+            import psutil
+
+            return int(psutil.Process().memory_info().rss)
+        except Exception:
+            return 0
+
+    # -- generation ----------------------------------------------------------------------
+    def generate(self, request: GenerationRequest,
+                 on_step: Callable[[StepProgress], None] | None = None,
+                 cancel: CancelToken | None = None) -> GenerationResult:
+        """Run ``request``; raises ``CancelledError`` or another ``StudioError`` on failure."""
+        import torch
+
+        cancel = cancel or CancelToken()
+        on_step = on_step or (lambda _p: None)
+        start = time.perf_counter()
+        cancel.raise_if_cancelled()
+        loaded = self.load(request.model)
+        validate_for_family(request, loaded.family)
+        resolved = request.replace(
+            model_hash=loaded.hash, family=loaded.family,
+            scheduler=canonical_name(request.scheduler), device=self.choice.device,
+            dtype=self.choice.compute_dtype + ("-autocast" if self.choice.autocast_dtype else ""))
+        pipe = loaded.for_task(request.task)
+        pipe.scheduler = make_scheduler(resolved.scheduler, loaded.scheduler_config)
+        kwargs = self._call_kwargs(pipe, loaded, resolved, on_step, cancel)
+        try:
+            with torch.inference_mode(), self.choice.autocast():
+                output = pipe(**kwargs)
+        except CancelledError:
+            raise
+        except StudioError:
+            raise
+        except (torch.cuda.OutOfMemoryError, MemoryError) as err:
+            self._free_memory()
+            raise OutOfMemoryError(
+                f"Out of memory at {request.width}x{request.height}, batch {request.batch_size}.",
+                hint="Try a smaller size or batch, or close other programs.") from err
+        except RuntimeError as err:
+            if "out of memory" in str(err).lower():
+                self._free_memory()
+                raise OutOfMemoryError("Out of memory while generating.",
+                                       hint="Try a smaller size or batch.") from err
+            raise
+        images = self._to_uint8(output.images)
+        return GenerationResult(request=resolved, images=images,
+                                seconds=time.perf_counter() - start)
+
+    def _call_kwargs(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest,
+                     on_step: Callable[[StepProgress], None],
+                     cancel: CancelToken) -> dict[str, Any]:
+        import torch
+        from PIL import Image
+
+        generators = [torch.Generator("cpu").manual_seed(s) for s in req.seeds]
+        kwargs: dict[str, Any] = {
+            "prompt": req.prompt,
+            "num_inference_steps": req.steps,
+            "guidance_scale": req.guidance,
+            "num_images_per_prompt": req.batch_size,
+            "generator": generators,
+            "output_type": "np",
+        }
+        if req.negative_prompt:
+            kwargs["negative_prompt"] = req.negative_prompt
+        if req.clip_skip:
+            kwargs["clip_skip"] = req.clip_skip
+        if req.task == "txt2img":
+            kwargs.update(height=req.height, width=req.width)
+            if req.variation_strength > 0 and req.variation_seed is not None:
+                kwargs["latents"] = self._variation_latents(pipe, req)
+        else:
+            assert req.init_image is not None
+            init = Image.fromarray(req.init_image.to_array()).convert("RGB")
+            if init.size != (req.width, req.height):
+                init = init.resize((req.width, req.height), Image.LANCZOS)
+            kwargs.update(image=init, strength=req.strength)
+            if req.task == "inpaint":
+                assert req.mask is not None
+                mask = Image.fromarray(req.mask.to_array()).convert("L")
+                if mask.size != (req.width, req.height):
+                    mask = mask.resize((req.width, req.height), Image.NEAREST)
+                kwargs.update(mask_image=mask, height=req.height, width=req.width)
+        every = self.preview_every
+        previewer = loaded.previewer
+
+        def on_step_end(p: Any, step: int, timestep: Any, cb: dict[str, Any]) -> dict[str, Any]:
+            cancel.raise_if_cancelled()
+            total = int(getattr(p, "num_timesteps", 0) or req.steps)
+            preview = None
+            latents = cb.get("latents")
+            if every and latents is not None and ((step + 1) % every == 0 or step + 1 == total):
+                preview = previewer(latents)
+            on_step(StepProgress(step + 1, total, preview))
+            return cb
+
+        kwargs["callback_on_step_end"] = on_step_end
+        kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+        return kwargs
+
+    def _variation_latents(self, pipe: Any, req: GenerationRequest) -> Any:
+        """A1111-style variation: slerp between the seed's noise and the variation seed's."""
+        import torch
+
+        from studio.engine.noise import slerp
+
+        channels = pipe.unet.config.in_channels if hasattr(pipe, "unet") else 4
+        factor = getattr(pipe, "vae_scale_factor", 8)
+        shape = (1, channels, req.height // factor, req.width // factor)
+        out = []
+        for i, seed in enumerate(req.seeds):
+            a = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+            vseed = (int(req.variation_seed or 0) + i) % 2**32
+            b = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(vseed))
+            out.append(slerp(a, b, req.variation_strength))
+        return torch.cat(out).to(self.choice.torch_device(), self.choice.torch_dtype())
+
+    @staticmethod
+    def _to_uint8(images: Any) -> tuple[np.ndarray, ...]:
+        arr = np.asarray(images, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise NaNOutputError(
+                "The model produced an empty (NaN) image.",
+                hint="This happens with some models in half precision: try --dtype float32, "
+                     "or a VAE fixed for fp16.")
+        arr = (np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        return tuple(np.ascontiguousarray(a) for a in arr)
+
+
+def validate_for_family(request: GenerationRequest, family: str) -> None:
+    """Checks a request against what a family can do, before any work starts."""
+    if family in ("pixart", "sd3") and request.task != "txt2img":
+        raise InvalidRequestError(f"{family} models only do text-to-image here.")
