@@ -1,0 +1,216 @@
+"""Layered files: OpenRaster and PSD written, read back, and hostile archives refused."""
+
+from __future__ import annotations
+
+import io
+import struct
+import xml.etree.ElementTree as ET
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.core.errors import ImageReadError
+from studio.core.imageio import ImageWriteError
+from studio.core.layered import (
+    LayerData,
+    composite,
+    export_ora,
+    export_psd,
+    import_ora,
+    import_psd,
+)
+
+
+def _layers() -> list[LayerData]:
+    rng = np.random.default_rng(11)
+    background = np.zeros((48, 64, 3), np.uint8)
+    background[...] = (10, 20, 30)
+    sprite = rng.integers(0, 256, size=(10, 20, 4), dtype=np.uint8)
+    sprite[..., 3] = 255
+    ghost = np.zeros((8, 8, 4), np.uint8)
+    ghost[...] = (255, 0, 0, 200)
+    return [LayerData("Background", background),
+            LayerData("Sprite ünï", sprite, x=5, y=7, opacity=0.5),
+            LayerData("Hidden ghost", ghost, x=-3, y=44, visible=False)]
+
+
+def _same(a: LayerData, b: LayerData) -> None:
+    assert (a.name, a.x, a.y, a.visible) == (b.name, b.x, b.y, b.visible)
+    assert a.opacity == pytest.approx(b.opacity, abs=1 / 255)
+    assert np.array_equal(a.rgba, b.rgba)
+
+
+def _ora_bytes(files: list[tuple[str, bytes]], compress=zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files:
+            zf.writestr(zipfile.ZipInfo(name), data, compress)
+    return buf.getvalue()
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+STACK = (b"<?xml version='1.0' encoding='UTF-8'?><image w='4' h='4'><stack>"
+         b"<layer name='a' src='%s'/></stack></image>")
+
+
+# -- OpenRaster ------------------------------------------------------------------------------
+def test_ora_round_trip(tmp_path):
+    layers = _layers()
+    path = export_ora(tmp_path / "art.ora", 64, 48, layers)
+    back = import_ora(path)
+    assert (back.width, back.height, len(back.layers)) == (64, 48, 3)
+    for a, b in zip(layers, back.layers, strict=True):
+        _same(a, b)
+
+
+def test_ora_follows_the_spec(tmp_path):
+    path = export_ora(tmp_path / "art.ora", 64, 48, _layers())
+    raw = path.read_bytes()
+    assert raw[30:38] == b"mimetype" and raw[38:54] == b"image/openraster"  # first and stored
+    with zipfile.ZipFile(path) as zf:
+        first = zf.infolist()[0]
+        assert (first.filename, first.compress_type) == ("mimetype", zipfile.ZIP_STORED)
+        names = set(zf.namelist())
+        assert {"stack.xml", "mergedimage.png", "Thumbnails/thumbnail.png"} <= names
+        root = ET.fromstring(zf.read("stack.xml"))
+        assert (root.get("w"), root.get("h")) == ("64", "48")
+        tops = [(e.get("name"), e.get("visibility"), e.get("x"), e.get("y"), e.get("opacity"))
+                for e in root.find("stack")]
+        assert tops == [("Hidden ghost", "hidden", "-3", "44", "1"),  # top layer first
+                        ("Sprite ünï", "visible", "5", "7", "0.5"),
+                        ("Background", "visible", "0", "0", "1")]
+        merged = np.asarray(Image.open(io.BytesIO(zf.read("mergedimage.png"))))
+        thumb = Image.open(io.BytesIO(zf.read("Thumbnails/thumbnail.png")))
+    assert np.array_equal(merged, composite(64, 48, _layers()))
+    assert max(thumb.size) <= 256
+    # half-transparent sprite over the background; hidden ghost not drawn
+    assert tuple(merged[0, 0]) == (10, 20, 30, 255)
+    assert tuple(merged[47, 0]) == (10, 20, 30, 255)
+    sprite = _layers()[1].rgba[0, 0, :3].astype(int)
+    expected = np.round((sprite + np.array([10, 20, 30])) / 2)
+    assert np.abs(merged[7, 5, :3] - expected).max() <= 1
+
+
+def test_ora_refuses_path_escape(tmp_path):
+    for bad in ("../evil.png", "/etc/evil.png", "C:/evil.png", "data\\..\\evil.png"):
+        data = _ora_bytes([("mimetype", b"image/openraster"), ("stack.xml", STACK % b"data/a.png"),
+                           (bad, _png(np.zeros((4, 4, 4), np.uint8)))])
+        (tmp_path / "evil.ora").write_bytes(data)
+        with pytest.raises(ImageReadError) as info:
+            import_ora(tmp_path / "evil.ora")
+        assert str(info.value) == (f"Could not open evil.ora: it contains an unsafe path "
+                                   f"({bad!r}) and was not opened.")
+
+
+def test_ora_refuses_layer_source_outside_archive(tmp_path):
+    data = _ora_bytes([("mimetype", b"image/openraster"), ("stack.xml", STACK % b"../../a.png")])
+    (tmp_path / "x.ora").write_bytes(data)
+    with pytest.raises(ImageReadError, match=r"layer 'a' refers to a missing or unsafe file"):
+        import_ora(tmp_path / "x.ora")
+
+
+def test_ora_refuses_zip_bomb(tmp_path):
+    bomb = b"\0" * (20 * 1024**2)  # compresses to about 20 KiB
+    data = _ora_bytes([("mimetype", b"image/openraster"), ("stack.xml", STACK % b"data/a.png"),
+                       ("data/a.png", bomb)], zipfile.ZIP_DEFLATED)
+    assert len(data) < 100_000
+    (tmp_path / "bomb.ora").write_bytes(data)
+    with pytest.raises(ImageReadError) as info:
+        import_ora(tmp_path / "bomb.ora", max_bytes=8 * 1024**2)
+    assert str(info.value) == ("Could not open bomb.ora: it would unpack to more than 8 MiB "
+                               "(a damaged or malicious archive).")
+
+
+def test_ora_refuses_layer_png_bomb(tmp_path):
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 50000, 50000, 8, 6, 0, 0, 0)
+    huge = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr
+            + struct.pack(">I", zlib.crc32(ihdr)) + b"\0\0\0\0IEND\xaeB`\x82")
+    data = _ora_bytes([("mimetype", b"image/openraster"), ("stack.xml", STACK % b"data/a.png"),
+                       ("data/a.png", huge)])
+    (tmp_path / "big.ora").write_bytes(data)
+    with pytest.raises(ImageReadError) as info:
+        import_ora(tmp_path / "big.ora")
+    assert str(info.value).startswith(
+        "Could not open big.ora: layer image data/a.png: the image is too large "
+        "(50000 x 50000 pixels; the limit is ")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a zip at all", "it is not an OpenRaster file (not a ZIP archive, or a damaged one)"),
+    (_ora_bytes([("stack.xml", b"<image/>")]), "it is not an OpenRaster file (no mimetype first)"),
+    (_ora_bytes([("mimetype", b"application/zip")]), "it is not an OpenRaster file"),
+    (_ora_bytes([("mimetype", b"image/openraster")]), "stack.xml is missing"),
+    (_ora_bytes([("mimetype", b"image/openraster"), ("stack.xml", b"<image")]),
+     "stack.xml is damaged"),
+])
+def test_ora_bad_files(tmp_path, content, message):
+    (tmp_path / "bad.ora").write_bytes(content)
+    with pytest.raises(ImageReadError) as info:
+        import_ora(tmp_path / "bad.ora")
+    assert str(info.value) == f"Could not open bad.ora: {message}."
+
+
+def test_ora_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match="Could not open none.ora: the file does not exist."):
+        import_ora(tmp_path / "none.ora")
+
+
+def test_ora_nested_stacks_are_flattened(tmp_path):
+    xml = (b"<image w='8' h='8'><stack><stack x='2' y='3' opacity='0.5' visibility='hidden'>"
+           b"<layer name='inner' src='data/b.png' x='1' y='1'/></stack>"
+           b"<layer name='bottom' src='data/a.png'/></stack></image>")
+    px = _png(np.full((2, 2, 4), 255, np.uint8))
+    data = _ora_bytes([("mimetype", b"image/openraster"), ("stack.xml", xml),
+                       ("data/a.png", px), ("data/b.png", px)])
+    (tmp_path / "n.ora").write_bytes(data)
+    bottom, inner = import_ora(tmp_path / "n.ora").layers
+    assert (bottom.name, bottom.x, bottom.visible) == ("bottom", 0, True)
+    assert (inner.name, inner.x, inner.y, inner.opacity, inner.visible) == ("inner", 3, 4, 0.5, False)
+
+
+def test_export_needs_layers(tmp_path):
+    with pytest.raises(ImageWriteError, match="there are no layers to save"):
+        export_ora(tmp_path / "e.ora", 8, 8, [])
+
+
+# -- PSD -------------------------------------------------------------------------------------
+def test_psd_round_trip_read_with_psd_tools(tmp_path):
+    from psd_tools import PSDImage
+
+    layers = _layers()
+    path = export_psd(tmp_path / "art.psd", 64, 48, layers)
+    psd = PSDImage.open(path)
+    assert psd.size == (64, 48)
+    assert [lay.name for lay in psd] == ["Background", "Sprite ünï", "Hidden ghost"]
+    assert [lay.offset for lay in psd] == [(0, 0), (5, 7), (-3, 44)]
+    assert [lay.opacity for lay in psd] == [255, 128, 255]
+    assert [lay.visible for lay in psd] == [True, True, False]
+    for ours, theirs in zip(layers, psd, strict=True):
+        assert np.array_equal(np.asarray(theirs.topil().convert("RGBA")), ours.rgba)
+    back = import_psd(path)
+    assert (back.width, back.height) == (64, 48)
+    for a, b in zip(layers, back.layers, strict=True):
+        _same(a, b)
+
+
+def test_psd_bad_files(tmp_path):
+    (tmp_path / "x.psd").write_bytes(b"8BPS garbage")
+    with pytest.raises(ImageReadError, match="Could not open x.psd: it is not a PSD file"):
+        import_psd(tmp_path / "x.psd")
+    with pytest.raises(ImageReadError, match="the file does not exist"):
+        import_psd(tmp_path / "missing.psd")
+
+
+def test_psd_refuses_oversized_canvas(tmp_path):
+    with pytest.raises(ImageWriteError, match="limited to 30000 pixels a side"):
+        export_psd(tmp_path / "big.psd", 40000, 8, _layers()[:1])
+    assert not Path(tmp_path / "big.psd").exists()
