@@ -77,3 +77,7 @@ class ProjectSaveError(StudioError):
     """Saving failed (disk full, no permission, ...); the last saved file is intact."""
 
     kind = "project-save"
+
+
+class ProjectNotFoundError(StudioError):
+    kind = "project-not-found"
