@@ -1,0 +1,1 @@
+"""The PySide6 studio: windows, canvas, panels and the bridge from engine events to Qt."""

@@ -1,0 +1,105 @@
+"""Every command of the window as a named ``QAction``: one table, menus built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QWidget
+
+from studio.ui.theme import icon
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    text: str
+    menu: str  # "File", "Edit", "View", "Image", "Image/Tools", "Generate", "Help"
+    shortcuts: tuple[str, ...] = ()
+    icon: str = ""
+    checkable: bool = False
+    tip: str = ""
+    separator_before: bool = False
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("open_image", "&Open Image…", "File", ("Ctrl+O",), "open"),
+    ActionSpec("export_image", "&Export Image…", "File", ("Ctrl+Shift+E",), "export"),
+    ActionSpec("quit", "&Quit", "File", ("Ctrl+Q",), separator_before=True),
+    ActionSpec("undo", "&Undo", "Edit", ("Ctrl+Z",), "undo"),
+    ActionSpec("redo", "&Redo", "Edit", ("Ctrl+Shift+Z", "Ctrl+Y"), "redo"),
+    ActionSpec("select_all", "Select &Whole Canvas", "Edit", ("Ctrl+A",), "select",
+               separator_before=True),
+    ActionSpec("deselect", "&Deselect", "Edit", ("Ctrl+D",)),
+    ActionSpec("copy_settings", "&Copy Settings (A1111 text)", "Edit", ("Ctrl+Shift+C",),
+               "copy", separator_before=True),
+    ActionSpec("zoom_in", "Zoom &In", "View", ("Ctrl++", "Ctrl+="), "zoom-100"),
+    ActionSpec("zoom_out", "Zoom &Out", "View", ("Ctrl+-",)),
+    ActionSpec("zoom_fit", "&Fit Canvas", "View", ("Ctrl+0",), "zoom-fit"),
+    ActionSpec("zoom_100", "&Actual Pixels (100%)", "View", ("Ctrl+1",), "zoom-100"),
+    ActionSpec("theme_dark", "&Dark Theme", "View/Theme", (), "theme", checkable=True,
+               separator_before=True),
+    ActionSpec("theme_light", "&Light Theme", "View/Theme", (), "theme", checkable=True),
+    ActionSpec("reset_layout", "&Reset Panel Layout", "View", (), separator_before=True),
+    ActionSpec("tool_brush", "&Brush", "Image/Tools", ("B",), "brush", checkable=True),
+    ActionSpec("tool_eraser", "&Eraser", "Image/Tools", ("E",), "eraser", checkable=True),
+    ActionSpec("tool_mask_brush", "&Mask Brush", "Image/Tools", ("M",), "mask", checkable=True),
+    ActionSpec("tool_mask_eraser", "Mask E&raser", "Image/Tools", ("Shift+M",), "mask-eraser",
+               checkable=True),
+    ActionSpec("tool_select", "&Rectangle Selection", "Image/Tools", ("R",), "select",
+               checkable=True),
+    ActionSpec("tool_picker", "&Colour Picker", "Image/Tools", ("I",), "picker", checkable=True),
+    ActionSpec("tool_pan", "&Pan", "Image/Tools", ("H",), "pan", checkable=True),
+    ActionSpec("brush_smaller", "Brush &Smaller", "Image/Tools", ("[",), separator_before=True),
+    ActionSpec("brush_bigger", "Brush &Bigger", "Image/Tools", ("]",)),
+    ActionSpec("brush_color", "Brush C&olour…", "Image/Tools", (), "color"),
+    ActionSpec("resize_canvas", "Resize &Canvas…", "Image", ("Ctrl+Alt+C",), "resize",
+               tip="Grow the canvas; the new empty area is outpainted by the next generation"),
+    ActionSpec("crop", "C&rop to Selection", "Image", ("Ctrl+Shift+X",), "crop"),
+    ActionSpec("clear_mask", "Clear Layer &Mask", "Image", ()),
+    ActionSpec("new_layer", "&New Layer", "Image", ("Ctrl+Shift+N",), "add",
+               separator_before=True),
+    ActionSpec("delete_layer", "&Delete Layer", "Image", (), "delete"),
+    ActionSpec("generate", "&Generate", "Generate", ("Ctrl+Return", "Ctrl+Enter"), "generate"),
+    ActionSpec("cancel", "&Cancel Running Job", "Generate", ("Esc",), "cancel"),
+    ActionSpec("cancel_all", "Cancel &All Jobs", "Generate", ("Ctrl+Shift+Esc",)),
+    ActionSpec("randomize_seed", "&Randomise Seed", "Generate", ("Ctrl+R",), "dice",
+               separator_before=True),
+    ActionSpec("lock_seed", "&Lock Seed", "Generate", ("Ctrl+L",), "lock", checkable=True),
+    ActionSpec("reload_models", "Re&load Models", "Generate", (), separator_before=True),
+    ActionSpec("help_models", "&Adding Models…", "Help", (), "info"),
+    ActionSpec("help_shortcuts", "&Keyboard Shortcuts", "Help", ("F1",)),
+    ActionSpec("about", "&About Latent Studio", "Help", (), "app"),
+)
+
+MENUS = ("File", "Edit", "View", "Image", "Generate", "Help")
+
+
+def create_actions(parent: QWidget) -> dict[str, QAction]:
+    """The window's actions by name; shortcuts work anywhere in the window."""
+    actions: dict[str, QAction] = {}
+    for spec in ACTIONS:
+        action = QAction(spec.text, parent)
+        action.setObjectName(f"action_{spec.name}")
+        if spec.icon:
+            action.setIcon(icon(spec.icon))
+        if spec.shortcuts:
+            action.setShortcuts([QKeySequence(s) for s in spec.shortcuts])
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setCheckable(spec.checkable)
+        tip = spec.tip or spec.text.replace("&", "").rstrip("…")
+        if spec.shortcuts:
+            tip += f" ({spec.shortcuts[0]})"
+        action.setToolTip(tip)
+        action.setStatusTip(tip)
+        parent.addAction(action)  # shortcuts work even where the menu bar is hidden
+        actions[spec.name] = action
+    return actions
+
+
+def shortcut_table() -> str:
+    rows = "".join(f"<tr><td>{s.text.replace('&', '').rstrip('…')}</td>"
+                   f"<td><b>{' / '.join(s.shortcuts)}</b></td></tr>"
+                   for s in ACTIONS if s.shortcuts)
+    return f"<table cellspacing='6'>{rows}</table>"

@@ -1,0 +1,419 @@
+"""``CanvasView``: draws the document (cached composite), zooms, pans and runs the tools.
+
+The composite of the visible layers is kept as one premultiplied QImage; a
+``layer_changed`` event recomposites only its rect. Painting only touches the part of the
+image that is on screen, so a 4096x4096 canvas stays smooth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QPixmap,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QWidget
+
+from studio.core.commands import AddLayer, SetSelection
+from studio.core.document import Document, Layer, Rect, intersect
+from studio.core.undo import UndoStack
+from studio.ui import canvas_tools as tools
+from studio.ui.canvas_tools import BrushSettings, Stroke
+from studio.ui.theme import color
+
+MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
+
+
+def to_qimage(array: np.ndarray) -> QImage:
+    """A QImage owning a copy of an HxWx3/4 uint8 array."""
+    arr = np.ascontiguousarray(array)
+    h, w = arr.shape[:2]
+    fmt = QImage.Format.Format_RGB888 if arr.shape[2] == 3 else QImage.Format.Format_RGBA8888
+    return QImage(arr.data, w, h, arr.strides[0], fmt).copy()
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    out = rgba.copy()
+    a = rgba[..., 3:4].astype(np.uint16)
+    out[..., :3] = ((rgba[..., :3].astype(np.uint16) * a + 127) // 255).astype(np.uint8)
+    return out
+
+
+class CanvasView(QWidget):
+    """The document on screen. Redraws from document events; edits go to the undo stack."""
+
+    zoom_changed = Signal(float)
+    color_picked = Signal(tuple)
+    cursor_moved = Signal(int, int)
+    tool_changed = Signal(str)
+
+    def __init__(self, doc: Document, undo: UndoStack, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("canvas_view")
+        self.setAccessibleName("Canvas")
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.setMinimumSize(200, 200)
+        self.doc = doc
+        self.undo = undo
+        self.tool = tools.BRUSH
+        self.brush = BrushSettings()
+        self.zoom = 1.0
+        self.offset = QPointF(0, 0)
+        self._image = QImage()
+        self._image_arr = np.zeros((1, 1, 4), np.uint8)
+        self._mask_image = QImage()
+        self._mask_arr = np.zeros((1, 1, 4), np.uint8)
+        self._preview: tuple[Rect, QImage] | None = None
+        self._stroke: Stroke | None = None
+        self._macro: Any = None
+        self._drag: tuple[str, QPointF, Any] | None = None
+        self._space = False
+        self._cursor = QPointF(-1, -1)
+        self._fitted = False
+        self._checker = self._make_checker()
+        doc.add_listener(self._on_document_event)
+        self._rebuild()
+
+    # -- coordinates ---------------------------------------------------------------------
+    def to_canvas(self, p: QPointF) -> QPointF:
+        return (p - self.offset) / self.zoom
+
+    def to_widget(self, p: QPointF) -> QPointF:
+        return p * self.zoom + self.offset
+
+    def canvas_rect_on_widget(self, rect: Rect) -> QRectF:
+        x, y, w, h = rect
+        return QRectF(self.to_widget(QPointF(x, y)), self.to_widget(QPointF(x + w, y + h)))
+
+    # -- view ----------------------------------------------------------------------------
+    def set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
+        zoom = max(MIN_ZOOM, min(MAX_ZOOM, zoom))
+        anchor = anchor if anchor is not None else QPointF(self.width() / 2, self.height() / 2)
+        before = self.to_canvas(anchor)
+        self.zoom = zoom
+        self.offset = anchor - before * zoom
+        self.zoom_changed.emit(zoom)
+        self.update()
+
+    def fit(self) -> None:
+        """Fit the canvas in the view (Ctrl+0)."""
+        w, h = max(1, self.doc.width), max(1, self.doc.height)
+        margin = 32
+        zoom = min((self.width() - margin) / w, (self.height() - margin) / h)
+        self.zoom = max(MIN_ZOOM, min(MAX_ZOOM, zoom))
+        self.offset = QPointF((self.width() - w * self.zoom) / 2,
+                              (self.height() - h * self.zoom) / 2)
+        self.zoom_changed.emit(self.zoom)
+        self.update()
+
+    def actual_size(self) -> None:
+        """Show pixels 1:1 (Ctrl+1), keeping the centre of the view."""
+        self.set_zoom(1.0)
+
+    def set_tool(self, tool: str) -> None:
+        if tool in tools.TOOLS and tool != self.tool:
+            self.tool = tool
+            self.tool_changed.emit(tool)
+            self._update_cursor()
+            self.update()
+
+    def set_brush(self, brush: BrushSettings) -> None:
+        self.brush = brush
+        self.update()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if not self._fitted:
+            self._fitted = True
+            self.fit()
+
+    # -- document events -----------------------------------------------------------------
+    def _on_document_event(self, name: str, payload: dict[str, Any]) -> None:
+        if name == "layer_changed":
+            self._on_layer_changed(payload.get("rect"), payload.get("what", ""))
+        elif name in ("layer_added", "layer_removed", "layers_reordered"):
+            self._refresh(None)
+            self._refresh_mask(None)
+        elif name == "canvas_resized":
+            self._rebuild()
+        elif name == "selection_changed":
+            self.update()
+
+    def _on_layer_changed(self, rect: Rect | None, what: str) -> None:
+        if what == "mask":
+            self._refresh_mask(rect)
+        elif what == "props" and rect is None:
+            return  # a rename: nothing to draw
+        else:
+            self._refresh(rect)
+            if what == "props":
+                self._refresh_mask(rect)
+
+    def _rebuild(self) -> None:
+        w, h = max(1, self.doc.width), max(1, self.doc.height)
+        self._image_arr = np.zeros((h, w, 4), np.uint8)
+        self._image = QImage(self._image_arr.data, w, h, w * 4,
+                             QImage.Format.Format_RGBA8888_Premultiplied)
+        self._mask_arr = np.zeros((h, w, 4), np.uint8)
+        self._mask_image = QImage(self._mask_arr.data, w, h, w * 4,
+                                  QImage.Format.Format_RGBA8888_Premultiplied)
+        self._refresh(None)
+        self._refresh_mask(None)
+
+    def _refresh(self, rect: Rect | None) -> None:
+        """Recomposite ``rect`` (None: everything) into the cached image."""
+        part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
+        if part is not None:
+            x, y, w, h = part
+            self._image_arr[y:y + h, x:x + w] = premultiply(self.doc.composite(part))
+            self._update_canvas_rect(part)
+
+    def _refresh_mask(self, rect: Rect | None) -> None:
+        part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
+        if part is None:
+            return
+        x, y, w, h = part
+        alpha = (tools.mask_in(self.doc, part).astype(np.uint16) * 140 // 255).astype(np.uint8)
+        accent = color("danger")
+        rgb = np.array([accent.red(), accent.green(), accent.blue()], np.uint16)
+        region = self._mask_arr[y:y + h, x:x + w]
+        region[..., 3] = alpha
+        region[..., :3] = (rgb[None, None, :] * alpha[..., None] // 255).astype(np.uint8)
+        self._update_canvas_rect(part)
+
+    def _update_canvas_rect(self, rect: Rect) -> None:
+        self.update(self.canvas_rect_on_widget(rect).toAlignedRect().adjusted(-2, -2, 2, 2))
+
+    def composite_image(self) -> QImage:
+        """The cached composite (premultiplied), for tests and export previews."""
+        return self._image
+
+    # -- previews ------------------------------------------------------------------------
+    def set_preview(self, rect: Rect, image: np.ndarray) -> None:
+        """Show a generation step's preview over ``rect`` until ``clear_preview``."""
+        self._preview = (rect, to_qimage(image))
+        self._update_canvas_rect(rect)
+
+    def clear_preview(self) -> None:
+        if self._preview is not None:
+            rect = self._preview[0]
+            self._preview = None
+            self._update_canvas_rect(rect)
+
+    @property
+    def has_preview(self) -> bool:
+        return self._preview is not None
+
+    # -- painting ------------------------------------------------------------------------
+    def _make_checker(self) -> QPixmap:
+        pix = QPixmap(16, 16)
+        pix.fill(color("checker_a"))
+        p = QPainter(pix)
+        p.fillRect(0, 0, 8, 8, color("checker_b"))
+        p.fillRect(8, 8, 8, 8, color("checker_b"))
+        p.end()
+        return pix
+
+    def refresh_theme(self) -> None:
+        self._checker = self._make_checker()
+        self._refresh_mask(None)
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(event.rect(), color("canvas"))
+        target = self.canvas_rect_on_widget(self.doc.rect)
+        p.save()
+        p.setBrushOrigin(target.topLeft())
+        p.fillRect(target, QBrush(self._checker))
+        p.restore()
+        # Only the visible part of the image is scaled and drawn.
+        visible = QRectF(self.to_canvas(QPointF(event.rect().topLeft())),
+                         self.to_canvas(QPointF(event.rect().bottomRight()) + QPointF(1, 1)))
+        src = visible.intersected(QRectF(0, 0, self.doc.width, self.doc.height))
+        if not src.isEmpty():
+            src = QRectF(src.toAlignedRect())
+            dst = QRectF(self.to_widget(src.topLeft()), self.to_widget(src.bottomRight()))
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
+            p.drawImage(dst, self._image, src)
+            p.drawImage(dst, self._mask_image, src)
+        if self._preview is not None:
+            rect, image = self._preview
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            p.drawImage(self.canvas_rect_on_widget(rect), image)
+        p.setPen(QPen(color("border"), 1))
+        p.drawRect(target.adjusted(-0.5, -0.5, 0.5, 0.5))
+        self._paint_selection(p)
+        self._paint_brush_cursor(p)
+        p.end()
+
+    def _paint_selection(self, p: QPainter) -> None:
+        rect = self._drag[2] if self._drag and self._drag[0] == "select" else self.doc.selection
+        if not rect:
+            return
+        r = self.canvas_rect_on_widget(rect)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(QPen(QColor(0, 0, 0, 180), 1))
+        p.drawRect(r)
+        pen = QPen(color("accent"), 1.5, Qt.PenStyle.DashLine)
+        p.setPen(pen)
+        p.drawRect(r)
+        p.setPen(color("text"))
+        p.drawText(r.topLeft() + QPointF(4, -6), f"{rect[2]}×{rect[3]}")
+
+    def _paint_brush_cursor(self, p: QPainter) -> None:
+        if self.tool not in tools.PAINT_TOOLS or self._cursor.x() < 0 or self._space:
+            return
+        radius = self.brush.size * self.zoom / 2
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setPen(QPen(QColor(0, 0, 0, 160), 2.5))
+        p.drawEllipse(self._cursor, radius, radius)
+        p.setPen(QPen(QColor(255, 255, 255, 220), 1))
+        p.drawEllipse(self._cursor, radius, radius)
+
+    # -- input ---------------------------------------------------------------------------
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.set_zoom(self.zoom * (1.25 ** steps), event.position())
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            self._update_cursor()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self._update_cursor()
+            return
+        super().keyReleaseEvent(event)
+
+    def _update_cursor(self) -> None:
+        if self._space or self.tool == tools.PAN:
+            self.setCursor(Qt.CursorShape.OpenHandCursor)
+        elif self.tool in tools.PAINT_TOOLS:
+            self.setCursor(Qt.CursorShape.BlankCursor)
+        else:
+            self.setCursor(Qt.CursorShape.CrossCursor)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos = event.position()
+        self.setFocus()
+        if event.button() == Qt.MouseButton.MiddleButton or (
+                event.button() == Qt.MouseButton.LeftButton
+                and (self._space or self.tool == tools.PAN)):
+            self._drag = ("pan", pos, QPointF(self.offset))
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        c = self.to_canvas(pos)
+        if self.tool in tools.PAINT_TOOLS:
+            self.begin_stroke(c)
+        elif self.tool == tools.SELECT:
+            self._drag = ("select", c, None)
+        elif self.tool == tools.PICKER:
+            self.pick_color(c)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos = event.position()
+        old = self._cursor
+        self._cursor = pos
+        c = self.to_canvas(pos)
+        self.cursor_moved.emit(int(c.x()), int(c.y()))
+        if self._drag is not None and self._drag[0] == "pan":
+            self.offset = self._drag[2] + (pos - self._drag[1])
+            self.update()
+            return
+        if self._stroke is not None:
+            self.continue_stroke(c)
+        elif self._drag is not None and self._drag[0] == "select":
+            self._drag = ("select", self._drag[1], _rect_from(self._drag[1], c))
+            self.update()
+        if self.tool in tools.PAINT_TOOLS:
+            r = self.brush.size * self.zoom / 2 + 4
+            for centre in (old, pos):
+                self.update(QRectF(centre.x() - r, centre.y() - r, 2 * r, 2 * r).toAlignedRect())
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        drag, self._drag = self._drag, None
+        if drag is not None and drag[0] == "pan":
+            self._update_cursor()
+            return
+        if self._stroke is not None:
+            self.end_stroke()
+        elif drag is not None and drag[0] == "select":
+            rect = drag[2]
+            self.set_selection(rect if rect and rect[2] >= 8 and rect[3] >= 8 else None)
+
+    def leaveEvent(self, event: Any) -> None:  # noqa: N802
+        self._cursor = QPointF(-1, -1)
+        self.update()
+
+    # -- editing (also driven by tests) --------------------------------------------------
+    def set_selection(self, rect: Rect | None) -> None:
+        if rect != self.doc.selection:
+            self.undo.push(SetSelection(rect, "Select region" if rect else "Select all"))
+
+    def begin_stroke(self, c: QPointF) -> None:
+        self._macro = self.undo.macro("Brush stroke")
+        self._macro.__enter__()
+        layer = self.doc.active_layer
+        if layer is None:  # painting on an empty document starts a paint layer
+            blank = Layer.blank(self.doc.width, self.doc.height, "Paint", kind="paint")
+            self.undo.push(AddLayer(blank, text="Add paint layer"))
+            layer = self.doc.active_layer
+        assert layer is not None
+        self._stroke = Stroke(self.doc, layer, self.tool, self.brush)
+        self.continue_stroke(c)
+
+    def continue_stroke(self, c: QPointF) -> None:
+        if self._stroke is None:
+            return
+        rect = self._stroke.move_to(c.x(), c.y())
+        if rect is not None:
+            what = self._stroke.target
+            self.doc.emit("layer_changed", layer_id=self._stroke.layer.id, rect=rect, what=what)
+
+    def end_stroke(self) -> None:
+        stroke, self._stroke = self._stroke, None
+        macro, self._macro = self._macro, None
+        if stroke is None:
+            return
+        cmd = stroke.finish()
+        if cmd is not None:
+            self.undo.push(cmd)
+        if macro is not None:
+            macro.__exit__(None, None, None)
+
+    def pick_color(self, c: QPointF) -> None:
+        x, y = int(c.x()), int(c.y())
+        if 0 <= x < self.doc.width and 0 <= y < self.doc.height:
+            px = self.doc.composite((x, y, 1, 1))[0, 0]
+            rgb = (int(px[0]), int(px[1]), int(px[2]))
+            self.brush = BrushSettings(self.brush.size, self.brush.hardness,
+                                       self.brush.opacity, rgb)
+            self.color_picked.emit(rgb)
+
+
+def _rect_from(a: QPointF, b: QPointF) -> Rect:
+    x0, y0 = int(round(min(a.x(), b.x()))), int(round(min(a.y(), b.y())))
+    x1, y1 = int(round(max(a.x(), b.x()))), int(round(max(a.y(), b.y())))
+    return (x0, y0, x1 - x0, y1 - y0)
+

@@ -1,0 +1,222 @@
+"""``GenerationController``: turns the prompt panel and the canvas into jobs, and results
+into layers. It lives in the GUI thread and only reacts to the bridge's signals."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from studio.core.commands import AddLayer, ApplyGeneration, ResizeCanvas
+from studio.core.document import Document, Layer, Rect
+from studio.core.errors import StudioError
+from studio.core.events import JobCancelled, JobFailed, JobFinished, JobProgress, JobStarted
+from studio.core.history import GenerationRecord
+from studio.core.request import GenerationRequest
+from studio.core.undo import UndoStack
+from studio.ui.bridge import JobBridge
+from studio.ui.canvas import CanvasView
+from studio.ui.generation import MODE_TEXT, GenerationPlan, detect_mode, plan_generation
+from studio.ui.prompt_panel import PromptPanel
+from studio.ui.widgets import MessageBanner
+
+
+class Runner(Protocol):
+    def submit(self, request: GenerationRequest, channel: str = "render") -> int: ...
+
+    def cancel(self, job_id: int) -> bool: ...
+
+    def cancel_current(self) -> bool: ...
+
+    def cancel_all(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    plan: GenerationPlan
+    parent_id: str | None = None
+    relation: str = ""
+
+
+class GenerationController(QObject):
+    """Submits requests, draws previews, applies results, reports errors."""
+
+    generation_applied = Signal(str)  # record id
+    busy_changed = Signal(bool)
+
+    def __init__(self, doc: Document, undo: UndoStack, canvas: CanvasView, prompt: PromptPanel,
+                 bridge: JobBridge, banner: MessageBanner, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.doc, self.undo, self.canvas, self.prompt = doc, undo, canvas, prompt
+        self.banner = banner
+        self.runner: Runner | None = None
+        self._pending: dict[int, PendingJob] = {}
+        self._running: int | None = None
+        self.rects: dict[str, Rect] = {}  # record id -> where its image landed
+        bridge.job_started.connect(self._on_job_started)
+        bridge.job_progressed.connect(self._on_job_progressed)
+        bridge.job_finished.connect(self._on_job_finished)
+        bridge.job_failed.connect(self._on_job_failed)
+        bridge.job_cancelled.connect(self._on_job_cancelled)
+        self._mode_timer = QTimer(self, singleShot=True, interval=150)
+        self._mode_timer.timeout.connect(self._update_mode)
+        doc.add_listener(self._on_document_event)
+        self._update_mode()
+
+    # -- mode label ----------------------------------------------------------------------
+    def _on_document_event(self, name: str, payload: dict[str, Any]) -> None:
+        if name in ("layer_changed", "layer_added", "layer_removed", "selection_changed",
+                    "canvas_resized"):
+            self._mode_timer.start()
+
+    def _update_mode(self) -> None:
+        mode = detect_mode(self.doc) if (self.doc.layers or self.doc.selection) else "txt2img"
+        where = "selection" if self.doc.selection else "canvas"
+        self.prompt.set_mode_text(f"{MODE_TEXT[mode]} ({where})")
+
+    # -- submitting ----------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def generate(self) -> list[int]:
+        """Queue the prompt panel's settings (batch count jobs, consecutive seeds)."""
+        if self.runner is None:
+            self.banner.show_message("The engine is still loading; try again in a moment.",
+                                     "info", 4000)
+            return []
+        values = self.prompt.values()
+        if not values["model"]:
+            self.banner.show_message("No diffusion model is available. See Help ▸ Adding "
+                                     "models.")
+            return []
+        plan = plan_generation(self.doc, values["width"], values["height"])
+        seed = self.prompt.take_seed()
+        values.update(width=plan.width, height=plan.height, task=plan.task,
+                      init_image=plan.init_image, mask=plan.mask)
+        ids = []
+        try:
+            for i in range(self.prompt.batch_count):
+                values["seed"] = (seed + i) % 2**32
+                ids.append(self.submit(GenerationRequest(**values), plan))
+        except StudioError as err:
+            self.banner.show_message(str(err))
+        return ids
+
+    def submit(self, request: GenerationRequest, plan: GenerationPlan,
+               parent_id: str | None = None, relation: str = "") -> int:
+        assert self.runner is not None
+        job_id = self.runner.submit(request, "render")
+        self._pending[job_id] = PendingJob(plan, parent_id, relation)
+        self.busy_changed.emit(True)
+        return job_id
+
+    def vary(self, record: GenerationRecord) -> int | None:
+        """Run a record's request again with a new variation seed."""
+        if self.runner is None:
+            return None
+        rect = self.rects.get(record.id) or self.doc.generation_rect
+        req = record.request
+        request = req.replace(variation_seed=random.randint(0, 2**32 - 1),
+                              variation_strength=0.25, device="", dtype="", model_hash="")
+        plan = GenerationPlan("inpaint" if req.task == "inpaint" else req.task, rect,
+                              req.width, req.height, req.init_image, req.mask)
+        try:
+            return self.submit(request, plan, record.id, "vary")
+        except StudioError as err:
+            self.banner.show_message(str(err))
+            return None
+
+    def cancel_current(self) -> None:
+        if self.runner is not None:
+            self.runner.cancel_current()
+
+    def cancel_all(self) -> None:
+        if self.runner is not None:
+            self.runner.cancel_all()
+
+    # -- placing images ------------------------------------------------------------------
+    def place(self, record: GenerationRecord, rect: Rect | None = None,
+              text: str = "Place generation") -> None:
+        image = self.doc.log.image(record.image_hashes[0])
+        rect = rect or (0, 0, image.shape[1], image.shape[0])
+        self.undo.push(ApplyGeneration(image, rect, record.id, name=_layer_name(record.request),
+                                       text=text))
+
+    def use_as_init(self, record: GenerationRecord) -> None:
+        """Put the image over the generation region, so the next run is image to image."""
+        image = self.doc.log.image(record.image_hashes[0])
+        rect = self.doc.generation_rect
+        with self.undo.macro("Use as init image"):
+            if not self.doc.layers and self.doc.selection is None:
+                self.undo.push(ResizeCanvas(image.shape[1], image.shape[0]))
+                rect = (0, 0, image.shape[1], image.shape[0])
+            self.place(record, rect)
+        self.prompt.apply_request(record.request)
+
+    def add_image_layer(self, pixels: Any, name: str) -> None:
+        """Add an opened image as a layer; an empty document takes the image's size."""
+        layer = Layer(name=name, pixels=pixels, kind="image")
+        with self.undo.macro(f"Open {name}"):
+            if not self.doc.layers:
+                self.undo.push(ResizeCanvas(layer.width, layer.height))
+            self.undo.push(AddLayer(layer, text=f"Add {name}"))
+
+    # -- runner events -------------------------------------------------------------------
+    def _on_job_started(self, event: JobStarted) -> None:
+        if event.job_id in self._pending:
+            self._running = event.job_id
+
+    def _on_job_progressed(self, event: JobProgress) -> None:
+        job = self._pending.get(event.job_id)
+        if job is not None and event.preview is not None:
+            self.canvas.set_preview(job.plan.rect, event.preview)
+
+    def _on_job_finished(self, event: JobFinished) -> None:
+        job = self._end(event.job_id)
+        if job is None:
+            return
+        result = event.result
+        plan = job.plan
+        record = self.doc.log.add_result(result, job.parent_id, job.relation)
+        self.rects[record.id] = plan.rect
+        with self.undo.macro(f"Generate: {result.request.prompt[:40]}"):
+            rect = plan.rect
+            if plan.canvas_size is not None:
+                self.undo.push(ResizeCanvas(*plan.canvas_size))
+            x, y, w, h = rect
+            if x < 0 or y < 0 or x + w > self.doc.width or y + h > self.doc.height:
+                # Outpainting past the edge: the canvas grows to hold the region.
+                dx, dy = max(0, -x), max(0, -y)
+                self.undo.push(ResizeCanvas(max(self.doc.width + dx, x + w + dx),
+                                            max(self.doc.height + dy, y + h + dy), dx, dy))
+                rect = (x + dx, y + dy, w, h)
+            for i, image in enumerate(result.images):
+                self.undo.push(ApplyGeneration(image, rect, record.id,
+                                               name=_layer_name(result.request, i),
+                                               mask=plan.layer_mask))
+        self.generation_applied.emit(record.id)
+
+    def _on_job_failed(self, event: JobFailed) -> None:
+        if self._end(event.job_id) is not None or event.channel == "render":
+            self.banner.show_message(event.message)
+
+    def _on_job_cancelled(self, event: JobCancelled) -> None:
+        self._end(event.job_id)
+
+    def _end(self, job_id: int) -> PendingJob | None:
+        job = self._pending.pop(job_id, None)
+        if job_id == self._running:
+            self._running = None
+            self.canvas.clear_preview()
+        if not self._pending:
+            self.busy_changed.emit(False)
+        return job
+
+
+def _layer_name(request: GenerationRequest, index: int = 0) -> str:
+    prompt = request.prompt.strip() or request.task
+    words = " ".join(prompt.split()[:4])
+    return f"{words} #{request.seed + index}"

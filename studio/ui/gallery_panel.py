@@ -1,0 +1,198 @@
+"""``GalleryPanel``: thumbnails of the session's generations, with their settings.
+
+The panel observes the document's ``GenerationLog``: it shows the records that are not
+deleted, newest first. Clicking one restores its settings into the prompt panel; the buttons
+place it on the canvas, use it as the init image, vary its seed, copy its settings as A1111
+text, or delete it from the gallery (``SetGenerationDeleted``: undoable, the image is kept).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.a1111 import a1111_parameters
+from studio.core.commands import SetGenerationDeleted
+from studio.core.document import Document
+from studio.core.history import GenerationRecord
+from studio.core.undo import UndoStack
+from studio.ui.widgets import tool_button
+
+RECORD_ROLE = Qt.ItemDataRole.UserRole
+THUMB = 96
+
+
+def summary(record: GenerationRecord) -> str:
+    r = record.request
+    return (f"{r.prompt or '(no prompt)'}\n"
+            f"{r.task} · {r.model} · {r.scheduler} · {r.steps} steps · CFG {r.guidance:g}\n"
+            f"seed {r.seed} · {r.width}×{r.height}"
+            + (f" · strength {r.strength:g}" if r.task != "txt2img" else "")
+            + (f" · {record.duration:.1f} s" if record.duration else ""))
+
+
+def thumbnail(image: np.ndarray, size: int = THUMB) -> QIcon:
+    arr = np.ascontiguousarray(image[..., :3])
+    h, w = arr.shape[:2]
+    qimg = QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_RGB888).copy()
+    qimg = qimg.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                       Qt.TransformationMode.SmoothTransformation)
+    return QIcon(QPixmap.fromImage(qimg))
+
+
+class GalleryPanel(QWidget):
+    """The session's generations, newest first."""
+
+    item_clicked = Signal(object)  # GenerationRecord: restore its settings
+    place_requested = Signal(object)
+    init_requested = Signal(object)
+    vary_requested = Signal(object)
+
+    def __init__(self, doc: Document, undo: UndoStack, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("gallery_panel")
+        self.doc = doc
+        self.undo = undo
+        self.items: list[GenerationRecord] = []
+        self.list = QListWidget(objectName="gallery_list")
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setGridSize(QSize(THUMB + 12, THUMB + 12))
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setSpacing(2)
+        self.list.itemClicked.connect(self._on_list_item_clicked)
+        self.list.currentItemChanged.connect(self._on_list_current_changed)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._on_list_context_menu_requested)
+        self.info_label = QLabel("Generations of this session appear here.",
+                                 objectName="gallery_info_label")
+        self.info_label.setWordWrap(True)
+        self.info_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.place_button = tool_button("gallery_place_button", "place", "Place on canvas as a layer")
+        self.init_button = tool_button("gallery_init_button", "init", "Use as init image")
+        self.vary_button = tool_button("gallery_vary_button", "vary", "Vary the seed")
+        self.copy_button = tool_button("gallery_copy_button", "copy",
+                                       "Copy settings (A1111 text)")
+        self.delete_button = tool_button("gallery_delete_button", "delete", "Remove from gallery")
+        self.place_button.clicked.connect(lambda: self._emit_for_current(self.place_requested))
+        self.init_button.clicked.connect(lambda: self._emit_for_current(self.init_requested))
+        self.vary_button.clicked.connect(lambda: self._emit_for_current(self.vary_requested))
+        self.copy_button.clicked.connect(self.copy_settings)
+        self.delete_button.clicked.connect(self.remove_current)
+        buttons = QHBoxLayout()
+        for b in (self.place_button, self.init_button, self.vary_button, self.copy_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.delete_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(self.info_label)
+        layout.addLayout(buttons)
+        self._update_buttons()
+
+        doc.log.add_listener(self._on_log_event)
+        self._rebuild()
+
+    # -- model -> view -------------------------------------------------------------------
+    def _on_log_event(self, name: str, payload: dict[str, Any]) -> None:
+        if name in ("record_added", "record_changed"):
+            self._rebuild(payload["record"].id if name == "record_added" else None)
+
+    def _rebuild(self, select: str | None = None) -> None:
+        keep = select or (self.current().id if self.current() is not None else None)
+        self.list.blockSignals(True)
+        self.list.clear()
+        self.items = [r for r in reversed(self.doc.log.gallery()) if r.image_hashes]
+        for record in self.items:
+            entry = QListWidgetItem(thumbnail(self.image(record)), "")
+            entry.setData(RECORD_ROLE, record.id)
+            entry.setToolTip(summary(record))
+            self.list.addItem(entry)
+            if record.id == keep:
+                self.list.setCurrentItem(entry)
+        self.list.blockSignals(False)
+        self._update_buttons()
+
+    def image(self, record: GenerationRecord) -> np.ndarray:
+        return self.doc.log.image(record.image_hashes[0])
+
+    def current(self) -> GenerationRecord | None:
+        row = self.list.currentRow()
+        return self.items[row] if 0 <= row < len(self.items) else None
+
+    def select(self, record_id: str) -> None:
+        for row, record in enumerate(self.items):
+            if record.id == record_id:
+                self.list.setCurrentRow(row)
+
+    def find(self, record_id: str) -> GenerationRecord | None:
+        return next((r for r in self.items if r.id == record_id), None)
+
+    # -- actions -------------------------------------------------------------------------
+    def copy_settings(self) -> str:
+        item = self.current()
+        if item is None:
+            return ""
+        text = a1111_parameters(item.request)
+        QGuiApplication.clipboard().setText(text)
+        return text
+
+    def remove_current(self) -> None:
+        item = self.current()
+        if item is not None:
+            self.undo.push(SetGenerationDeleted(item.id, True))
+
+    def _emit_for_current(self, signal: Any) -> None:
+        item = self.current()
+        if item is not None:
+            signal.emit(item)
+
+    def _on_list_item_clicked(self, entry: QListWidgetItem) -> None:
+        item = self.find(entry.data(RECORD_ROLE))
+        if item is not None:
+            self.item_clicked.emit(item)
+
+    def _on_list_current_changed(self, *_args: Any) -> None:
+        self._update_buttons()
+
+    def _on_list_context_menu_requested(self, pos: Any) -> None:
+        if self.current() is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Restore settings", lambda: self._emit_for_current(self.item_clicked))
+        menu.addAction(self.place_button.icon(), "Place on canvas",
+                       lambda: self._emit_for_current(self.place_requested))
+        menu.addAction(self.init_button.icon(), "Use as init image",
+                       lambda: self._emit_for_current(self.init_requested))
+        menu.addAction(self.vary_button.icon(), "Vary seed",
+                       lambda: self._emit_for_current(self.vary_requested))
+        menu.addAction(self.copy_button.icon(), "Copy settings", self.copy_settings)
+        menu.addSeparator()
+        menu.addAction(self.delete_button.icon(), "Remove from gallery", self.remove_current)
+        menu.exec(self.list.viewport().mapToGlobal(pos))
+
+    def _update_buttons(self) -> None:
+        item = self.current()
+        for b in (self.place_button, self.init_button, self.vary_button, self.copy_button,
+                  self.delete_button):
+            b.setEnabled(item is not None)
+        if item is not None:
+            self.info_label.setText(summary(item))
+        else:
+            self.info_label.setText("Generations of this session appear here."
+                                    if not self.items else "")

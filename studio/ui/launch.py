@@ -1,0 +1,95 @@
+"""``run_gui``: show the window first, load the engine after, run, shut down cleanly."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
+from PySide6.QtWidgets import QApplication
+
+from studio.core.errors import StudioError
+from studio.core.jobs import JobRunner
+from studio.core.models import EngineService
+from studio.ui.main_window import MainWindow
+
+
+class EngineLoader(QThread):
+    """Calls ``engine_factory`` (the heavy torch/diffusers imports) off the GUI thread."""
+
+    loaded = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, factory: Callable[[], EngineService], parent: QObject | None = None):
+        super().__init__(parent)
+        self.setObjectName("engine_loader")
+        self.factory = factory
+
+    def run(self) -> None:
+        try:
+            engine = self.factory()
+        except StudioError as err:
+            self.failed.emit(str(err))
+        except Exception as err:  # a broken install: say so, keep the window usable
+            traceback.print_exc()
+            self.failed.emit(f"The engine could not start: {type(err).__name__}: {err}")
+        else:
+            self.loaded.emit(engine)
+
+
+class StudioSession(QObject):
+    """Owns the window, the engine loader and the runner for one run of the app."""
+
+    def __init__(self, engine_factory: Callable[[], EngineService],
+                 open_paths: list[str] | None = None, settings: QSettings | None = None):
+        super().__init__()
+        self.window = MainWindow(None, None, settings)
+        self.runner: JobRunner | None = None
+        self.loader = EngineLoader(engine_factory, self)
+        self.loader.loaded.connect(self._on_loader_loaded)
+        self.loader.failed.connect(self._on_loader_failed)
+        self._open_paths = list(open_paths or [])
+
+    def start(self) -> None:
+        self.window.show()
+        self.window.open_paths(self._open_paths)
+        # Start loading once the window has been painted.
+        QTimer.singleShot(0, self.loader.start)
+
+    def _on_loader_loaded(self, engine: EngineService) -> None:
+        self.runner = JobRunner(engine)
+        self.window.attach_engine(engine, self.runner)
+
+    def _on_loader_failed(self, message: str) -> None:
+        self.window.status.set_loading("Engine unavailable")
+        self.window.show_error(message)
+
+    def shutdown(self) -> None:
+        """Stop the runner and wait for every thread this session started."""
+        self.window.detach_engine()
+        self.loader.wait()
+        if self.runner is not None:
+            self.runner.shutdown()
+            self.runner = None
+
+
+def run_gui(engine_factory: Callable[[], EngineService], argv: list[str] | None = None,
+            open_paths: list[str] | None = None) -> int:
+    """Run the studio until its window closes; returns the exit code.
+
+    The window appears first, with "Loading engine…"; ``engine_factory`` is then called on
+    a worker thread (it may import torch and diffusers), a ``JobRunner`` is made for the
+    engine it returns, and the window is wired to it. Images in ``open_paths`` are opened.
+    On exit the runner is shut down and no thread is left running.
+    """
+    app = QApplication.instance() or QApplication(list(argv if argv is not None
+                                                       else sys.argv))
+    app.setApplicationName("Latent Studio")
+    app.setOrganizationName("LatentStudio")
+    session = StudioSession(engine_factory, open_paths)
+    app.aboutToQuit.connect(session.shutdown)
+    session.start()
+    code = app.exec()
+    session.shutdown()
+    return int(code)

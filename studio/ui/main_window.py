@@ -1,0 +1,311 @@
+"""``MainWindow``: the canvas in the centre, dockable panels, menus, status bar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.document import Document
+from studio.core.errors import StudioError
+from studio.core.jobs import JobRunner
+from studio.core.models import EngineService
+from studio.core.undo import UndoStack
+from studio.ui import theme
+from studio.ui.actions import MENUS, create_actions
+from studio.ui.bridge import JobBridge
+from studio.ui.canvas import CanvasView
+from studio.ui.controller import GenerationController
+from studio.ui.gallery_panel import GalleryPanel
+from studio.ui.layers_panel import LayersPanel
+from studio.ui.prompt_panel import PromptPanel
+from studio.ui.queue_panel import QueuePanel
+from studio.ui.status_bar import StudioStatusBar
+from studio.ui.tool_bars import ToolBars
+from studio.ui.widgets import MessageBanner
+from studio.ui.window_commands import WindowCommands
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+SETTINGS_VERSION = 1
+
+
+class MainWindow(QMainWindow):
+    """The studio window. ``engine`` and ``runner`` may come later (``attach_engine``)."""
+
+    def __init__(self, engine: EngineService | None = None, runner: JobRunner | None = None,
+                 settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.setObjectName("main_window")
+        self.setWindowTitle("Latent Studio")
+        self.setWindowIcon(theme.icon("app"))
+        self.setAcceptDrops(True)
+        self.settings = settings if settings is not None else QSettings("LatentStudio",
+                                                                        "Latent Studio")
+        self.engine: EngineService | None = None
+        self.runner: JobRunner | None = None
+        self.doc = Document()
+        self.undo = UndoStack(self.doc)
+        self.bridge = JobBridge(self)
+
+        self.canvas = CanvasView(self.doc, self.undo)
+        self.banner = MessageBanner()
+        central = QWidget(objectName="central_widget")
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.banner)
+        column.addWidget(self.canvas, 1)
+        self.setCentralWidget(central)
+
+        self.prompt_panel = PromptPanel()
+        self.layers_panel = LayersPanel(self.doc, self.undo)
+        self.gallery_panel = GalleryPanel(self.doc, self.undo)
+        self.queue_panel = QueuePanel(self.bridge)
+        self.sliders_placeholder = QLabel("Latent sliders will live here: directions in "
+                                          "prompt, seed and LoRA space.",
+                                          objectName="placeholder_label")
+        self.sliders_placeholder.setWordWrap(True)
+        self.sliders_placeholder.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.controller = GenerationController(self.doc, self.undo, self.canvas,
+                                               self.prompt_panel, self.bridge, self.banner,
+                                               self)
+        self.actions = create_actions(self)
+        self.docks: dict[str, QDockWidget] = {}
+        self._build_docks()
+        self.tool_bars = ToolBars(self)
+        self.commands = WindowCommands(self)
+        self._build_menus()
+        self.status = StudioStatusBar(self)
+        self.setStatusBar(self.status)
+        self._default_state = self.saveState(SETTINGS_VERSION)
+        self._wire()
+        self._restore_settings()
+        if engine is not None:
+            self.attach_engine(engine, runner)
+        else:
+            self.status.set_loading("Loading engine…")
+
+    # -- building ------------------------------------------------------------------------
+    def _build_docks(self) -> None:
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks
+                            | QMainWindow.DockOption.AllowTabbedDocks)
+        self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas,
+                            self.tabPosition(Qt.DockWidgetArea.LeftDockWidgetArea))
+        specs = (("prompt", "Prompt", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
+                 ("sliders", "Sliders", self.sliders_placeholder,
+                  Qt.DockWidgetArea.LeftDockWidgetArea),
+                 ("layers", "Layers", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+                 ("gallery", "History", self.gallery_panel,
+                  Qt.DockWidgetArea.RightDockWidgetArea),
+                 ("queue", "Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea))
+        for key, title, widget, area in specs:
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"{key}_dock")
+            dock.setWidget(widget)
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                             | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+            self.addDockWidget(area, dock)
+            self.docks[key] = dock
+        self.tabifyDockWidget(self.docks["prompt"], self.docks["sliders"])
+        self.docks["prompt"].raise_()
+        self.tabifyDockWidget(self.docks["gallery"], self.docks["queue"])
+        self.docks["gallery"].raise_()
+        self.resizeDocks([self.docks["prompt"], self.docks["layers"]], [330, 300],
+                         Qt.Orientation.Horizontal)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        menus = {name: bar.addMenu(f"&{name}") for name in MENUS}
+        for name, menu in menus.items():
+            menu.setObjectName(f"{name.lower()}_menu")
+        submenus: dict[str, Any] = {}
+        from studio.ui.actions import ACTIONS
+
+        for spec in ACTIONS:
+            top, _, sub = spec.menu.partition("/")
+            menu = menus[top]
+            if sub:
+                key = spec.menu
+                if key not in submenus:
+                    submenus[key] = menu.addMenu(sub)
+                    submenus[key].setObjectName(f"{sub.lower()}_menu")
+                menu = submenus[key]
+            if spec.separator_before:
+                menu.addSeparator()
+            menu.addAction(self.actions[spec.name])
+        panels = menus["View"].addMenu("&Panels")
+        panels.setObjectName("panels_menu")
+        for dock in self.docks.values():
+            panels.addAction(dock.toggleViewAction())
+        group = QActionGroup(self)
+        group.addAction(self.actions["theme_dark"])
+        group.addAction(self.actions["theme_light"])
+
+    def _wire(self) -> None:
+        self.prompt_panel.generate_requested.connect(self.controller.generate)
+        self.prompt_panel.cancel_requested.connect(self.controller.cancel_current)
+        self.prompt_panel.model_changed.connect(self._on_prompt_model_changed)
+        self.controller.busy_changed.connect(self.prompt_panel.set_busy)
+        self.prompt_panel.set_busy(False)
+        self.gallery_panel.item_clicked.connect(self._on_gallery_item_clicked)
+        self.gallery_panel.place_requested.connect(self.controller.place)
+        self.gallery_panel.init_requested.connect(self.controller.use_as_init)
+        self.gallery_panel.vary_requested.connect(self.controller.vary)
+        self.bridge.job_progressed.connect(self.status.on_job_progressed)
+        self.bridge.job_started.connect(self.status.on_job_started)
+        for signal in (self.bridge.job_finished, self.bridge.job_failed,
+                       self.bridge.job_cancelled):
+            signal.connect(self.status.on_job_ended)
+        self.undo.add_listener(self._on_undo_changed)
+        self._on_undo_changed("changed", {"can_undo": False, "can_redo": False,
+                                          "undo_text": "", "redo_text": ""})
+
+    # -- engine --------------------------------------------------------------------------
+    def attach_engine(self, engine: EngineService, runner: JobRunner | None) -> None:
+        """Connect the engine (once it has loaded) and its job runner."""
+        self.engine = engine
+        self.runner = runner
+        if runner is not None:
+            runner.add_listener(self.bridge.on_event)
+        self.controller.runner = runner
+        self.queue_panel.runner = runner
+        self.status.set_engine(engine)
+        self.reload_models()
+
+    def detach_engine(self) -> None:
+        """Stop listening to the runner (before it shuts down)."""
+        if self.runner is not None:
+            self.runner.remove_listener(self.bridge.on_event)
+            self.runner.cancel_all()
+        self.status.set_engine(None)
+
+    def reload_models(self) -> None:
+        if self.engine is None:
+            return
+        try:
+            models = self.engine.list_models("diffusion")
+        except StudioError as err:
+            self.banner.show_message(str(err))
+            models = []
+        last = str(self.settings.value("prompt/model", "") or "")
+        self.prompt_panel.set_models(models, last)
+        if last and self.prompt_panel.model_id == last:
+            self._restore_prompt_state()
+        if not models:
+            self.banner.show_message("No diffusion model found. Put a diffusers folder or a "
+                                     ".safetensors checkpoint in your models folder, then "
+                                     "Generate ▸ Reload Models (Help ▸ Adding Models).", "info")
+        self.status.set_model(self.prompt_panel.model_id)
+
+    def _on_prompt_model_changed(self, model_id: str) -> None:
+        self.status.set_model(model_id)
+
+    def _on_gallery_item_clicked(self, record: Any) -> None:
+        self.prompt_panel.apply_request(record.request)
+
+    def _on_undo_changed(self, _name: str, state: dict[str, Any]) -> None:
+        undo, redo = self.actions["undo"], self.actions["redo"]
+        undo.setEnabled(bool(state["can_undo"]))
+        redo.setEnabled(bool(state["can_redo"]))
+        undo.setText(f"&Undo {state['undo_text']}".strip())
+        redo.setText(f"&Redo {state['redo_text']}".strip())
+
+    # -- files ---------------------------------------------------------------------------
+    def open_paths(self, paths: list[str]) -> None:
+        for path in paths:
+            self.commands.open_image(path)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if any(Path(u.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES
+               for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls()
+                 if Path(u.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    # -- settings ------------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        s = self.settings
+        name = str(s.value("view/theme", "dark") or "dark")
+        self.set_theme(name)
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 900)
+        state = s.value("window/state")
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state, SETTINGS_VERSION)
+        self._restore_prompt_state()
+        brush = s.value("canvas/brush")
+        if brush:
+            self.tool_bars.restore_brush(json.loads(str(brush)))
+
+    def _restore_prompt_state(self) -> None:
+        raw = self.settings.value("prompt/state")
+        if raw:
+            try:
+                self.prompt_panel.set_values(json.loads(str(raw)))
+            except (ValueError, TypeError):
+                pass  # an old or damaged entry: keep the defaults
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState(SETTINGS_VERSION))
+        state = self.prompt_panel.state()
+        s.setValue("prompt/state", json.dumps(state))
+        if state["model"]:
+            s.setValue("prompt/model", state["model"])
+        s.setValue("view/theme", theme.current_theme())
+        s.setValue("canvas/brush", json.dumps(self.tool_bars.brush_state()))
+        s.sync()
+
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state, SETTINGS_VERSION)
+
+    def set_theme(self, name: str) -> None:
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            theme.apply_theme(app, name)
+        self.actions["theme_dark"].setChecked(theme.current_theme() == "dark")
+        self.actions["theme_light"].setChecked(theme.current_theme() == "light")
+        self.canvas.refresh_theme()
+        for spec_name, action in self.actions.items():
+            from studio.ui.actions import ACTIONS
+
+            spec = next(s for s in ACTIONS if s.name == spec_name)
+            if spec.icon:
+                action.setIcon(theme.icon(spec.icon))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.save_settings()
+        self.detach_engine()
+        self.status.stop()
+        super().closeEvent(event)
+
+    def show_error(self, message: str) -> None:
+        self.banner.show_message(message)
+
+    def about(self) -> None:
+        from studio.ui.dialogs import ABOUT_TEXT
+
+        QMessageBox.about(self, "About Latent Studio", ABOUT_TEXT)
+

@@ -1,0 +1,309 @@
+"""``PromptPanel``: model, prompts, seed, steps, guidance, size, scheduler, batch, strength."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from superqt import QLargeIntSpinBox
+
+from studio.core.models import ModelInfo
+from studio.core.request import GenerationRequest
+from studio.ui.theme import icon
+from studio.ui.widgets import float_slider, int_slider, section_label, tool_button
+
+SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM",
+              "Heun", "LMS", "PNDM")
+SIZE_PRESETS = (("Square 512", 512, 512), ("Square 768", 768, 768),
+                ("Square 1024", 1024, 1024), ("Portrait 2:3", 512, 768),
+                ("Landscape 3:2", 768, 512), ("Wide 16:9", 1024, 576),
+                ("Tiny 64", 64, 64))
+CUSTOM = "Custom"
+MAX_SEED = 2**32 - 1
+
+# The request fields this panel owns (restored from the gallery, saved in the settings).
+FIELDS = ("prompt", "negative_prompt", "model", "scheduler", "seed", "steps", "guidance",
+          "width", "height", "strength")
+
+
+class PromptPanel(QWidget):
+    """What to generate. Reads and writes the request fields it owns."""
+
+    generate_requested = Signal()
+    cancel_requested = Signal()
+    model_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("prompt_panel")
+        self._models: dict[str, ModelInfo] = {}
+        self._build()
+
+    # -- building ------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.model_combo = QComboBox(objectName="model_combo")
+        self.model_combo.setToolTip("The diffusion model that makes the image")
+        self.model_combo.currentIndexChanged.connect(self._on_model_combo_changed)
+        self.prompt_edit = QPlainTextEdit(objectName="prompt_edit")
+        self.prompt_edit.setPlaceholderText("Describe the image…")
+        self.prompt_edit.setTabChangesFocus(True)
+        self.negative_edit = QPlainTextEdit(objectName="negative_prompt_edit")
+        self.negative_edit.setPlaceholderText("What to avoid…")
+        self.negative_edit.setTabChangesFocus(True)
+        self.negative_edit.setFixedHeight(56)
+
+        self.seed_spin = QLargeIntSpinBox()  # seeds go past 2**31
+        self.seed_spin.setObjectName("seed_spin")
+        self.seed_spin.setRange(0, MAX_SEED)
+        self.seed_lock_button = tool_button("seed_lock_button", "unlock",
+                                            "Lock the seed (otherwise each run gets a new one)",
+                                            checkable=True)
+        self.seed_lock_button.toggled.connect(self._on_seed_lock_toggled)
+        self.seed_random_button = tool_button("seed_random_button", "dice", "New random seed")
+        self.seed_random_button.clicked.connect(self.randomise_seed)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed_spin, 1)
+        seed_row.addWidget(self.seed_lock_button)
+        seed_row.addWidget(self.seed_random_button)
+
+        self.steps_slider = int_slider("steps_slider", 1, 150, 20)
+        self.guidance_slider = float_slider("guidance_slider", 0.0, 20.0, 7.0, 1)
+        self.strength_slider = float_slider("strength_slider", 0.0, 1.0, 0.75, 2)
+        self.scheduler_combo = QComboBox(objectName="scheduler_combo")
+        self.scheduler_combo.addItems(SCHEDULERS)
+
+        self.size_combo = QComboBox(objectName="size_combo")
+        for name, w, h in SIZE_PRESETS:
+            self.size_combo.addItem(f"{name}  ({w}×{h})", (w, h))
+        self.size_combo.addItem(CUSTOM, None)
+        self.size_combo.currentIndexChanged.connect(self._on_size_combo_changed)
+        self.width_spin = self._size_spin("width_spin")
+        self.height_spin = self._size_spin("height_spin")
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_spin)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_spin)
+
+        self.batch_spin = QSpinBox(objectName="batch_count_spin")
+        self.batch_spin.setRange(1, 64)
+        self.batch_spin.setToolTip("How many images to queue, each with the next seed")
+
+        self.mode_label = QLabel("Text to image", objectName="mode_label")
+        self.mode_label.setToolTip("Follows the canvas: selection, mask and image extent")
+        self.generate_button = QPushButton("Generate", objectName="generate_button")
+        self.generate_button.setIcon(icon("generate"))
+        self.generate_button.setToolTip("Generate (Ctrl+Enter)")
+        self.generate_button.clicked.connect(self.generate_requested)
+        self.cancel_button = QPushButton("Cancel", objectName="cancel_button")
+        self.cancel_button.setIcon(icon("cancel"))
+        self.cancel_button.setToolTip("Cancel the running job (Esc)")
+        self.cancel_button.clicked.connect(self.cancel_requested)
+
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Seed", seed_row)
+        form.addRow("Steps", self.steps_slider)
+        form.addRow("Guidance", self.guidance_slider)
+        form.addRow("Sampler", self.scheduler_combo)
+        form.addRow("Size", self.size_combo)
+        form.addRow("", size_row)
+        form.addRow("Strength", self.strength_slider)
+        form.addRow("Batch", self.batch_spin)
+
+        body = QWidget()
+        col = QVBoxLayout(body)
+        col.setContentsMargins(10, 8, 10, 8)
+        col.addWidget(section_label("Model"))
+        col.addWidget(self.model_combo)
+        col.addWidget(section_label("Prompt"))
+        col.addWidget(self.prompt_edit, 2)
+        col.addWidget(section_label("Negative prompt"))
+        col.addWidget(self.negative_edit)
+        col.addWidget(section_label("Settings"))
+        col.addLayout(form)
+        col.addStretch(0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(body)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 3)
+        buttons.addWidget(self.cancel_button, 1)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 8)
+        outer.addWidget(scroll, 1)
+        mode_row = QHBoxLayout()
+        mode_row.setContentsMargins(10, 0, 10, 0)
+        mode_row.addWidget(self.mode_label)
+        outer.addLayout(mode_row)
+        buttons.setContentsMargins(10, 0, 10, 0)
+        outer.addLayout(buttons)
+        self._set_size(512, 512)
+
+    def _size_spin(self, name: str) -> QSpinBox:
+        spin = QSpinBox(objectName=name)
+        spin.setRange(8, 4096)
+        spin.setSingleStep(8)
+        spin.valueChanged.connect(self._on_size_spin_changed)
+        return spin
+
+    # -- models --------------------------------------------------------------------------
+    def set_models(self, models: list[ModelInfo], current: str = "") -> None:
+        """Fill the model picker; keeps ``current`` (or the current one) if still there."""
+        current = current or self.model_id
+        self._models = {m.id: m for m in models}
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for m in models:
+            self.model_combo.addItem(f"{m.name}  ·  {m.family}", m.id)
+            self.model_combo.setItemData(self.model_combo.count() - 1,
+                                         f"{m.path or m.id}\n{m.source}, {m.size_text}",
+                                         Qt.ItemDataRole.ToolTipRole)
+        index = self.model_combo.findData(current)
+        self.model_combo.blockSignals(False)
+        if index >= 0:
+            self.model_combo.setCurrentIndex(index)
+        elif models:
+            self.model_combo.setCurrentIndex(0)
+            self._on_model_combo_changed(0)
+
+    @property
+    def model_id(self) -> str:
+        return self.model_combo.currentData() or ""
+
+    def _on_model_combo_changed(self, index: int) -> None:
+        model = self._models.get(self.model_combo.itemData(index) or "")
+        if model is None:
+            return
+        self.apply_recommended(model)
+        self.model_changed.emit(model.id)
+
+    def apply_recommended(self, model: ModelInfo) -> None:
+        """Apply the model's recommended steps, guidance, size and scheduler."""
+        rec = dict(model.recommended)
+        if "steps" in rec:
+            self.steps_slider.setValue(int(rec["steps"]))
+        if "guidance" in rec:
+            self.guidance_slider.setValue(float(rec["guidance"]))
+        if "scheduler" in rec and rec["scheduler"] in SCHEDULERS:
+            self.scheduler_combo.setCurrentText(str(rec["scheduler"]))
+        if "width" in rec and "height" in rec:
+            self._set_size(int(rec["width"]), int(rec["height"]))
+
+    # -- size ----------------------------------------------------------------------------
+    def _set_size(self, width: int, height: int) -> None:
+        for spin, value in ((self.width_spin, width), (self.height_spin, height)):
+            spin.blockSignals(True)
+            spin.setValue(value)
+            spin.blockSignals(False)
+        self._on_size_spin_changed()
+
+    def _on_size_combo_changed(self, index: int) -> None:
+        size = self.size_combo.itemData(index)
+        if size is not None:
+            self._set_size(*size)
+
+    def _on_size_spin_changed(self, _value: int = 0) -> None:
+        size = (self.width_spin.value(), self.height_spin.value())
+        index = self.size_combo.findData(size)
+        self.size_combo.blockSignals(True)
+        self.size_combo.setCurrentIndex(index if index >= 0 else self.size_combo.count() - 1)
+        self.size_combo.blockSignals(False)
+
+    # -- seed ----------------------------------------------------------------------------
+    def randomise_seed(self) -> int:
+        self.seed_spin.setValue(random.randint(0, MAX_SEED))
+        return self.seed_spin.value()
+
+    def _on_seed_lock_toggled(self, locked: bool) -> None:
+        self.seed_lock_button.setIcon(icon("lock" if locked else "unlock"))
+
+    @property
+    def seed_locked(self) -> bool:
+        return self.seed_lock_button.isChecked()
+
+    def take_seed(self) -> int:
+        """The seed for the next run: the shown one if locked, else a new random one."""
+        return self.seed_spin.value() if self.seed_locked else self.randomise_seed()
+
+    # -- mode ----------------------------------------------------------------------------
+    def set_mode_text(self, text: str) -> None:
+        self.mode_label.setText(text)
+
+    def set_busy(self, busy: bool) -> None:
+        self.cancel_button.setEnabled(busy)
+
+    # -- values --------------------------------------------------------------------------
+    @property
+    def batch_count(self) -> int:
+        return self.batch_spin.value()
+
+    def values(self) -> dict[str, Any]:
+        """The request fields of this panel, without touching the seed."""
+        return {
+            "prompt": self.prompt_edit.toPlainText().strip(),
+            "negative_prompt": self.negative_edit.toPlainText().strip(),
+            "model": self.model_id,
+            "scheduler": self.scheduler_combo.currentText(),
+            "seed": self.seed_spin.value(),
+            "steps": int(self.steps_slider.value()),
+            "guidance": round(float(self.guidance_slider.value()), 2),
+            "width": self.width_spin.value(),
+            "height": self.height_spin.value(),
+            "strength": round(float(self.strength_slider.value()), 2),
+        }
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Restore fields (from a gallery item or the saved settings); unknown keys ignored."""
+        if "model" in values:
+            index = self.model_combo.findData(values["model"])
+            if index >= 0:
+                self.model_combo.blockSignals(True)
+                self.model_combo.setCurrentIndex(index)
+                self.model_combo.blockSignals(False)
+        if "prompt" in values:
+            self.prompt_edit.setPlainText(str(values["prompt"]))
+        if "negative_prompt" in values:
+            self.negative_edit.setPlainText(str(values["negative_prompt"]))
+        if "scheduler" in values and values["scheduler"] in SCHEDULERS:
+            self.scheduler_combo.setCurrentText(str(values["scheduler"]))
+        if "seed" in values:
+            self.seed_spin.setValue(int(values["seed"]) % (MAX_SEED + 1))
+        if "steps" in values:
+            self.steps_slider.setValue(int(values["steps"]))
+        if "guidance" in values:
+            self.guidance_slider.setValue(float(values["guidance"]))
+        if "strength" in values:
+            self.strength_slider.setValue(float(values["strength"]))
+        if "width" in values and "height" in values:
+            self._set_size(int(values["width"]), int(values["height"]))
+        if "batch_count" in values:
+            self.batch_spin.setValue(int(values["batch_count"]))
+        if "seed_locked" in values:
+            self.seed_lock_button.setChecked(bool(values["seed_locked"]))
+
+    def apply_request(self, request: GenerationRequest, lock_seed: bool = True) -> None:
+        """Restore the settings of a past generation; its seed is locked so it reproduces."""
+        self.set_values({name: getattr(request, name) for name in FIELDS})
+        if lock_seed:
+            self.seed_lock_button.setChecked(True)
+
+    def state(self) -> dict[str, Any]:
+        """What survives a restart."""
+        return {**self.values(), "batch_count": self.batch_count,
+                "seed_locked": self.seed_locked}

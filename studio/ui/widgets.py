@@ -1,0 +1,96 @@
+"""Small shared widgets: section labels, labelled sliders, the error banner."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QToolButton,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider, QLabeledSlider
+
+from studio.ui.theme import icon
+
+
+def section_label(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("section_label")
+    return label
+
+
+def int_slider(name: str, lo: int, hi: int, value: int) -> QLabeledSlider:
+    slider = QLabeledSlider(Qt.Orientation.Horizontal)
+    slider.setObjectName(name)
+    slider.setRange(lo, hi)
+    slider.setValue(value)
+    return slider
+
+
+def float_slider(name: str, lo: float, hi: float, value: float,
+                 decimals: int = 2) -> QLabeledDoubleSlider:
+    slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+    slider.setObjectName(name)
+    slider.setRange(lo, hi)
+    slider.setDecimals(decimals)
+    slider.setValue(value)
+    return slider
+
+
+def tool_button(name: str, icon_name: str, tip: str, checkable: bool = False) -> QToolButton:
+    button = QToolButton()
+    button.setObjectName(name)
+    button.setIcon(icon(icon_name))
+    button.setToolTip(tip)
+    button.setAccessibleName(tip)
+    button.setCheckable(checkable)
+    button.setAutoRaise(True)
+    return button
+
+
+class MessageBanner(QFrame):
+    """A non-modal message strip above the canvas: errors the user can act on."""
+
+    dismissed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner_frame")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        self._icon = QLabel()
+        self.label = QLabel()
+        self.label.setObjectName("banner_label")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QPushButton("Dismiss")
+        close.setObjectName("banner_dismiss_button")
+        close.clicked.connect(self.hide_message)
+        layout.addWidget(self._icon)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self._timer = QTimer(self, singleShot=True)
+        self._timer.timeout.connect(self.hide_message)
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "error", timeout_ms: int = 0) -> None:
+        self.setProperty("kind", kind)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self._icon.setPixmap(icon("warning" if kind == "error" else "info").pixmap(18, 18))
+        self.label.setText(text)
+        self.show()
+        if timeout_ms:
+            self._timer.start(timeout_ms)
+
+    def hide_message(self) -> None:
+        self._timer.stop()
+        self.hide()
+        self.dismissed.emit()
+
+    @property
+    def text(self) -> str:
+        return self.label.text() if self.isVisible() else ""

@@ -1,0 +1,58 @@
+"""UI test fixtures: offscreen Qt, a fake engine, a runner, and a window on a temp settings file."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any Qt import
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from PySide6.QtCore import QSettings, QThreadPool
+
+from studio.core.jobs import JobRunner
+from studio.ui.main_window import MainWindow
+from tests.ui.fake_engine import FakeEngine
+
+
+@pytest.fixture(autouse=True)
+def no_threads_left(qapp: object) -> Iterator[None]:
+    """Fail a test that leaves the engine thread or a QThread running."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    QThreadPool.globalInstance().waitForDone(2000)
+    left = [t.name for t in threading.enumerate()
+            if t.ident not in before and t.is_alive() and not t.daemon
+            or t.name.startswith("studio-engine") and t.is_alive()]
+    assert not left, f"threads left running: {left}"
+    assert QThreadPool.globalInstance().activeThreadCount() == 0
+
+
+@pytest.fixture
+def settings(tmp_path: object) -> QSettings:
+    return QSettings(str(tmp_path / "studio.ini"), QSettings.Format.IniFormat)  # type: ignore
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def runner(engine: FakeEngine) -> Iterator[JobRunner]:
+    r = JobRunner(engine)
+    yield r
+    assert r.shutdown(5.0), "the runner thread did not stop"
+
+
+@pytest.fixture
+def window(qtbot, engine: FakeEngine, runner: JobRunner, settings: QSettings) -> MainWindow:
+    w = MainWindow(engine, runner, settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    w.prompt_panel.prompt_edit.setFocus()
+    return w

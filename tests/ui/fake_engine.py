@@ -1,0 +1,81 @@
+"""A fast, deterministic stand-in for the engine, for UI tests (implements ``EngineService``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from studio.core.cancel import CancelToken
+from studio.core.errors import StudioError
+from studio.core.events import GenerationResult, StepProgress
+from studio.core.models import DeviceInfo, ModelInfo
+from studio.core.request import GenerationRequest
+
+TINY = ModelInfo(id="fake-tiny", name="Fake tiny", kind="diffusion", family="sd1",
+                 source="embedded", path="", size_bytes=1234,
+                 recommended=(("steps", 4), ("guidance", 3.0), ("width", 64), ("height", 64),
+                              ("scheduler", "Euler a")))
+LARGE = ModelInfo(id="fake-large", name="Fake large", kind="diffusion", family="sdxl",
+                  source="diffusers", path="/models/large", size_bytes=6 * 2**30,
+                  recommended=(("steps", 30), ("guidance", 6.5), ("width", 1024),
+                               ("height", 1024), ("scheduler", "DPM++ 2M Karras")))
+
+
+def gradient(seed: int, width: int, height: int) -> np.ndarray:
+    """A gradient image that depends only on the seed and the size."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=3)
+    ys = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    xs = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
+    img = (base[None, None, :] * (1 - xs) + (255 - base)[None, None, :] * xs) * (0.5 + 0.5 * ys)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class FakeEngine:
+    """Makes gradient images from the seed; records every request it receives."""
+
+    def __init__(self, models: list[ModelInfo] | None = None, step_delay: float = 0.0,
+                 fail: StudioError | None = None) -> None:
+        self.models = [TINY, LARGE] if models is None else models
+        self.step_delay = step_delay
+        self.fail = fail
+        self.requests: list[GenerationRequest] = []
+        self.started = threading.Event()
+
+    def generate(self, request: GenerationRequest, on_step: Callable[[StepProgress], None],
+                 cancel: CancelToken) -> GenerationResult:
+        self.requests.append(request)
+        self.started.set()
+        if self.fail is not None:
+            raise self.fail
+        images = []
+        for seed in request.seeds:
+            final = gradient(seed, request.width, request.height)
+            if request.task == "inpaint" and request.init_image is not None and request.mask:
+                init = request.init_image.to_array()[..., :3]
+                mask = request.mask.to_array()[..., None] > 127
+                final = np.where(mask, final, init).astype(np.uint8)
+            images.append(final)
+        for step in range(1, request.steps + 1):
+            if self.step_delay:
+                time.sleep(self.step_delay)
+            preview = (images[0][::8, ::8] * (step / request.steps)).astype(np.uint8)
+            on_step(StepProgress(step, request.steps, preview))  # raises when cancelled
+        cancel.raise_if_cancelled()
+        done = request.replace(device="cpu", dtype="float32", family="sd1")
+        return GenerationResult(request=done, images=tuple(images), seconds=0.01)
+
+    def list_models(self, kind: str | None = None) -> list[ModelInfo]:
+        return [m for m in self.models if kind is None or m.kind == kind]
+
+    def device_info(self) -> DeviceInfo:
+        return DeviceInfo("cpu", "float32", False, "CPU (fake)")
+
+    def memory_in_use(self) -> int:
+        return 256 * 2**20
+
+    def default_model(self) -> ModelInfo | None:
+        return self.models[0] if self.models else None
