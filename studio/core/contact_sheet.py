@@ -19,13 +19,18 @@ def caption_for(request: GenerationRequest) -> str:
             f"CFG {request.guidance:g}")
 
 
+def _width(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> float:
+    """Drawn width including glyph overhang (the advance width alone can be a pixel short)."""
+    return max(font.getbbox(text)[2], font.getlength(text)) if text else 0
+
+
 def _fit(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int,
          lines: int) -> list[str]:
     """Wrap ``text`` into at most ``lines`` lines of ``width`` pixels, ending in "…" if cut."""
     words, out, line = text.split(), [], ""
     for word in words:
         trial = f"{line} {word}".strip()
-        if font.getlength(trial) <= width or not line:
+        if _width(font, trial) <= width or not line:
             line = trial
         else:
             out.append(line)
@@ -36,9 +41,9 @@ def _fit(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: i
     out = out[:lines]
     for i, text_line in enumerate(out):
         last = i == len(out) - 1
-        if font.getlength(text_line) <= width and not (last and cut):
+        if _width(font, text_line) <= width and not (last and cut):
             continue
-        while text_line and font.getlength(text_line + "…") > width:
+        while text_line and _width(font, text_line + "…") > width:
             text_line = text_line[:-1]
         out[i] = text_line.rstrip() + "…"
     return out

@@ -144,7 +144,7 @@ def test_long_captions_stay_inside_their_cell():
     black = _solid((0, 0, 0))
     sheet = contact_sheet([black, black], ["word " * 60, "short"], columns=2, cell=80,
                           padding=6, text_color=(255, 255, 255), background=(0, 0, 0))
-    gutter = sheet[6 + 80:, 6 + 80:6 + 80 + 6]  # between the two cells, under the images
+    gutter = sheet[6 + 80:, 6 + 80:6 + 80 + 4]  # between the two cells, under the images
     assert gutter.max() == 0
     plain = contact_sheet([black, black], ["a", "b"], columns=2, cell=80, padding=6)
     assert sheet.shape == plain.shape  # the caption is cut, not given more room
