@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+import studio.core.commands  # noqa: F401  (registers the command types the history holds)
 from studio.core.document import Document, array_key
 from studio.core.errors import (
     ProjectCorruptError,
@@ -146,9 +147,13 @@ def _sidecars(path: Path) -> list[Path]:
 
 def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
-        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-        return sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None,
+        # Opened read-write but with writes refused: a read-only SQLite connection could
+        # not remove the WAL side files it creates, and would leave them behind.
+        uri = f"file:{quote(str(path.resolve()))}?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None,
                                check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        return conn
     return sqlite3.connect(str(path), timeout=30, isolation_level=None,
                            check_same_thread=False)
 
