@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,3 +77,21 @@ class ImportedSettings:
             changes["model"] = self.model
             changes["model_hash"] = self.model_hash
         return req.replace(**changes)
+
+
+def json_or_none(text: str | None) -> Any:
+    """``json.loads(text)``, or ``None`` for empty or invalid text (metadata is often broken)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def number_or_none(value: Any, kind: Callable[[Any], Any] = float) -> Any:
+    """``kind(value)``, or ``None`` when the value is missing or not a number."""
+    try:
+        return kind(value) if value is not None and value != "" else None
+    except (TypeError, ValueError, OverflowError):
+        return None

@@ -340,6 +340,20 @@ def test_foreign_file_restores_its_settings(name):
 
 
 @needs_data
+@pytest.mark.parametrize("name", sorted(n for n in EXPECTED if n.startswith("ComfyUI")))
+def test_comfyui_workflow_alone_gives_the_same_settings(tmp_path, name):
+    with Image.open(DATA / name) as im:
+        workflow = im.info["workflow"]
+    info = PngInfo()
+    info.add_text("workflow", workflow)  # as if the API graph were missing
+    Image.new("RGB", (1, 1)).save(tmp_path / "w.png", pnginfo=info)
+    from_prompt, from_workflow = read_settings(DATA / name), read_settings(tmp_path / "w.png")
+    for key in ("prompt", "negative_prompt", "seed", "steps", "guidance", "sampler", "width",
+                "height", "model", "strength"):
+        assert getattr(from_workflow, key) == getattr(from_prompt, key), key
+
+
+@needs_data
 def test_foreign_models_and_extra_details():
     a1111 = read_settings(DATA / "AUTOMATIC1111-automatic1111_cropped.png")
     assert (a1111.model, a1111.model_hash) == ("realistic_realisticVisionV20_v20", "c0d1994c73")
