@@ -11,8 +11,11 @@ Values holding a comma, a colon or a newline are JSON-quoted, as A1111 does.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+from collections.abc import Mapping
 from pathlib import PurePath, PureWindowsPath
 from typing import Any
 
@@ -53,11 +56,31 @@ def _lora_name(path: str, name: str) -> str:
     return name or _model_name(path.replace("\\", "/").rsplit("/", 1)[-1] or path)
 
 
-def a1111_parameters(request: GenerationRequest) -> str:
+def lora_hash(path: str | os.PathLike[str]) -> str:
+    """A1111's short hash of a LoRA ``.safetensors`` file, or ``""`` if it cannot be read.
+
+    As A1111 computes it (the "addnet" hash): SHA-256 of the tensor data after the JSON header,
+    first 12 hex digits. Civitai uses it to find the LoRA.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            header = int.from_bytes(f.read(8), "little")
+            f.seek(8 + header)
+            for block in iter(lambda: f.read(1024 * 1024), b""):
+                digest.update(block)
+    except (OSError, ValueError, OverflowError):
+        return ""
+    return digest.hexdigest()[:12]
+
+
+def a1111_parameters(request: GenerationRequest, *,
+                     lora_hashes: Mapping[str, str] | None = None) -> str:
     """The A1111 "parameters" text for ``request``, as shown by A1111's PNG Info.
 
     LoRAs are written as ``<lora:name:weight>`` tags at the end of the prompt (A1111 keeps them
-    in the prompt too). Our scheduler "DPM++ 2M Karras" is written as
+    in the prompt too) and, given ``lora_hashes`` (name -> ``lora_hash``), as A1111's
+    ``Lora hashes`` entry. Our scheduler "DPM++ 2M Karras" is written as
     ``Sampler: DPM++ 2M, Schedule type: Karras`` (A1111 1.9 and later).
     """
     prompt = request.prompt
@@ -83,6 +106,11 @@ def a1111_parameters(request: GenerationRequest) -> str:
         params["Denoising strength"] = _number(request.strength)
     if request.clip_skip > 1:
         params["Clip skip"] = request.clip_skip
+    names = [_lora_name(lora.path, lora.name) for lora in request.loras]
+    hashes = [f"{name}: {lora_hashes[name]}" for name in names
+              if lora_hashes and lora_hashes.get(name)]
+    if hashes:
+        params["Lora hashes"] = ", ".join(hashes)
     lines = [prompt]
     if request.negative_prompt:
         lines.append(f"{_NEGATIVE} {request.negative_prompt}")

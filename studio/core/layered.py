@@ -73,6 +73,18 @@ class LayeredImage:
         """The visible layers flattened (alpha over) into an ``HxWx4`` uint8 image."""
         return composite(self.width, self.height, self.layers)
 
+    @classmethod
+    def from_document(cls, doc: Document) -> LayeredImage:
+        """A snapshot of a document's layers for export (pixels are copied)."""
+        return cls(doc.width, doc.height, tuple(
+            LayerData(layer.name, layer.pixels.copy(), layer.x, layer.y, layer.visible,
+                      layer.opacity) for layer in doc.layers))
+
+    def to_document_layers(self) -> list[Layer]:
+        """New document layers (fresh ids) holding these layers, bottom to top."""
+        return [Layer(name=lay.name, pixels=lay.rgba.copy(), x=lay.x, y=lay.y,
+                      visible=lay.visible, opacity=lay.opacity) for lay in self.layers]
+
 
 def composite(width: int, height: int, layers: tuple[LayerData, ...] | list[LayerData]) -> np.ndarray:
     """Flatten ``layers`` (bottom to top) onto a transparent ``width`` x ``height`` canvas."""

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from studio.core.a1111 import a1111_parameters, parse_a1111_parameters
+from studio.core.a1111 import a1111_parameters, lora_hash, parse_a1111_parameters
 from studio.core.errors import InvalidRequestError
 from studio.core.foreign_metadata import parse_foreign
 from studio.core.imageio import (
@@ -34,8 +34,8 @@ from studio.core.pixels import Pixels
 from studio.core.request import GenerationRequest
 from studio.core.stealth import read_stealth
 
-__all__ = ["ImportedSettings", "a1111_parameters", "parse_a1111_parameters", "read_settings",
-           "save_image", "SAVE_FORMATS"]
+__all__ = ["ImportedSettings", "a1111_parameters", "lora_hash", "parse_a1111_parameters",
+           "read_settings", "save_image", "SAVE_FORMATS"]
 
 PARAMETERS_KEY = "parameters"
 STUDIO_KEY = "studio"
@@ -130,14 +130,15 @@ def read_settings(source: ImageSource, *, images: dict[str, Pixels] | None = Non
     """
     label = "the image data" if isinstance(source, bytes) else Path(source).name
     with open_image(source, max_pixels=max_pixels) as im:
-        decoded(im, label)  # PNG text chunks after the pixel data are read only now
+        if im.format == "PNG":
+            decoded(im, label)  # text chunks after the pixel data are read only now
         texts = _texts(im)
         if STUDIO_KEY in texts and (own := _own(texts[STUDIO_KEY], images)) is not None:
             return own
         settings = parse_foreign(texts)
         if settings is not None:
             return settings
-        if im.mode in ("RGBA", "RGB"):
+        if im.format == "PNG" and im.mode in ("RGBA", "RGB"):  # lossy formats lose the bits
             hidden = read_stealth(np.asarray(im))
             if hidden:
                 data = json.loads(hidden) if hidden.lstrip().startswith("{") else None

@@ -20,9 +20,12 @@ _SIG_BITS = 15 * 8
 MAX_TEXT_BYTES = 8 * 1024 * 1024
 
 
-def _bits(pixels: np.ndarray, alpha: bool) -> np.ndarray:
-    columns = np.swapaxes(pixels, 0, 1)  # x outer, y inner
-    return (columns[..., 3] if alpha else columns[..., :3]).reshape(-1) & 1
+def _bits(pixels: np.ndarray, alpha: bool, count: int) -> np.ndarray:
+    """The first ``count`` hidden bits (fewer if the image is smaller), reading only the
+    columns that hold them."""
+    per_column = pixels.shape[0] * (1 if alpha else 3)
+    columns = np.swapaxes(pixels[:, : -(-count // per_column)], 0, 1)  # x outer, y inner
+    return ((columns[..., 3] if alpha else columns[..., :3]).reshape(-1) & 1)[:count]
 
 
 def read_stealth(pixels: np.ndarray) -> str | None:
@@ -31,15 +34,16 @@ def read_stealth(pixels: np.ndarray) -> str | None:
         return None
     modes = (True, False) if pixels.shape[2] == 4 else (False,)
     for alpha in modes:
-        bits = _bits(pixels, alpha)
-        if bits.size < _SIG_BITS + 32:
+        start = _SIG_BITS + 32
+        bits = _bits(pixels, alpha, start)
+        if bits.size < start:
             continue
         signature = np.packbits(bits[:_SIG_BITS]).tobytes()
         if signature not in _SIGNATURES or (alpha != signature.startswith(b"stealth_png")):
             continue
-        length = int.from_bytes(np.packbits(bits[_SIG_BITS:_SIG_BITS + 32]).tobytes(), "big")
-        start = _SIG_BITS + 32
-        if length % 8 or length > bits.size - start:
+        length = int.from_bytes(np.packbits(bits[_SIG_BITS:start]).tobytes(), "big")
+        bits = _bits(pixels, alpha, start + length)
+        if length % 8 or bits.size < start + length:
             return None
         payload = np.packbits(bits[start:start + length]).tobytes()
         if _SIGNATURES[signature]:

@@ -17,6 +17,7 @@ from studio.core.errors import ImageReadError
 from studio.core.imageio import ImageWriteError
 from studio.core.layered import (
     LayerData,
+    LayeredImage,
     composite,
     export_ora,
     export_psd,
@@ -70,6 +71,18 @@ def test_ora_round_trip(tmp_path):
     assert (back.width, back.height, len(back.layers)) == (64, 48, 3)
     for a, b in zip(layers, back.layers, strict=True):
         _same(a, b)
+
+
+def test_document_layers_survive_an_ora_round_trip(tmp_path):
+    from studio.core.document import Document
+
+    doc = Document(width=64, height=48)
+    doc.layers.extend(LayeredImage(64, 48, tuple(_layers())).to_document_layers())
+    export_ora(tmp_path / "doc.ora", 64, 48, LayeredImage.from_document(doc).layers)
+    back = import_ora(tmp_path / "doc.ora")
+    restored = Document(width=back.width, height=back.height, layers=back.to_document_layers())
+    assert [lay.name for lay in restored.layers] == ["Background", "Sprite ünï", "Hidden ghost"]
+    assert np.array_equal(restored.composite(), doc.composite())
 
 
 def test_ora_follows_the_spec(tmp_path):

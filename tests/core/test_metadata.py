@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from studio.core.a1111 import lora_hash
 from studio.core.errors import ImageReadError
 from studio.core.imageio import ImageWriteError, load_image
 from studio.core.metadata import (
@@ -63,6 +65,22 @@ def test_a1111_text_splits_karras_schedule_and_adds_img2img_variation_lora_and_c
         "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, Seed: 1234, "
         "Size: 512x768, Model hash: 879db523c3, Model: dreamshaper_8, Variation seed: 99, "
         "Variation seed strength: 0.25, Denoising strength: 0.6, Clip skip: 2")
+
+
+def test_lora_hashes_as_a1111_writes_them(tmp_path):
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    path = tmp_path / "ink.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00\x00\x80\x3f")
+    expected = hashlib.sha256(b"\x00\x00\x80\x3f").hexdigest()[:12]
+    assert lora_hash(path) == expected
+    assert lora_hash(tmp_path / "missing.safetensors") == ""
+    req = _request(loras=(LoraWeight(str(path), 1.0),), negative_prompt="")
+    text = a1111_parameters(req, lora_hashes={"ink": expected})
+    assert text.startswith("a lighthouse at dusk, oil painting <lora:ink:1>\n")
+    assert text.endswith(f'Model: dreamshaper_8, Lora hashes: "ink: {expected}"')
+    settings = parse_a1111_parameters(text)
+    assert settings.extra["Lora hashes"] == f"ink: {expected}"
+    assert settings.extra["loras"] == [("ink", 1.0)]
 
 
 def test_a1111_text_quotes_values_with_commas_and_omits_unknown_hash():
@@ -128,6 +146,16 @@ def test_png_round_trip_restores_the_exact_request(tmp_path):
     assert settings.request == req
     assert settings.to_request() == req
     assert np.array_equal(load_image(path), _pixels())
+
+
+def test_png_with_non_latin_prompt(tmp_path):
+    req = _request(prompt="灯台 at dusk — «ünïcode»", negative_prompt="ぼやけ")
+    path = save_image(tmp_path / "u.png", _pixels(), req)
+    with Image.open(path) as im:
+        assert im.text["parameters"] == a1111_parameters(req)
+    settings = read_settings(path)
+    assert settings.request == req
+    assert parse_a1111_parameters(a1111_parameters(req)).prompt == "灯台 at dusk — «ünïcode»"
 
 
 def test_img2img_request_comes_back_with_its_init_image_when_given_the_pixels(tmp_path):
