@@ -55,6 +55,9 @@ def apply_theme(app: QApplication, theme: str) -> None:
     global _current
     if theme not in PALETTES:
         theme = "dark"
+    sheet = style_sheet(theme)
+    if app.styleSheet() == sheet and _current == theme:
+        return  # restyling every widget is slow: only when the theme really changes
     _current = theme
     colors = PALETTES[theme]
     app.setStyle("Fusion")
@@ -72,7 +75,7 @@ def apply_theme(app: QApplication, theme: str) -> None:
     pal.setColor(QPalette.ColorRole.ToolTipBase, QColor(colors["panel"]))
     pal.setColor(QPalette.ColorRole.ToolTipText, QColor(colors["text"]))
     app.setPalette(pal)
-    app.setStyleSheet(style_sheet(theme))
+    app.setStyleSheet(sheet)
     _icon.cache_clear()
 
 
@@ -88,11 +91,10 @@ def _icon(name: str, theme: str) -> QIcon:
         return QIcon()
     svg = path.read_text(encoding="utf-8")
     result = QIcon()
-    for mode, key in ((QIcon.Mode.Normal, "text"), (QIcon.Mode.Disabled, "muted"),
-                      (QIcon.Mode.Selected, "accent_text"), (QIcon.Mode.Active, "text")):
+    for mode, key in ((QIcon.Mode.Normal, "text"), (QIcon.Mode.Disabled, "muted")):
         data = svg.replace("currentColor", PALETTES[theme][key])
         renderer = QSvgRenderer(QByteArray(data.encode()))
-        for size in (16, 24, 32, 48):
+        for size in (20, 40):
             image = QImage(QSize(size, size), QImage.Format.Format_ARGB32_Premultiplied)
             image.fill(Qt.GlobalColor.transparent)
             painter = QPainter(image)

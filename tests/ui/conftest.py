@@ -30,6 +30,14 @@ def no_threads_left(qapp: object) -> Iterator[None]:
     assert QThreadPool.globalInstance().activeThreadCount() == 0
 
 
+@pytest.fixture(autouse=True)
+def user_settings_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Windows made without a settings object must not touch the real user settings."""
+    path = str(tmp_path_factory.getbasetemp() / "user-settings")
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, path)
+
+
 @pytest.fixture
 def settings(tmp_path: object) -> QSettings:
     return QSettings(str(tmp_path / "studio.ini"), QSettings.Format.IniFormat)  # type: ignore
