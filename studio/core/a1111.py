@@ -115,7 +115,7 @@ def a1111_parameters(request: GenerationRequest, *,
     if request.negative_prompt:
         lines.append(f"{_NEGATIVE} {request.negative_prompt}")
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in params.items() if v is not None))
-    return "\n".join(lines)
+    return "\n".join(lines).strip()  # as A1111 does, so an empty prompt leaves no blank line
 
 
 def _unquote(value: str) -> str:

@@ -48,6 +48,17 @@ class _ComfyGraph:
         inputs = self.inputs(link[0])
         return next((t for k in _TEXT_INPUTS if k in inputs and (t := self.text(inputs[k], depth + 1))), "")
 
+    def scalar(self, value: Any, name: str, depth: int = 0) -> Any:
+        """A setting that may come through a link from a seed or number node."""
+        link = self.link(value)
+        if link is None or depth > 20:
+            return value
+        inputs = self.inputs(link[0])
+        for key in (name, "seed", "noise_seed", "value", "int", "float", "number"):
+            if key in inputs:
+                return self.scalar(inputs[key], name, depth + 1)
+        return None
+
     def prompts(self, value: Any, seen: set[str] | None = None) -> list[str]:
         """Texts of every text encoder feeding a conditioning input, upstream first."""
         seen = set() if seen is None else seen
@@ -92,10 +103,14 @@ def _comfy_sampler(graph: _ComfyGraph, node_id: str) -> dict[str, Any]:
                            lambda n: any(k in graph.inputs(n) for k in ("ckpt_name", "unet_name")))
     model_inputs = graph.inputs(model) if model else {}
     size = graph.inputs(latent) if latent and not graph.is_sampler(latent) else {}
+    def get(*names: str) -> Any:
+        name = next((n for n in names if n in inputs), names[0])
+        return graph.scalar(inputs.get(name), name)
+
     return {"id": node_id, "class_type": graph.nodes[node_id].get("class_type", ""),
-            "seed": inputs.get("seed", inputs.get("noise_seed")), "steps": inputs.get("steps"),
-            "cfg": inputs.get("cfg"), "sampler": inputs.get("sampler_name"),
-            "scheduler": inputs.get("scheduler", ""), "denoise": inputs.get("denoise"),
+            "seed": get("seed", "noise_seed"), "steps": get("steps"), "cfg": get("cfg"),
+            "sampler": get("sampler_name"), "scheduler": get("scheduler") or "",
+            "denoise": get("denoise"),
             "first_pass": latent is None or not graph.is_sampler(latent),
             "adds_noise": inputs.get("add_noise", "enable") != "disable",
             "width": size.get("width"), "height": size.get("height"),

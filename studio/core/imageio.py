@@ -55,6 +55,19 @@ def _png_size(stream: BinaryIO) -> tuple[int, int] | None:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _claimed_format(stream: BinaryIO) -> str:
+    """The format a file's first bytes announce, to tell "damaged" from "not an image"."""
+    stream.seek(0)
+    head = stream.read(16)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _MAGIC if head.startswith(magic)), "")
+
+
 def _bomb(label: str, stream: BinaryIO, exc: Exception, max_pixels: int) -> ImageReadError:
     """Pillow's own decompression-bomb guard fired: say how large and what the limit is."""
     size = _png_size(stream)
@@ -107,6 +120,10 @@ def open_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             if size and 0 in size:
                 raise ImageReadError(f"Could not open {label}: the image has no pixels "
                                      f"({size[0]} x {size[1]}).") from None
+            kind = _claimed_format(stream)
+            if kind:
+                raise ImageReadError(f"Could not open {label}: the file is damaged (it starts "
+                                     f"like a {kind} image but cannot be read).") from None
             raise ImageReadError(f"Could not open {label}: it is not an image, or its format is "
                                  "not supported (PNG, JPEG, WebP and most others are).") from None
         except (OSError, SyntaxError, ValueError, EOFError, zlib.error):
@@ -159,8 +176,9 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     with open_image(source, max_pixels=max_pixels) as im:
         decoded(im, label)
         try:
-            im = ImageOps.exif_transpose(im)
-        except (OSError, SyntaxError, ValueError):
+            if im.getexif().get(0x0112, 1) != 1:  # avoid a copy when there is nothing to turn
+                im = ImageOps.exif_transpose(im)
+        except (OSError, SyntaxError, ValueError, TypeError):
             pass  # a broken orientation tag is no reason to refuse the pixels
         return np.ascontiguousarray(_to_uint8(im))
 

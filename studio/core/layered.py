@@ -309,6 +309,9 @@ def import_psd(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
         for lay in psd.descendants():
             if lay.kind != "pixel" or lay.width * lay.height == 0:
                 continue
+            if lay.width * lay.height > max_pixels:
+                raise ImageReadError(f"Could not open {source.name}: layer {lay.name!r} is too "
+                                     f"large ({lay.width} x {lay.height} pixels).")
             pil = lay.topil()
             if pil is None:
                 continue

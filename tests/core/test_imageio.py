@@ -146,6 +146,15 @@ def test_corrupt_png_data(tmp_path):
     assert _message(tmp_path / "bad.png") == "Could not read bad.png: the file is damaged."
 
 
+def test_damaged_png_header_is_not_called_a_non_image(tmp_path):
+    data = bytearray(_png_bytes(_random(8, 8, 3)))
+    data[20] ^= 0xFF  # IHDR no longer matches its checksum
+    (tmp_path / "hdr.png").write_bytes(bytes(data))
+    assert _message(tmp_path / "hdr.png") == (
+        "Could not open hdr.png: the file is damaged (it starts like a PNG image but cannot "
+        "be read).")
+
+
 def test_zero_sized_png_header(tmp_path):
     (tmp_path / "zero.png").write_bytes(_png_header_only(0, 0))
     assert _message(tmp_path / "zero.png") == "Could not open zero.png: the image has no pixels (0 x 0)."

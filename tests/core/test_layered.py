@@ -227,3 +227,11 @@ def test_psd_refuses_oversized_canvas(tmp_path):
     with pytest.raises(ImageWriteError, match="limited to 30000 pixels a side"):
         export_psd(tmp_path / "big.psd", 40000, 8, _layers()[:1])
     assert not Path(tmp_path / "big.psd").exists()
+
+
+def test_psd_refuses_oversized_layer(tmp_path):
+    big = LayerData("Huge", np.zeros((80, 80, 4), np.uint8), x=-10, y=-10)
+    path = export_psd(tmp_path / "l.psd", 64, 48, [big])
+    with pytest.raises(ImageReadError) as info:
+        import_psd(path, max_pixels=5000)
+    assert str(info.value) == "Could not open l.psd: layer 'Huge' is too large (80 x 80 pixels)."

@@ -381,6 +381,31 @@ def test_comfyui_workflow_alone_gives_the_same_settings(tmp_path, name):
         assert getattr(from_workflow, key) == getattr(from_prompt, key), key
 
 
+def test_comfyui_settings_through_links_to_seed_and_text_nodes(tmp_path):
+    graph = {
+        "1": {"class_type": "KSampler", "inputs": {
+            "seed": ["5", 0], "steps": 12, "cfg": 4.5, "sampler_name": "euler", "scheduler": "karras",
+            "denoise": 1.0, "model": ["2", 0], "positive": ["3", 0], "negative": ["4", 0],
+            "latent_image": ["6", 0]}},
+        "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": ["7", 0], "clip": ["2", 1]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "ugly", "clip": ["2", 1]}},
+        "5": {"class_type": "Seed (rgthree)", "inputs": {"seed": 987654}},
+        "6": {"class_type": "EmptyLatentImage", "inputs": {"width": 832, "height": 1216,
+                                                           "batch_size": 1}},
+        "7": {"class_type": "String Literal", "inputs": {"string": "a red fox"}},
+    }
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (1, 1)).save(tmp_path / "c.png", pnginfo=info)
+    settings = read_settings(tmp_path / "c.png")
+    assert (settings.source, settings.prompt, settings.negative_prompt) == ("ComfyUI", "a red fox",
+                                                                           "ugly")
+    assert (settings.seed, settings.steps, settings.guidance) == (987654, 12, 4.5)
+    assert (settings.scheduler, settings.width, settings.height) == ("Euler Karras", 832, 1216)
+    assert settings.model == "sdxl.safetensors"
+
+
 @needs_data
 def test_foreign_models_and_extra_details():
     a1111 = read_settings(DATA / "AUTOMATIC1111-automatic1111_cropped.png")
