@@ -22,8 +22,9 @@ from save_loop import image, layer_pixels  # noqa: E402
 KILLS = 20
 
 
-def read_lines(proc: subprocess.Popen, until: float) -> list[str]:
-    """Lines the process printed before ``until`` (monotonic time)."""
+def read_lines(proc: subprocess.Popen, until: float, wait_for: str = "") -> list[str]:
+    """Lines the process printed before ``until`` (monotonic time), or up to the first
+    line starting with ``wait_for``."""
     lines = []
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
@@ -41,7 +42,7 @@ def read_lines(proc: subprocess.Popen, until: float) -> list[str]:
         buf += chunk
         *done, buf = buf.split(b"\n")
         lines += [line.decode() for line in done]
-        if lines and lines[-1] == "ready" and until - time.monotonic() > 5:
+        if wait_for and lines and lines[-1].startswith(wait_for):
             break
     return lines
 
@@ -73,14 +74,16 @@ def test_kill_during_saves_leaves_a_complete_saved_state(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(repo))
     confirmed = 0
-    kills_mid_run = 0
     deadline = time.monotonic() + 60
-    for _ in range(KILLS):
+    for run in range(KILLS):
         proc = subprocess.Popen([sys.executable, str(FIXTURES / "save_loop.py"), str(path)],
                                 stdout=subprocess.PIPE, env=env)
         try:
-            lines = read_lines(proc, time.monotonic() + 15)
+            lines = read_lines(proc, time.monotonic() + 15, wait_for="ready")
             assert lines and lines[-1] == "ready", lines
+            if run % 3 == 0:
+                # Make progress whatever the machine's speed: let one save finish first.
+                lines += read_lines(proc, time.monotonic() + 15, wait_for="saved")
             lines += read_lines(proc, time.monotonic() + rng.uniform(0.0, 0.2))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -95,11 +98,9 @@ def test_kill_during_saves_leaves_a_complete_saved_state(tmp_path):
         saved = [int(line.split()[1]) for line in lines if line.startswith("saved")]
         if saved:
             confirmed = saved[-1]
-        kills_mid_run += 1
         if confirmed == 0 and not path.exists():
             continue
         n = check_complete(path, confirmed)
         confirmed = n  # an unconfirmed save that landed is the new baseline
         assert time.monotonic() < deadline
-    assert kills_mid_run == KILLS
-    assert confirmed >= 3, "the writer should have completed a few saves"
+    assert confirmed >= KILLS // 3, "the writer should have completed several saves"
