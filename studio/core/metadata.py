@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,6 +50,28 @@ _UNICODE = b"UNICODE\x00"
 _ASCII = b"ASCII\x00\x00\x00"
 _MAX_NOTE = 16 * 1024 * 1024  # refuse a MakerNote that inflates beyond this
 _JPEG_EXIF_LIMIT = 65000  # one JPEG APP1 segment holds at most 64 KiB
+
+
+def _exif_bytes(entries: dict[int, bytes]) -> bytes:
+    """EXIF with ``entries`` (tag -> bytes, type UNDEFINED) in the Exif sub-IFD.
+
+    Laid out as piexif lays out A1111's: big-endian TIFF, IFD0 holding only the Exif pointer.
+    Written by hand because Pillow stores unknown byte tags as BYTE, which piexif (and so
+    A1111's PNG Info) cannot read as a UserComment.
+    """
+    exif_at = 8 + 2 + 12 + 4
+    data_at = exif_at + 2 + 12 * len(entries) + 4
+    head = b"MM\x00\x2a" + struct.pack(">I", 8)
+    ifd0 = struct.pack(">HHHII", 1, _EXIF_IFD, 4, 1, exif_at) + struct.pack(">I", 0)
+    table, data = [struct.pack(">H", len(entries))], b""
+    for tag in sorted(entries):
+        value = entries[tag]
+        if len(value) <= 4:
+            table.append(struct.pack(">HHI", tag, 7, len(value)) + value.ljust(4, b"\x00"))
+        else:
+            table.append(struct.pack(">HHII", tag, 7, len(value), data_at + len(data)))
+            data += value + b"\x00" * (len(value) % 2)  # keep offsets on word boundaries
+    return b"Exif\x00\x00" + head + ifd0 + b"".join(table) + struct.pack(">I", 0) + data
 
 
 def _user_comment(text: str) -> bytes:
@@ -197,14 +220,13 @@ def save_image(path: str | os.PathLike[str], pixels: np.ndarray,
             info.add_text(STUDIO_KEY, studio, zip=True)
             options["pnginfo"] = info
         else:
-            exif = Image.Exif()
-            exif.endian = ">"  # as A1111 (piexif) writes it, so UTF-16BE matches the byte order
-            ifd = exif.get_ifd(_EXIF_IFD)
-            ifd[_USER_COMMENT] = _user_comment(parameters)
-            ifd[_MAKER_NOTE] = _MAKER_PREFIX + zlib.compress(studio.encode("utf-8"), 9)
-            if fmt == "JPEG" and len(exif.tobytes()) > _JPEG_EXIF_LIMIT:
-                del ifd[_MAKER_NOTE]  # keep what other tools read; PNG keeps everything
-                if len(exif.tobytes()) > _JPEG_EXIF_LIMIT:
+            notes = {_USER_COMMENT: _user_comment(parameters),
+                     _MAKER_NOTE: _MAKER_PREFIX + zlib.compress(studio.encode("utf-8"), 9)}
+            exif = _exif_bytes(notes)
+            if fmt == "JPEG" and len(exif) > _JPEG_EXIF_LIMIT:
+                del notes[_MAKER_NOTE]  # keep what other tools read; PNG keeps everything
+                exif = _exif_bytes(notes)
+                if len(exif) > _JPEG_EXIF_LIMIT:
                     raise ImageWriteError(f"Could not save {target.name}: the prompt is too "
                                           "long to store in a JPEG; save it as PNG or WebP.")
             options["exif"] = exif

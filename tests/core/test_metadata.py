@@ -180,6 +180,35 @@ def test_jpeg_and_webp_carry_a1111_user_comment_and_our_request(tmp_path, suffix
     assert read_settings(path.read_bytes()).request == req
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".webp"])
+def test_user_comment_is_stored_as_a1111_does(tmp_path, suffix):
+    """Type UNDEFINED in a big-endian Exif IFD: piexif, which A1111's PNG Info uses, needs it."""
+    path = save_image(tmp_path / f"c{suffix}", _pixels(), _request())
+    with Image.open(path) as im:
+        raw = im.info["exif"]
+    raw = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+    assert raw[:4] == b"MM\x00\x2a"
+    entry = raw.index(b"\x92\x86\x00\x07")  # UserComment, type 7 (UNDEFINED)
+    count = int.from_bytes(raw[entry + 4:entry + 8], "big")
+    offset = int.from_bytes(raw[entry + 8:entry + 12], "big")
+    assert raw[offset:offset + count] == b"UNICODE\x00" + a1111_parameters(_request()).encode(
+        "utf_16_be")
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+def test_other_readers_understand_our_files(tmp_path, suffix):
+    """With sd-parsers installed (not a dependency), check it reads what A1111 users see."""
+    sd_parsers = pytest.importorskip("sd_parsers")
+    path = save_image(tmp_path / f"o{suffix}", _pixels(), _request(scheduler="DPM++ 2M Karras"))
+    info = sd_parsers.ParserManager().parse(path)
+    assert info.generator.name == "AUTOMATIC1111"
+    assert [p.value for p in info.prompts] == ["a lighthouse at dusk, oil painting"]
+    assert [p.value for p in info.negative_prompts] == ["blurry, text"]
+    sampler = info.samplers[0]
+    assert (sampler.name, sampler.parameters["scheduler"], sampler.parameters["seed"]) == (
+        "DPM++ 2M", "Karras", "1234")
+
+
 def test_jpeg_flattens_alpha_onto_white(tmp_path):
     rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent black
     save_image(tmp_path / "a.jpg", rgba)
