@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
 from superqt import QLargeIntSpinBox
 
 from studio.core.models import ModelInfo
@@ -88,7 +87,7 @@ class PromptPanel(QWidget):
 
         self.size_combo = QComboBox(objectName="size_combo")
         for name, w, h in SIZE_PRESETS:
-            self.size_combo.addItem(f"{name}  ({w}×{h})", (w, h))
+            self.size_combo.addItem(f"{name}  ({w}×{h})", f"{w}x{h}")
         self.size_combo.addItem(CUSTOM, None)
         self.size_combo.currentIndexChanged.connect(self._on_size_combo_changed)
         self.width_spin = self._size_spin("width_spin")
@@ -215,12 +214,12 @@ class PromptPanel(QWidget):
 
     def _on_size_combo_changed(self, index: int) -> None:
         size = self.size_combo.itemData(index)
-        if size is not None:
-            self._set_size(*size)
+        if size:
+            w, h = str(size).split("x")
+            self._set_size(int(w), int(h))
 
     def _on_size_spin_changed(self, _value: int = 0) -> None:
-        size = (self.width_spin.value(), self.height_spin.value())
-        index = self.size_combo.findData(size)
+        index = self.size_combo.findData(f"{self.width_spin.value()}x{self.height_spin.value()}")
         self.size_combo.blockSignals(True)
         self.size_combo.setCurrentIndex(index if index >= 0 else self.size_combo.count() - 1)
         self.size_combo.blockSignals(False)

@@ -47,7 +47,7 @@ def color(name: str) -> QColor:
 
 def style_sheet(theme: str) -> str:
     template = Template((STYLES / "studio.qss").read_text(encoding="utf-8"))
-    return template.safe_substitute(PALETTES[theme])
+    return template.safe_substitute(PALETTES[theme], icons=ICONS.as_posix())
 
 
 def apply_theme(app: QApplication, theme: str) -> None:
