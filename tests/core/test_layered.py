@@ -209,6 +209,9 @@ def test_psd_round_trip_read_with_psd_tools(tmp_path):
     assert [lay.visible for lay in psd] == [True, True, False]
     for ours, theirs in zip(layers, psd, strict=True):
         assert np.array_equal(np.asarray(theirs.topil().convert("RGBA")), ours.rgba)
+    # the merged image that viewers without layer support show
+    merged = np.asarray(psd.topil().convert("RGB")).astype(int)
+    assert np.abs(merged - composite(64, 48, layers)[..., :3]).max() <= 1
     back = import_psd(path)
     assert (back.width, back.height) == (64, 48)
     for a, b in zip(layers, back.layers, strict=True):
