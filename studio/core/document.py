@@ -274,11 +274,16 @@ class Document:
                 t = tmp[:y1 - y0, :pw]
                 a = alpha[:y1 - y0, :pw]
                 opacity = min(float(layer.opacity), 1.0)
+                if opacity >= 1.0 and src[..., 3].min() == 255:
+                    # Opaque: covers what is below (the usual background or generation).
+                    np.multiply(src, 1.0 / 255.0, out=dst, casting="unsafe")
+                    continue
                 np.multiply(src, 1.0 / 255.0, out=t, casting="unsafe")
                 np.multiply(t[..., 3:4], opacity, out=a)
                 t[..., 3:4] = 1.0
+                # over, premultiplied: dst + a * (src - dst), with src alpha taken as 1
+                t -= dst
                 t *= a
-                dst *= 1.0 - a
                 dst += t
             a = acc_band[..., 3:4]
             np.divide(acc_band[..., :3], a, out=acc_band[..., :3], where=a > 0)
