@@ -13,6 +13,7 @@ resizing the canvas back shows it again). Rects are ``(x, y, w, h)`` in canvas p
 from __future__ import annotations
 
 import copy
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ GetArray = Callable[[str], np.ndarray]
 """Returns the array stored under a key given by a ``PutArray``."""
 
 LAYER_KINDS = ("image", "generated", "paint")
+
+_log = logging.getLogger(__name__)
 
 
 def new_id() -> str:
@@ -304,9 +307,16 @@ class Document:
             self._listeners.remove(fn)
 
     def emit(self, event: str, **payload: Any) -> None:
-        """Tell the listeners about a change (commands call this after mutating)."""
+        """Tell the listeners about a change (commands call this after mutating).
+
+        A listener that raises is logged and skipped: a broken view must not leave a
+        command half done.
+        """
         for fn in list(self._listeners):
-            fn(event, payload)
+            try:
+                fn(event, payload)
+            except Exception:
+                _log.exception("document listener failed on %r", event)
 
     # -- non-undoable view state ---------------------------------------------------------
     def set_active_layer(self, layer_id: str | None) -> None:

@@ -8,6 +8,7 @@ never removed: "delete from gallery" only sets a ``deleted`` flag (undoable, see
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -22,6 +23,8 @@ from studio.core.request import GenerationRequest
 
 RELATIONS = ("vary", "img2img", "inpaint", "slider", "edit")
 """How a record relates to its parent; a root record has relation ``""``."""
+
+_log = logging.getLogger(__name__)
 
 LogListener = Callable[[str, dict[str, Any]], None]
 ImageSource = Callable[[str], np.ndarray]
@@ -241,4 +244,7 @@ class GenerationLog:
 
     def _emit(self, event: str, **payload: Any) -> None:
         for fn in list(self._listeners):
-            fn(event, payload)
+            try:
+                fn(event, payload)
+            except Exception:
+                _log.exception("generation log listener failed on %r", event)

@@ -113,6 +113,7 @@ class ProjectSnapshot:
     arrays: tuple[np.ndarray, ...] = field(repr=False)
     log: GenerationLog = field(repr=False)
     taken_at: float = 0.0
+    undo_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class ProjectStore:
         undo_data = (undo_stack.to_dict(put) if undo_stack is not None
                      else {"index": 0, "commands": []})
         return ProjectSnapshot(doc, document_data, undo_data, tuple(arrays), doc.log,
-                               time.time())
+                               time.time(), undo_stack.index if undo_stack is not None else 0)
 
     @classmethod
     def save(cls, path: str | os.PathLike[str], document: Document,

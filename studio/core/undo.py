@@ -8,6 +8,7 @@ entry). A memory limit drops the oldest entries when their stored pixels grow to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -17,6 +18,8 @@ from studio.core.document import Document, GetArray, PutArray
 StackListener = Callable[[str, dict[str, Any]], None]
 
 DEFAULT_MEMORY_LIMIT = 1024 * 1024 * 1024  # bytes of pixel data the stack may hold
+
+_log = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, type[Command]] = {}
 
@@ -170,9 +173,13 @@ class UndoStack:
         """True when the document is as it was at the last ``set_clean`` (the last save)."""
         return self._clean_index == self._index and not self._macros
 
-    def set_clean(self) -> None:
-        """Mark the current state as saved."""
-        self._clean_index = self._index
+    def set_clean(self, index: int | None = None) -> None:
+        """Mark the current state (or the state at ``index``) as saved.
+
+        A save made off the GUI thread passes the index its snapshot was taken at
+        (``ProjectSnapshot.undo_index``), since edits may have been made meanwhile.
+        """
+        self._clean_index = self._index if index is None else index
         self._changed()
 
     def nbytes(self) -> int:
@@ -285,7 +292,10 @@ class UndoStack:
                    "clean": self.clean, "undo_text": self.undo_text,
                    "redo_text": self.redo_text}
         for fn in list(self._listeners):
-            fn("changed", payload)
+            try:
+                fn("changed", payload)
+            except Exception:
+                _log.exception("undo stack listener failed")
 
     # -- serialisation -------------------------------------------------------------------
     def to_dict(self, put: PutArray) -> dict[str, Any]:

@@ -138,3 +138,16 @@ def test_array_key_matches_pixels_sha256():
     assert array_key(arr) == Pixels.from_array(arr).sha256
     assert array_key(arr[..., 0].copy()) == Pixels.from_array(arr[..., 0]).sha256
     assert array_key(arr.astype(np.float32)) != array_key(arr)
+
+
+def test_a_failing_listener_does_not_stop_the_others(caplog):
+    doc = Document(4, 4, layers=[Layer()])
+    seen = []
+
+    def broken(event, payload):
+        raise RuntimeError("view bug")
+
+    doc.add_listener(broken)
+    doc.add_listener(lambda e, p: seen.append(e))
+    doc.set_active_layer(doc.layers[0].id)
+    assert seen == ["active_layer_changed"] and "view bug" in caplog.text

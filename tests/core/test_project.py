@@ -364,3 +364,14 @@ def test_new_file_appears_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", spy)
     ProjectStore.save(path, doc, stack)
     assert calls == [("p.studio.tmp", "p.studio")]
+
+
+def test_off_thread_save_marks_the_snapshot_state_clean(tmp_path):
+    doc, stack, _ = build_project()
+    snap = ProjectStore.snapshot(doc, stack)
+    stack.push(SetSliderValue("age", 0.99))  # an edit made while the save runs
+    ProjectStore.write(tmp_path / "p.studio", snap)
+    stack.set_clean(snap.undo_index)
+    assert not stack.clean
+    stack.undo()
+    assert stack.clean
