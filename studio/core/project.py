@@ -159,8 +159,30 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
                            check_same_thread=False)
 
 
+def _fold_wal(path: Path) -> None:
+    """Best effort: move committed WAL content of ``path`` into the file itself."""
+    wal = Path(str(path) + "-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=rw", uri=True)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        pass
+
+
 def _describe(path: Path) -> str:
     return f"“{path.name}”"
+
+
+def _newer_version_error(path: Path, version: int) -> ProjectVersionError:
+    return ProjectVersionError(
+        f"{_describe(path)} was saved by a newer version of Latent Studio (project "
+        f"format {version}; this version reads up to {CURRENT_VERSION}).",
+        hint="Update Latent Studio to open it.")
 
 
 class ProjectStore:
@@ -218,22 +240,28 @@ class ProjectStore:
 
     @classmethod
     def write(cls, path: str | os.PathLike[str], snapshot: ProjectSnapshot, *,
-              thumbnails: bool = True, extra_meta: dict[str, str] | None = None) -> SaveReport:
+              thumbnails: bool = True, extra_meta: dict[str, str] | None = None,
+              replace: bool = False) -> SaveReport:
         """Write a snapshot to ``path`` in one transaction (any thread).
+
+        An existing project is updated in place (only new images are encoded). With
+        ``replace=True`` (a "Save As" the user confirmed over another file) a new file is
+        written next to it and moved over it instead, whatever the old file was.
 
         Raises
         ------
         ProjectVersionError, ProjectCorruptError
-            ``path`` exists but is from a newer version or damaged; it is not touched.
+            ``path`` exists but is from a newer version or damaged (and ``replace`` is
+            false); it is not touched.
         ProjectSaveError
             The disk refused the write; the last saved state is intact.
         """
         path = Path(path)
         start = time.perf_counter()
         keys = [array_key(a) for a in snapshot.arrays]
-        job = _SaveJob(snapshot, keys, thumbnails, extra_meta or {})
+        job = _SaveJob(path, snapshot, keys, thumbnails, extra_meta or {})
         try:
-            if path.exists():
+            if path.exists() and not replace:
                 cls._check_file(path)
                 written = cls._write_in_place(path, job)
             else:
@@ -271,6 +299,10 @@ class ProjectStore:
     @staticmethod
     def _write_new(path: Path, job: _SaveJob) -> int:
         tmp = Path(str(path) + ".tmp")
+        if path.exists():
+            _fold_wal(path)  # replacing a file: its side files must not outlive it
+        # Side files of ``path`` without ``path`` are leftovers; SQLite would apply a
+        # stale WAL to the new file, so they go before it moves in.
         for stale in [tmp, *_sidecars(tmp), *_sidecars(path)]:
             stale.unlink(missing_ok=True)
         conn = _connect(tmp)
@@ -314,10 +346,7 @@ class ProjectStore:
             raise ProjectCorruptError(
                 f"{_describe(path)} is a database but not a Latent Studio project.")
         if version > CURRENT_VERSION:
-            raise ProjectVersionError(
-                f"{_describe(path)} was saved by a newer version of Latent Studio (project "
-                f"format {version}; this version reads up to {CURRENT_VERSION}).",
-                hint="Update Latent Studio to open it.")
+            raise _newer_version_error(path, version)
         return version
 
     # -- loading ---------------------------------------------------------------------------
@@ -340,7 +369,7 @@ class ProjectStore:
             conn.execute("BEGIN")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > CURRENT_VERSION:  # the header may be stale while a WAL is pending
-                cls._check_file_version(path, version)
+                raise _newer_version_error(path, version)
             if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise ProjectCorruptError(f"{_describe(path)} is damaged and cannot be opened.")
             source = conn
@@ -364,13 +393,6 @@ class ProjectStore:
         finally:
             if conn is not None:
                 conn.close()
-
-    @staticmethod
-    def _check_file_version(path: Path, version: int) -> None:
-        raise ProjectVersionError(
-            f"{_describe(path)} was saved by a newer version of Latent Studio (project "
-            f"format {version}; this version reads up to {CURRENT_VERSION}).",
-            hint="Update Latent Studio to open it.")
 
     # -- single reads ----------------------------------------------------------------------
     @staticmethod
@@ -442,8 +464,9 @@ class ProjectStore:
 class _SaveJob:
     """One save of a snapshot into an open connection, as a single transaction."""
 
-    def __init__(self, snapshot: ProjectSnapshot, keys: list[str], thumbnails: bool,
-                 extra_meta: dict[str, str]) -> None:
+    def __init__(self, path: Path, snapshot: ProjectSnapshot, keys: list[str],
+                 thumbnails: bool, extra_meta: dict[str, str]) -> None:
+        self.path = path
         self.snap = snapshot
         self.keys = keys
         self.thumbnails = thumbnails
@@ -458,6 +481,8 @@ class _SaveJob:
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > CURRENT_VERSION:
+                raise _newer_version_error(self.path, version)
             if version == 0:
                 create_schema(conn)
             elif version < CURRENT_VERSION:

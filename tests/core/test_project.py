@@ -375,3 +375,28 @@ def test_off_thread_save_marks_the_snapshot_state_clean(tmp_path):
     assert not stack.clean
     stack.undo()
     assert stack.clean
+
+
+def test_replace_overwrites_a_file_the_user_chose_to_replace(tmp_path):
+    doc, stack, states = build_project()
+    path = tmp_path / "x.studio"
+    path.write_bytes(b"some other file")
+    with pytest.raises(ProjectCorruptError):
+        ProjectStore.write(path, ProjectStore.snapshot(doc, stack))
+    assert path.read_bytes() == b"some other file"
+    ProjectStore.write(path, ProjectStore.snapshot(doc, stack), replace=True)
+    assert doc_state(ProjectStore.load(path).document) == states[-1]
+
+
+def test_saving_another_project_over_a_project_keeps_only_the_new_one(tmp_path):
+    doc, stack, states = build_project()
+    path = tmp_path / "x.studio"
+    ProjectStore.save(path, doc, stack)
+    other = Document(16, 16)
+    other_stack = UndoStack(other)
+    other_stack.push(AddLayer(Layer(pixels=rand((16, 16, 4), 99))))
+    ProjectStore.save(path, other, other_stack)
+    project = ProjectStore.load(path)
+    assert doc_state(project.document) == doc_state(other)
+    assert len(project.log) == 0 and project.undo_stack.count == 1
+    assert set(blob_rows(path)) == {array_key(other.layers[0].pixels)}
