@@ -5,6 +5,22 @@ The document is a plain model observed by views: every change emits an event thr
 Edits go through commands on an ``UndoStack`` (see ``studio.core.commands``); the private
 ``_``-prefixed mutators below are what those commands call.
 
+Events (``fn(event_name, payload)``; rects in canvas pixels):
+
+=========================  ============================================================
+``layer_added``            ``layer_id``, ``index``
+``layer_removed``          ``layer_id``, ``index`` (where it was)
+``layer_changed``          ``layer_id``, ``rect`` to redraw (``None``: nothing visible
+                           changed, e.g. a rename), ``what``: ``"pixels"``, ``"mask"``
+                           or ``"props"``
+``layers_reordered``       ``order``: layer ids bottom to top
+``canvas_resized``         ``width``, ``height``, ``dx``, ``dy`` (how far content moved)
+``selection_changed``      ``selection``: rect or ``None``
+``active_layer_changed``   ``layer_id``
+``slider_changed``         ``slider_id``, ``value`` (``None`` when removed)
+``prompt_changed``         ``prompt``, ``negative_prompt``
+=========================  ============================================================
+
 Coordinates: a layer's pixels are placed with their top-left corner at ``(layer.x,
 layer.y)`` on the canvas; a layer may extend past the canvas (its hidden part is kept, so
 resizing the canvas back shows it again). Rects are ``(x, y, w, h)`` in canvas pixels.
