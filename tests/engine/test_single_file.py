@@ -420,3 +420,96 @@ def test_garbage_file_is_corrupt(tmp_path):
     path.write_bytes(os.urandom(4096).replace(b"PK", b"pk").replace(b"\x80", b"\x81"))
     with pytest.raises(CorruptModelError):
         detect_checkpoint_family(path)
+
+
+def _tiny_sdxl_with_distinct_text_widths(folder: Path):
+    """Tiny SDXL whose two text encoders differ in width, as in the real model, so diffusers'
+    own loader tells them apart (the plain tiny SDXL has equal widths)."""
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    base = build_tiny_pipeline("sdxl", work_dir=folder / "work")
+    torch.manual_seed(1)
+
+    def text_config(hidden: int) -> CLIPTextConfig:
+        return CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden,
+                              intermediate_size=2 * hidden, num_attention_heads=4,
+                              num_hidden_layers=2, vocab_size=len(base.tokenizer),
+                              max_position_embeddings=77, projection_dim=hidden,
+                              hidden_act="gelu")
+
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32 + 48,
+        transformer_layers_per_block=(1, 1), attention_head_dim=(2, 4),
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=48 + 6 * 8, norm_num_groups=32)
+    pipe = StableDiffusionXLPipeline(
+        vae=base.vae, text_encoder=CLIPTextModel(text_config(32)),
+        text_encoder_2=CLIPTextModelWithProjection(text_config(48)), tokenizer=base.tokenizer,
+        tokenizer_2=base.tokenizer_2, unet=unet, scheduler=base.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(folder / "pipe", safe_serialization=True)
+    return pipe
+
+
+def test_sdxl_round_trip_through_diffusers_text_encoder_loader(tmp_path, no_network):
+    pipe = _tiny_sdxl_with_distinct_text_widths(tmp_path)
+    path = save_single_file(pipe, tmp_path / "xl.safetensors")
+    loaded = load_single_file(path, config_dir=tmp_path / "pipe")
+    for name in ("text_encoder", "text_encoder_2", "unet"):
+        before, after = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before), name
+    assert np.array_equal(_generate(pipe), _generate(loaded))
+
+
+@pytest.mark.skipif(not os.environ.get("STUDIO_SLOW_TESTS"),
+                    reason="full-size SD 1.5 (4 GB); set STUDIO_SLOW_TESTS=1")
+def test_full_size_sd15_loads_with_the_bundled_config_offline(tmp_path, no_network):
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    config = bundled_config_dir("sd15")
+    torch.manual_seed(0)
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_config(AutoencoderKL.load_config(config / "vae")),
+        text_encoder=CLIPTextModel(CLIPTextConfig.from_pretrained(config / "text_encoder")),
+        tokenizer=CLIPTokenizer.from_pretrained(config / "tokenizer"),
+        unet=UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config / "unet")),
+        scheduler=PNDMScheduler.from_config(PNDMScheduler.load_config(config / "scheduler")),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    path = save_single_file(pipe, tmp_path / "sd15.safetensors")
+    assert len(_keys(path)) == 686 + 248 + 196
+    loaded = load_single_file(path)  # no config_dir: the bundled one
+    assert type(loaded.scheduler).__name__ == "PNDMScheduler"
+    for name in ("unet", "vae", "text_encoder"):
+        before, after = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before), name
+    assert np.array_equal(_generate(pipe), _generate(loaded))
+
+
+@pytest.mark.parametrize("requested, metadata, expected", [
+    (None, {}, ("sd2", "sd2-768-v")),  # weights cannot tell: v-prediction 768 by default
+    (None, {"modelspec.prediction_type": "epsilon"}, ("sd2", "sd2-512")),
+    (None, {"modelspec.prediction_type": "v"}, ("sd2", "sd2-768-v")),
+    ("sd2-512", {}, ("sd2", "sd2-512")),
+    ("sd2-v", {"modelspec.prediction_type": "epsilon"}, ("sd2", "sd2-768-v")),
+])
+def test_sd2_variant_choice(requested, metadata, expected):
+    from studio.engine.single_file import _resolve_family
+
+    assert _resolve_family(requested, "sd2", metadata, "m.safetensors") == expected
+
+
+def test_refiner_is_detected_but_not_loaded(tmp_path):
+    path = _fake_checkpoint(tmp_path / "refiner.safetensors", REFINER_KEYS)
+    assert detect_checkpoint_family(path) == "sdxl-refiner"
+    with pytest.raises(WrongModelKindError, match="refiner"):
+        load_single_file(path)
