@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 from PIL import Image
@@ -135,7 +135,7 @@ def export_ora(path: str | os.PathLike[str], width: int, height: int,
         files.append((src, _png(layer.rgba)))
     xml = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
 
-    def write(stream: BinaryIO) -> None:
+    def write(stream: IO[bytes]) -> None:
         with zipfile.ZipFile(stream, "w") as zf:
             zf.writestr(zipfile.ZipInfo("mimetype"), ORA_MIMETYPE, zipfile.ZIP_STORED)
             zf.writestr("stack.xml", xml, zipfile.ZIP_DEFLATED)

@@ -13,7 +13,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -233,7 +233,7 @@ def save_image(path: str | os.PathLike[str], pixels: np.ndarray,
     if fmt != "PNG":
         options["quality"] = int(min(max(quality, 1), 100))
 
-    def write(stream: BinaryIO) -> None:
+    def write(stream: IO[bytes]) -> None:
         im.save(stream, format=fmt, **options)
 
     return atomic_write(target, write)
