@@ -24,7 +24,7 @@ from studio.core.jobs import JobRunner
 from studio.core.models import EngineService
 from studio.core.undo import UndoStack
 from studio.ui import theme
-from studio.ui.actions import MENUS, create_actions
+from studio.ui.actions import ACTIONS, MENUS, create_actions
 from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
 from studio.ui.controller import GenerationController
@@ -132,8 +132,6 @@ class MainWindow(QMainWindow):
         for name, menu in menus.items():
             menu.setObjectName(f"{name.lower()}_menu")
         submenus: dict[str, Any] = {}
-        from studio.ui.actions import ACTIONS
-
         for spec in ACTIONS:
             top, _, sub = spec.menu.partition("/")
             menu = menus[top]
@@ -288,12 +286,11 @@ class MainWindow(QMainWindow):
         self.actions["theme_dark"].setChecked(theme.current_theme() == "dark")
         self.actions["theme_light"].setChecked(theme.current_theme() == "light")
         self.canvas.refresh_theme()
-        for spec_name, action in self.actions.items():
-            from studio.ui.actions import ACTIONS
-
-            spec = next(s for s in ACTIONS if s.name == spec_name)
+        for spec in ACTIONS:
             if spec.icon:
-                action.setIcon(theme.icon(spec.icon))
+                self.actions[spec.name].setIcon(theme.icon(spec.icon))
+        theme.refresh_icons(self)
+        self.setWindowIcon(theme.icon("app"))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.save_settings()

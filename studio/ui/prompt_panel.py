@@ -22,7 +22,7 @@ from superqt import QLargeIntSpinBox
 
 from studio.core.models import ModelInfo
 from studio.core.request import GenerationRequest
-from studio.ui.theme import icon
+from studio.ui.theme import set_icon
 from studio.ui.widgets import float_slider, int_slider, section_label, tool_button
 
 SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM",
@@ -104,11 +104,11 @@ class PromptPanel(QWidget):
         self.mode_label = QLabel("Text to image", objectName="mode_label")
         self.mode_label.setToolTip("Follows the canvas: selection, mask and image extent")
         self.generate_button = QPushButton("Generate", objectName="generate_button")
-        self.generate_button.setIcon(icon("generate"))
+        set_icon(self.generate_button, "generate", "accent_text")
         self.generate_button.setToolTip("Generate (Ctrl+Enter)")
         self.generate_button.clicked.connect(self.generate_requested)
         self.cancel_button = QPushButton("Cancel", objectName="cancel_button")
-        self.cancel_button.setIcon(icon("cancel"))
+        set_icon(self.cancel_button, "cancel")
         self.cancel_button.setToolTip("Cancel the running job (Esc)")
         self.cancel_button.clicked.connect(self.cancel_requested)
 
@@ -230,7 +230,7 @@ class PromptPanel(QWidget):
         return self.seed_spin.value()
 
     def _on_seed_lock_toggled(self, locked: bool) -> None:
-        self.seed_lock_button.setIcon(icon("lock" if locked else "unlock"))
+        set_icon(self.seed_lock_button, "lock" if locked else "unlock")
 
     @property
     def seed_locked(self) -> bool:

@@ -9,7 +9,7 @@ from string import Template
 from PySide6.QtCore import QByteArray, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QAbstractButton, QApplication, QWidget
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 ICONS = RESOURCES / "icons"
@@ -79,19 +79,34 @@ def apply_theme(app: QApplication, theme: str) -> None:
     _icon.cache_clear()
 
 
-def icon(name: str) -> QIcon:
-    """An icon from resources/icons, tinted with the text colour of the current theme."""
-    return _icon(name, _current)
+def icon(name: str, role: str = "text") -> QIcon:
+    """An icon from resources/icons, tinted with a colour of the current theme."""
+    return _icon(name, _current, role)
+
+
+def set_icon(widget: QAbstractButton, name: str, role: str = "text") -> None:
+    """Give a button an icon that follows theme changes (see ``refresh_icons``)."""
+    widget.setProperty("studio_icon", name)
+    widget.setProperty("studio_icon_role", role)
+    widget.setIcon(icon(name, role))
+
+
+def refresh_icons(root: QWidget) -> None:
+    """Re-tint the icons set with ``set_icon`` under ``root`` after a theme change."""
+    for button in root.findChildren(QAbstractButton):
+        name = button.property("studio_icon")
+        if name:
+            button.setIcon(icon(str(name), str(button.property("studio_icon_role") or "text")))
 
 
 @lru_cache(maxsize=256)
-def _icon(name: str, theme: str) -> QIcon:
+def _icon(name: str, theme: str, role: str = "text") -> QIcon:
     path = ICONS / f"{name}.svg"
     if not path.exists():
         return QIcon()
     svg = path.read_text(encoding="utf-8")
     result = QIcon()
-    for mode, key in ((QIcon.Mode.Normal, "text"), (QIcon.Mode.Disabled, "muted")):
+    for mode, key in ((QIcon.Mode.Normal, role), (QIcon.Mode.Disabled, "muted")):
         data = svg.replace("currentColor", PALETTES[theme][key])
         renderer = QSvgRenderer(QByteArray(data.encode()))
         for size in (20, 40):

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
-from studio.ui.theme import icon
+from studio.ui.theme import icon, set_icon
 
 
 def section_label(text: str) -> QLabel:
@@ -43,7 +43,7 @@ def float_slider(name: str, lo: float, hi: float, value: float,
 def tool_button(name: str, icon_name: str, tip: str, checkable: bool = False) -> QToolButton:
     button = QToolButton()
     button.setObjectName(name)
-    button.setIcon(icon(icon_name))
+    set_icon(button, icon_name)
     button.setToolTip(tip)
     button.setAccessibleName(tip)
     button.setCheckable(checkable)

@@ -52,13 +52,14 @@ class PrettyEngine(FakeEngine):
             fake.gradient = original
 
 
-def main(out: str = "docs/screenshot.png") -> int:
+def main(out: str = "docs/screenshot.png", theme: str = "dark") -> int:
     app = QApplication(sys.argv)
     engine = PrettyEngine()
     runner = JobRunner(engine)
     settings = QSettings(str(Path("/tmp/studio-screenshot.ini")), QSettings.Format.IniFormat)
     settings.clear()
     window = MainWindow(engine, runner, settings)
+    window.set_theme(theme)
     window.resize(1400, 900)
     window.show()
     panel = window.prompt_panel

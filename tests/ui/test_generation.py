@@ -114,3 +114,36 @@ def test_unreadable_image_shows_a_message(qtbot, window, tmp_path):
     assert not window.commands.open_image(str(bad))
     assert window.banner.isVisible() and "broken.png" in window.banner.text
     assert window.doc.layers == []
+
+
+def test_picking_a_model_applies_its_recommended_settings(window):
+    panel = window.prompt_panel
+    panel.model_combo.setCurrentIndex(panel.model_combo.findData("fake-large"))
+    values = panel.values()
+    assert (values["steps"], values["guidance"], values["width"], values["height"],
+            values["scheduler"]) == (30, 6.5, 1024, 1024, "DPM++ 2M Karras")
+    assert window.status.model_label.text() == "fake-large"
+
+
+def test_invalid_request_shows_its_message(qtbot, window, monkeypatch):
+    values = window.prompt_panel.values
+
+    def bad_values():
+        return {**values(), "steps": 0}
+
+    monkeypatch.setattr(window.prompt_panel, "values", bad_values)
+    assert window.controller.generate() == []
+    assert "steps must be between 1 and 1000" in window.banner.text
+    assert window.queue_panel.list.count() == 0
+
+
+def test_generate_while_the_engine_loads_says_so(qtbot, settings):
+    from studio.ui.main_window import MainWindow
+
+    window = MainWindow(None, None, settings)
+    qtbot.addWidget(window)
+    window.show()
+    assert "Loading engine" in window.status.message_label.text()
+    window.actions["generate"].trigger()
+    assert "still loading" in window.banner.text
+    window.close()
