@@ -42,7 +42,7 @@ def read_lines(proc: subprocess.Popen, until: float, wait_for: str = "") -> list
         buf += chunk
         *done, buf = buf.split(b"\n")
         lines += [line.decode() for line in done]
-        if wait_for and lines and lines[-1].startswith(wait_for):
+        if wait_for and any(line.startswith(wait_for) for line in done):
             break
     return lines
 
@@ -74,13 +74,13 @@ def test_kill_during_saves_leaves_a_complete_saved_state(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(repo))
     confirmed = 0
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     for run in range(KILLS):
         proc = subprocess.Popen([sys.executable, str(FIXTURES / "save_loop.py"), str(path)],
                                 stdout=subprocess.PIPE, env=env)
         try:
             lines = read_lines(proc, time.monotonic() + 15, wait_for="ready")
-            assert lines and lines[-1] == "ready", lines
+            assert "ready" in lines, lines
             if run % 3 == 0:
                 # Make progress whatever the machine's speed: let one save finish first.
                 lines += read_lines(proc, time.monotonic() + 15, wait_for="saved")
