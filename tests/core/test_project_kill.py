@@ -42,7 +42,7 @@ def read_lines(proc: subprocess.Popen, until: float, wait_for: str = "") -> list
         buf += chunk
         *done, buf = buf.split(b"\n")
         lines += [line.decode() for line in done]
-        if wait_for and any(line.startswith(wait_for) for line in done):
+        if wait_for and any(line.startswith(wait_for.encode()) for line in done):
             break
     return lines
 
