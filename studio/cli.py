@@ -173,9 +173,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             raise InvalidRequestError("--mask needs --init-image (the image to inpaint).")
         mask = _read_pixels(args.mask, "L")
         task = "inpaint"
+    from studio.engine.schedulers import canonical_name
+
     request = GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, model=model.id,
-        scheduler=args.scheduler or str(rec.get("scheduler", "Euler")),
+        scheduler=canonical_name(args.scheduler or str(rec.get("scheduler", "Euler"))),
         seed=args.seed if args.seed is not None else random.randrange(2**32),
         steps=args.steps or int(rec.get("steps", 20)),
         guidance=args.guidance if args.guidance is not None else float(rec.get("guidance", 7.0)),

@@ -153,11 +153,12 @@ class Engine:
         on_step = on_step or (lambda _p: None)
         start = time.perf_counter()
         cancel.raise_if_cancelled()
+        scheduler = canonical_name(request.scheduler)
         loaded = self.load(request.model)
         validate_for_family(request, loaded.family)
         resolved = request.replace(
             model_hash=loaded.hash, family=loaded.family,
-            scheduler=canonical_name(request.scheduler), device=self.choice.device,
+            scheduler=scheduler, device=self.choice.device,
             dtype=self.choice.compute_dtype + ("-autocast" if self.choice.autocast_dtype else ""))
         pipe = loaded.for_task(request.task)
         pipe.scheduler = make_scheduler(resolved.scheduler, loaded.scheduler_config)

@@ -1,0 +1,94 @@
+"""The headless CLI as a user runs it: files written, settings embedded, clear failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.cli import main
+from studio.core.metadata import read_settings
+
+
+def test_generate_writes_a_png_with_a1111_parameters_and_the_full_request(
+        tiny_sd1_dir, tmp_path, capsys):
+    out = tmp_path / "cat.png"
+    rc = main(["generate", "a cat on a blue background", "--model", str(tiny_sd1_dir),
+               "--seed", "7", "--steps", "3", "--size", "64x64", "--scheduler", "Euler a",
+               "--negative", "blurry", "--device", "cpu", "--dtype", "float32", "-o", str(out),
+               "--no-hf-cache", "--quiet"])
+    assert rc == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    with Image.open(out) as im:
+        params = im.info["parameters"]
+        assert im.size == (64, 64)
+    assert params.startswith("a cat on a blue background\nNegative prompt: blurry\n")
+    assert "Steps: 3" in params and "Sampler: Euler a" in params and "Seed: 7" in params
+    assert "Size: 64x64" in params
+    settings = read_settings(out)
+    assert settings.request is not None
+    assert settings.request.seed == 7 and settings.request.family == "sd1"
+    assert len(settings.request.model_hash) == 64
+
+
+def test_batch_writes_one_file_per_seed_and_img2img_with_mask(tiny_sd1_dir, tmp_path):
+    out = tmp_path / "b.png"
+    common = ["--model", str(tiny_sd1_dir), "--steps", "2", "--size", "64x64", "--quiet",
+              "--device", "cpu", "--dtype", "float32", "--no-hf-cache"]
+    assert main(["generate", "x", "--seed", "5", "--batch", "2", "-o", str(out), *common]) == 0
+    files = [tmp_path / "b-1.png", tmp_path / "b-2.png"]
+    seeds = [read_settings(f).request.seed for f in files]
+    assert seeds == [5, 6]
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:40, 20:40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    inp = tmp_path / "inp.png"
+    assert main(["generate", "x", "--init-image", str(files[0]), "--mask",
+                 str(tmp_path / "mask.png"), "--strength", "0.8", "-o", str(inp), *common]) == 0
+    settings = read_settings(inp)
+    assert settings.extra["studio"]["task"] == "inpaint"
+    assert settings.extra["studio"]["mask"]["sha256"]
+    assert settings.strength == 0.8
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "x", "--model", "no-such-model"], "No model named 'no-such-model'"),
+        (["generate", "x", "--size", "100x64"], "multiples of 8"),
+        (["generate", "x", "--init-image", "/no/such.png"], "such.png"),
+        (["generate", "x", "--mask", "m.png"], "--mask needs --init-image"),
+        (["generate", "x", "-o", "out.bmp"], "use .png, .jpg or .webp"),
+        (["generate", "x", "--scheduler", "Eulr"], "Unknown scheduler"),
+        (["generate", "x", "--device", "tpu"], "Unknown device"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_clear_line(tiny_sd1_dir, tmp_path, capsys, args,
+                                                      message):
+    full = [*args, "--no-hf-cache"]
+    if "--model" not in args:
+        full += ["--model", str(tiny_sd1_dir)]
+    rc = main(full)
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3
+
+
+def test_models_lists_found_models_with_family_and_source(tiny_sd1_dir, tiny_sdxl_dir, capsys):
+    rc = main(["models", "--model-dir", str(tiny_sd1_dir.parent), "--model-dir",
+               str(tiny_sdxl_dir), "--no-hf-cache"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    lines = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert lines["tiny-sd1"][1:4] == ["diffusion", "sd1", "diffusers"]
+    assert lines["tiny-sdxl"][1:4] == ["diffusion", "sdxl", "diffusers"]
+
+
+def test_python_dash_m_studio_works_without_qt_or_torch_for_help():
+    proc = subprocess.run([sys.executable, "-m", "studio", "generate", "--help"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "--init-image" in proc.stdout
