@@ -10,7 +10,8 @@ Version history
    JSON row in ``history``.
 2. generations get ``parent_id``, ``relation``, ``deleted`` and ``created`` columns (the
    gallery and the tree are queried without parsing JSON); the undo history becomes one
-   row per command (``undo_commands``) plus ``undo_state``; ``thumbnails`` added.
+   row per command (``undo_commands``) plus ``undo_state``; ``thumbnails`` added; big
+   images may be stored as tiles (blob codec ``"tiles"``: a JSON manifest of tile keys).
 """
 
 from __future__ import annotations

@@ -182,9 +182,43 @@ def test_small_stroke_on_big_layer_stores_a_small_diff(tmp_path):
     assert diff_keys <= set(after)
     assert sum(after[k] for k in diff_keys) < 2048  # the two 8x8 boxes, PNG-compressed
     assert stroke.nbytes() == 2 * 8 * 8 * 4
-    # The history holds the diff only: no full-layer snapshot was added for the stroke.
+    # The history holds the diff only: no full-layer snapshot was added for the stroke,
+    # and the layer itself is stored as tiles: only the tile the stroke touched is new.
     added = set(after) - set(before)
-    assert added == diff_keys | {array_key(doc.layers[0].pixels)}
+    layer_key = array_key(doc.layers[0].pixels)
+    tile_key = array_key(np.ascontiguousarray(doc.layers[0].pixels[512:1024, 512:1024]))
+    assert added == diff_keys | {layer_key, tile_key}
+    assert sum(after[k] for k in added) < 16 * 1024
+    project = ProjectStore.load(path)
+    np.testing.assert_array_equal(project.document.layers[0].pixels, doc.layers[0].pixels)
+    project.undo_stack.undo()
+    assert not project.document.layers[0].pixels.any()
+
+
+def test_big_images_round_trip_through_tiles(tmp_path):
+    doc = Document(1300, 1100)
+    stack = UndoStack(doc)
+    big = rand((1100, 1300, 4), 3)
+    mask = rand((1100, 1300), 4)
+    stack.push(AddLayer(Layer(pixels=big, mask=mask)))
+    rec = doc.log.add(GenerationRequest("big"), [rand((1024, 1536, 3), 5)])
+    path = tmp_path / "big.studio"
+    ProjectStore.save(path, doc, stack)
+    project = ProjectStore.load(path)
+    np.testing.assert_array_equal(project.document.layers[0].pixels, big)
+    np.testing.assert_array_equal(project.document.layers[0].mask, mask)
+    key = rec.image_hashes[0]
+    np.testing.assert_array_equal(project.log.image(key), doc.log.image(key))
+    np.testing.assert_array_equal(ProjectStore.read_image(path, key), doc.log.image(key))
+    # Dropping the layer and its history drops its tiles too.
+    stack.clear()
+    stack.push(RemoveLayer(doc.layers[0].id))
+    stack.clear()
+    ProjectStore.save(path, doc, stack)
+    with sqlite3.connect(path) as conn:
+        codecs = conn.execute("SELECT codec, COUNT(*) FROM blobs GROUP BY codec").fetchall()
+    conn.close()
+    assert dict(codecs) == {"tiles": 1, "png": 6}  # the 1024x1536 result: 2x3 tiles
 
 
 def test_unused_blobs_are_dropped(tmp_path):
