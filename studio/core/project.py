@@ -648,3 +648,13 @@ def _read_project(conn: sqlite3.Connection, path: Path) -> Project:
     stack = UndoStack.from_dict(document, {"index": state[0] if state else 0,
                                            "commands": commands}, get)
     return Project(document, stack, log, meta, path)
+
+
+def find_autosave(path: str | os.PathLike[str]) -> Path | None:
+    """Module-level shortcut for ``ProjectStore.find_autosave``."""
+    return ProjectStore.find_autosave(path)
+
+
+def is_newer_than_saved(path: str | os.PathLike[str]) -> bool:
+    """Module-level shortcut for ``ProjectStore.is_newer_than_saved``."""
+    return ProjectStore.is_newer_than_saved(path)
