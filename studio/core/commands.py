@@ -127,7 +127,7 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], 2)
     if image.shape[:2] != (height, width):
-        image = np.asarray(Image.fromarray(image).resize((width, height), Image.LANCZOS))
+        image = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
     return np.array(image, dtype=np.uint8, copy=True)
 
 

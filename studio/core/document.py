@@ -408,5 +408,5 @@ def array_key(array: np.ndarray) -> str:
         h.update(f"{mode}:{arr.shape[1]}x{arr.shape[0]}:".encode())
     else:
         h.update(f"{arr.dtype.str}:{'x'.join(map(str, arr.shape))}:".encode())
-    h.update(memoryview(arr).cast("B"))
+    h.update(arr.data.cast("B") if arr.size else b"")
     return h.hexdigest()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from typing import Any
 
 CURRENT_VERSION = 2
 APPLICATION_ID = 0x4C53544F  # "LSTO": tells our files from other SQLite databases
@@ -82,7 +83,7 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE undo_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
                  " idx INTEGER NOT NULL)")
     row = conn.execute("SELECT json FROM history WHERE id = 1").fetchone()
-    history = json.loads(row[0]) if row else {"index": 0, "commands": []}
+    history: dict[str, Any] = json.loads(row[0]) if row else {"index": 0, "commands": []}
     for pos, command in enumerate(history.get("commands", [])):
         conn.execute("INSERT INTO undo_commands (pos, json) VALUES (?, ?)",
                      (pos, json.dumps(command)))
