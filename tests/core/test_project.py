@@ -434,3 +434,17 @@ def test_saving_another_project_over_a_project_keeps_only_the_new_one(tmp_path):
     assert doc_state(project.document) == doc_state(other)
     assert len(project.log) == 0 and project.undo_stack.count == 1
     assert set(blob_rows(path)) == {array_key(other.layers[0].pixels)}
+
+
+def test_log_images_can_be_released_after_a_save(tmp_path):
+    doc, stack, _ = build_project()
+    path = tmp_path / "p.studio"
+    report = ProjectStore.save(path, doc, stack)
+    expected = {key: doc.log.image(key).copy() for key in report.image_hashes}
+    doc.log.forget_images(set(report.image_hashes),
+                          lambda key: ProjectStore.read_image(path, key))
+    assert not doc.log.pending_images()
+    for key, image in expected.items():
+        np.testing.assert_array_equal(doc.log.image(key), image)
+    ProjectStore.save(path, doc, stack)  # saving again needs nothing from memory
+    assert len(ProjectStore.load(path).log) == len(doc.log)
