@@ -197,8 +197,9 @@ def test_user_comment_is_stored_as_a1111_does(tmp_path, suffix):
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
 def test_other_readers_understand_our_files(tmp_path, suffix):
-    """With sd-parsers installed (not a dependency), check it reads what A1111 users see."""
-    sd_parsers = pytest.importorskip("sd_parsers")
+    """sd-parsers (a test dependency) reads what A1111 users see in our files."""
+    import sd_parsers
+
     path = save_image(tmp_path / f"o{suffix}", _pixels(), _request(scheduler="DPM++ 2M Karras"))
     info = sd_parsers.ParserManager().parse(path)
     assert info.generator.name == "AUTOMATIC1111"
