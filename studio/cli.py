@@ -15,6 +15,17 @@ from studio import __version__
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
+# Further commands live in their own modules, each with ``NAME``, ``HELP``,
+# ``add_arguments(parser)`` and ``run(args) -> int``; they may call ``make_engine(args)``.
+COMMAND_MODULES: list[str] = [
+]
+
+
+def _command_modules():
+    import importlib
+
+    return [importlib.import_module(name) for name in COMMAND_MODULES]
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -71,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("device", help="show the device and precision that would be used")
     _add_engine_args(dev)
+    for module in _command_modules():
+        p = sub.add_parser(module.NAME, help=module.HELP)
+        module.add_arguments(p)
+        if getattr(module, "ENGINE_ARGS", True):
+            _add_engine_args(p)
     return parser
 
 
@@ -78,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     commands = {"gui", "generate", "models", "device"}
+    commands |= {m.NAME for m in _command_modules()}
     if not args_list or (args_list[0] not in commands and not args_list[0].startswith("-")):
         args_list = ["gui", *args_list]
     args = parser.parse_args(args_list)
@@ -94,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_models(args)
         if args.command == "device":
             return _cmd_device(args)
+        for module in _command_modules():
+            if args.command == module.NAME:
+                return int(module.run(args))
     except StudioError as err:
         print(f"studio: {err}", file=sys.stderr)
         return EXIT_ERROR

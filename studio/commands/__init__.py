@@ -1,0 +1,1 @@
+"""Further ``studio`` commands, one module each (see ``studio.cli.COMMAND_MODULES``)."""
