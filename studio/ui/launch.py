@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import weakref
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
@@ -20,11 +21,13 @@ class EngineLoader(QThread):
 
     loaded = Signal(object)
     failed = Signal(str)
+    instances: weakref.WeakSet[EngineLoader] = weakref.WeakSet()  # tests check none runs
 
     def __init__(self, factory: Callable[[], EngineService], parent: QObject | None = None):
         super().__init__(parent)
         self.setObjectName("engine_loader")
         self.factory = factory
+        EngineLoader.instances.add(self)
 
     def run(self) -> None:
         try:

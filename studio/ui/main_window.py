@@ -57,7 +57,9 @@ class MainWindow(QMainWindow):
         self.runner: JobRunner | None = None
         self.doc = Document()
         self.undo = UndoStack(self.doc)
-        self.bridge = JobBridge(self)
+        # No Qt parent: the runner's listener list keeps the bridge alive, so an event
+        # emitted while the window is being destroyed never reaches a deleted object.
+        self.bridge = JobBridge()
 
         self.canvas = CanvasView(self.doc, self.undo)
         self.banner = MessageBanner()

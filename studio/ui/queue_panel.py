@@ -35,8 +35,8 @@ def job_title(request: GenerationRequest | None, job_id: int) -> str:
     if request is None:
         return f"Job {job_id}"
     prompt = request.prompt or "(no prompt)"
-    prompt = prompt if len(prompt) <= 48 else prompt[:47] + "…"
-    return f"{prompt}\n{request.task} · {request.width}×{request.height} · seed {request.seed}"
+    prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+    return f"{prompt}\n{request.task} · {request.width}×{request.height} · {request.seed}"
 
 
 class QueuePanel(QWidget):
@@ -55,6 +55,9 @@ class QueuePanel(QWidget):
         self.progress_bar.setFixedHeight(6)
         self.list = QListWidget(objectName="queue_list")
         self.list.setAlternatingRowColors(True)
+        self.list.setWordWrap(True)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.currentRowChanged.connect(self._on_list_current_changed)
         self.up_button = tool_button("queue_up_button", "up", "Run earlier")
         self.down_button = tool_button("queue_down_button", "down", "Run later")

@@ -13,6 +13,7 @@ import pytest
 from PySide6.QtCore import QSettings, QThreadPool
 
 from studio.core.jobs import JobRunner
+from studio.ui.launch import EngineLoader
 from studio.ui.main_window import MainWindow
 from tests.ui.fake_engine import FakeEngine
 
@@ -28,6 +29,8 @@ def no_threads_left(qapp: object) -> Iterator[None]:
             or t.name.startswith("studio-engine") and t.is_alive()]
     assert not left, f"threads left running: {left}"
     assert QThreadPool.globalInstance().activeThreadCount() == 0
+    running = [t for t in list(EngineLoader.instances) if t.isRunning()]
+    assert not running, "an engine loader QThread is still running"
 
 
 @pytest.fixture(autouse=True)
