@@ -28,6 +28,12 @@ from studio.core.errors import (
 from studio.core.events import GenerationResult, StepProgress
 from studio.core.models import DeviceInfo, ModelInfo
 from studio.core.request import GenerationRequest
+from studio.engine.conditioning import (
+    Conditioning,
+    ConditioningCache,
+    encode_prompts,
+    supports_embeddings,
+)
 from studio.engine.device import DeviceChoice, choose_device
 from studio.engine.discovery import discover, resolve
 from studio.engine.loading import LoadedModel, load_model
@@ -64,6 +70,7 @@ class Engine:
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._models: list[ModelInfo] | None = None
         self._lock = threading.Lock()
+        self._cond_cache = ConditioningCache()
 
     # -- models --------------------------------------------------------------------------
     def list_models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:
@@ -111,6 +118,7 @@ class Engine:
 
     def unload_all(self) -> None:
         self._loaded.clear()
+        self._cond_cache.clear()
         self._free_memory()
 
     def _free_memory(self) -> None:
@@ -193,17 +201,18 @@ class Engine:
 
         generators = [torch.Generator("cpu").manual_seed(s) for s in req.seeds]
         kwargs: dict[str, Any] = {
-            "prompt": req.prompt,
             "num_inference_steps": req.steps,
             "guidance_scale": req.guidance,
             "num_images_per_prompt": req.batch_size,
             "generator": generators,
             "output_type": "np",
         }
-        if req.negative_prompt:
-            kwargs["negative_prompt"] = req.negative_prompt
-        if req.clip_skip:
-            kwargs["clip_skip"] = req.clip_skip
+        if supports_embeddings(loaded.family):
+            kwargs.update(self.conditioning(loaded, req).kwargs)
+        else:
+            kwargs["prompt"] = req.prompt
+            if req.negative_prompt:
+                kwargs["negative_prompt"] = req.negative_prompt
         if req.task == "txt2img":
             kwargs.update(height=req.height, width=req.width)
             if req.variation_strength > 0 and req.variation_seed is not None:
@@ -236,6 +245,19 @@ class Engine:
         kwargs["callback_on_step_end"] = on_step_end
         kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
         return kwargs
+
+    def conditioning(self, loaded: LoadedModel, req: GenerationRequest) -> Conditioning:
+        """The prompt embeddings for ``req`` (cached per model and prompt)."""
+        import torch
+
+        key = (loaded.hash, loaded.info.path, req.prompt, req.negative_prompt, req.clip_skip)
+
+        def make() -> Conditioning:
+            with torch.inference_mode(), self.choice.autocast():
+                return encode_prompts(loaded.pipe, loaded.family, req,
+                                      self.choice.torch_device())
+
+        return self._cond_cache.get_or_make(key, make)
 
     def _variation_latents(self, pipe: Any, req: GenerationRequest) -> Any:
         """A1111-style variation: slerp between the seed's noise and the variation seed's."""

@@ -114,3 +114,18 @@ def test_every_named_scheduler_runs_and_is_recorded(engine, tiny_sd1_dir, name):
 def test_unknown_scheduler_is_a_clear_error(engine, tiny_sd1_dir):
     with pytest.raises(InvalidRequestError, match="Unknown scheduler 'Eulr'"):
         engine.generate(_req(tiny_sd1_dir, scheduler="Eulr"))
+
+
+def test_engine_gives_the_pixels_of_a_bare_diffusers_call(engine, model_dir):
+    """Our path (own prompt embeddings, callbacks, previews) changes nothing in the image."""
+    import torch
+
+    req = _req(model_dir, negative_prompt="blurry", steps=4)
+    ours = engine.generate(req).images[0]
+    pipe = engine.load(str(model_dir)).pipe
+    with torch.inference_mode():
+        bare = pipe(req.prompt, negative_prompt=req.negative_prompt, num_inference_steps=4,
+                    guidance_scale=req.guidance, height=64, width=64, output_type="np",
+                    generator=[torch.Generator("cpu").manual_seed(req.seed)]).images[0]
+    bare = (np.clip(bare, 0, 1) * 255).round().astype(np.uint8)
+    assert np.array_equal(ours, bare)
