@@ -57,9 +57,11 @@ _LORA_MARKERS = ("lora_down", "lora_up", "lora_A", "lora_B", ".lora.", "hada_w1"
 
 def _looks_like_pickle(path: Path) -> bool:
     with open(path, "rb") as f:
-        head = f.read(4)
-    # torch.save zip archives start with "PK"; legacy pickles with the PROTO opcode 0x80.
-    return head[:2] == b"PK" or head[:1] == b"\x80"
+        head = f.read(9)
+    if head[8:9] == b"{":  # safetensors: 8-byte header length, then the JSON header
+        return False
+    # torch.save zip archives start with "PK\x03\x04"; legacy pickles with PROTO (0x80, 2..5).
+    return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05")
 
 
 def _refuse_pickle(path: Path) -> UnsafeModelFileError:

@@ -417,9 +417,25 @@ def test_truncated_file_is_corrupt(tiny_sd1, tmp_path, cut):
 
 def test_garbage_file_is_corrupt(tmp_path):
     path = tmp_path / "noise.safetensors"
-    path.write_bytes(os.urandom(4096).replace(b"PK", b"pk").replace(b"\x80", b"\x81"))
+    path.write_bytes(b"this is not a model " * 200)
     with pytest.raises(CorruptModelError):
         detect_checkpoint_family(path)
+
+
+def test_safetensors_whose_header_length_looks_like_a_pickle_opcode(tmp_path):
+    # The first byte of a safetensors file is the low byte of its header length: 0x80 must not
+    # be taken for the pickle PROTO opcode.
+    import struct
+
+    path = tmp_path / "model.safetensors"
+    for pad in range(0, 400):
+        save_file({k: torch.zeros(s) for k, s in SD1_KEYS.items()}, str(path),
+                  metadata={"pad": "x" * pad})
+        (length,) = struct.unpack("<Q", path.read_bytes()[:8])
+        if length & 0xFF == 0x80:
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    assert detect_checkpoint_family(path) == "sd1"
 
 
 def _tiny_sdxl_with_distinct_text_widths(folder: Path):
