@@ -1,0 +1,301 @@
+"""Latent sliders: what a slider is, the shipped set, and how values shape a request.
+
+A slider is a direction in a control space plus a scalar (see ARCHITECTURE.md). Its id says
+what it is, so that ``Document.sliders`` (id -> value) alone restores a slider set:
+
+==========================  =================================================================
+``age`` (a starter id)      a prompt pair shipped in ``resources/sliders/*.json``
+``prompt:old|young``        a user's prompt pair: positive ``old``, negative ``young``
+``lora:/path/file.st``      a LoRA file and its weight (-3 .. 3)
+``vae:glasses``             an attribute vector in the latent space of ``studio-tiny-vae``
+``gan:hair=red``            the same in the ``z`` space of ``studio-tiny-gan``
+``variation:1234``          variation strength towards variation seed 1234 (0 .. 1)
+``interp:1234``             interpolation towards the image of seed 1234 (0 .. 1)
+==========================  =================================================================
+
+Values become part of the ``GenerationRequest`` (``sliders``, ``loras``, variation fields)
+with everything the engine needs in the payload, so a recorded request reproduces its image
+without the slider files. A value of 0 adds nothing to the request: the base image again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from studio.core.request import GenerationRequest, LoraWeight, SliderValue
+
+PROMPT, LORA, VAE, GAN, VARIATION, INTERP = "prompt", "lora", "vae", "gan", "variation", "interp"
+SPACES = (PROMPT, LORA, VAE, GAN, VARIATION, INTERP)
+LATENT_SPACES = (VAE, GAN)
+LATENT_MODELS = {VAE: "studio-tiny-vae", GAN: "studio-tiny-gan"}
+GROUPS = {PROMPT: "Prompt directions", LORA: "LoRA and concepts", VAE: "VAE latent",
+          GAN: "GAN latent", VARIATION: "Seed exploration", INTERP: "Seed exploration"}
+DEFAULT_TEMPLATES = ("a photo of a {} person", "a portrait of a {} person", "a {} person",
+                     "a close-up photo of a {} face")
+# Attributes of the embedded portraits that the VAE/GAN sliders and SliderBench know.
+PORTRAIT_ATTRIBUTES = ("smile", "glasses", "hair=red", "hair=blonde", "hair=blue",
+                       "hair=white", "hair=black", "background=blue", "skin=dark")
+
+
+@dataclass(frozen=True)
+class SliderSpec:
+    """One slider: its id, the words on it, its control space and its range.
+
+    ``positive``/``negative`` are the prompt pair of a prompt direction (``templates`` hold
+    ``{}`` where the words go; ``start`` is the fraction of steps run before the direction
+    applies, which keeps the composition). ``attribute`` names the portrait attribute the
+    slider should change (``smile``, ``glasses``, ``hair=red`` ...), used by latent sliders
+    and SliderBench.
+    """
+
+    slider_id: str
+    label: str
+    space: str
+    positive: str = ""
+    negative: str = ""
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    start: float = 0.0
+    minimum: float = -2.0
+    maximum: float = 2.0
+    attribute: str = ""
+    method: str = "mean"
+    path: str = ""
+    seed: int = 0
+    description: str = field(default="", compare=False)
+
+    @property
+    def group(self) -> str:
+        return GROUPS.get(self.space, "Sliders")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.slider_id, "label": self.label, "space": self.space,
+                "positive": self.positive, "negative": self.negative,
+                "templates": list(self.templates), "start": self.start, "min": self.minimum,
+                "max": self.maximum, "attribute": self.attribute, "method": self.method,
+                "description": self.description}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> SliderSpec:
+        space = str(data.get("space", PROMPT))
+        if space not in SPACES:
+            raise ValueError(f"unknown slider space {space!r}")
+        templates = tuple(str(t) for t in data.get("templates") or DEFAULT_TEMPLATES)  # type: ignore[union-attr]
+        return cls(slider_id=str(data["id"]), label=str(data.get("label") or data["id"]),
+                   space=space, positive=str(data.get("positive", "")),
+                   negative=str(data.get("negative", "")), templates=templates,
+                   start=float(data.get("start", 0.0)),  # type: ignore[arg-type]
+                   minimum=float(data.get("min", -2.0)),  # type: ignore[arg-type]
+                   maximum=float(data.get("max", 2.0)),  # type: ignore[arg-type]
+                   attribute=str(data.get("attribute", "")),
+                   method=str(data.get("method", "mean")),
+                   description=str(data.get("description", "")))
+
+
+def prompt_pair(positive: str, negative: str, templates: Iterable[str] = DEFAULT_TEMPLATES,
+                start: float = 0.0) -> SliderSpec:
+    """A user's prompt-pair slider (``prompt:positive|negative``)."""
+    positive, negative = positive.strip(), negative.strip()
+    if not positive and not negative:
+        raise ValueError("a prompt slider needs at least one of its two texts")
+    if "|" in positive or "|" in negative:
+        raise ValueError("the texts of a prompt slider cannot contain '|'")
+    label = f"{negative or '…'} ↔ {positive or '…'}"
+    return SliderSpec(f"prompt:{positive}|{negative}", label, PROMPT, positive, negative,
+                      tuple(templates), start)
+
+
+def lora_slider(path: str, name: str = "") -> SliderSpec:
+    return SliderSpec(f"lora:{path}", name or Path(path).stem, LORA, minimum=-3.0,
+                      maximum=3.0, path=path)
+
+
+def latent_slider(space: str, attribute: str, method: str = "logistic") -> SliderSpec:
+    if space not in LATENT_SPACES:
+        raise ValueError(f"{space!r} is not a latent model space")
+    label = attribute.split("=")[-1] + (" hair" if attribute.startswith("hair=") else "")
+    return SliderSpec(f"{space}:{attribute}", label.capitalize(), space, attribute=attribute,
+                      method=method)
+
+
+def variation_slider(seed: int) -> SliderSpec:
+    return SliderSpec(f"variation:{int(seed)}", f"Variation (seed {int(seed)})", VARIATION,
+                      minimum=0.0, maximum=1.0, seed=int(seed))
+
+
+def interpolation_slider(seed: int) -> SliderSpec:
+    return SliderSpec(f"interp:{int(seed)}", f"Towards seed {int(seed)}", INTERP,
+                      minimum=0.0, maximum=1.0, seed=int(seed))
+
+
+def spec_from_id(slider_id: str, starters: Mapping[str, SliderSpec] | None = None) -> SliderSpec:
+    """The slider an id names (a starter id, or a self-describing ``space:...`` id)."""
+    if starters and slider_id in starters:
+        return starters[slider_id]
+    space, sep, rest = slider_id.partition(":")
+    if not sep:
+        raise KeyError(f"unknown slider {slider_id!r}")
+    if space == PROMPT:
+        positive, _, negative = rest.partition("|")
+        return prompt_pair(positive, negative)
+    if space == LORA:
+        return lora_slider(rest)
+    if space in LATENT_SPACES:
+        return latent_slider(space, rest)
+    if space in (VARIATION, INTERP):
+        seed = int(rest)
+        return variation_slider(seed) if space == VARIATION else interpolation_slider(seed)
+    raise KeyError(f"unknown slider {slider_id!r}")
+
+
+def load_starter_set(folder: str | Path) -> dict[str, SliderSpec]:
+    """The slider files of a folder (``*.json``: one slider, or ``{"sliders": [...]}``)."""
+    out: dict[str, SliderSpec] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for item in data.get("sliders", [data]) if isinstance(data, dict) else data:
+            spec = SliderSpec.from_dict(item)
+            out[spec.slider_id] = spec
+    return out
+
+
+def starter_sliders() -> dict[str, SliderSpec]:
+    """The starter set shipped in ``resources/sliders``."""
+    from studio.paths import resources_dir
+
+    return load_starter_set(resources_dir() / "sliders")
+
+
+class SliderSet:
+    """The sliders shown in a document, in order, with their values.
+
+    ``to_values``/``from_values`` go to and from ``Document.sliders``; every slider in the
+    set has an entry there (0 for a slider at rest) so the set itself is saved too.
+    """
+
+    def __init__(self, specs: Iterable[SliderSpec] = (),
+                 values: Mapping[str, float] | None = None) -> None:
+        self.specs: dict[str, SliderSpec] = {s.slider_id: s for s in specs}
+        self.values: dict[str, float] = {k: 0.0 for k in self.specs}
+        for k, v in (values or {}).items():
+            if k in self.specs:
+                self.values[k] = float(v)
+
+    def add(self, spec: SliderSpec, value: float = 0.0) -> None:
+        self.specs[spec.slider_id] = spec
+        self.values.setdefault(spec.slider_id, float(value))
+
+    def remove(self, slider_id: str) -> None:
+        self.specs.pop(slider_id, None)
+        self.values.pop(slider_id, None)
+
+    def set(self, slider_id: str, value: float) -> None:
+        spec = self.specs[slider_id]
+        self.values[slider_id] = min(spec.maximum, max(spec.minimum, float(value)))
+
+    def reset(self) -> None:
+        self.values = {k: 0.0 for k in self.specs}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.specs.values())
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def to_values(self) -> dict[str, float]:
+        return dict(self.values)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, float],
+                    starters: Mapping[str, SliderSpec] | None = None) -> SliderSet:
+        """Rebuild a set from ``Document.sliders``; unknown ids are skipped."""
+        specs = []
+        for slider_id in values:
+            try:
+                specs.append(spec_from_id(slider_id, starters))
+            except (KeyError, ValueError):
+                continue
+        return cls(specs, values)
+
+    def apply(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` with this set's non-zero values (see ``apply_sliders``)."""
+        return apply_sliders(request, [(s, self.values.get(s.slider_id, 0.0)) for s in self])
+
+
+def slider_value(spec: SliderSpec, value: float) -> SliderValue:
+    """The request entry of one slider, with what the engine needs in its payload."""
+    payload: dict[str, object] = {}
+    if spec.space == PROMPT:
+        payload = {"positive": spec.positive, "negative": spec.negative,
+                   "templates": "\n".join(spec.templates), "start": float(spec.start)}
+    elif spec.space in LATENT_SPACES:
+        payload = {"attribute": spec.attribute, "method": spec.method}
+    elif spec.space == INTERP:
+        payload = {"seed_b": int(spec.seed)}
+    return SliderValue(spec.slider_id, float(value), spec.space, tuple(sorted(payload.items())))
+
+
+def apply_sliders(request: GenerationRequest,
+                  values: Iterable[tuple[SliderSpec, float]]) -> GenerationRequest:
+    """The request with slider values applied; values of 0 change nothing at all.
+
+    Prompt, latent and interpolation sliders go to ``request.sliders``, LoRA sliders to
+    ``request.loras`` and the variation slider to the variation fields. Entries of sliders
+    this call does not mention are kept.
+    """
+    given = [(s, float(v)) for s, v in values]
+    ids = {s.slider_id for s, _ in given}
+    sliders = [sv for sv in request.sliders if sv.slider_id not in ids]
+    lora_paths = {s.path for s, _ in given if s.space == LORA}
+    loras = [lw for lw in request.loras if lw.path not in lora_paths]
+    changes: dict[str, object] = {}
+    for spec, value in given:
+        if spec.space == VARIATION:
+            if value != 0:
+                changes.update(variation_seed=spec.seed, variation_strength=min(1.0, abs(value)))
+            elif request.variation_seed == spec.seed:
+                changes.update(variation_seed=None, variation_strength=0.0)
+            continue
+        if value == 0:
+            continue
+        if spec.space == LORA:
+            loras.append(LoraWeight(spec.path, value, spec.label))
+        else:
+            sliders.append(slider_value(spec, value))
+    return replace(request, sliders=tuple(sliders), loras=tuple(loras), **changes)  # type: ignore[arg-type]
+
+
+def payload_of(value: SliderValue) -> dict[str, object]:
+    return dict(value.payload)
+
+
+# -- seed exploration -------------------------------------------------------------------
+def interpolation_requests(request: GenerationRequest, seed_b: int,
+                           frames: int = 8) -> list[GenerationRequest]:
+    """A strip of ``frames`` requests from ``request``'s image (t=0) to seed ``seed_b``'s (t=1).
+
+    The first request is ``request`` itself; the last reproduces the image of ``seed_b``
+    (the engine returns exactly that seed's noise at t=1).
+    """
+    spec = interpolation_slider(seed_b)
+    n = max(2, int(frames))
+    return [apply_sliders(request, [(spec, i / (n - 1))]) for i in range(n)]
+
+
+def neighbourhood_requests(request: GenerationRequest, strength: float = 0.2,
+                           first_seed: int | None = None) -> list[GenerationRequest]:
+    """A 3x3 grid around ``request``'s image: the centre is the image itself, the eight
+    around it are variations of strength ``strength`` with seeds ``first_seed .. +7``."""
+    first = (request.seed + 1) if first_seed is None else int(first_seed)
+    out = []
+    k = 0
+    for i in range(9):
+        if i == 4:
+            out.append(request)
+            continue
+        spec = variation_slider((first + k) % 2**32)
+        out.append(apply_sliders(request, [(spec, strength)]))
+        k += 1
+    return out

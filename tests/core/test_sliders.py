@@ -1,0 +1,147 @@
+"""Slider math and slider sets: directions, exactness at 0, requests, undo, saving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.commands import SetSliderValue
+from studio.core.directions import (
+    Direction,
+    apply_directions,
+    build_direction,
+    orthogonalize,
+    principal_directions,
+)
+from studio.core.document import Document
+from studio.core.project import ProjectStore
+from studio.core.request import GenerationRequest
+from studio.core.sliders import (
+    SliderSet,
+    apply_sliders,
+    interpolation_requests,
+    latent_slider,
+    lora_slider,
+    neighbourhood_requests,
+    prompt_pair,
+    spec_from_id,
+    starter_sliders,
+    variation_slider,
+)
+
+
+def _planted(n: int = 600, dim: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(dim)
+    truth[3] = 1.0
+    x = rng.standard_normal((n, dim))
+    x[:, 3] *= 3.0  # the attribute is the main mode of variation (so PCA finds it too)
+    labels = x @ truth + 0.3 * rng.standard_normal(n) > 0
+    return x, labels, truth
+
+
+@pytest.mark.parametrize("method", ["mean", "logistic", "svm", "pca"])
+def test_direction_builder_finds_a_planted_attribute(method):
+    x, labels, truth = _planted()
+    d = build_direction(x, labels, method, space="vae", attribute="a")
+    assert d.unit @ truth > 0.9
+    # Value 1 spans the class means along the direction.
+    gap = x[labels].mean(0) @ d.unit - x[~labels].mean(0) @ d.unit
+    assert np.linalg.norm(d.vector) == pytest.approx(gap, rel=0.05)
+
+
+def test_value_zero_is_exact_and_response_is_monotone():
+    x, labels, _ = _planted()
+    d = build_direction(x, labels, "logistic")
+    z = x[:5].astype(np.float32)
+    assert np.array_equal(apply_directions(z, [(d.vector, 0.0)]), z)
+    scores = [float((apply_directions(z, [(d.vector, v)]) @ d.unit).mean())
+              for v in (-2, -1, -0.5, 0, 0.5, 1, 2)]
+    assert scores == sorted(scores)
+
+
+def test_conditional_direction_keeps_other_attribute():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(8)
+    b = rng.standard_normal(8)
+    out = orthogonalize(a, [b])
+    assert abs(out @ b) < 1e-9
+    assert out @ (a / np.linalg.norm(a)) == pytest.approx(np.linalg.norm(a))
+
+
+def test_direction_needs_both_classes_and_round_trips():
+    x, labels, _ = _planted(n=50)
+    with pytest.raises(ValueError):
+        build_direction(x, np.ones(50, bool))
+    d = build_direction(x, labels, "svm", space="gan", attribute="smile")
+    back = Direction.from_dict(d.to_dict())
+    assert np.allclose(back.vector, d.vector) and back.method == "svm"
+    assert principal_directions(x, 3).shape == (3, 16)
+
+
+def test_starter_set_ships_the_issue_sliders():
+    starters = starter_sliders()
+    for sid in ("age", "smile", "glasses", "hair-red", "lighting", "style-painting"):
+        assert sid in starters
+    assert starters["lighting"].start > 0
+
+
+def test_zero_values_leave_the_request_unchanged_and_values_are_recorded(tmp_path):
+    base = GenerationRequest("a person", seed=3, width=64, height=64)
+    age = starter_sliders()["age"]
+    lora = lora_slider(str(tmp_path / "x.safetensors"))
+    var = variation_slider(99)
+    assert apply_sliders(base, [(age, 0.0), (lora, 0.0), (var, 0.0)]) == base
+    req = apply_sliders(base, [(age, 1.5), (lora, -2.0), (var, 0.3)])
+    assert req.sliders[0].slider_id == "age" and req.sliders[0].value == 1.5
+    assert dict(req.sliders[0].payload)["positive"] == "old"
+    assert req.loras[0].weight == -2.0
+    assert (req.variation_seed, req.variation_strength) == (99, 0.3)
+    # The recorded request reproduces: it survives JSON.
+    assert GenerationRequest.from_json(req.to_json()) == req
+    # Moving back to 0 removes the entry again.
+    assert apply_sliders(req, [(age, 0.0), (lora, 0.0), (var, 0.0)]) == base
+
+
+def test_ids_describe_their_sliders():
+    pair = prompt_pair("old", "young")
+    assert spec_from_id(pair.slider_id) == pair
+    assert spec_from_id("vae:hair=red").attribute == "hair=red"
+    assert spec_from_id("gan:smile").space == "gan"
+    assert spec_from_id("interp:7").seed == 7
+    with pytest.raises(KeyError):
+        spec_from_id("nonsense")
+
+
+def test_interpolation_strip_and_neighbourhood_grid():
+    base = GenerationRequest("a cat", seed=5, width=64, height=64)
+    strip = interpolation_requests(base, 42, frames=5)
+    assert strip[0] == base and len(strip) == 5
+    assert strip[-1].sliders[0].value == 1.0
+    grid = neighbourhood_requests(base, 0.2)
+    assert len(grid) == 9 and grid[4] == base
+    assert len({r.variation_seed for r in grid}) == 9
+
+
+def test_one_undo_entry_per_drag_and_the_set_is_saved(tmp_path):
+    from studio.core.undo import UndoStack
+
+    doc = Document()
+    undo = UndoStack(doc)
+    sset = SliderSet([starter_sliders()["age"], latent_slider("vae", "glasses")])
+    for sid, v in sset.to_values().items():
+        doc.sliders[sid] = v
+    for v in (0.1, 0.4, 0.9, 1.3):  # one drag
+        undo.push(SetSliderValue("age", v, merge_id="drag-1"))
+    undo.push(SetSliderValue("age", 1.3, merge_id="drag-1-end"))
+    assert doc.sliders["age"] == 1.3
+    undo.undo()
+    undo.undo()
+    assert doc.sliders["age"] == 0.0
+    undo.redo()
+    path = tmp_path / "p.studio"
+    ProjectStore.save(path, doc, undo)
+    loaded = ProjectStore.load(path).document
+    again = SliderSet.from_values(loaded.sliders, starter_sliders())
+    assert list(again.specs) == ["age", "vae:glasses"]
+    assert again.values["age"] == 1.3
