@@ -529,3 +529,36 @@ def test_refiner_is_detected_but_not_loaded(tmp_path):
     assert detect_checkpoint_family(path) == "sdxl-refiner"
     with pytest.raises(WrongModelKindError, match="refiner"):
         load_single_file(path)
+
+
+def test_inpainting_checkpoint_round_trip(tiny_sd1, tmp_path, no_network):
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from PIL import Image
+
+    base, _ = tiny_sd1
+    torch.manual_seed(3)
+    unet = UNet2DConditionModel.from_config({**base.unet.config, "in_channels": 9})
+    pipe = StableDiffusionInpaintPipeline(
+        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=unet,
+        scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+        part.eval()  # as a loaded pipeline is
+    pipe.save_pretrained(tmp_path / "pipe", safe_serialization=True)
+    path = save_single_file(pipe, tmp_path / "inpaint.safetensors")
+    assert detect_checkpoint_family(path) == "sd1-inpaint"
+
+    loaded = load_single_file(path, config_dir=tmp_path / "pipe")
+    assert type(loaded).__name__ == "StableDiffusionInpaintPipeline"
+    rng = np.random.RandomState(0)
+    image = Image.fromarray(rng.randint(0, 256, (64, 64, 3), dtype=np.uint8))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+
+    def inpaint(p) -> np.ndarray:
+        return p("a cat", image=image, mask_image=Image.fromarray(mask), num_inference_steps=2,
+                 height=64, width=64, generator=torch.Generator().manual_seed(0),
+                 output_type="np").images
+
+    assert np.array_equal(inpaint(pipe), inpaint(loaded))
