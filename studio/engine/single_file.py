@@ -25,6 +25,7 @@ from typing import Any
 from studio.core.errors import (
     CorruptModelError,
     ModelNotFoundError,
+    StudioError,
     UnsafeModelFileError,
     WrongModelKindError,
 )
@@ -402,6 +403,10 @@ def load_single_file(path: str | os.PathLike[str], family: str | None = None,
         raise WrongModelKindError(
             f"{path.name} holds only part of a {text_family} model (no text encoder).",
             hint="Load the full checkpoint or the model's diffusers folder.")
+    if not _has_prefix(shapes, ck.VAE_PREFIX):
+        raise WrongModelKindError(
+            f"{path.name} has no VAE weights (a checkpoint saved without its VAE).",
+            hint="Load a full checkpoint, or the model's diffusers folder.")
     if config_dir is not None:
         config = Path(config_dir)
     else:
@@ -417,9 +422,11 @@ def load_single_file(path: str | os.PathLike[str], family: str | None = None,
         if text_family == "sdxl" and _same_text_widths(config):
             kwargs["text_encoder_2"] = _openclip_text_encoder(source, config, torch_dtype)
         pipe = _pipeline_class(base).from_single_file(str(source), **kwargs)
-    except (WrongModelKindError, CorruptModelError, UnsafeModelFileError):
+    except (StudioError, MemoryError):
         raise
-    except (ValueError, RuntimeError, KeyError, OSError) as err:
+    except Exception as err:
+        if type(err).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError and kin
+            raise
         raise CorruptModelError(
             f"{path.name} could not be loaded as {base}: its weights do not match the "
             f"architecture ({type(err).__name__}: {str(err)[:200]}).",

@@ -363,6 +363,21 @@ def test_unet_only_file_is_refused_at_load(tmp_path):
         load_single_file(path)
 
 
+def test_checkpoint_without_vae_is_refused_at_load(tmp_path):
+    keys = {k: v for k, v in SD1_KEYS.items() if not k.startswith("first_stage_model.")}
+    path = _fake_checkpoint(tmp_path / "novae.safetensors", keys)
+    assert detect_checkpoint_family(path) == "sd1"
+    with pytest.raises(WrongModelKindError, match="no VAE"):
+        load_single_file(path)
+
+
+def test_weights_that_do_not_fit_the_architecture_are_reported(tmp_path):
+    # Right names, wrong shapes: the bundled SD1.5 config cannot take them.
+    path = _fake_checkpoint(tmp_path / "odd.safetensors", SD1_KEYS)
+    with pytest.raises(CorruptModelError, match="could not be loaded as sd1"):
+        load_single_file(path)
+
+
 def test_pickles_are_refused_unless_allowed(tmp_path):
     path = tmp_path / "model.ckpt"
     torch.save({"state_dict": {k: torch.zeros(s) for k, s in SD1_KEYS.items()}}, path)
