@@ -27,7 +27,7 @@ from studio.core.errors import (
 )
 from studio.core.events import GenerationResult, StepProgress
 from studio.core.models import DeviceInfo, ModelInfo
-from studio.core.request import GenerationRequest
+from studio.core.request import GenerationRequest, SliderValue
 from studio.engine.conditioning import (
     Conditioning,
     ConditioningCache,
@@ -36,8 +36,23 @@ from studio.engine.conditioning import (
 )
 from studio.engine.device import DeviceChoice, choose_device
 from studio.engine.discovery import discover, resolve
+from studio.engine.families import SDXL_FAMILIES
+from studio.engine.latent_models import LatentModels
 from studio.engine.loading import LoadedModel, load_model
+from studio.engine.lora import apply_loras, lora_signature
 from studio.engine.schedulers import canonical_name, make_scheduler
+from studio.engine.sliders import (
+    DirectionCache,
+    PromptDelta,
+    add_deltas,
+    compute_prompt_delta,
+    interp_slider,
+    interpolated_noise,
+    late_delta_callback,
+    lerp_conditioning,
+    prompt_sliders,
+    schedule,
+)
 from studio.paths import embedded_models_dir, extra_model_dirs
 
 log = logging.getLogger(__name__)
@@ -71,6 +86,8 @@ class Engine:
         self._models: list[ModelInfo] | None = None
         self._lock = threading.Lock()
         self._cond_cache = ConditioningCache()
+        self._directions = DirectionCache()
+        self._latent: LatentModels | None = None
 
     # -- models --------------------------------------------------------------------------
     def list_models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:
@@ -119,6 +136,7 @@ class Engine:
     def unload_all(self) -> None:
         self._loaded.clear()
         self._cond_cache.clear()
+        self._directions.clear()
         self._free_memory()
 
     def _free_memory(self) -> None:
@@ -162,7 +180,11 @@ class Engine:
         start = time.perf_counter()
         cancel.raise_if_cancelled()
         scheduler = canonical_name(request.scheduler)
+        info = self.resolve_model(request.model)
+        if info.kind in ("vae", "gan"):  # latent slider mode: encode/move/decode, no sampler
+            return self.latent_models.generate(info, request, on_step, cancel)
         loaded = self.load(request.model)
+        apply_loras(loaded.pipe, request.loras)
         validate_for_family(request, loaded.family)
         resolved = request.replace(
             model_hash=loaded.hash, family=loaded.family,
@@ -207,8 +229,20 @@ class Engine:
             "generator": generators,
             "output_type": "np",
         }
+        late: list[Any] = []
         if supports_embeddings(loaded.family):
-            kwargs.update(self.conditioning(loaded, req).kwargs)
+            cond = self.conditioning(loaded, req).kwargs
+            interp = interp_slider(req)
+            prompt_b = dict(interp.payload).get("prompt_b") if interp is not None else None
+            if interp is not None and prompt_b is not None and prompt_b != req.prompt:
+                other = self.conditioning(loaded, req.replace(prompt=str(prompt_b))).kwargs
+                cond = lerp_conditioning(cond, other, float(interp.value))
+            deltas = schedule([(self.prompt_delta(loaded, req, s), s.value,
+                                float(dict(s.payload).get("start", 0.0)))
+                               for s in prompt_sliders(req)], req.steps)
+            cond = add_deltas(cond, [d for d in deltas if d.start_step == 0])
+            late = [d for d in deltas if d.start_step > 0]
+            kwargs.update(cond)
         else:
             kwargs["prompt"] = req.prompt
             if req.negative_prompt:
@@ -217,6 +251,10 @@ class Engine:
             kwargs.update(height=req.height, width=req.width)
             if req.variation_strength > 0 and req.variation_seed is not None:
                 kwargs["latents"] = self._variation_latents(pipe, req)
+            interp = interp_slider(req)
+            if interp is not None:
+                kwargs["latents"] = interpolated_noise(pipe, req, interp, kwargs.get("latents")).to(
+                    self.choice.torch_device(), self.choice.torch_dtype())
         else:
             assert req.init_image is not None
             init = Image.fromarray(req.init_image.to_array()).convert("RGB")
@@ -231,9 +269,12 @@ class Engine:
                 kwargs.update(mask_image=mask, height=req.height, width=req.width)
         every = self.preview_every
         previewer = loaded.previewer
+        late_update = late_delta_callback(late) if late else None
 
         def on_step_end(p: Any, step: int, timestep: Any, cb: dict[str, Any]) -> dict[str, Any]:
             cancel.raise_if_cancelled()
+            if late_update is not None:
+                late_update(p, step, cb)
             total = int(getattr(p, "num_timesteps", 0) or req.steps)
             preview = None
             latents = cb.get("latents")
@@ -244,13 +285,46 @@ class Engine:
 
         kwargs["callback_on_step_end"] = on_step_end
         kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+        if late:  # prompt directions that start after the first steps
+            extra = ["prompt_embeds"] + (["add_text_embeds"] if loaded.family in SDXL_FAMILIES
+                                         else [])
+            kwargs["callback_on_step_end_tensor_inputs"] += [
+                k for k in extra if k in getattr(pipe, "_callback_tensor_inputs", [])]
         return kwargs
+
+    def prompt_delta(self, loaded: LoadedModel, req: GenerationRequest,
+                     slider: SliderValue) -> PromptDelta:
+        """The embedding direction of a prompt slider (cached per model, LoRAs and texts)."""
+        import torch
+
+        p = dict(slider.payload)
+        templates = [t for t in str(p.get("templates", "{}")).split("\n") if t.strip()]
+        key = (loaded.hash, loaded.info.path, str(p.get("positive", "")),
+               str(p.get("negative", "")), tuple(templates), req.clip_skip,
+               lora_signature(req.loras))
+
+        def make() -> PromptDelta:
+            with self.choice.autocast():
+                return compute_prompt_delta(loaded.pipe, loaded.family, key[2], key[3],
+                                            templates, self.choice.torch_device(),
+                                            req.clip_skip)
+
+        with torch.inference_mode():
+            return self._directions.get_or_make(key, make)
+
+    @property
+    def latent_models(self) -> LatentModels:
+        """The VAE/GAN slider models (loaded on first use)."""
+        if self._latent is None:
+            self._latent = LatentModels(self)
+        return self._latent
 
     def conditioning(self, loaded: LoadedModel, req: GenerationRequest) -> Conditioning:
         """The prompt embeddings for ``req`` (cached per model and prompt)."""
         import torch
 
-        key = (loaded.hash, loaded.info.path, req.prompt, req.negative_prompt, req.clip_skip)
+        key = (loaded.hash, loaded.info.path, req.prompt, req.negative_prompt, req.clip_skip,
+               lora_signature(req.loras))
 
         def make() -> Conditioning:
             with torch.inference_mode(), self.choice.autocast():

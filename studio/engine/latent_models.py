@@ -1,0 +1,347 @@
+"""VAE and GAN slider mode: move a flat latent along attribute vectors and decode.
+
+``studio-tiny-vae`` encodes an image (the canvas, or the noise of a seed) to a flat latent
+``z``; ``studio-tiny-gan`` draws ``z`` from the seed. Sliders add ``value * direction`` and
+the decoder draws the result: a few milliseconds on the CPU, so every slider event can be
+answered at once.
+
+Directions come from the one builder in ``studio.core.directions``: for the VAE from the
+labels of the embedded portraits (rendered and encoded), for the GAN from the shipped
+attribute classifier's labels of generated samples. They are cached on disk per model hash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio.core.cancel import CancelToken
+from studio.core.directions import Direction, apply_directions, build_direction
+from studio.core.errors import CorruptModelError, InvalidRequestError, ModelNotFoundError
+from studio.core.events import GenerationResult, StepProgress
+from studio.core.models import ModelInfo
+from studio.core.request import GenerationRequest
+from studio.core.sliders import LATENT_SPACES, PORTRAIT_ATTRIBUTES
+
+log = logging.getLogger(__name__)
+
+DIRECTION_SEED = 424_242  # portraits used to find directions (neither train nor eval data)
+DIRECTION_SAMPLES = 1536
+SMILE_THRESHOLD = 0.35
+CLASSIFIER = "studio-tiny-attributes"
+
+
+def _load_module(folder: Path, cls_name: str, weights: str) -> Any:
+    from studio.training import models as tm
+
+    config = json.loads((folder / "config.json").read_text())
+    module = getattr(tm, cls_name)(**config)
+    from safetensors.torch import load_file
+
+    state = {k: (v.float() if v.is_floating_point() else v)
+             for k, v in load_file(str(folder / weights)).items()}
+    module.load_state_dict(state)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def _to_tensor(images: np.ndarray) -> Any:
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+def _to_uint8(x: Any) -> np.ndarray:
+    import torch
+
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _resize(images: np.ndarray, size: int = 64) -> np.ndarray:
+    from PIL import Image
+
+    out = []
+    for im in images:
+        pil = Image.fromarray(np.ascontiguousarray(im[..., :3]))
+        if pil.size != (size, size):
+            pil = pil.resize((size, size), Image.Resampling.LANCZOS)
+        out.append(np.asarray(pil))
+    return np.stack(out)
+
+
+@dataclass
+class LatentModel:
+    """A loaded flat-latent model: ``kind`` is ``"vae"`` or ``"gan"``."""
+
+    info: ModelInfo
+    kind: str
+    module: Any
+    latent_dim: int
+    hash: str = ""
+
+    @classmethod
+    def load(cls, info: ModelInfo) -> LatentModel:
+        from studio.engine.hashing import model_hash
+
+        folder = Path(info.path)
+        try:
+            if info.kind == "vae":
+                module = _load_module(folder, "FlatVAE", "model.safetensors")
+                dim = int(module.latent_dim)
+            else:
+                sub = folder / "generator" if (folder / "generator").is_dir() else folder
+                module = _load_module(sub, "Generator", "generator.safetensors")
+                dim = int(module.z_dim)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise CorruptModelError(f"{info.name} could not be loaded: {err}") from err
+        return cls(info, info.kind, module, dim, model_hash(folder))
+
+    def sample(self, seed: int, n: int = 1) -> np.ndarray:
+        """Standard normal latents of ``seed`` (n, dim), float32."""
+        rng = np.random.default_rng(int(seed))
+        return rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+
+    def encode(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
+        """Latents (posterior means) of uint8 RGB images (n, h, w, 3)."""
+        import torch
+
+        if self.kind != "vae":
+            raise InvalidRequestError("The GAN has no encoder: start from a seed instead.")
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(images), batch):
+                out.append(self.module.encode(_to_tensor(_resize(images[s:s + batch]))).numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def decode(self, z: np.ndarray, batch: int = 256) -> np.ndarray:
+        """uint8 RGB images (n, 64, 64, 3) of latents (n, dim)."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(z), batch):
+                zt = torch.from_numpy(np.ascontiguousarray(z[s:s + batch], dtype=np.float32))
+                x = self.module.decode(zt) if self.kind == "vae" else self.module(zt)
+                out.append(_to_uint8(x))
+        return np.concatenate(out)
+
+
+class AttributeScorer:
+    """The shipped attribute classifier (``studio-tiny-attributes``) on uint8 images."""
+
+    def __init__(self, folder: Path) -> None:
+        from studio.training.data import CLASS_ATTRIBUTES
+
+        self.module = _load_module(folder, "AttributeClassifier", "model.safetensors")
+        self.classes = CLASS_ATTRIBUTES
+
+    def scores(self, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+        """Class probabilities per categorical attribute (n, k) and ``smile`` (n,) in [-1, 1]."""
+        import torch
+
+        parts: list[dict[str, np.ndarray]] = []
+        with torch.inference_mode():
+            for s in range(0, len(images), batch):
+                out = self.module(_to_tensor(_resize(images[s:s + batch])))
+                parts.append({k: (v.softmax(1) if k != "smile" else v).numpy()
+                              for k, v in out.items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def probability(self, scores: dict[str, np.ndarray], attribute: str) -> np.ndarray:
+        """Probability-like score in [0, 1] of one attribute (``smile``, ``glasses``,
+        ``hair=red`` ...)."""
+        if attribute == "smile":
+            return (scores["smile"] + 1.0) / 2.0
+        if attribute == "glasses":
+            return 1.0 - scores["glasses"][:, 0]
+        name, _, value = attribute.partition("=")
+        return scores[name][:, self.classes[name].index(value)]
+
+    def has(self, scores: dict[str, np.ndarray], attribute: str) -> np.ndarray:
+        """Whether the classifier sees the attribute (its decision, not a probability)."""
+        if attribute == "smile":
+            return scores["smile"] > SMILE_THRESHOLD
+        if attribute == "glasses":
+            return scores["glasses"].argmax(1) != 0
+        name, _, value = attribute.partition("=")
+        return scores[name].argmax(1) == self.classes[name].index(value)
+
+    def decisions(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The classifier's decision for every attribute kind (smile binned in three)."""
+        out = {k: v.argmax(1) for k, v in scores.items() if k != "smile"}
+        s = scores["smile"]
+        out["smile"] = np.where(s > SMILE_THRESHOLD, 2, np.where(s < -SMILE_THRESHOLD, 0, 1))
+        return out
+
+
+def portrait_labels(attribute: str, labels: dict[str, np.ndarray],
+                    smile: np.ndarray) -> np.ndarray:
+    """Ground-truth labels of the embedded portraits for one attribute."""
+    from studio.training.data import CLASS_ATTRIBUTES
+
+    if attribute == "smile":
+        return smile > 0
+    if attribute == "glasses":
+        return labels["glasses"] != 0
+    name, _, value = attribute.partition("=")
+    return labels[name] == CLASS_ATTRIBUTES[name].index(value)
+
+
+class LatentModels:
+    """Loaded VAE/GAN models, their attribute directions, and generation with sliders."""
+
+    def __init__(self, engine: Any, cache_dir: Path | None = None) -> None:
+        self._engine = engine
+        self._models: dict[str, LatentModel] = {}
+        self._directions: dict[tuple[str, str], dict[str, Direction]] = {}
+        self._scorer: AttributeScorer | None = None
+        self._lock = threading.RLock()
+        self._cache_dir = cache_dir
+
+    # -- models --------------------------------------------------------------------------
+    def model(self, info: ModelInfo) -> LatentModel:
+        with self._lock:
+            if info.path not in self._models:
+                self._models[info.path] = LatentModel.load(info)
+            return self._models[info.path]
+
+    def scorer(self) -> AttributeScorer:
+        """The attribute classifier (needed for GAN directions and SliderBench)."""
+        with self._lock:
+            if self._scorer is None:
+                found = [m for m in self._engine.list_models("classifier") if m.id == CLASSIFIER]
+                if not found:
+                    raise ModelNotFoundError(f"The attribute classifier {CLASSIFIER} is missing.")
+                self._scorer = AttributeScorer(Path(found[0].path))
+            return self._scorer
+
+    # -- directions ----------------------------------------------------------------------
+    def _cache_file(self, model: LatentModel, method: str) -> Path:
+        from studio.paths import user_cache_dir
+
+        root = self._cache_dir or user_cache_dir() / "latent-directions"
+        return root / f"{model.info.name}-{model.hash[:16]}-{method}.json"
+
+    def _shipped_file(self, model: LatentModel, method: str) -> Path:
+        from studio.paths import resources_dir
+
+        return resources_dir() / "sliders" / "latent" / f"{model.info.name}-{method}.json"
+
+    def directions(self, info: ModelInfo, method: str = "logistic") -> dict[str, Direction]:
+        """Directions of every portrait attribute in the model's latent space."""
+        model = self.model(info)
+        key = (info.path, method)
+        with self._lock:
+            if key in self._directions:
+                return self._directions[key]
+            for path in (self._shipped_file(model, method), self._cache_file(model, method)):
+                found = _read_directions(path, model.hash)
+                if found is not None:
+                    self._directions[key] = found
+                    return found
+            z, labels = self.examples(model)
+            found = {a: build_direction(z, labels[a], method, model.kind, a)
+                     for a in PORTRAIT_ATTRIBUTES if 0 < labels[a].sum() < len(z)}
+            _write_directions(self._cache_file(model, method), model.hash, found)
+            self._directions[key] = found
+            return found
+
+    def examples(self, model: LatentModel, n: int | None = None
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Latents and attribute labels to build directions from."""
+        n = n or DIRECTION_SAMPLES
+        if model.kind == "vae":
+            from studio.training.data import make_batch
+
+            batch = make_batch(DIRECTION_SEED, 0, n)
+            z = model.encode(batch.images)
+            labels = {a: portrait_labels(a, batch.labels, batch.smile)
+                      for a in PORTRAIT_ATTRIBUTES}
+            return z, labels
+        z = model.sample(DIRECTION_SEED, n)
+        scorer = self.scorer()
+        scores = scorer.scores(model.decode(z))
+        return z, {a: scorer.has(scores, a) for a in PORTRAIT_ATTRIBUTES}
+
+    # -- generation ----------------------------------------------------------------------
+    def latents(self, info: ModelInfo, request: GenerationRequest) -> np.ndarray:
+        """The starting latents: the encoded init image (VAE) or the seeds' noise."""
+        model = self.model(info)
+        if request.task != "txt2img" and request.init_image is not None:
+            return model.encode(request.init_image.to_array()[None, ..., :3])
+        return np.concatenate([model.sample(s) for s in request.seeds])
+
+    def edit(self, info: ModelInfo, z: np.ndarray, request: GenerationRequest) -> np.ndarray:
+        """``z`` moved along the request's latent sliders (values of 0: ``z`` unchanged)."""
+        steps = []
+        for s in request.sliders:
+            if s.space not in LATENT_SPACES or s.value == 0:
+                continue
+            if s.space != info.kind:
+                raise InvalidRequestError(f"A {s.space.upper()} slider cannot move a "
+                                          f"{info.kind.upper()} latent.")
+            p = dict(s.payload)
+            method = str(p.get("method", "logistic"))
+            attribute = str(p.get("attribute", ""))
+            dirs = self.directions(info, method)
+            if attribute not in dirs:
+                raise InvalidRequestError(f"No direction for the attribute {attribute!r}.")
+            steps.append((dirs[attribute].vector, float(s.value)))
+        return apply_directions(z, steps)
+
+    def generate(self, info: ModelInfo, request: GenerationRequest,
+                 on_step: Callable[[StepProgress], None] | None = None,
+                 cancel: CancelToken | None = None) -> GenerationResult:
+        """Encode or sample, move along the sliders, decode (one "step")."""
+        start = time.perf_counter()
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        model = self.model(info)
+        z = self.edit(info, self.latents(info, request), request)
+        images = model.decode(z)
+        if (request.width, request.height) != (images.shape[2], images.shape[1]):
+            from PIL import Image
+
+            images = np.stack([np.asarray(Image.fromarray(im).resize(
+                (request.width, request.height), Image.Resampling.LANCZOS)) for im in images])
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        if on_step is not None:
+            on_step(StepProgress(1, 1, None))
+        resolved = request.replace(model_hash=model.hash, family=info.family or "studio-tiny",
+                                   device="cpu", dtype="float32")
+        return GenerationResult(resolved, tuple(np.ascontiguousarray(im) for im in images),
+                                time.perf_counter() - start)
+
+
+def _read_directions(path: Path, model_hash: str) -> dict[str, Direction] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("model_hash") != model_hash:
+        return None
+    return {k: Direction.from_dict(v) for k, v in data["directions"].items()}
+
+
+def _write_directions(path: Path, model_hash: str, directions: dict[str, Direction]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"model_hash": model_hash, "directions": {
+            k: d.to_dict() for k, d in directions.items()}}))
+        tmp.replace(path)
+    except OSError:
+        log.warning("could not cache latent directions at %s", path)

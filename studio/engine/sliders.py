@@ -1,0 +1,192 @@
+"""Slider directions in text-embedding and seed space, applied to one generation.
+
+* Prompt directions: ``E(template(positive)) - E(template(negative))`` averaged over the
+  templates, for the token embeddings and (SDXL) the pooled embedding. ``value * delta`` is
+  added to the prompt's embeddings; with ``start > 0`` only after that fraction of the
+  steps (through ``callback_on_step_end``), so the composition of the base image stays.
+* Interpolation: the initial noise is slerped towards another seed's noise and the
+  embeddings are lerped towards another prompt's.
+
+A value of 0 never touches a tensor, so the base image comes back bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from studio.core.request import GenerationRequest, SliderValue
+from studio.core.sliders import INTERP, PROMPT
+from studio.engine.families import SDXL_FAMILIES
+
+
+@dataclass(frozen=True)
+class PromptDelta:
+    """One prompt direction: token-embedding delta (1, S, D) and pooled delta (1, D) or None."""
+
+    tokens: Any
+    pooled: Any = None
+
+
+@dataclass(frozen=True)
+class ScheduledDelta:
+    """A delta with its value and the first step it applies at."""
+
+    delta: PromptDelta
+    value: float
+    start_step: int
+
+
+def _fill(template: str, words: str) -> str:
+    return " ".join(template.replace("{}", words).split())
+
+
+def compute_prompt_delta(pipe: Any, family: str, positive: str, negative: str,
+                         templates: list[str], device: Any, clip_skip: int = 0) -> PromptDelta:
+    """The mean embedding difference of the filled templates (positive minus negative)."""
+    import torch
+
+    templates = templates or ["{}"]
+    pos = [_fill(t, positive) for t in templates]
+    neg = [_fill(t, negative) for t in templates]
+    skip = clip_skip or None
+    with torch.inference_mode():
+        if family in SDXL_FAMILIES:
+            pe, _n, pooled, _np = pipe.encode_prompt(
+                prompt=pos + neg, device=device, num_images_per_prompt=1,
+                do_classifier_free_guidance=False, clip_skip=skip)
+            n = len(pos)
+            return PromptDelta((pe[:n] - pe[n:]).mean(0, keepdim=True),
+                               (pooled[:n] - pooled[n:]).mean(0, keepdim=True))
+        pe, _n = pipe.encode_prompt(pos + neg, device, 1, False, clip_skip=skip)
+        n = len(pos)
+        return PromptDelta((pe[:n] - pe[n:]).mean(0, keepdim=True))
+
+
+class DirectionCache:
+    """Prompt deltas, cached per model, LoRA state and text pair (small LRU)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple, PromptDelta] = OrderedDict()
+
+    def get_or_make(self, key: tuple, make: Callable[[], PromptDelta]) -> PromptDelta:
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            return hit
+        value = make()
+        self._items[key] = value
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+def prompt_sliders(request: GenerationRequest) -> list[SliderValue]:
+    return [s for s in request.sliders if s.space == PROMPT and s.value != 0]
+
+
+def interp_slider(request: GenerationRequest) -> SliderValue | None:
+    for s in request.sliders:
+        if s.space == INTERP and s.value != 0:
+            return s
+    return None
+
+
+def schedule(deltas: list[tuple[PromptDelta, float, float]], steps: int) -> list[ScheduledDelta]:
+    """(delta, value, start fraction) -> deltas with the first step each applies at."""
+    out = []
+    for delta, value, start in deltas:
+        first = 0 if start <= 0 else min(steps, int(round(start * steps)))
+        out.append(ScheduledDelta(delta, value, first))
+    return out
+
+
+def add_deltas(kwargs: dict[str, Any], active: list[ScheduledDelta]) -> dict[str, Any]:
+    """Conditioning kwargs with ``value * delta`` added to the positive embeddings."""
+    if not active:
+        return kwargs
+    out = dict(kwargs)
+    pe = out["prompt_embeds"]
+    for s in active:
+        pe = pe + (s.value * s.delta.tokens).to(pe.dtype)
+    out["prompt_embeds"] = pe
+    if "pooled_prompt_embeds" in out:
+        pooled = out["pooled_prompt_embeds"]
+        for s in active:
+            if s.delta.pooled is not None:
+                pooled = pooled + (s.value * s.delta.pooled).to(pooled.dtype)
+        out["pooled_prompt_embeds"] = pooled
+    return out
+
+
+def late_delta_callback(late: list[ScheduledDelta]) -> Callable[[Any, int, dict[str, Any]], None]:
+    """An in-place update for ``callback_on_step_end``: after step ``i`` the deltas whose
+    start step is ``i + 1`` join the positive half of the (CFG-batched) embeddings."""
+
+    def update(pipe: Any, step: int, cb: dict[str, Any]) -> None:
+        now = [s for s in late if s.start_step == step + 1]
+        if not now:
+            return
+        cfg = bool(getattr(pipe, "do_classifier_free_guidance", False))
+        pe = cb.get("prompt_embeds")
+        if pe is not None:
+            tokens = sum(s.value * s.delta.tokens for s in now).to(pe.dtype)
+            pe = pe.clone()
+            half = pe.shape[0] // 2 if cfg else 0
+            pe[half:] = pe[half:] + tokens
+            cb["prompt_embeds"] = pe
+        pooled = cb.get("add_text_embeds")
+        if pooled is not None and any(s.delta.pooled is not None for s in now):
+            extra = sum(s.value * s.delta.pooled for s in now if s.delta.pooled is not None)
+            pooled = pooled.clone()
+            half = pooled.shape[0] // 2 if cfg else 0
+            pooled[half:] = pooled[half:] + extra.to(pooled.dtype)
+            cb["add_text_embeds"] = pooled
+
+    return update
+
+
+def lerp_conditioning(a: dict[str, Any], b: dict[str, Any], t: float) -> dict[str, Any]:
+    """Embeddings on the straight line from ``a`` (t=0, exactly) to ``b`` (t=1, exactly)."""
+    if t <= 0:
+        return a
+    if t >= 1:
+        return b
+    return {k: (a[k] + t * (b[k] - a[k])) if k in b else a[k] for k in a}
+
+
+def seed_noise(shape: tuple[int, ...], seed: int) -> Any:
+    """The initial noise diffusers draws for ``seed`` (CPU generator, float32)."""
+    import torch
+
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed) % 2**32))
+
+
+def noise_shape(pipe: Any, req: GenerationRequest) -> tuple[int, int, int, int]:
+    channels = pipe.unet.config.in_channels if hasattr(pipe, "unet") else 4
+    factor = getattr(pipe, "vae_scale_factor", 8)
+    return (1, channels, req.height // factor, req.width // factor)
+
+
+def interpolated_noise(pipe: Any, req: GenerationRequest, slider: SliderValue,
+                       start: Any | None) -> Any:
+    """Initial noise slerped from this request's (``start``, or its seeds' noise) towards
+    the noise of ``seed_b`` (image ``i`` of a batch goes towards ``seed_b + i``)."""
+    import torch
+
+    from studio.engine.noise import slerp
+
+    shape = noise_shape(pipe, req)
+    t = min(1.0, max(0.0, float(slider.value)))
+    seed_b = int(dict(slider.payload).get("seed_b", 0))
+    out = []
+    for i, seed in enumerate(req.seeds):
+        a = start[i:i + 1].cpu().float() if start is not None else seed_noise(shape, seed)
+        out.append(slerp(a, seed_noise(shape, seed_b + i), t))
+    return torch.cat(out)
