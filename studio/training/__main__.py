@@ -1,0 +1,52 @@
+"""``python -m studio.training vae|gan|diffusion|classifier|all|eval|cards``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from studio.training.common import DEFAULT_OUT
+
+# name -> (module, default minutes); "all" trains in this order (quick ones first).
+TRAINERS = {
+    "classifier": ("studio.training.train_classifier", 6.0),
+    "vae": ("studio.training.train_vae", 12.0),
+    "diffusion": ("studio.training.train_diffusion", 55.0),
+    "gan": ("studio.training.train_gan", 12.0),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.training", description=__doc__)
+    parser.add_argument("command", choices=[*TRAINERS, "all", "eval", "cards"])
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock training budget per model (default: per model)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="folder holding one sub-folder per model")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the weights in --out (classifier, vae)")
+    parser.add_argument("--quick", action="store_true", help="eval on fewer samples")
+    args = parser.parse_args(argv)
+    if args.command == "eval":
+        from studio.training.evaluate import run_eval
+
+        run_eval(args.out, quick=args.quick)
+        return 0
+    if args.command == "cards":
+        from studio.training.cards import write_all_cards
+
+        write_all_cards(args.out)
+        return 0
+    names = list(TRAINERS) if args.command == "all" else [args.command]
+    for name in names:
+        module, minutes = TRAINERS[name]
+        train = importlib.import_module(module).train
+        kwargs = {"resume": True} if args.resume else {}
+        train(args.out, minutes=args.minutes or minutes, seed=args.seed, **kwargs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""Contact sheets and model cards (README.md) of the shipped studio-tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from studio.training.common import HELD_OUT_SEED, setup_torch, to_tensor, to_uint8
+from studio.training.data import make_batch
+from studio.training.shipped import (
+    CLASSIFIER,
+    DIFFUSION,
+    GAN,
+    VAE,
+    classify,
+    load_diffusion,
+    load_vae,
+    model_dir,
+    recommended_settings,
+)
+
+CARD_PROMPTS = [
+    "a smiling person with red hair and round glasses on a blue background",
+    "a person with black hair and no glasses on a yellow background",
+    "a frowning person with blonde hair and square glasses on a green background",
+    "a smiling person with blue hair and no glasses on a pink background",
+    "a person with white hair and round glasses on a purple background",
+    "a person with brown hair and square glasses on a white background",
+    "a smiling person with red hair and no glasses on a grey background",
+    "a person with blonde hair and round glasses on a red background",
+]
+
+
+def contact_sheet(images: np.ndarray, cols: int, scale: int = 2, pad: int = 2) -> Image.Image:
+    """Grid of uint8 NHWC images, upscaled ``scale`` x with nearest neighbour."""
+    n, h, w, _ = images.shape
+    rows = (n + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * (w * scale + pad) + pad, rows * (h * scale + pad) + pad),
+                      (255, 255, 255))
+    for i, img in enumerate(images):
+        tile = Image.fromarray(img).resize((w * scale, h * scale), Image.Resampling.NEAREST)
+        sheet.paste(tile, (pad + (i % cols) * (w * scale + pad), pad + (i // cols) * (h * scale + pad)))
+    return sheet
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _figures_table(figures: dict[str, Any]) -> str:
+    rows = ["| figure | value |", "|---|---|"]
+    for k, v in figures.items():
+        rows.append(f"| {k} | {round(v, 4) if isinstance(v, float) else v} |")
+    return "\n".join(rows)
+
+
+def _size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def _write_card(folder: Path, title: str, body: str) -> None:
+    training = _read(folder / "training.json")
+    figures = _read(folder / "eval.json")
+    text = [f"# {title}", "", body.strip(), "",
+            "Trained from scratch by Latent Studio on procedural cartoon portraits "
+            "(`studio.training.data`, data seed 0); evaluated on held-out seeds "
+            "(`python -m studio.training eval`). Licence: MIT, like the project.", "",
+            "![contact sheet](contact_sheet.png)", "", "## Training", ""]
+    if training:
+        minutes = training.get("seconds", 0) / 60
+        text += [f"- command: `{training.get('command', '?')}`",
+                 f"- wall-clock time: {minutes:.1f} min on the 2-core reference CPU (shared with "
+                 "other jobs, fp32)"]
+        text += [f"- {k}: {v}" for k, v in training.items() if k not in ("command", "seconds")]
+    text += ["", "## Evaluation (held-out seeds)", "", _figures_table(figures) if figures
+             else "not evaluated yet", "", f"Folder size: {_size_mb(folder):.2f} MB.", ""]
+    (folder / "README.md").write_text("\n".join(text))
+
+
+def card_classifier(root: Path) -> None:
+    folder = model_dir(CLASSIFIER, root)
+    batch = make_batch(HELD_OUT_SEED, 0, 32)
+    contact_sheet(batch.images, 8).save(folder / "contact_sheet.png")
+    pred = classify(batch.images)
+    lines = [f"{i}: {pred['hair'][i]} hair, {pred['glasses'][i]} glasses, {pred['skin'][i]} "
+             f"skin, {pred['background'][i]} bg, smile {pred['smile'][i]:+.2f}" for i in range(8)]
+    _write_card(folder, "studio-tiny-attributes", f"""
+A small CNN (4 strided convolutions + one hidden layer) that reads a 64 x 64 portrait and
+predicts hair colour, glasses, skin tone and background colour (classes) and the smile
+(regression in [-1, 1]; binned at +-0.35 as in the captions). Used by the tests and the
+benchmarks to measure prompt adherence and slider edits:
+
+```python
+from studio.training.shipped import classify
+pred = classify(images_uint8_nhwc)   # pred["hair"], pred["hair_prob"], pred["confidence"], ...
+```
+
+Files: `model.safetensors` (fp16), `config.json` (`AttributeClassifier(**config)`).
+The contact sheet shows 32 held-out real portraits; predictions for the first row:
+
+```
+{chr(10).join(lines)}
+```
+""")
+
+
+@torch.no_grad()
+def card_vae(root: Path) -> None:
+    folder = model_dir(VAE, root)
+    vae = load_vae(root)
+    batch = make_batch(HELD_OUT_SEED, 0, 1000)
+    x = to_tensor(batch.images)
+    mu = torch.cat([vae.encode(x[s:s + 200]) for s in range(0, len(x), 200)])
+    smiling = torch.from_numpy(batch.smile > 0.35)
+    frowning = torch.from_numpy(batch.smile < -0.35)
+    smile_dir = mu[smiling].mean(0) - mu[frowning].mean(0)
+    glasses = torch.from_numpy(batch.labels["glasses"] == 0)
+    glasses_dir = mu[~glasses].mean(0) - mu[glasses].mean(0)
+    rows = [batch.images[:8], to_uint8(vae.decode(mu[:8]))]
+    for a in (-1.0, 1.0):
+        rows.append(to_uint8(vae.decode(mu[:8] + a * 0.75 * smile_dir)))
+    rows.append(to_uint8(vae.decode(mu[:8] + glasses_dir * torch.from_numpy(
+        np.where(batch.labels["glasses"][:8] == 0, 1.0, -1.0)).float()[:, None])))
+    t = torch.linspace(0, 1, 8)[:, None]
+    rows.append(to_uint8(vae.decode(mu[8] * (1 - t) + mu[9] * t)))
+    contact_sheet(np.concatenate(rows), 8).save(folder / "contact_sheet.png")
+    _write_card(folder, "studio-tiny-vae", """
+A convolutional VAE with a flat 128-d latent vector, for encode -> move along an attribute
+direction -> decode (latent sliders in the VAE space).
+
+```python
+from studio.training.shipped import load_vae
+vae = load_vae()                 # FlatVAE(**config.json), eval mode
+mu = vae.encode(images)          # images: float (N, 3, 64, 64) in [-1, 1] -> (N, 128)
+images = vae.decode(mu + 0.75 * smile_direction)
+```
+
+Files: `model.safetensors` (fp16), `config.json` (`FlatVAE(**config)`).
+Contact sheet rows: held-out originals; reconstructions; moved along the smile direction
+(mean latent of smiling minus frowning portraits) by -0.75 and +0.75; glasses toggled along
+the glasses direction (added where there were none, removed where there were); a linear
+interpolation between two portraits.
+""")
+
+
+def card_gan(root: Path) -> None:
+    from studio.training.evaluate import gan_samples
+
+    folder = model_dir(GAN, root)
+    contact_sheet(gan_samples(root, 64, seed=1), 8).save(folder / "contact_sheet.png")
+    _write_card(folder, "studio-tiny-gan", """
+A DCGAN over the same 64 x 64 portraits: `generator/` (z: 64-d standard normal ->
+image in [-1, 1], EMA weights) and `discriminator/` (spectral norm, realness logit).
+
+```python
+from studio.training.shipped import load_generator, load_discriminator
+g = load_generator(); images = g(torch.randn(8, g.z_dim))
+```
+
+Files: `generator/generator.safetensors` + `generator/config.json` (`Generator(**config)`),
+`discriminator/discriminator.safetensors` + `discriminator/config.json`
+(`Discriminator(**config)`), fp16. The contact sheet shows 64 samples (z seed 1).
+""")
+
+
+def card_diffusion(root: Path) -> None:
+    from studio.training.evaluate import diffusion_generate
+
+    folder = model_dir(DIFFUSION, root)
+    pipe = load_diffusion(root)
+    rec = recommended_settings(root)
+    prompts = [p for p in CARD_PROMPTS for _ in range(6)]
+    seeds = [s for _ in CARD_PROMPTS for s in range(6)]
+    images = diffusion_generate(pipe, prompts, seeds, int(rec["steps"]), float(rec["guidance"]))
+    contact_sheet(images, 6).save(folder / "contact_sheet.png")
+    studio = _read(folder / "studio.json")
+    prompt_list = "\n".join(f"{i + 1}. {p}" for i, p in enumerate(CARD_PROMPTS))
+    _write_card(folder, "studio-tiny-diffusion", f"""
+A text-to-image latent diffusion model in the Stable Diffusion 1.x folder format:
+`AutoencoderKL` (64 x 64 RGB <-> 16 x 16 x 4 latents, scaling_factor
+{studio.get('scaling_factor', 0):.4f} = 1 / latent std), `UNet2DConditionModel`
+(block_out_channels 32/64/64, cross-attention 64), `CLIPTextModel` (2 layers, hidden 64)
+and a `CLIPTokenizer` built by `studio.engine.tokenizer_build` on the caption vocabulary, all
+trained from scratch here. Epsilon prediction, SD's scaled-linear betas (0.00085-0.012,
+1000 steps), 10 % caption dropout so classifier-free guidance works.
+
+```python
+from diffusers import StableDiffusionPipeline
+pipe = StableDiffusionPipeline.from_pretrained("resources/models/studio-tiny-diffusion")
+image = pipe("a smiling person with red hair and round glasses on a blue background",
+             num_inference_steps={rec['steps']}, guidance_scale={rec['guidance']},
+             height=64, width=64).images[0]
+```
+
+Recommended (also in `studio.json`): scheduler {rec['scheduler']} (timestep_spacing
+"trailing", as saved in `scheduler/`), {rec['steps']} steps, guidance {rec['guidance']},
+64 x 64. The vocabulary covers the caption words (hair: black, brown, blonde, red, blue,
+white; glasses: round, square, no; skin: pale, tan, brown, dark; background: white, grey,
+red, yellow, green, blue, purple, pink; smiling / frowning); other words tokenize but mean
+nothing to the model.
+
+Contact sheet: one row per prompt, seeds 0-5:
+
+{prompt_list}
+""")
+
+
+def write_all_cards(root: Path, only: list[str] | None = None) -> None:
+    """Contact sheet + README.md for every shipped model present under ``root``."""
+    setup_torch(0)
+    for name, job in ((CLASSIFIER, card_classifier), (VAE, card_vae), (GAN, card_gan),
+                      (DIFFUSION, card_diffusion)):
+        if (only is None or name in only) and model_dir(name, root).exists():
+            job(root)
+            print(f"card written: {model_dir(name, root) / 'README.md'}")

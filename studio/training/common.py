@@ -1,0 +1,150 @@
+"""Shared helpers of the training commands: seeding, the cached data set, saving modules."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from studio.training.data import CLASS_ATTRIBUTES, make_batch
+
+TRAIN_SEED = 0  # data seed of every training set
+HELD_OUT_SEED = 1_000_003  # data seed of every evaluation (never trained on)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO_ROOT / "resources" / "models"
+CACHE_DIR = Path(os.environ.get("STUDIO_TRAINING_CACHE", "/tmp/studio-training-cache"))
+
+
+def setup_torch(seed: int, threads: int | None = None) -> None:
+    """Seed torch and numpy and pin the thread count (2: the reference machine has 2 cores).
+
+    ``STUDIO_TRAIN_THREADS`` overrides it (1 per process when several trainings share the CPU).
+    """
+    torch.set_num_threads(threads or int(os.environ.get("STUDIO_TRAIN_THREADS", "2")))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """A materialised slice of the portrait stream."""
+
+    images: np.ndarray  # (n, 64, 64, 3) uint8
+    labels: dict[str, np.ndarray]
+    smile: np.ndarray
+    captions: list[str]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray,
+                                                 list[str]]:
+    seed, start, n = args
+    b = make_batch(seed, start, n)
+    return b.images, b.labels, b.smile, b.captions
+
+
+def build_dataset(seed: int, n: int, workers: int = 2) -> ArrayDataset:
+    """Render samples ``0 .. n - 1`` of the data set ``seed`` (cached on disk)."""
+    path = CACHE_DIR / f"portraits_seed{seed}_n{n}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        labels = {k: z[f"label_{k}"] for k in CLASS_ATTRIBUTES}
+        return ArrayDataset(z["images"], labels, z["smile"], [str(c) for c in z["captions"]])
+    step = 2000
+    jobs = [(seed, s, min(step, n - s)) for s in range(0, n, step)]
+    if workers > 1 and len(jobs) > 1:
+        with get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_chunk, jobs)
+    else:
+        parts = [_chunk(j) for j in jobs]
+    images = np.concatenate([p[0] for p in parts])
+    labels = {k: np.concatenate([p[1][k] for p in parts]) for k in CLASS_ATTRIBUTES}
+    smile = np.concatenate([p[2] for p in parts])
+    captions = [c for p in parts for c in p[3]]
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, images=images, smile=smile, captions=np.array(captions),
+             **{f"label_{k}": v for k, v in labels.items()})
+    tmp.replace(path)
+    return ArrayDataset(images, labels, smile, captions)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float32 NCHW in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float NCHW in [-1, 1] -> uint8 NHWC."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def batches(n: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """Endless shuffled index batches over ``range(n)`` (epoch after epoch)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        for s in range(0, n - batch_size + 1, batch_size):
+            yield perm[s:s + batch_size]
+
+
+def save_module(module: torch.nn.Module, config: dict[str, Any], out_dir: Path,
+                name: str = "model", half: bool = True) -> Path:
+    """Save ``module`` as ``<name>.safetensors`` (fp16 by default) plus ``config.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+             for k, v in module.state_dict().items()}
+    path = out_dir / f"{name}.safetensors"
+    save_file(state, str(path))
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors state dict as float32."""
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
+
+
+class Stopwatch:
+    """Wall-clock budget of one training run."""
+
+    def __init__(self, minutes: float) -> None:
+        self.start = time.monotonic()
+        self.budget = minutes * 60.0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.elapsed / self.budget)
+
+    def done(self) -> bool:
+        return self.elapsed >= self.budget
+
+
+def write_training_record(out_dir: Path, record: dict[str, Any]) -> None:
+    """Append-merge ``training.json`` (command, seconds, steps, final losses) of a model."""
+    path = out_dir / "training.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old.update(record)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(old, indent=2) + "\n")
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)

@@ -1,0 +1,152 @@
+"""``python -m studio.training eval``: the figures of the model cards, on held-out seeds."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from studio.training.common import HELD_OUT_SEED, log, setup_torch, to_tensor, to_uint8
+from studio.training.data import CLASS_ATTRIBUTES, make_batch
+from studio.training.models import psnr
+from studio.training.shipped import (
+    CLASSIFIER,
+    CONFIDENT,
+    DIFFUSION,
+    GAN,
+    VAE,
+    classify,
+    load_classifier,
+    load_diffusion,
+    load_generator,
+    load_vae,
+    model_dir,
+    recommended_settings,
+)
+from studio.training.train_gan import sample_z
+
+ADHERENCE_ATTRIBUTES = ("hair", "glasses", "background")
+
+
+def eval_classifier(root: Path, n: int) -> dict[str, Any]:
+    """Per-attribute accuracy on ``n`` held-out real portraits."""
+    batch = make_batch(HELD_OUT_SEED, 0, n)
+    pred = classify(batch.images, load_classifier(root))
+    out: dict[str, Any] = {"n": n}
+    for k, values in CLASS_ATTRIBUTES.items():
+        truth = [values[i] for i in batch.labels[k]]
+        out[f"{k}_accuracy"] = float(np.mean([p == t for p, t in zip(pred[k], truth, strict=True)]))
+    bins = [a.smile_bin for a in batch.attributes]
+    out["smile_bin_accuracy"] = float(np.mean([p == t for p, t in
+                                               zip(pred["smile_bin"], bins, strict=True)]))
+    out["smile_mae"] = float(np.abs(pred["smile"] - batch.smile).mean())
+    out["confident_share"] = float((pred["confidence"] >= CONFIDENT).mean())
+    return out
+
+
+@torch.no_grad()
+def eval_vae(root: Path, n: int) -> dict[str, Any]:
+    """Reconstruction PSNR of held-out portraits through ``decode(encode(x))``."""
+    vae = load_vae(root)
+    x = to_tensor(make_batch(HELD_OUT_SEED, 0, n).images)
+    rec = torch.cat([vae.decode(vae.encode(x[s:s + 128])) for s in range(0, n, 128)])
+    p = psnr(rec, x)
+    return {"n": n, "psnr_mean_db": float(p.mean()), "psnr_min_db": float(p.min())}
+
+
+@torch.no_grad()
+def gan_samples(root: Path, n: int, seed: int = HELD_OUT_SEED) -> np.ndarray:
+    g = load_generator(root)
+    return to_uint8(g(sample_z(n, seed)))
+
+
+def eval_gan(root: Path, n: int) -> dict[str, Any]:
+    """Share of generator samples the classifier labels confidently."""
+    pred = classify(gan_samples(root, n))
+    out: dict[str, Any] = {"n": n, "confident_share": float((pred["confidence"] >= CONFIDENT).mean())}
+    for k in CLASS_ATTRIBUTES:
+        out[f"{k}_confident_share"] = float((pred[f"{k}_prob"].max(1) >= CONFIDENT).mean())
+        counts = {v: int(c) for v, c in zip(*np.unique(pred[k], return_counts=True), strict=True)}
+        out[f"{k}_distribution"] = counts
+    return out
+
+
+def diffusion_generate(pipe: Any, prompts: list[str], seeds: list[int], steps: int,
+                       guidance: float, batch_size: int = 50) -> np.ndarray:
+    """uint8 NHWC images, one per prompt, seeded per image (reproducible per prompt)."""
+    images = []
+    for s in range(0, len(prompts), batch_size):
+        gens = [torch.Generator().manual_seed(seed) for seed in seeds[s:s + batch_size]]
+        out = pipe(prompts[s:s + batch_size], num_inference_steps=steps,
+                   guidance_scale=guidance, generator=gens, height=64, width=64,
+                   output_type="np").images
+        images.append((np.clip(out, 0, 1) * 255).round().astype(np.uint8))
+    return np.concatenate(images)
+
+
+def eval_diffusion(root: Path, n: int, steps: int | None = None,
+                   guidance: float | None = None, scheduler: str | None = None) -> dict[str, Any]:
+    """Prompt adherence on ``n`` held-out captions (classifier vs the caption's labels)."""
+    pipe = load_diffusion(root)
+    rec = recommended_settings(root)
+    steps = steps or int(rec["steps"])
+    guidance = guidance if guidance is not None else float(rec["guidance"])
+    if scheduler:
+        import diffusers
+
+        pipe.scheduler = getattr(diffusers, scheduler).from_config(pipe.scheduler.config)
+    batch = make_batch(HELD_OUT_SEED + 1, 0, n)
+    t0 = time.monotonic()
+    images = diffusion_generate(pipe, batch.captions, list(range(n)), steps, guidance)
+    seconds = time.monotonic() - t0
+    pred = classify(images)
+    out: dict[str, Any] = {"n": n, "steps": steps, "guidance": guidance,
+                           "scheduler": type(pipe.scheduler).__name__,
+                           "seconds_per_image": seconds / n}
+    for k in ADHERENCE_ATTRIBUTES:
+        values = CLASS_ATTRIBUTES[k]
+        truth = [values[i] for i in batch.labels[k]]
+        out[f"{k}_match"] = float(np.mean([p == t for p, t in zip(pred[k], truth, strict=True)]))
+    out["all_three_match"] = float(np.mean([
+        all(pred[k][i] == CLASS_ATTRIBUTES[k][batch.labels[k][i]] for k in ADHERENCE_ATTRIBUTES)
+        for i in range(n)]))
+    out["smile_bin_match"] = float(np.mean([p == a.smile_bin for p, a in
+                                            zip(pred["smile_bin"], batch.attributes, strict=True)]))
+    out["confident_share"] = float((pred["confidence"] >= CONFIDENT).mean())
+    return out
+
+
+def _store(root: Path, name: str, figures: dict[str, Any]) -> None:
+    path = model_dir(name, root) / "eval.json"
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def run_eval(root: Path, quick: bool = False, only: list[str] | None = None) -> dict[str, Any]:
+    """Evaluate every shipped model found under ``root``; print and store ``eval.json``."""
+    setup_torch(0)
+    results: dict[str, Any] = {}
+    n_real = 500 if quick else 2000
+    jobs = [(CLASSIFIER, lambda: eval_classifier(root, n_real)),
+            (VAE, lambda: eval_vae(root, n_real // 2)),
+            (GAN, lambda: eval_gan(root, n_real // 2)),
+            (DIFFUSION, lambda: eval_diffusion(root, 50 if quick else 200))]
+    for name, job in jobs:
+        if only and name not in only:
+            continue
+        if not model_dir(name, root).exists():
+            log(f"{name}: not found under {root}, skipped")
+            continue
+        t0 = time.monotonic()
+        figures = job()
+        figures["eval_seconds"] = round(time.monotonic() - t0)
+        results[name] = figures
+        if not quick:
+            _store(root, name, figures)
+        print(f"== {name}")
+        for k, v in figures.items():
+            print(f"   {k}: {round(v, 4) if isinstance(v, float) else v}")
+    return results

@@ -1,0 +1,156 @@
+"""Pure-torch modules of studio-tiny: attribute classifier, flat-latent VAE, DCGAN pair.
+
+Every module is built from a plain ``config`` dict (saved as ``config.json`` next to the
+safetensors weights), so ``Module(**config)`` rebuilds it. Images are float NCHW in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from studio.training.data import CLASS_ATTRIBUTES
+
+
+class AttributeClassifier(nn.Module):
+    """CNN predicting hair, glasses, skin and background classes plus the smile value.
+
+    Parameters
+    ----------
+    widths
+        Channels of the four stride-2 convolutions (64 -> 4 px).
+    hidden
+        Width of the shared fully connected layer.
+    """
+
+    def __init__(self, widths: tuple[int, ...] | list[int] = (24, 48, 64, 96),
+                 hidden: int = 192) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {"widths": list(widths), "hidden": hidden}
+        layers: list[nn.Module] = []
+        cin = 3
+        for w in widths:
+            layers += [nn.Conv2d(cin, w, 4, 2, 1), nn.BatchNorm2d(w), nn.SiLU()]
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(cin * 4 * 4, hidden), nn.SiLU())
+        self.heads = nn.ModuleDict({k: nn.Linear(hidden, len(v))
+                                    for k, v in CLASS_ATTRIBUTES.items()})
+        self.smile = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per categorical attribute and ``"smile"`` (N,) in [-1, 1]."""
+        h = self.fc(self.features(x))
+        out = {k: head(h) for k, head in self.heads.items()}
+        out["smile"] = torch.tanh(self.smile(h)).squeeze(1)
+        return out
+
+
+class FlatVAE(nn.Module):
+    """Convolutional VAE with a flat latent vector (for latent arithmetic and sliders).
+
+    Parameters
+    ----------
+    latent_dim
+        Size of the latent vector ``z``.
+    widths
+        Channels of the four encoder stages (64 -> 4 px); the decoder mirrors them.
+    """
+
+    def __init__(self, latent_dim: int = 128,
+                 widths: tuple[int, ...] | list[int] = (32, 64, 96, 128)) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {"latent_dim": latent_dim, "widths": list(widths)}
+        self.latent_dim = latent_dim
+        enc: list[nn.Module] = []
+        cin = 3
+        for w in widths:
+            enc += [nn.Conv2d(cin, w, 4, 2, 1), nn.GroupNorm(8, w), nn.SiLU()]
+            cin = w
+        self.encoder = nn.Sequential(*enc, nn.Flatten())
+        self.to_stats = nn.Linear(cin * 16, 2 * latent_dim)
+        self.from_z = nn.Linear(latent_dim, cin * 16)
+        dec: list[nn.Module] = []
+        outs = list(reversed(widths))[1:] + [widths[0] // 2]
+        for w in outs:
+            dec += [nn.ConvTranspose2d(cin, w, 4, 2, 1), nn.GroupNorm(8, w), nn.SiLU(),
+                    nn.Conv2d(w, w, 3, 1, 1), nn.GroupNorm(8, w), nn.SiLU()]
+            cin = w
+        self.decoder = nn.Sequential(*dec, nn.Conv2d(cin, 3, 3, 1, 1))
+        self._top = widths[-1]
+
+    def encode_stats(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z | images)."""
+        mu, logvar = self.to_stats(self.encoder(images)).chunk(2, dim=1)
+        return mu, logvar.clamp(-12, 6)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Posterior mean ``mu`` (N, latent_dim) of images in [-1, 1]."""
+        return self.encode_stats(images)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (N, 3, 64, 64) from latents (N, latent_dim)."""
+        h = self.from_z(z).view(len(z), self._top, 4, 4)
+        return torch.tanh(self.decoder(h))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode_stats(images)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return self.decode(z), mu, logvar
+
+
+class Generator(nn.Module):
+    """DCGAN generator: ``z`` (N, z_dim) -> images (N, 3, 64, 64) in [-1, 1]."""
+
+    def __init__(self, z_dim: int = 64, width: int = 64) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {"z_dim": z_dim, "width": width}
+        self.z_dim = z_dim
+        w = width
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(z_dim, w * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(w * 8),
+            nn.ReLU(True),  # 4x4
+            nn.ConvTranspose2d(w * 8, w * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 4),
+            nn.ReLU(True),  # 8x8
+            nn.ConvTranspose2d(w * 4, w * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 2),
+            nn.ReLU(True),  # 16x16
+            nn.ConvTranspose2d(w * 2, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w),
+            nn.ReLU(True),  # 32x32
+            nn.ConvTranspose2d(w, 3, 4, 2, 1), nn.Tanh(),  # 64x64
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(len(z), self.z_dim, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """DCGAN discriminator with spectral norm: images -> one realness logit each."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {"width": width}
+        sn = nn.utils.spectral_norm
+        w = width
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(3, w, 4, 2, 1)), nn.LeakyReLU(0.2, True),  # 32
+            sn(nn.Conv2d(w, w * 2, 4, 2, 1)), nn.LeakyReLU(0.2, True),  # 16
+            sn(nn.Conv2d(w * 2, w * 4, 4, 2, 1)), nn.LeakyReLU(0.2, True),  # 8
+            sn(nn.Conv2d(w * 4, w * 8, 4, 2, 1)), nn.LeakyReLU(0.2, True),  # 4
+            sn(nn.Conv2d(w * 8, 1, 4, 1, 0)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(len(x))
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of images in [-1, 1]."""
+    mse = F.mse_loss((a.float() + 1) / 2, (b.float() + 1) / 2, reduction="none").mean((1, 2, 3))
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))

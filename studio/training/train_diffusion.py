@@ -1,0 +1,263 @@
+"""Train ``studio-tiny-diffusion``: a latent text-to-image model in the SD 1.x folder format.
+
+Stage 1 trains a small ``AutoencoderKL`` (64 x 64 RGB <-> 16 x 16 x 4 latents). Stage 2
+encodes the training set once and trains a ``UNet2DConditionModel`` jointly with a small
+``CLIPTextModel`` from scratch (epsilon prediction, SD's scaled-linear DDPM betas, 10 %
+caption dropout for classifier-free guidance, min-SNR weighting, EMA weights,
+fp32: the reference CPU has no native bf16). The result saves as a ``StableDiffusionPipeline`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from studio.training.common import (
+    CACHE_DIR,
+    TRAIN_SEED,
+    Stopwatch,
+    batches,
+    build_dataset,
+    log,
+    setup_torch,
+    to_tensor,
+    write_training_record,
+)
+from studio.training.data import caption_vocabulary
+
+NAME = "studio-tiny-diffusion"
+AE_MINUTES_SHARE = 0.18  # of the total budget, spent on the autoencoder
+RECOMMENDED = {"scheduler": "EulerDiscreteScheduler", "steps": 25, "guidance": 5.0,
+               "height": 64, "width": 64}
+
+AE_CONFIG: dict[str, Any] = dict(
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+    block_out_channels=[8, 16, 32], norm_num_groups=8, sample_size=64,
+    down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
+    mid_block_add_attention=False)
+UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+    block_out_channels=(32, 64, 64),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=64, attention_head_dim=4, norm_num_groups=16)
+TEXT_CONFIG: dict[str, Any] = dict(
+    bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=64, intermediate_size=256,
+    num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=77,
+    layer_norm_eps=1e-5, projection_dim=64, hidden_act="gelu")
+SCHEDULER_CONFIG: dict[str, Any] = dict(
+    beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    num_train_timesteps=1000, prediction_type="epsilon", steps_offset=1)
+
+
+def build_autoencoder() -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**AE_CONFIG)
+
+
+def _grad_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    dxa, dya = a[..., :, 1:] - a[..., :, :-1], a[..., 1:, :] - a[..., :-1, :]
+    dxb, dyb = b[..., :, 1:] - b[..., :, :-1], b[..., 1:, :] - b[..., :-1, :]
+    return F.l1_loss(dxa, dxb) + F.l1_loss(dya, dyb)
+
+
+def train_autoencoder(images: np.ndarray, minutes: float, seed: int,
+                      batch_size: int = 16, lr: float = 2e-3) -> tuple[Any, dict[str, Any]]:
+    """Train the AutoencoderKL on uint8 images; returns it (eval mode) and a record."""
+    setup_torch(seed)
+    vae = build_autoencoder()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    clock = Stopwatch(minutes)
+    step = 0
+    for idx in batches(len(images), batch_size, seed + 1):
+        if clock.done():
+            break
+        f = clock.fraction
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * f)))
+        x = to_tensor(images[np.sort(idx)])
+        post = vae.encode(x).latent_dist
+        z = post.sample()
+        rec = vae.decode(z).sample
+        rec = rec.float()
+        kl = post.kl().mean() / z[0].numel()
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 0.5 * _grad_loss(rec, x) + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            mse = F.mse_loss((rec + 1) / 2, (x + 1) / 2).item()
+            log(f"autoencoder step {step} loss {loss.item():.4f} psnr {10 * np.log10(1 / mse):.2f}"
+                f" kl {kl.item():.3f} t={clock.elapsed:.0f}s")
+    vae.eval()
+    return vae, {"autoencoder_seconds": round(clock.elapsed), "autoencoder_steps": step}
+
+
+@torch.no_grad()
+def encode_latents(vae: Any, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+    """Posterior means (n, 4, 16, 16) of the images, float16."""
+    out = []
+    for s in range(0, len(images), batch_size):
+        out.append(vae.encode(to_tensor(images[s:s + batch_size])).latent_dist.mean.half())
+    return torch.cat(out)
+
+
+def build_tokenizer(out_dir: Path) -> Any:
+    from studio.engine.tokenizer_build import build_clip_tokenizer
+
+    return build_clip_tokenizer(out_dir, caption_vocabulary(), vocab_size=600)
+
+
+def tokenize(tokenizer: Any, captions: list[str]) -> torch.Tensor:
+    """Token ids padded to 77 exactly as ``StableDiffusionPipeline`` does it."""
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids
+    return ids
+
+
+def save_pipeline(out_dir: Path, vae: Any, unet: Any, text_encoder: Any, tokenizer: Any,
+                  extra: dict[str, Any]) -> None:
+    """Write a ``StableDiffusionPipeline`` folder (fp32 safetensors, ~8 MB) plus ``studio.json``."""
+    import copy
+
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    scheduler = EulerDiscreteScheduler(**SCHEDULER_CONFIG, timestep_spacing="trailing")
+    pipe = StableDiffusionPipeline(
+        vae=copy.deepcopy(vae), text_encoder=copy.deepcopy(text_encoder),
+        tokenizer=tokenizer, unet=copy.deepcopy(unet), scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    studio = {"family": "studio-tiny", "recommended": dict(RECOMMENDED), **extra}
+    (tmp / "studio.json").write_text(json.dumps(studio, indent=2) + "\n")
+    for keep in ("README.md", "contact_sheet.png", "training.json"):
+        if (out_dir / keep).exists():
+            shutil.copy2(out_dir / keep, tmp / keep)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
+    with torch.no_grad():
+        torch._foreach_lerp_(ema, params, 1.0 - decay)
+
+
+def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 24_000,
+          batch_size: int = 32, lr: float = 1e-3, checkpoint_minutes: float = 8.0) -> Path:
+    """Autoencoder then UNet + text encoder within ``minutes``; save to ``out_root / NAME``."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    total = Stopwatch(minutes)
+    data = build_dataset(TRAIN_SEED, 100_000)
+    data = type(data)(data.images[:n_data], {k: v[:n_data] for k, v in data.labels.items()},
+                      data.smile[:n_data], data.captions[:n_data])
+    work = CACHE_DIR / "diffusion"
+    work.mkdir(parents=True, exist_ok=True)
+    ae_dir = work / "vae"
+    record: dict[str, Any] = {}
+    if (ae_dir / "config.json").exists():
+        vae = AutoencoderKL.from_pretrained(ae_dir).float().eval()
+        record.update(json.loads((work / "vae_record.json").read_text()))
+        log("autoencoder loaded from cache")
+    else:
+        vae, rec = train_autoencoder(data.images, minutes * AE_MINUTES_SHARE, seed)
+        vae.save_pretrained(ae_dir)
+        (work / "vae_record.json").write_text(json.dumps(rec))
+        record.update(rec)
+    lat_path = work / f"latents_n{n_data}.pt"
+    if lat_path.exists():
+        latents = torch.load(lat_path, weights_only=True)
+    else:
+        log("encoding latents")
+        latents = encode_latents(vae, data.images)
+        torch.save(latents, lat_path)
+    std = latents.float().std().item()
+    scaling = 1.0 / std
+    vae.register_to_config(scaling_factor=scaling)
+    log(f"latents {tuple(latents.shape)} mean {latents.float().mean():.3f} std {std:.3f}")
+
+    setup_torch(seed)
+    tokenizer = build_tokenizer(work / "tokenizer")
+    ids = tokenize(tokenizer, data.captions)
+    empty = tokenize(tokenizer, [""])[0]
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), **TEXT_CONFIG))
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    noise_sched = DDPMScheduler(**SCHEDULER_CONFIG)
+    alphas = noise_sched.alphas_cumprod
+    snr = alphas / (1 - alphas)
+    weights = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    log(f"unet {sum(p.numel() for p in unet.parameters())/1e6:.2f}M params, text encoder "
+        f"{sum(p.numel() for p in text_encoder.parameters())/1e6:.2f}M, vocab {len(tokenizer)}")
+
+    def checkpoint(final: bool) -> None:
+        live = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, e in zip(params, ema, strict=True):
+                p.copy_(e)
+        extra = {"scaling_factor": scaling, "train_steps": step, "final": final,
+                 "train_seconds_diffusion": round(clock.elapsed)}
+        save_pipeline(out_root / NAME, vae, unet, text_encoder, tokenizer, extra)
+        with torch.no_grad():
+            for p, v in zip(params, live, strict=True):
+                p.copy_(v)
+        log(f"checkpoint saved at step {step}")
+
+    clock = Stopwatch(max(1.0, minutes - total.elapsed / 60))
+    last_ckpt = 0.0
+    step = 0
+    gen = torch.Generator().manual_seed(seed)
+    unet.train()
+    text_encoder.train()
+    for idx in batches(len(latents), batch_size, seed + 2):
+        if clock.done():
+            break
+        f = clock.fraction
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 300) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * f)))
+        idx_t = torch.from_numpy(np.sort(idx))
+        x0 = latents[idx_t].float() * scaling
+        tok = ids[idx_t].clone()
+        drop = torch.rand(len(tok), generator=gen) < 0.1
+        tok[drop] = empty
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, 1000, (len(x0),), generator=gen)
+        noisy = noise_sched.add_noise(x0, noise, t)
+        cond = text_encoder(tok).last_hidden_state
+        pred = unet(noisy, t, cond).sample
+        loss = ((pred.float() - noise) ** 2).mean((1, 2, 3))
+        loss = (loss * weights[t]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        _ema_update(ema, [p.detach() for p in params], min(0.995, (1 + step) / (10 + step)))
+        if step % 50 == 0:
+            log(f"diffusion step {step} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e}"
+                f" t={clock.elapsed:.0f}s")
+        if clock.elapsed - last_ckpt > checkpoint_minutes * 60:
+            checkpoint(final=False)
+            last_ckpt = clock.elapsed
+    checkpoint(final=True)
+    record.update({
+        "command": f"python -m studio.training diffusion --minutes {minutes:g}",
+        "seconds": round(total.elapsed), "diffusion_steps": step, "batch_size": batch_size,
+        "train_samples": n_data, "scaling_factor": scaling, "final_loss": round(loss.item(), 4)})
+    write_training_record(out_root / NAME, record)
+    log(f"diffusion saved after {step} steps, {total.elapsed / 60:.1f} min")
+    return out_root / NAME

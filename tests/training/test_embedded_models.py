@@ -1,0 +1,132 @@
+"""The SHIPPED studio-tiny weights do what their cards say (CPU, a few seconds each)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from studio.training.common import DEFAULT_OUT, HELD_OUT_SEED, to_tensor, to_uint8
+from studio.training.data import CLASS_ATTRIBUTES, make_batch
+from studio.training.models import psnr
+from studio.training.shipped import (
+    CLASSIFIER,
+    DIFFUSION,
+    GAN,
+    VAE,
+    classify,
+    load_diffusion,
+    load_generator,
+    load_vae,
+    model_dir,
+    recommended_settings,
+)
+
+NAMES = (CLASSIFIER, VAE, GAN, DIFFUSION)
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(2)
+
+
+def test_shipped_models_are_small_and_complete() -> None:
+    total = sum(p.stat().st_size for p in DEFAULT_OUT.rglob("*") if p.is_file())
+    assert total < 40e6, f"shipped models take {total / 1e6:.1f} MB"
+    for name in NAMES:
+        folder = model_dir(name)
+        assert (folder / "README.md").is_file() and (folder / "contact_sheet.png").is_file()
+        assert list(folder.rglob("*.safetensors")), name
+        assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt")), name
+
+
+def test_classifier_reads_held_out_portraits() -> None:
+    batch = make_batch(HELD_OUT_SEED + 7, 0, 64)
+    pred = classify(batch.images)
+    for name, values in CLASS_ATTRIBUTES.items():
+        truth = [values[i] for i in batch.labels[name]]
+        acc = np.mean([p == t for p, t in zip(pred[name], truth, strict=True)])
+        assert acc >= 0.9, (name, acc)
+    assert np.corrcoef(pred["smile"], batch.smile)[0, 1] > 0.9
+
+
+def test_classifier_rejects_wrong_input() -> None:
+    with pytest.raises(ValueError):
+        classify(np.zeros((2, 32, 32, 3), np.uint8))
+
+
+@torch.no_grad()
+def test_vae_round_trips_a_portrait() -> None:
+    vae = load_vae()
+    batch = make_batch(HELD_OUT_SEED + 8, 0, 16)
+    x = to_tensor(batch.images)
+    mu = vae.encode(x)
+    assert mu.shape == (16, vae.latent_dim)
+    rec = vae.decode(mu)
+    assert psnr(rec, x).mean() > 22.0
+    # The reconstruction keeps what a user sees: hair, glasses, background.
+    pred = classify(to_uint8(rec))
+    for name in ("hair", "background"):
+        truth = [CLASS_ATTRIBUTES[name][i] for i in batch.labels[name]]
+        assert np.mean([p == t for p, t in zip(pred[name], truth, strict=True)]) >= 0.8
+    # Decoding another portrait's latent gives another image (not a constant output).
+    assert psnr(vae.decode(mu.flip(0)), x).mean() < 18.0
+
+
+@torch.no_grad()
+def test_gan_makes_portraits_the_classifier_recognises() -> None:
+    g = load_generator()
+    z = torch.from_numpy(np.random.default_rng(5).standard_normal((32, g.z_dim)).astype(np.float32))
+    images = to_uint8(g(z))
+    assert images.shape == (32, 64, 64, 3)
+    pred = classify(images)
+    assert np.mean(pred["confidence"] >= 0.9) >= 0.4
+    assert len(set(pred["background"])) >= 3 and len(set(pred["hair"])) >= 3  # not collapsed
+
+
+PROMPTS = [
+    ("red", "round", "blue"), ("black", "none", "yellow"), ("blonde", "square", "green"),
+    ("blue", "none", "pink"), ("white", "round", "purple"), ("brown", "square", "white"),
+    ("red", "none", "grey"), ("blonde", "round", "red"),
+]
+
+
+def _prompt(hair: str, glasses: str, background: str) -> str:
+    g = "no glasses" if glasses == "none" else f"{glasses} glasses"
+    return f"a person with {hair} hair and {g} on a {background} background"
+
+
+def test_diffusion_folder_is_a_standard_sd_folder() -> None:
+    folder = model_dir(DIFFUSION)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    assert index["safety_checker"] == [None, None] and index["requires_safety_checker"] is False
+    rec = recommended_settings()
+    assert rec["height"] == rec["width"] == 64 and 10 <= rec["steps"] <= 50
+
+
+@torch.no_grad()
+def test_diffusion_follows_the_prompt() -> None:
+    pipe = load_diffusion()
+    rec = recommended_settings()
+    prompts = [_prompt(*p) for p in PROMPTS]
+    gens = [torch.Generator().manual_seed(100 + i) for i in range(len(prompts))]
+    out = pipe(prompts, num_inference_steps=int(rec["steps"]),
+               guidance_scale=float(rec["guidance"]), generator=gens, output_type="np").images
+    assert out.shape == (8, 64, 64, 3)
+    images = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+    pred = classify(images)
+    for k, name in enumerate(("hair", "glasses", "background")):
+        hits = sum(pred[name][i] == p[k] for i, p in enumerate(PROMPTS))
+        assert hits >= 6, (name, pred[name])
+
+
+@torch.no_grad()
+def test_diffusion_is_reproducible_from_the_seed() -> None:
+    pipe = load_diffusion()
+    kw = dict(num_inference_steps=8, guidance_scale=5.0, output_type="np")
+    a = pipe(_prompt("red", "round", "blue"), generator=torch.Generator().manual_seed(3), **kw)
+    b = pipe(_prompt("red", "round", "blue"), generator=torch.Generator().manual_seed(3), **kw)
+    assert np.array_equal(a.images, b.images)
