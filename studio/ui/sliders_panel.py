@@ -1,0 +1,491 @@
+"""``SlidersPanel``: latent sliders over the current image, previewed while dragging.
+
+Dragging a slider records one undoable ``SetSliderValue`` per drag and sends throttled
+preview requests on the runner's preview channel (the newest cancels the stale one);
+releasing it renders the final image. The slider set and values live in
+``Document.sliders`` (saved with the project) and every request records them.
+
+Targets: the image last generated (prompt directions, LoRA weights, seed exploration) or,
+in VAE/GAN mode, the embedded ``studio-tiny-vae`` / ``studio-tiny-gan`` latent.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider
+from superqt.utils import qthrottled
+
+from studio.core.commands import SetSliderValue
+from studio.core.document import Document
+from studio.core.events import JobFailed, JobFinished
+from studio.core.pixels import Pixels
+from studio.core.request import GenerationRequest
+from studio.core.sliders import (
+    GAN,
+    INTERP,
+    LATENT_MODELS,
+    LATENT_SPACES,
+    LORA,
+    PORTRAIT_ATTRIBUTES,
+    PROMPT,
+    VAE,
+    VARIATION,
+    SliderSet,
+    SliderSpec,
+    interpolation_requests,
+    interpolation_slider,
+    latent_slider,
+    lora_slider,
+    neighbourhood_requests,
+    prompt_pair,
+    spec_from_id,
+    starter_sliders,
+    variation_slider,
+)
+from studio.core.undo import UndoStack
+
+MODES = (("diffusion", "Current image (diffusion)"), (VAE, "VAE latent (studio-tiny-vae)"),
+         (GAN, "GAN latent (studio-tiny-gan)"))
+PREVIEW_SIZE = 160
+
+
+def to_pixmap(image: np.ndarray, size: int = PREVIEW_SIZE) -> QPixmap:
+    rgb = np.ascontiguousarray(image[..., :3])
+    h, w = rgb.shape[:2]
+    qimage = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(qimage).scaled(QSize(size, size), Qt.AspectRatioMode.KeepAspectRatio,
+                                            Qt.TransformationMode.SmoothTransformation)
+
+
+class SliderRow(QWidget):
+    """One slider: its label, a labelled double slider and a remove button."""
+
+    def __init__(self, spec: SliderSpec, value: float, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        self.setObjectName(f"slider_row:{spec.slider_id}")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        label = QLabel(spec.label)
+        label.setToolTip(spec.description or spec.slider_id)
+        label.setMinimumWidth(90)
+        self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.slider.setObjectName("slider")
+        self.slider.setRange(spec.minimum, spec.maximum)
+        self.slider.setDecimals(2)
+        self.slider.setSingleStep(0.05)
+        self.slider.setValue(value)
+        self.slider.setAccessibleName(spec.label)
+        self.remove_button = QPushButton("✕")
+        self.remove_button.setObjectName("remove_slider_button")
+        self.remove_button.setToolTip(f"Remove {spec.label}")
+        self.remove_button.setFixedWidth(26)
+        row.addWidget(label)
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.remove_button)
+
+
+class SlidersPanel(QWidget):
+    """Latent sliders over the current image (or a VAE/GAN latent).
+
+    Parameters
+    ----------
+    doc, undo
+        The document (``doc.sliders`` holds the slider set and values) and its undo stack.
+    bridge
+        The runner's event bridge (``job_finished`` / ``job_failed`` signals).
+    """
+
+    slider_moved = Signal(str, float)  # while dragging
+    slider_released = Signal(str, float)
+    preview_requested = Signal(object)  # GenerationRequest
+    render_requested = Signal(object)  # GenerationRequest
+    preview_shown = Signal(object)  # np.ndarray
+    frames_shown = Signal(int)  # how many frames the strip/grid now shows
+
+    def __init__(self, doc: Document, undo: UndoStack, bridge: Any = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("sliders_panel")
+        self.doc, self.undo = doc, undo
+        self.runner: Any = None
+        self.render_handler: Callable[[GenerationRequest], Any] | None = None
+        self.starters = starter_sliders()
+        self.sliders = SliderSet.from_values(doc.sliders, self.starters)
+        self.base_request: GenerationRequest | None = None
+        self.canvas_image: Pixels | None = None
+        self._rows: dict[str, SliderRow] = {}
+        self._drag_ids = itertools.count(1)
+        self._drag: dict[str, str] = {}  # slider id -> merge id of the drag in progress
+        self._preview_job: int | None = None
+        self._frame_jobs: dict[int, int] = {}  # job id -> frame index
+        self.last_preview: np.ndarray | None = None
+        self.frames: dict[int, np.ndarray] = {}
+        self._syncing = False
+        self._submit_preview_throttled = qthrottled(self._submit_preview, timeout=40,
+                                                    leading=True, parent=self)
+        self._build()
+        self._rebuild_rows()
+        doc.add_listener(self._on_document_event)
+        if bridge is not None:
+            bridge.job_finished.connect(self._on_job_finished)
+            bridge.job_failed.connect(self._on_job_failed)
+
+    # -- building ------------------------------------------------------------------------
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        top = QFormLayout()
+        self.mode_combo = QComboBox(objectName="slider_mode_combo")
+        for key, text in MODES:
+            self.mode_combo.addItem(text, key)
+        self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
+        top.addRow("Target", self.mode_combo)
+        outer.addLayout(top)
+        self.hint = QLabel("Generate an image, then move a slider.", objectName="slider_hint")
+        self.hint.setWordWrap(True)
+        outer.addWidget(self.hint)
+        self.preview = QLabel(objectName="slider_preview")
+        self.preview.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        outer.addWidget(self.preview, 0, Qt.AlignmentFlag.AlignHCenter)
+
+        scroll = QScrollArea(objectName="sliders_scroll")
+        scroll.setWidgetResizable(True)
+        body = QWidget()
+        self._body = QVBoxLayout(body)
+        self._groups: dict[str, QGroupBox] = {}
+        for key, title in ((PROMPT, "Prompt directions"), (LORA, "LoRA and concepts"),
+                           (VARIATION, "Seed exploration"), (VAE, "VAE latent"),
+                           (GAN, "GAN latent")):
+            box = QGroupBox(title, objectName=f"{key}_group")
+            QVBoxLayout(box)
+            self._groups[key] = box
+            self._body.addWidget(box)
+        self._body.addStretch(1)
+        scroll.setWidget(body)
+        outer.addWidget(scroll, 1)
+
+        # Adding sliders.
+        add = QGroupBox("Add a slider", objectName="add_slider_group")
+        form = QFormLayout(add)
+        self.starter_combo = QComboBox(objectName="starter_combo")
+        for spec in self.starters.values():
+            self.starter_combo.addItem(spec.label, spec.slider_id)
+        starter_button = QPushButton("Add", objectName="add_starter_button")
+        starter_button.clicked.connect(self._on_add_starter_clicked)
+        form.addRow("Starter", _row(self.starter_combo, starter_button))
+        self.positive_edit = QLineEdit(objectName="positive_edit", placeholderText="old")
+        self.negative_edit = QLineEdit(objectName="negative_edit", placeholderText="young")
+        pair_button = QPushButton("Add", objectName="add_pair_button")
+        pair_button.clicked.connect(self._on_add_pair_clicked)
+        form.addRow("Pair", _row(self.positive_edit, self.negative_edit, pair_button))
+        lora_button = QPushButton("Add LoRA…", objectName="add_lora_button")
+        lora_button.clicked.connect(self._on_add_lora_clicked)
+        form.addRow("LoRA", lora_button)
+        self.attribute_combo = QComboBox(objectName="attribute_combo")
+        for attribute in PORTRAIT_ATTRIBUTES:
+            self.attribute_combo.addItem(attribute, attribute)
+        latent_button = QPushButton("Add", objectName="add_latent_button")
+        latent_button.clicked.connect(self._on_add_latent_clicked)
+        form.addRow("Attribute", _row(self.attribute_combo, latent_button))
+        self.seed_spin = QSpinBox(objectName="other_seed_spin", maximum=2**31 - 1, value=1)
+        variation_button = QPushButton("Vary", objectName="add_variation_button")
+        variation_button.clicked.connect(self._on_add_variation_clicked)
+        interp_button = QPushButton("Towards", objectName="add_interp_button")
+        interp_button.clicked.connect(self._on_add_interp_clicked)
+        form.addRow("Seed", _row(self.seed_spin, variation_button, interp_button))
+        strip_button = QPushButton("Strip of frames", objectName="strip_button")
+        strip_button.clicked.connect(self.make_strip)
+        grid_button = QPushButton("3×3 neighbourhood", objectName="grid_button")
+        grid_button.clicked.connect(self.make_grid)
+        reset_button = QPushButton("Reset all", objectName="reset_sliders_button")
+        reset_button.clicked.connect(self.reset_all)
+        form.addRow(_row(strip_button, grid_button, reset_button))
+        outer.addWidget(add)
+        self.frames_view = QWidget(objectName="frames_view")
+        self._frames_grid = QGridLayout(self.frames_view)
+        self._frames_grid.setSpacing(2)
+        outer.addWidget(self.frames_view)
+
+    def _rebuild_rows(self) -> None:
+        for row in self._rows.values():
+            row.setParent(None)
+            row.deleteLater()
+        self._rows.clear()
+        for spec in self.sliders:
+            self._add_row(spec)
+        self._update_groups()
+
+    def _add_row(self, spec: SliderSpec) -> None:
+        row = SliderRow(spec, self.sliders.values.get(spec.slider_id, 0.0))
+        sid = spec.slider_id
+        row.slider.sliderPressed.connect(lambda: self._on_slider_pressed(sid))
+        row.slider.valueChanged.connect(lambda v: self._on_slider_value_changed(sid, v))
+        row.slider.sliderReleased.connect(lambda: self._on_slider_released(sid))
+        row.remove_button.clicked.connect(lambda: self.remove_slider(sid))
+        group = INTERP if spec.space == INTERP else spec.space
+        box = self._groups[VARIATION if group == INTERP else group]
+        box.layout().addWidget(row)
+        self._rows[sid] = row
+
+    def _update_groups(self) -> None:
+        mode = self.mode
+        for key, box in self._groups.items():
+            if mode in LATENT_SPACES:
+                box.setVisible(key == mode)
+            else:
+                box.setVisible(key not in LATENT_SPACES)
+
+    # -- the slider set ------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return str(self.mode_combo.currentData())
+
+    def set_mode(self, mode: str) -> None:
+        self.mode_combo.setCurrentIndex(max(0, self.mode_combo.findData(mode)))
+
+    def row(self, slider_id: str) -> SliderRow:
+        return self._rows[slider_id]
+
+    def add_slider(self, spec: SliderSpec) -> None:
+        """Show a slider (at 0) and record it in the document (one undo entry)."""
+        if spec.slider_id in self.sliders.specs:
+            return
+        self.undo.push(SetSliderValue(spec.slider_id, 0.0, merge_id=None,
+                                      text=f"Add slider {spec.label}"))
+
+    def remove_slider(self, slider_id: str) -> None:
+        # Undo brings the slider back with its value (the command restores the old value).
+        self.undo.push(SetSliderValue(slider_id, 0.0, merge_id=None, text="Remove slider"))
+        self.doc.sliders.pop(slider_id, None)
+        self.doc.emit("slider_changed", slider_id=slider_id, value=None)
+
+    def reset_all(self) -> None:
+        with self.undo.macro("Reset sliders"):
+            for sid, value in list(self.sliders.values.items()):
+                if value != 0:
+                    self.undo.push(SetSliderValue(sid, 0.0, merge_id=None))
+        self.render()
+
+    def _on_document_event(self, name: str, payload: dict[str, Any]) -> None:
+        if name == "slider_changed":
+            sid, value = payload["slider_id"], payload["value"]
+            if value is None:
+                self.sliders.remove(sid)
+                row = self._rows.pop(sid, None)
+                if row is not None:
+                    row.setParent(None)
+                    row.deleteLater()
+                return
+            if sid not in self.sliders.specs:
+                try:
+                    spec = spec_from_id(sid, self.starters)
+                except (KeyError, ValueError):
+                    return
+                self.sliders.add(spec, value)
+                self._add_row(spec)
+                self._update_groups()
+            self.sliders.values[sid] = float(value)
+            row = self._rows.get(sid)
+            if row is not None and sid not in self._drag:
+                self._syncing = True
+                try:
+                    row.slider.setValue(float(value))
+                finally:
+                    self._syncing = False
+
+    def reload_from_document(self) -> None:
+        """Rebuild the rows from ``doc.sliders`` (after a project is opened)."""
+        self.sliders = SliderSet.from_values(self.doc.sliders, self.starters)
+        self._rebuild_rows()
+
+    # -- dragging ------------------------------------------------------------------------
+    def _on_slider_pressed(self, slider_id: str) -> None:
+        self._drag[slider_id] = f"drag:{slider_id}:{next(self._drag_ids)}"
+
+    def _on_slider_value_changed(self, slider_id: str, value: float) -> None:
+        if self._syncing:
+            return
+        merge = self._drag.get(slider_id)
+        self.undo.push(SetSliderValue(slider_id, float(value),
+                                      merge_id=merge if merge else None))
+        self.slider_moved.emit(slider_id, float(value))
+        if merge:
+            self._submit_preview_throttled()
+        else:  # keyboard, wheel or a click on the groove: a whole edit at once
+            self.render()
+
+    def _on_slider_released(self, slider_id: str) -> None:
+        self._drag.pop(slider_id, None)
+        self._submit_preview_throttled.cancel()
+        value = self.sliders.values.get(slider_id, 0.0)
+        self.slider_released.emit(slider_id, float(value))
+        self.render()
+
+    # -- requests ------------------------------------------------------------------------
+    def set_base_request(self, request: GenerationRequest | None) -> None:
+        """The image the sliders edit (the last generation's request)."""
+        self.base_request = request
+        self.hint.setText("Move a slider to edit this image." if request is not None else
+                          "Generate an image, then move a slider.")
+
+    def set_canvas_image(self, pixels: Pixels | None) -> None:
+        """An image for VAE mode to encode (else VAE/GAN mode starts from the seed)."""
+        self.canvas_image = pixels
+
+    def current_request(self) -> GenerationRequest | None:
+        """The base request with the sliders of the current mode applied."""
+        mode = self.mode
+        if mode in LATENT_SPACES:
+            seed = self.base_request.seed if self.base_request is not None else 0
+            base = GenerationRequest("", model=LATENT_MODELS[mode], seed=seed, steps=1,
+                                     width=64, height=64)
+            if mode == VAE and self.canvas_image is not None:
+                base = base.replace(task="img2img", init_image=self.canvas_image)
+            specs = [s for s in self.sliders if s.space == mode]
+        else:
+            if self.base_request is None:
+                return None
+            base = self.base_request.replace(batch_size=1, model_hash="", device="", dtype="")
+            specs = [s for s in self.sliders if s.space not in LATENT_SPACES]
+        return SliderSet(specs, self.sliders.values).apply(
+            base.replace(sliders=(), loras=(), variation_seed=None, variation_strength=0.0)
+            if mode not in LATENT_SPACES else base)
+
+    def _submit_preview(self) -> None:
+        request = self.current_request()
+        if request is None:
+            return
+        self.preview_requested.emit(request)
+        if self.runner is not None:
+            self._preview_job = self.runner.submit(request, "preview")
+
+    def render(self) -> None:
+        """Render the final image of the current values."""
+        request = self.current_request()
+        if request is None:
+            return
+        self.render_requested.emit(request)
+        if self.render_handler is not None and self.mode not in LATENT_SPACES:
+            self.render_handler(request)
+        elif self.runner is not None:
+            # The preview slot: a render after release replaces any stale preview.
+            self._preview_job = self.runner.submit(request, "preview")
+
+    def _on_job_finished(self, event: JobFinished) -> None:
+        if event.job_id == self._preview_job:
+            self._preview_job = None
+            self.show_preview(event.result.images[0])
+        elif event.job_id in self._frame_jobs:
+            index = self._frame_jobs.pop(event.job_id)
+            self.frames[index] = event.result.images[0]
+            label = QLabel(objectName=f"frame_{index}")
+            label.setPixmap(to_pixmap(event.result.images[0], 64))
+            columns = 3 if self._frames_grid_kind == "grid" else 8
+            self._frames_grid.addWidget(label, index // columns, index % columns)
+            self.frames_shown.emit(len(self.frames))
+
+    def _on_job_failed(self, event: JobFailed) -> None:
+        if event.job_id == self._preview_job or event.job_id in self._frame_jobs:
+            self._frame_jobs.pop(event.job_id, None)
+            self.hint.setText(event.message)
+
+    def show_preview(self, image: np.ndarray) -> None:
+        self.last_preview = image
+        self.preview.setPixmap(to_pixmap(image))
+        self.preview_shown.emit(image)
+
+    # -- seed exploration ----------------------------------------------------------------
+    _frames_grid_kind = "strip"
+
+    def _submit_frames(self, requests: list[GenerationRequest], kind: str) -> None:
+        while self._frames_grid.count():
+            item = self._frames_grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.frames.clear()
+        self._frames_grid_kind = kind
+        if self.runner is None:
+            return
+        for i, req in enumerate(requests):
+            self._frame_jobs[self.runner.submit(req, "render")] = i
+
+    def make_strip(self, frames: int = 8) -> None:
+        """Interpolate from the current image to the seed in the seed box, as frames."""
+        request = self.current_request()
+        if request is not None and self.mode not in LATENT_SPACES:
+            self._submit_frames(interpolation_requests(request, self.seed_spin.value(),
+                                                       int(frames) or 8), "strip")
+
+    def make_grid(self, strength: float = 0.2) -> None:
+        """A 3x3 grid of variations around the current image (the centre is the image)."""
+        request = self.current_request()
+        if request is not None and self.mode not in LATENT_SPACES:
+            self._submit_frames(neighbourhood_requests(request, float(strength or 0.2)), "grid")
+
+    # -- adding sliders ------------------------------------------------------------------
+    def _on_mode_changed(self, _index: int) -> None:
+        self._update_groups()
+
+    def _on_add_starter_clicked(self) -> None:
+        sid = self.starter_combo.currentData()
+        if sid:
+            self.add_slider(self.starters[str(sid)])
+
+    def _on_add_pair_clicked(self) -> None:
+        try:
+            spec = prompt_pair(self.positive_edit.text(), self.negative_edit.text())
+        except ValueError as err:
+            self.hint.setText(str(err))
+            return
+        self.add_slider(spec)
+        self.positive_edit.clear()
+        self.negative_edit.clear()
+
+    def _on_add_lora_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add a LoRA", "",
+                                              "LoRA files (*.safetensors)")
+        if path:
+            self.add_slider(lora_slider(path))
+
+    def _on_add_latent_clicked(self) -> None:
+        mode = self.mode if self.mode in LATENT_SPACES else VAE
+        self.set_mode(mode)
+        self.add_slider(latent_slider(mode, str(self.attribute_combo.currentData())))
+
+    def _on_add_variation_clicked(self) -> None:
+        self.add_slider(variation_slider(self.seed_spin.value()))
+
+    def _on_add_interp_clicked(self) -> None:
+        self.add_slider(interpolation_slider(self.seed_spin.value()))
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        layout.addWidget(w)
+    return box

@@ -1,0 +1,100 @@
+"""The Sliders panel: drags preview and render, one undo entry per drag, saved slider sets."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.core.document import Document
+from studio.core.request import GenerationRequest
+from studio.core.sliders import prompt_pair
+from studio.core.undo import UndoStack
+from studio.ui.bridge import JobBridge
+from studio.ui.sliders_panel import SlidersPanel
+
+
+@pytest.fixture
+def panel(qtbot, runner):
+    doc = Document()
+    undo = UndoStack(doc)
+    bridge = JobBridge()
+    runner.add_listener(bridge.on_event)
+    p = SlidersPanel(doc, undo, bridge)
+    p.runner = runner
+    qtbot.addWidget(p)
+    p.set_base_request(GenerationRequest("a person", model="fake-tiny", seed=7, steps=4,
+                                         width=64, height=64))
+    yield p
+    runner.remove_listener(bridge.on_event)
+
+
+def _drag(panel, slider_id, values):
+    slider = panel.row(slider_id).slider
+    slider.sliderPressed.emit()
+    for v in values:
+        slider.setValue(v)
+    slider.sliderReleased.emit()
+
+
+def test_a_drag_previews_renders_and_is_one_undo_entry(qtbot, panel, engine):
+    panel.add_slider(panel.starters["age"])
+    assert panel.doc.sliders == {"age": 0.0}
+    before = panel.undo.index
+    with qtbot.waitSignal(panel.preview_shown, timeout=10000):
+        _drag(panel, "age", [0.2, 0.5, 0.9, 1.4])
+    qtbot.waitUntil(lambda: panel.runner.is_idle(), timeout=10000)
+    assert panel.undo.index == before + 1
+    assert panel.doc.sliders["age"] == pytest.approx(1.4)
+    last = engine.requests[-1]
+    assert last.sliders[0].slider_id == "age" and last.sliders[0].value == pytest.approx(1.4)
+    assert last.seed == 7 and last.prompt == "a person"
+    # Undo puts the slider (and the document) back where the drag started.
+    panel.undo.undo()
+    assert panel.doc.sliders["age"] == 0.0
+    assert panel.row("age").slider.value() == 0.0
+    # A second drag is a second entry.
+    _drag(panel, "age", [0.3, -0.7])
+    assert panel.undo.index == before + 1 and panel.undo.can_undo
+    assert panel.current_request().sliders[0].value == pytest.approx(-0.7)
+
+
+def test_value_zero_asks_for_the_base_image(panel):
+    panel.add_slider(prompt_pair("old", "young"))
+    assert panel.current_request() == panel.base_request.replace(model_hash="", device="",
+                                                                 dtype="")
+
+
+def test_the_slider_set_is_restored_from_the_document(qtbot, panel, runner):
+    panel.add_slider(prompt_pair("old", "young"))
+    panel.add_slider(panel.starters["smile"])
+    _drag(panel, "smile", [0.6])
+    qtbot.waitUntil(lambda: runner.is_idle(), timeout=10000)
+    again = SlidersPanel(panel.doc, UndoStack(panel.doc))
+    qtbot.addWidget(again)
+    assert set(again.sliders.specs) == {"prompt:old|young", "smile"}
+    assert again.row("smile").slider.value() == pytest.approx(0.6)
+    panel.remove_slider("smile")
+    assert "smile" not in panel.doc.sliders
+    panel.undo.undo()
+    assert panel.doc.sliders["smile"] == pytest.approx(0.6)
+    assert panel.row("smile").slider.value() == pytest.approx(0.6)
+
+
+def test_vae_mode_requests_the_latent_model(panel):
+    panel.set_mode("vae")
+    panel.attribute_combo.setCurrentIndex(panel.attribute_combo.findData("glasses"))
+    panel._on_add_latent_clicked()
+    panel.sliders.set("vae:glasses", 1.5)
+    req = panel.current_request()
+    assert req.model == "studio-tiny-vae" and req.sliders[0].space == "vae"
+    assert req.sliders[0].value == 1.5
+    assert panel._groups["vae"].isVisibleTo(panel)
+    assert not panel._groups["prompt"].isVisibleTo(panel)
+
+
+def test_neighbourhood_grid_shows_nine_frames(qtbot, panel, engine):
+    with qtbot.waitSignal(panel.frames_shown, timeout=10000,
+                          check_params_cb=lambda n: n == 9):
+        panel.make_grid()
+    centre = engine.requests[-5]
+    assert centre.variation_seed is None and centre.seed == 7
+    assert {r.variation_strength for r in engine.requests[-9:]} == {0.0, 0.2}
