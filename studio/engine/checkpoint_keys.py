@@ -100,11 +100,11 @@ def unet_key_map(config: Mapping[str, Any], keys: Iterable[str]) -> dict[str, st
             slot = 2 if block in up_with_attn else 1
             new = f"output_blocks.{block * per + layers}.{slot}.conv"
         elif m := re.fullmatch(r"mid_block\.(resnets|attentions)\.(\d+)\.(.+)", module):
-            kind, index, rest = m.groups()
+            kind, position, rest = m.groups()
             if kind == "resnets":
                 head, _, tail = rest.partition(".")
                 rest = _UNET_RESNET.get(head, head) + ("." + tail if tail else "")
-                new = f"middle_block.{0 if index == '0' else 2}.{rest}"
+                new = f"middle_block.{0 if position == '0' else 2}.{rest}"
             else:
                 new = f"middle_block.1.{rest}"
         else:
