@@ -11,7 +11,6 @@ from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
-    QLabel,
     QMainWindow,
     QMessageBox,
     QVBoxLayout,
@@ -32,6 +31,7 @@ from studio.ui.gallery_panel import GalleryPanel
 from studio.ui.layers_panel import LayersPanel
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_panel import QueuePanel
+from studio.ui.sliders_panel import SlidersPanel
 from studio.ui.status_bar import StudioStatusBar
 from studio.ui.tool_bars import ToolBars
 from studio.ui.widgets import MessageBanner
@@ -75,11 +75,7 @@ class MainWindow(QMainWindow):
         self.layers_panel = LayersPanel(self.doc, self.undo)
         self.gallery_panel = GalleryPanel(self.doc, self.undo)
         self.queue_panel = QueuePanel(self.bridge)
-        self.sliders_placeholder = QLabel("Latent sliders will live here: directions in "
-                                          "prompt, seed and LoRA space.",
-                                          objectName="placeholder_label")
-        self.sliders_placeholder.setWordWrap(True)
-        self.sliders_placeholder.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.sliders_panel = SlidersPanel(self.doc, self.undo, self.bridge)
         self.controller = GenerationController(self.doc, self.undo, self.canvas,
                                                self.prompt_panel, self.bridge, self.banner,
                                                self)
@@ -106,7 +102,7 @@ class MainWindow(QMainWindow):
         self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas,
                             self.tabPosition(Qt.DockWidgetArea.LeftDockWidgetArea))
         specs = (("prompt", "Prompt", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
-                 ("sliders", "Sliders", self.sliders_placeholder,
+                 ("sliders", "Sliders", self.sliders_panel,
                   Qt.DockWidgetArea.LeftDockWidgetArea),
                  ("layers", "Layers", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea),
                  ("gallery", "History", self.gallery_panel,
@@ -169,6 +165,10 @@ class MainWindow(QMainWindow):
         for signal in (self.bridge.job_finished, self.bridge.job_failed,
                        self.bridge.job_cancelled):
             signal.connect(self.status.on_job_ended)
+        self.controller.generation_applied.connect(self._on_generation_applied_for_sliders)
+        self.gallery_panel.item_clicked.connect(
+            lambda record: self._on_generation_applied_for_sliders(record.id))
+        self.sliders_panel.render_handler = self._on_sliders_render
         self.undo.add_listener(self._on_undo_changed)
         self._on_undo_changed("changed", {"can_undo": False, "can_redo": False,
                                           "undo_text": "", "redo_text": ""})
@@ -181,6 +181,7 @@ class MainWindow(QMainWindow):
         if runner is not None:
             runner.add_listener(self.bridge.on_event)
         self.controller.runner = runner
+        self.sliders_panel.runner = runner
         self.queue_panel.runner = runner
         self.status.set_engine(engine)
         self.reload_models()
@@ -215,6 +216,26 @@ class MainWindow(QMainWindow):
 
     def _on_gallery_item_clicked(self, record: Any) -> None:
         self.prompt_panel.apply_request(record.request)
+
+    def _on_generation_applied_for_sliders(self, record_id: str) -> None:
+        """The sliders edit the image last generated (or picked in the history)."""
+        if record_id in self.doc.log:
+            self._slider_base_id = record_id
+            self.sliders_panel.set_base_request(self.doc.log.get(record_id).request)
+
+    def _on_sliders_render(self, request: Any) -> None:
+        """A slider release: render the edited image over the one it edits."""
+        from studio.ui.generation import GenerationPlan
+
+        base_id = getattr(self, "_slider_base_id", None)
+        rect = self.controller.rects.get(base_id or "") or self.doc.generation_rect
+        mode = "inpaint" if request.task == "inpaint" else request.task
+        plan = GenerationPlan(mode, rect, request.width, request.height, request.init_image,
+                              request.mask)
+        try:
+            self.controller.submit(request, plan, base_id, "slider")
+        except StudioError as err:
+            self.banner.show_message(str(err))
 
     def _on_undo_changed(self, _name: str, state: dict[str, Any]) -> None:
         undo, redo = self.actions["undo"], self.actions["redo"]

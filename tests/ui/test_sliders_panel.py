@@ -98,3 +98,20 @@ def test_neighbourhood_grid_shows_nine_frames(qtbot, panel, engine):
     centre = engine.requests[-5]
     assert centre.variation_seed is None and centre.seed == 7
     assert {r.variation_strength for r in engine.requests[-9:]} == {0.0, 0.2}
+
+
+def test_in_the_window_a_release_renders_over_the_edited_image(qtbot, window, engine):
+    window.prompt_panel.prompt_edit.setPlainText("a portrait")
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=10000):
+        window.controller.generate()
+    panel = window.sliders_panel
+    assert window.docks["sliders"].widget() is panel
+    assert panel.base_request is not None and panel.base_request.prompt == "a portrait"
+    panel.add_slider(panel.starters["smile"])
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=10000) as blocker:
+        _drag(panel, "smile", [0.5, 1.0])
+    record = window.doc.log.get(blocker.args[0])
+    assert record.request.sliders[0].slider_id == "smile"
+    assert record.request.sliders[0].value == pytest.approx(1.0)
+    assert record.parent_id is not None
+    qtbot.waitUntil(lambda: window.runner.is_idle(), timeout=10000)
