@@ -27,7 +27,7 @@ import numpy as np
 from studio.core.events import JobFailed, JobFinished
 from studio.core.jobs import JobRunner
 from studio.core.request import GenerationRequest
-from studio.core.sliders import apply_sliders, latent_slider, starter_sliders
+from studio.core.sliders import apply_sliders, latent_slider, preview_steps, starter_sliders
 
 VALUES = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
 HELD_OUT_SEED = 1_000_003
@@ -297,12 +297,6 @@ class SliderBench:
         if "diffusion" in self.latency:
             out["diffusion_final_p95_ms"] = self.latency["diffusion"]["final_p95_ms"]
         return out
-
-
-def preview_steps(steps: int) -> int:
-    """Steps of a drag preview: a quarter of the final steps, at least 4 (the final render
-    on release uses all of them)."""
-    return max(4, min(steps, round(steps / 4)))
 
 
 def format_table(summary: dict[str, Any]) -> str:

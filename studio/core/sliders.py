@@ -271,6 +271,17 @@ def payload_of(value: SliderValue) -> dict[str, object]:
     return dict(value.payload)
 
 
+def preview_steps(steps: int) -> int:
+    """Steps of a drag preview: a quarter of the final steps, at least 4 (the final render
+    on release uses all of them)."""
+    return max(1, min(steps, max(4, round(steps / 4))))
+
+
+def preview_request(request: GenerationRequest) -> GenerationRequest:
+    """The fast stand-in rendered while a slider is dragged (fewer sampler steps)."""
+    return replace(request, steps=preview_steps(request.steps))
+
+
 # -- seed exploration -------------------------------------------------------------------
 def interpolation_requests(request: GenerationRequest, seed_b: int,
                            frames: int = 8) -> list[GenerationRequest]:

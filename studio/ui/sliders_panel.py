@@ -58,6 +58,7 @@ from studio.core.sliders import (
     latent_slider,
     lora_slider,
     neighbourhood_requests,
+    preview_request,
     prompt_pair,
     spec_from_id,
     starter_sliders,
@@ -378,6 +379,8 @@ class SlidersPanel(QWidget):
         request = self.current_request()
         if request is None:
             return
+        if self.mode not in LATENT_SPACES:
+            request = preview_request(request)
         self.preview_requested.emit(request)
         if self.runner is not None:
             self._preview_job = self.runner.submit(request, "preview")
