@@ -58,12 +58,15 @@ class FlatVAE(nn.Module):
         Size of the latent vector ``z``.
     widths
         Channels of the four encoder stages (64 -> 4 px); the decoder mirrors them.
+    refine
+        Number of decoder scales (from 8 px up) with an extra 3 x 3 convolution.
     """
 
     def __init__(self, latent_dim: int = 128,
-                 widths: tuple[int, ...] | list[int] = (32, 64, 96, 128)) -> None:
+                 widths: tuple[int, ...] | list[int] = (32, 64, 96, 128), refine: int = 2) -> None:
         super().__init__()
-        self.config: dict[str, Any] = {"latent_dim": latent_dim, "widths": list(widths)}
+        self.config: dict[str, Any] = {"latent_dim": latent_dim, "widths": list(widths),
+                                       "refine": refine}
         self.latent_dim = latent_dim
         enc: list[nn.Module] = []
         cin = 3
@@ -75,9 +78,10 @@ class FlatVAE(nn.Module):
         self.from_z = nn.Linear(latent_dim, cin * 16)
         dec: list[nn.Module] = []
         outs = list(reversed(widths))[1:] + [widths[0] // 2]
-        for w in outs:
-            dec += [nn.ConvTranspose2d(cin, w, 4, 2, 1), nn.GroupNorm(8, w), nn.SiLU(),
-                    nn.Conv2d(w, w, 3, 1, 1), nn.GroupNorm(8, w), nn.SiLU()]
+        for i, w in enumerate(outs):
+            dec += [nn.ConvTranspose2d(cin, w, 4, 2, 1), nn.GroupNorm(8, w), nn.SiLU()]
+            if i < refine:  # 3x3 refinement at the coarse scales only (cheap)
+                dec += [nn.Conv2d(w, w, 3, 1, 1), nn.GroupNorm(8, w), nn.SiLU()]
             cin = w
         self.decoder = nn.Sequential(*dec, nn.Conv2d(cin, 3, 3, 1, 1))
         self._top = widths[-1]
@@ -103,27 +107,36 @@ class FlatVAE(nn.Module):
 
 
 class Generator(nn.Module):
-    """DCGAN generator: ``z`` (N, z_dim) -> images (N, 3, 64, 64) in [-1, 1]."""
+    """Generator: ``z`` (N, z_dim) standard normal -> images (N, 3, 64, 64) in [-1, 1].
 
-    def __init__(self, z_dim: int = 64, width: int = 64) -> None:
+    DCGAN-style (a linear layer to 4 x 4, then transposed convolutions), with the layout of
+    the ``FlatVAE`` decoder so it can start from a trained decoder (see ``from_vae``).
+    """
+
+    def __init__(self, z_dim: int = 128,
+                 widths: tuple[int, ...] | list[int] = (32, 64, 96, 128), refine: int = 2) -> None:
         super().__init__()
-        self.config: dict[str, Any] = {"z_dim": z_dim, "width": width}
+        self.config: dict[str, Any] = {"z_dim": z_dim, "widths": list(widths), "refine": refine}
         self.z_dim = z_dim
-        w = width
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(z_dim, w * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(w * 8),
-            nn.ReLU(True),  # 4x4
-            nn.ConvTranspose2d(w * 8, w * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 4),
-            nn.ReLU(True),  # 8x8
-            nn.ConvTranspose2d(w * 4, w * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 2),
-            nn.ReLU(True),  # 16x16
-            nn.ConvTranspose2d(w * 2, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w),
-            nn.ReLU(True),  # 32x32
-            nn.ConvTranspose2d(w, 3, 4, 2, 1), nn.Tanh(),  # 64x64
-        )
+        template = FlatVAE(z_dim, widths, refine)
+        self.from_z = template.from_z
+        self.decoder = template.decoder
+        self._top = widths[-1]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.view(len(z), self.z_dim, 1, 1))
+        h = self.from_z(z).view(len(z), self._top, 4, 4)
+        return torch.tanh(self.decoder(h))
+
+    @classmethod
+    def from_vae(cls, vae: FlatVAE, mean: torch.Tensor, chol: torch.Tensor) -> Generator:
+        """Start from a VAE decoder fed ``mean + chol @ z`` (a Gaussian fit of its latents)."""
+        g = cls(vae.latent_dim, vae.config["widths"], vae.config["refine"])
+        g.decoder.load_state_dict(vae.decoder.state_dict())
+        with torch.no_grad():
+            w, bias = vae.from_z.weight, vae.from_z.bias
+            g.from_z.weight.copy_(w @ chol)
+            g.from_z.bias.copy_(bias + w @ mean)
+        return g
 
 
 class Discriminator(nn.Module):

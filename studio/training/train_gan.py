@@ -1,4 +1,10 @@
-"""Train ``studio-tiny-gan``: a DCGAN generator and spectral-norm discriminator."""
+"""Train ``studio-tiny-gan``: generator + spectral-norm discriminator.
+
+The generator starts from the trained ``studio-tiny-vae`` decoder fed a Gaussian fit of the
+VAE's latents (so it draws portraits from step 0), then the adversarial game sharpens it:
+blended, in-between samples of the Gaussian fit are what the discriminator learns to reject.
+The discriminator is warmed up alone first so its first gradients are meaningful.
+"""
 
 from __future__ import annotations
 
@@ -23,44 +29,56 @@ from studio.training.common import (
 from studio.training.models import Discriminator, Generator
 
 NAME = "studio-tiny-gan"
-Z_DIM = 64
-WIDTH = 48
+D_WIDTH = 32
+D_WARMUP_STEPS = 100
+
+
+@torch.no_grad()
+def _latent_gaussian(vae: torch.nn.Module, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    mu = torch.cat([vae.encode(to_tensor(images[s:s + 250])) for s in range(0, len(images), 250)])
+    mean = mu.mean(0)
+    cov = torch.cov((mu - mean).T) + 1e-4 * torch.eye(mu.shape[1])
+    return mean, torch.linalg.cholesky(cov)
 
 
 def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 100_000,
-          batch_size: int = 64, lr: float = 2e-4) -> Path:
+          batch_size: int = 32, lr_g: float = 5e-5, lr_d: float = 2e-4) -> Path:
     """Non-saturating GAN loss, Adam(0.5, 0.999), EMA generator; save to ``out_root / NAME``."""
+    from studio.training.shipped import load_vae
+
     setup_torch(seed)
-    data = build_dataset(TRAIN_SEED, n_data)
-    g, d = Generator(Z_DIM, WIDTH), Discriminator(WIDTH)
-    g_ema = copy.deepcopy(g).eval()
-    opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.5, 0.999))
-    gen = torch.Generator().manual_seed(seed)
     clock = Stopwatch(minutes)
+    data = build_dataset(TRAIN_SEED, n_data)
+    vae = load_vae(out_root)
+    mean, chol = _latent_gaussian(vae, data.images[:4000])
+    g = Generator.from_vae(vae, mean, chol)
+    d = Discriminator(D_WIDTH)
+    g_ema = copy.deepcopy(g).eval()
+    opt_g = torch.optim.Adam(g.parameters(), lr=lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=lr_d, betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(seed)
     step = 0
+    g_loss = torch.zeros(())
     for idx in batches(len(data), batch_size, seed + 4):
         if clock.done():
             break
         real = to_tensor(data.images[idx])
-        z = torch.randn(batch_size, Z_DIM, generator=gen)
+        z = torch.randn(batch_size, g.z_dim, generator=gen)
         fake = g(z)
         d_loss = F.softplus(-d(real)).mean() + F.softplus(d(fake.detach())).mean()
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        g_loss = F.softplus(-d(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
         step += 1
-        with torch.no_grad():
-            decay = min(0.999, (1 + step) / (10 + step))
-            for pe, p in zip(g_ema.parameters(), g.parameters(), strict=True):
-                pe.lerp_(p, 1 - decay)
-            for be, b in zip(g_ema.buffers(), g.buffers(), strict=True):
-                be.copy_(b)
-        if step % 100 == 0:
+        if step > D_WARMUP_STEPS:
+            g_loss = F.softplus(-d(fake)).mean()
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            with torch.no_grad():
+                for pe, p in zip(g_ema.parameters(), g.parameters(), strict=True):
+                    pe.lerp_(p, 1 - 0.99)
+        if step % 25 == 0:
             log(f"gan step {step} d {d_loss.item():.3f} g {g_loss.item():.3f} t={clock.elapsed:.0f}s")
     out_dir = out_root / NAME
     save_module(g_ema, g_ema.config, out_dir / "generator", name="generator")
@@ -68,13 +86,13 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     save_module(d, d.config, out_dir / "discriminator", name="discriminator")
     write_training_record(out_dir, {
         "command": f"python -m studio.training gan --minutes {minutes:g}",
-        "seconds": round(clock.elapsed), "steps": step, "batch_size": batch_size,
-        "train_samples": n_data, "z_dim": Z_DIM, "width": WIDTH,
+        "seconds": round(clock.elapsed), "steps": step, "d_warmup_steps": D_WARMUP_STEPS,
+        "batch_size": batch_size, "init": "studio-tiny-vae decoder + Gaussian fit of its latents",
         "final_d_loss": round(d_loss.item(), 4), "final_g_loss": round(g_loss.item(), 4)})
     log(f"gan saved to {out_dir} after {step} steps")
     return out_dir
 
 
-def sample_z(n: int, seed: int, z_dim: int = Z_DIM) -> torch.Tensor:
+def sample_z(n: int, seed: int, z_dim: int = 128) -> torch.Tensor:
     """Latents of the generator for ``seed`` (standard normal)."""
     return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32))

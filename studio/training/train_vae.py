@@ -31,7 +31,7 @@ def _grad_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 100_000,
-          batch_size: int = 64, lr: float = 1e-3) -> Path:
+          batch_size: int = 32, lr: float = 2e-3) -> Path:
     """Train for ``minutes`` of wall clock and save to ``out_root / NAME``."""
     setup_torch(seed)
     data = build_dataset(TRAIN_SEED, n_data)
