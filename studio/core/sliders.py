@@ -28,6 +28,7 @@ from pathlib import Path
 from studio.core.request import GenerationRequest, LoraWeight, SliderValue
 
 PROMPT, LORA, VAE, GAN, VARIATION, INTERP = "prompt", "lora", "vae", "gan", "variation", "interp"
+INVERT = "invert"  # a request marker: start from the DDIM inversion of the init image
 SPACES = (PROMPT, LORA, VAE, GAN, VARIATION, INTERP)
 LATENT_SPACES = (VAE, GAN)
 LATENT_MODELS = {VAE: "studio-tiny-vae", GAN: "studio-tiny-gan"}
@@ -280,6 +281,19 @@ def preview_steps(steps: int) -> int:
 def preview_request(request: GenerationRequest) -> GenerationRequest:
     """The fast stand-in rendered while a slider is dragged (fewer sampler steps)."""
     return replace(request, steps=preview_steps(request.steps))
+
+
+def inversion_request(request: GenerationRequest, steps: int | None = None,
+                      guidance: float = 1.0) -> GenerationRequest:
+    """Sliders over an imported photo: the engine inverts ``request.init_image`` with DDIM
+    (its prompt describes the photo) and samples back from that noise with DDIM, where the
+    sliders act. Value-0 sliders give the reconstruction of the photo."""
+    if request.init_image is None:
+        raise ValueError("inversion needs the image (init_image) to invert")
+    marker = SliderValue(INVERT, 1.0, INVERT)
+    kept = tuple(s for s in request.sliders if s.space != INVERT)
+    return replace(request, task="img2img", scheduler="DDIM", guidance=float(guidance),
+                   steps=int(steps or request.steps), sliders=(marker, *kept), mask=None)
 
 
 # -- seed exploration -------------------------------------------------------------------

@@ -36,18 +36,21 @@ from studio.engine.conditioning import (
 )
 from studio.engine.device import DeviceChoice, choose_device
 from studio.engine.discovery import discover, resolve
-from studio.engine.families import SDXL_FAMILIES
+from studio.engine.families import SD_FAMILIES, SDXL_FAMILIES
 from studio.engine.latent_models import LatentModels
 from studio.engine.loading import LoadedModel, load_model
 from studio.engine.lora import apply_loras, lora_signature
 from studio.engine.schedulers import canonical_name, make_scheduler
 from studio.engine.sliders import (
     DirectionCache,
+    InversionCache,
     PromptDelta,
     add_deltas,
     compute_prompt_delta,
+    ddim_invert,
     interp_slider,
     interpolated_noise,
+    inversion_slider,
     late_delta_callback,
     lerp_conditioning,
     prompt_sliders,
@@ -87,6 +90,7 @@ class Engine:
         self._lock = threading.Lock()
         self._cond_cache = ConditioningCache()
         self._directions = DirectionCache()
+        self._inversions = InversionCache()
         self._latent: LatentModels | None = None
 
     # -- models --------------------------------------------------------------------------
@@ -137,6 +141,7 @@ class Engine:
         self._loaded.clear()
         self._cond_cache.clear()
         self._directions.clear()
+        self._inversions.clear()
         self._free_memory()
 
     def _free_memory(self) -> None:
@@ -190,7 +195,11 @@ class Engine:
             model_hash=loaded.hash, family=loaded.family,
             scheduler=scheduler, device=self.choice.device,
             dtype=self.choice.compute_dtype + ("-autocast" if self.choice.autocast_dtype else ""))
-        pipe = loaded.for_task(request.task)
+        inverting = inversion_slider(request) is not None
+        if inverting and (loaded.family not in SD_FAMILIES or resolved.scheduler != "DDIM"):
+            raise InvalidRequestError("Sliders on an imported image need an SD 1.x/2.x model "
+                                      "and the DDIM scheduler.")
+        pipe = loaded.for_task("txt2img" if inverting else request.task)
         pipe.scheduler = make_scheduler(resolved.scheduler, loaded.scheduler_config)
         kwargs = self._call_kwargs(pipe, loaded, resolved, on_step, cancel)
         try:
@@ -247,7 +256,10 @@ class Engine:
             kwargs["prompt"] = req.prompt
             if req.negative_prompt:
                 kwargs["negative_prompt"] = req.negative_prompt
-        if req.task == "txt2img":
+        if inversion_slider(req) is not None:  # sliders over an imported image
+            kwargs.update(height=req.height, width=req.width,
+                          latents=self._inverted_latents(pipe, loaded, req))
+        elif req.task == "txt2img":
             kwargs.update(height=req.height, width=req.width)
             if req.variation_strength > 0 and req.variation_seed is not None:
                 kwargs["latents"] = self._variation_latents(pipe, req)
@@ -311,6 +323,25 @@ class Engine:
 
         with torch.inference_mode():
             return self._directions.get_or_make(key, make)
+
+    def _inverted_latents(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest) -> Any:
+        """The DDIM inversion of the init image under the prompt (cached for drags)."""
+        from PIL import Image
+
+        assert req.init_image is not None
+        key = (loaded.hash, loaded.info.path, req.init_image.sha256, req.prompt, req.steps,
+               req.width, req.height, req.clip_skip, lora_signature(req.loras))
+
+        def make() -> Any:
+            image = Image.fromarray(req.init_image.to_array()).convert("RGB")
+            if image.size != (req.width, req.height):
+                image = image.resize((req.width, req.height), Image.LANCZOS)
+            embeds = self.conditioning(loaded, req).kwargs["prompt_embeds"]
+            with self.choice.autocast():
+                return ddim_invert(pipe, np.asarray(image), embeds, req.steps,
+                                   self.choice.torch_device(), self.choice.torch_dtype())
+
+        return self._inversions.get_or_make(key, make).repeat(req.batch_size, 1, 1, 1)
 
     @property
     def latent_models(self) -> LatentModels:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.core.request import GenerationRequest, SliderValue
-from studio.core.sliders import INTERP, PROMPT
+from studio.core.sliders import INTERP, INVERT, PROMPT
 from studio.engine.families import SDXL_FAMILIES
 
 
@@ -190,3 +190,68 @@ def interpolated_noise(pipe: Any, req: GenerationRequest, slider: SliderValue,
         a = start[i:i + 1].cpu().float() if start is not None else seed_noise(shape, seed)
         out.append(slerp(a, seed_noise(shape, seed_b + i), t))
     return torch.cat(out)
+
+
+# -- inversion of an imported image ------------------------------------------------------
+def inversion_slider(request: GenerationRequest) -> SliderValue | None:
+    """The marker that asks to start from the DDIM inversion of the init image."""
+    if request.init_image is None:
+        return None
+    return next((s for s in request.sliders if s.space == INVERT), None)
+
+
+class InversionCache:
+    """Inverted noise per model, image, prompt and steps (a drag inverts only once)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+
+    def get_or_make(self, key: tuple, make: Callable[[], Any]) -> Any:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = self._items[key] = make()
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+def ddim_invert(pipe: Any, image: Any, prompt_embeds: Any, steps: int, device: Any,
+                dtype: Any) -> Any:
+    """DDIM inversion (Song et al. 2021; as in null-text inversion, Mokady et al. 2023).
+
+    Encodes ``image`` (uint8 HxWx3, the request's size) with the pipeline's VAE and runs the
+    deterministic DDIM update backwards, conditioned on ``prompt_embeds`` without guidance,
+    to the initial noise that DDIM sampling with the same prompt turns back into the image.
+    """
+    import numpy as np
+    import torch
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler.from_config(pipe.scheduler.config)
+    sched.set_timesteps(steps, device=device)
+    x = torch.from_numpy(np.array(image[..., :3], dtype=np.uint8)).permute(2, 0, 1)[None]
+    x = (x.float() / 127.5 - 1.0).to(device, dtype)
+    with torch.inference_mode():
+        latents = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+        alphas = sched.alphas_cumprod.to(device)
+        stride = sched.config.num_train_timesteps // steps
+        v_pred = sched.config.prediction_type == "v_prediction"
+        for t in sched.timesteps.flip(0):
+            t = int(t)
+            t_from = t - stride
+            a_from = alphas[t_from] if t_from >= 0 else sched.final_alpha_cumprod.to(device)
+            a_to = alphas[t]
+            out = pipe.unet(latents, t_from if t_from >= 0 else 0,
+                            encoder_hidden_states=prompt_embeds).sample
+            if v_pred:
+                eps = a_from.sqrt() * out + (1 - a_from).sqrt() * latents
+            else:
+                eps = out
+            x0 = (latents - (1 - a_from).sqrt() * eps) / a_from.sqrt()
+            latents = a_to.sqrt() * x0 + (1 - a_to).sqrt() * eps
+    return latents
