@@ -19,6 +19,7 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -55,6 +56,7 @@ from studio.core.sliders import (
     SliderSpec,
     interpolation_requests,
     interpolation_slider,
+    inversion_request,
     latent_slider,
     lora_slider,
     neighbourhood_requests,
@@ -163,6 +165,11 @@ class SlidersPanel(QWidget):
             self.mode_combo.addItem(text, key)
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
         top.addRow("Target", self.mode_combo)
+        self.invert_check = QCheckBox("Edit the init image (DDIM inversion)",
+                                      objectName="invert_check")
+        self.invert_check.setToolTip("Sliders act on the image this generation started from "
+                                     "(an imported photo), inverted with DDIM under its prompt.")
+        top.addRow(self.invert_check)
         outer.addLayout(top)
         self.hint = QLabel("Generate an image, then move a slider.", objectName="slider_hint")
         self.hint.setWordWrap(True)
@@ -369,11 +376,14 @@ class SlidersPanel(QWidget):
         else:
             if self.base_request is None:
                 return None
-            base = self.base_request.replace(batch_size=1, model_hash="", device="", dtype="")
+            # The base as it was before any slider: its own slider entries are replaced.
+            base = self.base_request.replace(batch_size=1, model_hash="", device="", dtype="",
+                                             sliders=(), loras=(), variation_seed=None,
+                                             variation_strength=0.0)
+            if self.invert_check.isChecked() and base.init_image is not None:
+                base = inversion_request(base)
             specs = [s for s in self.sliders if s.space not in LATENT_SPACES]
-        return SliderSet(specs, self.sliders.values).apply(
-            base.replace(sliders=(), loras=(), variation_seed=None, variation_strength=0.0)
-            if mode not in LATENT_SPACES else base)
+        return SliderSet(specs, self.sliders.values).apply(base)
 
     def _submit_preview(self) -> None:
         request = self.current_request()

@@ -115,3 +115,18 @@ def test_in_the_window_a_release_renders_over_the_edited_image(qtbot, window, en
     assert record.request.sliders[0].value == pytest.approx(1.0)
     assert record.parent_id is not None
     qtbot.waitUntil(lambda: window.runner.is_idle(), timeout=10000)
+
+
+def test_inversion_edits_the_init_image(panel):
+    import numpy as np
+
+    from studio.core.pixels import Pixels
+
+    photo = Pixels.from_array(np.full((64, 64, 3), 120, np.uint8))
+    panel.set_base_request(panel.base_request.replace(task="img2img", init_image=photo))
+    panel.invert_check.setChecked(True)
+    panel.add_slider(panel.starters["age"])
+    panel.sliders.set("age", 1.0)
+    req = panel.current_request()
+    assert req.scheduler == "DDIM" and req.init_image == photo
+    assert [s.space for s in req.sliders] == ["invert", "prompt"]
