@@ -66,6 +66,7 @@ class SliderSpec:
     path: str = ""
     seed: int = 0
     description: str = field(default="", compare=False)
+    vector: str = ""  # a direction built from the user's examples (comma-separated floats)
 
     @property
     def group(self) -> str:
@@ -119,6 +120,17 @@ def latent_slider(space: str, attribute: str, method: str = "logistic") -> Slide
     label = attribute.split("=")[-1] + (" hair" if attribute.startswith("hair=") else "")
     return SliderSpec(f"{space}:{attribute}", label.capitalize(), space, attribute=attribute,
                       method=method)
+
+
+def example_slider(space: str, name: str, vector: Iterable[float],
+                   method: str = "mean") -> SliderSpec:
+    """A latent slider along a direction built from the user's marked examples (see
+    ``studio.core.directions.build_direction``); the request carries the vector itself."""
+    if space not in LATENT_SPACES:
+        raise ValueError(f"{space!r} is not a latent model space")
+    text = ",".join(repr(float(v)) for v in vector)
+    return SliderSpec(f"{space}:example:{name}", name, space, attribute=f"example:{name}",
+                      method=method, vector=text)
 
 
 def variation_slider(seed: int) -> SliderSpec:
@@ -233,6 +245,8 @@ def slider_value(spec: SliderSpec, value: float) -> SliderValue:
                    "templates": "\n".join(spec.templates), "start": float(spec.start)}
     elif spec.space in LATENT_SPACES:
         payload = {"attribute": spec.attribute, "method": spec.method}
+        if spec.vector:
+            payload["vector"] = spec.vector
     elif spec.space == INTERP:
         payload = {"seed_b": int(spec.seed)}
     return SliderValue(spec.slider_id, float(value), spec.space, tuple(sorted(payload.items())))

@@ -275,6 +275,16 @@ class LatentModels:
         scores = scorer.scores(model.decode(z))
         return z, {a: scorer.has(scores, a) for a in PORTRAIT_ATTRIBUTES}
 
+    def direction_from_images(self, info: ModelInfo, with_attribute: np.ndarray,
+                              without: np.ndarray, method: str = "mean") -> Direction:
+        """A direction from images the user marked (uint8 RGB), built in the model's space.
+
+        The VAE encodes them; the GAN cannot (it has no encoder)."""
+        model = self.model(info)
+        z = model.encode(np.concatenate([with_attribute, without]))
+        labels = np.arange(len(z)) < len(with_attribute)
+        return build_direction(z, labels, method, model.kind, "example")
+
     # -- generation ----------------------------------------------------------------------
     def latents(self, info: ModelInfo, request: GenerationRequest) -> np.ndarray:
         """The starting latents: the encoded init image (VAE) or the seeds' noise."""
@@ -293,6 +303,12 @@ class LatentModels:
                 raise InvalidRequestError(f"A {s.space.upper()} slider cannot move a "
                                           f"{info.kind.upper()} latent.")
             p = dict(s.payload)
+            if p.get("vector"):  # a direction from the user's examples
+                vector = np.array([float(v) for v in str(p["vector"]).split(",")], np.float32)
+                if vector.shape != (z.shape[1],):
+                    raise InvalidRequestError("This slider was made for another latent size.")
+                steps.append((vector, float(s.value)))
+                continue
             method = str(p.get("method", "logistic"))
             attribute = str(p.get("attribute", ""))
             dirs = self.directions(info, method)

@@ -77,3 +77,19 @@ def test_gan_mode_and_wrong_space(latent_engine):
     with pytest.raises(InvalidRequestError, match="no encoder"):
         latent_engine.generate(_req("studio-tiny-gan", task="img2img",
                                     init_image=Pixels.from_array(base.images[0])))
+
+
+def test_a_direction_from_marked_examples(latent_engine):
+    from studio.core.sliders import example_slider
+    from studio.training.data import make_batch
+
+    batch = make_batch(7, 0, 24)
+    has = batch.labels["glasses"] != 0
+    info = latent_engine.resolve_model("studio-tiny-vae")
+    d = latent_engine.latent_models.direction_from_images(info, batch.images[has],
+                                                          batch.images[~has])
+    spec = example_slider("vae", "my glasses", d.vector)
+    req = apply_sliders(_req("studio-tiny-vae"), [(spec, 1.5)])
+    assert GenerationRequest.from_json(req.to_json()) == req
+    base = latent_engine.generate(_req("studio-tiny-vae")).images[0]
+    assert not np.array_equal(latent_engine.generate(req).images[0], base)
