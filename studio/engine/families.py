@@ -29,11 +29,15 @@ DEFAULTS: dict[str, FamilyDefaults] = {
     "pixart": FamilyDefaults(1024, 1024, 20, 4.5, "DPM++ 2M"),
     "sd3": FamilyDefaults(1024, 1024, 28, 7.0, "Flow Euler"),
     "studio-tiny": FamilyDefaults(64, 64, 20, 5.0, "Euler"),
+    "sd1-inpaint": FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Karras"),
+    "sd2-inpaint": FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Karras"),
+    "sdxl-inpaint": FamilyDefaults(1024, 1024, 30, 6.0, "DPM++ 2M Karras"),
 }
 
 # The pipeline classes a family's folder names in model_index.json.
-SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sd1-lcm", "sd1-turbo", "studio-tiny")
-SDXL_FAMILIES = ("sdxl", "sdxl-lcm", "sdxl-turbo")
+SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sd1-lcm", "sd1-turbo", "studio-tiny", "sd1-inpaint",
+               "sd2-inpaint")
+SDXL_FAMILIES = ("sdxl", "sdxl-lcm", "sdxl-turbo", "sdxl-inpaint")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -66,6 +70,8 @@ def detect_family(model_index: dict[str, Any], unet: dict[str, Any] | None = Non
         base = "sd2-v" if scheduler.get("prediction_type") == "v_prediction" else "sd2"
     else:
         base = "sd1"
+    if unet.get("in_channels") == 9:
+        return f"{base.split('-')[0]}-inpaint"
     if lcm:
         return f"{base.split('-')[0]}-lcm"
     if turbo:

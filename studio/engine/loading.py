@@ -126,6 +126,17 @@ def _load_folder(path: Path, choice: DeviceChoice) -> Any:
     return DiffusionPipeline.from_pretrained(path, **kwargs)
 
 
+def pipeline_family(pipe: Any, path: Path) -> str:
+    """The family of a loaded pipeline, from its own configs (and ``studio.json``)."""
+    from studio.engine.families import detect_family, read_json
+
+    unet = getattr(pipe, "unet", None)
+    studio = read_json(path / "studio.json") if path.is_dir() else {}
+    return detect_family({"_class_name": type(pipe).__name__},
+                         dict(unet.config) if unet is not None else {},
+                         dict(pipe.scheduler.config), studio)
+
+
 def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
     """Load a model for ``choice``; every failure a user can cause becomes a StudioError."""
     import torch
@@ -151,7 +162,7 @@ def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
             f"({type(err).__name__}: {str(err)[:200]}).",
             hint="Download it again or check the folder.") from err
     pipe.set_progress_bar_config(disable=True)
-    family = info.family
+    family = pipeline_family(pipe, path)
     vae = getattr(pipe, "vae", None)
     if vae is None:
         raise WrongModelKindError(f"{info.name} has no VAE; it is not an image pipeline.")

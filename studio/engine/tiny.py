@@ -98,9 +98,17 @@ def build_tiny_pipeline(kind: str = "sd1", out_dir: str | Path | None = None, se
     else:
         raise ValueError(f"unknown tiny pipeline kind {kind!r}")
     pipe.set_progress_bar_config(disable=True)
+    _eval(pipe)
     if out_dir is not None:
         pipe.save_pretrained(out_dir, safe_serialization=True)
     return pipe
+
+
+def _eval(pipe: Any) -> None:
+    """Freshly built modules are in training mode; loaded ones are not. Match them."""
+    for module in pipe.components.values():
+        if hasattr(module, "eval"):
+            module.eval()
 
 
 def build_sd15_sized_pipeline(out_dir: str | Path | None = None, seed: int = 0) -> Any:
@@ -135,6 +143,7 @@ def build_sd15_sized_pipeline(out_dir: str | Path | None = None, seed: int = 0) 
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
+    _eval(pipe)
     if out_dir is not None:
         pipe.save_pretrained(out_dir, safe_serialization=True)
     return pipe
