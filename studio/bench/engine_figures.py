@@ -1,0 +1,180 @@
+"""Figures measured in this process on the engine: overhead, dtype policy, previews, decode.
+
+Every comparison runs its candidates interleaved (``measure.interleaved``) on the same
+weights, request and seed, and reports medians.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio.bench.measure import interleaved, median
+from studio.bench.models import BenchModel
+
+PROMPT = "a portrait of a smiling person with red hair and round glasses"
+NEGATIVE = "blurry"
+SEED = 1234
+
+
+@dataclass
+class Settings:
+    """How much to measure: steps per call and repeats per candidate."""
+
+    steps: int
+    repeats: int
+    decode_repeats: int
+    dtype: str = "auto"
+
+
+def make_engine(model: BenchModel, dtype: str = "auto", preview_every: int = 1) -> Any:
+    from studio.engine.engine import Engine
+    from studio.engine.loading import quiet_libraries
+
+    quiet_libraries()
+    return Engine(device="cpu", dtype=dtype, model_dirs=[model.path],
+                  embedded_dir=Path(tempfile.mkdtemp(prefix="studio-bench-none-")),
+                  hf_cache=False, preview_every=preview_every)
+
+
+def request_for(model: BenchModel, steps: int) -> Any:
+    from studio.core.request import GenerationRequest
+
+    return GenerationRequest(PROMPT, negative_prompt=NEGATIVE, model=str(model.path),
+                             scheduler="Euler", seed=SEED, steps=steps, guidance=7.0,
+                             width=model.size, height=model.size)
+
+
+def overhead(model: BenchModel, settings: Settings) -> dict[str, Any]:
+    """``Engine.generate`` against a bare diffusers call on the same modules.
+
+    The bare call is a new pipeline object over the engine's own modules (no second copy of
+    the weights), with the same scheduler, prompts, seed, steps, size and precision.
+    """
+    import torch
+
+    from studio.engine.schedulers import make_scheduler
+
+    engine = make_engine(model, settings.dtype)
+    request = request_for(model, settings.steps)
+    loaded = engine.load(request.model)
+    bare = type(loaded.pipe)(**loaded.pipe.components)
+    bare.set_progress_bar_config(disable=True)
+    bare.scheduler = make_scheduler("Euler", loaded.scheduler_config)
+    step_times: list[float] = []
+    images: dict[str, np.ndarray] = {}
+
+    def app() -> None:
+        marks = [time.perf_counter()]
+
+        def on_step(_p: Any) -> None:
+            marks.append(time.perf_counter())
+
+        images["app"] = engine.generate(request, on_step).images[0]
+        step_times.extend(np.diff(marks[1:]).tolist())  # steps after the first
+
+    def plain() -> None:
+        with torch.inference_mode(), engine.choice.autocast():
+            out = bare(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=settings.steps,
+                       guidance_scale=7.0, height=model.size, width=model.size,
+                       generator=torch.Generator("cpu").manual_seed(SEED), output_type="np")
+        arr = np.clip(np.asarray(out.images[0], np.float32), 0, 1)
+        images["bare"] = (arr * 255).round().astype(np.uint8)
+
+    times = interleaved({"app": app, "bare": plain}, settings.repeats)
+    t_app, t_bare = median(times["app"]), median(times["bare"])
+    diff = np.abs(images["app"].astype(int) - images["bare"].astype(int))
+    return {
+        "app_s": t_app, "bare_s": t_bare, "ratio": t_app / t_bare,
+        "repeats": settings.repeats, "steps": settings.steps, "size": model.size,
+        "same_pixels": bool(diff.max() == 0), "max_pixel_diff": int(diff.max()),
+        "step_s": median(step_times) if step_times else float("nan"),
+        "dtype": engine.device_info().dtype, "autocast": engine.device_info().autocast,
+        "_engine": engine, "_loaded": loaded,
+    }
+
+
+def preview_cost(loaded: Any, model: BenchModel, step_s: float, repeats: int = 50
+                 ) -> dict[str, Any]:
+    """The per-step preview (latent -> RGB) time as a fraction of one denoising step."""
+    import torch
+
+    factor = getattr(loaded.pipe, "vae_scale_factor", 8)
+    latents = torch.randn(1, 4, model.size // factor, model.size // factor)
+    loaded.previewer(latents)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        loaded.previewer(latents)
+        times.append(time.perf_counter() - t)
+    t_preview = median(times)
+    return {"preview_s": t_preview, "step_s": step_s, "fraction": t_preview / step_s}
+
+
+def unet_dtype(loaded: Any, model: BenchModel, repeats: int) -> dict[str, Any]:
+    """One UNet step (CFG batch of 2) in fp32 against bf16 autocast, on the same weights."""
+    import torch
+
+    unet = loaded.pipe.unet
+    factor = getattr(loaded.pipe, "vae_scale_factor", 8)
+    side = model.size // factor
+    gen = torch.Generator("cpu").manual_seed(0)
+    x = torch.randn(2, unet.config.in_channels, side, side, generator=gen)
+    ctx = torch.randn(2, 77, unet.config.cross_attention_dim, generator=gen)
+    t = torch.tensor(500)
+
+    def run(bf16: bool) -> Any:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return unet(x, t, encoder_hidden_states=ctx).sample
+
+    times = interleaved({"fp32": lambda: run(False), "bf16": lambda: run(True)}, repeats)
+    a, b = run(False).float(), run(True).float()
+    rel = float((a - b).abs().mean() / a.abs().mean())
+    fp32, bf16 = median(times["fp32"]), median(times["bf16"])
+    return {"fp32_s": fp32, "bf16_s": bf16, "speedup": fp32 / bf16,
+            "unet_rel_diff": rel, "repeats": repeats}
+
+
+def bf16_image_difference(model: BenchModel, steps: int) -> dict[str, Any]:
+    """How far a bf16-autocast image is from the fp32 one (same request), in 0..255 units."""
+    request = request_for(model, steps)
+    a = make_engine(model, "float32").generate(request).images[0].astype(np.int16)
+    b = make_engine(model, "bfloat16").generate(request).images[0].astype(np.int16)
+    diff = np.abs(a - b)
+    return {"mean_abs": float(diff.mean()), "max_abs": int(diff.max()),
+            "p99_abs": float(np.percentile(diff, 99))}
+
+
+def decode_costs(loaded: Any, model: BenchModel, repeats: int) -> dict[str, Any]:
+    """Full VAE decode against a tiny autoencoder (TAESD architecture) and the linear map."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    vae = loaded.pipe.vae
+    factor = getattr(loaded.pipe, "vae_scale_factor", 8)
+    side = model.size // factor
+    latents = torch.randn(1, vae.config.latent_channels, side, side,
+                          generator=torch.Generator("cpu").manual_seed(0))
+    torch.manual_seed(0)
+    taesd = AutoencoderTiny(latent_channels=vae.config.latent_channels).eval()
+
+    def full() -> None:
+        with torch.inference_mode():
+            vae.decode(latents / vae.config.scaling_factor)
+
+    def tiny() -> None:
+        with torch.inference_mode():
+            taesd.decode(latents)
+
+    def approx() -> None:
+        loaded.previewer(latents)
+
+    times = interleaved({"vae": full, "taesd": tiny, "latent_rgb": approx}, repeats)
+    out = {f"{k}_s": median(v) for k, v in times.items()}
+    out["size"] = model.size
+    return out

@@ -1,0 +1,308 @@
+"""The benchmark run: which figures, on which models, with how many repeats; the table.
+
+``run_bench`` measures everything in one run and returns the figures (the JSON keys of
+``studio bench --json``); ``format_table`` prints them with their targets.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.bench import engine_figures as ef
+from studio.bench.measure import median, run_child
+from studio.bench.models import BenchModel, bench_cache_dir, sd15_model, tiny_model
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much each section measures; ``smoke`` runs on the tiny model only."""
+
+    name: str
+    tiny_steps: int
+    tiny_repeats: int
+    sd15_steps: int
+    sd15_repeats: int
+    dtype_repeats: int
+    decode_repeats: int
+    ui_steps: int
+    startup_repeats: int
+    first_image_steps: int  # 0: the model's recommended steps
+    large_decode: bool
+    smoke: bool = False
+
+
+PLANS = {
+    "smoke": Plan("smoke", 2, 2, 1, 1, 1, 1, 4, 1, 1, False, smoke=True),
+    "quick": Plan("quick", 4, 7, 2, 2, 2, 2, 20, 3, 0, False),
+    "full": Plan("full", 10, 11, 5, 3, 4, 4, 30, 5, 0, True),
+}
+
+SECTIONS = ("overhead", "dtype", "preview", "decode", "ui", "startup", "memory", "sliders")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import torch
+
+    cpu = ""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name") and not cpu:
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    from studio.engine.device import choose_device
+
+    choice = choose_device("cpu", "auto")
+    return {
+        "cpu": cpu or platform.machine(), "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f"}),
+        "cpu_policy": choice.reason, "python": platform.python_version(),
+        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def run_bench(plan: Plan, *, cache: str | Path | None = None,
+              sections: tuple[str, ...] = SECTIONS,
+              log: Callable[[str], None] = print,
+              checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Measure ``sections`` under ``plan``; returns the figures (JSON-ready).
+
+    ``checkpoint`` is called with the figures so far after each section (long runs on a
+    busy machine keep what they measured if they are stopped).
+    """
+    t_start = time.perf_counter()
+    root = bench_cache_dir(cache)
+    tiny = tiny_model(root)
+    sd15 = tiny if plan.smoke else None
+    figures: dict[str, Any] = {"plan": plan.name, "machine": machine(),
+                               "models": {"tiny": str(tiny.path)}}
+    figures["sd15_stand_in"] = plan.smoke  # smoke: the "sd15" figures come from the tiny model
+
+    def big() -> BenchModel:
+        nonlocal sd15
+        if sd15 is None:
+            log("building/locating the SD 1.5-sized model (first run: a few minutes)…")
+            sd15 = sd15_model(root)
+            figures["models"]["sd15"] = str(sd15.path)
+        return sd15
+
+    loaded: dict[str, Any] = {}
+    if "overhead" in sections or "preview" in sections:
+        log(f"overhead: tiny model, {plan.tiny_steps} steps x {plan.tiny_repeats}…")
+        o = ef.overhead(tiny, ef.Settings(plan.tiny_steps, plan.tiny_repeats, 0))
+        loaded["tiny"] = o.pop("_loaded")
+        o.pop("_engine")
+        figures["overhead_tiny"] = o
+        figures["overhead_ratio_tiny"] = o["ratio"]
+        m = big()
+        log(f"overhead: {m.label} {m.size}px, {plan.sd15_steps} steps x {plan.sd15_repeats}…")
+        o = ef.overhead(m, ef.Settings(plan.sd15_steps, plan.sd15_repeats, 0))
+        loaded["sd15"] = o.pop("_loaded")
+        o.pop("_engine")
+        figures["overhead_sd15"] = o
+        figures["overhead_ratio_sd15"] = o["ratio"]
+    _save(checkpoint, figures)
+    if "preview" in sections:
+        p_tiny = ef.preview_cost(loaded["tiny"], tiny, figures["overhead_tiny"]["step_s"])
+        p_big = ef.preview_cost(loaded["sd15"], big(), figures["overhead_sd15"]["step_s"])
+        figures["preview_tiny"], figures["preview_sd15"] = p_tiny, p_big
+        # The larger of the two: the tiny model's steps are short, so its share is larger.
+        figures["preview_fraction"] = max(p_tiny["fraction"], p_big["fraction"])
+    _save(checkpoint, figures)
+    if "dtype" in sections:
+        m = big()
+        if "sd15" not in loaded:
+            loaded["sd15"] = ef.make_engine(m).load(str(m.path))
+        log(f"dtype: UNet step fp32 vs bf16 autocast, x {plan.dtype_repeats}…")
+        d = ef.unet_dtype(loaded["sd15"], m, plan.dtype_repeats)
+        d["image_diff_tiny"] = ef.bf16_image_difference(tiny, max(2, plan.tiny_steps))
+        figures["dtype"] = d
+        figures["cpu_bf16_speedup"] = d["speedup"]
+        figures["bf16_image_mean_abs_diff"] = d["image_diff_tiny"]["mean_abs"]
+    _save(checkpoint, figures)
+    if "decode" in sections:
+        m = big()
+        if "sd15" not in loaded:
+            loaded["sd15"] = ef.make_engine(m).load(str(m.path))
+        log(f"decode: VAE vs tiny autoencoder vs latent->RGB at {m.size}px…")
+        figures["decode"] = ef.decode_costs(loaded["sd15"], m, plan.decode_repeats)
+        if plan.large_decode:
+            log("decode: 2048x2048 with VAE tiling (child process)…")
+            figures["decode_2048_tiled"] = run_child(
+                "studio.bench.child", ["decode", str(m.path), "--size", "2048", "--tiled"])
+    loaded.clear()
+    _save(checkpoint, figures)
+    if "ui" in sections:
+        log(f"ui: GUI stalls during a {plan.ui_steps}-step generation (child process)…")
+        u = run_child("studio.bench.ui_stall",
+                      [str(tiny.path), "--size", str(tiny.size), "--steps", str(plan.ui_steps)],
+                      env={"QT_QPA_PLATFORM": "offscreen"})
+        figures["ui"] = u
+        figures["ui_stall_max_ms"] = u["busy"]["max_ms"]
+        figures["ui_stall_p99_ms"] = u["busy"]["p99_ms"]
+    _save(checkpoint, figures)
+    if "startup" in sections:
+        log(f"startup: `python -m studio` to window shown x {plan.startup_repeats}, "
+            "then to the first image…")
+        figures.update(startup(tiny, plan))
+    _save(checkpoint, figures)
+    if "memory" in sections:
+        log("memory: peak RSS, one child process per model…")
+        mt = run_child("studio.bench.child", ["memory", str(tiny.path), "--size",
+                                              str(tiny.size), "--steps", str(plan.tiny_steps)])
+        figures["memory_tiny"] = mt
+        figures["peak_rss_mb_tiny"] = mt["peak_rss_mb"]
+        m = big()
+        ms = mt if m is tiny else run_child(
+            "studio.bench.child",
+            ["memory", str(m.path), "--size", str(m.size), "--steps", str(plan.sd15_steps)])
+        figures["memory_sd15"] = ms
+        figures["peak_rss_mb_sd15"] = ms["peak_rss_mb"]
+    _save(checkpoint, figures)
+    if "sliders" in sections:
+        figures["slider_latency_ms"] = slider_latency(log)
+    figures["bench_seconds"] = time.perf_counter() - t_start
+    _save(checkpoint, figures)
+    return figures
+
+
+def _save(checkpoint: Callable[[dict[str, Any]], None] | None, figures: dict[str, Any]) -> None:
+    if checkpoint is not None:
+        checkpoint(figures)
+
+
+def startup(tiny: BenchModel, plan: Plan) -> dict[str, Any]:
+    """Process start to window shown (median of repeats), and to the first image."""
+    home = Path(tempfile.mkdtemp(prefix="studio-bench-home-"))
+    env = {"QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(home / "config"),
+           "HF_HOME": str(home / "hf"), "STUDIO_MODEL_DIRS": str(tiny.path),
+           "STUDIO_BENCH_MODEL": str(tiny.path),
+           "STUDIO_BENCH_STEPS": str(plan.first_image_steps),
+           "STUDIO_BENCH_SIZE": str(tiny.size)}
+    windows = []
+    for _ in range(plan.startup_repeats):
+        t0 = time.time()
+        marks = run_child("studio.bench.startup_probe", [], env=env, timeout=300)
+        windows.append(marks["window_shown"] - t0)
+    t0 = time.time()
+    marks = run_child("studio.bench.startup_probe", ["--first-image"], env=env, timeout=900)
+    if "error" in marks:
+        raise RuntimeError(f"start-up to first image failed: {marks['error']}")
+    return {"startup_window_s": median(windows), "startup_window_runs": windows,
+            "startup_engine_ready_s": marks["engine_ready"] - t0,
+            "startup_first_image_s": marks["first_image"] - t0,
+            "startup_first_image_window_s": marks["window_shown"] - t0}
+
+
+def slider_latency(log: Callable[[str], None]) -> float | None:
+    """SliderBench's figure, where ``studio.bench.sliderbench`` offers one."""
+    try:
+        from studio.bench import sliderbench  # another engineer's module
+    except ImportError:
+        return None
+    fn = getattr(sliderbench, "slider_latency_ms", None)
+    if not callable(fn):
+        return None
+    try:
+        value = fn(quick=True)
+    except Exception as err:  # their figure must not sink ours
+        log(f"sliders: SliderBench failed: {type(err).__name__}: {err}")
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+# -- the table ---------------------------------------------------------------------------
+def _f(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, measured, target, how) rows for the figures present."""
+    rows: list[tuple[str, str, str, str]] = []
+    stand_in = " (tiny stand-in)" if fig.get("sd15_stand_in") else ""
+    if "overhead_tiny" in fig:
+        for key, name in (("tiny", "tiny"), ("sd15", "SD1.5-size" + stand_in)):
+            o = fig[f"overhead_{key}"]
+            rows.append((f"overhead {name} {o['size']}px", f"{o['ratio']:.3f}x", "<= 1.03",
+                         f"app {o['app_s']:.3f}s / bare {o['bare_s']:.3f}s, {o['steps']} "
+                         f"steps, n={o['repeats']}, same pixels: {o['same_pixels']}"))
+    if "dtype" in fig:
+        d = fig["dtype"]
+        img = d["image_diff_tiny"]
+        rows.append(("CPU bf16 autocast speed-up" + stand_in, f"{d['speedup']:.2f}x",
+                     "app picks faster",
+                     f"UNet step fp32 {d['fp32_s']:.2f}s / bf16 {d['bf16_s']:.2f}s; "
+                     f"policy: {fig['machine']['cpu_policy']}"))
+        rows.append(("bf16 vs fp32 image diff (tiny)", f"{img['mean_abs']:.2f}",
+                     "mean <= 3/255", f"max {img['max_abs']}, p99 {img['p99_abs']:.0f} "
+                     f"(0-255 units)"))
+    if "preview_fraction" in fig:
+        pt, pb = fig["preview_tiny"], fig["preview_sd15"]
+        rows.append(("preview / step", f"{fig['preview_fraction'] * 100:.2f}%", "< 2%",
+                     f"tiny {pt['preview_s'] * 1e3:.2f}ms/{pt['step_s'] * 1e3:.1f}ms, "
+                     f"SD1.5-size {pb['preview_s'] * 1e3:.2f}ms/{pb['step_s']:.2f}s"))
+    if "decode" in fig:
+        d = fig["decode"]
+        rows.append((f"decode {d['size']}px: VAE / TAESD / latent-RGB",
+                     f"{d['vae_s']:.2f}s / {d['taesd_s'] * 1e3:.0f}ms / "
+                     f"{d['latent_rgb_s'] * 1e3:.2f}ms", "-",
+                     f"TAESD {d['vae_s'] / d['taesd_s']:.0f}x faster than the VAE"))
+    if "decode_2048_tiled" in fig:
+        d = fig["decode_2048_tiled"]
+        rows.append(("decode 2048px, VAE tiled", f"{d['seconds']:.0f}s",
+                     "no OOM", f"peak RSS {d['peak_rss_mb']:.0f} MB, finite: {d['finite']}"))
+    if "ui" in fig:
+        u = fig["ui"]
+        rows.append(("UI stall during generation", f"max {u['busy']['max_ms']:.1f}ms, "
+                     f"p99 {u['busy']['p99_ms']:.1f}ms", "max < 50, p99 < 20",
+                     f"idle: max {u['idle']['max_ms']:.1f}ms p99 {u['idle']['p99_ms']:.1f}ms;"
+                     f" {u['steps']} steps, torch threads {u['torch_threads']}"))
+    if "startup_window_s" in fig:
+        rows.append(("start-up to window shown", f"{fig['startup_window_s']:.2f}s", "< 1.0 s",
+                     "runs: " + ", ".join(f"{t:.2f}" for t in fig["startup_window_runs"])))
+        rows.append(("start-up to first image", f"{fig['startup_first_image_s']:.1f}s", "-",
+                     f"engine ready at {fig['startup_engine_ready_s']:.1f}s"))
+    if "peak_rss_mb_tiny" in fig:
+        rows.append(("peak RSS tiny", f"{fig['peak_rss_mb_tiny']:.0f} MB", "-",
+                     f"load {fig['memory_tiny']['load_s']:.1f}s"))
+        rows.append(("peak RSS SD1.5-size" + stand_in, f"{fig['peak_rss_mb_sd15']:.0f} MB",
+                     "-", f"load {fig['memory_sd15']['load_s']:.1f}s"))
+    if "slider_latency_ms" in fig:
+        v = fig["slider_latency_ms"]
+        rows.append(("slider event to preview", "-" if v is None else f"{v:.0f}ms", "-",
+                     "see studio bench-sliders" if v is None else "from SliderBench"))
+    return rows
+
+
+def format_table(fig: dict[str, Any]) -> str:
+    m = fig["machine"]
+    head = (f"Latent Studio bench ({fig['plan']}): {m['cpu']}, {m['cores']} cores, "
+            f"torch {m['torch']} ({m['cpu_capability']}, {m['torch_threads']} threads), "
+            f"load avg {_f((m.get('load_avg') or [None])[0], '.1f')}")
+    rows = [("figure", "measured", "target", "how")] + table_rows(fig)
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [head, ""]
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 20)
+    lines.append(f"\n({fig['bench_seconds']:.0f} s in all; medians of interleaved runs)")
+    return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""``studio bench``: speed, memory and responsiveness figures, measured side by side.
+
+Prints a table; ``--json FILE`` also writes every figure. ``--quick`` keeps the run to a few
+minutes on a laptop CPU; ``--smoke`` runs on the tiny model only, for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+NAME = "bench"
+HELP = "measure speed, memory and responsiveness side by side (prints a table)"
+ENGINE_ARGS = False  # the benchmark chooses devices and precisions itself
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer steps and repeats (minutes)")
+    mode.add_argument("--smoke", action="store_true",
+                      help="tiny model only, 1-2 steps: checks that every figure is produced")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="also write the figures to FILE")
+    parser.add_argument("--only", default="", metavar="SECTIONS",
+                        help="comma-separated subset of: overhead, dtype, preview, decode, "
+                             "ui, startup, memory, sliders")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where the benchmark models are built and kept "
+                             "(default: the studio cache)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.bench.suite import PLANS, SECTIONS, format_table, run_bench
+    from studio.core.errors import InvalidRequestError
+
+    plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    sections = SECTIONS
+    if args.only:
+        sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
+        unknown = sorted(set(sections) - set(SECTIONS))
+        if unknown:
+            raise InvalidRequestError(f"Unknown bench section(s): {', '.join(unknown)}; "
+                                      f"use {', '.join(SECTIONS)}.")
+    if args.json is not None and not (args.json.parent.is_dir() or str(args.json.parent) == ""):
+        raise InvalidRequestError(f"The folder {args.json.parent} does not exist.")
+
+    def log(text: str) -> None:
+        print(f"bench: {text}", file=sys.stderr, flush=True)
+
+    def save(figures: dict) -> None:
+        if args.json is not None:
+            args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n",
+                                 encoding="utf-8")
+
+    figures = run_bench(plan, cache=args.cache_dir, sections=sections, log=log, checkpoint=save)
+    print(format_table(figures))
+    return 0
