@@ -54,6 +54,7 @@ from studio.core.sliders import (
     VARIATION,
     SliderSet,
     SliderSpec,
+    example_slider,
     interpolation_requests,
     interpolation_slider,
     inversion_request,
@@ -145,6 +146,11 @@ class SlidersPanel(QWidget):
         self._frame_jobs: dict[int, int] = {}  # job id -> frame index
         self.last_preview: np.ndarray | None = None
         self.frames: dict[int, np.ndarray] = {}
+        # Marked examples (images with / without an attribute) and the engine call that turns
+        # them into a latent direction: (space, with, without) -> vector, run as runner work.
+        self.examples: dict[bool, list[np.ndarray]] = {True: [], False: []}
+        self.direction_builder: Callable[[str, np.ndarray, np.ndarray], Any] | None = None
+        self._example_job: tuple[int, str, str] | None = None
         self._syncing = False
         self._submit_preview_throttled = qthrottled(self._submit_preview, timeout=40,
                                                     leading=True, parent=self)
@@ -224,6 +230,16 @@ class SlidersPanel(QWidget):
         interp_button = QPushButton("Towards", objectName="add_interp_button")
         interp_button.clicked.connect(self._on_add_interp_clicked)
         form.addRow("Seed", _row(self.seed_spin, variation_button, interp_button))
+        self.example_name = QLineEdit(objectName="example_name_edit", placeholderText="freckles")
+        has_button = QPushButton("Has it", objectName="mark_has_button")
+        has_button.setToolTip("Mark the image shown as having the attribute")
+        has_button.clicked.connect(lambda: self.mark_example(True))
+        lacks_button = QPushButton("Lacks it", objectName="mark_lacks_button")
+        lacks_button.setToolTip("Mark the image shown as not having the attribute")
+        lacks_button.clicked.connect(lambda: self.mark_example(False))
+        build_button = QPushButton("Build", objectName="build_example_button")
+        build_button.clicked.connect(self.build_example_slider)
+        form.addRow("Examples", _row(self.example_name, has_button, lacks_button, build_button))
         strip_button = QPushButton("Strip of frames", objectName="strip_button")
         strip_button.clicked.connect(self.make_strip)
         grid_button = QPushButton("3×3 neighbourhood", objectName="grid_button")
@@ -407,7 +423,65 @@ class SlidersPanel(QWidget):
             # The preview slot: a render after release replaces any stale preview.
             self._preview_job = self.runner.submit(request, "preview")
 
+    def attach(self, engine: Any, runner: Any) -> None:
+        """Use ``runner`` for previews and renders; an engine with VAE/GAN slider support
+        (``latent_models``) also builds directions from marked examples."""
+        self.runner = runner
+        latent = getattr(engine, "latent_models", None)
+        if latent is None or not hasattr(engine, "resolve_model"):
+            self.direction_builder = None
+            return
+
+        def build(space: str, with_: np.ndarray, without: np.ndarray) -> Any:
+            info = engine.resolve_model(LATENT_MODELS[space])
+            return engine.latent_models.direction_from_images(info, with_, without).vector
+
+        self.direction_builder = build
+
+    # -- attribute vectors from examples ------------------------------------------------
+    def mark_example(self, has_attribute: bool, image: np.ndarray | None = None) -> None:
+        """Mark an image (default: the one shown) as having or lacking the attribute."""
+        image = self.last_preview if image is None else image
+        if image is None:
+            self.hint.setText("Move a slider or generate first: there is no image to mark.")
+            return
+        self.examples[has_attribute].append(np.ascontiguousarray(image[..., :3]))
+        n_has, n_lacks = len(self.examples[True]), len(self.examples[False])
+        self.hint.setText(f"Examples: {n_has} with, {n_lacks} without the attribute.")
+
+    def build_example_slider(self) -> None:
+        """Build a VAE/GAN slider from the marked examples (mean difference of latents)."""
+        name = self.example_name.text().strip() or "example"
+        space = self.mode if self.mode in LATENT_SPACES else VAE
+        if not self.examples[True] or not self.examples[False]:
+            self.hint.setText("Mark at least one image with and one without the attribute.")
+            return
+        if self.runner is None or self.direction_builder is None:
+            self.hint.setText("The engine is not ready to build a direction.")
+            return
+        with_, without = np.stack(self.examples[True]), np.stack(self.examples[False])
+        builder = self.direction_builder
+
+        def work(_on_step: Any, _cancel: Any) -> Any:
+            return builder(space, with_, without)
+
+        job = self.runner.submit(work=work, label=f"Direction: {name}")
+        self._example_job = (job, space, name)
+
+    def _on_example_built(self, vector: Any) -> None:
+        assert self._example_job is not None
+        _job, space, name = self._example_job
+        self._example_job = None
+        self.examples = {True: [], False: []}
+        self.set_mode(space)
+        spec = example_slider(space, name, vector)
+        self.starters[spec.slider_id] = spec  # so the id resolves while the panel lives
+        self.add_slider(spec)
+
     def _on_job_finished(self, event: JobFinished) -> None:
+        if self._example_job is not None and event.job_id == self._example_job[0]:
+            self._on_example_built(event.result)
+            return
         if event.job_id == self._preview_job:
             self._preview_job = None
             self.show_preview(event.result.images[0])
@@ -421,6 +495,9 @@ class SlidersPanel(QWidget):
             self.frames_shown.emit(len(self.frames))
 
     def _on_job_failed(self, event: JobFailed) -> None:
+        if self._example_job is not None and event.job_id == self._example_job[0]:
+            self._example_job = None
+            self.hint.setText(event.message)
         if event.job_id == self._preview_job or event.job_id in self._frame_jobs:
             self._frame_jobs.pop(event.job_id, None)
             self.hint.setText(event.message)

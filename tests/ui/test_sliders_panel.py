@@ -130,3 +130,26 @@ def test_inversion_edits_the_init_image(panel):
     req = panel.current_request()
     assert req.scheduler == "DDIM" and req.init_image == photo
     assert [s.space for s in req.sliders] == ["invert", "prompt"]
+
+
+def test_marked_examples_become_a_latent_slider(qtbot, panel):
+    import numpy as np
+
+    calls = []
+
+    def builder(space, with_, without):
+        calls.append((space, len(with_), len(without)))
+        return np.arange(4, dtype=np.float32)
+
+    panel.direction_builder = builder
+    panel.set_mode("vae")
+    panel.example_name.setText("freckles")
+    panel.mark_example(True, np.zeros((64, 64, 3), np.uint8))
+    panel.mark_example(True, np.ones((64, 64, 3), np.uint8))
+    panel.mark_example(False, np.full((64, 64, 3), 9, np.uint8))
+    panel.build_example_slider()
+    qtbot.waitUntil(lambda: "vae:example:freckles" in panel.doc.sliders, timeout=5000)
+    assert calls == [("vae", 2, 1)]
+    panel.sliders.set("vae:example:freckles", 1.0)
+    payload = dict(panel.current_request().sliders[0].payload)
+    assert payload["vector"].split(",")[:2] == ["0.0", "1.0"]
