@@ -181,7 +181,7 @@ class MainWindow(QMainWindow):
         if runner is not None:
             runner.add_listener(self.bridge.on_event)
         self.controller.runner = runner
-        self.sliders_panel.runner = runner
+        self.sliders_panel.attach(engine, runner)
         self.queue_panel.runner = runner
         self.status.set_engine(engine)
         self.reload_models()
