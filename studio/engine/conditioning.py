@@ -54,7 +54,16 @@ class ConditioningCache:
 
 def encode_prompts(pipe: Any, family: str, request: GenerationRequest, device: Any,
                    guidance: bool = True) -> Conditioning:
-    """Embeddings of the request's prompt and negative prompt (one copy of each)."""
+    """Embeddings of the request's prompt and negative prompt (one copy of each).
+
+    Prompts with weighting syntax, ``BREAK``, LoRA tags or more than 75 tokens go through
+    ``studio.engine.prompt_weights`` (A1111-style, chunked); plain prompts through diffusers'
+    own ``encode_prompt``, so their embeddings stay exactly as before.
+    """
+    from studio.engine.prompt_weights import encode_weighted, needs_weighted_encoding
+
+    if needs_weighted_encoding(pipe, request):
+        return Conditioning(encode_weighted(pipe, family, request, device, guidance))
     negative = request.negative_prompt or None
     clip_skip = request.clip_skip or None
     if family in SDXL_FAMILIES:
