@@ -1,0 +1,320 @@
+"""X/Y/Z grids: vary up to three settings, one request per cell, one labelled image.
+
+An axis is written as A1111 users know it, ``name=v1,v2,...``:
+
+* ``seed=1,2,3`` (also ``seed=1-4``), ``steps=10,20``, ``guidance=3,7`` (``cfg`` too),
+  ``scheduler=Euler,DPM++ 2M Karras`` (``sampler`` too), ``strength=0.3,0.6``,
+  ``clip_skip=1,2``;
+* ``S/R=cat,dog,fox``: prompt search/replace; the first value is searched for in the prompt
+  and the negative prompt and each value replaces it (the first cell keeps the prompt);
+* ``slider:<slider id>=-1,0,1``: the value of a latent slider;
+* ``lora:<name>=0,0.5,1``: the weight of a LoRA of the request (or of a ``<lora:name:w>`` tag
+  in the prompt).
+
+``plan_grid`` gives the cells (each a complete ``GenerationRequest`` submitted as its own job);
+``grid_image`` lays the results out with the axis labels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from studio.core.errors import InvalidRequestError, StudioError
+from studio.core.request import GenerationRequest, LoraWeight, SliderValue
+
+MAX_CELLS = 400
+_ALIASES = {"cfg": "guidance", "cfg_scale": "guidance", "sampler": "scheduler",
+            "sr": "S/R", "prompt_sr": "S/R", "prompt s/r": "S/R", "s/r": "S/R",
+            "clip skip": "clip_skip", "denoise": "strength"}
+_KINDS = ("seed", "steps", "guidance", "scheduler", "strength", "clip_skip", "S/R")
+
+
+class GridError(InvalidRequestError):
+    kind = "grid"
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    """One axis: what varies (``kind``, plus ``target`` for sliders and LoRAs) and its values."""
+
+    kind: str  # one of _KINDS, "slider" or "lora"
+    values: tuple[str, ...]
+    target: str = ""
+
+    @property
+    def title(self) -> str:
+        if self.kind in ("slider", "lora"):
+            return f"{self.kind} {self.target}"
+        return {"guidance": "CFG", "S/R": "prompt S/R"}.get(self.kind, self.kind)
+
+    def label(self, index: int) -> str:
+        value = self.values[index]
+        if self.kind == "S/R":
+            return value
+        return f"{self.title}: {value}"
+
+    def apply(self, request: GenerationRequest, index: int) -> GenerationRequest:
+        """``request`` with this axis set to its value ``index``."""
+        value = self.values[index]
+        try:
+            if self.kind == "seed":
+                return request.replace(seed=int(value))
+            if self.kind == "steps":
+                return request.replace(steps=int(value))
+            if self.kind == "guidance":
+                return request.replace(guidance=float(value))
+            if self.kind == "strength":
+                return request.replace(strength=float(value))
+            if self.kind == "clip_skip":
+                return request.replace(clip_skip=int(value))
+            if self.kind == "scheduler":
+                return request.replace(scheduler=value)
+            if self.kind == "S/R":
+                search = self.values[0]
+                return request.replace(prompt=request.prompt.replace(search, value),
+                                       negative_prompt=request.negative_prompt.replace(
+                                           search, value))
+            if self.kind == "slider":
+                return _with_slider(request, self.target, float(value))
+            if self.kind == "lora":
+                return _with_lora_weight(request, self.target, float(value))
+        except ValueError as err:
+            if isinstance(err, StudioError):
+                raise
+            raise GridError(f"{self.title}: {value!r} is not a valid value.") from None
+        raise GridError(f"Unknown grid axis {self.kind!r}.")
+
+
+def _with_slider(request: GenerationRequest, slider_id: str, value: float) -> GenerationRequest:
+    sliders = list(request.sliders)
+    for i, s in enumerate(sliders):
+        if s.slider_id == slider_id:
+            sliders[i] = SliderValue(s.slider_id, value, s.space, s.payload)
+            break
+    else:
+        sliders.append(SliderValue(slider_id, value))
+    return request.replace(sliders=tuple(sliders))
+
+
+def _lora_matches(lora: LoraWeight, name: str) -> bool:
+    stem = re.split(r"[\\/]", lora.path)[-1].rsplit(".", 1)[0]
+    return name.lower() in (lora.name.lower(), stem.lower(), lora.path.lower())
+
+
+def _with_lora_weight(request: GenerationRequest, name: str, weight: float) -> GenerationRequest:
+    loras = list(request.loras)
+    found = False
+    for i, lora in enumerate(loras):
+        if _lora_matches(lora, name):
+            loras[i] = LoraWeight(lora.path, weight, lora.name)
+            found = True
+    tag = re.compile(rf"<(lora|lyco):{re.escape(name)}(:[^>]*)?>", re.IGNORECASE)
+    prompt = request.prompt
+    if tag.search(prompt):
+        prompt = tag.sub(f"<lora:{name}:{weight:g}>", prompt)
+        found = True
+    if not found:
+        raise GridError(f"The grid varies the LoRA {name!r}, but the request does not use it.",
+                        hint=f"Add <lora:{name}:1> to the prompt.")
+    return request.replace(loras=tuple(loras), prompt=prompt)
+
+
+def _expand(values: str, kind: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for raw in values.split(","):
+        v = raw.strip()
+        if not v:
+            continue
+        m = re.fullmatch(r"(-?\d+)\s*-\s*(-?\d+)", v)
+        if kind in ("seed", "steps", "clip_skip") and m:
+            a, b = int(m.group(1)), int(m.group(2))
+            step = 1 if b >= a else -1
+            out.extend(str(i) for i in range(a, b + step, step))
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+def parse_axis(spec: str) -> GridAxis:
+    """An axis from ``"name=v1,v2,..."`` (see the module docstring)."""
+    if "=" not in spec:
+        raise GridError(f"A grid axis looks like seed=1,2,3, not {spec!r}.")
+    name, values = spec.split("=", 1)
+    name = name.strip()
+    target = ""
+    lowered = name.lower()
+    if lowered.startswith(("slider:", "lora:")):
+        kind, target = name.split(":", 1)
+        kind, target = kind.lower(), target.strip()
+        if not target:
+            raise GridError(f"Name the {kind} in {spec!r}, e.g. {kind}:smile=0,1.")
+    else:
+        kind = _ALIASES.get(lowered, lowered)
+        if kind not in _KINDS:
+            raise GridError(f"Cannot vary {name!r} in a grid.",
+                            hint="Axes: seed, steps, guidance, scheduler, strength, clip_skip, "
+                                 "S/R, slider:<id>, lora:<name>.")
+    vals = _expand(values, kind)
+    if not vals:
+        raise GridError(f"The grid axis {name!r} has no values.")
+    return GridAxis(kind, vals, target)
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """One cell: its position (x, y, z) and the request that makes it."""
+
+    x: int
+    y: int
+    z: int
+    request: GenerationRequest
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """The axes and every cell's request, in row-major order (z, then y, then x)."""
+
+    base: GenerationRequest
+    axes: tuple[GridAxis, ...]
+    cells: tuple[GridCell, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(columns, rows, panels)."""
+        sizes = [len(a.values) for a in self.axes] + [1, 1]
+        return sizes[0], sizes[1], sizes[2]
+
+    def caption(self, cell: GridCell) -> str:
+        return " · ".join(self.axes[i].label(v) for i, v in enumerate((cell.x, cell.y, cell.z))
+                          if i < len(self.axes))
+
+
+def plan_grid(base: GenerationRequest, axes: Sequence[GridAxis | str]) -> GridPlan:
+    """Every cell's request for ``axes`` (1 to 3, x first).
+
+    Raises
+    ------
+    GridError
+        No axis or more than three, too many cells, or a value the request refuses.
+    """
+    parsed = tuple(a if isinstance(a, GridAxis) else parse_axis(a) for a in axes)
+    if not 1 <= len(parsed) <= 3:
+        raise GridError("A grid has one to three axes (x, y, z).")
+    for axis in parsed:
+        if axis.kind == "S/R" and axis.values[0] not in (base.prompt + base.negative_prompt):
+            raise GridError(f"Prompt S/R: {axis.values[0]!r} is not in the prompt.",
+                            hint="The first S/R value is the text to replace.")
+    count = int(np.prod([len(a.values) for a in parsed]))
+    if count > MAX_CELLS:
+        raise GridError(f"That grid has {count} cells; at most {MAX_CELLS}.")
+    base1 = base.replace(batch_size=1)
+    ranges = [range(len(a.values)) for a in parsed] + [range(1)] * (3 - len(parsed))
+    cells = []
+    for z, y, x in itertools.product(ranges[2], ranges[1], ranges[0]):
+        req = base1
+        for axis, index in zip(parsed, (x, y, z), strict=False):
+            try:
+                req = axis.apply(req, index)
+            except InvalidRequestError as err:
+                if isinstance(err, GridError):
+                    raise
+                raise GridError(f"{axis.label(index)}: {err.message}") from None
+        cells.append(GridCell(x, y, z, req))
+    return GridPlan(base1, parsed, tuple(cells))
+
+
+# -- the image ----------------------------------------------------------------------------
+def _text_size(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> tuple[int, int]:
+    box = font.getbbox(text) if text else (0, 0, 0, 0)
+    return int(box[2] - box[0]), int(box[3] - box[1])
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def grid_image(plan: GridPlan, images: Mapping[int, np.ndarray] | Sequence[np.ndarray | None],
+               *, background: tuple[int, int, int] = (255, 255, 255),
+               text_color: tuple[int, int, int] = (0, 0, 0),
+               max_cell: int = 512) -> np.ndarray:
+    """The labelled grid as ``HxWx3`` uint8: x labels on top, y labels on the left, one panel
+    per z value with its label above. ``images`` is indexed like ``plan.cells``; a missing
+    cell (cancelled, failed) is left grey."""
+    get = images.get if isinstance(images, Mapping) else (
+        lambda i: images[i] if i < len(images) else None)  # type: ignore[index]
+    present = [get(i) for i in range(len(plan.cells))]
+    sample = next((im for im in present if im is not None), None)
+    cw, ch = (sample.shape[1], sample.shape[0]) if sample is not None else (256, 256)
+    if max(cw, ch) > max_cell:
+        f = max_cell / max(cw, ch)
+        cw, ch = max(1, round(cw * f)), max(1, round(ch * f))
+    cols, rows, panels = plan.shape
+    font = _font(max(12, min(28, cw // 12)))
+    pad = max(4, cw // 32)
+    x_labels = [plan.axes[0].label(i) for i in range(cols)]
+    y_labels = [plan.axes[1].label(i) for i in range(rows)] if len(plan.axes) > 1 else [""]
+    z_labels = [plan.axes[2].label(i) for i in range(panels)] if len(plan.axes) > 2 else [""]
+    lines_x = [_wrap(t, font, cw) for t in x_labels]
+    line_h = _text_size(font, "Hg")[1] + 4
+    head_h = max(len(lines) for lines in lines_x) * line_h + 2 * pad
+    left_w = min(max(_text_size(font, t)[0] for t in y_labels) + 2 * pad, cw) if any(
+        y_labels) else 0
+    z_h = line_h + 2 * pad if any(z_labels) else 0
+    panel_h = z_h + head_h + rows * ch
+    width = left_w + cols * cw
+    sheet = Image.new("RGB", (width, panels * panel_h), background)
+    draw = ImageDraw.Draw(sheet)
+    for i, cell in enumerate(plan.cells):
+        top = cell.z * panel_h + z_h + head_h + cell.y * ch
+        left = left_w + cell.x * cw
+        im = present[i]
+        if im is None:
+            draw.rectangle([left, top, left + cw - 1, top + ch - 1], fill=(128, 128, 128))
+            continue
+        tile = Image.fromarray(np.asarray(im)).convert("RGB")
+        if tile.size != (cw, ch):
+            tile = tile.resize((cw, ch), Image.Resampling.LANCZOS)
+        sheet.paste(tile, (left, top))
+    for z in range(panels):
+        base = z * panel_h
+        if z_labels[z]:
+            tw = _text_size(font, z_labels[z])[0]
+            draw.text(((width - tw) // 2, base + pad), z_labels[z], fill=text_color, font=font)
+        for x, lines in enumerate(lines_x):
+            y = base + z_h + pad
+            for line in lines:
+                tw = _text_size(font, line)[0]
+                draw.text((left_w + x * cw + (cw - tw) // 2, y), line, fill=text_color,
+                          font=font)
+                y += line_h
+        for yi, label in enumerate(y_labels):
+            if not label:
+                continue
+            lines = _wrap(label, font, left_w - 2 * pad)
+            y = base + z_h + head_h + yi * ch + (ch - len(lines) * line_h) // 2
+            for line in lines:
+                draw.text((pad, y), line, fill=text_color, font=font)
+                y += line_h
+    return np.asarray(sheet)
+
+
+def _wrap(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+          width: int) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        trial = f"{line} {word}".strip()
+        if _text_size(font, trial)[0] <= width or not line:
+            line = trial
+        else:
+            lines.append(line)
+            line = word
+    return [*lines, line] if line else lines or [""]

@@ -1,0 +1,91 @@
+"""X/Y/Z grids: the cells' requests, the labels, and the labelled image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.grids import GridError, grid_image, parse_axis, plan_grid
+from studio.core.request import GenerationRequest, LoraWeight, SliderValue
+
+BASE = GenerationRequest("a cat on a sofa", negative_prompt="blurry cat", seed=5, steps=10,
+                         width=64, height=64, batch_size=3,
+                         loras=(LoraWeight("/m/loras/ink.safetensors", 1.0, "ink"),),
+                         sliders=(SliderValue("smile", 0.0, "text"),))
+
+
+def test_xy_grid_has_one_request_per_cell_in_row_major_order():
+    plan = plan_grid(BASE, ["seed=1,2,3", "guidance=3,7"])
+    assert plan.shape == (3, 2, 1) and len(plan.cells) == 6
+    assert [(c.request.seed, c.request.guidance) for c in plan.cells] == [
+        (1, 3.0), (2, 3.0), (3, 3.0), (1, 7.0), (2, 7.0), (3, 7.0)]
+    assert all(c.request.batch_size == 1 and c.request.steps == 10 for c in plan.cells)
+    assert plan.caption(plan.cells[4]) == "seed: 2 · CFG: 7"
+
+
+def test_xyz_grid_with_every_axis_kind():
+    plan = plan_grid(BASE, ["S/R=cat,dog,fox", "lora:ink=0,0.5", "slider:smile=-1,1"])
+    assert plan.shape == (3, 2, 2) and len(plan.cells) == 12
+    last = plan.cells[-1].request
+    assert last.prompt == "a fox on a sofa" and last.negative_prompt == "blurry fox"
+    assert last.loras[0].weight == 0.5 and last.sliders[0].value == 1.0
+    assert plan.cells[0].request.prompt == BASE.prompt
+
+
+def test_ranges_aliases_and_schedulers():
+    assert parse_axis("seed=1-4").values == ("1", "2", "3", "4")
+    assert parse_axis("cfg=3, 5").kind == "guidance"
+    plan = plan_grid(BASE, ["sampler=Euler,DPM++ 2M Karras", "steps=4,8"])
+    assert plan.cells[1].request.scheduler == "DPM++ 2M Karras"
+
+
+def test_lora_tag_in_the_prompt_is_reweighted():
+    base = GenerationRequest("a cat <lora:grain:1>")
+    plan = plan_grid(base, ["lora:grain=0,0.25"])
+    assert plan.cells[1].request.prompt == "a cat <lora:grain:0.25>"
+
+
+@pytest.mark.parametrize("axes, message", [
+    ([], "one to three"),
+    (["seed=1", "seed=2", "seed=3", "seed=4"], "one to three"),
+    (["colour=red"], "Cannot vary 'colour'"),
+    (["seed"], "looks like seed=1,2,3"),
+    (["steps=ten"], "not a valid value"),
+    (["steps=0,10"], "steps must be between"),
+    (["S/R=horse,dog"], "'horse' is not in the prompt"),
+    (["lora:other=0,1"], "does not use it"),
+    (["seed=1-500"], "at most"),
+])
+def test_bad_axes_give_one_clear_message(axes, message):
+    with pytest.raises(GridError, match=message):
+        plan_grid(BASE, axes)
+
+
+def test_grid_image_has_labels_and_every_cell():
+    plan = plan_grid(BASE, ["seed=1,2,3", "guidance=3,7"])
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200),
+               (200, 30, 200)]
+    images = [np.full((64, 64, 3), c, np.uint8) for c in colours]
+    images[4] = None  # a cancelled cell is grey
+    sheet = grid_image(plan, images)
+    h, w = sheet.shape[:2]
+    assert w > 3 * 64 and h > 2 * 64  # cells plus the label margins
+    # The cells sit bottom-right: find each by its colour.
+    left, top = w - 3 * 64, h - 2 * 64
+    for i, cell in enumerate(plan.cells):
+        y, x = top + cell.y * 64 + 32, left + cell.x * 64 + 32
+        expected = (128, 128, 128) if i == 4 else colours[i]
+        assert tuple(sheet[y, x]) == expected
+    # Labels: dark text above every column and left of every row.
+    for x in range(3):
+        assert (sheet[:top, left + x * 64:left + (x + 1) * 64] < 100).any()
+    for y in range(2):
+        assert (sheet[top + y * 64:top + (y + 1) * 64, :left] < 100).any()
+
+
+def test_z_axis_makes_one_labelled_panel_per_value():
+    plan = plan_grid(BASE, ["seed=1,2", "steps=5,6", "guidance=1,2"])
+    sheet = grid_image(plan, {i: np.zeros((32, 32, 3), np.uint8) for i in range(8)})
+    one = grid_image(plan_grid(BASE, ["seed=1,2", "steps=5,6"]),
+                     [np.zeros((32, 32, 3), np.uint8)] * 4)
+    assert sheet.shape[0] > 2 * one.shape[0] - 1 and sheet.shape[1] == one.shape[1]
