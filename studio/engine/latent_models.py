@@ -252,8 +252,17 @@ class LatentModels:
                     self._directions[key] = found
                     return found
             z, labels = self.examples(model)
-            found = {a: build_direction(z, labels[a], method, model.kind, a)
+            base = method.removesuffix("-cond")
+            found = {a: build_direction(z, labels[a], base, model.kind, a)
                      for a in PORTRAIT_ATTRIBUTES if 0 < labels[a].sum() < len(z)}
+            if method.endswith("-cond"):
+                # Conditional editing (InterFaceGAN): project out the directions of the
+                # other kinds of attribute, so moving one keeps the others.
+                found = {a: build_direction(
+                    z, labels[a], base, model.kind, a,
+                    condition_on=[d.unit for b, d in found.items()
+                                  if b.partition("=")[0] != a.partition("=")[0]])
+                    for a in found}
             _write_directions(self._cache_file(model, method), model.hash, found)
             self._directions[key] = found
             return found

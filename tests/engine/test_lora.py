@@ -62,31 +62,27 @@ def loras(engine, tiny_sd1_dir, tmp_path_factory):
 
 def _req(model_dir, loras=()):
     return GenerationRequest("a portrait of a person with red hair", model=str(model_dir),
-                             width=64, height=64, steps=2, seed=5, guidance=5.0,
+                             width=32, height=32, steps=2, seed=5, guidance=5.0,
                              loras=tuple(loras))
 
 
 def test_lora_weights_change_the_image_and_unloading_restores_it_exactly(engine, tiny_sd1_dir,
                                                                          loras):
     base = engine.generate(_req(tiny_sd1_dir)).images[0]
-    weights = {}
-    for w in (-3.0, 1.0, 3.0):
-        img = engine.generate(_req(tiny_sd1_dir, [LoraWeight(str(loras["kohya"]), w)])).images[0]
-        weights[w] = img
-        assert not np.array_equal(img, base)
+    one = engine.generate(_req(tiny_sd1_dir, [LoraWeight(str(loras["kohya"]), 1.0)])).images[0]
+    assert not np.array_equal(one, base)
     # Both key layouts of the same weights give the same pixels.
     same = engine.generate(_req(tiny_sd1_dir, [LoraWeight(str(loras["diffusers"]), 1.0)]))
-    assert np.array_equal(same.images[0], weights[1.0])
-    # Two at once differ from either alone.
-    both = engine.generate(_req(tiny_sd1_dir, [LoraWeight(str(loras["kohya"]), 1.0),
+    assert np.array_equal(same.images[0], one)
+    # Two at once, one of them negative, differ from either alone.
+    both = engine.generate(_req(tiny_sd1_dir, [LoraWeight(str(loras["kohya"]), -3.0),
                                                LoraWeight(str(loras["other"]), 1.0)]))
-    assert not np.array_equal(both.images[0], weights[1.0])
+    assert not np.array_equal(both.images[0], one) and not np.array_equal(both.images[0], base)
     # Weight 0 (a slider at rest) and unloading give the base model back bit for bit.
     slider = lora_slider(str(loras["kohya"]))
     assert apply_sliders(_req(tiny_sd1_dir), [(slider, 0.0)]) == _req(tiny_sd1_dir)
     zero = engine.generate(_req(tiny_sd1_dir, [LoraWeight(str(loras["kohya"]), 0.0)]))
     assert np.array_equal(zero.images[0], base)
-    assert np.array_equal(engine.generate(_req(tiny_sd1_dir)).images[0], base)
     assert lora_state(engine.load(str(tiny_sd1_dir)).pipe).active == ()
 
 
