@@ -2,3 +2,11 @@
 
 No Qt here. Import submodules directly; this package imports nothing heavy by itself.
 """
+
+import os as _os
+
+# OpenMP threads that spin while waiting are a disaster when the cores are shared (the GUI
+# thread, other programs): each parallel region waits a scheduler time slice for a thread
+# that was preempted. Measured by `studio bench` (docs/benchmarks.md): a tiny-model
+# generation took 5-20x longer on a busy 2-core machine. Must be set before torch loads.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -56,6 +56,7 @@ from studio.engine.sliders import (
     prompt_sliders,
     schedule,
 )
+from studio.engine.tuning import prepare_decode
 from studio.paths import embedded_models_dir, extra_model_dirs
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,7 @@ class Engine:
                                       "and the DDIM scheduler.")
         pipe = loaded.for_task("txt2img" if inverting else request.task)
         pipe.scheduler = make_scheduler(resolved.scheduler, loaded.scheduler_config)
+        prepare_decode(pipe, request.width, request.height, request.batch_size)
         kwargs = self._call_kwargs(pipe, loaded, resolved, on_step, cancel)
         try:
             with torch.inference_mode(), self.choice.autocast():

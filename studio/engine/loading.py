@@ -26,6 +26,7 @@ from studio.engine.device import DeviceChoice
 from studio.engine.discovery import PICKLE_SUFFIXES
 from studio.engine.hashing import model_hash
 from studio.engine.previews import LatentPreviewer, fit_latent_rgb
+from studio.engine.tuning import place_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
             pipe = load_single_file(path, torch_dtype=choice.torch_dtype())
         else:
             pipe = _load_folder(path, choice)
-        pipe.to(choice.torch_device())
+        place_pipeline(pipe, choice)
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
         raise OutOfMemoryError(f"Not enough memory to load {info.name} on {choice.device}.",
                                hint="Close other programs or choose a smaller model.") from err
