@@ -81,7 +81,7 @@ class CanvasView(QWidget):
         self._drag: tuple[str, QPointF, Any] | None = None
         self._space = False
         self._cursor = QPointF(-1, -1)
-        self._fitted = False
+        self._auto_fit = True  # follow the window size until the user zooms or pans
         self._checker = self._make_checker()
         doc.add_listener(self._on_document_event)
         self._rebuild()
@@ -102,6 +102,7 @@ class CanvasView(QWidget):
         zoom = max(MIN_ZOOM, min(MAX_ZOOM, zoom))
         anchor = anchor if anchor is not None else QPointF(self.width() / 2, self.height() / 2)
         before = self.to_canvas(anchor)
+        self._auto_fit = False
         self.zoom = zoom
         self.offset = anchor - before * zoom
         self.zoom_changed.emit(zoom)
@@ -112,6 +113,7 @@ class CanvasView(QWidget):
         w, h = max(1, self.doc.width), max(1, self.doc.height)
         margin = 32
         zoom = min((self.width() - margin) / w, (self.height() - margin) / h)
+        self._auto_fit = True
         self.zoom = max(MIN_ZOOM, min(MAX_ZOOM, zoom))
         self.offset = QPointF((self.width() - w * self.zoom) / 2,
                               (self.height() - h * self.zoom) / 2)
@@ -135,8 +137,7 @@ class CanvasView(QWidget):
 
     def resizeEvent(self, event: Any) -> None:  # noqa: N802
         super().resizeEvent(event)
-        if not self._fitted:
-            self._fitted = True
+        if self._auto_fit:
             self.fit()
 
     # -- document events -----------------------------------------------------------------
@@ -147,7 +148,11 @@ class CanvasView(QWidget):
             self._refresh(None)
             self._refresh_mask(None)
         elif name == "canvas_resized":
+            # Keep the content where it was on screen when the canvas grows to the left/top.
+            self.offset -= QPointF(payload.get("dx", 0), payload.get("dy", 0)) * self.zoom
             self._rebuild()
+            if self._auto_fit:
+                self.fit()
         elif name == "selection_changed":
             self.update()
 
@@ -264,6 +269,19 @@ class CanvasView(QWidget):
         if not rect:
             return
         r = self.canvas_rect_on_widget(rect)
+        # Dim the canvas outside the generation region.
+        outside = self.canvas_rect_on_widget(self.doc.rect)
+        shade = QColor(0, 0, 0, 90)
+        p.fillRect(QRectF(outside.left(), outside.top(), outside.width(),
+                          max(0.0, r.top() - outside.top())), shade)
+        p.fillRect(QRectF(outside.left(), r.bottom(), outside.width(),
+                          max(0.0, outside.bottom() - r.bottom())), shade)
+        top, bottom = max(r.top(), outside.top()), min(r.bottom(), outside.bottom())
+        if bottom > top:
+            p.fillRect(QRectF(outside.left(), top, max(0.0, r.left() - outside.left()),
+                              bottom - top), shade)
+            p.fillRect(QRectF(r.right(), top, max(0.0, outside.right() - r.right()),
+                              bottom - top), shade)
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.setPen(QPen(QColor(0, 0, 0, 180), 1))
         p.drawRect(r)
@@ -338,6 +356,7 @@ class CanvasView(QWidget):
         c = self.to_canvas(pos)
         self.cursor_moved.emit(int(c.x()), int(c.y()))
         if self._drag is not None and self._drag[0] == "pan":
+            self._auto_fit = False
             self.offset = self._drag[2] + (pos - self._drag[1])
             self.update()
             return

@@ -197,6 +197,8 @@ class GenerationController(QObject):
                 self.undo.push(ApplyGeneration(image, rect, record.id,
                                                name=_layer_name(result.request, i),
                                                mask=plan.layer_mask))
+        if plan.canvas_size is not None:
+            self.canvas.fit()  # the first image of an empty document: show all of it
         self.generation_applied.emit(record.id)
 
     def _on_job_failed(self, event: JobFailed) -> None:

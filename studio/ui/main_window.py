@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtCore import QByteArray, QObject, QSettings, Qt
 from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -320,6 +320,19 @@ class MainWindow(QMainWindow):
         self.detach_engine()
         self.status.stop()
         super().closeEvent(event)
+        if event.isAccepted():
+            self._quiet_children()
+
+    def _quiet_children(self) -> None:
+        """A closed window is done: its widgets must not call Python slots while Qt
+        destroys them (a combo box or list emitting "current changed" on its way out, when
+        the garbage collector frees the window, would run a slot on half-deleted widgets)."""
+        for child in self.findChildren(QObject):
+            child.blockSignals(True)
+        for fn in list(self.doc._listeners):
+            self.doc.remove_listener(fn)
+        for fn in list(self.doc.log._listeners):
+            self.doc.log.remove_listener(fn)
 
     def show_error(self, message: str) -> None:
         self.banner.show_message(message)

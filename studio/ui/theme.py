@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from string import Template
 
 from PySide6.QtCore import QByteArray, QRectF, QSize, Qt
@@ -11,7 +10,9 @@ from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QAbstractButton, QApplication, QWidget
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+from studio.paths import resources_dir
+
+RESOURCES = resources_dir()
 ICONS = RESOURCES / "icons"
 STYLES = RESOURCES / "styles"
 

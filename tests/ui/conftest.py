@@ -6,11 +6,12 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any Qt import
 
+import gc
 import threading
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtCore import QSettings, QThreadPool
+from PySide6.QtCore import QCoreApplication, QEvent, QSettings, QThreadPool
 
 from studio.core.jobs import JobRunner
 from studio.ui.launch import EngineLoader
@@ -59,11 +60,21 @@ def runner(engine: FakeEngine) -> Iterator[JobRunner]:
 
 
 @pytest.fixture
-def window(qtbot, engine: FakeEngine, runner: JobRunner, settings: QSettings) -> MainWindow:
+def window(qtbot, engine: FakeEngine, runner: JobRunner,
+           settings: QSettings) -> Iterator[MainWindow]:
     w = MainWindow(engine, runner, settings)
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
     w.activateWindow()
     w.prompt_panel.prompt_edit.setFocus()
-    return w
+    yield w
+    dispose(w)
+
+
+def dispose(widget) -> None:
+    """Close and delete a window now, not whenever the garbage collector gets to it."""
+    widget.close()
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()

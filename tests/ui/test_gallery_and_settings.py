@@ -90,7 +90,9 @@ def test_settings_survive_a_restart(qtbot, engine, runner, settings):
     panel.scheduler_combo.setCurrentText("DDIM")
     first.docks["queue"].hide()
     first.set_theme("light")
-    first.resize(700, 560)  # the offscreen screen is 800x800
+    first.resize(760, 720)  # the offscreen screen is 800x800
+    qtbot.wait(10)
+    size = (first.width(), first.height())
     first.close()
 
     second = MainWindow(engine, runner, settings)
@@ -103,7 +105,7 @@ def test_settings_survive_a_restart(qtbot, engine, runner, settings):
     assert values["steps"] == 33 and values["scheduler"] == "DDIM"
     assert second.docks["queue"].isHidden()
     assert second.actions["theme_light"].isChecked()
-    assert (second.width(), second.height()) == (700, 560)
+    assert (second.width(), second.height()) == size
     second.set_theme("dark")
     second.close()
 

@@ -45,11 +45,11 @@ def test_previews_are_drawn_in_the_region_while_running(qtbot, window, engine):
     engine.step_delay = 0.02
     lock_seed(window, 1)
     window.prompt_panel.steps_slider.setValue(10)
-    with qtbot.waitSignal(window.bridge.job_progressed, timeout=5000):
-        ctrl_enter(window)
-    qtbot.waitUntil(lambda: window.canvas.has_preview, timeout=2000)
+    shown = []  # the controller's slot runs first: it draws the preview
+    window.bridge.job_progressed.connect(lambda _e: shown.append(window.canvas.has_preview))
     with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
-        pass
+        ctrl_enter(window)
+    assert len(shown) == 10 and all(shown)
     assert not window.canvas.has_preview
 
 
