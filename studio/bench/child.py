@@ -10,7 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-from studio.bench.measure import peak_rss_mb, report_child_result
+import studio.engine  # noqa: F401  (its thread policy must be set before torch loads)
+from studio.bench.measure import median, peak_rss_mb, report_child_result
 
 
 def memory(model_path: str, size: int, steps: int, dtype: str) -> dict[str, float]:
@@ -30,6 +31,27 @@ def memory(model_path: str, size: int, steps: int, dtype: str) -> dict[str, floa
     return {"peak_rss_mb": peak_rss_mb(), "after_load_peak_rss_mb": loaded_rss,
             "start_rss_mb": start_rss, "load_s": load_s,
             "generate_s": time.perf_counter() - t}
+
+
+def generate_times(model_path: str, size: int, steps: int, repeats: int) -> dict[str, float]:
+    """Median seconds of ``repeats`` generations after one warm-up (this process's settings)."""
+    import os
+
+    from studio.bench.engine_figures import make_engine, request_for
+    from studio.bench.models import BenchModel
+
+    model = BenchModel("m", Path(model_path), model_path, size)
+    engine = make_engine(model)
+    request = request_for(model, steps)
+    engine.generate(request)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        engine.generate(request)
+        times.append(time.perf_counter() - t)
+    return {"median_s": median(times), "runs": times,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "")}
 
 
 def large_decode(model_path: str, size: int, tiled: bool) -> dict[str, float]:
@@ -58,6 +80,11 @@ def main() -> int:
     mem.add_argument("--size", type=int, default=512)
     mem.add_argument("--steps", type=int, default=2)
     mem.add_argument("--dtype", default="auto")
+    gen = sub.add_parser("generate")
+    gen.add_argument("model")
+    gen.add_argument("--size", type=int, default=64)
+    gen.add_argument("--steps", type=int, default=4)
+    gen.add_argument("--repeats", type=int, default=3)
     dec = sub.add_parser("decode")
     dec.add_argument("model")
     dec.add_argument("--size", type=int, default=2048)
@@ -65,6 +92,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.what == "memory":
         report_child_result(memory(args.model, args.size, args.steps, args.dtype))
+    elif args.what == "generate":
+        report_child_result(generate_times(args.model, args.size, args.steps, args.repeats))
     else:
         report_child_result(large_decode(args.model, args.size, args.tiled))
     return 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import studio.engine  # noqa: F401  (its thread policy must be set before torch loads)
 from studio.bench import engine_figures as ef
 from studio.bench.measure import median, run_child
 from studio.bench.models import BenchModel, bench_cache_dir, sd15_model, tiny_model
@@ -36,16 +37,21 @@ class Plan:
     startup_repeats: int
     first_image_steps: int  # 0: the model's recommended steps
     large_decode: bool
+    omp_rounds: int  # child-process pairs comparing OpenMP wait policies (0: none)
     smoke: bool = False
 
 
 PLANS = {
-    "smoke": Plan("smoke", 2, 2, 1, 1, 1, 1, 4, 1, 1, False, smoke=True),
-    "quick": Plan("quick", 4, 7, 2, 2, 2, 2, 20, 3, 0, False),
-    "full": Plan("full", 10, 11, 5, 3, 4, 4, 30, 5, 0, True),
+    "smoke": Plan("smoke", 2, 2, 1, 1, 1, 1, 4, 0, 1, False, 0, smoke=True),
+    "quick": Plan("quick", 4, 7, 1, 2, 1, 1, 20, 3, 0, False, 2),
+    "full": Plan("full", 10, 11, 4, 3, 3, 4, 30, 5, 0, True, 3),
 }
 
-SECTIONS = ("overhead", "dtype", "preview", "decode", "ui", "startup", "memory", "sliders")
+SECTIONS = ("overhead", "dtype", "preview", "decode", "threads", "ui", "startup", "memory",
+            "sliders")
+# libgomp's default (3 ms of spinning before sleeping): how the engine ran before it asked
+# for passive waits. GOMP_SPINCOUNT takes precedence over OMP_WAIT_POLICY.
+SPIN_ENV = {"GOMP_SPINCOUNT": "300000"}
 
 
 def machine() -> dict[str, Any]:
@@ -148,11 +154,25 @@ def run_bench(plan: Plan, *, cache: str | Path | None = None,
                 "studio.bench.child", ["decode", str(m.path), "--size", "2048", "--tiled"])
     loaded.clear()
     _save(checkpoint, figures)
+    if "threads" in sections and plan.omp_rounds:
+        log(f"threads: OpenMP spinning vs passive waits, {plan.omp_rounds} child pairs…")
+        figures["omp_wait"] = omp_policy(tiny, plan)
+        figures["omp_passive_speedup_tiny"] = figures["omp_wait"]["speedup"]
+    _save(checkpoint, figures)
     if "ui" in sections:
-        log(f"ui: GUI stalls during a {plan.ui_steps}-step generation (child process)…")
-        u = run_child("studio.bench.ui_stall",
-                      [str(tiny.path), "--size", str(tiny.size), "--steps", str(plan.ui_steps)],
-                      env={"QT_QPA_PLATFORM": "offscreen"})
+        log(f"ui: GUI stalls during a {plan.ui_steps}-step generation…")
+        ui_args = [str(tiny.path), "--size", str(tiny.size), "--steps", str(plan.ui_steps)]
+        if plan.smoke:  # in this process: one interpreter start less
+            from studio.bench.ui_stall import measure
+
+            u = measure(str(tiny.path), tiny.size, plan.ui_steps, idle_s=0.3)
+        else:
+            qt = {"QT_QPA_PLATFORM": "offscreen"}
+            if plan.omp_rounds:
+                log("ui: the same with spinning OpenMP waits (the engine before), child…")
+                figures["ui_spin"] = run_child("studio.bench.ui_stall", ui_args,
+                                               env={**qt, **SPIN_ENV})
+            u = run_child("studio.bench.ui_stall", ui_args, env=qt)
         figures["ui"] = u
         figures["ui_stall_max_ms"] = u["busy"]["max_ms"]
         figures["ui_stall_p99_ms"] = u["busy"]["p99_ms"]
@@ -164,8 +184,13 @@ def run_bench(plan: Plan, *, cache: str | Path | None = None,
     _save(checkpoint, figures)
     if "memory" in sections:
         log("memory: peak RSS, one child process per model…")
-        mt = run_child("studio.bench.child", ["memory", str(tiny.path), "--size",
-                                              str(tiny.size), "--steps", str(plan.tiny_steps)])
+        if plan.smoke:  # this process's peak: an upper bound, but the figure is produced
+            from studio.bench.child import memory
+
+            mt = memory(str(tiny.path), tiny.size, plan.tiny_steps, "auto")
+        else:
+            mt = run_child("studio.bench.child", ["memory", str(tiny.path), "--size",
+                                                  str(tiny.size), "--steps", str(plan.tiny_steps)])
         figures["memory_tiny"] = mt
         figures["peak_rss_mb_tiny"] = mt["peak_rss_mb"]
         m = big()
@@ -187,6 +212,20 @@ def _save(checkpoint: Callable[[dict[str, Any]], None] | None, figures: dict[str
         checkpoint(figures)
 
 
+def omp_policy(tiny: BenchModel, plan: Plan) -> dict[str, Any]:
+    """Tiny-model generation time with spinning against passive OpenMP waits (children)."""
+    args = ["generate", str(tiny.path), "--size", str(tiny.size), "--steps",
+            str(plan.tiny_steps), "--repeats", "3"]
+    times: dict[str, list[float]] = {"spin": [], "passive": []}
+    for i in range(plan.omp_rounds):
+        for name in ("spin", "passive") if i % 2 == 0 else ("passive", "spin"):
+            env = SPIN_ENV if name == "spin" else {}
+            times[name].append(run_child("studio.bench.child", args, env=env)["median_s"])
+    spin, passive = median(times["spin"]), median(times["passive"])
+    return {"spin_s": spin, "passive_s": passive, "speedup": spin / passive,
+            "runs": times, "steps": plan.tiny_steps}
+
+
 def startup(tiny: BenchModel, plan: Plan) -> dict[str, Any]:
     """Process start to window shown (median of repeats), and to the first image."""
     home = Path(tempfile.mkdtemp(prefix="studio-bench-home-"))
@@ -204,6 +243,8 @@ def startup(tiny: BenchModel, plan: Plan) -> dict[str, Any]:
     marks = run_child("studio.bench.startup_probe", ["--first-image"], env=env, timeout=900)
     if "error" in marks:
         raise RuntimeError(f"start-up to first image failed: {marks['error']}")
+    if not windows:  # smoke: the first-image run's window time is the figure
+        windows.append(marks["window_shown"] - t0)
     return {"startup_window_s": median(windows), "startup_window_runs": windows,
             "startup_engine_ready_s": marks["engine_ready"] - t0,
             "startup_first_image_s": marks["first_image"] - t0,
@@ -269,12 +310,23 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         d = fig["decode_2048_tiled"]
         rows.append(("decode 2048px, VAE tiled", f"{d['seconds']:.0f}s",
                      "no OOM", f"peak RSS {d['peak_rss_mb']:.0f} MB, finite: {d['finite']}"))
+    if "omp_wait" in fig:
+        o = fig["omp_wait"]
+        rows.append(("passive vs spinning OpenMP waits", f"{o['speedup']:.2f}x", "-",
+                     f"tiny {o['steps']}-step generation: spin {o['spin_s']:.2f}s / passive "
+                     f"{o['passive_s']:.2f}s (child processes, interleaved)"))
+    if "ui_spin" in fig:
+        u = fig["ui_spin"]
+        rows.append(("UI stall, spinning waits (before)", f"max {u['busy']['max_ms']:.1f}ms, "
+                     f"p99 {u['busy']['p99_ms']:.1f}ms", "max < 50, p99 < 20",
+                     f"generation {u['generation_s']:.1f}s"))
     if "ui" in fig:
         u = fig["ui"]
         rows.append(("UI stall during generation", f"max {u['busy']['max_ms']:.1f}ms, "
                      f"p99 {u['busy']['p99_ms']:.1f}ms", "max < 50, p99 < 20",
                      f"idle: max {u['idle']['max_ms']:.1f}ms p99 {u['idle']['p99_ms']:.1f}ms;"
-                     f" {u['steps']} steps, torch threads {u['torch_threads']}"))
+                     f" {u['steps']} steps in {u['generation_s']:.1f}s, torch threads "
+                     f"{u['torch_threads']}"))
     if "startup_window_s" in fig:
         rows.append(("start-up to window shown", f"{fig['startup_window_s']:.2f}s", "< 1.0 s",
                      "runs: " + ", ".join(f"{t:.2f}" for t in fig["startup_window_runs"])))

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import studio.engine  # noqa: F401  (its thread policy must be set before torch loads)
 from studio.bench.measure import percentile, report_child_result
 
 PERIOD_MS = 5

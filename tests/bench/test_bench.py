@@ -1,0 +1,76 @@
+"""``studio bench``: the smoke run produces every figure with sane values (no timed asserts)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studio.bench.measure import interleaved, percentile
+from studio.bench.suite import format_table
+
+KEYS = ["overhead_ratio_tiny", "overhead_ratio_sd15", "cpu_bf16_speedup", "preview_fraction",
+        "ui_stall_max_ms", "ui_stall_p99_ms", "startup_window_s", "startup_first_image_s",
+        "peak_rss_mb_tiny", "peak_rss_mb_sd15"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One ``studio bench --smoke --json`` run, as a user would start it."""
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "figures.json"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1",
+           "XDG_CONFIG_HOME": str(tmp / "config")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "studio", "bench", "--smoke", "--json", str(out),
+         "--cache-dir", str(tmp / "cache")],
+        env=env, capture_output=True, text=True, timeout=900,
+        cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_smoke_run_writes_every_figure_with_sane_values(smoke):
+    _, fig = smoke
+    for key in KEYS:
+        assert key in fig, key
+        assert isinstance(fig[key], (int, float)) and math.isfinite(fig[key]), key
+    assert fig["overhead_ratio_tiny"] > 0 and fig["overhead_ratio_sd15"] > 0
+    assert fig["cpu_bf16_speedup"] > 0
+    assert 0 <= fig["preview_fraction"] < 1
+    assert 0 <= fig["ui_stall_p99_ms"] <= fig["ui_stall_max_ms"]
+    assert 0 < fig["startup_window_s"] < fig["startup_first_image_s"]
+    assert fig["peak_rss_mb_tiny"] > 50 and fig["peak_rss_mb_sd15"] > 50
+    # The app's path gives the pixels of the bare diffusers call it is compared with.
+    assert fig["overhead_tiny"]["same_pixels"]
+    assert fig["ui"]["progress_events"] >= 1  # previews reached the window
+    assert fig["machine"]["cores"] >= 1 and fig["machine"]["torch"]
+
+
+def test_smoke_run_prints_the_table(smoke):
+    stdout, fig = smoke
+    assert "overhead tiny" in stdout and "UI stall" in stdout and "peak RSS" in stdout
+    assert format_table(fig).splitlines()[0] == stdout.splitlines()[0]
+
+
+def test_unknown_section_is_one_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "studio", "bench", "--only", "warp-drive"],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 1
+    assert "Unknown bench section" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_interleaved_alternates_the_order_and_percentile_is_nearest_rank():
+    calls: list[str] = []
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                        repeats=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert len(times["a"]) == len(times["b"]) == 3
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
+    assert percentile([5.0] * 10 + [100.0], 0.99) == 100.0

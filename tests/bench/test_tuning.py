@@ -1,0 +1,30 @@
+"""Decode settings by size and batch; pipeline placement on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.engine.device import choose_device
+from studio.engine.tuning import TILE_ABOVE_PIXELS, pipeline_bytes, place_pipeline, prepare_decode
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from studio.engine.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline("sd1")
+
+
+def test_large_images_decode_in_tiles_and_batches_one_by_one(pipe):
+    prepare_decode(pipe, 512, 512, 1)
+    assert not pipe.vae.use_tiling and not pipe.vae.use_slicing
+    prepare_decode(pipe, 2048, 2048, 1)
+    assert 2048 * 2048 > TILE_ABOVE_PIXELS and pipe.vae.use_tiling
+    prepare_decode(pipe, 512, 512, 4)
+    assert not pipe.vae.use_tiling and pipe.vae.use_slicing
+
+
+def test_cpu_pipelines_are_placed_on_the_device_not_offloaded(pipe):
+    assert place_pipeline(pipe, choose_device("cpu", "float32")) == "device"
+    assert pipeline_bytes(pipe) > 0
+    assert next(pipe.unet.parameters()).device.type == "cpu"
