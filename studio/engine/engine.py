@@ -185,6 +185,10 @@ class Engine:
         on_step = on_step or (lambda _p: None)
         start = time.perf_counter()
         cancel.raise_if_cancelled()
+        if "<lora:" in request.prompt.lower() or "<lyco:" in request.prompt.lower():
+            from studio.core.prompt_syntax import with_prompt_loras  # inline <lora:name:w>
+
+            request = with_prompt_loras(request, self.list_models("lora"))
         scheduler = canonical_name(request.scheduler)
         info = self.resolve_model(request.model)
         if info.kind in ("vae", "gan"):  # latent slider mode: encode/move/decode, no sampler
