@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from studio.core.errors import InvalidRequestError, StudioError
+from studio.core.events import GenerationResult, JobCancelled, JobEvent, JobFailed, JobFinished
 from studio.core.request import GenerationRequest, LoraWeight, SliderValue
 
 MAX_CELLS = 400
@@ -318,3 +321,70 @@ def _wrap(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
             lines.append(line)
             line = word
     return [*lines, line] if line else lines or [""]
+
+
+# -- running ------------------------------------------------------------------------------
+class GridRun:
+    """A grid's cells queued on a ``JobRunner``, one render job each, and their results.
+
+    ``on_cell(index, result_or_None)`` is called on the engine thread as each cell finishes,
+    fails or is cancelled (the GUI turns it into a signal and adds the image to the gallery);
+    ``cancel()`` cancels every cell not yet done. ``image()`` lays out what has finished.
+    """
+
+    def __init__(self, runner: Any, plan: GridPlan,
+                 on_cell: Callable[[int, GenerationResult | None], None] | None = None) -> None:
+        self.plan = plan
+        self._runner = runner
+        self._on_cell = on_cell
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._jobs: dict[int, int] = {}
+        self.results: dict[int, GenerationResult] = {}
+        self.errors: dict[int, str] = {}
+        self._remaining = len(plan.cells)
+        runner.add_listener(self._on_event)
+        with self._lock:  # events of early jobs wait until every job id is known
+            for i, cell in enumerate(plan.cells):
+                label = f"grid {i + 1}/{len(plan.cells)}: {plan.caption(cell)}"
+                self._jobs[runner.submit(cell.request, label=label)] = i
+
+    @property
+    def job_ids(self) -> list[int]:
+        return list(self._jobs)
+
+    def _on_event(self, event: JobEvent) -> None:
+        if not isinstance(event, (JobFinished, JobFailed, JobCancelled)):
+            return
+        with self._lock:
+            index = self._jobs.get(event.job_id)
+            if index is None:
+                return
+            if isinstance(event, JobFinished):
+                self.results[index] = event.result
+            elif isinstance(event, JobFailed):
+                self.errors[index] = event.message
+            self._remaining -= 1
+            last = self._remaining == 0
+        if self._on_cell is not None:
+            self._on_cell(index, event.result if isinstance(event, JobFinished) else None)
+        if last:
+            self._runner.remove_listener(self._on_event)
+            self._done.set()
+
+    def cancel(self) -> None:
+        for job_id in list(self._jobs):
+            self._runner.cancel(job_id)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def images(self) -> dict[int, np.ndarray]:
+        return {i: r.images[0] for i, r in self.results.items() if r.images}
+
+    def image(self) -> np.ndarray:
+        return grid_image(self.plan, self.images())

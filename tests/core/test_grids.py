@@ -89,3 +89,56 @@ def test_z_axis_makes_one_labelled_panel_per_value():
     one = grid_image(plan_grid(BASE, ["seed=1,2", "steps=5,6"]),
                      [np.zeros((32, 32, 3), np.uint8)] * 4)
     assert sheet.shape[0] > 2 * one.shape[0] - 1 and sheet.shape[1] == one.shape[1]
+
+
+class ColourEngine:
+    """Makes a flat image whose red channel is the seed; waits on a gate when asked."""
+
+    def __init__(self, gate=None):
+        self.gate = gate
+
+    def generate(self, request, on_step, cancel):
+        from studio.core.events import GenerationResult
+
+        if self.gate is not None:
+            while not self.gate.wait(0.01):
+                cancel.raise_if_cancelled()
+        image = np.full((16, 16, 3), (request.seed, request.steps, 0), np.uint8)
+        return GenerationResult(request, (image,))
+
+
+def test_grid_run_queues_one_job_per_cell_and_collects_them():
+    from studio.core.grids import GridRun
+    from studio.core.jobs import JobRunner
+
+    runner = JobRunner(ColourEngine())
+    seen = []
+    try:
+        run = GridRun(runner, plan_grid(BASE, ["seed=1,2,3", "steps=4,8"]),
+                      on_cell=lambda i, r: seen.append(i))
+        assert len(run.job_ids) == 6 and run.wait(10)
+        assert sorted(seen) == list(range(6))
+        assert [tuple(run.images()[i][0, 0]) for i in range(6)] == [
+            (1, 4, 0), (2, 4, 0), (3, 4, 0), (1, 8, 0), (2, 8, 0), (3, 8, 0)]
+        assert run.image().shape[0] > 32
+    finally:
+        runner.shutdown()
+
+
+def test_grid_run_cancel_stops_the_remaining_cells():
+    import threading
+
+    from studio.core.grids import GridRun
+    from studio.core.jobs import JobRunner
+
+    gate = threading.Event()
+    runner = JobRunner(ColourEngine(gate))
+    try:
+        run = GridRun(runner, plan_grid(BASE, ["seed=1-5"]))
+        run.cancel()
+        gate.set()
+        assert run.wait(10)
+        assert not run.results  # nothing finished; the grid image is all grey cells
+        assert run.image().shape[1] >= 5 * 256
+    finally:
+        runner.shutdown()
