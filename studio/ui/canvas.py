@@ -44,10 +44,67 @@ def to_qimage(array: np.ndarray) -> QImage:
 
 
 def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """Straight to premultiplied alpha (exact rounding of c * a / 255)."""
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        return rgba.copy()
     out = rgba.copy()
-    a = rgba[..., 3:4].astype(np.uint16)
-    out[..., :3] = ((rgba[..., :3].astype(np.uint16) * a + 127) // 255).astype(np.uint8)
+    x = rgba[..., :3].astype(np.uint16) * alpha[..., None] + 128
+    out[..., :3] = ((x + (x >> 8)) >> 8).astype(np.uint8)
     return out
+
+
+class MipImage:
+    """A premultiplied RGBA image with 2x, 4x, 8x... reduced copies for zoomed-out drawing.
+
+    Scaling a 4096x4096 image to fit a window costs tens of milliseconds a frame; drawing
+    from the level nearest the zoom keeps panning and zooming smooth.
+    """
+
+    MIN_SIDE = 256
+
+    def __init__(self, width: int, height: int) -> None:
+        self.levels: list[tuple[np.ndarray, QImage]] = []
+        w, h = width, height
+        while True:
+            arr = np.zeros((h, w, 4), np.uint8)
+            image = QImage(arr.data, w, h, w * 4, QImage.Format.Format_RGBA8888_Premultiplied)
+            self.levels.append((arr, image))
+            if min(w, h) < self.MIN_SIDE * 2:
+                break
+            w, h = w // 2, h // 2
+
+    @property
+    def array(self) -> np.ndarray:
+        return self.levels[0][0]
+
+    @property
+    def image(self) -> QImage:
+        return self.levels[0][1]
+
+    def update(self, rect: Rect) -> None:
+        """Recompute the reduced levels over ``rect`` after level 0 changed there."""
+        x, y, w, h = rect
+        for i in range(1, len(self.levels)):
+            src, dst = self.levels[i - 1][0], self.levels[i][0]
+            x0, y0 = x // 2, y // 2
+            x1 = min(dst.shape[1], (x + w + 1) // 2)
+            y1 = min(dst.shape[0], (y + h + 1) // 2)
+            if x1 <= x0 or y1 <= y0:
+                return
+            block = src[2 * y0:2 * y1, 2 * x0:2 * x1].astype(np.uint16)
+            dst[y0:y1, x0:x1] = ((block[0::2, 0::2] + block[1::2, 0::2] + block[0::2, 1::2]
+                                  + block[1::2, 1::2] + 2) >> 2).astype(np.uint8)
+            x, y, w, h = x0, y0, x1 - x0, y1 - y0
+
+    def draw(self, painter: QPainter, dst: QRectF, src: QRectF, zoom: float) -> None:
+        """Draw ``src`` (level-0 pixels) into ``dst`` from the level that suits ``zoom``."""
+        level = 0
+        while level + 1 < len(self.levels) and zoom * (2 ** (level + 1)) <= 1.0:
+            level += 1
+        f = 2 ** level
+        painter.drawImage(dst, self.levels[level][1],
+                          QRectF(src.x() / f, src.y() / f, src.width() / f, src.height() / f))
 
 
 class CanvasView(QWidget):
@@ -71,10 +128,9 @@ class CanvasView(QWidget):
         self.brush = BrushSettings()
         self.zoom = 1.0
         self.offset = QPointF(0, 0)
-        self._image = QImage()
-        self._image_arr = np.zeros((1, 1, 4), np.uint8)
-        self._mask_image = QImage()
-        self._mask_arr = np.zeros((1, 1, 4), np.uint8)
+        self._image = MipImage(1, 1)
+        self._mask = MipImage(1, 1)
+        self._has_mask = False
         self._preview: tuple[Rect, QImage] | None = None
         self._stroke: Stroke | None = None
         self._macro: Any = None
@@ -168,12 +224,9 @@ class CanvasView(QWidget):
 
     def _rebuild(self) -> None:
         w, h = max(1, self.doc.width), max(1, self.doc.height)
-        self._image_arr = np.zeros((h, w, 4), np.uint8)
-        self._image = QImage(self._image_arr.data, w, h, w * 4,
-                             QImage.Format.Format_RGBA8888_Premultiplied)
-        self._mask_arr = np.zeros((h, w, 4), np.uint8)
-        self._mask_image = QImage(self._mask_arr.data, w, h, w * 4,
-                                  QImage.Format.Format_RGBA8888_Premultiplied)
+        self._image = MipImage(w, h)
+        self._mask = MipImage(w, h)
+        self._has_mask = False
         self._refresh(None)
         self._refresh_mask(None)
 
@@ -182,20 +235,45 @@ class CanvasView(QWidget):
         part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
         if part is not None:
             x, y, w, h = part
-            self._image_arr[y:y + h, x:x + w] = premultiply(self.doc.composite(part))
+            self._image.array[y:y + h, x:x + w] = self._composite(part)
+            self._image.update(part)
             self._update_canvas_rect(part)
+
+    def _composite(self, part: Rect) -> np.ndarray:
+        """The premultiplied composite of ``part``; one plain layer needs no blending."""
+        layers = [layer for layer in self.doc.layers if layer.visible and layer.opacity > 0
+                  and intersect(part, layer.rect) is not None]
+        x, y, w, h = part
+        if len(layers) == 1 and layers[0].opacity >= 1.0:
+            layer = layers[0]
+            out = np.zeros((h, w, 4), np.uint8)
+            px, py, pw, ph = intersect(part, layer.rect)  # type: ignore[misc]
+            out[py - y:py - y + ph, px - x:px - x + pw] = \
+                layer.pixels[py - layer.y:py - layer.y + ph, px - layer.x:px - layer.x + pw]
+            return premultiply(out)
+        if not layers:
+            return np.zeros((h, w, 4), np.uint8)
+        return premultiply(self.doc.composite(part))
 
     def _refresh_mask(self, rect: Rect | None) -> None:
         part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
         if part is None:
             return
         x, y, w, h = part
+        region = self._mask.array[y:y + h, x:x + w]
+        if not any(layer.mask is not None for layer in self.doc.layers):
+            if self._has_mask:
+                self._has_mask = False
+                self._mask = MipImage(max(1, self.doc.width), max(1, self.doc.height))
+                self._update_canvas_rect(self.doc.rect)
+            return
+        self._has_mask = True
         alpha = (tools.mask_in(self.doc, part).astype(np.uint16) * 140 // 255).astype(np.uint8)
         accent = color("danger")
         rgb = np.array([accent.red(), accent.green(), accent.blue()], np.uint16)
-        region = self._mask_arr[y:y + h, x:x + w]
         region[..., 3] = alpha
         region[..., :3] = (rgb[None, None, :] * alpha[..., None] // 255).astype(np.uint8)
+        self._mask.update(part)
         self._update_canvas_rect(part)
 
     def _update_canvas_rect(self, rect: Rect) -> None:
@@ -203,7 +281,7 @@ class CanvasView(QWidget):
 
     def composite_image(self) -> QImage:
         """The cached composite (premultiplied), for tests and export previews."""
-        return self._image
+        return self._image.image
 
     # -- previews ------------------------------------------------------------------------
     def set_preview(self, rect: Rect, image: np.ndarray) -> None:
@@ -252,8 +330,9 @@ class CanvasView(QWidget):
             src = QRectF(src.toAlignedRect())
             dst = QRectF(self.to_widget(src.topLeft()), self.to_widget(src.bottomRight()))
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
-            p.drawImage(dst, self._image, src)
-            p.drawImage(dst, self._mask_image, src)
+            self._image.draw(p, dst, src, self.zoom)
+            if self._has_mask:
+                self._mask.draw(p, dst, src, self.zoom)
         if self._preview is not None:
             rect, image = self._preview
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
