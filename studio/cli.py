@@ -18,6 +18,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 # Further commands live in their own modules, each with ``NAME``, ``HELP``,
 # ``add_arguments(parser)`` and ``run(args) -> int``; they may call ``make_engine(args)``.
 COMMAND_MODULES: list[str] = [
+    "studio.commands.upscale",
+    "studio.commands.grid",
     "studio.commands.bench",
     "studio.commands.bench_sliders",
 ]
