@@ -20,6 +20,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 COMMAND_MODULES: list[str] = [
     "studio.commands.upscale",
     "studio.commands.grid",
+    "studio.commands.info",
+    "studio.commands.export",
     "studio.commands.bench",
     "studio.commands.bench_sliders",
 ]
@@ -77,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output file (.png, .jpg, .webp); a batch adds -1, -2, ...")
     gen.add_argument("--no-metadata", action="store_true", help="write no settings into files")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.add_argument("--project", type=Path, default=None, metavar="P.studio",
+                     help="also add the generation to this project (created if missing)")
     _add_engine_args(gen)
 
     models = sub.add_parser("models", help="list the models found")
@@ -210,6 +214,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         variation_strength=args.variation_strength)
     out_paths = _out_paths(args.out, request.batch_size)
     _check_writable(out_paths)
+    if args.project is not None and args.project.exists():
+        from studio.core.project import ProjectStore
+
+        ProjectStore.load(args.project)  # a damaged or newer project fails before the work
     if not args.quiet:
         info = engine.device_info()
         print(f"{model.name} ({model.family}) on {info.label}: {request.width}x{request.height}, "
@@ -220,6 +228,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     for i, (image, path) in enumerate(zip(result.images, out_paths, strict=True)):
         save_image(path, image, None if args.no_metadata else result.request.for_image(i))
         print(path)
+    if args.project is not None:
+        from studio.commands.project_io import add_result
+
+        record_id = add_result(args.project, result)
+        print(f"added to {args.project} as {record_id[:8]}", file=sys.stderr)
     if not args.quiet:
         print(f"done in {result.seconds:.1f} s", file=sys.stderr)
     return EXIT_OK
