@@ -52,6 +52,7 @@ class GenerationController(QObject):
         self.doc, self.undo, self.canvas, self.prompt = doc, undo, canvas, prompt
         self.banner = banner
         self.runner: Runner | None = None
+        self.unavailable = ""  # why there is no runner, once the engine failed to start
         self._pending: dict[int, PendingJob] = {}
         self._running: int | None = None
         self.rects: dict[str, Rect] = {}  # record id -> where its image landed
@@ -84,8 +85,11 @@ class GenerationController(QObject):
     def generate(self) -> list[int]:
         """Queue the prompt panel's settings (batch count jobs, consecutive seeds)."""
         if self.runner is None:
-            self.banner.show_message("The engine is still loading; try again in a moment.",
-                                     "info", 4000)
+            if self.unavailable:
+                self.banner.show_message(self.unavailable)
+            else:
+                self.banner.show_message("The engine is still loading; try again in a "
+                                         "moment.", "info", 4000)
             return []
         values = self.prompt.values()
         if not values["model"]:

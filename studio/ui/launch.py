@@ -65,8 +65,7 @@ class StudioSession(QObject):
         self.window.attach_engine(engine, self.runner)
 
     def _on_loader_failed(self, message: str) -> None:
-        self.window.status.set_loading("Engine unavailable")
-        self.window.show_error(message)
+        self.window.engine_failed(message)
 
     def shutdown(self) -> None:
         """Stop the runner and wait for every thread this session started."""

@@ -186,6 +186,12 @@ class MainWindow(QMainWindow):
         self.status.set_engine(engine)
         self.reload_models()
 
+    def engine_failed(self, message: str) -> None:
+        """The engine could not start: say why; painting and layers still work."""
+        self.controller.unavailable = f"Generation is unavailable: {message}"
+        self.status.set_loading("Engine unavailable")
+        self.show_error(message)
+
     def detach_engine(self) -> None:
         """Stop listening to the runner (before it shuts down)."""
         if self.runner is not None:

@@ -176,3 +176,27 @@ def test_layers_panel_visibility_opacity_order_rename_delete(qtbot, window):
     assert len(window.doc.layers) == 1
     window.undo.undo()
     assert len(window.doc.layers) == 2
+
+
+def test_cached_composite_matches_a_full_recomposite(qtbot, window):
+    from studio.ui.canvas import MipImage, premultiply
+
+    window.controller.add_image_layer(np.full((600, 520, 3), 90, np.uint8), "base")
+    top = np.zeros((600, 520, 4), np.uint8)
+    top[100:300, 50:400] = (200, 30, 30, 128)
+    window.controller.add_image_layer(top, "top")
+    canvas = window.canvas
+    canvas.set_tool(tools.BRUSH)
+    drag(qtbot, canvas, [(60, 60), (300, 200), (500, 580)])
+    window.layers_panel.opacity_slider.setValue(0.4)
+    window.undo.undo()
+    expected = premultiply(window.doc.composite())
+    np.testing.assert_array_equal(canvas._image.array, expected)
+    # The reduced copies are block averages of the full image.
+    mip = canvas._image
+    assert len(mip.levels) >= 2
+    level1 = mip.levels[1][0].astype(int)
+    block = expected[:600, :520].astype(int)
+    mean = (block[0::2, 0::2] + block[1::2, 0::2] + block[0::2, 1::2] + block[1::2, 1::2] + 2) >> 2
+    np.testing.assert_array_equal(level1, mean)
+    assert isinstance(mip, MipImage)

@@ -165,3 +165,21 @@ def test_run_gui_returns_when_the_window_closes(qtbot, tmp_path, monkeypatch):
     code = launch.run_gui(FakeEngine, [], [str(image)])
     assert code == 0
     assert (windows[0].doc.width, windows[0].doc.height) == (48, 32)
+
+
+def test_an_engine_that_fails_to_start_leaves_a_usable_window(qtbot, settings):
+    from studio.core.errors import StudioError
+
+    def factory():
+        raise StudioError("CUDA is not available on this machine.")
+
+    session = StudioSession(factory, [], settings)
+    qtbot.addWidget(session.window)
+    with qtbot.waitSignal(session.loader.failed, timeout=5000):
+        session.start()
+    assert "CUDA is not available" in session.window.banner.text
+    assert session.runner is None
+    session.window.actions["generate"].trigger()
+    assert "Generation is unavailable: CUDA" in session.window.banner.text
+    session.window.close()
+    session.shutdown()
