@@ -114,6 +114,7 @@ class CanvasView(QWidget):
     color_picked = Signal(tuple)
     cursor_moved = Signal(int, int)
     tool_changed = Signal(str)
+    stroke_ended = Signal()
 
     def __init__(self, doc: Document, undo: UndoStack, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -489,6 +490,11 @@ class CanvasView(QWidget):
             what = self._stroke.target
             self.doc.emit("layer_changed", layer_id=self._stroke.layer.id, rect=rect, what=what)
 
+    @property
+    def is_stroking(self) -> bool:
+        """A stroke is open: other edits wait for it (they would join its undo entry)."""
+        return self._stroke is not None
+
     def end_stroke(self) -> None:
         stroke, self._stroke = self._stroke, None
         macro, self._macro = self._macro, None
@@ -499,6 +505,7 @@ class CanvasView(QWidget):
             self.undo.push(cmd)
         if macro is not None:
             macro.__exit__(None, None, None)
+        self.stroke_ended.emit()
 
     def pick_color(self, c: QPointF) -> None:
         x, y = int(c.x()), int(c.y())

@@ -56,6 +56,8 @@ class GenerationController(QObject):
         self._pending: dict[int, PendingJob] = {}
         self._running: int | None = None
         self.rects: dict[str, Rect] = {}  # record id -> where its image landed
+        self._deferred: list[JobFinished] = []  # results that arrived during a stroke
+        canvas.stroke_ended.connect(self._on_canvas_stroke_ended)
         bridge.job_started.connect(self._on_job_started)
         bridge.job_progressed.connect(self._on_job_progressed)
         bridge.job_finished.connect(self._on_job_finished)
@@ -179,6 +181,9 @@ class GenerationController(QObject):
             self.canvas.set_preview(job.plan.rect, event.preview)
 
     def _on_job_finished(self, event: JobFinished) -> None:
+        if self.canvas.is_stroking and event.job_id in self._pending:
+            self._deferred.append(event)  # applied when the stroke ends, as its own entry
+            return
         job = self._end(event.job_id)
         if job is None:
             return
@@ -204,6 +209,11 @@ class GenerationController(QObject):
         if plan.canvas_size is not None:
             self.canvas.fit()  # the first image of an empty document: show all of it
         self.generation_applied.emit(record.id)
+
+    def _on_canvas_stroke_ended(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for event in deferred:
+            self._on_job_finished(event)
 
     def _on_job_failed(self, event: JobFailed) -> None:
         if self._end(event.job_id) is not None or event.channel == "render":

@@ -200,3 +200,20 @@ def test_cached_composite_matches_a_full_recomposite(qtbot, window):
     mean = (block[0::2, 0::2] + block[1::2, 0::2] + block[0::2, 1::2] + block[1::2, 1::2] + 2) >> 2
     np.testing.assert_array_equal(level1, mean)
     assert isinstance(mip, MipImage)
+
+
+def test_a_result_arriving_during_a_stroke_is_its_own_undo_entry(qtbot, window, engine):
+    open_grey(window)
+    canvas = window.canvas
+    canvas.set_tool(tools.BRUSH)
+    canvas.begin_stroke(QPointF(5, 5))
+    with qtbot.waitSignal(window.bridge.job_finished, timeout=5000):
+        window.controller.generate()
+    assert len(window.doc.layers) == 1  # waits for the stroke
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=2000):
+        canvas.continue_stroke(QPointF(30, 30))
+        canvas.end_stroke()
+    assert len(window.doc.layers) == 2
+    window.undo.undo()  # the generation
+    assert len(window.doc.layers) == 1
+    assert window.undo.undo_text == "Brush stroke"
