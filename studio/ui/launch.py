@@ -32,6 +32,7 @@ class EngineLoader(QThread):
     def run(self) -> None:
         try:
             engine = self.factory()
+            engine.list_models("diffusion")  # the first scan of the disk, off the GUI thread
         except StudioError as err:
             self.failed.emit(str(err))
         except Exception as err:  # a broken install: say so, keep the window usable

@@ -199,11 +199,18 @@ class MainWindow(QMainWindow):
             self.runner.cancel_all()
         self.status.set_engine(None)
 
-    def reload_models(self) -> None:
+    def reload_models(self, rescan: bool = False) -> None:
+        """Fill the model picker; ``rescan`` asks the engine to look at the disk again."""
         if self.engine is None:
             return
         try:
-            models = self.engine.list_models("diffusion")
+            if rescan:
+                try:  # the real engine caches its scan; the protocol has no refresh flag
+                    models = self.engine.list_models("diffusion", refresh=True)  # type: ignore[call-arg]
+                except TypeError:
+                    models = self.engine.list_models("diffusion")
+            else:
+                models = self.engine.list_models("diffusion")
         except StudioError as err:
             self.banner.show_message(str(err))
             models = []

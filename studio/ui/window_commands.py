@@ -56,7 +56,7 @@ class WindowCommands:
             "cancel_all": ctrl.cancel_all,
             "randomize_seed": prompt.randomise_seed,
             "lock_seed": lambda: prompt.seed_lock_button.setChecked(a["lock_seed"].isChecked()),
-            "reload_models": window.reload_models,
+            "reload_models": lambda: window.reload_models(rescan=True),
             "help_models": lambda: QMessageBox.information(window, "Adding models",
                                                            NO_MODEL_TEXT),
             "help_shortcuts": lambda: QMessageBox.information(window, "Keyboard shortcuts",
