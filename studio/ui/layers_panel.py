@@ -184,5 +184,11 @@ class LayersPanel(QWidget):
             self.undo.push(MoveLayer(layer.id, target, "Raise layer" if delta > 0
                                      else "Lower layer"))
 
+    def toggle_visibility(self) -> None:
+        layer = self.doc.active_layer
+        if layer is not None:
+            self.undo.push(SetLayerProps(layer.id, "Hide layer" if layer.visible
+                                         else "Show layer", visible=not layer.visible))
+
     def rename_layer(self, layer_id: str, name: str) -> None:
         self.undo.push(SetLayerProps(layer_id, "Rename layer", name=name))

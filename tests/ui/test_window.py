@@ -121,3 +121,17 @@ def test_importing_the_ui_imports_no_torch_or_engine():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={"QT_QPA_PLATFORM": "offscreen", "PATH": ""}, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_action_is_in_a_menu(window):
+    from studio.ui.actions import ACTIONS
+
+    def walk(menu):
+        for action in menu.actions():
+            yield action
+            if action.menu() is not None:
+                yield from walk(action.menu())
+
+    in_menus = {a.objectName() for m in window.menuBar().actions() for a in walk(m.menu())}
+    missing = [spec.name for spec in ACTIONS if f"action_{spec.name}" not in in_menus]
+    assert not missing
