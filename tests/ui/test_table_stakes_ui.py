@@ -1,0 +1,77 @@
+"""The styles box and the X/Y/Z grid dialog, with pytest-qt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.request import GenerationRequest
+from studio.core.styles import StyleLibrary
+from studio.ui.grid_dialog import GridDialog
+from studio.ui.styles_box import NO_STYLE, StylesBox
+
+
+@pytest.fixture
+def styles_box(qtbot, tmp_path):
+    box = StylesBox(StyleLibrary(user_path=tmp_path / "styles.json"))
+    qtbot.addWidget(box)
+    return box
+
+
+def test_styles_box_lists_starters_and_applies_the_choice(qtbot, styles_box):
+    combo = styles_box.combo
+    assert combo.itemText(0) == NO_STYLE and combo.count() >= 11
+    assert styles_box.apply_to("a cat", "blurry") == ("a cat", "blurry")
+    with qtbot.waitSignal(styles_box.style_changed) as blocker:
+        combo.setCurrentIndex(combo.findText("Anime"))
+    assert blocker.args == ["Anime"]
+    prompt, negative = styles_box.apply_to("a cat", "blurry")
+    assert prompt.startswith("anime illustration of a cat") and negative.startswith("blurry, ")
+    assert not styles_box.delete_button.isEnabled()  # starter styles stay
+
+
+def test_styles_box_saves_and_deletes_user_styles(qtbot, styles_box, tmp_path):
+    with qtbot.waitSignal(styles_box.style_saved):
+        assert styles_box.save_style("Moody", "{prompt}, moody light", "sunny")
+    assert styles_box.current_name() == "Moody" and styles_box.delete_button.isEnabled()
+    assert "Moody" in StyleLibrary(user_path=tmp_path / "styles.json").names()
+    assert not styles_box.save_style("  ", "x", "")
+    assert "needs a name" in styles_box.message.text()
+    styles_box.set_current("Moody")
+    assert styles_box.delete_current() and styles_box.current_name() == ""
+    assert "Moody" not in StyleLibrary(user_path=tmp_path / "styles.json").names()
+
+
+def test_grid_dialog_queues_one_job_per_cell_and_shows_the_grid(qtbot, runner, engine):
+    base = GenerationRequest("a cat", width=64, height=64, steps=4, seed=9)
+    dialog = GridDialog(runner, lambda: base)
+    qtbot.addWidget(dialog)
+    dialog.rows[0].set("seed", "1,2,3")
+    dialog.rows[1].set("guidance", "3,7")
+    assert "6 images (3 × 2)" in dialog.summary.text()
+    cells = []
+    dialog.cell_finished.connect(cells.append)
+    with qtbot.waitSignal(dialog.grid_finished, timeout=10000) as blocker:
+        assert dialog.start()
+    grid = blocker.args[0]
+    assert len(cells) == 6 and sorted(c.request.seed for c in cells) == [1, 1, 2, 2, 3, 3]
+    assert [(r.seed, r.guidance) for r in engine.requests] == [
+        (1, 3.0), (2, 3.0), (3, 3.0), (1, 7.0), (2, 7.0), (3, 7.0)]
+    assert grid.shape[0] > 2 * 64 and grid.shape[1] > 3 * 64
+    assert dialog.preview.pixmap().width() == grid.shape[1]
+    assert dialog.save_button.isEnabled() and "Done: 6 of 6" in dialog.summary.text()
+
+
+def test_grid_dialog_bad_axis_and_cancel(qtbot, runner, engine):
+    dialog = GridDialog(runner, lambda: GenerationRequest("a cat", width=64, height=64))
+    qtbot.addWidget(dialog)
+    dialog.rows[0].set("S/R", "dog,fox")
+    assert "'dog' is not in the prompt" in dialog.summary.text()
+    assert not dialog.run_button.isEnabled() and not dialog.start()
+    engine.step_delay = 0.05
+    dialog.rows[0].set("seed", "1-4")
+    with qtbot.waitSignal(dialog.grid_finished, timeout=10000):
+        dialog.start()
+        dialog.cancel()
+    assert len(dialog.run.results) < 4 and "cancelled or failed" in dialog.summary.text()
+    assert isinstance(dialog.image, np.ndarray)
