@@ -28,16 +28,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="continue from the weights in --out (classifier, vae)")
     parser.add_argument("--quick", action="store_true", help="eval on fewer samples")
+    parser.add_argument("--sweep", action="store_true",
+                        help="eval: compare sampling settings of the diffusion model only")
+    parser.add_argument("--only", nargs="*", default=None, help="eval/cards: these models only")
     args = parser.parse_args(argv)
     if args.command == "eval":
-        from studio.training.evaluate import run_eval
+        from studio.training.evaluate import run_eval, sweep_diffusion
 
-        run_eval(args.out, quick=args.quick)
+        if args.sweep:
+            sweep_diffusion(args.out)
+        else:
+            run_eval(args.out, quick=args.quick, only=args.only)
         return 0
     if args.command == "cards":
         from studio.training.cards import write_all_cards
 
-        write_all_cards(args.out)
+        write_all_cards(args.out, only=args.only)
         return 0
     names = list(TRAINERS) if args.command == "all" else [args.command]
     for name in names:

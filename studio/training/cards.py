@@ -183,11 +183,14 @@ def card_diffusion(root: Path) -> None:
     _write_card(folder, "studio-tiny-diffusion", f"""
 A text-to-image latent diffusion model in the Stable Diffusion 1.x folder format:
 `AutoencoderKL` (64 x 64 RGB <-> 16 x 16 x 4 latents, scaling_factor
-{studio.get('scaling_factor', 0):.4f} = 1 / latent std), `UNet2DConditionModel`
-(block_out_channels 32/64/64, cross-attention 64), `CLIPTextModel` (2 layers, hidden 64)
-and a `CLIPTokenizer` built by `studio.engine.tokenizer_build` on the caption vocabulary, all
-trained from scratch here. Epsilon prediction, SD's scaled-linear betas (0.00085-0.012,
-1000 steps), 10 % caption dropout so classifier-free guidance works.
+{studio.get('scaling_factor', 0):.4f} = 1 / latent std; trained on 32 x 32 crops),
+`UNet2DConditionModel` (block_out_channels 16/32/64, cross-attention at 8 and 4 px with
+dim 64, plus a pooled-text embedding added to the time embedding:
+`addition_embed_type="text"`), `CLIPTextModel` (2 layers, hidden 64, trained jointly with
+the UNet) and a `CLIPTokenizer` built by `studio.engine.tokenizer_build` on the caption
+vocabulary, all trained from scratch here. Epsilon prediction, SD's scaled-linear betas
+(0.00085-0.012, 1000 steps), min-SNR-5 loss weighting, EMA weights, 10 % caption dropout
+so classifier-free guidance works. fp32 weights (about 6 MB in all).
 
 ```python
 from diffusers import StableDiffusionPipeline

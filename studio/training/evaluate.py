@@ -150,3 +150,37 @@ def run_eval(root: Path, quick: bool = False, only: list[str] | None = None) -> 
         for k, v in figures.items():
             print(f"   {k}: {round(v, 4) if isinstance(v, float) else v}")
     return results
+
+
+def sweep_diffusion(root: Path, n: int = 48,
+                    settings: tuple[tuple[str, int, float], ...] = (
+                        ("EulerDiscreteScheduler", 25, 3.0), ("EulerDiscreteScheduler", 25, 5.0),
+                        ("EulerDiscreteScheduler", 25, 7.5), ("DDIMScheduler", 25, 5.0),
+                    )) -> list[dict[str, Any]]:
+    """Adherence of a few (scheduler, steps, guidance) settings, to pick the recommended one."""
+    setup_torch(0)
+    rows = []
+    for scheduler, steps, guidance in settings:
+        figures = eval_diffusion(root, n, steps, guidance, scheduler)
+        rows.append(figures)
+        print(f"{scheduler} steps={steps} guidance={guidance}: " + " ".join(
+            f"{k}={figures[k]:.3f}" for k in ("hair_match", "glasses_match",
+                                               "background_match", "confident_share")))
+    return rows
+
+
+def set_recommended(root: Path, scheduler: str, steps: int, guidance: float) -> None:
+    """Record the recommended sampling settings in ``studio.json`` and the saved scheduler."""
+    import diffusers
+
+    folder = model_dir(DIFFUSION, root)
+    studio = json.loads((folder / "studio.json").read_text())
+    studio["recommended"].update(scheduler=scheduler, steps=steps, guidance=guidance)
+    (folder / "studio.json").write_text(json.dumps(studio, indent=2) + "\n")
+    sched_dir = folder / "scheduler"
+    config = json.loads((sched_dir / "scheduler_config.json").read_text())
+    new = getattr(diffusers, scheduler).from_config(config)
+    new.save_pretrained(sched_dir)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", scheduler]
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")

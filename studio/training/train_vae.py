@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +15,7 @@ from studio.training.common import (
     Stopwatch,
     batches,
     build_dataset,
+    load_state,
     log,
     save_module,
     setup_torch,
@@ -31,11 +34,20 @@ def _grad_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 100_000,
-          batch_size: int = 32, lr: float = 2e-3) -> Path:
-    """Train for ``minutes`` of wall clock and save to ``out_root / NAME``."""
+          batch_size: int = 32, lr: float = 2e-3, resume: bool = False) -> Path:
+    """Train for ``minutes`` of wall clock and save to ``out_root / NAME``.
+
+    With ``resume`` training continues from the weights already in ``out_root / NAME``.
+    """
     setup_torch(seed)
     data = build_dataset(TRAIN_SEED, n_data)
     model = FlatVAE()
+    previous: dict[str, Any] = {}
+    if resume:
+        model.load_state_dict(load_state(out_root / NAME / "model.safetensors"))
+        previous = json.loads((out_root / NAME / "training.json").read_text())
+        seed += 1000  # a fresh pass over the data
+        lr = lr / 2
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     clock = Stopwatch(minutes)
     step = 0
@@ -44,7 +56,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
             break
         f = clock.fraction
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 200) * (0.03 + 0.97 * 0.5 * (1 + np.cos(np.pi * f)))
+            g["lr"] = lr * min(1.0, (step + 1) / 20) * (0.03 + 0.97 * 0.5 * (1 + np.cos(np.pi * f)))
         x = to_tensor(data.images[idx])
         rec, mu, logvar = model(x)
         rec, mu, logvar = rec.float(), mu.float(), logvar.float()
@@ -64,8 +76,10 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     out_dir = out_root / NAME
     save_module(model, model.config, out_dir)
     write_training_record(out_dir, {
-        "command": f"python -m studio.training vae --minutes {minutes:g}",
-        "seconds": round(clock.elapsed), "steps": step, "batch_size": batch_size,
+        "command": previous.get("command", "") + (" && " if previous else "")
+        + f"python -m studio.training vae --minutes {minutes:g}" + (" --resume" if resume else ""),
+        "seconds": previous.get("seconds", 0) + round(clock.elapsed),
+        "steps": previous.get("steps", 0) + step, "batch_size": batch_size,
         "train_samples": n_data, "kl_weight": KL_WEIGHT, "final_loss": round(loss.item(), 4)})
     log(f"vae saved to {out_dir} after {step} steps")
     return out_dir
