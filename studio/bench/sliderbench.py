@@ -202,7 +202,7 @@ class SliderBench:
         info = self.engine.resolve_model(f"studio-tiny-{mode}")
         model = lm.model(info)
         scorer = lm.scorer()
-        lm.directions(info, "logistic")
+        lm.directions(info, "mean")
         if mode == "vae":
             batch = make_batch(HELD_OUT_SEED, 0, self.n_images)
             z0 = model.encode(batch.images)

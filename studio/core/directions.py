@@ -9,9 +9,9 @@ whether each has an attribute, build the direction that adds the attribute:
 * ``"pca"``: a principal component of the examples (GANSpace, Härkönen et al. 2020), signed
   so that it points towards the examples with the attribute when labels are given.
 
-Every direction is scaled so that value 1 moves a point by the distance between the class
-means along it: at value 1 a typical example without the attribute reaches the typical one
-with it, and value 0 adds exactly nothing.
+Every direction is as long as the difference of the class means: at value 1 a typical
+example without the attribute moves as far as the typical one with it lies away, and value 0
+adds exactly nothing.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def orthogonalize(vector: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarra
 def build_direction(x: np.ndarray, labels: np.ndarray, method: str = "mean",
                     space: str = "", attribute: str = "",
                     condition_on: Sequence[np.ndarray] = ()) -> Direction:
-    """The direction adding an attribute, scaled so value 1 spans the class means.
+    """The direction adding an attribute, as long as the difference of the class means.
 
     Parameters
     ----------
@@ -173,7 +173,9 @@ def build_direction(x: np.ndarray, labels: np.ndarray, method: str = "mean",
         vec = diff
     else:
         unit = _pca_for(x, labels) if method == "pca" else linear_boundary(x, labels, method)
-        vec = unit * float(unit @ diff)  # the class-mean distance along the unit
+        # As long as the mean difference: a boundary normal is the better-disentangled
+        # direction, but the class means' gap along it alone is too short a step to edit.
+        vec = unit * float(np.linalg.norm(diff)) * float(np.sign(unit @ diff) or 1.0)
     if len(condition_on):
         vec = orthogonalize(vec, condition_on)
     return Direction(vec.astype(np.float32), method, space, attribute)

@@ -114,7 +114,7 @@ def lora_slider(path: str, name: str = "") -> SliderSpec:
                       maximum=3.0, path=path)
 
 
-def latent_slider(space: str, attribute: str, method: str = "logistic") -> SliderSpec:
+def latent_slider(space: str, attribute: str, method: str = "mean") -> SliderSpec:
     if space not in LATENT_SPACES:
         raise ValueError(f"{space!r} is not a latent model space")
     label = attribute.split("=")[-1] + (" hair" if attribute.startswith("hair=") else "")

@@ -34,7 +34,8 @@ from studio.core.sliders import LATENT_SPACES, PORTRAIT_ATTRIBUTES
 log = logging.getLogger(__name__)
 
 DIRECTION_SEED = 424_242  # portraits used to find directions (neither train nor eval data)
-DIRECTION_SAMPLES = 1536
+DIRECTION_SAMPLES = 1024
+DIRECTIONS_VERSION = 2  # bump when the way directions are built changes (cache files)
 SMILE_THRESHOLD = 0.35
 CLASSIFIER = "studio-tiny-attributes"
 
@@ -232,14 +233,14 @@ class LatentModels:
         from studio.paths import user_cache_dir
 
         root = self._cache_dir or user_cache_dir() / "latent-directions"
-        return root / f"{model.info.name}-{model.hash[:16]}-{method}.json"
+        return root / f"{model.info.name}-{model.hash[:16]}-{method}-v{DIRECTIONS_VERSION}.json"
 
     def _shipped_file(self, model: LatentModel, method: str) -> Path:
         from studio.paths import resources_dir
 
         return resources_dir() / "sliders" / "latent" / f"{model.info.name}-{method}.json"
 
-    def directions(self, info: ModelInfo, method: str = "logistic") -> dict[str, Direction]:
+    def directions(self, info: ModelInfo, method: str = "mean") -> dict[str, Direction]:
         """Directions of every portrait attribute in the model's latent space."""
         model = self.model(info)
         key = (info.path, method)
@@ -318,7 +319,7 @@ class LatentModels:
                     raise InvalidRequestError("This slider was made for another latent size.")
                 steps.append((vector, float(s.value)))
                 continue
-            method = str(p.get("method", "logistic"))
+            method = str(p.get("method", "mean"))
             attribute = str(p.get("attribute", ""))
             dirs = self.directions(info, method)
             if attribute not in dirs:
