@@ -32,7 +32,7 @@ class TokenChunk:
 
 
 def _primary_tokenizer(pipe: Any) -> Any:
-    return getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2")
+    return getattr(pipe, "tokenizer", None) or pipe.tokenizer_2
 
 
 def token_count(tokenizer: Any, text: str) -> int:

@@ -12,7 +12,6 @@ GUI runs it through ``JobRunner.submit(work=...)`` and the CLI calls it directly
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -134,7 +133,6 @@ def load_upscaler(path: str | Path) -> Upscaler:
     path = Path(path)
     name = path.stem if path.is_file() else path.name
     if path.is_dir():
-        config = _read_config(path / "studio.json")
         files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.pth"))
         if not files:
             raise CorruptModelError(f"The upscaler folder {path} holds no weights.")
@@ -145,13 +143,6 @@ def load_upscaler(path: str | Path) -> Upscaler:
     module, scale = _build(state, name)
     module.eval().requires_grad_(False)
     return Upscaler(name=name, scale=scale, module=module)
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return {}
 
 
 def _is_compact(state: dict[str, torch.Tensor]) -> bool:
@@ -399,11 +390,14 @@ def refine_with_engine(engine: Any, image: np.ndarray, settings: UpscaleSettings
         raise InvalidRequestError(f"The image is too small to refine in {tile}px tiles.")
     overlap = min(overlap, tile // 2)
 
+    # img2img runs int(steps * strength) steps: never let that round down to none.
+    steps = max(settings.steps, math.ceil(1.0 / max(settings.strength, 1e-3)))
+
     def img2img(patch: np.ndarray, index: int) -> np.ndarray:
         ph, pw = patch.shape[:2]
         req = GenerationRequest(
             prompt=settings.prompt, negative_prompt=settings.negative_prompt, model=model.id,
-            seed=settings.seed, steps=settings.steps, width=pw // 8 * 8, height=ph // 8 * 8,
+            seed=settings.seed, steps=steps, width=pw // 8 * 8, height=ph // 8 * 8,
             task="img2img", strength=settings.strength,
             init_image=Pixels.from_array(np.ascontiguousarray(patch)),
             scheduler=str(model.recommended_value("scheduler", "Euler")),

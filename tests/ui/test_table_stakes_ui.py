@@ -75,3 +75,53 @@ def test_grid_dialog_bad_axis_and_cancel(qtbot, runner, engine):
         dialog.cancel()
     assert len(dialog.run.results) < 4 and "cancelled or failed" in dialog.summary.text()
     assert isinstance(dialog.image, np.ndarray)
+
+
+def test_window_has_the_menu_entries_and_the_styles_box(qtbot, window):
+    for name in ("model_manager", "upscale", "xyz_grid"):
+        assert window.actions[name].text()
+    panel = window.prompt_panel
+    panel.prompt_edit.setPlainText("a lighthouse")
+    box = window.styles_box
+    box.set_current("Oil painting")
+    buttons = [b for b in box.findChildren(type(window.prompt_panel.generate_button))
+               if b.text() == "Apply"]
+    buttons[0].click()
+    assert panel.prompt_edit.toPlainText().startswith("oil painting of a lighthouse")
+    assert "photo" in panel.negative_edit.toPlainText() and box.current_name() == ""
+
+
+def test_upscale_from_the_window_adds_a_layer_on_a_bigger_canvas(qtbot, window, engine):
+    from types import SimpleNamespace
+
+    from studio.ui.table_stakes_menu import submit_upscale
+
+    seen = {}
+
+    def upscale(image, values, on_step, cancel):
+        seen.update(values)
+        return np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+
+    engine.table_stakes = SimpleNamespace(upscale=upscale, upscaler_names=lambda: ["tiny"])
+    window.controller.add_image_layer(np.full((32, 48, 3), 90, np.uint8), "photo")
+    image = window.doc.composite()[..., :3]
+    with qtbot.waitSignal(window.bridge.job_finished, timeout=5000):
+        submit_upscale(window, engine.table_stakes, image, {"scale": 2.0, "model": "tiny"})
+    qtbot.waitUntil(lambda: window.doc.width == 96, timeout=5000)
+    assert window.doc.height == 64 and len(window.doc.layers) == 2
+    assert seen == {"scale": 2.0, "model": "tiny"}
+    window.undo.undo()  # one undo step takes it all back
+    assert (window.doc.width, window.doc.height, len(window.doc.layers)) == (48, 32, 1)
+
+
+def test_grid_from_the_window_puts_every_cell_in_the_gallery(qtbot, window):
+    from studio.ui.table_stakes_menu import open_grid
+
+    before = len(window.doc.log)
+    dialog = open_grid(window)
+    dialog.rows[0].set("seed", "1,2")
+    dialog.rows[1].set("steps", "2,3")
+    with qtbot.waitSignal(dialog.grid_finished, timeout=10000):
+        dialog.start()
+    assert len(window.doc.log) == before + 4
+    dialog.close()
