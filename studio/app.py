@@ -22,6 +22,10 @@ def run_app(args: argparse.Namespace) -> int:
         from studio.engine.loading import quiet_libraries
 
         quiet_libraries()
-        return Engine(device=device, dtype=dtype, model_dirs=model_dirs, hf_cache=hf_cache)
+        from studio.engine.services import table_stakes_services
+
+        engine = Engine(device=device, dtype=dtype, model_dirs=model_dirs, hf_cache=hf_cache)
+        engine.table_stakes = table_stakes_services(engine)  # model manager, upscale for the UI
+        return engine
 
     return run_gui(engine_factory, ["studio"], list(args.paths))

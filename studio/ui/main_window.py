@@ -28,6 +28,7 @@ from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
 from studio.ui.controller import GenerationController
 from studio.ui.gallery_panel import GalleryPanel
+from studio.ui.table_stakes_menu import install as install_table_stakes
 from studio.ui.layers_panel import LayersPanel
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_panel import QueuePanel
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
         self.tool_bars = ToolBars(self)
         self.commands = WindowCommands(self)
         self._build_menus()
+        install_table_stakes(self)  # model manager, upscale, X/Y/Z grid, styles box
         self.status = StudioStatusBar(self)
         self.setStatusBar(self.status)
         self._default_state = self.saveState(SETTINGS_VERSION)
