@@ -179,7 +179,7 @@ def test_layers_panel_visibility_opacity_order_rename_delete(qtbot, window):
 
 
 def test_cached_composite_matches_a_full_recomposite(qtbot, window):
-    from studio.ui.canvas import MipImage, premultiply
+    from studio.ui.canvas_image import MipImage, premultiply
 
     window.controller.add_image_layer(np.full((600, 520, 3), 90, np.uint8), "base")
     top = np.zeros((600, 520, 4), np.uint8)
