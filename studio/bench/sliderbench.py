@@ -274,7 +274,9 @@ class SliderBench:
 
     # -- report --------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"values": list(VALUES),
+        import torch
+
+        out: dict[str, Any] = {"values": list(VALUES), "torch_threads": torch.get_num_threads(),
                                "sliders": [r.to_dict() for r in self.results],
                                "latency": self.latency}
         for mode in ("vae", "gan", "diffusion"):
