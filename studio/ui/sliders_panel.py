@@ -68,6 +68,7 @@ from studio.core.sliders import (
     variation_slider,
 )
 from studio.core.undo import UndoStack
+from studio.ui.widgets import tool_button
 
 MODES = (("diffusion", "Current image (diffusion)"), (VAE, "VAE latent (studio-tiny-vae)"),
          (GAN, "GAN latent (studio-tiny-gan)"))
@@ -101,10 +102,7 @@ class SliderRow(QWidget):
         self.slider.setSingleStep(0.05)
         self.slider.setValue(value)
         self.slider.setAccessibleName(spec.label)
-        self.remove_button = QPushButton("✕")
-        self.remove_button.setObjectName("remove_slider_button")
-        self.remove_button.setToolTip(f"Remove {spec.label}")
-        self.remove_button.setFixedWidth(26)
+        self.remove_button = tool_button("remove_slider_button", "close", f"Remove {spec.label}")
         row.addWidget(label)
         row.addWidget(self.slider, 1)
         row.addWidget(self.remove_button)
