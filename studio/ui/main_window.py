@@ -28,12 +28,12 @@ from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
 from studio.ui.controller import GenerationController
 from studio.ui.gallery_panel import GalleryPanel
-from studio.ui.table_stakes_menu import install as install_table_stakes
 from studio.ui.layers_panel import LayersPanel
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_panel import QueuePanel
 from studio.ui.sliders_panel import SlidersPanel
 from studio.ui.status_bar import StudioStatusBar
+from studio.ui.table_stakes_menu import install as install_table_stakes
 from studio.ui.tool_bars import ToolBars
 from studio.ui.widgets import MessageBanner
 from studio.ui.window_commands import WindowCommands
