@@ -12,8 +12,12 @@ def run_app(args: argparse.Namespace) -> int:
     """Open the studio window on ``args.paths`` and run until it closes."""
     from studio.ui.launch import run_gui
 
-    device, dtype = args.device, args.dtype
-    model_dirs = list(args.model_dir)
+    from studio.core.config import load_config
+
+    config = load_config()  # flags win over the saved settings
+    device = args.device if args.device != "auto" else config.device
+    dtype = args.dtype if args.dtype != "auto" else config.dtype
+    model_dirs = [*config.model_dirs, *args.model_dir]
     hf_cache = not args.no_hf_cache
 
     def engine_factory():

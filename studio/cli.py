@@ -138,7 +138,12 @@ def make_engine(args: argparse.Namespace):
     from studio.engine.loading import quiet_libraries
 
     quiet_libraries()
-    return Engine(device=args.device, dtype=args.dtype, model_dirs=args.model_dir,
+    from studio.core.config import load_config
+
+    config = load_config()  # flags win over the saved settings
+    device = args.device if args.device != "auto" else config.device
+    dtype = args.dtype if args.dtype != "auto" else config.dtype
+    return Engine(device=device, dtype=dtype, model_dirs=[*config.model_dirs, *args.model_dir],
                   hf_cache=not args.no_hf_cache)
 
 

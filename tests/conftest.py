@@ -18,6 +18,7 @@ def _private_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("studio-cache")
     os.environ["STUDIO_CACHE_DIR"] = str(cache)
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf-home"))
+    os.environ["STUDIO_CONFIG_DIR"] = str(tmp_path_factory.mktemp("studio-config"))
     yield cache
 
 

@@ -38,6 +38,13 @@ def table_stakes_services(engine: Any) -> TableStakesServices:
     def rescan() -> None:
         engine.list_models(refresh=True)
 
+    def add_folder(folder: str) -> None:
+        """Scan ``folder`` now and on every later start (GUI and CLI alike)."""
+        from studio.core.config import load_config, save_config
+
+        engine.add_model_dir(folder)
+        save_config(load_config().with_model_dir(folder))
+
     def compute_hash(model: ModelInfo) -> str:
         from studio.engine.hashing import model_hash
 
@@ -60,5 +67,5 @@ def table_stakes_services(engine: Any) -> TableStakesServices:
 
     return TableStakesServices(
         list_models=lambda: engine.list_models(), rescan=rescan,
-        add_folder=lambda folder: engine.add_model_dir(folder), compute_hash=compute_hash,
+        add_folder=add_folder, compute_hash=compute_hash,
         download=download, upscaler_names=upscaler_names, upscale=upscale)
