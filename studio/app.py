@@ -10,9 +10,8 @@ import argparse
 
 def run_app(args: argparse.Namespace) -> int:
     """Open the studio window on ``args.paths`` and run until it closes."""
-    from studio.ui.launch import run_gui
-
     from studio.core.config import load_config
+    from studio.ui.launch import run_gui
 
     config = load_config()  # flags win over the saved settings
     device = args.device if args.device != "auto" else config.device
