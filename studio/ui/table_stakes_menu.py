@@ -148,15 +148,15 @@ def submit_upscale(window: Any, services: Any, image: np.ndarray,
     def work(on_step: Any, cancel: Any) -> Any:
         return services.upscale(image, values, on_step, cancel)
 
-    job_id = window.runner.submit(work=work, label=f"Upscale ×{values['scale']:g}")
+    ids: list[int] = []  # the job id, known once submitted
 
-    def on_failed(event: JobFailed) -> None:
-        if event.job_id == job_id:
+    def on_failed(event: Any) -> None:
+        if event.job_id in ids:
             disconnect()
             window.show_error(event.message)
 
-    def on_finished(event: JobFinished) -> None:
-        if event.job_id != job_id:
+    def on_finished(event: Any) -> None:
+        if event.job_id not in ids:
             return
         disconnect()
         big = np.ascontiguousarray(np.asarray(event.result))
@@ -172,7 +172,7 @@ def submit_upscale(window: Any, services: Any, image: np.ndarray,
         window.upscale_finished = big
 
     def on_cancelled(event: Any) -> None:
-        if event.job_id == job_id:
+        if event.job_id in ids:
             disconnect()
 
     def disconnect() -> None:
@@ -183,4 +183,6 @@ def submit_upscale(window: Any, services: Any, image: np.ndarray,
     window.bridge.job_finished.connect(on_finished)
     window.bridge.job_failed.connect(on_failed)
     window.bridge.job_cancelled.connect(on_cancelled)
-    return job_id
+    # Connected before submitting: a queued signal only reaches slots connected at emit time.
+    ids.append(window.runner.submit(work=work, label=f"Upscale ×{values['scale']:g}"))
+    return ids[0]

@@ -105,13 +105,15 @@ def test_upscale_from_the_window_adds_a_layer_on_a_bigger_canvas(qtbot, window, 
     engine.table_stakes = SimpleNamespace(upscale=upscale, upscaler_names=lambda: ["tiny"])
     window.controller.add_image_layer(np.full((32, 48, 3), 90, np.uint8), "photo")
     image = window.doc.composite()[..., :3]
+    layers = len(window.doc.layers)
     with qtbot.waitSignal(window.bridge.job_finished, timeout=5000):
         submit_upscale(window, engine.table_stakes, image, {"scale": 2.0, "model": "tiny"})
-    qtbot.waitUntil(lambda: window.doc.width == 96, timeout=5000)
-    assert window.doc.height == 64 and len(window.doc.layers) == 2
+    h, w = image.shape[:2]
+    qtbot.waitUntil(lambda: window.doc.width == 2 * w, timeout=5000)
+    assert window.doc.height == 2 * h and len(window.doc.layers) == layers + 1
     assert seen == {"scale": 2.0, "model": "tiny"}
     window.undo.undo()  # one undo step takes it all back
-    assert (window.doc.width, window.doc.height, len(window.doc.layers)) == (48, 32, 1)
+    assert (window.doc.width, window.doc.height, len(window.doc.layers)) == (w, h, layers)
 
 
 def test_grid_from_the_window_puts_every_cell_in_the_gallery(qtbot, window):
