@@ -145,6 +145,18 @@ def load_upscaler(path: str | Path) -> Upscaler:
     return Upscaler(name=name, scale=scale, module=module)
 
 
+class _SpandrelModule(nn.Module):
+    """A spandrel model, called through its descriptor (which pads to the sizes it needs)."""
+
+    def __init__(self, descriptor: Any) -> None:
+        super().__init__()
+        self.descriptor = descriptor
+        self.inner = descriptor.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.descriptor(x)
+
+
 def _is_compact(state: dict[str, torch.Tensor]) -> bool:
     return ("body.0.weight" in state and "body.1.weight" in state
             and state["body.1.weight"].ndim == 1 and not any("conv_first" in k for k in state))
@@ -156,9 +168,10 @@ def _build(state: dict[str, torch.Tensor], name: str) -> tuple[nn.Module, int]:
         from spandrel import ModelLoader
 
         descriptor = ModelLoader().load_from_state_dict(state)
-        if getattr(descriptor, "purpose", "SR") not in ("SR", "Restoration"):
-            raise InvalidRequestError(f"{name} is a {descriptor.purpose} model, not an upscaler.")
-        return descriptor.model, int(descriptor.scale)
+        if getattr(descriptor, "purpose", "SR") != "SR" or int(descriptor.scale) < 2:
+            raise InvalidRequestError(
+                f"{name} is a {descriptor.purpose} model at {descriptor.scale}x, not an upscaler.")
+        return _SpandrelModule(descriptor), int(descriptor.scale)
     except InvalidRequestError:
         raise
     except Exception as err:  # not installed, its deps missing, or an unknown architecture
