@@ -57,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps or int(rec.get("steps", 20)),
         guidance=args.guidance if args.guidance is not None else float(rec.get("guidance", 7)),
         width=width, height=height)
+    from studio.core.prompt_syntax import parse_prompt
+
+    for text in (args.prompt, args.negative):
+        for warning in parse_prompt(text).warnings:
+            print(f"studio: prompt: {warning}", file=sys.stderr)
     axes = [a for a in (args.x, args.y, args.z) if a]
     plan = plan_grid(base, axes)
     for cell in plan.cells:  # check every scheduler name before any work

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.errors import StudioError
 from studio.core.grids import GridPlan, GridRun, plan_grid
+from studio.core.prompt_syntax import parse_prompt
 from studio.core.request import GenerationRequest
 
 AXIS_KINDS = ("", "seed", "steps", "guidance", "scheduler", "strength", "clip_skip", "S/R",
@@ -146,8 +147,10 @@ class GridDialog(QDialog):
             self.run_button.setEnabled(False)
             return
         cols, rows, panels = plan.shape
+        warnings = parse_prompt(plan.base.prompt).warnings
         self.summary.setText(f"{len(plan.cells)} images ({cols} × {rows}"
-                             + (f" × {panels}" if panels > 1 else "") + "), one job each.")
+                             + (f" × {panels}" if panels > 1 else "") + "), one job each."
+                             + "".join(f"\nPrompt: {w}." for w in warnings))
         self.run_button.setEnabled(self.run is None or self.run.done)
 
     def start(self) -> bool:
