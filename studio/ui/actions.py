@@ -24,8 +24,18 @@ class ActionSpec:
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("open_image", "&Open Image…", "File", ("Ctrl+O",), "open"),
-    ActionSpec("export_image", "&Export Image…", "File", ("Ctrl+Shift+E",), "export"),
+    ActionSpec("new_project", "&New", "File", ("Ctrl+N",)),
+    ActionSpec("open_image", "&Open…", "File", ("Ctrl+O",), "open",
+               tip="Open a project, an image, or an .ora/.psd file as layers"),
+    ActionSpec("save_project", "&Save", "File", ("Ctrl+S",), separator_before=True),
+    ActionSpec("save_project_as", "Save &As…", "File", ("Ctrl+Shift+S",)),
+    ActionSpec("export_image", "&Export…", "File", ("Ctrl+Shift+E",), "export",
+               separator_before=True,
+               tip="Export the canvas as PNG, JPEG or WebP with its settings, or as layers"),
+    ActionSpec("export_gallery", "Export &Gallery…", "File", (), "gallery"),
+    ActionSpec("import_settings", "&Import Settings from Image…", "File", (),
+               tip="Restore the prompt and settings of an image made by us, A1111, ComfyUI, "
+                   "InvokeAI, Fooocus or NovelAI"),
     ActionSpec("quit", "&Quit", "File", ("Ctrl+Q",), separator_before=True),
     ActionSpec("undo", "&Undo", "Edit", ("Ctrl+Z",), "undo"),
     ActionSpec("redo", "&Redo", "Edit", ("Ctrl+Shift+Z", "Ctrl+Y"), "redo"),
@@ -34,6 +44,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("deselect", "&Deselect", "Edit", ("Ctrl+D",)),
     ActionSpec("copy_settings", "&Copy Settings (A1111 text)", "Edit", ("Ctrl+Shift+C",),
                "copy", separator_before=True),
+    ActionSpec("preferences", "&Preferences…", "Edit", (), separator_before=True),
     ActionSpec("zoom_in", "Zoom &In", "View", ("Ctrl++", "Ctrl+="), "zoom-100"),
     ActionSpec("zoom_out", "Zoom &Out", "View", ("Ctrl+-",)),
     ActionSpec("zoom_fit", "&Fit Canvas", "View", ("Ctrl+0",), "zoom-fit"),

@@ -8,6 +8,7 @@ import weakref
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from studio.core.errors import StudioError
@@ -54,10 +55,15 @@ class StudioSession(QObject):
         self.loader.loaded.connect(self._on_loader_loaded)
         self.loader.failed.connect(self._on_loader_failed)
         self._open_paths = list(open_paths or [])
+        # Someone at a screen answers questions; an offscreen run (CI, scripts) has no one.
+        self.interactive = QGuiApplication.platformName() != "offscreen"
+        self.window.projects.confirm_close = self.interactive
 
     def start(self) -> None:
         self.window.show()
         self.window.open_paths(self._open_paths)
+        if self.interactive and not self._open_paths:
+            QTimer.singleShot(0, self.window.projects.offer_recovery)  # after a crash
         # Start loading once the window has been painted.
         QTimer.singleShot(0, self.loader.start)
 

@@ -29,6 +29,7 @@ from studio.ui.canvas import CanvasView
 from studio.ui.controller import GenerationController
 from studio.ui.gallery_panel import GalleryPanel
 from studio.ui.layers_panel import LayersPanel
+from studio.ui.project_actions import install as install_projects
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_panel import QueuePanel
 from studio.ui.sliders_panel import SlidersPanel
@@ -39,6 +40,7 @@ from studio.ui.widgets import MessageBanner
 from studio.ui.window_commands import WindowCommands
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+OPENABLE_SUFFIXES = IMAGE_SUFFIXES | {".studio", ".ora", ".psd"}
 SETTINGS_VERSION = 1
 
 
@@ -87,6 +89,7 @@ class MainWindow(QMainWindow):
         self.commands = WindowCommands(self)
         self._build_menus()
         install_table_stakes(self)  # model manager, upscale, X/Y/Z grid, styles box
+        install_projects(self)  # projects, export/import, preferences: self.projects
         self.status = StudioStatusBar(self)
         self.setStatusBar(self.status)
         self._default_state = self.saveState(SETTINGS_VERSION)
@@ -262,16 +265,16 @@ class MainWindow(QMainWindow):
     # -- files ---------------------------------------------------------------------------
     def open_paths(self, paths: list[str]) -> None:
         for path in paths:
-            self.commands.open_image(path)
+            self.file_actions.open_path(path)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        if any(Path(u.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES
+        if any(Path(u.toLocalFile()).suffix.lower() in OPENABLE_SUFFIXES
                for u in event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         paths = [u.toLocalFile() for u in event.mimeData().urls()
-                 if Path(u.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES]
+                 if Path(u.toLocalFile()).suffix.lower() in OPENABLE_SUFFIXES]
         if paths:
             event.acceptProposedAction()
             self.open_paths(paths)
@@ -331,6 +334,9 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(theme.icon("app"))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self.projects.close_requested():  # unsaved changes and the user cancelled
+            event.ignore()
+            return
         self.save_settings()
         self.detach_engine()
         self.status.stop()

@@ -1,0 +1,384 @@
+"""The File menu's project, export and import entries, installed into a ``MainWindow``.
+
+``install(window)`` makes the window's ``ProjectController`` (``window.projects``) and
+connects New, Open…, Open Recent, Save, Save As…, Export…, Export Gallery…, Import Settings
+from Image… and Edit ▸ Preferences….
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.errors import StudioError
+from studio.ui.project_controller import PROJECT_SUFFIX, ProjectController
+
+if TYPE_CHECKING:
+    from studio.core.history import GenerationRecord
+    from studio.ui.main_window import MainWindow
+
+IMAGE_TYPES = ".png .jpg .jpeg .webp .bmp .tif .tiff .gif"
+OPEN_FILTER = (f"Everything Latent Studio opens (*.studio *.ora *.psd "
+               f"{' '.join('*' + s for s in IMAGE_TYPES.split())});;"
+               "Latent Studio projects (*.studio);;"
+               f"Images ({' '.join('*' + s for s in IMAGE_TYPES.split())});;"
+               "Layered images (*.ora *.psd);;All files (*)")
+EXPORT_FILTER = ("PNG with settings (*.png);;JPEG (*.jpg *.jpeg);;WebP (*.webp);;"
+                 "OpenRaster layers (*.ora);;Photoshop layers (*.psd)")
+LAYERED = {".ora", ".psd"}
+FLAT = {".png", ".jpg", ".jpeg", ".webp"}
+STRIP_KEY = "export/strip_metadata"
+TEMPLATE_KEY = "export/gallery_template"
+DEFAULT_TEMPLATE = "{date}_{index:03}_{seed}_{prompt}"
+
+
+def install(window: MainWindow) -> ProjectController:
+    """Create ``window.projects`` and connect the File menu entries to it."""
+    projects = ProjectController(window)
+    window.projects = projects
+    files = FileActions(window, projects)
+    window.file_actions = files
+    a = window.actions
+    for name in ("open_image", "export_image"):
+        a[name].triggered.disconnect()  # the plain image versions are superseded here
+    handlers = {
+        "new_project": projects.new_project,
+        "open_image": lambda: files.open_file(),
+        "save_project": projects.save,
+        "save_project_as": lambda: projects.save_as(),
+        "export_image": lambda: files.export_canvas(),
+        "export_gallery": lambda: files.export_gallery(),
+        "import_settings": lambda: files.import_settings(),
+        "preferences": lambda: files.open_preferences(),
+    }
+    for name, handler in handlers.items():
+        a[name].triggered.connect(lambda _c=False, h=handler: h())
+    file_menu = window.menuBar().findChild(QMenu, "file_menu")
+    if file_menu is not None:
+        recent = QMenu("Open &Recent", file_menu)
+        recent.setObjectName("recent_menu")
+        file_menu.insertMenu(a["save_project"], recent)
+        projects.recent.attach_menu(recent, files.open_path)
+        strip = QAction("Strip &Metadata from Exports", window)
+        strip.setObjectName("action_strip_metadata")
+        strip.setCheckable(True)
+        strip.setChecked(_bool(window.settings.value(STRIP_KEY, False)))
+        strip.toggled.connect(lambda on: window.settings.setValue(STRIP_KEY, on))
+        file_menu.insertAction(a["export_gallery"], strip)
+        a["strip_metadata"] = strip
+    window.gallery_panel.list.setSelectionMode(
+        QAbstractItemView.SelectionMode.ExtendedSelection)
+    return projects
+
+
+def _bool(value: Any) -> bool:
+    return value in (True, "true", "1", 1)
+
+
+class FileActions:
+    """Opening, exporting and importing files for ``window``."""
+
+    def __init__(self, window: MainWindow, projects: ProjectController) -> None:
+        self.w = window
+        self.projects = projects
+
+    # -- opening -----------------------------------------------------------------------------
+    def open_file(self) -> bool:
+        path, _ = QFileDialog.getOpenFileName(self.w, "Open", "", OPEN_FILTER)
+        return self.open_path(path) if path else False
+
+    def open_path(self, path: str) -> bool:
+        """A project replaces the document; images and layered files add layers."""
+        suffix = Path(path).suffix.lower()
+        if suffix == PROJECT_SUFFIX:
+            return self.projects.open_project(path)
+        if suffix in LAYERED:
+            ok = self.open_layered(path)
+        else:
+            ok = bool(self.w.commands.open_image(path))
+        if ok:
+            self.projects.recent.add(path)
+        return ok
+
+    def open_layered(self, path: str) -> bool:
+        from studio.core.commands import AddLayer, ResizeCanvas
+        from studio.core.layered import import_ora, import_psd
+
+        name = Path(path).name
+        try:
+            image = (import_ora if path.lower().endswith(".ora") else import_psd)(path)
+        except StudioError as err:
+            self.w.show_error(str(err))
+            return False
+        except OSError as err:
+            self.w.show_error(f"Could not open {name}: {err.strerror or err}")
+            return False
+        layers = image.to_document_layers()
+        if not layers:
+            self.w.show_error(f"{name} has no layers.")
+            return False
+        with self.w.undo.macro(f"Open {name}"):
+            if not self.w.doc.layers:
+                self.w.undo.push(ResizeCanvas(image.width, image.height))
+            for layer in layers:
+                self.w.undo.push(AddLayer(layer, text=f"Add {layer.name}"))
+        self.w.canvas.fit()
+        self.w.status.message_label.setText(f"Opened {name} ({len(layers)} layers)")
+        return True
+
+    # -- exporting ---------------------------------------------------------------------------
+    @property
+    def strip_metadata(self) -> bool:
+        return _bool(self.w.settings.value(STRIP_KEY, False))
+
+    def export_canvas(self, path: str | None = None, strip: bool | None = None) -> bool:
+        """The canvas as PNG/JPEG/WebP (with its settings unless stripped) or as layers."""
+        doc = self.w.doc
+        if not doc.layers:
+            self.w.show_error("Nothing to export: the canvas is empty.")
+            return False
+        if path is None:
+            start = f"{self.projects.name}.png"
+            path, _ = QFileDialog.getSaveFileName(self.w, "Export", start, EXPORT_FILTER)
+            if not path:
+                return False
+        strip = self.strip_metadata if strip is None else strip
+        target = Path(path)
+        suffix = target.suffix.lower()
+        try:
+            if suffix in LAYERED:
+                from studio.core.layered import LayeredImage, export_ora, export_psd
+
+                image = LayeredImage.from_document(doc)
+                export = export_ora if suffix == ".ora" else export_psd
+                export(target, image.width, image.height, image.layers)
+            elif suffix in FLAT:
+                from studio.core.metadata import save_image
+
+                save_image(target, doc.composite(), self._canvas_request(), strip=strip)
+            else:
+                self.w.show_error(f"Cannot export {target.name}: use .png, .jpg, .webp, "
+                                  ".ora or .psd.")
+                return False
+        except StudioError as err:
+            self.w.show_error(str(err))
+            return False
+        self.w.status.message_label.setText(f"Exported {target.name}")
+        return True
+
+    def _canvas_request(self) -> Any:
+        doc = self.w.doc
+        active = doc.active_layer
+        for layer in ([active] if active is not None else []) + list(reversed(doc.layers)):
+            if layer.record_id and layer.record_id in doc.log:
+                return doc.log.get(layer.record_id).request
+        return None
+
+    def gallery_records(self, selected_only: bool) -> list[GenerationRecord]:
+        panel = self.w.gallery_panel
+        if selected_only:
+            rows = sorted(panel.list.row(item) for item in panel.list.selectedItems())
+            chosen = [panel.items[r] for r in rows if 0 <= r < len(panel.items)]
+            if chosen:
+                return chosen
+        return list(panel.items)
+
+    def export_gallery(self, folder: str | None = None, template: str | None = None, *,
+                       selected_only: bool | None = None, suffix: str = ".png",
+                       contact_sheet: bool = False, strip: bool | None = None) -> list[Path]:
+        """Write gallery images to ``folder`` named by ``template``; returns the files."""
+        if folder is None:
+            dialog = GalleryExportDialog(self.w, self._selected_count(),
+                                         len(self.w.gallery_panel.items))
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return []
+            values = dialog.values()
+            self.w.settings.setValue(TEMPLATE_KEY, values["template"])
+            return self.export_gallery(**values)
+        records = self.gallery_records(bool(selected_only))
+        if not records:
+            self.w.show_error("The gallery is empty: generate something first.")
+            return []
+        strip = self.strip_metadata if strip is None else strip
+        from studio.core.contact_sheet import caption_for
+        from studio.core.contact_sheet import contact_sheet as make_sheet
+        from studio.core.metadata import save_image
+        from studio.core.naming import batch_paths
+
+        try:
+            paths = batch_paths(folder, [r.request for r in records],
+                                template=template or DEFAULT_TEMPLATE, suffix=suffix,
+                                when=datetime.now())
+            images = [self.w.doc.log.image(r.image_hashes[0]) for r in records]
+            written = [save_image(p, img, r.request, strip=strip)
+                       for p, img, r in zip(paths, images, records, strict=True)]
+            if contact_sheet:
+                sheet = make_sheet(images, [caption_for(r.request) for r in records])
+                name = "contact_sheet.png"
+                stem = Path(name).stem
+                target, n = Path(folder) / name, 1
+                while target.exists():
+                    n += 1
+                    target = Path(folder) / f"{stem}-{n}.png"
+                written.append(save_image(target, sheet, None))
+        except StudioError as err:
+            self.w.show_error(str(err))
+            return []
+        self.w.status.message_label.setText(f"Exported {len(records)} images to {folder}")
+        return [Path(p) for p in written]
+
+    def _selected_count(self) -> int:
+        return len(self.w.gallery_panel.list.selectedItems())
+
+    # -- importing ---------------------------------------------------------------------------
+    def import_settings(self, path: str | None = None) -> bool:
+        """Restore prompt, negative prompt, seed, steps, guidance, sampler and size."""
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(
+                self.w, "Import settings from image", "",
+                "Images (*.png *.jpg *.jpeg *.webp);;All files (*)")
+            if not path:
+                return False
+        from studio.core.metadata import read_settings
+        from studio.core.request import GenerationRequest
+
+        name = Path(path).name
+        try:
+            settings = read_settings(path)
+        except StudioError as err:
+            self.w.show_error(str(err))
+            return False
+        if settings is None:
+            self.w.show_error(f"{name} holds no generation settings that Latent Studio "
+                              "can read.")
+            return False
+        panel = self.w.prompt_panel
+        try:
+            base = GenerationRequest(**panel.values())
+        except (StudioError, TypeError, ValueError):
+            base = None
+        request = settings.to_request(base)
+        values = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
+                  "seed": request.seed, "steps": request.steps, "guidance": request.guidance,
+                  "scheduler": request.scheduler, "width": request.width,
+                  "height": request.height}
+        if settings.request is not None:
+            values["model"] = request.model
+        panel.set_values(values)
+        panel.seed_lock_button.setChecked(True)
+        self.w.status.message_label.setText(f"Imported the settings of {name} "
+                                            f"({settings.source})")
+        return True
+
+    # -- preferences -------------------------------------------------------------------------
+    def open_preferences(self) -> Any:
+        from studio.ui.preferences_dialog import PreferencesDialog
+
+        dialog = PreferencesDialog(self.w.settings, self.w)
+        dialog.applied.connect(lambda: apply_preferences(self.w, dialog))
+        dialog.open()
+        return dialog
+
+
+def apply_preferences(window: MainWindow, dialog: Any) -> None:
+    """Apply what can change now: autosave interval, theme, model folders."""
+    window.projects.set_autosave_interval(dialog.autosave_seconds())
+    window.set_theme(dialog.theme())
+    if dialog.model_dirs_changed():
+        engine = window.engine
+        add = getattr(engine, "add_model_dir", None)
+        if callable(add):
+            for folder in dialog.added_model_dirs():
+                try:
+                    add(folder)
+                except StudioError as err:
+                    window.show_error(str(err))
+        window.reload_models(rescan=True)
+
+
+class GalleryExportDialog(QDialog):
+    """Folder, file-name template, which images, format and an optional contact sheet."""
+
+    def __init__(self, window: MainWindow, selected: int, total: int,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent or window)
+        self.setWindowTitle("Export gallery")
+        self.setObjectName("gallery_export_dialog")
+        form = QFormLayout()
+        self.folder_edit = QLineEdit(objectName="export_folder_edit")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._on_browse_clicked)
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        form.addRow("Folder", row)
+        template = str(window.settings.value(TEMPLATE_KEY, DEFAULT_TEMPLATE) or DEFAULT_TEMPLATE)
+        self.template_edit = QLineEdit(template, objectName="export_template_edit")
+        self.template_edit.setToolTip("Fields: {seed} {prompt} {model} {index} {date} "
+                                      "{time} {steps} {guidance}; {index:03} pads with zeros")
+        form.addRow("File names", self.template_edit)
+        form.addRow("", QLabel("{seed}, {prompt}, {model}, {index}, {date}, {time}, {steps}"))
+        self.selected_radio = QRadioButton(f"Selected images ({selected})")
+        self.all_radio = QRadioButton(f"All images ({total})")
+        (self.selected_radio if selected > 1 else self.all_radio).setChecked(True)
+        self.selected_radio.setEnabled(selected > 0)
+        which = QVBoxLayout()
+        which.addWidget(self.selected_radio)
+        which.addWidget(self.all_radio)
+        form.addRow("Export", which)
+        self.format_combo = QComboBox(objectName="export_format_combo")
+        for text, suffix in (("PNG", ".png"), ("JPEG", ".jpg"), ("WebP", ".webp")):
+            self.format_combo.addItem(text, suffix)
+        form.addRow("Format", self.format_combo)
+        self.sheet_check = QCheckBox("Also write a contact sheet (contact_sheet.png)")
+        self.strip_check = QCheckBox("Strip metadata (no prompt or settings in the files)")
+        self.strip_check.setChecked(_bool(window.settings.value(STRIP_KEY, False)))
+        form.addRow("", self.sheet_check)
+        form.addRow("", self.strip_check)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._on_accepted)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+    def _on_browse_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder",
+                                                  self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def _on_accepted(self) -> None:
+        if not self.folder_edit.text().strip():
+            self._on_browse_clicked()
+        if self.folder_edit.text().strip():
+            self.accept()
+
+    def values(self) -> dict[str, Any]:
+        return {"folder": self.folder_edit.text().strip(),
+                "template": self.template_edit.text().strip() or DEFAULT_TEMPLATE,
+                "selected_only": self.selected_radio.isChecked(),
+                "suffix": self.format_combo.currentData(),
+                "contact_sheet": self.sheet_check.isChecked(),
+                "strip": self.strip_check.isChecked()}

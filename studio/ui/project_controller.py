@@ -1,0 +1,451 @@
+"""``ProjectController``: New, Open, Save, Save As, autosave and recovery for one window.
+
+The window shows one project. Its name and an unsaved-changes marker (``[*]``) are in the
+title, driven by the undo stack's clean flag and by new generations in the log. Saving takes
+a snapshot on the GUI thread and writes it on a worker thread (superqt), one write at a time;
+a failed save says why once and leaves the document dirty. Autosaves go to the project's side
+file (``P.studio.autosave``), or for an untitled project to a file in the user's data folder.
+
+A window made by ``StudioSession`` asks Save / Discard / Cancel before closing with unsaved
+changes (``confirm_close``); a bare window (scripts, tests) closes without asking.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+from superqt.utils import create_worker
+
+from studio.core.document import Document
+from studio.core.errors import (
+    ProjectCorruptError,
+    ProjectSaveError,
+    ProjectVersionError,
+    StudioError,
+)
+from studio.core.history import GenerationLog
+from studio.core.project import (
+    AUTOSAVE_SUFFIX,
+    Project,
+    ProjectSnapshot,
+    ProjectStore,
+    SaveReport,
+    autosave_path,
+)
+from studio.core.undo import UndoStack
+from studio.ui.recent_files import RecentFiles
+
+if TYPE_CHECKING:
+    from studio.ui.main_window import MainWindow
+
+PROJECT_SUFFIX = ".studio"
+PROJECT_FILTER = "Latent Studio projects (*.studio)"
+DEFAULT_AUTOSAVE_SECONDS = 120
+AUTOSAVE_KEY = "projects/autosave_seconds"
+UNTITLED = "Untitled"
+
+
+def data_dir() -> Path:
+    """Where autosaves of untitled projects go (``STUDIO_DATA_DIR`` overrides)."""
+    env = os.environ.get("STUDIO_DATA_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("Latent Studio", appauthor=False))
+
+
+def untitled_autosave_dir() -> Path:
+    return data_dir() / "autosave"
+
+
+def ask_save_changes(parent: Any, name: str) -> str:
+    """``"save"``, ``"discard"`` or ``"cancel"``: what to do with unsaved changes."""
+    buttons = (QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+               | QMessageBox.StandardButton.Cancel)
+    answer = QMessageBox.question(parent, "Unsaved changes",
+                                  f"Save the changes to “{name}” before closing it?",
+                                  buttons, QMessageBox.StandardButton.Save)
+    return {QMessageBox.StandardButton.Save: "save",
+            QMessageBox.StandardButton.Discard: "discard"}.get(answer, "cancel")
+
+
+def ask_restore(parent: Any, name: str, when: float) -> bool:
+    """Whether to restore an autosave newer than the saved project."""
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else "recently"
+    answer = QMessageBox.question(
+        parent, "Restore autosave",
+        f"Latent Studio did not close cleanly. An autosave of “{name}” from {stamp} holds "
+        "changes that were not saved. Restore it?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.Yes)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+class ProjectController(QObject):
+    """The project side of ``window``: file, dirty state, title, saves and autosaves."""
+
+    save_started = Signal(str)
+    save_finished = Signal(str)  # the project path
+    save_failed = Signal(str)  # the message shown
+    autosaved = Signal(str)  # the autosave file
+    project_opened = Signal(str)
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.w = window
+        self.path: Path | None = None
+        self.confirm_close = False  # the session turns it on (see module docs)
+        self.must_save_as = False  # the file on disk cannot be written (newer or damaged)
+        self.recent = RecentFiles(window.settings)
+        self._log_version = 0
+        self._saved_log_version = 0
+        self._forced_dirty = False
+        self._untitled_base: Path | None = None
+        self._worker: Any = None
+        self._queued_save: Path | None = None
+        self._closing = False
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setObjectName("autosave_timer")
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.set_autosave_interval(self.autosave_seconds())
+        window.undo.add_listener(self._on_undo_changed)
+        window.doc.log.add_listener(self._on_log_event)
+        self.update_title()
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path is not None else UNTITLED
+
+    @property
+    def is_modified(self) -> bool:
+        return (not self.w.undo.clean or self._forced_dirty
+                or self._log_version != self._saved_log_version)
+
+    @property
+    def saving(self) -> bool:
+        return self._worker is not None
+
+    def update_title(self) -> None:
+        self.w.setWindowTitle(f"{self.name}[*] — Latent Studio")
+        self.w.setWindowModified(self.is_modified)
+
+    def _on_undo_changed(self, _name: str, _state: dict[str, Any]) -> None:
+        self.update_title()
+
+    def _on_log_event(self, name: str, _payload: dict[str, Any]) -> None:
+        if name == "record_added":
+            self._log_version += 1
+            self.update_title()
+
+    def _mark_saved(self, undo_index: int | None, log_version: int) -> None:
+        self.w.undo.set_clean(undo_index)
+        self._saved_log_version = log_version
+        self._forced_dirty = False
+        self.update_title()
+
+    # -- autosave settings -------------------------------------------------------------------
+    def autosave_seconds(self) -> int:
+        try:
+            return int(self.w.settings.value(AUTOSAVE_KEY, DEFAULT_AUTOSAVE_SECONDS))
+        except (TypeError, ValueError):
+            return DEFAULT_AUTOSAVE_SECONDS
+
+    def set_autosave_interval(self, seconds: float) -> None:
+        """Autosave every ``seconds`` (``0`` turns autosave off)."""
+        if seconds > 0:
+            self.autosave_timer.start(max(1, int(seconds * 1000)))
+        else:
+            self.autosave_timer.stop()
+
+    # -- new and open ------------------------------------------------------------------------
+    def maybe_save(self) -> bool:
+        """Ask about unsaved changes; ``False`` when the user cancelled (or a save failed)."""
+        if not self.is_modified:
+            return True
+        answer = ask_save_changes(self.w, self.name)
+        if answer == "cancel":
+            return False
+        if answer == "save":
+            return self.save_now()
+        return True
+
+    def new_project(self) -> bool:
+        if not self.maybe_save():
+            return False
+        self._discard_own_autosaves()
+        self._adopt(Document(), None, GenerationLog(), None)
+        self.w.status.message_label.setText("New project")
+        return True
+
+    def open_project(self, path: str | os.PathLike[str] | None = None) -> bool:
+        """Open a ``.studio`` file into this window (asks about unsaved changes first)."""
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self.w, "Open project", "", PROJECT_FILTER)
+            if not path:
+                return False
+        target = Path(path)
+        source = target
+        restored = False
+        if ProjectStore.is_newer_than_saved(target) and target.is_file():
+            meta = self._meta(autosave_path(target))
+            if ask_restore(self.w, target.stem, float(meta.get("saved_at", "0") or 0)):
+                source, restored = autosave_path(target), True
+        try:
+            project = ProjectStore.load(source)
+        except StudioError as err:
+            self.recent.prune()
+            self.w.show_error(str(err))
+            return False
+        if not self.maybe_save():
+            return False
+        self._discard_own_autosaves()
+        self._adopt(project.document, project.undo_stack, project.log, target)
+        if restored:
+            self._forced_dirty = True
+            self.update_title()
+        self.recent.add(target)
+        self.w.status.message_label.setText(
+            f"Restored the autosave of {target.name}" if restored else f"Opened {target.name}")
+        self.project_opened.emit(str(target))
+        return True
+
+    def restore_untitled(self, side_file: Path) -> bool:
+        """Open the autosave of an untitled project (after a crash) as unsaved work."""
+        try:
+            project = ProjectStore.load(side_file)
+        except StudioError as err:
+            self.w.show_error(str(err))
+            return False
+        self._adopt(project.document, project.undo_stack, project.log, None)
+        self._untitled_base = Path(str(side_file)[:-len(AUTOSAVE_SUFFIX)])
+        self._forced_dirty = True
+        self.update_title()
+        self.w.status.message_label.setText("Restored an unsaved project")
+        return True
+
+    def offer_recovery(self) -> bool:
+        """At start: offer the newest autosave newer than its project (recent or untitled)."""
+        candidates: list[tuple[float, Path, Path | None]] = []
+        for recent in self.recent.paths():
+            side = autosave_path(recent)
+            if ProjectStore.is_newer_than_saved(recent):
+                candidates.append((side.stat().st_mtime, side, Path(recent)))
+        folder = untitled_autosave_dir()
+        if folder.is_dir():
+            for side in folder.glob(f"*{PROJECT_SUFFIX}{AUTOSAVE_SUFFIX}"):
+                candidates.append((side.stat().st_mtime, side, None))
+        if not candidates:
+            return False
+        _when, side, project = max(candidates, key=lambda c: c[0])
+        if project is not None:
+            return self.open_project(project)
+        meta = self._meta(side)
+        if ask_restore(self.w, UNTITLED, float(meta.get("saved_at", "0") or 0)):
+            return self.restore_untitled(side)
+        ProjectStore.discard_autosave(Path(str(side)[:-len(AUTOSAVE_SUFFIX)]))
+        return False
+
+    @staticmethod
+    def _meta(path: Path) -> dict[str, str]:
+        try:
+            return ProjectStore.read_meta(path)
+        except Exception:  # an unreadable autosave: offer it anyway, without a date
+            return {}
+
+    def _adopt(self, doc: Document, stack: UndoStack | None, log: GenerationLog,
+               path: Path | None) -> None:
+        """Show ``doc`` in the window: the panels keep their document and stack objects."""
+        self.w.controller.cancel_all()
+        live, undo = self.w.doc, self.w.undo
+        for name in ("width", "height", "layers", "active_layer_id", "selection", "prompt",
+                     "negative_prompt", "sliders"):
+            setattr(live, name, getattr(doc, name))
+        old_log = live.log
+        for fn in list(old_log._listeners):
+            log.add_listener(fn)
+            old_log.remove_listener(fn)
+        live.log = log
+        undo.commands = list(stack.commands) if stack is not None else []
+        undo._index = stack.index if stack is not None else 0
+        undo._clean_index = undo._index
+        self.path = path
+        self.must_save_as = False
+        self._log_version = self._saved_log_version = 0
+        self._forced_dirty = False
+        self.w.controller.rects.clear()
+        live.emit("canvas_resized", dx=0, dy=0)
+        live.emit("selection_changed", rect=live.selection)
+        self.w.gallery_panel._rebuild()
+        self.w.sliders_panel.reload_from_document()
+        undo._changed()
+        self.w.canvas.fit()
+        self.update_title()
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self) -> bool:
+        """Save to the project's file in the background (Save As when it has none)."""
+        if self.path is None or self.must_save_as:
+            return self.save_as()
+        return self.save_to(self.path)
+
+    def save_as(self, path: str | os.PathLike[str] | None = None) -> bool:
+        if path is None:
+            start = str(self.path) if self.path is not None else f"{UNTITLED}{PROJECT_SUFFIX}"
+            path, _ = QFileDialog.getSaveFileName(self.w, "Save project as", start,
+                                                  PROJECT_FILTER)
+            if not path:
+                return False
+        target = Path(path)
+        if target.suffix.lower() != PROJECT_SUFFIX:
+            target = target.with_name(target.name + PROJECT_SUFFIX)
+        return self.save_to(target)
+
+    def save_to(self, path: Path) -> bool:
+        """Snapshot now, write on a worker; ``save_finished``/``save_failed`` tell the end."""
+        if self._worker is not None:
+            self._queued_save = path  # after the running write (an autosave, say)
+            return True
+        snap = ProjectStore.snapshot(self.w.doc, self.w.undo, self.w.doc.log)
+        self._start(path, snap, autosave=False)
+        return True
+
+    def save_now(self) -> bool:
+        """Save on this thread (when closing); ``False`` if it failed or was cancelled."""
+        if self.path is None or self.must_save_as:
+            path, _ = QFileDialog.getSaveFileName(
+                self.w, "Save project as", f"{self.name}{PROJECT_SUFFIX}", PROJECT_FILTER)
+            if not path:
+                return False
+            target = Path(path)
+        else:
+            target = self.path
+        self.wait()
+        snap = ProjectStore.snapshot(self.w.doc, self.w.undo, self.w.doc.log)
+        try:
+            report = ProjectStore.write(target, snap)
+        except StudioError as err:
+            self._on_failed(target, err)
+            return False
+        self._on_saved(target, snap, self._log_version, report)
+        return True
+
+    def _start(self, path: Path, snap: ProjectSnapshot, autosave: bool) -> None:
+        log_version = self._log_version
+
+        def returned(report: SaveReport) -> None:
+            if autosave:
+                self.autosaved.emit(str(report.path))
+            else:
+                self._on_saved(path, snap, log_version, report)
+
+        def errored(err: Exception) -> None:
+            if autosave:
+                self.w.status.message_label.setText(f"Autosave failed: {err}")
+            else:
+                self._on_failed(path, err)
+
+        self._handlers = (returned, errored)  # Qt holds plain callables weakly
+        write = ProjectStore.autosave if autosave else ProjectStore.write
+        worker = create_worker(write, path, snap, _start_thread=False, _connect={
+            "returned": returned, "errored": errored, "finished": self._on_worker_finished})
+        self._worker = worker
+        if not autosave:
+            self.w.status.message_label.setText("Saving…")
+            self.save_started.emit(str(path))
+        worker.start()
+
+    def _on_worker_finished(self) -> None:
+        self._worker = None
+        queued, self._queued_save = self._queued_save, None
+        if queued is not None and not self._closing:
+            self.save_to(queued)
+
+    def _on_saved(self, path: Path, snap: ProjectSnapshot, log_version: int,
+                  report: SaveReport) -> None:
+        was_untitled = self.path is None
+        self.path = path
+        self.must_save_as = False
+        self._mark_saved(snap.undo_index, log_version)
+        if was_untitled:
+            self._discard_untitled_autosave()
+        ProjectStore.discard_autosave(path)
+        self.w.doc.log.forget_images(set(report.image_hashes),
+                                     lambda key: ProjectStore.read_image(path, key))
+        self.recent.add(path)
+        self.w.status.message_label.setText(f"Saved {path.name}")
+        self.save_finished.emit(str(path))
+
+    def _on_failed(self, path: Path, err: Exception) -> None:
+        if isinstance(err, ProjectVersionError | ProjectCorruptError) and path == self.path:
+            self.must_save_as = True  # never write over it: the next Save asks for a name
+        message = str(err) if isinstance(err, StudioError) else (
+            f"Could not save “{path.name}”: {err}. Your work is still open; try another "
+            "folder.")
+        if isinstance(err, ProjectSaveError | ProjectVersionError | ProjectCorruptError):
+            message += " Your work is still open: save it under another name or folder."
+        self.w.status.message_label.setText("Save failed")
+        self.w.show_error(message)
+        self.save_failed.emit(message)
+
+    def wait(self, msecs: int = 60000) -> None:
+        """Block until the running write (if any) is done."""
+        if self._worker is not None:
+            QThreadPool.globalInstance().waitForDone(msecs)
+
+    # -- autosave ----------------------------------------------------------------------------
+    def autosave_base(self) -> Path:
+        if self.path is not None and not self.must_save_as:
+            return self.path
+        if self._untitled_base is None:
+            folder = untitled_autosave_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self._untitled_base = folder / f"{UNTITLED}-{stamp}-{os.getpid()}{PROJECT_SUFFIX}"
+        return self._untitled_base
+
+    def autosave(self) -> bool:
+        """Write the autosave side file now if there are unsaved changes."""
+        if not self.is_modified or self._worker is not None or self._closing:
+            return False
+        try:
+            base = self.autosave_base()
+        except OSError as err:
+            self.w.status.message_label.setText(f"Autosave failed: {err}")
+            return False
+        snap = ProjectStore.snapshot(self.w.doc, self.w.undo, self.w.doc.log)
+        self._start(base, snap, autosave=True)
+        return True
+
+    def _discard_untitled_autosave(self) -> None:
+        if self._untitled_base is not None:
+            ProjectStore.discard_autosave(self._untitled_base)
+            self._untitled_base = None
+
+    def _discard_own_autosaves(self) -> None:
+        self.wait()
+        self._discard_untitled_autosave()
+        if self.path is not None:
+            ProjectStore.discard_autosave(self.path)
+
+    # -- closing -----------------------------------------------------------------------------
+    def close_requested(self) -> bool:
+        """Called by the window's close event: ``False`` keeps the window open."""
+        if self.confirm_close and not self.maybe_save():
+            return False
+        self._closing = True
+        self.autosave_timer.stop()
+        self.wait()
+        if not self.is_modified or self.confirm_close:
+            self._discard_own_autosaves()  # a clean close: nothing to recover
+        return True
+
+    def load(self, project: Project) -> None:
+        """Show an already loaded project (for tests and scripts)."""
+        self._adopt(project.document, project.undo_stack, project.log, project.path)

@@ -1,0 +1,317 @@
+"""Projects in the window: save, reopen with undo, the unsaved marker, autosave and recovery,
+damaged files, exports and importing another tool's settings."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from studio.core.project import ProjectStore, autosave_path
+from studio.ui.main_window import MainWindow
+from tests.ui.conftest import dispose
+from tests.ui.test_canvas import drag, open_grey
+
+FOREIGN = Path("/work/shared/testdata/foreign-metadata")
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(folder))
+    return folder
+
+
+def paint_stroke(qtbot, window):
+    QTest.keyClick(window, Qt.Key.Key_B)
+    window.tool_bars.set_color((255, 0, 0))
+    drag(qtbot, window.canvas, [(10, 10), (30, 12), (40, 30)])
+
+
+def answer_file_dialogs(monkeypatch, path):
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+
+
+def answer_questions(monkeypatch, button):
+    asked = []
+
+    def question(_parent, title, text, *args, **kwargs):
+        asked.append((title, text))
+        return button
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    return asked
+
+
+def new_window(qtbot, engine, runner, settings):
+    w = MainWindow(engine, runner, settings)  # the test disposes of it
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def save_as(qtbot, window, monkeypatch, path):
+    answer_file_dialogs(monkeypatch, path)
+    with qtbot.waitSignal(window.projects.save_finished, timeout=10000):
+        window.actions["save_project_as"].trigger()
+
+
+def test_save_reopen_and_undo_the_last_stroke(qtbot, window, engine, runner, settings,
+                                              tmp_path, monkeypatch):
+    layer = open_grey(window)
+    before = layer.pixels.copy()
+    paint_stroke(qtbot, window)
+    painted = window.doc.layers[0].pixels.copy()
+    assert not np.array_equal(painted, before)
+    assert window.isWindowModified()
+    path = tmp_path / "stroke.studio"
+    save_as(qtbot, window, monkeypatch, path)
+    assert path.is_file() and not window.isWindowModified()
+    assert window.windowTitle().startswith("stroke[*]")
+    assert "Saved" in window.status.message_label.text()
+    window.close()
+
+    second = new_window(qtbot, engine, runner, settings)
+    answer_file_dialogs(monkeypatch, path)
+    with qtbot.waitSignal(second.projects.project_opened, timeout=5000):
+        second.actions["open_image"].trigger()
+    np.testing.assert_array_equal(second.doc.layers[0].pixels, painted)
+    assert not second.isWindowModified()
+    second.activateWindow()
+    second.actions["undo"].trigger()  # Ctrl+Z
+    np.testing.assert_array_equal(second.doc.layers[0].pixels, before)
+    assert second.isWindowModified()
+    # Open Recent lists it
+    assert second.projects.recent.paths()[0] == str(path.resolve())
+    dispose(second)
+
+
+def test_gallery_survives_a_reopen_and_generations_mark_the_project_modified(
+        qtbot, window, engine, runner, settings, tmp_path, monkeypatch):
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=10000):
+        window.actions["generate"].trigger()
+    assert window.isWindowModified()
+    path = tmp_path / "gallery.studio"
+    save_as(qtbot, window, monkeypatch, path)
+    image = window.doc.log.image(window.gallery_panel.items[0].image_hashes[0]).copy()
+    second = new_window(qtbot, engine, runner, settings)
+    assert second.projects.open_project(path)
+    assert len(second.gallery_panel.items) == 1
+    assert second.gallery_panel.list.count() == 1
+    np.testing.assert_array_equal(
+        second.doc.log.image(second.gallery_panel.items[0].image_hashes[0]), image)
+    dispose(second)
+
+
+def test_close_with_unsaved_changes_asks_and_cancel_keeps_the_window(qtbot, window,
+                                                                     monkeypatch):
+    window.projects.confirm_close = True
+    open_grey(window)
+    asked = answer_questions(monkeypatch, QMessageBox.StandardButton.Cancel)
+    assert not window.close()
+    assert window.isVisible() and asked and asked[0][0] == "Unsaved changes"
+    answer_questions(monkeypatch, QMessageBox.StandardButton.Discard)
+    assert window.close()
+
+
+def test_close_prompt_save_writes_the_project(qtbot, window, tmp_path, monkeypatch):
+    window.projects.confirm_close = True
+    open_grey(window)
+    path = tmp_path / "on-close.studio"
+    answer_file_dialogs(monkeypatch, path)
+    answer_questions(monkeypatch, QMessageBox.StandardButton.Save)
+    assert window.close()
+    project = ProjectStore.load(path)
+    assert len(project.document.layers) == 1
+
+
+def test_new_asks_about_unsaved_changes(qtbot, window, monkeypatch):
+    open_grey(window)
+    answer_questions(monkeypatch, QMessageBox.StandardButton.Cancel)
+    window.actions["new_project"].trigger()
+    assert len(window.doc.layers) == 1
+    answer_questions(monkeypatch, QMessageBox.StandardButton.Discard)
+    window.actions["new_project"].trigger()
+    assert window.doc.layers == [] and window.undo.count == 0
+    assert not window.isWindowModified() and window.windowTitle().startswith("Untitled")
+
+
+def test_failed_save_says_so_once_and_keeps_the_work(qtbot, window, tmp_path, monkeypatch):
+    open_grey(window)
+    not_a_folder = tmp_path / "file"  # like a read-only folder, even for root
+    not_a_folder.write_text("x")
+    answer_file_dialogs(monkeypatch, not_a_folder / "x.studio")
+    with qtbot.waitSignal(window.projects.save_failed, timeout=10000) as blocker:
+        window.actions["save_project"].trigger()
+    assert "Could not save" in blocker.args[0]
+    assert "Could not save" in window.banner.text
+    assert window.isWindowModified() and window.projects.path is None
+    assert len(window.doc.layers) == 1
+
+
+def test_autosave_after_the_interval_and_the_restore_offer(qtbot, window, engine, runner,
+                                                          settings, tmp_path, monkeypatch):
+    open_grey(window)
+    path = tmp_path / "auto.studio"
+    save_as(qtbot, window, monkeypatch, path)
+    paint_stroke(qtbot, window)
+    painted = window.doc.layers[0].pixels.copy()
+    with qtbot.waitSignal(window.projects.autosaved, timeout=10000) as blocker:
+        window.projects.set_autosave_interval(0.2)
+    assert blocker.args[0] == str(autosave_path(path))
+    window.projects.set_autosave_interval(0)
+    assert ProjectStore.is_newer_than_saved(path)
+    # A crash: the window goes without a clean close; the next one offers the autosave.
+    window.projects.close_requested = lambda: True
+    second = new_window(qtbot, engine, runner, settings)
+    asked = answer_questions(monkeypatch, QMessageBox.StandardButton.Yes)
+    assert second.projects.offer_recovery()
+    assert asked and asked[0][0] == "Restore autosave"
+    np.testing.assert_array_equal(second.doc.layers[0].pixels, painted)
+    assert second.isWindowModified() and second.projects.path == path
+    with qtbot.waitSignal(second.projects.save_finished, timeout=10000):
+        second.actions["save_project"].trigger()
+    assert not autosave_path(path).exists()
+    np.testing.assert_array_equal(ProjectStore.load(path).document.layers[0].pixels, painted)
+    dispose(second)
+
+
+def test_untitled_project_autosaves_to_the_data_folder(qtbot, window, data_dir,
+                                                       monkeypatch):
+    open_grey(window)
+    with qtbot.waitSignal(window.projects.autosaved, timeout=10000) as blocker:
+        window.projects.autosave()
+    side = Path(blocker.args[0])
+    assert side.parent == data_dir / "autosave" and side.is_file()
+    window.projects.confirm_close = True
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: QMessageBox.StandardButton.Discard)
+    assert window.close()  # a clean close: the autosave goes
+    assert not side.exists()
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "newer"])
+def test_damaged_or_newer_project_is_refused_and_untouched(qtbot, window, tmp_path,
+                                                           monkeypatch, damage):
+    path = tmp_path / f"{damage}.studio"
+    if damage == "corrupt":
+        path.write_bytes(b"SQLite format 3\x00" + b"\x13" * 400)
+    else:
+        from studio.core.document import Document
+
+        ProjectStore.save(path, Document())
+        data = bytearray(path.read_bytes())
+        data[60:64] = (999).to_bytes(4, "big")
+        path.write_bytes(bytes(data))
+    original = path.read_bytes()
+    open_grey(window)
+    assert not window.projects.open_project(path)
+    expected = "newer version" if damage == "newer" else "damaged"
+    assert expected in window.banner.text or "not a Latent Studio" in window.banner.text
+    assert len(window.doc.layers) == 1  # the open document is kept
+    # Saving over it is refused too, and the file is never written.
+    with qtbot.waitSignal(window.projects.save_failed, timeout=10000):
+        window.projects.save_to(path)
+    assert path.read_bytes() == original
+    assert window.isWindowModified()
+
+
+def test_dropping_a_project_opens_it(qtbot, window, tmp_path):
+    from studio.core.document import Document, Layer
+
+    doc = Document(width=32, height=16)
+    doc.layers.append(Layer(name="dropped", pixels=np.full((16, 32, 3), 77, np.uint8)))
+    path = tmp_path / "drop.studio"
+    ProjectStore.save(path, doc)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    assert (window.doc.width, window.doc.height) == (32, 16)
+    assert window.doc.layers[0].name == "dropped"
+    assert window.windowTitle().startswith("drop[*]")
+
+
+def test_export_canvas_png_ora_psd_and_open_layers_back(qtbot, window, tmp_path,
+                                                        monkeypatch):
+    from PIL import Image
+
+    from studio.core.metadata import read_settings
+
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=10000):
+        window.actions["generate"].trigger()
+    open_grey(window, (16, 16), 30)
+    png = tmp_path / "out.png"
+    answer_file_dialogs(monkeypatch, png)
+    window.actions["export_image"].trigger()
+    assert Image.open(png).size == (window.doc.width, window.doc.height)
+    assert read_settings(png) is not None  # the generation's settings travel with it
+    window.actions["strip_metadata"].setChecked(True)
+    stripped = tmp_path / "stripped.png"
+    assert window.file_actions.export_canvas(str(stripped))
+    assert read_settings(stripped) is None
+    for suffix in (".ora", ".psd"):
+        target = tmp_path / f"layers{suffix}"
+        assert window.file_actions.export_canvas(str(target)), window.banner.text
+        assert target.stat().st_size > 0
+    assert zipfile.ZipFile(tmp_path / "layers.ora").read("mimetype") == b"image/openraster"
+    answer_questions(monkeypatch, QMessageBox.StandardButton.Discard)
+    window.actions["new_project"].trigger()
+    assert window.file_actions.open_path(str(tmp_path / "layers.psd"))
+    assert len(window.doc.layers) == 2
+
+
+def test_export_gallery_with_a_template_and_a_contact_sheet(qtbot, window, tmp_path):
+    window.prompt_panel.prompt_edit.setPlainText("a red fox")
+    window.prompt_panel.batch_spin.setValue(2)
+    with qtbot.waitSignal(window.controller.busy_changed, timeout=10000,
+                          check_params_cb=lambda busy: not busy):
+        window.actions["generate"].trigger()
+    assert len(window.gallery_panel.items) == 2
+    out = tmp_path / "gallery"
+    out.mkdir()
+    files = window.file_actions.export_gallery(str(out), "{index}-{seed}-{prompt}-{model}",
+                                               contact_sheet=True)
+    seeds = sorted(r.request.seed for r in window.gallery_panel.items)
+    names = sorted(p.name for p in files)
+    assert len(files) == 3 and "contact_sheet.png" in names
+    assert any(n.endswith(f"-{seeds[0]}-a_red_fox-fake-tiny.png") for n in names), names
+    window.gallery_panel.list.setCurrentRow(0)
+    only = window.file_actions.export_gallery(str(out), "{seed}", selected_only=True)
+    assert [p.name for p in only] == [f"{window.gallery_panel.items[0].request.seed}.png"]
+
+
+def test_import_settings_from_an_a1111_image(qtbot, window, monkeypatch):
+    from studio.core.metadata import read_settings
+
+    path = FOREIGN / "AUTOMATIC1111-automatic1111_cropped.png"
+    expected = read_settings(path)
+    answer_file_dialogs(monkeypatch, path)
+    window.actions["import_settings"].trigger()
+    values = window.prompt_panel.values()
+    assert values["prompt"] == expected.prompt.strip()
+    assert values["negative_prompt"] == expected.negative_prompt.strip()
+    assert values["seed"] == expected.seed % 2**32
+    assert values["steps"] == expected.steps
+    assert values["guidance"] == pytest.approx(expected.guidance)
+    if expected.scheduler:
+        assert values["scheduler"] == expected.scheduler
+    assert (values["width"], values["height"]) == (expected.width, expected.height)
+    assert "AUTOMATIC1111" in window.status.message_label.text()
+
+
+def test_import_settings_from_an_image_without_any(qtbot, window, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(path)
+    assert not window.file_actions.import_settings(str(path))
+    assert "no generation settings" in window.banner.text
