@@ -116,7 +116,8 @@ def preview_cost(loaded: Any, model: BenchModel, step_s: float, repeats: int = 5
     return {"preview_s": t_preview, "step_s": step_s, "fraction": t_preview / step_s}
 
 
-def unet_dtype(loaded: Any, model: BenchModel, repeats: int) -> dict[str, Any]:
+def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
+               ) -> dict[str, Any]:
     """One UNet step (CFG batch of 2) in fp32 against bf16 autocast, on the same weights."""
     import torch
 
@@ -132,8 +133,16 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int) -> dict[str, Any]:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return unet(x, t, encoder_hidden_states=ctx).sample
 
-    times = interleaved({"fp32": lambda: run(False), "bf16": lambda: run(True)}, repeats)
-    a, b = run(False).float(), run(True).float()
+    outs: dict[str, Any] = {}
+
+    def fp32() -> None:
+        outs["fp32"] = run(False)
+
+    def bf16() -> None:
+        outs["bf16"] = run(True)
+
+    times = interleaved({"fp32": fp32, "bf16": bf16}, repeats, warmup)
+    a, b = outs["fp32"].float(), outs["bf16"].float()
     rel = float((a - b).abs().mean() / a.abs().mean())
     fp32, bf16 = median(times["fp32"]), median(times["bf16"])
     return {"fp32_s": fp32, "bf16_s": bf16, "speedup": fp32 / bf16,
@@ -150,7 +159,8 @@ def bf16_image_difference(model: BenchModel, steps: int) -> dict[str, Any]:
             "p99_abs": float(np.percentile(diff, 99))}
 
 
-def decode_costs(loaded: Any, model: BenchModel, repeats: int) -> dict[str, Any]:
+def decode_costs(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
+                 ) -> dict[str, Any]:
     """Full VAE decode against a tiny autoencoder (TAESD architecture) and the linear map."""
     import torch
     from diffusers import AutoencoderTiny
@@ -174,7 +184,9 @@ def decode_costs(loaded: Any, model: BenchModel, repeats: int) -> dict[str, Any]
     def approx() -> None:
         loaded.previewer(latents)
 
-    times = interleaved({"vae": full, "taesd": tiny, "latent_rgb": approx}, repeats)
+    approx()
+    tiny()  # the small ones are always warmed up; the VAE only if ``warmup``
+    times = interleaved({"vae": full, "taesd": tiny, "latent_rgb": approx}, repeats, warmup)
     out = {f"{k}_s": median(v) for k, v in times.items()}
     out["size"] = model.size
     return out
