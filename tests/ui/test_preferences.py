@@ -1,0 +1,81 @@
+"""Edit ▸ Preferences…: engine settings saved to the shared config, window settings applied."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QDialog, QFileDialog
+
+from studio.core.config import StudioConfig, load_config, save_config
+from studio.ui import theme
+from studio.ui.main_window import MainWindow
+from studio.ui.preferences_dialog import RESTART_NOTE, PreferencesDialog
+from studio.ui.project_controller import AUTOSAVE_KEY
+from tests.ui.conftest import dispose
+from tests.ui.fake_engine import FakeEngine
+
+
+class FolderEngine(FakeEngine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.folders: list[str] = []
+        self.refreshed = 0
+
+    def add_model_dir(self, folder: str) -> None:
+        self.folders.append(str(folder))
+
+    def list_models(self, kind=None, refresh=False):
+        self.refreshed += int(refresh)
+        return super().list_models(kind)
+
+
+def test_preferences_are_saved_to_the_config_and_applied(qtbot, runner, settings, tmp_path,
+                                                         monkeypatch):
+    save_config(StudioConfig(model_dirs=("/old/models",), default_model="fake-tiny"))
+    engine = FolderEngine()
+    window = MainWindow(engine, None, settings)
+    window.show()
+    try:
+        window.actions["preferences"].trigger()
+        dialog = window.findChild(QDialog, "preferences_dialog")
+        assert isinstance(dialog, PreferencesDialog)
+        assert dialog.findChild(object, "restart_note_label").text() == RESTART_NOTE
+        assert dialog.model_dirs() == ("/old/models",)
+        dialog.device_combo.setCurrentText("cpu")
+        dialog.dtype_combo.setCurrentText("float32")
+        new_folder = tmp_path / "more-models"
+        new_folder.mkdir()
+        monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                            lambda *a, **k: str(new_folder))
+        dialog.add_dir_button.click()
+        dialog.dirs_list.setCurrentRow(0)
+        dialog.remove_dir_button.click()
+        dialog.autosave_spin.setValue(5)
+        dialog.theme_combo.setCurrentText("light")
+        with qtbot.waitSignal(dialog.applied, timeout=2000):
+            dialog.accept()
+        config = load_config()
+        assert (config.device, config.dtype) == ("cpu", "float32")
+        assert config.model_dirs == (str(new_folder),)
+        assert config.default_model == "fake-tiny"  # kept
+        assert int(settings.value(AUTOSAVE_KEY)) == 300
+        assert window.projects.autosave_timer.interval() == 300_000
+        assert theme.current_theme() == "light"
+        assert engine.folders == [str(new_folder)] and engine.refreshed >= 1
+    finally:
+        window.set_theme("dark")
+        dispose(window)
+
+
+def test_autosave_off_and_cancel_changes_nothing(qtbot, settings):
+    save_config(StudioConfig(device="cuda"))
+    dialog = PreferencesDialog(settings)
+    qtbot.addWidget(dialog)
+    assert dialog.device_combo.currentText() == "cuda"
+    dialog.device_combo.setCurrentText("mps")
+    dialog.reject()
+    assert load_config().device == "cuda"
+    dialog = PreferencesDialog(settings)
+    qtbot.addWidget(dialog)
+    dialog.autosave_spin.setValue(0)
+    assert dialog.autosave_spin.text() == "Off"
+    dialog.accept()
+    assert int(settings.value(AUTOSAVE_KEY)) == 0
