@@ -52,6 +52,9 @@ class AttributeClassifier(nn.Module):
 class FlatVAE(nn.Module):
     """Convolutional VAE with a flat latent vector (for latent arithmetic and sliders).
 
+    Normalisation is ``GroupNorm(1, c)`` (layer norm over the feature map): more groups
+    would erase each image's absolute colours, which is most of what a portrait is.
+
     Parameters
     ----------
     latent_dim
@@ -71,17 +74,19 @@ class FlatVAE(nn.Module):
         enc: list[nn.Module] = []
         cin = 3
         for w in widths:
-            enc += [nn.Conv2d(cin, w, 4, 2, 1), nn.GroupNorm(8, w), nn.SiLU()]
+            enc += [nn.Conv2d(cin, w, 4, 2, 1), nn.GroupNorm(1, w), nn.SiLU()]
             cin = w
         self.encoder = nn.Sequential(*enc, nn.Flatten())
         self.to_stats = nn.Linear(cin * 16, 2 * latent_dim)
+        with torch.no_grad():  # start near-deterministic (std ~0.02), see train_vae
+            self.to_stats.bias[latent_dim:] = -8.0
         self.from_z = nn.Linear(latent_dim, cin * 16)
         dec: list[nn.Module] = []
         outs = list(reversed(widths))[1:] + [widths[0] // 2]
         for i, w in enumerate(outs):
-            dec += [nn.ConvTranspose2d(cin, w, 4, 2, 1), nn.GroupNorm(8, w), nn.SiLU()]
+            dec += [nn.ConvTranspose2d(cin, w, 4, 2, 1), nn.GroupNorm(1, w), nn.SiLU()]
             if i < refine:  # 3x3 refinement at the coarse scales only (cheap)
-                dec += [nn.Conv2d(w, w, 3, 1, 1), nn.GroupNorm(8, w), nn.SiLU()]
+                dec += [nn.Conv2d(w, w, 3, 1, 1), nn.GroupNorm(1, w), nn.SiLU()]
             cin = w
         self.decoder = nn.Sequential(*dec, nn.Conv2d(cin, 3, 3, 1, 1))
         self._top = widths[-1]
