@@ -13,11 +13,12 @@ changes (``confirm_close``); a bare window (scripts, tests) closes without askin
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 from superqt.utils import create_worker
 
@@ -108,6 +109,8 @@ class ProjectController(QObject):
         self._forced_dirty = False
         self._untitled_base: Path | None = None
         self._worker: Any = None
+        self._write_done = threading.Event()
+        self._write_done.set()
         self._queued_save: Path | None = None
         self._closing = False
         self.autosave_timer = QTimer(self)
@@ -340,19 +343,32 @@ class ProjectController(QObject):
         log_version = self._log_version
 
         def returned(report: SaveReport) -> None:
+            if self._closing:
+                return  # the window is going; a close-time save reports itself
             if autosave:
                 self.autosaved.emit(str(report.path))
             else:
                 self._on_saved(path, snap, log_version, report)
 
         def errored(err: Exception) -> None:
+            if self._closing:
+                return
             if autosave:
                 self.w.status.message_label.setText(f"Autosave failed: {err}")
             else:
                 self._on_failed(path, err)
 
         self._handlers = (returned, errored)  # Qt holds plain callables weakly
-        write = ProjectStore.autosave if autosave else ProjectStore.write
+        store = ProjectStore.autosave if autosave else ProjectStore.write
+        done = self._write_done
+        done.clear()
+
+        def write(target: Path, snapshot: ProjectSnapshot) -> SaveReport:
+            try:
+                return store(target, snapshot)
+            finally:
+                done.set()  # lets ``wait`` return without running the event loop
+
         worker = create_worker(write, path, snap, _start_thread=False, _connect={
             "returned": returned, "errored": errored, "finished": self._on_worker_finished})
         self._worker = worker
@@ -394,10 +410,9 @@ class ProjectController(QObject):
         self.w.show_error(message)
         self.save_failed.emit(message)
 
-    def wait(self, msecs: int = 60000) -> None:
+    def wait(self, seconds: float = 120.0) -> None:
         """Block until the running write (if any) is done."""
-        if self._worker is not None:
-            QThreadPool.globalInstance().waitForDone(msecs)
+        self._write_done.wait(seconds)
 
     # -- autosave ----------------------------------------------------------------------------
     def autosave_base(self) -> Path:

@@ -315,3 +315,33 @@ def test_import_settings_from_an_image_without_any(qtbot, window, tmp_path):
     Image.new("RGB", (8, 8)).save(path)
     assert not window.file_actions.import_settings(str(path))
     assert "no generation settings" in window.banner.text
+
+
+def test_saving_runs_off_the_gui_thread_and_the_window_stays_responsive(
+        qtbot, window, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    original = ProjectStore.write
+    threads = []
+
+    def slow_write(*args, **kwargs):
+        threads.append(threading.current_thread())
+        time.sleep(0.3)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ProjectStore, "write", staticmethod(slow_write))
+    open_grey(window)
+    ticks = []
+    timer = QTimer(interval=20)
+    timer.timeout.connect(lambda: ticks.append(window.status.message_label.text()))
+    timer.start()
+    answer_file_dialogs(monkeypatch, tmp_path / "slow.studio")
+    with qtbot.waitSignal(window.projects.save_finished, timeout=10000):
+        window.actions["save_project"].trigger()
+    timer.stop()
+    assert threads and threads[0] is not threading.main_thread()
+    assert ticks.count("Saving…") >= 5  # the event loop ran while the file was written
+    assert window.status.message_label.text() == "Saved slow.studio"
