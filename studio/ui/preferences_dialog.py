@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -46,6 +47,7 @@ class PreferencesDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("preferences_dialog")
         self.setWindowTitle("Preferences")
+        self.setMinimumWidth(460)
         self.settings = settings
         self.config_file = config_file
         self.config = load_config(config_file)
@@ -162,7 +164,12 @@ class PreferencesDialog(QDialog):
                                    model_dirs=self.model_dirs())
 
     def accept(self) -> None:
-        self.config = save_config_and_return(self.new_config(), self.config_file)
+        try:
+            self.config = save_config_and_return(self.new_config(), self.config_file)
+        except OSError as err:
+            QMessageBox.warning(self, "Preferences not saved",
+                                f"Could not save the preferences: {err.strerror or err}.")
+            return
         self.settings.setValue(AUTOSAVE_KEY, self.autosave_seconds())
         self.settings.setValue("view/theme", self.theme())
         self.settings.sync()

@@ -187,8 +187,13 @@ class ProjectController(QObject):
         self.w.status.message_label.setText("New project")
         return True
 
-    def open_project(self, path: str | os.PathLike[str] | None = None) -> bool:
-        """Open a ``.studio`` file into this window (asks about unsaved changes first)."""
+    def open_project(self, path: str | os.PathLike[str] | None = None,
+                     restore: bool | None = None) -> bool:
+        """Open a ``.studio`` file into this window (asks about unsaved changes first).
+
+        When its autosave is newer, ``restore`` says whether to open that instead; ``None``
+        asks the user.
+        """
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self.w, "Open project", "", PROJECT_FILTER)
             if not path:
@@ -197,8 +202,11 @@ class ProjectController(QObject):
         source = target
         restored = False
         if ProjectStore.is_newer_than_saved(target) and target.is_file():
-            meta = self._meta(autosave_path(target))
-            if ask_restore(self.w, target.stem, float(meta.get("saved_at", "0") or 0)):
+            if restore is None:
+                meta = self._meta(autosave_path(target))
+                restore = ask_restore(self.w, target.stem,
+                                      float(meta.get("saved_at", "0") or 0))
+            if restore:
                 source, restored = autosave_path(target), True
         try:
             project = ProjectStore.load(source)
@@ -247,13 +255,14 @@ class ProjectController(QObject):
         if not candidates:
             return False
         _when, side, project = max(candidates, key=lambda c: c[0])
-        if project is not None:
-            return self.open_project(project)
         meta = self._meta(side)
-        if ask_restore(self.w, UNTITLED, float(meta.get("saved_at", "0") or 0)):
-            return self.restore_untitled(side)
-        ProjectStore.discard_autosave(Path(str(side)[:-len(AUTOSAVE_SUFFIX)]))
-        return False
+        name = project.stem if project is not None else UNTITLED
+        if not ask_restore(self.w, name, float(meta.get("saved_at", "0") or 0)):
+            ProjectStore.discard_autosave(project or Path(str(side)[:-len(AUTOSAVE_SUFFIX)]))
+            return False
+        if project is not None:
+            return self.open_project(project, restore=True)
+        return self.restore_untitled(side)
 
     @staticmethod
     def _meta(path: Path) -> dict[str, str]:

@@ -345,3 +345,19 @@ def test_saving_runs_off_the_gui_thread_and_the_window_stays_responsive(
     assert threads and threads[0] is not threading.main_thread()
     assert ticks.count("Saving…") >= 5  # the event loop ran while the file was written
     assert window.status.message_label.text() == "Saved slow.studio"
+
+
+def test_declining_the_restore_offer_discards_the_autosave(qtbot, window, data_dir,
+                                                           monkeypatch):
+    open_grey(window)
+    with qtbot.waitSignal(window.projects.autosaved, timeout=10000) as blocker:
+        window.projects.autosave()
+    side = Path(blocker.args[0])
+    window.projects.close_requested = lambda: True  # a crash
+    second = MainWindow(None, None, window.settings)
+    try:
+        asked = answer_questions(monkeypatch, QMessageBox.StandardButton.No)
+        assert not second.projects.offer_recovery()
+        assert asked and not side.exists() and second.doc.layers == []
+    finally:
+        dispose(second)
