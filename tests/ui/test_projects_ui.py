@@ -361,3 +361,42 @@ def test_declining_the_restore_offer_discards_the_autosave(qtbot, window, data_d
         assert asked and not side.exists() and second.doc.layers == []
     finally:
         dispose(second)
+
+
+def test_open_recent_lists_at_most_ten_existing_files_and_opens_them(qtbot, window,
+                                                                     tmp_path):
+    from studio.core.document import Document
+
+    recent = window.projects.recent
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"p{i}.studio"
+        ProjectStore.save(path, Document(width=8 + i, height=8))
+        recent.add(path)
+        paths.append(path)
+    paths[11].unlink()
+    menu = window.menuBar().findChild(type(recent.menu), "recent_menu")
+    recent.refresh_menu()
+    entries = [a for a in menu.actions() if a.data()]
+    assert len(entries) == 9  # ten kept, the newest of them gone from the disk
+    assert entries[0].data() == str(paths[10].resolve())
+    entries[0].trigger()
+    assert Path(window.projects.path).resolve() == paths[10].resolve()
+    assert window.doc.width == 18
+
+
+@pytest.mark.parametrize("name", ["ComfyUI-img2img_cropped.png", "Fooocus-fooocus1_cropped.png",
+                                  "InvokeAI-invokeai_imeta1.png", "NovelAI-novelai1_cropped.png",
+                                  "AUTOMATIC1111-automatic1111_cropped.jpg"])
+def test_import_settings_from_other_tools(qtbot, window, name):
+    from studio.core.metadata import read_settings
+
+    expected = read_settings(FOREIGN / name)
+    assert expected is not None
+    assert window.file_actions.import_settings(str(FOREIGN / name)), window.banner.text
+    values = window.prompt_panel.values()
+    assert values["prompt"] == expected.prompt.strip()
+    if expected.seed is not None:
+        assert values["seed"] == expected.seed % 2**32
+    if expected.steps is not None:
+        assert values["steps"] == min(expected.steps, 150)  # the slider's range
