@@ -150,6 +150,6 @@ def test_one_undo_entry_per_drag_and_the_set_is_saved(tmp_path):
 def test_drag_previews_use_fewer_steps():
     from studio.core.sliders import preview_request, preview_steps
 
-    assert [preview_steps(s) for s in (1, 2, 4, 25, 40)] == [1, 2, 4, 6, 10]
+    assert [preview_steps(s) for s in (1, 2, 4, 25, 40)] == [1, 2, 4, 4, 7]
     req = GenerationRequest("a", steps=25, width=64, height=64)
-    assert preview_request(req).steps == 6 and preview_request(req).seed == req.seed
+    assert preview_request(req).steps == 4 and preview_request(req).seed == req.seed
