@@ -164,8 +164,10 @@ class SliderBench:
     """Runs the measurements on an ``Engine`` (which knows the embedded models)."""
 
     def __init__(self, engine: Any, n_images: int = 48, n_prompts: int = 6,
-                 latency_events: int = 40, log: Callable[[str], None] = print) -> None:
+                 latency_events: int = 40, log: Callable[[str], None] = print,
+                 diffusion_model: str = "studio-tiny-diffusion") -> None:
         self.engine = engine
+        self.diffusion_model = diffusion_model
         self.n_images = n_images
         self.n_prompts = n_prompts
         self.latency_events = latency_events
@@ -174,14 +176,18 @@ class SliderBench:
         self.latency: dict[str, dict[str, float]] = {}
 
     def _has(self, model_id: str) -> bool:
-        return any(m.id == model_id for m in self.engine.list_models())
+        try:
+            self.engine.resolve_model(model_id)
+        except Exception:
+            return False
+        return True
 
     def run(self, modes: tuple[str, ...] = ("vae", "gan", "diffusion")) -> dict[str, Any]:
         runner = JobRunner(self.engine, name="studio-engine-sliderbench")
         try:
             for mode in modes:
                 model = {"vae": "studio-tiny-vae", "gan": "studio-tiny-gan",
-                         "diffusion": "studio-tiny-diffusion"}[mode]
+                         "diffusion": self.diffusion_model}[mode]
                 if not self._has(model):
                     self.log(f"{model}: not found, skipped")
                     continue
@@ -233,7 +239,7 @@ class SliderBench:
     def diffusion_requests(self) -> list[GenerationRequest]:
         from studio.training.data import caption_for, make_batch
 
-        info = self.engine.resolve_model("studio-tiny-diffusion")
+        info = self.engine.resolve_model(self.diffusion_model)
         rec = dict(info.recommended)
         batch = make_batch(HELD_OUT_SEED, 0, self.n_prompts)
         return [GenerationRequest(caption_for(a), model=info.id, seed=HELD_OUT_SEED + i,

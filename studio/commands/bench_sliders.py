@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="portraits per latent slider (default 48, quick 16)")
     parser.add_argument("--prompts", type=int, default=None,
                         help="prompts per diffusion slider (default 6, quick 3)")
+    parser.add_argument("--diffusion-model", default="studio-tiny-diffusion", metavar="ID",
+                        help="the diffusion model whose prompt sliders are measured")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default: torch's choice); 1 is far faster "
                              "on a machine that other work keeps busy")
@@ -60,7 +62,8 @@ def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
 
     bench = SliderBench(engine, n_images=getattr(args, "images", None) or (16 if quick else 48),
                         n_prompts=getattr(args, "prompts", None) or (3 if quick else 6),
-                        latency_events=20 if quick else 40, log=log)
+                        latency_events=20 if quick else 40, log=log,
+                        diffusion_model=getattr(args, "diffusion_model", "studio-tiny-diffusion"))
     return bench.run(modes)
 
 
