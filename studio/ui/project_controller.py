@@ -296,6 +296,9 @@ class ProjectController(QObject):
         live.emit("selection_changed", rect=live.selection)
         self.w.gallery_panel._rebuild()
         self.w.sliders_panel.reload_from_document()
+        if live.prompt or live.negative_prompt:
+            self.w.prompt_panel.set_values({"prompt": live.prompt,
+                                            "negative_prompt": live.negative_prompt})
         undo._changed()
         self.w.canvas.fit()
         self.update_title()
@@ -324,7 +327,7 @@ class ProjectController(QObject):
         if self._worker is not None:
             self._queued_save = path  # after the running write (an autosave, say)
             return True
-        snap = ProjectStore.snapshot(self.w.doc, self.w.undo, self.w.doc.log)
+        snap = self._snapshot()
         self._start(path, snap, autosave=False)
         return True
 
@@ -339,7 +342,7 @@ class ProjectController(QObject):
         else:
             target = self.path
         self.wait()
-        snap = ProjectStore.snapshot(self.w.doc, self.w.undo, self.w.doc.log)
+        snap = self._snapshot()
         try:
             report = ProjectStore.write(target, snap)
         except StudioError as err:
@@ -347,6 +350,13 @@ class ProjectController(QObject):
             return False
         self._on_saved(target, snap, self._log_version, report)
         return True
+
+    def _snapshot(self) -> ProjectSnapshot:
+        doc, panel = self.w.doc, self.w.prompt_panel
+        # The prompt text is view state the panel owns; the file keeps it for the reopen.
+        doc.prompt = panel.prompt_edit.toPlainText()
+        doc.negative_prompt = panel.negative_edit.toPlainText()
+        return ProjectStore.snapshot(doc, self.w.undo, doc.log)
 
     def _start(self, path: Path, snap: ProjectSnapshot, autosave: bool) -> None:
         log_version = self._log_version
@@ -443,7 +453,7 @@ class ProjectController(QObject):
         except OSError as err:
             self.w.status.message_label.setText(f"Autosave failed: {err}")
             return False
-        snap = ProjectStore.snapshot(self.w.doc, self.w.undo, self.w.doc.log)
+        snap = self._snapshot()
         self._start(base, snap, autosave=True)
         return True
 

@@ -95,6 +95,7 @@ def test_save_reopen_and_undo_the_last_stroke(qtbot, window, engine, runner, set
 
 def test_gallery_survives_a_reopen_and_generations_mark_the_project_modified(
         qtbot, window, engine, runner, settings, tmp_path, monkeypatch):
+    window.prompt_panel.prompt_edit.setPlainText("a lighthouse at dusk")
     with qtbot.waitSignal(window.controller.generation_applied, timeout=10000):
         window.actions["generate"].trigger()
     assert window.isWindowModified()
@@ -103,6 +104,8 @@ def test_gallery_survives_a_reopen_and_generations_mark_the_project_modified(
     image = window.doc.log.image(window.gallery_panel.items[0].image_hashes[0]).copy()
     second = new_window(qtbot, engine, runner, settings)
     assert second.projects.open_project(path)
+    assert second.prompt_panel.prompt_edit.toPlainText() == \
+        window.prompt_panel.prompt_edit.toPlainText()
     assert len(second.gallery_panel.items) == 1
     assert second.gallery_panel.list.count() == 1
     np.testing.assert_array_equal(
