@@ -403,3 +403,27 @@ def test_import_settings_from_other_tools(qtbot, window, name):
         assert values["seed"] == expected.seed % 2**32
     if expected.steps is not None:
         assert values["steps"] == min(expected.steps, 150)  # the slider's range
+
+
+def test_an_edit_made_while_saving_keeps_the_project_modified(qtbot, window, tmp_path,
+                                                              monkeypatch):
+    import threading
+
+    original = ProjectStore.write
+    release = threading.Event()
+
+    def held_write(*args, **kwargs):
+        release.wait(5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ProjectStore, "write", staticmethod(held_write))
+    open_grey(window)
+    path = tmp_path / "busy.studio"
+    with qtbot.waitSignal(window.projects.save_finished, timeout=10000):
+        window.projects.save_as(path)
+        open_grey(window, (8, 8), 5)  # while the file is being written
+        release.set()
+    assert window.isWindowModified()
+    assert len(ProjectStore.load(path).document.layers) == 1
+    window.actions["undo"].trigger()
+    assert not window.isWindowModified()  # back at the saved state
