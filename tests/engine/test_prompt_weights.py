@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from studio.core.errors import ModelNotFoundError
 from studio.core.request import GenerationRequest
 from studio.engine.conditioning import encode_prompts
 from studio.engine.prompt_weights import needs_weighted_encoding, token_count
@@ -75,7 +76,26 @@ def test_break_starts_a_new_chunk(loaded):
 
 
 def test_weighted_prompt_generates(engine, tiny_sd1_dir):
-    req = GenerationRequest("a (person:1.3) with [red hair] BREAK <lora:none:0.5> glasses",
+    req = GenerationRequest("a (person:1.3) with [red hair] BREAK glasses",
                             model=str(tiny_sd1_dir), width=64, height=64, steps=2)
     res = engine.generate(req)
     assert res.images[0].shape == (64, 64, 3)
+    with pytest.raises(ModelNotFoundError, match="No LoRA named 'nowhere'"):
+        engine.generate(req.replace(prompt="a person <lora:nowhere:0.5>"))
+
+
+def test_grid_command_makes_a_labelled_grid_and_every_cell(tmp_path, tiny_sd1_dir, capsys):
+    from PIL import Image
+
+    from studio.cli import main
+
+    out = tmp_path / "grid.png"
+    code = main(["grid", "a (person:1.2) with red hair", "--x", "seed=1,2", "--y",
+                 "guidance=3,7", "--model", str(tiny_sd1_dir), "--steps", "2", "--size",
+                 "64x64", "-o", str(out), "--cells", str(tmp_path / "cells"), "--quiet",
+                 "--no-hf-cache", "--device", "cpu", "--dtype", "float32"])
+    assert code == 0, capsys.readouterr().err
+    assert Image.open(out).size[0] > 2 * 64 and len(list((tmp_path / "cells").glob("*.png"))) == 4
+    assert main(["grid", "a cat", "--x", "colour=red", "--model", str(tiny_sd1_dir),
+                 "--no-hf-cache", "--device", "cpu"]) == 1
+    assert "Cannot vary 'colour'" in capsys.readouterr().err

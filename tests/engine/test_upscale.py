@@ -115,3 +115,17 @@ def test_refine_with_a_diffusion_model(engine, tiny_sd1_dir):
     assert steps[-1].step == steps[-1].total == 4  # 2 x 2 overlapping 64 px tiles
     # The tiny test model has random weights, so only "changed, same size" can be asserted.
     assert not np.array_equal(out, lanczos_resize(image, 96, 96))
+
+
+def test_upscale_command(tmp_path, capsys):
+    from studio.cli import main
+
+    src = tmp_path / "face.png"
+    Image.fromarray(photo_like(48, 40)).save(src)
+    out = tmp_path / "big.png"
+    assert main(["upscale", str(src), "-o", str(out), "--scale", "2", "--quiet",
+                 "--no-hf-cache", "--device", "cpu"]) == 0
+    assert Image.open(out).size == (96, 80)
+    assert main(["upscale", str(src), "-o", str(out), "--model", "nope", "--quiet",
+                 "--no-hf-cache", "--device", "cpu"]) == 1
+    assert "No upscaler named 'nope'" in capsys.readouterr().err
