@@ -91,7 +91,9 @@ def open_model_manager(window: Any) -> ModelManagerDialog | None:
         return model.id if model is not None else ""
 
     def set_default(model: Any) -> None:
+        # The window starts with the last model used ("prompt/model"): the default is that.
         settings.setValue("models/default", model.id)
+        settings.setValue("prompt/model", model.id)
         window.prompt_panel.set_models(window.engine.list_models("diffusion"), model.id)
 
     dialog = ModelManagerDialog(ModelManagerService(

@@ -127,3 +127,21 @@ def test_grid_from_the_window_puts_every_cell_in_the_gallery(qtbot, window):
         dialog.start()
     assert len(window.doc.log) == before + 4
     dialog.close()
+
+
+def test_model_manager_from_the_window_sets_the_default_model(qtbot, window, engine):
+    from types import SimpleNamespace
+
+    from studio.ui.table_stakes_menu import open_model_manager
+
+    engine.table_stakes = SimpleNamespace(
+        list_models=lambda: engine.list_models(), rescan=lambda: None,
+        add_folder=lambda folder: None, compute_hash=lambda m: "0" * 64,
+        download=lambda repo, progress, cancel: None)
+    dialog = open_model_manager(window)
+    dialog.select("fake-large")
+    with qtbot.waitSignal(dialog.default_changed):
+        dialog.default_button.click()
+    assert window.prompt_panel.model_id == "fake-large"
+    assert window.settings.value("prompt/model") == "fake-large"
+    dialog.close()
