@@ -28,3 +28,5 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
 fi
 echo "Installing Latent Studio$extras ..."
 "${PIP[@]}" install -e ".$extras"
+# spandrel (user upscaler models) without its torchvision pin: see pyproject's `upscalers`.
+"${PIP[@]}" install --no-deps "spandrel>=0.4" "einops>=0.7"
