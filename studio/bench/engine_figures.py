@@ -30,6 +30,7 @@ class Settings:
     repeats: int
     decode_repeats: int
     dtype: str = "auto"
+    warmup: int = 1
 
 
 def make_engine(model: BenchModel, dtype: str = "auto", preview_every: int = 1) -> Any:
@@ -76,7 +77,8 @@ def overhead(model: BenchModel, settings: Settings) -> dict[str, Any]:
             marks.append(time.perf_counter())
 
         images["app"] = engine.generate(request, on_step).images[0]
-        step_times.extend(np.diff(marks[1:]).tolist())  # steps after the first
+        # Steps after the first; with one step, the first (it then includes the set-up).
+        step_times.extend(np.diff(marks[1:] if len(marks) > 2 else marks).tolist())
 
     def plain() -> None:
         with torch.inference_mode(), engine.choice.autocast():
@@ -86,12 +88,13 @@ def overhead(model: BenchModel, settings: Settings) -> dict[str, Any]:
         arr = np.clip(np.asarray(out.images[0], np.float32), 0, 1)
         images["bare"] = (arr * 255).round().astype(np.uint8)
 
-    times = interleaved({"app": app, "bare": plain}, settings.repeats)
+    times = interleaved({"app": app, "bare": plain}, settings.repeats, settings.warmup)
     t_app, t_bare = median(times["app"]), median(times["bare"])
     diff = np.abs(images["app"].astype(int) - images["bare"].astype(int))
     return {
         "app_s": t_app, "bare_s": t_bare, "ratio": t_app / t_bare,
         "repeats": settings.repeats, "steps": settings.steps, "size": model.size,
+        "runs": times,
         "same_pixels": bool(diff.max() == 0), "max_pixel_diff": int(diff.max()),
         "step_s": median(step_times) if step_times else float("nan"),
         "dtype": engine.device_info().dtype, "autocast": engine.device_info().autocast,

@@ -121,7 +121,8 @@ def run_bench(plan: Plan, *, cache: str | Path | None = None,
         figures["overhead_ratio_tiny"] = o["ratio"]
         m = big()
         log(f"overhead: {m.label} {m.size}px, {plan.sd15_steps} steps x {plan.sd15_repeats}…")
-        o = ef.overhead(m, ef.Settings(plan.sd15_steps, plan.sd15_repeats, 0))
+        o = ef.overhead(m, ef.Settings(plan.sd15_steps, plan.sd15_repeats, 0,
+                                       warmup=plan.big_warmup))
         loaded["sd15"] = o.pop("_loaded")
         o.pop("_engine")
         figures["overhead_sd15"] = o
