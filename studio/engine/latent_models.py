@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 DIRECTION_SEED = 424_242  # portraits used to find directions (neither train nor eval data)
 DIRECTION_SAMPLES = 1024
-DIRECTIONS_VERSION = 2  # bump when the way directions are built changes (cache files)
+DIRECTIONS_VERSION = 3  # bump when the way directions are built changes (cache files)
 SMILE_THRESHOLD = 0.35
 CLASSIFIER = "studio-tiny-attributes"
 
@@ -279,6 +279,19 @@ class LatentModels:
             z = model.encode(batch.images)
             labels = {a: portrait_labels(a, batch.labels, batch.smile)
                       for a in PORTRAIT_ATTRIBUTES}
+            try:
+                scorer = self.scorer()
+            except ModelNotFoundError:
+                return z, labels
+            # Label what the decoder draws, not what the portrait had: a VAE that loses a
+            # detail (a mouth, a colour) in some reconstructions would otherwise learn a
+            # direction that does not show. Ground truth stays where the decoder never
+            # draws an attribute at all.
+            scores = scorer.scores(model.decode(z))
+            for a in PORTRAIT_ATTRIBUTES:
+                drawn = scorer.has(scores, a)
+                if 0 < drawn.sum() < len(z):
+                    labels[a] = drawn
             return z, labels
         z = model.sample(DIRECTION_SEED, n)
         scorer = self.scorer()
