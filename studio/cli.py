@@ -281,15 +281,18 @@ def _run_with_progress(engine, request, quiet: bool):
         return engine.generate(request, None, cancel)
     from tqdm import tqdm
 
-    bar = tqdm(total=request.steps, unit="step", file=sys.stderr, leave=False,
-               dynamic_ncols=True)
+    bars: list = []  # made at the first step, so the model load does not skew the rate
 
     def on_step(p) -> None:
+        if not bars:
+            bars.append(tqdm(total=p.total, unit="step", file=sys.stderr, leave=False,
+                             dynamic_ncols=True))
+        bar = bars[0]
         bar.total = p.total
-        bar.n = p.step
-        bar.refresh()
+        bar.update(p.step - bar.n)
 
     try:
         return engine.generate(request, on_step, cancel)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()

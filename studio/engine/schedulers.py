@@ -42,6 +42,9 @@ def canonical_name(name: str) -> str:
     """Our name for a scheduler written any common way ("euler_a", "DPM++ 2M Karras")."""
     if name in SCHEDULERS:
         return name
+    for ours, (cls_name, extra) in SCHEDULERS.items():  # a diffusers class name
+        if name == cls_name and not extra:
+            return ours
     key = name.strip().lower().replace(" ", "").replace("+", "p")
     found = ALIASES.get(key) or ALIASES.get(name.strip().lower())
     if found is None:

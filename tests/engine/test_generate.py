@@ -129,3 +129,11 @@ def test_engine_gives_the_pixels_of_a_bare_diffusers_call(engine, model_dir):
                     generator=[torch.Generator("cpu").manual_seed(req.seed)]).images[0]
     bare = (np.clip(bare, 0, 1) * 255).round().astype(np.uint8)
     assert np.array_equal(ours, bare)
+
+
+def test_scheduler_names_in_other_spellings():
+    from studio.engine.schedulers import canonical_name
+
+    assert canonical_name("EulerDiscreteScheduler") == "Euler"
+    assert canonical_name("dpmpp_2m_karras") == "DPM++ 2M Karras"
+    assert canonical_name("euler_a") == "Euler a"
