@@ -72,11 +72,12 @@ LIMITATIONS: dict[str, str] = {
          "retrain with `python -m studio.training vae --minutes 30 --resume` on a free machine.",
     GAN: "Starts from the under-trained VAE decoder, so samples are as blurry as the VAE's; "
          "only a few hundred adversarial steps were affordable.",
-    DIFFUSION: "Under-trained (a few hundred UNet steps on a shared 2-core CPU, autoencoder at "
-               "about 16 dB PSNR): samples are blurry colour layouts rather than clean "
-               "portraits and prompt adherence is below the 85 % target (see the figures). "
-               "The folder format, tokenizer, scheduler and settings are final; retrain with "
-               "`python -m studio.training diffusion --minutes 60` on a free machine.",
+    DIFFUSION: "NOT USABLE YET: under-trained (723 UNet steps on a shared 2-core CPU, "
+               "autoencoder at about 16 dB PSNR). Samples are colour textures that do not "
+               "look like portraits, and prompt adherence is near chance, far below the "
+               "85 % target (see the figures). The folder format, tokenizer and scheduler "
+               "load like a real SD folder; the sampling settings were not tuned. Retrain "
+               "with `python -m studio.training diffusion --minutes 60` on a free machine.",
 }
 
 
