@@ -18,18 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def bytes_to_unicode() -> dict[int, str]:
-    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-          + list(range(ord("®"), ord("ÿ") + 1)))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+from studio.engine.tokenizer_build import bytes_to_unicode
 
 
 def main(bpe_path: str, out_dir: Path) -> None:

@@ -30,14 +30,14 @@ def supports_embeddings(family: str) -> bool:
     return family in SD_FAMILIES or family in SDXL_FAMILIES
 
 
-class ConditioningCache:
-    """A small LRU cache of prompt embeddings, keyed by model and everything that shapes them."""
+class LRUCache:
+    """A small least-recently-used cache of values made on demand (embeddings, directions)."""
 
     def __init__(self, size: int = 32) -> None:
         self._size = size
-        self._items: OrderedDict[tuple, Conditioning] = OrderedDict()
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
 
-    def get_or_make(self, key: tuple, make: Any) -> Conditioning:
+    def get_or_make(self, key: tuple, make: Any) -> Any:
         hit = self._items.get(key)
         if hit is not None:
             self._items.move_to_end(key)
@@ -50,6 +50,10 @@ class ConditioningCache:
 
     def clear(self) -> None:
         self._items.clear()
+
+
+class ConditioningCache(LRUCache):
+    """Prompt embeddings, keyed by model and everything that shapes them."""
 
 
 def encode_prompts(pipe: Any, family: str, request: GenerationRequest, device: Any,

@@ -12,13 +12,13 @@ A value of 0 never touches a tensor, so the base image comes back bit for bit.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from studio.core.request import GenerationRequest, SliderValue
 from studio.core.sliders import INTERP, INVERT, PROMPT
+from studio.engine.conditioning import LRUCache
 from studio.engine.families import SDXL_FAMILIES
 
 
@@ -65,26 +65,11 @@ def compute_prompt_delta(pipe: Any, family: str, positive: str, negative: str,
         return PromptDelta((pe[:n] - pe[n:]).mean(0, keepdim=True))
 
 
-class DirectionCache:
+class DirectionCache(LRUCache):
     """Prompt deltas, cached per model, LoRA state and text pair (small LRU)."""
 
     def __init__(self, size: int = 64) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple, PromptDelta] = OrderedDict()
-
-    def get_or_make(self, key: tuple, make: Callable[[], PromptDelta]) -> PromptDelta:
-        hit = self._items.get(key)
-        if hit is not None:
-            self._items.move_to_end(key)
-            return hit
-        value = make()
-        self._items[key] = value
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        self._items.clear()
+        super().__init__(size)
 
 
 def prompt_sliders(request: GenerationRequest) -> list[SliderValue]:
@@ -200,24 +185,11 @@ def inversion_slider(request: GenerationRequest) -> SliderValue | None:
     return next((s for s in request.sliders if s.space == INVERT), None)
 
 
-class InversionCache:
+class InversionCache(LRUCache):
     """Inverted noise per model, image, prompt and steps (a drag inverts only once)."""
 
     def __init__(self, size: int = 8) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple, Any] = OrderedDict()
-
-    def get_or_make(self, key: tuple, make: Callable[[], Any]) -> Any:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        value = self._items[key] = make()
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        self._items.clear()
+        super().__init__(size)
 
 
 def ddim_invert(pipe: Any, image: Any, prompt_embeds: Any, steps: int, device: Any,

@@ -23,7 +23,7 @@ BASIC_WORDS = (
 ).split()
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     # The reversible byte -> printable character table of GPT-2/CLIP byte-level BPE.
     bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
           + list(range(ord("®"), ord("ÿ") + 1)))
@@ -49,7 +49,7 @@ def build_clip_tokenizer(out_dir: str | Path, corpus: Iterable[str], vocab_size:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    alphabet = list(_bytes_to_unicode().values())
+    alphabet = list(bytes_to_unicode().values())
     tok = Tokenizer(models.BPE(unk_token=EOS, end_of_word_suffix="</w>",
                                continuing_subword_prefix=""))
     tok.normalizer = normalizers.Sequence(
