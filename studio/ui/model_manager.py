@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from studio.core.cancel import CancelToken
 from studio.core.errors import StudioError
@@ -298,6 +297,7 @@ class ModelManagerDialog(QDialog):
             return
         self.hash_button.setEnabled(False)
         self.show_message(f"Hashing {model.name}…")
+        from superqt.utils import create_worker  # not on the start-up path
         worker = create_worker(self.service.compute_hash, model, _ignore_errors=True)
         worker.returned.connect(lambda digest, m=model: self._on_hash_returned(m, digest))
         worker.errored.connect(self._on_worker_errored)
@@ -349,6 +349,7 @@ class ModelManagerDialog(QDialog):
                 raise result["error"]  # type: ignore[misc]
             return result.get("value")
 
+        from superqt.utils import create_worker  # not on the start-up path
         worker = create_worker(run, _ignore_errors=True)
         worker.yielded.connect(self._on_download_progress)
         worker.returned.connect(lambda _v, r=repo_id: self._on_download_returned(r))

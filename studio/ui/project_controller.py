@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
-from superqt.utils import create_worker
 
 from studio.core.document import Document
 from studio.core.errors import (
@@ -388,6 +387,7 @@ class ProjectController(QObject):
             finally:
                 done.set()  # lets ``wait`` return without running the event loop
 
+        from superqt.utils import create_worker  # not on the start-up path
         worker = create_worker(write, path, snap, _start_thread=False, _connect={
             "returned": returned, "errored": errored, "finished": self._on_worker_finished})
         self._worker = worker

@@ -18,11 +18,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QLargeIntSpinBox
 
 from studio.core.models import ModelInfo
 from studio.core.request import GenerationRequest
 from studio.ui.theme import set_icon
+from studio.ui.value_widgets import SeedSpinBox
 from studio.ui.widgets import float_slider, int_slider, section_label, tool_button
 
 SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM",
@@ -65,7 +65,7 @@ class PromptPanel(QWidget):
         self.negative_edit.setTabChangesFocus(True)
         self.negative_edit.setFixedHeight(56)
 
-        self.seed_spin = QLargeIntSpinBox()  # seeds go past 2**31
+        self.seed_spin = SeedSpinBox()  # seeds go past 2**31
         self.seed_spin.setObjectName("seed_spin")
         self.seed_spin.setRange(0, MAX_SEED)
         self.seed_lock_button = tool_button("seed_lock_button", "unlock",

@@ -34,8 +34,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QLabeledDoubleSlider
-from superqt.utils import qthrottled
 
 from studio.core.commands import SetSliderValue
 from studio.core.document import Document
@@ -68,6 +66,7 @@ from studio.core.sliders import (
     variation_slider,
 )
 from studio.core.undo import UndoStack
+from studio.ui.value_widgets import LabeledDoubleSlider, Throttle
 from studio.ui.widgets import tool_button
 
 MODES = (("diffusion", "Current image (diffusion)"), (VAE, "VAE latent (studio-tiny-vae)"),
@@ -95,7 +94,7 @@ class SliderRow(QWidget):
         label = QLabel(spec.label)
         label.setToolTip(spec.description or spec.slider_id)
         label.setMinimumWidth(90)
-        self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.slider = LabeledDoubleSlider()
         self.slider.setObjectName("slider")
         self.slider.setRange(spec.minimum, spec.maximum)
         self.slider.setDecimals(2)
@@ -150,8 +149,7 @@ class SlidersPanel(QWidget):
         self.direction_builder: Callable[[str, np.ndarray, np.ndarray], Any] | None = None
         self._example_job: tuple[int, str, str] | None = None
         self._syncing = False
-        self._submit_preview_throttled = qthrottled(self._submit_preview, timeout=40,
-                                                    leading=True, parent=self)
+        self._submit_preview_throttled = Throttle(self._submit_preview, 40, parent=self)
         self._build()
         self._rebuild_rows()
         doc.add_listener(self._on_document_event)

@@ -15,7 +15,6 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDialog, QMenu, QPushButton
 
 from studio.core.errors import StudioError
-from studio.core.events import JobFailed, JobFinished
 from studio.core.request import GenerationRequest
 from studio.core.styles import StyleLibrary
 from studio.ui.grid_dialog import GridDialog

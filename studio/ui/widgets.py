@@ -11,9 +11,9 @@ from PySide6.QtWidgets import (
     QToolButton,
     QWidget,
 )
-from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from studio.ui.theme import icon, set_icon
+from studio.ui.value_widgets import LabeledDoubleSlider, LabeledSlider
 
 
 def section_label(text: str) -> QLabel:
@@ -22,8 +22,8 @@ def section_label(text: str) -> QLabel:
     return label
 
 
-def int_slider(name: str, lo: int, hi: int, value: int) -> QLabeledSlider:
-    slider = QLabeledSlider(Qt.Orientation.Horizontal)
+def int_slider(name: str, lo: int, hi: int, value: int) -> LabeledSlider:
+    slider = LabeledSlider()
     slider.setObjectName(name)
     slider.setRange(lo, hi)
     slider.setValue(value)
@@ -31,8 +31,8 @@ def int_slider(name: str, lo: int, hi: int, value: int) -> QLabeledSlider:
 
 
 def float_slider(name: str, lo: float, hi: float, value: float,
-                 decimals: int = 2) -> QLabeledDoubleSlider:
-    slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+                 decimals: int = 2) -> LabeledDoubleSlider:
+    slider = LabeledDoubleSlider()
     slider.setObjectName(name)
     slider.setRange(lo, hi)
     slider.setDecimals(decimals)

@@ -1,0 +1,244 @@
+"""Value widgets of the start-up path: labelled sliders, a 64-bit seed box, a throttle.
+
+They stand in for superqt's ``QLabeledSlider``, ``QLabeledDoubleSlider``,
+``QLargeIntSpinBox`` and ``qthrottled`` on the widgets every window builds: importing superqt
+pulls in qtpy and with it QtOpenGL and more, about a third of the start-up time measured by
+``studio bench`` (section ``startup``). superqt stays for what runs later (worker threads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QSlider,
+    QSpinBox,
+    QWidget,
+)
+
+
+class _LabeledSliderBase(QWidget):
+    """A horizontal ``QSlider`` with an editable spin box beside it, kept in step.
+
+    ``valueChanged`` fires once per change, from the slider or the box; ``sliderPressed``
+    and ``sliderReleased`` pass the slider's own through (a drag is press ... release).
+    """
+
+    sliderPressed = Signal()
+    sliderReleased = Signal()
+
+    def __init__(self, box: QSpinBox | QDoubleSpinBox, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._slider = QSlider(Qt.Orientation.Horizontal)
+        self._box = box
+        self._box.setKeyboardTracking(False)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._slider, 1)
+        layout.addWidget(self._box)
+        self._slider.valueChanged.connect(self._on_slider)
+        self._box.valueChanged.connect(self._on_box)
+        self._slider.sliderPressed.connect(self.sliderPressed)
+        self._slider.sliderReleased.connect(self.sliderReleased)
+
+    # the scale between the slider's ints and the value (1 for the int slider)
+    def _to_slider(self, value: float) -> int:
+        return int(round(value))
+
+    def _from_slider(self, position: int) -> float:
+        return position
+
+    def _emit(self, value: Any) -> None:
+        raise NotImplementedError
+
+    def _on_slider(self, position: int) -> None:
+        value = self._from_slider(position)
+        self._box.blockSignals(True)
+        self._box.setValue(value)
+        self._box.blockSignals(False)
+        self._emit(self._box.value())
+
+    def _on_box(self, value: float) -> None:
+        self._slider.blockSignals(True)
+        self._slider.setValue(self._to_slider(value))
+        self._slider.blockSignals(False)
+        self._emit(value)
+
+    def setToolTip(self, text: str) -> None:  # noqa: N802 (Qt API)
+        super().setToolTip(text)
+        self._slider.setToolTip(text)
+        self._box.setToolTip(text)
+
+    def setAccessibleName(self, name: str) -> None:  # noqa: N802 (Qt API)
+        super().setAccessibleName(name)
+        self._slider.setAccessibleName(name)
+        self._box.setAccessibleName(name)
+
+    def value(self) -> Any:
+        return self._box.value()
+
+    def setValue(self, value: float) -> None:  # noqa: N802 (Qt API)
+        self._box.setValue(value)  # -> _on_box moves the slider and emits when it changed
+
+    def minimum(self) -> Any:
+        return self._box.minimum()
+
+    def maximum(self) -> Any:
+        return self._box.maximum()
+
+
+class LabeledSlider(_LabeledSliderBase):
+    """Integer slider with a spin box (``valueChanged(int)``)."""
+
+    valueChanged = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(QSpinBox(), parent)
+
+    def _emit(self, value: Any) -> None:
+        self.valueChanged.emit(int(value))
+
+    def setRange(self, lo: int, hi: int) -> None:  # noqa: N802 (Qt API)
+        self._slider.setRange(lo, hi)
+        self._box.setRange(lo, hi)
+
+    def setSingleStep(self, step: int) -> None:  # noqa: N802 (Qt API)
+        self._slider.setSingleStep(step)
+        self._box.setSingleStep(step)
+
+
+class LabeledDoubleSlider(_LabeledSliderBase):
+    """Float slider with a spin box (``valueChanged(float)``); ``setDecimals`` sets the
+    precision of both (the slider moves in steps of ``10 ** -decimals``)."""
+
+    valueChanged = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(QDoubleSpinBox(), parent)
+        self._scale = 100
+
+    def _to_slider(self, value: float) -> int:
+        return int(round(value * self._scale))
+
+    def _from_slider(self, position: int) -> float:
+        return position / self._scale
+
+    def _emit(self, value: Any) -> None:
+        self.valueChanged.emit(float(value))
+
+    def setRange(self, lo: float, hi: float) -> None:  # noqa: N802 (Qt API)
+        self._box.setRange(lo, hi)
+        self._slider.setRange(self._to_slider(lo), self._to_slider(hi))
+
+    def setDecimals(self, decimals: int) -> None:  # noqa: N802 (Qt API)
+        lo, hi, value = self._box.minimum(), self._box.maximum(), self._box.value()
+        self._box.setDecimals(decimals)
+        self._scale = 10 ** decimals
+        self._slider.blockSignals(True)
+        self._slider.setRange(self._to_slider(lo), self._to_slider(hi))
+        self._slider.setValue(self._to_slider(value))
+        self._slider.blockSignals(False)
+
+    def setSingleStep(self, step: float) -> None:  # noqa: N802 (Qt API)
+        self._box.setSingleStep(step)
+        self._slider.setSingleStep(max(1, self._to_slider(step)))
+        self._slider.setPageStep(max(1, self._to_slider(step * 10)))
+
+
+class SeedSpinBox(QAbstractSpinBox):
+    """A spin box of Python ints (seeds go past ``QSpinBox``'s 2**31 - 1)."""
+
+    valueChanged = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._min, self._max, self._value = 0, 2**31 - 1, 0
+        self.lineEdit().setText("0")
+        self.editingFinished.connect(self._commit)
+
+    def _parse(self) -> int | None:
+        text = self.lineEdit().text().strip()
+        return int(text) if text.isdigit() and self._min <= int(text) <= self._max else None
+
+    def _commit(self) -> None:
+        parsed = self._parse()
+        self.setValue(self._value if parsed is None else parsed)
+
+    def setRange(self, lo: int, hi: int) -> None:  # noqa: N802 (Qt API)
+        self._min, self._max = int(lo), int(hi)
+        self.setValue(self._value)
+
+    def minimum(self) -> int:
+        return self._min
+
+    def maximum(self) -> int:
+        return self._max
+
+    def value(self) -> int:
+        parsed = self._parse()  # what is typed counts, as in QSpinBox
+        return self._value if parsed is None else parsed
+
+    def setValue(self, value: int) -> None:  # noqa: N802 (Qt API)
+        value = min(max(int(value), self._min), self._max)
+        if self.lineEdit().text() != str(value):
+            self.lineEdit().setText(str(value))
+        if value != self._value:
+            self._value = value
+            self.valueChanged.emit(value)
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 (Qt API)
+        self.setValue(self.value() + steps)
+
+    def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:  # noqa: N802 (Qt API)
+        flags = QAbstractSpinBox.StepEnabledFlag.StepNone
+        if self.value() > self._min:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
+        if self.value() < self._max:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
+        return flags
+
+    def validate(self, text: str, pos: int) -> object:
+        if text == "":
+            return QValidator.State.Intermediate
+        if not text.isdigit():
+            return QValidator.State.Invalid
+        return (QValidator.State.Acceptable if self._min <= int(text) <= self._max
+                else QValidator.State.Intermediate if int(text) < self._min
+                else QValidator.State.Invalid)
+
+
+class Throttle(QObject):
+    """Calls ``fn`` at most once per ``timeout_ms``: the first call at once, the last of a
+    burst when the window ends (leading and trailing, like superqt's ``qthrottled``)."""
+
+    def __init__(self, fn: Callable[[], Any], timeout_ms: int,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._fn = fn
+        self._pending = False
+        self._timer = QTimer(self, singleShot=True, interval=timeout_ms)
+        self._timer.timeout.connect(self._on_timeout)
+
+    def __call__(self) -> None:
+        if self._timer.isActive():
+            self._pending = True
+            return
+        self._fn()
+        self._timer.start()
+
+    def _on_timeout(self) -> None:
+        if self._pending:
+            self._pending = False
+            self._fn()
+            self._timer.start()
+
+    def cancel(self) -> None:
+        """Drop a pending trailing call."""
+        self._pending = False
+        self._timer.stop()
