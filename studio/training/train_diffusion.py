@@ -33,6 +33,7 @@ from studio.training.data import caption_vocabulary
 
 NAME = "studio-tiny-diffusion"
 AE_MINUTES_SHARE = 0.32  # of the total budget, spent on the autoencoder
+RESUME_SAMPLES = 20_000  # a resumed run sees more portraits than the first one (6 000)
 RECOMMENDED = {"scheduler": "EulerDiscreteScheduler", "steps": 25, "guidance": 5.0,
                "height": 64, "width": 64}
 
@@ -170,13 +171,38 @@ def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: floa
         torch._foreach_lerp_(ema, params, 1.0 - decay)
 
 
+def _load_previous(folder: Path) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """(vae, unet, text encoder, tokenizer, training record) of a saved pipeline folder."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    vae = AutoencoderKL.from_pretrained(folder / "vae").float().eval()
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet").float()
+    text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder").float()
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    record = json.loads((folder / "training.json").read_text())
+    return vae, unet, text_encoder, tokenizer, record
+
+
 def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 6_000,
-          batch_size: int = 32, lr: float = 1e-3, checkpoint_minutes: float = 8.0) -> Path:
-    """Autoencoder then UNet + text encoder within ``minutes``; save to ``out_root / NAME``."""
+          batch_size: int = 32, lr: float = 1e-3, checkpoint_minutes: float = 8.0,
+          resume: bool = False) -> Path:
+    """Autoencoder then UNet + text encoder within ``minutes``; save to ``out_root / NAME``.
+
+    With ``resume`` the autoencoder, UNet, text encoder and tokenizer of the pipeline already
+    in ``out_root / NAME`` are kept and the UNet and text encoder train on (with a fresh
+    pass over a larger slice of the data and half the learning rate).
+    """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     total = Stopwatch(minutes)
+    previous: dict[str, Any] = {}
+    if resume:
+        vae, unet, text_encoder, tokenizer, previous = _load_previous(out_root / NAME)
+        n_data = max(n_data, RESUME_SAMPLES)
+        seed += 1000
+        lr = lr / 2
     data = build_dataset(TRAIN_SEED, 100_000)
     data = type(data)(data.images[:n_data], {k: v[:n_data] for k, v in data.labels.items()},
                       data.smile[:n_data], data.captions[:n_data])
@@ -184,7 +210,9 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 6_
     work.mkdir(parents=True, exist_ok=True)
     ae_dir = work / "vae"
     record: dict[str, Any] = {}
-    if (ae_dir / "config.json").exists():
+    if resume:
+        log("autoencoder, UNet and text encoder loaded from the saved pipeline")
+    elif (ae_dir / "config.json").exists():
         vae = AutoencoderKL.from_pretrained(ae_dir).float().eval()
         record.update(json.loads((work / "vae_record.json").read_text()))
         log("autoencoder loaded from cache")
@@ -193,24 +221,25 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 6_
         vae.save_pretrained(ae_dir)
         (work / "vae_record.json").write_text(json.dumps(rec))
         record.update(rec)
-    lat_path = work / f"latents_n{n_data}.pt"
-    if lat_path.exists():
+    lat_path = work / f"latents_n{n_data}{'_resume' if resume else ''}.pt"
+    if lat_path.exists() and not resume:
         latents = torch.load(lat_path, weights_only=True)
     else:
         log("encoding latents")
         latents = encode_latents(vae, data.images)
         torch.save(latents, lat_path)
     std = latents.float().std().item()
-    scaling = 1.0 / std
+    scaling = vae.config.scaling_factor if resume else 1.0 / std  # the UNet learnt that scale
     vae.register_to_config(scaling_factor=scaling)
     log(f"latents {tuple(latents.shape)} mean {latents.float().mean():.3f} std {std:.3f}")
 
     setup_torch(seed)
-    tokenizer = build_tokenizer(work / "tokenizer")
+    if not resume:
+        tokenizer = build_tokenizer(work / "tokenizer")
+        text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), **TEXT_CONFIG))
+        unet = UNet2DConditionModel(**UNET_CONFIG)
     ids = tokenize(tokenizer, data.captions)
     empty = tokenize(tokenizer, [""])[0]
-    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), **TEXT_CONFIG))
-    unet = UNet2DConditionModel(**UNET_CONFIG)
     noise_sched = DDPMScheduler(**SCHEDULER_CONFIG)
     alphas = noise_sched.alphas_cumprod
     snr = alphas / (1 - alphas)
@@ -228,8 +257,9 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 6_
         with torch.no_grad():
             for p, e in zip(params, ema, strict=True):
                 p.copy_(e)
-        extra = {"scaling_factor": scaling, "train_steps": step, "final": final,
-                 "train_seconds_diffusion": round(clock.elapsed)}
+        extra = {"scaling_factor": scaling, "final": final,
+                 "train_steps": previous.get("diffusion_steps", 0) + step,
+                 "train_seconds_diffusion": previous.get("seconds", 0) + round(clock.elapsed)}
         save_pipeline(out_root / NAME, vae, unet, text_encoder, tokenizer, extra)
         with torch.no_grad():
             for p, v in zip(params, live, strict=True):
@@ -273,9 +303,12 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 6_
             checkpoint(final=False)
             last_ckpt = clock.elapsed
     checkpoint(final=True)
+    command = f"python -m studio.training diffusion --minutes {minutes:g}"
+    if resume:
+        command = f"{previous.get('command', '')} && {command} --resume"
     record.update({
-        "command": f"python -m studio.training diffusion --minutes {minutes:g}",
-        "seconds": round(total.elapsed), "diffusion_steps": step, "batch_size": batch_size,
+        "command": command, "seconds": previous.get("seconds", 0) + round(total.elapsed),
+        "diffusion_steps": previous.get("diffusion_steps", 0) + step, "batch_size": batch_size,
         "train_samples": n_data, "scaling_factor": scaling, "final_loss": round(loss.item(), 4)})
     write_training_record(out_root / NAME, record)
     log(f"diffusion saved after {step} steps, {total.elapsed / 60:.1f} min")
