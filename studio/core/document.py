@@ -205,6 +205,9 @@ class Document:
         The prompt text of the next generation.
     sliders : dict
         Latent slider values by slider id.
+    slider_specs : dict
+        Sliders whose id does not describe them (built from marked examples): their
+        ``SliderSpec.to_dict()`` by id, saved with the project so they come back on reopen.
     log : GenerationLog
         Every generation made in the project (saved apart from the layers).
     """
@@ -217,6 +220,7 @@ class Document:
     prompt: str = ""
     negative_prompt: str = ""
     sliders: dict[str, float] = field(default_factory=dict)
+    slider_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: GenerationLog = field(default_factory=_new_log, repr=False)
     _listeners: list[Listener] = field(default_factory=list, init=False, repr=False)
 
@@ -365,6 +369,7 @@ class Document:
             "selection": list(self.selection) if self.selection is not None else None,
             "prompt": self.prompt, "negative_prompt": self.negative_prompt,
             "sliders": dict(self.sliders),
+            "slider_specs": {k: dict(v) for k, v in self.slider_specs.items()},
         }
 
     @classmethod
@@ -377,6 +382,8 @@ class Document:
             selection=tuple(int(v) for v in sel) if sel else None,  # type: ignore[arg-type]
             prompt=data.get("prompt", ""), negative_prompt=data.get("negative_prompt", ""),
             sliders={k: float(v) for k, v in (data.get("sliders") or {}).items()},
+            slider_specs={str(k): dict(v) for k, v in (data.get("slider_specs") or {}).items()
+                          if isinstance(v, dict)},
         )
 
 

@@ -77,7 +77,10 @@ class SliderSpec:
                 "positive": self.positive, "negative": self.negative,
                 "templates": list(self.templates), "start": self.start, "min": self.minimum,
                 "max": self.maximum, "attribute": self.attribute, "method": self.method,
-                "description": self.description}
+                "description": self.description,
+                **({"path": self.path} if self.path else {}),
+                **({"seed": self.seed} if self.seed else {}),
+                **({"vector": self.vector} if self.vector else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> SliderSpec:
@@ -93,7 +96,9 @@ class SliderSpec:
                    maximum=float(data.get("max", 2.0)),  # type: ignore[arg-type]
                    attribute=str(data.get("attribute", "")),
                    method=str(data.get("method", "mean")),
-                   description=str(data.get("description", "")))
+                   path=str(data.get("path", "")), seed=int(data.get("seed", 0)),  # type: ignore[call-overload]
+                   description=str(data.get("description", "")),
+                   vector=str(data.get("vector", "")))
 
 
 def prompt_pair(positive: str, negative: str, templates: Iterable[str] = DEFAULT_TEMPLATES,

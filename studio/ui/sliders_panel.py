@@ -12,6 +12,7 @@ in VAE/GAN mode, the embedded ``studio-tiny-vae`` / ``studio-tiny-gan`` latent.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,9 @@ from studio.ui.widgets import tool_button
 MODES = (("diffusion", "Current image (diffusion)"), (VAE, "VAE latent (studio-tiny-vae)"),
          (GAN, "GAN latent (studio-tiny-gan)"))
 PREVIEW_SIZE = 160
+
+
+_log = logging.getLogger(__name__)
 
 
 def to_pixmap(image: np.ndarray, size: int = PREVIEW_SIZE) -> QPixmap:
@@ -338,6 +342,11 @@ class SlidersPanel(QWidget):
 
     def reload_from_document(self) -> None:
         """Rebuild the rows from ``doc.sliders`` (after a project is opened)."""
+        for sid, data in self.doc.slider_specs.items():
+            try:
+                self.starters[sid] = SliderSpec.from_dict(data)
+            except (KeyError, TypeError, ValueError):
+                _log.warning("slider %r in the project is unreadable, left out", sid)
         self.sliders = SliderSet.from_values(self.doc.sliders, self.starters)
         self._rebuild_rows()
 
@@ -472,6 +481,7 @@ class SlidersPanel(QWidget):
         self.set_mode(space)
         spec = example_slider(space, name, vector)
         self.starters[spec.slider_id] = spec  # so the id resolves while the panel lives
+        self.doc.slider_specs[spec.slider_id] = spec.to_dict()  # and after a reopen
         self.add_slider(spec)
 
     def _on_job_finished(self, event: JobFinished) -> None:

@@ -153,3 +153,35 @@ def test_marked_examples_become_a_latent_slider(qtbot, panel):
     panel.sliders.set("vae:example:freckles", 1.0)
     payload = dict(panel.current_request().sliders[0].payload)
     assert payload["vector"].split(",")[:2] == ["0.0", "1.0"]
+
+
+def test_a_slider_built_from_examples_comes_back_when_the_project_reopens(
+        qtbot, panel, tmp_path):
+    import numpy as np
+
+    from studio.core.project import ProjectStore
+
+    panel.direction_builder = lambda space, with_, without: np.array([0.5, -1.0, 2.0],
+                                                                       np.float32)
+    panel.set_mode("gan")
+    panel.example_name.setText("freckles")
+    panel.mark_example(True, np.zeros((64, 64, 3), np.uint8))
+    panel.mark_example(False, np.full((64, 64, 3), 9, np.uint8))
+    panel.build_example_slider()
+    qtbot.waitUntil(lambda: "gan:example:freckles" in panel.doc.sliders, timeout=5000)
+    panel.sliders.set("gan:example:freckles", 1.5)
+    panel.doc.sliders["gan:example:freckles"] = 1.5
+    ProjectStore.save(tmp_path / "p.studio", panel.doc, panel.undo)
+
+    project = ProjectStore.load(tmp_path / "p.studio")
+    reopened = SlidersPanel(project.document, UndoStack(project.document), None)
+    qtbot.addWidget(reopened)
+    reopened.set_base_request(GenerationRequest("a person", model="fake-tiny", seed=7,
+                                                steps=4, width=64, height=64))
+    reopened.reload_from_document()
+    row = reopened.row("gan:example:freckles")
+    assert row.slider.value() == 1.5
+    reopened.set_mode("gan")
+    slider = reopened.current_request().sliders[0]
+    assert slider.space == "gan" and slider.value == 1.5
+    assert [float(v) for v in dict(slider.payload)["vector"].split(",")] == [0.5, -1.0, 2.0]
