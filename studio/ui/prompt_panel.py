@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -23,7 +22,13 @@ from studio.core.models import ModelInfo
 from studio.core.request import GenerationRequest
 from studio.ui.theme import set_icon
 from studio.ui.value_widgets import SeedSpinBox
-from studio.ui.widgets import float_slider, int_slider, section_label, tool_button
+from studio.ui.widgets import (
+    VerticalScrollArea,
+    float_slider,
+    int_slider,
+    section_label,
+    tool_button,
+)
 
 SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM",
               "Heun", "LMS", "PNDM")
@@ -136,10 +141,7 @@ class PromptPanel(QWidget):
         col.addWidget(section_label("Settings"))
         col.addLayout(form)
         col.addStretch(0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setWidget(body)
+        scroll = VerticalScrollArea(body)
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 3)
         buttons.addWidget(self.cancel_button, 1)

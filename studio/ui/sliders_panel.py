@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -68,7 +67,7 @@ from studio.core.sliders import (
 )
 from studio.core.undo import UndoStack
 from studio.ui.value_widgets import LabeledDoubleSlider, Throttle
-from studio.ui.widgets import tool_button
+from studio.ui.widgets import VerticalScrollArea, tool_button
 
 MODES = (("diffusion", "Current image (diffusion)"), (VAE, "VAE latent (studio-tiny-vae)"),
          (GAN, "GAN latent (studio-tiny-gan)"))
@@ -185,8 +184,6 @@ class SlidersPanel(QWidget):
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         outer.addWidget(self.preview, 0, Qt.AlignmentFlag.AlignHCenter)
 
-        scroll = QScrollArea(objectName="sliders_scroll")
-        scroll.setWidgetResizable(True)
         body = QWidget()
         self._body = QVBoxLayout(body)
         self._groups: dict[str, QGroupBox] = {}
@@ -198,7 +195,8 @@ class SlidersPanel(QWidget):
             self._groups[key] = box
             self._body.addWidget(box)
         self._body.addStretch(1)
-        scroll.setWidget(body)
+        scroll = VerticalScrollArea(body)
+        scroll.setObjectName("sliders_scroll")
         outer.addWidget(scroll, 1)
 
         # Adding sliders.

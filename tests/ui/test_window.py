@@ -9,7 +9,7 @@ import numpy as np
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QWheelEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QScrollArea
 
 from studio.ui import canvas_tools as tools
 
@@ -135,3 +135,27 @@ def test_every_action_is_in_a_menu(window):
     in_menus = {a.objectName() for m in window.menuBar().actions() for a in walk(m.menu())}
     missing = [spec.name for spec in ACTIONS if f"action_{spec.name}" not in in_menus]
     assert not missing
+
+
+def test_prompt_and_sliders_docks_show_every_control_at_1400_px(qtbot, window):
+    """A 1400 x 900 window (the default size) must not clip the seed dice button, the
+    slider values or the style buttons behind a sideways scroll bar."""
+    window.resize(1400, 900)
+    window.show()
+    qtbot.waitExposed(window)
+    QApplication.processEvents()
+    panel = window.prompt_panel
+    for dock_key, scroll in (("prompt", panel.findChild(QScrollArea)),
+                             ("sliders", window.sliders_panel.findChild(QScrollArea,
+                                                                        "sliders_scroll"))):
+        window.docks[dock_key].raise_()
+        QApplication.processEvents()
+        assert scroll.horizontalScrollBar().maximum() == 0, dock_key
+        body = scroll.widget()
+        assert body.width() >= body.minimumSizeHint().width(), dock_key
+    window.docks["prompt"].raise_()
+    QApplication.processEvents()
+    viewport = panel.findChild(QScrollArea).viewport()
+    for widget in (panel.seed_random_button, panel.steps_slider, panel.height_spin):
+        right = widget.mapTo(viewport, QPoint(widget.width(), 0)).x()
+        assert right <= viewport.width(), widget.objectName()
