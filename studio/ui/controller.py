@@ -18,7 +18,13 @@ from studio.core.request import GenerationRequest
 from studio.core.undo import UndoStack
 from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
-from studio.ui.generation import MODE_TEXT, GenerationPlan, detect_mode, plan_generation
+from studio.ui.generation import (
+    MODE_TEXT,
+    GenerationPlan,
+    detect_mode,
+    plan_generation,
+    refines,
+)
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.widgets import MessageBanner
 
@@ -32,6 +38,8 @@ class Runner(Protocol):
 
     def cancel_all(self) -> None: ...
 
+
+INIT_STRENGTH = 0.75  # Strength set by "Use as init image" when it was 1 (replace)
 
 @dataclass(frozen=True)
 class PendingJob:
@@ -66,6 +74,7 @@ class GenerationController(QObject):
         self._mode_timer = QTimer(self, singleShot=True, interval=150)
         self._mode_timer.timeout.connect(self._update_mode)
         doc.add_listener(self._on_document_event)
+        prompt.strength_slider.valueChanged.connect(lambda _v: self._mode_timer.start())
         self._update_mode()
 
     # -- mode label ----------------------------------------------------------------------
@@ -75,9 +84,14 @@ class GenerationController(QObject):
             self._mode_timer.start()
 
     def _update_mode(self) -> None:
-        mode = detect_mode(self.doc) if (self.doc.layers or self.doc.selection) else "txt2img"
+        strength = float(self.prompt.strength_slider.value())
+        covered = bool(self.doc.layers or self.doc.selection)
+        mode = detect_mode(self.doc, strength) if covered else "txt2img"
         where = "selection" if self.doc.selection else "canvas"
-        self.prompt.set_mode_text(f"{MODE_TEXT[mode]} ({where})")
+        text = f"{MODE_TEXT[mode]} ({where})"
+        if mode == "txt2img" and covered and self.doc.layers:
+            text = f"{MODE_TEXT[mode]}: a new layer over the {where} (Strength below 1 refines)"
+        self.prompt.set_mode_text(text)
 
     # -- submitting ----------------------------------------------------------------------
     @property
@@ -98,7 +112,8 @@ class GenerationController(QObject):
             self.banner.show_message("No diffusion model is available. See Help ▸ Adding "
                                      "models.")
             return []
-        plan = plan_generation(self.doc, values["width"], values["height"])
+        plan = plan_generation(self.doc, values["width"], values["height"],
+                               float(values["strength"]))
         seed = self.prompt.take_seed()
         values.update(width=plan.width, height=plan.height, task=plan.task,
                       init_image=plan.init_image, mask=plan.mask)
@@ -161,6 +176,8 @@ class GenerationController(QObject):
                 rect = (0, 0, image.shape[1], image.shape[0])
             self.place(record, rect)
         self.prompt.apply_request(record.request)
+        if not refines(float(self.prompt.strength_slider.value())):
+            self.prompt.set_values({"strength": INIT_STRENGTH})  # Strength 1 would replace it
 
     def add_image_layer(self, pixels: Any, name: str) -> None:
         """Add an opened image as a layer; an empty document takes the image's size."""

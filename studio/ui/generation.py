@@ -75,7 +75,17 @@ def _coverage(doc: Document, rect: Rect, step: int = 1) -> np.ndarray:
     return out
 
 
-def detect_mode(doc: Document) -> str:
+def refines(strength: float) -> bool:
+    """Whether a covered region is refined (image to image) rather than replaced.
+
+    As in Krita's AI Diffusion plug-in: Strength 1 generates a new image over the region
+    (text to image; image to image at strength 1 would keep nothing of it anyway), any
+    lower Strength refines what is there.
+    """
+    return strength < 1.0
+
+
+def detect_mode(doc: Document, strength: float = 1.0) -> str:
     """The mode a generation would use now (cheap: sampled, for the mode label)."""
     rect = doc.generation_rect
     step = max(1, max(rect[2], rect[3]) // 256)
@@ -84,7 +94,9 @@ def detect_mode(doc: Document) -> str:
         return TXT2IMG
     if mask_in(doc, rect)[::step, ::step].any():
         return INPAINT
-    return OUTPAINT if (alpha < 128).any() else IMG2IMG
+    if (alpha < 128).any():
+        return OUTPAINT
+    return IMG2IMG if refines(strength) else TXT2IMG
 
 
 def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -95,8 +107,13 @@ def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(array).resize((width, height), Image.LANCZOS))
 
 
-def plan_generation(doc: Document, target_w: int, target_h: int) -> GenerationPlan:
-    """Decide the task, region, size, init image and mask for the next generation."""
+def plan_generation(doc: Document, target_w: int, target_h: int,
+                    strength: float = 1.0) -> GenerationPlan:
+    """Decide the task, region, size, init image and mask for the next generation.
+
+    A region the visible layers cover fully is refined (image to image) when ``strength``
+    is below 1 and replaced by a new image (text to image, as a new layer) at 1.
+    """
     if not doc.layers and doc.selection is None:
         size = (target_w, target_h)
         return GenerationPlan(TXT2IMG, (0, 0, target_w, target_h), target_w, target_h,
@@ -117,8 +134,10 @@ def plan_generation(doc: Document, target_w: int, target_h: int) -> GenerationPl
         mode, mask = INPAINT, np.maximum(painted, empty)
     elif empty.any():
         mode, mask = OUTPAINT, empty
-    else:
+    elif refines(strength):
         return GenerationPlan(IMG2IMG, rect, width, height, init_image=init)
+    else:
+        return GenerationPlan(TXT2IMG, rect, width, height)
     mask_px = Pixels.from_array(_resize(mask, width, height))
     return GenerationPlan(mode, rect, width, height, init_image=init, mask=mask_px,
                           layer_mask=mask)

@@ -86,7 +86,10 @@ class PromptPanel(QWidget):
 
         self.steps_slider = int_slider("steps_slider", 1, 150, 20)
         self.guidance_slider = float_slider("guidance_slider", 0.0, 20.0, 7.0, 1)
-        self.strength_slider = float_slider("strength_slider", 0.0, 1.0, 0.75, 2)
+        self.strength_slider = float_slider("strength_slider", 0.0, 1.0, 1.0, 2)
+        self.strength_slider.setToolTip(
+            "How much of the region is regenerated. 1: a new image over it (text to image); "
+            "below 1: the image there is refined (image to image); inpainting uses it too")
         self.scheduler_combo = QComboBox(objectName="scheduler_combo")
         self.scheduler_combo.addItems(SCHEDULERS)
 
@@ -94,6 +97,11 @@ class PromptPanel(QWidget):
         for name, w, h in SIZE_PRESETS:
             self.size_combo.addItem(f"{name}  ({w}×{h})", f"{w}x{h}")
         self.size_combo.addItem(CUSTOM, None)
+        for combo in (self.model_combo, self.scheduler_combo, self.size_combo):
+            # Long model names and presets must not make the dock wider than the form.
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
         self.size_combo.currentIndexChanged.connect(self._on_size_combo_changed)
         self.width_spin = self._size_spin("width_spin")
         self.height_spin = self._size_spin("height_spin")
@@ -108,6 +116,7 @@ class PromptPanel(QWidget):
 
         self.mode_label = QLabel("Text to image", objectName="mode_label")
         self.mode_label.setToolTip("Follows the canvas: selection, mask and image extent")
+        self.mode_label.setWordWrap(True)
         self.generate_button = QPushButton("Generate", objectName="generate_button")
         set_icon(self.generate_button, "generate", "accent_text")
         self.generate_button.setToolTip("Generate (Ctrl+Enter)")

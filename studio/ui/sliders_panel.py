@@ -166,6 +166,9 @@ class SlidersPanel(QWidget):
         outer.setContentsMargins(6, 6, 6, 6)
         top = QFormLayout()
         self.mode_combo = QComboBox(objectName="slider_mode_combo")
+        self.mode_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.mode_combo.setMinimumContentsLength(12)
         for key, text in MODES:
             self.mode_combo.addItem(text, key)
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
@@ -238,9 +241,11 @@ class SlidersPanel(QWidget):
         build_button = QPushButton("Build", objectName="build_example_button")
         build_button.clicked.connect(self.build_example_slider)
         form.addRow("Examples", _row(self.example_name, has_button, lacks_button, build_button))
-        strip_button = QPushButton("Strip of frames", objectName="strip_button")
+        strip_button = QPushButton("Strip", objectName="strip_button")
+        strip_button.setToolTip("Frames from the current image to the seed in the Seed box")
         strip_button.clicked.connect(self.make_strip)
-        grid_button = QPushButton("3×3 neighbourhood", objectName="grid_button")
+        grid_button = QPushButton("3×3 grid", objectName="grid_button")
+        grid_button.setToolTip("A 3×3 neighbourhood of seeds around the current image")
         grid_button.clicked.connect(self.make_grid)
         reset_button = QPushButton("Reset all", objectName="reset_sliders_button")
         reset_button.clicked.connect(self.reset_all)

@@ -38,6 +38,8 @@ class StylesBox(QWidget):
         self.combo = QComboBox()
         self.combo.setObjectName("styleCombo")
         self.combo.setToolTip("A style wraps your prompt in a template")
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(8)  # long style names must not widen the dock
         self.save_button = QToolButton(text="Save…")
         self.save_button.setToolTip("Save the current prompt as a style ({prompt} marks where "
                                     "future prompts go)")
@@ -49,11 +51,16 @@ class StylesBox(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("Style"))
         row.addWidget(self.combo, 1)
-        row.addWidget(self.save_button)
-        row.addWidget(self.delete_button)
+        # The buttons go on a row of their own: one row would make the dock too wide.
+        self.buttons_row = QHBoxLayout()
+        self.buttons_row.setContentsMargins(0, 0, 0, 0)
+        self.buttons_row.addStretch(1)
+        self.buttons_row.addWidget(self.save_button)
+        self.buttons_row.addWidget(self.delete_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
+        layout.addLayout(self.buttons_row)
         layout.addWidget(self.message)
         self.combo.currentIndexChanged.connect(self._on_combo_changed)
         self.save_button.clicked.connect(self._on_save_clicked)

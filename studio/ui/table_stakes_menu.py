@@ -49,7 +49,7 @@ def _install_styles_box(window: Any) -> None:
     box = StylesBox(StyleLibrary(), panel)
     apply = QPushButton("Apply")
     apply.setToolTip("Write the chosen style into the prompt fields")
-    box.layout().itemAt(0).layout().insertWidget(2, apply)
+    box.buttons_row.insertWidget(1, apply)  # after the stretch, before Save… and Delete
     box.prompt_source = lambda: (panel.prompt_edit.toPlainText(),
                                  panel.negative_edit.toPlainText())
 

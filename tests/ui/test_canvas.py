@@ -87,6 +87,7 @@ def test_inpaint_uses_the_painted_mask(qtbot, window, engine):
 
 def test_selection_sets_the_region_and_img2img_uses_it(qtbot, window, engine):
     open_grey(window, (64, 64), 180)
+    window.prompt_panel.set_values({"strength": 0.6})  # below 1: refine what is there
     QTest.keyClick(window, Qt.Key.Key_R)
     drag(qtbot, window.canvas, [(16, 16), (48, 48)])
     assert window.doc.selection == (16, 16, 32, 32)
@@ -217,3 +218,21 @@ def test_a_result_arriving_during_a_stroke_is_its_own_undo_entry(qtbot, window, 
     window.undo.undo()  # the generation
     assert len(window.doc.layers) == 1
     assert window.undo.undo_text == "Brush stroke"
+
+
+def test_strength_1_generates_a_new_image_over_the_canvas_and_lower_refines_it(
+        qtbot, window, engine):
+    open_grey(window, (64, 64), 180)
+    panel = window.prompt_panel
+    panel.set_values({"strength": 1.0})
+    qtbot.waitUntil(lambda: "new layer" in panel.mode_label.text(), timeout=2000)
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
+        window.actions["generate"].trigger()
+    request = engine.requests[-1]
+    assert request.task == "txt2img" and request.init_image is None
+    assert len(window.doc.layers) == 2 and window.doc.layers[0].name == "grey"  # kept below
+    panel.set_values({"strength": 0.5})
+    qtbot.waitUntil(lambda: panel.mode_label.text().startswith("Image to image"), timeout=2000)
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
+        window.actions["generate"].trigger()
+    assert engine.requests[-1].task == "img2img" and engine.requests[-1].strength == 0.5
