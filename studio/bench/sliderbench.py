@@ -27,7 +27,13 @@ import numpy as np
 from studio.core.events import JobFailed, JobFinished
 from studio.core.jobs import JobRunner
 from studio.core.request import GenerationRequest
-from studio.core.sliders import apply_sliders, latent_slider, preview_steps, starter_sliders
+from studio.core.sliders import (
+    LATENT_METHOD,
+    apply_sliders,
+    latent_slider,
+    preview_steps,
+    starter_sliders,
+)
 
 VALUES = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
 HELD_OUT_SEED = 1_000_003
@@ -165,8 +171,10 @@ class SliderBench:
 
     def __init__(self, engine: Any, n_images: int = 48, n_prompts: int = 6,
                  latency_events: int = 40, log: Callable[[str], None] = print,
-                 diffusion_model: str = "studio-tiny-diffusion") -> None:
+                 diffusion_model: str = "studio-tiny-diffusion",
+                 method: str | None = None) -> None:
         self.engine = engine
+        self.method = method  # None: the latent sliders' own (``LATENT_METHOD``)
         self.diffusion_model = diffusion_model
         self.n_images = n_images
         self.n_prompts = n_prompts
@@ -208,14 +216,16 @@ class SliderBench:
         info = self.engine.resolve_model(f"studio-tiny-{mode}")
         model = lm.model(info)
         scorer = lm.scorer()
-        lm.directions(info, "mean")
+        specs = [latent_slider(mode, a, **({"method": self.method} if self.method else {}))
+                 for a in LATENT_ATTRIBUTES]
+        for method in {s.method for s in specs}:
+            lm.directions(info, method)  # built before the clock starts
         if mode == "vae":
             batch = make_batch(HELD_OUT_SEED, 0, self.n_images)
             z0 = model.encode(batch.images)
         else:
             z0 = np.concatenate([model.sample(HELD_OUT_SEED + i) for i in range(self.n_images)])
-        for attribute in LATENT_ATTRIBUTES:
-            spec = latent_slider(mode, attribute)
+        for attribute, spec in zip(LATENT_ATTRIBUTES, specs, strict=True):
             images = {}
             for v in VALUES:
                 req = apply_sliders(GenerationRequest("", model=info.id, width=64, height=64,
@@ -223,7 +233,7 @@ class SliderBench:
                 images[v] = model.decode(lm.edit(info, z0, req))
             self.results.append(score_slider(scorer, mode, spec.slider_id, attribute, images))
         # Latency: a drag over one slider, each event a preview-channel request.
-        spec = latent_slider(mode, "smile")
+        spec = specs[LATENT_ATTRIBUTES.index("smile")]
         values = np.linspace(-2, 2, self.latency_events)
         base = GenerationRequest("", model=info.id, width=64, height=64, steps=1,
                                  seed=HELD_OUT_SEED)
@@ -284,7 +294,8 @@ class SliderBench:
 
         out: dict[str, Any] = {"values": list(VALUES), "torch_threads": torch.get_num_threads(),
                                "sliders": [r.to_dict() for r in self.results],
-                               "latency": self.latency}
+                               "latency": self.latency,
+                               "latent_method": self.method or LATENT_METHOD}
         for mode in ("vae", "gan", "diffusion"):
             rs = [r for r in self.results if r.mode == mode]
             if rs:

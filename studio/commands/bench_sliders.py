@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompts per diffusion slider (default 6, quick 3)")
     parser.add_argument("--diffusion-model", default="studio-tiny-diffusion", metavar="ID",
                         help="the diffusion model whose prompt sliders are measured")
+    parser.add_argument("--method", default=None, metavar="METHOD",
+                        help="direction of the VAE/GAN attribute sliders: mean, logistic, svm "
+                             "or pca, each optionally with -cond (the other kinds of "
+                             "attribute projected out); default: the sliders' own")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default: torch's choice); 1 is far faster "
                              "on a machine that other work keeps busy")
@@ -39,10 +43,15 @@ def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
     """Run SliderBench as the flags say and return its figures (prints progress)."""
     from studio.bench.sliderbench import SliderBench
     from studio.cli import make_engine
+    from studio.core.directions import METHODS
     from studio.core.errors import InvalidRequestError
 
     modes = tuple(m.strip() for m in str(getattr(args, "modes", ",".join(MODES))).split(",")
                   if m.strip())
+    method = getattr(args, "method", None)
+    if method is not None and method.removesuffix("-cond") not in METHODS:
+        raise InvalidRequestError(f"Unknown method {method!r}; use one of "
+                                  f"{', '.join(METHODS)} (optionally with -cond).")
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         raise InvalidRequestError(f"Unknown mode(s): {', '.join(unknown)}; use "
@@ -63,7 +72,8 @@ def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
     bench = SliderBench(engine, n_images=getattr(args, "images", None) or (16 if quick else 48),
                         n_prompts=getattr(args, "prompts", None) or (3 if quick else 6),
                         latency_events=20 if quick else 40, log=log,
-                        diffusion_model=getattr(args, "diffusion_model", "studio-tiny-diffusion"))
+                        diffusion_model=getattr(args, "diffusion_model", "studio-tiny-diffusion"),
+                        method=getattr(args, "method", None))
     return bench.run(modes)
 
 
