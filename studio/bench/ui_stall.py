@@ -31,7 +31,7 @@ def _summary(stamps: list[float]) -> dict[str, float]:
 
 
 def measure(model_path: str, size: int, steps: int, threads: int | None = None,
-            idle_s: float = 1.0, dtype: str = "auto") -> dict[str, Any]:
+            idle_s: float = 1.0, dtype: str = "auto", nice: int | None = None) -> dict[str, Any]:
     """Run one generation through ``MainWindow`` and report the GUI thread's stalls."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import torch
@@ -43,6 +43,7 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
     from studio.bench.engine_figures import PROMPT, SEED, make_engine, request_for
     from studio.bench.models import BenchModel
     from studio.core.jobs import JobRunner
+    from studio.ui.launch import ENGINE_NICE
     from studio.ui.main_window import MainWindow
 
     if threads:
@@ -51,7 +52,8 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
     model = BenchModel("m", Path(model_path), model_path, size)
     engine = make_engine(model, dtype)
     engine.generate(request_for(model, 1))  # load and warm up outside the measurement
-    runner = JobRunner(engine)
+    nice = ENGINE_NICE if nice is None else nice  # the app's, unless asked otherwise
+    runner = JobRunner(engine, nice=nice)
     settings = QSettings(str(Path(tempfile.mkdtemp(prefix="studio-bench-ui-")) / "s.ini"),
                          QSettings.Format.IniFormat)
     window = MainWindow(engine, runner, settings)
@@ -100,7 +102,7 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
     runner.shutdown(10.0)
     app.processEvents()
     return {"idle": idle, "busy": busy, "generation_s": applied, "steps": steps,
-            "size": size, "torch_threads": torch.get_num_threads(),
+            "size": size, "torch_threads": torch.get_num_threads(), "engine_nice": nice,
             "preview_bytes": max(previews, default=0), "progress_events": len(previews)}
 
 
@@ -111,9 +113,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--nice", type=int, default=None,
+                        help="engine thread nice increment (default: the app's)")
     args = parser.parse_args()
     report_child_result(measure(args.model, args.size, args.steps, args.threads or None,
-                                dtype=args.dtype))
+                                dtype=args.dtype, nice=args.nice))
     return 0
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
 import threading
 import time
 import traceback
@@ -69,11 +71,32 @@ class Job:
         return self.request.prompt if self.request is not None else f"job {self.job_id}"
 
 
+def lower_thread_priority(increment: int) -> bool:
+    """Raise the calling thread's nice value by ``increment``; threads it starts later (torch's
+    OpenMP workers) inherit it. Linux only (elsewhere a thread id is not a process id for
+    ``setpriority``); returns whether it was applied."""
+    if not sys.platform.startswith("linux") or increment <= 0:
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid)
+                                                 + increment))
+    except OSError as err:
+        log.info("engine thread priority left as it is: %s", err)
+        return False
+    return True
+
+
 class JobRunner:
     """Runs generation jobs on one thread that owns the device."""
 
-    def __init__(self, engine: Generator | None, *, name: str = "studio-engine") -> None:
+    def __init__(self, engine: Generator | None, *, name: str = "studio-engine",
+                 nice: int = 0) -> None:
+        """``nice`` lowers the engine thread's CPU priority by that much (Linux), and with it
+        the priority of the compute threads it starts: a window then gets the CPU at once
+        when it needs it, even on a machine with few cores. The CLI leaves it at 0."""
         self._engine = engine
+        self._nice = nice
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self._queue: deque[Job] = deque()
@@ -227,6 +250,8 @@ class JobRunner:
             return job
 
     def _loop(self) -> None:
+        if self._nice:
+            lower_thread_priority(self._nice)
         while True:
             job = self._next_job()
             if job is None:

@@ -16,6 +16,9 @@ from studio.core.jobs import JobRunner
 from studio.core.models import EngineService
 from studio.ui.main_window import MainWindow
 
+# The engine thread yields the CPU to the window: see ``JobRunner`` and `studio bench`'s ui
+# section, which measures the GUI's stalls with and without it.
+ENGINE_NICE = 5
 
 class EngineLoader(QThread):
     """Calls ``engine_factory`` (the heavy torch/diffusers imports) off the GUI thread."""
@@ -68,7 +71,7 @@ class StudioSession(QObject):
         QTimer.singleShot(0, self.loader.start)
 
     def _on_loader_loaded(self, engine: EngineService) -> None:
-        self.runner = JobRunner(engine)
+        self.runner = JobRunner(engine, nice=ENGINE_NICE)
         self.window.attach_engine(engine, self.runner)
 
     def _on_loader_failed(self, message: str) -> None:

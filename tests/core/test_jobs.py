@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import numpy as np
@@ -221,3 +223,24 @@ def test_shutdown_cancels_everything_and_joins_the_thread():
     assert engine.ran == ["long"]
     with pytest.raises(RuntimeError):
         runner.submit(req("late"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread nice values are "
+                    "per thread on Linux only; elsewhere the runner leaves them alone")
+def test_a_niced_runner_lowers_its_own_thread_priority_only():
+    seen = []
+
+    class Probe:
+        def generate(self, request, on_step=None, cancel=None):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return GenerationResult(request, (), 0.0)
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    runner = JobRunner(Probe(), nice=5)
+    done = threading.Event()
+    runner.add_listener(lambda e: done.set() if isinstance(e, (JobFinished, JobFailed)) else None)
+    runner.submit(GenerationRequest("x"), "render")
+    assert done.wait(10)
+    runner.shutdown(5)
+    assert seen == [min(19, before + 5)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # ours kept
