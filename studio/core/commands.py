@@ -8,7 +8,7 @@ the old and the new pixels of that box only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -371,6 +371,9 @@ class PaintPixels(Command):
         return cmd
 
 
+_Resize = TypeVar("_Resize", bound="ResizeCanvas")
+
+
 @register
 class ResizeCanvas(Command):
     """Grow or shrink the canvas; content moves by ``(dx, dy)`` (how outpainting starts).
@@ -433,12 +436,15 @@ class ResizeCanvas(Command):
 
     @classmethod
     def state_from_dict(cls, data: dict[str, Any], get: GetArray) -> ResizeCanvas:
-        cmd = cls(data["width"], data["height"], data["dx"], data["dy"])
+        return cls(data["width"], data["height"], data["dx"], data["dy"])._with_old_state(data)
+
+    def _with_old_state(self: _Resize, data: dict[str, Any]) -> _Resize:
+        """This command with the canvas size and selection it replaced (for undo)."""
         w, h = data["old_size"]
-        cmd.old_size = (int(w), int(h))
+        self.old_size = (int(w), int(h))
         sel = data.get("old_selection")
-        cmd.old_selection = tuple(int(v) for v in sel) if sel else None  # type: ignore[assignment]
-        return cmd
+        self.old_selection = tuple(int(v) for v in sel) if sel else None  # type: ignore[assignment]
+        return self
 
 
 @register
@@ -453,12 +459,7 @@ class Crop(ResizeCanvas):
 
     @classmethod
     def state_from_dict(cls, data: dict[str, Any], get: GetArray) -> Crop:
-        cmd = cls((-data["dx"], -data["dy"], data["width"], data["height"]))
-        w, h = data["old_size"]
-        cmd.old_size = (int(w), int(h))
-        sel = data.get("old_selection")
-        cmd.old_selection = tuple(int(v) for v in sel) if sel else None  # type: ignore[assignment]
-        return cmd
+        return cls((-data["dx"], -data["dy"], data["width"], data["height"]))._with_old_state(data)
 
 
 @register
