@@ -126,7 +126,17 @@ class MainWindow(QMainWindow):
         self.docks["prompt"].raise_()
         self.tabifyDockWidget(self.docks["gallery"], self.docks["queue"])
         self.docks["gallery"].raise_()
-        self.resizeDocks([self.docks["prompt"], self.docks["layers"]], [330, 300],
+        # The Prompt and Sliders tabs share one width: switching tabs must not move the
+        # canvas or squeeze the docks on the other side.
+        shared = max(self.prompt_panel.minimumSizeHint().width(),
+                     self.sliders_panel.minimumSizeHint().width())
+        for panel in (self.prompt_panel, self.sliders_panel):
+            panel.setMinimumWidth(shared)
+        self._default_dock_widths = [max(330, shared), 300]
+
+    def _apply_default_dock_widths(self) -> None:
+        """The first-run widths of the left and right docks (once the window has its size)."""
+        self.resizeDocks([self.docks["prompt"], self.docks["layers"]], self._default_dock_widths,
                          Qt.Orientation.Horizontal)
 
     def _build_menus(self) -> None:
@@ -292,6 +302,8 @@ class MainWindow(QMainWindow):
         state = s.value("window/state")
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state, SETTINGS_VERSION)
+        else:
+            self._apply_default_dock_widths()
         self._restore_prompt_state()
         brush = s.value("canvas/brush")
         if brush:
@@ -319,6 +331,7 @@ class MainWindow(QMainWindow):
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state, SETTINGS_VERSION)
+        self._apply_default_dock_widths()
 
     def set_theme(self, name: str) -> None:
         app = QApplication.instance()

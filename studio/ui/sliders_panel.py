@@ -173,7 +173,7 @@ class SlidersPanel(QWidget):
             self.mode_combo.addItem(text, key)
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
         top.addRow("Target", self.mode_combo)
-        self.invert_check = QCheckBox("Edit the init image (DDIM inversion)",
+        self.invert_check = QCheckBox("Edit the init image (inversion)",
                                       objectName="invert_check")
         self.invert_check.setToolTip("Sliders act on the image this generation started from "
                                      "(an imported photo), inverted with DDIM under its prompt.")
@@ -185,6 +185,7 @@ class SlidersPanel(QWidget):
         self.preview = QLabel(objectName="slider_preview")
         self.preview.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.hide()  # until there is a preview: no empty square above the sliders
         outer.addWidget(self.preview, 0, Qt.AlignmentFlag.AlignHCenter)
 
         body = QWidget()
@@ -206,6 +207,9 @@ class SlidersPanel(QWidget):
         add = QGroupBox("Add a slider", objectName="add_slider_group")
         form = QFormLayout(add)
         self.starter_combo = QComboBox(objectName="starter_combo")
+        self.starter_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.starter_combo.setMinimumContentsLength(8)
         for spec in self.starters.values():
             self.starter_combo.addItem(spec.label, spec.slider_id)
         starter_button = QPushButton("Add", objectName="add_starter_button")
@@ -220,12 +224,16 @@ class SlidersPanel(QWidget):
         lora_button.clicked.connect(self._on_add_lora_clicked)
         form.addRow("LoRA", lora_button)
         self.attribute_combo = QComboBox(objectName="attribute_combo")
+        self.attribute_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.attribute_combo.setMinimumContentsLength(8)
         for attribute in PORTRAIT_ATTRIBUTES:
             self.attribute_combo.addItem(attribute, attribute)
         latent_button = QPushButton("Add", objectName="add_latent_button")
         latent_button.clicked.connect(self._on_add_latent_clicked)
         form.addRow("Attribute", _row(self.attribute_combo, latent_button))
         self.seed_spin = QSpinBox(objectName="other_seed_spin", maximum=2**31 - 1, value=1)
+        self.seed_spin.setMinimumWidth(80)  # its hint fits 2**31 - 1 and widens the dock
         variation_button = QPushButton("Vary", objectName="add_variation_button")
         variation_button.clicked.connect(self._on_add_variation_clicked)
         interp_button = QPushButton("Towards", objectName="add_interp_button")
@@ -240,7 +248,8 @@ class SlidersPanel(QWidget):
         lacks_button.clicked.connect(lambda: self.mark_example(False))
         build_button = QPushButton("Build", objectName="build_example_button")
         build_button.clicked.connect(self.build_example_slider)
-        form.addRow("Examples", _row(self.example_name, has_button, lacks_button, build_button))
+        form.addRow("Examples", _row(self.example_name, build_button))
+        form.addRow("", _row(has_button, lacks_button))
         strip_button = QPushButton("Strip", objectName="strip_button")
         strip_button.setToolTip("Frames from the current image to the seed in the Seed box")
         strip_button.clicked.connect(self.make_strip)
@@ -514,6 +523,7 @@ class SlidersPanel(QWidget):
     def show_preview(self, image: np.ndarray) -> None:
         self.last_preview = image
         self.preview.setPixmap(to_pixmap(image))
+        self.preview.show()
         self.preview_shown.emit(image)
 
     # -- seed exploration ----------------------------------------------------------------

@@ -145,6 +145,8 @@ def test_prompt_and_sliders_docks_show_every_control_at_1400_px(qtbot, window):
     qtbot.waitExposed(window)
     QApplication.processEvents()
     panel = window.prompt_panel
+    assert window.docks["layers"].width() >= 280  # the first-run layout, not squeezed
+    canvas_width = window.canvas.width()
     for dock_key, scroll in (("prompt", panel.findChild(QScrollArea)),
                              ("sliders", window.sliders_panel.findChild(QScrollArea,
                                                                         "sliders_scroll"))):
@@ -153,6 +155,7 @@ def test_prompt_and_sliders_docks_show_every_control_at_1400_px(qtbot, window):
         assert scroll.horizontalScrollBar().maximum() == 0, dock_key
         body = scroll.widget()
         assert body.width() >= body.minimumSizeHint().width(), dock_key
+        assert window.canvas.width() == canvas_width, dock_key  # switching tabs moves nothing
     window.docks["prompt"].raise_()
     QApplication.processEvents()
     viewport = panel.findChild(QScrollArea).viewport()
