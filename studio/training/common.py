@@ -148,3 +148,29 @@ def write_training_record(out_dir: Path, record: dict[str, Any]) -> None:
 
 def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def resume_from(folder: Path, module: torch.nn.Module | None = None,
+                weights: str = "model.safetensors") -> dict[str, Any]:
+    """Load the weights saved in ``folder`` into ``module``; return its training record."""
+    if module is not None:
+        module.load_state_dict(load_state(folder / weights))
+    return json.loads((folder / "training.json").read_text())
+
+
+def chained_record(previous: dict[str, Any], command: str, seconds: float, steps: int,
+                   steps_key: str = "steps") -> dict[str, Any]:
+    """Command, seconds and steps of a run, added to those of the runs it resumed."""
+    chain = f"{previous['command']} && {command}" if previous.get("command") else command
+    return {"command": chain, "seconds": previous.get("seconds", 0) + round(seconds),
+            steps_key: previous.get(steps_key, 0) + steps}
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor,
+                   clip: list[torch.Tensor] | None = None) -> None:
+    """Backward and step, clipping the gradient norm of ``clip`` at 1 first."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(clip, 1.0)
+    opt.step()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,10 @@ from studio.training.common import (
     Stopwatch,
     batches,
     build_dataset,
-    load_state,
+    chained_record,
     log,
+    optimizer_step,
+    resume_from,
     save_module,
     setup_torch,
     to_tensor,
@@ -55,8 +56,7 @@ def train(out_root: Path, minutes: float = 6.0, seed: int = 0, n_data: int = 100
     model = AttributeClassifier()
     previous: dict[str, Any] = {}
     if resume:
-        model.load_state_dict(load_state(out_root / NAME / "model.safetensors"))
-        previous = json.loads((out_root / NAME / "training.json").read_text())
+        previous = resume_from(out_root / NAME, model)
         lr = lr / 2
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
@@ -73,9 +73,7 @@ def train(out_root: Path, minutes: float = 6.0, seed: int = 0, n_data: int = 100
         smile = torch.from_numpy(data.smile[idx])
         out = model(x)
         loss = classifier_loss(out, labels, smile)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss)
         step += 1
         if step % 100 == 0:
             acc = {k: (out[k].argmax(1) == labels[k]).float().mean().item() for k in CLASS_ATTRIBUTES}
@@ -84,12 +82,10 @@ def train(out_root: Path, minutes: float = 6.0, seed: int = 0, n_data: int = 100
     model.eval()
     out_dir = out_root / NAME
     save_module(model, model.config, out_dir)
+    command = f"python -m studio.training classifier --minutes {minutes:g}"
     write_training_record(out_dir, {
-        "command": previous.get("command", "") + (" && " if previous else "")
-        + f"python -m studio.training classifier --minutes {minutes:g}"
-        + (" --resume" if resume else ""),
-        "seconds": previous.get("seconds", 0) + round(clock.elapsed),
-        "steps": previous.get("steps", 0) + step, "batch_size": batch_size,
-        "train_samples": n_data, "final_loss": round(loss.item(), 4)})
+        **chained_record(previous, command + (" --resume" if resume else ""), clock.elapsed,
+                         step),
+        "batch_size": batch_size, "train_samples": n_data, "final_loss": round(loss.item(), 4)})
     log(f"classifier saved to {out_dir} after {step} steps")
     return out_dir

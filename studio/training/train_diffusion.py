@@ -24,7 +24,10 @@ from studio.training.common import (
     Stopwatch,
     batches,
     build_dataset,
+    chained_record,
     log,
+    optimizer_step,
+    resume_from,
     setup_torch,
     to_tensor,
     write_training_record,
@@ -106,10 +109,7 @@ def train_autoencoder(images: np.ndarray, minutes: float, seed: int,
         rec = rec.float()
         kl = post.kl().mean() / z[0].numel()
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 0.5 * _grad_loss(rec, x) + 1e-4 * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, loss, clip=list(vae.parameters()))
         step += 1
         if step % 100 == 0:
             mse = F.mse_loss((rec + 1) / 2, (x + 1) / 2).item()
@@ -180,8 +180,7 @@ def _load_previous(folder: Path) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     unet = UNet2DConditionModel.from_pretrained(folder / "unet").float()
     text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder").float()
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-    record = json.loads((folder / "training.json").read_text())
-    return vae, unet, text_encoder, tokenizer, record
+    return vae, unet, text_encoder, tokenizer, resume_from(folder)
 
 
 def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 6_000,
@@ -290,10 +289,7 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 6_
         pred = unet(noisy, t, cond).sample
         loss = ((pred.float() - noise) ** 2).mean((1, 2, 3))
         loss = (loss * weights[t]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimizer_step(opt, loss, clip=params)
         step += 1
         _ema_update(ema, [p.detach() for p in params], min(0.995, (1 + step) / (10 + step)))
         if step % 50 == 0:
@@ -304,12 +300,11 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 6_
             last_ckpt = clock.elapsed
     checkpoint(final=True)
     command = f"python -m studio.training diffusion --minutes {minutes:g}"
-    if resume:
-        command = f"{previous.get('command', '')} && {command} --resume"
     record.update({
-        "command": command, "seconds": previous.get("seconds", 0) + round(total.elapsed),
-        "diffusion_steps": previous.get("diffusion_steps", 0) + step, "batch_size": batch_size,
-        "train_samples": n_data, "scaling_factor": scaling, "final_loss": round(loss.item(), 4)})
+        **chained_record(previous, command + (" --resume" if resume else ""), total.elapsed,
+                         step, "diffusion_steps"),
+        "batch_size": batch_size, "train_samples": n_data, "scaling_factor": scaling,
+        "final_loss": round(loss.item(), 4)})
     write_training_record(out_root / NAME, record)
     log(f"diffusion saved after {step} steps, {total.elapsed / 60:.1f} min")
     return out_root / NAME

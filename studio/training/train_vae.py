@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,10 @@ from studio.training.common import (
     Stopwatch,
     batches,
     build_dataset,
-    load_state,
+    chained_record,
     log,
+    optimizer_step,
+    resume_from,
     save_module,
     setup_torch,
     to_tensor,
@@ -44,8 +45,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     model = FlatVAE()
     previous: dict[str, Any] = {}
     if resume:
-        model.load_state_dict(load_state(out_root / NAME / "model.safetensors"))
-        previous = json.loads((out_root / NAME / "training.json").read_text())
+        previous = resume_from(out_root / NAME, model)
         seed += 1000  # a fresh pass over the data
         lr = lr / 2
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -63,10 +63,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
         loss = (F.l1_loss(rec, x) + F.mse_loss(rec, x) + 0.5 * _grad_loss(rec, x)
                 + KL_WEIGHT * kl / model.latent_dim)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, loss, clip=list(model.parameters()))
         step += 1
         if step % 100 == 0:
             mse = F.mse_loss((rec + 1) / 2, (x + 1) / 2).item()
@@ -75,11 +72,11 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     model.eval()
     out_dir = out_root / NAME
     save_module(model, model.config, out_dir)
+    command = f"python -m studio.training vae --minutes {minutes:g}"
     write_training_record(out_dir, {
-        "command": previous.get("command", "") + (" && " if previous else "")
-        + f"python -m studio.training vae --minutes {minutes:g}" + (" --resume" if resume else ""),
-        "seconds": previous.get("seconds", 0) + round(clock.elapsed),
-        "steps": previous.get("steps", 0) + step, "batch_size": batch_size,
-        "train_samples": n_data, "kl_weight": KL_WEIGHT, "final_loss": round(loss.item(), 4)})
+        **chained_record(previous, command + (" --resume" if resume else ""), clock.elapsed,
+                         step),
+        "batch_size": batch_size, "train_samples": n_data, "kl_weight": KL_WEIGHT,
+        "final_loss": round(loss.item(), 4)})
     log(f"vae saved to {out_dir} after {step} steps")
     return out_dir
