@@ -67,6 +67,10 @@ def make_scheduler(name: str, base_config: dict[str, Any]) -> Any:
             f"The scheduler {name!r} does not work with this {kind} model; "
             f"try {'Flow Euler' if flow_model else 'Euler'}.")
     config = dict(base_config)
+    # Latents are not images in [-1, 1]: diffusers' DDIM/DDPM default of clipping the
+    # predicted x0 (made for pixel-space models) wrecks a latent model whose saved config
+    # does not say otherwise (hair colour adherence fell from 86 % to 14 % on the tiny model).
+    config.setdefault("clip_sample", False)
     config["use_karras_sigmas"] = False
     config.update(extra)
     if cls_name == "DPMSolverMultistepScheduler" and "algorithm_type" not in extra:

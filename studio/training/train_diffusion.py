@@ -157,6 +157,10 @@ def save_pipeline(out_dir: Path, vae: Any, unet: Any, text_encoder: Any, tokeniz
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp, safe_serialization=True)
+    for config in tmp.glob("*/config.json"):  # no paths of the training machine in the folder
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     studio = {"family": "studio-tiny", "recommended": dict(RECOMMENDED), **extra}
     (tmp / "studio.json").write_text(json.dumps(studio, indent=2) + "\n")
     for keep in ("README.md", "contact_sheet.png", "training.json"):
