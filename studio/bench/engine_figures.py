@@ -60,6 +60,7 @@ def overhead(model: BenchModel, settings: Settings) -> dict[str, Any]:
     import torch
 
     from studio.engine.schedulers import make_scheduler
+    from studio.engine.tuning import cpu_threads_for, torch_threads
 
     engine = make_engine(model, settings.dtype)
     request = request_for(model, settings.steps)
@@ -80,15 +81,22 @@ def overhead(model: BenchModel, settings: Settings) -> dict[str, Any]:
         # Steps after the first; with one step, the first (it then includes the set-up).
         step_times.extend(np.diff(marks[1:] if len(marks) > 2 else marks).tolist())
 
-    def plain() -> None:
-        with torch.inference_mode(), engine.choice.autocast():
+    # The bare call runs with the engine's thread count for this model, so the ratio is the
+    # app path's own overhead; the thread policy is measured apart ("bare_all_threads").
+    threads = cpu_threads_for(loaded.pipe, engine.choice)
+
+    def call_bare(count: int | None, key: str) -> None:
+        with torch.inference_mode(), engine.choice.autocast(), torch_threads(count):
             out = bare(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=settings.steps,
                        guidance_scale=7.0, height=model.size, width=model.size,
                        generator=torch.Generator("cpu").manual_seed(SEED), output_type="np")
         arr = np.clip(np.asarray(out.images[0], np.float32), 0, 1)
-        images["bare"] = (arr * 255).round().astype(np.uint8)
+        images[key] = (arr * 255).round().astype(np.uint8)
 
-    times = interleaved({"app": app, "bare": plain}, settings.repeats, settings.warmup)
+    candidates = {"app": app, "bare": lambda: call_bare(threads, "bare")}
+    if threads:
+        candidates["bare_all_threads"] = lambda: call_bare(None, "bare_all_threads")
+    times = interleaved(candidates, settings.repeats, settings.warmup)
     t_app, t_bare = median(times["app"]), median(times["bare"])
     diff = np.abs(images["app"].astype(int) - images["bare"].astype(int))
     return {
@@ -96,6 +104,8 @@ def overhead(model: BenchModel, settings: Settings) -> dict[str, Any]:
         "repeats": settings.repeats, "steps": settings.steps, "size": model.size,
         "runs": times,
         "same_pixels": bool(diff.max() == 0), "max_pixel_diff": int(diff.max()),
+        "app_threads": threads or torch.get_num_threads(),
+        "all_threads_s": median(times["bare_all_threads"]) if threads else None,
         "step_s": median(step_times) if step_times else float("nan"),
         "dtype": engine.device_info().dtype, "autocast": engine.device_info().autocast,
         "_engine": engine, "_loaded": loaded,

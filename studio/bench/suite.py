@@ -292,7 +292,13 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             o = fig[f"overhead_{key}"]
             rows.append((f"overhead {name} {o['size']}px", f"{o['ratio']:.3f}x", "<= 1.03",
                          f"app {o['app_s']:.3f}s / bare {o['bare_s']:.3f}s, {o['steps']} "
-                         f"steps, n={o['repeats']}, same pixels: {o['same_pixels']}"))
+                         f"steps, n={o['repeats']}, same pixels: {o['same_pixels']}, "
+                         f"{o.get('app_threads', '?')} thread(s)"))
+        o = fig["overhead_tiny"]
+        if o.get("all_threads_s"):
+            rows.append(("small model on 1 CPU thread", f"{o['all_threads_s'] / o['bare_s']:.2f}x",
+                         "-", f"bare call, all threads {o['all_threads_s']:.3f}s / 1 thread "
+                         f"{o['bare_s']:.3f}s (the engine's choice below 50M parameters)"))
     if "dtype" in fig:
         d = fig["dtype"]
         img = d["image_diff_tiny"]

@@ -28,3 +28,20 @@ def test_cpu_pipelines_are_placed_on_the_device_not_offloaded(pipe):
     assert place_pipeline(pipe, choose_device("cpu", "float32")) == "device"
     assert pipeline_bytes(pipe) > 0
     assert next(pipe.unet.parameters()).device.type == "cpu"
+
+
+def test_small_models_run_on_one_cpu_thread_and_the_count_is_restored(pipe):
+    import torch
+
+    from studio.engine.device import DeviceChoice
+    from studio.engine.tuning import cpu_threads_for, torch_threads
+
+    assert cpu_threads_for(pipe, choose_device("cpu", "float32")) == 1
+    gpu = DeviceChoice("cuda:0", "float16", None, "GPU")
+    assert cpu_threads_for(pipe, gpu) is None  # never touched off the CPU
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

@@ -117,13 +117,18 @@ def test_unknown_scheduler_is_a_clear_error(engine, tiny_sd1_dir):
 
 
 def test_engine_gives_the_pixels_of_a_bare_diffusers_call(engine, model_dir):
-    """Our path (own prompt embeddings, callbacks, previews) changes nothing in the image."""
+    """Our path (own prompt embeddings, callbacks, previews) changes nothing in the image.
+
+    The bare call runs with the thread count the engine picks for this model: float sums
+    in another order may move a pixel by one level, which is not our path's doing."""
     import torch
+
+    from studio.engine.tuning import cpu_threads_for, torch_threads
 
     req = _req(model_dir, negative_prompt="blurry", steps=4)
     ours = engine.generate(req).images[0]
     pipe = engine.load(str(model_dir)).pipe
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(cpu_threads_for(pipe, engine.choice)):
         bare = pipe(req.prompt, negative_prompt=req.negative_prompt, num_inference_steps=4,
                     guidance_scale=req.guidance, height=64, width=64, output_type="np",
                     generator=[torch.Generator("cpu").manual_seed(req.seed)]).images[0]
