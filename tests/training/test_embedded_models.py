@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -139,21 +140,35 @@ def test_diffusion_folder_is_a_standard_sd_folder() -> None:
     assert rec["height"] == rec["width"] == 64 and 10 <= rec["steps"] <= 50
 
 
-@UNDER_TRAINED
-@torch.no_grad()
-def test_diffusion_follows_the_prompt() -> None:
+@functools.lru_cache(maxsize=1)
+def _adherence() -> dict[str, float]:
+    """Share of 64 held-out captions whose hair, glasses and background the shipped model
+    draws (seeds 200-263, the recommended sampling settings), read by the classifier."""
     pipe = load_diffusion()
     rec = recommended_settings()
-    prompts = [_prompt(*p) for p in PROMPTS]
-    gens = [torch.Generator().manual_seed(100 + i) for i in range(len(prompts))]
-    out = pipe(prompts, num_inference_steps=int(rec["steps"]),
-               guidance_scale=float(rec["guidance"]), generator=gens, output_type="np").images
-    assert out.shape == (8, 64, 64, 3)
-    images = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
-    pred = classify(images)
-    for k, name in enumerate(("hair", "glasses", "background")):
-        hits = sum(pred[name][i] == p[k] for i, p in enumerate(PROMPTS))
-        assert hits >= 6, (name, pred[name])
+    batch = make_batch(HELD_OUT_SEED + 7, 0, 64)
+    gens = [torch.Generator().manual_seed(200 + i) for i in range(64)]
+    with torch.no_grad():
+        out = pipe(batch.captions, num_inference_steps=int(rec["steps"]),
+                   guidance_scale=float(rec["guidance"]), generator=gens,
+                   output_type="np").images
+    assert out.shape == (64, 64, 64, 3)
+    pred = classify((np.clip(out, 0, 1) * 255).round().astype(np.uint8))
+    return {name: float(np.mean([pred[name][i] == CLASS_ATTRIBUTES[name][t]
+                                 for i, t in enumerate(batch.labels[name])]))
+            for name in ("hair", "glasses", "background")}
+
+
+def test_diffusion_follows_the_prompt() -> None:
+    """Far above chance (1/6 hair colours, 1/3 glasses, 1/8 backgrounds) on every attribute."""
+    share = _adherence()
+    assert share["hair"] >= 0.7 and share["glasses"] >= 0.7, share
+    assert share["background"] >= 0.5, share
+
+
+@UNDER_TRAINED
+def test_diffusion_meets_the_adherence_target() -> None:
+    assert min(_adherence().values()) >= 0.85, _adherence()
 
 
 @torch.no_grad()
