@@ -71,8 +71,20 @@ def run_child(module: str, args: Sequence[str], *, env: dict[str, str] | None = 
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB."""
+    """This process's peak resident memory so far, in MiB.
+
+    On Linux from ``VmHWM``: ``ru_maxrss`` survives ``execve``, so a child started by a
+    parent that holds a large model would report the parent's size (it did: 5.7 GB for the
+    1M-parameter model, the SD1.5-sized model's figure).
+    """
     import resource
 
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20

@@ -74,3 +74,16 @@ def test_interleaved_alternates_the_order_and_percentile_is_nearest_rank():
     assert len(times["a"]) == len(times["b"]) == 3
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
     assert percentile([5.0] * 10 + [100.0], 0.99) == 100.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux); "
+                    "elsewhere ru_maxrss is the only peak there is")
+def test_a_child_reports_its_own_peak_memory_not_its_parents():
+    import numpy as np
+
+    ballast = np.ones(400 * 2**20, np.uint8)  # the parent holds 400 MB more than the child
+    code = "from studio.bench.measure import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert float(out) < 200, out
+    assert ballast.sum() == 400 * 2**20
