@@ -60,7 +60,7 @@ def overhead(model: BenchModel, settings: Settings) -> dict[str, Any]:
     import torch
 
     from studio.engine.schedulers import make_scheduler
-    from studio.engine.tuning import cpu_threads_for, torch_threads
+    from studio.engine.tuning import torch_threads
 
     engine = make_engine(model, settings.dtype)
     request = request_for(model, settings.steps)
@@ -83,7 +83,7 @@ def overhead(model: BenchModel, settings: Settings) -> dict[str, Any]:
 
     # The bare call runs with the engine's thread count for this model, so the ratio is the
     # app path's own overhead; the thread policy is measured apart ("bare_all_threads").
-    threads = cpu_threads_for(loaded.pipe, engine.choice)
+    threads = loaded.cpu_threads
 
     def call_bare(count: int | None, key: str) -> None:
         with torch.inference_mode(), engine.choice.autocast(), torch_threads(count):

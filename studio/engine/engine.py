@@ -56,7 +56,7 @@ from studio.engine.sliders import (
     prompt_sliders,
     schedule,
 )
-from studio.engine.tuning import cpu_threads_for, prepare_decode, torch_threads
+from studio.engine.tuning import prepare_decode, torch_threads
 from studio.paths import embedded_models_dir, extra_model_dirs
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ class Engine:
         kwargs = self._call_kwargs(pipe, loaded, resolved, on_step, cancel)
         try:
             with torch.inference_mode(), self.choice.autocast(), \
-                    torch_threads(cpu_threads_for(pipe, self.choice)):
+                    torch_threads(loaded.cpu_threads):
                 output = pipe(**kwargs)
         except CancelledError:
             raise

@@ -26,7 +26,7 @@ from studio.engine.device import DeviceChoice
 from studio.engine.discovery import PICKLE_SUFFIXES
 from studio.engine.hashing import model_hash
 from studio.engine.previews import LatentPreviewer, fit_latent_rgb
-from studio.engine.tuning import place_pipeline
+from studio.engine.tuning import cpu_threads_for, place_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class LoadedModel:
     previewer: LatentPreviewer
     scheduler_config: dict[str, Any]
     variants: dict[str, Any] = field(default_factory=dict)
+    cpu_threads: int | None = None  # torch threads to run it with (None: the default)
 
     def for_task(self, task: str) -> Any:
         """The pipeline for ``txt2img``, ``img2img`` or ``inpaint``, sharing the weights."""
@@ -172,4 +173,5 @@ def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
                                 getattr(vae.config, "shift_factor", 0.0) or 0.0)
     return LoadedModel(info=info, pipe=pipe, family=family, hash=model_hash(path),
                        choice=choice, previewer=previewer,
-                       scheduler_config=dict(pipe.scheduler.config))
+                       scheduler_config=dict(pipe.scheduler.config),
+                       cpu_threads=cpu_threads_for(pipe, choice))
