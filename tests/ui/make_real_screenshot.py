@@ -5,6 +5,7 @@ Run under Xvfb: ``xvfb-run -a -s "-screen 0 1600x1000x24" python -m tests.ui.mak
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +23,9 @@ PROMPTS = [
 
 
 def main(out: str = "docs/screenshot.png") -> int:
+    # Its own folder for autosaves: the script quits without closing the project, and the
+    # user's next start would otherwise offer to restore this "Untitled".
+    os.environ.setdefault("STUDIO_DATA_DIR", tempfile.mkdtemp(prefix="studio-screenshot-"))
     app = QApplication(sys.argv)
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
 
