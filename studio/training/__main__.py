@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding one sub-folder per model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the weights in --out (classifier, vae, diffusion)")
+                        help="continue from the weights in --out (every model)")
     parser.add_argument("--quick", action="store_true", help="eval on fewer samples")
     parser.add_argument("--sweep", action="store_true",
                         help="eval: compare sampling settings of the diffusion model only")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,9 @@ from studio.training.common import (
     Stopwatch,
     batches,
     build_dataset,
+    chained_record,
     log,
+    resume_from,
     save_module,
     setup_torch,
     to_tensor,
@@ -42,17 +45,29 @@ def _latent_gaussian(vae: torch.nn.Module, images: np.ndarray) -> tuple[torch.Te
 
 
 def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 100_000,
-          batch_size: int = 32, lr_g: float = 5e-5, lr_d: float = 2e-4) -> Path:
-    """Non-saturating GAN loss, Adam(0.5, 0.999), EMA generator; save to ``out_root / NAME``."""
-    from studio.training.shipped import load_vae
+          batch_size: int = 32, lr_g: float = 5e-5, lr_d: float = 2e-4,
+          resume: bool = False) -> Path:
+    """Non-saturating GAN loss, Adam(0.5, 0.999), EMA generator; save to ``out_root / NAME``.
 
+    With ``resume`` the saved (EMA) generator and the discriminator play on, without the
+    discriminator warm-up, on a fresh pass over the data.
+    """
+    from studio.training.shipped import load_discriminator, load_generator, load_vae
+
+    previous: dict[str, Any] = resume_from(out_root / NAME) if resume else {}
+    if resume:  # each resumed run draws other batches and latents
+        seed += 1000 * (1 + previous.get("command", "").count("--resume"))
     setup_torch(seed)
     clock = Stopwatch(minutes)
     data = build_dataset(TRAIN_SEED, n_data)
-    vae = load_vae(out_root)
-    mean, chol = _latent_gaussian(vae, data.images[:4000])
-    g = Generator.from_vae(vae, mean, chol)
-    d = Discriminator(D_WIDTH)
+    if resume:
+        g, d = load_generator(out_root).train(), load_discriminator(out_root).train()
+    else:
+        vae = load_vae(out_root)
+        mean, chol = _latent_gaussian(vae, data.images[:4000])
+        g = Generator.from_vae(vae, mean, chol)
+        d = Discriminator(D_WIDTH)
+    warmup = 0 if resume else D_WARMUP_STEPS
     g_ema = copy.deepcopy(g).eval()
     opt_g = torch.optim.Adam(g.parameters(), lr=lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=lr_d, betas=(0.5, 0.999))
@@ -70,7 +85,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
         d_loss.backward()
         opt_d.step()
         step += 1
-        if step > D_WARMUP_STEPS:
+        if step > warmup:
             g_loss = F.softplus(-d(fake)).mean()
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
@@ -84,9 +99,11 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     save_module(g_ema, g_ema.config, out_dir / "generator", name="generator")
     d.eval()
     save_module(d, d.config, out_dir / "discriminator", name="discriminator")
+    command = f"python -m studio.training gan --minutes {minutes:g}"
     write_training_record(out_dir, {
-        "command": f"python -m studio.training gan --minutes {minutes:g}",
-        "seconds": round(clock.elapsed), "steps": step, "d_warmup_steps": D_WARMUP_STEPS,
+        **chained_record(previous, command + (" --resume" if resume else ""), clock.elapsed,
+                         step),
+        "d_warmup_steps": D_WARMUP_STEPS,
         "batch_size": batch_size, "init": "studio-tiny-vae decoder + Gaussian fit of its latents",
         "final_d_loss": round(d_loss.item(), 4), "final_g_loss": round(g_loss.item(), 4)})
     log(f"gan saved to {out_dir} after {step} steps")

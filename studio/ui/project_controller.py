@@ -38,6 +38,7 @@ from studio.core.project import (
     autosave_path,
 )
 from studio.core.undo import UndoStack
+from studio.ui.busy import run_while_painting
 from studio.ui.recent_files import RecentFiles
 
 if TYPE_CHECKING:
@@ -207,13 +208,16 @@ class ProjectController(QObject):
                                       float(meta.get("saved_at", "0") or 0))
             if restore:
                 source, restored = autosave_path(target), True
+        self.w.status.message_label.setText(f"Opening {target.name}…")
         try:
-            project = ProjectStore.load(source)
+            project = run_while_painting(ProjectStore.load, source)
         except StudioError as err:
+            self.w.status.message_label.setText("")
             self.recent.prune()
             self.w.show_error(str(err))
             return False
         if not self.maybe_save():
+            self.w.status.message_label.setText("")
             return False
         self._discard_own_autosaves()
         self._adopt(project.document, project.undo_stack, project.log, target)
@@ -229,7 +233,7 @@ class ProjectController(QObject):
     def restore_untitled(self, side_file: Path) -> bool:
         """Open the autosave of an untitled project (after a crash) as unsaved work."""
         try:
-            project = ProjectStore.load(side_file)
+            project = run_while_painting(ProjectStore.load, side_file)
         except StudioError as err:
             self.w.show_error(str(err))
             return False

@@ -427,3 +427,42 @@ def test_an_edit_made_while_saving_keeps_the_project_modified(qtbot, window, tmp
     assert len(ProjectStore.load(path).document.layers) == 1
     window.actions["undo"].trigger()
     assert not window.isWindowModified()  # back at the saved state
+
+
+def test_a_slow_project_opens_without_freezing_the_window(qtbot, window, tmp_path,
+                                                         monkeypatch):
+    """Reading a big project happens off the GUI thread: the window keeps painting (timers
+    run, the status says what is happening) and opens the project when the read is done."""
+    import threading
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    from studio.core.document import Document, Layer
+
+    doc = Document(width=24, height=24)
+    doc.layers.append(Layer(name="big", pixels=np.full((24, 24, 3), 9, np.uint8)))
+    path = tmp_path / "big.studio"
+    ProjectStore.save(path, doc)
+    real_load = ProjectStore.load
+    seen: dict[str, object] = {}
+
+    def slow_load(p):
+        seen["thread"] = threading.current_thread() is not threading.main_thread()
+        time.sleep(0.6)  # a project of a few hundred generations on a slow disk
+        return real_load(p)
+
+    monkeypatch.setattr(ProjectStore, "load", staticmethod(slow_load))
+    ticks: list[str] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(window.status.message_label.text()))
+    timer.start(20)
+    try:
+        assert window.projects.open_project(path)
+    finally:
+        timer.stop()
+    assert seen["thread"] is True
+    assert len(ticks) >= 5  # the event loop ran during the read (a frozen window: 0)
+    assert "Opening big.studio" in ticks[0]
+    assert window.doc.layers[0].name == "big"
+    assert window.status.message_label.text() == "Opened big.studio"

@@ -1,0 +1,74 @@
+"""The training commands run, save loadable models, and chain their records on --resume.
+
+Seconds-long runs on a few hundred portraits: what is checked is the plumbing a user relies
+on to retrain or continue a model (not the quality, which test_embedded_models measures on
+the shipped weights).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from studio.training import common
+from studio.training.shipped import GAN, load_classifier, load_generator, model_dir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
+
+
+def _record(folder: Path) -> dict:
+    return json.loads((folder / "training.json").read_text())
+
+
+def test_classifier_trains_then_resumes_with_a_chained_record(tmp_path: Path) -> None:
+    from studio.training import train_classifier
+
+    out = tmp_path / "models"
+    folder = train_classifier.train(out, minutes=0.03, n_data=256, batch_size=32)
+    first = _record(folder)
+    assert first["command"] == "python -m studio.training classifier --minutes 0.03"
+    assert first["steps"] >= 1
+    before = {k: v.clone() for k, v in load_classifier(out).state_dict().items()}
+
+    train_classifier.train(out, minutes=0.03, n_data=256, batch_size=32, resume=True)
+    second = _record(folder)
+    assert second["command"] == (first["command"] + " && "
+                                 "python -m studio.training classifier --minutes 0.03 --resume")
+    assert second["steps"] > first["steps"]
+    after = load_classifier(out).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_gan_resumes_from_the_shipped_weights(tmp_path: Path) -> None:
+    from studio.training import train_gan
+
+    out = tmp_path / "models"
+    shutil.copytree(model_dir(GAN), out / GAN)
+    shipped = _record(out / GAN)
+    z = train_gan.sample_z(4, 7)
+    with torch.no_grad():
+        before = load_generator(out)(z)
+
+    train_gan.train(out, minutes=0.05, n_data=128, resume=True)
+    record = _record(out / GAN)
+    assert record["command"] == (shipped["command"] + " && "
+                                 "python -m studio.training gan --minutes 0.05 --resume")
+    assert record["steps"] > shipped["steps"]
+    with torch.no_grad():
+        after = load_generator(out)(z)
+    assert after.shape == before.shape == (4, 3, 64, 64)
+    assert torch.isfinite(after).all()
+    # It trained on (the weights moved) from where it was (not from a fresh start).
+    diff = (after - before).abs().mean().item()
+    assert 0 < diff < 0.2, diff
+    assert np.isfinite(diff)
