@@ -36,7 +36,7 @@ from studio.engine.conditioning import (
 )
 from studio.engine.device import DeviceChoice, choose_device
 from studio.engine.discovery import discover, resolve
-from studio.engine.families import SD_FAMILIES, SDXL_FAMILIES
+from studio.engine.families import INVERTIBLE_FAMILIES, SDXL_FAMILIES
 from studio.engine.latent_models import LatentModels
 from studio.engine.loading import LoadedModel, load_model
 from studio.engine.lora import apply_loras, lora_signature
@@ -201,9 +201,11 @@ class Engine:
             scheduler=scheduler, device=self.choice.device,
             dtype=self.choice.compute_dtype + ("-autocast" if self.choice.autocast_dtype else ""))
         inverting = inversion_slider(request) is not None
-        if inverting and (loaded.family not in SD_FAMILIES or resolved.scheduler != "DDIM"):
-            raise InvalidRequestError("Sliders on an imported image need an SD 1.x/2.x model "
-                                      "and the DDIM scheduler.")
+        if inverting and (loaded.family not in INVERTIBLE_FAMILIES
+                          or resolved.scheduler != "DDIM"):
+            raise InvalidRequestError("Sliders on an imported image need an SD 1.x, 2.x or "
+                                      "SDXL model (not an inpainting one) and the DDIM "
+                                      "scheduler.")
         pipe = loaded.for_task("txt2img" if inverting else request.task)
         pipe.scheduler = make_scheduler(resolved.scheduler, loaded.scheduler_config)
         prepare_decode(pipe, request.width, request.height, request.batch_size)
@@ -343,10 +345,11 @@ class Engine:
             image = Image.fromarray(req.init_image.to_array()).convert("RGB")
             if image.size != (req.width, req.height):
                 image = image.resize((req.width, req.height), Image.LANCZOS)
-            embeds = self.conditioning(loaded, req).kwargs["prompt_embeds"]
+            cond = self.conditioning(loaded, req).kwargs
             with self.choice.autocast():
-                return ddim_invert(pipe, np.asarray(image), embeds, req.steps,
-                                   self.choice.torch_device(), self.choice.torch_dtype())
+                return ddim_invert(pipe, np.asarray(image), cond["prompt_embeds"], req.steps,
+                                   self.choice.torch_device(), self.choice.torch_dtype(),
+                                   pooled_prompt_embeds=cond.get("pooled_prompt_embeds"))
 
         return self._inversions.get_or_make(key, make).repeat(req.batch_size, 1, 1, 1)
 

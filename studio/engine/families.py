@@ -38,6 +38,8 @@ DEFAULTS: dict[str, FamilyDefaults] = {
 SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sd1-lcm", "sd1-turbo", "studio-tiny", "sd1-inpaint",
                "sd2-inpaint")
 SDXL_FAMILIES = ("sdxl", "sdxl-lcm", "sdxl-turbo", "sdxl-inpaint")
+# Families whose UNet DDIM inversion can run backwards (sliders over an imported image).
+INVERTIBLE_FAMILIES = tuple(f for f in SD_FAMILIES + SDXL_FAMILIES if not f.endswith("-inpaint"))
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -193,12 +193,14 @@ class InversionCache(LRUCache):
 
 
 def ddim_invert(pipe: Any, image: Any, prompt_embeds: Any, steps: int, device: Any,
-                dtype: Any) -> Any:
+                dtype: Any, pooled_prompt_embeds: Any = None) -> Any:
     """DDIM inversion (Song et al. 2021; as in null-text inversion, Mokady et al. 2023).
 
     Encodes ``image`` (uint8 HxWx3, the request's size) with the pipeline's VAE and runs the
     deterministic DDIM update backwards, conditioned on ``prompt_embeds`` without guidance,
     to the initial noise that DDIM sampling with the same prompt turns back into the image.
+    SDXL also needs ``pooled_prompt_embeds``; its size conditioning is the one the pipeline
+    uses by default (original and target size = the image's, no crop).
     """
     import numpy as np
     import torch
@@ -208,8 +210,24 @@ def ddim_invert(pipe: Any, image: Any, prompt_embeds: Any, steps: int, device: A
     sched.set_timesteps(steps, device=device)
     x = torch.from_numpy(np.array(image[..., :3], dtype=np.uint8)).permute(2, 0, 1)[None]
     x = (x.float() / 127.5 - 1.0).to(device, dtype)
+    unet_kwargs: dict[str, Any] = {}
+    if pooled_prompt_embeds is not None:
+        h, w = x.shape[-2:]
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]], device=device, dtype=prompt_embeds.dtype)
+        unet_kwargs["added_cond_kwargs"] = {"text_embeds": pooled_prompt_embeds,
+                                            "time_ids": time_ids}
     with torch.inference_mode():
-        latents = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+        vae = pipe.vae
+        if x.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+            # SDXL's VAE overflows in fp16 (as the pipelines do, encode in fp32).
+            vae.to(torch.float32)
+            try:
+                latents = vae.encode(x.float()).latent_dist.mean.to(dtype)
+            finally:
+                vae.to(torch.float16)
+        else:
+            latents = vae.encode(x).latent_dist.mean
+        latents = latents * vae.config.scaling_factor
         alphas = sched.alphas_cumprod.to(device)
         stride = sched.config.num_train_timesteps // steps
         v_pred = sched.config.prediction_type == "v_prediction"
@@ -219,7 +237,7 @@ def ddim_invert(pipe: Any, image: Any, prompt_embeds: Any, steps: int, device: A
             a_from = alphas[t_from] if t_from >= 0 else sched.final_alpha_cumprod.to(device)
             a_to = alphas[t]
             out = pipe.unet(latents, t_from if t_from >= 0 else 0,
-                            encoder_hidden_states=prompt_embeds).sample
+                            encoder_hidden_states=prompt_embeds, **unet_kwargs).sample
             if v_pred:
                 eps = a_from.sqrt() * out + (1 - a_from).sqrt() * latents
             else:
