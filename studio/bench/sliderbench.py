@@ -169,7 +169,7 @@ def runner_latency(runner: JobRunner, requests: list[GenerationRequest],
 class SliderBench:
     """Runs the measurements on an ``Engine`` (which knows the embedded models)."""
 
-    def __init__(self, engine: Any, n_images: int = 48, n_prompts: int = 6,
+    def __init__(self, engine: Any, n_images: int = 48, n_prompts: int = 16,
                  latency_events: int = 40, log: Callable[[str], None] = print,
                  diffusion_model: str = "studio-tiny-diffusion",
                  method: str | None = None) -> None:

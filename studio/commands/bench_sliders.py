@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=None,
                         help="portraits per latent slider (default 48, quick 16)")
     parser.add_argument("--prompts", type=int, default=None,
-                        help="prompts per diffusion slider (default 6, quick 3)")
+                        help="prompts per diffusion slider (default 16, quick 3)")
     parser.add_argument("--diffusion-model", default="studio-tiny-diffusion", metavar="ID",
                         help="the diffusion model whose prompt sliders are measured")
     parser.add_argument("--method", default=None, metavar="METHOD",
@@ -70,7 +70,7 @@ def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
         print(f"sliderbench: {text}", file=sys.stderr, flush=True)
 
     bench = SliderBench(engine, n_images=getattr(args, "images", None) or (16 if quick else 48),
-                        n_prompts=getattr(args, "prompts", None) or (3 if quick else 6),
+                        n_prompts=getattr(args, "prompts", None) or (3 if quick else 16),
                         latency_events=20 if quick else 40, log=log,
                         diffusion_model=getattr(args, "diffusion_model", "studio-tiny-diffusion"),
                         method=getattr(args, "method", None))

@@ -72,10 +72,13 @@ def build_clip_tokenizer(out_dir: str | Path, corpus: Iterable[str], vocab_size:
         for sym in (ch, ch + "</w>"):
             if sym not in vocab:
                 vocab[sym] = len(vocab)
-    ordered = dict(sorted(vocab.items(), key=lambda kv: kv[1]))
-    # Re-number densely: special tokens, then the rest in their order.
+    # Number the symbols as CLIP does: special tokens, the bytes, the word-final bytes, then
+    # one symbol per merge in merge order. (The trainer's own numbering of the single
+    # symbols follows a hash map's order and differs from run to run: this one does not.)
     dense = {BOS: 0, EOS: 1}
-    for sym in ordered:
+    for sym in [*alphabet, *(ch + "</w>" for ch in alphabet),
+                *("".join(m.split(" ")) for m in merges),
+                *sorted(vocab, key=lambda s: vocab[s])]:
         if sym not in dense:
             dense[sym] = len(dense)
     (out / "vocab.json").write_text(json.dumps(dense, ensure_ascii=False), encoding="utf-8")
