@@ -73,8 +73,10 @@ def build_clip_tokenizer(out_dir: str | Path, corpus: Iterable[str], vocab_size:
             if sym not in vocab:
                 vocab[sym] = len(vocab)
     # Number the symbols as CLIP does: special tokens, the bytes, the word-final bytes, then
-    # one symbol per merge in merge order. (The trainer's own numbering of the single
-    # symbols follows a hash map's order and differs from run to run: this one does not.)
+    # one symbol per merge in merge order. The trainer numbers its word-final symbols in a
+    # hash map's order, which also breaks ties between equally frequent merges, so the
+    # order of tied merges can differ between builds (huggingface/tokenizers#1794): the
+    # merge set and the tokens of the captions stay the same.
     dense = {BOS: 0, EOS: 1}
     for sym in [*alphabet, *(ch + "</w>" for ch in alphabet),
                 *("".join(m.split(" ")) for m in merges),
