@@ -131,7 +131,7 @@ def score_slider(scorer: Any, mode: str, slider: str, attribute: str,
     without = ~scorer.has(scores[0.0], attribute)
     if without.any():
         res.success = float(scorer.has(scores[2.0], attribute)[without].mean())
-    # "kept" at value 2 counts the images whose target flipped (the edits that worked) only.
+    # "kept" counts every image (edited or not) and every other kind of attribute.
     return res
 
 
