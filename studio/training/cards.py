@@ -72,19 +72,21 @@ LIMITATIONS: dict[str, str] = {
          "and thin details (glasses frames, the mouth) blur first, which is what limits the "
          "VAE sliders' smile edits. More steps (`python -m studio.training vae --minutes 20 "
          "--resume`) would sharpen it further.",
-    GAN: "Samples are recognisable portraits but noisy, with texture artefacts; fewer than "
-         "half are labelled confidently on every attribute (the CI test's target is 80 %). "
-         "It had about 3 000 adversarial steps; more would sharpen it.",
+    GAN: "Samples are recognisable portraits but noisy, with texture artefacts and skin "
+         "tones that lean dark; about 63 % are labelled confidently on every attribute (the "
+         "CI test's target is 80 %). A further 15-minute run (`gan --minutes 15 --resume`, "
+         "7 266 adversarial steps in all) was tried and not kept: 63.0 % confident, and "
+         "SliderBench's GAN edit success fell from 62 % to 56 %. A bigger generator or "
+         "another loss, not more of the same steps, is the next thing to try.",
     DIFFUSION: "Prompt adherence is measured on 200 held-out captions by the attribute "
                "classifier (see the figures and the 85 % target). Smiles are followed less "
                "well than colours and glasses (the mouth is a few pixels in the 16 x 16 "
-               "latent). Samples are blurry: the autoencoder had only 428 steps (its first "
-               "run, on a shared CPU) and reconstructs held-out portraits at 16.1 dB PSNR; "
-               "`--resume` keeps it, so sharper samples need a run from scratch "
-               "(`python -m studio.training diffusion --minutes 60`, autoencoder and UNet). "
+               "latent; the captions name only smiling / frowning / neutral). "
                "Sampling: Euler, 25 steps, guidance 5 (see studio.json); Euler a, DPM++ 2M, "
-               "DDIM, UniPC and LMS follow prompts as well, PNDM far less (48 % hair colour "
-               "against 86 %).",
+               "DDIM, UniPC and LMS follow prompts as well, PNDM less so. "
+               "Its tokenizer is rebuilt by each training run: two runs can order tied BPE "
+               "merges differently (huggingface/tokenizers#1794), so weights of one run do "
+               "not fit the tokenizer of another.",
 }
 
 

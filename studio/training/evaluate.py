@@ -117,6 +117,11 @@ def eval_diffusion(root: Path, n: int, steps: int | None = None,
     out["smile_bin_match"] = float(np.mean([p == a.smile_bin for p, a in
                                             zip(pred["smile_bin"], batch.attributes, strict=True)]))
     out["confident_share"] = float((pred["confidence"] >= CONFIDENT).mean())
+    # How sharp samples can be: the autoencoder's round trip of held-out portraits.
+    x = to_tensor(make_batch(HELD_OUT_SEED, 0, n).images)
+    with torch.no_grad():
+        rec = pipe.vae.decode(pipe.vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+    out["autoencoder_psnr_db"] = float(psnr(rec, x).mean())
     return out
 
 

@@ -35,8 +35,8 @@ from studio.training.common import (
 from studio.training.data import caption_vocabulary
 
 NAME = "studio-tiny-diffusion"
-AE_MINUTES_SHARE = 0.32  # of the total budget, spent on the autoencoder
-RESUME_SAMPLES = 20_000  # a resumed run sees more portraits than the first one (6 000)
+AE_MINUTES_SHARE = 0.25  # of the total budget, spent on the autoencoder
+RESUME_SAMPLES = 20_000  # portraits a resumed run trains on (at least)
 RECOMMENDED = {"scheduler": "EulerDiscreteScheduler", "steps": 25, "guidance": 5.0,
                "height": 64, "width": 64}
 
@@ -187,7 +187,7 @@ def _load_previous(folder: Path) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     return vae, unet, text_encoder, tokenizer, resume_from(folder)
 
 
-def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 6_000,
+def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 20_000,
           batch_size: int = 32, lr: float = 1e-3, checkpoint_minutes: float = 8.0,
           resume: bool = False) -> Path:
     """Autoencoder then UNet + text encoder within ``minutes``; save to ``out_root / NAME``.

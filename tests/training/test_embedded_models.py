@@ -160,15 +160,10 @@ def _adherence() -> dict[str, float]:
 
 
 def test_diffusion_follows_the_prompt() -> None:
-    """Far above chance (1/6 hair colours, 1/3 glasses, 1/8 backgrounds) on every attribute."""
+    """The issue's adherence target (85 % on each of hair colour, glasses and background;
+    chance is 1/6, 1/3 and 1/8), on captions the model never saw."""
     share = _adherence()
-    assert share["hair"] >= 0.7 and share["glasses"] >= 0.7, share
-    assert share["background"] >= 0.5, share
-
-
-@UNDER_TRAINED
-def test_diffusion_meets_the_adherence_target() -> None:
-    assert min(_adherence().values()) >= 0.85, _adherence()
+    assert min(share.values()) >= 0.85, share
 
 
 @torch.no_grad()
