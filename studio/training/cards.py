@@ -83,7 +83,8 @@ LIMITATIONS: dict[str, str] = {
                "well than colours and glasses (the mouth is a few pixels in the 16 x 16 "
                "latent; the captions name only smiling / frowning / neutral). "
                "Sampling: Euler, 25 steps, guidance 5 (see studio.json); Euler a, DPM++ 2M, "
-               "DDIM, UniPC and LMS follow prompts as well, PNDM less so. "
+               "DDIM, UniPC and LMS follow prompts as well, PNDM less so (hair colour 70 %, "
+               "glasses 89.5 %, background 97 % on the 200 captions). "
                "Its tokenizer is rebuilt by each training run: two runs can order tied BPE "
                "merges differently (huggingface/tokenizers#1794), so weights of one run do "
                "not fit the tokenizer of another.",
