@@ -67,16 +67,11 @@ def build_clip_tokenizer(out_dir: str | Path, corpus: Iterable[str], vocab_size:
     model = json.loads(tok.to_str())["model"]
     vocab: dict[str, int] = dict(model["vocab"])
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    # Make every byte encodable as a word-final symbol too.
-    for ch in alphabet:
-        for sym in (ch, ch + "</w>"):
-            if sym not in vocab:
-                vocab[sym] = len(vocab)
-    # Number the symbols as CLIP does: special tokens, the bytes, the word-final bytes, then
-    # one symbol per merge in merge order. The trainer numbers its word-final symbols in a
-    # hash map's order, which also breaks ties between equally frequent merges, so the
-    # order of tied merges can differ between builds (huggingface/tokenizers#1794): the
-    # merge set and the tokens of the captions stay the same.
+    # Number the symbols as CLIP does: special tokens, the bytes, the word-final bytes (so
+    # every byte is encodable alone and at a word's end), then one symbol per merge in merge
+    # order. The trainer numbers its word-final symbols in a hash map's order, which also
+    # breaks ties between equally frequent merges, so the order of tied merges can differ
+    # between builds (huggingface/tokenizers#1794): the merge set stays the same.
     dense = {BOS: 0, EOS: 1}
     for sym in [*alphabet, *(ch + "</w>" for ch in alphabet),
                 *("".join(m.split(" ")) for m in merges),
