@@ -50,12 +50,21 @@ def eval_classifier(root: Path, n: int) -> dict[str, Any]:
 
 @torch.no_grad()
 def eval_vae(root: Path, n: int) -> dict[str, Any]:
-    """Reconstruction PSNR of held-out portraits through ``decode(encode(x))``."""
+    """Reconstruction PSNR of held-out portraits through ``decode(encode(x))``, and whether
+    the classifier still reads each attribute of the portrait in its reconstruction."""
     vae = load_vae(root)
-    x = to_tensor(make_batch(HELD_OUT_SEED, 0, n).images)
+    batch = make_batch(HELD_OUT_SEED, 0, n)
+    x = to_tensor(batch.images)
     rec = torch.cat([vae.decode(vae.encode(x[s:s + 128])) for s in range(0, n, 128)])
     p = psnr(rec, x)
-    return {"n": n, "psnr_mean_db": float(p.mean()), "psnr_min_db": float(p.min())}
+    out: dict[str, Any] = {"n": n, "psnr_mean_db": float(p.mean()), "psnr_min_db": float(p.min())}
+    pred = classify(to_uint8(rec), load_classifier(root))
+    for k, values in CLASS_ATTRIBUTES.items():
+        truth = [values[i] for i in batch.labels[k]]
+        out[f"kept_{k}"] = float(np.mean([a == b for a, b in zip(pred[k], truth, strict=True)]))
+    out["kept_smile_mae"] = float(np.abs(pred["smile"] - batch.smile).mean())
+    out["kept_smile_corr"] = float(np.corrcoef(pred["smile"], batch.smile)[0, 1])
+    return out
 
 
 @torch.no_grad()

@@ -27,6 +27,40 @@ from studio.training.models import FlatVAE
 
 NAME = "studio-tiny-vae"
 KL_WEIGHT = 2e-4  # per latent dim relative to the per-pixel loss: sharp yet smooth latents
+# Weight of the perceptual term: without it the pixel losses let the decoder drop the face's
+# few-pixel details (eyes, mouth, thin frames) for an average face, and the smile is lost.
+PERCEPTUAL_WEIGHT = 0.5
+
+
+class PerceptualLoss(torch.nn.Module):
+    """Feature matching on the trained attribute classifier's convolutions and hidden layer.
+
+    The LPIPS idea with our own network: each stage's squared feature difference relative to
+    the real image's feature energy, summed over the stages. The classifier's features are
+    made to see hair, glasses, smile, skin and background, which are what a reconstruction
+    must keep. Its weights stay frozen.
+    """
+
+    def __init__(self, classifier: torch.nn.Module) -> None:
+        super().__init__()
+        self.stages = torch.nn.ModuleList()
+        layers = list(classifier.features)
+        for i in range(0, len(layers), 3):  # conv, norm, activation
+            self.stages.append(torch.nn.Sequential(*layers[i:i + 3]))
+        self.stages.append(classifier.fc)  # the hidden layer all attribute heads read
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> PerceptualLoss:  # always frozen (BatchNorm stats)
+        return super().train(False)
+
+    def forward(self, rec: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        loss = rec.new_zeros(())
+        a, b = rec, real
+        for stage in self.stages:
+            a, b = stage(a), stage(b)
+            loss = loss + (a - b).pow(2).mean() / (b.pow(2).mean() + 1e-6)
+        return loss
 
 
 def _grad_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -35,12 +69,18 @@ def _grad_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 100_000,
-          batch_size: int = 32, lr: float = 2e-3, resume: bool = False) -> Path:
+          batch_size: int = 32, lr: float = 2e-3, resume: bool = False,
+          perceptual: float = PERCEPTUAL_WEIGHT) -> Path:
     """Train for ``minutes`` of wall clock and save to ``out_root / NAME``.
 
     With ``resume`` training continues from the weights already in ``out_root / NAME``.
+    ``perceptual`` > 0 adds the feature-matching term of the attribute classifier in
+    ``out_root`` (train the classifier first).
     """
+    from studio.training.shipped import load_classifier
+
     setup_torch(seed)
+    percept = PerceptualLoss(load_classifier(out_root)) if perceptual > 0 else None
     data = build_dataset(TRAIN_SEED, n_data)
     model = FlatVAE()
     previous: dict[str, Any] = {}
@@ -63,12 +103,14 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
         loss = (F.l1_loss(rec, x) + F.mse_loss(rec, x) + 0.5 * _grad_loss(rec, x)
                 + KL_WEIGHT * kl / model.latent_dim)
+        p_loss = percept(rec, x) if percept is not None else torch.zeros(())
+        loss = loss + perceptual * p_loss
         optimizer_step(opt, loss, clip=list(model.parameters()))
         step += 1
         if step % 100 == 0:
             mse = F.mse_loss((rec + 1) / 2, (x + 1) / 2).item()
             log(f"vae step {step} loss {loss.item():.4f} psnr {10 * np.log10(1 / mse):.2f} "
-                f"kl {kl.item():.1f} t={clock.elapsed:.0f}s")
+                f"kl {kl.item():.1f} perceptual {p_loss.item():.3f} t={clock.elapsed:.0f}s")
     model.eval()
     out_dir = out_root / NAME
     save_module(model, model.config, out_dir)
@@ -77,6 +119,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
         **chained_record(previous, command + (" --resume" if resume else ""), clock.elapsed,
                          step),
         "batch_size": batch_size, "train_samples": n_data, "kl_weight": KL_WEIGHT,
+        "perceptual_weight": perceptual,
         "final_loss": round(loss.item(), 4)})
     log(f"vae saved to {out_dir} after {step} steps")
     return out_dir

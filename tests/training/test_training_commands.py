@@ -72,3 +72,40 @@ def test_gan_resumes_from_the_shipped_weights(tmp_path: Path) -> None:
     diff = (after - before).abs().mean().item()
     assert 0 < diff < 0.2, diff
     assert np.isfinite(diff)
+
+
+def test_vae_trains_with_the_classifier_perceptual_term(tmp_path: Path) -> None:
+    from studio.training import train_vae
+    from studio.training.shipped import CLASSIFIER, VAE, load_vae
+
+    out = tmp_path / "models"
+    shutil.copytree(model_dir(CLASSIFIER), out / CLASSIFIER)
+    classifier_before = {k: v.clone() for k, v in load_classifier(out).state_dict().items()}
+    folder = train_vae.train(out, minutes=0.03, n_data=256, batch_size=16)
+    record = _record(folder)
+    assert record["perceptual_weight"] == train_vae.PERCEPTUAL_WEIGHT > 0
+    assert record["steps"] >= 1
+    assert load_vae(out).encode(torch.zeros(1, 3, 64, 64)).shape == (1, 128)
+    # The classifier lends its features; training never changes it (nor its norm statistics).
+    after = load_classifier(out).state_dict()
+    assert all(torch.equal(classifier_before[k], after[k]) for k in classifier_before)
+    assert (out / VAE).is_dir()
+
+
+def test_perceptual_loss_sees_what_pixels_hardly_do() -> None:
+    from studio.training.data import make_batch
+    from studio.training.train_vae import PerceptualLoss
+
+    loss = PerceptualLoss(load_classifier())
+    loss.train()  # stays frozen in eval mode
+    assert not loss.training and not any(p.requires_grad for p in loss.parameters())
+    batch = make_batch(123, 0, 8)
+    x = common.to_tensor(batch.images)
+    assert loss(x, x).item() == 0.0
+    rec = x.clone().requires_grad_(True)
+    value = loss(rec + 0.05 * torch.randn_like(x), x)
+    value.backward()
+    assert value.item() > 0 and rec.grad is not None and rec.grad.abs().sum() > 0
+    # A neighbour portrait (another face) is much further away than slight noise.
+    other = common.to_tensor(make_batch(124, 0, 8).images)
+    assert loss(other, x).item() > 5 * value.item()
