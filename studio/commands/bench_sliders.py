@@ -43,15 +43,15 @@ def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
     """Run SliderBench as the flags say and return its figures (prints progress)."""
     from studio.bench.sliderbench import SliderBench
     from studio.cli import make_engine
-    from studio.core.directions import METHODS
+    from studio.core.directions import CLASS_METHOD, METHODS
     from studio.core.errors import InvalidRequestError
 
     modes = tuple(m.strip() for m in str(getattr(args, "modes", ",".join(MODES))).split(",")
                   if m.strip())
     method = getattr(args, "method", None)
-    if method is not None and method.removesuffix("-cond") not in METHODS:
+    if method is not None and method.removesuffix("-cond") not in (*METHODS, CLASS_METHOD):
         raise InvalidRequestError(f"Unknown method {method!r}; use one of "
-                                  f"{', '.join(METHODS)} (optionally with -cond).")
+                                  f"{', '.join((*METHODS, CLASS_METHOD))} (optionally with -cond).")
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         raise InvalidRequestError(f"Unknown mode(s): {', '.join(unknown)}; use "

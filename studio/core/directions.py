@@ -7,7 +7,12 @@ whether each has an attribute, build the direction that adds the attribute:
 * ``"logistic"`` / ``"svm"``: the normal of a linear boundary between the classes
   (InterFaceGAN, Shen et al. 2020), fitted by Newton steps with an L2 penalty;
 * ``"pca"``: a principal component of the examples (GANSpace, Härkönen et al. 2020), signed
-  so that it points towards the examples with the attribute when labels are given.
+  so that it points towards the examples with the attribute when labels are given;
+* ``class_direction``: for one value of a categorical attribute (hair colour), a step per
+  source class, from the mean of the latent's own class to the mean of the target class
+  (latent analogies, as in White 2016): one vector for every class cannot turn both black
+  and white hair blonde, since "blonde minus the rest" is mostly "lighter". The latent's
+  class is read by linear discriminant analysis in the same space.
 
 Every direction is as long as the difference of the class means: at value 1 a typical
 example without the attribute moves as far as the typical one with it lies away, and value 0
@@ -22,31 +27,85 @@ from dataclasses import dataclass, field
 import numpy as np
 
 METHODS = ("mean", "logistic", "svm", "pca")
+# Latent sliders only (the engine builds it from class labels, see ``class_direction``):
+# categorical attributes step from the latent's own class, binary ones use "mean".
+CLASS_METHOD = "class"
+
+
+@dataclass(frozen=True)
+class SourceClasses:
+    """Linear discriminant of a categorical attribute's classes: ``argmax(z @ w.T + b)``."""
+
+    names: tuple[str, ...]
+    w: np.ndarray = field(repr=False)  # (k, dim)
+    b: np.ndarray = field(repr=False)  # (k,)
+
+    def predict(self, z: np.ndarray) -> np.ndarray:
+        """Class index of each latent (n,)."""
+        return np.asarray(np.atleast_2d(z) @ self.w.T + self.b).argmax(1)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"names": list(self.names), "w": self.w.astype(float).tolist(),
+                "b": self.b.astype(float).tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> SourceClasses:
+        return cls(tuple(str(n) for n in data["names"]),  # type: ignore[attr-defined]
+                   np.asarray(data["w"], dtype=np.float64), np.asarray(data["b"], dtype=np.float64))
 
 
 @dataclass(frozen=True)
 class Direction:
-    """A direction in one latent space; ``vector`` is the step of value 1."""
+    """A direction in one latent space; ``vector`` is the step of value 1.
+
+    A class direction also has ``from_class``: the step of value 1 for a latent of each
+    other class (``source`` tells which class a latent is); ``vector`` serves latents that
+    already have the target class.
+    """
 
     vector: np.ndarray = field(repr=False)
     method: str = "mean"
     space: str = ""
     attribute: str = ""
+    from_class: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    source: SourceClasses | None = field(default=None, repr=False)
 
     @property
     def unit(self) -> np.ndarray:
         norm = float(np.linalg.norm(self.vector))
         return self.vector / norm if norm > 0 else self.vector
 
+    def steps_for(self, z: np.ndarray) -> np.ndarray:
+        """The step of value 1 for each latent: (n, dim), or ``vector`` (dim,) for all."""
+        if not self.from_class or self.source is None:
+            return self.vector
+        z2 = np.atleast_2d(np.asarray(z, dtype=np.float64))
+        out = np.repeat(self.vector[None, :], len(z2), axis=0)
+        for i, c in enumerate(self.source.predict(z2)):
+            step = self.from_class.get(self.source.names[c])
+            if step is not None:
+                out[i] = step
+        return out
+
     def to_dict(self) -> dict[str, object]:
-        return {"vector": [float(v) for v in self.vector], "method": self.method,
-                "space": self.space, "attribute": self.attribute}
+        out: dict[str, object] = {"vector": [float(v) for v in self.vector],
+                                  "method": self.method, "space": self.space,
+                                  "attribute": self.attribute}
+        if self.from_class and self.source is not None:
+            out["from_class"] = {k: [float(v) for v in vec] for k, vec in self.from_class.items()}
+            out["source"] = self.source.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Direction:
         vec = np.asarray(data["vector"], dtype=np.float32)
+        raw = data.get("from_class") or {}
+        from_class = {str(k): np.asarray(v, dtype=np.float32)
+                      for k, v in raw.items()}  # type: ignore[attr-defined]
+        source = data.get("source")
         return cls(vec, str(data.get("method", "mean")), str(data.get("space", "")),
-                   str(data.get("attribute", "")))
+                   str(data.get("attribute", "")), from_class,
+                   SourceClasses.from_dict(source) if isinstance(source, dict) else None)
 
 
 def _split(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,8 +240,71 @@ def build_direction(x: np.ndarray, labels: np.ndarray, method: str = "mean",
     return Direction(vec.astype(np.float32), method, space, attribute)
 
 
+def fit_source_classes(x: np.ndarray, classes: np.ndarray, names: Sequence[str],
+                       shrinkage: float = 0.1) -> SourceClasses:
+    """Linear discriminant analysis (shared, shrunk covariance) of the classes in ``x``.
+
+    ``classes`` are indices into ``names``; classes without examples are never predicted.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(classes, dtype=np.int64)
+    k, dim = len(names), x.shape[1]
+    means = np.zeros((k, dim))
+    present = np.zeros(k, bool)
+    centred = np.empty_like(x)
+    for c in range(k):
+        m = y == c
+        if m.any():
+            present[c] = True
+            means[c] = x[m].mean(0)
+            centred[m] = x[m] - means[c]
+    cov = centred.T @ centred / max(1, len(x) - int(present.sum()))
+    cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / dim * np.eye(dim)
+    w = np.linalg.solve(cov, means.T).T  # (k, dim)
+    prior = np.array([max(np.mean(y == c), 1e-12) for c in range(k)])
+    b = -0.5 * np.einsum("kd,kd->k", w, means) + np.log(prior)
+    b[~present] = -np.inf
+    return SourceClasses(tuple(names), w, b)
+
+
+def class_direction(x: np.ndarray, classes: np.ndarray, names: Sequence[str], target: str,
+                    space: str = "", attribute: str = "", method: str = "class",
+                    source: SourceClasses | None = None,
+                    condition_on: Sequence[np.ndarray] = (), reach: float = 2.0) -> Direction:
+    """The step to the ``target`` class of a categorical attribute, per source class.
+
+    From a latent of class ``s`` the step of value ``reach`` is ``mean(target) - mean(s)``:
+    there the latent lies where the typical target-class latent lies relative to its own
+    class; with the default ``reach`` of 2, the sliders' end, the whole slider travels from
+    the image's own class to the target and 1 is halfway (beyond the target a colour leaves
+    its class: blonde turns white). A latent already of the target class moves along the
+    mean difference of the target class and all the others, on the same scale.
+    ``condition_on`` directions are projected out of every step, as in ``build_direction``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(classes, dtype=np.int64)
+    t = list(names).index(target)
+    is_target = y == t
+    if not is_target.any() or is_target.all():
+        raise ValueError("a direction needs examples with and without the attribute")
+    source = source or fit_source_classes(x, y, names)
+    mean_t = x[is_target].mean(0)
+    vector = mean_difference(x, is_target) / reach
+    from_class: dict[str, np.ndarray] = {}
+    for c, name in enumerate(names):
+        if c != t and (y == c).any():
+            from_class[name] = (mean_t - x[y == c].mean(0)) / reach
+    if len(condition_on):
+        vector = orthogonalize(vector, condition_on)
+        from_class = {k: orthogonalize(v, condition_on) for k, v in from_class.items()}
+    return Direction(vector.astype(np.float32), method, space, attribute,
+                     {k: v.astype(np.float32) for k, v in from_class.items()}, source)
+
+
 def apply_directions(z: np.ndarray, steps: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
-    """``z`` moved by ``value * vector`` for each step; values of 0 leave it bit for bit."""
+    """``z`` moved by ``value * vector`` for each step; values of 0 leave it bit for bit.
+
+    A vector is one step for every latent (dim,) or one per latent (n, dim)."""
     out = np.array(z, copy=True)
     for vector, value in steps:
         if value != 0:

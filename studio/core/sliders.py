@@ -119,10 +119,13 @@ def lora_slider(path: str, name: str = "") -> SliderSpec:
                       maximum=3.0, path=path)
 
 
-# Conditional mean difference (InterFaceGAN-style): the other kinds of attribute are
-# projected out. On the embedded models SliderBench measured others kept 80% against 74%
-# for the plain mean difference, at 66% against 69% edit success.
-LATENT_METHOD = "mean-cond"
+# Class directions, conditional (see ``studio.core.directions.class_direction``): a hair
+# colour slider steps from the image's own colour to the target (the whole travel 0 -> 2),
+# smile and glasses use the mean difference; the other kinds of attribute are projected out
+# (InterFaceGAN-style). On the embedded VAE SliderBench measured edit success 100% with 98%
+# of other attributes kept, against 90% / 98% for the conditional mean difference
+# ("mean-cond", which turned white and blue hair white, not blonde).
+LATENT_METHOD = "class-cond"
 
 
 def latent_slider(space: str, attribute: str, method: str = LATENT_METHOD) -> SliderSpec:

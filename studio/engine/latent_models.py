@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from studio.core.cancel import CancelToken
-from studio.core.directions import Direction, apply_directions, build_direction
+from studio.core.directions import (
+    Direction,
+    apply_directions,
+    build_direction,
+    class_direction,
+    fit_source_classes,
+)
 from studio.core.errors import CorruptModelError, InvalidRequestError, ModelNotFoundError
 from studio.core.events import GenerationResult, StepProgress
 from studio.core.models import ModelInfo
@@ -35,7 +41,7 @@ log = logging.getLogger(__name__)
 
 DIRECTION_SEED = 424_242  # portraits used to find directions (neither train nor eval data)
 DIRECTION_SAMPLES = 1024
-DIRECTIONS_VERSION = 3  # bump when the way directions are built changes (cache files)
+DIRECTIONS_VERSION = 5  # bump when the way directions are built changes (cache files)
 SMILE_THRESHOLD = 0.35
 CLASSIFIER = "studio-tiny-attributes"
 
@@ -252,25 +258,48 @@ class LatentModels:
                 if found is not None:
                     self._directions[key] = found
                     return found
-            z, labels = self.examples(model)
+            z, labels, kinds = self.examples(model)
             base = method.removesuffix("-cond")
-            found = {a: build_direction(z, labels[a], base, model.kind, a)
+            binary = "mean" if base == "class" else base
+            found = {a: build_direction(z, labels[a], binary, model.kind, a)
                      for a in PORTRAIT_ATTRIBUTES if 0 < labels[a].sum() < len(z)}
-            if method.endswith("-cond"):
+            plain = dict(found)
+
+            def others(a: str) -> list[np.ndarray]:
+                if not method.endswith("-cond"):
+                    return []
                 # Conditional editing (InterFaceGAN): project out the directions of the
                 # other kinds of attribute, so moving one keeps the others.
-                found = {a: build_direction(
-                    z, labels[a], base, model.kind, a,
-                    condition_on=[d.unit for b, d in found.items()
-                                  if b.partition("=")[0] != a.partition("=")[0]])
-                    for a in found}
+                return [d.unit for b, d in plain.items()
+                        if b.partition("=")[0] != a.partition("=")[0]]
+
+            if base == "class":
+                from studio.training.data import CLASS_ATTRIBUTES
+
+                sources = {k: fit_source_classes(z, kinds[k], CLASS_ATTRIBUTES[k])
+                           for k in kinds}
+                for a in list(found):
+                    kind, _, value = a.partition("=")
+                    if value and kind in kinds:
+                        found[a] = class_direction(z, kinds[kind], CLASS_ATTRIBUTES[kind], value,
+                                                   model.kind, a, method, sources[kind],
+                                                   others(a))
+                    elif method.endswith("-cond"):
+                        found[a] = build_direction(z, labels[a], "mean", model.kind, a,
+                                                   condition_on=others(a))
+            elif method.endswith("-cond"):
+                found = {a: build_direction(z, labels[a], base, model.kind, a,
+                                            condition_on=others(a)) for a in found}
             _write_directions(self._cache_file(model, method), model.hash, found)
             self._directions[key] = found
             return found
 
     def examples(self, model: LatentModel, n: int | None = None
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Latents and attribute labels to build directions from."""
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Latents, attribute labels and the class index of each categorical attribute
+        (hair, glasses, skin, background) to build directions from."""
+        from studio.training.data import CLASS_ATTRIBUTES
+
         n = n or DIRECTION_SAMPLES
         if model.kind == "vae":
             from studio.training.data import make_batch
@@ -279,10 +308,11 @@ class LatentModels:
             z = model.encode(batch.images)
             labels = {a: portrait_labels(a, batch.labels, batch.smile)
                       for a in PORTRAIT_ATTRIBUTES}
+            kinds = {k: batch.labels[k].copy() for k in CLASS_ATTRIBUTES}
             try:
                 scorer = self.scorer()
             except ModelNotFoundError:
-                return z, labels
+                return z, labels, kinds
             # Label what the decoder draws, not what the portrait had: a VAE that loses a
             # detail (a mouth, a colour) in some reconstructions would otherwise learn a
             # direction that does not show. Ground truth stays where the decoder never
@@ -292,11 +322,14 @@ class LatentModels:
                 drawn = scorer.has(scores, a)
                 if 0 < drawn.sum() < len(z):
                     labels[a] = drawn
-            return z, labels
+            decided = scorer.decisions(scores)
+            return z, labels, {k: decided[k] for k in CLASS_ATTRIBUTES}
         z = model.sample(DIRECTION_SEED, n)
         scorer = self.scorer()
         scores = scorer.scores(model.decode(z))
-        return z, {a: scorer.has(scores, a) for a in PORTRAIT_ATTRIBUTES}
+        decided = scorer.decisions(scores)
+        return (z, {a: scorer.has(scores, a) for a in PORTRAIT_ATTRIBUTES},
+                {k: decided[k] for k in CLASS_ATTRIBUTES})
 
     def direction_from_images(self, info: ModelInfo, with_attribute: np.ndarray,
                               without: np.ndarray, method: str = "mean") -> Direction:
@@ -337,7 +370,7 @@ class LatentModels:
             dirs = self.directions(info, method)
             if attribute not in dirs:
                 raise InvalidRequestError(f"No direction for the attribute {attribute!r}.")
-            steps.append((dirs[attribute].vector, float(s.value)))
+            steps.append((dirs[attribute].steps_for(z), float(s.value)))
         return apply_directions(z, steps)
 
     def generate(self, info: ModelInfo, request: GenerationRequest,

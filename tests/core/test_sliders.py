@@ -10,6 +10,8 @@ from studio.core.directions import (
     Direction,
     apply_directions,
     build_direction,
+    class_direction,
+    fit_source_classes,
     orthogonalize,
     principal_directions,
 )
@@ -67,6 +69,49 @@ def test_conditional_direction_keeps_other_attribute():
     out = orthogonalize(a, [b])
     assert abs(out @ b) < 1e-9
     assert out @ (a / np.linalg.norm(a)) == pytest.approx(np.linalg.norm(a))
+
+
+def _colours(n_per: int = 200, dim: int = 12, seed: int = 3):
+    """Latents of three "hair colours" around their own centres, plus unrelated variation."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((3, dim)) * 3.0
+    y = np.repeat(np.arange(3), n_per)
+    x = centres[y] + rng.standard_normal((len(y), dim))
+    return x, y, centres, ("black", "blonde", "white")
+
+
+def test_class_direction_takes_every_colour_to_the_target_at_the_slider_end():
+    x, y, centres, names = _colours()
+    source = fit_source_classes(x, y, names)
+    assert np.mean(source.predict(x) == y) > 0.97
+    d = class_direction(x, y, names, "blonde", space="vae", attribute="hair=blonde",
+                        source=source)
+    z = x[y != 1][:50].astype(np.float32)
+    moved = apply_directions(z, [(d.steps_for(z), 2.0)])
+    # Black and white both arrive at blonde (one vector for all would not do both).
+    assert np.mean(source.predict(moved) == 1) == 1.0
+    halfway = apply_directions(z, [(d.steps_for(z), 1.0)])
+    dist = [np.linalg.norm(v - centres[1], axis=1).mean() for v in (z, halfway, moved)]
+    assert dist[0] > dist[1] > dist[2]  # monotone towards the target
+    assert np.array_equal(apply_directions(z, [(d.steps_for(z), 0.0)]), z)
+    # Already blonde: the step is the target-vs-rest mean difference (on the same scale).
+    blonde = x[y == 1][:3]
+    expected = (x[y == 1].mean(0) - x[y != 1].mean(0)) / 2
+    assert np.allclose(d.steps_for(blonde), expected[None, :], atol=1e-5)
+
+
+def test_class_direction_round_trips_and_projects_out_other_kinds():
+    x, y, _, names = _colours(n_per=60)
+    keep = np.random.default_rng(0).standard_normal(x.shape[1])
+    keep /= np.linalg.norm(keep)
+    d = class_direction(x, y, names, "white", condition_on=[keep])
+    assert all(abs(v @ keep) < 1e-4 for v in d.from_class.values())
+    back = Direction.from_dict(d.to_dict())
+    assert set(back.from_class) == {"black", "blonde"}
+    assert back.source is not None and back.source.names == names
+    assert np.allclose(back.steps_for(x[:20]), d.steps_for(x[:20]), atol=1e-5)
+    with pytest.raises(ValueError):
+        class_direction(x, np.zeros(len(x), int), names, "black")
 
 
 def test_direction_needs_both_classes_and_round_trips():

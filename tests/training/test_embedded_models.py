@@ -91,6 +91,16 @@ def test_vae_round_trip_resembles_the_portrait() -> None:
     assert np.mean([p == t for p, t in zip(pred["background"], truth, strict=True)]) >= 0.5
 
 
+def test_vae_round_trip_keeps_the_face() -> None:
+    # What an artist sees: the glasses and the mouth's expression come back, not an average face.
+    x, rec, _, batch = _vae_round_trip(64)
+    pred = classify(to_uint8(rec))
+    for name in ("glasses", "hair"):
+        truth = [CLASS_ATTRIBUTES[name][i] for i in batch.labels[name]]
+        assert np.mean([p == t for p, t in zip(pred[name], truth, strict=True)]) >= 0.95, name
+    assert np.corrcoef(pred["smile"], batch.smile)[0, 1] >= 0.9
+
+
 def test_vae_reaches_the_psnr_target() -> None:
     x, rec, _, _ = _vae_round_trip(256)  # enough portraits for a stable mean (about 0.1 dB)
     assert psnr(rec, x).mean() >= 24.0
