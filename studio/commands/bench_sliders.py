@@ -31,9 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diffusion-model", default="studio-tiny-diffusion", metavar="ID",
                         help="the diffusion model whose prompt sliders are measured")
     parser.add_argument("--method", default=None, metavar="METHOD",
-                        help="direction of the VAE/GAN attribute sliders: mean, logistic, svm "
+                        help="direction of the VAE/GAN attribute sliders: class (hair "
+                             "colours step from the image's own class), mean, logistic, svm "
                              "or pca, each optionally with -cond (the other kinds of "
-                             "attribute projected out); default: the sliders' own")
+                             "attribute projected out); default: the sliders' own (class-cond)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default: torch's choice); 1 is far faster "
                              "on a machine that other work keeps busy")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,18 @@ def train(out_root: Path, minutes: float = 6.0, seed: int = 0, n_data: int = 100
     With ``resume`` training continues from the weights already in ``out_root / NAME``.
     """
     setup_torch(seed)
-    data = build_dataset(TRAIN_SEED, n_data)
-    model = AttributeClassifier()
     previous: dict[str, Any] = {}
-    if resume:
+    if resume:  # the saved architecture (config.json), then its weights
+        config = json.loads((out_root / NAME / "config.json").read_text())
+        model = AttributeClassifier(**config)
         previous = resume_from(out_root / NAME, model)
         lr = lr / 2
+        # Each resumed run draws other batches and augmentations.
+        seed += 1000 * (1 + previous.get("command", "").count("--resume"))
+        setup_torch(seed)
+    else:
+        model = AttributeClassifier()
+    data = build_dataset(TRAIN_SEED, n_data)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     clock = Stopwatch(minutes)
