@@ -79,7 +79,7 @@ def eval_gan(root: Path, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n, "confident_share": float((pred["confidence"] >= CONFIDENT).mean())}
     for k in CLASS_ATTRIBUTES:
         out[f"{k}_confident_share"] = float((pred[f"{k}_prob"].max(1) >= CONFIDENT).mean())
-        counts = {v: int(c) for v, c in zip(*np.unique(pred[k], return_counts=True), strict=True)}
+        counts = {str(v): int(c) for v, c in zip(*np.unique(pred[k], return_counts=True), strict=True)}
         out[f"{k}_distribution"] = counts
     return out
 
