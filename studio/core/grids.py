@@ -99,10 +99,18 @@ def _with_slider(request: GenerationRequest, slider_id: str, value: float) -> Ge
     for i, s in enumerate(sliders):
         if s.slider_id == slider_id:
             sliders[i] = SliderValue(s.slider_id, value, s.space, s.payload)
-            break
-    else:
-        sliders.append(SliderValue(slider_id, value))
-    return request.replace(sliders=tuple(sliders))
+            return request.replace(sliders=tuple(sliders))
+    # Not in the request yet: the slider its id names (a starter, or a self-describing
+    # "vae:hair=blonde" id), so the engine knows its space and direction.
+    from studio.core.sliders import apply_sliders, spec_from_id, starter_sliders
+
+    try:
+        spec = spec_from_id(slider_id, starter_sliders())
+    except (KeyError, ValueError):
+        raise GridError(f"Unknown slider {slider_id!r}.",
+                        hint="Use a starter id (smile, glasses, hair-red ...) or a "
+                             "space:... id such as vae:hair=blonde.") from None
+    return apply_sliders(request, [(spec, value)])
 
 
 def _lora_matches(lora: LoraWeight, name: str) -> bool:
@@ -148,7 +156,11 @@ def parse_axis(spec: str) -> GridAxis:
     """An axis from ``"name=v1,v2,..."`` (see the module docstring)."""
     if "=" not in spec:
         raise GridError(f"A grid axis looks like seed=1,2,3, not {spec!r}.")
-    name, values = spec.split("=", 1)
+    if spec.strip().lower().startswith(("slider:", "lora:")):
+        # Weights are numbers; a latent slider's id has its own "=" (vae:hair=blonde).
+        name, values = spec.rsplit("=", 1)
+    else:
+        name, values = spec.split("=", 1)
     name = name.strip()
     target = ""
     lowered = name.lower()

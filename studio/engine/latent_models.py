@@ -97,6 +97,7 @@ class LatentModel:
     module: Any
     latent_dim: int
     hash: str = ""
+    prior: tuple[np.ndarray, np.ndarray] | None = None  # (mean, chol) a seed is drawn from
 
     @classmethod
     def load(cls, info: ModelInfo) -> LatentModel:
@@ -104,21 +105,28 @@ class LatentModel:
 
         folder = Path(info.path)
         try:
+            prior = None
             if info.kind == "vae":
                 module = _load_module(folder, "FlatVAE", "model.safetensors")
                 dim = int(module.latent_dim)
+                prior = _load_prior(folder / "latent_prior.safetensors", dim)
             else:
                 sub = folder / "generator" if (folder / "generator").is_dir() else folder
                 module = _load_module(sub, "Generator", "generator.safetensors")
                 dim = int(module.z_dim)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise CorruptModelError(f"{info.name} could not be loaded: {err}") from err
-        return cls(info, info.kind, module, dim, model_hash(folder))
+        return cls(info, info.kind, module, dim, model_hash(folder), prior)
 
     def sample(self, seed: int, n: int = 1) -> np.ndarray:
-        """Standard normal latents of ``seed`` (n, dim), float32."""
+        """Latents of ``seed`` (n, dim), float32: standard normal noise, through the VAE's
+        latent prior (``mean + chol @ noise``, fitted to encoded portraits) when it has one."""
         rng = np.random.default_rng(int(seed))
-        return rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+        noise = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+        if self.prior is None:
+            return noise
+        mean, chol = self.prior
+        return (mean[None, :] + noise @ chol.T).astype(np.float32)
 
     def encode(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
         """Latents (posterior means) of uint8 RGB images (n, h, w, 3)."""
@@ -143,6 +151,19 @@ class LatentModel:
                 x = self.module.decode(zt) if self.kind == "vae" else self.module(zt)
                 out.append(_to_uint8(x))
         return np.concatenate(out)
+
+
+def _load_prior(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (mean, chol) of a VAE's ``latent_prior.safetensors``; None if it has none."""
+    if not path.is_file():
+        return None
+    from safetensors.numpy import load_file
+
+    data = load_file(str(path))
+    mean, chol = data["mean"].astype(np.float32), data["chol"].astype(np.float32)
+    if mean.shape != (dim,) or chol.shape != (dim, dim):
+        raise ValueError(f"{path.name} does not fit a {dim}-d latent")
+    return mean, chol
 
 
 class AttributeScorer:

@@ -182,7 +182,9 @@ Files: `model.safetensors` (fp16), `config.json` (`FlatVAE(**config)`). Strided-
 encoder, transposed-conv decoder, `GroupNorm(1, c)` so absolute colours survive. Loss: L1 +
 MSE + L1 of the image gradients + a small KL term + a perceptual term (feature matching on
 the attribute classifier's convolutions and hidden layer, weight 0.5), which keeps the
-few-pixel details (eyes, mouth, frames) that pixel losses let go.
+few-pixel details (eyes, mouth, frames) that pixel losses let go. `latent_prior.safetensors`
+holds the mean and Cholesky factor of the training portraits' latents: the app draws a seed's
+latent as `mean + chol @ noise` (with the small KL term, plain noise decodes to blobs).
 Contact sheet rows: held-out originals; reconstructions; moved along the smile direction
 (mean latent of smiling minus frowning portraits) by -0.75 and +0.75; glasses toggled along
 the glasses direction (added where there were none, removed where there were); a linear

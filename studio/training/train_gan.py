@@ -37,7 +37,7 @@ D_WARMUP_STEPS = 100
 
 
 @torch.no_grad()
-def _latent_gaussian(vae: torch.nn.Module, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_gaussian(vae: torch.nn.Module, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     mu = torch.cat([vae.encode(to_tensor(images[s:s + 250])) for s in range(0, len(images), 250)])
     mean = mu.mean(0)
     cov = torch.cov((mu - mean).T) + 1e-4 * torch.eye(mu.shape[1])
@@ -64,7 +64,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
         g, d = load_generator(out_root).train(), load_discriminator(out_root).train()
     else:
         vae = load_vae(out_root)
-        mean, chol = _latent_gaussian(vae, data.images[:4000])
+        mean, chol = latent_gaussian(vae, data.images[:4000])
         g = Generator.from_vae(vae, mean, chol)
         d = Discriminator(D_WIDTH)
     warmup = 0 if resume else D_WARMUP_STEPS

@@ -26,6 +26,7 @@ from studio.training.common import (
 from studio.training.models import FlatVAE
 
 NAME = "studio-tiny-vae"
+PRIOR_FILE = "latent_prior.safetensors"  # Gaussian fit of the latents: what a seed draws
 KL_WEIGHT = 2e-4  # per latent dim relative to the per-pixel loss: sharp yet smooth latents
 # Weight of the perceptual term: without it the pixel losses let the decoder drop the face's
 # few-pixel details (eyes, mouth, thin frames) for an average face, and the smile is lost.
@@ -114,6 +115,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     model.eval()
     out_dir = out_root / NAME
     save_module(model, model.config, out_dir)
+    save_latent_prior(model, data.images[:4000], out_dir)
     command = f"python -m studio.training vae --minutes {minutes:g}"
     write_training_record(out_dir, {
         **chained_record(previous, command + (" --resume" if resume else ""), clock.elapsed,
@@ -123,3 +125,21 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
         "final_loss": round(loss.item(), 4)})
     log(f"vae saved to {out_dir} after {step} steps")
     return out_dir
+
+
+@torch.no_grad()
+def save_latent_prior(vae: FlatVAE, images: np.ndarray, out_dir: Path) -> Path:
+    """Save the mean and Cholesky factor of the latents of ``images`` (``PRIOR_FILE``).
+
+    The KL term is kept small for sharp reconstructions, so the latents are not standard
+    normal: a seed's noise decoded as it is gives no portrait. The app draws
+    ``mean + chol @ noise`` instead (the GAN starts from the same fit).
+    """
+    from safetensors.torch import save_file
+
+    from studio.training.train_gan import latent_gaussian
+
+    mean, chol = latent_gaussian(vae, images)
+    path = out_dir / PRIOR_FILE
+    save_file({"mean": mean.float().contiguous(), "chol": chol.float().contiguous()}, str(path))
+    return path

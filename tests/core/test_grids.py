@@ -32,6 +32,19 @@ def test_xyz_grid_with_every_axis_kind():
     assert plan.cells[0].request.prompt == BASE.prompt
 
 
+def test_latent_slider_axis_whose_id_has_an_equals_sign():
+    axis = parse_axis("slider:vae:hair=blonde=0,1,2")
+    assert (axis.kind, axis.target, axis.values) == ("slider", "vae:hair=blonde", ("0", "1", "2"))
+    plan = plan_grid(BASE.replace(model="studio-tiny-vae"), ["slider:vae:hair=blonde=0,2"])
+    moved = {sv.slider_id: sv for sv in plan.cells[1].request.sliders}["vae:hair=blonde"]
+    assert moved.space == "vae" and moved.value == 2.0
+    assert dict(moved.payload)["attribute"] == "hair=blonde"
+    # At 0 the request is the base one (the image is reproduced exactly).
+    assert plan.cells[0].request.sliders == BASE.sliders
+    with pytest.raises(GridError):
+        plan_grid(BASE, ["slider:no-such-slider=0,1"])
+
+
 def test_ranges_aliases_and_schedulers():
     assert parse_axis("seed=1-4").values == ("1", "2", "3", "4")
     assert parse_axis("cfg=3, 5").kind == "guidance"
