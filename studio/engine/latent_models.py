@@ -44,6 +44,7 @@ DIRECTION_SAMPLES = 1024
 DIRECTIONS_VERSION = 5  # bump when the way directions are built changes (cache files)
 SMILE_THRESHOLD = 0.35
 CLASSIFIER = "studio-tiny-attributes"
+LATENT_PRIOR_FILE = "latent_prior.safetensors"  # a VAE's Gaussian fit of its latents
 
 
 def _load_module(folder: Path, cls_name: str, weights: str) -> Any:
@@ -101,6 +102,8 @@ class LatentModel:
 
     @classmethod
     def load(cls, info: ModelInfo) -> LatentModel:
+        from safetensors import SafetensorError
+
         from studio.engine.hashing import model_hash
 
         folder = Path(info.path)
@@ -109,12 +112,12 @@ class LatentModel:
             if info.kind == "vae":
                 module = _load_module(folder, "FlatVAE", "model.safetensors")
                 dim = int(module.latent_dim)
-                prior = _load_prior(folder / "latent_prior.safetensors", dim)
+                prior = _load_prior(folder / LATENT_PRIOR_FILE, dim)
             else:
                 sub = folder / "generator" if (folder / "generator").is_dir() else folder
                 module = _load_module(sub, "Generator", "generator.safetensors")
                 dim = int(module.z_dim)
-        except (OSError, ValueError, KeyError, RuntimeError) as err:
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
             raise CorruptModelError(f"{info.name} could not be loaded: {err}") from err
         return cls(info, info.kind, module, dim, model_hash(folder), prior)
 
@@ -154,7 +157,7 @@ class LatentModel:
 
 
 def _load_prior(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The (mean, chol) of a VAE's ``latent_prior.safetensors``; None if it has none."""
+    """The (mean, chol) of a VAE's ``LATENT_PRIOR_FILE``; None if it has none."""
     if not path.is_file():
         return None
     from safetensors.numpy import load_file

@@ -26,7 +26,6 @@ from studio.training.common import (
 from studio.training.models import FlatVAE
 
 NAME = "studio-tiny-vae"
-PRIOR_FILE = "latent_prior.safetensors"  # Gaussian fit of the latents: what a seed draws
 KL_WEIGHT = 2e-4  # per latent dim relative to the per-pixel loss: sharp yet smooth latents
 # Weight of the perceptual term: without it the pixel losses let the decoder drop the face's
 # few-pixel details (eyes, mouth, thin frames) for an average face, and the smile is lost.
@@ -129,7 +128,8 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
 
 @torch.no_grad()
 def save_latent_prior(vae: FlatVAE, images: np.ndarray, out_dir: Path) -> Path:
-    """Save the mean and Cholesky factor of the latents of ``images`` (``PRIOR_FILE``).
+    """Save the mean and Cholesky factor of the latents of ``images`` (the engine's
+    ``LATENT_PRIOR_FILE``).
 
     The KL term is kept small for sharp reconstructions, so the latents are not standard
     normal: a seed's noise decoded as it is gives no portrait. The app draws
@@ -137,9 +137,10 @@ def save_latent_prior(vae: FlatVAE, images: np.ndarray, out_dir: Path) -> Path:
     """
     from safetensors.torch import save_file
 
+    from studio.engine.latent_models import LATENT_PRIOR_FILE
     from studio.training.train_gan import latent_gaussian
 
     mean, chol = latent_gaussian(vae, images)
-    path = out_dir / PRIOR_FILE
+    path = out_dir / LATENT_PRIOR_FILE
     save_file({"mean": mean.float().contiguous(), "chol": chol.float().contiguous()}, str(path))
     return path

@@ -93,3 +93,21 @@ def test_a_direction_from_marked_examples(latent_engine):
     assert GenerationRequest.from_json(req.to_json()) == req
     base = latent_engine.generate(_req("studio-tiny-vae")).images[0]
     assert not np.array_equal(latent_engine.generate(req).images[0], base)
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "latent_prior.safetensors"])
+def test_a_damaged_vae_file_gives_one_clear_message(tmp_path, damaged):
+    import shutil
+
+    from studio.core.errors import CorruptModelError
+    from studio.core.models import ModelInfo
+    from studio.engine.latent_models import LatentModel
+    from studio.paths import resources_dir
+
+    folder = tmp_path / "my-vae"
+    shutil.copytree(resources_dir() / "models" / "studio-tiny-vae", folder)
+    (folder / damaged).write_bytes(b"not a safetensors file")
+    info = ModelInfo(id="my-vae", name="my-vae", kind="vae", family="", source="user",
+                     path=str(folder), size_bytes=0, recommended={})
+    with pytest.raises(CorruptModelError, match="my-vae could not be loaded"):
+        LatentModel.load(info)
