@@ -393,7 +393,8 @@ class LatentModels:
             attribute = str(p.get("attribute", ""))
             dirs = self.directions(info, method)
             if attribute not in dirs:
-                raise InvalidRequestError(f"No direction for the attribute {attribute!r}.")
+                raise InvalidRequestError(f"No direction for the attribute {attribute!r}.",
+                                          hint=f"Attributes: {', '.join(sorted(dirs))}.")
             steps.append((dirs[attribute].steps_for(z), float(s.value)))
         return apply_directions(z, steps)
 
