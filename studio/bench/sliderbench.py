@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -172,8 +172,9 @@ class SliderBench:
     def __init__(self, engine: Any, n_images: int = 48, n_prompts: int = 16,
                  latency_events: int = 40, log: Callable[[str], None] = print,
                  diffusion_model: str = "studio-tiny-diffusion",
-                 method: str | None = None) -> None:
+                 method: str | None = None, in_prompt: bool = True) -> None:
         self.engine = engine
+        self.in_prompt = in_prompt  # False: prompt directions from the templates only
         self.method = method  # None: the latent sliders' own (``LATENT_METHOD``)
         self.diffusion_model = diffusion_model
         self.n_images = n_images
@@ -264,7 +265,7 @@ class SliderBench:
         starters = starter_sliders()
         base_images = [self.engine.generate(r).images[0] for r in bases]
         for sid in DIFFUSION_SLIDERS:
-            spec = starters[sid]
+            spec = replace(starters[sid], in_prompt=self.in_prompt)
             images = {0.0: np.stack(base_images)}
             for v in VALUES:
                 if v == 0:
@@ -273,7 +274,7 @@ class SliderBench:
                                       .images[0] for r in bases])
             self.results.append(score_slider(scorer, "diffusion", sid, spec.attribute, images))
             self.log(f"diffusion {sid}: done")
-        spec = starters["smile"]
+        spec = replace(starters["smile"], in_prompt=self.in_prompt)
         values = np.linspace(-2, 2, max(6, self.latency_events // 4))
         preview_base = bases[0].replace(steps=preview_steps(bases[0].steps))
         reqs = [apply_sliders(preview_base, [(spec, float(v))]) for v in values]
@@ -295,7 +296,9 @@ class SliderBench:
         out: dict[str, Any] = {"values": list(VALUES), "torch_threads": torch.get_num_threads(),
                                "sliders": [r.to_dict() for r in self.results],
                                "latency": self.latency,
-                               "latent_method": self.method or LATENT_METHOD}
+                               "latent_method": self.method or LATENT_METHOD,
+                               "prompt_directions": "in-prompt" if self.in_prompt
+                               else "templates"}
         for mode in ("vae", "gan", "diffusion"):
             rs = [r for r in self.results if r.mode == mode]
             if rs:

@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "colours step from the image's own class), mean, logistic, svm "
                              "or pca, each optionally with -cond (the other kinds of "
                              "attribute projected out); default: the sliders' own (class-cond)")
+    parser.add_argument("--prompt-directions", choices=("in-prompt", "templates"),
+                        default="in-prompt",
+                        help="diffusion prompt sliders: their words placed in each prompt "
+                             "(default) or the direction averaged over the slider's templates "
+                             "only (as before)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default: torch's choice); 1 is far faster "
                              "on a machine that other work keeps busy")
@@ -74,7 +79,8 @@ def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
                         n_prompts=getattr(args, "prompts", None) or (3 if quick else 16),
                         latency_events=20 if quick else 40, log=log,
                         diffusion_model=getattr(args, "diffusion_model", "studio-tiny-diffusion"),
-                        method=getattr(args, "method", None))
+                        method=getattr(args, "method", None),
+                        in_prompt=getattr(args, "prompt_directions", "in-prompt") == "in-prompt")
     return bench.run(modes)
 
 

@@ -21,6 +21,7 @@ without the slider files. A value of 0 adds nothing to the request: the base ima
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -67,6 +68,10 @@ class SliderSpec:
     seed: int = 0
     description: str = field(default="", compare=False)
     vector: str = ""  # a direction built from the user's examples (comma-separated floats)
+    # Prompt directions: other phrases of the same kind ("brown hair" ... for a red-hair
+    # slider); one found in the prompt is what the slider moves away from (see place_in_prompt).
+    alternatives: tuple[str, ...] = ()
+    in_prompt: bool = True  # place the words in the prompt itself where it has a place for them
 
     @property
     def group(self) -> str:
@@ -80,7 +85,9 @@ class SliderSpec:
                 "description": self.description,
                 **({"path": self.path} if self.path else {}),
                 **({"seed": self.seed} if self.seed else {}),
-                **({"vector": self.vector} if self.vector else {})}
+                **({"vector": self.vector} if self.vector else {}),
+                **({"alternatives": list(self.alternatives)} if self.alternatives else {}),
+                **({} if self.in_prompt else {"in_prompt": False})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> SliderSpec:
@@ -98,7 +105,9 @@ class SliderSpec:
                    method=str(data.get("method", "mean")),
                    path=str(data.get("path", "")), seed=int(data.get("seed", 0)),  # type: ignore[call-overload]
                    description=str(data.get("description", "")),
-                   vector=str(data.get("vector", "")))
+                   vector=str(data.get("vector", "")),
+                   alternatives=tuple(str(a) for a in data.get("alternatives") or ()),  # type: ignore[union-attr]
+                   in_prompt=bool(data.get("in_prompt", True)))
 
 
 def prompt_pair(positive: str, negative: str, templates: Iterable[str] = DEFAULT_TEMPLATES,
@@ -112,6 +121,72 @@ def prompt_pair(positive: str, negative: str, templates: Iterable[str] = DEFAULT
     label = f"{negative or '…'} ↔ {positive or '…'}"
     return SliderSpec(f"prompt:{positive}|{negative}", label, PROMPT, positive, negative,
                       tuple(templates), start)
+
+
+def fill_template(template: str, words: str) -> str:
+    """``template`` with ``{}`` replaced by ``words`` (runs of spaces collapsed)."""
+    return " ".join(template.replace("{}", words).split())
+
+
+def _find_phrase(text: str, phrase: str) -> re.Match[str] | None:
+    """The first whole-word, case-insensitive occurrence of ``phrase`` in ``text``."""
+    words = phrase.split()
+    if not words:
+        return None
+    pattern = r"(?<!\w)" + r"\s+".join(re.escape(w) for w in words) + r"(?!\w)"
+    return re.search(pattern, text, flags=re.IGNORECASE)
+
+
+def place_in_prompt(prompt: str, positive: str, negative: str,
+                    alternatives: Iterable[str] = (),
+                    templates: Iterable[str] = ()) -> tuple[str, str] | None:
+    """Where a prompt direction's words go in ``prompt``: ``(template, negative)`` or None.
+
+    A direction averaged over generic templates moves every token position of the prompt a
+    little; the same pair of words placed in the prompt itself changes exactly what the
+    prompt says (``prompt(positive) - prompt(negative)``; value 1 is the prompt with the
+    positive words). In order:
+
+    1. a phrase of the slider already in the prompt is replaced: the positive or negative
+       words, or one of ``alternatives`` (a red-hair slider on "... with blonde hair ..."
+       moves from "blonde hair" to "red hair", not from the slider's "brown hair");
+    2. else a template with a slot between words whose text without the words is in the
+       prompt ("a {} person" in "a person with red hair") puts the words there
+       ("a {} person with red hair");
+    3. else None: the caller keeps the template-averaged direction.
+    """
+    found: list[tuple[int, re.Match[str], str]] = []
+    for rank, phrase in enumerate(p for p in (positive, negative, *alternatives) if p.strip()):
+        m = _find_phrase(prompt, phrase)
+        if m is not None:
+            found.append((rank, m, phrase))
+    if found:  # the earliest in the prompt; the longest phrase there (e.g. "dark red hair")
+        _rank, m, phrase = min(found, key=lambda f: (f[1].start(), -len(f[1].group()), f[0]))
+        template = prompt[:m.start()] + "{}" + prompt[m.end():]
+        same_words = phrase.lower() == positive.strip().lower()
+        return template, (negative if same_words else m.group())
+    for t in templates:
+        before, _, after = t.partition("{}")
+        if t.count("{}") != 1 or not before.strip() or not after.strip():
+            continue  # only a slot between words ("a {} person") reads as the prompt's own
+        m = _find_phrase(prompt, fill_template(t, ""))
+        if m is not None:
+            return prompt[:m.start()] + " ".join(t.split()) + prompt[m.end():], negative
+    return None
+
+
+def placement_note(spec: SliderSpec, prompt: str) -> str:
+    """One line for the artist: how a prompt slider acts on ``prompt``."""
+    if spec.space != PROMPT:
+        return ""
+    placed = place_in_prompt(prompt, spec.positive, spec.negative, spec.alternatives,
+                             spec.templates) if spec.in_prompt and prompt.strip() else None
+    if placed is None:
+        return "Direction averaged over the slider's templates (no place for its words in " \
+               "this prompt)."
+    template, negative = placed
+    where = template.replace("{}", "…")
+    return f"In this prompt: “{negative or '…'}” → “{spec.positive or '…'}” ({where})."
 
 
 def lora_slider(path: str, name: str = "") -> SliderSpec:
@@ -257,6 +332,10 @@ def slider_value(spec: SliderSpec, value: float) -> SliderValue:
     if spec.space == PROMPT:
         payload = {"positive": spec.positive, "negative": spec.negative,
                    "templates": "\n".join(spec.templates), "start": float(spec.start)}
+        if spec.in_prompt:  # requests recorded before this key keep their template-only delta
+            payload["context"] = "prompt"
+            if spec.alternatives:
+                payload["alternatives"] = "\n".join(spec.alternatives)
     elif spec.space in LATENT_SPACES:
         payload = {"attribute": spec.attribute, "method": spec.method}
         if spec.vector:

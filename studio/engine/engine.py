@@ -28,6 +28,7 @@ from studio.core.errors import (
 from studio.core.events import GenerationResult, StepProgress
 from studio.core.models import DeviceInfo, ModelInfo
 from studio.core.request import GenerationRequest, SliderValue
+from studio.core.sliders import fill_template, place_in_prompt
 from studio.engine.conditioning import (
     Conditioning,
     ConditioningCache,
@@ -320,6 +321,10 @@ class Engine:
 
         p = dict(slider.payload)
         templates = [t for t in str(p.get("templates", "{}")).split("\n") if t.strip()]
+        if p.get("context") == "prompt":
+            in_prompt = self._in_prompt_delta(loaded, req, p, templates)
+            if in_prompt is not None:
+                return in_prompt
         key = (loaded.hash, loaded.info.path, str(p.get("positive", "")),
                str(p.get("negative", "")), tuple(templates), req.clip_skip,
                lora_signature(req.loras))
@@ -332,6 +337,29 @@ class Engine:
 
         with torch.inference_mode():
             return self._directions.get_or_make(key, make)
+
+    def _in_prompt_delta(self, loaded: LoadedModel, req: GenerationRequest,
+                         payload: dict[str, Any], templates: list[str]) -> PromptDelta | None:
+        """``E(prompt with positive) - E(prompt with negative)``, encoded exactly as the
+        prompt is (weights, chunks, clip skip, LoRA tags), or None where the words have no
+        place in the prompt (see ``studio.core.sliders.place_in_prompt``)."""
+        alternatives = [a for a in str(payload.get("alternatives", "")).split("\n") if a.strip()]
+        positive = str(payload.get("positive", ""))
+        placed = place_in_prompt(req.prompt, positive, str(payload.get("negative", "")),
+                                 alternatives, templates)
+        if placed is None:
+            return None
+        template, negative = placed
+        pos = self.conditioning(loaded, req.replace(prompt=fill_template(template, positive)))
+        neg = self.conditioning(loaded, req.replace(prompt=fill_template(template, negative)))
+        a, b = pos.kwargs, neg.kwargs
+        own = self.conditioning(loaded, req).kwargs["prompt_embeds"].shape
+        if not a["prompt_embeds"].shape == b["prompt_embeds"].shape == own:
+            return None  # the texts fill different numbers of 75-token chunks
+        pooled = None
+        if "pooled_prompt_embeds" in a and "pooled_prompt_embeds" in b:
+            pooled = a["pooled_prompt_embeds"] - b["pooled_prompt_embeds"]
+        return PromptDelta(a["prompt_embeds"] - b["prompt_embeds"], pooled)
 
     def _inverted_latents(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest) -> Any:
         """The DDIM inversion of the init image under the prompt (cached for drags)."""

@@ -1,7 +1,9 @@
 """Slider directions in text-embedding and seed space, applied to one generation.
 
-* Prompt directions: ``E(template(positive)) - E(template(negative))`` averaged over the
-  templates, for the token embeddings and (SDXL) the pooled embedding. ``value * delta`` is
+* Prompt directions: ``E(prompt(positive)) - E(prompt(negative))`` with the words placed in
+  the request's own prompt where it has a place for them (``place_in_prompt``), else
+  ``E(template(positive)) - E(template(negative))`` averaged over the templates; for the
+  token embeddings and (SDXL) the pooled embedding. ``value * delta`` is
   added to the prompt's embeddings; with ``start > 0`` only after that fraction of the
   steps (through ``callback_on_step_end``), so the composition of the base image stays.
 * Interpolation: the initial noise is slerped towards another seed's noise and the
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.core.request import GenerationRequest, SliderValue
-from studio.core.sliders import INTERP, INVERT, PROMPT
+from studio.core.sliders import INTERP, INVERT, PROMPT, fill_template
 from studio.engine.conditioning import LRUCache
 from studio.engine.families import SDXL_FAMILIES
 
@@ -39,18 +41,14 @@ class ScheduledDelta:
     start_step: int
 
 
-def _fill(template: str, words: str) -> str:
-    return " ".join(template.replace("{}", words).split())
-
-
 def compute_prompt_delta(pipe: Any, family: str, positive: str, negative: str,
                          templates: list[str], device: Any, clip_skip: int = 0) -> PromptDelta:
     """The mean embedding difference of the filled templates (positive minus negative)."""
     import torch
 
     templates = templates or ["{}"]
-    pos = [_fill(t, positive) for t in templates]
-    neg = [_fill(t, negative) for t in templates]
+    pos = [fill_template(t, positive) for t in templates]
+    neg = [fill_template(t, negative) for t in templates]
     skip = clip_skip or None
     with torch.inference_mode():
         if family in SDXL_FAMILIES:

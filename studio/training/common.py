@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from studio.training.data import CLASS_ATTRIBUTES, make_batch
+from studio.training.data import CLASS_ATTRIBUTES, DATA_VERSION, make_batch
 
 TRAIN_SEED = 0  # data seed of every training set
 HELD_OUT_SEED = 1_000_003  # data seed of every evaluation (never trained on)
@@ -56,7 +56,7 @@ def _chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, dict[str, np.ndarray
 
 def build_dataset(seed: int, n: int, workers: int = 2) -> ArrayDataset:
     """Render samples ``0 .. n - 1`` of the data set ``seed`` (cached on disk)."""
-    path = CACHE_DIR / f"portraits_seed{seed}_n{n}.npz"
+    path = CACHE_DIR / f"portraits_v{DATA_VERSION}_seed{seed}_n{n}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=False)
         labels = {k: z[f"label_{k}"] for k in CLASS_ATTRIBUTES}

@@ -60,6 +60,7 @@ from studio.core.sliders import (
     lora_slider,
     neighbourhood_requests,
     preview_request,
+    placement_note,
     prompt_pair,
     spec_from_id,
     starter_sliders,
@@ -95,7 +96,8 @@ class SliderRow(QWidget):
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         label = QLabel(spec.label)
-        label.setToolTip(spec.description or spec.slider_id)
+        self.label = label
+        self.set_note("")
         label.setMinimumWidth(90)
         self.slider = LabeledDoubleSlider()
         self.slider.setObjectName("slider")
@@ -108,6 +110,11 @@ class SliderRow(QWidget):
         row.addWidget(label)
         row.addWidget(self.slider, 1)
         row.addWidget(self.remove_button)
+
+    def set_note(self, note: str) -> None:
+        """The label's tooltip: the slider's description and how it acts on the prompt."""
+        text = self.spec.description or self.spec.slider_id
+        self.label.setToolTip(f"{text}\n{note}" if note else text)
 
 
 class SlidersPanel(QWidget):
@@ -285,6 +292,13 @@ class SlidersPanel(QWidget):
         box = self._groups[VARIATION if group == INTERP else group]
         box.layout().addWidget(row)
         self._rows[sid] = row
+        self._update_notes()
+
+    def _update_notes(self) -> None:
+        """Tell each prompt slider's tooltip where its words go in the current prompt."""
+        prompt = self.base_request.prompt if self.base_request is not None else ""
+        for row in self._rows.values():
+            row.set_note(placement_note(row.spec, prompt) if prompt else "")
 
     def _update_groups(self) -> None:
         mode = self.mode
@@ -389,6 +403,7 @@ class SlidersPanel(QWidget):
     def set_base_request(self, request: GenerationRequest | None) -> None:
         """The image the sliders edit (the last generation's request)."""
         self.base_request = request
+        self._update_notes()
         self.hint.setText("Move a slider to edit this image." if request is not None else
                           "Generate an image, then move a slider.")
 

@@ -20,6 +20,7 @@ from studio.core.project import ProjectStore
 from studio.core.request import GenerationRequest
 from studio.core.sliders import (
     SliderSet,
+    SliderSpec,
     apply_sliders,
     interpolation_requests,
     latent_slider,
@@ -146,6 +147,41 @@ def test_zero_values_leave_the_request_unchanged_and_values_are_recorded(tmp_pat
     assert GenerationRequest.from_json(req.to_json()) == req
     # Moving back to 0 removes the entry again.
     assert apply_sliders(req, [(age, 0.0), (lora, 0.0), (var, 0.0)]) == base
+
+
+def test_slider_words_are_placed_in_the_prompt_itself():
+    from studio.core.sliders import place_in_prompt
+
+    red = starter_sliders()["hair-red"]
+    prompt = "a smiling person with blonde hair and no glasses on a red background"
+    # The prompt's own hair colour is what a hair slider moves away from (not "brown hair"),
+    # and "red" of the background is not mistaken for the hair.
+    template, negative = place_in_prompt(prompt, red.positive, red.negative, red.alternatives,
+                                         red.templates)
+    assert negative == "blonde hair"
+    assert template == "a smiling person with {} and no glasses on a red background"
+    # Case and spacing of the prompt do not hide a phrase; the prompt's own words are kept.
+    assert place_in_prompt("A person with Blonde  hair", "red hair", "brown hair",
+                           ["blonde hair"]) == ("A person with {}", "Blonde  hair")
+    # The positive words already there: the slider moves between them and its negative.
+    assert place_in_prompt("a smiling person", "smiling", "frowning") == ("a {} person",
+                                                                          "frowning")
+    # No phrase: a template whose text without the words is in the prompt gives the place.
+    smile = starter_sliders()["smile"]
+    assert place_in_prompt("a person with red hair", smile.positive, smile.negative,
+                           smile.alternatives, smile.templates) == (
+        "a {} person with red hair", "frowning")
+    # A slot at a template's end would make "a person with round glasses blonde hair": no.
+    assert place_in_prompt("a person with blonde hair", "round glasses", "",
+                           (), ("a person with {}",)) is None
+    # No place at all: None (the template-averaged direction is used).
+    assert place_in_prompt("a mountain lake", "smiling", "frowning", (), smile.templates) is None
+    # Whole words only: "reddish hair" is no "red hair".
+    assert place_in_prompt("reddish hair", "red hair", "", (), ()) is None
+    # The request records where the words may go, so the image can be reproduced.
+    payload = dict(apply_sliders(GenerationRequest(prompt), [(red, 1.0)]).sliders[0].payload)
+    assert payload["context"] == "prompt" and "blonde hair" in payload["alternatives"]
+    assert SliderSpec.from_dict(red.to_dict()) == red
 
 
 def test_ids_describe_their_sliders():

@@ -63,6 +63,15 @@ def test_value_zero_asks_for_the_base_image(panel):
                                                                  dtype="")
 
 
+def test_a_prompt_sliders_tooltip_says_where_its_words_go(panel):
+    panel.add_slider(panel.starters["hair-red"])
+    panel.add_slider(panel.starters["style-painting"])
+    panel.set_base_request(panel.base_request.replace(prompt="a person with blonde hair"))
+    tip = panel.row("hair-red").label.toolTip()
+    assert "“blonde hair” → “red hair”" in tip and "a person with …" in tip
+    assert "averaged over the slider's templates" in panel.row("style-painting").label.toolTip()
+
+
 def test_the_slider_set_is_restored_from_the_document(qtbot, panel, runner):
     panel.add_slider(prompt_pair("old", "young"))
     panel.add_slider(panel.starters["smile"])
