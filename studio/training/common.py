@@ -158,6 +158,11 @@ def resume_from(folder: Path, module: torch.nn.Module | None = None,
     return json.loads((folder / "training.json").read_text())
 
 
+def resume_seed(seed: int, previous: dict[str, Any]) -> int:
+    """The seed of a resumed run: other batches and noise than each run before it."""
+    return seed + 1000 * (1 + str(previous.get("command", "")).count("--resume"))
+
+
 def chained_record(previous: dict[str, Any], command: str, seconds: float, steps: int,
                    steps_key: str = "steps") -> dict[str, Any]:
     """Command, seconds and steps of a run, added to those of the runs it resumed."""

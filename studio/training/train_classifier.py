@@ -18,6 +18,7 @@ from studio.training.common import (
     log,
     optimizer_step,
     resume_from,
+    resume_seed,
     save_module,
     setup_torch,
     to_tensor,
@@ -60,7 +61,7 @@ def train(out_root: Path, minutes: float = 6.0, seed: int = 0, n_data: int = 100
         previous = resume_from(out_root / NAME, model)
         lr = lr / 2
         # Each resumed run draws other batches and augmentations.
-        seed += 1000 * (1 + previous.get("command", "").count("--resume"))
+        seed = resume_seed(seed, previous)
         setup_torch(seed)
     else:
         model = AttributeClassifier()

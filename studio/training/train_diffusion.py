@@ -28,11 +28,12 @@ from studio.training.common import (
     log,
     optimizer_step,
     resume_from,
+    resume_seed,
     setup_torch,
     to_tensor,
     write_training_record,
 )
-from studio.training.data import caption_vocabulary
+from studio.training.data import DATA_VERSION, caption_vocabulary
 
 NAME = "studio-tiny-diffusion"
 AE_MINUTES_SHARE = 0.25  # of the total budget, spent on the autoencoder
@@ -204,12 +205,12 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 20
     if resume:
         vae, unet, text_encoder, tokenizer, previous = _load_previous(out_root / NAME)
         n_data = max(n_data, RESUME_SAMPLES)
-        seed += 1000
+        seed = resume_seed(seed, previous)  # a fresh pass over the data
         lr = lr / 2
     data = build_dataset(TRAIN_SEED, 100_000)
     data = type(data)(data.images[:n_data], {k: v[:n_data] for k, v in data.labels.items()},
                       data.smile[:n_data], data.captions[:n_data])
-    work = CACHE_DIR / "diffusion"
+    work = CACHE_DIR / f"diffusion_v{DATA_VERSION}"  # autoencoder and latents of this data
     work.mkdir(parents=True, exist_ok=True)
     ae_dir = work / "vae"
     record: dict[str, Any] = {}

@@ -24,6 +24,7 @@ from studio.training.common import (
     chained_record,
     log,
     resume_from,
+    resume_seed,
     save_module,
     setup_torch,
     to_tensor,
@@ -56,7 +57,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
 
     previous: dict[str, Any] = resume_from(out_root / NAME) if resume else {}
     if resume:  # each resumed run draws other batches and latents
-        seed += 1000 * (1 + previous.get("command", "").count("--resume"))
+        seed = resume_seed(seed, previous)
     setup_torch(seed)
     clock = Stopwatch(minutes)
     data = build_dataset(TRAIN_SEED, n_data)

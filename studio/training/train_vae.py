@@ -18,6 +18,7 @@ from studio.training.common import (
     log,
     optimizer_step,
     resume_from,
+    resume_seed,
     save_module,
     setup_torch,
     to_tensor,
@@ -86,7 +87,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     previous: dict[str, Any] = {}
     if resume:
         previous = resume_from(out_root / NAME, model)
-        seed += 1000  # a fresh pass over the data
+        seed = resume_seed(seed, previous)  # a fresh pass over the data
         lr = lr / 2
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     clock = Stopwatch(minutes)

@@ -82,3 +82,18 @@ def test_attributes_are_visible_in_pixels() -> None:
     means = np.stack([corners[bg == k].mean(0) for k in range(len(BACKGROUNDS))])
     dists = np.linalg.norm(means[:, None] - means[None], axis=-1)
     assert dists[~np.eye(len(BACKGROUNDS), dtype=bool)].min() > 40
+
+
+def test_a_small_change_of_smile_shows_in_the_image() -> None:
+    """The smile label is in the pixels: 0.02 apart, the mouth differs (it was drawn on whole
+    pixels, and smiles up to 0.07 apart came out the same, so no classifier could tell the
+    caption's smile bins apart near their edges)."""
+    from dataclasses import replace
+
+    from studio.training.data import SMILE_THRESHOLD, render_portrait, sample_attributes
+
+    for i in range(12):
+        attrs = sample_attributes(np.random.default_rng(i))
+        images = [render_portrait(replace(attrs, smile=s), np.random.default_rng((5, i)))
+                  for s in (SMILE_THRESHOLD - 0.01, SMILE_THRESHOLD + 0.01)]
+        assert not np.array_equal(images[0], images[1])
