@@ -72,6 +72,9 @@ class SliderSpec:
     # slider); one found in the prompt is what the slider moves away from (see place_in_prompt).
     alternatives: tuple[str, ...] = ()
     in_prompt: bool = True  # place the words in the prompt itself where it has a place for them
+    # In the prompt, the value at which the slider gives exactly the prompt with its positive
+    # words (2: the end of the travel, as latent class sliders reach their target class).
+    reach: float = 2.0
 
     @property
     def group(self) -> str:
@@ -87,7 +90,8 @@ class SliderSpec:
                 **({"seed": self.seed} if self.seed else {}),
                 **({"vector": self.vector} if self.vector else {}),
                 **({"alternatives": list(self.alternatives)} if self.alternatives else {}),
-                **({} if self.in_prompt else {"in_prompt": False})}
+                **({} if self.in_prompt else {"in_prompt": False}),
+                **({"reach": self.reach} if self.reach != 2.0 else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> SliderSpec:
@@ -95,6 +99,8 @@ class SliderSpec:
         if space not in SPACES:
             raise ValueError(f"unknown slider space {space!r}")
         templates = tuple(str(t) for t in data.get("templates") or DEFAULT_TEMPLATES)  # type: ignore[union-attr]
+        if float(data.get("reach", 2.0)) <= 0:  # type: ignore[arg-type]
+            raise ValueError(f"slider {data.get('id')!r}: reach must be above 0")
         return cls(slider_id=str(data["id"]), label=str(data.get("label") or data["id"]),
                    space=space, positive=str(data.get("positive", "")),
                    negative=str(data.get("negative", "")), templates=templates,
@@ -107,7 +113,8 @@ class SliderSpec:
                    description=str(data.get("description", "")),
                    vector=str(data.get("vector", "")),
                    alternatives=tuple(str(a) for a in data.get("alternatives") or ()),  # type: ignore[union-attr]
-                   in_prompt=bool(data.get("in_prompt", True)))
+                   in_prompt=bool(data.get("in_prompt", True)),
+                   reach=float(data.get("reach", 2.0)))  # type: ignore[arg-type]
 
 
 def prompt_pair(positive: str, negative: str, templates: Iterable[str] = DEFAULT_TEMPLATES,
@@ -186,7 +193,8 @@ def placement_note(spec: SliderSpec, prompt: str) -> str:
                "this prompt)."
     template, negative = placed
     where = template.replace("{}", "…")
-    return f"In this prompt: “{negative or '…'}” → “{spec.positive or '…'}” ({where})."
+    return (f"In this prompt: “{negative or '…'}” → “{spec.positive or '…'}” at "
+            f"{spec.reach:g} ({where}).")
 
 
 def lora_slider(path: str, name: str = "") -> SliderSpec:
@@ -334,6 +342,7 @@ def slider_value(spec: SliderSpec, value: float) -> SliderValue:
                    "templates": "\n".join(spec.templates), "start": float(spec.start)}
         if spec.in_prompt:  # requests recorded before this key keep their template-only delta
             payload["context"] = "prompt"
+            payload["reach"] = float(spec.reach)
             if spec.alternatives:
                 payload["alternatives"] = "\n".join(spec.alternatives)
     elif spec.space in LATENT_SPACES:

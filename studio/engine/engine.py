@@ -357,9 +357,12 @@ class Engine:
         if not a["prompt_embeds"].shape == b["prompt_embeds"].shape == own:
             return None  # the texts fill different numbers of 75-token chunks
         pooled = None
+        # The slider reaches the swapped prompt at value ``reach`` (2: the end of its travel).
+        scale = 1.0 / max(1e-3, float(payload.get("reach", 1.0)))
+        tokens = (a["prompt_embeds"] - b["prompt_embeds"]) * scale
         if "pooled_prompt_embeds" in a and "pooled_prompt_embeds" in b:
-            pooled = a["pooled_prompt_embeds"] - b["pooled_prompt_embeds"]
-        return PromptDelta(a["prompt_embeds"] - b["prompt_embeds"], pooled)
+            pooled = (a["pooled_prompt_embeds"] - b["pooled_prompt_embeds"]) * scale
+        return PromptDelta(tokens, pooled)
 
     def _inverted_latents(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest) -> Any:
         """The DDIM inversion of the init image under the prompt (cached for drags)."""

@@ -35,6 +35,8 @@ from studio.training.models import Discriminator, Generator
 NAME = "studio-tiny-gan"
 D_WIDTH = 32
 D_WARMUP_STEPS = 100
+EMA_DECAY = 0.99  # of the generator weights saved
+EMA_DECAY_RESUMED = 0.999  # a resumed run refines: a longer average
 
 
 @torch.no_grad()
@@ -51,7 +53,8 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     """Non-saturating GAN loss, Adam(0.5, 0.999), EMA generator; save to ``out_root / NAME``.
 
     With ``resume`` the saved (EMA) generator and the discriminator play on, without the
-    discriminator warm-up, on a fresh pass over the data.
+    discriminator warm-up, on a fresh pass over the data, averaging the generator over a
+    longer window (``EMA_DECAY_RESUMED``).
     """
     from studio.training.shipped import load_discriminator, load_generator, load_vae
 
@@ -69,6 +72,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
         g = Generator.from_vae(vae, mean, chol)
         d = Discriminator(D_WIDTH)
     warmup = 0 if resume else D_WARMUP_STEPS
+    ema = EMA_DECAY_RESUMED if resume else EMA_DECAY
     g_ema = copy.deepcopy(g).eval()
     opt_g = torch.optim.Adam(g.parameters(), lr=lr_g, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=lr_d, betas=(0.5, 0.999))
@@ -93,7 +97,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
             opt_g.step()
             with torch.no_grad():
                 for pe, p in zip(g_ema.parameters(), g.parameters(), strict=True):
-                    pe.lerp_(p, 1 - 0.99)
+                    pe.lerp_(p, 1 - ema)
         if step % 25 == 0:
             log(f"gan step {step} d {d_loss.item():.3f} g {g_loss.item():.3f} t={clock.elapsed:.0f}s")
     out_dir = out_root / NAME
@@ -104,7 +108,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     write_training_record(out_dir, {
         **chained_record(previous, command + (" --resume" if resume else ""), clock.elapsed,
                          step),
-        "d_warmup_steps": D_WARMUP_STEPS,
+        "d_warmup_steps": D_WARMUP_STEPS, "ema_decay": ema,
         "batch_size": batch_size, "init": "studio-tiny-vae decoder + Gaussian fit of its latents",
         "final_d_loss": round(d_loss.item(), 4), "final_g_loss": round(g_loss.item(), 4)})
     log(f"gan saved to {out_dir} after {step} steps")

@@ -181,7 +181,12 @@ def test_slider_words_are_placed_in_the_prompt_itself():
     # The request records where the words may go, so the image can be reproduced.
     payload = dict(apply_sliders(GenerationRequest(prompt), [(red, 1.0)]).sliders[0].payload)
     assert payload["context"] == "prompt" and "blonde hair" in payload["alternatives"]
+    assert payload["reach"] == 2.0
     assert SliderSpec.from_dict(red.to_dict()) == red
+    smile_again = SliderSpec.from_dict(smile.to_dict())
+    assert smile_again == smile and smile.reach == 1.0
+    with pytest.raises(ValueError, match="reach"):
+        SliderSpec.from_dict({**red.to_dict(), "reach": 0})
 
 
 def test_ids_describe_their_sliders():

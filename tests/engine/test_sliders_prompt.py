@@ -47,8 +47,9 @@ def test_prompt_slider_is_exact_at_zero_and_grows_with_its_value(engine, model_d
 
 
 def test_a_hair_slider_moves_the_prompts_own_colour_to_its_own(engine, model_dir):
-    """Red hair at 1 on a blonde-hair prompt is the image of the red-hair prompt (the words
-    are swapped in the prompt itself), on SD 1.x and on SDXL (pooled embedding too)."""
+    """Red hair at 2 (the end of the slider) on a blonde-hair prompt is the image of the
+    red-hair prompt (the words are swapped in the prompt itself), on SD 1.x and on SDXL
+    (pooled embedding too); 1 is on the way."""
     blonde = GenerationRequest("a portrait of a person with blonde hair", model=str(model_dir),
                                width=32, height=32, steps=2, seed=11, guidance=5.0)
     red_prompt = engine.generate(blonde.replace(prompt="a portrait of a person with red hair"))
@@ -56,17 +57,19 @@ def test_a_hair_slider_moves_the_prompts_own_colour_to_its_own(engine, model_dir
         prompt="a portrait of a person with brown hair"))
     base = engine.generate(blonde).images[0]
     red = starter_sliders()["hair-red"]
-    at_one = engine.generate(apply_sliders(blonde, [(red, 1.0)])).images[0]
-    assert _diff(at_one, red_prompt.images[0]) < 0.02 * _diff(base, red_prompt.images[0])
-    # At -1 the slider goes as far the other way (not to the slider's "brown hair").
-    at_minus = engine.generate(apply_sliders(blonde, [(red, -1.0)])).images[0]
+    at_end = engine.generate(apply_sliders(blonde, [(red, 2.0)])).images[0]
+    assert _diff(at_end, red_prompt.images[0]) < 0.02 * _diff(base, red_prompt.images[0])
+    halfway = engine.generate(apply_sliders(blonde, [(red, 1.0)])).images[0]
+    assert _diff(halfway, base) > 0 and _diff(halfway, red_prompt.images[0]) > 0
+    # At -2 the slider goes as far the other way (not to the slider's "brown hair").
+    at_minus = engine.generate(apply_sliders(blonde, [(red, -2.0)])).images[0]
     assert _diff(at_minus, base) > 0 and _diff(at_minus, brown_prompt.images[0]) > 0
     # A request recorded before the words went into the prompt keeps its template direction.
-    old = apply_sliders(blonde, [(red, 1.0)])
+    old = apply_sliders(blonde, [(red, 2.0)])
     entry = old.sliders[0]
     payload = tuple((k, v) for k, v in entry.payload if k not in ("context", "alternatives"))
-    old = old.replace(sliders=(SliderValue(entry.slider_id, 1.0, "prompt", payload),))
-    assert _diff(engine.generate(old).images[0], at_one) > 0
+    old = old.replace(sliders=(SliderValue(entry.slider_id, 2.0, "prompt", payload),))
+    assert _diff(engine.generate(old).images[0], at_end) > 0
 
 
 def test_late_start_changes_less_than_a_full_direction(engine, tiny_sd1_dir):

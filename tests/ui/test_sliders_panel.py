@@ -68,7 +68,7 @@ def test_a_prompt_sliders_tooltip_says_where_its_words_go(panel):
     panel.add_slider(panel.starters["style-painting"])
     panel.set_base_request(panel.base_request.replace(prompt="a person with blonde hair"))
     tip = panel.row("hair-red").label.toolTip()
-    assert "“blonde hair” → “red hair”" in tip and "a person with …" in tip
+    assert "“blonde hair” → “red hair” at 2" in tip and "a person with …" in tip
     assert "averaged over the slider's templates" in panel.row("style-painting").label.toolTip()
 
 
