@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from studio import __version__
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch", type=int, default=1, help="images to make (seeds seed..seed+N-1)")
     gen.add_argument("--variation-seed", type=int, default=None)
     gen.add_argument("--variation-strength", type=float, default=0.0)
+    gen.add_argument("--slider", action="append", default=[], metavar="ID=VALUE",
+                     help="a slider and its value, e.g. hair-red=2, smile=-1, "
+                          "'prompt:old|young=1.5', vae:hair=blonde=2 (repeatable)")
     gen.add_argument("-o", "--out", type=Path, default=Path("out.png"),
                      help="output file (.png, .jpg, .webp); a batch adds -1, -2, ...")
     gen.add_argument("--no-metadata", action="store_true", help="write no settings into files")
@@ -217,6 +221,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         width=width, height=height, batch_size=args.batch, task=task, strength=args.strength,
         init_image=init, mask=mask, variation_seed=args.variation_seed,
         variation_strength=args.variation_strength)
+    request = _with_sliders(request, args.slider)
     out_paths = _out_paths(args.out, request.batch_size)
     _check_writable(out_paths)
     if args.project is not None and args.project.exists():
@@ -241,6 +246,32 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"done in {result.seconds:.1f} s", file=sys.stderr)
     return EXIT_OK
+
+
+def _with_sliders(request: Any, items: list[str]) -> Any:
+    """The ``GenerationRequest`` with the ``--slider ID=VALUE`` entries applied."""
+    from studio.core.errors import InvalidRequestError
+    from studio.core.sliders import apply_sliders, spec_from_id, starter_sliders
+
+    values = []
+    starters = starter_sliders() if items else {}
+    for item in items:
+        slider_id, sep, text = item.rpartition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if not sep or not slider_id or value is None:
+            raise InvalidRequestError(f"--slider {item!r}: write ID=VALUE, e.g. hair-red=2.")
+        try:
+            spec = spec_from_id(slider_id, starters)
+        except (KeyError, ValueError):
+            raise InvalidRequestError(
+                f"Unknown slider {slider_id!r}.",
+                hint=f"Starter sliders: {', '.join(sorted(starters))}; or a prompt:positive|"
+                     "negative, lora:FILE, vae:ATTRIBUTE or gan:ATTRIBUTE id.") from None
+        values.append((spec, min(spec.maximum, max(spec.minimum, value))))
+    return apply_sliders(request, values)
 
 
 def _read_pixels(path: Path, mode: str):

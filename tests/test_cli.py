@@ -54,10 +54,33 @@ def test_batch_writes_one_file_per_seed_and_img2img_with_mask(tiny_sd1_dir, tmp_
     assert settings.strength == 0.8
 
 
+def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
+    """On the embedded model: red hair at 2 over a blonde-hair prompt draws the red-hair
+    prompt's image (the slider is recorded in the file), and the classifier sees red hair."""
+    from studio.training.shipped import classify
+
+    common = ["--model", "studio-tiny-diffusion", "--seed", "4", "--quiet", "--device", "cpu",
+              "--dtype", "float32", "--no-hf-cache"]
+    paths = [tmp_path / f"{n}.png" for n in ("slider", "red", "blonde")]
+    assert main(["generate", "a person with blonde hair on a grey background", "--slider",
+                 "hair-red=2", "-o", str(paths[0]), *common]) == 0
+    assert main(["generate", "a person with red hair on a grey background", "-o",
+                 str(paths[1]), *common]) == 0
+    assert main(["generate", "a person with blonde hair on a grey background", "-o",
+                 str(paths[2]), *common]) == 0
+    images = [np.asarray(Image.open(p).convert("RGB")).astype(int) for p in paths]
+    assert np.abs(images[0] - images[1]).mean() < 0.05 * np.abs(images[2] - images[1]).mean()
+    assert classify(np.stack(images).astype(np.uint8))["hair"] == ["red", "red", "blonde"]
+    entry = read_settings(paths[0]).request.sliders[0]
+    assert (entry.slider_id, entry.value) == ("hair-red", 2.0)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["generate", "x", "--model", "no-such-model"], "No model named 'no-such-model'"),
+        (["generate", "x", "--slider", "hair-pink=2"], "Unknown slider 'hair-pink'"),
+        (["generate", "x", "--slider", "hair-red"], "write ID=VALUE"),
         (["generate", "x", "--size", "100x64"], "multiples of 8"),
         (["generate", "x", "--init-image", "/no/such.png"], "such.png"),
         (["generate", "x", "--mask", "m.png"], "--mask needs --init-image"),
