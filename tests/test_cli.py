@@ -73,6 +73,20 @@ def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
     assert classify(np.stack(images).astype(np.uint8))["hair"] == ["red", "red", "blonde"]
     entry = read_settings(paths[0]).request.sliders[0]
     assert (entry.slider_id, entry.value) == ("hair-red", 2.0)
+    # The classic VAE workflow: encode a portrait, move along "blonde", decode (64 x 64).
+    from studio.training.common import HELD_OUT_SEED
+    from studio.training.data import make_batch
+
+    batch = make_batch(HELD_OUT_SEED + 5, 0, 40)
+    i = next(k for k, a in enumerate(batch.attributes) if a.hair == "black")
+    Image.fromarray(batch.images[i]).save(tmp_path / "portrait.png")
+    vae = tmp_path / "vae.png"
+    assert main(["generate", "", "--model", "studio-tiny-vae", "--init-image",
+                 str(tmp_path / "portrait.png"), "--slider", "vae:hair=blonde=2", "-o", str(vae),
+                 "--quiet", "--no-hf-cache"]) == 0
+    with Image.open(vae) as im:
+        assert im.size == (64, 64)
+        assert classify(np.asarray(im.convert("RGB"))[None])["hair"] == ["blonde"]
 
 
 @pytest.mark.parametrize(
@@ -81,6 +95,7 @@ def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
         (["generate", "x", "--model", "no-such-model"], "No model named 'no-such-model'"),
         (["generate", "x", "--slider", "hair-pink=2"], "Unknown slider 'hair-pink'"),
         (["generate", "x", "--slider", "hair-red"], "write ID=VALUE"),
+        (["generate", "x", "--slider", "vae:hair=blonde=2"], "moves the latent of studio-tiny-vae"),
         (["generate", "x", "--size", "100x64"], "multiples of 8"),
         (["generate", "x", "--init-image", "/no/such.png"], "such.png"),
         (["generate", "x", "--mask", "m.png"], "--mask needs --init-image"),

@@ -98,9 +98,13 @@ def embedded_info(folder: Path) -> ModelInfo | None:
                 kind = "classifier" if candidate == "attributes" else candidate
     if kind is None:
         return None
+    rec = dict(studio.get("recommended", {}))
+    if kind in ("vae", "gan"):  # they draw 64 x 64 portraits in one pass
+        rec = {"width": 64, "height": 64, "steps": 1, **rec}
     return ModelInfo(id=folder.name, name=folder.name, kind=str(kind),
                      family=str(studio.get("family", "studio-tiny")), source="embedded",
-                     path=str(folder), size_bytes=_size(folder))
+                     path=str(folder), size_bytes=_size(folder),
+                     recommended=tuple(sorted(rec.items())))
 
 
 def scan_folder(root: Path, kind_hint: str | None = None, depth: int = 3) -> list[ModelInfo]:

@@ -194,6 +194,12 @@ class Engine:
         info = self.resolve_model(request.model)
         if info.kind in ("vae", "gan"):  # latent slider mode: encode/move/decode, no sampler
             return self.latent_models.generate(info, request, on_step, cancel)
+        latent = next((s for s in request.sliders if s.space in ("vae", "gan") and s.value), None)
+        if latent is not None:
+            raise InvalidRequestError(
+                f"The slider {latent.slider_id} moves the latent of studio-tiny-{latent.space}, "
+                f"not of {info.name}.", hint=f"Use --model studio-tiny-{latent.space}, or a "
+                "prompt slider (smile, glasses, hair-red ...) on this model.")
         loaded = self.load(request.model)
         apply_loras(loaded.pipe, request.loras)
         validate_for_family(request, loaded.family)

@@ -82,7 +82,10 @@ def build_dataset(seed: int, n: int, workers: int = 2) -> ArrayDataset:
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC -> float32 NCHW in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    arr = np.ascontiguousarray(images)
+    if not arr.flags.writeable:  # e.g. np.asarray of a PIL image (torch warns on those)
+        arr = arr.copy()
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1.0
 
 
