@@ -1,4 +1,4 @@
-"""``python -m studio.training vae|gan|diffusion|classifier|all|eval|cards``."""
+"""``python -m studio.training vae|gan|diffusion|classifier|all|eval|cards|prior``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ TRAINERS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studio.training", description=__doc__)
-    parser.add_argument("command", choices=[*TRAINERS, "all", "eval", "cards"])
+    parser.add_argument("command", choices=[*TRAINERS, "all", "eval", "cards", "prior"],
+                        help="a model to train, all of them, eval, cards, or prior (rewrite "
+                             "the VAE's latent prior from its weights)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-clock training budget per model (default: per model)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -39,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
             sweep_diffusion(args.out)
         else:
             run_eval(args.out, quick=args.quick, only=args.only)
+        return 0
+    if args.command == "prior":
+        from studio.training.train_vae import write_prior
+
+        write_prior(args.out)
         return 0
     if args.command == "cards":
         from studio.training.cards import write_all_cards

@@ -115,7 +115,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     model.eval()
     out_dir = out_root / NAME
     save_module(model, model.config, out_dir)
-    save_latent_prior(model, data.images[:4000], out_dir)
+    save_latent_prior(model, data.images, out_dir)
     command = f"python -m studio.training vae --minutes {minutes:g}"
     write_training_record(out_dir, {
         **chained_record(previous, command + (" --resume" if resume else ""), clock.elapsed,
@@ -127,21 +127,43 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     return out_dir
 
 
+PRIOR_ANCHORS = 4000  # encoded training portraits a seed can start near
+PRIOR_BANDWIDTH = 0.35  # of the Gaussian fit's spread, around an anchor
+
+
 @torch.no_grad()
 def save_latent_prior(vae: FlatVAE, images: np.ndarray, out_dir: Path) -> Path:
-    """Save the mean and Cholesky factor of the latents of ``images`` (the engine's
-    ``LATENT_PRIOR_FILE``).
+    """Save what the app draws a VAE seed's latent from (the engine's ``LATENT_PRIOR_FILE``,
+    read as ``studio.engine.latent_models.LatentPrior``): the mean and Cholesky factor of the
+    latents of ``images`` and those latents themselves as anchors (fp16).
 
     The KL term is kept small for sharp reconstructions, so the latents are not standard
-    normal: a seed's noise decoded as it is gives no portrait. The app draws
-    ``mean + chol @ noise`` instead (the GAN starts from the same fit).
+    normal: a seed's noise decoded as it is gives no portrait. The GAN starts from the same
+    Gaussian fit.
     """
     from safetensors.torch import save_file
 
     from studio.engine.latent_models import LATENT_PRIOR_FILE
     from studio.training.train_gan import latent_gaussian
 
+    images = images[:PRIOR_ANCHORS]
     mean, chol = latent_gaussian(vae, images)
+    with torch.no_grad():
+        anchors = torch.cat([vae.encode(to_tensor(images[s:s + 250]))
+                             for s in range(0, len(images), 250)])
     path = out_dir / LATENT_PRIOR_FILE
-    save_file({"mean": mean.float().contiguous(), "chol": chol.float().contiguous()}, str(path))
+    save_file({"mean": mean.float().contiguous(), "chol": chol.float().contiguous(),
+               "anchors": anchors.half().contiguous(),
+               "bandwidth": torch.tensor([PRIOR_BANDWIDTH])}, str(path))
+    return path
+
+
+def write_prior(out_root: Path) -> Path:
+    """``python -m studio.training prior``: rewrite the shipped VAE's latent prior."""
+    from studio.training.shipped import load_vae
+
+    vae = load_vae(out_root)
+    data = build_dataset(TRAIN_SEED, 100_000)
+    path = save_latent_prior(vae, data.images, out_root / NAME)
+    log(f"latent prior written to {path}")
     return path

@@ -217,6 +217,29 @@ def test_every_common_sampler_of_the_app_draws_the_asked_hair(sampler: str) -> N
     assert hits >= 5, (sampler, pred["hair"])
 
 
+def test_vae_seeds_draw_portraits_whose_attributes_read_clearly() -> None:
+    """A seed starts near an encoded training portrait (the anchors of its latent prior):
+    with one Gaussian fit, 62% of seed portraits were labelled confidently (hair colours
+    between two), and a hair slider missed more often from them."""
+    from studio.engine.engine import Engine
+    from studio.engine.latent_models import LatentModel
+
+    model = LatentModel.load(Engine(device="cpu", dtype="float32",
+                                    hf_cache=False).resolve_model(VAE))
+    assert model.prior is not None and model.prior.anchors is not None
+    drawn = np.concatenate([model.sample(s) for s in range(128)])
+    pred = classify(model.decode(drawn))
+    assert np.mean(pred["confidence"] >= 0.9) >= 0.9
+    for name, values in CLASS_ATTRIBUTES.items():  # and they vary
+        assert len(set(pred[name])) == len(values), name
+    # New portraits, not copies: each is far from its nearest anchor, yet nearer than a
+    # typical training portrait to its own nearest neighbour.
+    anchors = model.prior.anchors
+    nearest = np.linalg.norm(drawn[:, None] - anchors[None], axis=2).min(1)
+    between = np.linalg.norm(anchors[:128, None] - anchors[None, 128:], axis=2).min(1)
+    assert 0.3 * np.median(between) < np.median(nearest) < np.median(between)
+
+
 def test_a_vae_seed_draws_latents_like_an_encoded_portraits() -> None:
     # Generating "from a seed" on the VAE: its latents are not standard normal (small KL),
     # so the app draws them from the Gaussian fit it ships (noise as it is decodes to blobs).
