@@ -27,11 +27,8 @@ from studio.training.shipped import (
 
 NAMES = (CLASSIFIER, VAE, GAN, DIFFUSION)
 
-# The targets. Where the shipped weights miss one (see the model card's Limitations)
-# the check is a strict xfail, so it starts failing (and must be un-marked) once retrained
-# weights pass.
-UNDER_TRAINED = pytest.mark.xfail(
-    strict=True, reason="shipped weights under-trained, see the model card's Limitations")
+# The targets are asserted on the shipped weights (classifier 98%, VAE 24 dB, GAN
+# 80% confident samples, diffusion adherence); a retrained model must meet them too.
 
 
 def _noise_confidence() -> float:
@@ -118,11 +115,11 @@ def test_vae_reaches_the_psnr_target() -> None:
 
 
 @torch.no_grad()
-def _gan_images() -> np.ndarray:
+def _gan_images(n: int = 32) -> np.ndarray:
     g = load_generator()
-    z = torch.from_numpy(np.random.default_rng(5).standard_normal((32, g.z_dim)).astype(np.float32))
+    z = torch.from_numpy(np.random.default_rng(5).standard_normal((n, g.z_dim)).astype(np.float32))
     images = to_uint8(g(z))
-    assert images.shape == (32, 64, 64, 3)
+    assert images.shape == (n, 64, 64, 3)
     return images
 
 
@@ -134,9 +131,8 @@ def test_gan_samples_are_varied_and_more_portrait_like_than_noise() -> None:
     assert images.std(axis=(1, 2, 3)).min() > 10  # no blank images
 
 
-@UNDER_TRAINED
 def test_gan_makes_portraits_the_classifier_recognises() -> None:
-    pred = classify(_gan_images())
+    pred = classify(_gan_images(1000))  # 1000: the share is known to about +-1.2%
     assert np.mean(pred["confidence"] >= 0.9) >= 0.8
 
 
