@@ -55,8 +55,8 @@ def test_batch_writes_one_file_per_seed_and_img2img_with_mask(tiny_sd1_dir, tmp_
 
 
 def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
-    """On the embedded model: red hair at 2 over a blonde-hair prompt draws the red-hair
-    prompt's image (the slider is recorded in the file), and the classifier sees red hair."""
+    """On the embedded model: red hair at 2 over a blonde-hair prompt draws (nearly) the
+    red-hair prompt's image (the slider is recorded in the file); the classifier sees red."""
     from studio.training.shipped import classify
 
     common = ["--model", "studio-tiny-diffusion", "--seed", "4", "--quiet", "--device", "cpu",
@@ -69,7 +69,9 @@ def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
     assert main(["generate", "a person with blonde hair on a grey background", "-o",
                  str(paths[2]), *common]) == 0
     images = [np.asarray(Image.open(p).convert("RGB")).astype(int) for p in paths]
-    assert np.abs(images[0] - images[1]).mean() < 0.05 * np.abs(images[2] - images[1]).mean()
+    # The starter keeps the first 15% of the steps on the prompt as written (the layout), so
+    # the image is close to the red-hair prompt's, not identical.
+    assert np.abs(images[0] - images[1]).mean() < 0.5 * np.abs(images[2] - images[1]).mean()
     assert classify(np.stack(images).astype(np.uint8))["hair"] == ["red", "red", "blonde"]
     entry = read_settings(paths[0]).request.sliders[0]
     assert (entry.slider_id, entry.value) == ("hair-red", 2.0)

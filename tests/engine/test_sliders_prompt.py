@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def test_a_hair_slider_moves_the_prompts_own_colour_to_its_own(engine, model_dir
     brown_prompt = engine.generate(blonde.replace(
         prompt="a portrait of a person with brown hair"))
     base = engine.generate(blonde).images[0]
-    red = starter_sliders()["hair-red"]
+    red = replace(starter_sliders()["hair-red"], start=0.0)  # the starter keeps 15% of steps
     at_end = engine.generate(apply_sliders(blonde, [(red, 2.0)])).images[0]
     assert _diff(at_end, red_prompt.images[0]) < 0.02 * _diff(base, red_prompt.images[0])
     halfway = engine.generate(apply_sliders(blonde, [(red, 1.0)])).images[0]
