@@ -251,10 +251,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _with_sliders(request: Any, items: list[str]) -> Any:
     """The ``GenerationRequest`` with the ``--slider ID=VALUE`` entries applied."""
     from studio.core.errors import InvalidRequestError
-    from studio.core.sliders import apply_sliders, spec_from_id, starter_sliders
+    from studio.core.sliders import apply_sliders, slider_for_id
 
     values = []
-    starters = starter_sliders() if items else {}
     for item in items:
         slider_id, sep, text = item.rpartition("=")
         try:
@@ -263,13 +262,7 @@ def _with_sliders(request: Any, items: list[str]) -> Any:
             value = None
         if not sep or not slider_id or value is None:
             raise InvalidRequestError(f"--slider {item!r}: write ID=VALUE, e.g. hair-red=2.")
-        try:
-            spec = spec_from_id(slider_id, starters)
-        except (KeyError, ValueError):
-            raise InvalidRequestError(
-                f"Unknown slider {slider_id!r}.",
-                hint=f"Starter sliders: {', '.join(sorted(starters))}; or a prompt:positive|"
-                     "negative, lora:FILE, vae:ATTRIBUTE or gan:ATTRIBUTE id.") from None
+        spec = slider_for_id(slider_id)
         values.append((spec, min(spec.maximum, max(spec.minimum, value))))
     return apply_sliders(request, values)
 

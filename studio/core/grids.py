@@ -102,14 +102,12 @@ def _with_slider(request: GenerationRequest, slider_id: str, value: float) -> Ge
             return request.replace(sliders=tuple(sliders))
     # Not in the request yet: the slider its id names (a starter, or a self-describing
     # "vae:hair=blonde" id), so the engine knows its space and direction.
-    from studio.core.sliders import apply_sliders, spec_from_id, starter_sliders
+    from studio.core.sliders import apply_sliders, slider_for_id
 
     try:
-        spec = spec_from_id(slider_id, starter_sliders())
-    except (KeyError, ValueError):
-        raise GridError(f"Unknown slider {slider_id!r}.",
-                        hint="Use a starter id (smile, glasses, hair-red ...) or a "
-                             "space:... id such as vae:hair=blonde.") from None
+        spec = slider_for_id(slider_id)
+    except InvalidRequestError as err:
+        raise GridError(err.message, hint=err.hint) from None
     return apply_sliders(request, [(spec, value)])
 
 

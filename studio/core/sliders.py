@@ -260,6 +260,20 @@ def spec_from_id(slider_id: str, starters: Mapping[str, SliderSpec] | None = Non
     raise KeyError(f"unknown slider {slider_id!r}")
 
 
+def slider_for_id(slider_id: str) -> SliderSpec:
+    """The slider ``slider_id`` names (starter or ``space:...`` id), or one clear error."""
+    from studio.core.errors import InvalidRequestError
+
+    starters = starter_sliders()
+    try:
+        return spec_from_id(slider_id, starters)
+    except (KeyError, ValueError):
+        raise InvalidRequestError(
+            f"Unknown slider {slider_id!r}.",
+            hint=f"Starter sliders: {', '.join(sorted(starters))}; or a prompt:positive|"
+                 "negative, lora:FILE, vae:ATTRIBUTE or gan:ATTRIBUTE id.") from None
+
+
 def load_starter_set(folder: str | Path) -> dict[str, SliderSpec]:
     """The slider files of a folder (``*.json``: one slider, or ``{"sliders": [...]}``)."""
     out: dict[str, SliderSpec] = {}

@@ -28,7 +28,7 @@ from studio.core.errors import (
 from studio.core.events import GenerationResult, StepProgress
 from studio.core.models import DeviceInfo, ModelInfo
 from studio.core.request import GenerationRequest, SliderValue
-from studio.core.sliders import fill_template, place_in_prompt
+from studio.core.sliders import LATENT_MODELS, LATENT_SPACES, fill_template, place_in_prompt
 from studio.engine.conditioning import (
     Conditioning,
     ConditioningCache,
@@ -194,12 +194,13 @@ class Engine:
         info = self.resolve_model(request.model)
         if info.kind in ("vae", "gan"):  # latent slider mode: encode/move/decode, no sampler
             return self.latent_models.generate(info, request, on_step, cancel)
-        latent = next((s for s in request.sliders if s.space in ("vae", "gan") and s.value), None)
+        latent = next((s for s in request.sliders if s.space in LATENT_SPACES and s.value), None)
         if latent is not None:
+            owner = LATENT_MODELS[latent.space]
             raise InvalidRequestError(
-                f"The slider {latent.slider_id} moves the latent of studio-tiny-{latent.space}, "
-                f"not of {info.name}.", hint=f"Use --model studio-tiny-{latent.space}, or a "
-                "prompt slider (smile, glasses, hair-red ...) on this model.")
+                f"The slider {latent.slider_id} moves the latent of {owner}, not of "
+                f"{info.name}.", hint=f"Use --model {owner}, or a prompt slider (smile, "
+                "glasses, hair-red ...) on this model.")
         loaded = self.load(request.model)
         apply_loras(loaded.pipe, request.loras)
         validate_for_family(request, loaded.family)
