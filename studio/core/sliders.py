@@ -75,6 +75,9 @@ class SliderSpec:
     # In the prompt, the value at which the slider gives exactly the prompt with its positive
     # words (2: the end of the travel, as latent class sliders reach their target class).
     reach: float = 2.0
+    # Edit only where the words act (DiffEdit mask, blended with the base generation), so
+    # the rest of the image stays; off for sliders meant to change the whole picture.
+    local: bool = False
 
     @property
     def group(self) -> str:
@@ -91,7 +94,8 @@ class SliderSpec:
                 **({"vector": self.vector} if self.vector else {}),
                 **({"alternatives": list(self.alternatives)} if self.alternatives else {}),
                 **({} if self.in_prompt else {"in_prompt": False}),
-                **({"reach": self.reach} if self.reach != 2.0 else {})}
+                **({"reach": self.reach} if self.reach != 2.0 else {}),
+                **({"local": True} if self.local else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> SliderSpec:
@@ -114,12 +118,14 @@ class SliderSpec:
                    vector=str(data.get("vector", "")),
                    alternatives=tuple(str(a) for a in data.get("alternatives") or ()),  # type: ignore[union-attr]
                    in_prompt=bool(data.get("in_prompt", True)),
-                   reach=float(data.get("reach", 2.0)))  # type: ignore[arg-type]
+                   reach=float(data.get("reach", 2.0)),  # type: ignore[arg-type]
+                   local=bool(data.get("local", False)))
 
 
 def prompt_pair(positive: str, negative: str, templates: Iterable[str] = DEFAULT_TEMPLATES,
-                start: float = 0.0) -> SliderSpec:
-    """A user's prompt-pair slider (``prompt:positive|negative``)."""
+                start: float = 0.0, local: bool = True) -> SliderSpec:
+    """A user's prompt-pair slider (``prompt:positive|negative``); ``local`` keeps the image
+    where the words do not act (turn it off for pairs that change the whole picture)."""
     positive, negative = positive.strip(), negative.strip()
     if not positive and not negative:
         raise ValueError("a prompt slider needs at least one of its two texts")
@@ -127,7 +133,7 @@ def prompt_pair(positive: str, negative: str, templates: Iterable[str] = DEFAULT
         raise ValueError("the texts of a prompt slider cannot contain '|'")
     label = f"{negative or '…'} ↔ {positive or '…'}"
     return SliderSpec(f"prompt:{positive}|{negative}", label, PROMPT, positive, negative,
-                      tuple(templates), start)
+                      tuple(templates), start, local=local)
 
 
 def fill_template(template: str, words: str) -> str:
@@ -188,13 +194,15 @@ def placement_note(spec: SliderSpec, prompt: str) -> str:
         return ""
     placed = place_in_prompt(prompt, spec.positive, spec.negative, spec.alternatives,
                              spec.templates) if spec.in_prompt and prompt.strip() else None
+    keep = (" It changes the image only where its words act; the rest is kept."
+            if spec.local else "")
     if placed is None:
-        return "Direction averaged over the slider's templates (no place for its words in " \
-               "this prompt)."
+        return ("Direction averaged over the slider's templates (no place for its words in "
+                "this prompt)." + keep)
     template, negative = placed
     where = template.replace("{}", "…")
     return (f"In this prompt: “{negative or '…'}” → “{spec.positive or '…'}” at "
-            f"{spec.reach:g} ({where}).")
+            f"{spec.reach:g} ({where})." + keep)
 
 
 def lora_slider(path: str, name: str = "") -> SliderSpec:
@@ -359,6 +367,8 @@ def slider_value(spec: SliderSpec, value: float) -> SliderValue:
             payload["reach"] = float(spec.reach)
             if spec.alternatives:
                 payload["alternatives"] = "\n".join(spec.alternatives)
+        if spec.local:
+            payload["local"] = True
     elif spec.space in LATENT_SPACES:
         payload = {"attribute": spec.attribute, "method": spec.method}
         if spec.vector:

@@ -45,17 +45,22 @@ from studio.engine.schedulers import canonical_name, make_scheduler
 from studio.engine.sliders import (
     DirectionCache,
     InversionCache,
+    LocalBlend,
     PromptDelta,
+    TrajectoryCache,
     add_deltas,
     compute_prompt_delta,
     ddim_invert,
+    edit_mask,
     interp_slider,
     interpolated_noise,
     inversion_slider,
     late_delta_callback,
     lerp_conditioning,
+    local_sliders,
     prompt_sliders,
     schedule,
+    without_sliders,
 )
 from studio.engine.tuning import prepare_decode, torch_threads
 from studio.paths import embedded_models_dir, extra_model_dirs
@@ -93,6 +98,7 @@ class Engine:
         self._cond_cache = ConditioningCache()
         self._directions = DirectionCache()
         self._inversions = InversionCache()
+        self._trajectories = TrajectoryCache()
         self._latent: LatentModels | None = None
 
     # -- models --------------------------------------------------------------------------
@@ -144,6 +150,7 @@ class Engine:
         self._cond_cache.clear()
         self._directions.clear()
         self._inversions.clear()
+        self._trajectories.clear()
         self._free_memory()
 
     def _free_memory(self) -> None:
@@ -217,10 +224,17 @@ class Engine:
         pipe = loaded.for_task("txt2img" if inverting else request.task)
         pipe.scheduler = make_scheduler(resolved.scheduler, loaded.scheduler_config)
         prepare_decode(pipe, request.width, request.height, request.batch_size)
-        kwargs = self._call_kwargs(pipe, loaded, resolved, on_step, cancel)
+        blend: list[LocalBlend] = []  # filled before the run when local sliders are set
+        kwargs = self._call_kwargs(pipe, loaded, resolved, on_step, cancel, blend=blend)
+        local = local_sliders(resolved) if supports_embeddings(loaded.family) else []
+        base_kwargs = (self._call_kwargs(pipe, loaded, without_sliders(resolved, local),
+                                         lambda _p: None, cancel, previews=False)
+                       if local else None)
         try:
             with torch.inference_mode(), self.choice.autocast(), \
                     torch_threads(loaded.cpu_threads):
+                if base_kwargs is not None:
+                    blend.extend(self._local_blend(pipe, loaded, resolved, local, base_kwargs))
                 output = pipe(**kwargs)
         except CancelledError:
             raise
@@ -242,8 +256,12 @@ class Engine:
                                 seconds=time.perf_counter() - start)
 
     def _call_kwargs(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest,
-                     on_step: Callable[[StepProgress], None],
-                     cancel: CancelToken) -> dict[str, Any]:
+                     on_step: Callable[[StepProgress], None], cancel: CancelToken,
+                     blend: list[LocalBlend] | None = None,
+                     previews: bool = True) -> dict[str, Any]:
+        """The pipeline's arguments for ``req``. After each step the callback puts back the
+        base generation's latents outside a local slider's mask (``blend``, filled in before
+        the run)."""
         import torch
         from PIL import Image
 
@@ -296,7 +314,7 @@ class Engine:
                 if mask.size != (req.width, req.height):
                     mask = mask.resize((req.width, req.height), Image.NEAREST)
                 kwargs.update(mask_image=mask, height=req.height, width=req.width)
-        every = self.preview_every
+        every = self.preview_every if previews else 0
         previewer = loaded.previewer
         late_update = late_delta_callback(late) if late else None
 
@@ -304,6 +322,8 @@ class Engine:
             cancel.raise_if_cancelled()
             if late_update is not None:
                 late_update(p, step, cb)
+            if blend and cb.get("latents") is not None:
+                cb["latents"] = blend[0].apply(step, cb["latents"])
             total = int(getattr(p, "num_timesteps", 0) or req.steps)
             preview = None
             latents = cb.get("latents")
@@ -320,6 +340,43 @@ class Engine:
             kwargs["callback_on_step_end_tensor_inputs"] += [
                 k for k in extra if k in getattr(pipe, "_callback_tensor_inputs", [])]
         return kwargs
+
+    def _local_blend(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest,
+                     local: list[SliderValue], base_kwargs: dict[str, Any]) -> list[LocalBlend]:
+        """The base generation's trajectory (run once per base, cached) and the mask of
+        where the ``local`` sliders' words act (see ``studio.engine.sliders.edit_mask``)."""
+        import torch
+
+        base = without_sliders(req, local)
+        key = (loaded.hash, loaded.info.path, base.to_json())
+
+        def run_base() -> tuple[Any, ...]:
+            steps: list[Any] = []
+            callback = base_kwargs["callback_on_step_end"]
+
+            def capture(p: Any, step: int, timestep: Any, cb: dict[str, Any]) -> dict[str, Any]:
+                cb = callback(p, step, timestep, cb)
+                steps.append(cb["latents"].clone())
+                return cb
+
+            pipe(**{**base_kwargs, "output_type": "latent", "callback_on_step_end": capture})
+            return tuple(steps)
+
+        trajectory = self._trajectories.get_or_make(key, run_base)
+        if not trajectory or pipe.unet.config.in_channels != trajectory[-1].shape[1]:
+            return []  # an inpainting UNet (9 channels) cannot score the plain latents
+        deltas = [self.prompt_delta(loaded, req, s) for s in local]
+        tokens = sum(s.value * d.tokens for s, d in zip(local, deltas, strict=True))
+        pooled = None
+        if all(d.pooled is not None for d in deltas):
+            pooled = sum(s.value * d.pooled for s, d in zip(local, deltas, strict=True))
+        cond = self.conditioning(loaded, req).kwargs
+        with torch.inference_mode():
+            mask = edit_mask(pipe, trajectory[-1], cond["prompt_embeds"],
+                             PromptDelta(tokens, pooled), req.seed,
+                             pooled_prompt_embeds=cond.get("pooled_prompt_embeds"),
+                             size=(req.height, req.width))
+        return [LocalBlend(trajectory, mask)]
 
     def prompt_delta(self, loaded: LoadedModel, req: GenerationRequest,
                      slider: SliderValue) -> PromptDelta:

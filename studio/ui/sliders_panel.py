@@ -227,6 +227,13 @@ class SlidersPanel(QWidget):
         pair_button = QPushButton("Add", objectName="add_pair_button")
         pair_button.clicked.connect(self._on_add_pair_clicked)
         form.addRow("Pair", _row(self.positive_edit, self.negative_edit, pair_button))
+        self.keep_rest_check = QCheckBox("Keep the rest of the image", objectName="keep_rest_check",
+                                         checked=True)
+        self.keep_rest_check.setToolTip(
+            "The pair changes the image only where its words act (found by comparing the "
+            "two prompts' noise predictions); untick it for pairs that change the whole "
+            "picture, such as a style or the lighting.")
+        form.addRow("", self.keep_rest_check)
         lora_button = QPushButton("Add LoRA…", objectName="add_lora_button")
         lora_button.clicked.connect(self._on_add_lora_clicked)
         form.addRow("LoRA", lora_button)
@@ -580,10 +587,14 @@ class SlidersPanel(QWidget):
 
     def _on_add_pair_clicked(self) -> None:
         try:
-            spec = prompt_pair(self.positive_edit.text(), self.negative_edit.text())
+            spec = prompt_pair(self.positive_edit.text(), self.negative_edit.text(),
+                               local=self.keep_rest_check.isChecked())
         except ValueError as err:
             self.hint.setText(str(err))
             return
+        if spec.slider_id not in self.sliders.specs:  # its "keep the rest" choice, kept
+            self.starters[spec.slider_id] = spec
+            self.doc.slider_specs[spec.slider_id] = spec.to_dict()
         self.add_slider(spec)
         self.positive_edit.clear()
         self.negative_edit.clear()

@@ -57,7 +57,8 @@ def test_a_hair_slider_moves_the_prompts_own_colour_to_its_own(engine, model_dir
     brown_prompt = engine.generate(blonde.replace(
         prompt="a portrait of a person with brown hair"))
     base = engine.generate(blonde).images[0]
-    red = replace(starter_sliders()["hair-red"], start=0.0)  # the starter keeps 15% of steps
+    # The starter keeps the first 15% of the steps and the image outside the hair: both off.
+    red = replace(starter_sliders()["hair-red"], start=0.0, local=False)
     at_end = engine.generate(apply_sliders(blonde, [(red, 2.0)])).images[0]
     assert _diff(at_end, red_prompt.images[0]) < 0.02 * _diff(base, red_prompt.images[0])
     halfway = engine.generate(apply_sliders(blonde, [(red, 1.0)])).images[0]
@@ -76,8 +77,8 @@ def test_a_hair_slider_moves_the_prompts_own_colour_to_its_own(engine, model_dir
 def test_late_start_changes_less_than_a_full_direction(engine, tiny_sd1_dir):
     base = _req(tiny_sd1_dir, steps=4)
     ref = engine.generate(base).images[0]
-    full = prompt_pair("old man", "young woman")
-    late = prompt_pair("old man", "young woman", start=0.5)
+    full = prompt_pair("old man", "young woman", local=False)
+    late = prompt_pair("old man", "young woman", start=0.5, local=False)
     a = engine.generate(apply_sliders(base, [(full, 3.0)])).images[0]
     b = engine.generate(apply_sliders(base, [(late, 3.0)])).images[0]
     assert 0 < _diff(b, ref) < _diff(a, ref)
@@ -172,3 +173,64 @@ def test_inversion_refuses_an_inpainting_model_with_one_message(engine, model_di
     inv = inversion_request(_req(model_dir, task="img2img", init_image=Pixels.from_array(photo)))
     with pytest.raises(InvalidRequestError, match="not an inpainting one"):
         engine.generate(inv)
+
+
+def test_a_local_slider_is_exact_at_zero_and_reproduces(engine, model_dir):
+    """Local sliders (the default for starters and pairs) blend with the base generation: at
+    0 nothing runs; a recorded edit gives the same pixels with and without the cached base
+    (SD 1.x and SDXL, whose mask needs the pooled and size conditioning too); a batch too."""
+    base = _req(model_dir, steps=3, batch_size=2)
+    pair = prompt_pair("old man", "young woman")
+    assert pair.local
+    ref = engine.generate(base).images
+    assert np.array_equal(engine.generate(apply_sliders(base, [(pair, 0.0)])).images, ref)
+    edited = engine.generate(apply_sliders(base, [(pair, 3.0)]))
+    assert _diff(edited.images[0], ref[0]) > 0
+    assert dict(edited.request.sliders[0].payload)["local"] is True
+    engine.unload_all()  # drops the cached base trajectory
+    again = engine.generate(edited.request.replace(model_hash=""))
+    assert np.array_equal(again.images, edited.images)
+    cached = engine.generate(edited.request.replace(model_hash=""))
+    assert np.array_equal(cached.images, edited.images)
+
+
+@pytest.mark.slow
+def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
+    """On the embedded model: red hair at 2 on a blonde portrait turns the hair red and
+    leaves the background and shirt as they were (the whole-image direction repaints them);
+    the mask is the hair; one base run serves the whole drag."""
+    from studio.engine import engine as engine_module
+    from studio.engine.engine import Engine
+
+    engine = Engine(device="cpu", dtype="float32", hf_cache=False)
+    req = GenerationRequest("a person with blonde hair and round glasses on a grey background",
+                            model="studio-tiny-diffusion", width=64, height=64, steps=20,
+                            seed=4, guidance=5.0)
+    base = engine.generate(req).images[0].astype(np.int16)
+    red = starter_sliders()["hair-red"]
+    masks = []
+    original = engine_module.edit_mask
+
+    def record(*args, **kwargs):
+        masks.append(original(*args, **kwargs))
+        return masks[-1]
+
+    engine_module.edit_mask = record
+    try:
+        local = engine.generate(apply_sliders(req, [(red, 2.0)])).images[0].astype(np.int16)
+        engine.generate(apply_sliders(req, [(red, 1.0)]))
+    finally:
+        engine_module.edit_mask = original
+    whole = engine.generate(apply_sliders(req, [(replace(red, local=False), 2.0)]))
+    whole_img = whole.images[0].astype(np.int16)
+
+    def below_face(img):  # the shirt and the background under the head
+        return float(np.abs(img - base).mean(2)[-12:].mean())
+
+    assert below_face(local) < 1.5 < below_face(whole_img) / 3
+    scorer = engine.latent_models.scorer()
+    scores = scorer.scores(np.stack([base, local, whole_img]).astype(np.uint8))
+    assert list(scorer.has(scores, "hair=red")) == [False, True, True]
+    mask = masks[0][0, 0].float().numpy()  # 16x16 latent pixels
+    assert mask[:8].mean() > 0.25 and mask[10:].sum() == 0  # the hair, not the shirt
+    assert len(engine._trajectories._items) == 1  # the drag's two values shared one base run

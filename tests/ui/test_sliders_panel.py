@@ -69,7 +69,27 @@ def test_a_prompt_sliders_tooltip_says_where_its_words_go(panel):
     panel.set_base_request(panel.base_request.replace(prompt="a person with blonde hair"))
     tip = panel.row("hair-red").label.toolTip()
     assert "“blonde hair” → “red hair” at 2" in tip and "a person with …" in tip
-    assert "averaged over the slider's templates" in panel.row("style-painting").label.toolTip()
+    style_tip = panel.row("style-painting").label.toolTip()
+    assert "averaged over the slider's templates" in style_tip
+    # Hair keeps the rest of the image; a style changes the whole picture.
+    assert "the rest is kept" in tip and "the rest is kept" not in style_tip
+
+
+def test_a_pair_keeps_the_rest_unless_the_box_is_unticked(panel):
+    from PySide6.QtWidgets import QPushButton
+
+    assert panel.keep_rest_check.isChecked()
+    for text, keep in (("tall", True), ("oil painting", False)):
+        panel.keep_rest_check.setChecked(keep)
+        panel.positive_edit.setText(text)
+        panel.negative_edit.setText("photo")
+        panel.findChild(QPushButton, "add_pair_button").click()
+        assert panel.sliders.specs[f"prompt:{text}|photo"].local is keep
+    # The choice comes back with the project.
+    again = SlidersPanel(panel.doc, UndoStack(panel.doc))
+    again.reload_from_document()
+    assert again.sliders.specs["prompt:oil painting|photo"].local is False
+    assert again.sliders.specs["prompt:tall|photo"].local is True
 
 
 def test_the_slider_set_is_restored_from_the_document(qtbot, panel, runner):
