@@ -55,8 +55,8 @@ def test_batch_writes_one_file_per_seed_and_img2img_with_mask(tiny_sd1_dir, tmp_
 
 
 def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
-    """On the embedded model: red hair at 2 over a blonde-hair prompt draws (nearly) the
-    red-hair prompt's image (the slider is recorded in the file); the classifier sees red."""
+    """On the embedded model: red hair at 2 over a blonde-hair prompt draws red hair and
+    keeps the rest of the blonde portrait (the slider is recorded in the file)."""
     from studio.training.shipped import classify
 
     common = ["--model", "studio-tiny-diffusion", "--seed", "4", "--quiet", "--device", "cpu",
@@ -69,10 +69,15 @@ def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
     assert main(["generate", "a person with blonde hair on a grey background", "-o",
                  str(paths[2]), *common]) == 0
     images = [np.asarray(Image.open(p).convert("RGB")).astype(int) for p in paths]
-    # The starter keeps the first 15% of the steps on the prompt as written (the layout), so
-    # the image is close to the red-hair prompt's, not identical.
-    assert np.abs(images[0] - images[1]).mean() < 0.5 * np.abs(images[2] - images[1]).mean()
     assert classify(np.stack(images).astype(np.uint8))["hair"] == ["red", "red", "blonde"]
+    # The face and what is below it stay nearer the blonde portrait than the red-hair
+    # prompt's image does (the prompt alone redraws the mouth and the shirt).
+    def near(a, b, rows, cols):
+        return np.abs(a - b).mean(2)[rows, cols].mean()
+
+    for rows, cols in ((slice(28, 46), slice(22, 42)), (slice(52, 64), slice(0, 64))):
+        assert near(images[0], images[2], rows, cols) < 0.75 * near(images[1], images[2],
+                                                                      rows, cols)
     entry = read_settings(paths[0]).request.sliders[0]
     assert (entry.slider_id, entry.value) == ("hair-red", 2.0)
     # The classic VAE workflow: encode a portrait, move along "blonde", decode (64 x 64).

@@ -75,8 +75,12 @@ class Direction:
         norm = float(np.linalg.norm(self.vector))
         return self.vector / norm if norm > 0 else self.vector
 
-    def steps_for(self, z: np.ndarray) -> np.ndarray:
-        """The step of value 1 for each latent: (n, dim), or ``vector`` (dim,) for all."""
+    def steps_for(self, z: np.ndarray, value: float | None = None) -> np.ndarray:
+        """The step of value 1 for each latent: (n, dim), or ``vector`` (dim,) for all.
+
+        With a ``value`` above 0, a latent already of the target class stays where it is
+        (further along the target-vs-rest difference a colour leaves its class: blonde turns
+        white half way); below 0 it moves away along that difference."""
         if not self.from_class or self.source is None:
             return self.vector
         z2 = np.atleast_2d(np.asarray(z, dtype=np.float64))
@@ -85,6 +89,8 @@ class Direction:
             step = self.from_class.get(self.source.names[c])
             if step is not None:
                 out[i] = step
+            elif value is not None and value > 0:
+                out[i] = 0.0
         return out
 
     def to_dict(self) -> dict[str, object]:

@@ -422,7 +422,7 @@ class LatentModels:
             if attribute not in dirs:
                 raise InvalidRequestError(f"No direction for the attribute {attribute!r}.",
                                           hint=f"Attributes: {', '.join(sorted(dirs))}.")
-            steps.append((dirs[attribute].steps_for(z), float(s.value)))
+            steps.append((dirs[attribute].steps_for(z, float(s.value)), float(s.value)))
         return apply_directions(z, steps)
 
     def generate(self, info: ModelInfo, request: GenerationRequest,

@@ -251,10 +251,12 @@ def ddim_invert(pipe: Any, image: Any, prompt_embeds: Any, steps: int, device: A
 # differ more than ``MASK_RATIO`` times their mean difference. Blended latent diffusion
 # (Avrahami et al. 2023) then runs the edited generation and, after every step, puts back
 # the base generation's latents outside that mask, so hair, glasses or the background that
-# the words do not name stay as they were.
+# the words do not name stay as they were. The last 10% of the steps run free: with the base
+# put back to the end, a hair style that changed length left a smudge where the old hair was.
 MASK_STRENGTH = 0.5  # noise level of the mask's estimate (DiffEdit's default)
 MASK_MAPS = 4  # noise draws averaged (DiffEdit uses 10; 4 gives the same mask on portraits)
 MASK_RATIO = 3.0  # a latent pixel is edited where its difference > 0.5 * RATIO * mean
+BLEND_UNTIL = 0.9  # the share of the steps that put the base back (the last ones join the seams)
 MASK_GROW = 0  # latent pixels added around the mask (DiffEdit adds none; 1 trades kept for edit)
 
 
@@ -281,10 +283,11 @@ class LocalBlend:
 
     trajectory: tuple[Any, ...]
     mask: Any
+    until: float = BLEND_UNTIL  # the share of the steps blended (the last join the seams)
 
     def apply(self, step: int, latents: Any) -> Any:
         """``latents`` after step ``step`` with the base's put back outside the mask."""
-        if step >= len(self.trajectory):
+        if step >= len(self.trajectory) or step >= self.until * len(self.trajectory):
             return latents
         base = self.trajectory[step].to(latents.device, latents.dtype)
         mask = self.mask.to(latents.device, latents.dtype)

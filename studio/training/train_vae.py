@@ -128,7 +128,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
 
 
 PRIOR_ANCHORS = 4000  # encoded training portraits a seed can start near
-PRIOR_BANDWIDTH = 0.35  # of the Gaussian fit's spread, around an anchor
+PRIOR_BANDWIDTH = 0.25  # of the Gaussian fit's spread, around an anchor (0.35 for the earlier VAE)
 
 
 @torch.no_grad()

@@ -99,6 +99,12 @@ def test_class_direction_takes_every_colour_to_the_target_at_the_slider_end():
     blonde = x[y == 1][:3]
     expected = (x[y == 1].mean(0) - x[y != 1].mean(0)) / 2
     assert np.allclose(d.steps_for(blonde), expected[None, :], atol=1e-5)
+    # ... which takes it away from blonde below 0; above 0 it is there already and stays
+    # (further along, blonde turns white).
+    assert np.allclose(d.steps_for(blonde, -1.0), expected[None, :], atol=1e-5)
+    assert not d.steps_for(blonde, 1.0).any()
+    mixed = np.concatenate([blonde, z[:2]])
+    assert np.allclose(d.steps_for(mixed, 1.0)[3:], d.steps_for(z[:2]), atol=1e-6)
 
 
 def test_class_direction_round_trips_and_projects_out_other_kinds():
