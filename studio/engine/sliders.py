@@ -190,6 +190,17 @@ class InversionCache(LRUCache):
         super().__init__(size)
 
 
+def sdxl_added_cond(pooled: Any, size: tuple[int, int]) -> dict[str, Any]:
+    """SDXL's extra UNet inputs for a direct call: the pooled text embeddings and the size
+    conditioning the pipeline uses by default (original and target size = the image's
+    ``(height, width)``, no crop), one row per pooled row."""
+    import torch
+
+    h, w = int(size[0]), int(size[1])
+    time_ids = torch.tensor([[h, w, 0, 0, h, w]], device=pooled.device, dtype=pooled.dtype)
+    return {"text_embeds": pooled, "time_ids": time_ids.expand(pooled.shape[0], -1)}
+
+
 def ddim_invert(pipe: Any, image: Any, prompt_embeds: Any, steps: int, device: Any,
                 dtype: Any, pooled_prompt_embeds: Any = None) -> Any:
     """DDIM inversion (Song et al. 2021; as in null-text inversion, Mokady et al. 2023).
@@ -210,10 +221,8 @@ def ddim_invert(pipe: Any, image: Any, prompt_embeds: Any, steps: int, device: A
     x = (x.float() / 127.5 - 1.0).to(device, dtype)
     unet_kwargs: dict[str, Any] = {}
     if pooled_prompt_embeds is not None:
-        h, w = x.shape[-2:]
-        time_ids = torch.tensor([[h, w, 0, 0, h, w]], device=device, dtype=prompt_embeds.dtype)
-        unet_kwargs["added_cond_kwargs"] = {"text_embeds": pooled_prompt_embeds,
-                                            "time_ids": time_ids}
+        unet_kwargs["added_cond_kwargs"] = sdxl_added_cond(pooled_prompt_embeds,
+                                                           tuple(x.shape[-2:]))
     with torch.inference_mode():
         vae = pipe.vae
         if x.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
@@ -320,11 +329,9 @@ def edit_mask(pipe: Any, latents: Any, prompt_embeds: Any, delta: PromptDelta, s
     if pooled_prompt_embeds is not None:  # SDXL: pooled text and size conditioning
         pooled = pooled_prompt_embeds[:1].to(dtype)
         pooled_e = pooled + (delta.pooled.to(device, dtype) if delta.pooled is not None else 0)
-        h, w = size or (latents.shape[-2] * 8, latents.shape[-1] * 8)
-        time_ids = torch.tensor([[h, w, 0, 0, h, w]], device=device, dtype=dtype)
-        kwargs["added_cond_kwargs"] = {
-            "text_embeds": torch.cat([pooled_e.expand(n, -1), pooled.expand(n, -1)]),
-            "time_ids": time_ids.expand(2 * n, -1)}
+        kwargs["added_cond_kwargs"] = sdxl_added_cond(
+            torch.cat([pooled_e.expand(n, -1), pooled.expand(n, -1)]),
+            size or (latents.shape[-2] * 8, latents.shape[-1] * 8))
     out = pipe.unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=embeds, **kwargs).sample
     diff = (out[:n].float() - out[n:].float()).abs().mean(1, keepdim=True)  # (n, 1, h, w)
     diff = diff.view(maps, b, 1, *diff.shape[-2:]).mean(0)
