@@ -28,7 +28,7 @@ from studio.core.events import JobFailed, JobFinished
 from studio.core.jobs import JobRunner
 from studio.core.request import GenerationRequest
 from studio.core.sliders import (
-    LATENT_METHOD,
+    LATENT_METHODS,
     apply_sliders,
     latent_slider,
     preview_steps,
@@ -175,7 +175,7 @@ class SliderBench:
                  method: str | None = None, in_prompt: bool = True) -> None:
         self.engine = engine
         self.in_prompt = in_prompt  # False: prompt directions from the templates only
-        self.method = method  # None: the latent sliders' own (``LATENT_METHOD``)
+        self.method = method  # None: the latent sliders' own (``LATENT_METHODS``)
         self.diffusion_model = diffusion_model
         self.n_images = n_images
         self.n_prompts = n_prompts
@@ -296,7 +296,7 @@ class SliderBench:
         out: dict[str, Any] = {"values": list(VALUES), "torch_threads": torch.get_num_threads(),
                                "sliders": [r.to_dict() for r in self.results],
                                "latency": self.latency,
-                               "latent_method": self.method or LATENT_METHOD,
+                               "latent_method": self.method or dict(LATENT_METHODS),
                                "prompt_directions": "in-prompt" if self.in_prompt
                                else "templates"}
         for mode in ("vae", "gan", "diffusion"):

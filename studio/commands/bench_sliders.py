@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="direction of the VAE/GAN attribute sliders: class (hair "
                              "colours step from the image's own class), mean, logistic, svm "
                              "or pca, each optionally with -cond (the other kinds of "
-                             "attribute projected out); default: the sliders' own (class-cond)")
+                             "attribute projected out), or flow (GAN: a curved path steered by "
+                             "its latent attribute reader); default: the sliders' own "
+                             "(VAE class-cond, GAN flow)")
     parser.add_argument("--prompt-directions", choices=("in-prompt", "templates"),
                         default="in-prompt",
                         help="diffusion prompt sliders: their words placed in each prompt "
@@ -51,13 +53,16 @@ def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
     from studio.cli import make_engine
     from studio.core.directions import CLASS_METHOD, METHODS
     from studio.core.errors import InvalidRequestError
+    from studio.core.sliders import FLOW_METHOD
 
     modes = tuple(m.strip() for m in str(getattr(args, "modes", ",".join(MODES))).split(",")
                   if m.strip())
     method = getattr(args, "method", None)
-    if method is not None and method.removesuffix("-cond") not in (*METHODS, CLASS_METHOD):
+    if method is not None and method != FLOW_METHOD and method.removesuffix(
+            "-cond") not in (*METHODS, CLASS_METHOD):
         raise InvalidRequestError(f"Unknown method {method!r}; use one of "
-                                  f"{', '.join((*METHODS, CLASS_METHOD))} (optionally with -cond).")
+                                  f"{', '.join((*METHODS, CLASS_METHOD))} (optionally with -cond) "
+                                  f"or {FLOW_METHOD} (GAN).")
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         raise InvalidRequestError(f"Unknown mode(s): {', '.join(unknown)}; use "

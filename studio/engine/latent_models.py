@@ -33,9 +33,10 @@ from studio.core.directions import (
 )
 from studio.core.errors import CorruptModelError, InvalidRequestError, ModelNotFoundError
 from studio.core.events import GenerationResult, StepProgress
+from studio.core.latent_flow import PATH_SCALE, LatentAttributeReader, flow
 from studio.core.models import ModelInfo
 from studio.core.request import GenerationRequest
-from studio.core.sliders import LATENT_SPACES, PORTRAIT_ATTRIBUTES
+from studio.core.sliders import FLOW_METHOD, LATENT_METHOD, LATENT_SPACES, PORTRAIT_ATTRIBUTES
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ DIRECTIONS_VERSION = 5  # bump when the way directions are built changes (cache 
 SMILE_THRESHOLD = 0.35
 CLASSIFIER = "studio-tiny-attributes"
 LATENT_PRIOR_FILE = "latent_prior.safetensors"  # a VAE's Gaussian fit of its latents
+ATTRIBUTE_READER_DIR = "latent-attributes"  # a GAN's latent attribute reader (flow sliders)
 
 
 def _load_module(folder: Path, cls_name: str, weights: str) -> Any:
@@ -99,6 +101,7 @@ class LatentModel:
     latent_dim: int
     hash: str = ""
     prior: LatentPrior | None = None  # what a seed is drawn from (VAE)
+    reader: LatentAttributeReader | None = None  # attributes read from z (GAN flow sliders)
 
     @classmethod
     def load(cls, info: ModelInfo) -> LatentModel:
@@ -117,9 +120,18 @@ class LatentModel:
                 sub = folder / "generator" if (folder / "generator").is_dir() else folder
                 module = _load_module(sub, "Generator", "generator.safetensors")
                 dim = int(module.z_dim)
+            reader = None
+            if (folder / ATTRIBUTE_READER_DIR).is_dir():
+                from studio.training.data import CLASS_ATTRIBUTES
+
+                reader = LatentAttributeReader.load(folder / ATTRIBUTE_READER_DIR,
+                                                    CLASS_ATTRIBUTES)
+                if reader.dim != dim:
+                    raise ValueError(f"its {ATTRIBUTE_READER_DIR} reads {reader.dim}-d "
+                                     f"latents, not {dim}-d")
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
             raise CorruptModelError(f"{info.name} could not be loaded: {err}") from err
-        return cls(info, info.kind, module, dim, model_hash(folder), prior)
+        return cls(info, info.kind, module, dim, model_hash(folder), prior, reader)
 
     def sample(self, seed: int, n: int = 1) -> np.ndarray:
         """Latents of ``seed`` (n, dim), float32: standard normal noise, through the VAE's
@@ -298,7 +310,10 @@ class LatentModels:
         return resources_dir() / "sliders" / "latent" / f"{model.info.name}-{method}.json"
 
     def directions(self, info: ModelInfo, method: str = "mean") -> dict[str, Direction]:
-        """Directions of every portrait attribute in the model's latent space."""
+        """Directions of every portrait attribute in the model's latent space (a "flow"
+        slider's path is as long as its class direction: those)."""
+        if method == FLOW_METHOD:
+            method = LATENT_METHOD
         model = self.model(info)
         key = (info.path, method)
         with self._lock:
@@ -422,8 +437,29 @@ class LatentModels:
             if attribute not in dirs:
                 raise InvalidRequestError(f"No direction for the attribute {attribute!r}.",
                                           hint=f"Attributes: {', '.join(sorted(dirs))}.")
-            steps.append((dirs[attribute].steps_for(z, float(s.value)), float(s.value)))
+            value = float(s.value)
+            step = dirs[attribute].steps_for(z, value)
+            if method == FLOW_METHOD:
+                steps.append((self._flow_step(info, z, attribute, value, step), 1.0))
+            else:
+                steps.append((step, value))
         return apply_directions(z, steps)
+
+    def _flow_step(self, info: ModelInfo, z: np.ndarray, attribute: str, value: float,
+                   straight: np.ndarray) -> np.ndarray:
+        """The displacement (n, dim) of a curved "flow" slider path: as long as the straight
+        class step (``straight``, per unit value) times ``PATH_SCALE``, steered by the
+        model's latent attribute reader so the other attributes stay."""
+        from studio.training.data import CLASS_ATTRIBUTES
+
+        reader = self.model(info).reader
+        if reader is None:
+            raise InvalidRequestError(
+                f"{info.name} has no latent attribute reader, which its curved sliders need.",
+                hint="Train one with: python -m studio.training gan-attributes (or use "
+                     "class-cond sliders).")
+        lengths = np.linalg.norm(np.broadcast_to(straight, z.shape), axis=1) * PATH_SCALE
+        return flow(z, reader, attribute, value, lengths, CLASS_ATTRIBUTES) - z
 
     def generate(self, info: ModelInfo, request: GenerationRequest,
                  on_step: Callable[[StepProgress], None] | None = None,

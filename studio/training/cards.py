@@ -225,7 +225,27 @@ g = load_generator(); images = g(torch.randn(8, g.z_dim))
 Files: `generator/generator.safetensors` + `generator/config.json` (`Generator(**config)`),
 `discriminator/discriminator.safetensors` + `discriminator/config.json`
 (`Discriminator(**config)`), fp16. The contact sheet shows 64 samples (z seed 1).
-""")
+""" + _reader_note(folder))
+
+
+def _reader_note(gan_folder: Path) -> str:
+    """The GAN card's paragraph on its latent attribute reader (``latent-attributes/``)."""
+    record = _read(gan_folder / "latent-attributes" / "training.json")
+    if not record:
+        return ""
+    agree = record.get("held_out_agreement", {})
+    figures = ", ".join(f"{k} {100 * float(v):.1f}%" for k, v in agree.items())
+    note = f"""
+`latent-attributes/` (`LatentAttributeNet`, fp32, {_size_mb(gan_folder / "latent-attributes"):.2f}
+MB) reads every attribute from z itself. It was fitted by `{record.get("command", "?")}` on
+{record.get("samples", "?")} generator samples labelled by `studio-tiny-attributes`, with
+Gaussian noise of std {record.get("noise", "?")} on z ({record.get("epochs", "?")} epochs,
+{float(record.get("seconds", 0)) / 60:.1f} min). Its decisions agree with the image
+classifier's on {record.get("held_out", "?")} held-out samples: {figures}. The GAN's sliders follow its
+gradients (`studio.core.latent_flow`) so that the other attributes stay; rerun it after
+every GAN run.
+"""
+    return "\n" + " ".join(note.split()) + "\n"
 
 
 def card_diffusion(root: Path) -> None:

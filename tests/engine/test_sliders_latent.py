@@ -3,6 +3,8 @@ by SliderBench)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,61 @@ def test_gan_mode_and_wrong_space(latent_engine):
     with pytest.raises(InvalidRequestError, match="no encoder"):
         latent_engine.generate(_req("studio-tiny-gan", task="img2img",
                                     init_image=Pixels.from_array(base.images[0])))
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"
+
+
+@pytest.fixture(scope="module")
+def shipped_engine():
+    from studio.engine.engine import Engine
+
+    return Engine(device="cpu", dtype="float32", embedded_dir=SHIPPED, hf_cache=False)
+
+
+def test_gan_sliders_follow_the_curved_path_of_its_attribute_reader(shipped_engine):
+    """GAN sliders default to the "flow" method: exact at 0, different from the straight
+    class step, reproducible from the recorded request."""
+    latent_engine = shipped_engine
+    spec = latent_slider("gan", "hair=red")
+    assert spec.method == "flow" and latent_slider("vae", "hair=red").method == "class-cond"
+    base = latent_engine.generate(_req("studio-tiny-gan")).images[0]
+    assert np.array_equal(latent_engine.generate(
+        apply_sliders(_req("studio-tiny-gan"), [(spec, 0.0)])).images[0], base)
+    curved = latent_engine.generate(apply_sliders(_req("studio-tiny-gan"), [(spec, 2.0)]))
+    straight = latent_engine.generate(apply_sliders(_req("studio-tiny-gan"), [(
+        latent_slider("gan", "hair=red", method="class-cond"), 2.0)]))
+    assert not np.array_equal(curved.images[0], base)
+    assert not np.array_equal(curved.images[0], straight.images[0])
+    assert dict(curved.request.sliders[0].payload)["method"] == "flow"
+    again = latent_engine.generate(GenerationRequest.from_json(curved.request.to_json()))
+    assert np.array_equal(again.images[0], curved.images[0])
+
+
+def test_a_gan_without_its_attribute_reader_says_how_to_make_one(tmp_path):
+    import shutil
+
+    from studio.core.errors import CorruptModelError
+    from studio.engine.engine import Engine
+
+    root = tmp_path / "embedded"
+    for name in ("studio-tiny-gan", "studio-tiny-attributes"):
+        shutil.copytree(SHIPPED / name, root / name)
+    reader = root / "studio-tiny-gan" / "latent-attributes"
+    shutil.rmtree(reader)
+    engine = Engine(device="cpu", dtype="float32", embedded_dir=root, hf_cache=False)
+    req = apply_sliders(_req("studio-tiny-gan"), [(latent_slider("gan", "smile"), 1.0)])
+    with pytest.raises(InvalidRequestError, match="no latent attribute reader") as err:
+        engine.generate(req)
+    assert "gan-attributes" in (err.value.hint or "")
+    # The straight sliders still work without it.
+    engine.generate(apply_sliders(_req("studio-tiny-gan"), [(
+        latent_slider("gan", "smile", method="class-cond"), 1.0)]))
+    # A damaged reader: one clear message naming the model.
+    shutil.copytree(SHIPPED / "studio-tiny-gan" / "latent-attributes", reader)
+    (reader / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CorruptModelError, match="studio-tiny-gan"):
+        Engine(device="cpu", dtype="float32", embedded_dir=root, hf_cache=False).generate(req)
 
 
 def test_a_direction_from_marked_examples(latent_engine):

@@ -74,6 +74,33 @@ def test_gan_resumes_from_the_shipped_weights(tmp_path: Path) -> None:
     assert np.isfinite(diff)
 
 
+def test_gan_attribute_reader_trains_into_the_gan_folder_and_the_engine_loads_it(
+        tmp_path: Path) -> None:
+    """``python -m studio.training gan-attributes`` on a few hundred samples: the reader
+    lands in ``studio-tiny-gan/latent-attributes`` with its record, and the reader the
+    engine loads from there reads class probabilities (how well it reads is measured on
+    the shipped one, in test_embedded_models)."""
+    from studio.core.latent_flow import LatentAttributeReader
+    from studio.training import train_gan_attributes
+    from studio.training.data import CLASS_ATTRIBUTES
+    from studio.training.shipped import CLASSIFIER
+
+    out = tmp_path / "models"
+    shutil.copytree(model_dir(GAN), out / GAN)
+    shutil.rmtree(out / GAN / "latent-attributes")
+    shutil.copytree(model_dir(CLASSIFIER), out / CLASSIFIER)
+    folder = train_gan_attributes.train(out, minutes=0.5, n_samples=600, held_out=200, epochs=3)
+    assert folder == out / GAN / "latent-attributes"
+    record = _record(folder)
+    assert record["command"] == "python -m studio.training gan-attributes --minutes 0.5"
+    assert record["samples"] == 600 and record["epochs"] == 3
+    assert set(record["held_out_agreement"]) == {*CLASS_ATTRIBUTES, "smile"}
+    reader = LatentAttributeReader.load(folder, CLASS_ATTRIBUTES)
+    read = reader.read(np.zeros((2, reader.dim)))
+    assert read["hair"].shape == (2, len(CLASS_ATTRIBUTES["hair"]))
+    np.testing.assert_allclose(read["hair"].sum(1), 1.0)
+
+
 def test_vae_trains_with_the_classifier_perceptual_term(tmp_path: Path) -> None:
     from studio.training import train_vae
     from studio.training.shipped import CLASSIFIER, VAE, load_vae
