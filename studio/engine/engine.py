@@ -227,6 +227,12 @@ class Engine:
         blend: list[LocalBlend] = []  # filled before the run when local sliders are set
         kwargs = self._call_kwargs(pipe, loaded, resolved, on_step, cancel, blend=blend)
         local = local_sliders(resolved) if supports_embeddings(loaded.family) else []
+        if local and loaded.family.endswith("-inpaint"):
+            # Its 9-channel UNet cannot score plain latents for the mask: the sliders act on
+            # the whole image (without first running a base generation for nothing).
+            log.info("%s is an inpainting model: its local sliders change the whole image",
+                     loaded.info.name)
+            local = []
         base_kwargs = (self._call_kwargs(pipe, loaded, without_sliders(resolved, local),
                                          lambda _p: None, cancel, previews=False)
                        if local else None)
@@ -364,7 +370,7 @@ class Engine:
 
         trajectory = self._trajectories.get_or_make(key, run_base)
         if not trajectory or pipe.unet.config.in_channels != trajectory[-1].shape[1]:
-            return []  # an inpainting UNet (9 channels) cannot score the plain latents
+            return []  # a UNet that takes more than the latents cannot score them
         deltas = [self.prompt_delta(loaded, req, s) for s in local]
         tokens = sum(s.value * d.tokens for s, d in zip(local, deltas, strict=True))
         pooled = None

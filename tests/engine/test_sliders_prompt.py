@@ -194,6 +194,26 @@ def test_a_local_slider_is_exact_at_zero_and_reproduces(engine, model_dir):
     assert np.array_equal(cached.images, edited.images)
 
 
+def test_a_local_slider_on_an_inpainting_model_changes_the_whole_image_at_once(
+        engine, model_dir, monkeypatch):
+    """An inpainting UNet cannot score the mask: a local slider acts like the whole-image
+    one, and no base generation runs for it."""
+    from studio.core.sliders import prompt_pair as pair_of
+
+    loaded = engine.load(str(model_dir))
+    monkeypatch.setattr(loaded, "family", loaded.family + "-inpaint")
+    runs: list[object] = []
+    original = engine._trajectories.get_or_make
+    monkeypatch.setattr(engine._trajectories, "get_or_make",
+                        lambda key, make: runs.append(key) or original(key, make))
+    base = _req(model_dir, steps=3)
+    local = engine.generate(apply_sliders(base, [(pair_of("old man", "young woman"), 2.0)]))
+    whole = engine.generate(apply_sliders(base, [(pair_of("old man", "young woman",
+                                                          local=False), 2.0)]))
+    assert np.array_equal(local.images[0], whole.images[0])
+    assert runs == []
+
+
 @pytest.mark.slow
 def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
     """On the embedded model: red hair at 2 on a blonde portrait turns the hair red and
