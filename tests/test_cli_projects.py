@@ -46,6 +46,15 @@ def test_info_prints_an_images_settings(project, capsys):
     assert "Prompt:          a red fox" in out and "Seed:            1" in out
 
 
+def test_info_prints_the_sliders_an_image_was_made_with(tiny_sd1_dir, tmp_path, capsys):
+    png = tmp_path / "old.png"
+    assert main(["generate", "a person", "--model", str(tiny_sd1_dir), "--seed", "3",
+                 "--slider", "age=1.5", "-o", str(png), *COMMON]) == 0
+    capsys.readouterr()
+    assert main(["info", str(png)]) == 0
+    assert "Sliders:         age=1.5" in capsys.readouterr().out
+
+
 def test_export_gallery_with_template_and_contact_sheet(project, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["export", str(project), "--what", "gallery", "--format", "webp", "--out",

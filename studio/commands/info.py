@@ -45,10 +45,22 @@ def _image_info(path: Path, as_json: bool) -> int:
             ("Size", f"{settings.width}x{settings.height}" if settings.width else ""),
             ("Model", settings.model), ("Model hash", settings.model_hash[:10]),
             ("Strength", settings.strength)]
+    request = settings.request
+    if request is not None:  # ours: what A1111's text cannot say
+        rows.append(("LoRAs", ", ".join(f"{Path(lw.path).name} {lw.weight:g}"
+                                         for lw in request.loras)))
+        rows.append(("Sliders", ", ".join(_slider_text(s) for s in request.sliders)))
     for label, value in rows:
         if value not in (None, ""):
             print(f"{label + ':':<17}{value}")
     return 0
+
+
+def _slider_text(slider: object) -> str:
+    """``id=value`` (and the latent sliders' method), as ``--slider`` takes it."""
+    payload = dict(getattr(slider, "payload", ()))
+    method = f" ({payload['method']})" if "method" in payload else ""
+    return f"{getattr(slider, 'slider_id', '?')}={getattr(slider, 'value', 0):g}{method}"
 
 
 def _project_info(path: Path) -> int:

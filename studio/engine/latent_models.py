@@ -452,7 +452,11 @@ class LatentModels:
         model's latent attribute reader so the other attributes stay."""
         from studio.training.data import CLASS_ATTRIBUTES
 
-        reader = self.model(info).reader
+        model = self.model(info)
+        reader = model.reader
+        if reader is None and model.kind != "gan":
+            raise InvalidRequestError("Curved (flow) sliders are made for the GAN.",
+                                      hint=f"Use class-cond sliders on {info.name}.")
         if reader is None:
             raise InvalidRequestError(
                 f"{info.name} has no latent attribute reader, which its curved sliders need.",

@@ -106,6 +106,9 @@ def test_gan_sliders_follow_the_curved_path_of_its_attribute_reader(shipped_engi
     assert not np.array_equal(curved.images[0], base)
     assert not np.array_equal(curved.images[0], straight.images[0])
     assert dict(curved.request.sliders[0].payload)["method"] == "flow"
+    with pytest.raises(InvalidRequestError, match="made for the GAN"):
+        latent_engine.generate(apply_sliders(_req("studio-tiny-vae"), [(
+            latent_slider("vae", "smile", method="flow"), 1.0)]))
     again = latent_engine.generate(GenerationRequest.from_json(curved.request.to_json()))
     assert np.array_equal(again.images[0], curved.images[0])
 
