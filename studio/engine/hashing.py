@@ -10,9 +10,14 @@ from pathlib import Path
 from studio.paths import user_cache_dir
 
 _lock = threading.Lock()
+# The file that names a folder model, in order: a pipeline's denoiser, a flat VAE's or
+# upscaler's weights, a GAN's generator (not its discriminator, its latent prior or its
+# attribute reader, which sort first), then the first *.safetensors found.
 WEIGHT_FILES = ("unet/diffusion_pytorch_model.safetensors",
                 "transformer/diffusion_pytorch_model.safetensors",
-                "unet/diffusion_pytorch_model.fp16.safetensors")
+                "unet/diffusion_pytorch_model.fp16.safetensors",
+                "model.safetensors",
+                "generator/generator.safetensors")
 
 
 def _sha256_file(path: Path) -> str:

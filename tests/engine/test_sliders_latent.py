@@ -171,3 +171,17 @@ def test_a_damaged_vae_file_gives_one_clear_message(tmp_path, damaged):
                      path=str(folder), size_bytes=0, recommended={})
     with pytest.raises(CorruptModelError, match="my-vae could not be loaded"):
         LatentModel.load(info)
+
+
+def test_a_flat_models_hash_is_its_own_weights():
+    """The "Model hash" of the embedded VAE and GAN is the sha256 of the VAE's and the
+    generator's weights, not of a side file that happens to sort first (the VAE's latent
+    prior, the GAN's discriminator or attribute reader)."""
+    import hashlib
+
+    from studio.engine.hashing import model_hash
+
+    for folder, weights in ((SHIPPED / "studio-tiny-vae", "model.safetensors"),
+                            (SHIPPED / "studio-tiny-gan", "generator/generator.safetensors")):
+        digest = hashlib.sha256((folder / weights).read_bytes()).hexdigest()
+        assert model_hash(folder) == digest
