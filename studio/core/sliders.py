@@ -232,8 +232,23 @@ def latent_slider(space: str, attribute: str, method: str | None = None) -> Slid
         raise ValueError(f"{space!r} is not a latent model space")
     method = method or LATENT_METHODS[space]
     label = attribute.split("=")[-1] + (" hair" if attribute.startswith("hair=") else "")
+    how = _LATENT_HOW.get(method.removesuffix("-cond"), f"along the {method} direction")
+    if method.endswith("-cond"):
+        how += ", the other kinds of attribute projected out"
     return SliderSpec(f"{space}:{attribute}", label.capitalize(), space, attribute=attribute,
-                      method=method)
+                      method=method,
+                      description=f"{label.capitalize()} in the {space.upper()} latent: {how}.")
+
+
+_LATENT_HOW = {
+    "class": "a step from the image's own class towards it (the whole way at 2)",
+    "mean": "along the difference of the mean latents with and without it",
+    "logistic": "across a logistic boundary between latents with and without it",
+    "svm": "across a linear SVM boundary between latents with and without it",
+    "pca": "along the principal component that best separates it",
+    FLOW_METHOD: ("a curved path that keeps the other attributes (steered by the model's "
+                  "attribute reader, in the fewest pixels)"),
+}
 
 
 def example_slider(space: str, name: str, vector: Iterable[float],

@@ -120,6 +120,16 @@ def test_vae_mode_requests_the_latent_model(panel):
     assert not panel._groups["prompt"].isVisibleTo(panel)
 
 
+def test_a_gan_slider_says_it_keeps_the_other_attributes(panel):
+    panel.set_mode("gan")
+    panel.attribute_combo.setCurrentIndex(panel.attribute_combo.findData("smile"))
+    panel._on_add_latent_clicked()
+    assert panel.sliders.specs["gan:smile"].method == "flow"
+    tip = panel.row("gan:smile").label.toolTip()
+    assert tip.startswith("Smile in the GAN latent: a curved path that keeps the other")
+    assert panel.current_request().model == "studio-tiny-gan"
+
+
 def test_neighbourhood_grid_shows_nine_frames(qtbot, panel, engine):
     with qtbot.waitSignal(panel.frames_shown, timeout=10000,
                           check_params_cb=lambda n: n == 9):
