@@ -1,9 +1,10 @@
 """VAE and GAN slider mode: move a flat latent along attribute vectors and decode.
 
 ``studio-tiny-vae`` encodes an image (the canvas, or the noise of a seed) to a flat latent
-``z``; ``studio-tiny-gan`` draws ``z`` from the seed. Sliders add ``value * direction`` and
-the decoder draws the result: a few milliseconds on the CPU, so every slider event can be
-answered at once.
+``z``; ``studio-tiny-gan`` draws ``z`` from the seed, or finds the ``z`` of the canvas image by
+optimisation (once per image, about 1.5 s). Sliders add ``value * direction`` (or follow
+a curved path, see ``studio.core.latent_flow``) and the decoder draws the result: a few
+milliseconds on the CPU, so every slider event can be answered at once.
 
 Directions come from the one builder in ``studio.core.directions``: for the VAE from the
 labels of the embedded portraits (rendered and encoded), for the GAN from the shipped
@@ -37,6 +38,7 @@ from studio.core.latent_flow import PATH_SCALE, LatentAttributeReader, flow
 from studio.core.models import ModelInfo
 from studio.core.request import GenerationRequest
 from studio.core.sliders import FLOW_METHOD, LATENT_METHOD, LATENT_SPACES, PORTRAIT_ATTRIBUTES
+from studio.engine.conditioning import LRUCache
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,15 @@ SMILE_THRESHOLD = 0.35
 CLASSIFIER = "studio-tiny-attributes"
 LATENT_PRIOR_FILE = "latent_prior.safetensors"  # a VAE's Gaussian fit of its latents
 ATTRIBUTE_READER_DIR = "latent-attributes"  # a GAN's latent attribute reader (flow sliders)
+# GAN inversion by optimisation: the best of INVERSION_STARTS random latents, then Adam on
+# the pixel error. On 32 held-out portraits the classifier reads hair / glasses / skin /
+# background back in 100 / 78 / 94 / 100% (mean error 12 of 255; 8 starts and 200 steps:
+# 84 / 75 / 97 / 69%, the optimiser stuck in another background; a loss on the classifier's
+# features as well gave no better). About 1.5 s per image on 2 cores.
+INVERSION_STARTS = 256
+INVERSION_STEPS = 400
+INVERSION_LR = 0.05
+INVERSION_PRIOR = 1e-3  # weight of |z|^2: keeps z where the generator was trained
 
 
 def _load_module(folder: Path, cls_name: str, weights: str) -> Any:
@@ -143,16 +154,53 @@ class LatentModel:
         return self.prior.draw(noise, rng)
 
     def encode(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
-        """Latents (posterior means) of uint8 RGB images (n, h, w, 3)."""
+        """Latents of uint8 RGB images (n, h, w, 3): the VAE's posterior means, or for the
+        GAN (which has no encoder) the latents found by ``invert``."""
         import torch
 
         if self.kind != "vae":
-            raise InvalidRequestError("The GAN has no encoder: start from a seed instead.")
+            return self.invert(images)
         out = []
         with torch.inference_mode():
             for s in range(0, len(images), batch):
                 out.append(self.module.encode(_to_tensor(_resize(images[s:s + batch]))).numpy())
         return np.concatenate(out).astype(np.float32)
+
+    def invert(self, images: np.ndarray) -> np.ndarray:
+        """The GAN latents whose images look most like ``images`` (uint8 RGB, (n, h, w, 3)).
+
+        GAN inversion by optimisation (Zhu et al. 2016, "Generative Visual Manipulation on the
+        Natural Image Manifold"): the best of ``INVERSION_STARTS`` fixed random latents, then
+        ``INVERSION_STEPS`` Adam steps on the pixel error. Deterministic: the same image
+        gives the same latent.
+        """
+        import torch
+
+        target = _to_tensor(_resize(images))
+        gen = torch.Generator().manual_seed(0)
+        with torch.inference_mode(False), torch.enable_grad():
+            target = target.clone()
+            starts = torch.randn(INVERSION_STARTS, len(target), self.latent_dim, generator=gen)
+            with torch.no_grad():
+                errors = torch.stack([((self.module(c) - target) ** 2).mean((1, 2, 3))
+                                      for c in starts])
+            z = starts[errors.argmin(0), torch.arange(len(target))].clone().requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=INVERSION_LR)
+            params = list(self.module.parameters())
+            flags = [p.requires_grad for p in params]
+            for p in params:
+                p.requires_grad_(False)
+            try:
+                for _ in range(INVERSION_STEPS):
+                    loss = (((self.module(z) - target) ** 2).mean()
+                            + INVERSION_PRIOR * (z ** 2).mean())
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            finally:
+                for p, flag in zip(params, flags, strict=True):
+                    p.requires_grad_(flag)
+            return z.detach().numpy().astype(np.float32)
 
     def decode(self, z: np.ndarray, batch: int = 256) -> np.ndarray:
         """uint8 RGB images (n, 64, 64, 3) of latents (n, dim)."""
@@ -277,6 +325,7 @@ class LatentModels:
         self._models: dict[str, LatentModel] = {}
         self._directions: dict[tuple[str, str], dict[str, Direction]] = {}
         self._scorer: AttributeScorer | None = None
+        self._inverted = LRUCache(8)  # GAN latents of init images (an inversion takes ~1.5 s)
         self._lock = threading.RLock()
         self._cache_dir = cache_dir
 
@@ -401,7 +450,7 @@ class LatentModels:
                               without: np.ndarray, method: str = "mean") -> Direction:
         """A direction from images the user marked (uint8 RGB), built in the model's space.
 
-        The VAE encodes them; the GAN cannot (it has no encoder)."""
+        The VAE encodes them; the GAN inverts them (about 1.5 s each)."""
         model = self.model(info)
         z = model.encode(np.concatenate([with_attribute, without]))
         labels = np.arange(len(z)) < len(with_attribute)
@@ -409,10 +458,17 @@ class LatentModels:
 
     # -- generation ----------------------------------------------------------------------
     def latents(self, info: ModelInfo, request: GenerationRequest) -> np.ndarray:
-        """The starting latents: the encoded init image (VAE) or the seeds' noise."""
+        """The starting latents: the encoded init image (VAE; the GAN inverts it once per
+        image, then every slider event reuses it) or the seeds' noise."""
         model = self.model(info)
         if request.task != "txt2img" and request.init_image is not None:
-            return model.encode(request.init_image.to_array()[None, ..., :3])
+            image = request.init_image
+            if model.kind == "vae":
+                return model.encode(image.to_array()[None, ..., :3])
+            z = self._inverted.get_or_make(
+                (model.hash, image.sha256),
+                lambda: model.encode(image.to_array()[None, ..., :3]))
+            return np.array(z, copy=True)
         return np.concatenate([model.sample(s) for s in request.seeds])
 
     def edit(self, info: ModelInfo, z: np.ndarray, request: GenerationRequest) -> np.ndarray:

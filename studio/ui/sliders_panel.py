@@ -183,7 +183,10 @@ class SlidersPanel(QWidget):
         self.invert_check = QCheckBox("Edit the init image (inversion)",
                                       objectName="invert_check")
         self.invert_check.setToolTip("Sliders act on the image this generation started from "
-                                     "(an imported photo), inverted with DDIM under its prompt.")
+                                     "(an imported photo), inverted with DDIM under its prompt. "
+                                     "In VAE or GAN mode they act on the canvas: the VAE "
+                                     "encodes it, the GAN finds its latent (about 1.5 s, "
+                                     "once per image).")
         top.addRow(self.invert_check)
         outer.addLayout(top)
         self.hint = QLabel("Generate an image, then move a slider.", objectName="slider_hint")
@@ -415,8 +418,23 @@ class SlidersPanel(QWidget):
                           "Generate an image, then move a slider.")
 
     def set_canvas_image(self, pixels: Pixels | None) -> None:
-        """An image for VAE mode to encode (else VAE/GAN mode starts from the seed)."""
+        """An image for VAE/GAN mode to start from, whatever the canvas holds (None: the
+        canvas when "Edit the init image" is ticked, else the seed)."""
         self.canvas_image = pixels
+
+    def _latent_start_image(self) -> Pixels | None:
+        """What VAE/GAN mode encodes: the image set, or with the box ticked the canvas
+        flattened over white (None when nothing is drawn: the seed then)."""
+        if self.canvas_image is not None:
+            return self.canvas_image
+        if not self.invert_check.isChecked() or not self.doc.layers:
+            return None
+        rgba = self.doc.composite()
+        if not rgba[..., 3].any():
+            return None
+        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+        rgb = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        return Pixels.from_array(np.round(rgb).astype(np.uint8))
 
     def current_request(self) -> GenerationRequest | None:
         """The base request with the sliders of the current mode applied."""
@@ -425,8 +443,9 @@ class SlidersPanel(QWidget):
             seed = self.base_request.seed if self.base_request is not None else 0
             base = GenerationRequest("", model=LATENT_MODELS[mode], seed=seed, steps=1,
                                      width=64, height=64)
-            if mode == VAE and self.canvas_image is not None:
-                base = base.replace(task="img2img", init_image=self.canvas_image)
+            start = self._latent_start_image()
+            if start is not None:  # the VAE encodes it, the GAN inverts it (once per image)
+                base = base.replace(task="img2img", init_image=start)
             specs = [s for s in self.sliders if s.space == mode]
         else:
             if self.base_request is None:

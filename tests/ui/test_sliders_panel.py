@@ -120,6 +120,30 @@ def test_vae_mode_requests_the_latent_model(panel):
     assert not panel._groups["prompt"].isVisibleTo(panel)
 
 
+def test_latent_modes_start_from_the_canvas_when_the_box_is_ticked(panel):
+    """Ticked, VAE and GAN mode edit the canvas (flattened over white); unticked, or with
+    nothing drawn, they start from the seed."""
+    from studio.core.document import Layer
+
+    for mode in ("vae", "gan"):
+        panel.set_mode(mode)
+        panel.invert_check.setChecked(True)
+        assert panel.current_request().task == "txt2img"  # an empty canvas: the seed
+    layer = Layer.blank(32, 32, "photo")
+    layer.pixels[:16, :, :3] = (200, 40, 20)
+    layer.pixels[:16, :, 3] = 255  # the lower half stays transparent
+    panel.doc.layers.append(layer)
+    for mode in ("vae", "gan"):
+        panel.set_mode(mode)
+        req = panel.current_request()
+        assert req.task == "img2img" and req.model == f"studio-tiny-{mode}"
+        image = req.init_image.to_array()
+        assert image.shape[:2] == (panel.doc.height, panel.doc.width)
+        assert tuple(image[0, 0, :3]) == (200, 40, 20) and tuple(image[-1, -1, :3]) == (255,) * 3
+    panel.invert_check.setChecked(False)
+    assert panel.current_request().task == "txt2img"
+
+
 def test_a_gan_slider_says_it_keeps_the_other_attributes(panel):
     panel.set_mode("gan")
     panel.attribute_combo.setCurrentIndex(panel.attribute_combo.findData("smile"))
