@@ -230,14 +230,18 @@ Files: `generator/generator.safetensors` + `generator/config.json` (`Generator(*
 
 def _reader_note(gan_folder: Path) -> str:
     """The GAN card's paragraph on its latent attribute reader (``latent-attributes/``)."""
-    record = _read(gan_folder / "latent-attributes" / "training.json")
+    from studio.engine.latent_models import ATTRIBUTE_READER_DIR
+
+    reader_dir = gan_folder / ATTRIBUTE_READER_DIR
+    record = _read(reader_dir / "training.json")
     if not record:
         return ""
     agree = record.get("held_out_agreement", {})
     figures = ", ".join(f"{k} {100 * float(v):.1f}%" for k, v in agree.items())
     note = f"""
-`latent-attributes/` (`LatentAttributeNet`, fp32, {_size_mb(gan_folder / "latent-attributes"):.2f}
-MB) reads every attribute from z itself. It was fitted by `{record.get("command", "?")}` on
+`latent-attributes/` (`LatentAttributeNet`, fp32, {_size_mb(reader_dir):.2f}
+MB) reads every attribute from z itself and carries the generator's pixel metric (E[J^T J]
+over 48 latents), so each slider step is the one that changes the fewest pixels. It was fitted by `{record.get("command", "?")}` on
 {record.get("samples", "?")} generator samples labelled by `studio-tiny-attributes`, with
 Gaussian noise of std {record.get("noise", "?")} on z ({record.get("epochs", "?")} epochs,
 {float(record.get("seconds", 0)) / 60:.1f} min). Its decisions agree with the image

@@ -28,6 +28,12 @@ BACKGROUNDS: tuple[str, ...] = ("white", "grey", "red", "yellow", "green", "blue
 SMILE_BINS: tuple[str, ...] = ("frowning", "neutral", "smiling")
 SMILE_THRESHOLD = 0.35  # |smile| above this is named in the caption
 
+
+def smile_bin_index(smile: np.ndarray) -> np.ndarray:
+    """Index into ``SMILE_BINS`` of smile values in [-1, 1] (frowning, neutral, smiling)."""
+    smile = np.asarray(smile)
+    return np.where(smile > SMILE_THRESHOLD, 2, np.where(smile < -SMILE_THRESHOLD, 0, 1))
+
 CLASS_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "hair": HAIR_COLOURS, "glasses": GLASSES, "skin": SKIN_TONES, "background": BACKGROUNDS,
 }

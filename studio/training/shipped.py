@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from studio.training.common import DEFAULT_OUT, load_state, to_tensor
-from studio.training.data import CLASS_ATTRIBUTES, SMILE_BINS, SMILE_THRESHOLD
+from studio.training.data import CLASS_ATTRIBUTES, SMILE_BINS, smile_bin_index
 from studio.training.models import AttributeClassifier, Discriminator, FlatVAE, Generator
 
 CLASSIFIER = "studio-tiny-attributes"
@@ -110,7 +110,6 @@ def classify(images: np.ndarray, model: AttributeClassifier | None = None,
         conf = np.minimum(conf, p.max(1))
     smile = np.concatenate(smiles)
     result["smile"] = smile
-    result["smile_bin"] = [SMILE_BINS[0] if v < -SMILE_THRESHOLD else
-                           SMILE_BINS[2] if v > SMILE_THRESHOLD else SMILE_BINS[1] for v in smile]
+    result["smile_bin"] = [SMILE_BINS[i] for i in smile_bin_index(smile)]
     result["confidence"] = conf
     return result

@@ -25,6 +25,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -33,13 +34,13 @@ from studio.training.common import (
     log,
     save_module,
     setup_torch,
+    to_tensor,
     to_uint8,
     write_training_record,
 )
-from studio.training.data import CLASS_ATTRIBUTES, SMILE_THRESHOLD
+from studio.training.data import CLASS_ATTRIBUTES, smile_bin_index
 from studio.training.models import LatentAttributeNet
 
-FOLDER = "latent-attributes"
 SAMPLE_SEED = 31_337  # latents of the training samples (none of them a slider test seed)
 NOISE = 0.3  # std of the Gaussian noise added to z in training
 SMILE_WEIGHT = 4.0
@@ -53,18 +54,13 @@ def label_samples(generator: torch.nn.Module, classifier: torch.nn.Module, n: in
     z = torch.randn(n, generator.z_dim, generator=gen)
     parts: list[dict[str, torch.Tensor]] = []
     for s in range(0, n, batch):
-        images = to_uint8(generator(z[s:s + batch]))
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        out = classifier(x)
+        # Through uint8, as the image classifier sees a saved image.
+        out = classifier(to_tensor(to_uint8(generator(z[s:s + batch]))))
         parts.append({k: (v.softmax(1) if k != "smile" else v) for k, v in out.items()})
         if (s // batch) % 40 == 0:
             log(f"labelled {s + len(parts[-1]['smile'])}/{n} generator samples")
     labels = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     return {"z": z, **labels}
-
-
-def _bins(smile: torch.Tensor) -> torch.Tensor:
-    return torch.where(smile > SMILE_THRESHOLD, 2, torch.where(smile < -SMILE_THRESHOLD, 0, 1))
 
 
 def accuracy(net: LatentAttributeNet, data: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -73,7 +69,8 @@ def accuracy(net: LatentAttributeNet, data: dict[str, torch.Tensor]) -> dict[str
         out = net(data["z"])
     acc = {k: float((out[k].argmax(1) == data[k].argmax(1)).float().mean())
            for k in CLASS_ATTRIBUTES}
-    acc["smile"] = float((_bins(out["smile"]) == _bins(data["smile"])).float().mean())
+    acc["smile"] = float(np.mean(smile_bin_index(out["smile"].numpy())
+                                 == smile_bin_index(data["smile"].numpy())))
     return acc
 
 
@@ -98,6 +95,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_samples: int =
     ``minutes`` caps the fitting after the labelling (200 000 samples: about 5 minutes on 2
     cores); ``resume`` is accepted for the ``all`` command and ignored (a fit is short).
     """
+    from studio.engine.latent_models import ATTRIBUTE_READER_DIR
     from studio.training.shipped import GAN, load_classifier, load_generator, model_dir
 
     del resume
@@ -132,7 +130,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_samples: int =
             f"held-out {json.dumps({k: round(v, 3) for k, v in accuracy(net, test_set).items()})}")
         if clock.done():
             break
-    out_dir = model_dir(GAN, out_root) / FOLDER
+    out_dir = model_dir(GAN, out_root) / ATTRIBUTE_READER_DIR
     net.eval()
     for p in generator.parameters():
         p.requires_grad_(False)
