@@ -22,7 +22,7 @@ def run_app(args: argparse.Namespace) -> int:
     def engine_factory():
         # Heavy imports (torch, diffusers) happen here, after the window is up.
         from studio.engine.engine import Engine
-        from studio.engine.loading import quiet_libraries
+        from studio.engine.models.loading import quiet_libraries
 
         quiet_libraries()
         from studio.engine.services import table_stakes_services

@@ -25,7 +25,7 @@ def _private_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sd1_dir(tmp_path_factory):
     """A tiny SD1-style pipeline saved as a diffusers folder."""
-    from studio.engine.tiny import build_tiny_pipeline
+    from studio.engine.models.tiny import build_tiny_pipeline
 
     root = tmp_path_factory.mktemp("tiny-sd1")
     out = root / "tiny-sd1"
@@ -36,7 +36,7 @@ def tiny_sd1_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sdxl_dir(tmp_path_factory):
     """A tiny SDXL-style pipeline saved as a diffusers folder."""
-    from studio.engine.tiny import build_tiny_pipeline
+    from studio.engine.models.tiny import build_tiny_pipeline
 
     root = tmp_path_factory.mktemp("tiny-sdxl")
     out = root / "tiny-sdxl"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from studio.cli import main
-from studio.core.metadata import read_settings
+from studio.core.formats.metadata import read_settings
 
 
 def test_generate_writes_a_png_with_a1111_parameters_and_the_full_request(
@@ -82,7 +82,7 @@ def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
     assert (entry.slider_id, entry.value) == ("hair-red", 2.0)
     # The classic VAE workflow: encode a portrait, move along "blonde", decode (64 x 64).
     from studio.training.common import HELD_OUT_SEED
-    from studio.training.data import make_batch
+    from studio.core.portraits.render import make_batch
 
     batch = make_batch(HELD_OUT_SEED + 5, 0, 40)
     i = next(k for k, a in enumerate(batch.attributes) if a.hair == "black")

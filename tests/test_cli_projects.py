@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from studio.cli import main
-from studio.core.project import ProjectStore
+from studio.core.project.store import ProjectStore
 
 COMMON = ["--steps", "2", "--size", "64x64", "--quiet", "--device", "cpu", "--dtype",
           "float32", "--no-hf-cache"]
@@ -61,16 +61,16 @@ def test_export_gallery_with_template_and_contact_sheet(project, tmp_path, capsy
                  str(out), "--template", "{seed}-{prompt}", "--contact-sheet"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == ["1-a_red_fox.webp", "2-a_blue_bird.webp", "contact-sheet.png"]
-    from studio.core.metadata import read_settings
+    from studio.core.formats.metadata import read_settings
 
     assert read_settings(out / "1-a_red_fox.webp").request.seed == 1
 
 
 @pytest.fixture(scope="module")
 def layered_project(tmp_path_factory):
-    from studio.core.commands import AddLayer
-    from studio.core.document import Document, Layer
-    from studio.core.undo import UndoStack
+    from studio.core.document.edits import AddLayer
+    from studio.core.document.layers import Document, Layer
+    from studio.core.document.undo import UndoStack
 
     doc = Document(width=64, height=48)
     stack = UndoStack(doc)
@@ -87,7 +87,7 @@ def layered_project(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt", ["ora", "psd", "png"])
 def test_export_canvas_layered_and_flat(layered_project, tmp_path, fmt):
-    from studio.core.layered import import_ora, import_psd
+    from studio.core.formats.layered import import_ora, import_psd
 
     out = tmp_path / "canvas"
     assert main(["export", str(layered_project), "--what", "canvas", "--format", fmt,

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from studio.engine.tokenizer_build import bytes_to_unicode
+from studio.engine.models.tokenizer_build import bytes_to_unicode
 
 
 def main(bpe_path: str, out_dir: Path) -> None:

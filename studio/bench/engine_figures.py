@@ -35,7 +35,7 @@ class Settings:
 
 def make_engine(model: BenchModel, dtype: str = "auto", preview_every: int = 1) -> Any:
     from studio.engine.engine import Engine
-    from studio.engine.loading import quiet_libraries
+    from studio.engine.models.loading import quiet_libraries
 
     quiet_libraries()
     return Engine(device="cpu", dtype=dtype, model_dirs=[model.path],
@@ -44,7 +44,7 @@ def make_engine(model: BenchModel, dtype: str = "auto", preview_every: int = 1) 
 
 
 def request_for(model: BenchModel, steps: int) -> Any:
-    from studio.core.request import GenerationRequest
+    from studio.core.jobs.request import GenerationRequest
 
     return GenerationRequest(PROMPT, negative_prompt=NEGATIVE, model=str(model.path),
                              scheduler="Euler", seed=SEED, steps=steps, guidance=7.0,

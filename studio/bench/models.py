@@ -1,7 +1,7 @@
 """The models the benchmark runs on, built once into the cache and reused.
 
 * ``tiny``: the embedded ``studio-tiny-diffusion`` when it is installed, else a tiny SD1
-  pipeline built from configs (``studio.engine.tiny``).
+  pipeline built from configs (``studio.engine.models.tiny``).
 * ``sd15``: the Stable Diffusion 1.5 architecture at full size with random weights (speed
   does not depend on the weights). Building it takes minutes, so it is kept on disk.
 """
@@ -50,7 +50,7 @@ def tiny_model(cache: Path, prefer_embedded: bool = True) -> BenchModel:
         return BenchModel("tiny", embedded, f"embedded {EMBEDDED_ID}", _native_size(embedded))
 
     def build(folder: Path) -> None:
-        from studio.engine.tiny import build_tiny_pipeline
+        from studio.engine.models.tiny import build_tiny_pipeline
 
         build_tiny_pipeline("sd1", folder / "pipe", work_dir=folder / "work")
 
@@ -62,7 +62,7 @@ def sd15_model(cache: Path) -> BenchModel:
     """The SD 1.5 architecture at full size, random weights, 512x512."""
 
     def build(folder: Path) -> None:
-        from studio.engine.tiny import build_sd15_sized_pipeline
+        from studio.engine.models.tiny import build_sd15_sized_pipeline
 
         build_sd15_sized_pipeline(folder / "pipe")
 

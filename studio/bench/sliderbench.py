@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from studio.core.events import JobFailed, JobFinished
-from studio.core.jobs import JobRunner
-from studio.core.request import GenerationRequest
-from studio.core.sliders import (
+from studio.core.jobs.events import JobFailed, JobFinished
+from studio.core.jobs.runner import JobRunner
+from studio.core.jobs.request import GenerationRequest
+from studio.core.sliders.specs import (
     LATENT_METHODS,
     apply_sliders,
     latent_slider,
@@ -211,7 +211,7 @@ class SliderBench:
         return self.summary()
 
     def _latent(self, mode: str, runner: JobRunner) -> None:
-        from studio.training.data import make_batch
+        from studio.core.portraits.render import make_batch
 
         lm = self.engine.latent_models
         info = self.engine.resolve_model(f"studio-tiny-{mode}")
@@ -248,7 +248,7 @@ class SliderBench:
                               "final_p95_ms": percentile_ms(final, 95)}
 
     def diffusion_requests(self) -> list[GenerationRequest]:
-        from studio.training.data import caption_for, make_batch
+        from studio.core.portraits.render import caption_for, make_batch
 
         info = self.engine.resolve_model(self.diffusion_model)
         rec = dict(info.recommended)

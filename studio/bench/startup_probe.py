@@ -74,7 +74,7 @@ def _install(first_image: bool, steps: int, size: int, model_path: str) -> None:
 
 
 def _on_event(event) -> None:
-    from studio.core.events import JobFailed
+    from studio.core.jobs.events import JobFailed
 
     if isinstance(event, JobFailed):
         _marks["error"] = event.message  # type: ignore[assignment]

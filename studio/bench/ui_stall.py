@@ -42,7 +42,7 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
 
     from studio.bench.engine_figures import PROMPT, SEED, make_engine, request_for
     from studio.bench.models import BenchModel
-    from studio.core.jobs import JobRunner
+    from studio.core.jobs.runner import JobRunner
     from studio.ui.launch import ENGINE_NICE
     from studio.ui.main_window import MainWindow
 

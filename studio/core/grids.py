@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from studio.core.errors import InvalidRequestError, StudioError
-from studio.core.events import GenerationResult, JobCancelled, JobEvent, JobFailed, JobFinished
-from studio.core.request import GenerationRequest, LoraWeight, SliderValue
+from studio.core.jobs.events import GenerationResult, JobCancelled, JobEvent, JobFailed, JobFinished
+from studio.core.jobs.request import GenerationRequest, LoraWeight, SliderValue
 
 MAX_CELLS = 400
 _ALIASES = {"cfg": "guidance", "cfg_scale": "guidance", "sampler": "scheduler",
@@ -102,7 +102,7 @@ def _with_slider(request: GenerationRequest, slider_id: str, value: float) -> Ge
             return request.replace(sliders=tuple(sliders))
     # Not in the request yet: the slider its id names (a starter, or a self-describing
     # "vae:hair=blonde" id), so the engine knows its space and direction.
-    from studio.core.sliders import apply_sliders, slider_for_id
+    from studio.core.sliders.specs import apply_sliders, slider_for_id
 
     try:
         spec = slider_for_id(slider_id)

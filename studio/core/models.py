@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from studio.core.cancel import CancelToken
-from studio.core.events import GenerationResult, StepProgress
-from studio.core.request import GenerationRequest
+from studio.core.jobs.cancel import CancelToken
+from studio.core.jobs.events import GenerationResult, StepProgress
+from studio.core.jobs.request import GenerationRequest
 
 # What a model file or folder is, as the user would say it.
 KINDS = ("diffusion", "lora", "vae", "gan", "classifier", "upscaler")

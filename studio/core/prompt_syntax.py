@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from studio.core.errors import ModelNotFoundError, StudioError
 from studio.core.models import ModelInfo
-from studio.core.request import GenerationRequest, LoraWeight
+from studio.core.jobs.request import GenerationRequest, LoraWeight
 
 ATTENTION_UP = 1.1
 BREAK = "BREAK"

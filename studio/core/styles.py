@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.errors import StudioError
-from studio.core.request import GenerationRequest
+from studio.core.jobs.request import GenerationRequest
 from studio.paths import APP_NAME, resources_dir
 
 PLACEHOLDER = "{prompt}"

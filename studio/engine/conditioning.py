@@ -11,8 +11,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from studio.core.request import GenerationRequest
-from studio.engine.families import SD_FAMILIES, SDXL_FAMILIES
+from studio.core.jobs.request import GenerationRequest
+from studio.engine.models.families import SD_FAMILIES, SDXL_FAMILIES
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.core.cancel import CancelToken
+from studio.core.jobs.cancel import CancelToken
 from studio.core.errors import (
     CancelledError,
     InvalidRequestError,
@@ -25,10 +25,10 @@ from studio.core.errors import (
     OutOfMemoryError,
     StudioError,
 )
-from studio.core.events import GenerationResult, StepProgress
+from studio.core.jobs.events import GenerationResult, StepProgress
 from studio.core.models import DeviceInfo, ModelInfo
-from studio.core.request import GenerationRequest, SliderValue
-from studio.core.sliders import LATENT_MODELS, LATENT_SPACES, fill_template, place_in_prompt
+from studio.core.jobs.request import GenerationRequest, SliderValue
+from studio.core.sliders.specs import LATENT_MODELS, LATENT_SPACES, fill_template, place_in_prompt
 from studio.engine.conditioning import (
     Conditioning,
     ConditioningCache,
@@ -36,10 +36,10 @@ from studio.engine.conditioning import (
     supports_embeddings,
 )
 from studio.engine.device import DeviceChoice, choose_device
-from studio.engine.discovery import discover, resolve
-from studio.engine.families import INVERTIBLE_FAMILIES, SDXL_FAMILIES
+from studio.engine.models.discovery import discover, resolve
+from studio.engine.models.families import INVERTIBLE_FAMILIES, SDXL_FAMILIES
 from studio.engine.latent_models import LatentModels
-from studio.engine.loading import LoadedModel, load_model
+from studio.engine.models.loading import LoadedModel, load_model
 from studio.engine.lora import apply_loras, lora_signature
 from studio.engine.schedulers import canonical_name, make_scheduler
 from studio.engine.sliders import (
@@ -412,7 +412,7 @@ class Engine:
                          payload: dict[str, Any], templates: list[str]) -> PromptDelta | None:
         """``E(prompt with positive) - E(prompt with negative)``, encoded exactly as the
         prompt is (weights, chunks, clip skip, LoRA tags), or None where the words have no
-        place in the prompt (see ``studio.core.sliders.place_in_prompt``)."""
+        place in the prompt (see ``studio.core.sliders.specs.place_in_prompt``)."""
         alternatives = [a for a in str(payload.get("alternatives", "")).split("\n") if a.strip()]
         positive = str(payload.get("positive", ""))
         placed = place_in_prompt(req.prompt, positive, str(payload.get("negative", "")),

@@ -3,10 +3,10 @@
 ``studio-tiny-vae`` encodes an image (the canvas, or the noise of a seed) to a flat latent
 ``z``; ``studio-tiny-gan`` draws ``z`` from the seed, or finds the ``z`` of the canvas image by
 optimisation (once per image, about 1.5 s). Sliders add ``value * direction`` (or follow
-a curved path, see ``studio.core.latent_flow``) and the decoder draws the result: a few
+a curved path, see ``studio.core.sliders.latent_flow``) and the decoder draws the result: a few
 milliseconds on the CPU, so every slider event can be answered at once.
 
-Directions come from the one builder in ``studio.core.directions``: for the VAE from the
+Directions come from the one builder in ``studio.core.sliders.directions``: for the VAE from the
 labels of the embedded portraits (rendered and encoded), for the GAN from the shipped
 attribute classifier's labels of generated samples. They are cached on disk per model hash.
 """
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from studio.core.cancel import CancelToken
-from studio.core.directions import (
+from studio.core.jobs.cancel import CancelToken
+from studio.core.sliders.directions import (
     Direction,
     apply_directions,
     build_direction,
@@ -33,11 +33,11 @@ from studio.core.directions import (
     fit_source_classes,
 )
 from studio.core.errors import CorruptModelError, InvalidRequestError, ModelNotFoundError
-from studio.core.events import GenerationResult, StepProgress
-from studio.core.latent_flow import PATH_SCALE, LatentAttributeReader, flow
+from studio.core.jobs.events import GenerationResult, StepProgress
+from studio.core.sliders.latent_flow import PATH_SCALE, LatentAttributeReader, flow
 from studio.core.models import ModelInfo
-from studio.core.request import GenerationRequest
-from studio.core.sliders import FLOW_METHOD, LATENT_METHOD, LATENT_SPACES, PORTRAIT_ATTRIBUTES
+from studio.core.jobs.request import GenerationRequest
+from studio.core.sliders.specs import FLOW_METHOD, LATENT_METHOD, LATENT_SPACES, PORTRAIT_ATTRIBUTES
 from studio.engine.conditioning import LRUCache
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ INVERSION_PRIOR = 1e-3  # weight of |z|^2: keeps z where the generator was train
 
 
 def _load_module(folder: Path, cls_name: str, weights: str) -> Any:
-    from studio.training import models as tm
+    from studio.engine.nets import studio_tiny as tm
 
     config = json.loads((folder / "config.json").read_text())
     module = getattr(tm, cls_name)(**config)
@@ -118,7 +118,7 @@ class LatentModel:
     def load(cls, info: ModelInfo) -> LatentModel:
         from safetensors import SafetensorError
 
-        from studio.engine.hashing import model_hash
+        from studio.engine.models.hashing import model_hash
 
         folder = Path(info.path)
         try:
@@ -133,7 +133,7 @@ class LatentModel:
                 dim = int(module.z_dim)
             reader = None
             if (folder / ATTRIBUTE_READER_DIR).is_dir():
-                from studio.training.data import CLASS_ATTRIBUTES
+                from studio.core.portraits.render import CLASS_ATTRIBUTES
 
                 reader = LatentAttributeReader.load(folder / ATTRIBUTE_READER_DIR,
                                                     CLASS_ATTRIBUTES)
@@ -260,7 +260,7 @@ class AttributeScorer:
     """The shipped attribute classifier (``studio-tiny-attributes``) on uint8 images."""
 
     def __init__(self, folder: Path) -> None:
-        from studio.training.data import CLASS_ATTRIBUTES
+        from studio.core.portraits.render import CLASS_ATTRIBUTES
 
         self.module = _load_module(folder, "AttributeClassifier", "model.safetensors")
         self.classes = CLASS_ATTRIBUTES
@@ -307,7 +307,7 @@ class AttributeScorer:
 def portrait_labels(attribute: str, labels: dict[str, np.ndarray],
                     smile: np.ndarray) -> np.ndarray:
     """Ground-truth labels of the embedded portraits for one attribute."""
-    from studio.training.data import CLASS_ATTRIBUTES
+    from studio.core.portraits.render import CLASS_ATTRIBUTES
 
     if attribute == "smile":
         return smile > 0
@@ -389,7 +389,7 @@ class LatentModels:
                         if b.partition("=")[0] != a.partition("=")[0]]
 
             if base == "class":
-                from studio.training.data import CLASS_ATTRIBUTES
+                from studio.core.portraits.render import CLASS_ATTRIBUTES
 
                 sources = {k: fit_source_classes(z, kinds[k], CLASS_ATTRIBUTES[k])
                            for k in kinds}
@@ -413,11 +413,11 @@ class LatentModels:
                  ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Latents, attribute labels and the class index of each categorical attribute
         (hair, glasses, skin, background) to build directions from."""
-        from studio.training.data import CLASS_ATTRIBUTES
+        from studio.core.portraits.render import CLASS_ATTRIBUTES
 
         n = n or DIRECTION_SAMPLES
         if model.kind == "vae":
-            from studio.training.data import make_batch
+            from studio.core.portraits.render import make_batch
 
             batch = make_batch(DIRECTION_SEED, 0, n)
             z = model.encode(batch.images)
@@ -506,7 +506,7 @@ class LatentModels:
         """The displacement (n, dim) of a curved "flow" slider path: as long as the straight
         class step (``straight``, per unit value) times ``PATH_SCALE``, steered by the
         model's latent attribute reader so the other attributes stay."""
-        from studio.training.data import CLASS_ATTRIBUTES
+        from studio.core.portraits.render import CLASS_ATTRIBUTES
 
         model = self.model(info)
         reader = model.reader

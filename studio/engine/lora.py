@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
-from studio.core.request import LoraWeight
+from studio.core.jobs.request import LoraWeight
 
 log = logging.getLogger(__name__)
 

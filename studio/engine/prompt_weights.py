@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from studio.core.prompt_syntax import ParsedPrompt, extract_loras, has_syntax, parse_prompt
-from studio.core.request import GenerationRequest
-from studio.engine.families import SDXL_FAMILIES
+from studio.core.jobs.request import GenerationRequest
+from studio.engine.models.families import SDXL_FAMILIES
 
 COMMA_BACKTRACK = 20  # how far back a full chunk looks for a comma to break at
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from studio.core.cancel import CancelToken
-from studio.core.events import StepProgress
+from studio.core.jobs.cancel import CancelToken
+from studio.core.jobs.events import StepProgress
 from studio.core.models import ModelInfo
 
 
@@ -46,13 +46,13 @@ def table_stakes_services(engine: Any) -> TableStakesServices:
         save_config(load_config().with_model_dir(folder))
 
     def compute_hash(model: ModelInfo) -> str:
-        from studio.engine.hashing import model_hash
+        from studio.engine.models.hashing import model_hash
 
         return model_hash(model.path)
 
     def download(repo_id: str, progress: Callable[[int, int], None],
                  cancel: CancelToken) -> object:
-        from studio.engine.hub import download_model
+        from studio.engine.models.hub import download_model
 
         return download_model(repo_id, progress, cancel)
 

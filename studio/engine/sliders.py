@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from studio.core.request import GenerationRequest, SliderValue
-from studio.core.sliders import INTERP, INVERT, PROMPT, fill_template
+from studio.core.jobs.request import GenerationRequest, SliderValue
+from studio.core.sliders.specs import INTERP, INVERT, PROMPT, fill_template
 from studio.engine.conditioning import LRUCache
-from studio.engine.families import SDXL_FAMILIES
+from studio.engine.models.families import SDXL_FAMILIES
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from studio.core.cancel import CancelToken
+from studio.core.jobs.cancel import CancelToken
 from studio.core.errors import CorruptModelError, InvalidRequestError, UnsafeModelFileError
-from studio.core.events import StepProgress
+from studio.core.jobs.events import StepProgress
 
 log = logging.getLogger(__name__)
 
@@ -386,8 +386,8 @@ def upscale_with_engine(engine: Any, image: np.ndarray, settings: UpscaleSetting
 def refine_with_engine(engine: Any, image: np.ndarray, settings: UpscaleSettings,
                        cancel: CancelToken, on_step: OnStep) -> np.ndarray:
     """Img2img over tiles of the model's native size, with overlap, blended."""
-    from studio.core.pixels import Pixels
-    from studio.core.request import GenerationRequest
+    from studio.core.document.pixels import Pixels
+    from studio.core.jobs.request import GenerationRequest
 
     model = (engine.resolve_model(settings.refine_model) if settings.refine_model
              else engine.default_model())

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from studio.training.common import HELD_OUT_SEED, setup_torch, to_tensor, to_uint8
-from studio.training.data import make_batch
+from studio.core.portraits.render import make_batch
 from studio.training.shipped import (
     CLASSIFIER,
     DIFFUSION,
@@ -114,7 +114,7 @@ def _write_card(folder: Path, title: str, body: str) -> None:
     figures = _read(folder / "eval.json")
     text = [f"# {title}", "", body.strip(), "",
             "Trained from scratch by Latent Studio on procedural cartoon portraits "
-            "(`studio.training.data`, data seed 0); evaluated on held-out seeds "
+            "(`studio.core.portraits.render`, data seed 0); evaluated on held-out seeds "
             "(`python -m studio.training eval`). Licence: MIT, like the project.", "",
             "![contact sheet](contact_sheet.png)", "", "## Training", ""]
     if training:
@@ -246,7 +246,7 @@ over 48 latents), so each slider step is the one that changes the fewest pixels.
 Gaussian noise of std {record.get("noise", "?")} on z ({record.get("epochs", "?")} epochs,
 {float(record.get("seconds", 0)) / 60:.1f} min). Its decisions agree with the image
 classifier's on {record.get("held_out", "?")} held-out samples: {figures}. The GAN's sliders follow its
-gradients (`studio.core.latent_flow`) so that the other attributes stay; rerun it after
+gradients (`studio.core.sliders.latent_flow`) so that the other attributes stay; rerun it after
 every GAN run.
 """
     return "\n" + " ".join(note.split()) + "\n"
@@ -271,7 +271,7 @@ A text-to-image latent diffusion model in the Stable Diffusion 1.x folder format
 `UNet2DConditionModel` (block_out_channels 16/32/64, cross-attention at 8 and 4 px with
 dim 64, plus a pooled-text embedding added to the time embedding:
 `addition_embed_type="text"`), `CLIPTextModel` (2 layers, hidden 64, trained jointly with
-the UNet) and a `CLIPTokenizer` built by `studio.engine.tokenizer_build` on the caption
+the UNet) and a `CLIPTokenizer` built by `studio.engine.models.tokenizer_build` on the caption
 vocabulary, all trained from scratch here. Epsilon prediction, SD's scaled-linear betas
 (0.00085-0.012, 1000 steps), min-SNR-5 loss weighting, EMA weights, 10 % caption dropout
 so classifier-free guidance works. fp32 weights (about 6 MB in all).

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from studio.training.data import CLASS_ATTRIBUTES, DATA_VERSION, make_batch
+from studio.core.portraits.render import CLASS_ATTRIBUTES, DATA_VERSION, make_batch
 
 TRAIN_SEED = 0  # data seed of every training set
 HELD_OUT_SEED = 1_000_003  # data seed of every evaluation (never trained on)

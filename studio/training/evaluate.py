@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from studio.training.common import HELD_OUT_SEED, log, setup_torch, to_tensor, to_uint8
-from studio.training.data import CLASS_ATTRIBUTES, make_batch
-from studio.training.models import psnr
+from studio.core.portraits.render import CLASS_ATTRIBUTES, make_batch
+from studio.engine.nets.studio_tiny import psnr
 from studio.training.shipped import (
     CLASSIFIER,
     CONFIDENT,

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from studio.training.common import DEFAULT_OUT, load_state, to_tensor
-from studio.training.data import CLASS_ATTRIBUTES, SMILE_BINS, smile_bin_index
-from studio.training.models import AttributeClassifier, Discriminator, FlatVAE, Generator
+from studio.core.portraits.render import CLASS_ATTRIBUTES, SMILE_BINS, smile_bin_index
+from studio.engine.nets.studio_tiny import AttributeClassifier, Discriminator, FlatVAE, Generator
 
 CLASSIFIER = "studio-tiny-attributes"
 VAE = "studio-tiny-vae"

@@ -24,8 +24,8 @@ from studio.training.common import (
     to_tensor,
     write_training_record,
 )
-from studio.training.data import CLASS_ATTRIBUTES
-from studio.training.models import AttributeClassifier
+from studio.core.portraits.render import CLASS_ATTRIBUTES
+from studio.engine.nets.studio_tiny import AttributeClassifier
 
 NAME = "studio-tiny-attributes"
 

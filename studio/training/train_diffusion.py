@@ -33,7 +33,7 @@ from studio.training.common import (
     to_tensor,
     write_training_record,
 )
-from studio.training.data import DATA_VERSION, caption_vocabulary
+from studio.core.portraits.render import DATA_VERSION, caption_vocabulary
 
 NAME = "studio-tiny-diffusion"
 AE_MINUTES_SHARE = 0.25  # of the total budget, spent on the autoencoder
@@ -131,7 +131,7 @@ def encode_latents(vae: Any, images: np.ndarray, batch_size: int = 256) -> torch
 
 
 def build_tokenizer(out_dir: Path) -> Any:
-    from studio.engine.tokenizer_build import build_clip_tokenizer
+    from studio.engine.models.tokenizer_build import build_clip_tokenizer
 
     return build_clip_tokenizer(out_dir, caption_vocabulary(), vocab_size=600)
 

@@ -30,7 +30,7 @@ from studio.training.common import (
     to_tensor,
     write_training_record,
 )
-from studio.training.models import Discriminator, Generator
+from studio.engine.nets.studio_tiny import Discriminator, Generator
 
 NAME = "studio-tiny-gan"
 D_WIDTH = 32

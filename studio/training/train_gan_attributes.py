@@ -3,7 +3,7 @@
 The GAN's latent ``z`` is entangled: one straight direction that adds a smile also flips
 hair or background colours for some latents (a linear step crosses the generator's class
 boundaries). The latent sliders of the GAN therefore follow a curved path (see
-``studio.core.latent_flow``), steered by this small MLP that reads every attribute from ``z``
+``studio.core.sliders.latent_flow``), steered by this small MLP that reads every attribute from ``z``
 itself: the gradient of the target attribute, with the gradients of the other attributes'
 log-probabilities projected out, as in latent-classifier editing (Khrulkov et al. 2021,
 "Latent Transformations via NeuralODEs for GAN-based Image Editing"; Zhuang et al. 2021,
@@ -38,8 +38,8 @@ from studio.training.common import (
     to_uint8,
     write_training_record,
 )
-from studio.training.data import CLASS_ATTRIBUTES, smile_bin_index
-from studio.training.models import LatentAttributeNet
+from studio.core.portraits.render import CLASS_ATTRIBUTES, smile_bin_index
+from studio.engine.nets.studio_tiny import LatentAttributeNet
 
 SAMPLE_SEED = 31_337  # latents of the training samples (none of them a slider test seed)
 NOISE = 0.3  # std of the Gaussian noise added to z in training

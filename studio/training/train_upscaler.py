@@ -1,6 +1,6 @@
 """Train ``studio-tiny-upscaler``: a compact 2x super-resolution CNN (SRVGGNetCompact layout).
 
-Data: the procedural portraits of ``studio.training.data`` plus procedural textures (shapes,
+Data: the procedural portraits of ``studio.core.portraits.render`` plus procedural textures (shapes,
 stripes, text, noise, gradients), as high-resolution patches; the low-resolution input is the
 bicubic (antialiased) half-size image, as most resizers make it. Trained a few minutes on the
 CPU, evaluated on held-out samples against Lanczos, saved as safetensors with a model card.
@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from safetensors.torch import save_file
 
 from studio.engine.upscale import CompactSR
-from studio.training.data import make_batch
+from studio.core.portraits.render import make_batch
 
 NAME = "studio-tiny-upscaler"
 TRAIN_SEED, HELD_OUT_SEED = 0, 1_000_003

@@ -24,7 +24,7 @@ from studio.training.common import (
     to_tensor,
     write_training_record,
 )
-from studio.training.models import FlatVAE
+from studio.engine.nets.studio_tiny import FlatVAE
 
 NAME = "studio-tiny-vae"
 KL_WEIGHT = 2e-4  # per latent dim relative to the per-pixel loss: sharp yet smooth latents

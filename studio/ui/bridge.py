@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from studio.core.events import (
+from studio.core.jobs.events import (
     JobCancelled,
     JobEvent,
     JobFailed,

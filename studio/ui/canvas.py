@@ -25,9 +25,9 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
-from studio.core.commands import AddLayer, SetSelection
-from studio.core.document import Document, Layer, Rect, intersect
-from studio.core.undo import UndoStack
+from studio.core.document.edits import AddLayer, SetSelection
+from studio.core.document.layers import Document, Layer, Rect, intersect
+from studio.core.document.undo import UndoStack
 from studio.ui import canvas_tools as tools
 from studio.ui.canvas_image import MipImage, premultiply, to_qimage
 from studio.ui.canvas_tools import BrushSettings, Stroke

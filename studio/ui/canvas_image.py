@@ -6,7 +6,7 @@ import numpy as np
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage, QPainter
 
-from studio.core.document import Rect
+from studio.core.document.layers import Rect
 
 
 def to_qimage(array: np.ndarray) -> QImage:

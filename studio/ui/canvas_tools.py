@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from studio.core.commands import PaintPixels
-from studio.core.document import Document, Layer, Rect, intersect
+from studio.core.document.edits import PaintPixels
+from studio.core.document.layers import Document, Layer, Rect, intersect
 
 TILE = 64
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.commands import ANCHORS
+from studio.core.document.edits import ANCHORS
 
 NO_MODEL_TEXT = (
     "<h3>No diffusion model found</h3>"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studio.core.document import Document, Rect, intersect
-from studio.core.pixels import Pixels
+from studio.core.document.layers import Document, Rect, intersect
+from studio.core.document.pixels import Pixels
 from studio.ui.canvas_tools import mask_in
 
 TXT2IMG, IMG2IMG, INPAINT, OUTPAINT = "txt2img", "img2img", "inpaint", "outpaint"

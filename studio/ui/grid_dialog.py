@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from studio.core.errors import StudioError
 from studio.core.grids import GridPlan, GridRun, plan_grid
 from studio.core.prompt_syntax import parse_prompt
-from studio.core.request import GenerationRequest
+from studio.core.jobs.request import GenerationRequest
 
 AXIS_KINDS = ("", "seed", "steps", "guidance", "scheduler", "strength", "clip_skip", "S/R",
               "slider:", "lora:")

@@ -12,7 +12,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from studio.core.errors import StudioError
-from studio.core.jobs import JobRunner
+from studio.core.jobs.runner import JobRunner
 from studio.core.models import EngineService
 from studio.ui.main_window import MainWindow
 

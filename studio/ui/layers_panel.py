@@ -15,9 +15,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.commands import AddLayer, MoveLayer, RemoveLayer, SetLayerProps
-from studio.core.document import Document, Layer
-from studio.core.undo import UndoStack
+from studio.core.document.edits import AddLayer, MoveLayer, RemoveLayer, SetLayerProps
+from studio.core.document.layers import Document, Layer
+from studio.core.document.undo import UndoStack
 from studio.ui.widgets import float_slider, tool_button
 
 LAYER_ID_ROLE = Qt.ItemDataRole.UserRole

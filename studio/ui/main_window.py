@@ -17,11 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.document import Document
+from studio.core.document.layers import Document
 from studio.core.errors import StudioError
-from studio.core.jobs import JobRunner
+from studio.core.jobs.runner import JobRunner
 from studio.core.models import EngineService
-from studio.core.undo import UndoStack
+from studio.core.document.undo import UndoStack
 from studio.ui import theme
 from studio.ui.actions import ACTIONS, MENUS, create_actions
 from studio.ui.bridge import JobBridge
@@ -34,7 +34,7 @@ from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_panel import QueuePanel
 from studio.ui.sliders_panel import SlidersPanel
 from studio.ui.status_bar import StudioStatusBar
-from studio.ui.table_stakes_menu import install as install_table_stakes
+from studio.ui.feature_menus import install as install_table_stakes
 from studio.ui.tool_bars import ToolBars
 from studio.ui.widgets import MessageBanner
 from studio.ui.window_commands import WindowCommands

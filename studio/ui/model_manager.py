@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.cancel import CancelToken
+from studio.core.jobs.cancel import CancelToken
 from studio.core.errors import StudioError
 from studio.core.models import ModelInfo
 

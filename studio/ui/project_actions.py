@@ -34,7 +34,7 @@ from studio.core.errors import StudioError
 from studio.ui.project_controller import PROJECT_SUFFIX, ProjectController
 
 if TYPE_CHECKING:
-    from studio.core.history import GenerationRecord
+    from studio.core.project.generation_log import GenerationRecord
     from studio.ui.main_window import MainWindow
 
 IMAGE_TYPES = ".png .jpg .jpeg .webp .bmp .tif .tiff .gif"
@@ -121,8 +121,8 @@ class FileActions:
         return ok
 
     def open_layered(self, path: str) -> bool:
-        from studio.core.commands import AddLayer, ResizeCanvas
-        from studio.core.layered import import_ora, import_psd
+        from studio.core.document.edits import AddLayer, ResizeCanvas
+        from studio.core.formats.layered import import_ora, import_psd
 
         name = Path(path).name
         try:
@@ -167,13 +167,13 @@ class FileActions:
         suffix = target.suffix.lower()
         try:
             if suffix in LAYERED:
-                from studio.core.layered import LayeredImage, export_ora, export_psd
+                from studio.core.formats.layered import LayeredImage, export_ora, export_psd
 
                 image = LayeredImage.from_document(doc)
                 export = export_ora if suffix == ".ora" else export_psd
                 export(target, image.width, image.height, image.layers)
             elif suffix in FLAT:
-                from studio.core.metadata import save_image
+                from studio.core.formats.metadata import save_image
 
                 save_image(target, doc.composite(), self._canvas_request(), strip=strip)
             else:
@@ -220,10 +220,10 @@ class FileActions:
             self.w.show_error("The gallery is empty: generate something first.")
             return []
         strip = self.strip_metadata if strip is None else strip
-        from studio.core.contact_sheet import caption_for
-        from studio.core.contact_sheet import contact_sheet as make_sheet
-        from studio.core.metadata import save_image
-        from studio.core.naming import batch_paths
+        from studio.core.formats.contact_sheet import caption_for
+        from studio.core.formats.contact_sheet import contact_sheet as make_sheet
+        from studio.core.formats.metadata import save_image
+        from studio.core.formats.naming import batch_paths
 
         try:
             paths = batch_paths(folder, [r.request for r in records],
@@ -259,8 +259,8 @@ class FileActions:
                 "Images (*.png *.jpg *.jpeg *.webp);;All files (*)")
             if not path:
                 return False
-        from studio.core.metadata import read_settings
-        from studio.core.request import GenerationRequest
+        from studio.core.formats.metadata import read_settings
+        from studio.core.jobs.request import GenerationRequest
 
         name = Path(path).name
         try:

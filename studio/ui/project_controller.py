@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from studio.core.document import Document
+from studio.core.document.layers import Document
 from studio.core.errors import (
     ProjectCorruptError,
     ProjectSaveError,
     ProjectVersionError,
     StudioError,
 )
-from studio.core.history import GenerationLog
-from studio.core.project import (
+from studio.core.project.generation_log import GenerationLog
+from studio.core.project.store import (
     AUTOSAVE_SUFFIX,
     Project,
     ProjectSnapshot,
@@ -37,7 +37,7 @@ from studio.core.project import (
     SaveReport,
     autosave_path,
 )
-from studio.core.undo import UndoStack
+from studio.core.document.undo import UndoStack
 from studio.ui.busy import run_while_painting
 from studio.ui.recent_files import RecentFiles
 

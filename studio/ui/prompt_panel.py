@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.models import ModelInfo
-from studio.core.request import GenerationRequest
+from studio.core.jobs.request import GenerationRequest
 from studio.ui.theme import set_icon
 from studio.ui.value_widgets import SeedSpinBox
 from studio.ui.widgets import (

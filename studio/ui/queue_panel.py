@@ -15,8 +15,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.events import JobEvent, JobProgress, JobQueued, JobStarted
-from studio.core.request import GenerationRequest
+from studio.core.jobs.events import JobEvent, JobProgress, JobQueued, JobStarted
+from studio.core.jobs.request import GenerationRequest
 from studio.ui.bridge import JobBridge
 from studio.ui.widgets import tool_button
 

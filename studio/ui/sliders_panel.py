@@ -35,12 +35,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.commands import SetSliderValue
-from studio.core.document import Document
-from studio.core.events import JobFailed, JobFinished
-from studio.core.pixels import Pixels
-from studio.core.request import GenerationRequest
-from studio.core.sliders import (
+from studio.core.document.edits import SetSliderValue
+from studio.core.document.layers import Document
+from studio.core.jobs.events import JobFailed, JobFinished
+from studio.core.document.pixels import Pixels
+from studio.core.jobs.request import GenerationRequest
+from studio.core.sliders.specs import (
     GAN,
     INTERP,
     LATENT_MODELS,
@@ -66,7 +66,7 @@ from studio.core.sliders import (
     starter_sliders,
     variation_slider,
 )
-from studio.core.undo import UndoStack
+from studio.core.document.undo import UndoStack
 from studio.ui.value_widgets import LabeledDoubleSlider, Throttle
 from studio.ui.widgets import VerticalScrollArea, tool_button
 

@@ -6,7 +6,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from studio.core.errors import StudioError
-from studio.core.events import JobEvent, JobProgress, JobStarted
+from studio.core.jobs.events import JobEvent, JobProgress, JobStarted
 from studio.core.models import EngineService
 
 REFRESH_MS = 2000

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QColorDialog, QFileDialog, QMessageBox
 
-from studio.core.commands import Crop, PaintPixels, ResizeCanvas
+from studio.core.document.edits import Crop, PaintPixels, ResizeCanvas
 from studio.core.errors import StudioError
 from studio.ui.actions import shortcut_table
 from studio.ui.dialogs import NO_MODEL_TEXT, ResizeCanvasDialog
@@ -84,7 +84,7 @@ class WindowCommands:
             if not path:
                 return False
         try:
-            from studio.core.imageio import load_image
+            from studio.core.formats.imageio import load_image
         except ImportError:  # pragma: no cover - the core module is part of the package
             self.w.show_error("Opening images is not available in this build.")
             return False
@@ -116,7 +116,7 @@ class WindowCommands:
         if active is not None and active.record_id and active.record_id in doc.log:
             request = doc.log.get(active.record_id).request
         try:
-            from studio.core.metadata import save_image
+            from studio.core.formats.metadata import save_image
 
             save_image(path, doc.composite(), request)
         except StudioError as err:

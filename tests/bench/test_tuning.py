@@ -10,7 +10,7 @@ from studio.engine.tuning import TILE_ABOVE_PIXELS, pipeline_bytes, place_pipeli
 
 @pytest.fixture(scope="module")
 def pipe():
-    from studio.engine.tiny import build_tiny_pipeline
+    from studio.engine.models.tiny import build_tiny_pipeline
 
     return build_tiny_pipeline("sd1")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.core.document import ArrayBag, Document, Layer, array_key, intersect, union
-from studio.core.pixels import Pixels
+from studio.core.document.layers import ArrayBag, Document, Layer, array_key, intersect, union
+from studio.core.document.pixels import Pixels
 
 
 def solid(w: int, h: int, rgba: tuple[int, int, int, int]) -> np.ndarray:

@@ -7,16 +7,16 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from studio.core.contact_sheet import caption_for, contact_sheet
+from studio.core.formats.contact_sheet import caption_for, contact_sheet
 from studio.core.errors import StudioError
-from studio.core.naming import (
+from studio.core.formats.naming import (
     FileNameTemplateError,
     batch_paths,
     format_file_name,
     sanitize_file_name,
     unique_path,
 )
-from studio.core.request import GenerationRequest
+from studio.core.jobs.request import GenerationRequest
 
 WHEN = datetime(2026, 11, 23, 17, 5, 9)
 

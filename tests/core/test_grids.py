@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from studio.core.grids import GridError, grid_image, parse_axis, plan_grid
-from studio.core.request import GenerationRequest, LoraWeight, SliderValue
+from studio.core.jobs.request import GenerationRequest, LoraWeight, SliderValue
 
 BASE = GenerationRequest("a cat on a sofa", negative_prompt="blurry cat", seed=5, steps=10,
                          width=64, height=64, batch_size=3,
@@ -111,7 +111,7 @@ class ColourEngine:
         self.gate = gate
 
     def generate(self, request, on_step, cancel):
-        from studio.core.events import GenerationResult
+        from studio.core.jobs.events import GenerationResult
 
         if self.gate is not None:
             while not self.gate.wait(0.01):
@@ -122,7 +122,7 @@ class ColourEngine:
 
 def test_grid_run_queues_one_job_per_cell_and_collects_them():
     from studio.core.grids import GridRun
-    from studio.core.jobs import JobRunner
+    from studio.core.jobs.runner import JobRunner
 
     runner = JobRunner(ColourEngine())
     seen = []
@@ -142,7 +142,7 @@ def test_grid_run_cancel_stops_the_remaining_cells():
     import threading
 
     from studio.core.grids import GridRun
-    from studio.core.jobs import JobRunner
+    from studio.core.jobs.runner import JobRunner
 
     gate = threading.Event()
     runner = JobRunner(ColourEngine(gate))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.core.commands import ApplyGeneration, SetGenerationDeleted
-from studio.core.document import Document
-from studio.core.events import GenerationResult
-from studio.core.history import GenerationLog, GenerationRecord
-from studio.core.pixels import Pixels
-from studio.core.request import GenerationRequest
-from studio.core.undo import UndoStack
+from studio.core.document.edits import ApplyGeneration, SetGenerationDeleted
+from studio.core.document.layers import Document
+from studio.core.jobs.events import GenerationResult
+from studio.core.project.generation_log import GenerationLog, GenerationRecord
+from studio.core.document.pixels import Pixels
+from studio.core.jobs.request import GenerationRequest
+from studio.core.document.undo import UndoStack
 
 
 def image(value: int, size: int = 8) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from studio.core.errors import ImageReadError, StudioError
-from studio.core.imageio import ImageWriteError, atomic_write, load_image
+from studio.core.formats.imageio import ImageWriteError, atomic_write, load_image
 
 DATA = Path("/work/shared/testdata/foreign-metadata")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data not present")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from studio.core.errors import ModelNotFoundError
-from studio.core.events import (
+from studio.core.jobs.events import (
     GenerationResult,
     JobCancelled,
     JobFailed,
@@ -19,8 +19,8 @@ from studio.core.events import (
     JobStarted,
     StepProgress,
 )
-from studio.core.jobs import PREVIEW, RENDER, JobRunner
-from studio.core.request import GenerationRequest
+from studio.core.jobs.runner import PREVIEW, RENDER, JobRunner
+from studio.core.jobs.request import GenerationRequest
 
 
 class FakeEngine:

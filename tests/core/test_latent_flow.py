@@ -1,4 +1,4 @@
-"""Curved latent slider paths (``studio.core.latent_flow``) on small random readers."""
+"""Curved latent slider paths (``studio.core.sliders.latent_flow``) on small random readers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from studio.core.latent_flow import LatentAttributeReader, flow
+from studio.core.sliders.latent_flow import LatentAttributeReader, flow
 
 CLASSES = {"hair": ("black", "red", "blonde"), "glasses": ("none", "round"),
            "background": ("white", "grey", "blue")}
@@ -74,7 +74,7 @@ def test_the_path_raises_the_target_and_keeps_the_others(attribute):
     assert all(a < b for a, b in pairwise(scores)), scores
     kept = flow(z, reader, attribute, 2.0, 1.0, CLASSES)
 
-    from studio.core import latent_flow  # the same path with nothing kept: a plain ascent
+    from studio.core.sliders import latent_flow  # the same path with nothing kept: a plain ascent
 
     original = latent_flow._kept_rows
     try:

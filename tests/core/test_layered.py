@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from studio.core.errors import ImageReadError
-from studio.core.imageio import ImageWriteError
-from studio.core.layered import (
+from studio.core.formats.imageio import ImageWriteError
+from studio.core.formats.layered import (
     LayerData,
     LayeredImage,
     composite,
@@ -74,7 +74,7 @@ def test_ora_round_trip(tmp_path):
 
 
 def test_document_layers_survive_an_ora_round_trip(tmp_path):
-    from studio.core.document import Document
+    from studio.core.document.layers import Document
 
     doc = Document(width=64, height=48)
     doc.layers.extend(LayeredImage(64, 48, tuple(_layers())).to_document_layers())

@@ -14,20 +14,20 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from studio.core.a1111 import lora_hash
+from studio.core.formats.a1111 import lora_hash
 from studio.core.errors import ImageReadError
-from studio.core.imageio import ImageWriteError, load_image
-from studio.core.metadata import (
+from studio.core.formats.imageio import ImageWriteError, load_image
+from studio.core.formats.metadata import (
     ImportedSettings,
     a1111_parameters,
     parse_a1111_parameters,
     read_settings,
     save_image,
 )
-from studio.core.pixels import Pixels
-from studio.core.request import GenerationRequest, LoraWeight, SliderValue
+from studio.core.document.pixels import Pixels
+from studio.core.jobs.request import GenerationRequest, LoraWeight, SliderValue
 from studio.core.samplers import to_scheduler
-from studio.core.stealth import read_stealth, write_stealth
+from studio.core.formats.stealth import read_stealth, write_stealth
 
 DATA = Path("/work/shared/testdata/foreign-metadata")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data not present")

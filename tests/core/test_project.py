@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio.core.commands import (
+from studio.core.document.edits import (
     AddLayer,
     ApplyGeneration,
     MoveLayer,
@@ -23,22 +23,22 @@ from studio.core.commands import (
     SetSelection,
     SetSliderValue,
 )
-from studio.core.document import Document, Layer, array_key
+from studio.core.document.layers import Document, Layer, array_key
 from studio.core.errors import (
     ProjectCorruptError,
     ProjectNotFoundError,
     ProjectVersionError,
     StudioError,
 )
-from studio.core.pixels import Pixels
-from studio.core.project import (
+from studio.core.document.pixels import Pixels
+from studio.core.project.store import (
     ProjectStore,
     autosave_path,
     decode_array,
     encode_array,
 )
-from studio.core.request import GenerationRequest
-from studio.core.undo import UndoStack
+from studio.core.jobs.request import GenerationRequest
+from studio.core.document.undo import UndoStack
 
 
 def rand(shape: tuple[int, ...], seed: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.core.project import ProjectStore
+from studio.core.project.store import ProjectStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))

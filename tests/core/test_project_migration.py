@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.core.migrations import CURRENT_VERSION
-from studio.core.project import ProjectStore
+from studio.core.project.migrations import CURRENT_VERSION
+from studio.core.project.store import ProjectStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V1 = FIXTURES / "project_v1.studio"

@@ -15,7 +15,7 @@ from studio.core.prompt_syntax import (
     parse_prompt,
     with_prompt_loras,
 )
-from studio.core.request import GenerationRequest, LoraWeight
+from studio.core.jobs.request import GenerationRequest, LoraWeight
 
 
 def weights(text: str) -> list[tuple[str, float]]:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from studio.core.errors import InvalidRequestError
-from studio.core.pixels import Pixels
-from studio.core.request import GenerationRequest, LoraWeight, SliderValue
+from studio.core.document.pixels import Pixels
+from studio.core.jobs.request import GenerationRequest, LoraWeight, SliderValue
 
 
 def test_request_is_a_frozen_value():

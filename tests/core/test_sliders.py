@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.core.commands import SetSliderValue
-from studio.core.directions import (
+from studio.core.document.edits import SetSliderValue
+from studio.core.sliders.directions import (
     Direction,
     apply_directions,
     build_direction,
@@ -15,10 +15,10 @@ from studio.core.directions import (
     orthogonalize,
     principal_directions,
 )
-from studio.core.document import Document
-from studio.core.project import ProjectStore
-from studio.core.request import GenerationRequest
-from studio.core.sliders import (
+from studio.core.document.layers import Document
+from studio.core.project.store import ProjectStore
+from studio.core.jobs.request import GenerationRequest
+from studio.core.sliders.specs import (
     SliderSet,
     SliderSpec,
     apply_sliders,
@@ -156,7 +156,7 @@ def test_zero_values_leave_the_request_unchanged_and_values_are_recorded(tmp_pat
 
 
 def test_slider_words_are_placed_in_the_prompt_itself():
-    from studio.core.sliders import place_in_prompt
+    from studio.core.sliders.specs import place_in_prompt
 
     red = starter_sliders()["hair-red"]
     prompt = "a smiling person with blonde hair and no glasses on a red background"
@@ -216,7 +216,7 @@ def test_interpolation_strip_and_neighbourhood_grid():
 
 
 def test_one_undo_entry_per_drag_and_the_set_is_saved(tmp_path):
-    from studio.core.undo import UndoStack
+    from studio.core.document.undo import UndoStack
 
     doc = Document()
     undo = UndoStack(doc)
@@ -240,7 +240,7 @@ def test_one_undo_entry_per_drag_and_the_set_is_saved(tmp_path):
 
 
 def test_drag_previews_use_fewer_steps():
-    from studio.core.sliders import preview_request, preview_steps
+    from studio.core.sliders.specs import preview_request, preview_steps
 
     assert [preview_steps(s) for s in (1, 2, 4, 25, 40)] == [1, 2, 4, 4, 7]
     req = GenerationRequest("a", steps=25, width=64, height=64)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from studio.core.request import GenerationRequest
+from studio.core.jobs.request import GenerationRequest
 from studio.core.styles import Style, StyleError, StyleLibrary, apply_styles
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.core.commands import (
+from studio.core.document.edits import (
     AddLayer,
     ApplyGeneration,
     Crop,
@@ -18,8 +18,8 @@ from studio.core.commands import (
     SetSelection,
     SetSliderValue,
 )
-from studio.core.document import ArrayBag, Document, Layer
-from studio.core.undo import Command, MacroCommand, UndoStack, command_from_dict
+from studio.core.document.layers import ArrayBag, Document, Layer
+from studio.core.document.undo import Command, MacroCommand, UndoStack, command_from_dict
 
 
 def make_doc(w: int = 64, h: int = 48, layers: int = 2, seed: int = 0) -> Document:

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from studio.core.request import GenerationRequest
-from studio.engine.discovery import discover
+from studio.core.jobs.request import GenerationRequest
+from studio.engine.models.discovery import discover
 from studio.engine.engine import Engine
-from studio.engine.families import detect_family
+from studio.engine.models.families import detect_family
 
 
 def _fake_checkpoint(path, prefix="model.diffusion_model.input_blocks.0.0.weight"):

@@ -16,7 +16,7 @@ from studio.core.errors import (
     UnsafeModelFileError,
     WrongModelKindError,
 )
-from studio.core.request import GenerationRequest
+from studio.core.jobs.request import GenerationRequest
 from studio.engine.engine import Engine
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from studio.core.request import GenerationRequest, LoraWeight
-from studio.core.sliders import apply_sliders, lora_slider
+from studio.core.jobs.request import GenerationRequest, LoraWeight
+from studio.core.sliders.specs import apply_sliders, lora_slider
 from studio.engine.lora import LoraError, lora_state
 
 

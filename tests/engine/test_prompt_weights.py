@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from studio.core.errors import ModelNotFoundError
-from studio.core.request import GenerationRequest
+from studio.core.jobs.request import GenerationRequest
 from studio.engine.conditioning import encode_prompts
 from studio.engine.prompt_weights import needs_weighted_encoding, token_count
 

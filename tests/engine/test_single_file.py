@@ -25,14 +25,14 @@ from studio.core.errors import (  # noqa: E402
     UnsafeModelFileError,
     WrongModelKindError,
 )
-from studio.engine import checkpoint_keys as ck  # noqa: E402
-from studio.engine.single_file import (  # noqa: E402
+from studio.engine.models import checkpoint_keys as ck  # noqa: E402
+from studio.engine.models.single_file import (  # noqa: E402
     bundled_config_dir,
     detect_checkpoint_family,
     load_single_file,
     save_single_file,
 )
-from studio.engine.tiny import build_tiny_pipeline  # noqa: E402
+from studio.engine.models.tiny import build_tiny_pipeline  # noqa: E402
 
 ASTRONAUT_IDS = [49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 49407]
 
@@ -407,7 +407,7 @@ def test_pickle_with_code_is_refused_even_when_allowed(tmp_path):
 
 
 def test_pickled_checkpoint_loads_when_allowed(tiny_sd1, tmp_path):
-    from studio.engine.single_file import checkpoint_state_dict
+    from studio.engine.models.single_file import checkpoint_state_dict
 
     pipe, folder = tiny_sd1
     path = tmp_path / "tiny.ckpt"
@@ -534,7 +534,7 @@ def test_full_size_sd15_loads_with_the_bundled_config_offline(tmp_path, no_netwo
     ("sd2-v", {"modelspec.prediction_type": "epsilon"}, ("sd2", "sd2-768-v")),
 ])
 def test_sd2_variant_choice(requested, metadata, expected):
-    from studio.engine.single_file import _resolve_family
+    from studio.engine.models.single_file import _resolve_family
 
     assert _resolve_family(requested, "sd2", metadata, "m.safetensors") == expected
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from studio.core.errors import InvalidRequestError
-from studio.core.pixels import Pixels
-from studio.core.request import GenerationRequest, SliderValue
-from studio.core.sliders import apply_sliders, latent_slider
+from studio.core.document.pixels import Pixels
+from studio.core.jobs.request import GenerationRequest, SliderValue
+from studio.core.sliders.specs import apply_sliders, latent_slider
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def latent_engine(tmp_path_factory):
 
     from studio.engine.engine import Engine
     from studio.training.common import save_module
-    from studio.training.models import FlatVAE, Generator
+    from studio.engine.nets.studio_tiny import FlatVAE, Generator
 
     root = tmp_path_factory.mktemp("embedded")
     torch.manual_seed(0)
@@ -113,7 +113,7 @@ def test_gan_sliders_follow_the_curved_path_of_its_attribute_reader(shipped_engi
 def test_the_gan_edits_the_canvas_image_through_inversion(shipped_engine):
     """A canvas image in GAN mode: its latent is found by optimisation (once; the slider
     events reuse it), the value-0 image looks like it, and sliders move it."""
-    from studio.training.data import make_batch
+    from studio.core.portraits.render import make_batch
 
     engine = shipped_engine
     portrait = make_batch(1_000_003, 0, 1).images[0]
@@ -167,8 +167,8 @@ def test_a_gan_without_its_attribute_reader_says_how_to_make_one(tmp_path):
 
 
 def test_a_direction_from_marked_examples(latent_engine):
-    from studio.core.sliders import example_slider
-    from studio.training.data import make_batch
+    from studio.core.sliders.specs import example_slider
+    from studio.core.portraits.render import make_batch
 
     batch = make_batch(7, 0, 24)
     has = batch.labels["glasses"] != 0
@@ -206,7 +206,7 @@ def test_a_flat_models_hash_is_its_own_weights():
     prior, the GAN's discriminator or attribute reader)."""
     import hashlib
 
-    from studio.engine.hashing import model_hash
+    from studio.engine.models.hashing import model_hash
 
     for folder, weights in ((SHIPPED / "studio-tiny-vae", "model.safetensors"),
                             (SHIPPED / "studio-tiny-gan", "generator/generator.safetensors")):

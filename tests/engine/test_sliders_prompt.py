@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from studio.core.events import JobCancelled, JobFinished
-from studio.core.jobs import JobRunner
-from studio.core.request import GenerationRequest, SliderValue
-from studio.core.sliders import apply_sliders, interpolation_slider, prompt_pair, starter_sliders
+from studio.core.jobs.events import JobCancelled, JobFinished
+from studio.core.jobs.runner import JobRunner
+from studio.core.jobs.request import GenerationRequest, SliderValue
+from studio.core.sliders.specs import apply_sliders, interpolation_slider, prompt_pair, starter_sliders
 
 KINDS = ["tiny_sd1_dir", "tiny_sdxl_dir"]
 
@@ -126,8 +126,8 @@ def test_stale_previews_are_cancelled(engine, tiny_sd1_dir):
 
 
 def test_sliders_on_an_imported_image_go_through_ddim_inversion(engine, model_dir):
-    from studio.core.pixels import Pixels
-    from studio.core.sliders import inversion_request
+    from studio.core.document.pixels import Pixels
+    from studio.core.sliders.specs import inversion_request
 
     photo = engine.generate(_req(model_dir)).images[0]  # stands in for an imported photo
     inv = inversion_request(_req(model_dir, task="img2img", init_image=Pixels.from_array(photo)),
@@ -147,8 +147,8 @@ def test_sliders_on_an_imported_image_go_through_ddim_inversion(engine, model_di
 def test_inversion_finds_the_photo_again_on_the_embedded_model():
     """On a trained model (the random tiny ones above cannot be inverted: their noise
     prediction jumps between timesteps), sliders at 0 over an imported image give it back."""
-    from studio.core.pixels import Pixels
-    from studio.core.sliders import inversion_request
+    from studio.core.document.pixels import Pixels
+    from studio.core.sliders.specs import inversion_request
     from studio.engine.engine import Engine
 
     engine = Engine(device="cpu", dtype="float32", hf_cache=False)
@@ -164,8 +164,8 @@ def test_inversion_finds_the_photo_again_on_the_embedded_model():
 
 def test_inversion_refuses_an_inpainting_model_with_one_message(engine, model_dir, monkeypatch):
     from studio.core.errors import InvalidRequestError
-    from studio.core.pixels import Pixels
-    from studio.core.sliders import inversion_request
+    from studio.core.document.pixels import Pixels
+    from studio.core.sliders.specs import inversion_request
 
     loaded = engine.load(str(model_dir))
     monkeypatch.setattr(loaded, "family", loaded.family + "-inpaint")
@@ -198,7 +198,7 @@ def test_a_local_slider_on_an_inpainting_model_changes_the_whole_image_at_once(
         engine, model_dir, monkeypatch):
     """An inpainting UNet cannot score the mask: a local slider acts like the whole-image
     one, and no base generation runs for it."""
-    from studio.core.sliders import prompt_pair as pair_of
+    from studio.core.sliders.specs import prompt_pair as pair_of
 
     loaded = engine.load(str(model_dir))
     monkeypatch.setattr(loaded, "family", loaded.family + "-inpaint")

@@ -19,7 +19,7 @@ from studio.engine.upscale import (
     upscale_with_engine,
 )
 from studio.paths import embedded_models_dir
-from studio.training.data import render_sample
+from studio.core.portraits.render import render_sample
 
 EMBEDDED = embedded_models_dir() / "studio-tiny-upscaler"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from studio.training.data import (
+from studio.core.portraits.render import (
     BACKGROUNDS,
     CLASS_ATTRIBUTES,
     GLASSES,
@@ -90,7 +90,7 @@ def test_a_small_change_of_smile_shows_in_the_image() -> None:
     caption's smile bins apart near their edges)."""
     from dataclasses import replace
 
-    from studio.training.data import SMILE_THRESHOLD, render_portrait, sample_attributes
+    from studio.core.portraits.render import SMILE_THRESHOLD, render_portrait, sample_attributes
 
     for i in range(12):
         attrs = sample_attributes(np.random.default_rng(i))

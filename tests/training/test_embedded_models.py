@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from studio.training.common import DEFAULT_OUT, HELD_OUT_SEED, to_tensor, to_uint8
-from studio.training.data import CLASS_ATTRIBUTES, make_batch
-from studio.training.models import psnr
+from studio.core.portraits.render import CLASS_ATTRIBUTES, make_batch
+from studio.engine.nets.studio_tiny import psnr
 from studio.training.shipped import (
     CLASSIFIER,
     DIFFUSION,
@@ -139,7 +139,7 @@ def test_gan_makes_portraits_the_classifier_recognises() -> None:
 def test_gan_attribute_reader_reads_fresh_samples_like_the_image_classifier() -> None:
     """The reader the GAN's sliders steer by agrees with the image classifier on samples it
     never saw (its training record's figures, re-measured on other latents)."""
-    from studio.core.latent_flow import LatentAttributeReader
+    from studio.core.sliders.latent_flow import LatentAttributeReader
 
     reader = LatentAttributeReader.load(model_dir(GAN) / "latent-attributes", CLASS_ATTRIBUTES)
     g = load_generator()
@@ -156,8 +156,8 @@ def test_gan_sliders_change_their_attribute_and_keep_the_others() -> None:
     """On the shipped GAN at value 2 (48 fresh seeds): the curved sliders edit about as
     often as the straight class directions and keep the other attributes more often."""
     from studio.bench.sliderbench import KINDS
-    from studio.core.request import GenerationRequest
-    from studio.core.sliders import apply_sliders, latent_slider
+    from studio.core.jobs.request import GenerationRequest
+    from studio.core.sliders.specs import apply_sliders, latent_slider
     from studio.engine.engine import Engine
 
     engine = Engine(device="cpu", dtype="float32", embedded_dir=DEFAULT_OUT, hf_cache=False)

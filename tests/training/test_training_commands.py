@@ -80,9 +80,9 @@ def test_gan_attribute_reader_trains_into_the_gan_folder_and_the_engine_loads_it
     lands in ``studio-tiny-gan/latent-attributes`` with its record, and the reader the
     engine loads from there reads class probabilities (how well it reads is measured on
     the shipped one, in test_embedded_models)."""
-    from studio.core.latent_flow import LatentAttributeReader
+    from studio.core.sliders.latent_flow import LatentAttributeReader
     from studio.training import train_gan_attributes
-    from studio.training.data import CLASS_ATTRIBUTES
+    from studio.core.portraits.render import CLASS_ATTRIBUTES
     from studio.training.shipped import CLASSIFIER
 
     out = tmp_path / "models"
@@ -120,7 +120,7 @@ def test_vae_trains_with_the_classifier_perceptual_term(tmp_path: Path) -> None:
 
 
 def test_perceptual_loss_sees_what_pixels_hardly_do() -> None:
-    from studio.training.data import make_batch
+    from studio.core.portraits.render import make_batch
     from studio.training.train_vae import PerceptualLoss
 
     loss = PerceptualLoss(load_classifier())

@@ -15,8 +15,8 @@ import numpy as np
 from PySide6.QtCore import QPointF
 from PySide6.QtWidgets import QApplication
 
-from studio.core.document import Document
-from studio.core.undo import UndoStack
+from studio.core.document.layers import Document
+from studio.core.document.undo import UndoStack
 from studio.ui.canvas import CanvasView
 from studio.ui.controller import GenerationController  # noqa: F401  (import cost)
 
@@ -35,8 +35,8 @@ def main() -> None:
     app = QApplication([])
     doc = Document(width=4096, height=4096)
     undo = UndoStack(doc)
-    from studio.core.commands import AddLayer
-    from studio.core.document import Layer
+    from studio.core.document.edits import AddLayer
+    from studio.core.document.layers import Layer
 
     rng = np.random.default_rng(0)
     for i in range(3):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, QThreadPool
 
-from studio.core.jobs import JobRunner
+from studio.core.jobs.runner import JobRunner
 from studio.ui.launch import EngineLoader
 from studio.ui.main_window import MainWindow
 from tests.ui.fake_engine import FakeEngine

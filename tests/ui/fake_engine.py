@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from studio.core.cancel import CancelToken
+from studio.core.jobs.cancel import CancelToken
 from studio.core.errors import StudioError
-from studio.core.events import GenerationResult, StepProgress
+from studio.core.jobs.events import GenerationResult, StepProgress
 from studio.core.models import DeviceInfo, ModelInfo
-from studio.core.request import GenerationRequest
+from studio.core.jobs.request import GenerationRequest
 
 TINY = ModelInfo(id="fake-tiny", name="Fake tiny", kind="diffusion", family="sd1",
                  source="embedded", path="", size_bytes=1234,

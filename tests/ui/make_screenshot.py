@@ -12,7 +12,7 @@ import numpy as np
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
-from studio.core.jobs import JobRunner
+from studio.core.jobs.runner import JobRunner
 from studio.ui.main_window import MainWindow
 from tests.ui.fake_engine import FakeEngine
 

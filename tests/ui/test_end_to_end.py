@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from studio.core.jobs import JobRunner
+from studio.core.jobs.runner import JobRunner
 from studio.ui.main_window import MainWindow
 from tests.ui.test_canvas import drag, open_grey
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from studio.core.a1111 import parse_a1111_parameters
+from studio.core.formats.a1111 import parse_a1111_parameters
 from studio.ui.launch import StudioSession
 from studio.ui.main_window import MainWindow
 from tests.ui.fake_engine import FakeEngine
@@ -111,7 +111,7 @@ def test_settings_survive_a_restart(qtbot, engine, runner, settings):
 
 
 def test_window_without_models_says_how_to_add_one(qtbot, settings):
-    from studio.core.jobs import JobRunner
+    from studio.core.jobs.runner import JobRunner
 
     empty = FakeEngine(models=[])
     runner = JobRunner(empty)

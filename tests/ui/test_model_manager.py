@@ -141,7 +141,7 @@ def test_download_shows_progress_then_lists_the_model(qtbot, models):
 
 
 def test_offline_download_says_so(qtbot, models, monkeypatch):
-    from studio.engine.hub import download_model
+    from studio.engine.models.hub import download_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(StudioError, match="You are offline"):

@@ -13,7 +13,7 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from studio.core.project import ProjectStore, autosave_path
+from studio.core.project.store import ProjectStore, autosave_path
 from studio.ui.main_window import MainWindow
 from tests.ui.conftest import dispose
 from tests.ui.test_canvas import drag, open_grey
@@ -207,7 +207,7 @@ def test_damaged_or_newer_project_is_refused_and_untouched(qtbot, window, tmp_pa
     if damage == "corrupt":
         path.write_bytes(b"SQLite format 3\x00" + b"\x13" * 400)
     else:
-        from studio.core.document import Document
+        from studio.core.document.layers import Document
 
         ProjectStore.save(path, Document())
         data = bytearray(path.read_bytes())
@@ -227,7 +227,7 @@ def test_damaged_or_newer_project_is_refused_and_untouched(qtbot, window, tmp_pa
 
 
 def test_dropping_a_project_opens_it(qtbot, window, tmp_path):
-    from studio.core.document import Document, Layer
+    from studio.core.document.layers import Document, Layer
 
     doc = Document(width=32, height=16)
     doc.layers.append(Layer(name="dropped", pixels=np.full((16, 32, 3), 77, np.uint8)))
@@ -247,7 +247,7 @@ def test_export_canvas_png_ora_psd_and_open_layers_back(qtbot, window, tmp_path,
                                                         monkeypatch):
     from PIL import Image
 
-    from studio.core.metadata import read_settings
+    from studio.core.formats.metadata import read_settings
 
     with qtbot.waitSignal(window.controller.generation_applied, timeout=10000):
         window.actions["generate"].trigger()
@@ -293,7 +293,7 @@ def test_export_gallery_with_a_template_and_a_contact_sheet(qtbot, window, tmp_p
 
 
 def test_import_settings_from_an_a1111_image(qtbot, window, monkeypatch):
-    from studio.core.metadata import read_settings
+    from studio.core.formats.metadata import read_settings
 
     path = FOREIGN / "AUTOMATIC1111-automatic1111_cropped.png"
     expected = read_settings(path)
@@ -368,7 +368,7 @@ def test_declining_the_restore_offer_discards_the_autosave(qtbot, window, data_d
 
 def test_open_recent_lists_at_most_ten_existing_files_and_opens_them(qtbot, window,
                                                                      tmp_path):
-    from studio.core.document import Document
+    from studio.core.document.layers import Document
 
     recent = window.projects.recent
     paths = []
@@ -392,7 +392,7 @@ def test_open_recent_lists_at_most_ten_existing_files_and_opens_them(qtbot, wind
                                   "InvokeAI-invokeai_imeta1.png", "NovelAI-novelai1_cropped.png",
                                   "AUTOMATIC1111-automatic1111_cropped.jpg"])
 def test_import_settings_from_other_tools(qtbot, window, name):
-    from studio.core.metadata import read_settings
+    from studio.core.formats.metadata import read_settings
 
     expected = read_settings(FOREIGN / name)
     assert expected is not None
@@ -438,7 +438,7 @@ def test_a_slow_project_opens_without_freezing_the_window(qtbot, window, tmp_pat
 
     from PySide6.QtCore import QTimer
 
-    from studio.core.document import Document, Layer
+    from studio.core.document.layers import Document, Layer
 
     doc = Document(width=24, height=24)
     doc.layers.append(Layer(name="big", pixels=np.full((24, 24, 3), 9, np.uint8)))

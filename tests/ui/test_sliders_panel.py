@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from studio.core.document import Document
-from studio.core.request import GenerationRequest
-from studio.core.sliders import prompt_pair
-from studio.core.undo import UndoStack
+from studio.core.document.layers import Document
+from studio.core.jobs.request import GenerationRequest
+from studio.core.sliders.specs import prompt_pair
+from studio.core.document.undo import UndoStack
 from studio.ui.bridge import JobBridge
 from studio.ui.sliders_panel import SlidersPanel
 
@@ -123,7 +123,7 @@ def test_vae_mode_requests_the_latent_model(panel):
 def test_latent_modes_start_from_the_canvas_when_the_box_is_ticked(panel):
     """Ticked, VAE and GAN mode edit the canvas (flattened over white); unticked, or with
     nothing drawn, they start from the seed."""
-    from studio.core.document import Layer
+    from studio.core.document.layers import Layer
 
     for mode in ("vae", "gan"):
         panel.set_mode(mode)
@@ -183,7 +183,7 @@ def test_in_the_window_a_release_renders_over_the_edited_image(qtbot, window, en
 def test_inversion_edits_the_init_image(panel):
     import numpy as np
 
-    from studio.core.pixels import Pixels
+    from studio.core.document.pixels import Pixels
 
     photo = Pixels.from_array(np.full((64, 64, 3), 120, np.uint8))
     panel.set_base_request(panel.base_request.replace(task="img2img", init_image=photo))
@@ -222,7 +222,7 @@ def test_a_slider_built_from_examples_comes_back_when_the_project_reopens(
         qtbot, panel, tmp_path):
     import numpy as np
 
-    from studio.core.project import ProjectStore
+    from studio.core.project.store import ProjectStore
 
     panel.direction_builder = lambda space, with_, without: np.array([0.5, -1.0, 2.0],
                                                                        np.float32)

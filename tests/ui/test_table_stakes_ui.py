@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.core.request import GenerationRequest
+from studio.core.jobs.request import GenerationRequest
 from studio.core.styles import StyleLibrary
 from studio.ui.grid_dialog import GridDialog
 from studio.ui.styles_box import NO_STYLE, StylesBox
@@ -94,7 +94,7 @@ def test_window_has_the_menu_entries_and_the_styles_box(qtbot, window):
 def test_upscale_from_the_window_adds_a_layer_on_a_bigger_canvas(qtbot, window, engine):
     from types import SimpleNamespace
 
-    from studio.ui.table_stakes_menu import submit_upscale
+    from studio.ui.feature_menus import submit_upscale
 
     seen = {}
 
@@ -117,7 +117,7 @@ def test_upscale_from_the_window_adds_a_layer_on_a_bigger_canvas(qtbot, window, 
 
 
 def test_grid_from_the_window_puts_every_cell_in_the_gallery(qtbot, window):
-    from studio.ui.table_stakes_menu import open_grid
+    from studio.ui.feature_menus import open_grid
 
     before = len(window.doc.log)
     dialog = open_grid(window)
@@ -132,7 +132,7 @@ def test_grid_from_the_window_puts_every_cell_in_the_gallery(qtbot, window):
 def test_model_manager_from_the_window_sets_the_default_model(qtbot, window, engine):
     from types import SimpleNamespace
 
-    from studio.ui.table_stakes_menu import open_model_manager
+    from studio.ui.feature_menus import open_model_manager
 
     engine.table_stakes = SimpleNamespace(
         list_models=lambda: engine.list_models(), rescan=lambda: None,

@@ -1,0 +1,95 @@
+"""``studio export``: a project's gallery, canvas or layers as image files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from studio.core.errors import InvalidRequestError
+
+NAME = "export"
+HELP = "export a project's gallery, canvas or layers (png, jpg, webp, ora, psd)"
+ENGINE_ARGS = False
+FORMATS = ("png", "jpg", "webp", "ora", "psd")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project", type=Path, help="a .studio project")
+    parser.add_argument("--what", choices=("gallery", "canvas", "layers"), default="gallery")
+    parser.add_argument("--format", choices=FORMATS, default="png")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--template", default="{index:03}-{seed}-{prompt:40}",
+                        help="file names for the gallery: {seed} {prompt} {model} {index} "
+                             "{date} {steps} {guidance} {sampler} ...")
+    parser.add_argument("--strip", action="store_true", help="write no metadata")
+    parser.add_argument("--contact-sheet", action="store_true",
+                        help="also write contact-sheet.png (the gallery with captions)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.core.project.store import ProjectStore
+
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise InvalidRequestError(f"{out} is a file; --out must be a folder.")
+    project = ProjectStore.load(args.project)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = project.document
+    if args.what == "gallery":
+        written = _gallery(doc, out, args)
+    elif args.what == "canvas":
+        written = _canvas(doc, out, args)
+    else:
+        written = _layers(doc, out, args)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _gallery(doc, out: Path, args: argparse.Namespace) -> list[Path]:
+    from studio.core.formats.contact_sheet import caption_for, contact_sheet
+    from studio.core.formats.metadata import save_image
+    from studio.core.formats.naming import batch_paths
+
+    if args.format in ("ora", "psd"):
+        raise InvalidRequestError("The gallery exports as png, jpg or webp.")
+    images, requests = [], []
+    for rec in doc.log.gallery():
+        for i, key in enumerate(rec.image_hashes):
+            images.append(doc.log.image(key))
+            requests.append(rec.request.for_image(i) if rec.request.batch_size > 1
+                            else rec.request)
+    paths = batch_paths(out, requests, template=args.template, suffix=f".{args.format}")
+    written = [save_image(p, img, None if args.strip else req, strip=args.strip)
+               for p, img, req in zip(paths, images, requests, strict=True)]
+    if args.contact_sheet and images:
+        sheet = contact_sheet(images, [caption_for(r) for r in requests])
+        written.append(save_image(out / "contact-sheet.png", sheet, strip=True))
+    return written
+
+
+def _canvas(doc, out: Path, args: argparse.Namespace) -> list[Path]:
+    from studio.core.formats.layered import LayeredImage, export_ora, export_psd
+    from studio.core.formats.metadata import save_image
+
+    stem = args.project.stem
+    if args.format in ("ora", "psd"):
+        layered = LayeredImage.from_document(doc)
+        target = out / f"{stem}.{args.format}"
+        exporter = export_ora if args.format == "ora" else export_psd
+        exporter(target, layered.width, layered.height, list(layered.layers))
+        return [target]
+    return [save_image(out / f"{stem}.{args.format}", doc.composite(), strip=True)]
+
+
+def _layers(doc, out: Path, args: argparse.Namespace) -> list[Path]:
+    from studio.core.formats.metadata import save_image
+    from studio.core.formats.naming import sanitize_file_name
+
+    if args.format in ("ora", "psd"):
+        return _canvas(doc, out, args)
+    written = []
+    for i, layer in enumerate(doc.layers, start=1):
+        name = sanitize_file_name(f"{i:02}-{layer.name}")
+        written.append(save_image(out / f"{name}.{args.format}", layer.pixels, strip=True))
+    return written

@@ -1,1 +1,0 @@
-"""Further ``studio`` commands, one module each (see ``studio.cli.COMMAND_MODULES``)."""

@@ -1,0 +1,1 @@
+"""The open image: layers, masks, selection, prompts and sliders; its edits and undo."""

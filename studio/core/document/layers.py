@@ -1,0 +1,419 @@
+"""The image document: a canvas of RGBA layers, a selection, prompts and slider values.
+
+The document is a plain model observed by views: every change emits an event through
+``Document.add_listener`` so the canvas redraws from the model, never the other way round.
+Edits go through commands on an ``UndoStack`` (see ``studio.core.document.edits``); the private
+``_``-prefixed mutators below are what those commands call.
+
+Events (``fn(event_name, payload)``; rects in canvas pixels):
+
+=========================  ============================================================
+``layer_added``            ``layer_id``, ``index``
+``layer_removed``          ``layer_id``, ``index`` (where it was)
+``layer_changed``          ``layer_id``, ``rect`` to redraw (``None``: nothing visible
+                           changed, e.g. a rename), ``what``: ``"pixels"``, ``"mask"``
+                           or ``"props"``
+``layers_reordered``       ``order``: layer ids bottom to top
+``canvas_resized``         ``width``, ``height``, ``dx``, ``dy`` (how far content moved)
+``selection_changed``      ``selection``: rect or ``None``
+``active_layer_changed``   ``layer_id``
+``slider_changed``         ``slider_id``, ``value`` (``None`` when removed)
+``prompt_changed``         ``prompt``, ``negative_prompt``
+=========================  ============================================================
+
+Coordinates: a layer's pixels are placed with their top-left corner at ``(layer.x,
+layer.y)`` on the canvas; a layer may extend past the canvas (its hidden part is kept, so
+resizing the canvas back shows it again). Rects are ``(x, y, w, h)`` in canvas pixels.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from studio.core.project.generation_log import GenerationLog
+
+Rect = tuple[int, int, int, int]
+"""``(x, y, width, height)`` in canvas pixels."""
+
+Listener = Callable[[str, dict[str, Any]], None]
+"""Called as ``fn(event_name, payload)`` after the document changed."""
+
+PutArray = Callable[[np.ndarray], str]
+"""Stores an array (in a project's blob table, or in memory) and returns its key."""
+
+GetArray = Callable[[str], np.ndarray]
+"""Returns the array stored under a key given by a ``PutArray``."""
+
+LAYER_KINDS = ("image", "generated", "paint")
+
+_log = logging.getLogger(__name__)
+
+
+def new_id() -> str:
+    """A fresh layer or record id (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+def intersect(a: Rect, b: Rect) -> Rect | None:
+    """The overlap of two rects, or ``None`` when they do not overlap."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def union(a: Rect | None, b: Rect | None) -> Rect | None:
+    """The smallest rect holding both (``None`` stands for the empty rect)."""
+    if a is None or a[2] <= 0 or a[3] <= 0:
+        return b
+    if b is None or b[2] <= 0 or b[3] <= 0:
+        return a
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _new_log() -> GenerationLog:
+    from studio.core.project.generation_log import GenerationLog  # history builds on this module
+
+    return GenerationLog()
+
+
+def _blank(height: int, width: int) -> np.ndarray:
+    return np.zeros((height, width, 4), dtype=np.uint8)
+
+
+@dataclass(eq=False)
+class Layer:
+    """One RGBA layer. Mutable; change it through commands so that undo sees the change.
+
+    Attributes
+    ----------
+    id : str
+        Stable uuid hex; commands refer to layers by id.
+    pixels : np.ndarray
+        ``HxWx4`` uint8 RGBA, straight (not premultiplied) alpha.
+    x, y : int
+        Offset of the top-left pixel on the canvas.
+    mask : np.ndarray or None
+        ``HxW`` uint8 inpaint mask of the same size as ``pixels`` (255 = inpaint here).
+    kind : str
+        ``"image"``, ``"generated"`` or ``"paint"``.
+    record_id : str or None
+        The generation record this layer came from (for ``"generated"`` layers).
+    """
+
+    id: str = field(default_factory=new_id)
+    name: str = "Layer"
+    pixels: np.ndarray = field(default_factory=lambda: _blank(1, 1), repr=False)
+    x: int = 0
+    y: int = 0
+    visible: bool = True
+    opacity: float = 1.0
+    mask: np.ndarray | None = field(default=None, repr=False)
+    kind: str = "image"
+    record_id: str | None = None
+
+    def __post_init__(self) -> None:
+        px = np.asarray(self.pixels)
+        if px.dtype != np.uint8:
+            raise ValueError("layer pixels must be uint8")
+        if px.ndim == 3 and px.shape[2] == 3:
+            alpha = np.full(px.shape[:2] + (1,), 255, dtype=np.uint8)
+            px = np.concatenate([px, alpha], axis=2)
+        if px.ndim != 3 or px.shape[2] != 4:
+            raise ValueError(f"layer pixels must be HxWx4 RGBA, got shape {px.shape}")
+        self.pixels = np.ascontiguousarray(px)
+        if self.mask is not None:
+            mask = np.ascontiguousarray(self.mask, dtype=np.uint8)
+            if mask.shape != px.shape[:2]:
+                raise ValueError("layer mask must have the layer's height and width")
+            self.mask = mask
+
+    @classmethod
+    def blank(cls, width: int, height: int, name: str = "Layer", **kwargs: Any) -> Layer:
+        """A transparent layer of the given size."""
+        return cls(name=name, pixels=_blank(height, width), **kwargs)
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def rect(self) -> Rect:
+        """Where the layer lies on the canvas."""
+        return (self.x, self.y, self.width, self.height)
+
+    def copy(self) -> Layer:
+        """A deep copy (own pixel and mask arrays) with the same id."""
+        return copy.deepcopy(self)
+
+    def nbytes(self) -> int:
+        return int(self.pixels.nbytes + (self.mask.nbytes if self.mask is not None else 0))
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self, put: PutArray) -> dict[str, Any]:
+        """A JSON-ready dict; pixel and mask arrays are stored with ``put``."""
+        return {
+            "id": self.id, "name": self.name, "x": self.x, "y": self.y,
+            "visible": self.visible, "opacity": self.opacity, "kind": self.kind,
+            "record_id": self.record_id, "pixels": put(self.pixels),
+            "mask": put(self.mask) if self.mask is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], get: GetArray) -> Layer:
+        mask = data.get("mask")
+        return cls(
+            id=data["id"], name=data.get("name", "Layer"),
+            pixels=np.array(get(data["pixels"]), dtype=np.uint8),
+            x=int(data.get("x", 0)), y=int(data.get("y", 0)),
+            visible=bool(data.get("visible", True)), opacity=float(data.get("opacity", 1.0)),
+            mask=np.array(get(mask), dtype=np.uint8) if mask else None,
+            kind=data.get("kind", "image"), record_id=data.get("record_id"),
+        )
+
+
+@dataclass(eq=False)
+class Document:
+    """A canvas of layers (bottom to top) with a generation region and prompt settings.
+
+    Attributes
+    ----------
+    width, height : int
+        Canvas size in pixels.
+    layers : list of Layer
+        Bottom to top.
+    active_layer_id : str or None
+        The layer that painting tools act on.
+    selection : Rect or None
+        The generation region ``(x, y, w, h)``; ``None`` means the whole canvas.
+    prompt, negative_prompt : str
+        The prompt text of the next generation.
+    sliders : dict
+        Latent slider values by slider id.
+    slider_specs : dict
+        Sliders whose id does not describe them (built from marked examples): their
+        ``SliderSpec.to_dict()`` by id, saved with the project so they come back on reopen.
+    log : GenerationLog
+        Every generation made in the project (saved apart from the layers).
+    """
+
+    width: int = 512
+    height: int = 512
+    layers: list[Layer] = field(default_factory=list)
+    active_layer_id: str | None = None
+    selection: Rect | None = None
+    prompt: str = ""
+    negative_prompt: str = ""
+    sliders: dict[str, float] = field(default_factory=dict)
+    slider_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log: GenerationLog = field(default_factory=_new_log, repr=False)
+    _listeners: list[Listener] = field(default_factory=list, init=False, repr=False)
+
+    # -- queries -------------------------------------------------------------------------
+    def layer(self, layer_id: str) -> Layer:
+        """The layer with this id; ``KeyError`` when there is none."""
+        for layer in self.layers:
+            if layer.id == layer_id:
+                return layer
+        raise KeyError(f"no layer with id {layer_id!r}")
+
+    def index_of(self, layer_id: str) -> int:
+        """Position of a layer, 0 being the bottom; ``KeyError`` when there is none."""
+        for i, layer in enumerate(self.layers):
+            if layer.id == layer_id:
+                return i
+        raise KeyError(f"no layer with id {layer_id!r}")
+
+    def has_layer(self, layer_id: str) -> bool:
+        return any(layer.id == layer_id for layer in self.layers)
+
+    @property
+    def active_layer(self) -> Layer | None:
+        """The active layer, or ``None`` when the document has no layers."""
+        if self.active_layer_id is not None:
+            for layer in self.layers:
+                if layer.id == self.active_layer_id:
+                    return layer
+        return self.layers[-1] if self.layers else None
+
+    @property
+    def rect(self) -> Rect:
+        return (0, 0, self.width, self.height)
+
+    @property
+    def generation_rect(self) -> Rect:
+        """The selection, or the whole canvas when nothing is selected."""
+        return self.selection if self.selection is not None else self.rect
+
+    def composite(self, rect: Rect | None = None) -> np.ndarray:
+        """Flatten the visible layers, alpha over, into an ``HxWx4`` uint8 RGBA image.
+
+        Parameters
+        ----------
+        rect : Rect, optional
+            The canvas region to render (default: the whole canvas). It may extend past the
+            canvas; layers are drawn wherever they lie.
+        """
+        rx, ry, rw, rh = rect if rect is not None else self.rect
+        out = np.zeros((rh, rw, 4), dtype=np.uint8)
+        parts = []
+        for layer in self.layers:
+            if layer.visible and layer.opacity > 0.0:
+                part = intersect((rx, ry, rw, rh), layer.rect)
+                if part is not None:
+                    parts.append((layer, part))
+        if not parts:
+            return out
+        # Premultiplied float32, a band of rows at a time so the buffers stay in cache.
+        band = max(1, min(rh, 65536 // max(rw, 1)))
+        acc = np.empty((band, rw, 4), dtype=np.float32)
+        tmp = np.empty((band, rw, 4), dtype=np.float32)
+        alpha = np.empty((band, rw, 1), dtype=np.float32)
+        for b0 in range(ry, ry + rh, band):
+            b1 = min(ry + rh, b0 + band)
+            acc_band = acc[:b1 - b0]
+            acc_band.fill(0.0)
+            for layer, (px, py, pw, ph) in parts:
+                y0, y1 = max(py, b0), min(py + ph, b1)
+                if y1 <= y0:
+                    continue
+                src = layer.pixels[y0 - layer.y:y1 - layer.y, px - layer.x:px - layer.x + pw]
+                dst = acc_band[y0 - b0:y1 - b0, px - rx:px - rx + pw]
+                t = tmp[:y1 - y0, :pw]
+                a = alpha[:y1 - y0, :pw]
+                opacity = min(float(layer.opacity), 1.0)
+                if opacity >= 1.0 and src[..., 3].min() == 255:
+                    # Opaque: covers what is below (the usual background or generation).
+                    np.multiply(src, 1.0 / 255.0, out=dst, casting="unsafe")
+                    continue
+                np.multiply(src, 1.0 / 255.0, out=t, casting="unsafe")
+                np.multiply(t[..., 3:4], opacity, out=a)
+                t[..., 3:4] = 1.0
+                # over, premultiplied: dst + a * (src - dst), with src alpha taken as 1
+                t -= dst
+                t *= a
+                dst += t
+            a = acc_band[..., 3:4]
+            np.divide(acc_band[..., :3], a, out=acc_band[..., :3], where=a > 0)
+            acc_band *= 255.0
+            acc_band += 0.5
+            np.clip(acc_band, 0.0, 255.0, out=acc_band)
+            out[b0 - ry:b1 - ry] = acc_band
+        return out
+
+    # -- listeners -----------------------------------------------------------------------
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(event_name, payload)`` after each change (see module docs for events)."""
+        if fn not in self._listeners:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def emit(self, event: str, **payload: Any) -> None:
+        """Tell the listeners about a change (commands call this after mutating).
+
+        A listener that raises is logged and skipped: a broken view must not leave a
+        command half done.
+        """
+        for fn in list(self._listeners):
+            try:
+                fn(event, payload)
+            except Exception:
+                _log.exception("document listener failed on %r", event)
+
+    # -- non-undoable view state ---------------------------------------------------------
+    def set_active_layer(self, layer_id: str | None) -> None:
+        """Pick the layer tools act on. Not an edit, so not on the undo stack."""
+        if layer_id is not None:
+            self.index_of(layer_id)
+        if layer_id != self.active_layer_id:
+            self.active_layer_id = layer_id
+            self.emit("active_layer_changed", layer_id=layer_id)
+
+    # -- snapshots and serialisation -----------------------------------------------------
+    def snapshot(self) -> Document:
+        """A deep copy without listeners, safe to hand to a saving thread."""
+        listeners, log = self._listeners, self.log
+        self._listeners = []
+        self.log = None  # type: ignore[assignment]
+        try:
+            snap = copy.deepcopy(self)
+        finally:
+            self._listeners, self.log = listeners, log
+        snap.log = log.snapshot()
+        return snap
+
+    def to_dict(self, put: PutArray) -> dict[str, Any]:
+        """A JSON-ready dict; layer arrays are stored with ``put``."""
+        return {
+            "width": self.width, "height": self.height,
+            "layers": [layer.to_dict(put) for layer in self.layers],
+            "active_layer_id": self.active_layer_id,
+            "selection": list(self.selection) if self.selection is not None else None,
+            "prompt": self.prompt, "negative_prompt": self.negative_prompt,
+            "sliders": dict(self.sliders),
+            "slider_specs": {k: dict(v) for k, v in self.slider_specs.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], get: GetArray) -> Document:
+        sel = data.get("selection")
+        return cls(
+            width=int(data["width"]), height=int(data["height"]),
+            layers=[Layer.from_dict(d, get) for d in data.get("layers", [])],
+            active_layer_id=data.get("active_layer_id"),
+            selection=tuple(int(v) for v in sel) if sel else None,  # type: ignore[arg-type]
+            prompt=data.get("prompt", ""), negative_prompt=data.get("negative_prompt", ""),
+            sliders={k: float(v) for k, v in (data.get("sliders") or {}).items()},
+            slider_specs={str(k): dict(v) for k, v in (data.get("slider_specs") or {}).items()
+                          if isinstance(v, dict)},
+        )
+
+
+class ArrayBag:
+    """An in-memory content-addressed array store: ``put``/``get`` for serialisation."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def put(self, array: np.ndarray) -> str:
+        key = array_key(array)
+        if key not in self.arrays:
+            self.arrays[key] = np.array(array, copy=True)
+        return key
+
+    def get(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+
+def array_key(array: np.ndarray) -> str:
+    """Content hash of an array. For 8-bit L/RGB/RGBA images it equals ``Pixels.sha256``."""
+    import hashlib
+
+    arr = np.ascontiguousarray(array)
+    h = hashlib.sha256()
+    modes = {2: "L", 3: "RGB", 4: "RGBA"}
+    if arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        mode = "L" if arr.ndim == 2 else modes[arr.shape[2]]
+        h.update(f"{mode}:{arr.shape[1]}x{arr.shape[0]}:".encode())
+    else:
+        h.update(f"{arr.dtype.str}:{'x'.join(map(str, arr.shape))}:".encode())
+    h.update(arr.data.cast("B") if arr.size else b"")
+    return h.hexdigest()

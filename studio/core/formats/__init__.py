@@ -1,0 +1,1 @@
+"""Image files and what other tools read: metadata, layered OpenRaster/PSD, contact sheets."""

@@ -1,0 +1,326 @@
+"""Layered export and import: OpenRaster (.ora) and Photoshop (.psd).
+
+``LayerData`` is the plain value exchanged with these formats; layers go bottom to top.
+OpenRaster follows https://www.openraster.org/ (0.0.5): a ZIP whose first member is an
+uncompressed ``mimetype``, then ``stack.xml``, ``data/*.png``, ``mergedimage.png`` and
+``Thumbnails/thumbnail.png``. PSD goes through psd-tools.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import xml.etree.ElementTree as ET
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+import numpy as np
+from PIL import Image
+
+from studio.core.document.layers import Document, Layer
+from studio.core.errors import ImageReadError
+from studio.core.formats.imageio import DEFAULT_MAX_PIXELS, ImageWriteError, atomic_write, load_image
+
+ORA_MIMETYPE = b"image/openraster"
+#: An archive whose members would unpack to more than this is refused as a likely zip bomb.
+MAX_UNPACKED_BYTES = 1024**3
+MAX_MEMBERS = 10_000
+THUMBNAIL_SIZE = 256
+
+
+@dataclass(frozen=True, eq=False)
+class LayerData:
+    """One layer as exchanged with other programs.
+
+    Attributes
+    ----------
+    rgba
+        ``HxWx4`` uint8, straight alpha (``HxWx3`` is given an opaque alpha).
+    x, y
+        Canvas position of the top-left pixel (may be negative).
+    opacity
+        0 to 1.
+    """
+
+    name: str
+    rgba: np.ndarray
+    x: int = 0
+    y: int = 0
+    visible: bool = True
+    opacity: float = 1.0
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.rgba)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+            raise ValueError(f"layer pixels must be HxWx4 uint8, got {arr.dtype} {arr.shape}")
+        if arr.shape[2] == 3:
+            arr = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        object.__setattr__(self, "rgba", np.ascontiguousarray(arr))
+        object.__setattr__(self, "opacity", min(max(float(self.opacity), 0.0), 1.0))
+
+
+@dataclass(frozen=True, eq=False)
+class LayeredImage:
+    """A canvas size and its layers, bottom to top."""
+
+    width: int
+    height: int
+    layers: tuple[LayerData, ...]
+
+    def composite(self) -> np.ndarray:
+        """The visible layers flattened (alpha over) into an ``HxWx4`` uint8 image."""
+        return composite(self.width, self.height, self.layers)
+
+    @classmethod
+    def from_document(cls, doc: Document) -> LayeredImage:
+        """A snapshot of a document's layers for export (pixels are copied)."""
+        return cls(doc.width, doc.height, tuple(
+            LayerData(layer.name, layer.pixels.copy(), layer.x, layer.y, layer.visible,
+                      layer.opacity) for layer in doc.layers))
+
+    def to_document_layers(self) -> list[Layer]:
+        """New document layers (fresh ids) holding these layers, bottom to top."""
+        return [Layer(name=lay.name, pixels=lay.rgba.copy(), x=lay.x, y=lay.y,
+                      visible=lay.visible, opacity=lay.opacity) for lay in self.layers]
+
+
+def composite(width: int, height: int, layers: tuple[LayerData, ...] | list[LayerData]) -> np.ndarray:
+    """Flatten ``layers`` (bottom to top) onto a transparent ``width`` x ``height`` canvas."""
+    doc = Document(width=width, height=height, layers=[
+        Layer(name=lay.name, pixels=lay.rgba, x=lay.x, y=lay.y, visible=lay.visible,
+              opacity=lay.opacity) for lay in layers])
+    return doc.composite()
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _check_canvas(width: int, height: int, layers: tuple[LayerData, ...] | list[LayerData],
+                  target: Path) -> None:
+    if width < 1 or height < 1:
+        raise ImageWriteError(f"Could not save {target.name}: the canvas has no pixels.")
+    if not layers:
+        raise ImageWriteError(f"Could not save {target.name}: there are no layers to save.")
+
+
+# -- OpenRaster ------------------------------------------------------------------------------
+def export_ora(path: str | os.PathLike[str], width: int, height: int,
+               layers: tuple[LayerData, ...] | list[LayerData]) -> Path:
+    """Write an OpenRaster file that Krita, GIMP and MyPaint open with its layers.
+
+    Raises
+    ------
+    ImageWriteError
+        No layers, or the file could not be written (the target is then left as it was).
+    """
+    target = Path(path)
+    _check_canvas(width, height, layers, target)
+    merged = composite(width, height, layers)
+    thumb = Image.fromarray(merged)
+    thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    root = ET.Element("image", {"version": "0.0.5", "w": str(width), "h": str(height)})
+    stack = ET.SubElement(root, "stack")
+    files: list[tuple[str, bytes]] = []
+    for i, layer in reversed(list(enumerate(layers))):  # stack.xml lists the top layer first
+        src = f"data/layer{i:03d}.png"
+        ET.SubElement(stack, "layer", {
+            "name": layer.name, "src": src, "x": str(layer.x), "y": str(layer.y),
+            "opacity": f"{layer.opacity:.4g}", "composite-op": "svg:src-over",
+            "visibility": "visible" if layer.visible else "hidden"})
+        files.append((src, _png(layer.rgba)))
+    xml = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+    def write(stream: IO[bytes]) -> None:
+        with zipfile.ZipFile(stream, "w") as zf:
+            zf.writestr(zipfile.ZipInfo("mimetype"), ORA_MIMETYPE, zipfile.ZIP_STORED)
+            zf.writestr("stack.xml", xml, zipfile.ZIP_DEFLATED)
+            for name, data in files:  # PNG is compressed already
+                zf.writestr(name, data, zipfile.ZIP_STORED)
+            zf.writestr("mergedimage.png", _png(merged), zipfile.ZIP_STORED)
+            zf.writestr("Thumbnails/thumbnail.png", _png(np.asarray(thumb)), zipfile.ZIP_STORED)
+
+    return atomic_write(target, write)
+
+
+def _safe_member(name: str) -> bool:
+    if not name or "\\" in name or name.startswith("/") or ":" in name.split("/")[0]:
+        return False
+    return ".." not in PurePosixPath(name).parts
+
+
+def _open_ora(path: Path, max_bytes: int) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
+    label = path.name
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise ImageReadError(f"Could not open {label}: the file does not exist.") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise ImageReadError(f"Could not open {label}: it is not an OpenRaster file "
+                             "(not a ZIP archive, or a damaged one).") from None
+    infos = zf.infolist()
+    bad = next((i.filename for i in infos if not _safe_member(i.filename)), None)
+    problem = ""
+    if bad is not None:
+        problem = f"it contains an unsafe path ({bad!r}) and was not opened"
+    elif len(infos) > MAX_MEMBERS:
+        problem = f"it holds too many files ({len(infos)})"
+    elif sum(i.file_size for i in infos) > max_bytes:
+        problem = (f"it would unpack to more than {max_bytes // 1024**2} MiB "
+                   "(a damaged or malicious archive)")
+    elif not infos or infos[0].filename != "mimetype":
+        problem = "it is not an OpenRaster file (no mimetype first)"
+    if problem:
+        zf.close()
+        raise ImageReadError(f"Could not open {label}: {problem}.")
+    return zf, {i.filename: i for i in infos}
+
+
+def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, limit: int) -> bytes:
+    try:
+        with zf.open(info) as member:
+            data = member.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        raise ImageReadError(f"Could not open {label}: {info.filename} is damaged.") from None
+    if len(data) > limit:
+        raise ImageReadError(f"Could not open {label}: {info.filename} unpacks to more than "
+                             f"{limit // 1024**2} MiB (a damaged or malicious archive).")
+    return data
+
+
+def _number(value: str | None, default: float, kind: type = float) -> float:
+    try:
+        return kind(float(value)) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def import_ora(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = MAX_UNPACKED_BYTES) -> LayeredImage:
+    """Read the layers of an OpenRaster file (nested stacks are flattened into one list).
+
+    Raises
+    ------
+    ImageReadError
+        Not an OpenRaster file, a damaged one, one whose paths escape the archive
+        (``../``, absolute), one that unpacks to more than ``max_bytes`` (zip bomb), or a
+        layer image that is damaged or over ``max_pixels``.
+    """
+    source = Path(path)
+    label = source.name
+    zf, members = _open_ora(source, max_bytes)
+    with zf:
+        if _read(zf, members["mimetype"], label, 64).strip() != ORA_MIMETYPE:
+            raise ImageReadError(f"Could not open {label}: it is not an OpenRaster file.")
+        if "stack.xml" not in members:
+            raise ImageReadError(f"Could not open {label}: stack.xml is missing.")
+        try:
+            root = ET.fromstring(_read(zf, members["stack.xml"], label, 16 * 1024**2))
+        except ET.ParseError:
+            raise ImageReadError(f"Could not open {label}: stack.xml is damaged.") from None
+        width, height = int(_number(root.get("w"), 0, int)), int(_number(root.get("h"), 0, int))
+        if width < 1 or height < 1 or width * height > max_pixels:
+            raise ImageReadError(f"Could not open {label}: the canvas size {width} x {height} "
+                                 "is missing or too large.")
+        stack = root.find("stack")
+        layers: list[LayerData] = []
+
+        def walk(node: ET.Element, dx: int, dy: int, opacity: float, visible: bool) -> None:
+            for child in list(node)[::-1]:  # bottom first
+                x = dx + int(_number(child.get("x"), 0, int))
+                y = dy + int(_number(child.get("y"), 0, int))
+                alpha = opacity * _number(child.get("opacity"), 1.0)
+                shown = visible and child.get("visibility", "visible") != "hidden"
+                if child.tag == "stack":
+                    walk(child, x, y, alpha, shown)
+                elif child.tag == "layer":
+                    src = child.get("src", "")
+                    if not _safe_member(src) or src not in members:
+                        raise ImageReadError(f"Could not open {label}: layer "
+                                             f"{child.get('name', '')!r} refers to a missing or "
+                                             f"unsafe file ({src!r}).")
+                    data = _read(zf, members[src], label, max_bytes)
+                    try:
+                        rgba = load_image(data, max_pixels=max_pixels)
+                    except ImageReadError as exc:
+                        reason = exc.message.split(": ", 1)[-1]
+                        raise ImageReadError(f"Could not open {label}: layer image {src}: "
+                                             f"{reason}") from None
+                    layers.append(LayerData(child.get("name", src), rgba, x, y, shown, alpha))
+
+        if stack is not None:
+            walk(stack, 0, 0, 1.0, True)
+    return LayeredImage(width, height, tuple(layers))
+
+
+# -- PSD -------------------------------------------------------------------------------------
+MAX_PSD_SIDE = 30000  # the PSD format's limit
+
+
+def export_psd(path: str | os.PathLike[str], width: int, height: int,
+               layers: tuple[LayerData, ...] | list[LayerData]) -> Path:
+    """Write a layered Photoshop file (8-bit RGB with transparency) via psd-tools.
+
+    Raises
+    ------
+    ImageWriteError
+        No layers, a canvas over 30000 pixels a side, or the file could not be written.
+    """
+    from psd_tools import PSDImage
+    from psd_tools.api.layers import PixelLayer
+
+    target = Path(path)
+    _check_canvas(width, height, layers, target)
+    if max(width, height) > MAX_PSD_SIDE:
+        raise ImageWriteError(f"Could not save {target.name}: PSD files are limited to "
+                              f"{MAX_PSD_SIDE} pixels a side.")
+    psd = PSDImage.new("RGBA", (width, height))
+    for layer in layers:  # psd-tools lists layers bottom to top, as we do
+        made = PixelLayer.frompil(Image.fromarray(layer.rgba), psd, name=layer.name,
+                                  top=layer.y, left=layer.x)
+        made.opacity = round(layer.opacity * 255)
+        made.visible = layer.visible
+    return atomic_write(target, psd.save)
+
+
+def import_psd(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LayeredImage:
+    """Read the pixel layers of a PSD file (groups are flattened; other layer kinds skipped).
+
+    Raises
+    ------
+    ImageReadError
+        A missing, damaged or oversized file.
+    """
+    from psd_tools import PSDImage
+
+    source = Path(path)
+    if not source.is_file():
+        raise ImageReadError(f"Could not open {source.name}: the file does not exist.")
+    try:
+        psd = PSDImage.open(source)
+        if psd.width * psd.height > max_pixels:
+            raise ImageReadError(f"Could not open {source.name}: the image is too large "
+                                 f"({psd.width} x {psd.height} pixels).")
+        layers = []
+        for lay in psd.descendants():
+            if lay.kind != "pixel" or lay.width * lay.height == 0:
+                continue
+            if lay.width * lay.height > max_pixels:
+                raise ImageReadError(f"Could not open {source.name}: layer {lay.name!r} is too "
+                                     f"large ({lay.width} x {lay.height} pixels).")
+            pil = lay.topil()
+            if pil is None:
+                continue
+            visible = lay.is_visible()
+            layers.append(LayerData(lay.name, np.asarray(pil.convert("RGBA")), lay.left, lay.top,
+                                    visible, lay.opacity / 255))
+    except ImageReadError:
+        raise
+    except Exception:  # psd-tools raises many kinds on damaged files
+        raise ImageReadError(f"Could not open {source.name}: it is not a PSD file, "
+                             "or it is damaged.") from None
+    return LayeredImage(psd.width, psd.height, tuple(layers))

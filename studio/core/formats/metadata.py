@@ -1,0 +1,239 @@
+"""Generation metadata in image files: saving ours, reading ours and other tools'.
+
+Our images carry two texts: ``parameters`` (A1111 format, read by A1111's PNG Info, sd-parsers,
+Civitai and most viewers) and ``studio`` (``GenerationRequest.to_json()``, restored exactly).
+PNG stores them as text chunks; JPEG and WebP in EXIF: ``parameters`` as the UserComment
+(``UNICODE\\0`` + UTF-16BE, as A1111 writes it with piexif) and ``studio`` as the MakerNote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from studio.core.formats.a1111 import a1111_parameters, lora_hash, parse_a1111_parameters
+from studio.core.errors import InvalidRequestError
+from studio.core.formats.other_tools import parse_foreign
+from studio.core.formats.imageio import (
+    DEFAULT_MAX_PIXELS,
+    ImageSource,
+    ImageWriteError,
+    atomic_write,
+    decoded,
+    open_image,
+)
+from studio.core.formats.imported import ImportedSettings
+from studio.core.document.pixels import Pixels
+from studio.core.jobs.request import GenerationRequest
+from studio.core.formats.stealth import read_stealth
+
+__all__ = ["ImportedSettings", "a1111_parameters", "lora_hash", "parse_a1111_parameters",
+           "read_settings", "save_image", "SAVE_FORMATS"]
+
+PARAMETERS_KEY = "parameters"
+STUDIO_KEY = "studio"
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_MAKER_NOTE = 0x927C
+_MAKER_PREFIX = b"LatentStudio\x00"
+_UNICODE = b"UNICODE\x00"
+_ASCII = b"ASCII\x00\x00\x00"
+_MAX_NOTE = 16 * 1024 * 1024  # refuse a MakerNote that inflates beyond this
+_JPEG_EXIF_LIMIT = 65000  # one JPEG APP1 segment holds at most 64 KiB
+
+
+def _exif_bytes(entries: dict[int, bytes]) -> bytes:
+    """EXIF with ``entries`` (tag -> bytes, type UNDEFINED) in the Exif sub-IFD.
+
+    Laid out as piexif lays out A1111's: big-endian TIFF, IFD0 holding only the Exif pointer.
+    Written by hand because Pillow stores unknown byte tags as BYTE, which piexif (and so
+    A1111's PNG Info) cannot read as a UserComment.
+    """
+    exif_at = 8 + 2 + 12 + 4
+    data_at = exif_at + 2 + 12 * len(entries) + 4
+    head = b"MM\x00\x2a" + struct.pack(">I", 8)
+    ifd0 = struct.pack(">HHHII", 1, _EXIF_IFD, 4, 1, exif_at) + struct.pack(">I", 0)
+    table, data = [struct.pack(">H", len(entries))], b""
+    for tag in sorted(entries):
+        value = entries[tag]
+        if len(value) <= 4:
+            table.append(struct.pack(">HHI", tag, 7, len(value)) + value.ljust(4, b"\x00"))
+        else:
+            table.append(struct.pack(">HHII", tag, 7, len(value), data_at + len(data)))
+            data += value + b"\x00" * (len(value) % 2)  # keep offsets on word boundaries
+    return b"Exif\x00\x00" + head + ifd0 + b"".join(table) + struct.pack(">I", 0) + data
+
+
+def _user_comment(text: str) -> bytes:
+    return _UNICODE + text.encode("utf_16_be")
+
+
+def _decode_user_comment(raw: Any) -> str:
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, bytes):
+        return ""
+    head, body = raw[:8], raw[8:]
+    if head == _UNICODE:
+        # A1111 writes big-endian; some tools follow the EXIF byte order. Guess from the zeros
+        # that ASCII characters leave in the high bytes.
+        little = body[1:2] == b"\x00" and body[0:1] != b"\x00"
+        if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return body.decode("utf-16", errors="replace")
+        return body.decode("utf_16_le" if little else "utf_16_be", errors="replace")
+    if head in (_ASCII, b"\x00" * 8):
+        return body.decode("utf-8", errors="replace")
+    return raw.decode("utf-8", errors="replace")
+
+
+def _texts(im: Image.Image) -> dict[str, str]:
+    """Text metadata of every kind the image holds, by key."""
+    info = {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
+    try:
+        exif = im.getexif().get_ifd(_EXIF_IFD)
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
+        exif = {}
+    comment = _decode_user_comment(exif.get(_USER_COMMENT)).strip("\x00 ")
+    if comment:
+        info.setdefault(PARAMETERS_KEY, comment)
+    maker = exif.get(_MAKER_NOTE)
+    if isinstance(maker, bytes) and maker.startswith(_MAKER_PREFIX):
+        try:
+            studio = zlib.decompressobj().decompress(maker[len(_MAKER_PREFIX):], _MAX_NOTE)
+            info.setdefault(STUDIO_KEY, studio.decode("utf-8", errors="replace"))
+        except zlib.error:
+            pass
+    return info
+
+
+def _own(text: str, images: dict[str, Pixels] | None) -> ImportedSettings | None:
+    try:
+        data = json.loads(text)
+        request = GenerationRequest.from_dict(data, images)
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidRequestError):
+        return None  # damaged or edited by hand: fall back to the A1111 text
+    return ImportedSettings(
+        source="Latent Studio", prompt=request.prompt, negative_prompt=request.negative_prompt,
+        seed=request.seed, steps=request.steps, guidance=request.guidance,
+        sampler=request.scheduler, width=request.width, height=request.height,
+        model=request.model, model_hash=request.model_hash,
+        strength=request.strength if data.get("task", "txt2img") != "txt2img" else None,
+        extra={"studio": data}, request=request)
+
+
+def read_settings(source: ImageSource, *, images: dict[str, Pixels] | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> ImportedSettings | None:
+    """The generation settings stored in an image, or ``None`` if it holds none.
+
+    Recognises images made by Latent Studio (the exact request comes back in ``.request``),
+    AUTOMATIC1111 (PNG text, JPEG/WebP EXIF, or stealth bits in the pixels), ComfyUI,
+    InvokeAI, Fooocus and NovelAI.
+
+    Parameters
+    ----------
+    source
+        A file path or the file's bytes.
+    images
+        Content hash -> pixels, to restore the init image and mask of our img2img requests.
+
+    Raises
+    ------
+    ImageReadError
+        When the file is missing, empty, damaged or not an image.
+    """
+    label = "the image data" if isinstance(source, bytes) else Path(source).name
+    with open_image(source, max_pixels=max_pixels) as im:
+        if im.format == "PNG":
+            decoded(im, label)  # text chunks after the pixel data are read only now
+        texts = _texts(im)
+        if STUDIO_KEY in texts and (own := _own(texts[STUDIO_KEY], images)) is not None:
+            return own
+        settings = parse_foreign(texts)
+        if settings is not None:
+            return settings
+        if im.format == "PNG" and im.mode in ("RGBA", "RGB"):  # lossy formats lose the bits
+            hidden = read_stealth(np.asarray(im))
+            if hidden:
+                data = json.loads(hidden) if hidden.lstrip().startswith("{") else None
+                if isinstance(data, dict):  # NovelAI hides its PNG text chunks as JSON
+                    return parse_foreign({k: str(v) if not isinstance(v, str) else v
+                                          for k, v in data.items()})
+                return parse_a1111_parameters(hidden)
+    return None
+
+
+def _as_image(pixels: np.ndarray, fmt: str) -> Image.Image:
+    arr = np.ascontiguousarray(pixels)
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 uint8 array, got {arr.dtype} {arr.shape}")
+    im = Image.fromarray(arr)
+    if fmt == "JPEG" and im.mode == "RGBA":  # JPEG has no alpha: flatten onto white
+        flat = Image.new("RGB", im.size, (255, 255, 255))
+        flat.paste(im, mask=im.getchannel("A"))
+        im = flat
+    return im
+
+
+def save_image(path: str | os.PathLike[str], pixels: np.ndarray,
+               request: GenerationRequest | None = None, *, strip: bool = False,
+               quality: int = 95) -> Path:
+    """Save ``pixels`` as PNG, JPEG or WebP (by the file's extension) with metadata.
+
+    Parameters
+    ----------
+    pixels
+        ``HxWx3`` RGB or ``HxWx4`` RGBA (or ``HxW`` grey) uint8; JPEG flattens alpha on white.
+    request
+        The request that made the image; written as A1111 ``parameters`` and as our JSON.
+    strip
+        Write no metadata at all (for sharing without the prompt).
+    quality
+        JPEG and WebP quality, 1 to 100.
+
+    Raises
+    ------
+    ImageWriteError
+        Unsupported extension, or the file could not be written (disk full, no permission);
+        the target is then left as it was.
+    """
+    target = Path(path)
+    fmt = SAVE_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(f"Could not save {target.name}: use a .png, .jpg or .webp name.")
+    im = _as_image(pixels, fmt)
+    options: dict[str, Any] = {}
+    if request is not None and not strip:
+        parameters, studio = a1111_parameters(request), request.to_json()
+        if fmt == "PNG":
+            info = PngInfo()
+            info.add_text(PARAMETERS_KEY, parameters)
+            info.add_text(STUDIO_KEY, studio, zip=True)
+            options["pnginfo"] = info
+        else:
+            notes = {_USER_COMMENT: _user_comment(parameters),
+                     _MAKER_NOTE: _MAKER_PREFIX + zlib.compress(studio.encode("utf-8"), 9)}
+            exif = _exif_bytes(notes)
+            if fmt == "JPEG" and len(exif) > _JPEG_EXIF_LIMIT:
+                del notes[_MAKER_NOTE]  # keep what other tools read; PNG keeps everything
+                exif = _exif_bytes(notes)
+                if len(exif) > _JPEG_EXIF_LIMIT:
+                    raise ImageWriteError(f"Could not save {target.name}: the prompt is too "
+                                          "long to store in a JPEG; save it as PNG or WebP.")
+            options["exif"] = exif
+    if fmt != "PNG":
+        options["quality"] = int(min(max(quality, 1), 100))
+
+    def write(stream: IO[bytes]) -> None:
+        im.save(stream, format=fmt, **options)
+
+    return atomic_write(target, write)

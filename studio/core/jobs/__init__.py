@@ -1,0 +1,1 @@
+"""Generation requests, the job runner with its two channels, events and cancel tokens."""

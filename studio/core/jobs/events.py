@@ -1,0 +1,70 @@
+"""Events a job reports while it runs. Frozen values: they cross from the engine thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from studio.core.jobs.request import GenerationRequest
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """What the engine reports after each denoising step."""
+
+    step: int
+    total: int
+    preview: np.ndarray | None = field(default=None, repr=False)  # HxWx3 uint8, small
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The images of one request, and the request as it was actually run."""
+
+    request: GenerationRequest
+    images: tuple[np.ndarray, ...] = field(repr=False)  # each HxWx3 uint8
+    seconds: float = 0.0
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.request.seeds
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job_id: int
+    channel: str
+
+
+@dataclass(frozen=True)
+class JobQueued(JobEvent):
+    request: GenerationRequest = field(repr=False, default=None)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class JobStarted(JobEvent):
+    request: GenerationRequest = field(repr=False, default=None)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class JobProgress(JobEvent):
+    step: int = 0
+    total: int = 0
+    preview: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class JobFinished(JobEvent):
+    result: GenerationResult = field(repr=False, default=None)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class JobFailed(JobEvent):
+    message: str = ""
+    kind: str = "error"
+
+
+@dataclass(frozen=True)
+class JobCancelled(JobEvent):
+    pass

@@ -1,0 +1,153 @@
+"""``GenerationRequest``: everything needed to reproduce one image, as a frozen value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.core.errors import InvalidRequestError
+from studio.core.document.pixels import Pixels
+
+TASKS = ("txt2img", "img2img", "inpaint")
+
+DEFAULT_MODEL = "studio-tiny-diffusion"
+DEFAULT_SCHEDULER = "Euler"
+MAX_SIDE = 4096
+
+
+@dataclass(frozen=True)
+class LoraWeight:
+    """A LoRA file applied with a weight (negative weights are allowed)."""
+
+    path: str
+    weight: float = 1.0
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class SliderValue:
+    """The value of one latent slider, recorded so that the image can be reproduced."""
+
+    slider_id: str
+    value: float
+    space: str = ""
+    payload: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation, complete enough to give the same pixels again.
+
+    The engine fills in ``model_hash``, ``family``, ``device`` and ``dtype`` when it runs the
+    request (see ``GenerationResult.request``), so a recorded request names exactly what made
+    the image. Image ``i`` of a batch uses seed ``seed + i``, so it can be made on its own.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    model: str = DEFAULT_MODEL
+    model_hash: str = ""
+    family: str = ""
+    scheduler: str = DEFAULT_SCHEDULER
+    seed: int = 0
+    steps: int = 20
+    guidance: float = 7.0
+    width: int = 512
+    height: int = 512
+    batch_size: int = 1
+    task: str = "txt2img"
+    strength: float = 0.75
+    init_image: Pixels | None = field(default=None, compare=True, repr=False)
+    mask: Pixels | None = field(default=None, compare=True, repr=False)
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+    sliders: tuple[SliderValue, ...] = ()
+    loras: tuple[LoraWeight, ...] = ()
+    clip_skip: int = 0
+    device: str = ""
+    dtype: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.task not in TASKS:
+            problems.append(f"unknown task {self.task!r} (one of {', '.join(TASKS)})")
+        if not 1 <= self.steps <= 1000:
+            problems.append("steps must be between 1 and 1000")
+        if not (8 <= self.width <= MAX_SIDE and 8 <= self.height <= MAX_SIDE):
+            problems.append(f"size must be between 8 and {MAX_SIDE} pixels a side")
+        if self.width % 8 or self.height % 8:
+            problems.append("width and height must be multiples of 8")
+        if not 1 <= self.batch_size <= 64:
+            problems.append("batch size must be between 1 and 64")
+        if not 0.0 <= self.strength <= 1.0:
+            problems.append("strength must be between 0 and 1")
+        if not 0.0 <= self.variation_strength <= 1.0:
+            problems.append("variation strength must be between 0 and 1")
+        if not 0 <= self.seed < 2**32:
+            problems.append("seed must be between 0 and 4294967295")
+        if self.task in ("img2img", "inpaint") and self.init_image is None:
+            problems.append(f"{self.task} needs an init image")
+        if self.task == "inpaint" and self.mask is None:
+            problems.append("inpainting needs a mask")
+        if problems:
+            raise InvalidRequestError("Invalid request: " + "; ".join(problems) + ".")
+
+    def replace(self, **changes: Any) -> GenerationRequest:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [(self.seed + i) % 2**32 for i in range(self.batch_size)]
+
+    def for_image(self, index: int) -> GenerationRequest:
+        """The request that reproduces image ``index`` of this batch on its own."""
+        return self.replace(seed=self.seeds[index], batch_size=1)
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; images are referred to by their content hash."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Pixels):
+                value = {"sha256": value.sha256, "width": value.width, "height": value.height,
+                         "mode": value.mode}
+            elif f.name == "sliders":
+                value = [dict(slider_id=s.slider_id, value=s.value, space=s.space,
+                              payload=dict(s.payload)) for s in value]
+            elif f.name == "loras":
+                value = [dataclasses.asdict(lora) for lora in value]
+            out[f.name] = value
+        out["version"] = 1
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any],
+                  images: dict[str, Pixels] | None = None) -> GenerationRequest:
+        """Rebuild a request; ``images`` maps content hashes to pixels for init/mask."""
+        images = images or {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in names}
+        for key in ("init_image", "mask"):
+            ref = kwargs.get(key)
+            if isinstance(ref, dict):
+                kwargs[key] = images.get(ref.get("sha256", ""))
+        kwargs["sliders"] = tuple(
+            SliderValue(s["slider_id"], float(s["value"]), s.get("space", ""),
+                        tuple(sorted(s.get("payload", {}).items())))
+            for s in kwargs.get("sliders", ()) or ())
+        kwargs["loras"] = tuple(LoraWeight(**lw) for lw in kwargs.get("loras", ()) or ())
+        if kwargs.get("task") in ("img2img", "inpaint") and kwargs.get("init_image") is None:
+            kwargs["task"] = "txt2img"
+        if kwargs.get("task") == "txt2img":
+            kwargs["mask"] = None
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str, images: dict[str, Pixels] | None = None) -> GenerationRequest:
+        return cls.from_dict(json.loads(text), images)

@@ -1,0 +1,1 @@
+"""``.studio`` project files: the SQLite store, its migrations and the generation log."""

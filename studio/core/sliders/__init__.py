@@ -1,0 +1,1 @@
+"""Latent sliders: slider specs, the direction builder and curved latent paths (numpy)."""

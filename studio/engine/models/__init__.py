@@ -1,0 +1,1 @@
+"""Finding and loading models: discovery, families, folders, single files, the hub cache."""

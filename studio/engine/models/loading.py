@@ -1,0 +1,177 @@
+"""Loading pipelines safely, once, and sharing weights between task variants.
+
+* diffusers folders and HF cache snapshots: ``DiffusionPipeline.from_pretrained`` offline.
+* single-file ``.safetensors`` checkpoints: bundled configs (``studio.engine.models.single_file``).
+* pickles (``.ckpt``/``.pt``/``.bin`` files) are refused.
+Img2img and inpainting variants are made with ``from_pipe``: the same modules, never loaded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.core.errors import (
+    CorruptModelError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    OutOfMemoryError,
+    UnsafeModelFileError,
+    WrongModelKindError,
+)
+from studio.core.models import ModelInfo
+from studio.engine.device import DeviceChoice
+from studio.engine.models.discovery import PICKLE_SUFFIXES
+from studio.engine.models.hashing import model_hash
+from studio.engine.previews import LatentPreviewer, fit_latent_rgb
+from studio.engine.tuning import cpu_threads_for, place_pipeline
+
+log = logging.getLogger(__name__)
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (progress bars, optional-dependency notes) off the user's terminal."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*torchvision.*")
+    try:
+        import diffusers
+        import transformers
+
+        diffusers.utils.logging.set_verbosity_error()
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:
+        pass
+
+
+@dataclass
+class LoadedModel:
+    """A loaded pipeline and what the engine needs to run it."""
+
+    info: ModelInfo
+    pipe: Any
+    family: str
+    hash: str
+    choice: DeviceChoice
+    previewer: LatentPreviewer
+    scheduler_config: dict[str, Any]
+    variants: dict[str, Any] = field(default_factory=dict)
+    cpu_threads: int | None = None  # torch threads to run it with (None: the default)
+
+    def for_task(self, task: str) -> Any:
+        """The pipeline for ``txt2img``, ``img2img`` or ``inpaint``, sharing the weights."""
+        if task == "txt2img":
+            return self.pipe
+        if task not in self.variants:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            maker = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForInpainting
+            try:
+                variant = maker.from_pipe(self.pipe)
+            except (ValueError, KeyError) as err:
+                raise InvalidRequestError(
+                    f"This model ({self.family}) cannot do {task}: {err}") from err
+            variant.set_progress_bar_config(disable=True)
+            self.variants[task] = variant
+        return self.variants[task]
+
+
+def check_model_path(info: ModelInfo) -> Path:
+    """Refuse what must not or cannot be loaded, with a message that says why."""
+    path = Path(info.path)
+    if not path.exists():
+        raise ModelNotFoundError(f"The model {info.name!r} is no longer at {path}.")
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise UnsafeModelFileError(
+                f"{path.name} is a pickle file, which can run code when opened; "
+                "Latent Studio only loads .safetensors files.",
+                hint="Convert it to .safetensors with a tool you trust, or find a "
+                     ".safetensors download of the same model.")
+        if path.suffix.lower() != ".safetensors":
+            raise WrongModelKindError(f"{path.name} is not a model file Latent Studio knows.")
+        if info.kind not in ("diffusion", "unknown"):
+            raise WrongModelKindError(
+                f"{path.name} is a {info.kind} file, not a checkpoint that generates images.",
+                hint="Load LoRAs from the Sliders panel and VAEs from the model manager.")
+        return path
+    if not (path / "model_index.json").is_file():
+        what = "an empty folder" if not any(path.iterdir()) else "not a diffusers pipeline"
+        if (path / "config.json").is_file():
+            what = "a single model component, not a whole pipeline"
+        raise WrongModelKindError(
+            f"The folder {path} is {what} (it has no model_index.json).",
+            hint="Point to a diffusers pipeline folder or a .safetensors checkpoint.")
+    return path
+
+
+def _load_folder(path: Path, choice: DeviceChoice) -> Any:
+    from diffusers import DiffusionPipeline
+
+    index = (path / "model_index.json").read_text(encoding="utf-8")
+    kwargs: dict[str, Any] = {"torch_dtype": choice.torch_dtype(), "local_files_only": True}
+    if '"safety_checker"' in index:
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    has_safetensors = any(path.rglob("*.safetensors"))
+    if has_safetensors:
+        kwargs["use_safetensors"] = True
+    return DiffusionPipeline.from_pretrained(path, **kwargs)
+
+
+def pipeline_family(pipe: Any, path: Path) -> str:
+    """The family of a loaded pipeline, from its own configs (and ``studio.json``)."""
+    from studio.engine.models.families import detect_family, read_json
+
+    unet = getattr(pipe, "unet", None)
+    studio = read_json(path / "studio.json") if path.is_dir() else {}
+    return detect_family({"_class_name": type(pipe).__name__},
+                         dict(unet.config) if unet is not None else {},
+                         dict(pipe.scheduler.config), studio)
+
+
+def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
+    """Load a model for ``choice``; every failure a user can cause becomes a StudioError."""
+    import torch
+
+    path = check_model_path(info)
+    quiet_libraries()
+    try:
+        if path.is_file():
+            from studio.engine.models.single_file import load_single_file
+
+            pipe = load_single_file(path, torch_dtype=choice.torch_dtype())
+        else:
+            pipe = _load_folder(path, choice)
+        place_pipeline(pipe, choice)
+    except (torch.cuda.OutOfMemoryError, MemoryError) as err:
+        raise OutOfMemoryError(f"Not enough memory to load {info.name} on {choice.device}.",
+                               hint="Close other programs or choose a smaller model.") from err
+    except (WrongModelKindError, UnsafeModelFileError, CorruptModelError):
+        raise
+    except Exception as err:
+        raise CorruptModelError(
+            f"Could not load {info.name}: its files are damaged or incomplete "
+            f"({type(err).__name__}: {str(err)[:200]}).",
+            hint="Download it again or check the folder.") from err
+    pipe.set_progress_bar_config(disable=True)
+    family = pipeline_family(pipe, path)
+    vae = getattr(pipe, "vae", None)
+    if vae is None:
+        raise WrongModelKindError(f"{info.name} has no VAE; it is not an image pipeline.")
+    factors = fit_latent_rgb(vae)
+    previewer = LatentPreviewer(factors, getattr(vae.config, "scaling_factor", 1.0) or 1.0,
+                                getattr(vae.config, "shift_factor", 0.0) or 0.0)
+    return LoadedModel(info=info, pipe=pipe, family=family, hash=model_hash(path),
+                       choice=choice, previewer=previewer,
+                       scheduler_config=dict(pipe.scheduler.config),
+                       cpu_threads=cpu_threads_for(pipe, choice))
