@@ -1,34 +1,32 @@
 """Composition root of the GUI: settings, the engine (made after the window shows), the window.
 
-Only this module and ``studio.cli`` know the concrete engine; the UI sees ``EngineService``.
+Only this module and ``studio.cli`` name the concrete backend; the window gets an
+``EngineServices`` (``studio.core.engines``) through its session, never the engine class.
 """
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
+
+from studio.core.engines import EngineServices
+
+if TYPE_CHECKING:
+    from studio.settings import Settings
 
 
-def run_app(args: argparse.Namespace) -> int:
-    """Open the studio window on ``args.paths`` and run until it closes."""
-    from studio.core.config import load_config
+def run_app(settings: Settings, paths: list[str]) -> int:
+    """Open the studio window on ``paths`` and run until it closes.
+
+    ``settings`` are the run's settings (``studio.settings.load_settings``: the file, the
+    ``STUDIO_*`` environment and the command's flags).
+    """
     from studio.ui.launch import run_gui
 
-    config = load_config()  # flags win over the saved settings
-    device = args.device if args.device != "auto" else config.device
-    dtype = args.dtype if args.dtype != "auto" else config.dtype
-    model_dirs = [*config.model_dirs, *args.model_dir]
-    hf_cache = not args.no_hf_cache
+    def services_factory() -> EngineServices:
+        # Heavy imports (torch, diffusers) happen here, on the loader thread, after the
+        # window is up.
+        from studio.engine.services import local_services
 
-    def engine_factory():
-        # Heavy imports (torch, diffusers) happen here, after the window is up.
-        from studio.engine.engine import Engine
-        from studio.engine.models.loading import quiet_libraries
+        return local_services(settings)
 
-        quiet_libraries()
-        from studio.engine.services import table_stakes_services
-
-        engine = Engine(device=device, dtype=dtype, model_dirs=model_dirs, hf_cache=hf_cache)
-        engine.table_stakes = table_stakes_services(engine)  # model manager, upscale for the UI
-        return engine
-
-    return run_gui(engine_factory, ["studio"], list(args.paths))
+    return run_gui(services_factory, ["studio"], list(paths))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -11,6 +13,79 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# Foreign test files live beside the repository (CI checks them out there), never at an
+# absolute path.
+TESTDATA = REPO / ".." / "shared" / "testdata"
+# The model-card evaluations of the shipped weights (marker "models") run in the full run
+# (--full) or when one of these changed against origin/main (commits or working tree).
+MODEL_PATHS = ("resources/models/", "studio/training/", "studio/engine/nets/", "studio/bench/")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true", default=False,
+                     help="run every test, the model-card evaluations (marker 'models') too")
+
+
+def _changed_files() -> list[str] | None:
+    """Files changed against origin/main (or HEAD without a remote), committed or not, and
+    untracked ones; None when git cannot say (then everything runs)."""
+    def git(*args: str) -> list[str]:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                             timeout=20, check=True).stdout
+        return [line for line in out.splitlines() if line]
+
+    try:
+        try:
+            base = git("merge-base", "origin/main", "HEAD")[0]
+        except (subprocess.CalledProcessError, IndexError):
+            base = "HEAD"
+        return (git("diff", "--name-only", base, "--")
+                + git("ls-files", "--others", "--exclude-standard", "--", *MODEL_PATHS))
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def models_run_reason(config) -> str | None:
+    """Why the "models" tests run in this session, or None when they are skipped."""
+    if config.getoption("--full"):
+        return "--full"
+    changed = _changed_files()
+    if changed is None:
+        return "git could not list the changed files"
+    hits = [f for f in changed if f.startswith(MODEL_PATHS)]
+    return f"{len(hits)} changed files under {', '.join(MODEL_PATHS)}" if hits else None
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if item.get_closest_marker("models")]
+    if not marked:
+        return
+    reason = models_run_reason(config)
+    config._studio_models_reason = reason  # for the report header
+    if reason is not None:
+        return
+    skip = pytest.mark.skip(reason="model-card evaluation of the shipped weights: runs with "
+                            "--full, or when resources/models/, studio/training/, "
+                            "studio/engine/nets/ or studio/bench/ change")
+    for item in marked:
+        item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def foreign_metadata() -> Path:
+    """The folder of images made by other tools (../shared/testdata/foreign-metadata).
+
+    Missing, it fails the test when CI is set, and skips it with the reason elsewhere."""
+    folder = (TESTDATA / "foreign-metadata").resolve()
+    if not folder.is_dir():
+        message = (f"the shared test data is missing: {folder} (check out the shared "
+                   "testdata folder beside the repository)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,9 +125,16 @@ def engine(tiny_sd1_dir, tiny_sdxl_dir, tmp_path_factory):
     from studio.engine.engine import Engine
 
     return Engine(device="cpu", dtype="float32", model_dirs=[tiny_sd1_dir, tiny_sdxl_dir],
-                  embedded_dir=tmp_path_factory.mktemp("no-embedded"), hf_cache=False,
-                  max_loaded=2)
+                  embedded_dir=tmp_path_factory.mktemp("no-embedded"), hf_cache=False)
 
 
 def pytest_report_header(config):
     return f"python {sys.version.split()[0]}; offline (HF_HUB_OFFLINE=1)"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if hasattr(config, "_studio_models_reason"):
+        reason = config._studio_models_reason
+        terminalreporter.write_line(
+            f"model-card evaluations (marker 'models'): "
+            f"{'ran: ' + reason if reason else 'skipped (run scripts/test.sh --full)'}")

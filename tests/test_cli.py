@@ -11,6 +11,15 @@ from PIL import Image
 
 from studio.cli import main
 from studio.core.formats.metadata import read_settings
+from studio.settings import Settings, save_settings
+
+HEAVY = ("torch", "diffusers", "transformers", "PySide6")
+
+
+@pytest.fixture(autouse=True)
+def _own_settings_file(tmp_path, monkeypatch):
+    """Each test starts from no settings file (another test's default model stays there)."""
+    monkeypatch.setenv("STUDIO_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def test_generate_writes_a_png_with_a1111_parameters_and_the_full_request(
@@ -57,7 +66,7 @@ def test_batch_writes_one_file_per_seed_and_img2img_with_mask(tiny_sd1_dir, tmp_
 def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
     """On the embedded model: red hair at 2 over a blonde-hair prompt draws red hair and
     keeps the rest of the blonde portrait (the slider is recorded in the file)."""
-    from studio.training.shipped import classify
+    from studio.engine.nets.shipped import classify
 
     common = ["--model", "studio-tiny-diffusion", "--seed", "4", "--quiet", "--device", "cpu",
               "--dtype", "float32", "--no-hf-cache"]
@@ -81,8 +90,8 @@ def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
     entry = read_settings(paths[0]).request.sliders[0]
     assert (entry.slider_id, entry.value) == ("hair-red", 2.0)
     # The classic VAE workflow: encode a portrait, move along "blonde", decode (64 x 64).
-    from studio.training.common import HELD_OUT_SEED
     from studio.core.portraits.render import make_batch
+    from studio.training.common import HELD_OUT_SEED
 
     batch = make_batch(HELD_OUT_SEED + 5, 0, 40)
     i = next(k for k, a in enumerate(batch.attributes) if a.hair == "black")
@@ -137,3 +146,49 @@ def test_python_dash_m_studio_works_without_qt_or_torch_for_help():
     proc = subprocess.run([sys.executable, "-m", "studio", "generate", "--help"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "--init-image" in proc.stdout
+
+
+def test_generate_without_model_uses_the_default_model_of_the_settings(tiny_sd1_dir, tmp_path):
+    """The model manager's "Set as default" writes ``default_model``; generate follows it
+    (without it, the embedded studio-tiny model would be used)."""
+    save_settings(Settings(model_dirs=(str(tiny_sd1_dir.parent),), default_model="tiny-sd1"))
+    out = tmp_path / "default.png"
+    assert main(["generate", "a cat", "--seed", "1", "--steps", "2", "--size", "64x64",
+                 "--device", "cpu", "--dtype", "float32", "--no-hf-cache", "--quiet",
+                 "-o", str(out)]) == 0
+    request = read_settings(out).request
+    assert request.model == str(tiny_sd1_dir) and request.family == "sd1"
+
+
+def test_a_missing_default_model_says_where_it_came_from(tmp_path, capsys):
+    save_settings(Settings(default_model="gone-model"))
+    rc = main(["generate", "x", "--no-hf-cache", "--device", "cpu", "-o",
+               str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "default model of the settings" in err and "gone-model" in err
+
+
+def test_argument_mistakes_are_answered_before_torch_or_qt_is_imported(tmp_path):
+    code = (
+        "import sys\n"
+        "from studio.cli import main\n"
+        "for argv in (['generate'], ['generate', 'x', '--steps', 'many'], ['--version']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "codes = [main(['generate', 'x', '--mask', 'm.png']),\n"
+        "         main(['generate', 'x', '-o', 'out.bmp']),\n"
+        "         main(['generate', 'x', '--slider', 'hair-pink=2']),\n"
+        "         main(['device', '--device', 'tpu']),\n"
+        "         main(['gui', '--dtype', 'float8'])]\n"
+        f"print(codes, [m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    version, result = proc.stdout.strip().splitlines()
+    assert version.startswith("Latent Studio ")
+    assert result == "[1, 1, 1, 1, 1] []"  # each mistake exits 1; nothing heavy was imported
+    assert "--mask needs --init-image" in proc.stderr and "Unknown device 'tpu'" in proc.stderr
+    assert "--dtype: Unknown precision 'float8'" in proc.stderr

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from studio.core.jobs.events import JobFailed, JobFinished
-from studio.core.jobs.runner import JobRunner
 from studio.core.jobs.request import GenerationRequest
+from studio.core.jobs.runner import JobRunner
 from studio.core.sliders.specs import (
     LATENT_METHODS,
     apply_sliders,

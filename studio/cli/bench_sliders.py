@@ -50,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
     """Run SliderBench as the flags say and return its figures (prints progress)."""
     from studio.bench.sliderbench import SliderBench
-    from studio.cli.main import make_engine
-    from studio.core.sliders.directions import CLASS_METHOD, METHODS
+    from studio.cli.common import make_engine
     from studio.core.errors import InvalidRequestError
+    from studio.core.sliders.directions import CLASS_METHOD, METHODS
     from studio.core.sliders.specs import FLOW_METHOD
 
     modes = tuple(m.strip() for m in str(getattr(args, "modes", ",".join(MODES))).split(",")

@@ -6,6 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from studio.cli.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    check_writable,
+    make_engine,
+    parse_size,
+    pick_model,
+    settings_from_args,
+)
+
 NAME = "grid"
 HELP = "an X/Y/Z grid: vary up to three settings, one labelled image"
 
@@ -25,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--scheduler", default=None)
-    p.add_argument("--size", default=None, metavar="WxH")
+    p.add_argument("--size", type=parse_size, default=None, metavar="WxH")
     p.add_argument("-o", "--out", type=Path, default=Path("grid.png"))
     p.add_argument("--cells", type=Path, default=None,
                    help="also save every cell (with its settings) into this folder")
@@ -33,23 +43,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli.main import NO_MODEL_HELP, _check_writable, _size, make_engine
-    from studio.core.errors import ModelNotFoundError
-    from studio.core.grids import GridRun, plan_grid
-    from studio.core.jobs.runner import JobRunner
     from studio.core.formats.metadata import save_image
+    from studio.core.grids import GridRun, plan_grid
     from studio.core.jobs.request import GenerationRequest
+    from studio.core.jobs.runner import JobRunner
     from studio.engine.schedulers import canonical_name
 
-    _check_writable([args.out])
+    check_writable([args.out])
     if args.cells is not None and not args.cells.is_dir():
         args.cells.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(args)
-    model = engine.resolve_model(args.model) if args.model else engine.default_model()
-    if model is None:
-        raise ModelNotFoundError(NO_MODEL_HELP)
+    settings = settings_from_args(args)
+    engine = make_engine(settings)
+    model = pick_model(engine, args.model, settings)
     rec = dict(model.recommended)
-    width, height = (_size(args.size) if args.size else
+    width, height = (args.size or
                      (int(rec.get("width", 512)), int(rec.get("height", 512))))
     base = GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, model=model.id, seed=args.seed,
@@ -94,4 +101,4 @@ def run(args: argparse.Namespace) -> int:
             save_image(path, result.images[0], result.request)
     save_image(args.out, grid_run.image(), None)
     print(args.out)
-    return 0 if not grid_run.errors else 1
+    return EXIT_OK if not grid_run.errors else EXIT_ERROR

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.core.document.layers import Document
+from studio.core.document.undo import UndoStack
 from studio.core.jobs.events import GenerationResult
 from studio.core.project.generation_log import GenerationLog
 from studio.core.project.store import Project, ProjectStore
-from studio.core.document.undo import UndoStack
 
 
 def open_or_create(path: Path, width: int, height: int) -> tuple[Document, UndoStack]:

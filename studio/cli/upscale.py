@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from studio.cli.common import EXIT_OK, check_writable, make_engine
+
 NAME = "upscale"
 HELP = "enlarge an image with a super-resolution model (or Lanczos), optionally refined"
 
@@ -31,7 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli.main import _check_writable, make_engine
     from studio.core.formats.imageio import load_image
     from studio.core.formats.metadata import save_image
     from studio.engine.upscale import UpscaleSettings, upscale_with_engine
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         prompt=args.prompt, negative_prompt=args.negative, refine_model=args.refine_model,
         steps=args.steps, seed=args.seed, tile=args.tile)
     out = args.out or args.input.with_name(f"{args.input.stem}-x{args.scale:g}.png")
-    _check_writable([out])
+    check_writable([out])
     image = load_image(args.input)
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[..., :3]
@@ -65,4 +66,4 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     save_image(out, result, None)
     print(out)
-    return 0
+    return EXIT_OK

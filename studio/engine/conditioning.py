@@ -37,6 +37,9 @@ class LRUCache:
         self._size = size
         self._items: OrderedDict[tuple, Any] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def get_or_make(self, key: tuple, make: Any) -> Any:
         hit = self._items.get(key)
         if hit is not None:

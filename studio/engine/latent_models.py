@@ -24,7 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from studio.core.errors import CorruptModelError, InvalidRequestError, ModelNotFoundError
 from studio.core.jobs.cancel import CancelToken
+from studio.core.jobs.events import GenerationResult, StepProgress
+from studio.core.jobs.request import GenerationRequest
+from studio.core.models import ModelInfo
+from studio.core.portraits.attributes import CLASS_ATTRIBUTES, SMILE_THRESHOLD, smile_bin_index
 from studio.core.sliders.directions import (
     Direction,
     apply_directions,
@@ -32,11 +37,7 @@ from studio.core.sliders.directions import (
     class_direction,
     fit_source_classes,
 )
-from studio.core.errors import CorruptModelError, InvalidRequestError, ModelNotFoundError
-from studio.core.jobs.events import GenerationResult, StepProgress
 from studio.core.sliders.latent_flow import PATH_SCALE, LatentAttributeReader, flow
-from studio.core.models import ModelInfo
-from studio.core.jobs.request import GenerationRequest
 from studio.core.sliders.specs import FLOW_METHOD, LATENT_METHOD, LATENT_SPACES, PORTRAIT_ATTRIBUTES
 from studio.engine.conditioning import LRUCache
 
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 DIRECTION_SEED = 424_242  # portraits used to find directions (neither train nor eval data)
 DIRECTION_SAMPLES = 1024
 DIRECTIONS_VERSION = 5  # bump when the way directions are built changes (cache files)
-SMILE_THRESHOLD = 0.35
 CLASSIFIER = "studio-tiny-attributes"
 LATENT_PRIOR_FILE = "latent_prior.safetensors"  # a VAE's Gaussian fit of its latents
 ATTRIBUTE_READER_DIR = "latent-attributes"  # a GAN's latent attribute reader (flow sliders)
@@ -61,33 +61,24 @@ INVERSION_PRIOR = 1e-3  # weight of |z|^2: keeps z where the generator was train
 
 
 def _load_module(folder: Path, cls_name: str, weights: str) -> Any:
-    from studio.engine.nets import studio_tiny as tm
+    from studio.engine.nets import classifier, gan, vae
+    from studio.engine.nets.tensors import load_net
 
-    config = json.loads((folder / "config.json").read_text())
-    module = getattr(tm, cls_name)(**config)
-    from safetensors.torch import load_file
-
-    state = {k: (v.float() if v.is_floating_point() else v)
-             for k, v in load_file(str(folder / weights)).items()}
-    module.load_state_dict(state)
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+    classes = {"FlatVAE": vae.FlatVAE, "Generator": gan.Generator,
+               "AttributeClassifier": classifier.AttributeClassifier}
+    return load_net(classes[cls_name], folder, weights, frozen=True)
 
 
 def _to_tensor(images: np.ndarray) -> Any:
-    import torch
+    from studio.engine.nets.tensors import to_tensor
 
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    return x / 127.5 - 1.0
+    return to_tensor(images)
 
 
 def _to_uint8(x: Any) -> np.ndarray:
-    import torch
+    from studio.engine.nets.tensors import to_uint8
 
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_uint8(x)
 
 
 def _resize(images: np.ndarray, size: int = 64) -> np.ndarray:
@@ -133,8 +124,6 @@ class LatentModel:
                 dim = int(module.z_dim)
             reader = None
             if (folder / ATTRIBUTE_READER_DIR).is_dir():
-                from studio.core.portraits.render import CLASS_ATTRIBUTES
-
                 reader = LatentAttributeReader.load(folder / ATTRIBUTE_READER_DIR,
                                                     CLASS_ATTRIBUTES)
                 if reader.dim != dim:
@@ -260,8 +249,6 @@ class AttributeScorer:
     """The shipped attribute classifier (``studio-tiny-attributes``) on uint8 images."""
 
     def __init__(self, folder: Path) -> None:
-        from studio.core.portraits.render import CLASS_ATTRIBUTES
-
         self.module = _load_module(folder, "AttributeClassifier", "model.safetensors")
         self.classes = CLASS_ATTRIBUTES
 
@@ -299,16 +286,13 @@ class AttributeScorer:
     def decisions(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The classifier's decision for every attribute kind (smile binned in three)."""
         out = {k: v.argmax(1) for k, v in scores.items() if k != "smile"}
-        s = scores["smile"]
-        out["smile"] = np.where(s > SMILE_THRESHOLD, 2, np.where(s < -SMILE_THRESHOLD, 0, 1))
+        out["smile"] = smile_bin_index(scores["smile"])
         return out
 
 
 def portrait_labels(attribute: str, labels: dict[str, np.ndarray],
                     smile: np.ndarray) -> np.ndarray:
     """Ground-truth labels of the embedded portraits for one attribute."""
-    from studio.core.portraits.render import CLASS_ATTRIBUTES
-
     if attribute == "smile":
         return smile > 0
     if attribute == "glasses":
@@ -389,8 +373,6 @@ class LatentModels:
                         if b.partition("=")[0] != a.partition("=")[0]]
 
             if base == "class":
-                from studio.core.portraits.render import CLASS_ATTRIBUTES
-
                 sources = {k: fit_source_classes(z, kinds[k], CLASS_ATTRIBUTES[k])
                            for k in kinds}
                 for a in list(found):
@@ -413,8 +395,6 @@ class LatentModels:
                  ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Latents, attribute labels and the class index of each categorical attribute
         (hair, glasses, skin, background) to build directions from."""
-        from studio.core.portraits.render import CLASS_ATTRIBUTES
-
         n = n or DIRECTION_SAMPLES
         if model.kind == "vae":
             from studio.core.portraits.render import make_batch
@@ -506,8 +486,6 @@ class LatentModels:
         """The displacement (n, dim) of a curved "flow" slider path: as long as the straight
         class step (``straight``, per unit value) times ``PATH_SCALE``, steered by the
         model's latent attribute reader so the other attributes stay."""
-        from studio.core.portraits.render import CLASS_ATTRIBUTES
-
         model = self.model(info)
         reader = model.reader
         if reader is None and model.kind != "gan":

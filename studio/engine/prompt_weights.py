@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from studio.core.prompt_syntax import ParsedPrompt, extract_loras, has_syntax, parse_prompt
 from studio.core.jobs.request import GenerationRequest
+from studio.core.prompt_syntax import ParsedPrompt, extract_loras, has_syntax, parse_prompt
 from studio.engine.models.families import SDXL_FAMILIES
 
 COMMA_BACKTRACK = 20  # how far back a full chunk looks for a comma to break at

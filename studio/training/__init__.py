@@ -1,6 +1,6 @@
 """Training, evaluation and model cards of the embedded ``studio-tiny`` models.
 
-Run ``python -m studio.training vae|gan|diffusion|classifier|all|eval``. Only
-``studio.core.portraits.render`` is light (numpy + Pillow); the other modules import torch and must
-be imported lazily by the app, like ``studio.engine``.
+Run ``python -m studio.training vae|gan|diffusion|classifier|all|eval``. The networks come
+from ``studio.engine.nets`` and the portraits from ``studio.core.portraits``; nothing the
+studio runs imports this package (an import-linter contract in ``pyproject.toml`` says so).
 """

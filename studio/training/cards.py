@@ -10,9 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from studio.training.common import HELD_OUT_SEED, setup_torch, to_tensor, to_uint8
 from studio.core.portraits.render import make_batch
-from studio.training.shipped import (
+from studio.engine.nets.shipped import (
     CLASSIFIER,
     DIFFUSION,
     GAN,
@@ -23,6 +22,8 @@ from studio.training.shipped import (
     model_dir,
     recommended_settings,
 )
+from studio.engine.nets.tensors import to_tensor, to_uint8
+from studio.training.common import HELD_OUT_SEED, setup_torch
 
 CARD_PROMPTS = [
     "a smiling person with red hair and round glasses on a blue background",
@@ -145,7 +146,7 @@ predicts hair colour, glasses, skin tone and background colour (classes) and the
 benchmarks to measure prompt adherence and slider edits:
 
 ```python
-from studio.training.shipped import classify
+from studio.engine.nets.shipped import classify
 pred = classify(images_uint8_nhwc)   # pred["hair"], pred["hair_prob"], pred["confidence"], ...
 ```
 
@@ -183,7 +184,7 @@ A convolutional VAE with a flat 128-d latent vector, for encode -> move along an
 direction -> decode (latent sliders in the VAE space).
 
 ```python
-from studio.training.shipped import load_vae
+from studio.engine.nets.shipped import load_vae
 vae = load_vae()                 # FlatVAE(**config.json), eval mode
 mu = vae.encode(images)          # images: float (N, 3, 64, 64) in [-1, 1] -> (N, 128)
 images = vae.decode(mu + 0.75 * smile_direction)
@@ -218,7 +219,7 @@ generator starts from the `studio-tiny-vae` decoder fed a Gaussian fit of its la
 draws portraits from the first step; the adversarial game then sharpens them.
 
 ```python
-from studio.training.shipped import load_generator, load_discriminator
+from studio.engine.nets.shipped import load_generator, load_discriminator
 g = load_generator(); images = g(torch.randn(8, g.z_dim))
 ```
 

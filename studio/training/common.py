@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from studio.core.portraits.render import CLASS_ATTRIBUTES, DATA_VERSION, make_batch
+from studio.core.portraits.attributes import CLASS_ATTRIBUTES
+from studio.core.portraits.render import DATA_VERSION, make_batch
+from studio.engine.nets.tensors import load_state
 
 TRAIN_SEED = 0  # data seed of every training set
 HELD_OUT_SEED = 1_000_003  # data seed of every evaluation (never trained on)
@@ -80,21 +82,6 @@ def build_dataset(seed: int, n: int, workers: int = 2) -> ArrayDataset:
     return ArrayDataset(images, labels, smile, captions)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 NHWC -> float32 NCHW in [-1, 1]."""
-    arr = np.ascontiguousarray(images)
-    if not arr.flags.writeable:  # e.g. np.asarray of a PIL image (torch warns on those)
-        arr = arr.copy()
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
-    return x / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float NCHW in [-1, 1] -> uint8 NHWC."""
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def batches(n: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
     """Endless shuffled index batches over ``range(n)`` (epoch after epoch)."""
     rng = np.random.default_rng(seed)
@@ -114,11 +101,6 @@ def save_module(module: torch.nn.Module, config: dict[str, Any], out_dir: Path,
     save_file(state, str(path))
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return path
-
-
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors state dict as float32."""
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
 
 
 class Stopwatch:

@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from studio.training.common import HELD_OUT_SEED, log, setup_torch, to_tensor, to_uint8
-from studio.core.portraits.render import CLASS_ATTRIBUTES, make_batch
-from studio.engine.nets.studio_tiny import psnr
-from studio.training.shipped import (
+from studio.core.portraits.attributes import CLASS_ATTRIBUTES
+from studio.core.portraits.render import make_batch
+from studio.engine.nets.shipped import (
     CLASSIFIER,
     CONFIDENT,
     DIFFUSION,
@@ -27,6 +26,8 @@ from studio.training.shipped import (
     model_dir,
     recommended_settings,
 )
+from studio.engine.nets.tensors import psnr, to_tensor, to_uint8
+from studio.training.common import HELD_OUT_SEED, log, setup_torch
 from studio.training.train_gan import sample_z
 
 ADHERENCE_ATTRIBUTES = ("hair", "glasses", "background")

@@ -9,6 +9,9 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from studio.core.portraits.attributes import CLASS_ATTRIBUTES
+from studio.engine.nets.classifier import AttributeClassifier
+from studio.engine.nets.tensors import to_tensor
 from studio.training.common import (
     TRAIN_SEED,
     Stopwatch,
@@ -21,11 +24,8 @@ from studio.training.common import (
     resume_seed,
     save_module,
     setup_torch,
-    to_tensor,
     write_training_record,
 )
-from studio.core.portraits.render import CLASS_ATTRIBUTES
-from studio.engine.nets.studio_tiny import AttributeClassifier
 
 NAME = "studio-tiny-attributes"
 

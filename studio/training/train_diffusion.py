@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from studio.core.portraits.render import DATA_VERSION, caption_vocabulary
+from studio.engine.nets.tensors import to_tensor
 from studio.training.common import (
     CACHE_DIR,
     TRAIN_SEED,
@@ -30,10 +32,8 @@ from studio.training.common import (
     resume_from,
     resume_seed,
     setup_torch,
-    to_tensor,
     write_training_record,
 )
-from studio.core.portraits.render import DATA_VERSION, caption_vocabulary
 
 NAME = "studio-tiny-diffusion"
 AE_MINUTES_SHARE = 0.25  # of the total budget, spent on the autoencoder

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from studio.engine.nets.gan import Discriminator, Generator
+from studio.engine.nets.tensors import to_tensor
 from studio.training.common import (
     TRAIN_SEED,
     Stopwatch,
@@ -27,10 +29,8 @@ from studio.training.common import (
     resume_seed,
     save_module,
     setup_torch,
-    to_tensor,
     write_training_record,
 )
-from studio.engine.nets.studio_tiny import Discriminator, Generator
 
 NAME = "studio-tiny-gan"
 D_WIDTH = 32
@@ -56,7 +56,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     discriminator warm-up, on a fresh pass over the data, averaging the generator over a
     longer window (``EMA_DECAY_RESUMED``).
     """
-    from studio.training.shipped import load_discriminator, load_generator, load_vae
+    from studio.engine.nets.shipped import load_discriminator, load_generator, load_vae
 
     previous: dict[str, Any] = resume_from(out_root / NAME) if resume else {}
     if resume:  # each resumed run draws other batches and latents

@@ -29,17 +29,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from studio.training.common import (
-    Stopwatch,
-    log,
-    save_module,
-    setup_torch,
-    to_tensor,
-    to_uint8,
-    write_training_record,
-)
-from studio.core.portraits.render import CLASS_ATTRIBUTES, smile_bin_index
-from studio.engine.nets.studio_tiny import LatentAttributeNet
+from studio.core.portraits.attributes import CLASS_ATTRIBUTES, smile_bin_index
+from studio.engine.nets.latent_attributes import LatentAttributeNet
+from studio.engine.nets.tensors import to_tensor, to_uint8
+from studio.training.common import Stopwatch, log, save_module, setup_torch, write_training_record
 
 SAMPLE_SEED = 31_337  # latents of the training samples (none of them a slider test seed)
 NOISE = 0.3  # std of the Gaussian noise added to z in training
@@ -96,7 +89,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_samples: int =
     cores); ``resume`` is accepted for the ``all`` command and ignored (a fit is short).
     """
     from studio.engine.latent_models import ATTRIBUTE_READER_DIR
-    from studio.training.shipped import GAN, load_classifier, load_generator, model_dir
+    from studio.engine.nets.shipped import GAN, load_classifier, load_generator, model_dir
 
     del resume
     setup_torch(seed)

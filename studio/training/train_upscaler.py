@@ -20,8 +20,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from safetensors.torch import save_file
 
-from studio.engine.upscale import CompactSR
 from studio.core.portraits.render import make_batch
+from studio.engine.nets.upscaler import CompactSR
 
 NAME = "studio-tiny-upscaler"
 TRAIN_SEED, HELD_OUT_SEED = 0, 1_000_003

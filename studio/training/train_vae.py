@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from studio.engine.nets.tensors import to_tensor
+from studio.engine.nets.vae import FlatVAE
 from studio.training.common import (
     TRAIN_SEED,
     Stopwatch,
@@ -21,10 +23,8 @@ from studio.training.common import (
     resume_seed,
     save_module,
     setup_torch,
-    to_tensor,
     write_training_record,
 )
-from studio.engine.nets.studio_tiny import FlatVAE
 
 NAME = "studio-tiny-vae"
 KL_WEIGHT = 2e-4  # per latent dim relative to the per-pixel loss: sharp yet smooth latents
@@ -78,7 +78,7 @@ def train(out_root: Path, minutes: float = 12.0, seed: int = 0, n_data: int = 10
     ``perceptual`` > 0 adds the feature-matching term of the attribute classifier in
     ``out_root`` (train the classifier first).
     """
-    from studio.training.shipped import load_classifier
+    from studio.engine.nets.shipped import load_classifier
 
     setup_torch(seed)
     percept = PerceptualLoss(load_classifier(out_root)) if perceptual > 0 else None
@@ -160,7 +160,7 @@ def save_latent_prior(vae: FlatVAE, images: np.ndarray, out_dir: Path) -> Path:
 
 def write_prior(out_root: Path) -> Path:
     """``python -m studio.training prior``: rewrite the shipped VAE's latent prior."""
-    from studio.training.shipped import load_vae
+    from studio.engine.nets.shipped import load_vae
 
     vae = load_vae(out_root)
     data = build_dataset(TRAIN_SEED, 100_000)

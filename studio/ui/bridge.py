@@ -1,6 +1,8 @@
-"""``JobBridge``: runner events (engine thread) re-emitted as Qt signals (GUI thread)."""
+"""``JobBridge``: runner events (engine thread) carried to the GUI thread as Qt signals."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
@@ -29,9 +31,11 @@ class JobBridge(QObject):
     job_finished = Signal(object)  # JobFinished
     job_failed = Signal(object)  # JobFailed
     job_cancelled = Signal(object)  # JobCancelled
+    _posted = Signal(object)  # a callable to run on the GUI thread
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self._posted.connect(self._on_posted)
         self._signals = {
             JobQueued: self.job_queued,
             JobStarted: self.job_started,
@@ -46,3 +50,10 @@ class JobBridge(QObject):
         signal = self._signals.get(type(event))
         if signal is not None:
             signal.emit(event)
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the GUI thread (``JobQueue``'s ``post``); safe from any thread."""
+        self._posted.emit(fn)
+
+    def _on_posted(self, fn: Callable[[], None]) -> None:
+        fn()

@@ -11,11 +11,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from studio.core.document.edits import AddLayer, ApplyGeneration, ResizeCanvas
 from studio.core.document.layers import Document, Layer, Rect
+from studio.core.document.undo import UndoStack
 from studio.core.errors import StudioError
 from studio.core.jobs.events import JobCancelled, JobFailed, JobFinished, JobProgress, JobStarted
-from studio.core.project.generation_log import GenerationRecord
 from studio.core.jobs.request import GenerationRequest
-from studio.core.document.undo import UndoStack
+from studio.core.project.generation_log import GenerationRecord
 from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
 from studio.ui.generation import (

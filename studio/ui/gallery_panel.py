@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.formats.a1111 import a1111_parameters
 from studio.core.document.edits import SetGenerationDeleted
 from studio.core.document.layers import Document
-from studio.core.project.generation_log import GenerationRecord
 from studio.core.document.undo import UndoStack
+from studio.core.formats.a1111 import a1111_parameters
+from studio.core.project.generation_log import GenerationRecord
 from studio.ui.widgets import tool_button
 
 RECORD_ROLE = Qt.ItemDataRole.UserRole

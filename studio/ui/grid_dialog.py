@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
 
 from studio.core.errors import StudioError
 from studio.core.grids import GridPlan, GridRun, plan_grid
-from studio.core.prompt_syntax import parse_prompt
 from studio.core.jobs.request import GenerationRequest
+from studio.core.prompt_syntax import parse_prompt
 
 AXIS_KINDS = ("", "seed", "steps", "guidance", "scheduler", "strength", "clip_skip", "S/R",
               "slider:", "lora:")

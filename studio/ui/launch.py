@@ -11,9 +11,9 @@ from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from studio.core.engines import EngineServices
 from studio.core.errors import StudioError
 from studio.core.jobs.runner import JobRunner
-from studio.core.models import EngineService
 from studio.ui.main_window import MainWindow
 
 # The engine thread yields the CPU to the window: see ``JobRunner`` and `studio bench`'s ui
@@ -21,13 +21,14 @@ from studio.ui.main_window import MainWindow
 ENGINE_NICE = 5
 
 class EngineLoader(QThread):
-    """Calls ``engine_factory`` (the heavy torch/diffusers imports) off the GUI thread."""
+    """Calls ``factory`` (the heavy torch/diffusers imports) off the GUI thread; it returns
+    the backend's ``EngineServices``."""
 
     loaded = Signal(object)
     failed = Signal(str)
     instances: weakref.WeakSet[EngineLoader] = weakref.WeakSet()  # tests check none runs
 
-    def __init__(self, factory: Callable[[], EngineService], parent: QObject | None = None):
+    def __init__(self, factory: Callable[[], EngineServices], parent: QObject | None = None):
         super().__init__(parent)
         self.setObjectName("engine_loader")
         self.factory = factory
@@ -35,26 +36,26 @@ class EngineLoader(QThread):
 
     def run(self) -> None:
         try:
-            engine = self.factory()
-            engine.list_models("diffusion")  # the first scan of the disk, off the GUI thread
+            services = self.factory()
+            services.engine.list_models("diffusion")  # the first scan, off the GUI thread
         except StudioError as err:
             self.failed.emit(str(err))
         except Exception as err:  # a broken install: say so, keep the window usable
             traceback.print_exc()
             self.failed.emit(f"The engine could not start: {type(err).__name__}: {err}")
         else:
-            self.loaded.emit(engine)
+            self.loaded.emit(services)
 
 
 class StudioSession(QObject):
     """Owns the window, the engine loader and the runner for one run of the app."""
 
-    def __init__(self, engine_factory: Callable[[], EngineService],
+    def __init__(self, services_factory: Callable[[], EngineServices],
                  open_paths: list[str] | None = None, settings: QSettings | None = None):
         super().__init__()
         self.window = MainWindow(None, None, settings)
         self.runner: JobRunner | None = None
-        self.loader = EngineLoader(engine_factory, self)
+        self.loader = EngineLoader(services_factory, self)
         self.loader.loaded.connect(self._on_loader_loaded)
         self.loader.failed.connect(self._on_loader_failed)
         self._open_paths = list(open_paths or [])
@@ -70,12 +71,12 @@ class StudioSession(QObject):
         # Start loading once the window has been painted.
         QTimer.singleShot(0, self.loader.start)
 
-    def _on_loader_loaded(self, engine: EngineService) -> None:
-        self.runner = JobRunner(engine, nice=ENGINE_NICE)
-        self.window.attach_engine(engine, self.runner)
+    def _on_loader_loaded(self, services: EngineServices) -> None:
+        self.runner = JobRunner(services.engine, nice=ENGINE_NICE)
+        self.window.connection.connect(services, self.runner)
 
     def _on_loader_failed(self, message: str) -> None:
-        self.window.engine_failed(message)
+        self.window.connection.fail(message)
 
     def shutdown(self) -> None:
         """Stop the runner and wait for every thread this session started."""
@@ -86,20 +87,20 @@ class StudioSession(QObject):
             self.runner = None
 
 
-def run_gui(engine_factory: Callable[[], EngineService], argv: list[str] | None = None,
+def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | None = None,
             open_paths: list[str] | None = None) -> int:
     """Run the studio until its window closes; returns the exit code.
 
-    The window appears first, with "Loading engine…"; ``engine_factory`` is then called on
-    a worker thread (it may import torch and diffusers), a ``JobRunner`` is made for the
-    engine it returns, and the window is wired to it. Images in ``open_paths`` are opened.
+    The window appears first, with "Loading engine…"; ``services_factory`` is then called
+    on a worker thread (it may import torch and diffusers), a ``JobRunner`` is made for the
+    engine of the services it returns, and the window's connection is made with them. Images in ``open_paths`` are opened.
     On exit the runner is shut down and no thread is left running.
     """
     app = QApplication.instance() or QApplication(list(argv if argv is not None
                                                        else sys.argv))
     app.setApplicationName("Latent Studio")
     app.setOrganizationName("LatentStudio")
-    session = StudioSession(engine_factory, open_paths)
+    session = StudioSession(services_factory, open_paths)
     app.aboutToQuit.connect(session.shutdown)
     session.start()
     code = app.exec()

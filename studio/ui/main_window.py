@@ -17,11 +17,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.document.layers import Document
+from studio.core.engines import EngineServices
 from studio.core.errors import StudioError
-from studio.core.jobs.runner import JobRunner
-from studio.core.models import EngineService
-from studio.core.document.undo import UndoStack
+from studio.core.jobs.request import GenerationRequest
+from studio.session.connection import Connection
+from studio.session.document import DocumentModel, UndoState
+from studio.session.jobs import JobQueue, Runner
+from studio.session.sliders import SliderSession
 from studio.ui import theme
 from studio.ui.actions import ACTIONS, MENUS, create_actions
 from studio.ui.bridge import JobBridge
@@ -34,7 +36,8 @@ from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_panel import QueuePanel
 from studio.ui.sliders_panel import SlidersPanel
 from studio.ui.status_bar import StudioStatusBar
-from studio.ui.feature_menus import install as install_table_stakes
+from studio.ui.styles_box import add_styles_box
+from studio.ui.tool_actions import TOOLS, ToolActions
 from studio.ui.tool_bars import ToolBars
 from studio.ui.widgets import MessageBanner
 from studio.ui.window_commands import WindowCommands
@@ -45,9 +48,14 @@ SETTINGS_VERSION = 1
 
 
 class MainWindow(QMainWindow):
-    """The studio window. ``engine`` and ``runner`` may come later (``attach_engine``)."""
+    """The studio window.
 
-    def __init__(self, engine: EngineService | None = None, runner: JobRunner | None = None,
+    ``services`` (a backend's ``EngineServices``) and the ``runner`` that owns its thread
+    come from the composition root; when the engine loads after the window shows, they come
+    later through ``connection.connect``. What the backend cannot do is greyed out.
+    """
+
+    def __init__(self, services: EngineServices | None = None, runner: Runner | None = None,
                  settings: QSettings | None = None) -> None:
         super().__init__()
         self.setObjectName("main_window")
@@ -56,13 +64,17 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = settings if settings is not None else QSettings("LatentStudio",
                                                                         "Latent Studio")
-        self.engine: EngineService | None = None
-        self.runner: JobRunner | None = None
-        self.doc = Document()
-        self.undo = UndoStack(self.doc)
         # No Qt parent: the runner's listener list keeps the bridge alive, so an event
         # emitted while the window is being destroyed never reaches a deleted object.
         self.bridge = JobBridge()
+        self.connection = Connection(JobQueue(post=self.bridge.post))
+        self.jobs = self.connection.jobs
+        for signal in (self.jobs.queued, self.jobs.started, self.jobs.progressed,
+                       self.jobs.finished, self.jobs.failed, self.jobs.cancelled):
+            signal.connect(self.bridge.on_event)
+        self.document = DocumentModel()
+        self.doc, self.undo = self.document.doc, self.document.undo_stack
+        self.slider_base_id: str | None = None  # the record the sliders edit
 
         self.canvas = CanvasView(self.doc, self.undo)
         self.banner = MessageBanner()
@@ -78,7 +90,9 @@ class MainWindow(QMainWindow):
         self.layers_panel = LayersPanel(self.doc, self.undo)
         self.gallery_panel = GalleryPanel(self.doc, self.undo)
         self.queue_panel = QueuePanel(self.bridge)
-        self.sliders_panel = SlidersPanel(self.doc, self.undo, self.bridge)
+        self.sliders = SliderSession(self.doc, self.undo, self.connection,
+                                     render=self._on_sliders_render)
+        self.sliders_panel = SlidersPanel(self.sliders, self.connection)
         self.controller = GenerationController(self.doc, self.undo, self.canvas,
                                                self.prompt_panel, self.bridge, self.banner,
                                                self)
@@ -87,16 +101,22 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self.tool_bars = ToolBars(self)
         self.commands = WindowCommands(self)
+        self.tools = ToolActions(self, self.connection, self.document, self.prompt_panel,
+                                 self.settings, self.show_error,
+                                 models_changed=self.reload_models,
+                                 canvas_resized=self.canvas.fit)
         self._build_menus()
-        install_table_stakes(self)  # model manager, upscale, X/Y/Z grid, styles box
+        self.styles_box = add_styles_box(self.prompt_panel)
         install_projects(self)  # projects, export/import, preferences: self.projects
         self.status = StudioStatusBar(self)
         self.setStatusBar(self.status)
         self._default_state = self.saveState(SETTINGS_VERSION)
         self._wire()
         self._restore_settings()
-        if engine is not None:
-            self.attach_engine(engine, runner)
+        self.connection.connected.connect(self._on_connection_connected)
+        self.connection.state_changed.connect(self._on_connection_state_changed)
+        if services is not None:
+            self.connection.connect(services, runner)
         else:
             self.status.set_loading("Loading engine…")
 
@@ -161,6 +181,12 @@ class MainWindow(QMainWindow):
         panels.setObjectName("panels_menu")
         for dock in self.docks.values():
             panels.addAction(dock.toggleViewAction())
+        for name, _text, menu_name, _feature in TOOLS:
+            self.actions[name] = self.tools.actions[name]
+            menus[menu_name].addSeparator()
+            menus[menu_name].addAction(self.tools.actions[name])
+        for menu in menus.values():
+            menu.setToolTipsVisible(True)  # a greyed-out entry says why
         group = QActionGroup(self)
         group.addAction(self.actions["theme_dark"])
         group.addAction(self.actions["theme_light"])
@@ -183,49 +209,38 @@ class MainWindow(QMainWindow):
         self.controller.generation_applied.connect(self._on_generation_applied_for_sliders)
         self.gallery_panel.item_clicked.connect(
             lambda record: self._on_generation_applied_for_sliders(record.id))
-        self.sliders_panel.render_handler = self._on_sliders_render
-        self.undo.add_listener(self._on_undo_changed)
-        self._on_undo_changed("changed", {"can_undo": False, "can_redo": False,
-                                          "undo_text": "", "redo_text": ""})
+        self.document.undo_changed.connect(self._on_document_undo_changed)
+        self._on_document_undo_changed(UndoState())
 
-    # -- engine --------------------------------------------------------------------------
-    def attach_engine(self, engine: EngineService, runner: JobRunner | None) -> None:
-        """Connect the engine (once it has loaded) and its job runner."""
-        self.engine = engine
-        self.runner = runner
-        if runner is not None:
-            runner.add_listener(self.bridge.on_event)
-        self.controller.runner = runner
-        self.sliders_panel.attach(engine, runner)
-        self.queue_panel.runner = runner
-        self.status.set_engine(engine)
+    # -- engine ------------------------------------------------------------------------
+    def _on_connection_connected(self, services: EngineServices) -> None:
+        """The backend is ready: generation, the queue and the model picker use it."""
+        self.controller.runner = self.jobs
+        self.queue_panel.runner = self.jobs
+        self.status.set_engine(services.engine)
         self.reload_models()
 
-    def engine_failed(self, message: str) -> None:
-        """The engine could not start: say why; painting and layers still work."""
-        self.controller.unavailable = f"Generation is unavailable: {message}"
-        self.status.set_loading("Engine unavailable")
-        self.show_error(message)
+    def _on_connection_state_changed(self, state: str) -> None:
+        if state == "failed":
+            message = self.connection.message
+            self.controller.unavailable = f"Generation is unavailable: {message}"
+            self.status.set_loading("Engine unavailable")
+            self.show_error(message)
 
     def detach_engine(self) -> None:
         """Stop listening to the runner (before it shuts down)."""
-        if self.runner is not None:
-            self.runner.remove_listener(self.bridge.on_event)
-            self.runner.cancel_all()
+        self.connection.disconnect()
         self.status.set_engine(None)
 
     def reload_models(self, rescan: bool = False) -> None:
-        """Fill the model picker; ``rescan`` asks the engine to look at the disk again."""
-        if self.engine is None:
+        """Fill the model picker; ``rescan`` asks the backend to look at the disk again."""
+        services = self.connection.services
+        if services is None:
             return
         try:
-            if rescan:
-                try:  # the real engine caches its scan; the protocol has no refresh flag
-                    models = self.engine.list_models("diffusion", refresh=True)  # type: ignore[call-arg]
-                except TypeError:
-                    models = self.engine.list_models("diffusion")
-            else:
-                models = self.engine.list_models("diffusion")
+            if rescan and services.folders is not None:
+                services.folders.rescan()
+            models = services.engine.list_models("diffusion")
         except StudioError as err:
             self.banner.show_message(str(err))
             models = []
@@ -248,14 +263,14 @@ class MainWindow(QMainWindow):
     def _on_generation_applied_for_sliders(self, record_id: str) -> None:
         """The sliders edit the image last generated (or picked in the history)."""
         if record_id in self.doc.log:
-            self._slider_base_id = record_id
-            self.sliders_panel.set_base_request(self.doc.log.get(record_id).request)
+            self.slider_base_id = record_id
+            self.sliders.set_base_request(self.doc.log.get(record_id).request)
 
-    def _on_sliders_render(self, request: Any) -> None:
+    def _on_sliders_render(self, request: GenerationRequest) -> None:
         """A slider release: render the edited image over the one it edits."""
         from studio.ui.generation import GenerationPlan
 
-        base_id = getattr(self, "_slider_base_id", None)
+        base_id = self.slider_base_id
         rect = self.controller.rects.get(base_id or "") or self.doc.generation_rect
         mode = "inpaint" if request.task == "inpaint" else request.task
         plan = GenerationPlan(mode, rect, request.width, request.height, request.init_image,
@@ -265,12 +280,12 @@ class MainWindow(QMainWindow):
         except StudioError as err:
             self.banner.show_message(str(err))
 
-    def _on_undo_changed(self, _name: str, state: dict[str, Any]) -> None:
+    def _on_document_undo_changed(self, state: UndoState) -> None:
         undo, redo = self.actions["undo"], self.actions["redo"]
-        undo.setEnabled(bool(state["can_undo"]))
-        redo.setEnabled(bool(state["can_redo"]))
-        undo.setText(f"&Undo {state['undo_text']}".strip())
-        redo.setText(f"&Redo {state['redo_text']}".strip())
+        undo.setEnabled(state.can_undo)
+        redo.setEnabled(state.can_redo)
+        undo.setText(f"&Undo {state.undo_text}".strip())
+        redo.setText(f"&Redo {state.redo_text}".strip())
 
     # -- files ---------------------------------------------------------------------------
     def open_paths(self, paths: list[str]) -> None:
@@ -352,6 +367,7 @@ class MainWindow(QMainWindow):
             return
         self.save_settings()
         self.detach_engine()
+        self.sliders_panel.unsubscribe()
         self.status.stop()
         super().closeEvent(event)
         if event.isAccepted():

@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.jobs.cancel import CancelToken
 from studio.core.errors import StudioError
+from studio.core.jobs.cancel import CancelToken
 from studio.core.models import ModelInfo
 
 KIND_TITLES = {"diffusion": "Diffusion models", "lora": "LoRAs", "upscaler": "Upscalers",

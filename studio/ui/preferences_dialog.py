@@ -1,6 +1,6 @@
 """Edit ▸ Preferences…: device, precision, model folders, autosave interval and theme.
 
-Device, precision and model folders go to the shared config file (``studio.core.config``),
+Device, precision and model folders go to the shared settings file (``studio.settings``),
 which the CLI reads too; device and precision apply at the next start. The autosave interval
 and the theme are window settings (QSettings) and apply at once.
 """
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.config import StudioConfig, load_config, save_config
+from studio.settings import Settings, save_settings, saved_settings
 from studio.ui import theme as themes
 from studio.ui.project_controller import AUTOSAVE_KEY, DEFAULT_AUTOSAVE_SECONDS
 
@@ -50,7 +50,7 @@ class PreferencesDialog(QDialog):
         self.setMinimumWidth(460)
         self.settings = settings
         self.config_file = config_file
-        self.config = load_config(config_file)
+        self.config = saved_settings(config_file)
         self._initial_dirs = tuple(self.config.model_dirs)
         self._build()
 
@@ -158,7 +158,7 @@ class PreferencesDialog(QDialog):
     def theme(self) -> str:
         return self.theme_combo.currentText()
 
-    def new_config(self) -> StudioConfig:
+    def new_config(self) -> Settings:
         return self.config.replace(device=self.device_combo.currentText(),
                                    dtype=self.dtype_combo.currentText(),
                                    model_dirs=self.model_dirs())
@@ -177,9 +177,9 @@ class PreferencesDialog(QDialog):
         self.applied.emit()
 
 
-def save_config_and_return(config: StudioConfig, path: Path | None) -> StudioConfig:
+def save_config_and_return(config: Settings, path: Path | None) -> Settings:
     # Re-read first: the model manager may have added a folder while the dialog was open.
-    current = load_config(path)
+    current = saved_settings(path)
     merged = config.replace(default_model=current.default_model)
-    save_config(merged, path)
+    save_settings(merged, path)
     return merged

@@ -305,12 +305,12 @@ def apply_preferences(window: MainWindow, dialog: Any) -> None:
     window.projects.set_autosave_interval(dialog.autosave_seconds())
     window.set_theme(dialog.theme())
     if dialog.model_dirs_changed():
-        engine = window.engine
-        add = getattr(engine, "add_model_dir", None)
-        if callable(add):
+        services = window.connection.services
+        folders = services.folders if services is not None else None
+        if folders is not None:
             for folder in dialog.added_model_dirs():
                 try:
-                    add(folder)
+                    folders.add_folder(folder)
                 except StudioError as err:
                     window.show_error(str(err))
         window.reload_models(rescan=True)

@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from studio.core.document.layers import Document
+from studio.core.document.undo import UndoStack
 from studio.core.errors import (
     ProjectCorruptError,
     ProjectSaveError,
@@ -37,7 +38,6 @@ from studio.core.project.store import (
     SaveReport,
     autosave_path,
 )
-from studio.core.document.undo import UndoStack
 from studio.ui.busy import run_while_painting
 from studio.ui.recent_files import RecentFiles
 
@@ -298,7 +298,7 @@ class ProjectController(QObject):
         live.emit("canvas_resized", dx=0, dy=0)
         live.emit("selection_changed", rect=live.selection)
         self.w.gallery_panel._rebuild()
-        self.w.sliders_panel.reload_from_document()
+        self.w.sliders.reload_from_document()
         if live.prompt or live.negative_prompt:
             self.w.prompt_panel.set_values({"prompt": live.prompt,
                                             "negative_prompt": live.negative_prompt})

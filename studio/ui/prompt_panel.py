@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.models import ModelInfo
 from studio.core.jobs.request import GenerationRequest
+from studio.core.models import ModelInfo
 from studio.ui.theme import set_icon
 from studio.ui.value_widgets import SeedSpinBox
 from studio.ui.widgets import (

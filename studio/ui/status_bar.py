@@ -5,9 +5,9 @@ from __future__ import annotations
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
+from studio.core.engines import Engine
 from studio.core.errors import StudioError
 from studio.core.jobs.events import JobEvent, JobProgress, JobStarted
-from studio.core.models import EngineService
 
 REFRESH_MS = 2000
 
@@ -24,7 +24,7 @@ class StudioStatusBar(QStatusBar):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("status_bar")
-        self.engine: EngineService | None = None
+        self.engine: Engine | None = None
         self.message_label = QLabel("", objectName="status_message_label")
         self.progress = QProgressBar(objectName="status_progress_bar")
         self.progress.setFixedWidth(160)
@@ -46,7 +46,7 @@ class StudioStatusBar(QStatusBar):
         self.message_label.setText(text)
         self.device_label.setText("engine: loading…")
 
-    def set_engine(self, engine: EngineService | None) -> None:
+    def set_engine(self, engine: Engine | None) -> None:
         self.engine = engine
         if engine is None:
             self.timer.stop()

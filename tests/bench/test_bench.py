@@ -35,6 +35,7 @@ def smoke(tmp_path_factory):
     return proc.stdout, json.loads(out.read_text(encoding="utf-8"))
 
 
+@pytest.mark.models
 def test_smoke_run_writes_every_figure_with_sane_values(smoke):
     _, fig = smoke
     for key in KEYS:
@@ -52,6 +53,7 @@ def test_smoke_run_writes_every_figure_with_sane_values(smoke):
     assert fig["machine"]["cores"] >= 1 and fig["machine"]["torch"]
 
 
+@pytest.mark.models
 def test_smoke_run_prints_the_table(smoke):
     stdout, fig = smoke
     assert "overhead tiny" in stdout and "UI stall" in stdout and "peak RSS" in stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,6 @@ from PIL import Image, ImageFile
 
 from studio.core.errors import ImageReadError, StudioError
 from studio.core.formats.imageio import ImageWriteError, atomic_write, load_image
-
-DATA = Path("/work/shared/testdata/foreign-metadata")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data not present")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -77,16 +73,14 @@ def test_exif_orientation_is_applied(tmp_path):
     assert load_image(tmp_path / "r.jpg").shape == (20, 10, 3)
 
 
-@needs_data
-def test_text_after_image_data_is_fine():
-    assert load_image(DATA / "bad_images-text_after_idat.png").shape == (1, 1, 3)
+def test_text_after_image_data_is_fine(foreign_metadata):
+    assert load_image(foreign_metadata / "bad_images-text_after_idat.png").shape == (1, 1, 3)
 
 
-@needs_data
 @pytest.mark.parametrize("name, shape", [("bad_images-empty_image.png", (1, 1, 4)),
                                          ("bad_images-empty_image.jpg", (1, 1, 3))])
-def test_tiny_images_without_metadata_load(name, shape):
-    assert load_image(DATA / name).shape == shape
+def test_tiny_images_without_metadata_load(foreign_metadata, name, shape):
+    assert load_image(foreign_metadata / name).shape == shape
 
 
 # -- bad files -----------------------------------------------------------------------------
@@ -106,9 +100,8 @@ def test_folder(tmp_path):
     assert _message(tmp_path / "dir.png") == "Could not open dir.png: it is a folder, not an image."
 
 
-@needs_data
-def test_empty_file():
-    assert _message(DATA / "bad_images-empty_file.png") == (
+def test_empty_file(foreign_metadata):
+    assert _message(foreign_metadata / "bad_images-empty_file.png") == (
         "Could not open bad_images-empty_file.png: the file is empty.")
 
 

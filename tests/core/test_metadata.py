@@ -7,15 +7,15 @@ import hashlib
 import io
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from studio.core.formats.a1111 import lora_hash
+from studio.core.document.pixels import Pixels
 from studio.core.errors import ImageReadError
+from studio.core.formats.a1111 import lora_hash
 from studio.core.formats.imageio import ImageWriteError, load_image
 from studio.core.formats.metadata import (
     ImportedSettings,
@@ -24,13 +24,9 @@ from studio.core.formats.metadata import (
     read_settings,
     save_image,
 )
-from studio.core.document.pixels import Pixels
+from studio.core.formats.stealth import read_stealth, write_stealth
 from studio.core.jobs.request import GenerationRequest, LoraWeight, SliderValue
 from studio.core.samplers import to_scheduler
-from studio.core.formats.stealth import read_stealth, write_stealth
-
-DATA = Path("/work/shared/testdata/foreign-metadata")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data not present")
 
 
 def _request(**changes) -> GenerationRequest:
@@ -375,17 +371,15 @@ EXPECTED = {
 }
 
 
-@needs_data
-def test_every_foreign_file_is_covered():
-    files = {p.name for p in DATA.iterdir() if p.suffix != ".md"}
+def test_every_foreign_file_is_covered(foreign_metadata):
+    files = {p.name for p in foreign_metadata.iterdir() if p.suffix != ".md"}
     bad = {n for n in files if n.startswith("bad_images-")} - {"bad_images-text_after_idat.png"}
     assert files - bad == set(EXPECTED)
 
 
-@needs_data
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_foreign_file_restores_its_settings(name):
-    settings = read_settings(DATA / name)
+def test_foreign_file_restores_its_settings(foreign_metadata, name):
+    settings = read_settings(foreign_metadata / name)
     source, prompt, negative, seed, steps, guidance, sampler, scheduler, width, height = EXPECTED[name]
     assert settings is not None and settings.source == source
     assert settings.prompt == prompt
@@ -397,15 +391,15 @@ def test_foreign_file_restores_its_settings(name):
     assert req.prompt == prompt and req.scheduler == scheduler and req.steps == steps
 
 
-@needs_data
 @pytest.mark.parametrize("name", sorted(n for n in EXPECTED if n.startswith("ComfyUI")))
-def test_comfyui_workflow_alone_gives_the_same_settings(tmp_path, name):
-    with Image.open(DATA / name) as im:
+def test_comfyui_workflow_alone_gives_the_same_settings(foreign_metadata, tmp_path, name):
+    with Image.open(foreign_metadata / name) as im:
         workflow = im.info["workflow"]
     info = PngInfo()
     info.add_text("workflow", workflow)  # as if the API graph were missing
     Image.new("RGB", (1, 1)).save(tmp_path / "w.png", pnginfo=info)
-    from_prompt, from_workflow = read_settings(DATA / name), read_settings(tmp_path / "w.png")
+    from_prompt = read_settings(foreign_metadata / name)
+    from_workflow = read_settings(tmp_path / "w.png")
     for key in ("prompt", "negative_prompt", "seed", "steps", "guidance", "sampler", "width",
                 "height", "model", "strength"):
         assert getattr(from_workflow, key) == getattr(from_prompt, key), key
@@ -436,33 +430,30 @@ def test_comfyui_settings_through_links_to_seed_and_text_nodes(tmp_path):
     assert settings.model == "sdxl.safetensors"
 
 
-@needs_data
-def test_foreign_models_and_extra_details():
-    a1111 = read_settings(DATA / "AUTOMATIC1111-automatic1111_cropped.png")
+def test_foreign_models_and_extra_details(foreign_metadata):
+    a1111 = read_settings(foreign_metadata / "AUTOMATIC1111-automatic1111_cropped.png")
     assert (a1111.model, a1111.model_hash) == ("realistic_realisticVisionV20_v20", "c0d1994c73")
-    stealth = read_settings(DATA / "AUTOMATIC1111-automatic1111_stealth.png")
+    stealth = read_settings(foreign_metadata / "AUTOMATIC1111-automatic1111_stealth.png")
     assert stealth.extra["Clip skip"] == "2" and stealth.extra["schedule"] == "Automatic"
-    comfy = read_settings(DATA / "ComfyUI-img2img_cropped.png")
+    comfy = read_settings(foreign_metadata / "ComfyUI-img2img_cropped.png")
     assert comfy.model == "v1-5-pruned-emaonly.ckpt" and comfy.strength == pytest.approx(0.87)
-    two_pass = read_settings(DATA / "ComfyUI-night_evening_day_morning_cropped.png")
+    two_pass = read_settings(foreign_metadata / "ComfyUI-night_evening_day_morning_cropped.png")
     assert [s["seed"] for s in two_pass.extra["samplers"]] == [335608130539327, 1122440447966177]
     assert two_pass.model == "Anything-V3.0.ckpt"
-    invoke = read_settings(DATA / "InvokeAI-invokeai_imeta1.png")
+    invoke = read_settings(foreign_metadata / "InvokeAI-invokeai_imeta1.png")
     assert invoke.model == "juggernautXL"
-    fooocus = read_settings(DATA / "Fooocus-fooocus1_cropped.png")
+    fooocus = read_settings(foreign_metadata / "Fooocus-fooocus1_cropped.png")
     assert (fooocus.model, fooocus.model_hash) == ("juggernautXL_v8Rundiffusion", "aeb7e9e689")
 
 
-@needs_data
 @pytest.mark.parametrize("name", ["bad_images-empty_image.png", "bad_images-empty_image.jpg"])
-def test_images_without_metadata_give_none(name):
-    assert read_settings(DATA / name) is None
+def test_images_without_metadata_give_none(foreign_metadata, name):
+    assert read_settings(foreign_metadata / name) is None
 
 
-@needs_data
-def test_empty_file_is_a_clear_error():
+def test_empty_file_is_a_clear_error(foreign_metadata):
     with pytest.raises(ImageReadError) as info:
-        read_settings(DATA / "bad_images-empty_file.png")
+        read_settings(foreign_metadata / "bad_images-empty_file.png")
     assert str(info.value) == "Could not open bad_images-empty_file.png: the file is empty."
 
 

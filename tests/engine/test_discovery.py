@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from studio.core.jobs.request import GenerationRequest
-from studio.engine.models.discovery import discover
 from studio.engine.engine import Engine
+from studio.engine.models.discovery import discover
 from studio.engine.models.families import detect_family
 
 

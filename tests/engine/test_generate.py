@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.core.jobs.cancel import CancelToken
-from studio.core.errors import CancelledError, InvalidRequestError
 from studio.core.document.pixels import Pixels
+from studio.core.errors import CancelledError, InvalidRequestError
+from studio.core.jobs.cancel import CancelToken
 from studio.core.jobs.request import GenerationRequest
 
 KINDS = ["tiny_sd1_dir", "tiny_sdxl_dir"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio.core.errors import InvalidRequestError
 from studio.core.document.pixels import Pixels
+from studio.core.errors import InvalidRequestError
 from studio.core.jobs.request import GenerationRequest, SliderValue
 from studio.core.sliders.specs import apply_sliders, latent_slider
 
@@ -19,8 +19,9 @@ def latent_engine(tmp_path_factory):
     import torch
 
     from studio.engine.engine import Engine
+    from studio.engine.nets.gan import Generator
+    from studio.engine.nets.vae import FlatVAE
     from studio.training.common import save_module
-    from studio.engine.nets.studio_tiny import FlatVAE, Generator
 
     root = tmp_path_factory.mktemp("embedded")
     torch.manual_seed(0)
@@ -102,6 +103,13 @@ def test_gan_sliders_follow_the_curved_path_of_its_attribute_reader(shipped_engi
         latent_slider("gan", "hair=red", method="class-cond"), 2.0)]))
     assert not np.array_equal(curved.images[0], base)
     assert not np.array_equal(curved.images[0], straight.images[0])
+    # The oracle (the renderer's hair region, not the reader that steered the path nor the
+    # classifier that built the straight direction) sees the hair turn red both ways.
+    from studio.core.portraits.oracle import read_portrait
+
+    assert read_portrait(base).hair == "blonde"
+    assert read_portrait(curved.images[0]).hair == "red"
+    assert read_portrait(straight.images[0]).hair == "red"
     assert dict(curved.request.sliders[0].payload)["method"] == "flow"
     with pytest.raises(InvalidRequestError, match="made for the GAN"):
         latent_engine.generate(apply_sliders(_req("studio-tiny-vae"), [(
@@ -167,8 +175,8 @@ def test_a_gan_without_its_attribute_reader_says_how_to_make_one(tmp_path):
 
 
 def test_a_direction_from_marked_examples(latent_engine):
-    from studio.core.sliders.specs import example_slider
     from studio.core.portraits.render import make_batch
+    from studio.core.sliders.specs import example_slider
 
     batch = make_batch(7, 0, 24)
     has = batch.labels["glasses"] != 0

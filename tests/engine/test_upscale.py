@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from studio.core.errors import InvalidRequestError, UnsafeModelFileError
+from studio.core.portraits.render import render_sample
+from studio.engine.nets.upscaler import CompactSR
 from studio.engine.upscale import (
-    CompactSR,
     UpscaleSettings,
     find_upscaler,
     lanczos_resize,
@@ -19,7 +20,6 @@ from studio.engine.upscale import (
     upscale_with_engine,
 )
 from studio.paths import embedded_models_dir
-from studio.core.portraits.render import render_sample
 
 EMBEDDED = embedded_models_dir() / "studio-tiny-upscaler"
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from studio.core.portraits.render import (
+from studio.core.portraits.attributes import (
     BACKGROUNDS,
     CLASS_ATTRIBUTES,
     GLASSES,
     HAIR_COLOURS,
     SKIN_TONES,
-    caption_for,
-    make_batch,
-    render_sample,
 )
+from studio.core.portraits.render import caption_for, make_batch, render_sample
 
 
 def test_same_seed_same_pixels_and_captions() -> None:
@@ -90,7 +88,8 @@ def test_a_small_change_of_smile_shows_in_the_image() -> None:
     caption's smile bins apart near their edges)."""
     from dataclasses import replace
 
-    from studio.core.portraits.render import SMILE_THRESHOLD, render_portrait, sample_attributes
+    from studio.core.portraits.attributes import SMILE_THRESHOLD, sample_attributes
+    from studio.core.portraits.render import render_portrait
 
     for i in range(12):
         attrs = sample_attributes(np.random.default_rng(i))

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from studio.training.common import DEFAULT_OUT, HELD_OUT_SEED, to_tensor, to_uint8
-from studio.core.portraits.render import CLASS_ATTRIBUTES, make_batch
-from studio.engine.nets.studio_tiny import psnr
-from studio.training.shipped import (
+from studio.core.portraits.attributes import CLASS_ATTRIBUTES
+from studio.core.portraits.render import make_batch
+from studio.engine.nets.shipped import (
     CLASSIFIER,
     DIFFUSION,
     GAN,
@@ -24,8 +23,14 @@ from studio.training.shipped import (
     model_dir,
     recommended_settings,
 )
+from studio.engine.nets.tensors import psnr, to_tensor, to_uint8
+from studio.training.common import DEFAULT_OUT, HELD_OUT_SEED
 
 NAMES = (CLASSIFIER, VAE, GAN, DIFFUSION)
+
+# Model-card evaluations: the full run, or a change to the weights or training code
+# (tests/conftest.py decides).
+pytestmark = pytest.mark.models
 
 # The targets are asserted on the shipped weights (classifier 98%, VAE 24 dB, GAN
 # 80% confident samples, diffusion adherence); a retrained model must meet them too.

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from studio.engine.nets.shipped import GAN, load_classifier, load_generator, model_dir
+from studio.engine.nets.tensors import to_tensor
 from studio.training import common
-from studio.training.shipped import GAN, load_classifier, load_generator, model_dir
 
 pytestmark = pytest.mark.slow
 
@@ -80,10 +81,10 @@ def test_gan_attribute_reader_trains_into_the_gan_folder_and_the_engine_loads_it
     lands in ``studio-tiny-gan/latent-attributes`` with its record, and the reader the
     engine loads from there reads class probabilities (how well it reads is measured on
     the shipped one, in test_embedded_models)."""
+    from studio.core.portraits.attributes import CLASS_ATTRIBUTES
     from studio.core.sliders.latent_flow import LatentAttributeReader
+    from studio.engine.nets.shipped import CLASSIFIER
     from studio.training import train_gan_attributes
-    from studio.core.portraits.render import CLASS_ATTRIBUTES
-    from studio.training.shipped import CLASSIFIER
 
     out = tmp_path / "models"
     shutil.copytree(model_dir(GAN), out / GAN)
@@ -102,8 +103,8 @@ def test_gan_attribute_reader_trains_into_the_gan_folder_and_the_engine_loads_it
 
 
 def test_vae_trains_with_the_classifier_perceptual_term(tmp_path: Path) -> None:
+    from studio.engine.nets.shipped import CLASSIFIER, VAE, load_vae
     from studio.training import train_vae
-    from studio.training.shipped import CLASSIFIER, VAE, load_vae
 
     out = tmp_path / "models"
     shutil.copytree(model_dir(CLASSIFIER), out / CLASSIFIER)
@@ -127,12 +128,12 @@ def test_perceptual_loss_sees_what_pixels_hardly_do() -> None:
     loss.train()  # stays frozen in eval mode
     assert not loss.training and not any(p.requires_grad for p in loss.parameters())
     batch = make_batch(123, 0, 8)
-    x = common.to_tensor(batch.images)
+    x = to_tensor(batch.images)
     assert loss(x, x).item() == 0.0
     rec = x.clone().requires_grad_(True)
     value = loss(rec + 0.05 * torch.randn_like(x), x)
     value.backward()
     assert value.item() > 0 and rec.grad is not None and rec.grad.abs().sum() > 0
     # A neighbour portrait (another face) is much further away than slight noise.
-    other = common.to_tensor(make_batch(124, 0, 8).images)
+    other = to_tensor(make_batch(124, 0, 8).images)
     assert loss(other, x).item() > 5 * value.item()

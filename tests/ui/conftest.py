@@ -13,10 +13,11 @@ from collections.abc import Iterator
 import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, QThreadPool
 
+from studio.core.engines import EngineServices
 from studio.core.jobs.runner import JobRunner
 from studio.ui.launch import EngineLoader
 from studio.ui.main_window import MainWindow
-from tests.ui.fake_engine import FakeEngine
+from tests.fakes import FakeEngine, fake_services
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +54,12 @@ def engine() -> FakeEngine:
 
 
 @pytest.fixture
+def services(engine: FakeEngine) -> EngineServices:
+    """The fake backend with every service (model folders, upscaling, directions)."""
+    return fake_services(engine)
+
+
+@pytest.fixture
 def runner(engine: FakeEngine) -> Iterator[JobRunner]:
     r = JobRunner(engine)
     yield r
@@ -60,9 +67,9 @@ def runner(engine: FakeEngine) -> Iterator[JobRunner]:
 
 
 @pytest.fixture
-def window(qtbot, engine: FakeEngine, runner: JobRunner,
+def window(qtbot, services: EngineServices, runner: JobRunner,
            settings: QSettings) -> Iterator[MainWindow]:
-    w = MainWindow(engine, runner, settings)
+    w = MainWindow(services, runner, settings)
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)

@@ -29,12 +29,13 @@ def main(out: str = "docs/screenshot.png") -> int:
     app = QApplication(sys.argv)
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
 
-    def engine_factory():
-        from studio.engine.engine import Engine
+    def services_factory():
+        from studio.engine.services import local_services
+        from studio.settings import Settings
 
-        return Engine(hf_cache=False)
+        return local_services(Settings(hf_cache=False))
 
-    session = StudioSession(engine_factory, [], settings)
+    session = StudioSession(services_factory, [], settings)
     window = session.window
     window.resize(1400, 900)
     session.start()

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from studio.core.jobs.runner import JobRunner
 from studio.ui.main_window import MainWindow
-from tests.ui.fake_engine import FakeEngine
+from tests.fakes import FakeEngine, fake_services
 
 
 def landscape(seed: int, width: int, height: int) -> np.ndarray:
@@ -42,7 +42,7 @@ def landscape(seed: int, width: int, height: int) -> np.ndarray:
 
 class PrettyEngine(FakeEngine):
     def generate(self, request, on_step, cancel):
-        import tests.ui.fake_engine as fake
+        import tests.fakes as fake
 
         original = fake.gradient
         fake.gradient = landscape
@@ -58,7 +58,7 @@ def main(out: str = "docs/screenshot.png", theme: str = "dark") -> int:
     runner = JobRunner(engine)
     settings = QSettings(str(Path("/tmp/studio-screenshot.ini")), QSettings.Format.IniFormat)
     settings.clear()
-    window = MainWindow(engine, runner, settings)
+    window = MainWindow(fake_services(engine), runner, settings)
     window.set_theme(theme)
     window.resize(1400, 900)
     window.show()

@@ -15,7 +15,9 @@ from tests.ui.test_canvas import drag, open_grey
 @pytest.fixture
 def real_window(qtbot, engine_real, settings):
     runner = JobRunner(engine_real)
-    w = MainWindow(engine_real, runner, settings)
+    from studio.engine.services import engine_services
+
+    w = MainWindow(engine_services(engine_real), runner, settings)
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QApplication
 from studio.core.formats.a1111 import parse_a1111_parameters
 from studio.ui.launch import StudioSession
 from studio.ui.main_window import MainWindow
-from tests.ui.fake_engine import FakeEngine
+from tests.fakes import FakeEngine, fake_services
 
 
 def generate(qtbot, window, prompt: str, seed: int) -> None:
@@ -79,7 +79,7 @@ def test_use_as_init_image_makes_the_next_run_img2img(qtbot, window, engine):
 
 
 def test_settings_survive_a_restart(qtbot, engine, runner, settings):
-    first = MainWindow(engine, runner, settings)
+    first = MainWindow(fake_services(engine), runner, settings)
     qtbot.addWidget(first)
     first.show()
     panel = first.prompt_panel
@@ -95,7 +95,7 @@ def test_settings_survive_a_restart(qtbot, engine, runner, settings):
     size = (first.width(), first.height())
     first.close()
 
-    second = MainWindow(engine, runner, settings)
+    second = MainWindow(fake_services(engine), runner, settings)
     qtbot.addWidget(second)
     second.show()
     values = second.prompt_panel.values()
@@ -116,7 +116,7 @@ def test_window_without_models_says_how_to_add_one(qtbot, settings):
     empty = FakeEngine(models=[])
     runner = JobRunner(empty)
     try:
-        window = MainWindow(empty, runner, settings)
+        window = MainWindow(fake_services(empty), runner, settings)
         qtbot.addWidget(window)
         assert "No diffusion model found" in window.banner.label.text()
         assert "safetensors" in window.banner.label.text()
@@ -132,7 +132,7 @@ def test_session_shows_the_window_before_loading_the_engine(qtbot, settings):
 
     def factory():
         calls.append(session.window.isVisible())
-        return FakeEngine()
+        return fake_services()
 
     session = StudioSession(factory, [], settings)
     qtbot.addWidget(session.window)
@@ -162,7 +162,7 @@ def test_run_gui_returns_when_the_window_closes(qtbot, tmp_path, monkeypatch):
     from PIL import Image
 
     Image.new("RGB", (48, 32), (10, 200, 30)).save(image)
-    code = launch.run_gui(FakeEngine, [], [str(image)])
+    code = launch.run_gui(fake_services, [], [str(image)])
     assert code == 0
     assert (windows[0].doc.width, windows[0].doc.height) == (48, 32)
 

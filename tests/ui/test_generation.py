@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from studio.core.errors import OutOfMemoryError
-from tests.ui.fake_engine import gradient
+from tests.fakes import gradient
 
 
 def ctrl_enter(window) -> None:

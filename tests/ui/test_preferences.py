@@ -4,34 +4,20 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDialog, QFileDialog
 
-from studio.core.config import StudioConfig, load_config, save_config
+from studio.settings import Settings, save_settings, saved_settings
 from studio.ui import theme
 from studio.ui.main_window import MainWindow
 from studio.ui.preferences_dialog import RESTART_NOTE, PreferencesDialog
 from studio.ui.project_controller import AUTOSAVE_KEY
+from tests.fakes import fake_services
 from tests.ui.conftest import dispose
-from tests.ui.fake_engine import FakeEngine
-
-
-class FolderEngine(FakeEngine):
-    def __init__(self) -> None:
-        super().__init__()
-        self.folders: list[str] = []
-        self.refreshed = 0
-
-    def add_model_dir(self, folder: str) -> None:
-        self.folders.append(str(folder))
-
-    def list_models(self, kind=None, refresh=False):
-        self.refreshed += int(refresh)
-        return super().list_models(kind)
 
 
 def test_preferences_are_saved_to_the_config_and_applied(qtbot, runner, settings, tmp_path,
                                                          monkeypatch):
-    save_config(StudioConfig(model_dirs=("/old/models",), default_model="fake-tiny"))
-    engine = FolderEngine()
-    window = MainWindow(engine, None, settings)
+    save_settings(Settings(model_dirs=("/old/models",), default_model="fake-tiny"))
+    services = fake_services()
+    window = MainWindow(services, None, settings)
     window.show()
     try:
         window.actions["preferences"].trigger()
@@ -52,27 +38,28 @@ def test_preferences_are_saved_to_the_config_and_applied(qtbot, runner, settings
         dialog.theme_combo.setCurrentText("light")
         with qtbot.waitSignal(dialog.applied, timeout=2000):
             dialog.accept()
-        config = load_config()
+        config = saved_settings()
         assert (config.device, config.dtype) == ("cpu", "float32")
         assert config.model_dirs == (str(new_folder),)
         assert config.default_model == "fake-tiny"  # kept
         assert int(settings.value(AUTOSAVE_KEY)) == 300
         assert window.projects.autosave_timer.interval() == 300_000
         assert theme.current_theme() == "light"
-        assert engine.folders == [str(new_folder)] and engine.refreshed >= 1
+        assert services.folders.added == [str(new_folder)]
+        assert services.folders.rescans >= 2  # the scan of the folder, then the rescan
     finally:
         window.set_theme("dark")
         dispose(window)
 
 
 def test_autosave_off_and_cancel_changes_nothing(qtbot, settings):
-    save_config(StudioConfig(device="cuda"))
+    save_settings(Settings(device="cuda"))
     dialog = PreferencesDialog(settings)
     qtbot.addWidget(dialog)
     assert dialog.device_combo.currentText() == "cuda"
     dialog.device_combo.setCurrentText("mps")
     dialog.reject()
-    assert load_config().device == "cuda"
+    assert saved_settings().device == "cuda"
     dialog = PreferencesDialog(settings)
     qtbot.addWidget(dialog)
     dialog.autosave_spin.setValue(0)

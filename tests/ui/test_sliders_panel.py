@@ -5,26 +5,34 @@ from __future__ import annotations
 import pytest
 
 from studio.core.document.layers import Document
+from studio.core.document.undo import UndoStack
 from studio.core.jobs.request import GenerationRequest
 from studio.core.sliders.specs import prompt_pair
-from studio.core.document.undo import UndoStack
+from studio.session.connection import Connection
+from studio.session.jobs import JobQueue
+from studio.session.sliders import SliderSession
 from studio.ui.bridge import JobBridge
 from studio.ui.sliders_panel import SlidersPanel
 
 
-@pytest.fixture
-def panel(qtbot, runner):
-    doc = Document()
-    undo = UndoStack(doc)
+def new_panel(qtbot, doc, services=None, runner=None):
+    """A panel over its own slider session (connected when ``services`` are given)."""
     bridge = JobBridge()
-    runner.add_listener(bridge.on_event)
-    p = SlidersPanel(doc, undo, bridge)
-    p.runner = runner
+    connection = Connection(JobQueue(post=bridge.post))
+    if services is not None:
+        connection.connect(services, runner)
+    p = SlidersPanel(SliderSession(doc, UndoStack(doc), connection))
     qtbot.addWidget(p)
-    p.set_base_request(GenerationRequest("a person", model="fake-tiny", seed=7, steps=4,
-                                         width=64, height=64))
+    return p
+
+
+@pytest.fixture
+def panel(qtbot, services, runner):
+    p = new_panel(qtbot, Document(), services, runner)
+    p.session.set_base_request(GenerationRequest("a person", model="fake-tiny", seed=7,
+                                                 steps=4, width=64, height=64))
     yield p
-    runner.remove_listener(bridge.on_event)
+    p.session.connection.disconnect()
 
 
 def _drag(panel, slider_id, values):
@@ -35,38 +43,38 @@ def _drag(panel, slider_id, values):
     slider.sliderReleased.emit()
 
 
-def test_a_drag_previews_renders_and_is_one_undo_entry(qtbot, panel, engine):
-    panel.add_slider(panel.starters["age"])
-    assert panel.doc.sliders == {"age": 0.0}
-    before = panel.undo.index
+def test_a_drag_previews_renders_and_is_one_undo_entry(qtbot, panel, engine, runner):
+    panel.session.add_slider(panel.session.starters["age"])
+    assert panel.session.doc.sliders == {"age": 0.0}
+    before = panel.session.undo.index
     with qtbot.waitSignal(panel.preview_shown, timeout=10000):
         _drag(panel, "age", [0.2, 0.5, 0.9, 1.4])
-    qtbot.waitUntil(lambda: panel.runner.is_idle(), timeout=10000)
-    assert panel.undo.index == before + 1
-    assert panel.doc.sliders["age"] == pytest.approx(1.4)
+    qtbot.waitUntil(lambda: runner.is_idle(), timeout=10000)
+    assert panel.session.undo.index == before + 1
+    assert panel.session.doc.sliders["age"] == pytest.approx(1.4)
     last = engine.requests[-1]
     assert last.sliders[0].slider_id == "age" and last.sliders[0].value == pytest.approx(1.4)
     assert last.seed == 7 and last.prompt == "a person"
     # Undo puts the slider (and the document) back where the drag started.
-    panel.undo.undo()
-    assert panel.doc.sliders["age"] == 0.0
+    panel.session.undo.undo()
+    assert panel.session.doc.sliders["age"] == 0.0
     assert panel.row("age").slider.value() == 0.0
     # A second drag is a second entry.
     _drag(panel, "age", [0.3, -0.7])
-    assert panel.undo.index == before + 1 and panel.undo.can_undo
-    assert panel.current_request().sliders[0].value == pytest.approx(-0.7)
+    assert panel.session.undo.index == before + 1 and panel.session.undo.can_undo
+    assert panel.session.current_request().sliders[0].value == pytest.approx(-0.7)
 
 
 def test_value_zero_asks_for_the_base_image(panel):
-    panel.add_slider(prompt_pair("old", "young"))
-    assert panel.current_request() == panel.base_request.replace(model_hash="", device="",
+    panel.session.add_slider(prompt_pair("old", "young"))
+    assert panel.session.current_request() == panel.session.base_request.replace(model_hash="", device="",
                                                                  dtype="")
 
 
 def test_a_prompt_sliders_tooltip_says_where_its_words_go(panel):
-    panel.add_slider(panel.starters["hair-red"])
-    panel.add_slider(panel.starters["style-painting"])
-    panel.set_base_request(panel.base_request.replace(prompt="a person with blonde hair"))
+    panel.session.add_slider(panel.session.starters["hair-red"])
+    panel.session.add_slider(panel.session.starters["style-painting"])
+    panel.session.set_base_request(panel.session.base_request.replace(prompt="a person with blonde hair"))
     tip = panel.row("hair-red").label.toolTip()
     assert "“blonde hair” → “red hair” at 2" in tip and "a person with …" in tip
     style_tip = panel.row("style-painting").label.toolTip()
@@ -75,7 +83,7 @@ def test_a_prompt_sliders_tooltip_says_where_its_words_go(panel):
     assert "the rest is kept" in tip and "the rest is kept" not in style_tip
 
 
-def test_a_pair_keeps_the_rest_unless_the_box_is_unticked(panel):
+def test_a_pair_keeps_the_rest_unless_the_box_is_unticked(qtbot, panel):
     from PySide6.QtWidgets import QPushButton
 
     assert panel.keep_rest_check.isChecked()
@@ -84,40 +92,41 @@ def test_a_pair_keeps_the_rest_unless_the_box_is_unticked(panel):
         panel.positive_edit.setText(text)
         panel.negative_edit.setText("photo")
         panel.findChild(QPushButton, "add_pair_button").click()
-        assert panel.sliders.specs[f"prompt:{text}|photo"].local is keep
+        assert panel.session.sliders.specs[f"prompt:{text}|photo"].local is keep
     # The choice comes back with the project.
-    again = SlidersPanel(panel.doc, UndoStack(panel.doc))
-    again.reload_from_document()
-    assert again.sliders.specs["prompt:oil painting|photo"].local is False
-    assert again.sliders.specs["prompt:tall|photo"].local is True
+    again = new_panel(qtbot, panel.session.doc)
+    again.session.reload_from_document()
+    assert again.session.sliders.specs["prompt:oil painting|photo"].local is False
+    assert again.session.sliders.specs["prompt:tall|photo"].local is True
 
 
 def test_the_slider_set_is_restored_from_the_document(qtbot, panel, runner):
-    panel.add_slider(prompt_pair("old", "young"))
-    panel.add_slider(panel.starters["smile"])
+    panel.session.add_slider(prompt_pair("old", "young"))
+    panel.session.add_slider(panel.session.starters["smile"])
     _drag(panel, "smile", [0.6])
     qtbot.waitUntil(lambda: runner.is_idle(), timeout=10000)
-    again = SlidersPanel(panel.doc, UndoStack(panel.doc))
-    qtbot.addWidget(again)
-    assert set(again.sliders.specs) == {"prompt:old|young", "smile"}
+    again = new_panel(qtbot, panel.session.doc)
+    assert set(again.session.sliders.specs) == {"prompt:old|young", "smile"}
     assert again.row("smile").slider.value() == pytest.approx(0.6)
-    panel.remove_slider("smile")
-    assert "smile" not in panel.doc.sliders
-    panel.undo.undo()
-    assert panel.doc.sliders["smile"] == pytest.approx(0.6)
+    panel.session.remove_slider("smile")
+    assert "smile" not in panel.session.doc.sliders
+    panel.session.undo.undo()
+    assert panel.session.doc.sliders["smile"] == pytest.approx(0.6)
     assert panel.row("smile").slider.value() == pytest.approx(0.6)
 
 
 def test_vae_mode_requests_the_latent_model(panel):
     panel.set_mode("vae")
     panel.attribute_combo.setCurrentIndex(panel.attribute_combo.findData("glasses"))
-    panel._on_add_latent_clicked()
-    panel.sliders.set("vae:glasses", 1.5)
-    req = panel.current_request()
+    panel.latent_button.click()
+    panel.session.sliders.set("vae:glasses", 1.5)
+    req = panel.session.current_request()
     assert req.model == "studio-tiny-vae" and req.sliders[0].space == "vae"
     assert req.sliders[0].value == 1.5
-    assert panel._groups["vae"].isVisibleTo(panel)
-    assert not panel._groups["prompt"].isVisibleTo(panel)
+    from PySide6.QtWidgets import QGroupBox
+
+    assert panel.findChild(QGroupBox, "vae_group").isVisibleTo(panel)
+    assert not panel.findChild(QGroupBox, "prompt_group").isVisibleTo(panel)
 
 
 def test_latent_modes_start_from_the_canvas_when_the_box_is_ticked(panel):
@@ -128,56 +137,56 @@ def test_latent_modes_start_from_the_canvas_when_the_box_is_ticked(panel):
     for mode in ("vae", "gan"):
         panel.set_mode(mode)
         panel.invert_check.setChecked(True)
-        assert panel.current_request().task == "txt2img"  # an empty canvas: the seed
+        assert panel.session.current_request().task == "txt2img"  # an empty canvas: the seed
     layer = Layer.blank(32, 32, "photo")
     layer.pixels[:16, :, :3] = (200, 40, 20)
     layer.pixels[:16, :, 3] = 255  # the lower half stays transparent
-    panel.doc.layers.append(layer)
+    panel.session.doc.layers.append(layer)
     for mode in ("vae", "gan"):
         panel.set_mode(mode)
-        req = panel.current_request()
+        req = panel.session.current_request()
         assert req.task == "img2img" and req.model == f"studio-tiny-{mode}"
         image = req.init_image.to_array()
-        assert image.shape[:2] == (panel.doc.height, panel.doc.width)
+        assert image.shape[:2] == (panel.session.doc.height, panel.session.doc.width)
         assert tuple(image[0, 0, :3]) == (200, 40, 20) and tuple(image[-1, -1, :3]) == (255,) * 3
     panel.invert_check.setChecked(False)
-    assert panel.current_request().task == "txt2img"
+    assert panel.session.current_request().task == "txt2img"
 
 
 def test_a_gan_slider_says_it_keeps_the_other_attributes(panel):
     panel.set_mode("gan")
     panel.attribute_combo.setCurrentIndex(panel.attribute_combo.findData("smile"))
-    panel._on_add_latent_clicked()
-    assert panel.sliders.specs["gan:smile"].method == "flow"
+    panel.latent_button.click()
+    assert panel.session.sliders.specs["gan:smile"].method == "flow"
     tip = panel.row("gan:smile").label.toolTip()
     assert tip.startswith("Smile in the GAN latent: a curved path that keeps the other")
-    assert panel.current_request().model == "studio-tiny-gan"
+    assert panel.session.current_request().model == "studio-tiny-gan"
 
 
 def test_neighbourhood_grid_shows_nine_frames(qtbot, panel, engine):
     with qtbot.waitSignal(panel.frames_shown, timeout=10000,
                           check_params_cb=lambda n: n == 9):
-        panel.make_grid()
+        panel.session.make_grid()
     centre = engine.requests[-5]
     assert centre.variation_seed is None and centre.seed == 7
     assert {r.variation_strength for r in engine.requests[-9:]} == {0.0, 0.2}
 
 
-def test_in_the_window_a_release_renders_over_the_edited_image(qtbot, window, engine):
+def test_in_the_window_a_release_renders_over_the_edited_image(qtbot, window, engine, runner):
     window.prompt_panel.prompt_edit.setPlainText("a portrait")
     with qtbot.waitSignal(window.controller.generation_applied, timeout=10000):
         window.controller.generate()
     panel = window.sliders_panel
     assert window.docks["sliders"].widget() is panel
-    assert panel.base_request is not None and panel.base_request.prompt == "a portrait"
-    panel.add_slider(panel.starters["smile"])
+    assert panel.session.base_request is not None and panel.session.base_request.prompt == "a portrait"
+    panel.session.add_slider(panel.session.starters["smile"])
     with qtbot.waitSignal(window.controller.generation_applied, timeout=10000) as blocker:
         _drag(panel, "smile", [0.5, 1.0])
     record = window.doc.log.get(blocker.args[0])
     assert record.request.sliders[0].slider_id == "smile"
     assert record.request.sliders[0].value == pytest.approx(1.0)
     assert record.parent_id is not None
-    qtbot.waitUntil(lambda: window.runner.is_idle(), timeout=10000)
+    qtbot.waitUntil(lambda: runner.is_idle(), timeout=10000)
 
 
 def test_inversion_edits_the_init_image(panel):
@@ -186,65 +195,55 @@ def test_inversion_edits_the_init_image(panel):
     from studio.core.document.pixels import Pixels
 
     photo = Pixels.from_array(np.full((64, 64, 3), 120, np.uint8))
-    panel.set_base_request(panel.base_request.replace(task="img2img", init_image=photo))
+    panel.session.set_base_request(panel.session.base_request.replace(task="img2img", init_image=photo))
     panel.invert_check.setChecked(True)
-    panel.add_slider(panel.starters["age"])
-    panel.sliders.set("age", 1.0)
-    req = panel.current_request()
+    panel.session.add_slider(panel.session.starters["age"])
+    panel.session.sliders.set("age", 1.0)
+    req = panel.session.current_request()
     assert req.scheduler == "DDIM" and req.init_image == photo
     assert [s.space for s in req.sliders] == ["invert", "prompt"]
 
 
-def test_marked_examples_become_a_latent_slider(qtbot, panel):
+def test_marked_examples_become_a_latent_slider(qtbot, panel, services):
     import numpy as np
-
-    calls = []
-
-    def builder(space, with_, without):
-        calls.append((space, len(with_), len(without)))
-        return np.arange(4, dtype=np.float32)
-
-    panel.direction_builder = builder
     panel.set_mode("vae")
     panel.example_name.setText("freckles")
-    panel.mark_example(True, np.zeros((64, 64, 3), np.uint8))
-    panel.mark_example(True, np.ones((64, 64, 3), np.uint8))
-    panel.mark_example(False, np.full((64, 64, 3), 9, np.uint8))
-    panel.build_example_slider()
-    qtbot.waitUntil(lambda: "vae:example:freckles" in panel.doc.sliders, timeout=5000)
-    assert calls == [("vae", 2, 1)]
-    panel.sliders.set("vae:example:freckles", 1.0)
-    payload = dict(panel.current_request().sliders[0].payload)
+    panel.session.mark_example(True, np.zeros((64, 64, 3), np.uint8))
+    panel.session.mark_example(True, np.ones((64, 64, 3), np.uint8))
+    panel.session.mark_example(False, np.full((64, 64, 3), 9, np.uint8))
+    panel.build_button.click()
+    qtbot.waitUntil(lambda: "vae:example:freckles" in panel.session.doc.sliders, timeout=5000)
+    assert services.directions.calls == [("vae", 2, 1)]
+    panel.session.sliders.set("vae:example:freckles", 1.0)
+    payload = dict(panel.session.current_request().sliders[0].payload)
     assert payload["vector"].split(",")[:2] == ["0.0", "1.0"]
 
 
 def test_a_slider_built_from_examples_comes_back_when_the_project_reopens(
-        qtbot, panel, tmp_path):
+        qtbot, panel, services, tmp_path):
     import numpy as np
 
     from studio.core.project.store import ProjectStore
 
-    panel.direction_builder = lambda space, with_, without: np.array([0.5, -1.0, 2.0],
-                                                                       np.float32)
+    services.directions.vector = np.array([0.5, -1.0, 2.0], np.float32)
     panel.set_mode("gan")
     panel.example_name.setText("freckles")
-    panel.mark_example(True, np.zeros((64, 64, 3), np.uint8))
-    panel.mark_example(False, np.full((64, 64, 3), 9, np.uint8))
-    panel.build_example_slider()
-    qtbot.waitUntil(lambda: "gan:example:freckles" in panel.doc.sliders, timeout=5000)
-    panel.sliders.set("gan:example:freckles", 1.5)
-    panel.doc.sliders["gan:example:freckles"] = 1.5
-    ProjectStore.save(tmp_path / "p.studio", panel.doc, panel.undo)
+    panel.session.mark_example(True, np.zeros((64, 64, 3), np.uint8))
+    panel.session.mark_example(False, np.full((64, 64, 3), 9, np.uint8))
+    panel.build_button.click()
+    qtbot.waitUntil(lambda: "gan:example:freckles" in panel.session.doc.sliders, timeout=5000)
+    panel.session.sliders.set("gan:example:freckles", 1.5)
+    panel.session.doc.sliders["gan:example:freckles"] = 1.5
+    ProjectStore.save(tmp_path / "p.studio", panel.session.doc, panel.session.undo)
 
     project = ProjectStore.load(tmp_path / "p.studio")
-    reopened = SlidersPanel(project.document, UndoStack(project.document), None)
-    qtbot.addWidget(reopened)
-    reopened.set_base_request(GenerationRequest("a person", model="fake-tiny", seed=7,
+    reopened = new_panel(qtbot, project.document)
+    reopened.session.set_base_request(GenerationRequest("a person", model="fake-tiny", seed=7,
                                                 steps=4, width=64, height=64))
-    reopened.reload_from_document()
+    reopened.session.reload_from_document()
     row = reopened.row("gan:example:freckles")
     assert row.slider.value() == 1.5
     reopened.set_mode("gan")
-    slider = reopened.current_request().sliders[0]
+    slider = reopened.session.current_request().sliders[0]
     assert slider.space == "gan" and slider.value == 1.5
     assert [float(v) for v in dict(slider.payload)["vector"].split(",")] == [0.5, -1.0, 2.0]

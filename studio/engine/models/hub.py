@@ -10,8 +10,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from studio.core.jobs.cancel import CancelToken
 from studio.core.errors import StudioError
+from studio.core.jobs.cancel import CancelToken
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 WEIGHT_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".md", ".png", ".jpg")

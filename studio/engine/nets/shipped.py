@@ -1,6 +1,7 @@
-"""Load the shipped studio-tiny models from ``resources/models`` and classify portraits.
+"""The shipped studio-tiny models in ``resources/models``: loading, and ``classify``.
 
-``classify`` is what tests and benchmarks use to measure prompt adherence and slider edits.
+``classify`` is what tests, benchmarks and training use to measure prompt adherence and
+slider edits.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from studio.training.common import DEFAULT_OUT, load_state, to_tensor
-from studio.core.portraits.render import CLASS_ATTRIBUTES, SMILE_BINS, smile_bin_index
-from studio.engine.nets.studio_tiny import AttributeClassifier, Discriminator, FlatVAE, Generator
+from studio.core.portraits.attributes import CLASS_ATTRIBUTES, SMILE_BINS, smile_bin_index
+from studio.engine.nets.classifier import AttributeClassifier
+from studio.engine.nets.gan import Discriminator, Generator
+from studio.engine.nets.tensors import load_net, to_tensor
+from studio.engine.nets.vae import FlatVAE
+from studio.paths import embedded_models_dir
 
 CLASSIFIER = "studio-tiny-attributes"
 VAE = "studio-tiny-vae"
@@ -26,34 +30,28 @@ CONFIDENT = 0.9  # a prediction is confident when every class head gives at leas
 
 def model_dir(name: str, root: Path | None = None) -> Path:
     """Folder of a shipped model (``resources/models/<name>`` by default)."""
-    return (root or DEFAULT_OUT) / name
-
-
-def _load(cls: type[torch.nn.Module], folder: Path, weights: str) -> Any:
-    config = json.loads((folder / "config.json").read_text())
-    module = cls(**config)
-    module.load_state_dict(load_state(folder / f"{weights}.safetensors"))
-    return module.eval()
+    return (root or embedded_models_dir()) / name
 
 
 def load_classifier(root: Path | None = None) -> AttributeClassifier:
     """The attribute classifier (eval mode, float32)."""
-    return _load(AttributeClassifier, model_dir(CLASSIFIER, root), "model")
+    return load_net(AttributeClassifier, model_dir(CLASSIFIER, root))
 
 
 def load_vae(root: Path | None = None) -> FlatVAE:
     """The flat-latent VAE: ``encode(images) -> mu``, ``decode(z) -> images``."""
-    return _load(FlatVAE, model_dir(VAE, root), "model")
+    return load_net(FlatVAE, model_dir(VAE, root))
 
 
 def load_generator(root: Path | None = None) -> Generator:
     """The GAN generator: ``z`` (N, z_dim) standard normal -> images in [-1, 1]."""
-    return _load(Generator, model_dir(GAN, root) / "generator", "generator")
+    return load_net(Generator, model_dir(GAN, root) / "generator", "generator.safetensors")
 
 
 def load_discriminator(root: Path | None = None) -> Discriminator:
     """The GAN discriminator (realness logits)."""
-    return _load(Discriminator, model_dir(GAN, root) / "discriminator", "discriminator")
+    return load_net(Discriminator, model_dir(GAN, root) / "discriminator",
+                    "discriminator.safetensors")
 
 
 def load_diffusion(root: Path | None = None) -> Any:

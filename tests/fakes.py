@@ -1,4 +1,8 @@
-"""A fast, deterministic stand-in for the engine, for UI tests (implements ``EngineService``)."""
+"""A fast, deterministic stand-in for a backend, for UI and session tests.
+
+``FakeEngine`` implements exactly ``studio.core.engines.Engine``; the ``Fake*`` services
+implement the protocols beside it, and ``fake_services`` bundles them.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from studio.core.engines import EngineFeatures, EngineServices
+from studio.core.errors import ModelNotFoundError, StudioError
 from studio.core.jobs.cancel import CancelToken
-from studio.core.errors import StudioError
 from studio.core.jobs.events import GenerationResult, StepProgress
-from studio.core.models import DeviceInfo, ModelInfo
 from studio.core.jobs.request import GenerationRequest
+from studio.core.models import DeviceInfo, ModelInfo
 
 TINY = ModelInfo(id="fake-tiny", name="Fake tiny", kind="diffusion", family="sd1",
                  source="embedded", path="", size_bytes=1234,
@@ -34,16 +39,29 @@ def gradient(seed: int, width: int, height: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+#: What the fake backend says it can do: everything the window offers.
+FAKE_FEATURES = EngineFeatures(
+    backend="fake", families=("sd1", "sdxl"), schedulers=("Euler a", "DPM++ 2M Karras"),
+    inpainting=True, img2img=True, lora=True, prompt_sliders=True, latent_sliders=True,
+    example_directions=True, upscaling=True, model_management=True)
+
+
 class FakeEngine:
     """Makes gradient images from the seed; records every request it receives."""
 
     def __init__(self, models: list[ModelInfo] | None = None, step_delay: float = 0.0,
-                 fail: StudioError | None = None) -> None:
+                 fail: StudioError | None = None,
+                 features: EngineFeatures = FAKE_FEATURES) -> None:
+        self._features = features
         self.models = [TINY, LARGE] if models is None else models
         self.step_delay = step_delay
         self.fail = fail
         self.requests: list[GenerationRequest] = []
         self.started = threading.Event()
+
+    @property
+    def features(self) -> EngineFeatures:
+        return self._features
 
     def generate(self, request: GenerationRequest, on_step: Callable[[StepProgress], None],
                  cancel: CancelToken) -> GenerationResult:
@@ -79,3 +97,67 @@ class FakeEngine:
 
     def default_model(self) -> ModelInfo | None:
         return self.models[0] if self.models else None
+
+    def resolve_model(self, model_id: str) -> ModelInfo:
+        for model in self.models:
+            if model_id in (model.id, model.name):
+                return model
+        raise ModelNotFoundError(f"No model named {model_id}.")
+
+
+class FakeFolders:
+    """``ModelFolders`` that records what it is asked."""
+
+    def __init__(self) -> None:
+        self.added: list[str] = []
+        self.rescans = 0
+
+    def rescan(self) -> None:
+        self.rescans += 1
+
+    def add_folder(self, folder: str) -> None:
+        self.added.append(folder)
+        self.rescans += 1
+
+    def compute_hash(self, model: ModelInfo) -> str:
+        return "0" * 64
+
+    def download(self, repo_id: str, progress: Callable[[int, int], None],
+                 cancel: CancelToken) -> object:
+        return None
+
+
+class FakeUpscaling:
+    """``Upscaling`` by pixel repetition; records the values of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, object]] = []
+
+    def upscaler_names(self) -> list[str]:
+        return ["tiny"]
+
+    def upscale(self, image: np.ndarray, values: dict[str, object],
+                on_step: Callable[[StepProgress], None], cancel: CancelToken) -> np.ndarray:
+        self.calls.append(dict(values))
+        factor = int(float(values.get("scale", 2.0)))  # type: ignore[arg-type]
+        return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+class FakeDirections:
+    """``DirectionBuilder`` that returns a fixed vector; records each call."""
+
+    def __init__(self, vector: np.ndarray | None = None) -> None:
+        self.vector = np.arange(4, dtype=np.float32) if vector is None else vector
+        self.calls: list[tuple[str, int, int]] = []
+
+    def direction_from_images(self, space: str, with_attribute: np.ndarray,
+                              without: np.ndarray) -> np.ndarray:
+        self.calls.append((space, len(with_attribute), len(without)))
+        return self.vector
+
+
+def fake_services(engine: FakeEngine | None = None) -> EngineServices:
+    """A fake backend with every service."""
+    return EngineServices(engine=engine if engine is not None else FakeEngine(),
+                          folders=FakeFolders(), upscaling=FakeUpscaling(),
+                          directions=FakeDirections())

@@ -1,4 +1,4 @@
-"""The styles box and the X/Y/Z grid dialog, with pytest-qt."""
+"""The styles box, upscaling, the X/Y/Z grid and the model manager, with pytest-qt."""
 
 from __future__ import annotations
 
@@ -91,36 +91,23 @@ def test_window_has_the_menu_entries_and_the_styles_box(qtbot, window):
     assert "photo" in panel.negative_edit.toPlainText() and box.current_name() == ""
 
 
-def test_upscale_from_the_window_adds_a_layer_on_a_bigger_canvas(qtbot, window, engine):
-    from types import SimpleNamespace
-
-    from studio.ui.feature_menus import submit_upscale
-
-    seen = {}
-
-    def upscale(image, values, on_step, cancel):
-        seen.update(values)
-        return np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
-
-    engine.table_stakes = SimpleNamespace(upscale=upscale, upscaler_names=lambda: ["tiny"])
+def test_upscale_from_the_window_adds_a_layer_on_a_bigger_canvas(qtbot, window, services):
     window.controller.add_image_layer(np.full((32, 48, 3), 90, np.uint8), "photo")
     image = window.doc.composite()[..., :3]
     layers = len(window.doc.layers)
     with qtbot.waitSignal(window.bridge.job_finished, timeout=5000):
-        submit_upscale(window, engine.table_stakes, image, {"scale": 2.0, "model": "tiny"})
+        window.tools.submit_upscale(services.upscaling, image, {"scale": 2.0, "model": "tiny"})
     h, w = image.shape[:2]
     qtbot.waitUntil(lambda: window.doc.width == 2 * w, timeout=5000)
     assert window.doc.height == 2 * h and len(window.doc.layers) == layers + 1
-    assert seen == {"scale": 2.0, "model": "tiny"}
+    assert services.upscaling.calls == [{"scale": 2.0, "model": "tiny"}]
     window.undo.undo()  # one undo step takes it all back
     assert (window.doc.width, window.doc.height, len(window.doc.layers)) == (w, h, layers)
 
 
 def test_grid_from_the_window_puts_every_cell_in_the_gallery(qtbot, window):
-    from studio.ui.feature_menus import open_grid
-
     before = len(window.doc.log)
-    dialog = open_grid(window)
+    dialog = window.tools.open_grid()
     dialog.rows[0].set("seed", "1,2")
     dialog.rows[1].set("steps", "2,3")
     with qtbot.waitSignal(dialog.grid_finished, timeout=10000):
@@ -129,19 +116,52 @@ def test_grid_from_the_window_puts_every_cell_in_the_gallery(qtbot, window):
     dialog.close()
 
 
-def test_model_manager_from_the_window_sets_the_default_model(qtbot, window, engine):
-    from types import SimpleNamespace
-
-    from studio.ui.feature_menus import open_model_manager
-
-    engine.table_stakes = SimpleNamespace(
-        list_models=lambda: engine.list_models(), rescan=lambda: None,
-        add_folder=lambda folder: None, compute_hash=lambda m: "0" * 64,
-        download=lambda repo, progress, cancel: None)
-    dialog = open_model_manager(window)
+def test_model_manager_from_the_window_sets_the_default_model(qtbot, window):
+    dialog = window.tools.open_model_manager()
     dialog.select("fake-large")
     with qtbot.waitSignal(dialog.default_changed):
         dialog.default_button.click()
     assert window.prompt_panel.model_id == "fake-large"
     assert window.settings.value("prompt/model") == "fake-large"
     dialog.close()
+
+
+def test_what_the_backend_lacks_is_greyed_out_and_says_why(qtbot, settings, runner):
+    from studio.core.engines import EngineFeatures, EngineServices
+    from studio.ui.main_window import MainWindow
+    from tests.fakes import FakeEngine
+    from tests.ui.conftest import dispose
+
+    features = EngineFeatures(backend="fake", prompt_sliders=True, why_not=(
+        ("upscaling", "This server has no upscaler models."),
+        ("latent_sliders", "VAE and GAN sliders run on the local engine only.")))
+    window = MainWindow(EngineServices(FakeEngine(features=features)), runner, settings)
+    try:
+        upscale = window.actions["upscale"]
+        assert not upscale.isEnabled()
+        assert upscale.toolTip() == "This server has no upscaler models."
+        manager = window.actions["model_manager"]
+        assert not manager.isEnabled()
+        assert manager.toolTip() == "fake backend does not offer this"
+        assert window.actions["xyz_grid"].isEnabled()
+        panel = window.sliders_panel
+        assert not panel.latent_button.isEnabled()
+        assert panel.latent_button.toolTip() == ("VAE and GAN sliders run on the local "
+                                                 "engine only.")
+        assert panel.pair_button.isEnabled()  # prompt sliders are on
+        assert not panel.lora_button.isEnabled()
+    finally:
+        dispose(window)
+
+
+def test_before_the_engine_loads_its_tools_are_off_and_say_so(qtbot, settings):
+    from studio.ui.main_window import MainWindow
+    from tests.ui.conftest import dispose
+
+    window = MainWindow(None, None, settings)
+    try:
+        for name in ("upscale", "model_manager", "xyz_grid"):
+            assert not window.actions[name].isEnabled()
+            assert "still loading" in window.actions[name].toolTip()
+    finally:
+        dispose(window)

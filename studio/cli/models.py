@@ -1,0 +1,29 @@
+"""``studio models [--kind KIND]``: the models found, with their kind, family and source."""
+
+from __future__ import annotations
+
+import argparse
+
+from studio.cli.common import EXIT_OK, NO_MODEL_HELP, make_engine
+
+NAME = "models"
+HELP = "list the models found"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kind", default=None,
+                   help="diffusion, lora, vae, gan, classifier or upscaler")
+
+
+def run(args: argparse.Namespace) -> int:
+    engine = make_engine(args)
+    models = engine.list_models(args.kind)
+    if not models:
+        print(NO_MODEL_HELP)
+        return EXIT_OK
+    width = max(len(m.name) for m in models)
+    print(f"{'NAME'.ljust(width)}  {'KIND':<10} {'FAMILY':<12} {'SOURCE':<11} {'SIZE':>9}  PATH")
+    for m in models:
+        print(f"{m.name.ljust(width)}  {m.kind:<10} {m.family or '-':<12} {m.source:<11} "
+              f"{m.size_text:>9}  {m.path}")
+    return EXIT_OK

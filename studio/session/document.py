@@ -1,0 +1,57 @@
+"""``DocumentModel``: the open document, its undo history, and what the Edit menu shows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from psygnal import Signal
+
+from studio.core.document.layers import Document
+from studio.core.document.undo import Command, UndoStack
+
+
+@dataclass(frozen=True)
+class UndoState:
+    """What Undo and Redo say and whether they can run."""
+
+    can_undo: bool = False
+    can_redo: bool = False
+    undo_text: str = ""
+    redo_text: str = ""
+
+
+class DocumentModel:
+    """The document one window edits and its undo stack (both live for the window's life:
+    opening a project replaces their contents, never the objects)."""
+
+    undo_changed = Signal(object)  # UndoState
+
+    def __init__(self, doc: Document | None = None, undo: UndoStack | None = None) -> None:
+        self.doc = doc if doc is not None else Document()
+        self.undo_stack = undo if undo is not None else UndoStack(self.doc)
+        self.undo_state = UndoState()
+        self.undo_stack.add_listener(self._on_undo_changed)
+
+    # -- actions -------------------------------------------------------------------------
+    def push(self, command: Command) -> None:
+        self.undo_stack.push(command)
+
+    @contextmanager
+    def macro(self, text: str) -> Iterator[None]:
+        with self.undo_stack.macro(text):
+            yield
+
+    def undo(self) -> None:
+        self.undo_stack.undo()
+
+    def redo(self) -> None:
+        self.undo_stack.redo()
+
+    # -- events --------------------------------------------------------------------------
+    def _on_undo_changed(self, _name: str, state: dict[str, Any]) -> None:
+        self.undo_state = UndoState(bool(state["can_undo"]), bool(state["can_redo"]),
+                                    str(state["undo_text"]), str(state["redo_text"]))
+        self.undo_changed.emit(self.undo_state)

@@ -1,0 +1,155 @@
+"""Every scheduler name builds the diffusers scheduler it says, and draws its own image.
+
+Two checks per name, so that "every name is Euler" fails: the class and the config that
+make it that sampler (Karras sigmas, SDE, solver order, the model's own training schedule
+kept), and a golden 3x3 slice of the image it draws on the embedded model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studio.core.errors import InvalidRequestError
+from studio.core.jobs.request import GenerationRequest
+from studio.engine.schedulers import SCHEDULERS, make_scheduler
+
+SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"
+DIFFUSION = SHIPPED / "studio-tiny-diffusion"
+
+# name -> (diffusers class, the config values that make it this sampler)
+EXPECTED: dict[str, tuple[str, dict[str, object]]] = {
+    "Euler": ("EulerDiscreteScheduler", {"use_karras_sigmas": False}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler Karras": ("EulerDiscreteScheduler", {"use_karras_sigmas": True}),
+    "Heun": ("HeunDiscreteScheduler", {"use_karras_sigmas": False}),
+    "LMS": ("LMSDiscreteScheduler", {"use_karras_sigmas": False}),
+    "LMS Karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
+    "DPM2": ("KDPM2DiscreteScheduler", {"use_karras_sigmas": False}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {"use_karras_sigmas": False}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler",
+                 {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                  "use_karras_sigmas": False}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler",
+                        {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                         "use_karras_sigmas": True}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler",
+                     {"algorithm_type": "sde-dpmsolver++", "solver_order": 2,
+                      "use_karras_sigmas": False}),
+    "DPM++ 2M SDE Karras": ("DPMSolverMultistepScheduler",
+                            {"algorithm_type": "sde-dpmsolver++", "solver_order": 2,
+                             "use_karras_sigmas": True}),
+    "DPM++ SDE": ("DPMSolverSinglestepScheduler",
+                  {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                   "use_karras_sigmas": False}),
+    "DDIM": ("DDIMScheduler", {"clip_sample": False}),
+    "PNDM": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "UniPC": ("UniPCMultistepScheduler", {"use_karras_sigmas": False}),
+    "LCM": ("LCMScheduler", {"clip_sample": False}),
+    "TCD": ("TCDScheduler", {"clip_sample": False}),
+    "Flow Euler": ("FlowMatchEulerDiscreteScheduler", {}),
+}
+
+# Golden slices: image[43:46, 27:30, 0] (red channel, uint8) of PROMPT, seed 7, 4 steps,
+# guidance 5, 64 x 64, CPU float32, on the shipped studio-tiny-diffusion through the
+# engine. Made once from the code of 2025 (commit a7e899d plus the house refactor) with
+# `python tests/engine/test_schedulers.py`, which prints this table again: rerun it when the
+# embedded diffusion weights change. The slice was chosen where the samplers differ most
+# (any two differ by 25 levels or more somewhere in it), except DDIM: with eta 0 it takes
+# the same ODE step as Euler and draws the same image (its class tells it apart above).
+PROMPT = "a person with red hair and round glasses on a blue background"
+SLICE = (slice(43, 46), slice(27, 30), 0)
+TOLERANCE = 3  # uint8 levels, for other CPUs and BLAS builds
+GOLDEN: dict[str, list[list[int]]] = {
+    "Euler": [[177, 190, 146], [138, 229, 191], [108, 251, 255]],
+    "Euler a": [[235, 235, 236], [236, 235, 233], [118, 119, 137]],
+    "Euler Karras": [[178, 209, 210], [102, 178, 108], [104, 255, 254]],
+    "Heun": [[71, 148, 118], [57, 248, 243], [44, 255, 254]],
+    "LMS": [[130, 182, 159], [110, 234, 202], [95, 255, 255]],
+    "LMS Karras": [[99, 152, 111], [79, 235, 225], [61, 244, 255]],
+    "DPM2": [[244, 247, 249], [92, 110, 113], [204, 252, 199]],
+    "DPM2 a": [[208, 205, 204], [215, 206, 203], [223, 205, 193]],
+    "DPM++ 2M": [[169, 191, 179], [130, 211, 132], [126, 255, 255]],
+    "DPM++ 2M Karras": [[124, 197, 197], [68, 162, 129], [107, 255, 255]],
+    "DPM++ 2M SDE": [[236, 235, 236], [187, 218, 237], [125, 98, 66]],
+    "DPM++ 2M SDE Karras": [[94, 173, 234], [25, 25, 43], [127, 224, 255]],
+    "DPM++ SDE": [[206, 213, 203], [149, 190, 107], [154, 255, 254]],
+    "DDIM": [[177, 190, 145], [137, 229, 191], [108, 251, 255]],
+    "PNDM": [[181, 196, 202], [157, 187, 205], [143, 184, 210]],
+    "UniPC": [[159, 188, 155], [112, 213, 193], [89, 240, 255]],
+    "LCM": [[231, 231, 232], [232, 226, 227], [120, 150, 192]],
+    "TCD": [[196, 204, 170], [148, 219, 155], [125, 253, 254]],
+}
+
+
+def _base_config() -> dict[str, object]:
+    import json
+
+    return json.loads((DIFFUSION / "scheduler" / "scheduler_config.json").read_text())
+
+
+def test_the_tables_cover_every_name():
+    assert set(EXPECTED) == set(SCHEDULERS)
+    assert set(GOLDEN) == set(SCHEDULERS) - {"Flow Euler"}  # not for a diffusion model
+    # The goldens themselves tell the samplers apart (but DDIM, see above).
+    for a, b in itertools.combinations(GOLDEN, 2):
+        if {a, b} != {"Euler", "DDIM"}:
+            gap = np.abs(np.subtract(GOLDEN[a], GOLDEN[b])).max()
+            assert gap > 4 * TOLERANCE, (a, b, gap)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_name_builds_its_diffusers_class_and_config(name):
+    cls_name, values = EXPECTED[name]
+    base = _base_config()
+    if name == "Flow Euler":
+        with pytest.raises(InvalidRequestError, match="does not work with this diffusion"):
+            make_scheduler(name, base)
+        base = {**base, "_class_name": "FlowMatchEulerDiscreteScheduler"}
+    scheduler = make_scheduler(name, base)
+    assert type(scheduler).__name__ == cls_name
+    config = scheduler.config
+    for key, value in values.items():
+        assert config[key] == value, (name, key, config[key])
+    # The model's training schedule is kept, whatever the sampler.
+    if name != "Flow Euler":
+        for key in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
+                    "prediction_type", "timestep_spacing", "steps_offset"):
+            if key in config:
+                assert config[key] == base[key], (name, key)
+
+
+@pytest.fixture(scope="module")
+def shipped_engine():
+    from studio.engine.engine import Engine
+
+    return Engine(device="cpu", dtype="float32", embedded_dir=SHIPPED, hf_cache=False)
+
+
+def _request(name: str) -> GenerationRequest:
+    return GenerationRequest(PROMPT, model="studio-tiny-diffusion", width=64, height=64,
+                             steps=4, seed=7, guidance=5.0, scheduler=name)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_each_scheduler_draws_its_golden_slice(shipped_engine, name):
+    image = shipped_engine.generate(_request(name)).images[0]
+    got = image[SLICE].astype(int)
+    assert np.abs(got - np.array(GOLDEN[name])).max() <= TOLERANCE, (name, got.tolist())
+
+
+def test_flow_euler_on_a_diffusion_model_is_a_clear_error(shipped_engine):
+    with pytest.raises(InvalidRequestError, match="try Euler"):
+        shipped_engine.generate(_request("Flow Euler"))
+
+
+if __name__ == "__main__":  # print the golden table from the current code
+    from studio.engine.engine import Engine
+
+    engine = Engine(device="cpu", dtype="float32", embedded_dir=SHIPPED, hf_cache=False)
+    for scheduler_name in GOLDEN:
+        img = engine.generate(_request(scheduler_name)).images[0]
+        print(f'    "{scheduler_name}": {img[SLICE].tolist()},')

@@ -1,0 +1,123 @@
+"""The sliders' state: drags, requests and results, without the Sliders panel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.document.layers import Document
+from studio.core.document.undo import UndoStack
+from studio.core.jobs.request import GenerationRequest
+from studio.core.sliders.specs import latent_slider, prompt_pair
+from studio.session.connection import Connection
+from studio.session.sliders import SliderSession
+
+BASE = GenerationRequest("a person", model="fake-tiny", seed=7, steps=4, width=64, height=64)
+
+
+@pytest.fixture
+def sliders(connection) -> SliderSession:
+    doc = Document()
+    session = SliderSession(doc, UndoStack(doc), connection)
+    session.set_base_request(BASE)
+    return session
+
+
+def test_a_drag_is_one_undo_entry_and_its_release_renders(sliders, engine, runner):
+    shown = []
+    sliders.preview_shown.connect(shown.append)
+    sliders.add_slider(sliders.starters["age"])
+    before = sliders.undo.index
+    sliders.press("age")
+    for value in (0.2, 0.9, 1.4):
+        assert sliders.move("age", value)  # dragging: preview, not render
+    assert sliders.release("age") == pytest.approx(1.4)
+    assert runner.wait_idle(5)
+    assert sliders.undo.index == before + 1
+    last = engine.requests[-1]
+    assert last.sliders[0].slider_id == "age" and last.sliders[0].value == pytest.approx(1.4)
+    assert last.seed == 7 and last.prompt == "a person"
+    assert len(shown) == 1 and shown[0].shape == (64, 64, 3)
+    sliders.undo.undo()
+    assert sliders.doc.sliders["age"] == 0.0
+
+
+def test_value_changes_are_announced_for_undo_and_redo(sliders):
+    values = []
+    sliders.value_changed.connect(lambda sid, v: values.append((sid, v)))
+    sliders.add_slider(prompt_pair("old", "young"))
+    sliders.move("prompt:old|young", 0.5)
+    sliders.undo.undo()
+    assert values[-2:] == [("prompt:old|young", 0.5), ("prompt:old|young", 0.0)]
+
+
+def test_value_zero_asks_for_the_base_image(sliders):
+    sliders.add_slider(prompt_pair("old", "young"))
+    assert sliders.current_request() == BASE.replace(model_hash="", device="", dtype="")
+
+
+def test_a_removed_slider_comes_back_with_undo(sliders):
+    removed = []
+    sliders.slider_removed.connect(removed.append)
+    sliders.add_slider(sliders.starters["smile"])
+    sliders.move("smile", 0.6)
+    sliders.remove_slider("smile")
+    assert removed == ["smile"] and "smile" not in sliders.sliders.specs
+    sliders.undo.undo()
+    assert sliders.doc.sliders["smile"] == pytest.approx(0.6)
+    assert "smile" in sliders.sliders.specs
+
+
+def test_latent_mode_requests_the_latent_model(sliders):
+    sliders.set_mode("gan")
+    sliders.add_slider(latent_slider("gan", "glasses"))
+    sliders.sliders.set("gan:glasses", 1.5)
+    req = sliders.current_request()
+    assert req.model == "studio-tiny-gan" and req.sliders[0].value == 1.5
+    assert req.task == "txt2img"  # nothing drawn: from the seed
+    sliders.edit_init = True
+    sliders.set_canvas_image(None)
+    from studio.core.document.layers import Layer
+
+    layer = Layer.blank(32, 32, "photo")
+    layer.pixels[..., :3], layer.pixels[..., 3] = 90, 255
+    sliders.doc.layers.append(layer)
+    assert sliders.current_request().task == "img2img"
+
+
+def test_a_grid_of_seeds_fills_nine_frames(sliders, runner):
+    frames = []
+    sliders.frame_shown.connect(lambda index, image: frames.append(index))
+    sliders.make_grid()
+    assert runner.wait_idle(10)
+    assert sorted(frames) == list(range(9)) and sliders.frames_kind == "grid"
+
+
+def test_marked_examples_become_a_slider_that_the_project_keeps(sliders, services, runner):
+    hints = []
+    sliders.message.connect(hints.append)
+    sliders.set_mode("vae")
+    assert sliders.build_example_slider("freckles") is None
+    assert hints[-1] == "Mark at least one image with and one without the attribute."
+    sliders.mark_example(True, np.zeros((64, 64, 3), np.uint8))
+    sliders.mark_example(False, np.full((64, 64, 3), 9, np.uint8))
+    assert sliders.build_example_slider("freckles") is not None
+    assert runner.wait_idle(5)
+    assert services.directions.calls == [("vae", 1, 1)]
+    assert "vae:example:freckles" in sliders.doc.sliders
+    assert "vae:example:freckles" in sliders.doc.slider_specs
+    sliders.sliders.set("vae:example:freckles", 1.0)
+    payload = dict(sliders.current_request().sliders[0].payload)
+    assert payload["vector"].split(",")[:2] == ["0.0", "1.0"]
+
+
+def test_without_a_backend_requests_are_built_but_not_sent(engine):
+    doc = Document()
+    sliders = SliderSession(doc, UndoStack(doc), Connection())
+    sliders.set_base_request(BASE)
+    sent = []
+    sliders.render_requested.connect(sent.append)
+    sliders.add_slider(sliders.starters["age"])
+    sliders.move("age", 1.0)  # a whole edit: rendered at once
+    assert len(sent) == 1 and sent[0].sliders[0].value == 1.0
+    assert engine.requests == []
