@@ -11,6 +11,7 @@ from psygnal import Signal
 
 from studio.core.document.layers import Document
 from studio.core.document.undo import Command, UndoStack
+from studio.core.project.generation_log import GenerationLog
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class DocumentModel:
     opening a project replaces their contents, never the objects)."""
 
     undo_changed = Signal(object)  # UndoState
+    replacing = Signal()  # another document is about to be shown (a project is opened)
+    replaced = Signal()  # it is shown: views that keep their own copy rebuild it
 
     def __init__(self, doc: Document | None = None, undo: UndoStack | None = None) -> None:
         self.doc = doc if doc is not None else Document()
@@ -43,6 +46,27 @@ class DocumentModel:
     def macro(self, text: str) -> Iterator[None]:
         with self.undo_stack.macro(text):
             yield
+
+    def replace(self, doc: Document, stack: UndoStack | None, log: GenerationLog) -> None:
+        """Show ``doc`` (an opened project): the live document and undo stack keep their
+        identity and take its contents, and the log's listeners move to ``log``."""
+        self.replacing.emit()
+        live, undo = self.doc, self.undo_stack
+        for name in ("width", "height", "layers", "active_layer_id", "selection", "prompt",
+                     "negative_prompt", "sliders"):
+            setattr(live, name, getattr(doc, name))
+        old_log = live.log
+        for fn in list(old_log._listeners):
+            log.add_listener(fn)
+            old_log.remove_listener(fn)
+        live.log = log
+        undo.commands = list(stack.commands) if stack is not None else []
+        undo._index = stack.index if stack is not None else 0
+        undo._clean_index = undo._index
+        live.emit("canvas_resized", dx=0, dy=0)
+        live.emit("selection_changed", rect=live.selection)
+        self.replaced.emit()
+        undo._changed()
 
     def undo(self) -> None:
         self.undo_stack.undo()

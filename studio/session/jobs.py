@@ -69,6 +69,7 @@ class JobQueue:
         self.runner: Runner | None = None
         self.running: int | None = None
         self.waiting: dict[int, GenerationRequest | None] = {}  # job id -> request, run order
+        self._listeners: list[Callable[[JobEvent], None]] = []
         self._signals = {JobQueued: self.queued, JobStarted: self.started,
                          JobProgress: self.progressed, JobFinished: self.finished,
                          JobFailed: self.failed, JobCancelled: self.cancelled}
@@ -93,7 +94,10 @@ class JobQueue:
         self.post(lambda: self.on_event(event))
 
     # -- actions -------------------------------------------------------------------------
-    def submit(self, request: GenerationRequest, channel: str = "render") -> int:
+    def submit(self, request: GenerationRequest, channel: str = "render", *,
+               label: str = "") -> int:
+        if label:
+            return self._require().submit(request, channel, label=label)
         return self._require().submit(request, channel)
 
     def submit_work(self, work: Work, label: str) -> int:
@@ -112,6 +116,15 @@ class JobQueue:
 
     def move(self, job_id: int, index: int) -> bool:
         return self.runner.move(job_id, index) if self.runner is not None else False
+
+    def add_listener(self, listener: Callable[[JobEvent], None]) -> None:
+        """Call ``listener(event)`` for every event, after the signals (where ``post`` runs
+        them): the runner's listener interface, so a grid run can sit on this queue."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[JobEvent], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def _require(self) -> Runner:
         if self.runner is None:
@@ -133,3 +146,5 @@ class JobQueue:
         signal = self._signals.get(type(event))
         if signal is not None:
             signal.emit(event)
+        for listener in list(self._listeners):
+            listener(event)

@@ -14,6 +14,7 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -74,6 +75,8 @@ class GalleryPanel(QWidget):
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
         self.list.setMovement(QListView.Movement.Static)
         self.list.setSpacing(2)
+        # Several picks: Export Gallery… can export just the selected images.
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.itemClicked.connect(self._on_list_item_clicked)
         self.list.currentItemChanged.connect(self._on_list_current_changed)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -106,14 +109,14 @@ class GalleryPanel(QWidget):
         self._update_buttons()
 
         doc.log.add_listener(self._on_log_event)
-        self._rebuild()
+        self.rebuild()
 
     # -- model -> view -------------------------------------------------------------------
     def _on_log_event(self, name: str, payload: dict[str, Any]) -> None:
         if name in ("record_added", "record_changed"):
-            self._rebuild(payload["record"].id if name == "record_added" else None)
+            self.rebuild(payload["record"].id if name == "record_added" else None)
 
-    def _rebuild(self, select: str | None = None) -> None:
+    def rebuild(self, select: str | None = None) -> None:
         keep = select or (self.current().id if self.current() is not None else None)
         self.list.blockSignals(True)
         self.list.clear()

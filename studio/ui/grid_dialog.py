@@ -27,6 +27,7 @@ from studio.core.errors import StudioError
 from studio.core.grids import GridPlan, GridRun, plan_grid
 from studio.core.jobs.request import GenerationRequest
 from studio.core.prompt_syntax import parse_prompt
+from studio.session.jobs import JobQueue
 
 AXIS_KINDS = ("", "seed", "steps", "guidance", "scheduler", "strength", "clip_skip", "S/R",
               "slider:", "lora:")
@@ -71,22 +72,22 @@ class AxisRow:
 class GridDialog(QDialog):
     """Plan, queue, watch and save an X/Y/Z grid.
 
-    ``base_request`` gives the current settings (the prompt panel's request); cells run on
-    ``runner`` as ordinary render jobs. ``cell_finished`` carries each result (the window adds
-    it to the gallery); ``grid_finished`` the labelled grid image.
+    ``base_request`` gives the current settings (the prompt panel's request); cells go to
+    ``jobs`` (the window's ``JobQueue``) as ordinary render jobs. ``cell_finished`` carries
+    each result (the window adds it to the gallery); ``grid_finished`` the labelled grid image.
     """
 
     cell_finished = Signal(object)  # GenerationResult
     grid_finished = Signal(object)  # HxWx3 uint8
     _cell_done = Signal(int, object)  # from the engine thread
 
-    def __init__(self, runner: Any, base_request: Callable[[], GenerationRequest],
+    def __init__(self, jobs: JobQueue, base_request: Callable[[], GenerationRequest],
                  parent: QWidget | None = None,
                  save_image: Callable[[str, np.ndarray], None] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("X/Y/Z grid")
         self.resize(720, 560)
-        self.runner = runner
+        self.jobs = jobs
         self.base_request = base_request
         self._save_image = save_image
         self.run: GridRun | None = None
@@ -167,7 +168,7 @@ class GridDialog(QDialog):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.save_button.setEnabled(False)
-        self.run = GridRun(self.runner, plan,
+        self.run = GridRun(self.jobs, plan,
                            on_cell=lambda i, result: self._cell_done.emit(i, result))
         return True
 

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QVBoxLayout,
     QWidget,
@@ -24,16 +25,20 @@ from studio.session.connection import Connection
 from studio.session.document import DocumentModel, UndoState
 from studio.session.jobs import JobQueue, Runner
 from studio.session.sliders import SliderSession
+from studio.settings import Settings, load_settings, save_settings, saved_settings
 from studio.ui import theme
-from studio.ui.actions import ACTIONS, MENUS, create_actions
+from studio.ui.actions import ACTIONS, MENUS, create_actions, shortcut_table
 from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
 from studio.ui.controller import GenerationController
+from studio.ui.dialogs import NO_MODEL_TEXT
 from studio.ui.gallery_panel import GalleryPanel
 from studio.ui.layers_panel import LayersPanel
-from studio.ui.project_actions import install as install_projects
+from studio.ui.project_actions import FileActions
+from studio.ui.project_controller import ProjectController
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_panel import QueuePanel
+from studio.ui.recent_files import RecentFiles
 from studio.ui.sliders_panel import SlidersPanel
 from studio.ui.status_bar import StudioStatusBar
 from studio.ui.styles_box import add_styles_box
@@ -53,10 +58,13 @@ class MainWindow(QMainWindow):
     ``services`` (a backend's ``EngineServices``) and the ``runner`` that owns its thread
     come from the composition root; when the engine loads after the window shows, they come
     later through ``connection.connect``. What the backend cannot do is greyed out.
+    ``settings`` keeps the window's own state (geometry, docks, the last prompt);
+    ``config`` is the studio's settings (``studio.settings``: theme, autosave interval),
+    read from the settings file when not given.
     """
 
     def __init__(self, services: EngineServices | None = None, runner: Runner | None = None,
-                 settings: QSettings | None = None) -> None:
+                 settings: QSettings | None = None, config: Settings | None = None) -> None:
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("Latent Studio")
@@ -64,6 +72,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = settings if settings is not None else QSettings("LatentStudio",
                                                                         "Latent Studio")
+        self.config = config if config is not None else _studio_settings()
         # No Qt parent: the runner's listener list keeps the bridge alive, so an event
         # emitted while the window is being destroyed never reaches a deleted object.
         self.bridge = JobBridge()
@@ -74,6 +83,8 @@ class MainWindow(QMainWindow):
             signal.connect(self.bridge.on_event)
         self.document = DocumentModel()
         self.doc, self.undo = self.document.doc, self.document.undo_stack
+        self.document.replacing.connect(self._on_document_replacing)
+        self.document.replaced.connect(self._on_document_replaced)
         self.slider_base_id: str | None = None  # the record the sliders edit
 
         self.canvas = CanvasView(self.doc, self.undo)
@@ -85,6 +96,8 @@ class MainWindow(QMainWindow):
         column.addWidget(self.banner)
         column.addWidget(self.canvas, 1)
         self.setCentralWidget(central)
+        self.status = StudioStatusBar(self)
+        self.setStatusBar(self.status)
 
         self.prompt_panel = PromptPanel()
         self.layers_panel = LayersPanel(self.doc, self.undo)
@@ -99,17 +112,26 @@ class MainWindow(QMainWindow):
         self.actions = create_actions(self)
         self.docks: dict[str, QDockWidget] = {}
         self._build_docks()
-        self.tool_bars = ToolBars(self)
-        self.commands = WindowCommands(self)
+        self.tool_bars = ToolBars(self.canvas, self.actions, self)
+        self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, self.tool_bars.tools_bar)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.tool_bars.options_bar)
+        self.commands = WindowCommands(self, self.document, self.canvas, self.banner,
+                                       self.controller.add_image_layer,
+                                       self.tool_bars.set_color, self.show_status)
         self.tools = ToolActions(self, self.connection, self.document, self.prompt_panel,
                                  self.settings, self.show_error,
                                  models_changed=self.reload_models,
                                  canvas_resized=self.canvas.fit)
+        self.projects = ProjectController(self, self.document, RecentFiles(self.settings),
+                                          self._prompt_texts, self.show_status,
+                                          self.show_error, self.config.autosave_minutes)
+        self.file_actions = FileActions(self, self.document, self.projects, self.gallery_panel,
+                                        self.prompt_panel, self.settings,
+                                        self.commands.open_image, self.canvas.fit,
+                                        self.show_status, self.show_error)
         self._build_menus()
+        self._connect_actions()
         self.styles_box = add_styles_box(self.prompt_panel)
-        install_projects(self)  # projects, export/import, preferences: self.projects
-        self.status = StudioStatusBar(self)
-        self.setStatusBar(self.status)
         self._default_state = self.saveState(SETTINGS_VERSION)
         self._wire()
         self._restore_settings()
@@ -190,6 +212,74 @@ class MainWindow(QMainWindow):
         group = QActionGroup(self)
         group.addAction(self.actions["theme_dark"])
         group.addAction(self.actions["theme_light"])
+        file_menu = menus["File"]
+        recent = QMenu("Open &Recent", file_menu)
+        recent.setObjectName("recent_menu")
+        file_menu.insertMenu(self.actions["save_project"], recent)
+        self.projects.recent.attach_menu(recent, self.file_actions.open_path)
+        file_menu.insertAction(self.actions["export_gallery"], self.file_actions.strip_action)
+        self.actions["strip_metadata"] = self.file_actions.strip_action
+
+    def _connect_actions(self) -> None:
+        """What each action does."""
+        a, canvas, prompt, ctrl = self.actions, self.canvas, self.prompt_panel, self.controller
+        layers, gallery, queue = self.layers_panel, self.gallery_panel, self.queue_panel
+        files, projects, commands = self.file_actions, self.projects, self.commands
+        handlers = {
+            "new_project": projects.new_project,
+            "open_image": lambda: files.open_file(),
+            "save_project": projects.save,
+            "save_project_as": lambda: projects.save_as(),
+            "export_image": lambda: files.export_canvas(),
+            "export_gallery": lambda: files.export_gallery(),
+            "import_settings": lambda: files.import_settings(),
+            "preferences": self.open_preferences,
+            "quit": self.close,
+            "undo": self.document.undo,
+            "redo": self.document.redo,
+            "select_all": lambda: canvas.set_selection(None),
+            "deselect": lambda: canvas.set_selection(None),
+            "copy_settings": gallery.copy_settings,
+            "zoom_in": lambda: canvas.set_zoom(canvas.zoom * 1.25),
+            "zoom_out": lambda: canvas.set_zoom(canvas.zoom / 1.25),
+            "zoom_fit": canvas.fit,
+            "zoom_100": canvas.actual_size,
+            "theme_dark": lambda: self.set_theme("dark"),
+            "theme_light": lambda: self.set_theme("light"),
+            "reset_layout": self.reset_layout,
+            "brush_smaller": lambda: self.tool_bars.scale_brush(1 / 1.25),
+            "brush_bigger": lambda: self.tool_bars.scale_brush(1.25),
+            "brush_color": commands.pick_brush_color,
+            "resize_canvas": commands.resize_canvas,
+            "crop": commands.crop,
+            "clear_mask": commands.clear_mask,
+            "new_layer": layers.add_layer,
+            "delete_layer": layers.delete_layer,
+            "raise_layer": lambda: layers.move_layer(+1),
+            "lower_layer": lambda: layers.move_layer(-1),
+            "toggle_layer": layers.toggle_visibility,
+            "gallery_place": gallery.place_button.click,
+            "gallery_init": gallery.init_button.click,
+            "gallery_vary": gallery.vary_button.click,
+            "gallery_delete": gallery.remove_current,
+            "queue_earlier": lambda: queue.move_selected(-1),
+            "queue_later": lambda: queue.move_selected(+1),
+            "queue_cancel": queue.cancel_selected,
+            "generate": ctrl.generate,
+            "cancel": ctrl.cancel_current,
+            "cancel_all": ctrl.cancel_all,
+            "randomize_seed": prompt.randomise_seed,
+            "lock_seed": lambda: prompt.seed_lock_button.setChecked(a["lock_seed"].isChecked()),
+            "reload_models": lambda: self.reload_models(rescan=True),
+            "help_models": lambda: QMessageBox.information(self, "Adding models",
+                                                           NO_MODEL_TEXT),
+            "help_shortcuts": lambda: QMessageBox.information(self, "Keyboard shortcuts",
+                                                              shortcut_table()),
+            "about": self.about,
+        }
+        for name, handler in handlers.items():
+            a[name].triggered.connect(lambda _checked=False, h=handler: h())
+        prompt.seed_lock_button.toggled.connect(a["lock_seed"].setChecked)
 
     def _wire(self) -> None:
         self.prompt_panel.generate_requested.connect(self.controller.generate)
@@ -217,7 +307,11 @@ class MainWindow(QMainWindow):
         """The backend is ready: generation, the queue and the model picker use it."""
         self.controller.runner = self.jobs
         self.queue_panel.runner = self.jobs
-        self.status.set_engine(services.engine)
+        engine = services.engine
+        try:
+            self.status.show_device(engine.device_info(), engine.memory_in_use)
+        except StudioError as err:
+            self.status.show_device(None, engine.memory_in_use, str(err))
         self.reload_models()
 
     def _on_connection_state_changed(self, state: str) -> None:
@@ -230,7 +324,7 @@ class MainWindow(QMainWindow):
     def detach_engine(self) -> None:
         """Stop listening to the runner (before it shuts down)."""
         self.connection.disconnect()
-        self.status.set_engine(None)
+        self.status.clear_device()
 
     def reload_models(self, rescan: bool = False) -> None:
         """Fill the model picker; ``rescan`` asks the backend to look at the disk again."""
@@ -280,6 +374,20 @@ class MainWindow(QMainWindow):
         except StudioError as err:
             self.banner.show_message(str(err))
 
+    def _on_document_replacing(self) -> None:
+        """Another document (an opened project) comes: its jobs and places are not ours."""
+        self.controller.cancel_all()
+        self.controller.rects.clear()
+
+    def _on_document_replaced(self) -> None:
+        self.gallery_panel.rebuild()
+        self.sliders.reload_from_document()
+        doc = self.doc
+        if doc.prompt or doc.negative_prompt:
+            self.prompt_panel.set_values({"prompt": doc.prompt,
+                                          "negative_prompt": doc.negative_prompt})
+        self.canvas.fit()
+
     def _on_document_undo_changed(self, state: UndoState) -> None:
         undo, redo = self.actions["undo"], self.actions["redo"]
         undo.setEnabled(state.can_undo)
@@ -307,8 +415,7 @@ class MainWindow(QMainWindow):
     # -- settings ------------------------------------------------------------------------
     def _restore_settings(self) -> None:
         s = self.settings
-        name = str(s.value("view/theme", "dark") or "dark")
-        self.set_theme(name)
+        self.set_theme(self.config.theme)
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
@@ -340,9 +447,18 @@ class MainWindow(QMainWindow):
         s.setValue("prompt/state", json.dumps(state))
         if state["model"]:
             s.setValue("prompt/model", state["model"])
-        s.setValue("view/theme", theme.current_theme())
         s.setValue("canvas/brush", json.dumps(self.tool_bars.brush_state()))
         s.sync()
+        self._save_theme()
+
+    def _save_theme(self) -> None:
+        """The theme in use goes to the settings file (only when it changed)."""
+        saved = saved_settings()
+        if saved.theme != theme.current_theme():
+            try:
+                save_settings(saved.replace(theme=theme.current_theme()))
+            except OSError as err:  # a read-only config folder: the window still closes
+                self.show_error(f"Could not save the theme: {err.strerror or err}.")
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state, SETTINGS_VERSION)
@@ -387,8 +503,49 @@ class MainWindow(QMainWindow):
     def show_error(self, message: str) -> None:
         self.banner.show_message(message)
 
+    def show_status(self, text: str) -> None:
+        self.status.message_label.setText(text)
+
+    def _prompt_texts(self) -> tuple[str, str]:
+        """The prompts as typed (a project keeps them)."""
+        panel = self.prompt_panel
+        return panel.prompt_edit.toPlainText(), panel.negative_edit.toPlainText()
+
+    # -- preferences ---------------------------------------------------------------------
+    def open_preferences(self) -> Any:
+        from studio.ui.preferences_dialog import PreferencesDialog
+
+        dialog = PreferencesDialog(self)
+        dialog.applied.connect(lambda: self._on_preferences_applied(dialog))
+        dialog.open()
+        return dialog
+
+    def _on_preferences_applied(self, dialog: Any) -> None:
+        """Apply what can change now: autosave interval, theme, model folders."""
+        self.projects.set_autosave_interval(dialog.config.autosave_minutes * 60)
+        self.set_theme(dialog.config.theme)
+        if dialog.model_dirs_changed():
+            services = self.connection.services
+            folders = services.folders if services is not None else None
+            if folders is not None:
+                for folder in dialog.added_model_dirs():
+                    try:
+                        folders.add_folder(folder)
+                    except StudioError as err:
+                        self.show_error(str(err))
+            self.reload_models(rescan=True)
+
     def about(self) -> None:
         from studio.ui.dialogs import ABOUT_TEXT
 
         QMessageBox.about(self, "About Latent Studio", ABOUT_TEXT)
+
+
+def _studio_settings() -> Settings:
+    """The settings for this window: the file and the ``STUDIO_*`` environment (a bad value
+    in the environment falls back to the file alone: the window still opens)."""
+    try:
+        return load_settings()
+    except StudioError:
+        return saved_settings()
 

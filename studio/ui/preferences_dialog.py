@@ -1,15 +1,15 @@
 """Edit ▸ Preferences…: device, precision, model folders, autosave interval and theme.
 
-Device, precision and model folders go to the shared settings file (``studio.settings``),
-which the CLI reads too; device and precision apply at the next start. The autosave interval
-and the theme are window settings (QSettings) and apply at once.
+Everything goes to the shared settings file (``studio.settings``), which the CLI reads too.
+Device and precision apply at the next start; the autosave interval, the theme and the model
+folders apply at once (the window does it when ``applied`` is emitted).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
 
 from studio.settings import Settings, save_settings, saved_settings
 from studio.ui import theme as themes
-from studio.ui.project_controller import AUTOSAVE_KEY, DEFAULT_AUTOSAVE_SECONDS
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -42,13 +41,11 @@ class PreferencesDialog(QDialog):
 
     applied = Signal()
 
-    def __init__(self, settings: QSettings, parent: QWidget | None = None,
-                 config_file: Path | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, config_file: Path | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("preferences_dialog")
         self.setWindowTitle("Preferences")
         self.setMinimumWidth(460)
-        self.settings = settings
         self.config_file = config_file
         self.config = saved_settings(config_file)
         self._initial_dirs = tuple(self.config.model_dirs)
@@ -93,8 +90,8 @@ class PreferencesDialog(QDialog):
         self.autosave_spin.setRange(0, 120)
         self.autosave_spin.setSuffix(" min")
         self.autosave_spin.setSpecialValueText("Off")
-        seconds = self._stored_seconds()
-        self.autosave_spin.setValue(0 if seconds <= 0 else max(1, round(seconds / 60)))
+        minutes = self.config.autosave_minutes
+        self.autosave_spin.setValue(0 if minutes <= 0 else max(1, round(minutes)))
         self._initial_minutes = self.autosave_spin.value()
         gform.addRow("Autosave every", self.autosave_spin)
         self.theme_combo = QComboBox(objectName="theme_combo")
@@ -111,12 +108,6 @@ class PreferencesDialog(QDialog):
             layout.addWidget(part)
         layout.addWidget(box)
         self._update_buttons()
-
-    def _stored_seconds(self) -> int:
-        try:
-            return int(self.settings.value(AUTOSAVE_KEY, DEFAULT_AUTOSAVE_SECONDS))
-        except (TypeError, ValueError):
-            return DEFAULT_AUTOSAVE_SECONDS
 
     # -- model folders -----------------------------------------------------------------------
     def model_dirs(self) -> tuple[str, ...]:
@@ -150,10 +141,10 @@ class PreferencesDialog(QDialog):
         return [d for d in self.model_dirs() if d not in self._initial_dirs]
 
     # -- values ------------------------------------------------------------------------------
-    def autosave_seconds(self) -> int:
+    def autosave_minutes(self) -> float:
         if self.autosave_spin.value() == self._initial_minutes:
-            return self._stored_seconds()  # keep a finer interval set elsewhere
-        return self.autosave_spin.value() * 60
+            return self.config.autosave_minutes  # keep a finer interval set elsewhere
+        return float(self.autosave_spin.value())
 
     def theme(self) -> str:
         return self.theme_combo.currentText()
@@ -161,7 +152,9 @@ class PreferencesDialog(QDialog):
     def new_config(self) -> Settings:
         return self.config.replace(device=self.device_combo.currentText(),
                                    dtype=self.dtype_combo.currentText(),
-                                   model_dirs=self.model_dirs())
+                                   model_dirs=self.model_dirs(),
+                                   autosave_minutes=self.autosave_minutes(),
+                                   theme=self.theme())
 
     def accept(self) -> None:
         try:
@@ -170,9 +163,6 @@ class PreferencesDialog(QDialog):
             QMessageBox.warning(self, "Preferences not saved",
                                 f"Could not save the preferences: {err.strerror or err}.")
             return
-        self.settings.setValue(AUTOSAVE_KEY, self.autosave_seconds())
-        self.settings.setValue("view/theme", self.theme())
-        self.settings.sync()
         super().accept()
         self.applied.emit()
 

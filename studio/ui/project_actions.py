@@ -1,19 +1,19 @@
-"""The File menu's project, export and import entries, installed into a ``MainWindow``.
+"""``FileActions``: the File menu's open, export and import entries.
 
-``install(window)`` makes the window's ``ProjectController`` (``window.projects``) and
-connects New, Open…, Open Recent, Save, Save As…, Export…, Export Gallery…, Import Settings
-from Image… and Edit ▸ Preferences….
+Open… (projects, images, layered files), Export…, Export Gallery…, Import Settings from
+Image… and the Strip Metadata toggle; projects themselves go to the ``ProjectController``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from PySide6.QtCore import QSettings
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QMenu,
     QPushButton,
     QRadioButton,
     QVBoxLayout,
@@ -31,11 +30,11 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import StudioError
+from studio.core.project.generation_log import GenerationRecord
+from studio.session.document import DocumentModel
+from studio.ui.gallery_panel import GalleryPanel
 from studio.ui.project_controller import PROJECT_SUFFIX, ProjectController
-
-if TYPE_CHECKING:
-    from studio.core.project.generation_log import GenerationRecord
-    from studio.ui.main_window import MainWindow
+from studio.ui.prompt_panel import PromptPanel
 
 IMAGE_TYPES = ".png .jpg .jpeg .webp .bmp .tif .tiff .gif"
 OPEN_FILTER = (f"Everything Latent Studio opens (*.studio *.ora *.psd "
@@ -52,59 +51,53 @@ TEMPLATE_KEY = "export/gallery_template"
 DEFAULT_TEMPLATE = "{date}_{index:03}_{seed}_{prompt}"
 
 
-def install(window: MainWindow) -> ProjectController:
-    """Create ``window.projects`` and connect the File menu entries to it."""
-    projects = ProjectController(window)
-    window.projects = projects
-    files = FileActions(window, projects)
-    window.file_actions = files
-    a = window.actions
-    for name in ("open_image", "export_image"):
-        a[name].triggered.disconnect()  # the plain image versions are superseded here
-    handlers = {
-        "new_project": projects.new_project,
-        "open_image": lambda: files.open_file(),
-        "save_project": projects.save,
-        "save_project_as": lambda: projects.save_as(),
-        "export_image": lambda: files.export_canvas(),
-        "export_gallery": lambda: files.export_gallery(),
-        "import_settings": lambda: files.import_settings(),
-        "preferences": lambda: files.open_preferences(),
-    }
-    for name, handler in handlers.items():
-        a[name].triggered.connect(lambda _c=False, h=handler: h())
-    file_menu = window.menuBar().findChild(QMenu, "file_menu")
-    if file_menu is not None:
-        recent = QMenu("Open &Recent", file_menu)
-        recent.setObjectName("recent_menu")
-        file_menu.insertMenu(a["save_project"], recent)
-        projects.recent.attach_menu(recent, files.open_path)
-        strip = QAction("Strip &Metadata from Exports", window)
-        strip.setObjectName("action_strip_metadata")
-        strip.setCheckable(True)
-        strip.setChecked(_bool(window.settings.value(STRIP_KEY, False)))
-        strip.toggled.connect(lambda on: window.settings.setValue(STRIP_KEY, on))
-        file_menu.insertAction(a["export_gallery"], strip)
-        a["strip_metadata"] = strip
-    window.gallery_panel.list.setSelectionMode(
-        QAbstractItemView.SelectionMode.ExtendedSelection)
-    return projects
-
-
 def _bool(value: Any) -> bool:
     return value in (True, "true", "1", 1)
 
 
 class FileActions:
-    """Opening, exporting and importing files for ``window``."""
+    """Opening, exporting and importing files.
 
-    def __init__(self, window: MainWindow, projects: ProjectController) -> None:
-        self.w = window
-        self.projects = projects
+    Parameters
+    ----------
+    parent
+        The widget the file dialogs belong to.
+    document
+        The document opened files add layers to (one undo step each).
+    projects
+        Opens ``.studio`` files; keeps the recent files.
+    gallery, prompt
+        What Export Gallery… exports; where Import Settings… writes.
+    settings
+        The window's settings: the export choices (strip metadata, file-name template).
+    open_image
+        Opens a plain image as a layer; ``True`` when it did.
+    fit_canvas, show_status, show_error
+        Fit the canvas to the window; a status line; a problem, in one line.
+    """
+
+    def __init__(self, parent: QWidget, document: DocumentModel, projects: ProjectController,
+                 gallery: GalleryPanel, prompt: PromptPanel, settings: QSettings,
+                 open_image: Callable[[str], bool], fit_canvas: Callable[[], None],
+                 show_status: Callable[[str], None],
+                 show_error: Callable[[str], None]) -> None:
+        self.parent_widget = parent
+        self.document, self.projects = document, projects
+        self.gallery, self.prompt, self.settings = gallery, prompt, settings
+        self.open_image = open_image
+        self.fit_canvas, self.show_status, self.show_error = fit_canvas, show_status, show_error
+        self.strip_action = QAction("Strip &Metadata from Exports", parent)
+        self.strip_action.setObjectName("action_strip_metadata")
+        self.strip_action.setCheckable(True)
+        self.strip_action.setChecked(_bool(settings.value(STRIP_KEY, False)))
+        self.strip_action.toggled.connect(self._on_strip_action_toggled)
+
+    def _on_strip_action_toggled(self, on: bool) -> None:
+        self.settings.setValue(STRIP_KEY, on)
 
     # -- opening -----------------------------------------------------------------------------
     def open_file(self) -> bool:
-        path, _ = QFileDialog.getOpenFileName(self.w, "Open", "", OPEN_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open", "", OPEN_FILTER)
         return self.open_path(path) if path else False
 
     def open_path(self, path: str) -> bool:
@@ -115,7 +108,7 @@ class FileActions:
         if suffix in LAYERED:
             ok = self.open_layered(path)
         else:
-            ok = bool(self.w.commands.open_image(path))
+            ok = bool(self.open_image(path))
         if ok:
             self.projects.recent.add(path)
         return ok
@@ -128,38 +121,39 @@ class FileActions:
         try:
             image = (import_ora if path.lower().endswith(".ora") else import_psd)(path)
         except StudioError as err:
-            self.w.show_error(str(err))
+            self.show_error(str(err))
             return False
         except OSError as err:
-            self.w.show_error(f"Could not open {name}: {err.strerror or err}")
+            self.show_error(f"Could not open {name}: {err.strerror or err}")
             return False
         layers = image.to_document_layers()
         if not layers:
-            self.w.show_error(f"{name} has no layers.")
+            self.show_error(f"{name} has no layers.")
             return False
-        with self.w.undo.macro(f"Open {name}"):
-            if not self.w.doc.layers:
-                self.w.undo.push(ResizeCanvas(image.width, image.height))
+        with self.document.macro(f"Open {name}"):
+            if not self.document.doc.layers:
+                self.document.push(ResizeCanvas(image.width, image.height))
             for layer in layers:
-                self.w.undo.push(AddLayer(layer, text=f"Add {layer.name}"))
-        self.w.canvas.fit()
-        self.w.status.message_label.setText(f"Opened {name} ({len(layers)} layers)")
+                self.document.push(AddLayer(layer, text=f"Add {layer.name}"))
+        self.fit_canvas()
+        self.show_status(f"Opened {name} ({len(layers)} layers)")
         return True
 
     # -- exporting ---------------------------------------------------------------------------
     @property
     def strip_metadata(self) -> bool:
-        return _bool(self.w.settings.value(STRIP_KEY, False))
+        return _bool(self.settings.value(STRIP_KEY, False))
 
     def export_canvas(self, path: str | None = None, strip: bool | None = None) -> bool:
         """The canvas as PNG/JPEG/WebP (with its settings unless stripped) or as layers."""
-        doc = self.w.doc
+        doc = self.document.doc
         if not doc.layers:
-            self.w.show_error("Nothing to export: the canvas is empty.")
+            self.show_error("Nothing to export: the canvas is empty.")
             return False
         if path is None:
             start = f"{self.projects.name}.png"
-            path, _ = QFileDialog.getSaveFileName(self.w, "Export", start, EXPORT_FILTER)
+            path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Export", start,
+                                                  EXPORT_FILTER)
             if not path:
                 return False
         strip = self.strip_metadata if strip is None else strip
@@ -177,17 +171,17 @@ class FileActions:
 
                 save_image(target, doc.composite(), self._canvas_request(), strip=strip)
             else:
-                self.w.show_error(f"Cannot export {target.name}: use .png, .jpg, .webp, "
+                self.show_error(f"Cannot export {target.name}: use .png, .jpg, .webp, "
                                   ".ora or .psd.")
                 return False
         except StudioError as err:
-            self.w.show_error(str(err))
+            self.show_error(str(err))
             return False
-        self.w.status.message_label.setText(f"Exported {target.name}")
+        self.show_status(f"Exported {target.name}")
         return True
 
     def _canvas_request(self) -> Any:
-        doc = self.w.doc
+        doc = self.document.doc
         active = doc.active_layer
         for layer in ([active] if active is not None else []) + list(reversed(doc.layers)):
             if layer.record_id and layer.record_id in doc.log:
@@ -195,7 +189,7 @@ class FileActions:
         return None
 
     def gallery_records(self, selected_only: bool) -> list[GenerationRecord]:
-        panel = self.w.gallery_panel
+        panel = self.gallery
         if selected_only:
             rows = sorted(panel.list.row(item) for item in panel.list.selectedItems())
             chosen = [panel.items[r] for r in rows if 0 <= r < len(panel.items)]
@@ -208,16 +202,16 @@ class FileActions:
                        contact_sheet: bool = False, strip: bool | None = None) -> list[Path]:
         """Write gallery images to ``folder`` named by ``template``; returns the files."""
         if folder is None:
-            dialog = GalleryExportDialog(self.w, self._selected_count(),
-                                         len(self.w.gallery_panel.items))
+            dialog = GalleryExportDialog(self.settings, self._selected_count(),
+                                         len(self.gallery.items), self.parent_widget)
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return []
             values = dialog.values()
-            self.w.settings.setValue(TEMPLATE_KEY, values["template"])
+            self.settings.setValue(TEMPLATE_KEY, values["template"])
             return self.export_gallery(**values)
         records = self.gallery_records(bool(selected_only))
         if not records:
-            self.w.show_error("The gallery is empty: generate something first.")
+            self.show_error("The gallery is empty: generate something first.")
             return []
         strip = self.strip_metadata if strip is None else strip
         from studio.core.formats.contact_sheet import caption_for
@@ -229,7 +223,7 @@ class FileActions:
             paths = batch_paths(folder, [r.request for r in records],
                                 template=template or DEFAULT_TEMPLATE, suffix=suffix,
                                 when=datetime.now())
-            images = [self.w.doc.log.image(r.image_hashes[0]) for r in records]
+            images = [self.document.doc.log.image(r.image_hashes[0]) for r in records]
             written = [save_image(p, img, r.request, strip=strip)
                        for p, img, r in zip(paths, images, records, strict=True)]
             if contact_sheet:
@@ -242,20 +236,20 @@ class FileActions:
                     target = Path(folder) / f"{stem}-{n}.png"
                 written.append(save_image(target, sheet, None))
         except StudioError as err:
-            self.w.show_error(str(err))
+            self.show_error(str(err))
             return []
-        self.w.status.message_label.setText(f"Exported {len(records)} images to {folder}")
+        self.show_status(f"Exported {len(records)} images to {folder}")
         return [Path(p) for p in written]
 
     def _selected_count(self) -> int:
-        return len(self.w.gallery_panel.list.selectedItems())
+        return len(self.gallery.list.selectedItems())
 
     # -- importing ---------------------------------------------------------------------------
     def import_settings(self, path: str | None = None) -> bool:
         """Restore prompt, negative prompt, seed, steps, guidance, sampler and size."""
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
-                self.w, "Import settings from image", "",
+                self.parent_widget, "Import settings from image", "",
                 "Images (*.png *.jpg *.jpeg *.webp);;All files (*)")
             if not path:
                 return False
@@ -266,13 +260,13 @@ class FileActions:
         try:
             settings = read_settings(path)
         except StudioError as err:
-            self.w.show_error(str(err))
+            self.show_error(str(err))
             return False
         if settings is None:
-            self.w.show_error(f"{name} holds no generation settings that Latent Studio "
+            self.show_error(f"{name} holds no generation settings that Latent Studio "
                               "can read.")
             return False
-        panel = self.w.prompt_panel
+        panel = self.prompt
         try:
             base = GenerationRequest(**panel.values())
         except (StudioError, TypeError, ValueError):
@@ -286,42 +280,17 @@ class FileActions:
             values["model"] = request.model
         panel.set_values(values)
         panel.seed_lock_button.setChecked(True)
-        self.w.status.message_label.setText(f"Imported the settings of {name} "
+        self.show_status(f"Imported the settings of {name} "
                                             f"({settings.source})")
         return True
-
-    # -- preferences -------------------------------------------------------------------------
-    def open_preferences(self) -> Any:
-        from studio.ui.preferences_dialog import PreferencesDialog
-
-        dialog = PreferencesDialog(self.w.settings, self.w)
-        dialog.applied.connect(lambda: apply_preferences(self.w, dialog))
-        dialog.open()
-        return dialog
-
-
-def apply_preferences(window: MainWindow, dialog: Any) -> None:
-    """Apply what can change now: autosave interval, theme, model folders."""
-    window.projects.set_autosave_interval(dialog.autosave_seconds())
-    window.set_theme(dialog.theme())
-    if dialog.model_dirs_changed():
-        services = window.connection.services
-        folders = services.folders if services is not None else None
-        if folders is not None:
-            for folder in dialog.added_model_dirs():
-                try:
-                    folders.add_folder(folder)
-                except StudioError as err:
-                    window.show_error(str(err))
-        window.reload_models(rescan=True)
 
 
 class GalleryExportDialog(QDialog):
     """Folder, file-name template, which images, format and an optional contact sheet."""
 
-    def __init__(self, window: MainWindow, selected: int, total: int,
+    def __init__(self, settings: QSettings, selected: int, total: int,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent or window)
+        super().__init__(parent)
         self.setWindowTitle("Export gallery")
         self.setObjectName("gallery_export_dialog")
         form = QFormLayout()
@@ -332,7 +301,7 @@ class GalleryExportDialog(QDialog):
         row.addWidget(self.folder_edit, 1)
         row.addWidget(browse)
         form.addRow("Folder", row)
-        template = str(window.settings.value(TEMPLATE_KEY, DEFAULT_TEMPLATE) or DEFAULT_TEMPLATE)
+        template = str(settings.value(TEMPLATE_KEY, DEFAULT_TEMPLATE) or DEFAULT_TEMPLATE)
         self.template_edit = QLineEdit(template, objectName="export_template_edit")
         self.template_edit.setToolTip("Fields: {seed} {prompt} {model} {index} {date} "
                                       "{time} {steps} {guidance}; {index:03} pads with zeros")
@@ -352,7 +321,7 @@ class GalleryExportDialog(QDialog):
         form.addRow("Format", self.format_combo)
         self.sheet_check = QCheckBox("Also write a contact sheet (contact_sheet.png)")
         self.strip_check = QCheckBox("Strip metadata (no prompt or settings in the files)")
-        self.strip_check.setChecked(_bool(window.settings.value(STRIP_KEY, False)))
+        self.strip_check.setChecked(_bool(settings.value(STRIP_KEY, False)))
         form.addRow("", self.sheet_check)
         form.addRow("", self.strip_check)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok

@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from studio.core.document.layers import Document
 from studio.core.document.undo import UndoStack
@@ -38,16 +39,13 @@ from studio.core.project.store import (
     SaveReport,
     autosave_path,
 )
+from studio.session.document import DocumentModel
+from studio.settings import DEFAULT_AUTOSAVE_MINUTES
 from studio.ui.busy import run_while_painting
 from studio.ui.recent_files import RecentFiles
 
-if TYPE_CHECKING:
-    from studio.ui.main_window import MainWindow
-
 PROJECT_SUFFIX = ".studio"
 PROJECT_FILTER = "Latent Studio projects (*.studio)"
-DEFAULT_AUTOSAVE_SECONDS = 120
-AUTOSAVE_KEY = "projects/autosave_seconds"
 UNTITLED = "Untitled"
 
 
@@ -89,7 +87,23 @@ def ask_restore(parent: Any, name: str, when: float) -> bool:
 
 
 class ProjectController(QObject):
-    """The project side of ``window``: file, dirty state, title, saves and autosaves."""
+    """The project side of one window: file, dirty state, title, saves and autosaves.
+
+    Parameters
+    ----------
+    parent
+        The window: its title shows the project, the dialogs belong to it.
+    document
+        The document the project fills (opening one replaces its contents).
+    recent
+        The recent projects list.
+    prompts
+        The prompt and negative prompt as typed, which the file keeps.
+    show_status, show_error
+        A line in the status bar; a problem, in one line.
+    autosave_minutes
+        The autosave interval (``0``: off), from the settings.
+    """
 
     save_started = Signal(str)
     save_finished = Signal(str)  # the project path
@@ -97,13 +111,19 @@ class ProjectController(QObject):
     autosaved = Signal(str)  # the autosave file
     project_opened = Signal(str)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.w = window
+    def __init__(self, parent: QWidget, document: DocumentModel, recent: RecentFiles,
+                 prompts: Callable[[], tuple[str, str]], show_status: Callable[[str], None],
+                 show_error: Callable[[str], None],
+                 autosave_minutes: float = DEFAULT_AUTOSAVE_MINUTES) -> None:
+        super().__init__(parent)
+        self.parent_widget = parent
+        self.document = document
+        self.prompts = prompts
+        self.show_status, self.show_error = show_status, show_error
         self.path: Path | None = None
         self.confirm_close = False  # the session turns it on (see module docs)
         self.must_save_as = False  # the file on disk cannot be written (newer or damaged)
-        self.recent = RecentFiles(window.settings)
+        self.recent = recent
         self._log_version = 0
         self._saved_log_version = 0
         self._forced_dirty = False
@@ -116,9 +136,9 @@ class ProjectController(QObject):
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setObjectName("autosave_timer")
         self.autosave_timer.timeout.connect(self.autosave)
-        self.set_autosave_interval(self.autosave_seconds())
-        window.undo.add_listener(self._on_undo_changed)
-        window.doc.log.add_listener(self._on_log_event)
+        self.set_autosave_interval(autosave_minutes * 60)
+        document.undo_stack.add_listener(self._on_undo_changed)
+        document.doc.log.add_listener(self._on_log_event)
         self.update_title()
 
     # -- state -----------------------------------------------------------------------------
@@ -128,7 +148,7 @@ class ProjectController(QObject):
 
     @property
     def is_modified(self) -> bool:
-        return (not self.w.undo.clean or self._forced_dirty
+        return (not self.document.undo_stack.clean or self._forced_dirty
                 or self._log_version != self._saved_log_version)
 
     @property
@@ -136,8 +156,8 @@ class ProjectController(QObject):
         return self._worker is not None
 
     def update_title(self) -> None:
-        self.w.setWindowTitle(f"{self.name}[*] — Latent Studio")
-        self.w.setWindowModified(self.is_modified)
+        self.parent_widget.setWindowTitle(f"{self.name}[*] — Latent Studio")
+        self.parent_widget.setWindowModified(self.is_modified)
 
     def _on_undo_changed(self, _name: str, _state: dict[str, Any]) -> None:
         self.update_title()
@@ -148,18 +168,12 @@ class ProjectController(QObject):
             self.update_title()
 
     def _mark_saved(self, undo_index: int | None, log_version: int) -> None:
-        self.w.undo.set_clean(undo_index)
+        self.document.undo_stack.set_clean(undo_index)
         self._saved_log_version = log_version
         self._forced_dirty = False
         self.update_title()
 
     # -- autosave settings -------------------------------------------------------------------
-    def autosave_seconds(self) -> int:
-        try:
-            return int(self.w.settings.value(AUTOSAVE_KEY, DEFAULT_AUTOSAVE_SECONDS))
-        except (TypeError, ValueError):
-            return DEFAULT_AUTOSAVE_SECONDS
-
     def set_autosave_interval(self, seconds: float) -> None:
         """Autosave every ``seconds`` (``0`` turns autosave off)."""
         if seconds > 0:
@@ -172,7 +186,7 @@ class ProjectController(QObject):
         """Ask about unsaved changes; ``False`` when the user cancelled (or a save failed)."""
         if not self.is_modified:
             return True
-        answer = ask_save_changes(self.w, self.name)
+        answer = ask_save_changes(self.parent_widget, self.name)
         if answer == "cancel":
             return False
         if answer == "save":
@@ -184,7 +198,7 @@ class ProjectController(QObject):
             return False
         self._discard_own_autosaves()
         self._adopt(Document(), None, GenerationLog(), None)
-        self.w.status.message_label.setText("New project")
+        self.show_status("New project")
         return True
 
     def open_project(self, path: str | os.PathLike[str] | None = None,
@@ -195,7 +209,8 @@ class ProjectController(QObject):
         asks the user.
         """
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self.w, "Open project", "", PROJECT_FILTER)
+            path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open project", "",
+                                                  PROJECT_FILTER)
             if not path:
                 return False
         target = Path(path)
@@ -204,20 +219,20 @@ class ProjectController(QObject):
         if ProjectStore.is_newer_than_saved(target) and target.is_file():
             if restore is None:
                 meta = self._meta(autosave_path(target))
-                restore = ask_restore(self.w, target.stem,
+                restore = ask_restore(self.parent_widget, target.stem,
                                       float(meta.get("saved_at", "0") or 0))
             if restore:
                 source, restored = autosave_path(target), True
-        self.w.status.message_label.setText(f"Opening {target.name}…")
+        self.show_status(f"Opening {target.name}…")
         try:
             project = run_while_painting(ProjectStore.load, source)
         except StudioError as err:
-            self.w.status.message_label.setText("")
+            self.show_status("")
             self.recent.prune()
-            self.w.show_error(str(err))
+            self.show_error(str(err))
             return False
         if not self.maybe_save():
-            self.w.status.message_label.setText("")
+            self.show_status("")
             return False
         self._discard_own_autosaves()
         self._adopt(project.document, project.undo_stack, project.log, target)
@@ -225,7 +240,7 @@ class ProjectController(QObject):
             self._forced_dirty = True
             self.update_title()
         self.recent.add(target)
-        self.w.status.message_label.setText(
+        self.show_status(
             f"Restored the autosave of {target.name}" if restored else f"Opened {target.name}")
         self.project_opened.emit(str(target))
         return True
@@ -235,13 +250,13 @@ class ProjectController(QObject):
         try:
             project = run_while_painting(ProjectStore.load, side_file)
         except StudioError as err:
-            self.w.show_error(str(err))
+            self.show_error(str(err))
             return False
         self._adopt(project.document, project.undo_stack, project.log, None)
         self._untitled_base = Path(str(side_file)[:-len(AUTOSAVE_SUFFIX)])
         self._forced_dirty = True
         self.update_title()
-        self.w.status.message_label.setText("Restored an unsaved project")
+        self.show_status("Restored an unsaved project")
         return True
 
     def offer_recovery(self) -> bool:
@@ -260,7 +275,7 @@ class ProjectController(QObject):
         _when, side, project = max(candidates, key=lambda c: c[0])
         meta = self._meta(side)
         name = project.stem if project is not None else UNTITLED
-        if not ask_restore(self.w, name, float(meta.get("saved_at", "0") or 0)):
+        if not ask_restore(self.parent_widget, name, float(meta.get("saved_at", "0") or 0)):
             ProjectStore.discard_autosave(project or Path(str(side)[:-len(AUTOSAVE_SUFFIX)]))
             return False
         if project is not None:
@@ -276,34 +291,13 @@ class ProjectController(QObject):
 
     def _adopt(self, doc: Document, stack: UndoStack | None, log: GenerationLog,
                path: Path | None) -> None:
-        """Show ``doc`` in the window: the panels keep their document and stack objects."""
-        self.w.controller.cancel_all()
-        live, undo = self.w.doc, self.w.undo
-        for name in ("width", "height", "layers", "active_layer_id", "selection", "prompt",
-                     "negative_prompt", "sliders"):
-            setattr(live, name, getattr(doc, name))
-        old_log = live.log
-        for fn in list(old_log._listeners):
-            log.add_listener(fn)
-            old_log.remove_listener(fn)
-        live.log = log
-        undo.commands = list(stack.commands) if stack is not None else []
-        undo._index = stack.index if stack is not None else 0
-        undo._clean_index = undo._index
+        """Show ``doc`` in the window: the panels keep their document and stack objects
+        (``DocumentModel.replaced`` tells them to rebuild)."""
         self.path = path
         self.must_save_as = False
         self._log_version = self._saved_log_version = 0
         self._forced_dirty = False
-        self.w.controller.rects.clear()
-        live.emit("canvas_resized", dx=0, dy=0)
-        live.emit("selection_changed", rect=live.selection)
-        self.w.gallery_panel._rebuild()
-        self.w.sliders.reload_from_document()
-        if live.prompt or live.negative_prompt:
-            self.w.prompt_panel.set_values({"prompt": live.prompt,
-                                            "negative_prompt": live.negative_prompt})
-        undo._changed()
-        self.w.canvas.fit()
+        self.document.replace(doc, stack, log)
         self.update_title()
 
     # -- saving ------------------------------------------------------------------------------
@@ -316,7 +310,7 @@ class ProjectController(QObject):
     def save_as(self, path: str | os.PathLike[str] | None = None) -> bool:
         if path is None:
             start = str(self.path) if self.path is not None else f"{UNTITLED}{PROJECT_SUFFIX}"
-            path, _ = QFileDialog.getSaveFileName(self.w, "Save project as", start,
+            path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Save project as", start,
                                                   PROJECT_FILTER)
             if not path:
                 return False
@@ -338,7 +332,8 @@ class ProjectController(QObject):
         """Save on this thread (when closing); ``False`` if it failed or was cancelled."""
         if self.path is None or self.must_save_as:
             path, _ = QFileDialog.getSaveFileName(
-                self.w, "Save project as", f"{self.name}{PROJECT_SUFFIX}", PROJECT_FILTER)
+                self.parent_widget, "Save project as", f"{self.name}{PROJECT_SUFFIX}",
+                PROJECT_FILTER)
             if not path:
                 return False
             target = Path(path)
@@ -355,11 +350,10 @@ class ProjectController(QObject):
         return True
 
     def _snapshot(self) -> ProjectSnapshot:
-        doc, panel = self.w.doc, self.w.prompt_panel
+        doc = self.document.doc
         # The prompt text is view state the panel owns; the file keeps it for the reopen.
-        doc.prompt = panel.prompt_edit.toPlainText()
-        doc.negative_prompt = panel.negative_edit.toPlainText()
-        return ProjectStore.snapshot(doc, self.w.undo, doc.log)
+        doc.prompt, doc.negative_prompt = self.prompts()
+        return ProjectStore.snapshot(doc, self.document.undo_stack, doc.log)
 
     def _start(self, path: Path, snap: ProjectSnapshot, autosave: bool) -> None:
         log_version = self._log_version
@@ -376,7 +370,7 @@ class ProjectController(QObject):
             if self._closing:
                 return
             if autosave:
-                self.w.status.message_label.setText(f"Autosave failed: {err}")
+                self.show_status(f"Autosave failed: {err}")
             else:
                 self._on_failed(path, err)
 
@@ -396,7 +390,7 @@ class ProjectController(QObject):
             "returned": returned, "errored": errored, "finished": self._on_worker_finished})
         self._worker = worker
         if not autosave:
-            self.w.status.message_label.setText("Saving…")
+            self.show_status("Saving…")
             self.save_started.emit(str(path))
         worker.start()
 
@@ -415,10 +409,10 @@ class ProjectController(QObject):
         if was_untitled:
             self._discard_untitled_autosave()
         ProjectStore.discard_autosave(path)
-        self.w.doc.log.forget_images(set(report.image_hashes),
+        self.document.doc.log.forget_images(set(report.image_hashes),
                                      lambda key: ProjectStore.read_image(path, key))
         self.recent.add(path)
-        self.w.status.message_label.setText(f"Saved {path.name}")
+        self.show_status(f"Saved {path.name}")
         self.save_finished.emit(str(path))
 
     def _on_failed(self, path: Path, err: Exception) -> None:
@@ -429,8 +423,8 @@ class ProjectController(QObject):
             "folder.")
         if isinstance(err, ProjectSaveError | ProjectVersionError | ProjectCorruptError):
             message += " Your work is still open: save it under another name or folder."
-        self.w.status.message_label.setText("Save failed")
-        self.w.show_error(message)
+        self.show_status("Save failed")
+        self.show_error(message)
         self.save_failed.emit(message)
 
     def wait(self, seconds: float = 120.0) -> None:
@@ -455,7 +449,7 @@ class ProjectController(QObject):
         try:
             base = self.autosave_base()
         except OSError as err:
-            self.w.status.message_label.setText(f"Autosave failed: {err}")
+            self.show_status(f"Autosave failed: {err}")
             return False
         snap = self._snapshot()
         self._start(base, snap, autosave=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
-from studio.core.engines import Engine
 from studio.core.errors import StudioError
 from studio.core.jobs.events import JobEvent, JobProgress, JobStarted
+from studio.core.models import DeviceInfo
 
 REFRESH_MS = 2000
 
@@ -19,12 +21,16 @@ def memory_text(nbytes: int) -> str:
 
 
 class StudioStatusBar(QStatusBar):
-    """Shows what runs where; memory is refreshed by a timer."""
+    """Shows what runs where; memory is refreshed by a timer.
+
+    ``show_device`` shows the backend's device (or why it cannot say) and starts asking
+    ``memory_in_use`` every few seconds; ``clear_device`` stops asking.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("status_bar")
-        self.engine: Engine | None = None
+        self.memory_in_use: Callable[[], int] | None = None
         self.message_label = QLabel("", objectName="status_message_label")
         self.progress = QProgressBar(objectName="status_progress_bar")
         self.progress.setFixedWidth(160)
@@ -46,31 +52,34 @@ class StudioStatusBar(QStatusBar):
         self.message_label.setText(text)
         self.device_label.setText("engine: loading…")
 
-    def set_engine(self, engine: Engine | None) -> None:
-        self.engine = engine
-        if engine is None:
-            self.timer.stop()
-            return
-        try:
-            info = engine.device_info()
+    def show_device(self, info: DeviceInfo | None, memory_in_use: Callable[[], int],
+                    problem: str = "") -> None:
+        """The backend is ready: its device, or (``None``) the ``problem`` that hides it."""
+        if info is None:
+            self.device_label.setText("device: unavailable")
+            self.device_label.setToolTip(problem)
+        else:
             self.device_label.setText(info.device)
             self.device_label.setToolTip(info.description)
             self.dtype_label.setText(f"{info.dtype} autocast" if info.autocast else info.dtype)
-        except StudioError as err:
-            self.device_label.setText("device: unavailable")
-            self.device_label.setToolTip(str(err))
+        self.memory_in_use = memory_in_use
         self.message_label.setText("Ready")
         self.refresh_memory()
         self.timer.start()
+
+    def clear_device(self) -> None:
+        """The backend is gone: stop asking it."""
+        self.memory_in_use = None
+        self.timer.stop()
 
     def set_model(self, model_id: str) -> None:
         self.model_label.setText(model_id or "no model")
 
     def refresh_memory(self) -> None:
-        if self.engine is None:
+        if self.memory_in_use is None:
             return
         try:
-            self.memory_label.setText(f"mem {memory_text(self.engine.memory_in_use())}")
+            self.memory_label.setText(f"mem {memory_text(self.memory_in_use())}")
         except StudioError:
             self.memory_label.setText("")
 

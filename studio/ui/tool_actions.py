@@ -122,11 +122,11 @@ class ToolActions(QObject):
         return GenerationRequest(**values)
 
     def open_grid(self) -> GridDialog | None:
-        runner = self.connection.jobs.runner
-        if runner is None:
+        jobs = self.connection.jobs
+        if not jobs.ready:
             self.show_error("The engine is still loading; try again in a moment.")
             return None
-        dialog = GridDialog(runner, self._base_request, self.parent_widget)
+        dialog = GridDialog(jobs, self._base_request, self.parent_widget)
         log = self.document.doc.log
         dialog.cell_finished.connect(lambda result: log.add_result(result, None, "grid"))
         dialog.show()

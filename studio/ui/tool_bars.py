@@ -3,18 +3,15 @@ colour, and the generate / cancel / undo buttons artists reach for."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QActionGroup, QColor
-from PySide6.QtWidgets import QLabel, QToolBar, QToolButton
+from PySide6.QtGui import QAction, QActionGroup, QColor
+from PySide6.QtWidgets import QLabel, QToolBar, QToolButton, QWidget
 
 from studio.ui import canvas_tools as tools
+from studio.ui.canvas import CanvasView
 from studio.ui.canvas_tools import BrushSettings
 from studio.ui.widgets import float_slider, int_slider
-
-if TYPE_CHECKING:
-    from studio.ui.main_window import MainWindow
 
 TOOL_ACTIONS = {tools.BRUSH: "tool_brush", tools.ERASER: "tool_eraser",
                 tools.MASK_BRUSH: "tool_mask_brush", tools.MASK_ERASER: "tool_mask_eraser",
@@ -22,24 +19,27 @@ TOOL_ACTIONS = {tools.BRUSH: "tool_brush", tools.ERASER: "tool_eraser",
 
 
 class ToolBars:
-    """Builds the two tool bars of ``window`` and keeps them in step with the canvas."""
+    """The two tool bars (``tools_bar``, ``options_bar``), in step with ``canvas``.
 
-    def __init__(self, window: MainWindow) -> None:
-        self.window = window
-        self.canvas = window.canvas
-        actions = window.actions
-        self.tools_bar = QToolBar("Tools", window)
+    ``actions`` are the window's actions by name (the tools, undo, redo, zoom, brush
+    colour); ``parent`` is the window the bars go in.
+    """
+
+    def __init__(self, canvas: CanvasView, actions: dict[str, QAction],
+                 parent: QWidget) -> None:
+        self.canvas = canvas
+        self.actions = actions
+        self.tools_bar = QToolBar("Tools", parent)
         self.tools_bar.setObjectName("tools_toolbar")
         self.tools_bar.setMovable(False)
-        self.group = QActionGroup(window)
+        self.group = QActionGroup(parent)
         for tool, name in TOOL_ACTIONS.items():
             action = actions[name]
             self.group.addAction(action)
             self.tools_bar.addAction(action)
             action.triggered.connect(lambda _c=False, t=tool: self.canvas.set_tool(t))
-        window.addToolBar(Qt.ToolBarArea.LeftToolBarArea, self.tools_bar)
 
-        self.options_bar = QToolBar("Tool options", window)
+        self.options_bar = QToolBar("Tool options", parent)
         self.options_bar.setObjectName("options_toolbar")
         self.options_bar.setMovable(False)
         for name in ("undo", "redo"):
@@ -70,7 +70,6 @@ class ToolBars:
         self.zoom_label = QLabel("100%", objectName="zoom_label")
         self.zoom_label.setMinimumWidth(48)
         self.options_bar.addWidget(self.zoom_label)
-        window.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.options_bar)
 
         self.canvas.tool_changed.connect(self._on_canvas_tool_changed)
         self.canvas.color_picked.connect(self._on_canvas_color_picked)
@@ -123,7 +122,7 @@ class ToolBars:
 
     # -- canvas -> bars ------------------------------------------------------------------
     def _on_canvas_tool_changed(self, tool: str) -> None:
-        self.window.actions[TOOL_ACTIONS[tool]].setChecked(True)
+        self.actions[TOOL_ACTIONS[tool]].setChecked(True)
 
     def _on_canvas_color_picked(self, rgb: tuple[int, int, int]) -> None:
         self._show_color(rgb)

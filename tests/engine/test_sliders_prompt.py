@@ -224,7 +224,7 @@ def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
     """On the embedded model: red hair at 2 on a blonde portrait turns the hair red and
     leaves the background and shirt as they were (the whole-image direction repaints them);
     the mask is the hair; one base run serves the whole drag."""
-    from studio.engine import engine as engine_module
+    from studio.engine import slider_edits as engine_module
     from studio.engine.engine import Engine
 
     engine = Engine(device="cpu", dtype="float32", hf_cache=False)

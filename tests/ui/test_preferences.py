@@ -8,7 +8,6 @@ from studio.settings import Settings, save_settings, saved_settings
 from studio.ui import theme
 from studio.ui.main_window import MainWindow
 from studio.ui.preferences_dialog import RESTART_NOTE, PreferencesDialog
-from studio.ui.project_controller import AUTOSAVE_KEY
 from tests.fakes import fake_services
 from tests.ui.conftest import dispose
 
@@ -42,7 +41,7 @@ def test_preferences_are_saved_to_the_config_and_applied(qtbot, runner, settings
         assert (config.device, config.dtype) == ("cpu", "float32")
         assert config.model_dirs == (str(new_folder),)
         assert config.default_model == "fake-tiny"  # kept
-        assert int(settings.value(AUTOSAVE_KEY)) == 300
+        assert config.autosave_minutes == 5
         assert window.projects.autosave_timer.interval() == 300_000
         assert theme.current_theme() == "light"
         assert services.folders.added == [str(new_folder)]
@@ -54,15 +53,15 @@ def test_preferences_are_saved_to_the_config_and_applied(qtbot, runner, settings
 
 def test_autosave_off_and_cancel_changes_nothing(qtbot, settings):
     save_settings(Settings(device="cuda"))
-    dialog = PreferencesDialog(settings)
+    dialog = PreferencesDialog()
     qtbot.addWidget(dialog)
     assert dialog.device_combo.currentText() == "cuda"
     dialog.device_combo.setCurrentText("mps")
     dialog.reject()
     assert saved_settings().device == "cuda"
-    dialog = PreferencesDialog(settings)
+    dialog = PreferencesDialog()
     qtbot.addWidget(dialog)
     dialog.autosave_spin.setValue(0)
     assert dialog.autosave_spin.text() == "Off"
     dialog.accept()
-    assert int(settings.value(AUTOSAVE_KEY)) == 0
+    assert saved_settings().autosave_minutes == 0

@@ -7,8 +7,16 @@ import pytest
 
 from studio.core.jobs.request import GenerationRequest
 from studio.core.styles import StyleLibrary
+from studio.session.jobs import JobQueue
 from studio.ui.grid_dialog import GridDialog
 from studio.ui.styles_box import NO_STYLE, StylesBox
+
+
+def queue_on(runner) -> JobQueue:
+    """A job queue on ``runner`` (the grid dialog's jobs go through one)."""
+    jobs = JobQueue()
+    jobs.attach(runner)
+    return jobs
 
 
 @pytest.fixture
@@ -44,7 +52,7 @@ def test_styles_box_saves_and_deletes_user_styles(qtbot, styles_box, tmp_path):
 
 def test_grid_dialog_queues_one_job_per_cell_and_shows_the_grid(qtbot, runner, engine):
     base = GenerationRequest("a cat", width=64, height=64, steps=4, seed=9)
-    dialog = GridDialog(runner, lambda: base)
+    dialog = GridDialog(queue_on(runner), lambda: base)
     qtbot.addWidget(dialog)
     dialog.rows[0].set("seed", "1,2,3")
     dialog.rows[1].set("guidance", "3,7")
@@ -63,7 +71,8 @@ def test_grid_dialog_queues_one_job_per_cell_and_shows_the_grid(qtbot, runner, e
 
 
 def test_grid_dialog_bad_axis_and_cancel(qtbot, runner, engine):
-    dialog = GridDialog(runner, lambda: GenerationRequest("a cat", width=64, height=64))
+    dialog = GridDialog(queue_on(runner),
+                        lambda: GenerationRequest("a cat", width=64, height=64))
     qtbot.addWidget(dialog)
     dialog.rows[0].set("S/R", "dog,fox")
     assert "'dog' is not in the prompt" in dialog.summary.text()
