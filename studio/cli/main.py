@@ -4,7 +4,9 @@ This module assembles the parser from the command modules and dispatches; each c
 in its own module with ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``
 (``ENGINE_ARGS = False`` where it takes no engine flags), and shares ``studio.cli.common``.
 Commands never import Qt, and import torch only once their arguments are checked. Every
-error a user can cause prints one clear line and exits non-zero.
+error a user can cause prints one clear line and exits non-zero: 2 for a mistake in the
+arguments (a number out of its range, an unknown scheduler, a size not a multiple of 8),
+1 for any other error (a missing file, a model not found, an output that exists).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from studio import __version__
 from studio.cli.common import EXIT_CANCELLED, EXIT_ERROR, EXIT_USAGE, add_engine_args
@@ -38,8 +41,15 @@ def command_modules() -> list[ModuleType]:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that answers a mistake in one line (not the whole usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(modules: Sequence[ModuleType] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="studio", description="Latent Studio: generate, edit and explore images with "
         "local generative models. With no command, opens the studio window.")
     parser.add_argument("--version", action="version", version=f"Latent Studio {__version__}")
@@ -58,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(list(modules.values()))
     if not args_list or (args_list[0] not in modules and not args_list[0].startswith("-")):
         args_list = [DEFAULT_COMMAND, *args_list]
-    args = parser.parse_args(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as stop:  # --help, --version, or a mistake answered in one line
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     module = modules.get(args.command)
     if module is None:
         parser.print_help()

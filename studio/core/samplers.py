@@ -92,3 +92,59 @@ def split_schedule(scheduler: str) -> tuple[str, str]:
         if scheduler.endswith(" " + word):
             return scheduler[: -len(word) - 1], word
     return scheduler, ""
+
+
+# -- the engine's scheduler names ---------------------------------------------------------
+# The names a request may carry, in the order the CLI and the GUI list them. The local
+# engine (studio.engine.schedulers) maps each to a diffusers configuration; this table is
+# here, without torch, so that a command line checks a name before any heavy import.
+SCHEDULER_NAMES: tuple[str, ...] = (
+    "Euler", "Euler a", "Euler Karras", "Heun", "LMS", "LMS Karras", "DPM2", "DPM2 a",
+    "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M SDE Karras", "DPM++ SDE",
+    "DDIM", "PNDM", "UniPC", "LCM", "TCD", "Flow Euler",
+)
+
+# diffusers class names (as a model's scheduler_config.json or studio.json names them) whose
+# default configuration is one of ours.
+SCHEDULER_CLASSES: dict[str, str] = {
+    "EulerDiscreteScheduler": "Euler", "EulerAncestralDiscreteScheduler": "Euler a",
+    "HeunDiscreteScheduler": "Heun", "LMSDiscreteScheduler": "LMS",
+    "KDPM2DiscreteScheduler": "DPM2", "KDPM2AncestralDiscreteScheduler": "DPM2 a",
+    "DPMSolverMultistepScheduler": "DPM++ 2M", "DPMSolverSinglestepScheduler": "DPM++ SDE",
+    "DDIMScheduler": "DDIM", "PNDMScheduler": "PNDM", "UniPCMultistepScheduler": "UniPC",
+    "LCMScheduler": "LCM", "TCDScheduler": "TCD",
+    "FlowMatchEulerDiscreteScheduler": "Flow Euler",
+}
+
+
+def _squash(name: str) -> str:
+    return name.strip().lower().replace(" ", "").replace("+", "p")
+
+
+SCHEDULER_ALIASES: dict[str, str] = {_squash(name): name for name in SCHEDULER_NAMES}
+SCHEDULER_ALIASES.update({
+    "euler_a": "Euler a", "euler_ancestral": "Euler a", "k_euler_a": "Euler a",
+    "k_euler": "Euler", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "dpm++2mkarras": "DPM++ 2M Karras", "unipc": "UniPC", "ddim": "DDIM", "lcm": "LCM",
+})
+
+
+def scheduler_name(name: str) -> str:
+    """Our scheduler name for one written any common way ("euler_a", "DPM++ 2M Karras",
+    a diffusers class name).
+
+    Raises
+    ------
+    InvalidRequestError
+        The name is none of ``SCHEDULER_NAMES`` (the message lists them).
+    """
+    from studio.core.errors import InvalidRequestError
+
+    if name in SCHEDULER_NAMES:
+        return name
+    found = (SCHEDULER_CLASSES.get(name.strip()) or SCHEDULER_ALIASES.get(_squash(name))
+             or SCHEDULER_ALIASES.get(name.strip().lower()))
+    if found is None:
+        raise InvalidRequestError(
+            f"Unknown scheduler {name!r}. Choose one of: {', '.join(SCHEDULER_NAMES)}.")
+    return found

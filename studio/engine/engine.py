@@ -198,6 +198,7 @@ class Engine:
         if info.kind in ("vae", "gan"):  # latent slider mode: encode/move/decode, no sampler
             return self.latent_models.generate(info, request, on_step, cancel)
         check_sliders_fit(request, info)
+        on_step(StepProgress(0, request.steps, phase="loading"))
         loaded = self.load(request.model)
         with for_this_call(loaded, request.loras) as set_scheduler:
             validate_for_family(request, loaded.family)
@@ -210,6 +211,7 @@ class Engine:
             pipe = loaded.for_task("txt2img" if inverting else request.task)
             set_scheduler(pipe, make_scheduler(resolved.scheduler, loaded.scheduler_config))
             prepare_decode(pipe, request.width, request.height, request.batch_size)
+            on_step(StepProgress(0, request.steps, phase="encoding"))
             kwargs, callback = self._call(pipe, loaded, resolved, on_step, cancel)
             local = self._local_sliders(loaded, resolved)
             base_kwargs = (self._call(pipe, loaded, without_sliders(resolved, local),

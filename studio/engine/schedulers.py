@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from studio.core.errors import InvalidRequestError
+from studio.core.samplers import SCHEDULER_ALIASES, scheduler_name
 
 # name -> (diffusers class, extra config)
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -30,27 +31,14 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Flow Euler": ("FlowMatchEulerDiscreteScheduler", {}),
 }
 
-ALIASES = {name.lower().replace(" ", "").replace("+", "p"): name for name in SCHEDULERS}
-ALIASES.update({
-    "euler_a": "Euler a", "euler_ancestral": "Euler a", "k_euler_a": "Euler a",
-    "k_euler": "Euler", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras",
-    "dpm++2mkarras": "DPM++ 2M Karras", "unipc": "UniPC", "ddim": "DDIM", "lcm": "LCM",
-})
+# The names (and their spellings) live in core, so that a command line checks a name without
+# torch; this module maps each name to a diffusers configuration.
+ALIASES = SCHEDULER_ALIASES
 
 
 def canonical_name(name: str) -> str:
     """Our name for a scheduler written any common way ("euler_a", "DPM++ 2M Karras")."""
-    if name in SCHEDULERS:
-        return name
-    for ours, (cls_name, extra) in SCHEDULERS.items():  # a diffusers class name
-        if name == cls_name and not extra:
-            return ours
-    key = name.strip().lower().replace(" ", "").replace("+", "p")
-    found = ALIASES.get(key) or ALIASES.get(name.strip().lower())
-    if found is None:
-        raise InvalidRequestError(
-            f"Unknown scheduler {name!r}. Choose one of: {', '.join(SCHEDULERS)}.")
-    return found
+    return scheduler_name(name)
 
 
 def make_scheduler(name: str, base_config: dict[str, Any]) -> Any:

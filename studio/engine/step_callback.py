@@ -65,6 +65,8 @@ class StepCallback:
             assert self.previewer is not None
             preview = self.previewer(latents)
         self.on_step(StepProgress(step + 1, total, preview))
+        if step + 1 == total:  # the pipeline decodes the latents next
+            self.on_step(StepProgress(total, total, phase="decoding"))
         return cb
 
     def tensor_inputs(self, pipe: Any, family: str) -> list[str]:

@@ -16,6 +16,7 @@ from studio.core.errors import StudioError
 from studio.core.jobs.events import JobCancelled, JobFailed, JobFinished, JobProgress, JobStarted
 from studio.core.jobs.request import GenerationRequest
 from studio.core.project.generation_log import GenerationRecord
+from studio.session.connection import FAILED, Connection
 from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
 from studio.ui.generation import (
@@ -55,12 +56,12 @@ class GenerationController(QObject):
     busy_changed = Signal(bool)
 
     def __init__(self, doc: Document, undo: UndoStack, canvas: CanvasView, prompt: PromptPanel,
-                 bridge: JobBridge, banner: MessageBanner, parent: QObject | None = None) -> None:
+                 bridge: JobBridge, banner: MessageBanner, connection: Connection,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.doc, self.undo, self.canvas, self.prompt = doc, undo, canvas, prompt
         self.banner = banner
-        self.runner: Runner | None = None
-        self.unavailable = ""  # why there is no runner, once the engine failed to start
+        self.connection = connection
         self._pending: dict[int, PendingJob] = {}
         self._running: int | None = None
         self.rects: dict[str, Rect] = {}  # record id -> where its image landed
@@ -95,14 +96,21 @@ class GenerationController(QObject):
 
     # -- submitting ----------------------------------------------------------------------
     @property
+    def runner(self) -> Runner | None:
+        """Where jobs go: the connection's queue, once a backend is ready."""
+        jobs = self.connection.jobs
+        return jobs if jobs.ready else None
+
+    @property
     def busy(self) -> bool:
         return bool(self._pending)
 
     def generate(self) -> list[int]:
         """Queue the prompt panel's settings (batch count jobs, consecutive seeds)."""
         if self.runner is None:
-            if self.unavailable:
-                self.banner.show_message(self.unavailable)
+            if self.connection.state == FAILED:
+                self.banner.show_message(
+                    f"Generation is unavailable: {self.connection.message}")
             else:
                 self.banner.show_message("The engine is still loading; try again in a "
                                          "moment.", "info", 4000)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication
 from studio.core.engines import EngineServices
 from studio.core.errors import StudioError
 from studio.core.jobs.runner import JobRunner
+from studio.settings import Settings
 from studio.ui.main_window import MainWindow
 
 # The engine thread yields the CPU to the window: see ``JobRunner`` and `studio bench`'s ui
@@ -51,17 +52,18 @@ class StudioSession(QObject):
     """Owns the window, the engine loader and the runner for one run of the app."""
 
     def __init__(self, services_factory: Callable[[], EngineServices],
-                 open_paths: list[str] | None = None, settings: QSettings | None = None):
+                 open_paths: list[str] | None = None, settings: QSettings | None = None,
+                 config: Settings | None = None):
         super().__init__()
-        self.window = MainWindow(None, None, settings)
+        # Someone at a screen answers questions; an offscreen run (CI, scripts) has no one.
+        self.interactive = QGuiApplication.platformName() != "offscreen"
+        self.window = MainWindow(None, None, settings, config,
+                                 confirm_close=self.interactive)
         self.runner: JobRunner | None = None
         self.loader = EngineLoader(services_factory, self)
         self.loader.loaded.connect(self._on_loader_loaded)
         self.loader.failed.connect(self._on_loader_failed)
         self._open_paths = list(open_paths or [])
-        # Someone at a screen answers questions; an offscreen run (CI, scripts) has no one.
-        self.interactive = QGuiApplication.platformName() != "offscreen"
-        self.window.projects.confirm_close = self.interactive
 
     def start(self) -> None:
         self.window.show()
@@ -88,19 +90,21 @@ class StudioSession(QObject):
 
 
 def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | None = None,
-            open_paths: list[str] | None = None) -> int:
+            open_paths: list[str] | None = None, config: Settings | None = None) -> int:
     """Run the studio until its window closes; returns the exit code.
 
     The window appears first, with "Loading engine…"; ``services_factory`` is then called
     on a worker thread (it may import torch and diffusers), a ``JobRunner`` is made for the
-    engine of the services it returns, and the window's connection is made with them. Images in ``open_paths`` are opened.
+    engine of the services it returns, and the window's connection is made with them.
+    Images in ``open_paths`` are opened. ``config`` is the run's ``studio.settings`` (the
+    window reads the settings file when it is not given).
     On exit the runner is shut down and no thread is left running.
     """
     app = QApplication.instance() or QApplication(list(argv if argv is not None
                                                        else sys.argv))
     app.setApplicationName("Latent Studio")
     app.setOrganizationName("LatentStudio")
-    session = StudioSession(services_factory, open_paths)
+    session = StudioSession(services_factory, open_paths, config=config)
     app.aboutToQuit.connect(session.shutdown)
     session.start()
     code = app.exec()

@@ -10,7 +10,6 @@ from PySide6.QtCore import QByteArray, QObject, QSettings, Qt
 from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
-    QDockWidget,
     QMainWindow,
     QMenu,
     QMessageBox,
@@ -32,6 +31,7 @@ from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
 from studio.ui.controller import GenerationController
 from studio.ui.dialogs import NO_MODEL_TEXT
+from studio.ui.docks import PanelDocks
 from studio.ui.gallery_panel import GalleryPanel
 from studio.ui.layers_panel import LayersPanel
 from studio.ui.project_actions import FileActions
@@ -41,7 +41,6 @@ from studio.ui.queue_panel import QueuePanel
 from studio.ui.recent_files import RecentFiles
 from studio.ui.sliders_panel import SlidersPanel
 from studio.ui.status_bar import StudioStatusBar
-from studio.ui.styles_box import add_styles_box
 from studio.ui.tool_actions import TOOLS, ToolActions
 from studio.ui.tool_bars import ToolBars
 from studio.ui.widgets import MessageBanner
@@ -60,11 +59,13 @@ class MainWindow(QMainWindow):
     later through ``connection.connect``. What the backend cannot do is greyed out.
     ``settings`` keeps the window's own state (geometry, docks, the last prompt);
     ``config`` is the studio's settings (``studio.settings``: theme, autosave interval),
-    read from the settings file when not given.
+    read from the settings file when not given. ``confirm_close``: ask Save / Discard /
+    Cancel before closing with unsaved changes (someone is at the screen).
     """
 
     def __init__(self, services: EngineServices | None = None, runner: Runner | None = None,
-                 settings: QSettings | None = None, config: Settings | None = None) -> None:
+                 settings: QSettings | None = None, config: Settings | None = None, *,
+                 confirm_close: bool = False) -> None:
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("Latent Studio")
@@ -102,16 +103,17 @@ class MainWindow(QMainWindow):
         self.prompt_panel = PromptPanel()
         self.layers_panel = LayersPanel(self.doc, self.undo)
         self.gallery_panel = GalleryPanel(self.doc, self.undo)
-        self.queue_panel = QueuePanel(self.bridge)
+        self.queue_panel = QueuePanel(self.bridge, self.jobs)
         self.sliders = SliderSession(self.doc, self.undo, self.connection,
                                      render=self._on_sliders_render)
         self.sliders_panel = SlidersPanel(self.sliders, self.connection)
         self.controller = GenerationController(self.doc, self.undo, self.canvas,
                                                self.prompt_panel, self.bridge, self.banner,
-                                               self)
+                                               self.connection, self)
         self.actions = create_actions(self)
-        self.docks: dict[str, QDockWidget] = {}
-        self._build_docks()
+        self.panel_docks = PanelDocks(self, self.prompt_panel, self.sliders_panel,
+                                      self.layers_panel, self.gallery_panel, self.queue_panel)
+        self.docks = self.panel_docks.docks
         self.tool_bars = ToolBars(self.canvas, self.actions, self)
         self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, self.tool_bars.tools_bar)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.tool_bars.options_bar)
@@ -124,14 +126,15 @@ class MainWindow(QMainWindow):
                                  canvas_resized=self.canvas.fit)
         self.projects = ProjectController(self, self.document, RecentFiles(self.settings),
                                           self._prompt_texts, self.show_status,
-                                          self.show_error, self.config.autosave_minutes)
+                                          self.show_error, self.config.autosave_minutes,
+                                          confirm_close)
         self.file_actions = FileActions(self, self.document, self.projects, self.gallery_panel,
                                         self.prompt_panel, self.settings,
                                         self.commands.open_image, self.canvas.fit,
                                         self.show_status, self.show_error)
         self._build_menus()
         self._connect_actions()
-        self.styles_box = add_styles_box(self.prompt_panel)
+        self.styles_box = self.prompt_panel.styles_box
         self._default_state = self.saveState(SETTINGS_VERSION)
         self._wire()
         self._restore_settings()
@@ -143,44 +146,6 @@ class MainWindow(QMainWindow):
             self.status.set_loading("Loading engine…")
 
     # -- building ------------------------------------------------------------------------
-    def _build_docks(self) -> None:
-        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks
-                            | QMainWindow.DockOption.AllowTabbedDocks)
-        self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas,
-                            self.tabPosition(Qt.DockWidgetArea.LeftDockWidgetArea))
-        specs = (("prompt", "Prompt", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
-                 ("sliders", "Sliders", self.sliders_panel,
-                  Qt.DockWidgetArea.LeftDockWidgetArea),
-                 ("layers", "Layers", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea),
-                 ("gallery", "History", self.gallery_panel,
-                  Qt.DockWidgetArea.RightDockWidgetArea),
-                 ("queue", "Queue", self.queue_panel, Qt.DockWidgetArea.RightDockWidgetArea))
-        for key, title, widget, area in specs:
-            dock = QDockWidget(title, self)
-            dock.setObjectName(f"{key}_dock")
-            dock.setWidget(widget)
-            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                             | QDockWidget.DockWidgetFeature.DockWidgetClosable)
-            self.addDockWidget(area, dock)
-            self.docks[key] = dock
-        self.tabifyDockWidget(self.docks["prompt"], self.docks["sliders"])
-        self.docks["prompt"].raise_()
-        self.tabifyDockWidget(self.docks["gallery"], self.docks["queue"])
-        self.docks["gallery"].raise_()
-        # The Prompt and Sliders tabs share one width: switching tabs must not move the
-        # canvas or squeeze the docks on the other side.
-        shared = max(self.prompt_panel.minimumSizeHint().width(),
-                     self.sliders_panel.minimumSizeHint().width())
-        for panel in (self.prompt_panel, self.sliders_panel):
-            panel.setMinimumWidth(shared)
-        self._default_dock_widths = [max(330, shared), 300]
-
-    def _apply_default_dock_widths(self) -> None:
-        """The first-run widths of the left and right docks (once the window has its size)."""
-        self.resizeDocks([self.docks["prompt"], self.docks["layers"]], self._default_dock_widths,
-                         Qt.Orientation.Horizontal)
-
     def _build_menus(self) -> None:
         bar = self.menuBar()
         menus = {name: bar.addMenu(f"&{name}") for name in MENUS}
@@ -305,8 +270,6 @@ class MainWindow(QMainWindow):
     # -- engine ------------------------------------------------------------------------
     def _on_connection_connected(self, services: EngineServices) -> None:
         """The backend is ready: generation, the queue and the model picker use it."""
-        self.controller.runner = self.jobs
-        self.queue_panel.runner = self.jobs
         engine = services.engine
         try:
             self.status.show_device(engine.device_info(), engine.memory_in_use)
@@ -317,7 +280,6 @@ class MainWindow(QMainWindow):
     def _on_connection_state_changed(self, state: str) -> None:
         if state == "failed":
             message = self.connection.message
-            self.controller.unavailable = f"Generation is unavailable: {message}"
             self.status.set_loading("Engine unavailable")
             self.show_error(message)
 
@@ -425,7 +387,7 @@ class MainWindow(QMainWindow):
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state, SETTINGS_VERSION)
         else:
-            self._apply_default_dock_widths()
+            self.panel_docks.apply_default_widths()
         self._restore_prompt_state()
         brush = s.value("canvas/brush")
         if brush:
@@ -462,7 +424,7 @@ class MainWindow(QMainWindow):
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state, SETTINGS_VERSION)
-        self._apply_default_dock_widths()
+        self.panel_docks.apply_default_widths()
 
     def set_theme(self, name: str) -> None:
         app = QApplication.instance()

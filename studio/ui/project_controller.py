@@ -103,6 +103,8 @@ class ProjectController(QObject):
         A line in the status bar; a problem, in one line.
     autosave_minutes
         The autosave interval (``0``: off), from the settings.
+    confirm_close
+        Ask about unsaved changes before closing (see the module docs).
     """
 
     save_started = Signal(str)
@@ -114,14 +116,15 @@ class ProjectController(QObject):
     def __init__(self, parent: QWidget, document: DocumentModel, recent: RecentFiles,
                  prompts: Callable[[], tuple[str, str]], show_status: Callable[[str], None],
                  show_error: Callable[[str], None],
-                 autosave_minutes: float = DEFAULT_AUTOSAVE_MINUTES) -> None:
+                 autosave_minutes: float = DEFAULT_AUTOSAVE_MINUTES,
+                 confirm_close: bool = False) -> None:
         super().__init__(parent)
         self.parent_widget = parent
         self.document = document
         self.prompts = prompts
         self.show_status, self.show_error = show_status, show_error
         self.path: Path | None = None
-        self.confirm_close = False  # the session turns it on (see module docs)
+        self.confirm_close = confirm_close  # see the module docs
         self.must_save_as = False  # the file on disk cannot be written (newer or damaged)
         self.recent = recent
         self._log_version = 0

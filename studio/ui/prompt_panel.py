@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
 
 from studio.core.jobs.request import GenerationRequest
 from studio.core.models import ModelInfo
+from studio.core.styles import StyleLibrary
+from studio.ui.styles_box import StylesBox
 from studio.ui.theme import set_icon
 from studio.ui.value_widgets import SeedSpinBox
 from studio.ui.widgets import (
@@ -45,19 +47,42 @@ FIELDS = ("prompt", "negative_prompt", "model", "scheduler", "seed", "steps", "g
 
 
 class PromptPanel(QWidget):
-    """What to generate. Reads and writes the request fields it owns."""
+    """What to generate. Reads and writes the request fields it owns.
+
+    ``styles`` are the named styles of the styles box under the negative prompt (the
+    user's style file when not given); its Apply button writes a style into the prompts.
+    """
 
     generate_requested = Signal()
     cancel_requested = Signal()
     model_changed = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, styles: StyleLibrary | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("prompt_panel")
         self._models: dict[str, ModelInfo] = {}
+        self.styles_box = StylesBox(styles if styles is not None else StyleLibrary())
         self._build()
+        self._build_styles_box()
 
     # -- building ------------------------------------------------------------------------
+    def _build_styles_box(self) -> None:
+        box = self.styles_box
+        apply = QPushButton("Apply")
+        apply.setToolTip("Write the chosen style into the prompt fields")
+        box.buttons_row.insertWidget(1, apply)  # after the stretch, before Save… and Delete
+        box.prompt_source = lambda: (self.prompt_edit.toPlainText(),
+                                     self.negative_edit.toPlainText())
+        apply.clicked.connect(self._on_style_apply_clicked)
+
+    def _on_style_apply_clicked(self) -> None:
+        prompt, negative = self.styles_box.apply_to(self.prompt_edit.toPlainText(),
+                                                    self.negative_edit.toPlainText())
+        self.prompt_edit.setPlainText(prompt)
+        self.negative_edit.setPlainText(negative)
+        self.styles_box.set_current("")
+
     def _build(self) -> None:
         self.model_combo = QComboBox(objectName="model_combo")
         self.model_combo.setToolTip("The diffusion model that makes the image")
@@ -147,6 +172,7 @@ class PromptPanel(QWidget):
         col.addWidget(self.prompt_edit, 2)
         col.addWidget(section_label("Negative prompt"))
         col.addWidget(self.negative_edit)
+        col.addWidget(self.styles_box)
         col.addWidget(section_label("Settings"))
         col.addLayout(form)
         col.addStretch(0)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QBoxLayout,
     QComboBox,
     QHBoxLayout,
     QInputDialog,
     QLabel,
-    QPushButton,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -17,7 +15,6 @@ from PySide6.QtWidgets import (
 
 from studio.core.errors import StudioError
 from studio.core.styles import Style, StyleLibrary
-from studio.ui.prompt_panel import PromptPanel
 
 NO_STYLE = "No style"
 
@@ -153,29 +150,3 @@ class StylesBox(QWidget):
 
     def _on_delete_clicked(self) -> None:
         self.delete_current()
-
-
-def add_styles_box(panel: PromptPanel, library: StyleLibrary | None = None) -> StylesBox:
-    """A styles box under ``panel``'s negative prompt, with an Apply button that writes the
-    chosen style into the prompt fields."""
-    box = StylesBox(library if library is not None else StyleLibrary(), panel)
-    apply = QPushButton("Apply")
-    apply.setToolTip("Write the chosen style into the prompt fields")
-    box.buttons_row.insertWidget(1, apply)  # after the stretch, before Save… and Delete
-    box.prompt_source = lambda: (panel.prompt_edit.toPlainText(),
-                                 panel.negative_edit.toPlainText())
-
-    def apply_style() -> None:
-        prompt, negative = box.apply_to(panel.prompt_edit.toPlainText(),
-                                        panel.negative_edit.toPlainText())
-        panel.prompt_edit.setPlainText(prompt)
-        panel.negative_edit.setPlainText(negative)
-        box.set_current("")
-
-    apply.clicked.connect(apply_style)
-    host = panel.negative_edit.parentWidget()
-    layout = host.layout() if host is not None else None
-    if isinstance(layout, QBoxLayout):
-        index = layout.indexOf(panel.negative_edit)
-        layout.insertWidget(index + 1 if index >= 0 else layout.count(), box)
-    return box

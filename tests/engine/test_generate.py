@@ -65,6 +65,8 @@ def test_img2img_and_inpaint_share_the_weights_of_txt2img(engine, model_dir):
 def test_progress_reports_every_step_with_a_small_preview(engine, tiny_sd1_dir):
     events = []
     engine.generate(_req(tiny_sd1_dir, steps=4), on_step=events.append)
+    assert [e.phase for e in events] == ["loading", "encoding", *["sampling"] * 4, "decoding"]
+    events = [e for e in events if e.phase == "sampling"]
     assert [(e.step, e.total) for e in events] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     for e in events:
         assert e.preview is not None and e.preview.dtype == np.uint8
@@ -82,6 +84,8 @@ def test_cancel_mid_run_stops_within_a_step_and_skips_the_decode(engine, tiny_sd
     steps = []
 
     def on_step(p):
+        if p.phase != "sampling":
+            return
         steps.append(p.step)
         if p.step == 2:
             token.cancel()

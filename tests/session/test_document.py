@@ -27,3 +27,27 @@ def test_a_macro_is_one_undo_step():
     assert model.undo_state.undo_text == "Two sliders"
     model.undo()
     assert not model.doc.sliders.get("age") and not model.doc.sliders.get("smile")
+
+
+def test_replacing_keeps_the_objects_and_takes_the_contents():
+    from studio.core.document.layers import Document
+    from studio.core.document.undo import UndoStack
+    from studio.core.project.generation_log import GenerationLog
+
+    model = DocumentModel()
+    live_doc, live_stack = model.doc, model.undo_stack
+    model.push(SetSliderValue("age", 0.5, merge_id=None, text="Age"))
+    events: list[str] = []
+    model.replacing.connect(lambda: events.append("replacing"))
+    model.replaced.connect(lambda: events.append("replaced"))
+    opened = Document()
+    opened.width, opened.height = 320, 200
+    stack = UndoStack(opened)
+    stack.push(SetSliderValue("smile", 1.0, merge_id=None, text="Smile"))
+    log = GenerationLog()
+    model.replace(opened, stack, log)
+    assert events == ["replacing", "replaced"]
+    assert model.doc is live_doc and model.undo_stack is live_stack
+    assert (model.doc.width, model.doc.height) == (320, 200) and model.doc.log is log
+    assert model.doc.sliders == {"smile": 1.0}
+    assert model.undo_state == UndoState(can_undo=True, undo_text="Smile")

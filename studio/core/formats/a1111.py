@@ -11,6 +11,7 @@ Values holding a comma, a colon or a newline are JSON-quoted, as A1111 does.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -20,12 +21,14 @@ from pathlib import PurePath, PureWindowsPath
 from typing import Any
 
 from studio.core.formats.imported import ImportedSettings
+from studio.core.formats.imported import number_or_none as _num
 from studio.core.jobs.request import GenerationRequest
 from studio.core.samplers import split_schedule
 
 _NEGATIVE = "Negative prompt:"
-# One "Key: value" pair; the value is either JSON-quoted or runs to the next comma.
-_PARAM = re.compile(r'\s*(\w[\w \-/+]*):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# The key of one "Key: value" pair, bounded so that a long line is read in linear time.
+_KEY = re.compile(r"\s*(\w[\w \-/+().]{0,63}?):\s*")
+_QUOTE_OR_ESCAPE = re.compile(r'\\.|"')
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 _LORA_TAG = re.compile(r"<lora:([^:>]+):([-+0-9.eE]+)(?::[^>]*)?>")
 _MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin", ".gguf")
@@ -129,30 +132,79 @@ def _unquote(value: str) -> str:
 
 
 def _int(value: Any) -> int | None:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
+    return _num(value, int)
 
 
 def _float(value: Any) -> float | None:
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        return None
+    return _num(value, float)
+
+
+def _quotes(line: str) -> list[int]:
+    """Positions of the double quotes in ``line`` that no backslash escapes, in one pass."""
+    return [m.start() for m in _QUOTE_OR_ESCAPE.finditer(line) if m[0] == '"']
+
+
+def split_parameters(line: str) -> dict[str, str]:
+    """The ``Key: value, Key: value`` pairs of A1111's last line, by key as written.
+
+    Linear in the line's length whatever it holds (a 100 KB line without commas or with
+    unclosed quotes included): keys are short, and each quote is looked up, not searched for.
+    """
+    params: dict[str, str] = {}
+    quotes = _quotes(line)
+    pos, size = 0, len(line)
+    while pos < size:
+        key = _KEY.match(line, pos)
+        comma = line.find(",", pos)
+        if key is None:
+            if comma < 0:
+                break
+            pos = comma + 1
+            continue
+        start = key.end()
+        value_end = comma if comma >= 0 else size
+        if line.startswith('"', start):
+            after = bisect.bisect_right(quotes, start)
+            if after < len(quotes):
+                close = quotes[after]
+                tail = line.find(",", close)
+                if not line[close + 1:tail if tail >= 0 else size].strip():
+                    value_end = tail if tail >= 0 else size
+        params[key[1].strip()] = _unquote(line[start:value_end])
+        pos = value_end + 1
+    return params
+
+
+def _tool(params: dict[str, str], default: str) -> str:
+    """Which A1111-family tool wrote the text, by the keys and versions only it writes."""
+    low = {k.lower(): v for k, v in params.items()}
+    version = low.get("version", "")
+    if "civitai resources" in low or "civitai metadata" in low:
+        return "Civitai"
+    if low.get("app", "").lower().replace(" ", "") == "sd.next":
+        return "SD.Next"
+    if re.match(r"f\d", version):
+        return "Forge"
+    if version.lower().startswith("comfyui"):
+        return "ComfyUI"
+    return default
 
 
 def parse_a1111_parameters(text: str, source: str = "AUTOMATIC1111") -> ImportedSettings:
     """Read an A1111 "parameters" text back into settings.
 
-    Keys we do not map (hires fix, ADetailer, ...) stay in ``extra`` by their A1111 names;
-    LoRA tags stay in the prompt and are also listed in ``extra["loras"]`` as
-    ``(name, weight)`` pairs.
+    Keys are matched whatever their case (``CFG Scale`` as well as ``CFG scale``). Keys we do
+    not map (hires fix, ADetailer, ...) stay in ``extra`` by their own names; LoRA tags stay in
+    the prompt and are also listed in ``extra["loras"]`` as ``(name, weight)`` pairs. A
+    ``Denoising strength`` written beside a hires pass is that pass's, not the image's.
     """
     lines = text.strip().replace("\r\n", "\n").split("\n")
     params: dict[str, str] = {}
-    if lines and len(_PARAM.findall(lines[-1])) >= 3:
-        params = {k.strip(): _unquote(v) for k, v in _PARAM.findall(lines.pop())}
+    if lines:
+        last = split_parameters(lines[-1])
+        if len(last) >= 3 or (len(last) >= 2 and len(lines) > 1):
+            params = last
+            lines.pop()
     prompt: list[str] = []
     negative: list[str] = []
     for line in lines:
@@ -162,25 +214,29 @@ def parse_a1111_parameters(text: str, source: str = "AUTOMATIC1111") -> Imported
             negative.append(line)
         else:
             prompt.append(line)
+    low = {k.lower(): v for k, v in params.items()}
     settings: dict[str, Any] = {"prompt": "\n".join(prompt).strip(),
                                 "negative_prompt": "\n".join(negative).strip()}
-    extra: dict[str, Any] = {}
-    size = _SIZE.match(params.get("Size", ""))
+    size = _SIZE.match(low.get("size", ""))
     if size:
         settings["width"], settings["height"] = int(size[1]), int(size[2])
-    settings["seed"] = _int(params.get("Seed", ""))
-    settings["steps"] = _int(params.get("Steps", ""))
-    settings["guidance"] = _float(params.get("CFG scale", ""))
-    settings["strength"] = _float(params.get("Denoising strength", ""))
-    settings["sampler"] = params.get("Sampler", "")
-    settings["model"] = params.get("Model", "")
-    settings["model_hash"] = params.get("Model hash", "")
-    if params.get("Schedule type"):
-        extra["schedule"] = params["Schedule type"]
-    used = {"Size", "Seed", "Steps", "CFG scale", "Denoising strength", "Sampler", "Model",
-            "Model hash", "Schedule type"}
-    extra.update({k: v for k, v in params.items() if k not in used})
+    settings["seed"] = _int(low.get("seed"))
+    settings["steps"] = _int(low.get("steps"))
+    settings["guidance"] = _float(low.get("cfg scale"))
+    settings["sampler"] = low.get("sampler", "")
+    settings["schedule"] = low.get("schedule type", "")
+    settings["model"] = low.get("model", "")
+    settings["model_hash"] = low.get("model hash", "")
+    hires = any(k.startswith("hires ") for k in low)
+    if "denoising strength" in low and not hires:
+        settings["strength"] = _float(low["denoising strength"])
+        settings["task"] = "inpaint" if "mask blur" in low else "img2img"
+    used = {"size", "seed", "steps", "cfg scale", "sampler", "model", "model hash",
+            "schedule type"} | (set() if hires else {"denoising strength"})
+    extra: dict[str, Any] = {k: v for k, v in params.items() if k.lower() not in used}
+    if settings["schedule"]:
+        extra["schedule"] = settings["schedule"]
     loras = [(name, float(weight)) for name, weight in _LORA_TAG.findall(settings["prompt"])]
     if loras:
         extra["loras"] = loras
-    return ImportedSettings(source=source, extra=extra, **settings)
+    return ImportedSettings(source=_tool(params, source), extra=extra, **settings)

@@ -9,13 +9,23 @@ import numpy as np
 from studio.core.jobs.request import GenerationRequest
 
 
+# What a generation is doing, in the order it happens ("sampling": the denoising steps).
+PHASES = ("loading", "encoding", "sampling", "decoding")
+
+
 @dataclass(frozen=True)
 class StepProgress:
-    """What the engine reports after each denoising step."""
+    """What the engine reports after each denoising step, and as each phase starts.
+
+    ``phase`` is one of ``PHASES``: "loading" (the model), "encoding" (the prompt) and
+    "decoding" (latents to pixels) are reported once as they start, with ``step`` 0 (or
+    ``total`` for "decoding"); "sampling" after every step.
+    """
 
     step: int
     total: int
     preview: np.ndarray | None = field(default=None, repr=False)  # HxWx3 uint8, small
+    phase: str = "sampling"
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class JobProgress(JobEvent):
     step: int = 0
     total: int = 0
     preview: np.ndarray | None = field(default=None, repr=False)
+    phase: str = "sampling"  # see StepProgress
 
 
 @dataclass(frozen=True)
