@@ -49,9 +49,9 @@ def _install(first_image: bool, steps: int, size: int, model_path: str) -> None:
         panel = self.window.prompt_panel
         values: dict[str, object] = {"prompt": "a lighthouse at dusk", "seed": 1,
                                      "seed_locked": True, "batch_count": 1}
-        for model_id, info in getattr(panel, "_models", {}).items():
+        for info in self.window.connection.services.engine.list_models("diffusion"):
             if model_path and os.path.samefile(str(info.path), model_path):
-                values["model"] = model_id
+                values["model"] = info.id
         if steps:
             values["steps"] = steps
         if size:
@@ -59,7 +59,7 @@ def _install(first_image: bool, steps: int, size: int, model_path: str) -> None:
         panel.set_values(values)
         self.window.controller.generation_applied.connect(
             lambda _rid: (_marks.__setitem__("first_image", time.time()), _finish()))
-        self.window.runner.add_listener(_on_event)
+        self.window.jobs.add_listener(_on_event)
         if not self.window.controller.generate():
             _marks["error"] = "no job was submitted"  # type: ignore[assignment]
             _finish()

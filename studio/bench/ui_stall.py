@@ -43,6 +43,7 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
     from studio.bench.engine_figures import PROMPT, SEED, make_engine, request_for
     from studio.bench.models import BenchModel
     from studio.core.jobs.runner import JobRunner
+    from studio.engine.services import engine_services
     from studio.ui.launch import ENGINE_NICE
     from studio.ui.main_window import MainWindow
 
@@ -56,7 +57,7 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
     runner = JobRunner(engine, nice=nice)
     settings = QSettings(str(Path(tempfile.mkdtemp(prefix="studio-bench-ui-")) / "s.ini"),
                          QSettings.Format.IniFormat)
-    window = MainWindow(engine, runner, settings)
+    window = MainWindow(engine_services(engine), runner, settings)
     window.show()
     panel = window.prompt_panel
     panel.set_values({"prompt": PROMPT, "seed": SEED, "seed_locked": True, "steps": steps,
@@ -86,8 +87,7 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
     start = time.perf_counter()
     ids = window.controller.generate()
     if not ids:
-        raise RuntimeError(f"the window did not submit a job: {window.banner_text()!r}"
-                           if hasattr(window, "banner_text") else "no job submitted")
+        raise RuntimeError("the window did not submit a job")
     guard = QTimer(singleShot=True)
     guard.timeout.connect(loop.quit)
     guard.start(600_000)
