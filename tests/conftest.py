@@ -100,11 +100,11 @@ def _private_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _private_config(tmp_path, monkeypatch):
+def _private_config(tmp_path_factory, monkeypatch):
     """Each test has its own settings folder (studio.json, styles.json): a test that saves
-    a default model, a device or a theme does not change what the next test reads."""
-    folder = tmp_path / "studio-config"
-    folder.mkdir()
+    a default model, a device or a theme does not change what the next test reads. It lies
+    outside the test's own ``tmp_path``, which tests list."""
+    folder = tmp_path_factory.mktemp("studio-config")
     monkeypatch.setenv("STUDIO_CONFIG_DIR", str(folder))
     return folder
 

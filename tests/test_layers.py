@@ -29,12 +29,13 @@ def test_import_linter_contracts_hold():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("entry", ["studio.app", "studio.cli", "studio.core", "studio.ui"])
+@pytest.mark.parametrize("entry", ["studio.app", "studio.cli", "studio.core", "studio.ui",
+                                   "studio.session", "studio.settings"])
 def test_startup_modules_do_not_import_heavy_libraries(entry):
     """The window must appear before torch and diffusers load: nothing on the start-up path
     imports them at module level."""
     modules = [entry]
-    if entry in ("studio.core", "studio.ui"):
+    if entry in ("studio.core", "studio.ui", "studio.session", "studio.cli"):
         modules += _modules(entry)
     code = (
         "import sys, importlib\n"

@@ -1,10 +1,13 @@
-"""``studio device``: the device and precision that the settings and flags would use."""
+"""``studio device``: the device and precision that the settings and flags would use.
+
+Asks torch alone (not diffusers), so it answers in a few seconds.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from studio.cli.common import EXIT_OK, make_engine
+from studio.cli.common import EXIT_OK, settings_from_args
 
 NAME = "device"
 HELP = "show the device and precision that would be used"
@@ -15,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = make_engine(args).device_info()
+    settings = settings_from_args(args)
+    from studio.engine.device import choose_device  # torch, and nothing else heavy
+
+    info = choose_device(settings.device, settings.dtype).info()
     print(f"{info.label}  ({info.description})")
     return EXIT_OK

@@ -15,15 +15,20 @@ FORMATS = ("png", "jpg", "webp", "ora", "psd")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("project", type=Path, help="a .studio project")
-    parser.add_argument("--what", choices=("gallery", "canvas", "layers"), default="gallery")
-    parser.add_argument("--format", choices=FORMATS, default="png")
+    parser.add_argument("--what", choices=("gallery", "canvas", "layers"), default="gallery",
+                        help="gallery: every generated image with its settings; canvas: the "
+                             "flattened canvas (or layered, as ora/psd); layers: one file per "
+                             "layer (default: gallery)")
+    parser.add_argument("--format", choices=FORMATS, default="png",
+                        help="file format (default: png)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--template", default="{index:03}-{seed}-{prompt:40}",
                         help="file names for the gallery: {seed} {prompt} {model} {index} "
-                             "{date} {steps} {guidance} {sampler} ...")
+                             "{date} {steps} {guidance} {sampler} ... "
+                             "(default: {index:03}-{seed}-{prompt:40})")
     parser.add_argument("--strip", action="store_true", help="write no metadata")
     parser.add_argument("--contact-sheet", action="store_true",
-                        help="also write contact-sheet.png (the gallery with captions)")
+                        help="also write contact-sheet.png (the gallery, captioned with each prompt and its settings)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InvalidRequestError(f"{out} is a file; --out must be a folder.")
     project = ProjectStore.load(args.project)
-    out.mkdir(parents=True, exist_ok=True)
     doc = project.document
+    _check_not_empty(doc, args)
+    out.mkdir(parents=True, exist_ok=True)
     if args.what == "gallery":
         written = _gallery(doc, out, args)
     elif args.what == "canvas":
@@ -46,8 +52,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_not_empty(doc, args: argparse.Namespace) -> None:
+    """An export with nothing to write says so (and exits 1) before making the folder."""
+    name = args.project.name
+    if args.what == "gallery" and not any(rec.image_hashes for rec in doc.log.gallery()):
+        raise InvalidRequestError(f"{name} has no generations to export.",
+                                  hint="Add some with `studio generate --project`.")
+    if args.what in ("canvas", "layers") and not doc.layers:
+        raise InvalidRequestError(
+            f"{name} has no layers: its canvas is empty.",
+            hint="`studio generate --project` adds a layer per image; `--what gallery` "
+                 "exports the generation log.")
+
+
 def _gallery(doc, out: Path, args: argparse.Namespace) -> list[Path]:
-    from studio.core.formats.contact_sheet import caption_for, contact_sheet
+    from studio.core.formats.contact_sheet import caption_with_prompt, contact_sheet
     from studio.core.formats.metadata import save_image
     from studio.core.formats.naming import batch_paths
 
@@ -63,7 +82,8 @@ def _gallery(doc, out: Path, args: argparse.Namespace) -> list[Path]:
     written = [save_image(p, img, None if args.strip else req, strip=args.strip)
                for p, img, req in zip(paths, images, requests, strict=True)]
     if args.contact_sheet and images:
-        sheet = contact_sheet(images, [caption_for(r) for r in requests])
+        sheet = contact_sheet(images, [caption_with_prompt(r) for r in requests],
+                              caption_lines=4)
         written.append(save_image(out / "contact-sheet.png", sheet, strip=True))
     return written
 

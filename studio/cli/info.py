@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 from pathlib import Path
+from typing import Any
 
 NAME = "info"
 HELP = "print an image's generation settings or a project's summary and generation log"
@@ -13,7 +15,9 @@ ENGINE_ARGS = False
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="an image (PNG/JPEG/WebP) or a .studio project")
-    parser.add_argument("--json", action="store_true", help="print the full request as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print what was read as JSON: tool, fields, unread fields "
+                             "(and our full request for our own images)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,19 +28,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _image_info(path: Path, as_json: bool) -> int:
-    import json
-
     from studio.core.formats.imageio import load_image
     from studio.core.formats.metadata import read_settings
 
     image = load_image(path)  # a clear error for a missing, broken or oversized file
     settings = read_settings(path)
+    if as_json:
+        print(json.dumps(_as_json(path, image.shape, settings), indent=2, sort_keys=True,
+                         default=str))
+        return 0
     print(f"{path.name}: {image.shape[1]}x{image.shape[0]}")
     if settings is None:
         print("No generation settings found in this image.")
-        return 0
-    if as_json and "studio" in settings.extra:
-        print(json.dumps(settings.extra["studio"], indent=2, sort_keys=True))
         return 0
     rows = [("Made by", settings.source), ("Prompt", settings.prompt),
             ("Negative prompt", settings.negative_prompt), ("Seed", settings.seed),
@@ -50,10 +53,28 @@ def _image_info(path: Path, as_json: bool) -> int:
         rows.append(("LoRAs", ", ".join(f"{Path(lw.path).name} {lw.weight:g}"
                                          for lw in request.loras)))
         rows.append(("Sliders", ", ".join(_slider_text(s) for s in request.sliders)))
+    if settings.task != "txt2img":
+        rows.append(("Task", settings.task))
     for label, value in rows:
         if value not in (None, ""):
             print(f"{label + ':':<17}{value}")
+    if settings.unread_message:
+        print(settings.unread_message[0].upper() + settings.unread_message[1:] + ".")
     return 0
+
+
+def _as_json(path: Path, shape: tuple[int, ...], settings: Any) -> dict[str, Any]:
+    """What ``--json`` prints: stable keys a script can rely on."""
+    out: dict[str, Any] = {"file": path.name, "width": shape[1], "height": shape[0],
+                           "tool": None, "task": None, "fields": {}, "unread": [],
+                           "dropped": []}
+    if settings is None:
+        return out
+    out.update(tool=settings.source, task=settings.task, fields=settings.fields(),
+               unread=list(settings.unread), dropped=list(settings.dropped))
+    if "studio" in settings.extra:
+        out["request"] = settings.extra["studio"]
+    return out
 
 
 def _slider_text(slider: object) -> str:

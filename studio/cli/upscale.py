@@ -6,7 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from studio.cli.common import EXIT_OK, check_writable, make_engine
+from studio.cli.common import (
+    EXIT_OK,
+    MAX_SEED,
+    check_writable,
+    decimal,
+    make_engine,
+    model_registry,
+    numbered_paths,
+    settings_from_args,
+    whole_number,
+)
 
 NAME = "upscale"
 HELP = "enlarge an image with a super-resolution model (or Lanczos), optionally refined"
@@ -14,39 +24,52 @@ HELP = "enlarge an image with a super-resolution model (or Lanczos), optionally 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path, help="the image to enlarge")
-    p.add_argument("-o", "--out", type=Path, default=None,
-                   help="output file (default: IN-x2.png beside the input)")
-    p.add_argument("--scale", type=float, default=2.0, help="enlargement factor (1 to 8)")
+    p.add_argument("-o", "--out", type=Path, default=None, metavar="FILE",
+                   help="output file (.png, .jpg, .webp); default: a new numbered file "
+                        "beside the input, IN-x2-0001.png, IN-x2-0002.png...")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the -o file if it exists (default: refuse, exit 1)")
+    p.add_argument("--scale", type=decimal(1, 8), default=2.0,
+                   help="enlargement factor, 1 to 8 (default: 2)")
     p.add_argument("--model", default="",
                    help="upscaler name or file (see `studio models --kind upscaler`), or "
-                        "'lanczos'; default: the best one found")
+                        "'lanczos' (default: the best one found)")
     p.add_argument("--refine", action="store_true",
                    help="then img2img over overlapping tiles to add detail")
-    p.add_argument("--strength", type=float, default=0.3, help="refine strength")
-    p.add_argument("--prompt", default="", help="refine prompt")
-    p.add_argument("--negative", default="", help="refine negative prompt")
-    p.add_argument("--refine-model", default="", help="diffusion model for the refine")
-    p.add_argument("--steps", type=int, default=20, help="refine steps")
-    p.add_argument("--seed", type=int, default=0, help="refine seed")
-    p.add_argument("--tile", type=int, default=0, help="refine tile size (default: native)")
+    p.add_argument("--strength", type=decimal(0, 1), default=0.3,
+                   help="refine strength, 0 to 1 (default: 0.3)")
+    p.add_argument("--prompt", default="", help="refine prompt (default: none)")
+    p.add_argument("--negative", default="", help="refine negative prompt (default: none)")
+    p.add_argument("--refine-model", default="",
+                   help="diffusion model for the refine (default: the default model)")
+    p.add_argument("--steps", type=whole_number(1, 1000), default=20,
+                   help="refine steps, 1 to 1000 (default: 20)")
+    p.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0,
+                   help=f"refine seed, 0 to {MAX_SEED} (default: 0)")
+    p.add_argument("--tile", type=whole_number(0, 4096), default=0,
+                   help="refine tile size in pixels, 0 to 4096 (default: 0, the model's "
+                        "native size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from studio.core.formats.imageio import load_image
     from studio.core.formats.metadata import save_image
-    from studio.engine.upscale import UpscaleSettings, upscale_with_engine
 
-    settings = UpscaleSettings(
-        scale=args.scale, model=args.model, refine=args.refine, strength=args.strength,
-        prompt=args.prompt, negative_prompt=args.negative, refine_model=args.refine_model,
-        steps=args.steps, seed=args.seed, tile=args.tile)
-    out = args.out or args.input.with_name(f"{args.input.stem}-x{args.scale:g}.png")
-    check_writable([out])
+    settings = settings_from_args(args)
+    _check_upscaler(args.model, settings)
+    if args.out is not None:
+        check_writable([args.out], overwrite=args.overwrite)
     image = load_image(args.input)
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[..., :3]
-    engine = make_engine(args)
+    from studio.engine.upscale import UpscaleSettings, upscale_with_engine
+
+    wanted = UpscaleSettings(
+        scale=args.scale, model=args.model, refine=args.refine, strength=args.strength,
+        prompt=args.prompt, negative_prompt=args.negative, refine_model=args.refine_model,
+        steps=args.steps, seed=args.seed, tile=args.tile)
+    engine = make_engine(settings)
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -60,10 +83,25 @@ def run(args: argparse.Namespace) -> int:
             bar.refresh()
 
     try:
-        result = upscale_with_engine(engine, image, settings, on_step=on_step)
+        result = upscale_with_engine(engine, image, wanted, on_step=on_step)
     finally:
         if bar is not None:
             bar.close()
+    out = args.out or numbered_paths(
+        args.input.with_name(f"{args.input.stem}-x{args.scale:g}.png"))[0]
     save_image(out, result, None)
     print(out)
     return EXIT_OK
+
+
+def _check_upscaler(name: str, settings: object) -> None:
+    """An upscaler named but not found is answered before torch loads."""
+    from studio.core.errors import ModelNotFoundError
+
+    if not name or name.lower() == "lanczos" or Path(name).expanduser().exists():
+        return
+    models = model_registry(settings).models("upscaler")  # type: ignore[arg-type]
+    if not any(name in (m.id, m.name, m.path) for m in models):
+        known = ", ".join(m.name for m in models) or "none found"
+        raise ModelNotFoundError(f"No upscaler named {name!r} (upscalers: {known}; "
+                                 "or 'lanczos').")

@@ -52,15 +52,23 @@ class GridAxis:
 
     @property
     def title(self) -> str:
-        if self.kind in ("slider", "lora"):
-            return f"{self.kind} {self.target}"
-        return {"guidance": "CFG", "S/R": "prompt S/R"}.get(self.kind, self.kind)
+        """What the axis varies, in words: "CFG", "blonde hair", "LoRA ink"."""
+        if self.kind == "slider":
+            return _slider_words(self.target)
+        if self.kind == "lora":
+            name = re.split(r"[\\/]", self.target)[-1].rsplit(".", 1)[0]
+            return f"LoRA {name}"
+        return {"guidance": "CFG", "S/R": "prompt S/R", "clip_skip": "clip skip"}.get(
+            self.kind, self.kind)
 
     def label(self, index: int) -> str:
+        """A cell's value in words: "seed 2", "20 steps", "blonde hair -2", "Euler a"."""
         value = self.values[index]
-        if self.kind == "S/R":
+        if self.kind in ("S/R", "scheduler"):
             return value
-        return f"{self.title}: {value}"
+        if self.kind == "steps":
+            return f"{value} steps"
+        return f"{self.title} {value}"
 
     def apply(self, request: GenerationRequest, index: int) -> GenerationRequest:
         """``request`` with this axis set to its value ``index``."""
@@ -92,6 +100,21 @@ class GridAxis:
                 raise
             raise GridError(f"{self.title}: {value!r} is not a valid value.") from None
         raise GridError(f"Unknown grid axis {self.kind!r}.")
+
+
+def _slider_words(slider_id: str) -> str:
+    """A slider's name as the user says it: "blonde hair" for ``vae:hair=blonde``,
+    "smile" for ``smile``, "young ↔ old" for ``prompt:old|young``."""
+    from studio.core.sliders.specs import slider_for_id
+
+    try:
+        spec = slider_for_id(slider_id)
+    except InvalidRequestError:
+        return slider_id
+    key, sep, value = spec.attribute.partition("=")
+    if sep and spec.space in ("vae", "gan"):
+        return f"{value} {key}"
+    return spec.label[:1].lower() + spec.label[1:] if spec.label[1:2].islower() else spec.label
 
 
 def _with_slider(request: GenerationRequest, slider_id: str, value: float) -> GenerationRequest:
@@ -258,10 +281,12 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 def grid_image(plan: GridPlan, images: Mapping[int, np.ndarray] | Sequence[np.ndarray | None],
                *, background: tuple[int, int, int] = (255, 255, 255),
                text_color: tuple[int, int, int] = (0, 0, 0),
-               max_cell: int = 512) -> np.ndarray:
+               max_cell: int = 512, min_cell: int = 128) -> np.ndarray:
     """The labelled grid as ``HxWx3`` uint8: x labels on top, y labels on the left, one panel
     per z value with its label above. ``images`` is indexed like ``plan.cells``; a missing
-    cell (cancelled, failed) is left grey."""
+    cell (cancelled, failed) is left grey. Images under ``min_cell`` pixels are enlarged by a
+    whole factor (sharp pixels), over ``max_cell`` scaled down. Labels are wrapped (long
+    words broken) and their font shrunk until every label fits its own column or row."""
     get = images.get if isinstance(images, Mapping) else (
         lambda i: images[i] if i < len(images) else None)  # type: ignore[index]
     present = [get(i) for i in range(len(plan.cells))]
@@ -270,18 +295,22 @@ def grid_image(plan: GridPlan, images: Mapping[int, np.ndarray] | Sequence[np.nd
     if max(cw, ch) > max_cell:
         f = max_cell / max(cw, ch)
         cw, ch = max(1, round(cw * f)), max(1, round(ch * f))
+    elif max(cw, ch) < min_cell:
+        factor = -(-min_cell // max(cw, ch))
+        cw, ch = cw * factor, ch * factor
     cols, rows, panels = plan.shape
-    font = _font(max(12, min(28, cw // 12)))
-    pad = max(4, cw // 32)
     x_labels = [plan.axes[0].label(i) for i in range(cols)]
     y_labels = [plan.axes[1].label(i) for i in range(rows)] if len(plan.axes) > 1 else [""]
     z_labels = [plan.axes[2].label(i) for i in range(panels)] if len(plan.axes) > 2 else [""]
-    lines_x = [_wrap(t, font, cw) for t in x_labels]
-    line_h = _text_size(font, "Hg")[1] + 4
+    pad = max(4, cw // 32)
+    left_w = cw if any(y_labels) else 0
+    layout = _label_layout(x_labels, y_labels, z_labels, cw, ch, left_w, pad,
+                           cols * cw + left_w)
+    font, line_h, lines_x, lines_y, lines_z = layout
+    if any(y_labels):  # the row labels' column: as wide as its widest line, at most a cell
+        left_w = min(cw, max(_text_size(font, t)[0] for ls in lines_y for t in ls) + 2 * pad)
     head_h = max(len(lines) for lines in lines_x) * line_h + 2 * pad
-    left_w = min(max(_text_size(font, t)[0] for t in y_labels) + 2 * pad, cw) if any(
-        y_labels) else 0
-    z_h = line_h + 2 * pad if any(z_labels) else 0
+    z_h = max(len(lines) for lines in lines_z) * line_h + 2 * pad if any(z_labels) else 0
     panel_h = z_h + head_h + rows * ch
     width = left_w + cols * cw
     sheet = Image.new("RGB", (width, panels * panel_h), background)
@@ -295,24 +324,26 @@ def grid_image(plan: GridPlan, images: Mapping[int, np.ndarray] | Sequence[np.nd
             continue
         tile = Image.fromarray(np.asarray(im)).convert("RGB")
         if tile.size != (cw, ch):
-            tile = tile.resize((cw, ch), Image.Resampling.LANCZOS)
+            enlarge = tile.width < cw and cw % tile.width == 0 and ch % tile.height == 0
+            tile = tile.resize((cw, ch), Image.Resampling.NEAREST if enlarge
+                               else Image.Resampling.LANCZOS)
         sheet.paste(tile, (left, top))
+
+    def centred(lines: list[str], x0: int, span: int, y: int) -> None:
+        for line in lines:
+            draw.text((x0 + (span - _text_size(font, line)[0]) // 2, y), line, fill=text_color,
+                      font=font)
+            y += line_h
+
     for z in range(panels):
         base = z * panel_h
         if z_labels[z]:
-            tw = _text_size(font, z_labels[z])[0]
-            draw.text(((width - tw) // 2, base + pad), z_labels[z], fill=text_color, font=font)
+            centred(lines_z[z], 0, width, base + pad)
         for x, lines in enumerate(lines_x):
-            y = base + z_h + pad
-            for line in lines:
-                tw = _text_size(font, line)[0]
-                draw.text((left_w + x * cw + (cw - tw) // 2, y), line, fill=text_color,
-                          font=font)
-                y += line_h
-        for yi, label in enumerate(y_labels):
-            if not label:
+            centred(lines, left_w + x * cw, cw, base + z_h + pad)
+        for yi, lines in enumerate(lines_y):
+            if not y_labels[yi]:
                 continue
-            lines = _wrap(label, font, left_w - 2 * pad)
             y = base + z_h + head_h + yi * ch + (ch - len(lines) * line_h) // 2
             for line in lines:
                 draw.text((pad, y), line, fill=text_color, font=font)
@@ -320,16 +351,45 @@ def grid_image(plan: GridPlan, images: Mapping[int, np.ndarray] | Sequence[np.nd
     return np.asarray(sheet)
 
 
+def _label_layout(x_labels: list[str], y_labels: list[str], z_labels: list[str], cw: int,
+                  ch: int, left_w: int, pad: int, width: int) -> tuple[Any, ...]:
+    """The largest font (28 px down to 8) at which every label fits: x labels in at most 3
+    lines of a column, y labels within a row, z labels in 2 lines across the panel."""
+    size = max(12, min(28, cw // 12))
+    while True:
+        font = _font(size)
+        line_h = _text_size(font, "Hg")[1] + 4
+        lines_x = [_wrap(t, font, cw - pad) for t in x_labels]
+        lines_y = [_wrap(t, font, left_w - 2 * pad) for t in y_labels]
+        lines_z = [_wrap(t, font, width - 2 * pad) for t in z_labels]
+        fits = (max(len(ls) for ls in lines_x) <= 3
+                and max(len(ls) for ls in lines_y) * line_h <= ch
+                and max(len(ls) for ls in lines_z) <= 2)
+        if fits or size <= 8:
+            return font, line_h, lines_x, lines_y, lines_z
+        size -= 2
+
+
 def _wrap(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
           width: int) -> list[str]:
-    words, lines, line = text.split(), [], ""
-    for word in words:
+    """``text`` in lines of at most ``width`` pixels; a word longer than a line is broken."""
+    width = max(1, width)
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
         trial = f"{line} {word}".strip()
-        if _text_size(font, trial)[0] <= width or not line:
+        if _text_size(font, trial)[0] <= width:
             line = trial
-        else:
+            continue
+        if line:
             lines.append(line)
-            line = word
+        while _text_size(font, word)[0] > width and len(word) > 1:
+            cut = len(word) - 1
+            while cut > 1 and _text_size(font, word[:cut])[0] > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        line = word
     return [*lines, line] if line else lines or [""]
 
 

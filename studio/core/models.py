@@ -1,18 +1,11 @@
 """Plain descriptions of models and devices, shared by the engine, the UI and the CLI.
 
-The UI only sees these values and the ``EngineService`` protocol; ``studio.app`` hands it the
-concrete engine, tests hand it a fake one.
+The engine protocol that returns them is ``studio.core.engines.Engine``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
-
-from studio.core.jobs.cancel import CancelToken
-from studio.core.jobs.events import GenerationResult, StepProgress
-from studio.core.jobs.request import GenerationRequest
 
 # What a model file or folder is, as the user would say it.
 KINDS = ("diffusion", "lora", "vae", "gan", "classifier", "upscaler")
@@ -57,18 +50,3 @@ class DeviceInfo:
     def label(self) -> str:
         precision = f"{self.dtype} autocast" if self.autocast else self.dtype
         return f"{self.device} · {precision}"
-
-
-class EngineService(Protocol):
-    """What the UI and the CLI use of the engine."""
-
-    def generate(self, request: GenerationRequest, on_step: Callable[[StepProgress], None],
-                 cancel: CancelToken) -> GenerationResult: ...
-
-    def list_models(self, kind: str | None = None) -> list[ModelInfo]: ...
-
-    def device_info(self) -> DeviceInfo: ...
-
-    def memory_in_use(self) -> int: ...
-
-    def default_model(self) -> ModelInfo | None: ...

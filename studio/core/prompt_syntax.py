@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from studio.core.errors import ModelNotFoundError, StudioError
-from studio.core.models import ModelInfo
 from studio.core.jobs.request import GenerationRequest, LoraWeight
+from studio.core.models import ModelInfo
 
 ATTENTION_UP = 1.1
 BREAK = "BREAK"

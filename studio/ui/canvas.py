@@ -229,6 +229,11 @@ class CanvasView(QWidget):
     def has_preview(self) -> bool:
         return self._preview is not None
 
+    @property
+    def composite_cache(self) -> MipImage:
+        """The cached composite of the visible layers (premultiplied), with reduced copies."""
+        return self._image
+
     # -- painting ------------------------------------------------------------------------
     def _make_checker(self) -> QPixmap:
         pix = QPixmap(16, 16)

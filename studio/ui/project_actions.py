@@ -271,17 +271,20 @@ class FileActions:
             base = GenerationRequest(**panel.values())
         except (StudioError, TypeError, ValueError):
             base = None
-        request = settings.to_request(base)
-        values = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
-                  "seed": request.seed, "steps": request.steps, "guidance": request.guidance,
-                  "scheduler": request.scheduler, "width": request.width,
-                  "height": request.height}
-        if settings.request is not None:
-            values["model"] = request.model
+        values = settings.changes(base)  # only what was read: the rest stays as typed
+        if not values:
+            self.show_error(f"{name} holds no generation settings that Latent Studio "
+                            f"can read ({settings.source}).")
+            return False
+        if settings.request is None:
+            values.pop("model", None)
         panel.set_values(values)
-        panel.seed_lock_button.setChecked(True)
-        self.show_status(f"Imported the settings of {name} "
-                                            f"({settings.source})")
+        if "seed" in values:
+            panel.seed_lock_button.setChecked(True)
+        task = f", {settings.task}" if settings.task != "txt2img" else ""
+        unread = settings.unread_message
+        self.show_status(f"Imported the settings of {name} ({settings.source}{task})"
+                         + (f"; {unread}" if unread else ""))
         return True
 
 

@@ -35,17 +35,17 @@ class _LabeledSliderBase(QWidget):
 
     def __init__(self, box: QSpinBox | QDoubleSpinBox, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._slider = QSlider(Qt.Orientation.Horizontal)
-        self._box = box
-        self._box.setKeyboardTracking(False)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.box = box
+        self.box.setKeyboardTracking(False)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._slider, 1)
-        layout.addWidget(self._box)
-        self._slider.valueChanged.connect(self._on_slider)
-        self._box.valueChanged.connect(self._on_box)
-        self._slider.sliderPressed.connect(self.sliderPressed)
-        self._slider.sliderReleased.connect(self.sliderReleased)
+        layout.addWidget(self.slider, 1)
+        layout.addWidget(self.box)
+        self.slider.valueChanged.connect(self._on_slider)
+        self.box.valueChanged.connect(self._on_box)
+        self.slider.sliderPressed.connect(self.sliderPressed)
+        self.slider.sliderReleased.connect(self.sliderReleased)
 
     # the scale between the slider's ints and the value (1 for the int slider)
     def _to_slider(self, value: float) -> int:
@@ -59,38 +59,38 @@ class _LabeledSliderBase(QWidget):
 
     def _on_slider(self, position: int) -> None:
         value = self._from_slider(position)
-        self._box.blockSignals(True)
-        self._box.setValue(value)
-        self._box.blockSignals(False)
-        self._emit(self._box.value())
+        self.box.blockSignals(True)
+        self.box.setValue(value)
+        self.box.blockSignals(False)
+        self._emit(self.box.value())
 
     def _on_box(self, value: float) -> None:
-        self._slider.blockSignals(True)
-        self._slider.setValue(self._to_slider(value))
-        self._slider.blockSignals(False)
+        self.slider.blockSignals(True)
+        self.slider.setValue(self._to_slider(value))
+        self.slider.blockSignals(False)
         self._emit(value)
 
     def setToolTip(self, text: str) -> None:  # noqa: N802 (Qt API)
         super().setToolTip(text)
-        self._slider.setToolTip(text)
-        self._box.setToolTip(text)
+        self.slider.setToolTip(text)
+        self.box.setToolTip(text)
 
     def setAccessibleName(self, name: str) -> None:  # noqa: N802 (Qt API)
         super().setAccessibleName(name)
-        self._slider.setAccessibleName(name)
-        self._box.setAccessibleName(name)
+        self.slider.setAccessibleName(name)
+        self.box.setAccessibleName(name)
 
     def value(self) -> Any:
-        return self._box.value()
+        return self.box.value()
 
     def setValue(self, value: float) -> None:  # noqa: N802 (Qt API)
-        self._box.setValue(value)  # -> _on_box moves the slider and emits when it changed
+        self.box.setValue(value)  # -> _on_box moves the slider and emits when it changed
 
     def minimum(self) -> Any:
-        return self._box.minimum()
+        return self.box.minimum()
 
     def maximum(self) -> Any:
-        return self._box.maximum()
+        return self.box.maximum()
 
 
 class LabeledSlider(_LabeledSliderBase):
@@ -105,12 +105,12 @@ class LabeledSlider(_LabeledSliderBase):
         self.valueChanged.emit(int(value))
 
     def setRange(self, lo: int, hi: int) -> None:  # noqa: N802 (Qt API)
-        self._slider.setRange(lo, hi)
-        self._box.setRange(lo, hi)
+        self.slider.setRange(lo, hi)
+        self.box.setRange(lo, hi)
 
     def setSingleStep(self, step: int) -> None:  # noqa: N802 (Qt API)
-        self._slider.setSingleStep(step)
-        self._box.setSingleStep(step)
+        self.slider.setSingleStep(step)
+        self.box.setSingleStep(step)
 
 
 class LabeledDoubleSlider(_LabeledSliderBase):
@@ -133,22 +133,22 @@ class LabeledDoubleSlider(_LabeledSliderBase):
         self.valueChanged.emit(float(value))
 
     def setRange(self, lo: float, hi: float) -> None:  # noqa: N802 (Qt API)
-        self._box.setRange(lo, hi)
-        self._slider.setRange(self._to_slider(lo), self._to_slider(hi))
+        self.box.setRange(lo, hi)
+        self.slider.setRange(self._to_slider(lo), self._to_slider(hi))
 
     def setDecimals(self, decimals: int) -> None:  # noqa: N802 (Qt API)
-        lo, hi, value = self._box.minimum(), self._box.maximum(), self._box.value()
-        self._box.setDecimals(decimals)
+        lo, hi, value = self.box.minimum(), self.box.maximum(), self.box.value()
+        self.box.setDecimals(decimals)
         self._scale = 10 ** decimals
-        self._slider.blockSignals(True)
-        self._slider.setRange(self._to_slider(lo), self._to_slider(hi))
-        self._slider.setValue(self._to_slider(value))
-        self._slider.blockSignals(False)
+        self.slider.blockSignals(True)
+        self.slider.setRange(self._to_slider(lo), self._to_slider(hi))
+        self.slider.setValue(self._to_slider(value))
+        self.slider.blockSignals(False)
 
     def setSingleStep(self, step: float) -> None:  # noqa: N802 (Qt API)
-        self._box.setSingleStep(step)
-        self._slider.setSingleStep(max(1, self._to_slider(step)))
-        self._slider.setPageStep(max(1, self._to_slider(step * 10)))
+        self.box.setSingleStep(step)
+        self.slider.setSingleStep(max(1, self._to_slider(step)))
+        self.slider.setPageStep(max(1, self._to_slider(step * 10)))
 
 
 class SeedSpinBox(QAbstractSpinBox):

@@ -7,8 +7,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from studio.core.formats.contact_sheet import caption_for, contact_sheet
 from studio.core.errors import StudioError
+from studio.core.formats.contact_sheet import caption_for, contact_sheet
 from studio.core.formats.naming import (
     FileNameTemplateError,
     batch_paths,

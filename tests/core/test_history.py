@@ -7,11 +7,11 @@ import pytest
 
 from studio.core.document.edits import ApplyGeneration, SetGenerationDeleted
 from studio.core.document.layers import Document
-from studio.core.jobs.events import GenerationResult
-from studio.core.project.generation_log import GenerationLog, GenerationRecord
 from studio.core.document.pixels import Pixels
-from studio.core.jobs.request import GenerationRequest
 from studio.core.document.undo import UndoStack
+from studio.core.jobs.events import GenerationResult
+from studio.core.jobs.request import GenerationRequest
+from studio.core.project.generation_log import GenerationLog, GenerationRecord
 
 
 def image(value: int, size: int = 8) -> np.ndarray:

@@ -19,8 +19,8 @@ from studio.core.jobs.events import (
     JobStarted,
     StepProgress,
 )
-from studio.core.jobs.runner import PREVIEW, RENDER, JobRunner
 from studio.core.jobs.request import GenerationRequest
+from studio.core.jobs.runner import PREVIEW, RENDER, JobRunner
 
 
 class FakeEngine:

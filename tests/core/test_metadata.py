@@ -238,7 +238,9 @@ def test_save_refuses_unknown_extension(tmp_path):
 
 
 def test_full_disk_leaves_no_file_and_says_so(tmp_path, monkeypatch):
-    target = tmp_path / "keep.png"
+    folder = tmp_path / "out"  # a folder of its own: fixtures may write beside tmp_path's files
+    folder.mkdir()
+    target = folder / "keep.png"
     target.write_bytes(b"old contents")
 
     def no_space(fd):
@@ -249,7 +251,7 @@ def test_full_disk_leaves_no_file_and_says_so(tmp_path, monkeypatch):
         save_image(target, _pixels(), _request())
     assert str(info.value) == "Could not write keep.png: disk full."
     assert target.read_bytes() == b"old contents"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["keep.png"]
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

@@ -24,21 +24,21 @@ from studio.core.document.edits import (
     SetSliderValue,
 )
 from studio.core.document.layers import Document, Layer, array_key
+from studio.core.document.pixels import Pixels
+from studio.core.document.undo import UndoStack
 from studio.core.errors import (
     ProjectCorruptError,
     ProjectNotFoundError,
     ProjectVersionError,
     StudioError,
 )
-from studio.core.document.pixels import Pixels
+from studio.core.jobs.request import GenerationRequest
 from studio.core.project.store import (
     ProjectStore,
     autosave_path,
     decode_array,
     encode_array,
 )
-from studio.core.jobs.request import GenerationRequest
-from studio.core.document.undo import UndoStack
 
 
 def rand(shape: tuple[int, ...], seed: int) -> np.ndarray:

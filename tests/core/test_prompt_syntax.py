@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from studio.core.errors import ModelNotFoundError
+from studio.core.jobs.request import GenerationRequest, LoraWeight
 from studio.core.models import ModelInfo
 from studio.core.prompt_syntax import (
     LoraTag,
@@ -15,7 +16,6 @@ from studio.core.prompt_syntax import (
     parse_prompt,
     with_prompt_loras,
 )
-from studio.core.jobs.request import GenerationRequest, LoraWeight
 
 
 def weights(text: str) -> list[tuple[str, float]]:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from studio.core.errors import InvalidRequestError
 from studio.core.document.pixels import Pixels
+from studio.core.errors import InvalidRequestError
 from studio.core.jobs.request import GenerationRequest, LoraWeight, SliderValue
 
 

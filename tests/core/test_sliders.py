@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from studio.core.document.edits import SetSliderValue
+from studio.core.document.layers import Document
+from studio.core.jobs.request import GenerationRequest
+from studio.core.project.store import ProjectStore
 from studio.core.sliders.directions import (
     Direction,
     apply_directions,
@@ -15,9 +18,6 @@ from studio.core.sliders.directions import (
     orthogonalize,
     principal_directions,
 )
-from studio.core.document.layers import Document
-from studio.core.project.store import ProjectStore
-from studio.core.jobs.request import GenerationRequest
 from studio.core.sliders.specs import (
     SliderSet,
     SliderSpec,

@@ -534,9 +534,9 @@ def test_full_size_sd15_loads_with_the_bundled_config_offline(tmp_path, no_netwo
     ("sd2-v", {"modelspec.prediction_type": "epsilon"}, ("sd2", "sd2-768-v")),
 ])
 def test_sd2_variant_choice(requested, metadata, expected):
-    from studio.engine.models.single_file import _resolve_family
+    from studio.engine.models.single_file import resolve_family
 
-    assert _resolve_family(requested, "sd2", metadata, "m.safetensors") == expected
+    assert resolve_family(requested, "sd2", metadata, "m.safetensors") == expected
 
 
 def test_refiner_is_detected_but_not_loaded(tmp_path):

@@ -192,9 +192,9 @@ def test_cached_composite_matches_a_full_recomposite(qtbot, window):
     window.layers_panel.opacity_slider.setValue(0.4)
     window.undo.undo()
     expected = premultiply(window.doc.composite())
-    np.testing.assert_array_equal(canvas._image.array, expected)
+    np.testing.assert_array_equal(canvas.composite_cache.array, expected)
     # The reduced copies are block averages of the full image.
-    mip = canvas._image
+    mip = canvas.composite_cache
     assert len(mip.levels) >= 2
     level1 = mip.levels[1][0].astype(int)
     block = expected[:600, :520].astype(int)

@@ -51,11 +51,11 @@ def test_double_slider_keeps_slider_and_box_in_step(qtbot):
     seen = []
     s.valueChanged.connect(seen.append)
     s.setValue(1.25)
-    assert s.value() == 1.25 and s._slider.value() == 125
-    s._slider.setValue(-200)  # a drag of the handle
-    assert s.value() == -2.0 and s._box.value() == -2.0
-    s._box.setValue(0.5)  # typed into the box
-    assert s._slider.value() == 50
+    assert s.value() == 1.25 and s.slider.value() == 125
+    s.slider.setValue(-200)  # a drag of the handle
+    assert s.value() == -2.0 and s.box.value() == -2.0
+    s.box.setValue(0.5)  # typed into the box
+    assert s.slider.value() == 50
     assert seen == [1.25, -2.0, 0.5]
     s.setValue(0.5)  # unchanged: no signal
     assert len(seen) == 3
@@ -74,7 +74,7 @@ def test_int_slider_emits_ints_and_clamps(qtbot):
     s.setValue(30)
     s.setValue(500)
     assert seen == [30, 150] and all(isinstance(v, int) for v in seen)
-    assert s._slider.value() == 150
+    assert s.slider.value() == 150
 
 
 def test_throttle_calls_first_at_once_and_last_after_the_window(qtbot):

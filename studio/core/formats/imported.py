@@ -152,6 +152,27 @@ class ImportedSettings:
             changes["model_hash"] = self.model_hash
         return req.replace(**changes)
 
+    def changes(self, base: GenerationRequest | None = None) -> dict[str, Any]:
+        """The request fields an import sets over ``base``: only those read, the prompts
+        only when not empty, in ``GenerationRequest`` terms (rounded, within our limits)."""
+        req = self.to_request(base)
+        if self.request is not None:
+            names = ["prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler",
+                     "width", "height", "model", "strength"]
+            return {n: getattr(req, n) for n in names}
+        out: dict[str, Any] = {}
+        for name in ("prompt", "negative_prompt"):
+            if getattr(self, name).strip():
+                out[name] = getattr(req, name)
+        for name in ("seed", "steps", "guidance", "strength"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(req, name)
+        if self.scheduler:
+            out["scheduler"] = req.scheduler
+        if self.width and self.height:
+            out["width"], out["height"] = req.width, req.height
+        return out
+
     def fields(self) -> dict[str, Any]:
         """The fields read, by name (for ``studio info --json`` and scripts)."""
         out: dict[str, Any] = {n: getattr(self, n) for n in self.read}

@@ -21,7 +21,12 @@ from PIL import Image
 
 from studio.core.document.layers import Document, Layer
 from studio.core.errors import ImageReadError
-from studio.core.formats.imageio import DEFAULT_MAX_PIXELS, ImageWriteError, atomic_write, load_image
+from studio.core.formats.imageio import (
+    DEFAULT_MAX_PIXELS,
+    ImageWriteError,
+    atomic_write,
+    load_image,
+)
 
 ORA_MIMETYPE = b"image/openraster"
 #: An archive whose members would unpack to more than this is refused as a likely zip bomb.

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from studio.core.document.pixels import Pixels
+from studio.core.errors import ImageReadError, InvalidRequestError
 from studio.core.formats.a1111 import a1111_parameters, lora_hash, parse_a1111_parameters
-from studio.core.errors import InvalidRequestError
-from studio.core.formats.other_tools import parse_foreign
 from studio.core.formats.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageSource,
@@ -30,25 +30,34 @@ from studio.core.formats.imageio import (
     decoded,
     open_image,
 )
-from studio.core.formats.imported import ImportedSettings
-from studio.core.document.pixels import Pixels
-from studio.core.jobs.request import GenerationRequest
+from studio.core.formats.imported import (
+    MIN_FILE_SIDE,
+    ImportedSettings,
+    MetadataTooDeepError,
+    json_or_none,
+)
+from studio.core.formats.metadata_texts import (
+    EXIF_IFD,
+    MAKER_NOTE,
+    MAKER_PREFIX,
+    PARAMETERS_KEY,
+    STUDIO_KEY,
+    UNICODE,
+    USER_COMMENT,
+    metadata_texts,
+)
+from studio.core.formats.other_tools import parse_foreign
 from studio.core.formats.stealth import read_stealth
+from studio.core.jobs.request import GenerationRequest
 
 __all__ = ["ImportedSettings", "a1111_parameters", "lora_hash", "parse_a1111_parameters",
            "read_settings", "save_image", "SAVE_FORMATS"]
 
-PARAMETERS_KEY = "parameters"
-STUDIO_KEY = "studio"
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-
-_EXIF_IFD = 0x8769
-_USER_COMMENT = 0x9286
-_MAKER_NOTE = 0x927C
-_MAKER_PREFIX = b"LatentStudio\x00"
-_UNICODE = b"UNICODE\x00"
-_ASCII = b"ASCII\x00\x00\x00"
-_MAX_NOTE = 16 * 1024 * 1024  # refuse a MakerNote that inflates beyond this
+_USER_COMMENT = USER_COMMENT
+_MAKER_NOTE = MAKER_NOTE
+_MAKER_PREFIX = MAKER_PREFIX
+_EXIF_IFD = EXIF_IFD
 _JPEG_EXIF_LIMIT = 65000  # one JPEG APP1 segment holds at most 64 KiB
 
 
@@ -75,59 +84,27 @@ def _exif_bytes(entries: dict[int, bytes]) -> bytes:
 
 
 def _user_comment(text: str) -> bytes:
-    return _UNICODE + text.encode("utf_16_be")
+    return UNICODE + text.encode("utf_16_be")
 
 
-def _decode_user_comment(raw: Any) -> str:
-    if isinstance(raw, str):
-        return raw
-    if not isinstance(raw, bytes):
-        return ""
-    head, body = raw[:8], raw[8:]
-    if head == _UNICODE:
-        # A1111 writes big-endian; some tools follow the EXIF byte order. Guess from the zeros
-        # that ASCII characters leave in the high bytes.
-        little = body[1:2] == b"\x00" and body[0:1] != b"\x00"
-        if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            return body.decode("utf-16", errors="replace")
-        return body.decode("utf_16_le" if little else "utf_16_be", errors="replace")
-    if head in (_ASCII, b"\x00" * 8):
-        return body.decode("utf-8", errors="replace")
-    return raw.decode("utf-8", errors="replace")
-
-
-def _texts(im: Image.Image) -> dict[str, str]:
-    """Text metadata of every kind the image holds, by key."""
-    info = {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
-    try:
-        exif = im.getexif().get_ifd(_EXIF_IFD)
-    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
-        exif = {}
-    comment = _decode_user_comment(exif.get(_USER_COMMENT)).strip("\x00 ")
-    if comment:
-        info.setdefault(PARAMETERS_KEY, comment)
-    maker = exif.get(_MAKER_NOTE)
-    if isinstance(maker, bytes) and maker.startswith(_MAKER_PREFIX):
-        try:
-            studio = zlib.decompressobj().decompress(maker[len(_MAKER_PREFIX):], _MAX_NOTE)
-            info.setdefault(STUDIO_KEY, studio.decode("utf-8", errors="replace"))
-        except zlib.error:
-            pass
-    return info
+def _user_comment(text: str) -> bytes:
+    return UNICODE + text.encode("utf_16_be")
 
 
 def _own(text: str, images: dict[str, Pixels] | None) -> ImportedSettings | None:
     try:
-        data = json.loads(text)
+        data = json_or_none(text)
         request = GenerationRequest.from_dict(data, images)
-    except (ValueError, TypeError, KeyError, AttributeError, InvalidRequestError):
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidRequestError, RecursionError):
         return None  # damaged or edited by hand: fall back to the A1111 text
+    task = str(data.get("task", "txt2img"))  # kept when the init image is not at hand
     return ImportedSettings(
         source="Latent Studio", prompt=request.prompt, negative_prompt=request.negative_prompt,
         seed=request.seed, steps=request.steps, guidance=request.guidance,
         sampler=request.scheduler, width=request.width, height=request.height,
         model=request.model, model_hash=request.model_hash,
-        strength=request.strength if data.get("task", "txt2img") != "txt2img" else None,
+        strength=request.strength if task != "txt2img" else None,
+        task=task if task in ("img2img", "inpaint") else "txt2img",
         extra={"studio": data}, request=request)
 
 
@@ -155,20 +132,35 @@ def read_settings(source: ImageSource, *, images: dict[str, Pixels] | None = Non
     with open_image(source, max_pixels=max_pixels) as im:
         if im.format == "PNG":
             decoded(im, label)  # text chunks after the pixel data are read only now
-        texts = _texts(im)
-        if STUDIO_KEY in texts and (own := _own(texts[STUDIO_KEY], images)) is not None:
-            return own
-        settings = parse_foreign(texts)
-        if settings is not None:
-            return settings
-        if im.format == "PNG" and im.mode in ("RGBA", "RGB"):  # lossy formats lose the bits
-            hidden = read_stealth(np.asarray(im))
-            if hidden:
-                data = json.loads(hidden) if hidden.lstrip().startswith("{") else None
-                if isinstance(data, dict):  # NovelAI hides its PNG text chunks as JSON
-                    return parse_foreign({k: str(v) if not isinstance(v, str) else v
-                                          for k, v in data.items()})
-                return parse_a1111_parameters(hidden)
+        try:
+            return _read(im, images)
+        except (MetadataTooDeepError, RecursionError):
+            raise ImageReadError(
+                f"Could not read the settings in {label}: its metadata is nested too deeply "
+                "to be read (a damaged or hostile file).") from None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
+            # a reader met a shape no tool writes: say so rather than show a traceback
+            raise ImageReadError(f"Could not read the settings in {label}: its metadata is "
+                                 f"damaged ({type(err).__name__}).") from None
+
+
+def _read(im: Image.Image, images: dict[str, Pixels] | None = None) -> ImportedSettings | None:
+    texts = metadata_texts(im)
+    # A crop or thumbnail is not the size that was generated.
+    size = im.size if min(im.size) >= MIN_FILE_SIDE else None
+    if STUDIO_KEY in texts and (own := _own(texts[STUDIO_KEY], images)) is not None:
+        return own
+    settings = parse_foreign(texts, image_size=size)
+    if settings is not None:
+        return settings
+    if im.format == "PNG" and im.mode in ("RGBA", "RGB"):  # lossy formats lose the bits
+        hidden = read_stealth(np.asarray(im))
+        if hidden:
+            data = json_or_none(hidden)
+            if isinstance(data, dict):  # NovelAI hides its PNG text chunks as JSON
+                return parse_foreign({k: v if isinstance(v, str) else json.dumps(v)
+                                      for k, v in data.items()}, image_size=size)
+            return parse_a1111_parameters(hidden)
     return None
 
 

@@ -1,8 +1,10 @@
-"""Generation settings written by other tools: InvokeAI, Fooocus and NovelAI.
+"""Generation settings written by other tools: InvokeAI, Fooocus and NovelAI, and the
+dispatch over every reader (``parse_foreign``).
 
-Each reader takes the image's text chunks (``key -> text``) and returns ``ImportedSettings``
-or ``None`` when the chunks are not that tool's. AUTOMATIC1111 text lives in ``a1111``,
-ComfyUI graphs in ``comfyui_metadata``.
+Each reader takes the image's metadata texts (``key -> text``) and returns ``ImportedSettings``
+or ``None`` when the texts are not that tool's. AUTOMATIC1111 text lives in ``a1111``,
+ComfyUI graphs in ``comfyui``, single-JSON tools (SwarmUI, RuinedFooocus, Draw Things,
+Hugging Face Spaces, Civitai) in ``json_tools``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from studio.core.formats.comfyui import parse_comfyui
 from studio.core.formats.imported import ImportedSettings
 from studio.core.formats.imported import json_or_none as _json
 from studio.core.formats.imported import number_or_none as _num
+from studio.core.formats.json_tools import (
+    parse_civitai,
+    parse_draw_things,
+    parse_hf_space,
+    parse_ruined_fooocus,
+    parse_swarmui,
+    settings_from_json,
+)
 
 
 # -- InvokeAI --------------------------------------------------------------------------------
@@ -121,26 +131,64 @@ def parse_fooocus(info: Mapping[str, str]) -> ImportedSettings | None:
 
 # -- NovelAI ---------------------------------------------------------------------------------
 def parse_novelai(info: Mapping[str, str]) -> ImportedSettings | None:
-    """Settings from NovelAI: prompt in ``Description``, the rest as JSON in ``Comment``."""
+    """Settings from NovelAI: prompt in ``Description``, the rest as JSON in ``Comment``.
+
+    PNGs hold these as text chunks; NovelAI's WebP holds the same keys as one JSON object in
+    the EXIF UserComment, which ``metadata`` spreads into ``info`` before this runs.
+    """
     comment = _json(info.get("Comment"))
     if not isinstance(comment, dict) or (info.get("Software") != "NovelAI" and "uc" not in comment):
         return None
-    used = {"steps", "sampler", "seed", "scale", "uc", "width", "height", "prompt"}
+    used = {"steps", "sampler", "seed", "scale", "uc", "width", "height", "prompt",
+            "noise_schedule", "strength"}
     extra = {k: v for k, v in comment.items() if k not in used}
     extra.update({k: info[k] for k in ("Source", "Software", "Title") if k in info})
+    prompt = info.get("Description") or comment.get("prompt") or ""
+    strength = _num(comment.get("strength"))
+    img2img = strength is not None and strength < 1 and bool(comment.get("image"))
     return ImportedSettings(
-        source="NovelAI", prompt=str(info.get("Description", comment.get("prompt", ""))),
-        negative_prompt=str(comment.get("uc", "")), seed=_num(comment.get("seed"), int),
-        steps=_num(comment.get("steps"), int), guidance=_num(comment.get("scale")),
-        sampler=str(comment.get("sampler", "")), width=_num(comment.get("width"), int),
-        height=_num(comment.get("height"), int), extra=extra)
+        source="NovelAI", prompt=str(prompt), negative_prompt=str(comment.get("uc", "")),
+        seed=_num(comment.get("seed"), int), steps=_num(comment.get("steps"), int),
+        guidance=_num(comment.get("scale")), sampler=str(comment.get("sampler", "")),
+        schedule=str(comment.get("noise_schedule", "") or ""),
+        width=_num(comment.get("width"), int), height=_num(comment.get("height"), int),
+        strength=strength if img2img else None, task="img2img" if img2img else "txt2img",
+        extra=extra)
 
 
-def parse_foreign(info: Mapping[str, str]) -> ImportedSettings | None:
-    """Settings from whichever tool's text chunks ``info`` holds, or ``None``."""
-    for parse in (parse_fooocus, parse_comfyui, parse_invokeai, parse_novelai):
-        settings = parse(info)
+def _json_parameters(info: Mapping[str, str]) -> Any:
+    text = info.get("parameters", "")
+    return _json(text) if text.lstrip().startswith("{") else None
+
+
+def parse_foreign(info: Mapping[str, str], *,
+                  image_size: tuple[int, int] | None = None) -> ImportedSettings | None:
+    """Settings from whichever tool's metadata ``info`` holds, or ``None``.
+
+    The tools are told apart by what only they write; A1111's text is the last resort, and
+    a JSON text nobody claims is never read as an A1111 prompt.
+    """
+    params = _json_parameters(info)
+    for settings in (parse_swarmui(params), parse_ruined_fooocus(params),
+                     parse_swarmui(_json(info.get("UserComment")))):
         if settings is not None:
             return settings
+    for parse in (parse_fooocus, parse_novelai):
+        if (settings := parse(info)) is not None:
+            return settings
+    graph = _json(info.get("prompt"))
+    if (settings := parse_civitai(graph, image_size=image_size)) is not None:
+        return settings
+    if (settings := parse_comfyui(info, image_size=image_size)) is not None:
+        return settings
+    if (settings := parse_invokeai(info)) is not None:
+        return settings
+    draw_things = parse_draw_things(_json(info.get("xmp:UserComment")), info.get("xmp:CreatorTool", ""))
+    if draw_things is not None:
+        return draw_things
+    if "Draw Things" in info.get("xmp:CreatorTool", "") and info.get("xmp:description"):
+        return parse_a1111_parameters(info["xmp:description"], source="Draw Things")
+    if isinstance(params, dict):
+        return parse_hf_space(params) or settings_from_json(params, "unknown tool")
     text = info.get("parameters", "")
     return parse_a1111_parameters(text) if text.strip() else None

@@ -8,7 +8,6 @@ import numpy as np
 
 from studio.core.jobs.request import GenerationRequest
 
-
 # What a generation is doing, in the order it happens ("sampling": the denoising steps).
 PHASES = ("loading", "encoding", "sampling", "decoding")
 

@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.core.errors import InvalidRequestError
 from studio.core.document.pixels import Pixels
+from studio.core.errors import InvalidRequestError
 
 TASKS = ("txt2img", "img2img", "inpaint")
 

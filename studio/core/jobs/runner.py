@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from studio.core.jobs.cancel import CancelToken
 from studio.core.errors import CancelledError, StudioError
+from studio.core.jobs.cancel import CancelToken
 from studio.core.jobs.events import (
     GenerationResult,
     JobCancelled,

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from studio.core.document.layers import array_key, new_id
-from studio.core.jobs.events import GenerationResult
 from studio.core.document.pixels import Pixels
+from studio.core.jobs.events import GenerationResult
 from studio.core.jobs.request import GenerationRequest
 
 RELATIONS = ("vary", "img2img", "inpaint", "slider", "edit")

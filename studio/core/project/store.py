@@ -34,6 +34,8 @@ import numpy as np
 
 import studio.core.document.edits  # noqa: F401  (registers the command types the history holds)
 from studio.core.document.layers import Document, array_key
+from studio.core.document.pixels import Pixels
+from studio.core.document.undo import UndoStack
 from studio.core.errors import (
     ProjectCorruptError,
     ProjectNotFoundError,
@@ -43,8 +45,6 @@ from studio.core.errors import (
 )
 from studio.core.project.generation_log import GenerationLog, GenerationRecord, request_image_refs
 from studio.core.project.migrations import APPLICATION_ID, CURRENT_VERSION, create_schema, migrate
-from studio.core.document.pixels import Pixels
-from studio.core.document.undo import UndoStack
 
 AUTOSAVE_SUFFIX = ".autosave"
 SQLITE_MAGIC = b"SQLite format 3\x00"

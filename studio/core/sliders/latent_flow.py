@@ -197,13 +197,14 @@ def _project_out(g: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 def flow(z: np.ndarray, reader: LatentAttributeReader, attribute: str, value: float,
          lengths: np.ndarray, classes: Mapping[str, Sequence[str]],
-         steps_per_unit: int | None = None) -> np.ndarray:
+         steps_per_unit: int | None = None, keep_others: bool = True) -> np.ndarray:
     """``z`` (n, dim) moved by ``value`` along the attribute, keeping the others.
 
     Each latent travels ``|value| * lengths[i]`` in ``ceil(|value| * steps_per_unit)``
     equal Euler steps (``STEPS_PER_UNIT`` by default), along the normalised gradient of the target (its negative below 0)
     with the kept attributes' gradients projected out. A length of 0 leaves a latent in
-    place; a value of 0 returns ``z`` bit for bit.
+    place; a value of 0 returns ``z`` bit for bit. ``keep_others=False`` follows the plain
+    gradient of the target (nothing projected out), for comparison.
     """
     z = np.asarray(z)
     if value == 0:
@@ -218,7 +219,8 @@ def flow(z: np.ndarray, reader: LatentAttributeReader, attribute: str, value: fl
         out, jac = reader.forward(x, jacobian=True)
         assert jac is not None
         g = _target_gradient(reader, out, jac, attribute, classes)
-        rows = _kept_rows(reader, out, jac, attribute)
+        rows = (_kept_rows(reader, out, jac, attribute) if keep_others
+                else np.zeros((len(out), 1, jac.shape[2])))
         if white is None:
             g = _project_out(g, rows)
         else:  # the step of least pixel change: project in whitened coordinates

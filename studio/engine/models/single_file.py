@@ -299,7 +299,7 @@ def _pipeline_class(family: str) -> Any:
     return getattr(diffusers, names[family])
 
 
-def _resolve_family(requested: str | None, detected: str, metadata: Mapping[str, str],
+def resolve_family(requested: str | None, detected: str, metadata: Mapping[str, str],
                     name: str) -> tuple[str, str]:
     """``(base family, config folder name)`` for a load."""
     if requested is None:
@@ -396,7 +396,7 @@ def load_single_file(path: str | os.PathLike[str], family: str | None = None,
     path = Path(path)
     shapes, metadata = _read_header(path, allow_pickle)
     detected = family_from_shapes(shapes, path.name)
-    base, folder_name = _resolve_family(family, detected, metadata, path.name)
+    base, folder_name = resolve_family(family, detected, metadata, path.name)
     text_family = base.removesuffix("-inpaint")
     missing = [p for p in _TEXT_PREFIXES[text_family] if not _has_prefix(shapes, p)]
     if missing:
