@@ -117,8 +117,12 @@ def test_generate_with_a_slider_swaps_the_hair_colour_in_the_prompt(tmp_path):
         (["generate", "x", "--init-image", "/no/such.png"], "such.png"),
         (["generate", "x", "--mask", "m.png"], "--mask needs --init-image"),
         (["generate", "x", "-o", "out.bmp"], "use .png, .jpg or .webp"),
-        (["generate", "x", "--scheduler", "Eulr"], "Unknown scheduler"),
+        (["generate", "x", "-o", "x.gif"], "use .png, .jpg or .webp"),
+        (["generate", "x", "--scheduler", "Eulr"], "Unknown scheduler 'Eulr'"),
         (["generate", "x", "--device", "tpu"], "Unknown device"),
+        (["generate", "x", "--model", "/no/such/model.safetensors"],
+         "no model file or folder at /no/such/model.safetensors"),
+        (["generate", "x", "--slider", "hair-red=9"], "must be from -2 to 2"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_clear_line(tiny_sd1_dir, tmp_path, capsys, args,
@@ -128,9 +132,147 @@ def test_bad_input_exits_non_zero_with_one_clear_line(tiny_sd1_dir, tmp_path, ca
         full += ["--model", str(tiny_sd1_dir)]
     rc = main(full)
     err = capsys.readouterr().err
-    assert rc == 1
+    # 2: a mistake in the arguments themselves (caught while parsing); 1: any other error
+    assert rc == (2 if "--size" in args or "--scheduler" in args else 1)
     assert message in err
-    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--guidance", "nan", "--guidance: must be a number from 0 to 100, not 'nan'"),
+    ("--guidance", "inf", "--guidance: must be a number from 0 to 100, not 'inf'"),
+    ("--guidance", "-1", "--guidance: must be from 0 to 100, not -1"),
+    ("--steps", "0", "--steps: must be from 1 to 1000, not 0"),
+    ("--steps", "2.5", "--steps: must be a whole number from 1 to 1000"),
+    ("--batch", "-1", "--batch: must be from 1 to 64, not -1"),
+    ("--batch", "0", "--batch: must be from 1 to 64, not 0"),
+    ("--strength", "1.5", "--strength: must be from 0 to 1, not 1.5"),
+    ("--strength", "nan", "--strength: must be a number from 0 to 1"),
+    ("--seed", "-3", "--seed: must be from 0 to 4294967295"),
+    ("--variation-strength", "2", "--variation-strength: must be from 0 to 1"),
+    ("--size", "0", "--size: each side must be from 8 to 4096"),
+    ("--size", "big", "--size: must look like 512x768 or 512"),
+])
+def test_every_number_is_checked_at_the_boundary_naming_its_range(capsys, flag, value,
+                                                                   message):
+    assert main(["generate", "a person", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert "half precision" not in err and "Traceback" not in err
+
+
+def _run_and_list_heavy_modules(argv_lists, cwd):
+    """Run ``main`` on each argv in a fresh interpreter; the exit codes and the heavy
+    modules imported by the end."""
+    code = (
+        "import sys\n"
+        "from studio.cli import main\n"
+        f"codes = [main(a) for a in {argv_lists!r}]\n"
+        "print(codes)\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'PySide6') "
+        "if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    codes, heavy = proc.stdout.strip().splitlines()[-2:]
+    return codes, heavy, proc.stderr
+
+
+def test_each_argument_mistake_is_answered_without_torch(tmp_path):
+    """The issue's list: unknown scheduler, size not a multiple of 8, missing init image,
+    -o x.gif, missing model file; none of them waits for torch or diffusers."""
+    codes, heavy, err = _run_and_list_heavy_modules([
+        ["generate", "x", "--scheduler", "Eulr"],
+        ["generate", "x", "--size", "100x64"],
+        ["generate", "x", "--init-image", "missing.png"],
+        ["generate", "x", "-o", "x.gif"],
+        ["generate", "x", "--model", "missing.safetensors"],
+        ["generate", "x", "--guidance", "inf"],
+        ["grid", "x", "--x", "seed=1,2", "--steps", "0"],
+        ["upscale", "missing.png", "--scale", "9"],
+    ], tmp_path)
+    assert codes == "[2, 2, 1, 1, 1, 2, 2, 2]"
+    assert heavy == "[]"
+    assert len(err.strip().splitlines()) == 8  # one line each
+
+
+def test_models_lists_without_torch_and_device_without_diffusers(tmp_path):
+    codes, heavy, _ = _run_and_list_heavy_modules([["models", "--no-hf-cache"]], tmp_path)
+    assert codes == "[0]" and heavy == "[]"
+    codes, heavy, _ = _run_and_list_heavy_modules([["device", "--no-hf-cache"]], tmp_path)
+    assert codes == "[0]" and heavy == "['torch']"  # torch alone says which GPU there is
+
+
+def test_generate_help_shows_every_default_and_range_and_the_engines_schedulers(capsys):
+    from studio.core.samplers import SCHEDULER_NAMES
+    from studio.engine.schedulers import SCHEDULERS
+
+    assert set(SCHEDULERS) == set(SCHEDULER_NAMES)  # the engine maps every name listed
+    assert main(["generate", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for name in SCHEDULER_NAMES:
+        assert name in out
+    for text in ("1 to 1000", "0 to 100", "0 to 1 (default: 0.75)", "1 to 64",
+                 "multiples of 8 from 8 to 4096", "default: random", "out-0001.png",
+                 "--overwrite"):
+        assert text in out, text
+    import argparse
+
+    from studio.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    generate = sub.choices["generate"]
+    for action in generate._actions:
+        if action.option_strings and action.nargs != 0 and action.dest != "help":
+            assert "default" in (action.help or ""), action.dest
+
+
+TINY = ["--model", "studio-tiny-diffusion", "--steps", "2", "--no-hf-cache", "--device", "cpu",
+        "--dtype", "float32"]
+
+
+def test_without_o_new_numbered_files_and_an_existing_o_is_never_replaced_unasked(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out-0007.png").write_bytes(b"an older image")
+    assert main(["generate", "a person", "--seed", "1", "--quiet", *TINY]) == 0
+    assert main(["generate", "a person", "--seed", "2", "--batch", "2", "--quiet", *TINY]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == ["out-0008.png", "out-0009.png", "out-0010.png"]
+    assert (tmp_path / "out-0007.png").read_bytes() == b"an older image"
+    assert read_settings(tmp_path / "out-0008.png").request.seed == 1
+    # An explicit -o that exists: refused in one line, the file kept; --overwrite replaces it.
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"keep me")
+    assert main(["generate", "a person", "-o", str(mine), "--quiet", *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "mine.png exists: add --overwrite" in err and len(err.strip().splitlines()) == 1
+    assert mine.read_bytes() == b"keep me"
+    assert main(["generate", "a person", "-o", str(mine), "--overwrite", "--quiet", *TINY]) == 0
+    assert read_settings(mine).request.steps == 2
+
+
+def test_progress_shows_loading_encoding_steps_and_decoding_in_order(tmp_path, capsys):
+    assert main(["generate", "a person with red hair", "-o", str(tmp_path / "p.png"),
+                 *TINY]) == 0
+    err = capsys.readouterr().err
+    marks = [err.index(text) for text in ("Loading model studio-tiny-diffusion",
+                                          "Encoding prompt", "Sampling", "Decoding", "done in")]
+    assert marks == sorted(marks)
+
+
+def test_embedded_model_warns_once_about_size_and_words_it_does_not_know(tmp_path, capsys):
+    assert main(["generate", "a red fox", "--size", "128", "-o", str(tmp_path / "f.png"),
+                 "--quiet", *TINY]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("studio: warning: studio-tiny-diffusion draws "
+                                               "64x64 portraits: 128x128 gives noise")
+    assert "'fox'" in err[0] and "hair black/brown/blonde" in err[0]
+    assert main(["generate", "a smiling person with red hair on a blue background", "-o",
+                 str(tmp_path / "g.png"), "--quiet", *TINY]) == 0
+    assert capsys.readouterr().err == ""  # within its size and words: no warning
 
 
 def test_models_lists_found_models_with_family_and_source(tiny_sd1_dir, tiny_sdxl_dir, capsys):

@@ -25,15 +25,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the figures to FILE")
     parser.add_argument("--only", default="", metavar="SECTIONS",
                         help="comma-separated subset of: overhead, dtype, preview, decode, "
-                             "ui, startup, memory, sliders")
+                             "threads, ui, startup, memory, sliders, cli (the command line's "
+                             "answer times; not in the default run) (default: all but cli)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="where the benchmark models are built and kept "
                              "(default: the studio cache)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.bench.suite import PLANS, SECTIONS, format_table, run_bench
     from studio.core.errors import InvalidRequestError
+
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if "cli" in only:  # subprocess wall times: no engine, no models to build
+        from studio.bench.cli_latency import format_rows, measure
+
+        rows = measure(runs=1 if args.smoke else 3)
+        print(format_rows(rows))
+        if args.json is not None:
+            args.json.write_text(json.dumps({"cli": rows}, indent=2) + "\n", encoding="utf-8")
+        only.remove("cli")
+        if not only:
+            return 0
+        args.only = ",".join(only)
+    from studio.bench.suite import PLANS, SECTIONS, format_table, run_bench
 
     plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
     sections = SECTIONS

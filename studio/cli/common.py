@@ -121,7 +121,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, help="auto, float16, bfloat16 or float32 "
                    "(default: the settings, else auto)")
     p.add_argument("--model-dir", action="append", default=[], metavar="DIR",
-                   help="extra model folder to scan (A1111/ComfyUI layouts work); repeatable")
+                   help="extra model folder to scan (A1111/ComfyUI layouts work); repeatable "
+                        "(default: the folders of the settings)")
     p.add_argument("--no-hf-cache", action="store_true", help="do not scan the HF cache")
 
 

@@ -81,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--project", type=Path, default=None, metavar="P.studio",
                    help="also add each image to this project as a layer, and to its "
-                        "generation log (created if missing)")
+                        "generation log (created if missing; default: none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     check_model_file(args.model)
     model = pick_model(model_registry(settings), args.model, settings)
     request = apply_sliders(build_request(args, model, init, mask), sliders)
+    check_sliders_fit(request, model)
     warning = fit_warning(model, request)
     if warning:
         print(f"studio: warning: {warning}", file=sys.stderr)
@@ -182,6 +183,21 @@ def parse_sliders(items: list[str]) -> list[tuple[Any, float]]:
                 f"to {spec.maximum:g}.")
         values.append((spec, value))
     return values
+
+
+def check_sliders_fit(request: Any, model: Any) -> None:
+    """A VAE/GAN latent slider on another model is refused before the engine loads (the
+    engine checks it again, for the window)."""
+    from studio.core.errors import InvalidRequestError
+    from studio.core.sliders.specs import LATENT_MODELS, LATENT_SPACES
+
+    latent = next((s for s in request.sliders if s.space in LATENT_SPACES and s.value), None)
+    if latent is not None and LATENT_MODELS[latent.space] != model.id:
+        owner = LATENT_MODELS[latent.space]
+        raise InvalidRequestError(
+            f"The slider {latent.slider_id} moves the latent of {owner}, not of "
+            f"{model.name}.", hint=f"Use --model {owner}, or a prompt slider (smile, "
+            "glasses, hair-red ...) on this model.")
 
 
 def read_pixels(path: Path, mode: str) -> Any:

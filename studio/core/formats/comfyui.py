@@ -25,6 +25,7 @@ __all__ = ["parse_comfyui", "parse_comfy_graph", "workflow_to_prompt"]
 
 MAX_VISITS = 20000
 _MAX_LINK_DEPTH = 32
+_MAX_SAMPLERS = 32
 # Inputs that carry a prompt's text, most specific first.
 _TEXT_KEYS = ("text", "populated_text", "text_g", "t5xxl", "clip_l", "text_l", "prompt",
               "positive", "string", "value", "text_positive", "wildcard_text")
@@ -324,6 +325,7 @@ def parse_comfy_graph(nodes: Mapping[Any, Any], *, source: str = "ComfyUI",
     """
     graph = ComfyGraph(nodes)
     ids = sorted((n for n in graph.nodes if graph.is_sampler(n)), key=lambda n: (len(n), n))
+    ids = ids[:_MAX_SAMPLERS]  # each costs a walk of the graph: keep hostile files cheap
     if not ids:
         return ImportedSettings(source=source, extra={"prompt": dict(nodes)})
     size_for: dict[str, tuple[int, int] | None] = {

@@ -95,6 +95,8 @@ def _own(text: str, images: dict[str, Pixels] | None) -> ImportedSettings | None
     try:
         data = json_or_none(text)
         request = GenerationRequest.from_dict(data, images)
+    except MetadataTooDeepError:
+        raise
     except (ValueError, TypeError, KeyError, AttributeError, InvalidRequestError, RecursionError):
         return None  # damaged or edited by hand: fall back to the A1111 text
     task = str(data.get("task", "txt2img"))  # kept when the init image is not at hand
@@ -113,8 +115,10 @@ def read_settings(source: ImageSource, *, images: dict[str, Pixels] | None = Non
     """The generation settings stored in an image, or ``None`` if it holds none.
 
     Recognises images made by Latent Studio (the exact request comes back in ``.request``),
-    AUTOMATIC1111 (PNG text, JPEG/WebP EXIF, or stealth bits in the pixels), ComfyUI,
-    InvokeAI, Fooocus and NovelAI.
+    AUTOMATIC1111 and its forks (PNG text, JPEG/WebP EXIF, or stealth bits in the pixels),
+    ComfyUI (PNG text, WebP/JPEG EXIF), Civitai, SwarmUI, InvokeAI, Fooocus, RuinedFooocus,
+    NovelAI (PNG and WebP), Draw Things (XMP) and diffusers apps on Hugging Face Spaces. Values
+    no tool could have used are dropped (see ``ImportedSettings.dropped``).
 
     Parameters
     ----------
@@ -126,7 +130,8 @@ def read_settings(source: ImageSource, *, images: dict[str, Pixels] | None = Non
     Raises
     ------
     ImageReadError
-        When the file is missing, empty, damaged or not an image.
+        When the file is missing, empty, damaged or not an image, or its metadata is built
+        to hurt a reader (JSON nested thousands deep).
     """
     label = "the image data" if isinstance(source, bytes) else Path(source).name
     with open_image(source, max_pixels=max_pixels) as im:
