@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     autosave_minutes: float = Field(DEFAULT_AUTOSAVE_MINUTES, ge=0,
                                     description="autosave interval of the window; 0: off")
     theme: str = Field("dark", description="dark or light")
+    servers: tuple[str, ...] = Field((), description="ComfyUI servers to generate on "
+                                     "(http(s)://host:port); none: the local engine")
+    server_token: str = Field("", description="access token sent to the servers (bearer)")
+    trust_servers: bool = Field(False, description="accept server certificates that do "
+                                "not verify")
 
     @field_validator("device", mode="before")
     @classmethod
@@ -93,6 +98,24 @@ class Settings(BaseSettings):
             if folder not in folders:
                 folders.append(folder)
         return tuple(folders)
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _check_servers(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        servers: list[str] = []
+        for item in value or ():
+            url = str(item).strip()
+            if "://" not in url:
+                url = "http://" + url
+            scheme, _, rest = url.partition("://")
+            if scheme not in ("http", "https") or not rest.strip("/"):
+                raise ValueError(f"Server address {item!r} must look like http://host:8188")
+            url = url.rstrip("/")
+            if url not in servers:
+                servers.append(url)
+        return tuple(servers)
 
     @field_validator("theme", mode="before")
     @classmethod
@@ -133,6 +156,11 @@ class _Environment(EnvSettingsSource):
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         if field_name == "model_dirs":
             return None, field_name, False
+        if field_name == "servers":  # STUDIO_SERVERS: addresses separated by commas or spaces
+            raw = os.environ.get(f"{ENV_PREFIX}SERVERS")
+            if raw is None:
+                return None, field_name, False
+            return json.dumps(raw.replace(",", " ").split()), field_name, True
         return super().get_field_value(field, field_name)
 
 

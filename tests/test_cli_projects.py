@@ -31,6 +31,40 @@ def test_generate_with_project_creates_it_and_appends_each_generation(project):
     assert all(len(r.image_hashes) == 1 for r in records)
 
 
+def test_each_cli_generation_lands_on_the_canvas_as_a_layer(project, tmp_path, capsys):
+    """The README's workflow: generate --project twice, then export the canvas."""
+    doc = ProjectStore.load(project).document
+    records = sorted(doc.log.records, key=lambda r: r.created)
+    assert [layer.record_id for layer in doc.layers] == [r.id for r in records]
+    assert [layer.name for layer in doc.layers] == ["a red fox #1", "a blue bird #2"]
+    assert (doc.width, doc.height) == (64, 64)
+    top = doc.log.image(records[1].image_hashes[0])
+    out = tmp_path / "canvas"
+    assert main(["export", str(project), "--what", "canvas", "--out", str(out)]) == 0
+    with Image.open(out / "p.png") as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), top[..., :3])  # the top layer
+    assert main(["export", str(project), "--what", "layers", "--out", str(tmp_path / "l")]) == 0
+    assert len(list((tmp_path / "l").iterdir())) == 2
+
+
+@pytest.mark.parametrize("what, message", [
+    ("canvas", "has no layers"), ("layers", "has no layers"),
+    ("gallery", "has no generations"),
+])
+def test_an_export_with_nothing_to_write_says_so_and_exits_1(tmp_path, capsys, what, message):
+    from studio.core.document.layers import Document
+    from studio.core.document.undo import UndoStack
+
+    empty = tmp_path / "empty.studio"
+    doc = Document(width=64, height=64)
+    ProjectStore.save(empty, doc, UndoStack(doc))
+    out = tmp_path / "out"
+    assert main(["export", str(empty), "--what", what, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing written, not even the folder
+
+
 def test_info_prints_the_project_summary_and_log(project, capsys):
     assert main(["info", str(project)]) == 0
     out = capsys.readouterr().out
@@ -64,6 +98,8 @@ def test_export_gallery_with_template_and_contact_sheet(project, tmp_path, capsy
     from studio.core.formats.metadata import read_settings
 
     assert read_settings(out / "1-a_red_fox.webp").request.seed == 1
+    with Image.open(out / "contact-sheet.png") as im:  # 64 px images: cells of 192 px
+        assert im.size[0] < 2 * (192 + 8) + 8 + 1 and im.size[1] > 192
 
 
 @pytest.fixture(scope="module")

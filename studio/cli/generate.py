@@ -85,17 +85,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli.advice import fit_warning
-    from studio.cli.progress import PhaseProgress
     from studio.core.errors import InvalidRequestError
-    from studio.core.sliders.specs import apply_sliders
 
-    # Everything the user typed is checked before the engine loads.
+    # Everything the user typed is checked before the engine loads, cheapest first.
     out_paths = out_file_names(args.out, args.batch) if args.out is not None else None
     if out_paths is not None:
         check_writable(out_paths, overwrite=args.overwrite)
     if args.mask is not None and args.init_image is None:
         raise InvalidRequestError("--mask needs --init-image (the image to inpaint).")
+    for image in (args.init_image, args.mask):
+        if image is not None and not image.is_file():
+            raise InvalidRequestError(f"Could not open {image}: the file does not exist.")
+    check_model_file(args.model)
+    from studio.cli.advice import fit_warning
+    from studio.cli.progress import PhaseProgress
+    from studio.core.samplers import steps_warning
+    from studio.core.sliders.specs import apply_sliders
+
     sliders = parse_sliders(args.slider)
     init = read_pixels(args.init_image, "RGB") if args.init_image is not None else None
     mask = read_pixels(args.mask, "L") if args.mask is not None else None
@@ -104,13 +110,12 @@ def run(args: argparse.Namespace) -> int:
 
         ProjectStore.load(args.project)  # a damaged or newer project fails before the work
     settings = settings_from_args(args)
-    check_model_file(args.model)
     model = pick_model(model_registry(settings), args.model, settings)
     request = apply_sliders(build_request(args, model, init, mask), sliders)
     check_sliders_fit(request, model)
-    warning = fit_warning(model, request)
-    if warning:
-        print(f"studio: warning: {warning}", file=sys.stderr)
+    for warning in (fit_warning(model, request), steps_warning(request.scheduler, request.steps)):
+        if warning:
+            print(f"studio: warning: {warning}", file=sys.stderr)
 
     progress = PhaseProgress(quiet=args.quiet)
     progress.start(f"Loading model {model.name}")

@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "studio.cli.export",
     "studio.cli.bench",
     "studio.cli.bench_sliders",
+    "studio.cli.doctor",
 ]
 
 

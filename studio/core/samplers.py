@@ -20,11 +20,12 @@ _BASE = {
     "dpmpp_sde": "DPM++ SDE",
     "dpmpp_2m": "DPM++ 2M",
     "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_heun": "DPM++ 2M SDE Heun",
     "dpmpp_3m_sde": "DPM++ 3M SDE",
     "ddim": "DDIM",
     "ddpm": "DDPM",
     "plms": "PLMS",
-    "pndm": "PLMS",
+    "pndm": "PNDM",
     "uni_pc": "UniPC",
     "deis": "DEIS",
     "lcm": "LCM",
@@ -47,31 +48,29 @@ _ALIASES = {
 }
 
 # Schedules that change which sigmas are used; A1111 shows them after the sampler name.
-_SCHEDULES = {"karras": "Karras", "exponential": "Exponential", "polyexponential": "Polyexponential"}
+# Align Your Steps runs as Karras (both crowd the steps at low noise) and poly-exponential
+# as exponential (its default rho of 1 is the exponential schedule).
+_SCHEDULES = {"karras": "Karras", "exponential": "Exponential",
+              "polyexponential": "Exponential", "alignyoursteps": "Karras", "ays": "Karras"}
+# Schedules that only space the same sigmas differently (Forge's Uniform, SGM Uniform, Simple,
+# Normal, DDIM, Beta, KL Optimal, Turbo...): they run as the model's own timestep spacing.
+_AUTOMATIC = {"", "automatic", "default"}
 
 _DISPLAY = {name.lower(): name for name in _BASE.values()}
 
 
-def to_scheduler(name: str, schedule: str = "") -> str | None:
-    """Our scheduler name for a sampler name written by another tool, or ``None``.
-
-    Parameters
-    ----------
-    name
-        The sampler as the tool wrote it: ``"Euler a"``, ``"dpmpp_2m_sde_gpu"``,
-        ``"k_euler_ancestral"``, ``"dpmpp_2m_k"``, ``"DPM++ 2M Karras"``.
-    schedule
-        A separate noise schedule if the tool writes one (ComfyUI ``karras``, A1111
-        ``Schedule type: Karras``); schedules that do not change the name are ignored.
-    """
+def _parse(name: str, schedule: str) -> tuple[str, str] | None:
+    """(A1111 base sampler name, schedule word or "") for a name another tool wrote."""
     raw = name.strip()
+    if "/" in raw:  # Forge's "Euler / Exponential"
+        raw, _, schedule = (part.strip() for part in raw.partition("/"))
     key = raw.lower()
-    suffix = _SCHEDULES.get(schedule.strip().lower().replace(" ", ""), "")
-    for word in _SCHEDULES.values():
+    suffix = _SCHEDULES.get(schedule.strip().lower().replace(" ", "").replace("_", ""), "")
+    for word in dict.fromkeys(_SCHEDULES.values()):
         if key.endswith(" " + word.lower()) and key[: -len(word) - 1] in _DISPLAY:
-            return f"{_DISPLAY[key[: -len(word) - 1]]} {word}"
+            return _DISPLAY[key[: -len(word) - 1]], word
     if key in _DISPLAY:
-        return f"{_DISPLAY[key]} {suffix}".strip()
+        return _DISPLAY[key], suffix
     key = key.replace(" ", "_").replace("-", "_").replace("+", "p")
     for prefix in ("sample_", "k_"):
         key = key.removeprefix(prefix)
@@ -83,7 +82,62 @@ def to_scheduler(name: str, schedule: str = "") -> str | None:
     key = _ALIASES.get(key, key)
     if key not in _BASE:
         return None
-    return f"{_BASE[key]} {suffix}".strip()
+    return _BASE[key], suffix
+
+
+def to_scheduler(name: str, schedule: str = "") -> str | None:
+    """Our scheduler name for a sampler name written by another tool, or ``None``.
+
+    Every A1111/Forge sampler runs as one of ours; a schedule our engine does not pair with
+    that sampler runs as the sampler's own (``import_note`` says so).
+
+    Parameters
+    ----------
+    name
+        The sampler as the tool wrote it: ``"Euler a"``, ``"dpmpp_2m_sde_gpu"``,
+        ``"k_euler_ancestral"``, ``"dpmpp_2m_k"``, ``"DPM++ 2M Karras"``,
+        ``"Euler / Exponential"``.
+    schedule
+        A separate noise schedule if the tool writes one (ComfyUI ``karras``, A1111
+        ``Schedule type: Karras``); schedules that do not change the name are ignored.
+    """
+    parsed = _parse(name, schedule)
+    if parsed is None:
+        return None
+    base, word = parsed
+    paired = f"{base} {word}".strip()
+    return paired if paired in SCHEDULER_NAMES else base
+
+
+def import_note(name: str, schedule: str = "") -> str:
+    """One line on how a foreign sampler runs here when not exactly ("" when exact or unknown).
+
+    ``"Euler a"`` with schedule ``"Karras"`` runs as Euler a; ``"Restart"`` as Heun on Karras
+    sigmas; a spacing-only schedule such as ``"SGM Uniform"`` as the model's own spacing.
+    """
+    ours = to_scheduler(name, schedule)
+    if ours is None:
+        return ""
+    parsed = _parse(name, schedule)
+    notes = []
+    written = f"{name.strip()} / {schedule.strip()}" if schedule.strip() else name.strip()
+    raw_schedule = schedule.strip()
+    if "/" in name:
+        raw_schedule = name.partition("/")[2].strip()
+    squashed = raw_schedule.lower().replace(" ", "").replace("_", "")
+    if parsed is not None and parsed[1] and not ours.endswith(parsed[1]):
+        notes.append(f"the {raw_schedule or parsed[1]} schedule is not available with {ours}")
+    elif squashed in ("alignyoursteps", "ays"):
+        notes.append("Align Your Steps runs as Karras sigmas")
+    elif squashed not in _AUTOMATIC and squashed not in _SCHEDULES:
+        notes.append(f"the {raw_schedule} schedule runs as the model's own timestep spacing")
+    if ours in SCHEDULER_APPROXIMATIONS:
+        notes.append(SCHEDULER_APPROXIMATIONS[ours])
+    if not notes:
+        return ""
+    if notes[0] == SCHEDULER_APPROXIMATIONS.get(ours) and ours == written:
+        return f"sampler {written!r} {notes[0]}"
+    return f"sampler {written!r} runs as {ours}: {'; '.join(notes)}"
 
 
 def split_schedule(scheduler: str) -> tuple[str, str]:
@@ -95,14 +149,72 @@ def split_schedule(scheduler: str) -> tuple[str, str]:
 
 
 # -- the engine's scheduler names ---------------------------------------------------------
-# The names a request may carry, in the order the CLI and the GUI list them. The local
-# engine (studio.engine.schedulers) maps each to a diffusers configuration; this table is
-# here, without torch, so that a command line checks a name before any heavy import.
-SCHEDULER_NAMES: tuple[str, ...] = (
-    "Euler", "Euler a", "Euler Karras", "Heun", "LMS", "LMS Karras", "DPM2", "DPM2 a",
-    "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M SDE Karras", "DPM++ SDE",
-    "DDIM", "PNDM", "UniPC", "LCM", "TCD", "Flow Euler",
+# The names a request may carry, in the order the CLI and the GUI list them (grouped by
+# family: Euler and the classic k-samplers, DPM, DPM++, the DDPM-era solvers, few-step
+# distilled, flow matching). Every A1111/Forge sampler name is one of them. The local engine
+# (studio.engine.schedulers) maps each to a diffusers configuration; this table is here,
+# without torch, so that a command line checks a name before any heavy import.
+SCHEDULER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Euler", ("Euler", "Euler a", "Euler Karras", "Euler Exponential", "Heun", "Restart",
+               "LMS", "LMS Karras")),
+    ("DPM", ("DPM2", "DPM2 a", "DPM2 Karras", "DPM2 a Karras", "DPM fast", "DPM adaptive")),
+    ("DPM++", ("DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M SDE Karras",
+               "DPM++ 2M SDE Heun", "DPM++ 3M SDE", "DPM++ 3M SDE Karras",
+               "DPM++ 3M SDE Exponential", "DPM++ SDE", "DPM++ SDE Karras", "DPM++ 2S a",
+               "DPM++ 2S a Karras")),
+    ("Classic", ("DDIM", "DDPM", "PLMS", "PNDM", "UniPC", "DEIS")),
+    ("Few-step", ("LCM", "TCD")),
+    ("Flow matching", ("Flow Euler",)),
 )
+SCHEDULER_NAMES: tuple[str, ...] = tuple(n for _, names in SCHEDULER_GROUPS for n in names)
+
+# Where our configuration is not the A1111/Forge sampler of that name, what it runs instead.
+SCHEDULER_APPROXIMATIONS: dict[str, str] = {
+    "Restart": "runs as Heun on Karras sigmas, without Restart's back-and-forth noise",
+    "DPM fast": "runs as DPM-Solver 3S (third order, single step) at the steps asked; "
+                "A1111's DPM fast picks its own orders",
+    "DPM adaptive": "runs as DPM-Solver++ 3S at the steps asked; A1111's adaptive step "
+                    "size (which ignores the step count) is not available",
+    "DPM++ SDE": "runs as the deterministic DPM-Solver++ 2S (single step); diffusers' "
+                 "stochastic DPM++ SDE needs the torchsde package",
+    "DPM++ SDE Karras": "runs as DPM-Solver++ 2S (single step) on Karras sigmas, "
+                        "deterministic (see DPM++ SDE)",
+    "DPM++ 2S a": "runs as the SDE variant of DPM-Solver++ 2S (fresh noise each step) "
+                  "instead of ancestral sampling",
+    "DPM++ 2S a Karras": "runs as the SDE variant of DPM-Solver++ 2S on Karras sigmas "
+                         "instead of ancestral sampling",
+}
+
+# The fewest steps at which a scheduler follows the prompt (hair and background colour read
+# by studio.core.portraits.oracle on the embedded model, tests/engine/test_sampler_quality.py);
+# the others do from 4 steps. The few-step samplers LCM and TCD are made for 1 to 8.
+SCHEDULER_MIN_STEPS: dict[str, int] = {
+    "Heun": 5, "Restart": 5, "DPM2": 5, "DPM2 a": 8, "DPM2 Karras": 5, "DPM2 a Karras": 8,
+    "LMS": 10, "LMS Karras": 20, "DPM++ 2M Karras": 6, "DPM++ 2M SDE Karras": 8,
+    "DPM++ 3M SDE Karras": 8, "DPM++ 3M SDE Exponential": 10, "DPM++ SDE Karras": 8,
+    "DPM++ 2S a Karras": 8, "PNDM": 20, "PLMS": 30,
+}
+
+
+def scheduler_note(name: str) -> str:
+    """What a user should know about scheduler ``name`` (our name): how it differs from the
+    A1111 sampler of that name and the fewest steps it is good for; "" when nothing."""
+    parts = []
+    if name in SCHEDULER_APPROXIMATIONS:
+        parts.append(f"Approximation: {SCHEDULER_APPROXIMATIONS[name]}.")
+    if name in SCHEDULER_MIN_STEPS:
+        parts.append(f"Needs at least {SCHEDULER_MIN_STEPS[name]} steps.")
+    return " ".join(parts)
+
+
+def steps_warning(name: str, steps: int) -> str:
+    """One line when ``steps`` is too few for scheduler ``name`` (our name), else ""."""
+    least = SCHEDULER_MIN_STEPS.get(name, 0)
+    if steps >= least:
+        return ""
+    return (f"{name} does not follow the prompt below {least} steps (asked: {steps}); "
+            f"use more steps or another sampler (Euler, DPM++ 2M, UniPC).")
+
 
 # diffusers class names (as a model's scheduler_config.json or studio.json names them) whose
 # default configuration is one of ours.
@@ -111,7 +223,8 @@ SCHEDULER_CLASSES: dict[str, str] = {
     "HeunDiscreteScheduler": "Heun", "LMSDiscreteScheduler": "LMS",
     "KDPM2DiscreteScheduler": "DPM2", "KDPM2AncestralDiscreteScheduler": "DPM2 a",
     "DPMSolverMultistepScheduler": "DPM++ 2M", "DPMSolverSinglestepScheduler": "DPM++ SDE",
-    "DDIMScheduler": "DDIM", "PNDMScheduler": "PNDM", "UniPCMultistepScheduler": "UniPC",
+    "DDIMScheduler": "DDIM", "DDPMScheduler": "DDPM", "PNDMScheduler": "PLMS",
+    "UniPCMultistepScheduler": "UniPC", "DEISMultistepScheduler": "DEIS",
     "LCMScheduler": "LCM", "TCDScheduler": "TCD",
     "FlowMatchEulerDiscreteScheduler": "Flow Euler",
 }

@@ -68,6 +68,22 @@ class DocumentModel:
         self.replaced.emit()
         undo._changed()
 
+    @property
+    def blank(self) -> bool:
+        """Nothing made yet: no layer, no edit, no generation."""
+        return (not self.doc.layers and not self.undo_stack.commands
+                and not len(self.doc.log))
+
+    def resize_blank(self, width: int, height: int) -> bool:
+        """Give a blank document (see ``blank``) the size the next image will have, without
+        an undo entry; ``False`` (and no change) once anything was made."""
+        doc = self.doc
+        if not self.blank or (doc.width, doc.height) == (width, height):
+            return False
+        doc.width, doc.height = int(width), int(height)
+        doc.emit("canvas_resized", dx=0, dy=0)
+        return True
+
     def undo(self) -> None:
         self.undo_stack.undo()
 

@@ -21,6 +21,9 @@ class ActionSpec:
     checkable: bool = False
     tip: str = ""
     separator_before: bool = False
+    #: A bare-key shortcut (B, E, [ ...): it acts only while the canvas has the keyboard
+    #: focus, so that typing in the prompt or a field types the letter.
+    on_canvas: bool = False
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
@@ -53,17 +56,22 @@ ACTIONS: tuple[ActionSpec, ...] = (
                separator_before=True),
     ActionSpec("theme_light", "&Light Theme", "View/Theme", (), "theme", checkable=True),
     ActionSpec("reset_layout", "&Reset Panel Layout", "View", (), separator_before=True),
-    ActionSpec("tool_brush", "&Brush", "Image/Tools", ("B",), "brush", checkable=True),
-    ActionSpec("tool_eraser", "&Eraser", "Image/Tools", ("E",), "eraser", checkable=True),
-    ActionSpec("tool_mask_brush", "&Mask Brush", "Image/Tools", ("M",), "mask", checkable=True),
+    ActionSpec("tool_brush", "&Brush", "Image/Tools", ("B",), "brush", checkable=True,
+               on_canvas=True),
+    ActionSpec("tool_eraser", "&Eraser", "Image/Tools", ("E",), "eraser", checkable=True,
+               on_canvas=True),
+    ActionSpec("tool_mask_brush", "&Mask Brush", "Image/Tools", ("M",), "mask", checkable=True,
+               on_canvas=True),
     ActionSpec("tool_mask_eraser", "Mask E&raser", "Image/Tools", ("Shift+M",), "mask-eraser",
-               checkable=True),
+               checkable=True, on_canvas=True),
     ActionSpec("tool_select", "&Rectangle Selection", "Image/Tools", ("R",), "select",
-               checkable=True),
-    ActionSpec("tool_picker", "&Colour Picker", "Image/Tools", ("I",), "picker", checkable=True),
-    ActionSpec("tool_pan", "&Pan", "Image/Tools", ("H",), "pan", checkable=True),
-    ActionSpec("brush_smaller", "Brush &Smaller", "Image/Tools", ("[",), separator_before=True),
-    ActionSpec("brush_bigger", "Brush &Bigger", "Image/Tools", ("]",)),
+               checkable=True, on_canvas=True),
+    ActionSpec("tool_picker", "&Colour Picker", "Image/Tools", ("I",), "picker", checkable=True,
+               on_canvas=True),
+    ActionSpec("tool_pan", "&Pan", "Image/Tools", ("H",), "pan", checkable=True, on_canvas=True),
+    ActionSpec("brush_smaller", "Brush &Smaller", "Image/Tools", ("[",), separator_before=True,
+               on_canvas=True),
+    ActionSpec("brush_bigger", "Brush &Bigger", "Image/Tools", ("]",), on_canvas=True),
     ActionSpec("brush_color", "Brush C&olour…", "Image/Tools", (), "color"),
     ActionSpec("resize_canvas", "Resize &Canvas…", "Image", ("Ctrl+Alt+C",), "resize",
                tip="Grow the canvas; the new empty area is outpainted by the next generation"),
@@ -97,8 +105,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
 MENUS = ("File", "Edit", "View", "Image", "Generate", "Help")
 
 
-def create_actions(parent: QWidget) -> dict[str, QAction]:
-    """The window's actions by name; shortcuts work anywhere in the window."""
+def create_actions(parent: QWidget, canvas: QWidget | None = None) -> dict[str, QAction]:
+    """The window's actions by name; shortcuts work anywhere in the window, except the
+    bare-key ones (``on_canvas``), which work only while ``canvas`` has the focus."""
     actions: dict[str, QAction] = {}
     for spec in ACTIONS:
         action = QAction(spec.text, parent)
@@ -107,20 +116,27 @@ def create_actions(parent: QWidget) -> dict[str, QAction]:
             action.setIcon(icon(spec.icon))
         if spec.shortcuts:
             action.setShortcuts([QKeySequence(s) for s in spec.shortcuts])
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut if spec.on_canvas
+                                      else Qt.ShortcutContext.WindowShortcut)
         action.setCheckable(spec.checkable)
         tip = spec.tip or spec.text.replace("&", "").rstrip("…")
         if spec.shortcuts:
-            tip += f" ({spec.shortcuts[0]})"
+            where = ", on the canvas" if spec.on_canvas else ""
+            tip += f" ({spec.shortcuts[0]}{where})"
         action.setToolTip(tip)
         action.setStatusTip(tip)
-        parent.addAction(action)  # shortcuts work even where the menu bar is hidden
+        if spec.on_canvas and canvas is not None:
+            canvas.addAction(action)  # its shortcut context: the canvas alone
+        else:
+            parent.addAction(action)  # shortcuts work even where the menu bar is hidden
         actions[spec.name] = action
     return actions
 
 
 def shortcut_table() -> str:
     rows = "".join(f"<tr><td>{s.text.replace('&', '').rstrip('…')}</td>"
-                   f"<td><b>{' / '.join(s.shortcuts)}</b></td></tr>"
+                   f"<td><b>{' / '.join(s.shortcuts)}</b>"
+                   f"{' (on the canvas)' if s.on_canvas else ''}</td></tr>"
                    for s in ACTIONS if s.shortcuts)
-    return f"<table cellspacing='6'>{rows}</table>"
+    return (f"<table cellspacing='6'>{rows}</table><p>Single-key shortcuts act on the canvas: "
+            "click it (or press Tab to reach it) first; in the prompt they type.</p>")

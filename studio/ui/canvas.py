@@ -7,6 +7,7 @@ image that is on screen, so a 4096x4096 canvas stays smooth.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,42 @@ from studio.ui.canvas_tools import BrushSettings, Stroke
 from studio.ui.theme import color
 
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
+
+
+@dataclass(frozen=True)
+class CanvasImages:
+    """What the canvas draws of a document: made by ``CanvasView.prepare`` on any thread."""
+
+    size: tuple[int, int]
+    image: MipImage  # the composite, premultiplied
+    mask: MipImage  # the inpaint mask overlay
+    has_mask: bool
+
+
+def composite_of(doc: Document, part: Rect) -> np.ndarray:
+    """The premultiplied composite of ``part``; one plain layer needs no blending."""
+    layers = [layer for layer in doc.layers if layer.visible and layer.opacity > 0
+              and intersect(part, layer.rect) is not None]
+    x, y, w, h = part
+    if len(layers) == 1 and layers[0].opacity >= 1.0:
+        layer = layers[0]
+        out = np.zeros((h, w, 4), np.uint8)
+        px, py, pw, ph = intersect(part, layer.rect)  # type: ignore[misc]
+        out[py - y:py - y + ph, px - x:px - x + pw] = \
+            layer.pixels[py - layer.y:py - layer.y + ph, px - layer.x:px - layer.x + pw]
+        return premultiply(out)
+    if not layers:
+        return np.zeros((h, w, 4), np.uint8)
+    return premultiply(doc.composite(part))
+
+
+def mask_overlay(doc: Document, part: Rect, region: np.ndarray) -> None:
+    """Draw the inpaint masks over ``part`` into ``region`` (premultiplied, its size)."""
+    alpha = (tools.mask_in(doc, part).astype(np.uint16) * 140 // 255).astype(np.uint8)
+    accent = color("danger")
+    rgb = np.array([accent.red(), accent.green(), accent.blue()], np.uint16)
+    region[..., 3] = alpha
+    region[..., :3] = (rgb[None, None, :] * alpha[..., None] // 255).astype(np.uint8)
 
 
 class CanvasView(QWidget):
@@ -69,6 +106,7 @@ class CanvasView(QWidget):
         self._cursor = QPointF(-1, -1)
         self._auto_fit = True  # follow the window size until the user zooms or pans
         self._checker = self._make_checker()
+        self._primed: CanvasImages | None = None
         doc.add_listener(self._on_document_event)
         self._rebuild()
 
@@ -152,8 +190,31 @@ class CanvasView(QWidget):
             if what == "props":
                 self._refresh_mask(rect)
 
+    @staticmethod
+    def prepare(doc: Document) -> CanvasImages:
+        """The composite and mask overlay of ``doc``, drawn on any thread (a project being
+        opened): ``prime`` hands them to the view before the document is shown."""
+        w, h = max(1, doc.width), max(1, doc.height)
+        image, mask = MipImage(w, h), MipImage(w, h)
+        image.array[:] = composite_of(doc, doc.rect)
+        image.update(doc.rect)
+        has_mask = any(layer.mask is not None for layer in doc.layers)
+        if has_mask:
+            mask_overlay(doc, doc.rect, mask.array)
+            mask.update(doc.rect)
+        return CanvasImages((w, h), image, mask, has_mask)
+
+    def prime(self, images: CanvasImages) -> None:
+        """Use ``images`` (from ``prepare``) at the next rebuild, if the size matches."""
+        self._primed = images
+
     def _rebuild(self) -> None:
         w, h = max(1, self.doc.width), max(1, self.doc.height)
+        primed, self._primed = self._primed, None
+        if primed is not None and primed.size == (w, h):
+            self._image, self._mask, self._has_mask = primed.image, primed.mask, primed.has_mask
+            self._update_canvas_rect(self.doc.rect)
+            return
         self._image = MipImage(w, h)
         self._mask = MipImage(w, h)
         self._has_mask = False
@@ -170,20 +231,7 @@ class CanvasView(QWidget):
             self._update_canvas_rect(part)
 
     def _composite(self, part: Rect) -> np.ndarray:
-        """The premultiplied composite of ``part``; one plain layer needs no blending."""
-        layers = [layer for layer in self.doc.layers if layer.visible and layer.opacity > 0
-                  and intersect(part, layer.rect) is not None]
-        x, y, w, h = part
-        if len(layers) == 1 and layers[0].opacity >= 1.0:
-            layer = layers[0]
-            out = np.zeros((h, w, 4), np.uint8)
-            px, py, pw, ph = intersect(part, layer.rect)  # type: ignore[misc]
-            out[py - y:py - y + ph, px - x:px - x + pw] = \
-                layer.pixels[py - layer.y:py - layer.y + ph, px - layer.x:px - layer.x + pw]
-            return premultiply(out)
-        if not layers:
-            return np.zeros((h, w, 4), np.uint8)
-        return premultiply(self.doc.composite(part))
+        return composite_of(self.doc, part)
 
     def _refresh_mask(self, rect: Rect | None) -> None:
         part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
@@ -198,11 +246,7 @@ class CanvasView(QWidget):
                 self._update_canvas_rect(self.doc.rect)
             return
         self._has_mask = True
-        alpha = (tools.mask_in(self.doc, part).astype(np.uint16) * 140 // 255).astype(np.uint8)
-        accent = color("danger")
-        rgb = np.array([accent.red(), accent.green(), accent.blue()], np.uint16)
-        region[..., 3] = alpha
-        region[..., :3] = (rgb[None, None, :] * alpha[..., None] // 255).astype(np.uint8)
+        mask_overlay(self.doc, part, region)
         self._mask.update(part)
         self._update_canvas_rect(part)
 

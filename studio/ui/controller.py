@@ -40,6 +40,8 @@ class Runner(Protocol):
     def cancel_all(self) -> None: ...
 
 
+EMPTY_PROMPT_TEXT = ("The prompt is empty: the model would draw whatever it likes. Type what "
+                     "you want to see, or generate anyway.")
 INIT_STRENGTH = 0.75  # Strength set by "Use as init image" when it was 1 (replace)
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class GenerationController(QObject):
         self._running: int | None = None
         self.rects: dict[str, Rect] = {}  # record id -> where its image landed
         self._deferred: list[JobFinished] = []  # results that arrived during a stroke
+        self.empty_prompt_ok = False  # an empty prompt asks once; after "Generate anyway", no
         canvas.stroke_ended.connect(self._on_canvas_stroke_ended)
         bridge.job_started.connect(self._on_job_started)
         bridge.job_progressed.connect(self._on_job_progressed)
@@ -120,6 +123,10 @@ class GenerationController(QObject):
             self.banner.show_message("No diffusion model is available. See Help ▸ Adding "
                                      "models.")
             return []
+        if not values["prompt"] and not self.empty_prompt_ok:
+            self.banner.show_message(EMPTY_PROMPT_TEXT, "info",
+                                     action=("Generate anyway", self._on_generate_anyway))
+            return []
         plan = plan_generation(self.doc, values["width"], values["height"],
                                float(values["strength"]))
         seed = self.prompt.take_seed()
@@ -133,6 +140,11 @@ class GenerationController(QObject):
         except StudioError as err:
             self.banner.show_message(str(err))
         return ids
+
+    def _on_generate_anyway(self) -> None:
+        """The user asked for an image from an empty prompt: do it, and do not ask again."""
+        self.empty_prompt_ok = True
+        self.generate()
 
     def submit(self, request: GenerationRequest, plan: GenerationPlan,
                parent_id: str | None = None, relation: str = "") -> int:

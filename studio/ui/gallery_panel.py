@@ -45,13 +45,17 @@ def summary(record: GenerationRecord) -> str:
             + (f" · {record.duration:.1f} s" if record.duration else ""))
 
 
-def thumbnail(image: np.ndarray, size: int = THUMB) -> QIcon:
+def thumbnail_image(image: np.ndarray, size: int = THUMB) -> QImage:
+    """A gallery thumbnail as an image (any thread may make it)."""
     arr = np.ascontiguousarray(image[..., :3])
     h, w = arr.shape[:2]
     qimg = QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_RGB888).copy()
-    qimg = qimg.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+    return qimg.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
                        Qt.TransformationMode.SmoothTransformation)
-    return QIcon(QPixmap.fromImage(qimg))
+
+
+def thumbnail(image: np.ndarray, size: int = THUMB) -> QIcon:
+    return QIcon(QPixmap.fromImage(thumbnail_image(image, size)))
 
 
 class GalleryPanel(QWidget):
@@ -108,6 +112,7 @@ class GalleryPanel(QWidget):
         layout.addLayout(buttons)
         self._update_buttons()
 
+        self._icons: dict[str, QIcon] = {}  # image hash -> thumbnail
         doc.log.add_listener(self._on_log_event)
         self.rebuild()
 
@@ -116,13 +121,34 @@ class GalleryPanel(QWidget):
         if name in ("record_added", "record_changed"):
             self.rebuild(payload["record"].id if name == "record_added" else None)
 
+    @staticmethod
+    def prepare(doc: Document) -> dict[str, QImage]:
+        """The thumbnails of ``doc``'s gallery by image hash, made on any thread (a project
+        being opened): ``prime`` hands them to the panel before the document is shown."""
+        log = doc.log
+        return {r.image_hashes[0]: thumbnail_image(log.image(r.image_hashes[0]))
+                for r in log.gallery() if r.image_hashes}
+
+    def prime(self, thumbnails: dict[str, QImage]) -> None:
+        for key, image in thumbnails.items():
+            self._icons[key] = QIcon(QPixmap.fromImage(image))
+
+    def _icon(self, record: GenerationRecord) -> QIcon:
+        key = record.image_hashes[0]
+        icon = self._icons.get(key)
+        if icon is None:  # images are stored by content: a hash's thumbnail never changes
+            icon = self._icons[key] = thumbnail(self.image(record))
+        return icon
+
     def rebuild(self, select: str | None = None) -> None:
         keep = select or (self.current().id if self.current() is not None else None)
         self.list.blockSignals(True)
         self.list.clear()
         self.items = [r for r in reversed(self.doc.log.gallery()) if r.image_hashes]
+        shown = {r.image_hashes[0] for r in self.items}
+        self._icons = {k: v for k, v in self._icons.items() if k in shown}
         for record in self.items:
-            entry = QListWidgetItem(thumbnail(self.image(record)), "")
+            entry = QListWidgetItem(self._icon(record), "")
             entry.setData(RECORD_ROLE, record.id)
             entry.setToolTip(summary(record))
             self.list.addItem(entry)

@@ -24,15 +24,26 @@ LAYER_ID_ROLE = Qt.ItemDataRole.UserRole
 THUMB = 40
 
 
-def layer_thumbnail(layer: Layer, size: int = THUMB) -> QIcon:
+def layer_thumbnail_image(layer: Layer, size: int = THUMB) -> QImage:
+    """The layer's thumbnail as an image (any thread may make it)."""
     px = layer.pixels
     step = max(1, max(px.shape[0], px.shape[1]) // (size * 2))
     small = np.ascontiguousarray(px[::step, ::step])
     h, w = small.shape[:2]
     image = QImage(small.data, w, h, w * 4, QImage.Format.Format_RGBA8888).copy()
-    image = image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
-                         Qt.TransformationMode.SmoothTransformation)
-    return QIcon(QPixmap.fromImage(image))
+    return image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation)
+
+
+def layer_thumbnail(layer: Layer, size: int = THUMB) -> QIcon:
+    return QIcon(QPixmap.fromImage(layer_thumbnail_image(layer, size)))
+
+
+def has_mask(layer: Layer) -> bool:
+    return layer.mask is not None and bool(layer.mask.any())
+
+
+PreparedLayers = dict[str, tuple[QImage, bool]]  # layer id -> (thumbnail, has a mask)
 
 
 class LayersPanel(QWidget):
@@ -46,6 +57,7 @@ class LayersPanel(QWidget):
         self.doc = doc
         self.undo = undo
         self._updating = False
+        self._primed: PreparedLayers = {}
         self.opacity_slider = float_slider("layer_opacity_slider", 0.0, 1.0, 1.0, 2)
         self.opacity_slider.setToolTip("Opacity of the selected layer")
         self.opacity_slider.valueChanged.connect(self._on_opacity_slider_changed)
@@ -85,6 +97,17 @@ class LayersPanel(QWidget):
         elif name == "canvas_resized":
             self._rebuild()
 
+    @staticmethod
+    def prepare(doc: Document) -> PreparedLayers:
+        """The thumbnails of ``doc``'s layers, made on any thread (a project being opened):
+        ``prime`` hands them to the panel before the document is shown."""
+        return {layer.id: (layer_thumbnail_image(layer), has_mask(layer))
+                for layer in doc.layers}
+
+    def prime(self, prepared: PreparedLayers) -> None:
+        """Use ``prepared`` (from ``prepare``) at the next rebuild."""
+        self._primed = dict(prepared)
+
     def _rebuild(self) -> None:
         self._updating = True
         self.list.clear()
@@ -98,17 +121,20 @@ class LayersPanel(QWidget):
             self.list.addItem(item)
             if active is not None and layer.id == active.id:
                 self.list.setCurrentItem(item)
+        self._primed.clear()
         self._updating = False
         self._update_controls()
 
     def _fill(self, item: QListWidgetItem, layer: Layer) -> None:
+        primed = self._primed.pop(layer.id, None)
+        thumb, masked = primed if primed is not None else (layer_thumbnail_image(layer),
+                                                           has_mask(layer))
         item.setText(layer.name)
-        item.setIcon(layer_thumbnail(layer))
+        item.setIcon(QIcon(QPixmap.fromImage(thumb)))
         item.setCheckState(Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked)
-        has_mask = layer.mask is not None and bool(layer.mask.any())
         item.setToolTip(f"{layer.name}\n{layer.width}×{layer.height} at ({layer.x}, {layer.y})"
                         f"\nopacity {layer.opacity:.0%}" + ("\nhas an inpaint mask"
-                                                            if has_mask else ""))
+                                                            if masked else ""))
 
     def _refresh_layer(self, layer_id: str) -> None:
         item = self._item_of(layer_id)

@@ -23,6 +23,7 @@ from studio.core.jobs.request import GenerationRequest
 from studio.session.connection import Connection
 from studio.session.document import DocumentModel, UndoState
 from studio.session.jobs import JobQueue, Runner
+from studio.session.model_card import startup_settings
 from studio.session.sliders import SliderSession
 from studio.settings import Settings, load_settings, save_settings, saved_settings
 from studio.ui import theme
@@ -110,7 +111,7 @@ class MainWindow(QMainWindow):
         self.controller = GenerationController(self.doc, self.undo, self.canvas,
                                                self.prompt_panel, self.bridge, self.banner,
                                                self.connection, self)
-        self.actions = create_actions(self)
+        self.actions = create_actions(self, self.canvas)
         self.panel_docks = PanelDocks(self, self.prompt_panel, self.sliders_panel,
                                       self.layers_panel, self.gallery_panel, self.queue_panel)
         self.docks = self.panel_docks.docks
@@ -144,6 +145,9 @@ class MainWindow(QMainWindow):
             self.connection.connect(services, runner)
         else:
             self.status.set_loading("Loading engine…")
+        # Typing right after the window opens writes the prompt (the bare-key tool
+        # shortcuts act only on the canvas).
+        self.prompt_panel.prompt_edit.setFocus(Qt.FocusReason.OtherFocusReason)
 
     # -- building ------------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -250,6 +254,7 @@ class MainWindow(QMainWindow):
         self.prompt_panel.generate_requested.connect(self.controller.generate)
         self.prompt_panel.cancel_requested.connect(self.controller.cancel_current)
         self.prompt_panel.model_changed.connect(self._on_prompt_model_changed)
+        self.prompt_panel.size_changed.connect(self._on_prompt_size_changed)
         self.controller.busy_changed.connect(self.prompt_panel.set_busy)
         self.prompt_panel.set_busy(False)
         self.gallery_panel.item_clicked.connect(self._on_gallery_item_clicked)
@@ -312,6 +317,11 @@ class MainWindow(QMainWindow):
 
     def _on_prompt_model_changed(self, model_id: str) -> None:
         self.status.set_model(model_id)
+
+    def _on_prompt_size_changed(self, width: int, height: int) -> None:
+        """A blank, untitled canvas shows the size the first image will have."""
+        if self.projects.path is None and self.document.resize_blank(width, height):
+            self.canvas.fit()
 
     def _on_gallery_item_clicked(self, record: Any) -> None:
         self.prompt_panel.apply_request(record.request)
@@ -388,6 +398,11 @@ class MainWindow(QMainWindow):
             self.restoreState(state, SETTINGS_VERSION)
         else:
             self.panel_docks.apply_default_widths()
+        # The model's card before the engine loads: its size, steps and guidance from the
+        # start, so nothing jumps when the model arrives; then the last session's values.
+        last_model = str(s.value("prompt/model", "") or "")
+        _model, card = startup_settings(last_model, self.config.default_model)
+        self.prompt_panel.set_values(card, defaults=True)
         self._restore_prompt_state()
         brush = s.value("canvas/brush")
         if brush:
@@ -396,8 +411,8 @@ class MainWindow(QMainWindow):
     def _restore_prompt_state(self) -> None:
         raw = self.settings.value("prompt/state")
         if raw:
-            try:
-                self.prompt_panel.set_values(json.loads(str(raw)))
+            try:  # defaults: what was typed meanwhile stays
+                self.prompt_panel.set_values(json.loads(str(raw)), defaults=True)
             except (ValueError, TypeError):
                 pass  # an old or damaged entry: keep the defaults
 

@@ -136,7 +136,9 @@ class FileActions:
             for layer in layers:
                 self.document.push(AddLayer(layer, text=f"Add {layer.name}"))
         self.fit_canvas()
-        self.show_status(f"Opened {name} ({len(layers)} layers)")
+        # groups or blend modes the canvas lacks were merged: say so in the one status line
+        said = f" {image.warnings[0]}" if image.warnings else ""
+        self.show_status(f"Opened {name} ({len(layers)} layers).{said}")
         return True
 
     # -- exporting ---------------------------------------------------------------------------

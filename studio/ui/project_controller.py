@@ -105,6 +105,11 @@ class ProjectController(QObject):
         The autosave interval (``0``: off), from the settings.
     confirm_close
         Ask about unsaved changes before closing (see the module docs).
+    prepare_views
+        Called on the reading thread with an opened project's document: draws what the
+        views show of it (the canvas composite, thumbnails) and returns the call, made on
+        the GUI thread just before the document is shown, that hands them over. The window
+        keeps painting while a large project opens.
     """
 
     save_started = Signal(str)
@@ -112,13 +117,19 @@ class ProjectController(QObject):
     save_failed = Signal(str)  # the message shown
     autosaved = Signal(str)  # the autosave file
     project_opened = Signal(str)
+    # Opening: what is being done and how far along (0..1), from the reading thread too;
+    # ``open_ended`` when the project is shown or could not be opened.
+    open_progressed = Signal(str, float)
+    open_ended = Signal()
 
     def __init__(self, parent: QWidget, document: DocumentModel, recent: RecentFiles,
                  prompts: Callable[[], tuple[str, str]], show_status: Callable[[str], None],
                  show_error: Callable[[str], None],
                  autosave_minutes: float = DEFAULT_AUTOSAVE_MINUTES,
-                 confirm_close: bool = False) -> None:
+                 confirm_close: bool = False,
+                 prepare_views: Callable[[Document], Callable[[], None]] | None = None) -> None:
         super().__init__(parent)
+        self.prepare_views = prepare_views
         self.parent_widget = parent
         self.document = document
         self.prompts = prompts
@@ -228,7 +239,7 @@ class ProjectController(QObject):
                 source, restored = autosave_path(target), True
         self.show_status(f"Opening {target.name}…")
         try:
-            project = run_while_painting(ProjectStore.load, source)
+            project, show = self._read(source, target.name)
         except StudioError as err:
             self.show_status("")
             self.recent.prune()
@@ -238,7 +249,7 @@ class ProjectController(QObject):
             self.show_status("")
             return False
         self._discard_own_autosaves()
-        self._adopt(project.document, project.undo_stack, project.log, target)
+        self._adopt(project.document, project.undo_stack, project.log, target, show)
         if restored:
             self._forced_dirty = True
             self.update_title()
@@ -251,11 +262,11 @@ class ProjectController(QObject):
     def restore_untitled(self, side_file: Path) -> bool:
         """Open the autosave of an untitled project (after a crash) as unsaved work."""
         try:
-            project = run_while_painting(ProjectStore.load, side_file)
+            project, show = self._read(side_file, UNTITLED)
         except StudioError as err:
             self.show_error(str(err))
             return False
-        self._adopt(project.document, project.undo_stack, project.log, None)
+        self._adopt(project.document, project.undo_stack, project.log, None, show)
         self._untitled_base = Path(str(side_file)[:-len(AUTOSAVE_SUFFIX)])
         self._forced_dirty = True
         self.update_title()
@@ -292,14 +303,36 @@ class ProjectController(QObject):
         except Exception:  # an unreadable autosave: offer it anyway, without a date
             return {}
 
+    def _read(self, source: Path, name: str) -> tuple[Project, Callable[[], None] | None]:
+        """Read ``source`` and draw its views on a worker thread; the window keeps painting
+        and shows how far along it is."""
+        prepare = self.prepare_views
+
+        def read() -> tuple[Project, Callable[[], None] | None]:
+            self.open_progressed.emit(f"Opening {name}: reading", 0.05)
+            project = ProjectStore.load(source)
+            if prepare is None:
+                return project, None
+            layers = len(project.document.layers)
+            self.open_progressed.emit(f"Opening {name}: drawing {layers} layers", 0.6)
+            return project, prepare(project.document)
+
+        try:
+            return run_while_painting(read)
+        finally:
+            self.open_ended.emit()
+
     def _adopt(self, doc: Document, stack: UndoStack | None, log: GenerationLog,
-               path: Path | None) -> None:
+               path: Path | None, show: Callable[[], None] | None = None) -> None:
         """Show ``doc`` in the window: the panels keep their document and stack objects
-        (``DocumentModel.replaced`` tells them to rebuild)."""
+        (``DocumentModel.replaced`` tells them to rebuild); ``show`` first hands them what
+        was drawn while reading."""
         self.path = path
         self.must_save_as = False
         self._log_version = self._saved_log_version = 0
         self._forced_dirty = False
+        if show is not None:
+            show()
         self.document.replace(doc, stack, log)
         self.update_title()
 

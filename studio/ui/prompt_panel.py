@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -18,8 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.errors import InvalidRequestError
 from studio.core.jobs.request import GenerationRequest
 from studio.core.models import ModelInfo
+from studio.core.samplers import SCHEDULER_GROUPS, SCHEDULER_NAMES, scheduler_name, scheduler_note
 from studio.core.styles import StyleLibrary
 from studio.ui.styles_box import StylesBox
 from studio.ui.theme import set_icon
@@ -32,8 +36,7 @@ from studio.ui.widgets import (
     tool_button,
 )
 
-SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM",
-              "Heun", "LMS", "PNDM")
+SCHEDULERS = SCHEDULER_NAMES  # the local engine's (EngineFeatures.schedulers), grouped
 SIZE_PRESETS = (("Square 512", 512, 512), ("Square 768", 768, 768),
                 ("Square 1024", 1024, 1024), ("Portrait 2:3", 512, 768),
                 ("Landscape 3:2", 768, 512), ("Wide 16:9", 1024, 576),
@@ -44,6 +47,8 @@ MAX_SEED = 2**32 - 1
 # The request fields this panel owns (restored from the gallery, saved in the settings).
 FIELDS = ("prompt", "negative_prompt", "model", "scheduler", "seed", "steps", "guidance",
           "width", "height", "strength")
+# The fields a model's card recommends.
+CARD_FIELDS = ("scheduler", "steps", "guidance", "width", "height")
 
 
 class PromptPanel(QWidget):
@@ -56,15 +61,21 @@ class PromptPanel(QWidget):
     generate_requested = Signal()
     cancel_requested = Signal()
     model_changed = Signal(str)
+    size_changed = Signal(int, int)  # the width and height asked for
 
     def __init__(self, styles: StyleLibrary | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("prompt_panel")
         self._models: dict[str, ModelInfo] = {}
+        # The fields set since the window opened (typed, imported, picked from the gallery):
+        # defaults that arrive later (a model's card, the last session's values) skip them.
+        self.edited: set[str] = set()
+        self._defaults_depth = 0
         self.styles_box = StylesBox(styles if styles is not None else StyleLibrary())
         self._build()
         self._build_styles_box()
+        self._track_edits()
 
     # -- building ------------------------------------------------------------------------
     def _build_styles_box(self) -> None:
@@ -116,7 +127,7 @@ class PromptPanel(QWidget):
             "How much of the region is regenerated. 1: a new image over it (text to image); "
             "below 1: the image there is refined (image to image); inpainting uses it too")
         self.scheduler_combo = QComboBox(objectName="scheduler_combo")
-        self.scheduler_combo.addItems(SCHEDULERS)
+        self.set_schedulers(SCHEDULERS)
 
         self.size_combo = QComboBox(objectName="size_combo")
         for name, w, h in SIZE_PRESETS:
@@ -191,6 +202,33 @@ class PromptPanel(QWidget):
         outer.addLayout(buttons)
         self._set_size(512, 512)
 
+    def _track_edits(self) -> None:
+        fields = ((self.prompt_edit.textChanged, ("prompt",)),
+                  (self.negative_edit.textChanged, ("negative_prompt",)),
+                  (self.steps_slider.valueChanged, ("steps",)),
+                  (self.guidance_slider.valueChanged, ("guidance",)),
+                  (self.strength_slider.valueChanged, ("strength",)),
+                  (self.scheduler_combo.currentIndexChanged, ("scheduler",)),
+                  (self.seed_spin.valueChanged, ("seed",)),
+                  (self.size_combo.currentIndexChanged, ("width", "height")),
+                  (self.width_spin.valueChanged, ("width", "height")),
+                  (self.height_spin.valueChanged, ("width", "height")))
+        for signal, names in fields:
+            signal.connect(lambda *_a, n=names: self._on_field_edited(n))
+        self.model_combo.activated.connect(self._on_model_combo_activated)
+
+    def _on_field_edited(self, names: tuple[str, ...]) -> None:
+        if not self._defaults_depth:
+            self.edited.update(names)
+
+    @contextmanager
+    def _setting_defaults(self) -> Iterator[None]:
+        self._defaults_depth += 1
+        try:
+            yield
+        finally:
+            self._defaults_depth -= 1
+
     def _size_spin(self, name: str) -> QSpinBox:
         spin = QSpinBox(objectName=name)
         spin.setRange(8, 4096)
@@ -229,17 +267,48 @@ class PromptPanel(QWidget):
         self.apply_recommended(model)
         self.model_changed.emit(model.id)
 
+    def _on_model_combo_activated(self, index: int) -> None:
+        """The user picked a model: its card's values replace the ones set before."""
+        model = self._models.get(self.model_combo.itemData(index) or "")
+        if model is not None:
+            self.edited -= set(CARD_FIELDS)
+            self.apply_recommended(model)
+
+    def set_schedulers(self, names: tuple[str, ...]) -> None:
+        """Offer the backend's schedulers (``EngineFeatures.schedulers``), grouped by family
+        with a separator between groups; each tooltip says how it differs from A1111's sampler
+        of that name and the fewest steps it is good for."""
+        combo = self.scheduler_combo
+        current = combo.currentText()
+        combo.clear()
+        order = [n for _, group in SCHEDULER_GROUPS for n in group if n in names]
+        order += [n for n in names if n not in order]
+        group_of = {n: g for g, group in SCHEDULER_GROUPS for n in group}
+        for name in order:
+            last = combo.itemText(combo.count() - 1) if combo.count() else name
+            if group_of.get(name) != group_of.get(last):
+                combo.insertSeparator(combo.count())
+            combo.addItem(name)
+            note = scheduler_note(name)
+            if note:
+                combo.setItemData(combo.count() - 1, note, Qt.ItemDataRole.ToolTipRole)
+        if current:
+            self._set_scheduler(current)
+
+    def _set_scheduler(self, name: str) -> None:
+        """Select ``name`` written any common way (a diffusers class name too); an unknown
+        name leaves the selection as it is."""
+        try:
+            name = scheduler_name(name)
+        except InvalidRequestError:
+            return
+        if self.scheduler_combo.findText(name) >= 0:
+            self.scheduler_combo.setCurrentText(name)
+
     def apply_recommended(self, model: ModelInfo) -> None:
-        """Apply the model's recommended steps, guidance, size and scheduler."""
-        rec = dict(model.recommended)
-        if "steps" in rec:
-            self.steps_slider.setValue(int(rec["steps"]))
-        if "guidance" in rec:
-            self.guidance_slider.setValue(float(rec["guidance"]))
-        if "scheduler" in rec and rec["scheduler"] in SCHEDULERS:
-            self.scheduler_combo.setCurrentText(str(rec["scheduler"]))
-        if "width" in rec and "height" in rec:
-            self._set_size(int(rec["width"]), int(rec["height"]))
+        """Apply the model's recommended steps, guidance, size and scheduler, except the
+        fields set since the window opened (see ``edited``)."""
+        self.set_values(dict(model.recommended), defaults=True)
 
     # -- size ----------------------------------------------------------------------------
     def _set_size(self, width: int, height: int) -> None:
@@ -260,6 +329,7 @@ class PromptPanel(QWidget):
         self.size_combo.blockSignals(True)
         self.size_combo.setCurrentIndex(index if index >= 0 else self.size_combo.count() - 1)
         self.size_combo.blockSignals(False)
+        self.size_changed.emit(self.width_spin.value(), self.height_spin.value())
 
     # -- seed ----------------------------------------------------------------------------
     def randomise_seed(self) -> int:
@@ -304,8 +374,24 @@ class PromptPanel(QWidget):
             "strength": round(float(self.strength_slider.value()), 2),
         }
 
-    def set_values(self, values: dict[str, Any]) -> None:
-        """Restore fields (from a gallery item or the saved settings); unknown keys ignored."""
+    def set_values(self, values: dict[str, Any], defaults: bool = False) -> None:
+        """Restore fields (from a gallery item or the saved settings); unknown keys ignored.
+
+        ``defaults``: the values are defaults (a model's card, the last session's values):
+        they never overwrite a field set since the window opened.
+        """
+        if defaults:
+            values = {k: v for k, v in values.items() if k not in self.edited}
+            if "width" not in values or "height" not in values:
+                values.pop("width", None)
+                values.pop("height", None)
+            with self._setting_defaults():
+                self._set_values(values)
+            return
+        self._set_values(values)
+        self.edited.update(k for k in values if k in FIELDS)
+
+    def _set_values(self, values: dict[str, Any]) -> None:
         if "model" in values:
             index = self.model_combo.findData(values["model"])
             if index >= 0:
@@ -316,8 +402,8 @@ class PromptPanel(QWidget):
             self.prompt_edit.setPlainText(str(values["prompt"]))
         if "negative_prompt" in values:
             self.negative_edit.setPlainText(str(values["negative_prompt"]))
-        if "scheduler" in values and values["scheduler"] in SCHEDULERS:
-            self.scheduler_combo.setCurrentText(str(values["scheduler"]))
+        if "scheduler" in values:
+            self._set_scheduler(str(values["scheduler"]))
         if "seed" in values:
             self.seed_spin.setValue(int(values["seed"]) % (MAX_SEED + 1))
         if "steps" in values:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton, QWidget
 
 from studio.core.errors import StudioError
 from studio.core.jobs.events import JobEvent, JobProgress, JobStarted
 from studio.core.models import DeviceInfo
 
 REFRESH_MS = 2000
+PHASE_TEXT = {"encoding": "Encoding the prompt…", "decoding": "Decoding the image…"}
 
 
 def memory_text(nbytes: int) -> str:
@@ -25,11 +27,31 @@ class StudioStatusBar(QStatusBar):
 
     ``show_device`` shows the backend's device (or why it cannot say) and starts asking
     ``memory_in_use`` every few seconds; ``clear_device`` stops asking.
+    The running job shows its phase (loading the model, steps with the time left,
+    decoding) and a Cancel button (``cancel_requested``); ``job_labels`` names the jobs that
+    are not generations (an upscale), by job id.
     """
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None,
+                 job_labels: Mapping[int, str] | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("status_bar")
+        self.job_labels: Mapping[int, str] = job_labels if job_labels is not None else {}
+        self._job: int | None = None
+        self._title = ""
+        self._phase = ""
+        self._started = self._phase_started = 0.0
+        self._steps_at_phase = 0
+        self._load_seconds: float | None = None  # how long the last model load took
+        self._tick_timer = QTimer(self, interval=1000)
+        self._tick_timer.timeout.connect(self._on_tick_timer)
+        self.cancel_button = QToolButton(objectName="status_cancel_button")
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.setToolTip("Cancel the running job (Esc)")
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.cancel_button.hide()
         self.memory_in_use: Callable[[], int] | None = None
         self.message_label = QLabel("", objectName="status_message_label")
         self.progress = QProgressBar(objectName="status_progress_bar")
@@ -42,6 +64,7 @@ class StudioStatusBar(QStatusBar):
         self.memory_label = QLabel("", objectName="status_memory_label")
         self.addWidget(self.message_label, 1)
         self.addPermanentWidget(self.progress)
+        self.addPermanentWidget(self.cancel_button)
         for label in (self.model_label, self.device_label, self.dtype_label,
                       self.memory_label):
             self.addPermanentWidget(label)
@@ -85,22 +108,91 @@ class StudioStatusBar(QStatusBar):
 
     def stop(self) -> None:
         self.timer.stop()
+        self._tick_timer.stop()
+
+    # -- long operations ---------------------------------------------------------------
+    def show_task(self, text: str, fraction: float | None = None) -> None:
+        """Something long that is not a job (opening a project): ``fraction`` done (0..1),
+        ``None`` when unknown."""
+        self.message_label.setText(text + "…")
+        if fraction is None:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 100)
+            self.progress.setValue(int(round(100 * max(0.0, min(1.0, fraction)))))
+        self.progress.show()
+
+    def end_task(self) -> None:
+        if self._job is None:
+            self.progress.hide()
 
     # -- jobs ----------------------------------------------------------------------------
     def on_job_started(self, event: JobStarted) -> None:
-        prompt = event.request.prompt[:40] if event.request is not None else ""
-        self.message_label.setText(f"Generating “{prompt}”…")
-        self.progress.setRange(0, max(1, event.request.steps if event.request else 1))
-        self.progress.setValue(0)
+        self._job = event.job_id
+        self._started = self._phase_started = time.monotonic()
+        self._phase = ""
+        if event.request is not None:
+            self._title = f"Generating “{event.request.prompt[:40]}”"
+        else:
+            self._title = self.job_labels.get(event.job_id, "") or "Working"
+        self.message_label.setText(self._title + "…")
+        self.progress.setRange(0, 0)  # busy until the first report
         self.progress.show()
+        self.cancel_button.show()
 
     def on_job_progressed(self, event: JobProgress) -> None:
+        if event.job_id != self._job:
+            return
+        now = time.monotonic()
+        if event.phase != self._phase:
+            if self._phase == "loading":
+                self._load_seconds = now - self._phase_started
+            self._phase, self._phase_started = event.phase, now
+            self._steps_at_phase = event.step
+        self._tick_timer.stop()
+        if event.phase == "loading":
+            self.progress.setRange(0, 0)
+            self._tick_timer.start()
+            self._on_tick_timer()
+            return
+        if event.phase in ("encoding", "decoding"):
+            self.progress.setRange(0, 0)
+            self.message_label.setText(PHASE_TEXT[event.phase])
+            return
         self.progress.setRange(0, max(1, event.total))
         self.progress.setValue(event.step)
-        self.message_label.setText(f"Step {event.step} of {event.total}")
+        text = (f"Step {event.step} of {event.total}" if self._title.startswith("Generating")
+                else f"{self._title}: {event.step} of {event.total}")
+        done = event.step - self._steps_at_phase
+        if done > 0 and event.total > event.step:
+            left = (now - self._phase_started) / done * (event.total - event.step)
+            text += f" · about {duration_text(left)} left"
+        self.message_label.setText(text)
+
+    def _on_tick_timer(self) -> None:
+        """While the model loads: how long so far, and how long the last load took."""
+        elapsed = time.monotonic() - self._phase_started
+        text = f"Loading model… {duration_text(elapsed)}"
+        if self._load_seconds is not None and self._load_seconds > 1:
+            text += f" (last time {duration_text(self._load_seconds)})"
+        self.message_label.setText(text)
 
     def on_job_ended(self, event: JobEvent) -> None:
+        if event.job_id == self._job:
+            self._job = None
+            self._tick_timer.stop()
+            if self._phase == "loading":
+                self._load_seconds = time.monotonic() - self._phase_started
         self.progress.hide()
+        self.cancel_button.hide()
         kind = type(event).__name__.removeprefix("Job").lower()
         self.message_label.setText({"finished": "Done", "failed": "Failed",
                                     "cancelled": "Cancelled"}.get(kind, ""))
+
+
+def duration_text(seconds: float) -> str:
+    """``"4 s"``, ``"1 min 5 s"``: how long, as a person says it."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60} s"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
@@ -70,14 +72,25 @@ class MessageBanner(QFrame):
         close = QPushButton("Dismiss")
         close.setObjectName("banner_dismiss_button")
         close.clicked.connect(self.hide_message)
+        # An answer the message offers ("Generate anyway"): shown only with such a message.
+        self.action_button = QPushButton(objectName="banner_action_button")
+        self.action_button.clicked.connect(self._on_action_button_clicked)
+        self.action_button.hide()
+        self._action: Callable[[], None] | None = None
         layout.addWidget(self._icon)
         layout.addWidget(self.label, 1)
+        layout.addWidget(self.action_button)
         layout.addWidget(close)
         self._timer = QTimer(self, singleShot=True)
         self._timer.timeout.connect(self.hide_message)
         self.hide()
 
-    def show_message(self, text: str, kind: str = "error", timeout_ms: int = 0) -> None:
+    def show_message(self, text: str, kind: str = "error", timeout_ms: int = 0,
+                     action: tuple[str, Callable[[], None]] | None = None) -> None:
+        """Show ``text``; ``action`` (a button text and what it does) adds an answer."""
+        self._action = action[1] if action is not None else None
+        self.action_button.setText(action[0] if action is not None else "")
+        self.action_button.setVisible(action is not None)
         self.setProperty("kind", kind)
         self.style().unpolish(self)
         self.style().polish(self)
@@ -87,7 +100,14 @@ class MessageBanner(QFrame):
         if timeout_ms:
             self._timer.start(timeout_ms)
 
+    def _on_action_button_clicked(self) -> None:
+        action = self._action
+        self.hide_message()
+        if action is not None:
+            action()
+
     def hide_message(self) -> None:
+        self._action = None
         self._timer.stop()
         self.hide()
         self.dismissed.emit()

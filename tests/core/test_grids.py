@@ -20,7 +20,7 @@ def test_xy_grid_has_one_request_per_cell_in_row_major_order():
     assert [(c.request.seed, c.request.guidance) for c in plan.cells] == [
         (1, 3.0), (2, 3.0), (3, 3.0), (1, 7.0), (2, 7.0), (3, 7.0)]
     assert all(c.request.batch_size == 1 and c.request.steps == 10 for c in plan.cells)
-    assert plan.caption(plan.cells[4]) == "seed: 2 · CFG: 7"
+    assert plan.caption(plan.cells[4]) == "seed 2 · CFG 7"
 
 
 def test_xyz_grid_with_every_axis_kind():
@@ -82,18 +82,50 @@ def test_grid_image_has_labels_and_every_cell():
     images[4] = None  # a cancelled cell is grey
     sheet = grid_image(plan, images)
     h, w = sheet.shape[:2]
-    assert w > 3 * 64 and h > 2 * 64  # cells plus the label margins
+    c = 128  # 64 px images are shown at twice their size (sharp pixels)
+    assert w > 3 * c and h > 2 * c  # cells plus the label margins
     # The cells sit bottom-right: find each by its colour.
-    left, top = w - 3 * 64, h - 2 * 64
+    left, top = w - 3 * c, h - 2 * c
     for i, cell in enumerate(plan.cells):
-        y, x = top + cell.y * 64 + 32, left + cell.x * 64 + 32
+        y, x = top + cell.y * c + c // 2, left + cell.x * c + c // 2
         expected = (128, 128, 128) if i == 4 else colours[i]
         assert tuple(sheet[y, x]) == expected
     # Labels: dark text above every column and left of every row.
     for x in range(3):
-        assert (sheet[:top, left + x * 64:left + (x + 1) * 64] < 100).any()
+        assert (sheet[:top, left + x * c:left + (x + 1) * c] < 100).any()
     for y in range(2):
-        assert (sheet[top + y * 64:top + (y + 1) * 64, :left] < 100).any()
+        assert (sheet[top + y * c:top + (y + 1) * c, :left] < 100).any()
+
+
+def test_axes_are_labelled_in_words_not_syntax():
+    plan = plan_grid(BASE.replace(model="studio-tiny-vae"), [
+        "slider:vae:hair=blonde=-2,2", "steps=10,20", "lora:ink=0,1"])
+    labels = [[axis.label(i) for i in range(len(axis.values))] for axis in plan.axes]
+    assert labels == [["blonde hair -2", "blonde hair 2"], ["10 steps", "20 steps"],
+                      ["LoRA ink 0", "LoRA ink 1"]]
+    assert [parse_axis(a).label(0) for a in ("slider:smile=-1", "cfg=7", "sampler=Euler a",
+                                              "slider:gan:glasses=round=1", "seed=3")] == [
+        "smile -1", "CFG 7", "Euler a", "round glasses 1", "seed 3"]
+
+
+def test_long_labels_are_wrapped_or_shrunk_and_never_cross_their_cell():
+    from studio.core.grids import _label_layout, _text_size
+
+    words = "a very long replacement with an unbreakable-word-that-goes-on-and-on"
+    plan = plan_grid(BASE.replace(prompt="a cat"), [f"S/R=cat,{words},dog",
+                                                   f"S/R=a,{words.replace('a ', 'the ')}"])
+    sheet = grid_image(plan, [np.zeros((64, 64, 3), np.uint8)] * 6)
+    assert sheet.shape[1] <= 4 * 128  # the row labels' column is at most a cell wide
+    x_labels = [plan.axes[0].label(i) for i in range(3)]
+    y_labels = [plan.axes[1].label(i) for i in range(2)]
+    font, line_h, lines_x, lines_y, _ = _label_layout(x_labels, y_labels, [""], 128, 128, 128,
+                                                      4, 4 * 128)
+    assert all(_text_size(font, line)[0] <= 128 - 4 for lines in lines_x for line in lines)
+    assert all(_text_size(font, line)[0] <= 128 - 8 for lines in lines_y for line in lines)
+    assert max(len(lines) for lines in lines_x) <= 3
+    assert all(len(lines) * line_h <= 128 for lines in lines_y)
+    # Nothing is lost: the wrapped lines hold every letter of the label.
+    assert "".join(lines_x[1]).replace(" ", "") == x_labels[1].replace(" ", "")
 
 
 def test_z_axis_makes_one_labelled_panel_per_value():

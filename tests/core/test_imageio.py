@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import stat
 import struct
+import subprocess
 import zlib
 
 import numpy as np
@@ -196,3 +200,53 @@ def test_atomic_write_failure_keeps_old_file(tmp_path):
         atomic_write(target, fail)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, and put the old one back."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_exported_files_follow_the_umask(tmp_path, umask, mask):
+    from studio.core.formats.layered import LayerData, export_ora, export_psd
+    from studio.core.formats.metadata import save_image
+
+    umask(mask)
+    px = _random(8, 8, 3)
+    paths = [save_image(tmp_path / f"a{ext}", px) for ext in (".png", ".jpg", ".webp")]
+    paths += [export(tmp_path / f"a{ext}", 8, 8, [LayerData("x", px)])
+              for ext, export in ((".ora", export_ora), (".psd", export_psd))]
+    for path in paths:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path.name
+
+
+def test_replacing_a_file_keeps_its_mode(tmp_path, umask):
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    atomic_write(target, lambda f: f.write(b"new"))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None,
+                    reason="exiftool is not installed (apt-get install libimage-exiftool-perl)")
+@pytest.mark.parametrize("ext", [".webp", ".jpg"])
+def test_exiftool_edits_our_images_cleanly_and_settings_survive(tmp_path, ext):
+    from studio.core.formats.metadata import read_settings, save_image
+    from studio.core.jobs.request import GenerationRequest
+
+    request = GenerationRequest("a lighthouse ×2, 夜", negative_prompt="fog", seed=77, steps=12)
+    path = save_image(tmp_path / f"art{ext}", _random(64, 64, 3), request)
+    done = subprocess.run(["exiftool", "-Artist=Ada", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and "1 image files updated" in done.stdout, done
+    assert done.stderr.strip() == "" and "Warning" not in done.stdout, done
+    check = subprocess.run(["exiftool", "-s3", "-Artist", "-Warning", str(path)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.stdout.split() == ["Ada"], check  # and no warning reading it back
+    settings = read_settings(path)
+    assert settings is not None and settings.request == request

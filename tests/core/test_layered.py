@@ -238,3 +238,151 @@ def test_psd_refuses_oversized_layer(tmp_path):
     with pytest.raises(ImageReadError) as info:
         import_psd(path, max_pixels=5000)
     assert str(info.value) == "Could not open l.psd: layer 'Huge' is too large (80 x 80 pixels)."
+
+
+# -- names, merged image, control characters (issue 20) --------------------------------------
+UNICODE_NAMES = ["Upscaled ×2", "夜の灯台 — 猫", "🎨🐈‍⬛ emoji", "é" * 300, "x" * 256]
+
+
+def test_psd_keeps_unicode_and_long_layer_names(tmp_path):
+    from psd_tools import PSDImage
+
+    px = np.full((4, 4, 4), 200, np.uint8)
+    layers = [LayerData(name, px, x=i) for i, name in enumerate(UNICODE_NAMES)]
+    path = export_psd(tmp_path / "names.psd", 16, 8, layers)
+    psd = PSDImage.open(path)
+    assert [lay.name for lay in psd] == UNICODE_NAMES
+    assert [lay.name for lay in import_psd(path).layers] == UNICODE_NAMES
+    # older readers get a MacRoman Pascal name of at most 255 bytes
+    from psd_tools.constants import Tag
+
+    legacy = [lay._record.name for lay in psd]  # the raw record: what 'luni'-less readers see
+    assert legacy[0] == "Upscaled ?2" and all(len(n.encode("mac_roman")) <= 255 for n in legacy)
+    assert all(lay.tagged_blocks.get_data(Tag.UNICODE_LAYER_NAME) for lay in psd)
+
+
+def test_psd_merged_image_has_the_real_alpha_for_pillow(tmp_path):
+    layers = _layers()
+    path = export_psd(tmp_path / "art.psd", 64, 48, layers)
+    want = composite(64, 48, layers)
+    with Image.open(path) as im:
+        seen = np.asarray(im.convert("RGBA")).astype(int)
+    assert np.array_equal(seen[..., 3], want[..., 3])
+    opaque = want[..., 3] == 255
+    assert np.abs(seen[opaque][:, :3] - want[opaque][:, :3].astype(int)).max() <= 1
+    # a partly transparent canvas stays partly transparent
+    half = [LayerData("half", np.full((48, 64, 4), (0, 255, 0, 128), np.uint8))]
+    with Image.open(export_psd(tmp_path / "half.psd", 64, 48, half)) as im:
+        assert np.asarray(im.convert("RGBA"))[..., 3].max() == 128
+
+
+def test_ora_escapes_control_characters_and_reopens(tmp_path):
+    from studio.core.document.layers import Document, Layer
+
+    name = "bell\x07 tab\t nl\n nul\x00 esc\x1b end"
+    doc = Document(8, 8, layers=[Layer(name=name, pixels=np.full((8, 8, 4), 255, np.uint8))])
+    image = LayeredImage.from_document(doc)
+    path = export_ora(tmp_path / "ctl.ora", 8, 8, image.layers)
+    with zipfile.ZipFile(path) as zf:
+        ET.fromstring(zf.read("stack.xml"))  # well-formed XML
+    back = import_ora(path)
+    assert back.layers[0].name == "bell\ufffd tab\t nl\n nul\ufffd esc\ufffd end"
+    assert np.array_equal(back.layers[0].rgba, image.layers[0].rgba)
+
+
+# -- groups and blend modes ------------------------------------------------------------------
+def _solid(color, h=4, w=4) -> np.ndarray:
+    return np.broadcast_to(np.array(color, np.uint8), (h, w, 4)).copy()
+
+
+def _ora_file(tmp_path: Path, stack: str, images: dict[str, np.ndarray]) -> Path:
+    xml = f"<image w='4' h='4'><stack>{stack}</stack></image>".encode()
+    files = [("mimetype", b"image/openraster"), ("stack.xml", xml)]
+    files += [(f"data/{k}.png", _png(v)) for k, v in images.items()]
+    path = tmp_path / "blend.ora"
+    path.write_bytes(_ora_bytes(files))
+    return path
+
+
+def test_ora_groups_of_plain_layers_keep_every_layer(tmp_path):
+    path = _ora_file(tmp_path, "<layer name='top' src='data/t.png'/>"
+                               "<stack name='g'><layer name='b' src='data/b.png'/>"
+                               "<layer name='a' src='data/a.png'/></stack>",
+                     {"t": _solid((1, 2, 3, 255)), "a": _solid((9, 9, 9, 255)),
+                      "b": _solid((5, 5, 5, 128))})
+    image = import_ora(path)
+    assert [lay.name for lay in image.layers] == ["a", "b", "top"]
+    assert image.warnings == ()
+
+
+def test_ora_blend_modes_are_merged_and_drawn_right(tmp_path):
+    path = _ora_file(tmp_path,
+                     "<layer name='top' src='data/t.png' x='2'/>"
+                     "<layer name='mul' src='data/m.png' composite-op='svg:multiply'/>"
+                     "<layer name='hidden' src='data/h.png' visibility='hidden'/>"
+                     "<layer name='bg' src='data/b.png'/>",
+                     {"t": _solid((0, 0, 255, 255), 4, 2), "m": _solid((128, 128, 128, 255)),
+                      "h": _solid((255, 0, 0, 255)), "b": _solid((200, 100, 50, 255))})
+    image = import_ora(path)
+    assert [lay.name for lay in image.layers] == ["hidden", "mul (merged)", "top"]
+    assert not image.layers[0].visible
+    merged = image.layers[1].rgba
+    assert np.abs(merged[0, 0].astype(int) - (100, 50, 25, 255)).max() <= 1
+    assert len(image.warnings) == 1 and "Multiply" in image.warnings[0]
+    assert "Merged 2 layers into one" in image.warnings[0]
+    out = image.composite()
+    assert tuple(out[0, 3]) == (0, 0, 255, 255) and abs(int(out[0, 0, 0]) - 100) <= 1
+
+
+def test_ora_isolated_group_with_screen_is_merged(tmp_path):
+    path = _ora_file(tmp_path,
+                     "<stack name='g' composite-op='svg:screen' opacity='0.5'>"
+                     "<layer name='s' src='data/s.png'/></stack>"
+                     "<layer name='bg' src='data/b.png'/>",
+                     {"s": _solid((100, 100, 100, 255)), "b": _solid((100, 0, 200, 255))})
+    image = import_ora(path)
+    assert len(image.layers) == 1 and "Screen" in image.warnings[0]
+    screen = 255 - (255 - np.array([100, 100, 100])) * (255 - np.array([100, 0, 200])) / 255
+    want = 0.5 * np.array([100, 0, 200]) + 0.5 * screen
+    assert np.abs(image.layers[0].rgba[1, 1, :3] - want).max() <= 1.5
+
+
+def test_ora_unknown_blend_mode_is_drawn_normal_and_said(tmp_path):
+    path = _ora_file(tmp_path, "<layer name='x' src='data/x.png' composite-op='krita:weird'/>",
+                     {"x": _solid((1, 2, 3, 255))})
+    image = import_ora(path)
+    assert [lay.name for lay in image.layers] == ["x"]
+    assert image.warnings == ("Blend mode krita:weird is not known here and was drawn as Normal.",)
+
+
+@pytest.mark.parametrize("group_mode, names", [
+    ("PASS_THROUGH", ["shading (merged)", "top"]),
+    ("NORMAL", ["bg", "shading (merged)", "top"]),  # isolated: drawn alone, bg stays
+])
+def test_psd_groups_and_blend_modes_match_psd_tools_composite(tmp_path, group_mode, names):
+    from psd_tools import PSDImage
+    from psd_tools.api.layers import Group, PixelLayer
+    from psd_tools.constants import BlendMode
+
+    psd = PSDImage.new("RGBA", (8, 8))
+    rng = np.random.default_rng(3)
+    bg = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    bg[..., 3] = 255
+    PixelLayer.frompil(Image.fromarray(bg), psd, name="bg")
+    group = Group.new(psd, name="shading")
+    a = PixelLayer.frompil(Image.fromarray(_solid((10, 200, 30, 255), 4, 8)), psd, name="a")
+    b = PixelLayer.frompil(Image.fromarray(_solid((128, 64, 255, 200), 8, 4)), psd, name="b")
+    b.blend_mode = BlendMode.MULTIPLY
+    group.extend([a, b])
+    group.blend_mode = BlendMode[group_mode]
+    top = PixelLayer.frompil(Image.fromarray(_solid((255, 255, 255, 255), 2, 2)), psd,
+                             name="top", top=6, left=6)
+    psd.append(top) if top not in list(psd) else None
+    path = tmp_path / "groups.psd"
+    psd.save(path)
+
+    image = import_psd(path)
+    assert [lay.name for lay in image.layers] == names
+    assert len(image.warnings) == 1 and "Multiply" in image.warnings[0]
+    reference = np.asarray(PSDImage.open(path).composite(force=True).convert("RGBA")).astype(int)
+    assert np.abs(image.composite().astype(int) - reference).max() <= 2

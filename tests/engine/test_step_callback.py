@@ -24,9 +24,12 @@ def test_it_reports_each_step_with_a_preview_every_few_steps():
     for step in range(4):
         out = cb(_Pipe(), step, None, {"latents": torch.zeros(1, 4, 2, 2)})
         assert set(out) == {"latents"}
-    assert [(p.step, p.total) for p in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    steps = [p for p in seen if p.phase == "sampling"]
+    assert [(p.step, p.total) for p in steps] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     # Every third step, and always the last one.
-    assert [p.preview for p in seen] == [None, None, "preview", "preview"]
+    assert [p.preview for p in steps] == [None, None, "preview", "preview"]
+    # After the last step the VAE decodes: said as it happens.
+    assert [p.phase for p in seen[len(steps):]] == ["decoding"]
 
 
 def test_no_previewer_means_no_previews():

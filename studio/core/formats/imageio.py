@@ -191,11 +191,35 @@ def _write_problem(exc: OSError) -> str:
     return reasons.get(exc.errno or 0, exc.strerror or str(exc))
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (briefly process-wide)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(target: Path) -> int:
+    """The mode a plain ``open(target, "w")`` would give: the replaced file's own mode, or
+    0o666 less the umask (a temporary file is created 0o600 whatever the umask)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
     """Write a file through ``write(stream)`` so that it appears whole or not at all.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed
-    over ``path``; on any failure the temporary file is removed and an existing file at
+    over ``path``. The file gets the mode of the file it replaces, or the one the umask
+    gives a new file (not the temporary file's 0600). On any failure the temporary file is removed and an existing file at
     ``path`` is left untouched.
 
     Raises
@@ -211,6 +235,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             tmp_name = tmp.name
             write(tmp)
             tmp.flush()
+            os.chmod(tmp.name, _new_file_mode(target))
             os.fsync(tmp.fileno())
         os.replace(tmp_name, target)
         tmp_name = ""

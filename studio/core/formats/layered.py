@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -27,11 +28,20 @@ from studio.core.formats.imageio import (
     atomic_write,
     load_image,
 )
+from studio.core.formats.layer_stack import (
+    BLEND_NAMES,
+    NORMAL,
+    PASS_THROUGH,
+    StackNode,
+    flatten_stack,
+    mode_label,
+)
 
 ORA_MIMETYPE = b"image/openraster"
 #: An archive whose members would unpack to more than this is refused as a likely zip bomb.
 MAX_UNPACKED_BYTES = 1024**3
 MAX_MEMBERS = 10_000
+MAX_DEPTH = 64  # nested groups; deeper is a hostile file
 THUMBNAIL_SIZE = 256
 
 
@@ -73,6 +83,8 @@ class LayeredImage:
     width: int
     height: int
     layers: tuple[LayerData, ...]
+    #: What could not be kept as it was (groups or blend modes merged), one line each.
+    warnings: tuple[str, ...] = ()
 
     def composite(self) -> np.ndarray:
         """The visible layers flattened (alpha over) into an ``HxWx4`` uint8 image."""
@@ -97,6 +109,15 @@ def composite(width: int, height: int, layers: tuple[LayerData, ...] | list[Laye
         Layer(name=lay.name, pixels=lay.rgba, x=lay.x, y=lay.y, visible=lay.visible,
               opacity=lay.opacity) for lay in layers])
     return doc.composite()
+
+
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot hold (control characters, lone
+    surrogates); each becomes U+FFFD, so the name keeps its length and readers parse it."""
+    return _XML_ILLEGAL.sub("\ufffd", text)
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -134,7 +155,7 @@ def export_ora(path: str | os.PathLike[str], width: int, height: int,
     for i, layer in reversed(list(enumerate(layers))):  # stack.xml lists the top layer first
         src = f"data/layer{i:03d}.png"
         ET.SubElement(stack, "layer", {
-            "name": layer.name, "src": src, "x": str(layer.x), "y": str(layer.y),
+            "name": xml_text(layer.name), "src": src, "x": str(layer.x), "y": str(layer.y),
             "opacity": f"{layer.opacity:.4g}", "composite-op": "svg:src-over",
             "visibility": "visible" if layer.visible else "hidden"})
         files.append((src, _png(layer.rgba)))
@@ -204,9 +225,23 @@ def _number(value: str | None, default: float, kind: type = float) -> float:
         return default
 
 
+def _shifted(node: StackNode, dx: int, dy: int) -> StackNode:
+    if node.layer is not None:
+        lay = node.layer
+        node.layer = LayerData(lay.name, lay.rgba, lay.x + dx, lay.y + dy, lay.visible,
+                               lay.opacity)
+    for child in node.children:
+        _shifted(child, dx, dy)
+    return node
+
+
 def import_ora(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = MAX_UNPACKED_BYTES) -> LayeredImage:
-    """Read the layers of an OpenRaster file (nested stacks are flattened into one list).
+    """Read the layers of an OpenRaster file, bottom to top.
+
+    Groups (nested stacks) are spread into the one list of the canvas where that draws the
+    same; layers under a blend mode other than Normal (or an isolated group) are merged
+    into one, drawn as the file draws them, and ``warnings`` says so.
 
     Raises
     ------
@@ -232,34 +267,58 @@ def import_ora(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
             raise ImageReadError(f"Could not open {label}: the canvas size {width} x {height} "
                                  "is missing or too large.")
         stack = root.find("stack")
-        layers: list[LayerData] = []
+        counter = [0]
 
-        def walk(node: ET.Element, dx: int, dy: int, opacity: float, visible: bool) -> None:
+        def walk(node: ET.Element, depth: int) -> list[StackNode]:
+            if depth > MAX_DEPTH:
+                raise ImageReadError(f"Could not open {label}: its layer groups are nested "
+                                     "too deeply.")
+            nodes: list[StackNode] = []
             for child in list(node)[::-1]:  # bottom first
-                x = dx + int(_number(child.get("x"), 0, int))
-                y = dy + int(_number(child.get("y"), 0, int))
-                alpha = opacity * _number(child.get("opacity"), 1.0)
-                shown = visible and child.get("visibility", "visible") != "hidden"
+                if child.tag not in ("stack", "layer"):
+                    continue
+                counter[0] += 1
+                if counter[0] > MAX_MEMBERS:
+                    raise ImageReadError(f"Could not open {label}: it has too many layers.")
+                x = int(_number(child.get("x"), 0, int))
+                y = int(_number(child.get("y"), 0, int))
+                alpha = min(max(_number(child.get("opacity"), 1.0), 0.0), 1.0)
+                shown = child.get("visibility", "visible") != "hidden"
+                op = child.get("composite-op", "svg:src-over") or "svg:src-over"
+                mode = BLEND_NAMES.get(op, NORMAL)
+                unknown = op if op not in BLEND_NAMES else ""
+                name = child.get("name", "")
                 if child.tag == "stack":
-                    walk(child, x, y, alpha, shown)
-                elif child.tag == "layer":
-                    src = child.get("src", "")
-                    if not _safe_member(src) or src not in members:
-                        raise ImageReadError(f"Could not open {label}: layer "
-                                             f"{child.get('name', '')!r} refers to a missing or "
-                                             f"unsafe file ({src!r}).")
-                    data = _read(zf, members[src], label, max_bytes)
-                    try:
-                        rgba = load_image(data, max_pixels=max_pixels)
-                    except ImageReadError as exc:
-                        reason = exc.message.split(": ", 1)[-1]
-                        raise ImageReadError(f"Could not open {label}: layer image {src}: "
-                                             f"{reason}") from None
-                    layers.append(LayerData(child.get("name", src), rgba, x, y, shown, alpha))
+                    kids = walk(child, depth + 1)
+                    if x or y:  # a stack's offset moves what it holds
+                        kids = [_shifted(k, x, y) for k in kids]
+                    isolated = (child.get("isolation", "auto") == "isolate"
+                                or mode != NORMAL or alpha < 1.0)
+                    nodes.append(StackNode(name or "Group", children=kids, opacity=alpha,
+                                           visible=shown, isolated=isolated,
+                                           mode=mode if isolated else PASS_THROUGH,
+                                           unknown_mode=unknown))
+                    continue
+                src = child.get("src", "")
+                if not _safe_member(src) or src not in members:
+                    raise ImageReadError(f"Could not open {label}: layer "
+                                         f"{name!r} refers to a missing or unsafe file "
+                                         f"({src!r}).")
+                data = _read(zf, members[src], label, max_bytes)
+                try:
+                    rgba = load_image(data, max_pixels=max_pixels)
+                except ImageReadError as exc:
+                    reason = exc.message.split(": ", 1)[-1]
+                    raise ImageReadError(f"Could not open {label}: layer image {src}: "
+                                         f"{reason}") from None
+                layer = LayerData(name or src, rgba, x, y, shown, alpha)
+                nodes.append(StackNode(layer.name, layer, mode=mode, visible=shown,
+                                       unknown_mode=unknown))
+            return nodes
 
-        if stack is not None:
-            walk(stack, 0, 0, 1.0, True)
-    return LayeredImage(width, height, tuple(layers))
+        tree = walk(stack, 0) if stack is not None else []
+    layers, warnings = flatten_stack(width, height, tree)
+    return LayeredImage(width, height, tuple(layers), tuple(warnings))
 
 
 # -- PSD -------------------------------------------------------------------------------------
@@ -277,6 +336,7 @@ def export_psd(path: str | os.PathLike[str], width: int, height: int,
     """
     from psd_tools import PSDImage
     from psd_tools.api.layers import PixelLayer
+    from psd_tools.constants import Tag
 
     target = Path(path)
     _check_canvas(width, height, layers, target)
@@ -285,15 +345,32 @@ def export_psd(path: str | os.PathLike[str], width: int, height: int,
                               f"{MAX_PSD_SIDE} pixels a side.")
     psd = PSDImage.new("RGBA", (width, height))
     for layer in layers:  # psd-tools lists layers bottom to top, as we do
-        made = PixelLayer.frompil(Image.fromarray(layer.rgba), psd, name=layer.name,
+        made = PixelLayer.frompil(Image.fromarray(layer.rgba), psd, name=legacy_name(layer.name),
                                   top=layer.y, left=layer.x)
+        # 'luni' holds the real name (any length, any script): Photoshop, GIMP, Krita and
+        # psd-tools show it; older readers show the legacy Pascal name.
+        made.tagged_blocks.set_data(Tag.UNICODE_LAYER_NAME, layer.name)
         made.opacity = round(layer.opacity * 255)
         made.visible = layer.visible
+    # The merged image carries our transparency only with this marker ('Mtrn'): without it
+    # the alpha plane is written as zeros and Pillow-based viewers show a blank image.
+    if psd.tagged_blocks is not None:
+        psd.tagged_blocks.set_data(Tag.SAVING_MERGED_TRANSPARENCY)
     return atomic_write(target, psd.save)
 
 
+def legacy_name(name: str) -> str:
+    """The Pascal-string layer name older PSD readers show: MacRoman, at most 255 bytes
+    (what MacRoman cannot hold becomes ``?``)."""
+    legacy = name.encode("mac_roman", errors="replace").decode("mac_roman")
+    return legacy[:255] or "Layer"
+
+
 def import_psd(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LayeredImage:
-    """Read the pixel layers of a PSD file (groups are flattened; other layer kinds skipped).
+    """Read the pixel layers of a PSD file, bottom to top (other layer kinds are skipped).
+
+    Groups and blend modes are handled as in ``import_ora``: kept where the canvas draws
+    them the same, merged into one layer otherwise, with a line in ``warnings``.
 
     Raises
     ------
@@ -310,22 +387,50 @@ def import_psd(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
         if psd.width * psd.height > max_pixels:
             raise ImageReadError(f"Could not open {source.name}: the image is too large "
                                  f"({psd.width} x {psd.height} pixels).")
-        layers = []
-        for lay in psd.descendants():
-            if lay.kind != "pixel" or lay.width * lay.height == 0:
-                continue
-            if lay.width * lay.height > max_pixels:
-                raise ImageReadError(f"Could not open {source.name}: layer {lay.name!r} is too "
-                                     f"large ({lay.width} x {lay.height} pixels).")
-            pil = lay.topil()
-            if pil is None:
-                continue
-            visible = lay.is_visible()
-            layers.append(LayerData(lay.name, np.asarray(pil.convert("RGBA")), lay.left, lay.top,
-                                    visible, lay.opacity / 255))
+        tree = _psd_nodes(psd, source.name, max_pixels, 0)
     except ImageReadError:
         raise
     except Exception:  # psd-tools raises many kinds on damaged files
         raise ImageReadError(f"Could not open {source.name}: it is not a PSD file, "
                              "or it is damaged.") from None
-    return LayeredImage(psd.width, psd.height, tuple(layers))
+    layers, warnings = flatten_stack(psd.width, psd.height, tree)
+    return LayeredImage(psd.width, psd.height, tuple(layers), tuple(warnings))
+
+
+def _psd_mode(layer: Any) -> tuple[str, str]:
+    """(our mode name, the file's name when we cannot draw it)."""
+    from psd_tools.composite.blend import BLEND_FUNC
+
+    mode = layer.blend_mode
+    if mode.name == "PASS_THROUGH":
+        return PASS_THROUGH, ""
+    if mode not in BLEND_FUNC or mode.name == "DISSOLVE":
+        return NORMAL, mode_label(mode.name.lower())
+    return (NORMAL if mode.name == "NORMAL" else mode.name.lower()), ""
+
+
+def _psd_nodes(group: Any, label: str, max_pixels: int, depth: int) -> list[StackNode]:
+    if depth > MAX_DEPTH:
+        raise ImageReadError(f"Could not open {label}: its layer groups are nested too deeply.")
+    nodes: list[StackNode] = []
+    for lay in group:  # bottom to top
+        mode, unknown = _psd_mode(lay)
+        if lay.is_group():
+            nodes.append(StackNode(lay.name, children=_psd_nodes(lay, label, max_pixels,
+                                                                  depth + 1),
+                                   mode=mode, opacity=lay.opacity / 255, visible=lay.visible,
+                                   isolated=mode != PASS_THROUGH, unknown_mode=unknown))
+            continue
+        if lay.kind != "pixel" or lay.width * lay.height == 0:
+            continue
+        if lay.width * lay.height > max_pixels:
+            raise ImageReadError(f"Could not open {label}: layer {lay.name!r} is too "
+                                 f"large ({lay.width} x {lay.height} pixels).")
+        pil = lay.topil()
+        if pil is None:
+            continue
+        data = LayerData(lay.name, np.asarray(pil.convert("RGBA")), lay.left, lay.top,
+                         lay.visible, lay.opacity / 255)
+        nodes.append(StackNode(data.name, data, mode=NORMAL if mode == PASS_THROUGH else mode,
+                               visible=lay.visible, unknown_mode=unknown))
+    return nodes

@@ -3,15 +3,16 @@
 Our images carry two texts: ``parameters`` (A1111 format, read by A1111's PNG Info, sd-parsers,
 Civitai and most viewers) and ``studio`` (``GenerationRequest.to_json()``, restored exactly).
 PNG stores them as text chunks; JPEG and WebP in EXIF: ``parameters`` as the UserComment
-(``UNICODE\\0`` + UTF-16BE, as A1111 writes it with piexif) and ``studio`` as the MakerNote.
+(``UNICODE\\0`` + UTF-16BE, as A1111 writes it with piexif) and ``studio`` in XMP (our own
+namespace, which exiftool and other editors keep; older files have it in the MakerNote).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import struct
-import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,12 +39,12 @@ from studio.core.formats.imported import (
 )
 from studio.core.formats.metadata_texts import (
     EXIF_IFD,
-    MAKER_NOTE,
-    MAKER_PREFIX,
     PARAMETERS_KEY,
     STUDIO_KEY,
     UNICODE,
     USER_COMMENT,
+    XMP_NAMESPACE,
+    XMP_REQUEST,
     metadata_texts,
 )
 from studio.core.formats.other_tools import parse_foreign
@@ -55,8 +56,6 @@ __all__ = ["ImportedSettings", "a1111_parameters", "lora_hash", "parse_a1111_par
 
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _USER_COMMENT = USER_COMMENT
-_MAKER_NOTE = MAKER_NOTE
-_MAKER_PREFIX = MAKER_PREFIX
 _EXIF_IFD = EXIF_IFD
 _JPEG_EXIF_LIMIT = 65000  # one JPEG APP1 segment holds at most 64 KiB
 
@@ -87,8 +86,16 @@ def _user_comment(text: str) -> bytes:
     return UNICODE + text.encode("utf_16_be")
 
 
-def _user_comment(text: str) -> bytes:
-    return UNICODE + text.encode("utf_16_be")
+def _xmp_packet(studio: str) -> bytes:
+    """An XMP packet holding our request JSON (read back by ``metadata_texts``).
+
+    ``studio`` is ``GenerationRequest.to_json()``: ASCII, control characters escaped."""
+    return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            f'<rdf:Description rdf:about="" xmlns:lstudio="{XMP_NAMESPACE}">'
+            f'<{XMP_REQUEST}>{html.escape(studio, quote=False)}</{XMP_REQUEST}>'
+            '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>').encode()
 
 
 def _own(text: str, images: dict[str, Pixels] | None) -> ImportedSettings | None:
@@ -217,16 +224,14 @@ def save_image(path: str | os.PathLike[str], pixels: np.ndarray,
             info.add_text(STUDIO_KEY, studio, zip=True)
             options["pnginfo"] = info
         else:
-            notes = {_USER_COMMENT: _user_comment(parameters),
-                     _MAKER_NOTE: _MAKER_PREFIX + zlib.compress(studio.encode("utf-8"), 9)}
-            exif = _exif_bytes(notes)
+            exif = _exif_bytes({_USER_COMMENT: _user_comment(parameters)})
             if fmt == "JPEG" and len(exif) > _JPEG_EXIF_LIMIT:
-                del notes[_MAKER_NOTE]  # keep what other tools read; PNG keeps everything
-                exif = _exif_bytes(notes)
-                if len(exif) > _JPEG_EXIF_LIMIT:
-                    raise ImageWriteError(f"Could not save {target.name}: the prompt is too "
-                                          "long to store in a JPEG; save it as PNG or WebP.")
+                raise ImageWriteError(f"Could not save {target.name}: the prompt is too "
+                                      "long to store in a JPEG; save it as PNG or WebP.")
             options["exif"] = exif
+            xmp = _xmp_packet(studio)
+            if fmt == "WEBP" or len(xmp) <= _JPEG_EXIF_LIMIT:  # else keep what others read
+                options["xmp"] = xmp
     if fmt != "PNG":
         options["quality"] = int(min(max(quality, 1), 100))
 

@@ -24,14 +24,18 @@ PARAMETERS_KEY = "parameters"
 STUDIO_KEY = "studio"
 EXIF_IFD = 0x8769
 USER_COMMENT = 0x9286
-MAKER_NOTE = 0x927C
+MAKER_NOTE = 0x927C  # where files saved before the XMP request kept it (still read)
 MAKER_PREFIX = b"LatentStudio\x00"
 UNICODE = b"UNICODE\x00"
 ASCII = b"ASCII\x00\x00\x00"
 _MAX_NOTE = 16 * 1024 * 1024  # refuse a MakerNote that inflates beyond this
 _IMAGE_DESCRIPTION, _MAKE, _MODEL, _SOFTWARE = 0x010E, 0x010F, 0x0110, 0x0131
 _PREFIXED = re.compile(r"^\s*(prompt|workflow)\s*:\s*(?=[\[{])", re.IGNORECASE)
-_XMP_FIELDS = ("exif:UserComment", "dc:description", "xmp:CreatorTool")
+#: Our request JSON in XMP (JPEG and WebP), under a namespace of our own: exiftool and other
+#: editors keep it when they edit the file, which they refuse to do around a private MakerNote.
+XMP_NAMESPACE = "http://ns.latent-studio.org/1.0/"
+XMP_REQUEST = "lstudio:request"
+_XMP_FIELDS = ("exif:UserComment", "dc:description", "xmp:CreatorTool", XMP_REQUEST)
 
 
 def decode_user_comment(raw: Any) -> str:
@@ -126,6 +130,9 @@ def metadata_texts(im: Image.Image) -> dict[str, str]:
     """
     info = {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
     info.update(_xmp(im))
+    ours = info.pop("xmp:" + XMP_REQUEST.split(":")[1], "")
+    if ours:
+        info.setdefault(STUDIO_KEY, ours)
     try:
         exif = im.getexif()
         sub = exif.get_ifd(EXIF_IFD)

@@ -269,7 +269,7 @@ class JobRunner:
         def on_step(progress: StepProgress) -> None:
             job.cancel.raise_if_cancelled()
             self._emit(JobProgress(job.job_id, job.channel, progress.step, progress.total,
-                                   progress.preview))
+                                   progress.preview, progress.phase))
 
         try:
             job.cancel.raise_if_cancelled()

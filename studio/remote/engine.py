@@ -1,0 +1,438 @@
+"""``RemoteEngine``: the engine protocol over one or several ComfyUI servers.
+
+``generate`` builds the workflow (``studio.remote.workflow``), runs it on a free server of the
+pool that has the model (a batch is split across free servers, image ``i`` keeping seed
+``seed + i``), streams progress and previews back to the calling thread, and fetches the
+pixels with ``/view``. All network work runs on the backend's one event loop thread; the
+caller's ``on_step`` is called on the caller's own thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from studio.core.engines import EngineFeatures
+from studio.core.errors import CancelledError, StudioError
+from studio.core.jobs.cancel import CancelToken
+from studio.core.jobs.events import GenerationResult, StepProgress
+from studio.core.jobs.request import GenerationRequest
+from studio.core.models import DeviceInfo, ModelInfo
+from studio.remote import workflow as wf
+from studio.remote.client import (
+    EventLoopThread,
+    Progress,
+    ServerConfig,
+    check_url,
+    drain,
+    encode_png,
+)
+from studio.remote.errors import ServerModelMissingError
+from studio.remote.pool import Server, ServerPool
+
+# Our model kinds -> the server's model folders.
+FOLDERS = {"diffusion": "checkpoints", "lora": "loras", "vae": "vae",
+           "upscaler": "upscale_models"}
+LOCAL_ONLY = (("prompt_sliders", "Latent sliders run on the local engine only."),
+              ("latent_sliders", "Latent sliders run on the local engine only."),
+              ("example_directions", "Directions from examples run on the local engine only."),
+              ("model_management", "Models on a server are managed on the server."),
+              ("control", "Control layers are not sent to servers yet."),
+              ("live_mode", "Live painting is not sent to servers yet."))
+
+
+@dataclass(frozen=True)
+class RemoteGenerationResult(GenerationResult):
+    """A result made on a server: which one, and the workflow(s) it ran."""
+
+    server: str = ""
+    workflows: tuple[dict, ...] = field(default=(), repr=False)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"backend": "comfyui", "server": self.server, "workflows": list(self.workflows)}
+
+
+def guess_family(name: str) -> str:
+    """A checkpoint's family from its name (the server does not say); "" when unsure."""
+    low = name.lower()
+    for marker, family in (("sdxl", "sdxl"), ("xl", "sdxl"), ("sd3", "sd3"), ("flux", "flux"),
+                           ("v2-", "sd2"), ("sd2", "sd2"), ("1.5", "sd1"), ("sd15", "sd1"),
+                           ("sd1", "sd1"), ("v1-", "sd1")):
+        if marker in low:
+            return family
+    return ""
+
+
+class RemoteEngine:
+    """The remote backend (implements ``studio.core.engines.Engine``).
+
+    Parameters
+    ----------
+    servers
+        Server addresses (``http://host:8188``) or ``ServerConfig`` values (with a token,
+        or trusting a certificate that does not verify).
+    timeout
+        Seconds a call that is not a generation (model lists, uploads) may take.
+    """
+
+    def __init__(self, servers: Sequence[str | ServerConfig], *, timeout: float = 300.0) -> None:
+        configs = [s if isinstance(s, ServerConfig) else ServerConfig(check_url(s))
+                   for s in servers]
+        if not configs:
+            raise ValueError("RemoteEngine needs at least one server")
+        self.loop = EventLoopThread()
+        self.pool = ServerPool.of(configs)
+        self.timeout = timeout
+        self._features: EngineFeatures | None = None
+
+    @property
+    def servers(self) -> list[Server]:
+        return self.pool.servers
+
+    def close(self) -> None:
+        async def close_all() -> None:
+            for server in self.pool.servers:
+                await server.client.close()
+
+        try:
+            self.loop.run(close_all(), timeout=10)
+        finally:
+            self.loop.close()
+
+    def _run(self, coro: Any) -> Any:
+        return self.loop.run(coro, timeout=self.timeout)
+
+    # -- features ----------------------------------------------------------------------------
+    @property
+    def features(self) -> EngineFeatures:
+        """What the first server that answers can do, from its nodes (``/object_info``)."""
+        if self._features is None:
+            try:
+                info = self._run(self._object_info())
+            except StudioError as err:
+                return EngineFeatures(
+                    backend="comfyui", inpainting=False, img2img=False,
+                    why_not=tuple((name, str(err)) for name in
+                                  ("inpainting", "img2img", "lora", "upscaling"))
+                    + LOCAL_ONLY)
+            self._features = features_from_nodes(info)
+        return self._features
+
+    async def _object_info(self) -> dict[str, Any]:
+        error: StudioError | None = None
+        for server in self.pool.servers:
+            try:
+                return await server.client.object_info()
+            except StudioError as err:
+                error = error or err
+        assert error is not None
+        raise error
+
+    # -- models ------------------------------------------------------------------------------
+    def list_models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:
+        """The servers' models, each with where it lives (``server · folder/name``)."""
+        return self._run(self._list_models(kind, refresh))
+
+    async def _list_models(self, kind: str | None, refresh: bool = False) -> list[ModelInfo]:
+        found: dict[tuple[str, str], list[str]] = {}
+        for server in self.pool.servers:
+            for our_kind, folder in FOLDERS.items():
+                if kind is not None and our_kind != kind:
+                    continue
+                try:
+                    names = (await self.pool.checkpoints(server, refresh)
+                             if folder == "checkpoints" else
+                             await server.client.models(folder))
+                except StudioError:
+                    continue
+                for name in names:
+                    found.setdefault((our_kind, name), []).append(server.url)
+        out = []
+        for (our_kind, name), urls in found.items():
+            out.append(ModelInfo(
+                id=name, name=PurePosixPath(name).stem, kind=our_kind,
+                family=guess_family(name) if our_kind == "diffusion" else "",
+                source="comfyui",
+                path=", ".join(f"{u} · {FOLDERS[our_kind]}/{name}" for u in urls)))
+        return out
+
+    def default_model(self) -> ModelInfo | None:
+        models = self.list_models("diffusion")
+        return models[0] if models else None
+
+    def resolve_model(self, model_id: str) -> ModelInfo:
+        models = self.list_models()
+        return resolve(model_id, models, [s.url for s in self.pool.servers])
+
+    # -- status ------------------------------------------------------------------------------
+    def device_info(self) -> DeviceInfo:
+        parts = []
+        for server in self.pool.servers:
+            try:
+                stats = self._run(server.client.system_stats())
+            except StudioError as err:
+                parts.append(f"{server.url}: {err}")
+                continue
+            devices = stats.get("devices") or [{}]
+            dev = devices[0]
+            free = int(dev.get("vram_free", 0) or 0) / 2**30
+            parts.append(f"{server.url}: {dev.get('name', '?')} ({free:.1f} GB free)")
+        return DeviceInfo(device="comfyui", dtype="", autocast=False,
+                          description="ComfyUI " + "; ".join(parts))
+
+    def memory_in_use(self) -> int:
+        total = 0
+        for server in self.pool.servers:
+            for dev in server.client.stats.get("devices", []) or []:
+                total += int(dev.get("vram_total", 0) or 0) - int(dev.get("vram_free", 0) or 0)
+        return total
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest,
+                 on_step: Callable[[StepProgress], None] | None = None,
+                 cancel: CancelToken | None = None) -> GenerationResult:
+        """Run ``request`` on the servers; raises ``CancelledError`` or a ``StudioError``."""
+        cancel = cancel or CancelToken()
+        on_step = on_step or (lambda _p: None)
+        cancel.raise_if_cancelled()
+        steps: queue.Queue[StepProgress] = queue.Queue()
+        future = self.loop.submit(self._generate(request, steps, cancel))
+        while True:
+            try:
+                result = future.result(timeout=0.05)
+                break
+            except concurrent.futures.TimeoutError:
+                for progress in drain(steps):
+                    on_step(progress)
+        for progress in drain(steps):
+            on_step(progress)
+        return result
+
+    async def _generate(self, request: GenerationRequest, steps: queue.Queue[StepProgress],
+                        cancel: CancelToken) -> RemoteGenerationResult:
+        start = time.perf_counter()
+        wf._check(request)
+        wf.comfy_sampler(request.scheduler)
+        if "<lora:" in request.prompt.lower():
+            from studio.core.prompt_syntax import with_prompt_loras
+
+            request = with_prompt_loras(request, await self._list_models("lora"))
+        models = await self._list_models(None)
+        urls = [s.url for s in self.pool.servers]
+        checkpoint = resolve(request.model, [m for m in models if m.kind == "diffusion"],
+                             urls).id
+        loras = tuple((resolve(lw.name or lw.path, [m for m in models if m.kind == "lora"],
+                               urls).id, lw.weight) for lw in request.loras)
+        total = request.steps * request.batch_size
+        steps.put(StepProgress(0, total, phase="loading"))
+        done = [0] * request.batch_size
+        seeds = request.seeds
+        chunks = split(list(range(request.batch_size)), max(1, len(self.pool.usable())))
+
+        async def run_chunk(indices: list[int]) -> tuple[str, dict, list[np.ndarray]]:
+            async def on_server(server: Server) -> tuple[str, dict, list[np.ndarray]]:
+                for i in indices:
+                    done[i] = 0
+                return await self._run_on(server, request, checkpoint, loras,
+                                          [seeds[i] for i in indices], indices, done, total,
+                                          steps, cancel)
+
+            return await self.pool.run(checkpoint, lambda: cancel.cancelled, on_server)
+
+        import asyncio
+
+        tasks = [asyncio.ensure_future(run_chunk(c)) for c in chunks]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        images = [img for _url, _wf, imgs in results for img in imgs]
+        servers = sorted({url for url, _wf, _imgs in results})
+        resolved = request.replace(model=checkpoint, family=request.family
+                                   or guess_family(checkpoint),
+                                   device="comfyui:" + ",".join(servers), dtype="")
+        return RemoteGenerationResult(request=resolved, images=tuple(images),
+                                      seconds=time.perf_counter() - start,
+                                      server=",".join(servers),
+                                      workflows=tuple(w for _u, w, _i in results))
+
+    async def _run_on(self, server: Server, request: GenerationRequest, checkpoint: str,
+                      loras: tuple[tuple[str, float], ...], seeds: list[int],
+                      indices: list[int], done: list[int], total: int,
+                      steps: queue.Queue[StepProgress], cancel: CancelToken
+                      ) -> tuple[str, dict, list[np.ndarray]]:
+        client = server.client
+        info = await client.object_info()
+        samplers = tuple(_choices(info, "KSampler", "sampler_name"))
+        init = mask = ""
+        if request.task in ("img2img", "inpaint") and request.init_image is not None:
+            init = await client.upload(encode_png(_fit(request.init_image.to_array(),
+                                                       request.width, request.height)))
+        if request.task == "inpaint" and request.mask is not None:
+            mask = await client.upload(encode_png(_fit(request.mask.to_array(), request.width,
+                                                       request.height, mask=True)))
+        graph = wf.build(request, wf.Inputs(checkpoint, loras, init, mask, samplers),
+                         seeds=seeds)
+        sampler_ids = wf.sampler_nodes(graph)
+        current = [0]
+
+        def on_progress(p: Progress) -> None:
+            if p.phase == "node":
+                if p.node in sampler_ids:
+                    current[0] = sampler_ids.index(p.node)
+                    if current[0] == 0:
+                        steps.put(StepProgress(sum(done), total, phase="encoding"))
+                elif graph.get(p.node, {}).get("class_type") == "VAEDecode" and \
+                        sampler_ids.index(_sampler_of(graph, p.node)) == len(sampler_ids) - 1:
+                    steps.put(StepProgress(sum(done), total, phase="decoding"))
+                return
+            if p.preview is not None:
+                steps.put(StepProgress(sum(done), total, preview=p.preview))
+                return
+            if p.node in sampler_ids:
+                done[indices[sampler_ids.index(p.node)]] = min(p.value, request.steps)
+                steps.put(StepProgress(sum(done), total))
+
+        outputs = await client.run(graph, on_progress, lambda: cancel.cancelled)
+        images = []
+        max_side = max(request.width, request.height) * 4
+        for node_id in wf.output_nodes(graph):
+            for ref in outputs.get(node_id, {}).get("images", []):
+                images.append(await client.fetch_image(ref, max_side=max_side))
+        if len(images) != len(seeds):
+            raise StudioError(f"{client.url} returned {len(images)} images for {len(seeds)}.")
+        cancel.raise_if_cancelled()
+        return client.url, graph, images
+
+
+    # -- upscaling -----------------------------------------------------------------------------
+    def upscale(self, image: np.ndarray, model: str, scale: float,
+                on_step: Callable[[StepProgress], None] | None = None,
+                cancel: CancelToken | None = None) -> np.ndarray:
+        """``image`` enlarged by ``scale`` with the server upscale ``model`` ("" = the first,
+        "lanczos" = no model), resized to exactly ``scale`` times with Lanczos after it."""
+        cancel = cancel or CancelToken()
+        on_step = on_step or (lambda _p: None)
+        h, w = image.shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if model.lower() != "lanczos":
+            names = [m for m in self.list_models("upscaler")]
+            if not names:
+                raise ServerModelMissingError("The server has no upscale models.",
+                                              hint="Put one in its models/upscale_models.")
+            chosen = resolve(model, names, [s.url for s in self.pool.servers]) if model \
+                else names[0]
+            on_step(StepProgress(0, 1, phase="loading"))
+            image = self.loop.submit(self._upscale(image, chosen.id, cancel)).result()
+            on_step(StepProgress(1, 1))
+        from PIL import Image
+
+        out = Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.LANCZOS)
+        return np.asarray(out, dtype=np.uint8)
+
+    async def _upscale(self, image: np.ndarray, model: str, cancel: CancelToken) -> np.ndarray:
+        server = self.pool.servers[0]
+        for candidate in self.pool.usable():
+            if not candidate.busy:
+                server = candidate
+                break
+        name = await server.client.upload(encode_png(image))
+        graph = wf.upscale(name, model)
+        outputs = await server.client.run(graph, lambda _p: None, lambda: cancel.cancelled)
+        for node_id in wf.output_nodes(graph):
+            for ref in outputs.get(node_id, {}).get("images", []):
+                return await server.client.fetch_image(ref, max_side=16384)
+        raise StudioError(f"{server.url} returned no upscaled image.")
+
+
+def features_from_nodes(info: dict[str, Any]) -> EngineFeatures:
+    """What a server can do, from its node classes (``/object_info``)."""
+    from studio.core.samplers import SCHEDULER_NAMES
+
+    def has(feature: str) -> bool:
+        return all(node in info for node in wf.REQUIRED_NODES[feature])
+
+    samplers = set(_choices(info, "KSampler", "sampler_name"))
+    schedulers = tuple(name for name in SCHEDULER_NAMES
+                       if name in wf.SCHEDULERS and wf.SCHEDULERS[name][0] in samplers)
+    why = list(LOCAL_ONLY)
+    for feature, key in (("img2img", "img2img"), ("inpainting", "inpainting"),
+                         ("lora", "lora"), ("upscaling", "upscaling")):
+        if not has(key):
+            missing = [n for n in wf.REQUIRED_NODES[key] if n not in info]
+            why.append((feature, f"The server lacks the node(s) {', '.join(missing)}."))
+    families = ("sd1", "sd2", "sdxl") if has("txt2img") else ()
+    return EngineFeatures(
+        backend="comfyui", families=families, schedulers=schedulers,
+        inpainting=has("inpainting"), img2img=has("img2img"), control=False, lora=has("lora"),
+        prompt_sliders=False, latent_sliders=False, example_directions=False,
+        upscaling=has("upscaling"), model_management=False, live_mode=False,
+        why_not=tuple(why))
+
+
+def resolve(model_id: str, models: list[ModelInfo], urls: list[str]) -> ModelInfo:
+    """The server model ``model_id`` names: its exact name, or its file stem."""
+    wanted = model_id.strip().replace("\\", "/")
+    stem = PurePosixPath(wanted).stem.lower()
+    for match in (lambda m: m.id == wanted, lambda m: m.id.lower() == wanted.lower(),
+                  lambda m: m.name.lower() == stem):
+        for model in models:
+            if match(model):
+                return model
+    where = ", ".join(urls)
+    raise ServerModelMissingError(
+        f"The model {model_id!r} is not on the server ({where}).",
+        hint="Put it in the server's models folder, or see `studio models` for what it has.")
+
+
+def split(items: list[int], parts: int) -> list[list[int]]:
+    """``items`` in ``parts`` contiguous chunks (as even as they go; no empty chunk)."""
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def _choices(info: dict[str, Any], node: str, name: str) -> list[str]:
+    try:
+        spec = info[node]["input"]["required"][name]
+    except (KeyError, TypeError):
+        return []
+    options = spec[0]
+    if isinstance(options, str) and len(spec) > 1 and isinstance(spec[1], dict):
+        options = spec[1].get("options", [])  # COMBO written as ("COMBO", {"options": [...]})
+    return [str(o) for o in options] if isinstance(options, list) else []
+
+
+def _sampler_of(graph: dict[str, dict], decode_id: str) -> str:
+    return str(graph[decode_id]["inputs"]["samples"][0])
+
+
+def _fit(array: np.ndarray, width: int, height: int, mask: bool = False) -> np.ndarray:
+    """The init image (RGB) or mask (L, white: repaint) at the request's size."""
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(array))
+    img = img.convert("L" if mask else "RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.NEAREST if mask else Image.LANCZOS)
+    if mask:
+        img = img.convert("RGB")  # LoadImageMask reads the red channel
+    return np.asarray(img, dtype=np.uint8)
+
+
+__all__ = ["RemoteEngine", "RemoteGenerationResult", "features_from_nodes", "CancelledError"]
