@@ -57,8 +57,9 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   echo "Installing torch $TORCH_VERSION ..."
   if [ -n "${STUDIO_TORCH_INDEX:-}" ]; then
     "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url "$STUDIO_TORCH_INDEX"
-  elif "${PIP[@]}" install --no-index "torch==$TORCH_VERSION" >/dev/null 2>&1; then
-    echo "  (a local wheel from pip's find-links)"
+  elif "${PIP[@]}" install --no-index --no-deps "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+    echo "  (a local wheel from pip's find-links; its dependencies from the index)"
+    "${PIP[@]}" install "torch==$TORCH_VERSION"
   elif [ "$lock" = linux-cpu ]; then
     "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
   else

@@ -23,6 +23,10 @@ def run_app(settings: Settings, paths: list[str]) -> int:
     from studio.ui.launch import run_gui
 
     def services_factory() -> EngineServices:
+        if settings.servers:  # ComfyUI servers (studio.remote): no torch is imported
+            from studio.remote.services import remote_services
+
+            return remote_services(settings)
         # Heavy imports (torch, diffusers) happen here, on the loader thread, after the
         # window is up.
         from studio.engine.services import local_services

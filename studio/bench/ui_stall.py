@@ -1,8 +1,10 @@
-"""GUI responsiveness while a generation runs: the real window, the real engine thread.
+"""GUI responsiveness while a generation runs, and while a large project opens.
 
 A 5 ms ``QTimer`` pings the GUI thread's event loop; a stall is the time between two pings
 beyond the period. Run as a child (``python -m studio.bench.ui_stall MODEL``) with offscreen
-Qt; reports the stalls during an idle second and during one generation.
+Qt; reports the stalls during an idle second and during one generation, through the real
+window and the real engine thread. ``python -m studio.bench.ui_stall --open-project 200``
+reports them while the window opens a 200-layer project (no engine needed).
 """
 
 from __future__ import annotations
@@ -106,9 +108,94 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
             "preview_bytes": max(previews, default=0), "progress_events": len(previews)}
 
 
+def make_project(path: Path, layers: int, size: int, seed: int = 0) -> Path:
+    """A ``size``-px project of ``layers`` opaque-ish layers, each added as its own edit."""
+    import numpy as np
+
+    from studio.core.document.edits import AddLayer
+    from studio.core.document.layers import Document, Layer
+    from studio.core.document.undo import UndoStack
+    from studio.core.project.store import ProjectStore
+
+    doc = Document()
+    doc.width = doc.height = size
+    undo = UndoStack(doc)
+    rng = np.random.default_rng(seed)
+    for i in range(layers):
+        w, h = (int(v) for v in rng.integers(size // 8, size * 3 // 8, 2))
+        pixels = np.zeros((h, w, 4), np.uint8)
+        pixels[..., :3] = rng.integers(0, 255, 3, dtype=np.uint8)
+        pixels[4:-4, 4:-4, 3] = 200
+        layer = Layer(name=f"Layer {i + 1}", pixels=pixels, x=int(rng.integers(0, size - w)),
+                      y=int(rng.integers(0, size - h)))
+        undo.push(AddLayer(layer))
+    ProjectStore.save(path, doc, undo, doc.log)
+    return path
+
+
+def measure_open(layers: int = 200, size: int = 1024, idle_s: float = 0.5) -> dict[str, Any]:
+    """Open a ``layers``-layer project in ``MainWindow`` and report the GUI thread's stalls
+    from the Open command until the opened project has been painted."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: TID251
+    from PySide6.QtWidgets import QApplication  # noqa: TID251
+
+    from studio.settings import Settings
+    from studio.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(["studio-bench"])
+    folder = Path(tempfile.mkdtemp(prefix="studio-bench-open-"))
+    made = time.perf_counter()
+    path = make_project(folder / f"{layers}-layers.studio", layers, size)
+    made = time.perf_counter() - made
+    settings = QSettings(str(folder / "s.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(None, None, settings, Settings(autosave_minutes=0))
+    window.show()
+    stamps: list[float] = []
+    timer = QTimer(interval=PERIOD_MS)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    loop = QEventLoop()
+
+    def wait(seconds: float) -> None:
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+
+    progress: list[str] = []
+    window.projects.open_progressed.connect(lambda text, _f: progress.append(text))
+    timer.start()
+    wait(0.2)
+    stamps.clear()
+    wait(idle_s)
+    idle = _summary(stamps)
+    opened: list[float] = []
+
+    def open_it() -> None:
+        if window.projects.open_project(path):
+            opened.append(time.perf_counter())
+        QTimer.singleShot(100, loop.quit)  # the opened project's first paints
+
+    stamps.clear()
+    start = time.perf_counter()
+    QTimer.singleShot(0, open_it)
+    loop.exec()
+    timer.stop()
+    if not opened:
+        raise RuntimeError("the window did not open the project")
+    busy = _summary(stamps)
+    shown = len(window.doc.layers)
+    window.close()
+    app.processEvents()
+    return {"idle": idle, "open": busy, "open_s": opened[0] - start, "layers": shown,
+            "size": size, "file_mb": path.stat().st_size / 2**20, "make_s": made,
+            "progress": progress}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m studio.bench.ui_stall")
-    parser.add_argument("model")
+    parser.add_argument("model", nargs="?", help="the model of the generation measured")
+    parser.add_argument("--open-project", type=int, default=0, metavar="LAYERS",
+                        help="measure opening a project of LAYERS layers instead")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0)
@@ -116,6 +203,11 @@ def main() -> int:
     parser.add_argument("--nice", type=int, default=None,
                         help="engine thread nice increment (default: the app's)")
     args = parser.parse_args()
+    if args.open_project:
+        report_child_result(measure_open(args.open_project))
+        return 0
+    if not args.model:
+        parser.error("name the model (or --open-project LAYERS)")
     report_child_result(measure(args.model, args.size, args.steps, args.threads or None,
                                 dtype=args.dtype, nice=args.nice))
     return 0

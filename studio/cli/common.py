@@ -124,6 +124,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="extra model folder to scan (A1111/ComfyUI layouts work); repeatable "
                         "(default: the folders of the settings)")
     p.add_argument("--no-hf-cache", action="store_true", help="do not scan the HF cache")
+    p.add_argument("--server", action="append", default=[], metavar="URL",
+                   help="generate on this ComfyUI server (http://host:8188) instead of the "
+                        "local engine; repeatable: several servers share one queue "
+                        "(default: the settings' servers, STUDIO_SERVERS)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -133,14 +137,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(device=getattr(args, "device", None),
                          dtype=getattr(args, "dtype", None),
                          model_dirs=list(getattr(args, "model_dir", None) or ()),
-                         hf_cache=False if getattr(args, "no_hf_cache", False) else None)
+                         hf_cache=False if getattr(args, "no_hf_cache", False) else None,
+                         servers=list(getattr(args, "server", None) or ()) or None)
 
 
 def model_registry(settings: Settings) -> ModelRegistry:
-    """The models the settings' folders hold, found without torch (configs and headers)."""
+    """The models the settings' folders hold, found without torch (configs and headers);
+    with servers in the settings, the remote engine (it lists the servers' models)."""
+    if settings.servers:
+        return make_engine(settings)
     from studio.engine.models.registry import ModelRegistry
 
     return ModelRegistry(list(settings.model_dirs), hf_cache=bool(settings.hf_cache))
+
+
+_REMOTE_ENGINES: dict[tuple[Any, ...], Any] = {}
 
 
 def make_engine(source: argparse.Namespace | Settings) -> Any:
@@ -148,6 +159,13 @@ def make_engine(source: argparse.Namespace | Settings) -> Any:
     from studio.settings import Settings
 
     settings = source if isinstance(source, Settings) else settings_from_args(source)
+    if settings.servers:  # ComfyUI servers: no torch on this side
+        key = (settings.servers, settings.server_token, settings.trust_servers)
+        if key not in _REMOTE_ENGINES:  # one engine (one connection) per run and servers
+            from studio.remote.services import remote_services
+
+            _REMOTE_ENGINES[key] = remote_services(settings).engine
+        return _REMOTE_ENGINES[key]
     # Heavy imports (torch, diffusers) from here on: the settings are checked by now.
     from studio.engine.services import local_services
 

@@ -51,10 +51,9 @@ def _python(report: Report) -> None:
     report.row("Python", f"{platform.python_version()} ({sys.executable}"
                          f"{', virtual environment' if venv else ''}); "
                          f"{platform.system()} {platform.release()} {platform.machine()}")
+    import studio
     from studio import __version__
     from studio.paths import resources_dir
-
-    import studio
 
     report.row("Studio", f"{__version__} from {Path(studio.__file__).parent}")
     resources = resources_dir()

@@ -22,10 +22,12 @@ from studio import __version__
 from studio.cli.common import EXIT_CANCELLED, EXIT_ERROR, EXIT_USAGE, add_engine_args
 
 DEFAULT_COMMAND = "gui"
+TOP_LEVEL_FLAGS = ("-h", "--help", "--version")
 COMMAND_MODULES: list[str] = [
     "studio.cli.gui",
     "studio.cli.generate",
     "studio.cli.models",
+    "studio.cli.servers",
     "studio.cli.device",
     "studio.cli.upscale",
     "studio.cli.grid",
@@ -67,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     modules = {module.NAME: module for module in command_modules()}
     parser = build_parser(list(modules.values()))
-    if not args_list or (args_list[0] not in modules and not args_list[0].startswith("-")):
+    # No command: the window's (``studio --model-dir DIR``, ``studio photo.png``); the
+    # top-level flags (--help, --version) stay the top level's.
+    if not args_list or (args_list[0] not in modules
+                         and args_list[0] not in TOP_LEVEL_FLAGS):
         args_list = [DEFAULT_COMMAND, *args_list]
     try:
         args = parser.parse_args(args_list)

@@ -12,6 +12,7 @@ from pathlib import Path
 from studio.core.document.edits import ApplyGeneration, ResizeCanvas
 from studio.core.document.layers import Document
 from studio.core.document.undo import UndoStack
+from studio.core.errors import ProjectCorruptError
 from studio.core.jobs.events import GenerationResult
 from studio.core.jobs.request import GenerationRequest
 from studio.core.project.generation_log import GenerationLog
@@ -22,6 +23,9 @@ def open_or_create(path: Path, width: int, height: int) -> tuple[Document, UndoS
     """The project at ``path`` (a clear error if it is damaged or too new), or a new one."""
     if path.exists():
         project: Project = ProjectStore.load(path)
+        if project.problems:  # never write over a damaged file: it would lose the rest
+            raise ProjectCorruptError(f"{path.name} is damaged: {project.problems[0]}",
+                                      hint="Open it in the window and save a copy.")
         return project.document, project.undo_stack
     doc = Document(width=width, height=height)
     return doc, UndoStack(doc)

@@ -41,6 +41,8 @@ class EngineFeatures:
     upscaling: bool = False
     model_management: bool = False  # hashes, downloads, added folders
     live_mode: bool = False
+    regions: bool = False  # regional prompts (masked cross-attention)
+    regions_families: tuple[str, ...] = ()  # where regions work ((): every family it runs)
     why_not: tuple[tuple[str, str], ...] = ()  # (feature, reason) for what is off
 
     def reason(self, feature: str) -> str:
@@ -48,6 +50,15 @@ class EngineFeatures:
         if getattr(self, feature, False):
             return ""
         return dict(self.why_not).get(feature, f"{self.backend} backend does not offer this")
+
+    def regions_reason(self, family: str = "") -> str:
+        """Why regional prompts are off (on ``family`` where given); "" when they are on."""
+        if not self.regions:
+            return self.reason("regions")
+        if family and self.regions_families and family not in self.regions_families:
+            return dict(self.why_not).get("regions_families",
+                                          f"regional prompts do not work on {family} models")
+        return ""
 
 
 @runtime_checkable

@@ -42,6 +42,7 @@ from studio.engine.models.cache import PipelineCache, memory_budget, pipeline_by
 from studio.engine.models.families import INVERTIBLE_FAMILIES, SD_FAMILIES, SDXL_FAMILIES
 from studio.engine.models.loading import LoadedModel, load_model
 from studio.engine.models.registry import ModelRegistry
+from studio.engine.regions import RegionPlan, region_plan, regional_attention
 from studio.engine.schedulers import SCHEDULERS, canonical_name, make_scheduler
 from studio.engine.slider_edits import SliderEdits
 from studio.engine.sliders import (
@@ -58,6 +59,8 @@ from studio.engine.tuning import prepare_decode, torch_threads
 log = logging.getLogger(__name__)
 
 FAMILIES = SD_FAMILIES + SDXL_FAMILIES + ("pixart", "sd3")
+REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models; the transformer "
+                   "families (PixArt, SD3) do not take them here yet.")
 
 
 class Engine:
@@ -98,8 +101,10 @@ class Engine:
             backend="local", families=FAMILIES, schedulers=tuple(SCHEDULERS),
             inpainting=True, img2img=True, control=False, lora=True, prompt_sliders=True,
             latent_sliders=True, example_directions=True, upscaling=True,
-            model_management=True, live_mode=False,
+            model_management=True, live_mode=False, regions=True,
+            regions_families=SD_FAMILIES + SDXL_FAMILIES,
             why_not=(("control", "Control layers are not in the local engine yet."),
+                     ("regions_families", "Regional prompts: " + REGIONS_WHY_NOT),
                      ("live_mode", "Live painting is not in the local engine yet.")))
 
     # -- models --------------------------------------------------------------------------
@@ -217,14 +222,26 @@ class Engine:
             base_kwargs = (self._call(pipe, loaded, without_sliders(resolved, local),
                                       lambda _p: None, cancel, previews=False)[0]
                            if local else None)
+            regions = self._region_plan(pipe, loaded, resolved)
             with out_of_memory_as_error(request, self._free_memory), torch.inference_mode(), \
-                    self.choice.autocast(), torch_threads(loaded.cpu_threads):
+                    self.choice.autocast(), torch_threads(loaded.cpu_threads), \
+                    regional_attention(pipe.unet, regions):
                 if base_kwargs is not None:
                     callback.blend = self.slider_edits.local_blend(pipe, loaded, resolved,
                                                                    local, base_kwargs)
                 output = pipe(**kwargs)
         return GenerationResult(request=resolved, images=to_uint8_images(output.images),
                                 seconds=time.perf_counter() - start)
+
+    def _region_plan(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest
+                     ) -> RegionPlan | None:
+        """The regions' prompt embeddings and masks for the call (``None`` without regions);
+        each region prompt is encoded as the main prompt is (weights, clip skip, cache)."""
+        if not req.regions:
+            return None
+        embeds = [self.conditioning(loaded, req.replace(prompt=r.prompt, regions=()))
+                  .kwargs["prompt_embeds"] for r in req.regions]
+        return region_plan(req, embeds, int(getattr(pipe, "vae_scale_factor", 8)))
 
     def _local_sliders(self, loaded: LoadedModel, req: GenerationRequest) -> list[SliderValue]:
         local = local_sliders(req) if supports_embeddings(loaded.family) else []
@@ -347,3 +364,6 @@ def validate_for_family(request: GenerationRequest, family: str) -> None:
     """Checks a request against what a family can do, before any work starts."""
     if family in ("pixart", "sd3") and request.task != "txt2img":
         raise InvalidRequestError(f"{family} models only do text-to-image here.")
+    if request.regions and not supports_embeddings(family):
+        raise InvalidRequestError(f"Regional prompts need an SD 1.x, 2.x or SDXL model, not "
+                                  f"{family}: {REGIONS_WHY_NOT}")

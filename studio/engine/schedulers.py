@@ -67,18 +67,30 @@ def canonical_name(name: str) -> str:
 
 
 def make_scheduler(name: str, base_config: dict[str, Any]) -> Any:
-    """A fresh scheduler of the named kind, keeping the model's training schedule."""
+    """A fresh scheduler of the named kind, keeping the model's training schedule.
+
+    On a flow-matching model (``studio.engine.models.families.is_flow_config``) the names
+    that have a flow form run as it: Euler and Flow Euler as ``FlowMatchEulerDiscrete``,
+    Heun as ``FlowMatchHeunDiscrete``, DPM++ 2M and UniPC with flow sigmas and the model's
+    shift. Any other name is refused in one line, as Flow Euler is on a diffusion model.
+    """
     import diffusers
 
-    cls_name, extra = SCHEDULERS[canonical_name(name)]
-    cls = getattr(diffusers, cls_name)
-    base_cls = str(base_config.get("_class_name", ""))
-    flow_model = base_cls.startswith("FlowMatch")
-    if flow_model != cls_name.startswith("FlowMatch"):
-        kind = "flow-matching" if flow_model else "diffusion"
+    from studio.engine.models.families import FLOW_SCHEDULERS, is_flow_config
+
+    ours = canonical_name(name)
+    cls_name, extra = SCHEDULERS[ours]
+    flow_model = is_flow_config(base_config)
+    if flow_model:
+        if ours not in FLOW_SCHEDULERS:
+            raise InvalidRequestError(
+                f"The scheduler {name!r} does not work with this flow-matching model; "
+                f"choose one of: {', '.join(FLOW_SCHEDULERS)}.")
+        return _flow_scheduler(ours, base_config)
+    if cls_name.startswith("FlowMatch"):
         raise InvalidRequestError(
-            f"The scheduler {name!r} does not work with this {kind} model; "
-            f"try {'Flow Euler' if flow_model else 'Euler'}.")
+            f"The scheduler {name!r} does not work with this diffusion model; try Euler.")
+    cls = getattr(diffusers, cls_name)
     config = dict(base_config)
     # Latents are not images in [-1, 1]: diffusers' DDIM/DDPM default of clipping the
     # predicted x0 (made for pixel-space models) wrecks a latent model whose saved config
@@ -90,3 +102,36 @@ def make_scheduler(name: str, base_config: dict[str, Any]) -> Any:
     if cls_name.startswith("DPMSolver") and "algorithm_type" not in extra:
         config["algorithm_type"] = "dpmsolver++"
     return cls.from_config(config)
+
+
+# Our flow-matching names -> the diffusers class that runs them on a flow model.
+_FLOW_CLASSES = {"Flow Euler": "FlowMatchEulerDiscreteScheduler",
+                 "Euler": "FlowMatchEulerDiscreteScheduler",
+                 "Heun": "FlowMatchHeunDiscreteScheduler",
+                 "DPM++ 2M": "DPMSolverMultistepScheduler",
+                 "UniPC": "UniPCMultistepScheduler"}
+
+
+def _flow_scheduler(ours: str, base_config: dict[str, Any]) -> Any:
+    """``ours`` configured for a flow-matching model, with the model's own shift."""
+    import diffusers
+
+    cls_name = _FLOW_CLASSES[ours]
+    if base_config.get("_class_name") == cls_name:  # the model's own, as its name says
+        own = dict(base_config)
+        if cls_name.startswith("DPMSolver"):
+            own.update(algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=False)
+        return getattr(diffusers, cls_name).from_config(own)
+    shift = float(base_config.get("shift", base_config.get("flow_shift", 1.0)) or 1.0)
+    config = {k: v for k, v in base_config.items()
+              if k in ("num_train_timesteps", "use_dynamic_shifting", "base_shift", "max_shift",
+                       "base_image_seq_len", "max_image_seq_len", "time_shift_type",
+                       "invert_sigmas", "shift_terminal")}
+    if cls_name.startswith("FlowMatch"):
+        config["shift"] = shift
+    else:
+        config.update(prediction_type="flow_prediction", use_flow_sigmas=True,
+                      flow_shift=shift, solver_order=2)
+        if cls_name.startswith("DPMSolver"):
+            config["algorithm_type"] = "dpmsolver++"
+    return getattr(diffusers, cls_name).from_config(config)

@@ -9,6 +9,7 @@ caller's ``on_step`` is called on the caller's own thread.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import queue
 import time
@@ -91,12 +92,20 @@ class RemoteEngine:
         self.pool = ServerPool.of(configs)
         self.timeout = timeout
         self._features: EngineFeatures | None = None
+        self._closed = False
+        atexit.register(self.close)
 
     @property
     def servers(self) -> list[Server]:
         return self.pool.servers
 
     def close(self) -> None:
+        """Close the connections and stop the loop (also at exit)."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+
         async def close_all() -> None:
             for server in self.pool.servers:
                 await server.client.close()
@@ -142,7 +151,13 @@ class RemoteEngine:
 
     async def _list_models(self, kind: str | None, refresh: bool = False) -> list[ModelInfo]:
         found: dict[tuple[str, str], list[str]] = {}
+        errors: list[StudioError] = []
         for server in self.pool.servers:
+            try:
+                await self.pool.checkpoints(server, refresh)
+            except StudioError as err:  # not reachable, or not ComfyUI: say so, not "no model"
+                errors.append(err)
+                continue
             for our_kind, folder in FOLDERS.items():
                 if kind is not None and our_kind != kind:
                     continue
@@ -154,6 +169,8 @@ class RemoteEngine:
                     continue
                 for name in names:
                     found.setdefault((our_kind, name), []).append(server.url)
+        if errors and len(errors) == len(self.pool.servers):
+            raise errors[0]
         out = []
         for (our_kind, name), urls in found.items():
             out.append(ModelInfo(
@@ -162,6 +179,10 @@ class RemoteEngine:
                 source="comfyui",
                 path=", ".join(f"{u} · {FOLDERS[our_kind]}/{name}" for u in urls)))
         return out
+
+    def models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:
+        """As ``list_models`` (the name ``studio models`` asks a model registry by)."""
+        return self.list_models(kind, refresh)
 
     def default_model(self) -> ModelInfo | None:
         models = self.list_models("diffusion")
@@ -184,7 +205,8 @@ class RemoteEngine:
             dev = devices[0]
             free = int(dev.get("vram_free", 0) or 0) / 2**30
             parts.append(f"{server.url}: {dev.get('name', '?')} ({free:.1f} GB free)")
-        return DeviceInfo(device="comfyui", dtype="", autocast=False,
+        return DeviceInfo(device=f"comfyui@{self.pool.servers[0].url}", dtype="remote",
+                          autocast=False,
                           description="ComfyUI " + "; ".join(parts))
 
     def memory_in_use(self) -> int:

@@ -19,29 +19,54 @@ from studio.core.jobs.request import GenerationRequest
 
 MAX_SEED = 2**64 - 1  # ComfyUI's KSampler takes 64-bit seeds
 
-# Our scheduler names (studio.core.samplers.SCHEDULER_NAMES) -> ComfyUI (sampler_name, scheduler).
-SCHEDULERS: dict[str, tuple[str, str]] = {
+# Our sampler names (studio.core.samplers.SCHEDULER_NAMES, without a schedule word) ->
+# ComfyUI's sampler_name and its default scheduler; " Karras" / " Exponential" after ours
+# choose ComfyUI's "karras" / "exponential" scheduler.
+_SAMPLERS: dict[str, tuple[str, str]] = {
     "Euler": ("euler", "normal"),
     "Euler a": ("euler_ancestral", "normal"),
-    "Euler Karras": ("euler", "karras"),
     "Heun": ("heun", "normal"),
     "LMS": ("lms", "normal"),
-    "LMS Karras": ("lms", "karras"),
     "DPM2": ("dpm_2", "normal"),
     "DPM2 a": ("dpm_2_ancestral", "normal"),
+    "DPM fast": ("dpm_fast", "normal"),
+    "DPM adaptive": ("dpm_adaptive", "normal"),
     "DPM++ 2M": ("dpmpp_2m", "normal"),
-    "DPM++ 2M Karras": ("dpmpp_2m", "karras"),
     "DPM++ 2M SDE": ("dpmpp_2m_sde", "normal"),
-    "DPM++ 2M SDE Karras": ("dpmpp_2m_sde", "karras"),
+    "DPM++ 2M SDE Heun": ("dpmpp_2m_sde_heun", "normal"),
+    "DPM++ 3M SDE": ("dpmpp_3m_sde", "normal"),
     "DPM++ SDE": ("dpmpp_sde", "normal"),
+    "DPM++ 2S a": ("dpmpp_2s_ancestral", "normal"),
     "DDIM": ("ddim", "ddim_uniform"),
+    "DDPM": ("ddpm", "normal"),
     "PNDM": ("ipndm", "normal"),
+    "PLMS": ("ipndm", "normal"),
     "UniPC": ("uni_pc", "normal"),
+    "DEIS": ("deis", "normal"),
     "LCM": ("lcm", "sgm_uniform"),
     "Flow Euler": ("euler", "simple"),
 }
-# Ours that ComfyUI has no sampler for -> the nearest that it has.
-NEAREST: dict[str, str] = {"TCD": "LCM"}
+_SCHEDULES = {"Karras": "karras", "Exponential": "exponential"}
+
+
+def _table() -> dict[str, tuple[str, str]]:
+    from studio.core.samplers import SCHEDULER_NAMES
+
+    table = {}
+    for name in SCHEDULER_NAMES:
+        base, word = name, ""
+        for suffix in _SCHEDULES:
+            if name.endswith(" " + suffix):
+                base, word = name[: -len(suffix) - 1], suffix
+        if base in _SAMPLERS:
+            sampler, schedule = _SAMPLERS[base]
+            table[name] = (sampler, _SCHEDULES[word] if word else schedule)
+    return table
+
+
+SCHEDULERS: dict[str, tuple[str, str]] = _table()
+# Ours that ComfyUI 0.8 has no sampler for -> the nearest that it has.
+NEAREST: dict[str, str] = {"TCD": "LCM", "Restart": "Euler"}
 
 
 def comfy_sampler(scheduler: str, available: Sequence[str] = ()) -> tuple[str, str]:
@@ -60,6 +85,9 @@ def comfy_sampler(scheduler: str, available: Sequence[str] = ()) -> tuple[str, s
     pair = SCHEDULERS.get(name)
     if pair is None or (available and pair[0] not in available):
         nearest = NEAREST.get(name, "Euler")
+        if pair is not None and available:  # the server lacks this sampler: its nearest
+            nearest = next((ours for ours, (smp, _s) in SCHEDULERS.items()
+                            if smp in available and ours != name), "Euler")
         raise InvalidRequestError(
             f"The scheduler {name} has no ComfyUI sampler; the nearest is {nearest}.")
     return pair

@@ -69,6 +69,7 @@ class JobQueue:
         self.runner: Runner | None = None
         self.running: int | None = None
         self.waiting: dict[int, GenerationRequest | None] = {}  # job id -> request, run order
+        self.labels: dict[int, str] = {}  # job id -> what a job that is not a generation does
         self._listeners: list[Callable[[JobEvent], None]] = []
         self._signals = {JobQueued: self.queued, JobStarted: self.started,
                          JobProgress: self.progressed, JobFinished: self.finished,
@@ -97,12 +98,16 @@ class JobQueue:
     def submit(self, request: GenerationRequest, channel: str = "render", *,
                label: str = "") -> int:
         if label:
-            return self._require().submit(request, channel, label=label)
+            job_id = self._require().submit(request, channel, label=label)
+            self.labels[job_id] = label
+            return job_id
         return self._require().submit(request, channel)
 
     def submit_work(self, work: Work, label: str) -> int:
         """Run ``work(on_step, cancel)`` on the engine thread as a queued job."""
-        return self._require().submit(work=work, label=label)
+        job_id = self._require().submit(work=work, label=label)
+        self.labels[job_id] = label
+        return job_id
 
     def cancel(self, job_id: int) -> bool:
         return self.runner.cancel(job_id) if self.runner is not None else False
@@ -141,6 +146,7 @@ class JobQueue:
             self.running = event.job_id
         elif isinstance(event, (JobFinished, JobFailed, JobCancelled)):
             self.waiting.pop(event.job_id, None)
+            self.labels.pop(event.job_id, None)
             if self.running == event.job_id:
                 self.running = None
         signal = self._signals.get(type(event))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import sys
 import traceback
 import weakref
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, QSettings, QSocketNotifier, QThread, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
@@ -89,6 +91,44 @@ class StudioSession(QObject):
             self.runner = None
 
 
+class TerminationWatcher(QObject):
+    """Turns SIGTERM (a logout, a system shutdown, ``kill``) into a clean close of the
+    window on the GUI thread: the work is saved without asking, as the close would, and
+    nothing is left for a restore offer at the next start.
+
+    Python runs a signal handler only between bytecodes, never while Qt's event loop waits,
+    so the handler writes to a socket (``signal.set_wakeup_fd``) that a ``QSocketNotifier``
+    watches.
+    """
+
+    def __init__(self, on_terminate: Callable[[], None],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.on_terminate = on_terminate
+        self._reader, self._writer = socket.socketpair()
+        for end in (self._reader, self._writer):
+            end.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno())
+        self._previous_handler = signal.signal(signal.SIGTERM, lambda *_args: None)
+        self.notifier = QSocketNotifier(self._reader.fileno(), QSocketNotifier.Type.Read, self)
+        self.notifier.activated.connect(self._on_notifier_activated)
+
+    def _on_notifier_activated(self) -> None:
+        try:
+            data = self._reader.recv(64)
+        except OSError:
+            return
+        if signal.SIGTERM in data:
+            self.on_terminate()
+
+    def uninstall(self) -> None:
+        self.notifier.setEnabled(False)
+        signal.signal(signal.SIGTERM, self._previous_handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._reader.close()
+        self._writer.close()
+
+
 def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | None = None,
             open_paths: list[str] | None = None, config: Settings | None = None) -> int:
     """Run the studio until its window closes; returns the exit code.
@@ -106,7 +146,9 @@ def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | No
     app.setOrganizationName("LatentStudio")
     session = StudioSession(services_factory, open_paths, config=config)
     app.aboutToQuit.connect(session.shutdown)
+    watcher = TerminationWatcher(session.window.close_for_shutdown)
     session.start()
     code = app.exec()
+    watcher.uninstall()
     session.shutdown()
     return int(code)

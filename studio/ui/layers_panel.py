@@ -63,6 +63,7 @@ class LayersPanel(QWidget):
         self.opacity_slider.valueChanged.connect(self._on_opacity_slider_changed)
         self.list = QListWidget(objectName="layers_list")
         self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setUniformItemSizes(True)  # no per-row measuring: 200 layers list at once
         self.list.setEditTriggers(QListWidget.EditTrigger.DoubleClicked
                                   | QListWidget.EditTrigger.EditKeyPressed)
         self.list.currentItemChanged.connect(self._on_list_current_changed)

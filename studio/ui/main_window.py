@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.document.layers import Document
 from studio.core.engines import EngineServices
 from studio.core.errors import StudioError
 from studio.core.jobs.request import GenerationRequest
@@ -98,7 +100,7 @@ class MainWindow(QMainWindow):
         column.addWidget(self.banner)
         column.addWidget(self.canvas, 1)
         self.setCentralWidget(central)
-        self.status = StudioStatusBar(self)
+        self.status = StudioStatusBar(self, self.jobs.labels)
         self.setStatusBar(self.status)
 
         self.prompt_panel = PromptPanel()
@@ -128,7 +130,7 @@ class MainWindow(QMainWindow):
         self.projects = ProjectController(self, self.document, RecentFiles(self.settings),
                                           self._prompt_texts, self.show_status,
                                           self.show_error, self.config.autosave_minutes,
-                                          confirm_close)
+                                          confirm_close, prepare_views=self._prepare_views)
         self.file_actions = FileActions(self, self.document, self.projects, self.gallery_panel,
                                         self.prompt_panel, self.settings,
                                         self.commands.open_image, self.canvas.fit,
@@ -262,6 +264,9 @@ class MainWindow(QMainWindow):
         self.gallery_panel.init_requested.connect(self.controller.use_as_init)
         self.gallery_panel.vary_requested.connect(self.controller.vary)
         self.bridge.job_progressed.connect(self.status.on_job_progressed)
+        self.status.cancel_requested.connect(self.controller.cancel_current)
+        self.projects.open_progressed.connect(self.status.show_task)
+        self.projects.open_ended.connect(self.status.end_task)
         self.bridge.job_started.connect(self.status.on_job_started)
         for signal in (self.bridge.job_finished, self.bridge.job_failed,
                        self.bridge.job_cancelled):
@@ -345,6 +350,20 @@ class MainWindow(QMainWindow):
             self.controller.submit(request, plan, base_id, "slider")
         except StudioError as err:
             self.banner.show_message(str(err))
+
+    def _prepare_views(self, doc: Document) -> Callable[[], None]:
+        """On the thread reading a project: draw what the views show of ``doc``, so that
+        showing it takes the GUI thread no time; returns the call that hands it over."""
+        canvas = CanvasView.prepare(doc)
+        layers = LayersPanel.prepare(doc)
+        gallery = GalleryPanel.prepare(doc)
+
+        def show() -> None:
+            self.canvas.prime(canvas)
+            self.layers_panel.prime(layers)
+            self.gallery_panel.prime(gallery)
+
+        return show
 
     def _on_document_replacing(self) -> None:
         """Another document (an opened project) comes: its jobs and places are not ours."""
@@ -465,6 +484,12 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
         if event.isAccepted():
             self._quiet_children()
+
+    def close_for_shutdown(self) -> None:
+        """The system asks the app to end (SIGTERM): close without asking; unsaved work is
+        saved (see ``ProjectController.shutting_down``)."""
+        self.projects.shutting_down = True
+        self.close()
 
     def _quiet_children(self) -> None:
         """A closed window is done: its widgets must not call Python slots while Qt

@@ -147,6 +147,9 @@ class ProjectController(QObject):
         self._write_done.set()
         self._queued_save: Path | None = None
         self._closing = False
+        # The system is ending the app (SIGTERM): no one may be there to answer, so the
+        # close saves without asking (see ``save_unattended``).
+        self.shutting_down = False
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setObjectName("autosave_timer")
         self.autosave_timer.timeout.connect(self.autosave)
@@ -249,6 +252,17 @@ class ProjectController(QObject):
             self.show_status("")
             return False
         self._discard_own_autosaves()
+        if project.problems:
+            # Opened as far as it could be read: an unsaved copy, so the damaged file is never
+            # written over; one line says what was lost.
+            self._adopt(project.document, project.undo_stack, project.log, None, show)
+            self._forced_dirty = True
+            self.update_title()
+            more = (f" (and {len(project.problems) - 1} more problem(s))"
+                    if len(project.problems) > 1 else "")
+            self.show_error(f"{target.name} is damaged: {project.problems[0]}{more} It opened "
+                            "as an unsaved copy; save it under a new name.")
+            return True
         self._adopt(project.document, project.undo_stack, project.log, target, show)
         if restored:
             self._forced_dirty = True
@@ -505,6 +519,13 @@ class ProjectController(QObject):
     # -- closing -----------------------------------------------------------------------------
     def close_requested(self) -> bool:
         """Called by the window's close event: ``False`` keeps the window open."""
+        if self.shutting_down:
+            self._closing = True
+            self.autosave_timer.stop()
+            self.wait()
+            if self.save_unattended():
+                self._discard_own_autosaves()  # saved: nothing to recover
+            return True  # a failed save keeps the autosave: offered at the next start
         if self.confirm_close and not self.maybe_save():
             return False
         self._closing = True
@@ -512,6 +533,32 @@ class ProjectController(QObject):
         self.wait()
         if not self.is_modified or self.confirm_close:
             self._discard_own_autosaves()  # a clean close: nothing to recover
+        return True
+
+    def save_unattended(self) -> bool:
+        """Save unsaved changes without asking: to the project's file, or (untitled, or a
+        file that cannot be written) to a new project in the user's data folder, which
+        Open Recent then lists. ``True`` when nothing is left unsaved."""
+        if not self.is_modified:
+            return True
+        if self.path is not None and not self.must_save_as:
+            target = self.path
+        else:
+            folder = data_dir() / "saved at shutdown"
+            stamp = time.strftime("%Y-%m-%d %H-%M-%S")
+            target = folder / f"{self.name} {stamp}{PROJECT_SUFFIX}"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                self._on_failed(target, err)
+                return False
+        snap = self._snapshot()
+        try:
+            report = ProjectStore.write(target, snap)
+        except StudioError as err:
+            self._on_failed(target, err)
+            return False
+        self._on_saved(target, snap, self._log_version, report)
         return True
 
     def load(self, project: Project) -> None:

@@ -74,6 +74,8 @@ def window(qtbot, services: EngineServices, runner: JobRunner,
     w.show()
     qtbot.waitExposed(w)
     w.activateWindow()
+    # A prompt typed, as before any generation (an empty one asks first: test_window.py).
+    w.prompt_panel.prompt_edit.setPlainText("a portrait")
     w.prompt_panel.prompt_edit.setFocus()
     yield w
     dispose(w)

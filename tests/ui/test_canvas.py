@@ -32,7 +32,8 @@ def test_brush_stroke_is_one_undo_entry_and_undo_restores_pixels(qtbot, window):
     layer = open_grey(window)
     before = layer.pixels.copy()
     count = window.undo.count
-    QTest.keyClick(window, Qt.Key.Key_B)
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_B)
     assert window.canvas.tool == tools.BRUSH
     window.tool_bars.set_color((255, 0, 0))
     drag(qtbot, window.canvas, [(10, 10), (20, 12), (30, 14), (40, 30)])
@@ -53,12 +54,13 @@ def test_brush_stroke_is_one_undo_entry_and_undo_restores_pixels(qtbot, window):
 def test_eraser_and_brush_size_shortcuts(qtbot, window):
     layer = open_grey(window)
     size = window.canvas.brush.size
-    QTest.keyClick(window, Qt.Key.Key_BracketRight)
+    window.canvas.setFocus()  # bare-key shortcuts act on the canvas
+    QTest.keyClick(window.canvas, Qt.Key.Key_BracketRight)
     assert window.canvas.brush.size > size
-    QTest.keyClick(window, Qt.Key.Key_BracketLeft)
-    QTest.keyClick(window, Qt.Key.Key_BracketLeft)
+    QTest.keyClick(window.canvas, Qt.Key.Key_BracketLeft)
+    QTest.keyClick(window.canvas, Qt.Key.Key_BracketLeft)
     assert window.canvas.brush.size < size
-    QTest.keyClick(window, Qt.Key.Key_E)
+    QTest.keyClick(window.canvas, Qt.Key.Key_E)
     assert window.canvas.tool == tools.ERASER
     drag(qtbot, window.canvas, [(32, 32), (33, 33)])
     assert layer.pixels[32, 32, 3] < 255
@@ -66,7 +68,8 @@ def test_eraser_and_brush_size_shortcuts(qtbot, window):
 
 def test_inpaint_uses_the_painted_mask(qtbot, window, engine):
     open_grey(window)
-    QTest.keyClick(window, Qt.Key.Key_M)
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_M)
     assert window.canvas.tool == tools.MASK_BRUSH
     drag(qtbot, window.canvas, [(20, 20), (30, 22)])
     assert window.doc.layers[0].mask is not None
@@ -88,7 +91,8 @@ def test_inpaint_uses_the_painted_mask(qtbot, window, engine):
 def test_selection_sets_the_region_and_img2img_uses_it(qtbot, window, engine):
     open_grey(window, (64, 64), 180)
     window.prompt_panel.set_values({"strength": 0.6})  # below 1: refine what is there
-    QTest.keyClick(window, Qt.Key.Key_R)
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_R)
     drag(qtbot, window.canvas, [(16, 16), (48, 48)])
     assert window.doc.selection == (16, 16, 32, 32)
     with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
@@ -141,7 +145,8 @@ def test_crop_and_resize_canvas_are_undoable(window):
 
 def test_colour_picker_sets_the_brush_colour(qtbot, window):
     open_grey(window, value=77)
-    QTest.keyClick(window, Qt.Key.Key_I)
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_I)
     qtbot.mouseClick(window.canvas, Qt.MouseButton.LeftButton,
                      pos=widget_point(window.canvas, 10, 10))
     assert window.canvas.brush.color == (77, 77, 77)

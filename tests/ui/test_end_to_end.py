@@ -66,7 +66,8 @@ def test_inpainting_on_the_real_model_changes_only_the_masked_area(qtbot, real_w
     w = real_window
     base = open_grey(w, (64, 64), 120)
     before = w.doc.composite()[..., :3].astype(int)
-    QTest.keyClick(w, Qt.Key.Key_M)
+    w.canvas.setFocus()  # bare-key shortcuts act on the canvas
+    QTest.keyClick(w.canvas, Qt.Key.Key_M)
     drag(qtbot, w.canvas, [(20, 30), (44, 30)])
     assert base.mask is not None
     w.prompt_panel.prompt_edit.setPlainText("a red hat")

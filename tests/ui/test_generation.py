@@ -21,6 +21,7 @@ def lock_seed(window, seed: int) -> None:
 
 
 def test_ctrl_enter_generates_a_new_layer(qtbot, window, engine):
+    window.prompt_panel.prompt_edit.clear()
     qtbot.keyClicks(window.prompt_panel.prompt_edit, "a red fox")
     lock_seed(window, 42)
     with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):

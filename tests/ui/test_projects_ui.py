@@ -28,7 +28,8 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def paint_stroke(qtbot, window):
-    QTest.keyClick(window, Qt.Key.Key_B)
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_B)
     window.tool_bars.set_color((255, 0, 0))
     drag(qtbot, window.canvas, [(10, 10), (30, 12), (40, 30)])
 

@@ -16,6 +16,7 @@ from studio.ui import canvas_tools as tools
 
 def test_shortcuts_work_while_typing_in_the_prompt(qtbot, window):
     edit = window.prompt_panel.prompt_edit
+    edit.clear()
     edit.setFocus()
     qtbot.waitUntil(lambda: QApplication.focusWidget() is edit, timeout=2000)
     # Single-letter tool shortcuts type text in the prompt instead of switching tools.

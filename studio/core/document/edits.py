@@ -34,6 +34,20 @@ def _set_active(doc: Document, layer_id: str | None) -> None:
         doc.emit("active_layer_changed", layer_id=layer_id)
 
 
+def frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only: a command's own copy, never changed once recorded (so a
+    save may remember its content hash instead of hashing it again)."""
+    array.flags.writeable = False
+    return array
+
+
+def _frozen_layer(layer: Layer) -> Layer:
+    frozen(layer.pixels)
+    if layer.mask is not None:
+        frozen(layer.mask)
+    return layer
+
+
 @register
 class AddLayer(Command):
     """Insert a layer (on top by default) and make it active."""
@@ -44,7 +58,7 @@ class AddLayer(Command):
         super().__init__(text)
         self.layer: Layer | None = layer
         # Later commands paint into the live layer; saving needs the layer as it was added.
-        self.initial = layer.copy()
+        self.initial = _frozen_layer(layer.copy())
         self.index = index
         self._prev_active: str | None = None
 
@@ -78,7 +92,7 @@ class AddLayer(Command):
     def state_from_dict(cls, data: dict[str, Any], get: GetArray) -> AddLayer:
         cmd = cls.__new__(cls)
         Command.__init__(cmd)
-        cmd.initial = Layer.from_dict(data["layer"], get)
+        cmd.initial = _frozen_layer(Layer.from_dict(data["layer"], get))
         cmd.layer = None
         cmd.index = data.get("index")
         cmd._prev_active = data.get("prev_active")
@@ -289,8 +303,8 @@ class PaintPixels(Command):
             raise ValueError("old and new pixels must have the same shape")
         self.layer_id = layer_id
         self.x, self.y = int(x), int(y)
-        self.old = np.array(old, dtype=np.uint8, copy=True)
-        self.new = np.array(new, dtype=np.uint8, copy=True)
+        self.old = frozen(np.array(old, dtype=np.uint8, copy=True))
+        self.new = frozen(np.array(new, dtype=np.uint8, copy=True))
         self.target = target
         self._created_mask = False
 

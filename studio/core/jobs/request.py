@@ -36,6 +36,41 @@ class SliderValue:
     payload: tuple[tuple[str, Any], ...] = ()
 
 
+MAX_REGIONS = 16
+
+
+@dataclass(frozen=True)
+class Region:
+    """A regional prompt: ``prompt`` applies where ``mask`` is white, with ``strength``.
+
+    ``mask`` is an 8-bit grey image (255: fully in the region), resized by the engine to the
+    request's size; like the init image it is referred to by its content hash on disk.
+    ``strength`` (0 to 1) is how far the region's prompt replaces the main prompt inside it.
+    """
+
+    mask: Pixels = field(repr=False)
+    prompt: str
+    strength: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mask": _pixels_ref(self.mask), "prompt": self.prompt,
+                "strength": self.strength}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], images: dict[str, Pixels]) -> Region | None:
+        """The region, or ``None`` when its mask is not in ``images``."""
+        ref = data.get("mask")
+        mask = images.get(ref.get("sha256", "")) if isinstance(ref, dict) else None
+        if mask is None:
+            return None
+        return cls(mask, str(data.get("prompt", "")), float(data.get("strength", 1.0)))
+
+
+def _pixels_ref(value: Pixels) -> dict[str, Any]:
+    return {"sha256": value.sha256, "width": value.width, "height": value.height,
+            "mode": value.mode}
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One generation, complete enough to give the same pixels again.
@@ -66,6 +101,7 @@ class GenerationRequest:
     sliders: tuple[SliderValue, ...] = ()
     loras: tuple[LoraWeight, ...] = ()
     clip_skip: int = 0
+    regions: tuple[Region, ...] = ()
     device: str = ""
     dtype: str = ""
 
@@ -91,11 +127,18 @@ class GenerationRequest:
             problems.append(f"{self.task} needs an init image")
         if self.task == "inpaint" and self.mask is None:
             problems.append("inpainting needs a mask")
+        problems += _region_problems(self.regions)
         if problems:
             raise InvalidRequestError("Invalid request: " + "; ".join(problems) + ".")
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def pixels(self) -> tuple[Pixels, ...]:
+        """Every image the request refers to: init image, mask and region masks."""
+        out = [p for p in (self.init_image, self.mask) if p is not None]
+        return (*out, *(region.mask for region in self.regions))
 
     @property
     def seeds(self) -> list[int]:
@@ -112,8 +155,9 @@ class GenerationRequest:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Pixels):
-                value = {"sha256": value.sha256, "width": value.width, "height": value.height,
-                         "mode": value.mode}
+                value = _pixels_ref(value)
+            elif f.name == "regions":
+                value = [region.to_dict() for region in value]
             elif f.name == "sliders":
                 value = [dict(slider_id=s.slider_id, value=s.value, space=s.space,
                               payload=dict(s.payload)) for s in value]
@@ -142,6 +186,9 @@ class GenerationRequest:
                         tuple(sorted(s.get("payload", {}).items())))
             for s in kwargs.get("sliders", ()) or ())
         kwargs["loras"] = tuple(LoraWeight(**lw) for lw in kwargs.get("loras", ()) or ())
+        # A region whose mask is not at hand is left out, as an init image is.
+        regions = (Region.from_dict(r, images) for r in kwargs.get("regions", ()) or ())
+        kwargs["regions"] = tuple(r for r in regions if r is not None)
         if kwargs.get("task") in ("img2img", "inpaint") and kwargs.get("init_image") is None:
             kwargs["task"] = "txt2img"
         if kwargs.get("task") == "txt2img":
@@ -151,3 +198,34 @@ class GenerationRequest:
     @classmethod
     def from_json(cls, text: str, images: dict[str, Pixels] | None = None) -> GenerationRequest:
         return cls.from_dict(json.loads(text), images)
+
+
+def _region_problems(regions: tuple[Region, ...]) -> list[str]:
+    problems = []
+    if len(regions) > MAX_REGIONS:
+        problems.append(f"at most {MAX_REGIONS} regions")
+    for i, region in enumerate(regions, 1):
+        if not isinstance(region, Region):
+            problems.append(f"region {i} is not a Region")
+            continue
+        if not region.prompt.strip():
+            problems.append(f"region {i} needs a prompt")
+        if not 0.0 <= region.strength <= 1.0:
+            problems.append(f"region {i}: strength must be between 0 and 1")
+        if region.mask.mode != "L":
+            problems.append(f"region {i}: the mask must be a grey (L) image")
+    return problems
+
+
+def request_image_refs(data: dict[str, Any]) -> list[str]:
+    """Content hashes of the images a serialised request refers to (init image, mask and
+    region masks), for a reader that must fetch them before ``from_dict``."""
+    refs = []
+    entries = [data.get("init_image"), data.get("mask")]
+    regions = data.get("regions")
+    if isinstance(regions, list):
+        entries += [r.get("mask") for r in regions if isinstance(r, dict)]
+    for ref in entries:
+        if isinstance(ref, dict) and isinstance(ref.get("sha256"), str) and ref["sha256"]:
+            refs.append(ref["sha256"])
+    return refs

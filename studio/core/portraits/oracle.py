@@ -288,6 +288,19 @@ def read_portrait(image: np.ndarray | Image.Image) -> OracleReading:
     )
 
 
+def read_background(image: np.ndarray | Image.Image, area: np.ndarray | None = None) -> str:
+    """The background colour name read in the renderer's background area, within ``area``
+    ((64, 64) bool: a half of the picture, say) where given.
+
+    As ``read_portrait`` reads the whole background: the nearest palette entry (CIELAB) to
+    the median colour of the pixels the renderer always leaves as background."""
+    where = BACKGROUND_MASK if area is None else BACKGROUND_MASK & np.asarray(area, bool)
+    if not where.any():
+        raise ValueError("the area holds none of the renderer's background pixels")
+    lab = rgb_to_lab(as_portrait(image))
+    return _nearest(np.median(lab[where], axis=0), _BG_NAMES, _BG_LAB)[0]
+
+
 def read_portraits(images: np.ndarray | Iterable[np.ndarray]) -> list[OracleReading]:
     """``read_portrait`` of every image of an (n, H, W, 3) batch or a sequence."""
     return [read_portrait(im) for im in images]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import struct
 import threading
 import weakref
 import zlib
@@ -57,7 +58,12 @@ def encode_array(array: np.ndarray) -> tuple[str, bytes]:
 def _npy(data: bytes) -> np.ndarray:
     stream = io.BytesIO(data)
     version = np.lib.format.read_magic(stream)
-    shape, fortran, dtype = np.lib.format._read_array_header(stream, version)  # checked below
+    if version == (1, 0):
+        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if dtype.hasobject or count > MAX_ELEMENTS or count * dtype.itemsize > len(data):
         raise ValueError("the array header does not match its data")
@@ -83,7 +89,7 @@ def decode_array(codec: str, data: bytes) -> np.ndarray:
                 img.load()
                 arr = np.asarray(img)
         except (OSError, SyntaxError, EOFError, zlib.error, Image.DecompressionBombError,
-                IndexError, TypeError, struct_error()) as exc:
+                IndexError, TypeError, struct.error) as exc:
             raise ValueError(f"damaged image data ({type(exc).__name__})") from None
         if arr.dtype != np.uint8:
             raise ValueError("damaged image data (not 8-bit)")
@@ -91,15 +97,9 @@ def decode_array(codec: str, data: bytes) -> np.ndarray:
     if codec == "npy":
         try:
             return _npy(data)
-        except (OSError, EOFError, SyntaxError, TypeError, struct_error()) as exc:
+        except (OSError, EOFError, SyntaxError, TypeError, struct.error) as exc:
             raise ValueError(f"damaged array data ({type(exc).__name__})") from None
     raise ValueError(f"unknown blob codec {codec!r}")
-
-
-def struct_error() -> type[Exception]:
-    import struct
-
-    return struct.error
 
 
 def tiled(array: np.ndarray) -> bool:
@@ -113,8 +113,7 @@ def tiles(array: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
             for y in range(0, h, TILE) for x in range(0, w, TILE)]
 
 
-def put_blob(conn: sqlite3.Connection, key: str, array: np.ndarray, existing: set[str],
-             hashes: HashCache | None = None) -> int:
+def put_blob(conn: sqlite3.Connection, key: str, array: np.ndarray, existing: set[str]) -> int:
     """Store ``array`` under ``key`` unless present; returns how many blobs were written."""
     if key in existing:
         return 0
@@ -149,6 +148,20 @@ def _manifest(key: str, data: Any) -> tuple[tuple[int, ...], list[str]]:
     return shape, keys
 
 
+def _row(conn: sqlite3.Connection, key: str) -> tuple[str, bytes] | None:
+    """``(codec, data)`` of a blob, read as bytes: bit rot may turn a cell into text that
+    is not UTF-8, which SQLite would refuse to hand back."""
+    try:
+        row = conn.execute("SELECT CAST(codec AS BLOB), CAST(data AS BLOB) FROM blobs "
+                           "WHERE sha256 = ?", (key,)).fetchone()
+    except sqlite3.OperationalError as exc:
+        raise BlobDamagedError(key, "cannot be read") from exc
+    if row is None:
+        return None
+    codec = row[0].decode("ascii", errors="replace") if isinstance(row[0], bytes) else ""
+    return codec, row[1]
+
+
 def load_blob(conn: sqlite3.Connection, key: str) -> np.ndarray:
     """The array stored under ``key``.
 
@@ -157,7 +170,7 @@ def load_blob(conn: sqlite3.Connection, key: str) -> np.ndarray:
     BlobDamagedError
         No such blob, or one that does not decode.
     """
-    row = conn.execute("SELECT codec, data FROM blobs WHERE sha256 = ?", (key,)).fetchone()
+    row = _row(conn, key)
     if row is None:
         raise BlobDamagedError(key, "is missing")
     codec, data = row
@@ -182,6 +195,43 @@ def load_blob(conn: sqlite3.Connection, key: str) -> np.ndarray:
         raise BlobDamagedError(key, f"is damaged ({exc})") from None
 
 
+def check_blob(conn: sqlite3.Connection, key: str) -> None:
+    """Check a blob without decoding its pixels (PNG chunk checksums, array headers, tile
+    manifests): much cheaper than ``load_blob`` for the many images of a generation log.
+
+    Raises
+    ------
+    BlobDamagedError
+        No such blob, or one that is damaged.
+    """
+    row = _row(conn, key)
+    if row is None:
+        raise BlobDamagedError(key, "is missing")
+    codec, data = row
+    try:
+        if not isinstance(data, bytes):
+            raise ValueError("not binary")
+        if codec == "png":
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as img:
+                if img.format != "PNG" or img.width * img.height * 4 > MAX_ELEMENTS:
+                    raise ValueError("not a stored image")
+                img.verify()
+        elif codec == "npy":
+            _npy(data)
+        elif codec == "tiles":
+            for tile_key in _manifest(key, data)[1]:
+                check_blob(conn, tile_key)
+        else:
+            raise ValueError(f"unknown codec {codec!r}")
+    except BlobDamagedError:
+        raise
+    except (OSError, SyntaxError, EOFError, zlib.error, IndexError, TypeError, KeyError,
+            ValueError, RecursionError, struct.error) as exc:
+        raise BlobDamagedError(key, f"is damaged ({type(exc).__name__})") from None
+
+
 def tile_refs(conn: sqlite3.Connection, keys: set[str]) -> set[str]:
     """Tile blobs the tiled images among ``keys`` are made of (damaged manifests: none)."""
     refs: set[str] = set()
@@ -197,7 +247,7 @@ def tile_refs(conn: sqlite3.Connection, keys: set[str]) -> set[str]:
 class HashCache:
     """Content hashes of arrays that are never changed in place, by identity.
 
-    An entry lives as long as its array: a weak reference drops it when the array is freed,
+    Only frozen arrays are remembered. An entry lives as long as its array: a weak reference drops it when the array is freed,
     so a recycled ``id`` never returns a stale hash. Thread-safe.
     """
 
@@ -207,9 +257,10 @@ class HashCache:
         self.enabled = True
         self.hits = 0
 
-    def key(self, array: np.ndarray, stable: bool = True) -> str:
-        """``array_key(array)``, remembered when ``stable`` (the array never changes)."""
-        if not (self.enabled and stable):
+    def key(self, array: np.ndarray) -> str:
+        """``array_key(array)``; remembered for read-only arrays that own their data (the
+        undo history's diffs: see ``freeze``), which cannot change while they live."""
+        if not (self.enabled and array.flags.owndata and not array.flags.writeable):
             return array_key(array)
         ident = id(array)
         with self._lock:

@@ -20,6 +20,7 @@ from studio.core.document.layers import array_key, new_id
 from studio.core.document.pixels import Pixels
 from studio.core.jobs.events import GenerationResult
 from studio.core.jobs.request import GenerationRequest
+from studio.core.jobs.request import request_image_refs as image_refs
 
 RELATIONS = ("vary", "img2img", "inpaint", "slider", "edit")
 """How a record relates to its parent; a root record has relation ``""``."""
@@ -83,13 +84,9 @@ class GenerationRecord:
 
 
 def request_image_refs(data: dict[str, Any]) -> list[str]:
-    """Content hashes of the init image and mask a serialised request refers to."""
-    refs = []
-    for key in ("init_image", "mask"):
-        ref = data.get(key)
-        if isinstance(ref, dict) and ref.get("sha256"):
-            refs.append(ref["sha256"])
-    return refs
+    """Content hashes of the init image, mask and region masks a serialised request
+    refers to."""
+    return image_refs(data)
 
 
 class GenerationLog:
@@ -123,10 +120,8 @@ class GenerationLog:
             key = array_key(arr)
             self._images.setdefault(key, arr)
             hashes.append(key)
-        for pixels in (request.init_image, request.mask):
-            if pixels is not None:
-                arr = pixels.to_array()
-                self._images.setdefault(pixels.sha256, arr)
+        for pixels in request.pixels:
+            self._images.setdefault(pixels.sha256, pixels.to_array())
         record = GenerationRecord(
             id=record_id or new_id(), request=request, image_hashes=tuple(hashes),
             parent_id=parent_id, relation=relation,
@@ -207,13 +202,11 @@ class GenerationLog:
         return self.image_source(sha256)
 
     def image_hashes(self) -> set[str]:
-        """Every image the log refers to: results, init images and masks."""
+        """Every image the log refers to: results, init images, masks and region masks."""
         out: set[str] = set()
         for record in self._records.values():
             out.update(record.image_hashes)
-            for pixels in (record.request.init_image, record.request.mask):
-                if pixels is not None:
-                    out.add(pixels.sha256)
+            out.update(pixels.sha256 for pixels in record.request.pixels)
         return out
 
     def pending_images(self) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -33,8 +34,7 @@ from urllib.parse import quote
 import numpy as np
 
 import studio.core.document.edits  # noqa: F401  (registers the command types the history holds)
-from studio.core.document.layers import Document, array_key
-from studio.core.document.pixels import Pixels
+from studio.core.document.layers import Document
 from studio.core.document.undo import UndoStack
 from studio.core.errors import (
     ProjectCorruptError,
@@ -43,106 +43,29 @@ from studio.core.errors import (
     ProjectVersionError,
     StudioError,
 )
-from studio.core.project.generation_log import GenerationLog, GenerationRecord, request_image_refs
+from studio.core.project.blobs import (
+    HASHES,
+    PNG_LEVEL,
+    BlobDamagedError,
+    decode_array,
+    encode_array,
+    load_blob,
+    put_blob,
+    tile_refs,
+)
+from studio.core.project.generation_log import GenerationLog, GenerationRecord
 from studio.core.project.migrations import APPLICATION_ID, CURRENT_VERSION, create_schema, migrate
+from studio.core.project.reader import READ_ERRORS, Project, read_project, reason
+
+__all__ = ["AUTOSAVE_SUFFIX", "Project", "ProjectSnapshot", "ProjectStore", "SaveReport",
+           "autosave_path", "decode_array", "encode_array", "find_autosave",
+           "is_newer_than_saved"]
 
 AUTOSAVE_SUFFIX = ".autosave"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 THUMBNAIL_SIZE = 256
 DOCUMENT_THUMBNAIL = "document"
-PNG_LEVEL = 1  # zlib level: level 6 costs 4x the time of level 1 for 10-15 % less size
-TILE = 512
-"""Images bigger than a few tiles are stored as TILExTILE tiles plus a small manifest
-(codec ``"tiles"``), so that saving after a brush stroke re-encodes only the tiles it
-touched, and blank or repeated tiles are stored once."""
 _TOKEN = "\x00array:"  # stands for an array in a snapshot until the writer hashes it
-
-
-# -- arrays as blobs ---------------------------------------------------------------------
-def encode_array(array: np.ndarray) -> tuple[str, bytes]:
-    """``(codec, bytes)``: PNG for 8-bit L/RGB/RGBA images, ``.npy`` for anything else."""
-    arr = np.ascontiguousarray(array)
-    if arr.dtype == np.uint8 and arr.size and (arr.ndim == 2 or (
-            arr.ndim == 3 and arr.shape[2] in (3, 4))):
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="PNG", compress_level=PNG_LEVEL)
-        return "png", buf.getvalue()
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return "npy", buf.getvalue()
-
-
-def decode_array(codec: str, data: bytes) -> np.ndarray:
-    """The array stored by ``encode_array``."""
-    if codec == "png":
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img)
-    if codec == "npy":
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    raise ValueError(f"unknown blob codec {codec!r}")
-
-
-def _tiled(array: np.ndarray) -> bool:
-    return (array.dtype == np.uint8 and array.ndim in (2, 3)
-            and array.shape[0] * array.shape[1] > 2 * TILE * TILE)
-
-
-def _tiles(array: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
-    h, w = array.shape[:2]
-    return [(y, x, np.ascontiguousarray(array[y:y + TILE, x:x + TILE]))
-            for y in range(0, h, TILE) for x in range(0, w, TILE)]
-
-
-def _put_blob(conn: sqlite3.Connection, key: str, array: np.ndarray,
-              existing: set[str]) -> int:
-    """Store ``array`` under ``key`` unless present; returns how many blobs were written."""
-    if key in existing:
-        return 0
-    written = 0
-    if _tiled(array):
-        keys = []
-        for _y, _x, tile in _tiles(array):
-            tile_key = array_key(tile)
-            written += _put_blob(conn, tile_key, tile, existing)
-            keys.append(tile_key)
-        codec = "tiles"
-        data = json.dumps({"shape": list(array.shape), "dtype": "uint8", "tile": TILE,
-                           "keys": keys}).encode()
-    else:
-        codec, data = encode_array(array)
-    conn.execute("INSERT OR REPLACE INTO blobs (sha256, codec, data) VALUES (?, ?, ?)",
-                 (key, codec, data))
-    existing.add(key)
-    return written + 1
-
-
-def _load_blob(conn: sqlite3.Connection, key: str) -> np.ndarray:
-    """The array stored under ``key`` (``KeyError`` when there is none)."""
-    row = conn.execute("SELECT codec, data FROM blobs WHERE sha256 = ?", (key,)).fetchone()
-    if row is None:
-        raise KeyError(f"missing image {key[:12]}")
-    codec, data = row
-    if codec != "tiles":
-        return decode_array(codec, data)
-    manifest = json.loads(data)
-    out = np.empty(tuple(manifest["shape"]), dtype=np.uint8)
-    tile_keys = iter(manifest["keys"])
-    for y, x, _tile in _tiles(out):
-        out[y:y + TILE, x:x + TILE] = _load_blob(conn, next(tile_keys))
-    return out
-
-
-def _tile_refs(conn: sqlite3.Connection, keys: set[str]) -> set[str]:
-    """Tile blobs the tiled images among ``keys`` are made of."""
-    refs: set[str] = set()
-    for key, data in conn.execute("SELECT sha256, data FROM blobs WHERE codec = 'tiles'"):
-        if key in keys:
-            refs.update(json.loads(data)["keys"])
-    return refs
 
 
 def _thumbnail_png(image: np.ndarray) -> bytes:
@@ -155,15 +78,15 @@ def _thumbnail_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _resolve(value: Any, keys: list[str]) -> Any:
-    """Replace the array tokens of a snapshot by content hashes."""
-    if isinstance(value, str):
-        return keys[int(value[len(_TOKEN):])] if value.startswith(_TOKEN) else value
-    if isinstance(value, dict):
-        return {k: _resolve(v, keys) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_resolve(v, keys) for v in value]
-    return value
+# A token as json.dumps writes a whole string: inside a user's text it could only appear
+# with its quotes escaped (``\"``), which this does not match.
+_TOKEN_JSON = re.compile(r'"\\u0000array:(\d+)"')
+
+
+def _dumps_resolved(value: Any, keys: list[str]) -> str:
+    """``value`` as JSON with its array tokens replaced by content hashes, in one pass over
+    the text rather than a walk of the tree."""
+    return _TOKEN_JSON.sub(lambda m: f'"{keys[int(m[1])]}"', json.dumps(value))
 
 
 # -- values ------------------------------------------------------------------------------
@@ -188,17 +111,6 @@ class SaveReport:
     seconds: float
     blobs_written: int
     image_hashes: frozenset[str]
-
-
-@dataclass
-class Project:
-    """An opened project: the document with its undo history and generation log."""
-
-    document: Document
-    undo_stack: UndoStack
-    log: GenerationLog
-    meta: dict[str, str]
-    path: Path
 
 
 def autosave_path(path: str | os.PathLike[str]) -> Path:
@@ -322,7 +234,7 @@ class ProjectStore:
         """
         path = Path(path)
         start = time.perf_counter()
-        keys = [array_key(a) for a in snapshot.arrays]
+        keys = [HASHES.key(a) for a in snapshot.arrays]
         job = _SaveJob(path, snapshot, keys, thumbnails, extra_meta or {})
         try:
             if path.exists() and not replace:
@@ -357,6 +269,10 @@ class ProjectStore:
             except sqlite3.OperationalError:
                 pass  # a reader holds the WAL; the data is safe in it and is folded in later
             return written
+        except BaseException:
+            conn.close()
+            _fold_wal(path)  # a failed save (disk full) leaves no -wal/-shm beside the file
+            raise
         finally:
             conn.close()
 
@@ -369,16 +285,26 @@ class ProjectStore:
         # stale WAL to the new file, so they go before it moves in.
         for stale in [tmp, *_sidecars(tmp), *_sidecars(path)]:
             stale.unlink(missing_ok=True)
-        conn = _connect(tmp)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            written = job.run(conn)
-        finally:
-            conn.close()  # the last connection folds the WAL into the file and deletes it
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+            conn = _connect(tmp)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                written = job.run(conn)
+            finally:
+                conn.close()  # the last connection folds the WAL into the file, deletes it
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            # A failed save (disk full, a crash in the writer) leaves nothing beside the
+            # project: not the half-written file, nor its journal.
+            for part in [tmp, *_sidecars(tmp)]:
+                try:
+                    part.unlink(missing_ok=True)
+                except OSError:
+                    pass
+            raise
         try:
             dir_fd = os.open(path.parent, os.O_RDONLY)
         except OSError:
@@ -427,6 +353,10 @@ class ProjectStore:
         if not path.is_file():
             raise ProjectNotFoundError(f"There is no project at {path}.")
         cls._check_file(path)
+
+        def image_source(sha256: str) -> np.ndarray:
+            return ProjectStore.read_image(path, sha256)
+
         conn: sqlite3.Connection | None = None
         try:
             conn = _connect(path, readonly=True)
@@ -445,15 +375,15 @@ class ProjectStore:
                 migrate(source, version)
                 source.execute("COMMIT")
                 source.execute("BEGIN")
-            project = _read_project(source, path)
+            project = read_project(source, path, image_source)
             if source is not conn:
                 source.close()
             return project
         except StudioError:
             raise
-        except (sqlite3.DatabaseError, KeyError, ValueError, TypeError, IndexError) as exc:
+        except READ_ERRORS as exc:
             raise ProjectCorruptError(
-                f"{_describe(path)} is damaged and cannot be opened ({exc}).") from exc
+                f"{_describe(path)} is damaged and cannot be opened ({reason(exc)}).") from None
         finally:
             if conn is not None:
                 conn.close()
@@ -461,11 +391,13 @@ class ProjectStore:
     # -- single reads ----------------------------------------------------------------------
     @staticmethod
     def read_image(path: str | os.PathLike[str], sha256: str) -> np.ndarray:
-        """One stored image (or any array) by content hash; ``KeyError`` if absent."""
+        """One stored image (or any array) by content hash; ``KeyError`` if absent or damaged."""
         conn = _connect(Path(path), readonly=True)
         try:
             conn.execute("BEGIN")
-            return _load_blob(conn, sha256)
+            return load_blob(conn, sha256)
+        except BlobDamagedError as exc:
+            raise KeyError(str(exc)) from None
         finally:
             conn.close()
 
@@ -535,8 +467,9 @@ class _SaveJob:
 
     def run(self, conn: sqlite3.Connection) -> int:
         snap, keys = self.snap, self.keys
-        document_json = json.dumps(_resolve(snap.document_data, keys))
-        undo = _resolve(snap.undo_data, keys)
+        document_json = _dumps_resolved(snap.document_data, keys)
+        undo_rows = [_dumps_resolved(c, keys) for c in snap.undo_data["commands"]]
+        undo_index = int(snap.undo_data["index"])
         records = snap.log.records
         log_images = snap.log.image_hashes()
         conn.execute("BEGIN IMMEDIATE")
@@ -551,17 +484,17 @@ class _SaveJob:
             existing = {row[0] for row in conn.execute("SELECT sha256 FROM blobs")}
             written = 0
             for key, array in zip(keys, snap.arrays, strict=True):
-                written += _put_blob(conn, key, array, existing)
+                written += put_blob(conn, key, array, existing)
             for key in sorted(log_images - existing):
-                written += _put_blob(conn, key, snap.log.image(key), existing)
+                written += put_blob(conn, key, snap.log.image(key), existing)
             used = set(keys) | log_images
-            used |= _tile_refs(conn, used)
+            used |= tile_refs(conn, used)
             conn.executemany("DELETE FROM blobs WHERE sha256 = ?",
                              ((k,) for k in existing - used))
             conn.execute("INSERT OR REPLACE INTO document (id, json) VALUES (1, ?)",
                          (document_json,))
             self._write_log(conn, records)
-            self._write_undo(conn, undo)
+            self._write_undo(conn, undo_rows, undo_index)
             if self.thumbnails:
                 self._write_thumbnails(conn, records)
             self._write_meta(conn)
@@ -582,12 +515,15 @@ class _SaveJob:
               json.dumps(r.to_dict())) for seq, r in enumerate(records)))
 
     @staticmethod
-    def _write_undo(conn: sqlite3.Connection, undo: dict[str, Any]) -> None:
-        conn.execute("DELETE FROM undo_commands")
-        conn.executemany("INSERT INTO undo_commands (pos, json) VALUES (?, ?)",
-                         ((pos, json.dumps(c)) for pos, c in enumerate(undo["commands"])))
-        conn.execute("INSERT OR REPLACE INTO undo_state (id, idx) VALUES (1, ?)",
-                     (int(undo["index"]),))
+    def _write_undo(conn: sqlite3.Connection, rows: list[str], index: int) -> None:
+        """Write the history rows that changed since the last save (most are as they were:
+        a save costs what changed, not the length of the history)."""
+        stored = dict(conn.execute("SELECT pos, json FROM undo_commands"))
+        conn.executemany("INSERT OR REPLACE INTO undo_commands (pos, json) VALUES (?, ?)",
+                         ((pos, text) for pos, text in enumerate(rows)
+                          if stored.get(pos) != text))
+        conn.execute("DELETE FROM undo_commands WHERE pos >= ?", (len(rows),))
+        conn.execute("INSERT OR REPLACE INTO undo_state (id, idx) VALUES (1, ?)", (index,))
 
     def _write_thumbnails(self, conn: sqlite3.Connection,
                           records: list[GenerationRecord]) -> None:
@@ -612,42 +548,6 @@ class _SaveJob:
                      "save_count": str(int(meta.get("save_count", "0")) + 1)})
         conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                          meta.items())
-
-
-# -- the reader --------------------------------------------------------------------------
-def _read_project(conn: sqlite3.Connection, path: Path) -> Project:
-    cache: dict[str, np.ndarray] = {}
-
-    def get(key: str) -> np.ndarray:
-        if key not in cache:
-            cache[key] = _load_blob(conn, key)
-        return cache[key]
-
-    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    row = conn.execute("SELECT json FROM document WHERE id = 1").fetchone()
-    if row is None:
-        raise KeyError("no document")
-    document = Document.from_dict(json.loads(row[0]), get)
-
-    def image_source(sha256: str) -> np.ndarray:
-        return ProjectStore.read_image(path, sha256)
-
-    log = GenerationLog(image_source)
-    pixels: dict[str, Pixels] = {}
-    for (text,) in conn.execute("SELECT json FROM generations ORDER BY seq"):
-        data = json.loads(text)
-        for ref in request_image_refs(data["request"]):
-            if ref not in pixels:
-                pixels[ref] = Pixels.from_array(get(ref))
-        log.insert(GenerationRecord.from_dict(data, pixels))
-    document.log = log
-
-    state = conn.execute("SELECT idx FROM undo_state WHERE id = 1").fetchone()
-    commands = [json.loads(text) for (text,) in
-                conn.execute("SELECT json FROM undo_commands ORDER BY pos")]
-    stack = UndoStack.from_dict(document, {"index": state[0] if state else 0,
-                                           "commands": commands}, get)
-    return Project(document, stack, log, meta, path)
 
 
 def find_autosave(path: str | os.PathLike[str]) -> Path | None:

@@ -1,11 +1,23 @@
-"""Model families, detected from configs (never from file names), and their defaults."""
+"""Model families, detected from configs (never from file names): defaults and abilities.
+
+A family is read from a folder's ``model_index.json`` (its pipeline ``_class_name``) and its
+component configs. SD 1.x/2.x/SDXL and the DiT families artists use (PixArt, SD 3.x, Flux,
+Sana, AuraFlow) are declared in ``SPECS``: their defaults and what each can do (negative
+prompt, guidance as a model input, img2img/inpaint, prompt sliders, LoRA, schedulers). Any
+other text-to-image pipeline of the installed diffusers runs as a ``generic`` family whose
+abilities are read from the pipeline class (``spec_for_class``); anything else is
+``UNKNOWN`` and refused in one line, never read as SD 1.x.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -17,22 +29,97 @@ class FamilyDefaults:
     scheduler: str
 
 
-DEFAULTS: dict[str, FamilyDefaults] = {
-    "sd1": FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Karras"),
-    "sd2": FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Karras"),
-    "sd2-v": FamilyDefaults(768, 768, 25, 7.0, "DPM++ 2M Karras"),
-    "sdxl": FamilyDefaults(1024, 1024, 30, 6.0, "DPM++ 2M Karras"),
-    "sd1-lcm": FamilyDefaults(512, 512, 4, 1.5, "LCM"),
-    "sdxl-lcm": FamilyDefaults(1024, 1024, 4, 1.5, "LCM"),
-    "sdxl-turbo": FamilyDefaults(512, 512, 2, 0.0, "Euler a"),
-    "sd1-turbo": FamilyDefaults(512, 512, 2, 0.0, "Euler a"),
-    "pixart": FamilyDefaults(1024, 1024, 20, 4.5, "DPM++ 2M"),
-    "sd3": FamilyDefaults(1024, 1024, 28, 7.0, "Flow Euler"),
-    "studio-tiny": FamilyDefaults(64, 64, 20, 5.0, "Euler"),
-    "sd1-inpaint": FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Karras"),
-    "sd2-inpaint": FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Karras"),
-    "sdxl-inpaint": FamilyDefaults(1024, 1024, 30, 6.0, "DPM++ 2M Karras"),
-}
+# The scheduler names that fit a flow-matching model: the same solvers configured for flow
+# matching ("Euler" is "Flow Euler"; DPM++ 2M and UniPC run with flow sigmas).
+FLOW_SCHEDULERS = ("Flow Euler", "Euler", "Heun", "DPM++ 2M", "UniPC")
+# Those that can also start from an image (img2img/inpaint noise the image with the
+# scheduler's own ``scale_noise``, which only the FlowMatch schedulers have).
+FLOW_IMAGE_SCHEDULERS = ("Flow Euler", "Euler")
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What a family is and can do, declared before anything is loaded.
+
+    ``schedulers`` empty means every diffusion scheduler (not the flow-matching ones).
+    ``size_multiple``: width and height must be multiples of it (the pipeline would
+    otherwise resize silently). ``pipelines``: the diffusers pipeline classes of the family.
+    """
+
+    name: str
+    label: str
+    defaults: FamilyDefaults
+    flow: bool = False
+    negative_prompt: bool = True
+    guidance_embedding: bool = False  # guidance is an input of the model (Flux), not CFG
+    img2img: bool = True
+    inpaint: bool = True
+    prompt_sliders: bool = True
+    seed_sliders: bool = True
+    lora: bool = True
+    text_encoders: str = "CLIP"
+    size_multiple: int = 8
+    schedulers: tuple[str, ...] = ()
+    pipelines: tuple[str, ...] = ()
+
+    def fits(self, scheduler: str, task: str = "txt2img") -> bool:
+        """Whether ``scheduler`` (our name) runs this family's ``task``."""
+        if not self.flow:
+            return scheduler not in ("Flow Euler",)
+        names = FLOW_IMAGE_SCHEDULERS if task != "txt2img" else (self.schedulers or FLOW_SCHEDULERS)
+        return scheduler in names
+
+    def scheduler_names(self, all_names: tuple[str, ...]) -> tuple[str, ...]:
+        """The names of ``all_names`` that fit this family (for text to image)."""
+        return tuple(n for n in all_names if self.fits(n))
+
+
+_SD = FamilySpec("sd1", "SD 1.x", FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Karras"))
+_XL = replace(_SD, name="sdxl", label="SDXL", defaults=FamilyDefaults(1024, 1024, 30, 6.0,
+                                                                       "DPM++ 2M Karras"))
+_DIT = dict(prompt_sliders=False, seed_sliders=False, size_multiple=16)
+
+SPECS: dict[str, FamilySpec] = {s.name: s for s in (
+    _SD,
+    replace(_SD, name="sd2", label="SD 2.x"),
+    replace(_SD, name="sd2-v", label="SD 2.x (v)",
+            defaults=FamilyDefaults(768, 768, 25, 7.0, "DPM++ 2M Karras")),
+    _XL,
+    replace(_SD, name="sd1-lcm", label="SD 1.x LCM",
+            defaults=FamilyDefaults(512, 512, 4, 1.5, "LCM")),
+    replace(_XL, name="sdxl-lcm", label="SDXL LCM",
+            defaults=FamilyDefaults(1024, 1024, 4, 1.5, "LCM")),
+    replace(_XL, name="sdxl-turbo", label="SDXL Turbo",
+            defaults=FamilyDefaults(512, 512, 2, 0.0, "Euler a")),
+    replace(_SD, name="sd1-turbo", label="SD Turbo",
+            defaults=FamilyDefaults(512, 512, 2, 0.0, "Euler a")),
+    replace(_SD, name="studio-tiny", label="studio-tiny",
+            defaults=FamilyDefaults(64, 64, 20, 5.0, "Euler")),
+    replace(_SD, name="sd1-inpaint", label="SD 1.x inpainting"),
+    replace(_SD, name="sd2-inpaint", label="SD 2.x inpainting"),
+    replace(_XL, name="sdxl-inpaint", label="SDXL inpainting"),
+    FamilySpec("pixart", "PixArt-α/Σ", FamilyDefaults(1024, 1024, 20, 4.5, "DPM++ 2M"),
+               img2img=False, inpaint=False, lora=False, text_encoders="T5",
+               pipelines=("PixArtAlphaPipeline", "PixArtSigmaPipeline"), **_DIT),
+    FamilySpec("sd3", "SD 3.x", FamilyDefaults(1024, 1024, 28, 7.0, "Flow Euler"), flow=True,
+               text_encoders="CLIP-L, CLIP-G and T5",
+               pipelines=("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline",
+                          "StableDiffusion3InpaintPipeline"), **_DIT),
+    FamilySpec("flux", "Flux", FamilyDefaults(1024, 1024, 28, 3.5, "Flow Euler"), flow=True,
+               negative_prompt=False, guidance_embedding=True, text_encoders="CLIP-L and T5",
+               schedulers=("Flow Euler", "Euler", "DPM++ 2M", "UniPC"),
+               pipelines=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
+               **_DIT),
+    FamilySpec("sana", "Sana", FamilyDefaults(1024, 1024, 20, 4.5, "DPM++ 2M"), flow=True,
+               img2img=False, inpaint=False, text_encoders="Gemma 2",
+               pipelines=("SanaPipeline",), **{**_DIT, "size_multiple": 32}),
+    FamilySpec("auraflow", "AuraFlow", FamilyDefaults(1024, 1024, 28, 3.5, "Flow Euler"),
+               flow=True, img2img=False, inpaint=False, text_encoders="UMT5",
+               pipelines=("AuraFlowPipeline",), **_DIT),
+)}
+DEFAULTS: dict[str, FamilyDefaults] = {name: s.defaults for name, s in SPECS.items()}
+CLASS_FAMILIES = {cls: s.name for s in SPECS.values() for cls in s.pipelines}
+DIT_FAMILIES = tuple(s.name for s in SPECS.values() if s.pipelines)
 
 # The pipeline classes a family's folder names in model_index.json.
 SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sd1-lcm", "sd1-turbo", "studio-tiny", "sd1-inpaint",
@@ -40,6 +127,78 @@ SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sd1-lcm", "sd1-turbo", "studio-tiny", "sd
 SDXL_FAMILIES = ("sdxl", "sdxl-lcm", "sdxl-turbo", "sdxl-inpaint")
 # Families whose UNet DDIM inversion can run backwards (sliders over an imported image).
 INVERTIBLE_FAMILIES = tuple(f for f in SD_FAMILIES + SDXL_FAMILIES if not f.endswith("-inpaint"))
+# SD 1.x/2.x/SDXL pipelines of diffusers (a UNet and CLIP text encoders).
+_UNET_CLASSES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline",
+                 "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",
+                 "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline",
+                 "LatentConsistencyModelPipeline", "StableDiffusionPAGPipeline",
+                 "StableDiffusionXLPAGPipeline")
+_GENERIC: dict[str, FamilySpec] = {}  # generic families met so far, by name
+
+
+def is_flow_config(scheduler: dict[str, Any]) -> bool:
+    """Whether a scheduler config belongs to a flow-matching model."""
+    return (str(scheduler.get("_class_name", "")).startswith("FlowMatch")
+            or scheduler.get("prediction_type") == "flow_prediction"
+            or bool(scheduler.get("use_flow_sigmas")))
+
+
+def spec_for(family: str) -> FamilySpec:
+    """The declared abilities of ``family`` (a generic one as detected; an unknown name
+    gets the cautious abilities of a generic DiT)."""
+    spec = SPECS.get(family) or _GENERIC.get(family)
+    if spec is not None:
+        return spec
+    return FamilySpec(family, family, FamilyDefaults(1024, 1024, 28, 4.0, "Euler"),
+                      img2img=False, inpaint=False, lora=False, **_DIT)
+
+
+@cache
+def _diffusers_class(cls_name: str) -> Any:
+    """The pipeline class of the installed diffusers named ``cls_name`` (``None``: none)."""
+    if not cls_name.isidentifier() or not cls_name.endswith("Pipeline"):
+        return None
+    try:
+        import diffusers
+
+        cls = getattr(diffusers, cls_name, None)
+    except Exception:  # diffusers missing or broken: nothing to identify against
+        return None
+    return cls if isinstance(cls, type) else None
+
+
+def generic_spec(cls_name: str, scheduler: dict[str, Any]) -> FamilySpec | None:
+    """A family for a text-to-image pipeline of the installed diffusers that ``SPECS`` does
+    not declare (Chroma, Lumina 2, Qwen-Image, ...), its abilities read from the class and
+    diffusers' auto-pipeline maps; ``None`` where diffusers has no such text-to-image class."""
+    import inspect
+
+    cls = _diffusers_class(cls_name)
+    if cls is None:
+        return None
+    from diffusers.pipelines import auto_pipeline as auto
+
+    key = next((k for k, v in auto.AUTO_TEXT2IMAGE_PIPELINES_MAPPING.items() if v is cls), None)
+    params = inspect.signature(cls.__call__).parameters
+    if key is None and ("prompt" not in params or "height" not in params
+                        or "image" in params or "control_image" in params):
+        return None
+    name = key or cls_name.removesuffix("Pipeline").lower()
+    flow = is_flow_config(scheduler)
+    sched_cls = str(scheduler.get("_class_name", ""))
+    from studio.core.samplers import SCHEDULER_CLASSES
+
+    default = "Flow Euler" if flow else SCHEDULER_CLASSES.get(sched_cls, "Euler")
+    spec = FamilySpec(
+        name, cls_name.removesuffix("Pipeline"),
+        FamilyDefaults(1024, 1024, 28, 4.0 if flow else 5.0, default), flow=flow,
+        negative_prompt="negative_prompt" in params,
+        img2img=key in auto.AUTO_IMAGE2IMAGE_PIPELINES_MAPPING,
+        inpaint=key in auto.AUTO_INPAINT_PIPELINES_MAPPING,
+        lora=hasattr(cls, "load_lora_weights"), text_encoders="its text encoders",
+        schedulers=("Flow Euler", "Euler") if flow else (), pipelines=(cls_name,), **_DIT)
+    _GENERIC[name] = spec
+    return spec
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -53,16 +212,21 @@ def read_json(path: Path) -> dict[str, Any]:
 def detect_family(model_index: dict[str, Any], unet: dict[str, Any] | None = None,
                   scheduler: dict[str, Any] | None = None,
                   studio: dict[str, Any] | None = None) -> str:
-    """Family of a diffusers pipeline from its ``model_index.json`` and component configs."""
+    """Family of a diffusers pipeline from its ``model_index.json`` and component configs.
+
+    ``UNKNOWN`` where the class is neither an SD pipeline, nor a declared family, nor a
+    text-to-image pipeline of the installed diffusers.
+    """
     if studio and studio.get("family"):
         return str(studio["family"])
     cls = str(model_index.get("_class_name", ""))
-    if "PixArt" in cls:
-        return "pixart"
-    if "StableDiffusion3" in cls:
-        return "sd3"
     unet = unet or {}
     scheduler = scheduler or {}
+    if cls in CLASS_FAMILIES:
+        return CLASS_FAMILIES[cls]
+    if cls not in _UNET_CLASSES and not (cls.startswith("StableDiffusion") and unet):
+        spec = generic_spec(cls, scheduler)
+        return spec.name if spec is not None else UNKNOWN
     lcm = unet.get("time_cond_proj_dim") is not None or scheduler.get("_class_name") == "LCMScheduler"
     turbo = (scheduler.get("timestep_spacing") == "trailing"
              and scheduler.get("_class_name") == "EulerAncestralDiscreteScheduler")
@@ -89,7 +253,7 @@ def _cross_dim(unet: dict[str, Any]) -> int:
 
 
 def detect_folder_family(folder: Path) -> str:
-    """Family of a diffusers folder (raises nothing: unknown folders read as ``sd1``)."""
+    """Family of a diffusers folder (``UNKNOWN`` where it is no pipeline diffusers has)."""
     return detect_family(
         read_json(folder / "model_index.json"),
         read_json(folder / "unet" / "config.json"),
@@ -99,4 +263,50 @@ def detect_folder_family(folder: Path) -> str:
 
 
 def defaults_for(family: str) -> FamilyDefaults:
-    return DEFAULTS.get(family, DEFAULTS["sd1"])
+    return spec_for(family).defaults if family != UNKNOWN else DEFAULTS["sd1"]
+
+
+def check_request(request: Any, family: str, scheduler: str | None = None) -> None:
+    """Refuse in one line, before any loading, what ``family`` cannot do for ``request``
+    (a ``GenerationRequest``): an unknown model, the task, sliders, a negative prompt, LoRAs,
+    the scheduler (``scheduler``: our name) and a size the pipeline would change."""
+    from studio.core.errors import InvalidRequestError, WrongModelKindError
+
+    if family == UNKNOWN:
+        raise WrongModelKindError(
+            "This folder's pipeline is not a text-to-image pipeline the installed diffusers "
+            "knows (see _class_name in its model_index.json).",
+            hint="Update diffusers, or pick another model (see `studio models`).")
+    spec = spec_for(family)
+    label = spec.label
+    if request.task == "img2img" and not spec.img2img or (
+            request.task == "inpaint" and not spec.inpaint):
+        raise InvalidRequestError(f"{label} models cannot do {request.task}: diffusers has no "
+                                  f"{request.task} pipeline for them.",
+                                  hint="Use text to image, or an SD, SDXL, SD3 or Flux model.")
+    moved = [s for s in request.sliders if s.value]
+    if moved and not spec.prompt_sliders:
+        raise InvalidRequestError(
+            f"Sliders ({', '.join(s.slider_id for s in moved)}) do not act on {label} models "
+            "yet; set them to 0 or use an SD 1.x, 2.x or SDXL model.")
+    if request.negative_prompt.strip() and not spec.negative_prompt:
+        raise InvalidRequestError(f"{label} models take no negative prompt; clear it "
+                                  "(describe what you want in the prompt instead).")
+    if request.loras and not spec.lora:
+        raise InvalidRequestError(f"diffusers loads no LoRAs into {label} models; remove "
+                                  f"{', '.join(lw.name or Path(lw.path).stem for lw in request.loras)}.")
+    if scheduler is not None and not spec.fits(scheduler, request.task):
+        names = ((FLOW_IMAGE_SCHEDULERS if request.task != "txt2img" else
+                  spec.schedulers or FLOW_SCHEDULERS) if spec.flow else ("Euler", "DPM++ 2M"))
+        kind = "a flow-matching" if spec.flow else "a diffusion"
+        raise InvalidRequestError(
+            f"The scheduler {scheduler!r} does not work with {label} ({kind} model"
+            f"{'' if request.task == 'txt2img' else ', ' + request.task}); "
+            f"choose one of: {', '.join(names)}.")
+    step = spec.size_multiple
+    if request.width % step or request.height % step:
+        raise InvalidRequestError(
+            f"{label} models need a width and height that are multiples of {step} "
+            f"(asked {request.width}x{request.height}).",
+            hint=f"Try {request.width // step * step or step}x"
+                 f"{request.height // step * step or step}.")

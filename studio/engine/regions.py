@@ -1,0 +1,175 @@
+"""Regional prompts: masked cross-attention in the UNets of SD 1.x/2.x and SDXL.
+
+A region (``studio.core.jobs.request.Region``) is a grey mask with its own prompt and a
+strength. For one call we wrap the processor of every cross-attention layer (``attn2`` of
+each transformer block) in a ``RegionalAttention``; ``regional_attention`` sets the
+wrappers and puts the original processors back afterwards, so the cached pipeline never
+keeps them (as ``studio.engine.engine.for_this_call`` does for LoRAs and schedulers).
+
+In each cross-attention layer, for the query image tokens ``q`` (one per latent pixel at
+that layer's resolution):
+
+* ``main = A(q, main prompt)``: the layer's own processor over the main prompt's tokens,
+  unchanged, everywhere.
+* ``out_r = A(q, prompt_r)``: the same processor over region ``r``'s prompt tokens (same
+  weights, same code path).
+* ``alpha_r = strength_r * mask_r``, the mask area-averaged down to the layer's resolution
+  (the latent halved once per UNet level); where the alphas add up to more than 1 they are
+  divided by their sum, so overlapping regions share the place.
+* ``out = main + sum_r alpha_r * (out_r - main)``: outside every region the main prompt
+  alone; inside a region at strength 1, that region's prompt alone; between, a blend.
+
+This is the "per-region attention outputs blended by mask" form of regional prompting
+(as in A1111's Regional Prompter, attention mode) rather than one softmax over the
+concatenated tokens with a ``-inf`` bias on keys outside the mask: the blend is exact when
+it has nothing to do. A region covering the whole image with the main prompt's own text
+gives ``out_r == main`` bit for bit (same inputs through the same processor), so
+``out_r - main`` is zero and the pixels equal the plain generation's; a concatenated
+softmax would only be equal up to rounding.
+
+Classifier-free guidance: the UNet sees the unconditional rows first, then the
+conditional ones (diffusers' order); the regions act on the conditional rows only, so the
+negative prompt is unchanged. The pooled text embedding of SDXL and of the embedded model
+(added to the time embedding, one vector per image) stays the main prompt's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from studio.core.jobs.request import GenerationRequest, Region
+
+
+@dataclass
+class RegionPlan:
+    """What the wrapped processors need for one call: each region's prompt embeddings
+    (``(1, tokens, dim)``) and mask (float32 ``(height, width)`` in [0, 1], at the request's
+    size), the strengths, the latent size and the number of images per prompt."""
+
+    embeds: list[Any]
+    masks: list[np.ndarray]
+    strengths: list[float]
+    latent_size: tuple[int, int]
+    images: int
+    _alphas: dict[tuple[int, Any, Any], list[Any]] = field(default_factory=dict, repr=False)
+
+    def cond_rows(self, batch: int) -> slice | None:
+        """The rows of a UNet batch that carry the prompt (``None``: not a batch we know)."""
+        if batch == 2 * self.images:  # classifier-free guidance: unconditional rows first
+            return slice(self.images, batch)
+        if batch == self.images:
+            return slice(0, batch)
+        return None
+
+    def level_size(self, tokens: int) -> tuple[int, int] | None:
+        """The (height, width) of a UNet level holding ``tokens`` image tokens."""
+        h, w = self.latent_size
+        while h * w > tokens and (h > 1 or w > 1):
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return (h, w) if h * w == tokens else None
+
+    def alphas(self, tokens: int, device: Any, dtype: Any) -> list[Any] | None:
+        """Each region's blend weight per image token, ``(1, tokens, 1)``, at the level with
+        ``tokens`` tokens (cached), or ``None`` for a token count of no level."""
+        key = (tokens, device, dtype)
+        if key in self._alphas:
+            return self._alphas[key]
+        size = self.level_size(tokens)
+        if size is None:
+            return None
+        import torch
+        import torch.nn.functional as F
+
+        weights = []
+        for mask, strength in zip(self.masks, self.strengths, strict=True):
+            m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+            weights.append(F.adaptive_avg_pool2d(m, size).reshape(tokens) * float(strength))
+        total = torch.stack(weights).sum(0)
+        scale = 1.0 / total.clamp(min=1.0)
+        out = [(w * scale).reshape(1, tokens, 1).to(device=device, dtype=dtype)
+               for w in weights]
+        self._alphas[key] = out
+        return out
+
+
+class RegionalAttention:
+    """A cross-attention processor that adds the regions' prompts inside their masks
+    around ``inner``, the layer's own processor (see the module docstring)."""
+
+    def __init__(self, inner: Any, plan: RegionPlan) -> None:
+        self.inner = inner
+        self.plan = plan
+
+    def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None,
+                 attention_mask: Any = None, temb: Any = None, *args: Any,
+                 **kwargs: Any) -> Any:
+        main = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb,
+                          *args, **kwargs)
+        if encoder_hidden_states is None or hidden_states.ndim != 3:
+            return main
+        rows = self.plan.cond_rows(hidden_states.shape[0])
+        alphas = self.plan.alphas(hidden_states.shape[1], main.device, main.dtype)
+        if rows is None or alphas is None:
+            return main
+        out = main.clone()
+        batch = encoder_hidden_states.shape[0]
+        for embeds, alpha in zip(self.plan.embeds, alphas, strict=True):
+            context = embeds.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
+            context = context.expand(batch, -1, -1)
+            # The same processor over the whole batch, so that equal texts give equal
+            # outputs bit for bit; the unconditional rows are computed and dropped.
+            mask = (attention_mask if attention_mask is not None
+                    and attention_mask.shape[-1] == context.shape[1] else None)
+            region = self.inner(attn, hidden_states, context, mask, temb, *args, **kwargs)
+            out[rows] += alpha * (region[rows] - main[rows])
+        return out
+
+
+def cross_attention_modules(unet: Any) -> list[Any]:
+    """The cross-attention layers of a UNet (``attn2`` of its transformer blocks)."""
+    return [module for name, module in unet.named_modules()
+            if name.endswith("attn2") and hasattr(module, "set_processor")
+            and getattr(module, "is_cross_attention", True)]
+
+
+@contextmanager
+def regional_attention(unet: Any, plan: RegionPlan | None) -> Iterator[None]:
+    """``plan``'s regions in every cross-attention layer of ``unet`` for the call; the
+    original processors are put back afterwards, also when the call fails."""
+    if plan is None or not plan.embeds:
+        yield
+        return
+    saved = [(module, module.processor) for module in cross_attention_modules(unet)]
+    try:
+        for module, processor in saved:
+            module.set_processor(RegionalAttention(processor, plan))
+        yield
+    finally:
+        for module, processor in saved:
+            module.set_processor(processor)
+
+
+def region_mask(region: Region, width: int, height: int) -> np.ndarray:
+    """A region's mask at the request's size, float32 in [0, 1] (bilinear where resized)."""
+    from PIL import Image
+
+    mask = Image.fromarray(np.asarray(region.mask.to_array())).convert("L")
+    if mask.size != (width, height):
+        mask = mask.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(mask, dtype=np.float32) / 255.0
+
+
+def region_plan(req: GenerationRequest, embeds: list[Any], vae_scale: int = 8) -> RegionPlan:
+    """The plan of ``req``'s regions with their prompt embeddings ``embeds`` (in order)."""
+    return RegionPlan(
+        embeds=list(embeds),
+        masks=[region_mask(r, req.width, req.height) for r in req.regions],
+        strengths=[r.strength for r in req.regions],
+        latent_size=(req.height // vae_scale, req.width // vae_scale),
+        images=req.batch_size)

@@ -1,0 +1,168 @@
+"""Regional prompts on tiny real SD 1.x and SDXL pipelines: exact when they have nothing to
+do, local when they do, and gone from the cached pipeline after the call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.document.pixels import Pixels
+from studio.core.errors import CancelledError, InvalidRequestError
+from studio.core.jobs.cancel import CancelToken
+from studio.core.jobs.request import GenerationRequest, Region
+from studio.engine.engine import validate_for_family
+from studio.engine.regions import RegionalAttention, RegionPlan, cross_attention_modules
+
+KINDS = ["tiny_sd1_dir", "tiny_sdxl_dir"]
+PROMPT = "a portrait with red hair"
+SIZE = 64
+
+
+def _req(model_dir, **kw):
+    prompt = kw.pop("prompt", PROMPT)
+    base = dict(model=str(model_dir), width=SIZE, height=SIZE, steps=3, seed=11, guidance=5.0)
+    base.update(kw)
+    return GenerationRequest(prompt, **base)
+
+
+def _mask(part: str = "all", size: int = SIZE) -> Pixels:
+    m = np.zeros((size, size), np.uint8)
+    if part == "all":
+        m[:] = 255
+    elif part == "left":
+        m[:, : size // 2] = 255
+    elif part == "right":
+        m[:, size // 2:] = 255
+    return Pixels.from_array(m)
+
+
+def _init() -> Pixels:
+    rng = np.random.default_rng(3)
+    return Pixels.from_array(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
+
+
+@pytest.fixture(params=KINDS)
+def model_dir(request):
+    return request.getfixturevalue(request.param)
+
+
+def _processors(engine, model_dir):
+    unet = engine.load(str(model_dir)).pipe.unet
+    return [type(m.processor) for m in cross_attention_modules(unet)]
+
+
+@pytest.mark.parametrize("task", ["txt2img", "img2img", "inpaint"])
+def test_one_region_over_everything_with_the_main_prompt_is_the_plain_image(engine, model_dir,
+                                                                            task):
+    images = {} if task == "txt2img" else {"init_image": _init(), "strength": 0.7}
+    if task == "inpaint":
+        images["mask"] = _mask("left")
+    plain = engine.generate(_req(model_dir, task=task, **images)).images[0]
+    region = Region(_mask("all"), PROMPT, 1.0)
+    regional = engine.generate(_req(model_dir, task=task, regions=(region,), **images))
+    assert np.array_equal(regional.images[0], plain)
+    assert regional.request.regions == (region,)
+
+
+def test_a_region_changes_the_image_mostly_inside_it_and_reproduces(engine, model_dir):
+    plain = engine.generate(_req(model_dir, steps=4)).images[0].astype(int)
+    region = Region(_mask("left"), "a blue square on green grass", 1.0)
+    a = engine.generate(_req(model_dir, steps=4, regions=(region,))).images[0]
+    b = engine.generate(_req(model_dir, steps=4, regions=(region,))).images[0]
+    assert np.array_equal(a, b)
+    diff = np.abs(a.astype(int) - plain).mean(axis=(0, 2))
+    assert diff.mean() > 0.5
+    assert diff[: SIZE // 2].mean() > diff[SIZE // 2:].mean()
+
+
+def test_strength_blends_between_the_main_prompt_and_the_region(engine, tiny_sd1_dir):
+    other = "a blue square on green grass"
+
+    def run(strength):
+        region = Region(_mask("all"), other, strength)
+        return engine.generate(_req(tiny_sd1_dir, regions=(region,))).images[0].astype(int)
+
+    plain = engine.generate(_req(tiny_sd1_dir)).images[0].astype(int)
+    assert np.array_equal(run(0.0), plain)
+    half, full = run(0.5), run(1.0)
+    swapped = engine.generate(_req(tiny_sd1_dir, prompt=other)).images[0].astype(int)
+    # At strength 1 over everything the region's prompt takes every cross-attention layer:
+    # the image is the one of its prompt, except for the pooled text (SD 1.x has none).
+    assert np.abs(full - swapped).max() <= 1
+    assert 0 < np.abs(half - plain).mean() < np.abs(full - plain).mean()
+
+
+def test_several_regions_and_a_batch_of_images(engine, model_dir):
+    regions = (Region(_mask("left"), "a blue square", 1.0),
+               Region(_mask("right"), "a green circle", 0.8))
+    batch = engine.generate(_req(model_dir, batch_size=2, regions=regions))
+    one = engine.generate(_req(model_dir, seed=12, regions=regions)).images[0]
+    assert np.array_equal(batch.images[1], one)  # image i of a batch is its own seed's
+    swapped = (regions[1], regions[0])
+    other = engine.generate(_req(model_dir, regions=swapped)).images[0]
+    assert np.array_equal(other, batch.images[0])  # disjoint regions: order does not matter
+
+
+def test_without_guidance_the_regions_still_apply(engine, tiny_sd1_dir):
+    plain = engine.generate(_req(tiny_sd1_dir, guidance=1.0)).images[0]
+    region = Region(_mask("all"), PROMPT, 1.0)
+    same = engine.generate(_req(tiny_sd1_dir, guidance=1.0, regions=(region,))).images[0]
+    assert np.array_equal(same, plain)
+    other = Region(_mask("left"), "a blue square", 1.0)
+    moved = engine.generate(_req(tiny_sd1_dir, guidance=1.0, regions=(other,))).images[0]
+    assert not np.array_equal(moved, plain)
+
+
+def test_the_cached_pipeline_keeps_its_own_processors(engine, model_dir):
+    before = _processors(engine, model_dir)
+    assert before and RegionalAttention not in before
+    region = Region(_mask("left"), "a blue square", 1.0)
+    engine.generate(_req(model_dir, regions=(region,)))
+    assert _processors(engine, model_dir) == before
+    token = CancelToken()
+
+    def cancel_at_step(progress):
+        if progress.step >= 1:
+            token.cancel()
+
+    with pytest.raises(CancelledError):
+        engine.generate(_req(model_dir, steps=5, regions=(region,)), on_step=cancel_at_step,
+                        cancel=token)
+    assert _processors(engine, model_dir) == before
+
+
+def test_transformer_families_refuse_regions_with_the_reason(engine):
+    req = _req("x", regions=(Region(_mask("left"), "a blue square"),))
+    with pytest.raises(InvalidRequestError, match="SD 1.x, 2.x or SDXL"):
+        validate_for_family(req, "pixart")
+    validate_for_family(req, "sdxl")
+    features = engine.features
+    assert features.regions and features.regions_reason("sd1") == ""
+    assert "transformer" in features.regions_reason("sd3")
+
+
+def test_masks_follow_each_level_of_the_unet():
+    plan = RegionPlan(embeds=[None], masks=[np.tile(np.r_[np.ones(32), np.zeros(32)], (64, 1))],
+                      strengths=[1.0], latent_size=(9, 8), images=1)
+    assert plan.level_size(72) == (9, 8)
+    assert plan.level_size(20) == (5, 4)
+    assert plan.level_size(6) == (3, 2)
+    assert plan.level_size(7) is None
+    import torch
+
+    alpha = plan.alphas(20, torch.device("cpu"), torch.float32)[0].reshape(5, 4)
+    assert torch.equal(alpha[:, :2], torch.ones(5, 2)) and torch.equal(alpha[:, 2:],
+                                                                         torch.zeros(5, 2))
+    assert plan.cond_rows(2) == slice(1, 2) and plan.cond_rows(1) == slice(0, 1)
+    assert plan.cond_rows(3) is None
+
+
+def test_overlapping_regions_share_the_place():
+    import torch
+
+    ones = np.ones((16, 16), np.float32)
+    plan = RegionPlan(embeds=[None, None], masks=[ones, ones], strengths=[1.0, 0.5],
+                      latent_size=(2, 2), images=1)
+    a, b = plan.alphas(4, torch.device("cpu"), torch.float32)
+    assert torch.allclose(a + b, torch.ones_like(a))
+    assert torch.allclose(a, torch.full_like(a, 2 / 3))

@@ -1,0 +1,146 @@
+"""Real ComfyUI servers on loopback ports, started once per test run from the cached venv.
+
+The venv and a writable copy of the vendored ComfyUI 0.8.0 come from
+``scripts/comfyui-venv.sh`` (built once, cached by recipe); the tiny SD 1.x checkpoint from
+``tests/remote/tiny_checkpoint.py`` (built once, cached). Outside CI the server tests are
+skipped when the venv is missing; in CI (``CI`` set) that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 240
+
+
+def comfyui_root() -> Path:
+    out = subprocess.run(["bash", str(REPO / "scripts" / "comfyui-venv.sh"), "--print"],
+                         capture_output=True, text=True, check=True, timeout=30)
+    return Path(out.stdout.strip())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ComfyServer:
+    url: str
+    process: subprocess.Popen
+    base: Path
+    log: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=20)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _venv_or_skip() -> Path:
+    root = comfyui_root()
+    if not (root / "ready").is_file():
+        reason = (f"the ComfyUI venv is not built at {root}: run `bash scripts/comfyui-venv.sh` "
+                  "(several minutes, about 7.5 GB)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return root
+
+
+def start_server(root: Path, base: Path, checkpoint: Path, threads: int | None = None,
+                 wait: bool = True) -> ComfyServer:
+    """A ComfyUI server on a free loopback port, its folders under ``base``."""
+    for sub in ("models/checkpoints", "input", "output", "temp", "user", "custom_nodes"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    link = base / "models" / "checkpoints" / "tiny-sd1.safetensors"
+    if not link.exists():
+        try:
+            os.link(checkpoint, link)
+        except OSError:
+            shutil.copyfile(checkpoint, link)
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log = base / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(root / "venv" / "bin" / "python"), "main.py", "--cpu", "--listen", "127.0.0.1",
+             "--port", str(port), "--base-directory", str(base), "--disable-all-custom-nodes",
+             "--disable-auto-launch", "--database-url", f"sqlite:///{base / 'user' / 'db.sqlite'}"],
+            cwd=root / "comfyui", stdout=out, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)
+    server = ComfyServer(f"http://127.0.0.1:{port}", process, base, log)
+    if wait:
+        wait_ready(server)
+    return server
+
+
+def wait_ready(server: ComfyServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not server.alive():
+            pytest.fail(f"ComfyUI exited at start:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.url + "/system_stats", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    server.stop()
+    pytest.fail(f"ComfyUI did not answer within {START_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def comfy_root() -> Path:
+    return _venv_or_skip()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(comfy_root: Path) -> Path:
+    from tiny_checkpoint import ensure_checkpoint
+
+    return ensure_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> ComfyServer:
+    """One real ComfyUI server for the whole run (start-up paid once)."""
+    server = start_server(comfy_root, tmp_path_factory.mktemp("comfyui"), tiny_checkpoint)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def remote_engine(comfy_server: ComfyServer):
+    from studio.remote.engine import RemoteEngine
+
+    engine = RemoteEngine([comfy_server.url])
+    yield engine
+    engine.close()

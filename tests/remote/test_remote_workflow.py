@@ -1,0 +1,142 @@
+"""The ComfyUI workflows as graphs (no server): each task, batch, seeds, LoRAs, schedulers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.document.pixels import Pixels
+from studio.core.errors import InvalidRequestError
+from studio.core.jobs.request import GenerationRequest, SliderValue
+from studio.remote import workflow as wf
+from studio.remote.engine import features_from_nodes, split
+
+
+def nodes_of(graph: dict, class_type: str) -> list[dict]:
+    return [n["inputs"] for n in graph.values() if n["class_type"] == class_type]
+
+
+def request(**kw) -> GenerationRequest:
+    base = dict(prompt="a cat", negative_prompt="blurry", model="tiny", steps=2, width=64,
+                height=64, seed=7, guidance=5.0)
+    return GenerationRequest(**{**base, **kw})
+
+
+def image(value: int = 128) -> Pixels:
+    return Pixels.from_array(np.full((64, 64, 3), value, np.uint8))
+
+
+def test_txt2img_graph() -> None:
+    g = wf.txt2img(request(scheduler="DPM++ 2M Karras"), "tiny.safetensors")
+    assert nodes_of(g, "CheckpointLoaderSimple") == [{"ckpt_name": "tiny.safetensors"}]
+    (latent,) = nodes_of(g, "EmptyLatentImage")
+    assert (latent["width"], latent["height"], latent["batch_size"]) == (64, 64, 1)
+    (ks,) = nodes_of(g, "KSampler")
+    assert (ks["seed"], ks["steps"], ks["cfg"], ks["denoise"]) == (7, 2, 5.0, 1.0)
+    assert (ks["sampler_name"], ks["scheduler"]) == ("dpmpp_2m", "karras")
+    texts = sorted(n["text"] for n in nodes_of(g, "CLIPTextEncode"))
+    assert texts == ["a cat", "blurry"]
+    assert wf.output_nodes(g) and not nodes_of(g, "LoadImage")
+
+
+def test_img2img_uses_strength_as_denoise() -> None:
+    g = wf.img2img(request(task="img2img", init_image=image(), strength=0.4), "m", "up.png")
+    assert nodes_of(g, "LoadImage") == [{"image": "up.png"}]
+    assert nodes_of(g, "VAEEncode") and not nodes_of(g, "EmptyLatentImage")
+    assert nodes_of(g, "KSampler")[0]["denoise"] == pytest.approx(0.4)
+
+
+def test_inpaint_masks_the_latent_noise() -> None:
+    mask = Pixels.from_array(np.zeros((64, 64), np.uint8))
+    g = wf.inpaint(request(task="inpaint", init_image=image(), mask=mask), "m", "i.png", "k.png")
+    assert nodes_of(g, "LoadImageMask") == [{"image": "k.png", "channel": "red"}]
+    (noise_mask,) = nodes_of(g, "SetLatentNoiseMask")
+    ks = nodes_of(g, "KSampler")[0]
+    set_id = next(k for k, n in g.items() if n["class_type"] == "SetLatentNoiseMask")
+    assert ks["latent_image"] == [set_id, 0] and noise_mask["samples"]
+
+
+def test_batch_gives_each_image_its_own_seed() -> None:
+    g = wf.build(request(batch_size=3, seed=10), wf.Inputs("m"))
+    assert [ks["seed"] for ks in nodes_of(g, "KSampler")] == [10, 11, 12]
+    assert len(wf.output_nodes(g)) == 3
+    assert len(nodes_of(g, "CheckpointLoaderSimple")) == 1  # one model for the batch
+
+
+def test_seeds_up_to_64_bits() -> None:
+    big = 2**63 + 5
+    g = wf.build(request(), wf.Inputs("m"), seeds=[big])
+    assert nodes_of(g, "KSampler")[0]["seed"] == big
+    with pytest.raises(InvalidRequestError, match="out of range"):
+        wf.build(request(), wf.Inputs("m"), seeds=[2**64])
+
+
+def test_loras_chain_with_their_weights() -> None:
+    g = wf.build(request(prompt="a cat <lora:ink:0.5>"),
+                 wf.Inputs("m", loras=(("ink.safetensors", 0.5), ("b.safetensors", -1.0))))
+    loras = nodes_of(g, "LoraLoader")
+    assert [(n["lora_name"], n["strength_model"]) for n in loras] == [
+        ("ink.safetensors", 0.5), ("b.safetensors", -1.0)]
+    second_id = [k for k, n in g.items() if n["class_type"] == "LoraLoader"][1]
+    assert nodes_of(g, "KSampler")[0]["model"] == [second_id, 0]
+    assert "<lora" not in " ".join(n["text"] for n in nodes_of(g, "CLIPTextEncode"))
+
+
+def test_clip_skip_counts_from_the_end() -> None:
+    g = wf.build(request(clip_skip=1), wf.Inputs("m"))
+    assert nodes_of(g, "CLIPSetLastLayer")[0]["stop_at_clip_layer"] == -2
+
+
+def test_every_scheduler_of_ours_maps_or_names_the_nearest() -> None:
+    from studio.core.samplers import SCHEDULER_NAMES
+
+    for name in SCHEDULER_NAMES:
+        if name in wf.NEAREST:
+            with pytest.raises(InvalidRequestError) as err:
+                wf.comfy_sampler(name)
+            assert wf.NEAREST[name] in str(err.value) and "\n" not in str(err.value)
+        else:
+            assert wf.comfy_sampler(name) == wf.SCHEDULERS[name]
+    with pytest.raises(InvalidRequestError, match="nearest is Euler"):
+        wf.comfy_sampler("Heun", available=("euler",))
+
+
+def test_local_only_requests_are_refused_in_one_line() -> None:
+    req = request(sliders=(SliderValue("hair", 1.0, "prompt"),))
+    with pytest.raises(InvalidRequestError, match="local engine only"):
+        wf.build(req, wf.Inputs("m"))
+
+
+def test_upscale_graph() -> None:
+    g = wf.upscale("in.png", "4x.pth")
+    assert nodes_of(g, "UpscaleModelLoader") == [{"model_name": "4x.pth"}]
+    assert nodes_of(g, "ImageUpscaleWithModel") and wf.output_nodes(g)
+
+
+def test_features_follow_the_servers_nodes() -> None:
+    info = {name: {} for name in wf.REQUIRED_NODES["txt2img"]}
+    info["KSampler"] = {"input": {"required": {"sampler_name": [["euler", "lcm"]]}}}
+    features = features_from_nodes(info)
+    assert features.backend == "comfyui" and "sd1" in features.families
+    assert not features.img2img and "VAEEncode" in features.reason("img2img")
+    assert set(features.schedulers) == {"Euler", "Euler Karras", "Euler Exponential", "LCM",
+                                        "Flow Euler"}
+    assert "local engine" in features.reason("latent_sliders")
+
+
+def test_batches_split_across_servers() -> None:
+    assert split([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
+    assert split([0], 3) == [[0]]
+
+
+def test_servers_setting_from_environment(monkeypatch, tmp_path) -> None:
+    from studio.settings import load_settings
+
+    monkeypatch.setenv("STUDIO_SERVERS", "127.0.0.1:8188, https://gpu.example/")
+    settings = load_settings(file=tmp_path / "none.json")
+    assert settings.servers == ("http://127.0.0.1:8188", "https://gpu.example")
+    assert load_settings(file=tmp_path / "n.json", servers=["http://127.0.0.1:1"]).servers == (
+        "http://127.0.0.1:1",)
+    monkeypatch.setenv("STUDIO_SERVERS", "ftp://x")
+    with pytest.raises(InvalidRequestError, match="STUDIO_SERVERS"):
+        load_settings(file=tmp_path / "none.json")
