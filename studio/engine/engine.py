@@ -39,7 +39,14 @@ from studio.engine.device import DeviceChoice, choose_device
 from studio.engine.latent_models import LatentModels
 from studio.engine.lora import apply_loras
 from studio.engine.models.cache import PipelineCache, memory_budget, pipeline_bytes
-from studio.engine.models.families import INVERTIBLE_FAMILIES, SD_FAMILIES, SDXL_FAMILIES
+from studio.engine.models.families import (
+    INVERTIBLE_FAMILIES,
+    SD_FAMILIES,
+    SDXL_FAMILIES,
+    SPECS,
+    check_request,
+    spec_for,
+)
 from studio.engine.models.loading import LoadedModel, load_model
 from studio.engine.models.registry import ModelRegistry
 from studio.engine.regions import RegionPlan, region_plan, regional_attention
@@ -58,7 +65,7 @@ from studio.engine.tuning import prepare_decode, torch_threads
 
 log = logging.getLogger(__name__)
 
-FAMILIES = SD_FAMILIES + SDXL_FAMILIES + ("pixart", "sd3")
+FAMILIES = tuple(SPECS)  # declared; any other text-to-image pipeline of diffusers runs too
 REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models; the transformer "
                    "families (PixArt, SD3) do not take them here yet.")
 
@@ -203,10 +210,11 @@ class Engine:
         if info.kind in ("vae", "gan"):  # latent slider mode: encode/move/decode, no sampler
             return self.latent_models.generate(info, request, on_step, cancel)
         check_sliders_fit(request, info)
+        check_request(request, info.family or "sd1", scheduler)  # before loading
         on_step(StepProgress(0, request.steps, phase="loading"))
         loaded = self.load(request.model)
         with for_this_call(loaded, request.loras) as set_scheduler:
-            validate_for_family(request, loaded.family)
+            validate_for_family(request, loaded.family, scheduler)
             resolved = request.replace(
                 model_hash=loaded.hash, family=loaded.family, scheduler=scheduler,
                 device=self.choice.device,
@@ -225,7 +233,7 @@ class Engine:
             regions = self._region_plan(pipe, loaded, resolved)
             with out_of_memory_as_error(request, self._free_memory), torch.inference_mode(), \
                     self.choice.autocast(), torch_threads(loaded.cpu_threads), \
-                    regional_attention(pipe.unet, regions):
+                    regional_attention(getattr(pipe, "unet", None), regions):
                 if base_kwargs is not None:
                     callback.blend = self.slider_edits.local_blend(pipe, loaded, resolved,
                                                                    local, base_kwargs)
@@ -262,10 +270,9 @@ class Engine:
         if supports_embeddings(loaded.family):
             text, late = self.slider_edits.text_args(loaded, req)
             kwargs.update(text)
-        else:
-            kwargs["prompt"] = req.prompt
-            if req.negative_prompt:
-                kwargs["negative_prompt"] = req.negative_prompt
+        else:  # the pipeline encodes the text itself (T5, Gemma ...): words, no weights
+            kwargs.update(plain_prompt_args(req, loaded.family))
+            kwargs.update(pipeline_extras(pipe))
         if inversion_slider(req) is not None:  # sliders over an imported image
             inverted = self.slider_edits.inverted_latents(pipe, loaded, req)
             kwargs.update(calls.inversion_args(req, inverted))
@@ -360,10 +367,43 @@ def check_inversion(request: GenerationRequest) -> bool:
     return True
 
 
-def validate_for_family(request: GenerationRequest, family: str) -> None:
-    """Checks a request against what a family can do, before any work starts."""
-    if family in ("pixart", "sd3") and request.task != "txt2img":
-        raise InvalidRequestError(f"{family} models only do text-to-image here.")
+def validate_for_family(request: GenerationRequest, family: str,
+                        scheduler: str | None = None) -> None:
+    """Checks a request against what a family can do (``families.check_request``), before
+    the pipeline runs: the family of a loaded model can differ from the one discovery read."""
+    check_request(request, family, scheduler)
     if request.regions and not supports_embeddings(family):
         raise InvalidRequestError(f"Regional prompts need an SD 1.x, 2.x or SDXL model, not "
                                   f"{family}: {REGIONS_WHY_NOT}")
+
+
+_told_weights: set[str] = set()  # families already told that weights are read as plain words
+
+
+def plain_prompt_args(req: GenerationRequest, family: str) -> dict[str, Any]:
+    """The prompt strings for a pipeline that encodes them itself: A1111 weighting syntax
+    stripped (T5 and Gemma would read the brackets as words), said once per family."""
+    from studio.core.prompt_syntax import has_syntax, parse_prompt
+
+    def plain(text: str) -> str:
+        if not has_syntax(text):
+            return text
+        if family not in _told_weights:
+            _told_weights.add(family)
+            log.warning("%s models read prompt weights as plain words: the (word:1.2) syntax "
+                        "is removed, the words are kept", spec_for(family).label)
+        return " ".join(parse_prompt(text).plain_text.replace(" BREAK ", " ").split())
+
+    args: dict[str, Any] = {"prompt": plain(req.prompt)}
+    if req.negative_prompt and spec_for(family).negative_prompt:
+        args["negative_prompt"] = plain(req.negative_prompt)
+    return args
+
+
+def pipeline_extras(pipe: Any) -> dict[str, Any]:
+    """Arguments that keep a pipeline from changing the request behind the user's back:
+    no resolution binning (PixArt, Sana would generate at another size and resize)."""
+    import inspect
+
+    params = inspect.signature(type(pipe).__call__).parameters
+    return {"use_resolution_binning": False} if "use_resolution_binning" in params else {}
