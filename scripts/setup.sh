@@ -53,27 +53,27 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
-if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-  echo "Installing torch $TORCH_VERSION ..."
-  if [ -n "${STUDIO_TORCH_INDEX:-}" ]; then
-    "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url "$STUDIO_TORCH_INDEX"
-  elif "${PIP[@]}" install --no-index --no-deps "torch==$TORCH_VERSION" >/dev/null 2>&1; then
-    echo "  (a local wheel from pip's find-links; its dependencies from the index)"
-    "${PIP[@]}" install "torch==$TORCH_VERSION"
-  elif [ "$lock" = linux-cpu ]; then
-    "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
-  else
-    "${PIP[@]}" install "torch==$TORCH_VERSION"
-  fi
-fi
-
-# The lock as constraints, less torch (installed above, whichever build was chosen).
+# The lock as constraints, less torch (installed first, whichever build was chosen).
 constraints=()
 if [ -n "$lock_file" ]; then
   mkdir -p .venv/studio
   grep -v '^torch==' "$lock_file" >.venv/studio/constraints.txt
   constraints=(-c .venv/studio/constraints.txt)
 fi
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  echo "Installing torch $TORCH_VERSION ..."
+  if [ -n "${STUDIO_TORCH_INDEX:-}" ]; then
+    "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url "$STUDIO_TORCH_INDEX"
+  elif "${PIP[@]}" install --no-index --no-deps "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+    echo "  (a local wheel from pip's find-links; its dependencies from the index)"
+    "${PIP[@]}" install ${constraints[@]+"${constraints[@]}"} "torch==$TORCH_VERSION"
+  elif [ "$lock" = linux-cpu ]; then
+    "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+  else
+    "${PIP[@]}" install ${constraints[@]+"${constraints[@]}"} "torch==$TORCH_VERSION"
+  fi
+fi
+
 echo "Installing Latent Studio$extras${lock_file:+ (versions from $lock_file)} ..."
 "${PIP[@]}" install ${constraints[@]+"${constraints[@]}"} -e ".$extras"
 # spandrel (user upscaler models) without its torchvision pin: see pyproject's `upscalers`.

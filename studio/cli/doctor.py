@@ -1,6 +1,7 @@
 """``studio doctor``: what this machine gives the studio, on one screen, with a fix for each
 problem: Python, the torch build and device, the GPU and its driver, the libraries Qt needs
-for a window, the model folders and the models found, free disk.
+for a window, the model folders and the models found, the servers and whether they answer,
+free disk.
 
 Exit status 0 when nothing needs fixing, 1 otherwise (so a script can ask it).
 """
@@ -19,7 +20,8 @@ from pathlib import Path
 from studio.cli.common import EXIT_ERROR, EXIT_OK, settings_from_args
 
 NAME = "doctor"
-HELP = "check this machine: Python, torch and the device, GPU, Qt libraries, models, disk"
+HELP = ("check this machine: Python, torch and the device, GPU, Qt libraries, models, "
+        "servers, disk")
 
 LOW_DISK_BYTES = 5 * 1024**3  # an SD 1.5 checkpoint is 2-4 GB, SDXL 7 GB
 TORCH_INDEX_HELP = ("bash scripts/setup.sh (or pip install torch --index-url "
@@ -170,7 +172,8 @@ def _models(report: Report, settings) -> None:
                            "create it, or remove it from the settings / STUDIO_MODEL_DIRS")
     report.row("", f"Hugging Face cache: {'scanned' if settings.hf_cache else 'not scanned'}")
     try:
-        models = model_registry(settings).models(None)
+        # The local folders (the servers' models are the servers' own: see Servers).
+        models = model_registry(settings.replace(servers=())).models(None)
     except Exception as err:
         report.row("", f"the models could not be listed: {type(err).__name__}: {err}")
         report.problem("the model folders could not be read", str(err))
@@ -215,14 +218,32 @@ def _disk(report: Report) -> None:
                            "and HF_HOME at a larger disk")
 
 
-def _servers(report: Report, settings) -> None:
-    from studio.settings import Settings
+def _server_answers(url: str, timeout: float = 3.0) -> str | None:
+    """None when the ComfyUI server answers ``/system_stats``, else why not (stdlib only)."""
+    import urllib.error
+    import urllib.request
 
-    if "servers" not in Settings.model_fields:
-        report.row("Servers", "none (this build has no remote backend settings)")
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/system_stats", timeout=timeout) as r:
+            return None if r.status == 200 else f"HTTP {r.status}"
+    except urllib.error.HTTPError as err:
+        return f"HTTP {err.code}"
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        return str(getattr(err, "reason", err))
+
+
+def _servers(report: Report, settings) -> None:
+    servers = list(settings.servers)
+    if not servers:
+        report.row("Servers", "none configured (STUDIO_SERVERS or --server URL adds one)")
         return
-    servers = list(settings.servers or ())
-    report.row("Servers", ", ".join(map(str, servers)) if servers else "none configured")
+    for i, url in enumerate(servers):
+        why = _server_answers(url)
+        report.row("Servers" if i == 0 else "", f"{url}: {'answers' if why is None else why}")
+        if why is not None:
+            report.problem(f"the server {url} does not answer ({why})",
+                           "start ComfyUI there (python main.py --listen), or fix the "
+                           f"address; details: studio servers --check {url}")
 
 
 def diagnose(args: argparse.Namespace) -> Report:

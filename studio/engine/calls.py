@@ -88,16 +88,37 @@ def variation_latents(pipe: Any, req: GenerationRequest) -> Any:
 
     from studio.engine.noise import slerp
 
-    channels = pipe.unet.config.in_channels if hasattr(pipe, "unet") else 4
-    factor = getattr(pipe, "vae_scale_factor", 8)
-    shape = (1, channels, req.height // factor, req.width // factor)
+    shape = noise_shape(pipe, req)
     out = []
     for i, seed in enumerate(req.seeds):
         a = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
         vseed = (int(req.variation_seed or 0) + i) % 2**32
         b = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(vseed))
         out.append(slerp(a, b, req.variation_strength))
-    return torch.cat(out)
+    return pack_latents(pipe, torch.cat(out))
+
+
+def noise_shape(pipe: Any, req: GenerationRequest) -> tuple[int, int, int, int]:
+    """The shape of one image's starting noise, as the pipeline draws it: the latent
+    channels of its UNet or transformer (4, 16, 32 ...), the size over its VAE's factor.
+    Flux draws 2x2-packed latents: its transformer's channels are 4 latent channels each,
+    and the size is rounded to its patches."""
+    net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    channels = int(net.config.in_channels) if net is not None else 4
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    if hasattr(pipe, "_pack_latents"):
+        channels //= 4
+        factor *= 2
+        return (1, channels, 2 * (req.height // factor), 2 * (req.width // factor))
+    return (1, channels, req.height // factor, req.width // factor)
+
+
+def pack_latents(pipe: Any, latents: Any) -> Any:
+    """Noise of ``noise_shape`` in the layout the pipeline's ``latents`` argument takes."""
+    if not hasattr(pipe, "_pack_latents"):
+        return latents
+    b, c, h, w = latents.shape
+    return pipe._pack_latents(latents, b, c, h, w)
 
 
 def task_args(req: GenerationRequest, task: str) -> dict[str, Any]:

@@ -39,7 +39,9 @@ def fit_latent_rgb(vae: Any, size: int = 64) -> np.ndarray:
     param = next(vae.parameters())
     with torch.no_grad():
         x = torch.from_numpy(probes).to(device=param.device, dtype=param.dtype)
-        latents = vae.encode(x).latent_dist.mean.float().cpu().numpy()
+        encoded = vae.encode(x)  # a KL VAE gives a distribution, a DC-AE (Sana) latents
+        dist = getattr(encoded, "latent_dist", None)
+        latents = (dist.mean if dist is not None else encoded.latent).float().cpu().numpy()
     n, c, h, w = latents.shape
     # Average the probe colours over each latent cell, then solve latent -> colour.
     f = size // h

@@ -78,6 +78,16 @@ class StepCallback:
         return names
 
     def kwargs(self, pipe: Any, family: str) -> dict[str, Any]:
-        """The pipeline arguments that install this callback."""
+        """The pipeline arguments that install this callback: ``callback_on_step_end``, or
+        the older ``callback(step, timestep, latents)`` every step where a pipeline has only
+        that (PixArt): progress, previews and cancel then work the same."""
+        import inspect
+
+        params = inspect.signature(type(pipe).__call__).parameters
+        if "callback_on_step_end" not in params and "callback" in params:
+            def legacy(step: int, timestep: Any, latents: Any) -> None:
+                self(pipe, step, timestep, {"latents": latents})
+
+            return {"callback": legacy, "callback_steps": 1}
         return {"callback_on_step_end": self,
                 "callback_on_step_end_tensor_inputs": self.tensor_inputs(pipe, family)}

@@ -307,8 +307,13 @@ class PromptPanel(QWidget):
 
     def apply_recommended(self, model: ModelInfo) -> None:
         """Apply the model's recommended steps, guidance, size and scheduler, except the
-        fields set since the window opened (see ``edited``)."""
+        fields set since the window opened (see ``edited``). A scheduler that does not fit
+        the model (a diffusion sampler on a flow-matching model, or the other way round)
+        gives way to the model's own."""
         self.set_values(dict(model.recommended), defaults=True)
+        fits = model.recommended_value("schedulers")
+        if isinstance(fits, tuple | list) and fits and self.scheduler_combo.currentText() not in fits:
+            self._set_scheduler(str(model.recommended_value("scheduler", fits[0])))
 
     # -- size ----------------------------------------------------------------------------
     def _set_size(self, width: int, height: int) -> None:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_project import build_project, doc_state  # tests/core is on sys.path (rootdir-relative)
 
 from studio.core.errors import ProjectCorruptError, ProjectSaveError, StudioError
 from studio.core.project.store import ProjectStore
-
-from test_project import build_project, doc_state  # tests/core is on sys.path (rootdir-relative)
 
 SEED = 20
 

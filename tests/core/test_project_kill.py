@@ -104,3 +104,75 @@ def test_kill_during_saves_leaves_a_complete_saved_state(tmp_path):
         confirmed = n  # an unconfirmed save that landed is the new baseline
         assert time.monotonic() < deadline
     assert confirmed >= KILLS // 3, "the writer should have completed several saves"
+
+
+def _damage_first_layer(path: Path) -> bytes:
+    """Flip bytes inside the stored pixels of layer L1, as bit rot would."""
+    import json
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    key = json.loads(conn.execute("SELECT json FROM document").fetchone()[0])["layers"][0][
+        "pixels"]
+    blob = conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (key,)).fetchone()[0]
+    conn.close()
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(blob[60:100]) + 20
+    assert at > 20
+    for i in range(at, at + 8):
+        data[i] ^= 0xA5
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def test_kill_while_rescuing_a_damaged_project_keeps_both_files_sound(tmp_path):
+    """A damaged project opened as far as it can be read and saved as a copy, killed at
+    random moments: the damaged file is never touched, the copy always opens whole."""
+    source, copy = tmp_path / "damaged.studio", tmp_path / "rescued.studio"
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.Popen([sys.executable, str(FIXTURES / "save_loop.py"), str(source)],
+                            stdout=subprocess.PIPE, env=env)
+    try:
+        lines = read_lines(proc, time.monotonic() + 30, wait_for="saved 3")
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert any(line.startswith("saved 3") for line in lines), lines
+    base = ProjectStore.load(source)
+    assert not base.damaged
+    damaged = _damage_first_layer(source)
+    assert ProjectStore.load(source).damaged
+    rng = random.Random(99)
+    checked = 0
+    for _run in range(6):
+        proc = subprocess.Popen([sys.executable, str(FIXTURES / "save_loop.py"), str(copy),
+                                 str(source)], stdout=subprocess.PIPE, env=env)
+        try:
+            assert "ready" in read_lines(proc, time.monotonic() + 15, wait_for="ready")
+            if not copy.exists():  # the first run saves once, so there is a copy to check
+                read_lines(proc, time.monotonic() + 15, wait_for="saved")
+            read_lines(proc, time.monotonic() + rng.uniform(0.0, 0.4))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        assert source.read_bytes() == damaged
+        if not copy.exists():
+            continue
+        rescued = ProjectStore.load(copy)
+        assert not rescued.damaged
+        layers = rescued.document.layers
+        assert layers[0].name == "(damaged) L1"
+        for i, layer in enumerate(layers[1:], start=2):
+            assert layer.name == f"L{i}"
+            np.testing.assert_array_equal(layer.pixels, layer_pixels(i))
+        assert len(rescued.log) == len(layers)
+        checked += 1
+    assert checked >= 2, "the rescue should have saved its copy several times"

@@ -154,3 +154,19 @@ def test_setup_names_the_locks_when_asked_for_one_that_does_not_exist():
                          text=True, timeout=60, env={**os.environ, "STUDIO_LOCK": "nowhere"})
     assert run.returncode == 2
     assert "linux-cpu" in run.stderr and "windows" in run.stderr
+
+
+def test_doctor_says_which_server_does_not_answer(capsys):
+    import socket
+
+    with socket.socket() as s:  # a loopback port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    rc = main(["doctor", "--device", "cpu", "--no-hf-cache", "--server", url])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert re.search(rf"^Servers\s+{re.escape(url)}: ", out, re.MULTILINE), out
+    assert f"the server {url} does not answer" in out
+    assert f"studio servers --check {url}" in out
+    assert "diffusion: 1 (studio-tiny-diffusion)" in out  # the local models still listed

@@ -9,10 +9,12 @@ uncompressed ``mimetype``, then ``stack.xml``, ``data/*.png``, ``mergedimage.png
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -210,7 +212,8 @@ def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, limit: int) ->
     try:
         with zf.open(info) as member:
             data = member.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            zlib.error):
         raise ImageReadError(f"Could not open {label}: {info.filename} is damaged.") from None
     if len(data) > limit:
         raise ImageReadError(f"Could not open {label}: {info.filename} unpacks to more than "
@@ -218,11 +221,19 @@ def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, limit: int) ->
     return data
 
 
+MAX_OFFSET = 1 << 20  # a layer further off the canvas than this is placed at this distance
+
+
 def _number(value: str | None, default: float, kind: type = float) -> float:
+    """An attribute's number; missing, unreadable, NaN or infinite values give ``default``,
+    and offsets are kept within ``MAX_OFFSET``."""
     try:
-        return kind(float(value)) if value not in (None, "") else default
+        number = float(value) if value not in (None, "") else default
     except ValueError:
         return default
+    if not math.isfinite(number):
+        return default
+    return kind(min(max(number, -MAX_OFFSET), MAX_OFFSET)) if kind is int else number
 
 
 def _shifted(node: StackNode, dx: int, dy: int) -> StackNode:

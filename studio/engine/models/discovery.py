@@ -13,7 +13,7 @@ from pathlib import Path
 
 from studio.core.errors import ModelNotFoundError
 from studio.core.models import ModelInfo
-from studio.engine.models.families import DEFAULTS, detect_folder_family, read_json
+from studio.engine.models.families import UNKNOWN, detect_folder_family, read_json, spec_for
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,17 @@ def _size(path: Path) -> int:
 def _recommended(folder: Path, family: str) -> tuple[tuple[str, object], ...]:
     studio = read_json(folder / "studio.json")
     rec = dict(studio.get("recommended", {}))
-    defaults = DEFAULTS.get(family)
-    if defaults is not None:
+    if family and family != UNKNOWN:
+        spec = spec_for(family)
+        defaults = spec.defaults
         for key, value in (("width", defaults.width), ("height", defaults.height),
                            ("steps", defaults.steps), ("guidance", defaults.guidance),
                            ("scheduler", defaults.scheduler)):
             rec.setdefault(key, value)
+        from studio.core.samplers import SCHEDULER_NAMES
+
+        # The schedulers that fit, so that a model switch can leave one that does not.
+        rec["schedulers"] = spec.scheduler_names(SCHEDULER_NAMES)
     return tuple(sorted(rec.items()))
 
 

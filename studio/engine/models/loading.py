@@ -76,7 +76,7 @@ class LoadedModel:
             from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
             maker = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForInpainting
-            try:
+            try:  # diffusers' auto-pipeline maps: SD3 and Flux have both, PixArt neither
                 variant = maker.from_pipe(self.pipe)
             except (ValueError, KeyError) as err:
                 raise InvalidRequestError(
@@ -143,7 +143,14 @@ def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
     """Load a model for ``choice``; every failure a user can cause becomes a StudioError."""
     import torch
 
+    from studio.engine.models.families import UNKNOWN, detect_folder_family
+
     path = check_model_path(info)
+    if path.is_dir() and detect_folder_family(path) == UNKNOWN:
+        raise WrongModelKindError(
+            f"{info.name} is not a text-to-image pipeline the installed diffusers knows "
+            "(see _class_name in its model_index.json).",
+            hint="Update diffusers, or pick another model (see `studio models`).")
     quiet_libraries()
     try:
         if path.is_file():
