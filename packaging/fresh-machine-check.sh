@@ -80,11 +80,12 @@ fi
 pip_env=()
 while IFS='=' read -r name value; do pip_env+=("$name=$value"); done < <(env | grep '^PIP_' || true)
 # Folders named by find-links / file:// indexes / cert, in the variables and pip.conf files.
+certs=()  # pip's cert bundle (it may hold a local CA): copied after apt's ca-certificates
 pip_paths=$( { env | grep '^PIP_' ; cat /etc/pip.conf /etc/xdg/pip/pip.conf ${user_confs[@]+"${user_confs[@]}"} 2>/dev/null; } \
   | grep -oE '(file://)?/[^ ,;"'"'"']+' | sed 's|^file://||' | sort -u)
 for path in $pip_paths; do
   [ -e "$path" ] || continue
-  case "$path" in /etc/ssl/*) mkdir -p "$ROOT$(dirname "$path")"; cp -L "$path" "$ROOT$path"; continue ;; esac
+  case "$path" in /etc/ssl/*) certs+=("$path"); continue ;; esac
   [ -d "$path" ] || path=$(dirname "$path")
   case "$path" in /|/etc|/etc/*|/usr|/usr/*) continue ;; esac
   mkdir -p "$ROOT$path" && mount --bind -o ro "$path" "$ROOT$path" \
@@ -118,6 +119,9 @@ in_root apt-get install -y -q --no-install-recommends $apt_line ca-certificates 
 # For the check only: a virtual display and a screenshot tool (not what the app needs).
 in_root apt-get install -y -q --no-install-recommends xvfb xauth x11-utils imagemagick \
   >>"$OUT/apt.log" 2>&1 || fail "installing xvfb/imagemagick failed: see $OUT/apt.log"
+for cert in ${certs[@]+"${certs[@]}"}; do  # after ca-certificates wrote its own bundle
+  mkdir -p "$ROOT$(dirname "$cert")" && cp -L "$cert" "$ROOT$cert"
+done
 in_root useradd -m -s /bin/bash artist 2>/dev/null || true
 in_root chown -R artist:artist /home/artist
 in_root git config --system --add safe.directory '*'

@@ -184,6 +184,16 @@ def run_bench(plan: Plan, *, cache: str | Path | None = None,
         figures["ui"] = u
         figures["ui_stall_max_ms"] = u["busy"]["max_ms"]
         figures["ui_stall_p99_ms"] = u["busy"]["p99_ms"]
+        layers = 40 if plan.smoke else 200
+        log(f"ui: GUI stalls while a {layers}-layer project opens…")
+        if plan.smoke:
+            from studio.bench.ui_stall import measure_open
+
+            figures["ui_open"] = measure_open(layers, size=512, idle_s=0.2)
+        else:
+            figures["ui_open"] = run_child("studio.bench.ui_stall",
+                                           ["--open-project", str(layers)],
+                                           env={"QT_QPA_PLATFORM": "offscreen"})
     _save(checkpoint, figures)
     if "startup" in sections:
         log(f"startup: `python -m studio` to window shown x {plan.startup_repeats}, "
@@ -346,6 +356,13 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f"idle: max {u['idle']['max_ms']:.1f}ms p99 {u['idle']['p99_ms']:.1f}ms;"
                      f" {u['steps']} steps in {u['generation_s']:.1f}s, torch threads "
                      f"{u['torch_threads']}, engine nice +{u.get('engine_nice', 0)}"))
+    if "ui_open" in fig:
+        u = fig["ui_open"]
+        rows.append((f"UI stall opening a {u['layers']}-layer project",
+                     f"max {u['open']['max_ms']:.1f}ms, p99 {u['open']['p99_ms']:.1f}ms",
+                     "max < 16, p99 < 5",
+                     f"idle: max {u['idle']['max_ms']:.1f}ms p99 {u['idle']['p99_ms']:.1f}ms;"
+                     f" {u['size']} px, {u['file_mb']:.1f} MB, open in {u['open_s']:.1f}s"))
     if "startup_window_s" in fig:
         rows.append(("start-up to window shown", f"{fig['startup_window_s']:.2f}s", "< 1.0 s",
                      "runs: " + ", ".join(f"{t:.2f}" for t in fig["startup_window_runs"])))

@@ -76,6 +76,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a slider and its value within its range (-2 to 2 for most), e.g. "
                         "hair-red=2, smile=-1, 'prompt:old|young=1.5', vae:hair=blonde=2 "
                         "(repeatable; default: none)")
+    p.add_argument("--region", action="append", default=[], metavar='MASK.png="PROMPT"',
+                   help="a regional prompt: PROMPT applies where the mask image is white "
+                        "(scaled to the image size); end it with :STRENGTH (0 to 1, "
+                        'default 1) to blend it with the main prompt, e.g. '
+                        'left.png="red hair:0.8" (repeatable; SD 1.x/2.x, SDXL and '
+                        "studio-tiny; default: none)")
     add_output_args(p, DEFAULT_OUT.name, "output file; a batch adds -1, -2, ...")
     p.add_argument("--no-metadata", action="store_true", help="write no settings into files")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     for image in (args.init_image, args.mask):
         if image is not None and not image.is_file():
             raise InvalidRequestError(f"Could not open {image}: the file does not exist.")
+    region_args = parse_regions(args.region)
     check_model_file(args.model)
     from studio.cli.advice import fit_warning
     from studio.cli.progress import PhaseProgress
@@ -112,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     model = pick_model(model_registry(settings), args.model, settings)
     request = apply_sliders(build_request(args, model, init, mask), sliders)
+    request = with_regions(request, region_args, model)
     check_sliders_fit(request, model)
     for warning in (fit_warning(model, request), steps_warning(request.scheduler, request.steps)):
         if warning:
@@ -164,6 +172,54 @@ def build_request(args: argparse.Namespace, model: Any, init: Any, mask: Any) ->
         width=width, height=height, batch_size=args.batch, task=task, strength=args.strength,
         init_image=init, mask=mask, variation_seed=args.variation_seed,
         variation_strength=args.variation_strength)
+
+
+def parse_regions(items: list[str]) -> list[tuple[Path, str, float]]:
+    """The ``--region MASK=PROMPT[:STRENGTH]`` entries as (mask file, prompt, strength),
+    checked before anything loads: the file exists, the prompt is not empty, the strength
+    is from 0 to 1."""
+    from studio.core.errors import InvalidRequestError
+
+    out = []
+    for item in items:
+        path, sep, prompt = item.partition("=")
+        strength = 1.0
+        head, colon, tail = prompt.rpartition(":")
+        if colon:
+            try:
+                strength = float(tail)
+            except ValueError:
+                pass  # a colon that is part of the prompt
+            else:
+                prompt = head
+                if not (math.isfinite(strength) and 0.0 <= strength <= 1.0):
+                    raise InvalidRequestError(
+                        f"--region {item!r}: the strength must be from 0 to 1.")
+        if not sep or not path or not prompt.strip():
+            raise InvalidRequestError(
+                f'--region {item!r}: write MASK.png="PROMPT", or MASK.png="PROMPT:0.8" '
+                "with a strength.")
+        if not Path(path).is_file():
+            raise InvalidRequestError(f"Could not open {path}: the file does not exist.")
+        out.append((Path(path), prompt.strip(), strength))
+    return out
+
+
+def with_regions(request: Any, regions: list[tuple[Path, str, float]], model: Any) -> Any:
+    """``request`` with the regional prompts (masks read as grey images); refused on models
+    whose attention cannot be masked."""
+    if not regions:
+        return request
+    from studio.core.errors import InvalidRequestError
+    from studio.core.jobs.request import Region
+    from studio.engine.models.families import SD_FAMILIES, SDXL_FAMILIES
+
+    if model.family and model.family not in SD_FAMILIES + SDXL_FAMILIES:
+        raise InvalidRequestError(
+            f"Regional prompts need an SD 1.x, 2.x or SDXL model; {model.name} is "
+            f"{model.family}.", hint="Pick another --model, or leave out --region.")
+    return request.replace(regions=tuple(
+        Region(read_pixels(path, "L"), prompt, strength) for path, prompt, strength in regions))
 
 
 def parse_sliders(items: list[str]) -> list[tuple[Any, float]]:

@@ -208,11 +208,15 @@ class Engine:
         scheduler = canonical_name(request.scheduler)
         info = self.resolve_model(request.model)
         if info.kind in ("vae", "gan"):  # latent slider mode: encode/move/decode, no sampler
+            if request.regions:
+                raise InvalidRequestError(f"{info.name} draws from a latent, not a prompt: "
+                                          "it takes no regional prompts.")
             return self.latent_models.generate(info, request, on_step, cancel)
         check_sliders_fit(request, info)
         check_request(request, info.family or "sd1", scheduler)  # before loading
         on_step(StepProgress(0, request.steps, phase="loading"))
         loaded = self.load(request.model)
+        cancel.raise_if_cancelled()  # cancelled while the model loaded: no step is run
         with for_this_call(loaded, request.loras) as set_scheduler:
             validate_for_family(request, loaded.family, scheduler)
             resolved = request.replace(
@@ -224,6 +228,7 @@ class Engine:
             pipe = loaded.for_task("txt2img" if inverting else request.task)
             set_scheduler(pipe, make_scheduler(resolved.scheduler, loaded.scheduler_config))
             prepare_decode(pipe, request.width, request.height, request.batch_size)
+            cancel.raise_if_cancelled()
             on_step(StepProgress(0, request.steps, phase="encoding"))
             kwargs, callback = self._call(pipe, loaded, resolved, on_step, cancel)
             local = self._local_sliders(loaded, resolved)
@@ -272,7 +277,7 @@ class Engine:
             kwargs.update(text)
         else:  # the pipeline encodes the text itself (T5, Gemma ...): words, no weights
             kwargs.update(plain_prompt_args(req, loaded.family))
-            kwargs.update(pipeline_extras(pipe))
+            kwargs.update(pipeline_extras(pipe, req))
         if inversion_slider(req) is not None:  # sliders over an imported image
             inverted = self.slider_edits.inverted_latents(pipe, loaded, req)
             kwargs.update(calls.inversion_args(req, inverted))
@@ -400,10 +405,16 @@ def plain_prompt_args(req: GenerationRequest, family: str) -> dict[str, Any]:
     return args
 
 
-def pipeline_extras(pipe: Any) -> dict[str, Any]:
+def pipeline_extras(pipe: Any, req: GenerationRequest) -> dict[str, Any]:
     """Arguments that keep a pipeline from changing the request behind the user's back:
-    no resolution binning (PixArt, Sana would generate at another size and resize)."""
+    no resolution binning (PixArt, Sana would generate at another size and resize), and the
+    size where an img2img pipeline would take another (SD3 and Flux img2img take one)."""
     import inspect
 
     params = inspect.signature(type(pipe).__call__).parameters
-    return {"use_resolution_binning": False} if "use_resolution_binning" in params else {}
+    extras: dict[str, Any] = {}
+    if "use_resolution_binning" in params:
+        extras["use_resolution_binning"] = False
+    if "height" in params and "width" in params:
+        extras.update(height=req.height, width=req.width)
+    return extras

@@ -99,6 +99,7 @@ class CanvasView(QWidget):
         self._mask = MipImage(1, 1)
         self._has_mask = False
         self._preview: tuple[Rect, QImage] | None = None
+        self._slider_preview: tuple[Rect, QImage] | None = None
         self._stroke: Stroke | None = None
         self._macro: Any = None
         self._drag: tuple[str, QPointF, Any] | None = None
@@ -273,6 +274,25 @@ class CanvasView(QWidget):
     def has_preview(self) -> bool:
         return self._preview is not None
 
+    def set_slider_preview(self, rect: Rect, image: np.ndarray) -> None:
+        """Show what a dragged slider makes of ``rect`` (RGBA, drawn over the layer in
+        place) until ``clear_slider_preview``; a generation's preview draws over it."""
+        old = self._slider_preview[0] if self._slider_preview is not None else None
+        self._slider_preview = (rect, to_qimage(image))
+        if old is not None and old != rect:
+            self._update_canvas_rect(old)
+        self._update_canvas_rect(rect)
+
+    def clear_slider_preview(self) -> None:
+        if self._slider_preview is not None:
+            rect = self._slider_preview[0]
+            self._slider_preview = None
+            self._update_canvas_rect(rect)
+
+    @property
+    def has_slider_preview(self) -> bool:
+        return self._slider_preview is not None
+
     @property
     def composite_cache(self) -> MipImage:
         """The cached composite of the visible layers (premultiplied), with reduced copies."""
@@ -312,6 +332,10 @@ class CanvasView(QWidget):
             self._image.draw(p, dst, src, self.zoom)
             if self._has_mask:
                 self._mask.draw(p, dst, src, self.zoom)
+        if self._slider_preview is not None:
+            rect, image = self._slider_preview
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            p.drawImage(self.canvas_rect_on_widget(rect), image)
         if self._preview is not None:
             rect, image = self._preview
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)

@@ -132,6 +132,8 @@ class GenerationController(QObject):
         seed = self.prompt.take_seed()
         values.update(width=plan.width, height=plan.height, task=plan.task,
                       init_image=plan.init_image, mask=plan.mask)
+        if self.connection.features.regions:  # the region layers, cut to the plan's rect
+            values["regions"] = self.doc.regions(plan.rect, (plan.width, plan.height))
         ids = []
         try:
             for i in range(self.prompt.batch_count):

@@ -1,16 +1,32 @@
-"""``LayersPanel``: the layer stack (top first) with visibility, opacity, order, rename, delete."""
+"""``LayersPanel``: the layer stack (top first) with visibility, opacity, order, rename, delete.
+
+The list is a ``QListView`` over ``LayerListModel``: rows are drawn only when they are seen
+(thumbnails made, or taken from those drawn while a project was read, on first show), so a
+200-layer project lists at once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGroupBox,
     QHBoxLayout,
-    QListWidget,
-    QListWidgetItem,
+    QLineEdit,
+    QListView,
     QVBoxLayout,
     QWidget,
 )
@@ -22,6 +38,8 @@ from studio.ui.widgets import float_slider, tool_button
 
 LAYER_ID_ROLE = Qt.ItemDataRole.UserRole
 THUMB = 40
+
+AnyIndex = QModelIndex | QPersistentModelIndex
 
 
 def layer_thumbnail_image(layer: Layer, size: int = THUMB) -> QImage:
@@ -46,6 +64,99 @@ def has_mask(layer: Layer) -> bool:
 PreparedLayers = dict[str, tuple[QImage, bool]]  # layer id -> (thumbnail, has a mask)
 
 
+class LayerListModel(QAbstractListModel):
+    """The document's layers, top first. A thumbnail is made when its row is first drawn
+    and kept until the layer changes; ``rename`` and ``set_visible`` are how an edit in the
+    list reaches the undo stack."""
+
+    def __init__(self, doc: Document, rename: Callable[[str, str], None],
+                 set_visible: Callable[[str, bool], None]) -> None:
+        super().__init__()
+        self.doc = doc
+        self.rename, self.set_visible = rename, set_visible
+        self._rows: list[Layer] = []
+        self._thumbs: dict[str, tuple[QImage, bool]] = {}
+        self.reset()
+
+    def reset(self, prepared: PreparedLayers | None = None) -> None:
+        """Show the document's layers as they are now (``prepared``: thumbnails ready)."""
+        self.beginResetModel()
+        self._rows = list(reversed(self.doc.layers))
+        ids = {layer.id for layer in self._rows}
+        self._thumbs = {k: v for k, v in self._thumbs.items() if k in ids}
+        if prepared:
+            self._thumbs.update(prepared)
+        self.endResetModel()
+
+    def row_of(self, layer_id: str) -> int:
+        for row, layer in enumerate(self._rows):
+            if layer.id == layer_id:
+                return row
+        return -1
+
+    def layer_changed(self, layer_id: str) -> None:
+        """The layer's pixels or properties changed: redraw its row when it is seen."""
+        self._thumbs.pop(layer_id, None)
+        row = self.row_of(layer_id)
+        if row >= 0 and self.doc.has_layer(layer_id):
+            self._rows[row] = self.doc.layer(layer_id)
+            index = self.index(row)
+            self.dataChanged.emit(index, index)
+
+    def _thumb(self, layer: Layer) -> tuple[QImage, bool]:
+        entry = self._thumbs.get(layer.id)
+        if entry is None:
+            entry = self._thumbs[layer.id] = (layer_thumbnail_image(layer), has_mask(layer))
+        return entry
+
+    # -- QAbstractListModel ------------------------------------------------------------------
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        layer = self._rows[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            return layer.name
+        if role == LAYER_ID_ROLE:
+            return layer.id
+        if role == Qt.ItemDataRole.CheckStateRole:
+            return Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._thumb(layer)[0]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            masked = self._thumb(layer)[1]
+            return (f"{layer.name}\n{layer.width}×{layer.height} at ({layer.x}, {layer.y})"
+                    f"\nopacity {layer.opacity:.0%}" + ("\nhas an inpaint mask" if masked
+                                                        else "")
+                    + (f"\nregion: {layer.region_prompt}" if layer.region_prompt else ""))
+        return None
+
+    def flags(self, index: AnyIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return (Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+                | Qt.ItemFlag.ItemIsEditable | Qt.ItemFlag.ItemIsUserCheckable)
+
+    def setData(self, index: AnyIndex, value: Any,  # noqa: N802
+                role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return False
+        layer = self._rows[index.row()]
+        if role == Qt.ItemDataRole.CheckStateRole:
+            visible = Qt.CheckState(value) == Qt.CheckState.Checked
+            if visible != layer.visible:
+                self.set_visible(layer.id, visible)
+            return True
+        if role == Qt.ItemDataRole.EditRole:
+            name = str(value).strip()
+            if name and name != layer.name:
+                self.rename(layer.id, name)
+            return True
+        return False
+
+
 class LayersPanel(QWidget):
     """Lists the document's layers, top first; every change is a command on the stack."""
 
@@ -61,13 +172,15 @@ class LayersPanel(QWidget):
         self.opacity_slider = float_slider("layer_opacity_slider", 0.0, 1.0, 1.0, 2)
         self.opacity_slider.setToolTip("Opacity of the selected layer")
         self.opacity_slider.valueChanged.connect(self._on_opacity_slider_changed)
-        self.list = QListWidget(objectName="layers_list")
+        self.region_box = self._region_section()
+        self.model = LayerListModel(doc, self.rename_layer, self._set_visible)
+        self.list = QListView(objectName="layers_list")
+        self.list.setModel(self.model)
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setUniformItemSizes(True)  # no per-row measuring: 200 layers list at once
-        self.list.setEditTriggers(QListWidget.EditTrigger.DoubleClicked
-                                  | QListWidget.EditTrigger.EditKeyPressed)
-        self.list.currentItemChanged.connect(self._on_list_current_changed)
-        self.list.itemChanged.connect(self._on_list_item_changed)
+        self.list.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                  | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.list.selectionModel().currentChanged.connect(self._on_list_current_changed)
         self.add_button = tool_button("layer_add_button", "add", "New empty layer")
         self.delete_button = tool_button("layer_delete_button", "delete", "Delete layer")
         self.up_button = tool_button("layer_up_button", "up", "Move layer up")
@@ -85,18 +198,32 @@ class LayersPanel(QWidget):
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.opacity_slider)
         layout.addWidget(self.list, 1)
+        layout.addWidget(self.region_box)
         layout.addLayout(buttons)
         doc.add_listener(self._on_document_event)
         self._rebuild()
 
+    def count(self) -> int:
+        """How many layers the list shows."""
+        return self.model.rowCount()
+
+    def row_text(self, row: int) -> str:
+        return str(self.model.data(self.model.index(row)))
+
+    def current_layer_id(self) -> str | None:
+        index = self.list.currentIndex()
+        return str(index.data(LAYER_ID_ROLE)) if index.isValid() else None
+
     # -- model -> view -------------------------------------------------------------------
     def _on_document_event(self, name: str, payload: dict[str, Any]) -> None:
-        if name in ("layer_added", "layer_removed", "layers_reordered", "active_layer_changed"):
+        if name in ("layer_added", "layer_removed", "layers_reordered", "canvas_resized"):
             self._rebuild()
+        elif name == "active_layer_changed":
+            self._select_active()
+            self._update_controls()
         elif name == "layer_changed":
-            self._refresh_layer(payload.get("layer_id", ""))
-        elif name == "canvas_resized":
-            self._rebuild()
+            self.model.layer_changed(payload.get("layer_id", ""))
+            self._update_controls()
 
     @staticmethod
     def prepare(doc: Document) -> PreparedLayers:
@@ -111,46 +238,28 @@ class LayersPanel(QWidget):
 
     def _rebuild(self) -> None:
         self._updating = True
-        self.list.clear()
+        try:
+            primed, self._primed = self._primed, {}
+            self.model.reset(primed)
+            self._select_active()
+        finally:
+            self._updating = False
+        self._update_controls()
+
+    def _select_active(self) -> None:
         active = self.doc.active_layer
-        for layer in reversed(self.doc.layers):
-            item = QListWidgetItem()
-            item.setData(LAYER_ID_ROLE, layer.id)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable
-                          | Qt.ItemFlag.ItemIsUserCheckable)
-            self._fill(item, layer)
-            self.list.addItem(item)
-            if active is not None and layer.id == active.id:
-                self.list.setCurrentItem(item)
-        self._primed.clear()
-        self._updating = False
-        self._update_controls()
-
-    def _fill(self, item: QListWidgetItem, layer: Layer) -> None:
-        primed = self._primed.pop(layer.id, None)
-        thumb, masked = primed if primed is not None else (layer_thumbnail_image(layer),
-                                                           has_mask(layer))
-        item.setText(layer.name)
-        item.setIcon(QIcon(QPixmap.fromImage(thumb)))
-        item.setCheckState(Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked)
-        item.setToolTip(f"{layer.name}\n{layer.width}×{layer.height} at ({layer.x}, {layer.y})"
-                        f"\nopacity {layer.opacity:.0%}" + ("\nhas an inpaint mask"
-                                                            if masked else ""))
-
-    def _refresh_layer(self, layer_id: str) -> None:
-        item = self._item_of(layer_id)
-        if item is None or not self.doc.has_layer(layer_id):
+        row = self.model.row_of(active.id) if active is not None else -1
+        if row < 0:
+            self.list.selectionModel().clearCurrentIndex()
             return
-        self._updating = True
-        self._fill(item, self.doc.layer(layer_id))
-        self._updating = False
-        self._update_controls()
-
-    def _item_of(self, layer_id: str) -> QListWidgetItem | None:
-        for i in range(self.list.count()):
-            if self.list.item(i).data(LAYER_ID_ROLE) == layer_id:
-                return self.list.item(i)
-        return None
+        index = self.model.index(row)
+        if self.list.currentIndex() != index:
+            was, self._updating = self._updating, True
+            try:
+                self.list.selectionModel().setCurrentIndex(
+                    index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            finally:
+                self._updating = was
 
     def _update_controls(self) -> None:
         layer = self.doc.active_layer
@@ -158,36 +267,85 @@ class LayersPanel(QWidget):
         self.up_button.setEnabled(layer is not None)
         self.down_button.setEnabled(layer is not None)
         self.opacity_slider.setEnabled(layer is not None)
+        self._update_region_controls(layer)
         if layer is not None:
             self.opacity_slider.blockSignals(True)
             self.opacity_slider.setValue(layer.opacity)
             self.opacity_slider.blockSignals(False)
 
     # -- view -> commands ----------------------------------------------------------------
-    def _on_list_current_changed(self, item: QListWidgetItem | None, _old: Any) -> None:
-        if self._updating or item is None:
+    def _on_list_current_changed(self, index: QModelIndex, _old: QModelIndex) -> None:
+        if self._updating or not index.isValid():
             return
-        layer_id = item.data(LAYER_ID_ROLE)
+        layer_id = str(index.data(LAYER_ID_ROLE))
         self.doc.set_active_layer(layer_id)
         self.layer_activated.emit(layer_id)
 
-    def _on_list_item_changed(self, item: QListWidgetItem) -> None:
-        if self._updating:
-            return
-        layer = self.doc.layer(item.data(LAYER_ID_ROLE))
-        visible = item.checkState() == Qt.CheckState.Checked
-        name = item.text().strip() or layer.name
-        if visible != layer.visible:
-            self.undo.push(SetLayerProps(layer.id, "Show layer" if visible else "Hide layer",
-                                         visible=visible))
-        if name != layer.name:
-            self.undo.push(SetLayerProps(layer.id, "Rename layer", name=name))
+    def _set_visible(self, layer_id: str, visible: bool) -> None:
+        self.undo.push(SetLayerProps(layer_id, "Show layer" if visible else "Hide layer",
+                                     visible=visible))
 
     def _on_opacity_slider_changed(self, value: float) -> None:
         layer = self.doc.active_layer
         if layer is not None and abs(layer.opacity - value) > 1e-4:
             self.undo.push(SetLayerProps(layer.id, "Layer opacity",
                                          merge_id=f"opacity:{layer.id}", opacity=float(value)))
+
+    # -- the Regions section: a layer's mask (or alpha) as a regional prompt --------------
+    def _region_section(self) -> QGroupBox:
+        box = QGroupBox("Region", objectName="layer_region_box")
+        box.setToolTip("A regional prompt: it applies where this layer's mask is painted "
+                       "(without a mask: where the layer has pixels), added to the main "
+                       "prompt there. Saved with the project and in each image's settings.")
+        self.region_prompt_edit = QLineEdit(objectName="layer_region_prompt")
+        self.region_prompt_edit.setPlaceholderText("Prompt of this layer's region (none)")
+        self.region_prompt_edit.setClearButtonEnabled(True)
+        self.region_prompt_edit.editingFinished.connect(self._on_region_prompt_edited)
+        self.region_strength_slider = float_slider("layer_region_strength_slider", 0.0, 1.0,
+                                                   1.0, 2)
+        self.region_strength_slider.setToolTip("How far the region's prompt replaces the "
+                                               "main prompt inside it (0 to 1)")
+        self.region_strength_slider.valueChanged.connect(
+            self._on_region_strength_slider_changed)
+        column = QVBoxLayout(box)
+        column.setContentsMargins(6, 6, 6, 6)
+        column.addWidget(self.region_prompt_edit)
+        column.addWidget(self.region_strength_slider)
+        return box
+
+    def _update_region_controls(self, layer: Layer | None) -> None:
+        self.region_box.setEnabled(layer is not None)
+        if layer is None:
+            return
+        if self.region_prompt_edit.text() != layer.region_prompt:
+            self.region_prompt_edit.setText(layer.region_prompt)
+        self.region_strength_slider.blockSignals(True)
+        self.region_strength_slider.setValue(layer.region_strength)
+        self.region_strength_slider.blockSignals(False)
+        self.region_strength_slider.setEnabled(bool(layer.region_prompt))
+
+    def set_region(self, prompt: str, strength: float | None = None) -> None:
+        """Make the active layer a region with ``prompt`` (empty: no region), one undo entry."""
+        layer = self.doc.active_layer
+        if layer is None:
+            return
+        props: dict[str, Any] = {}
+        if prompt.strip() != layer.region_prompt:
+            props["region_prompt"] = prompt.strip()
+        if strength is not None and abs(strength - layer.region_strength) > 1e-4:
+            props["region_strength"] = float(strength)
+        if props:
+            self.undo.push(SetLayerProps(layer.id, "Layer region", **props))
+
+    def _on_region_prompt_edited(self) -> None:
+        self.set_region(self.region_prompt_edit.text())
+
+    def _on_region_strength_slider_changed(self, value: float) -> None:
+        layer = self.doc.active_layer
+        if layer is not None and abs(layer.region_strength - value) > 1e-4:
+            self.undo.push(SetLayerProps(layer.id, "Region strength",
+                                         merge_id=f"region_strength:{layer.id}",
+                                         region_strength=float(value)))
 
     def add_layer(self) -> None:
         blank = Layer.blank(self.doc.width, self.doc.height, f"Layer {len(self.doc.layers) + 1}",

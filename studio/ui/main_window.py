@@ -281,6 +281,9 @@ class MainWindow(QMainWindow):
     def _on_connection_connected(self, services: EngineServices) -> None:
         """The backend is ready: generation, the queue and the model picker use it."""
         engine = services.engine
+        schedulers = self.connection.features.schedulers
+        if schedulers:  # what this backend runs (a remote server may offer fewer)
+            self.prompt_panel.set_schedulers(schedulers)
         try:
             self.status.show_device(engine.device_info(), engine.memory_in_use)
         except StudioError as err:

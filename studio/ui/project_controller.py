@@ -322,9 +322,19 @@ class ProjectController(QObject):
         and shows how far along it is."""
         prepare = self.prepare_views
 
+        said: list[tuple[str, int]] = [("", -1)]
+        words = {"checking": "checking", "layers": "reading layers",
+                 "gallery": "reading the gallery", "history": "reading the edit history"}
+
+        def progress(fraction: float, what: str) -> None:
+            text, percent = f"Opening {name}: {words.get(what, what)}", int(60 * fraction)
+            if (text, percent) != said[0]:  # at most one message a percent
+                said[0] = (text, percent)
+                self.open_progressed.emit(text, percent / 100)
+            time.sleep(0)  # between layers: the GUI thread takes the GIL if it waits
+
         def read() -> tuple[Project, Callable[[], None] | None]:
-            self.open_progressed.emit(f"Opening {name}: reading", 0.05)
-            project = ProjectStore.load(source)
+            project = ProjectStore.load(source, progress)
             if prepare is None:
                 return project, None
             layers = len(project.document.layers)

@@ -11,9 +11,11 @@ in VAE/GAN mode, the embedded ``studio-tiny-vae`` / ``studio-tiny-gan`` latent.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QEvent, QSettings, QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,6 +28,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -49,13 +52,14 @@ from studio.core.sliders.specs import (
     variation_slider,
 )
 from studio.session.connection import Connection
-from studio.session.sliders import DIFFUSION, SliderSession
+from studio.session.sliders import DIFFUSION, SliderSession, SliderTarget
 from studio.ui.value_widgets import LabeledDoubleSlider, Throttle
 from studio.ui.widgets import VerticalScrollArea, tool_button
 
-MODES = ((DIFFUSION, "Current image (diffusion)"), (VAE, "VAE latent (studio-tiny-vae)"),
+MODES = ((DIFFUSION, "Diffusion: prompt, LoRA, seed"), (VAE, "VAE latent (studio-tiny-vae)"),
          (GAN, "GAN latent (studio-tiny-gan)"))
-PREVIEW_SIZE = 160
+NEW_LAYER_KEY = "sliders/new_layer"
+PREVIEW_SIZE = 64
 
 
 def to_pixmap(image: np.ndarray, size: int = PREVIEW_SIZE) -> QPixmap:
@@ -67,34 +71,71 @@ def to_pixmap(image: np.ndarray, size: int = PREVIEW_SIZE) -> QPixmap:
 
 
 class SliderRow(QWidget):
-    """One slider: its label, a labelled double slider and a remove button."""
+    """One slider: its name above a full-width track, the value (editable in place) and a
+    remove button. Shift while dragging moves a tenth as fast; a double-click resets it."""
+
+    reset_requested = Signal()
 
     def __init__(self, spec: SliderSpec, value: float, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.spec = spec
         self.setObjectName(f"slider_row:{spec.slider_id}")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 2, 0, 2)
+        column.setSpacing(0)
+        top = QHBoxLayout()
         label = QLabel(spec.label)
         self.label = label
         self.set_note("")
-        label.setMinimumWidth(90)
+        self.remove_button = tool_button("remove_slider_button", "close", f"Remove {spec.label}")
+        top.addWidget(label, 1)
+        top.addWidget(self.remove_button)
         self.slider = LabeledDoubleSlider()
         self.slider.setObjectName("slider")
         self.slider.setRange(spec.minimum, spec.maximum)
         self.slider.setDecimals(2)
-        self.slider.setSingleStep(0.05)
+        self.slider.setSingleStep(0.01)
         self.slider.setValue(value)
         self.slider.setAccessibleName(spec.label)
-        self.remove_button = tool_button("remove_slider_button", "close", f"Remove {spec.label}")
-        row.addWidget(label)
-        row.addWidget(self.slider, 1)
-        row.addWidget(self.remove_button)
+        self.slider.slider.setPageStep(10)
+        self.slider.setToolTip("Drag to preview on the canvas, release to keep. Shift: fine "
+                               "steps. Double-click: back to 0. Type a value in the box.")
+        self.slider.slider.installEventFilter(self)
+        self._fine: tuple[float, float] | None = None  # press x, value at the press
+        column.addLayout(top)
+        column.addWidget(self.slider)
 
     def set_note(self, note: str) -> None:
         """The label's tooltip: the slider's description and how it acts on the prompt."""
         text = self.spec.description or self.spec.slider_id
         self.label.setToolTip(f"{text}\n{note}" if note else text)
+
+    def set_unavailable(self, reason: str) -> None:
+        """Grey the slider out, saying why (empty: it works)."""
+        self.slider.setEnabled(not reason)
+        self.label.setEnabled(not reason)
+        if reason:
+            self.label.setToolTip(reason)
+            self.slider.setToolTip(reason)
+
+    def eventFilter(self, obj: Any, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        kind = event.type()
+        if kind == QEvent.Type.MouseButtonDblClick:
+            self.reset_requested.emit()
+            return True
+        if kind == QEvent.Type.MouseMove and isinstance(event, QMouseEvent):
+            fine = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+            if fine and obj.isSliderDown():
+                if self._fine is None:
+                    self._fine = (event.position().x(), self.slider.value())
+                x0, v0 = self._fine
+                span = (self.spec.maximum - self.spec.minimum) / max(1, obj.width())
+                self.slider.setValue(v0 + (event.position().x() - x0) * span / 10)
+                return True
+            self._fine = None
+        if kind == QEvent.Type.MouseButtonRelease:
+            self._fine = None
+        return False
 
 
 class SlidersPanel(QWidget):
@@ -125,7 +166,6 @@ class SlidersPanel(QWidget):
         self._submit_preview_throttled = Throttle(session.submit_preview, 40, parent=self)
         self._build()
         self._rebuild_rows()
-        self._update_hint(session.base_request)
         self._subscriptions = [
             (session.slider_added, self._on_session_slider_added),
             (session.slider_removed, self._on_session_slider_removed),
@@ -137,10 +177,13 @@ class SlidersPanel(QWidget):
             (session.frames_cleared, self._on_session_frames_cleared),
             (session.frame_shown, self._on_session_frame_shown),
             (session.message, self._on_session_message),
+            (session.target_changed, self._on_session_target_changed),
+            (session.busy_changed, self._on_session_busy_changed),
             (self.connection.state_changed, self._on_connection_state_changed)]
         for signal, slot in self._subscriptions:
             signal.connect(slot)
         self._on_connection_state_changed(self.connection.state)
+        self._on_session_target_changed(session.target())
 
     def unsubscribe(self) -> None:
         """Stop showing the session (before the panel goes: the session outlives it)."""
@@ -159,25 +202,43 @@ class SlidersPanel(QWidget):
         for key, text in MODES:
             self.mode_combo.addItem(text, key)
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
-        top.addRow("Target", self.mode_combo)
+        top.addRow("Space", self.mode_combo)
+        self.target_label = QLabel(objectName="slider_target_label")
+        self.target_label.setWordWrap(True)
+        self.target_label.setToolTip("What the sliders edit: the selected layer (or the "
+                                     "selection inside it), else the flattened canvas. "
+                                     "Select another layer in Layers to edit it.")
+        top.addRow("Edits", self.target_label)
         self.invert_check = QCheckBox("Edit the init image (inversion)",
                                       objectName="invert_check")
-        self.invert_check.setToolTip("Sliders act on the image this generation started from "
-                                     "(an imported photo), inverted with DDIM under its prompt. "
-                                     "In VAE or GAN mode they act on the canvas: the VAE "
-                                     "encodes it, the GAN finds its latent (about 1.5 s, "
-                                     "once per image).")
+        self.invert_check.setToolTip("On a generated layer: sliders act on the image its "
+                                     "generation started from, inverted with DDIM under its "
+                                     "prompt. Other images are always edited this way.")
         self.invert_check.toggled.connect(self._on_invert_toggled)
         top.addRow(self.invert_check)
         outer.addLayout(top)
-        self.hint = QLabel("Generate an image, then move a slider.", objectName="slider_hint")
+        actions = QHBoxLayout()
+        self.apply_button = QPushButton("Apply", objectName="apply_sliders_button")
+        self.apply_button.setToolTip("Render the sliders' values and keep the result (one "
+                                     "undo step); releasing a slider does the same")
+        self.apply_button.clicked.connect(self.session.render)
+        self.new_layer_check = QCheckBox("As a new layer", objectName="new_layer_check")
+        self.new_layer_check.setToolTip("Keep each slider edit as a new layer over the "
+                                        "target instead of changing the target's pixels")
+        self.new_layer_check.setChecked(bool(QSettings().value(NEW_LAYER_KEY, False, bool)))
+        self.session.new_layer = self.new_layer_check.isChecked()
+        self.new_layer_check.toggled.connect(self._on_new_layer_toggled)
+        self.busy_label = QLabel("Rendering…", objectName="slider_busy_label")
+        self.busy_label.setVisible(False)
+        actions.addWidget(self.apply_button)
+        actions.addWidget(self.new_layer_check)
+        actions.addStretch(1)
+        actions.addWidget(self.busy_label)
+        outer.addLayout(actions)
+        self.hint = QLabel("", objectName="slider_hint")
         self.hint.setWordWrap(True)
+        self.hint.setVisible(False)
         outer.addWidget(self.hint)
-        self.preview = QLabel(objectName="slider_preview")
-        self.preview.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.hide()  # until there is a preview: no empty square above the sliders
-        outer.addWidget(self.preview, 0, Qt.AlignmentFlag.AlignHCenter)
 
         body = QWidget()
         self._body = QVBoxLayout(body)
@@ -189,9 +250,9 @@ class SlidersPanel(QWidget):
             QVBoxLayout(box)
             self._groups[key] = box
             self._body.addWidget(box)
-        self._body.addStretch(1)
         scroll = VerticalScrollArea(body)
         scroll.setObjectName("sliders_scroll")
+        self.scroll = scroll
         outer.addWidget(scroll, 1)
 
         # Adding sliders.
@@ -263,11 +324,15 @@ class SlidersPanel(QWidget):
         reset_button = QPushButton("Reset all", objectName="reset_sliders_button")
         reset_button.clicked.connect(self.session.reset_all)
         form.addRow(_row(strip_button, grid_button, reset_button))
-        outer.addWidget(add)
+        # The frames and the adding tools scroll with the sliders: the panel never asks
+        # the window for more height than the screen has.
         self.frames_view = QWidget(objectName="frames_view")
         self._frames_grid = QGridLayout(self.frames_view)
         self._frames_grid.setSpacing(2)
-        outer.addWidget(self.frames_view)
+        self._frames_grid.setContentsMargins(0, 0, 0, 0)
+        self._body.addWidget(self.frames_view)
+        self._body.addWidget(add)
+        self._body.addStretch(1)
 
     def _rebuild_rows(self) -> None:
         for row in self._rows.values():
@@ -285,11 +350,27 @@ class SlidersPanel(QWidget):
         row.slider.valueChanged.connect(lambda v: self._on_slider_value_changed(sid, v))
         row.slider.sliderReleased.connect(lambda: self._on_slider_released(sid))
         row.remove_button.clicked.connect(lambda: self.session.remove_slider(sid))
+        row.reset_requested.connect(lambda: self._on_row_reset(sid))
+        row.set_unavailable(self._unavailable(spec))
         group = INTERP if spec.space == INTERP else spec.space
         box = self._groups[VARIATION if group == INTERP else group]
         box.layout().addWidget(row)
         self._rows[sid] = row
         self._update_notes()
+
+    def _unavailable(self, spec: SliderSpec) -> str:
+        """Why ``spec`` cannot work on the connected backend ('' when it can)."""
+        connection = self.connection
+        if not connection.ready:
+            return ""
+        feature = {VAE: "latent_sliders", GAN: "latent_sliders", LORA: "lora"}.get(
+            spec.space, "prompt_sliders")
+        return "" if connection.can(feature) else connection.reason(feature)
+
+    def _on_row_reset(self, slider_id: str) -> None:
+        row = self._rows.get(slider_id)
+        if row is not None and row.slider.value() != 0:
+            row.slider.setValue(0.0)  # a whole edit: rendered and kept
 
     def _update_notes(self) -> None:
         """Tell each prompt slider's tooltip where its words go in the current prompt."""
@@ -335,11 +416,7 @@ class SlidersPanel(QWidget):
 
     def _on_session_base_changed(self, request: GenerationRequest | None) -> None:
         self._update_notes()
-        self._update_hint(request)
-
-    def _update_hint(self, request: GenerationRequest | None) -> None:
-        self.hint.setText("Move a slider to edit this image." if request is not None else
-                          "Generate an image, then move a slider.")
+        self._on_session_target_changed(self.session.target())
 
     def _on_session_mode_changed(self, mode: str) -> None:
         if self.mode_combo.currentData() != mode:
@@ -353,19 +430,35 @@ class SlidersPanel(QWidget):
                 item.widget().deleteLater()
 
     def _on_session_frame_shown(self, index: int, image: np.ndarray) -> None:
-        label = QLabel(objectName=f"frame_{index}")
-        label.setPixmap(to_pixmap(image, 64))
-        columns = 3 if self.session.frames_kind == "grid" else 8
-        self._frames_grid.addWidget(label, index // columns, index % columns)
+        cell = QToolButton(objectName=f"frame_{index}")
+        cell.setIcon(QIcon(to_pixmap(image, 64)))
+        cell.setIconSize(QSize(56, 56))
+        cell.setAutoRaise(True)
+        cell.setToolTip("Use this image: a new layer over the target")
+        cell.clicked.connect(lambda: self.session.use_frame(index))
+        columns = 3 if self.session.frames_kind == "grid" else 4
+        self._frames_grid.addWidget(cell, index // columns, index % columns)
         self.frames_shown.emit(len(self.session.frames))
 
     def _on_session_message(self, text: str) -> None:
         self.hint.setText(text)
+        self.hint.setVisible(bool(text))
 
     def show_preview(self, image: np.ndarray) -> None:
-        self.preview.setPixmap(to_pixmap(image))
-        self.preview.show()
+        """A preview came (the canvas draws it over the target, in place)."""
         self.preview_shown.emit(image)
+
+    def _on_session_target_changed(self, target: SliderTarget) -> None:
+        self.target_label.setText(target.words)
+        self.apply_button.setEnabled(target.kind != "none" or
+                                     self.session.base_request is not None)
+
+    def _on_session_busy_changed(self, busy: bool) -> None:
+        self.busy_label.setVisible(busy)
+
+    def _on_new_layer_toggled(self, checked: bool) -> None:
+        self.session.new_layer = bool(checked)
+        QSettings().setValue(NEW_LAYER_KEY, bool(checked))
 
     # -- what the backend offers ---------------------------------------------------------
     def _on_connection_state_changed(self, _state: str) -> None:
@@ -385,6 +478,8 @@ class SlidersPanel(QWidget):
         allow("lora", self.lora_button)
         allow("latent_sliders", self.attribute_combo, self.latent_button)
         allow("example_directions", *self.example_rows)
+        for row in self._rows.values():
+            row.set_unavailable(self._unavailable(row.spec))
         latent_on = not connection.ready or connection.can("latent_sliders")
         model = self.mode_combo.model()
         for index in range(self.mode_combo.count()):

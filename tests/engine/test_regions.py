@@ -257,3 +257,52 @@ def test_outside_a_region_the_main_prompt_holds_as_without_it(shipped_engine):
     hits = _outside_follows_the_main_prompt(shipped_engine, range(n))
     assert hits["left"] >= 0.85 * n, hits
     assert hits["outside"] >= hits["outside_plain"] - 0.1 * n, hits
+
+
+# -- the command line ---------------------------------------------------------------------
+def test_cli_region_mistakes_are_answered_before_anything_heavy_loads(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "m.png")
+    argvs = [["generate", "x", "--region", "missing.png=a cat"],
+             ["generate", "x", "--region", "m.png=a cat:1.5"],
+             ["generate", "x", "--region", "m.png="],
+             ["generate", "x", "--region", "m.png"]]
+    code = ("import sys\nfrom studio.cli import main\n"
+            f"print([main(a) for a in {argvs!r}])\n"
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path)
+    codes, heavy = proc.stdout.strip().splitlines()[-2:]
+    assert heavy == "[]" and codes == "[1, 1, 1, 1]", proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 4
+    assert "missing.png" in lines[0] and "from 0 to 1" in lines[1]
+    assert 'MASK.png="PROMPT"' in lines[2] and 'MASK.png="PROMPT"' in lines[3]
+
+
+def test_cli_regions_reach_the_image_and_its_file(tiny_sd1_dir, tmp_path):
+    from PIL import Image
+
+    from studio.cli import main
+    from studio.cli.generate import parse_regions
+    from studio.core.formats.metadata import read_settings
+
+    Image.fromarray(np.where(LEFT, 255, 0).astype(np.uint8)).save(tmp_path / "left.png")
+    assert parse_regions([f"{tmp_path / 'left.png'}=(red:1.2) hair, smile"])[0][1:] == (
+        "(red:1.2) hair, smile", 1.0)
+    common = ["--model", str(tiny_sd1_dir), "--seed", "3", "--steps", "3", "--size", "64x64",
+              "--device", "cpu", "--dtype", "float32", "--no-hf-cache", "--quiet"]
+    assert main(["generate", PROMPT, "-o", str(tmp_path / "plain.png"), *common]) == 0
+    assert main(["generate", PROMPT, "--region", f"{tmp_path / 'left.png'}=a blue square:0.7",
+                 "-o", str(tmp_path / "r.png"), *common]) == 0
+    settings = read_settings(tmp_path / "r.png")
+    (region,) = settings.request.regions
+    assert (region.prompt, region.strength) == ("a blue square", 0.7)
+    assert np.array_equal(region.mask.to_array(), np.where(LEFT, 255, 0))
+    with Image.open(tmp_path / "r.png") as a, Image.open(tmp_path / "plain.png") as b:
+        assert "Regions: 1" in a.info["parameters"]
+        assert not np.array_equal(np.asarray(a), np.asarray(b))

@@ -42,11 +42,12 @@ def test_a_drag_is_one_undo_entry_and_its_release_renders(sliders, engine, runne
     assert sliders.doc.sliders["age"] == 0.0
 
 
-def test_value_changes_are_announced_for_undo_and_redo(sliders):
+def test_value_changes_are_announced_for_undo_and_redo(sliders, runner):
     values = []
     sliders.value_changed.connect(lambda sid, v: values.append((sid, v)))
     sliders.add_slider(prompt_pair("old", "young"))
-    sliders.move("prompt:old|young", 0.5)
+    sliders.move("prompt:old|young", 0.5)  # a whole edit: kept when its image comes
+    assert runner.wait_idle(5)
     sliders.undo.undo()
     assert values[-2:] == [("prompt:old|young", 0.5), ("prompt:old|young", 0.0)]
 
@@ -56,11 +57,12 @@ def test_value_zero_asks_for_the_base_image(sliders):
     assert sliders.current_request() == BASE.replace(model_hash="", device="", dtype="")
 
 
-def test_a_removed_slider_comes_back_with_undo(sliders):
+def test_a_removed_slider_comes_back_with_undo(sliders, runner):
     removed = []
     sliders.slider_removed.connect(removed.append)
     sliders.add_slider(sliders.starters["smile"])
     sliders.move("smile", 0.6)
+    assert runner.wait_idle(5)
     sliders.remove_slider("smile")
     assert removed == ["smile"] and "smile" not in sliders.sliders.specs
     sliders.undo.undo()
@@ -121,3 +123,65 @@ def test_without_a_backend_requests_are_built_but_not_sent(engine):
     sliders.move("age", 1.0)  # a whole edit: rendered at once
     assert len(sent) == 1 and sent[0].sliders[0].value == 1.0
     assert engine.requests == []
+
+
+def _generated_layer(sliders, engine, name="portrait"):
+    """A generated layer on the canvas, as the window puts it there."""
+    from studio.core.document.edits import ApplyGeneration
+    from studio.core.jobs.cancel import CancelToken
+
+    result = engine.generate(BASE, lambda *a: None, CancelToken())
+    record = sliders.doc.log.add_result(result)
+    sliders.undo.push(ApplyGeneration(result.images[0], (0, 0, 64, 64), record.id, name=name))
+    return sliders.doc.layers[-1], record
+
+
+def test_the_target_is_the_selected_layer_and_says_so(sliders, engine):
+    from studio.core.document.edits import RemoveLayer, SetSelection
+
+    layer, record = _generated_layer(sliders, engine)
+    target = sliders.target()
+    assert (target.kind, target.layer_id, target.record_id) == ("layer", layer.id, record.id)
+    assert target.words == "Layer “portrait”"
+    sliders.undo.push(SetSelection((8, 8, 16, 16)))
+    assert sliders.target().kind == "selection"
+    assert sliders.target().words == "The selection in layer “portrait”"
+    sliders.undo.push(SetSelection(None))
+    # An undone generation is never the target.
+    sliders.undo.push(RemoveLayer(layer.id))
+    sliders.set_base_request(None)
+    assert sliders.target().kind == "none" and sliders.current_request() is None
+
+
+def test_a_drag_on_a_layer_commits_its_pixels_as_one_undo_entry(sliders, engine, runner):
+    layer, record = _generated_layer(sliders, engine)
+    before_pixels = layer.pixels.copy()
+    overlays = []
+    sliders.overlay_shown.connect(lambda rect, image: overlays.append(rect))
+    sliders.add_slider(sliders.starters["age"])
+    index = sliders.undo.index
+    sliders.press("age")
+    sliders.move("age", 1.2)
+    sliders.submit_preview()
+    assert runner.wait_idle(5)
+    assert overlays == [(0, 0, 64, 64)]
+    sliders.release("age")
+    assert runner.wait_idle(5)
+    assert sliders.undo.index == index + 1
+    assert len(sliders.doc.layers) == 1 and layer.record_id != record.id
+    new = sliders.doc.log.get(layer.record_id)
+    assert new.parent_id == record.id and new.request.sliders[0].value == pytest.approx(1.2)
+    sliders.undo.undo()
+    np.testing.assert_array_equal(layer.pixels, before_pixels)
+    assert layer.record_id == record.id and sliders.doc.sliders["age"] == 0.0
+
+
+def test_starters_are_there_from_the_start_and_carry_over_between_modes(connection):
+    doc = Document()
+    session = SliderSession(doc, UndoStack(doc), connection)
+    assert {"smile", "glasses", "hair-red", "vae:smile", "gan:smile"} <= set(doc.sliders)
+    assert session.undo.index == 0
+    session.sliders.values["vae:smile"] = 1.5
+    session.set_mode("vae")
+    session.set_mode("gan")  # the GAN's smile takes the VAE's value
+    assert session.sliders.values["gan:smile"] == 1.5

@@ -164,9 +164,10 @@ def test_layers_panel_visibility_opacity_order_rename_delete(qtbot, window):
     first = open_grey(window, value=10)
     second = open_grey(window, value=200)
     panel = window.layers_panel
-    assert panel.list.count() == 2
-    assert panel.list.item(0).text() == second.name  # top first
-    panel.list.item(0).setCheckState(Qt.CheckState.Unchecked)
+    assert panel.count() == 2
+    assert panel.row_text(0) == second.name  # top first
+    panel.model.setData(panel.model.index(0), Qt.CheckState.Unchecked.value,
+                        Qt.ItemDataRole.CheckStateRole)  # the row's check box, as a click sets it
     assert not second.visible
     assert window.canvas.composite_image().pixelColor(5, 5).red() == 10
     window.undo.undo()
@@ -177,7 +178,7 @@ def test_layers_panel_visibility_opacity_order_rename_delete(qtbot, window):
     assert window.doc.layers[0] is second
     panel.rename_layer(first.id, "background")
     assert first.name == "background"
-    assert panel.list.item(0).text() == "background"
+    assert panel.row_text(0) == "background"
     panel.delete_layer()
     assert len(window.doc.layers) == 1
     window.undo.undo()

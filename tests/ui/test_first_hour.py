@@ -148,7 +148,7 @@ def test_a_200_layer_project_opens_with_progress_while_the_window_paints(qtbot, 
         timer.stop()
     assert any("drawing 200 layers" in t for t in ticks)  # progress, painted meanwhile
     assert len(window.doc.layers) == 200
-    assert window.layers_panel.list.count() == 200
+    assert window.layers_panel.count() == 200
     # What was drawn while reading is what the canvas would draw itself.
     expected = ProjectStore.load(path).document
     cached = window.canvas.composite_cache.array

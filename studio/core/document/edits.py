@@ -15,7 +15,8 @@ import numpy as np
 from studio.core.document.layers import Document, GetArray, Layer, PutArray, Rect, union
 from studio.core.document.undo import Command, register
 
-LAYER_PROPS = ("name", "visible", "opacity", "x", "y", "kind")
+LAYER_PROPS = ("name", "visible", "opacity", "x", "y", "kind", "region_prompt", "region_strength",
+               "record_id")
 
 ANCHORS = {
     "top-left": (0.0, 0.0), "top": (0.5, 0.0), "top-right": (1.0, 0.0),

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from studio.core.jobs.request import Region
     from studio.core.project.generation_log import GenerationLog
 
 Rect = tuple[int, int, int, int]
@@ -110,6 +111,10 @@ class Layer:
         ``"image"``, ``"generated"`` or ``"paint"``.
     record_id : str or None
         The generation record this layer came from (for ``"generated"`` layers).
+    region_prompt, region_strength : str, float
+        A regional prompt: where the layer's mask is painted (or, without a mask, where
+        its alpha is), ``region_prompt`` applies with ``region_strength`` (0 to 1). An
+        empty prompt: the layer is no region (see ``Document.regions``).
     """
 
     id: str = field(default_factory=new_id)
@@ -122,6 +127,8 @@ class Layer:
     mask: np.ndarray | None = field(default=None, repr=False)
     kind: str = "image"
     record_id: str | None = None
+    region_prompt: str = ""
+    region_strength: float = 1.0
 
     def __post_init__(self) -> None:
         px = np.asarray(self.pixels)
@@ -172,6 +179,7 @@ class Layer:
             "visible": self.visible, "opacity": self.opacity, "kind": self.kind,
             "record_id": self.record_id, "pixels": put(self.pixels),
             "mask": put(self.mask) if self.mask is not None else None,
+            "region_prompt": self.region_prompt, "region_strength": self.region_strength,
         }
 
     @classmethod
@@ -184,7 +192,16 @@ class Layer:
             visible=bool(data.get("visible", True)), opacity=float(data.get("opacity", 1.0)),
             mask=np.array(get(mask), dtype=np.uint8) if mask else None,
             kind=data.get("kind", "image"), record_id=data.get("record_id"),
+            region_prompt=str(data.get("region_prompt") or ""),
+            region_strength=min(1.0, max(0.0, float(data.get("region_strength", 1.0)))),
         )
+
+    def region_mask(self) -> np.ndarray:
+        """Where this layer's region lies, ``HxW`` uint8 in its own pixels: its mask when
+        one is painted, else its alpha."""
+        if self.mask is not None and self.mask.any():
+            return self.mask
+        return self.pixels[..., 3]
 
 
 @dataclass(eq=False)
@@ -315,6 +332,39 @@ class Document:
             np.clip(acc_band, 0.0, 255.0, out=acc_band)
             out[b0 - ry:b1 - ry] = acc_band
         return out
+
+    def regions(self, rect: Rect | None = None, size: tuple[int, int] | None = None
+                ) -> tuple[Region, ...]:
+        """The regional prompts of the visible region layers, bottom to top, as request
+        regions: each mask cut to ``rect`` (default: the generation rect) and scaled to
+        ``size`` ``(width, height)`` (default: the rect's size). Layers whose region lies
+        outside ``rect`` are left out."""
+        from PIL import Image
+
+        from studio.core.document.pixels import Pixels
+        from studio.core.jobs.request import Region
+
+        rx, ry, rw, rh = rect if rect is not None else self.generation_rect
+        out = []
+        for layer in self.layers:
+            if not (layer.visible and layer.region_prompt.strip()):
+                continue
+            part = intersect((rx, ry, rw, rh), layer.rect)
+            if part is None:
+                continue
+            px, py, pw, ph = part
+            canvas = np.zeros((rh, rw), np.uint8)
+            src = layer.region_mask()[py - layer.y:py - layer.y + ph,
+                                      px - layer.x:px - layer.x + pw]
+            canvas[py - ry:py - ry + ph, px - rx:px - rx + pw] = src
+            if not canvas.any():
+                continue
+            if size is not None and size != (rw, rh):
+                canvas = np.asarray(Image.fromarray(canvas).resize(size,
+                                                                   Image.Resampling.BILINEAR))
+            out.append(Region(Pixels.from_array(canvas), layer.region_prompt.strip(),
+                              float(layer.region_strength)))
+        return tuple(out)
 
     # -- listeners -----------------------------------------------------------------------
     def add_listener(self, fn: Listener) -> None:

@@ -98,9 +98,57 @@ def _xmp_packet(studio: str) -> bytes:
             '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>').encode()
 
 
+REGION_MASKS_KEY = "region_masks"
+"""Beside the request JSON in our files: region masks as base64 PNG by content hash, so a
+file alone brings its regional prompts back (the init image and mask are not stored)."""
+_REGION_MASK_MAX_PIXELS = 4096 * 4096
+
+
+def studio_text(request: GenerationRequest) -> str:
+    """The ``studio`` text of an image: ``request.to_json()``, plus the region masks."""
+    if not request.regions:
+        return request.to_json()
+    import base64
+    import io
+
+    data = request.to_dict()
+    masks = {}
+    for region in request.regions:
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(region.mask.to_array())).save(buf, format="PNG",
+                                                                  optimize=True)
+        masks[region.mask.sha256] = base64.b64encode(buf.getvalue()).decode("ascii")
+    data[REGION_MASKS_KEY] = masks
+    return json.dumps(data, sort_keys=True)
+
+
+def _region_masks(data: Any) -> dict[str, Pixels]:
+    """The region masks stored beside a request (damaged or mismatched entries left out)."""
+    import base64
+    import binascii
+
+    from studio.core.formats.imageio import open_image
+
+    masks = data.get(REGION_MASKS_KEY) if isinstance(data, dict) else None
+    out: dict[str, Pixels] = {}
+    if not isinstance(masks, dict):
+        return out
+    for sha, text in list(masks.items())[:32]:
+        try:
+            with open_image(base64.b64decode(str(text), validate=True),
+                            max_pixels=_REGION_MASK_MAX_PIXELS) as im:
+                pixels = Pixels.from_array(np.asarray(im.convert("L")))
+        except (binascii.Error, ValueError, OSError, ImageReadError):
+            continue
+        if pixels.sha256 == sha:
+            out[sha] = pixels
+    return out
+
+
 def _own(text: str, images: dict[str, Pixels] | None) -> ImportedSettings | None:
     try:
         data = json_or_none(text)
+        images = {**_region_masks(data), **(images or {})}
         request = GenerationRequest.from_dict(data, images)
     except MetadataTooDeepError:
         raise
@@ -217,7 +265,9 @@ def save_image(path: str | os.PathLike[str], pixels: np.ndarray,
     im = _as_image(pixels, fmt)
     options: dict[str, Any] = {}
     if request is not None and not strip:
-        parameters, studio = a1111_parameters(request), request.to_json()
+        parameters, studio = a1111_parameters(request), studio_text(request)
+        if request.regions:  # a note for other tools; ours read the regions from ``studio``
+            parameters += f", Regions: {len(request.regions)}"
         if fmt == "PNG":
             info = PngInfo()
             info.add_text(PARAMETERS_KEY, parameters)

@@ -107,8 +107,10 @@ class _Reader:
     """One read of an open connection; collects the problems it meets."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path,
-                 image_source: Callable[[str], np.ndarray]) -> None:
+                 image_source: Callable[[str], np.ndarray],
+                 progress: Callable[[float, str], None] | None = None) -> None:
         self.conn = conn
+        self.progress = progress or (lambda _fraction, _what: None)
         self.path = path
         self.image_source = image_source
         self.cache: dict[str, np.ndarray] = {}
@@ -129,7 +131,9 @@ class _Reader:
         data = json.loads(row[0])
         width, height = _check_canvas(data)
         layers, damaged = [], []
-        for layer in data.get("layers", []):
+        records = data.get("layers", [])
+        for i, layer in enumerate(records):
+            self.progress(0.05 + 0.6 * i / max(1, len(records)), "layers")
             try:
                 pixels = self.get(layer["pixels"])
                 mask = self.get(layer["mask"]) if layer.get("mask") else None
@@ -231,15 +235,17 @@ def _replays(document: Document, data: dict[str, Any],
 
 
 def read_project(conn: sqlite3.Connection, path: Path,
-                 image_source: Callable[[str], np.ndarray]) -> Project:
-    """Read the project in ``conn`` (inside a transaction) as far as it can be read.
+                 image_source: Callable[[str], np.ndarray],
+                 progress: Callable[[float, str], None] | None = None) -> Project:
+    """Read the project in ``conn`` (inside a transaction) as far as it can be read;
+    ``progress(fraction, what)`` hears how far along (see ``ProjectStore.load``).
 
     Raises
     ------
     ProjectCorruptError
         The document itself cannot be read (one line says why).
     """
-    reader = _Reader(conn, path, image_source)
+    reader = _Reader(conn, path, image_source, progress)
     meta: dict[str, str] = {}
     try:
         meta = {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
@@ -254,9 +260,12 @@ def read_project(conn: sqlite3.Connection, path: Path,
             BlobDamagedError) as exc:
         raise ProjectCorruptError(f"“{path.name}” is damaged and cannot be opened "
                                   f"({_reason(exc)}).") from None
+    reader.progress(0.65, "gallery")
     log = reader.log()
     document.log = log
+    reader.progress(0.75, "history")
     stack = reader.undo_stack(document)
+    reader.progress(1.0, "history")
     return Project(document, stack, log, meta, path, tuple(reader.problems))
 
 

@@ -10,8 +10,15 @@ reopen), thumbnails and a ``meta`` table. ``PRAGMA user_version`` is the schema 
 
 Safety: a save is one SQLite transaction in WAL mode, so a crash or ``kill -9`` at any
 moment leaves the last saved state readable. A new file is written as ``path.tmp`` and
-moved into place with ``os.replace``. Files that are corrupt or from a newer version are
-refused with a clear message and never written to.
+moved into place with ``os.replace``; a save that fails (a full disk) leaves neither the
+``.tmp`` nor journal files behind. Files from a newer version are refused; damaged files
+open as far as they can be read (``studio.core.project.reader``: damaged layers marked,
+``Project.problems`` says what was lost) or are refused with one line; either way they are
+never written to.
+
+Cost: a save hashes and writes what changed. The blobs (``studio.core.project.blobs``)
+are content addressed; the undo history's diffs are frozen arrays whose hashes are
+remembered (``blobs.HASHES``); history rows that did not change are not rewritten.
 
 Threads: ``ProjectStore.snapshot`` (on the GUI thread) copies what can still change;
 ``ProjectStore.write`` then works from the snapshot alone, on any thread.
@@ -25,7 +32,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,8 +348,16 @@ class ProjectStore:
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Project:
+    def load(cls, path: str | os.PathLike[str],
+             progress: Callable[[float, str], None] | None = None) -> Project:
         """Open a project.
+
+        Parameters
+        ----------
+        progress
+            Called on the reading thread as the read goes on: the fraction done (0..1) and
+            what is being read (``"checking"``, ``"layers"``, ``"gallery"``, ``"history"``),
+            once per layer while the layers are read.
 
         Raises
         ------
@@ -364,6 +379,8 @@ class ProjectStore:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > CURRENT_VERSION:  # the header may be stale while a WAL is pending
                 raise _newer_version_error(path, version)
+            if progress is not None:
+                progress(0.0, "checking")
             if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise ProjectCorruptError(f"{_describe(path)} is damaged and cannot be opened.")
             source = conn
@@ -375,7 +392,7 @@ class ProjectStore:
                 migrate(source, version)
                 source.execute("COMMIT")
                 source.execute("BEGIN")
-            project = read_project(source, path, image_source)
+            project = read_project(source, path, image_source, progress)
             if source is not conn:
                 source.close()
             return project

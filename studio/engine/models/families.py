@@ -296,11 +296,14 @@ def check_request(request: Any, family: str, scheduler: str | None = None) -> No
         raise InvalidRequestError(f"diffusers loads no LoRAs into {label} models; remove "
                                   f"{', '.join(lw.name or Path(lw.path).stem for lw in request.loras)}.")
     if scheduler is not None and not spec.fits(scheduler, request.task):
-        names = ((FLOW_IMAGE_SCHEDULERS if request.task != "txt2img" else
-                  spec.schedulers or FLOW_SCHEDULERS) if spec.flow else ("Euler", "DPM++ 2M"))
-        kind = "a flow-matching" if spec.flow else "a diffusion"
+        if not spec.flow:
+            raise InvalidRequestError(
+                f"The scheduler {scheduler!r} does not work with {label} (a diffusion model); "
+                "try Euler, or any sampler but the flow-matching ones.")
+        names = (FLOW_IMAGE_SCHEDULERS if request.task != "txt2img"
+                 else spec.schedulers or FLOW_SCHEDULERS)
         raise InvalidRequestError(
-            f"The scheduler {scheduler!r} does not work with {label} ({kind} model"
+            f"The scheduler {scheduler!r} does not work with {label} (a flow-matching model"
             f"{'' if request.task == 'txt2img' else ', ' + request.task}); "
             f"choose one of: {', '.join(names)}.")
     step = spec.size_multiple
