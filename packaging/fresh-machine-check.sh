@@ -87,6 +87,8 @@ for path in $pip_paths; do
   [ -e "$path" ] || continue
   case "$path" in /etc/ssl/*) certs+=("$path"); continue ;; esac
   [ -d "$path" ] || path=$(dirname "$path")
+  # A file:// index (…/simple) links to files beside it (…/files): its parent goes along.
+  [ "$(basename "$path")" = simple ] && path=$(dirname "$path")
   case "$path" in /|/etc|/etc/*|/usr|/usr/*) continue ;; esac
   mkdir -p "$ROOT$path" && mount --bind -o ro "$path" "$ROOT$path" \
     && mount -o remount,bind,ro "$ROOT$path" 2>/dev/null || true

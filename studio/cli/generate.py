@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     progress = PhaseProgress(quiet=args.quiet)
     progress.start(f"Loading model {model.name}")
     engine = make_engine(settings)
+    if request.regions and (why := engine.features.regions_reason(model.family)):
+        raise InvalidRequestError(f"This backend cannot use --region: {why}")
     if not args.quiet:
         info = engine.device_info()
         progress.note(f"{model.name} ({model.family}) on {info.label}: {request.width}x"

@@ -518,7 +518,7 @@ class SliderSession:
         from studio.core.jobs.events import GenerationResult
 
         record = self.doc.log.add_result(GenerationResult(request, [image]),
-                                         target.record_id, "seed")
+                                         target.record_id, "vary")
         rect = target.rect if target.kind != "none" else (0, 0, image.shape[1],
                                                           image.shape[0])
         job = _Job(target, rect, {}, request, True)

@@ -108,8 +108,11 @@ class MainWindow(QMainWindow):
         self.gallery_panel = GalleryPanel(self.doc, self.undo)
         self.queue_panel = QueuePanel(self.bridge, self.jobs)
         self.sliders = SliderSession(self.doc, self.undo, self.connection,
-                                     render=self._on_sliders_render)
+                                     photo_model=lambda: self.prompt_panel.model_id)
         self.sliders_panel = SlidersPanel(self.sliders, self.connection)
+        # Slider previews are drawn on the canvas over the layer they edit.
+        self.sliders.overlay_shown.connect(self.canvas.set_slider_preview)
+        self.sliders.overlay_cleared.connect(self.canvas.clear_slider_preview)
         self.controller = GenerationController(self.doc, self.undo, self.canvas,
                                                self.prompt_panel, self.bridge, self.banner,
                                                self.connection, self)
@@ -335,10 +338,9 @@ class MainWindow(QMainWindow):
         self.prompt_panel.apply_request(record.request)
 
     def _on_generation_applied_for_sliders(self, record_id: str) -> None:
-        """The sliders edit the image last generated (or picked in the history)."""
+        """The sliders edit the selected layer (``SliderSession.target``), not a record."""
         if record_id in self.doc.log:
             self.slider_base_id = record_id
-            self.sliders.set_base_request(self.doc.log.get(record_id).request)
 
     def _on_sliders_render(self, request: GenerationRequest) -> None:
         """A slider release: render the edited image over the one it edits."""

@@ -386,3 +386,34 @@ def test_psd_groups_and_blend_modes_match_psd_tools_composite(tmp_path, group_mo
     assert len(image.warnings) == 1 and "Multiply" in image.warnings[0]
     reference = np.asarray(PSDImage.open(path).composite(force=True).convert("RGBA")).astype(int)
     assert np.abs(image.composite().astype(int) - reference).max() <= 2
+
+
+# -- what the fuzzing harness found (tests/fuzz) ---------------------------------------------
+def test_ora_infinite_or_huge_offsets_and_nan_opacity(tmp_path):
+    path = _ora_file(tmp_path, "<layer name='a' src='data/a.png' x='inf' y='-1e300' "
+                               "opacity='nan'/><layer name='b' src='data/a.png' "
+                               "x='99999999999999999999'/>",
+                     {"a": _solid((1, 2, 3, 255))})
+    image = import_ora(path)
+    b, a = image.layers
+    assert (a.x, a.y, a.opacity) == (0, -(1 << 20), 1.0) and b.x == 1 << 20
+    image.composite()
+
+
+def test_ora_damaged_deflate_stream_and_zip_version_are_one_line(tmp_path):
+    layers = [LayerData("a", _solid((1, 2, 3, 255)))]
+    data = export_ora(tmp_path / "a.ora", 4, 4, layers).read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.ora") as zf:
+        info = zf.getinfo("stack.xml")
+    at = info.header_offset + 30 + len(info.filename) + len(info.extra) + 5
+    broken = bytearray(data)
+    broken[at] ^= 0x32  # inside stack.xml's deflate stream
+    (tmp_path / "deflate.ora").write_bytes(bytes(broken))
+    with pytest.raises(ImageReadError, match="is damaged|not an OpenRaster"):
+        import_ora(tmp_path / "deflate.ora")
+    version = bytearray(data)
+    central = bytes(data).rfind(b"PK\x01\x02")
+    version[central + 6] = 84  # "needs zip version 8.4"
+    (tmp_path / "version.ora").write_bytes(bytes(version))
+    with pytest.raises(ImageReadError, match="not an OpenRaster file"):
+        import_ora(tmp_path / "version.ora")

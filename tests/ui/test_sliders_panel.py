@@ -45,11 +45,10 @@ def _drag(panel, slider_id, values):
 
 def test_a_drag_previews_renders_and_is_one_undo_entry(qtbot, panel, engine, runner):
     panel.session.add_slider(panel.session.starters["age"])
-    assert panel.session.doc.sliders == {"age": 0.0}
+    assert panel.session.doc.sliders["age"] == 0.0  # with the starters, at rest
     before = panel.session.undo.index
-    with qtbot.waitSignal(panel.preview_shown, timeout=10000):
+    with qtbot.waitSignal(panel.session.committed, timeout=10000):
         _drag(panel, "age", [0.2, 0.5, 0.9, 1.4])
-    qtbot.waitUntil(lambda: runner.is_idle(), timeout=10000)
     assert panel.session.undo.index == before + 1
     assert panel.session.doc.sliders["age"] == pytest.approx(1.4)
     last = engine.requests[-1]
@@ -61,6 +60,7 @@ def test_a_drag_previews_renders_and_is_one_undo_entry(qtbot, panel, engine, run
     assert panel.row("age").slider.value() == 0.0
     # A second drag is a second entry.
     _drag(panel, "age", [0.3, -0.7])
+    qtbot.waitUntil(lambda: panel.session.undo.index == before + 1, timeout=10000)
     assert panel.session.undo.index == before + 1 and panel.session.undo.can_undo
     assert panel.session.current_request().sliders[0].value == pytest.approx(-0.7)
 
@@ -103,10 +103,10 @@ def test_a_pair_keeps_the_rest_unless_the_box_is_unticked(qtbot, panel):
 def test_the_slider_set_is_restored_from_the_document(qtbot, panel, runner):
     panel.session.add_slider(prompt_pair("old", "young"))
     panel.session.add_slider(panel.session.starters["smile"])
-    _drag(panel, "smile", [0.6])
-    qtbot.waitUntil(lambda: runner.is_idle(), timeout=10000)
+    with qtbot.waitSignal(panel.session.committed, timeout=10000):
+        _drag(panel, "smile", [0.6])
     again = new_panel(qtbot, panel.session.doc)
-    assert set(again.session.sliders.specs) == {"prompt:old|young", "smile"}
+    assert {"prompt:old|young", "smile"} <= set(again.session.sliders.specs)
     assert again.row("smile").slider.value() == pytest.approx(0.6)
     panel.session.remove_slider("smile")
     assert "smile" not in panel.session.doc.sliders
@@ -129,28 +129,27 @@ def test_vae_mode_requests_the_latent_model(panel):
     assert not panel.findChild(QGroupBox, "prompt_group").isVisibleTo(panel)
 
 
-def test_latent_modes_start_from_the_canvas_when_the_box_is_ticked(panel):
-    """Ticked, VAE and GAN mode edit the canvas (flattened over white); unticked, or with
-    nothing drawn, they start from the seed."""
+def test_latent_modes_edit_the_target_layer(panel):
+    """VAE and GAN mode edit the selected layer (over white); with nothing drawn they start
+    from the seed."""
     from studio.core.document.layers import Layer
 
     for mode in ("vae", "gan"):
         panel.set_mode(mode)
-        panel.invert_check.setChecked(True)
         assert panel.session.current_request().task == "txt2img"  # an empty canvas: the seed
     layer = Layer.blank(32, 32, "photo")
     layer.pixels[:16, :, :3] = (200, 40, 20)
     layer.pixels[:16, :, 3] = 255  # the lower half stays transparent
     panel.session.doc.layers.append(layer)
+    panel.session.doc.set_active_layer(layer.id)
+    assert panel.target_label.text() == "Layer “photo”"
     for mode in ("vae", "gan"):
         panel.set_mode(mode)
         req = panel.session.current_request()
         assert req.task == "img2img" and req.model == f"studio-tiny-{mode}"
         image = req.init_image.to_array()
-        assert image.shape[:2] == (panel.session.doc.height, panel.session.doc.width)
+        assert image.shape[:2] == (32, 32)
         assert tuple(image[0, 0, :3]) == (200, 40, 20) and tuple(image[-1, -1, :3]) == (255,) * 3
-    panel.invert_check.setChecked(False)
-    assert panel.session.current_request().task == "txt2img"
 
 
 def test_a_gan_slider_says_it_keeps_the_other_attributes(panel):
@@ -172,20 +171,22 @@ def test_neighbourhood_grid_shows_nine_frames(qtbot, panel, engine):
     assert {r.variation_strength for r in engine.requests[-9:]} == {0.0, 0.2}
 
 
-def test_in_the_window_a_release_renders_over_the_edited_image(qtbot, window, engine, runner):
+def test_in_the_window_a_release_edits_the_selected_layer(qtbot, window, engine, runner):
     window.prompt_panel.prompt_edit.setPlainText("a portrait")
     with qtbot.waitSignal(window.controller.generation_applied, timeout=10000):
         window.controller.generate()
     panel = window.sliders_panel
     assert window.docks["sliders"].widget() is panel
-    assert panel.session.base_request is not None and panel.session.base_request.prompt == "a portrait"
-    panel.session.add_slider(panel.session.starters["smile"])
-    with qtbot.waitSignal(window.controller.generation_applied, timeout=10000) as blocker:
+    layer = window.doc.layers[-1]
+    assert panel.target_label.text() == f"Layer “{layer.name}”"
+    first = layer.record_id
+    with qtbot.waitSignal(panel.session.committed, timeout=10000) as blocker:
         _drag(panel, "smile", [0.5, 1.0])
     record = window.doc.log.get(blocker.args[0])
     assert record.request.sliders[0].slider_id == "smile"
     assert record.request.sliders[0].value == pytest.approx(1.0)
-    assert record.parent_id is not None
+    assert record.parent_id == first and layer.record_id == record.id
+    assert len(window.doc.layers) == 1 and not window.canvas.has_slider_preview
     qtbot.waitUntil(lambda: runner.is_idle(), timeout=10000)
 
 

@@ -187,7 +187,8 @@ def _open_ora(path: Path, max_bytes: int) -> tuple[zipfile.ZipFile, dict[str, zi
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise ImageReadError(f"Could not open {label}: the file does not exist.") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            zlib.error):  # NotImplementedError: a damaged "zip version" field
         raise ImageReadError(f"Could not open {label}: it is not an OpenRaster file "
                              "(not a ZIP archive, or a damaged one).") from None
     infos = zf.infolist()

@@ -1,0 +1,155 @@
+"""Sliders in the artist's hand: the real window, the real engine thread, the embedded models.
+
+A portrait is generated with ``studio-tiny-diffusion``; the sliders then act on that layer:
+a drag draws its preview on the canvas over the layer, the release keeps it as one undo
+entry of the layer, and the independent oracle (``studio.core.portraits.oracle``) reads on
+the canvas image that each starter does what its name says.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studio.core.jobs.runner import JobRunner
+from studio.core.portraits.oracle import read_portrait
+from studio.ui.main_window import MainWindow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def embedded_engine(tmp_path_factory):
+    from studio.engine.engine import Engine
+
+    return Engine(device="cpu", dtype="float32", model_dirs=[],
+                  embedded_dir=ROOT / "resources" / "models", hf_cache=False)
+
+
+@pytest.fixture
+def studio(qtbot, embedded_engine, settings):
+    from studio.engine.services import engine_services
+
+    runner = JobRunner(embedded_engine)
+    w = MainWindow(engine_services(embedded_engine), runner, settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.prompt_panel.set_values({"width": 64, "height": 64, "steps": 12, "guidance": 5.0,
+                               "scheduler": "Euler", "seed": 3, "seed_locked": True})
+    w.prompt_panel.prompt_edit.setPlainText("a portrait of a person with brown hair")
+    with qtbot.waitSignal(w.controller.generation_applied, timeout=120_000):
+        w.controller.generate()
+    yield w
+    w.detach_engine()
+    assert runner.shutdown(30)
+
+
+def drag(qtbot, panel, slider_id, values):
+    """Press, move (the canvas shows the preview), release; returns the record kept."""
+    row = panel.row(slider_id)
+    with qtbot.waitSignal(panel.session.committed, timeout=120_000) as kept:
+        row.slider.sliderPressed.emit()
+        for v in values:
+            row.slider.setValue(v)
+            qtbot.wait(60)
+        qtbot.waitUntil(lambda: panel.window().canvas.has_slider_preview, timeout=60_000)
+        row.slider.sliderReleased.emit()
+    return kept.args[0]
+
+
+def layer_rgb(window):
+    return window.doc.layers[-1].pixels[..., :3].copy()
+
+
+def test_vae_sliders_edit_the_layer_in_place_one_undo_each(qtbot, studio, tmp_path):
+    w, panel = studio, studio.sliders_panel
+    layer = w.doc.layers[-1]
+    assert panel.target_label.text() == f"Layer “{layer.name}”"
+    assert "vae:smile" in panel.session.sliders.specs  # the starters are there at once
+    before = layer_rgb(w)
+    base = read_portrait(before)
+    panel.set_mode("vae")
+    index = w.undo.index
+    record_id = drag(qtbot, panel, "vae:smile", [0.5, 1.0, 2.0])
+    assert w.undo.index == index + 1 and len(w.doc.layers) == 1
+    assert layer.record_id == record_id and not w.canvas.has_slider_preview
+    smiled = read_portrait(layer_rgb(w))
+    # Oracle on the canvas image: the mouth curves up (base unread/flat -> a smile).
+    assert (smiled.smile or 0) > max(base.smile or 0, 0) + 0.5
+    assert smiled.hair == base.hair  # the rest is kept
+    blonde_id = drag(qtbot, panel, "vae:hair=blonde", [1.0, 2.0])
+    blonde = read_portrait(layer_rgb(w))
+    assert blonde.hair == "blonde" and layer.record_id == blonde_id
+    # One drag, one undo: back to the smile, then to the portrait.
+    w.actions["undo"].trigger()
+    np.testing.assert_array_equal(w.doc.layers[-1].pixels[..., :3],
+                                  w.doc.log.image(w.doc.log.get(record_id).image_hashes[0]))
+    w.actions["undo"].trigger()
+    np.testing.assert_array_equal(layer_rgb(w), before)
+    assert panel.session.doc.sliders["vae:smile"] == 0.0
+
+    # Reopened, the sliders act at once on the selected layer.
+    from studio.core.project.store import ProjectStore
+
+    w.actions["redo"].trigger()
+    ProjectStore.save(tmp_path / "p.studio", w.doc, w.undo)
+    project = ProjectStore.load(tmp_path / "p.studio")
+    from studio.core.document.undo import UndoStack
+    from studio.session.sliders import SliderSession
+
+    again = SliderSession(project.document, UndoStack(project.document), w.connection)
+    target = again.target()
+    assert target.kind == "layer" and target.record_id == record_id
+    again.set_mode("vae")
+    request = again.current_request()
+    assert request.model == "studio-tiny-vae" and request.init_image.to_array().shape[:2] == \
+        (64, 64)
+
+
+def test_prompt_smile_on_the_layer_and_apply_as_a_new_layer(qtbot, studio):
+    w, panel = studio, studio.sliders_panel
+    base = read_portrait(layer_rgb(w))
+    drag(qtbot, panel, "smile", [1.0, 2.0])
+    smiled = read_portrait(layer_rgb(w))
+    assert (smiled.smile or 0) > max(base.smile or 0, 0) + 0.4
+    # Apply as a new layer: the choice is remembered, the edit is a new layer on top.
+    panel.new_layer_check.setChecked(True)
+    panel.session.sliders.values["hair-blonde"] = 2.0
+    with qtbot.waitSignal(panel.session.committed, timeout=120_000):
+        panel.apply_button.click()
+    assert len(w.doc.layers) == 2
+    assert read_portrait(layer_rgb(w)).hair == "blonde"
+    w.actions["undo"].trigger()
+    assert len(w.doc.layers) == 1
+    panel.new_layer_check.setChecked(False)
+
+
+@pytest.mark.models
+def test_a_seed_grid_stays_in_the_panel_and_a_cell_becomes_a_layer(qtbot, studio):
+    w, panel = studio, studio.sliders_panel
+    screen_h = 768
+    w.resize(1366, screen_h - 40)
+    with qtbot.waitSignal(panel.frames_shown, timeout=120_000,
+                          check_params_cb=lambda n: n == 9):
+        panel.session.make_grid()
+    assert w.minimumSizeHint().height() <= screen_h - 40
+    assert w.height() <= screen_h
+    from PySide6.QtWidgets import QToolButton
+
+    cell = panel.findChild(QToolButton, "frame_0")
+    cell.click()
+    assert len(w.doc.layers) == 2 and w.doc.layers[-1].name == "Seed frame 1"
+
+
+@pytest.mark.models
+def test_gan_smile_on_the_layer(qtbot, studio):
+    w, panel = studio, studio.sliders_panel
+    base = read_portrait(layer_rgb(w))
+    panel.set_mode("gan")
+    assert panel.session.sliders.specs["gan:smile"]
+    drag(qtbot, panel, "gan:smile", [2.0])
+    smiled = read_portrait(layer_rgb(w))
+    assert (smiled.smile or 0) > max(base.smile or 0, 0) + 0.5
