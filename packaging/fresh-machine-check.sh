@@ -101,6 +101,8 @@ git clone -q --no-local "$REPO" "$ROOT/home/artist/latent-studio"
 (cd "$REPO" && git ls-files -z --cached --modified --others --exclude-standard \
   | xargs -0 -I{} sh -c 'test -f "{}" && printf "%s\0" "{}"' \
   | tar --null -T - -cf -) | tar -xf - -C "$ROOT/home/artist/latent-studio"
+(cd "$REPO" && git ls-files -z --deleted) \
+  | (cd "$ROOT/home/artist/latent-studio" && xargs -0 -r rm -f --)  # removed in the tree
 if [ -d "$REPO/../shared" ]; then  # the shared test data beside the repository, as CI has it
   mkdir -p "$ROOT/home/artist/shared" && cp -a "$REPO/../shared/." "$ROOT/home/artist/shared/"
 fi

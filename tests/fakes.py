@@ -18,6 +18,7 @@ from studio.core.jobs.cancel import CancelToken
 from studio.core.jobs.events import GenerationResult, StepProgress
 from studio.core.jobs.request import GenerationRequest
 from studio.core.models import DeviceInfo, ModelInfo
+from studio.core.samplers import SCHEDULER_NAMES
 
 TINY = ModelInfo(id="fake-tiny", name="Fake tiny", kind="diffusion", family="sd1",
                  source="embedded", path="", size_bytes=1234,
@@ -41,7 +42,7 @@ def gradient(seed: int, width: int, height: int) -> np.ndarray:
 
 #: What the fake backend says it can do: everything the window offers.
 FAKE_FEATURES = EngineFeatures(
-    backend="fake", families=("sd1", "sdxl"), schedulers=("Euler a", "DPM++ 2M Karras"),
+    backend="fake", families=("sd1", "sdxl"), schedulers=SCHEDULER_NAMES,  # the local engine's
     inpainting=True, img2img=True, lora=True, prompt_sliders=True, latent_sliders=True,
     example_directions=True, upscaling=True, model_management=True)
 

@@ -8,37 +8,12 @@ so they are never warned about.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-# Words a prompt may hold that carry no meaning the model could miss.
-_FILLER = frozenset({"a", "an", "the", "of", "with", "and", "on", "in", "at", "to", "very"})
+# The vocabulary lives in core, shared with the GUI's prompt box.
+from studio.core.portraits.prompts import known_words, unknown_words, what_it_knows
 
-
-def known_words() -> frozenset[str]:
-    """The words of the embedded model's captions (hair colours, glasses, backgrounds...)."""
-    from studio.core.portraits.render import caption_vocabulary
-
-    return frozenset(caption_vocabulary()[-1].split())
-
-
-def what_it_knows() -> str:
-    from studio.core.portraits.attributes import BACKGROUNDS, GLASSES, HAIR_COLOURS, SKIN_TONES
-
-    return (f"hair {'/'.join(HAIR_COLOURS)}, glasses {'/'.join(GLASSES)}, skin "
-            f"{'/'.join(SKIN_TONES)}, background {'/'.join(BACKGROUNDS)}, smiling/frowning")
-
-
-def unknown_words(prompt: str) -> list[str]:
-    """The prompt's words the embedded model has never seen (weights and tags left out)."""
-    text = re.sub(r"<[^>]*>", " ", prompt.lower())  # <lora:...> tags
-    text = re.sub(r":\s*-?[\d.]+", " ", text)  # (word:1.2) weights
-    known = known_words() | _FILLER
-    out: list[str] = []
-    for word in re.findall(r"[a-z]+", text):
-        if word not in known and word not in out:
-            out.append(word)
-    return out
+__all__ = ["fit_warning", "known_words", "unknown_words", "what_it_knows"]
 
 
 def fit_warning(model: Any, request: Any) -> str | None:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from studio.core.portraits.attributes import CLASS_ATTRIBUTES
+from studio.core.portraits.oracle import read_portraits
+from studio.core.portraits.prompts import NAMEABLE, adherence, partial_prompts
 from studio.core.portraits.render import make_batch
 from studio.engine.nets.shipped import (
     CLASSIFIER,
@@ -31,6 +33,54 @@ from studio.training.common import HELD_OUT_SEED, log, setup_torch
 from studio.training.train_gan import sample_z
 
 ADHERENCE_ATTRIBUTES = ("hair", "glasses", "background")
+# The partial-prompt settings: the recommended sampling, and a fast one at 4 steps (Euler a
+# needs no minimum: see ``studio.core.samplers.SCHEDULER_MIN_STEPS``).
+PARTIAL_SETTINGS: tuple[tuple[str | None, int], ...] = ((None, 20), ("Euler a", 4))
+ORACLE_CONFIDENT_MARGIN = 5.0
+"""Delta E by which the read colour must be nearer its palette entry than the next one for
+the oracle to call a background or hair colour confident (2.3 is a just-noticeable
+difference; rendered portraits read with margins of 20 or more)."""
+
+
+def oracle_kept(readings: list[Any], truth: list[Any]) -> dict[str, float]:
+    """Share of portraits whose oracle reading keeps each attribute of ``truth``
+    (``PortraitAttributes``): background, hair, glasses (present or not), smile bin."""
+    from studio.core.portraits.attributes import smile_bin_index
+
+    out = {}
+    for k in ("background", "hair"):
+        out[f"oracle_kept_{k}"] = float(np.mean([getattr(r, k) == getattr(t, k)
+                                                 for r, t in zip(readings, truth, strict=True)]))
+    out["oracle_kept_glasses"] = float(np.mean([r.glasses == (t.glasses != "none")
+                                                for r, t in zip(readings, truth, strict=True)]))
+    read = np.array([np.nan if r.smile is None else r.smile for r in readings])
+    want = np.array([t.smile for t in truth])
+    ok = ~np.isnan(read)
+    out["oracle_kept_smile_bin"] = float(np.mean(
+        ok & (smile_bin_index(np.nan_to_num(read)) == smile_bin_index(want))))
+    out["oracle_smile_corr"] = float(np.corrcoef(read[ok], want[ok])[0, 1]) if ok.sum() > 2 else 0.0
+    return out
+
+
+def oracle_distribution(readings: list[Any]) -> dict[str, Any]:
+    """What the oracle reads in unconditional samples: the share read confidently (margin of
+    at least ``ORACLE_CONFIDENT_MARGIN`` delta E) per colour, the median margins, how often
+    it sees glasses and a mouth, and the distributions of the colours."""
+    out: dict[str, Any] = {}
+    both = np.ones(len(readings), bool)
+    for k in ("background", "hair"):
+        margins = np.array([r.margin(k) for r in readings])
+        confident = margins >= ORACLE_CONFIDENT_MARGIN
+        both &= confident
+        out[f"oracle_{k}_confident_share"] = float(confident.mean())
+        out[f"oracle_{k}_median_margin"] = float(np.median(margins))
+        names, counts = np.unique([getattr(r, k) for r in readings], return_counts=True)
+        out[f"oracle_{k}_distribution"] = {str(a): int(c) for a, c in zip(names, counts,
+                                                                         strict=True)}
+    out["oracle_colours_confident_share"] = float(both.mean())
+    out["oracle_glasses_share"] = float(np.mean([r.glasses for r in readings]))
+    out["oracle_mouth_read_share"] = float(np.mean([r.smile is not None for r in readings]))
+    return out
 
 
 def eval_classifier(root: Path, n: int) -> dict[str, Any]:
@@ -65,6 +115,8 @@ def eval_vae(root: Path, n: int) -> dict[str, Any]:
         out[f"kept_{k}"] = float(np.mean([a == b for a, b in zip(pred[k], truth, strict=True)]))
     out["kept_smile_mae"] = float(np.abs(pred["smile"] - batch.smile).mean())
     out["kept_smile_corr"] = float(np.corrcoef(pred["smile"], batch.smile)[0, 1])
+    # The same by the oracle, which no model trained (see oracle_kept).
+    out.update(oracle_kept(read_portraits(to_uint8(rec)), batch.attributes))
     return out
 
 
@@ -75,13 +127,23 @@ def gan_samples(root: Path, n: int, seed: int = HELD_OUT_SEED) -> np.ndarray:
 
 
 def eval_gan(root: Path, n: int) -> dict[str, Any]:
-    """Share of generator samples the classifier labels confidently."""
-    pred = classify(gan_samples(root, n))
+    """Share of generator samples the classifier labels confidently, and what the oracle
+    reads in them (``oracle_distribution``; the GAN is unconditional, so no truth)."""
+    images = gan_samples(root, n)
+    pred = classify(images)
     out: dict[str, Any] = {"n": n, "confident_share": float((pred["confidence"] >= CONFIDENT).mean())}
     for k in CLASS_ATTRIBUTES:
         out[f"{k}_confident_share"] = float((pred[f"{k}_prob"].max(1) >= CONFIDENT).mean())
         counts = {str(v): int(c) for v, c in zip(*np.unique(pred[k], return_counts=True), strict=True)}
         out[f"{k}_distribution"] = counts
+    readings = read_portraits(images)
+    out.update(oracle_distribution(readings))
+    # Where both read a colour confidently, how often they name the same palette entry.
+    for k in ("background", "hair"):
+        sure = np.array([r.margin(k) >= ORACLE_CONFIDENT_MARGIN for r in readings])
+        sure &= pred[f"{k}_prob"].max(1) >= CONFIDENT
+        same = np.array([getattr(r, k) for r in readings]) == np.asarray(pred[k])
+        out[f"oracle_{k}_agrees_with_classifier"] = float(same[sure].mean()) if sure.any() else 0.0
     return out
 
 
@@ -135,6 +197,57 @@ def eval_diffusion(root: Path, n: int, steps: int | None = None,
     return out
 
 
+def eval_partial_prompts(root: Path, n: int, settings: tuple[tuple[str | None, int], ...]
+                         = PARTIAL_SETTINGS, seed: int = HELD_OUT_SEED + 27,
+                         guidance: float | None = None) -> dict[str, Any]:
+    """Adherence to ``n`` held-out prompts as people write them (``partial_prompts``: one, two
+    or all attributes named, varied wording), judged by the oracle on the named attributes
+    only, one image per prompt (seeds 0 .. n-1), for each (scheduler, steps) of ``settings``
+    (None: the recommended scheduler). Keys ``<scheduler>@<steps>/<attribute>``."""
+    from studio.engine.schedulers import make_scheduler
+
+    pipe = load_diffusion(root)
+    rec = recommended_settings(root)
+    guidance = guidance if guidance is not None else float(rec["guidance"])
+    base = dict(pipe.scheduler.config)
+    prompts = partial_prompts(n, seed)
+    out: dict[str, Any] = {"n": n, "guidance": guidance, "prompt_seed": seed}
+    for name, steps in settings:
+        if name is None:
+            label = str(rec["scheduler"]).removesuffix("Scheduler")
+            pipe.scheduler = type(pipe.scheduler).from_config(base)
+        else:
+            label = name
+            pipe.scheduler = make_scheduler(name, base)
+        t0 = time.monotonic()
+        images = diffusion_generate(pipe, [p.text for p in prompts], list(range(n)), steps,
+                                    guidance)
+        seconds = time.monotonic() - t0
+        figures = adherence(prompts, read_portraits(images))
+        key = f"{label}@{steps}"
+        for attribute, (share, count) in figures.items():
+            out[f"{key}/{attribute}"] = share
+            out.setdefault(f"named/{attribute}", count)
+        out[f"{key}/seconds_per_image"] = seconds / n
+    return out
+
+
+def format_partial_table(figures: dict[str, Any]) -> str:
+    """The partial-prompt adherence as a table: one row per setting, one column per named
+    attribute (how many prompts named it in the header)."""
+    keys = [*NAMEABLE, "all_named"]
+    settings = list(dict.fromkeys(k.split("/")[0] for k in figures
+                                  if "@" in k.split("/")[0]))
+    head = f"{'setting':<22}" + "".join(
+        f"{k} ({figures.get(f'named/{k}', 0)})".rjust(16) for k in keys)
+    lines = [head, "-" * len(head)]
+    for s in settings:
+        lines.append(f"{s:<22}" + "".join(
+            f"{100 * figures[f'{s}/{k}']:15.1f}%" if f"{s}/{k}" in figures else " " * 16
+            for k in keys))
+    return "\n".join(lines)
+
+
 def _store(root: Path, name: str, figures: dict[str, Any]) -> None:
     path = model_dir(name, root) / "eval.json"
     path.write_text(json.dumps(figures, indent=2) + "\n")
@@ -149,7 +262,9 @@ def run_eval(root: Path, quick: bool = False, only: list[str] | None = None) -> 
     jobs = [(CLASSIFIER, lambda: eval_classifier(root, 5 * n_real // 2)),
             (VAE, lambda: eval_vae(root, n_real // 2)),
             (GAN, lambda: eval_gan(root, n_real // 2)),
-            (DIFFUSION, lambda: eval_diffusion(root, 50 if quick else 200))]
+            (DIFFUSION, lambda: {**eval_diffusion(root, 50 if quick else 200),
+                                 "partial_prompts": eval_partial_prompts(
+                                     root, 60 if quick else 240)})]
     for name, job in jobs:
         if only and name not in only:
             continue
@@ -164,7 +279,12 @@ def run_eval(root: Path, quick: bool = False, only: list[str] | None = None) -> 
             _store(root, name, figures)
         print(f"== {name}")
         for k, v in figures.items():
+            if k == "partial_prompts":
+                continue
             print(f"   {k}: {round(v, 4) if isinstance(v, float) else v}")
+        if "partial_prompts" in figures:
+            print("   partial prompts (named attributes only, by the oracle):")
+            print("   " + format_partial_table(figures["partial_prompts"]).replace("\n", "\n   "))
     return results
 
 

@@ -1,15 +1,18 @@
-"""Slow file work off the GUI thread, with the window still painting while it runs."""
+"""Slow file work off the GUI thread, with the window still painting while it runs:
+``run_while_painting`` (opening a project), ``run_cancellable`` (exports: progress, Cancel)."""
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QProgressDialog, QWidget
 
+from studio.core.errors import CancelledError
 from studio.core.jobs.runner import lower_thread_priority
 
 T = TypeVar("T")
@@ -75,3 +78,107 @@ def _run(work: Callable[[], T]) -> T:
             if busy:
                 QApplication.restoreOverrideCursor()
         return future.result()
+
+
+class _Reports(QObject):
+    """Carries a task's progress from its worker thread to the GUI thread."""
+
+    progressed = Signal(float, str)  # fraction done (< 0: unknown), what is being done
+
+
+class TaskState:
+    """What slow file work sees (it runs on a worker thread): ``report`` how far along it
+    is, and ``check`` (raises ``CancelledError``) or ``cancelled`` between its steps.
+
+    ``listeners`` are called on the worker thread at each report (tests cancel from one).
+    """
+
+    def __init__(self) -> None:
+        self._cancel = threading.Event()
+        self.reports = _Reports()
+        self.listeners: list[Callable[[float, str], None]] = []
+
+    def report(self, fraction: float | None, text: str) -> None:
+        value = -1.0 if fraction is None else max(0.0, min(1.0, fraction))
+        for listener in list(self.listeners):
+            listener(value, text)
+        self.reports.progressed.emit(value, text)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check(self) -> None:
+        if self._cancel.is_set():
+            raise CancelledError()
+
+
+def run_cancellable(parent: QWidget | None, title: str, work: Callable[[TaskState], T],
+                    state: TaskState | None = None, show_after_ms: int = 400) -> T:
+    """Run ``work(state)`` on a worker thread with a progress window and a Cancel button.
+
+    The window opens only if the work takes longer than ``show_after_ms``; it is modal to
+    the studio window, so nothing changes the document meanwhile (before it opens the
+    window takes no input, as in ``run_while_painting``). Cancel (or Esc) sets the state's
+    flag; the work stops at its next ``check`` and this raises ``CancelledError``.
+    """
+    state = state if state is not None else TaskState()
+    dialog = QProgressDialog(title, "Cancel", 0, 100, parent)
+    dialog.setObjectName("task_progress_dialog")
+    dialog.setWindowTitle(title.rstrip("…"))
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setAutoClose(False)
+    dialog.setAutoReset(False)
+    dialog.setMinimumDuration(2**30)  # shown by the timer below, not by setValue
+    dialog.cancel()  # no window until the timer says so (cancel() also hides it)
+    dialog.reset()
+
+    def on_progress(fraction: float, text: str) -> None:
+        if fraction < 0:
+            dialog.setRange(0, 0)
+        else:
+            dialog.setRange(0, 100)
+            dialog.setValue(int(round(100 * fraction)))
+        if text and not state.cancelled:
+            dialog.setLabelText(text)
+
+    def on_cancel() -> None:
+        state.cancel()
+        dialog.setLabelText("Cancelling…")
+        dialog.setCancelButtonText("")  # nothing more to press; the work stops soon
+
+    state.reports.progressed.connect(on_progress, Qt.ConnectionType.QueuedConnection)
+    with ThreadPoolExecutor(1, thread_name_prefix="studio-task") as pool:
+        future: Future[T] = pool.submit(lambda: work(state))
+        loop = QEventLoop()
+        notifier = _Done()
+        notifier.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)
+        future.add_done_callback(lambda _f: notifier.done.emit())
+        shown: list[bool] = []
+
+        def show() -> None:
+            if not future.done():
+                shown.append(True)
+                dialog.canceled.connect(on_cancel)
+                dialog.show()
+                loop.quit()  # back in with user input let through (to the dialog only)
+
+        timer = QTimer(singleShot=True, interval=show_after_ms)
+        timer.timeout.connect(show)
+        timer.start()
+        try:
+            while not future.done():
+                loop.exec(QEventLoop.ProcessEventsFlag.AllEvents if shown
+                          else QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+        finally:
+            timer.stop()
+            state.reports.progressed.disconnect(on_progress)
+            dialog.hide()
+            dialog.deleteLater()
+    if state.cancelled:
+        future.exception()  # the work's own error, if any, gives way to the cancel
+        raise CancelledError()
+    return future.result()

@@ -6,11 +6,14 @@ Image… and the Strip Metadata toggle; projects themselves go to the ``ProjectC
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from psygnal import Signal
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
@@ -29,9 +32,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.errors import StudioError
+from studio.core.document.layers import Document, Layer
+from studio.core.errors import CancelledError, StudioError
 from studio.core.project.generation_log import GenerationRecord
 from studio.session.document import DocumentModel
+from studio.ui.busy import TaskState, run_cancellable
 from studio.ui.gallery_panel import GalleryPanel
 from studio.ui.project_controller import PROJECT_SUFFIX, ProjectController
 from studio.ui.prompt_panel import PromptPanel
@@ -55,6 +60,23 @@ def _bool(value: Any) -> bool:
     return value in (True, "true", "1", 1)
 
 
+def _partial_path(target: Path) -> Path:
+    """Where an export is written before it is moved over ``target`` (same folder)."""
+    return target.with_name(f".{target.stem}.partial{target.suffix}")
+
+
+def _layer_copy(layer: Layer) -> Layer:
+    twin = copy.copy(layer)
+    twin.pixels = layer.pixels.copy()
+    return twin
+
+
+def _document(width: int, height: int, layers: list[Layer]) -> Document:
+    doc = Document()
+    doc.width, doc.height, doc.layers = width, height, layers
+    return doc
+
+
 class FileActions:
     """Opening, exporting and importing files.
 
@@ -75,6 +97,8 @@ class FileActions:
     fit_canvas, show_status, show_error
         Fit the canvas to the window; a status line; a problem, in one line.
     """
+
+    task_started = Signal(object)  # an export began: its TaskState (progress, cancel)
 
     def __init__(self, parent: QWidget, document: DocumentModel, projects: ProjectController,
                  gallery: GalleryPanel, prompt: PromptPanel, settings: QSettings,
@@ -147,7 +171,11 @@ class FileActions:
         return _bool(self.settings.value(STRIP_KEY, False))
 
     def export_canvas(self, path: str | None = None, strip: bool | None = None) -> bool:
-        """The canvas as PNG/JPEG/WebP (with its settings unless stripped) or as layers."""
+        """The canvas as PNG/JPEG/WebP (with its settings unless stripped) or as layers.
+
+        The file is written on a worker thread with a progress window and Cancel (see
+        ``run_cancellable``); a cancelled or failed export leaves no file behind, and an
+        existing file of that name as it was."""
         doc = self.document.doc
         if not doc.layers:
             self.show_error("Nothing to export: the canvas is empty.")
@@ -161,26 +189,61 @@ class FileActions:
         strip = self.strip_metadata if strip is None else strip
         target = Path(path)
         suffix = target.suffix.lower()
+        if suffix not in LAYERED | FLAT:
+            self.show_error(f"Cannot export {target.name}: use .png, .jpg, .webp, "
+                            ".ora or .psd.")
+            return False
+        # What is exported is copied now: results that arrive meanwhile do not change it.
+        layers = [_layer_copy(layer) for layer in doc.layers]
+        width, height, request = doc.width, doc.height, self._canvas_request()
+
+        def work(task: TaskState) -> None:
+            partial = _partial_path(target)
+            try:
+                if suffix in LAYERED:
+                    from studio.core.formats.layered import (
+                        LayeredImage,
+                        export_ora,
+                        export_psd,
+                    )
+
+                    task.report(None, f"Writing {len(layers)} layers to {target.name}…")
+                    image = LayeredImage.from_document(_document(width, height, layers))
+                    task.check()
+                    export = export_ora if suffix == ".ora" else export_psd
+                    export(partial, image.width, image.height, image.layers)
+                else:
+                    from studio.core.formats.metadata import save_image
+
+                    task.report(None, f"Flattening {len(layers)} layers…")
+                    pixels = _document(width, height, layers).composite()
+                    task.check()
+                    task.report(None, f"Writing {target.name}…")
+                    save_image(partial, pixels, request, strip=strip)
+                task.check()
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
+
         try:
-            if suffix in LAYERED:
-                from studio.core.formats.layered import LayeredImage, export_ora, export_psd
-
-                image = LayeredImage.from_document(doc)
-                export = export_ora if suffix == ".ora" else export_psd
-                export(target, image.width, image.height, image.layers)
-            elif suffix in FLAT:
-                from studio.core.formats.metadata import save_image
-
-                save_image(target, doc.composite(), self._canvas_request(), strip=strip)
-            else:
-                self.show_error(f"Cannot export {target.name}: use .png, .jpg, .webp, "
-                                  ".ora or .psd.")
-                return False
-        except StudioError as err:
-            self.show_error(str(err))
+            self._run(f"Exporting {target.name}…", work)
+        except CancelledError:
+            self.show_status(f"Export cancelled: {target.name} was not written")
+            return False
+        except StudioError as err:  # named as the user named it, not as the partial file
+            self.show_error(str(err).replace(_partial_path(target).name, target.name))
+            return False
+        except OSError as err:
+            self.show_error(f"Could not save {target.name}: {err.strerror or err}.")
             return False
         self.show_status(f"Exported {target.name}")
         return True
+
+    def _run(self, title: str, work: Callable[[TaskState], Any]) -> Any:
+        """Run slow export work with progress and Cancel; ``task_started`` hears of it."""
+        task = TaskState()
+        self.task_started.emit(task)
+        return run_cancellable(self.parent_widget, title, work, task)
 
     def _canvas_request(self) -> Any:
         doc = self.document.doc
@@ -216,32 +279,62 @@ class FileActions:
             self.show_error("The gallery is empty: generate something first.")
             return []
         strip = self.strip_metadata if strip is None else strip
-        from studio.core.formats.contact_sheet import caption_for
-        from studio.core.formats.contact_sheet import contact_sheet as make_sheet
-        from studio.core.formats.metadata import save_image
         from studio.core.formats.naming import batch_paths
 
         try:
             paths = batch_paths(folder, [r.request for r in records],
                                 template=template or DEFAULT_TEMPLATE, suffix=suffix,
                                 when=datetime.now())
-            images = [self.document.doc.log.image(r.image_hashes[0]) for r in records]
-            written = [save_image(p, img, r.request, strip=strip)
-                       for p, img, r in zip(paths, images, records, strict=True)]
-            if contact_sheet:
-                sheet = make_sheet(images, [caption_for(r.request) for r in records])
-                name = "contact_sheet.png"
-                stem = Path(name).stem
-                target, n = Path(folder) / name, 1
-                while target.exists():
-                    n += 1
-                    target = Path(folder) / f"{stem}-{n}.png"
-                written.append(save_image(target, sheet, None))
         except StudioError as err:
             self.show_error(str(err))
             return []
+        log = self.document.doc.log
+
+        def work(task: TaskState) -> list[Path]:
+            from studio.core.formats.contact_sheet import caption_for
+            from studio.core.formats.contact_sheet import contact_sheet as make_sheet
+            from studio.core.formats.metadata import save_image
+
+            written: list[Path] = []
+            try:
+                images = []
+                total = len(records) + (1 if contact_sheet else 0)
+                for i, (path, record) in enumerate(zip(paths, records, strict=True)):
+                    task.report(i / total, f"Writing image {i + 1} of {len(records)}: "
+                                           f"{path.name}")
+                    task.check()
+                    image = log.image(record.image_hashes[0])
+                    images.append(image)
+                    written.append(Path(save_image(path, image, record.request, strip=strip)))
+                if contact_sheet:
+                    task.report(len(records) / total, "Writing the contact sheet…")
+                    task.check()
+                    sheet = make_sheet(images, [caption_for(r.request) for r in records])
+                    target, n = Path(folder) / "contact_sheet.png", 1
+                    while target.exists():
+                        n += 1
+                        target = Path(folder) / f"contact_sheet-{n}.png"
+                    written.append(Path(save_image(target, sheet, None)))
+                task.check()
+            except CancelledError:
+                for done in written:  # a cancelled export writes nothing
+                    done.unlink(missing_ok=True)
+                raise
+            return written
+
+        try:
+            written = self._run(f"Exporting {len(records)} images…", work)
+        except CancelledError:
+            self.show_status("Export cancelled: no image was written")
+            return []
+        except StudioError as err:
+            self.show_error(str(err))
+            return []
+        except OSError as err:
+            self.show_error(f"Could not export to {folder}: {err.strerror or err}.")
+            return []
         self.show_status(f"Exported {len(records)} images to {folder}")
-        return [Path(p) for p in written]
+        return list(written)
 
     def _selected_count(self) -> int:
         return len(self.gallery.list.selectedItems())

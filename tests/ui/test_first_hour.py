@@ -142,11 +142,17 @@ def test_a_200_layer_project_opens_with_progress_while_the_window_paints(qtbot, 
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(window.status.message_label.text()))
     timer.start(5)
+    steps: list[tuple[str, float]] = []
+    window.projects.open_progressed.connect(lambda text, f: steps.append((text, f)))
     try:
         assert window.projects.open_project(path)
     finally:
         timer.stop()
     assert any("drawing 200 layers" in t for t in ticks)  # progress, painted meanwhile
+    fractions = [f for _t, f in steps]
+    assert fractions == sorted(fractions) and fractions[-1] == 0.6
+    reading = [f for t, f in steps if t == "Opening many.studio: reading layers"]
+    assert len(reading) > 20  # layer by layer, at most once a percent
     assert len(window.doc.layers) == 200
     assert window.layers_panel.count() == 200
     # What was drawn while reading is what the canvas would draw itself.
@@ -156,3 +162,20 @@ def test_a_200_layer_project_opens_with_progress_while_the_window_paints(qtbot, 
 
     assert np.array_equal(cached, composite_of(expected, expected.rect))
     assert window.status.message_label.text() == "Opened many.studio"
+
+
+def test_the_scheduler_list_is_the_backends_once_it_is_ready(qtbot, settings, runner):
+    from studio.core.engines import EngineFeatures, EngineServices
+    from tests.fakes import FakeEngine
+
+    window = MainWindow(None, None, settings)
+    try:
+        combo = window.prompt_panel.scheduler_combo
+        before = [combo.itemText(i) for i in range(combo.count()) if combo.itemText(i)]
+        assert len(before) > 10  # the local engine's list while nothing is connected
+        features = EngineFeatures(backend="remote", schedulers=("Euler a", "DDIM"))
+        window.connection.connect(EngineServices(FakeEngine(features=features)), runner)
+        offered = [combo.itemText(i) for i in range(combo.count()) if combo.itemText(i)]
+        assert offered == ["Euler a", "DDIM"] or sorted(offered) == ["DDIM", "Euler a"]
+    finally:
+        dispose(window)

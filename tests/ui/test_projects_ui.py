@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QFileDialog, QMessageBox
@@ -455,10 +455,10 @@ def test_a_slow_project_opens_without_freezing_the_window(qtbot, window, tmp_pat
     real_load = ProjectStore.load
     seen: dict[str, object] = {}
 
-    def slow_load(p):
+    def slow_load(p, progress=None):
         seen["thread"] = threading.current_thread() is not threading.main_thread()
         time.sleep(0.6)  # a project of a few hundred generations on a slow disk
-        return real_load(p)
+        return real_load(p, progress)
 
     monkeypatch.setattr(ProjectStore, "load", staticmethod(slow_load))
     ticks: list[str] = []
@@ -474,3 +474,75 @@ def test_a_slow_project_opens_without_freezing_the_window(qtbot, window, tmp_pat
     assert "Opening big.studio" in ticks[0]
     assert window.doc.layers[0].name == "big"
     assert window.status.message_label.text() == "Opened big.studio"
+
+
+def test_an_export_shows_progress_and_cancel_leaves_no_file(qtbot, window, tmp_path):
+    open_grey(window, (64, 48), 30)
+    target = tmp_path / "keep.png"
+    target.write_bytes(b"the user's older file")
+    seen: list[str] = []
+
+    def cancel_at_first_report(task) -> None:
+        task.listeners.append(lambda _fraction, text: (seen.append(text), task.cancel()))
+
+    window.file_actions.task_started.connect(cancel_at_first_report)
+    for name in ("keep.png", "layers.ora", "layers.psd"):
+        assert not window.file_actions.export_canvas(str(tmp_path / name))
+    assert seen and seen[0].startswith("Flattening")
+    assert window.status.message_label.text() == "Export cancelled: layers.psd was not written"
+    assert target.read_bytes() == b"the user's older file"  # as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]  # no partial file
+
+
+def test_a_cancelled_gallery_export_writes_nothing(qtbot, window, tmp_path):
+    window.prompt_panel.batch_spin.setValue(3)
+    with qtbot.waitSignal(window.controller.busy_changed, timeout=10000,
+                          check_params_cb=lambda busy: not busy):
+        window.actions["generate"].trigger()
+    out = tmp_path / "gallery"
+    out.mkdir()
+    reports: list[tuple[float, str]] = []
+
+    def cancel_at_third_image(task) -> None:
+        def listen(fraction: float, text: str) -> None:
+            reports.append((fraction, text))
+            if text.startswith("Writing image 3"):
+                task.cancel()  # two images are written by now
+        task.listeners.append(listen)
+
+    window.file_actions.task_started.connect(cancel_at_third_image)
+    assert window.file_actions.export_gallery(str(out), "{index}", contact_sheet=True) == []
+    assert [t for _f, t in reports][:2] == ["Writing image 1 of 3: 1.png",
+                                            "Writing image 2 of 3: 2.png"]
+    assert list(out.iterdir()) == []
+    assert window.status.message_label.text() == "Export cancelled: no image was written"
+
+
+def test_a_slow_export_opens_a_progress_window_whose_cancel_stops_it(qtbot, window,
+                                                                      tmp_path):
+    import threading
+
+    from PySide6.QtWidgets import QProgressDialog
+
+    from studio.core.errors import CancelledError
+    from studio.ui.busy import run_cancellable
+
+    release = threading.Event()
+
+    def slow(task) -> str:
+        task.report(0.25, "Writing a quarter…")
+        release.wait(5)
+        task.check()
+        return "done"
+
+    def press_cancel() -> None:
+        dialog = window.findChild(QProgressDialog, "task_progress_dialog")
+        assert dialog is not None and dialog.isVisible()
+        assert dialog.labelText() == "Writing a quarter…" and dialog.value() == 25
+        dialog.canceled.emit()  # what its Cancel button (or Esc) does
+        release.set()
+
+    QTimer.singleShot(300, press_cancel)
+    with pytest.raises(CancelledError):
+        run_cancellable(window, "Exporting…", slow, show_after_ms=50)
+    release.set()
