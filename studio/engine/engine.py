@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 FAMILIES = tuple(SPECS)  # declared; any other text-to-image pipeline of diffusers runs too
 REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models; the transformer "
-                   "families (PixArt, SD3) do not take them here yet.")
+                   "families (PixArt, SD3, Flux, Sana, AuraFlow) do not take them here yet.")
 
 
 class Engine:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import io
 import json
@@ -43,7 +44,9 @@ MAX_IMAGE_BYTES = 256 * 1024 * 1024  # a result larger than this is refused unre
 MAX_IMAGE_PIXELS = 8192 * 8192  # more than any request makes; Pillow's bomb guard beyond
 PREVIEW_SIDE = 256  # previews are shrunk to this many pixels a side at most
 SILENCE_CHECK_S = 30.0  # without a word from the server this long, ask /history
-STALL_S = 1800.0  # a job with no news for this long (not even queued) is given up
+STALL_S = 600.0  # a job with no news for this long (not a step, not a node) is stalled
+RECONNECT_S = 3.0  # after the socket drops, how long to try to reach the server again
+STATUS_TIMEOUT_S = 5.0  # a status question (/system_stats, /queue) answered within this
 
 
 class EventLoopThread:
@@ -128,11 +131,27 @@ class Progress:
     preview: np.ndarray | None = None
 
 
-class ComfyClient:
-    """One ComfyUI server. All methods are coroutines for the backend's event loop."""
+class StalledError(ServerLostError):
+    """The server had our job and said nothing of it (not a step) for ``stall_s`` seconds."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    kind = "server-stalled"
+
+
+class ComfyClient:
+    """One ComfyUI server. All methods are coroutines for the backend's event loop.
+
+    ``stall_s``: a job with no news for this long (no step, no node) is given up as stalled
+    (``StalledError``; the pool sends it to another server). ``reconnect_s``: how long a
+    dropped socket is retried before the job is given up as lost.
+    """
+
+    def __init__(self, config: ServerConfig, *, stall_s: float = STALL_S,
+                 reconnect_s: float = RECONNECT_S) -> None:
         self.config = config
+        self.stall_s = stall_s
+        self.reconnect_s = reconnect_s
+        self.activity = ""  # "loading" / "running" while our job runs there, else ""
+        self._graph: dict[str, Any] = {}
         self.client_id = uuid.uuid4().hex
         self._session: Any = None
         self._ws: Any = None
@@ -321,6 +340,7 @@ class ComfyClient:
         prompt_id = prompt_id or str(uuid.uuid4())
         job = JobEvents(prompt_id)
         self._jobs[prompt_id] = job
+        self._graph = workflow
         try:
             body = {"prompt": workflow, "client_id": self.client_id, "prompt_id": prompt_id,
                     "extra_data": {"preview_method": "latent2rgb"}}
@@ -328,12 +348,14 @@ class ComfyClient:
             return await self._follow(job, progress, cancelled)
         finally:
             self._jobs.pop(prompt_id, None)
+            self.activity = ""
 
     async def _follow(self, job: JobEvents, progress: Callable[[Progress], None],
                       cancelled: Callable[[], bool]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        heard = loop.time()
+        heard = checked = loop.time()
         cancel_sent = False
+        check_every = max(0.2, min(SILENCE_CHECK_S, self.stall_s / 2))
         while True:
             if cancelled() and not cancel_sent:
                 cancel_sent = True
@@ -341,32 +363,77 @@ class ComfyClient:
             try:
                 kind, data = await asyncio.wait_for(job.messages.get(), 0.1)
             except asyncio.TimeoutError:
-                silent = loop.time() - heard
-                if silent > SILENCE_CHECK_S:
-                    heard = loop.time()
-                    outputs = await self._settled(job.prompt_id, cancel_sent)
+                now = loop.time()
+                if now - checked > check_every:
+                    checked = now
+                    outputs = await self._check_silent(job.prompt_id, cancel_sent,
+                                                       now - heard)
                     if outputs is not None:
                         return outputs
                 continue
             heard = loop.time()
             if kind == "progress":
+                self.activity = "running"
                 progress(Progress(str(data.get("node")), int(data.get("value", 0)),
                                   int(data.get("max", 0))))
             elif kind == "preview":
                 progress(Progress("", -1, 0, preview=data))
             elif kind == "executing" and data.get("node") is not None:
-                progress(Progress(str(data["node"]), 0, 0, phase="node"))
+                node = str(data["node"])
+                kind_of = str(self._graph.get(node, {}).get("class_type", ""))
+                self.activity = "loading" if "Loader" in kind_of else "running"
+                progress(Progress(node, 0, 0, phase="node"))
             elif kind == "execution_error":
                 raise execution_error(data, self.url)
             elif kind == "execution_interrupted":
                 raise CancelledError()
             elif kind == "lost":
-                raise ServerLostError(f"The connection to {self.url} dropped during the job "
-                                      f"({data}).")
+                outputs = await self._after_drop(job.prompt_id, cancel_sent, str(data))
+                if outputs is not None:
+                    return outputs
+                heard = checked = loop.time()  # still queued or running: follow it again
             elif kind == "execution_success" or (kind == "executing" and data.get("node") is None):
                 if cancel_sent:
                     raise CancelledError()
                 return await self.history(job.prompt_id)
+
+    async def _check_silent(self, prompt_id: str, cancel_sent: bool,
+                            silent: float) -> dict[str, Any] | None:
+        """After a silence: the outputs if the job finished unheard; None while it waits;
+        ``StalledError`` after ``stall_s`` without news (or without an answer at all)."""
+        try:
+            outputs = await asyncio.wait_for(self._settled(prompt_id, cancel_sent),
+                                             min(STATUS_TIMEOUT_S, max(1.0, self.stall_s)))
+        except asyncio.TimeoutError:
+            outputs = None
+            if silent <= self.stall_s:
+                return None
+        if outputs is None and silent > self.stall_s:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.cancel(prompt_id), 2.0)
+            raise StalledError(f"{self.url} made no progress on the job for "
+                               f"{silent:.0f} s (stalled).")
+        return outputs
+
+    async def _after_drop(self, prompt_id: str, cancel_sent: bool,
+                          reason: str) -> dict[str, Any] | None:
+        """The socket dropped: reach the server again and find the job (a cut connection),
+        or raise ``ServerLostError`` (the server is gone, or restarted without the job)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reconnect_s
+        delay = 0.1
+        while True:
+            try:
+                await asyncio.wait_for(self.connect(), STATUS_TIMEOUT_S)
+                break
+            except (StudioError, asyncio.TimeoutError):
+                if loop.time() + delay > deadline:
+                    raise ServerLostError(f"The connection to {self.url} dropped during the "
+                                          f"job ({reason}).") from None
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+        log.info("reconnected to %s after the socket dropped (%s)", self.url, reason)
+        return await self._settled(prompt_id, cancel_sent)
 
     async def _settled(self, prompt_id: str, cancel_sent: bool) -> dict[str, Any] | None:
         """After a silence: the outputs if the job finished unheard; None while it waits."""
@@ -388,14 +455,24 @@ class ComfyClient:
             return None
         if cancel_sent:
             raise CancelledError()
+        hist = await self._request("GET", f"/history/{prompt_id}")  # done in between?
+        if isinstance(hist, dict) and prompt_id in hist:
+            return await self._settled(prompt_id, cancel_sent)
         raise ServerLostError(f"{self.url} no longer has the job (restarted?).")
 
-    async def history(self, prompt_id: str) -> dict[str, Any]:
-        hist = await self._request("GET", f"/history/{prompt_id}")
-        entry = hist.get(prompt_id) if isinstance(hist, dict) else None
-        if not isinstance(entry, dict):
-            raise ServerLostError(f"{self.url} finished the job but has no record of it.")
-        return dict(entry.get("outputs", {}))
+    async def history(self, prompt_id: str, wait_s: float = 10.0) -> dict[str, Any]:
+        """The outputs of a finished prompt. The server says ``execution_success`` a moment
+        before it writes the history, so an absent record is asked again for ``wait_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            hist = await self._request("GET", f"/history/{prompt_id}")
+            entry = hist.get(prompt_id) if isinstance(hist, dict) else None
+            if isinstance(entry, dict):
+                return dict(entry.get("outputs", {}))
+            if loop.time() > deadline:
+                raise ServerLostError(f"{self.url} finished the job but has no record of it.")
+            await asyncio.sleep(0.05)
 
     async def cancel(self, prompt_id: str) -> None:
         """Remove ``prompt_id`` from the server's queue, or interrupt it if it runs."""

@@ -28,6 +28,8 @@ from studio.core.jobs.request import GenerationRequest
 from studio.core.models import DeviceInfo, ModelInfo
 from studio.remote import workflow as wf
 from studio.remote.client import (
+    RECONNECT_S,
+    STALL_S,
     EventLoopThread,
     Progress,
     ServerConfig,
@@ -36,7 +38,7 @@ from studio.remote.client import (
     encode_png,
 )
 from studio.remote.errors import ServerModelMissingError
-from studio.remote.pool import Server, ServerPool
+from studio.remote.pool import Server, ServerPool, ServerStatus
 
 # Our model kinds -> the server's model folders.
 FOLDERS = {"diffusion": "checkpoints", "lora": "loras", "vae": "vae",
@@ -83,13 +85,15 @@ class RemoteEngine:
         Seconds a call that is not a generation (model lists, uploads) may take.
     """
 
-    def __init__(self, servers: Sequence[str | ServerConfig], *, timeout: float = 300.0) -> None:
+    def __init__(self, servers: Sequence[str | ServerConfig], *, timeout: float = 300.0,
+                 stall_s: float = STALL_S, reconnect_s: float = RECONNECT_S) -> None:
         configs = [s if isinstance(s, ServerConfig) else ServerConfig(check_url(s))
                    for s in servers]
         if not configs:
             raise ValueError("RemoteEngine needs at least one server")
         self.loop = EventLoopThread()
-        self.pool = ServerPool.of(configs)
+        self.pool = ServerPool.of(configs, stall_s=stall_s, reconnect_s=reconnect_s)
+        self.requeued: list[str] = []  # "url: why" for each job a server dropped
         self.timeout = timeout
         self._features: EngineFeatures | None = None
         self._closed = False
@@ -209,6 +213,19 @@ class RemoteEngine:
                           autocast=False,
                           description="ComfyUI " + "; ".join(parts))
 
+    def server_status(self, poll: bool = True) -> list[ServerStatus]:
+        """Each server's state (idle, loading, busy, failed with the reason), GPU, free
+        memory and queue; ``poll`` asks the servers that are due first (a few seconds at
+        most: a server that does not answer is failed, and asked again with a backoff)."""
+        if self._closed:
+            return []
+        if not poll:
+            return self.loop.run(self._status(), timeout=5)
+        return self.loop.run(self.pool.poll(), timeout=30)
+
+    async def _status(self) -> list[ServerStatus]:
+        return self.pool.status()
+
     def memory_in_use(self) -> int:
         total = 0
         for server in self.pool.servers:
@@ -266,7 +283,14 @@ class RemoteEngine:
                                           [seeds[i] for i in indices], indices, done, total,
                                           steps, cancel)
 
-            return await self.pool.run(checkpoint, lambda: cancel.cancelled, on_server)
+            def requeued(server: Server, why: str) -> None:
+                self.requeued.append(f"{server.url}: {why}")
+                for i in indices:
+                    done[i] = 0
+                steps.put(StepProgress(sum(done), total, phase="loading"))  # waits again
+
+            return await self.pool.run(checkpoint, lambda: cancel.cancelled, on_server,
+                                       requeued)
 
         import asyncio
 

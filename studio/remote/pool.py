@@ -1,10 +1,13 @@
 """Several ComfyUI servers sharing one queue: one job at a time per server.
 
 A job waits for a free server that has its model (preferring the one that ran this model
-last, which has it loaded). A server that drops mid-job is marked failed, and the job is
-sent to another server; only when none is left does it fail back to the queue. Results are
+last, which has it loaded). A server that drops or stalls mid-job is marked failed, and the
+job goes back to the queue (``requeued``) for another server, or the same one once it
+answers again (a restart); it fails only after ``MAX_ATTEMPTS`` servers lost it. Results are
 taken from the server that finished the job only, so nothing is done twice into the gallery.
-Lives on the backend's event loop: its state is touched by that one thread only.
+Each server's state (idle, loading, busy, failed with the reason) is polled by ``poll``
+with a backoff for those that do not answer. Lives on the backend's event loop: its state is
+touched by that one thread only (``status`` hands out frozen copies).
 """
 
 from __future__ import annotations
@@ -13,14 +16,48 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from studio.core.errors import CancelledError
-from studio.remote.client import ComfyClient, ServerConfig
+from studio.core.errors import CancelledError, StudioError
+from studio.remote.client import STATUS_TIMEOUT_S, ComfyClient, ServerConfig
 from studio.remote.errors import ServerLostError, ServerModelMissingError, ServerUnreachableError
 
 T = TypeVar("T")
-RETRY_AFTER_S = 30.0  # a failed server is tried again after this long
+BACKOFF_MIN_S = 1.0  # a server that does not answer is asked again after this long,
+BACKOFF_MAX_S = 30.0  # doubling up to this
+MAX_ATTEMPTS = 4  # servers (or restarts of one) a job may be lost by before it fails
+REQUEUE_WAIT_S = 120.0  # a job a server lost waits this long for a server to take it
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One server as the status bar shows it (a snapshot)."""
+
+    url: str
+    state: str  # "connecting", "idle", "loading", "busy" or "failed"
+    reason: str = ""  # why it is failed ("" otherwise)
+    gpu: str = ""  # the device name /system_stats gives
+    vram_free: int = 0  # bytes
+    vram_total: int = 0
+    queue: int = 0  # prompts running or waiting on the server (anyone's)
+    jobs_done: int = 0
+    requeued: int = 0  # our jobs it dropped that went back to the queue
+    retry_in: float = 0.0  # seconds until it is asked again (failed servers)
+
+    @property
+    def text(self) -> str:
+        """One line: ``host:port idle · NVIDIA H100 · 71.2 GB free · queue 0``."""
+        host = self.url.split("://", 1)[-1]
+        if self.state == "failed":
+            again = f"; retry in {self.retry_in:.0f} s" if self.retry_in > 0 else ""
+            return f"{host} failed: {self.reason}{again}"
+        parts = [f"{host} {self.state}"]
+        if self.gpu:
+            parts.append(self.gpu)
+        if self.vram_total:
+            parts.append(f"{self.vram_free / 2**30:.1f} GB free")
+        parts.append(f"queue {self.queue}")
+        return " · ".join(parts)
 
 
 @dataclass
@@ -31,20 +68,43 @@ class Server:
     busy: bool = False
     failed: str = ""  # why it cannot take a job ("" when it can)
     failed_at: float = 0.0
+    backoff: float = 0.0  # seconds between tries while it fails
+    polled: bool = False  # answered at least once
     loaded: str = ""  # the checkpoint it ran last (most likely still in its memory)
     checkpoints: tuple[str, ...] | None = None
     jobs_done: int = 0
+    requeued: int = 0
+    queue: int = 0
 
     @property
     def url(self) -> str:
         return self.client.url
 
     @property
+    def retry_at(self) -> float:
+        return self.failed_at + self.backoff
+
+    @property
     def state(self) -> str:
-        """"busy", "idle" or "failed: <why>" (shown in the status bar)."""
+        """"idle", "loading", "busy", "connecting" or "failed: <why>"."""
         if self.failed:
             return f"failed: {self.failed}"
-        return "busy" if self.busy else "idle"
+        if self.busy:
+            return "loading" if self.client.activity == "loading" else "busy"
+        return "idle" if self.polled else "connecting"
+
+    def status(self) -> ServerStatus:
+        devices = self.client.stats.get("devices") or [{}]
+        dev = devices[0] if isinstance(devices[0], dict) else {}
+        state = self.state.split(":", 1)[0]
+        return ServerStatus(
+            url=self.url, state=state, reason=self.failed,
+            gpu=str(dev.get("name", "") or "").split(" : ")[0],
+            vram_free=int(dev.get("vram_free", 0) or 0),
+            vram_total=int(dev.get("vram_total", 0) or 0),
+            queue=max(self.queue, self.client.queue_remaining), jobs_done=self.jobs_done,
+            requeued=self.requeued,
+            retry_in=max(0.0, self.retry_at - time.monotonic()) if self.failed else 0.0)
 
 
 @dataclass
@@ -55,8 +115,8 @@ class ServerPool:
     _changed: asyncio.Condition | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, configs: Sequence[ServerConfig]) -> ServerPool:
-        return cls([Server(ComfyClient(c)) for c in configs])
+    def of(cls, configs: Sequence[ServerConfig], **client_options: Any) -> ServerPool:
+        return cls([Server(ComfyClient(c, **client_options)) for c in configs])
 
     def _condition(self) -> asyncio.Condition:
         if self._changed is None:
@@ -70,46 +130,103 @@ class ServerPool:
 
     def usable(self) -> list[Server]:
         now = time.monotonic()
-        return [s for s in self.servers
-                if not s.failed or now - s.failed_at > RETRY_AFTER_S]
+        return [s for s in self.servers if not s.failed or now >= s.retry_at]
 
+    # -- state -------------------------------------------------------------------------
+    async def poll(self) -> list[ServerStatus]:
+        """Ask each server that is due how it is (``/system_stats``, ``/queue``)."""
+        await asyncio.gather(*(self._poll_one(s) for s in self.servers))
+        return self.status()
+
+    def status(self) -> list[ServerStatus]:
+        return [s.status() for s in self.servers]
+
+    async def _poll_one(self, server: Server) -> None:
+        if server.failed and time.monotonic() < server.retry_at:
+            return
+        if server.busy:  # its job reports through the socket; the stats are cheap
+            try:
+                await asyncio.wait_for(server.client.system_stats(), STATUS_TIMEOUT_S)
+            except (StudioError, asyncio.TimeoutError):
+                pass
+            return
+        try:
+            await asyncio.wait_for(server.client.system_stats(), STATUS_TIMEOUT_S)
+            running, pending = await asyncio.wait_for(server.client.queue_state(),
+                                                      STATUS_TIMEOUT_S)
+        except (StudioError, asyncio.TimeoutError) as err:
+            why = err.message if isinstance(err, StudioError) else \
+                f"{server.url} did not answer within {STATUS_TIMEOUT_S:.0f} s"
+            self.mark_failed(server, why)
+            return
+        server.queue = len(running) + len(pending)
+        server.polled = True
+        if server.failed:
+            await self._recovered(server)
+
+    async def _recovered(self, server: Server) -> None:
+        cond = self._condition()
+        async with cond:
+            server.failed, server.backoff = "", 0.0
+            cond.notify_all()
+
+    # -- jobs ----------------------------------------------------------------------------
     async def acquire(self, checkpoint: str, cancelled: Callable[[], bool],
-                      exclude: set[str]) -> Server:
+                      lost_by: dict[str, int]) -> Server:
         """The next free server with ``checkpoint`` (waits while all such servers are busy).
 
+        ``lost_by`` counts the servers that already lost this job: one that has not is
+        preferred; one that has is taken again only once it answers again (a restart).
         Raises ``ServerModelMissingError`` when no server that is up has it, and
-        ``ServerLostError`` when every server that had it has failed for this job.
+        ``ServerLostError`` once the job was lost ``MAX_ATTEMPTS`` times.
         """
         cond = self._condition()
+        waiting = time.monotonic()
         async with cond:
             while True:
                 if cancelled():
                     raise CancelledError()
-                candidates = []
+                if sum(lost_by.values()) >= MAX_ATTEMPTS:
+                    raise ServerLostError(
+                        f"The job was lost {sum(lost_by.values())} times: "
+                        + "; ".join(f"{s.url} {s.state}" for s in self.servers) + ".")
+                candidates, missing = [], 0
                 for server in self.usable():
-                    if server.url in exclude:
+                    if server.busy:
+                        if server.checkpoints is None or checkpoint in server.checkpoints:
+                            candidates.append(server)
                         continue
                     try:
-                        names = await self.checkpoints(server)
-                    except (ServerUnreachableError, ServerLostError) as err:
-                        self.mark_failed(server, err.message)
+                        names = await asyncio.wait_for(self.checkpoints(server),
+                                                       STATUS_TIMEOUT_S)
+                    except (StudioError, asyncio.TimeoutError) as err:
+                        self.mark_failed(server, err.message if isinstance(err, StudioError)
+                                         else f"{server.url} did not answer")
                         continue
+                    server.polled = True
+                    if server.failed:
+                        server.failed, server.backoff = "", 0.0
                     if checkpoint in names:
                         candidates.append(server)
-                if not candidates:
-                    if exclude:
-                        raise ServerLostError(
-                            "Every server that has the model dropped the job: "
-                            + "; ".join(f"{s.url} {s.state}" for s in self.servers) + ".")
+                    else:
+                        missing += 1
+                if not candidates and not lost_by:
                     down = [f"{s.url} ({s.failed})" for s in self.servers if s.failed]
                     if down and len(down) == len(self.servers):
                         raise ServerUnreachableError("No server answers: " + "; ".join(down))
-                    raise ServerModelMissingError(
-                        f"No server has the checkpoint {checkpoint!r}.",
-                        hint="See `studio models` for the models each server has.")
+                    if missing:
+                        raise ServerModelMissingError(
+                            f"No server has the checkpoint {checkpoint!r}.",
+                            hint="See `studio models` for the models each server has.")
+                if not candidates and lost_by and time.monotonic() - waiting > REQUEUE_WAIT_S:
+                    raise ServerLostError(
+                        "The job went back to the queue and no server could take it within "
+                        f"{REQUEUE_WAIT_S:.0f} s: "
+                        + "; ".join(f"{s.url} {s.state}" for s in self.servers) + ".")
                 free = [s for s in candidates if not s.busy]
                 if free:
-                    free.sort(key=lambda s: (s.loaded != checkpoint, s.jobs_done))
+                    free.sort(key=lambda s: (lost_by.get(s.url, 0), s.loaded != checkpoint,
+                                             s.jobs_done))
                     chosen = free[0]
                     chosen.busy = True
                     return chosen
@@ -125,28 +242,39 @@ class ServerPool:
             if failed:
                 self.mark_failed(server, failed)
             else:
-                server.failed = ""
+                server.failed, server.backoff = "", 0.0
                 server.jobs_done += 1
                 server.loaded = checkpoint or server.loaded
             cond.notify_all()
 
     @staticmethod
     def mark_failed(server: Server, why: str) -> None:
+        now = time.monotonic()
+        if server.failed:
+            server.backoff = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, server.backoff * 2))
+        else:
+            server.backoff = BACKOFF_MIN_S
         server.failed = why
-        server.failed_at = time.monotonic()
+        server.failed_at = now
         server.checkpoints = None
+        server.loaded = ""
 
     async def run(self, checkpoint: str, cancelled: Callable[[], bool],
-                  job: Callable[[Server], Awaitable[T]]) -> T:
-        """Run ``job`` on a free server with ``checkpoint``; on another if that one drops."""
-        tried: set[str] = set()
+                  job: Callable[[Server], Awaitable[T]],
+                  on_requeue: Callable[[Server, str], None] | None = None) -> T:
+        """Run ``job`` on a free server with ``checkpoint``; again on another (or the same,
+        back up) if that one drops or stalls, after ``on_requeue(server, why)``."""
+        lost_by: dict[str, int] = {}
         while True:
-            server = await self.acquire(checkpoint, cancelled, tried)
+            server = await self.acquire(checkpoint, cancelled, lost_by)
             try:
                 result = await job(server)
             except (ServerLostError, ServerUnreachableError) as err:
-                tried.add(server.url)
+                lost_by[server.url] = lost_by.get(server.url, 0) + 1
+                server.requeued += 1
                 await self.release(server, failed=err.message)
+                if on_requeue is not None:
+                    on_requeue(server, err.message)
                 continue
             except BaseException:
                 await self.release(server, checkpoint=checkpoint)

@@ -96,6 +96,20 @@ def test_cancel_mid_run_stops_within_a_step_and_skips_the_decode(engine, tiny_sd
     assert decodes == []
 
 
+def test_cancel_while_the_model_loads_runs_no_step(engine, tiny_sd1_dir):
+    token = CancelToken()
+    phases = []
+
+    def on_step(p):
+        phases.append(p.phase)
+        if p.phase == "loading":
+            token.cancel()  # the user pressed Cancel during "Loading model…"
+
+    with pytest.raises(CancelledError):
+        engine.generate(_req(tiny_sd1_dir, steps=20), on_step=on_step, cancel=token)
+    assert phases == ["loading"]  # no encoding, no step, no decode
+
+
 def test_variation_strength_zero_is_the_base_image_and_grows_away(engine, tiny_sd1_dir):
     base = engine.generate(_req(tiny_sd1_dir)).images[0].astype(int)
     zero = engine.generate(_req(tiny_sd1_dir, variation_seed=99, variation_strength=0.0))

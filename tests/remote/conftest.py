@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,24 @@ class ComfyServer:
     process: subprocess.Popen
     base: Path
     log: Path
+    command: list[str] | None = None
+    env: dict[str, str] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def restart(self, wait: bool = True) -> None:
+        """Start it again on the same port with the same folders (after ``stop``)."""
+        assert self.command is not None and not self.alive()
+        python = next(c for c in self.command if c.endswith("/venv/bin/python"))
+        root = Path(python).parents[2]
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(self.command, cwd=root / "comfyui", stdout=out,
+                                            stderr=subprocess.STDOUT, env=self.env,
+                                            start_new_session=True)
+        if wait:
+            wait_ready(self)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -74,8 +93,10 @@ def _venv_or_skip() -> Path:
 
 
 def start_server(root: Path, base: Path, checkpoint: Path, threads: int | None = None,
-                 wait: bool = True) -> ComfyServer:
-    """A ComfyUI server on a free loopback port, its folders under ``base``."""
+                 wait: bool = True, extra: Sequence[str] = (), scheme: str = "http",
+                 cpus: str = "") -> ComfyServer:
+    """A ComfyUI server on a free loopback port, its folders under ``base`` (``extra``:
+    more arguments; ``cpus``: run it on these cores only, ``taskset -c``)."""
     for sub in ("models/checkpoints", "input", "output", "temp", "user", "custom_nodes"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     link = base / "models" / "checkpoints" / "tiny-sd1.safetensors"
@@ -89,14 +110,16 @@ def start_server(root: Path, base: Path, checkpoint: Path, threads: int | None =
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     log = base / "server.log"
+    command = [str(root / "venv" / "bin" / "python"), "main.py", "--cpu", "--listen",
+               "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+               "--disable-all-custom-nodes", "--disable-auto-launch",
+               "--database-url", f"sqlite:///{base / 'user' / 'db.sqlite'}", *extra]
+    if cpus and shutil.which("taskset"):
+        command = ["taskset", "-c", cpus, *command]
     with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(root / "venv" / "bin" / "python"), "main.py", "--cpu", "--listen", "127.0.0.1",
-             "--port", str(port), "--base-directory", str(base), "--disable-all-custom-nodes",
-             "--disable-auto-launch", "--database-url", f"sqlite:///{base / 'user' / 'db.sqlite'}"],
-            cwd=root / "comfyui", stdout=out, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)
-    server = ComfyServer(f"http://127.0.0.1:{port}", process, base, log)
+        process = subprocess.Popen(command, cwd=root / "comfyui", stdout=out,
+                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = ComfyServer(f"{scheme}://127.0.0.1:{port}", process, base, log, command, env)
     if wait:
         wait_ready(server)
     return server
@@ -108,7 +131,11 @@ def wait_ready(server: ComfyServer) -> None:
         if not server.alive():
             pytest.fail(f"ComfyUI exited at start:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(server.url + "/system_stats", timeout=2) as resp:
+            import ssl
+
+            context = ssl._create_unverified_context()
+            with urllib.request.urlopen(server.url + "/system_stats", timeout=2,
+                                        context=context) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -135,6 +162,29 @@ def comfy_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> C
     server = start_server(comfy_root, tmp_path_factory.mktemp("comfyui"), tiny_checkpoint)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def spare_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> ComfyServer:
+    """A second server for the tests of several servers, and the ones that kill, stop or
+    restart a server (they leave it running again). It also holds a broken checkpoint."""
+    base = tmp_path_factory.mktemp("comfyui-spare")
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / "broken.safetensors").write_bytes(
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}  " + b"\0" * 64)
+    server = start_server(comfy_root, base, tiny_checkpoint)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def spare(spare_server: ComfyServer) -> ComfyServer:
+    """``spare_server``, running again after the test whatever the test did to it."""
+    yield spare_server
+    if spare_server.alive():
+        os.kill(spare_server.process.pid, signal.SIGCONT)
+    else:
+        spare_server.restart()
 
 
 @pytest.fixture(scope="session")
