@@ -196,6 +196,20 @@ SCHEDULER_MIN_STEPS: dict[str, int] = {
 }
 
 
+# The fewest steps a scheduler can run at all (below, diffusers fails): PNDM's pseudo
+# Runge-Kutta warm-up takes the first steps' worth of model calls.
+SCHEDULER_LEAST_STEPS: dict[str, int] = {"PNDM": 4}
+
+
+def steps_refusal(name: str, steps: int) -> str:
+    """One line when scheduler ``name`` (our name) cannot run ``steps`` steps at all, else ""."""
+    least = SCHEDULER_LEAST_STEPS.get(name, 0)
+    if steps >= least:
+        return ""
+    return (f"{name} cannot run fewer than {least} steps (its warm-up needs them; asked: "
+            f"{steps}); use PLMS, the same sampler without the warm-up.")
+
+
 def scheduler_note(name: str) -> str:
     """What a user should know about scheduler ``name`` (our name): how it differs from the
     A1111 sampler of that name and the fewest steps it is good for; "" when nothing."""

@@ -32,6 +32,7 @@ from studio.core.jobs.cancel import CancelToken
 from studio.core.jobs.events import GenerationResult, StepProgress
 from studio.core.jobs.request import GenerationRequest, LoraWeight, SliderValue
 from studio.core.models import DeviceInfo, ModelInfo
+from studio.core.samplers import steps_refusal
 from studio.core.sliders.specs import LATENT_MODELS, LATENT_SPACES
 from studio.engine import calls
 from studio.engine.conditioning import Conditioning, supports_embeddings
@@ -377,6 +378,10 @@ def validate_for_family(request: GenerationRequest, family: str,
     """Checks a request against what a family can do (``families.check_request``), before
     the pipeline runs: the family of a loaded model can differ from the one discovery read."""
     check_request(request, family, scheduler)
+    name = scheduler or request.scheduler
+    refusal = steps_refusal(canonical_name(name), request.steps) if name else ""
+    if refusal:
+        raise InvalidRequestError(refusal)
     if request.regions and not supports_embeddings(family):
         raise InvalidRequestError(f"Regional prompts need an SD 1.x, 2.x or SDXL model, not "
                                   f"{family}: {REGIONS_WHY_NOT}")

@@ -280,20 +280,21 @@ class PromptPanel(QWidget):
         of that name and the fewest steps it is good for."""
         combo = self.scheduler_combo
         current = combo.currentText()
-        combo.clear()
-        order = [n for _, group in SCHEDULER_GROUPS for n in group if n in names]
-        order += [n for n in names if n not in order]
-        group_of = {n: g for g, group in SCHEDULER_GROUPS for n in group}
-        for name in order:
-            last = combo.itemText(combo.count() - 1) if combo.count() else name
-            if group_of.get(name) != group_of.get(last):
-                combo.insertSeparator(combo.count())
-            combo.addItem(name)
-            note = scheduler_note(name)
-            if note:
-                combo.setItemData(combo.count() - 1, note, Qt.ItemDataRole.ToolTipRole)
-        if current:
-            self._set_scheduler(current)
+        with self._setting_defaults():  # offering other names is no edit of the user's
+            combo.clear()
+            order = [n for _, group in SCHEDULER_GROUPS for n in group if n in names]
+            order += [n for n in names if n not in order]
+            group_of = {n: g for g, group in SCHEDULER_GROUPS for n in group}
+            for name in order:
+                last = combo.itemText(combo.count() - 1) if combo.count() else name
+                if group_of.get(name) != group_of.get(last):
+                    combo.insertSeparator(combo.count())
+                combo.addItem(name)
+                note = scheduler_note(name)
+                if note:
+                    combo.setItemData(combo.count() - 1, note, Qt.ItemDataRole.ToolTipRole)
+            if current:
+                self._set_scheduler(current)
 
     def _set_scheduler(self, name: str) -> None:
         """Select ``name`` written any common way (a diffusers class name too); an unknown

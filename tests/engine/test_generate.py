@@ -9,6 +9,7 @@ from studio.core.document.pixels import Pixels
 from studio.core.errors import CancelledError, InvalidRequestError
 from studio.core.jobs.cancel import CancelToken
 from studio.core.jobs.request import GenerationRequest
+from studio.core.samplers import SCHEDULER_LEAST_STEPS
 
 KINDS = ["tiny_sd1_dir", "tiny_sdxl_dir"]
 
@@ -124,9 +125,14 @@ def test_variation_strength_zero_is_the_base_image_and_grows_away(engine, tiny_s
 @pytest.mark.parametrize("name", ["Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM",
                                   "UniPC", "Heun", "LMS", "PNDM", "DPM++ 2M SDE"])
 def test_every_named_scheduler_runs_and_is_recorded(engine, tiny_sd1_dir, name):
-    res = engine.generate(_req(tiny_sd1_dir, scheduler=name, steps=3))
+    res = engine.generate(_req(tiny_sd1_dir, scheduler=name, steps=max(3, SCHEDULER_LEAST_STEPS.get(name, 0))))
     assert res.request.scheduler == name
     assert np.isfinite(res.images[0]).all()
+
+
+def test_pndm_below_its_warm_up_is_refused_in_one_line(engine, tiny_sd1_dir):
+    with pytest.raises(InvalidRequestError, match="PNDM cannot run fewer than 4 steps.*PLMS"):
+        engine.generate(_req(tiny_sd1_dir, scheduler="PNDM", steps=3))
 
 
 def test_unknown_scheduler_is_a_clear_error(engine, tiny_sd1_dir):
