@@ -11,6 +11,12 @@ For each slider and value in ``VALUES`` it measures, with the shipped attribute 
 * latency from a slider event to its preview and to its final image (p50, p95), through
   the ``JobRunner`` channels the UI uses.
 
+The same edits are judged again by the oracle (``studio.core.portraits.oracle``), which reads
+the renderer's layout and palette and was trained on nothing, so it cannot share the
+classifier's blind spots (the classifier also built the sliders' directions): oracle edit
+success, others kept (background, hair, glasses, smile bin) and monotonicity of the
+oracle's own measure (mouth curvature, frame share, closeness to the hair colour).
+
 Everything runs on the CPU, offline, on held-out portraits (never trained on).
 """
 
@@ -40,6 +46,7 @@ HELD_OUT_SEED = 1_000_003
 LATENT_ATTRIBUTES = ("smile", "glasses", "hair=red", "hair=blonde")
 DIFFUSION_SLIDERS = ("smile", "glasses", "hair-red", "hair-blonde")
 KINDS = ("hair", "glasses", "skin", "background", "smile")
+ORACLE_KINDS = ("hair", "glasses", "background", "smile")  # what the oracle reads
 
 
 # -- measures ---------------------------------------------------------------------------
@@ -100,13 +107,21 @@ class SliderResult:
     monotonicity: float = 0.0
     success: float = 0.0
     n: int = 0
+    oracle_gain: dict[float, float] = field(default_factory=dict)
+    oracle_kept: float = 0.0
+    oracle_success: float = 0.0
+    oracle_monotonicity: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "slider": self.slider, "attribute": self.attribute,
                 "gain": {str(k): v for k, v in self.gain.items()},
                 "others_kept": {str(k): v for k, v in self.kept.items()},
                 "ssim": {str(k): v for k, v in self.ssim.items()},
-                "monotonicity": self.monotonicity, "edit_success": self.success, "n": self.n}
+                "monotonicity": self.monotonicity, "edit_success": self.success, "n": self.n,
+                "oracle_gain": {str(k): v for k, v in self.oracle_gain.items()},
+                "oracle_others_kept": self.oracle_kept,
+                "oracle_edit_success": self.oracle_success,
+                "oracle_monotonicity": self.oracle_monotonicity}
 
 
 def _kind(attribute: str) -> str:
@@ -132,6 +147,48 @@ def score_slider(scorer: Any, mode: str, slider: str, attribute: str,
     if without.any():
         res.success = float(scorer.has(scores[2.0], attribute)[without].mean())
     # "kept" counts every image (edited or not) and every other kind of attribute.
+    oracle_score(res, images)
+    return res
+
+
+def _oracle_measure(readings: list[Any], attribute: str) -> np.ndarray:
+    """The oracle's continuous measure of ``attribute`` per reading: the mouth's curvature,
+    the share of frame pixels, or minus the delta E to the asked hair colour."""
+    if attribute == "smile":
+        return np.array([np.nan if r.smile is None else r.smile for r in readings])
+    if attribute == "glasses":
+        return np.array([r.glasses_score for r in readings])
+    kind, _, value = attribute.partition("=")
+    return np.array([-getattr(r, f"{kind}_distances")[value] for r in readings])
+
+
+def _oracle_decisions(readings: list[Any]) -> dict[str, np.ndarray]:
+    from studio.core.portraits.attributes import smile_bin_index
+
+    smile = np.array([np.nan if r.smile is None else r.smile for r in readings])
+    return {"hair": np.array([r.hair for r in readings]),
+            "background": np.array([r.background for r in readings]),
+            "glasses": np.array([r.glasses for r in readings]),
+            "smile": np.where(np.isnan(smile), -1, smile_bin_index(np.nan_to_num(smile)))}
+
+
+def oracle_score(res: SliderResult, images: dict[float, np.ndarray]) -> SliderResult:
+    """Fill ``res``'s oracle figures from its images per value (see the module docstring)."""
+    from studio.core.portraits.oracle import read_portraits
+
+    readings = {v: read_portraits(imgs) for v, imgs in images.items()}
+    m0 = _oracle_measure(readings[0.0], res.attribute)
+    for v in VALUES:
+        res.oracle_gain[v] = float(np.nanmean(_oracle_measure(readings[v], res.attribute) - m0))
+    gains = np.nan_to_num(np.array([res.oracle_gain[v] for v in VALUES]))
+    res.oracle_monotonicity = spearman(np.array(VALUES), gains)
+    d0, d2 = _oracle_decisions(readings[0.0]), _oracle_decisions(readings[2.0])
+    others = [k for k in ORACLE_KINDS if k != _kind(res.attribute)]
+    res.oracle_kept = float(np.mean([d2[k] == d0[k] for k in others]))
+    without = ~np.array([r.has(res.attribute) for r in readings[0.0]])
+    if without.any():
+        res.oracle_success = float(np.mean([r.has(res.attribute) for r in readings[2.0]],
+                                           where=without))
     return res
 
 
@@ -305,11 +362,17 @@ class SliderBench:
                 out[f"{mode}_edit_success"] = float(np.mean([r.success for r in rs]))
                 out[f"{mode}_others_kept"] = float(np.mean([r.kept[2.0] for r in rs]))
                 out[f"{mode}_monotonicity_min"] = float(min(r.monotonicity for r in rs))
+                out[f"{mode}_oracle_edit_success"] = float(np.mean([r.oracle_success for r in rs]))
+                out[f"{mode}_oracle_others_kept"] = float(np.mean([r.oracle_kept for r in rs]))
+                out[f"{mode}_oracle_monotonicity_min"] = float(
+                    min(r.oracle_monotonicity for r in rs))
         latent = [r for r in self.results if r.mode in ("vae", "gan")]
         ranked = latent or self.results
         if ranked:
             out["edit_success"] = float(np.mean([r.success for r in ranked]))
             out["others_kept"] = float(np.mean([r.kept[2.0] for r in ranked]))
+            out["oracle_edit_success"] = float(np.mean([r.oracle_success for r in ranked]))
+            out["oracle_others_kept"] = float(np.mean([r.oracle_kept for r in ranked]))
         if self.results:
             out["monotonicity_min"] = float(min(r.monotonicity for r in self.results))
         for mode, key in (("vae", "vae_update_p95_ms"), ("gan", "gan_update_p95_ms"),
@@ -324,13 +387,16 @@ class SliderBench:
 def format_table(summary: dict[str, Any]) -> str:
     """The printed SliderBench table."""
     head = (f"{'mode':<9} {'slider':<16} " + " ".join(f"g@{v:+g}".rjust(7) for v in VALUES)
-            + f" {'kept@2':>7} {'ssim@1':>7} {'spear':>6} {'succ@2':>7} {'n':>4}")
+            + f" {'kept@2':>7} {'ssim@1':>7} {'spear':>6} {'succ@2':>7} {'n':>4}"
+            + f" | {'o.kept':>7} {'o.spear':>7} {'o.succ':>7}")
     lines = [head, "-" * len(head)]
     for r in summary["sliders"]:
         gains = " ".join(f"{r['gain'][str(v)]:+7.3f}" for v in VALUES)
         lines.append(f"{r['mode']:<9} {r['slider']:<16} {gains} {r['others_kept']['2.0']:7.1%} "
                      f"{r['ssim']['1.0']:7.3f} {r['monotonicity']:6.2f} "
-                     f"{r['edit_success']:7.1%} {r['n']:4d}")
+                     f"{r['edit_success']:7.1%} {r['n']:4d}"
+                     + (f" | {r['oracle_others_kept']:7.1%} {r['oracle_monotonicity']:7.2f} "
+                        f"{r['oracle_edit_success']:7.1%}" if "oracle_edit_success" in r else ""))
     lines.append("")
     for mode, lat in summary.get("latency", {}).items():
         extra = (f" (preview {lat['preview_steps']:.0f} steps, final {lat['final_steps']:.0f})"
@@ -340,7 +406,11 @@ def format_table(summary: dict[str, Any]) -> str:
                      f"  p95 {lat['final_p95_ms']:7.1f} ms{extra}")
     keys = ("vae_update_p95_ms", "gan_update_p95_ms", "diffusion_preview_p95_ms",
             "edit_success", "others_kept", "monotonicity_min", "vae_edit_success",
-            "gan_edit_success", "diffusion_edit_success")
+            "gan_edit_success", "diffusion_edit_success", "oracle_edit_success",
+            "oracle_others_kept", "vae_oracle_edit_success", "gan_oracle_edit_success",
+            "diffusion_oracle_edit_success", "vae_oracle_others_kept", "gan_oracle_others_kept",
+            "diffusion_oracle_others_kept", "vae_oracle_monotonicity_min",
+            "gan_oracle_monotonicity_min", "diffusion_oracle_monotonicity_min")
     lines.append("")
     lines += [f"{k:<26} {summary[k]:.3f}" for k in keys if k in summary]
     return "\n".join(lines)

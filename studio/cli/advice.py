@@ -11,14 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 # The vocabulary lives in core, shared with the GUI's prompt box.
-from studio.core.portraits.prompts import known_words, unknown_words, what_it_knows
+from studio.core.portraits.prompts import (
+    known_words,
+    unknown_words,
+    uses_embedded_vocabulary,
+    what_it_knows,
+)
 
 __all__ = ["fit_warning", "known_words", "unknown_words", "what_it_knows"]
 
 
 def fit_warning(model: Any, request: Any) -> str | None:
     """One line saying what ``request`` asks that ``model`` does not know, or ``None``."""
-    if model.family != "studio-tiny" or model.kind != "diffusion":
+    if not uses_embedded_vocabulary(model):
         return None
     rec = dict(model.recommended)
     native = (int(rec.get("width", 64)), int(rec.get("height", 64)))

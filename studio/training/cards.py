@@ -110,9 +110,31 @@ LIMITATIONS: dict[str, str] = {
 }
 
 
+# The figures judged by the oracle (``studio.core.portraits.oracle``: the renderer's layout
+# and palette in CIELAB, no learned model) beside the classifier's, and why they differ.
+ORACLE_NOTES: dict[str, str] = {}
+
+
+def _partial_table(figures: dict[str, Any]) -> str:
+    """Markdown table of ``evaluate.eval_partial_prompts`` figures."""
+    from studio.core.portraits.prompts import NAMEABLE
+
+    keys = [*NAMEABLE, "all_named"]
+    settings = list(dict.fromkeys(k.split("/")[0] for k in figures if "@" in k.split("/")[0]))
+    rows = ["| setting | " + " | ".join(f"{k} ({figures.get(f'named/{k}', 0)} prompts)"
+                                        for k in keys) + " |",
+            "|---|" + "---|" * len(keys)]
+    for name in settings:
+        rows.append(f"| {name} | " + " | ".join(
+            f"{100 * figures[f'{name}/{k}']:.1f} %" if f"{name}/{k}" in figures else "-"
+            for k in keys) + " |")
+    return "\n".join(rows)
+
+
 def _write_card(folder: Path, title: str, body: str) -> None:
     training = _read(folder / "training.json")
     figures = _read(folder / "eval.json")
+    partial = figures.pop("partial_prompts", None)
     text = [f"# {title}", "", body.strip(), "",
             "Trained from scratch by Latent Studio on procedural cartoon portraits "
             "(`studio.core.portraits.render`, data seed 0); evaluated on held-out seeds "
@@ -127,6 +149,15 @@ def _write_card(folder: Path, title: str, body: str) -> None:
         text += [f"- {k}: {v}" for k, v in training.items() if k not in ("command", "seconds")]
     text += ["", "## Evaluation (held-out seeds)", "", _figures_table(figures) if figures
              else "not evaluated yet", "", f"Folder size: {_size_mb(folder):.2f} MB.", ""]
+    if partial:
+        text += ["### Prompts as people write them (judged by the oracle)", "",
+                 f"{partial['n']} held-out prompts naming one, two or all of hair colour, "
+                 "glasses, background and smile in varied words and orders "
+                 "(`studio.core.portraits.prompts.partial_prompts`); only the named "
+                 "attributes are judged, by the oracle; one image per prompt, guidance "
+                 f"{partial['guidance']}.", "", _partial_table(partial), ""]
+    if folder.name in ORACLE_NOTES:
+        text += ["## Judged by the oracle", "", ORACLE_NOTES[folder.name], ""]
     if folder.name in LIMITATIONS:
         text += ["## Limitations", "", LIMITATIONS[folder.name], ""]
     (folder / "README.md").write_text("\n".join(text))

@@ -116,6 +116,11 @@ class TaskState:
             raise CancelledError()
 
 
+def _lowered(work: Callable[[TaskState], T], state: TaskState) -> T:
+    lower_thread_priority(WORKER_NICE)  # the window keeps its frames while the work runs
+    return work(state)
+
+
 def run_cancellable(parent: QWidget | None, title: str, work: Callable[[TaskState], T],
                     state: TaskState | None = None, show_after_ms: int = 400) -> T:
     """Run ``work(state)`` on a worker thread with a progress window and a Cancel button.
@@ -152,7 +157,7 @@ def run_cancellable(parent: QWidget | None, title: str, work: Callable[[TaskStat
 
     state.reports.progressed.connect(on_progress, Qt.ConnectionType.QueuedConnection)
     with ThreadPoolExecutor(1, thread_name_prefix="studio-task") as pool:
-        future: Future[T] = pool.submit(lambda: work(state))
+        future: Future[T] = pool.submit(_lowered, work, state)
         loop = QEventLoop()
         notifier = _Done()
         notifier.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)

@@ -25,6 +25,7 @@ from studio.core.jobs.request import GenerationRequest
 from studio.core.models import ModelInfo
 from studio.core.samplers import SCHEDULER_GROUPS, SCHEDULER_NAMES, scheduler_name, scheduler_note
 from studio.core.styles import StyleLibrary
+from studio.ui.prompt_words import PromptTextEdit, PromptWords
 from studio.ui.styles_box import StylesBox
 from studio.ui.theme import set_icon
 from studio.ui.value_widgets import SeedSpinBox
@@ -98,9 +99,13 @@ class PromptPanel(QWidget):
         self.model_combo = QComboBox(objectName="model_combo")
         self.model_combo.setToolTip("The diffusion model that makes the image")
         self.model_combo.currentIndexChanged.connect(self._on_model_combo_changed)
-        self.prompt_edit = QPlainTextEdit(objectName="prompt_edit")
+        self.prompt_edit = PromptTextEdit(objectName="prompt_edit")
         self.prompt_edit.setPlaceholderText("Describe the image…")
         self.prompt_edit.setTabChangesFocus(True)
+        # The embedded model's words: completion, and one line when it knows none of them.
+        self.prompt_words = PromptWords(self.prompt_edit,
+                                        lambda: self._models.get(self.model_id))
+        self.model_combo.currentIndexChanged.connect(self.prompt_words.refresh)
         self.negative_edit = QPlainTextEdit(objectName="negative_prompt_edit")
         self.negative_edit.setPlaceholderText("What to avoid…")
         self.negative_edit.setTabChangesFocus(True)
@@ -181,6 +186,7 @@ class PromptPanel(QWidget):
         col.addWidget(self.model_combo)
         col.addWidget(section_label("Prompt"))
         col.addWidget(self.prompt_edit, 2)
+        col.addWidget(self.prompt_words.hint_label)
         col.addWidget(section_label("Negative prompt"))
         col.addWidget(self.negative_edit)
         col.addWidget(self.styles_box)

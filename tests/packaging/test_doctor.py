@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.cli import main
-from studio.cli import qtcheck
+from studio.cli import main, qtcheck
 
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "packaging" / "locks"

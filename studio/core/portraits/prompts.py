@@ -66,6 +66,16 @@ def completion_words() -> tuple[str, ...]:
     return tuple(dict.fromkeys(w for w in words if w != "none"))
 
 
+EMBEDDED_FAMILY = "studio-tiny"
+
+
+def uses_embedded_vocabulary(model: object) -> bool:
+    """Whether ``model`` (a ``ModelInfo`` or None) is an embedded text-to-image model, which
+    knows only the words of its captions (bigger models know any words)."""
+    return (getattr(model, "family", None) == EMBEDDED_FAMILY
+            and getattr(model, "kind", None) == "diffusion")
+
+
 def _words(prompt: str) -> list[str]:
     text = re.sub(r"<[^>]*>", " ", prompt.lower())  # <lora:...> tags
     text = re.sub(r":\s*-?[\d.]+", " ", text)  # (word:1.2) weights
