@@ -74,8 +74,10 @@ def overhead(model: BenchModel, settings: Settings) -> dict[str, Any]:
     def app() -> None:
         marks = [time.perf_counter()]
 
-        def on_step(_p: Any) -> None:
-            marks.append(time.perf_counter())
+        def on_step(progress: Any) -> None:
+            # Steps only: the engine also reports loading, encoding and decoding as they happen.
+            if progress.phase == "sampling":
+                marks.append(time.perf_counter())
 
         images["app"] = engine.generate(request, on_step).images[0]
         # Steps after the first; with one step, the first (it then includes the set-up).

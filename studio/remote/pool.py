@@ -189,7 +189,7 @@ class ServerPool:
                 if sum(lost_by.values()) >= MAX_ATTEMPTS:
                     raise ServerLostError(
                         f"The job was lost {sum(lost_by.values())} times: "
-                        + "; ".join(f"{s.url} {s.state}" for s in self.servers) + ".")
+                        + "; ".join(f"{s.url} {s.state}".rstrip(".") for s in self.servers) + ".")
                 candidates, missing = [], 0
                 for server in self.usable():
                     if server.busy:
@@ -222,7 +222,7 @@ class ServerPool:
                     raise ServerLostError(
                         "The job went back to the queue and no server could take it within "
                         f"{REQUEUE_WAIT_S:.0f} s: "
-                        + "; ".join(f"{s.url} {s.state}" for s in self.servers) + ".")
+                        + "; ".join(f"{s.url} {s.state}".rstrip(".") for s in self.servers) + ".")
                 free = [s for s in candidates if not s.busy]
                 if free:
                     free.sort(key=lambda s: (lost_by.get(s.url, 0), s.loaded != checkpoint,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QEvent, QSettings, QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QMouseEvent, QPixmap
+from PySide6.QtGui import QIcon, QImage, QMouseEvent, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -105,6 +105,17 @@ class SliderRow(QWidget):
         column.addLayout(top)
         column.addWidget(self.slider)
 
+    def set_spec(self, spec: SliderSpec) -> None:
+        """Show ``spec`` instead: the same slider (id and kind) as another document keeps it
+        (its words, range and description); the caller keeps the value's signals quiet."""
+        self.spec = spec
+        self.label.setText(spec.label)
+        self.remove_button.setToolTip(f"Remove {spec.label}")
+        self.remove_button.setAccessibleName(f"Remove {spec.label}")
+        self.slider.setRange(spec.minimum, spec.maximum)
+        self.slider.setAccessibleName(spec.label)
+        self.set_note("")
+
     def set_note(self, note: str) -> None:
         """The label's tooltip: the slider's description and how it acts on the prompt."""
         text = self.spec.description or self.spec.slider_id
@@ -162,6 +173,7 @@ class SlidersPanel(QWidget):
         self.session = session
         self.connection = connection if connection is not None else session.connection
         self._rows: dict[str, SliderRow] = {}
+        self._rows_stale = False  # a rebuild waits for the panel to be shown
         self._syncing = False
         self._submit_preview_throttled = Throttle(session.submit_preview, 40, parent=self)
         self._build()
@@ -170,7 +182,7 @@ class SlidersPanel(QWidget):
             (session.slider_added, self._on_session_slider_added),
             (session.slider_removed, self._on_session_slider_removed),
             (session.value_changed, self._on_session_value_changed),
-            (session.sliders_reloaded, self._rebuild_rows),
+            (session.sliders_reloaded, self._on_session_sliders_reloaded),
             (session.base_changed, self._on_session_base_changed),
             (session.mode_changed, self._on_session_mode_changed),
             (session.preview_shown, self.show_preview),
@@ -335,6 +347,7 @@ class SlidersPanel(QWidget):
         self._body.addStretch(1)
 
     def _rebuild_rows(self) -> None:
+        self._rows_stale = False
         for row in self._rows.values():
             row.setParent(None)
             row.deleteLater()
@@ -389,13 +402,51 @@ class SlidersPanel(QWidget):
 
     def row(self, slider_id: str) -> SliderRow:
         """The row that shows ``slider_id``."""
+        if self._rows_stale:
+            self._rebuild_rows()
         return self._rows[slider_id]
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
+        if self._rows_stale:  # a project with other sliders opened while the tab was hidden
+            self._rebuild_rows()
+        super().showEvent(event)
 
     def set_mode(self, mode: str) -> None:
         self.mode_combo.setCurrentIndex(max(0, self.mode_combo.findData(mode)))
 
     # -- the session's events ------------------------------------------------------------
+    def _on_session_sliders_reloaded(self) -> None:
+        """Another document's slider set (a project opened). The same sliders (ids and
+        kinds, in order) keep their rows and show the new values; another set rebuilds the
+        rows (15 rows take tens of ms), and while the panel is hidden (the Sliders tab not
+        shown) that waits until it is shown."""
+        specs = list(self.session.sliders)
+        same = not self._rows_stale and (
+            [(s.slider_id, s.space) for s in specs]
+            == [(row.spec.slider_id, row.spec.space) for row in self._rows.values()])
+        if not same:
+            if self.isVisible():
+                self._rebuild_rows()
+            else:
+                self._rows_stale = True
+            return
+        values = self.session.sliders.values
+        self._syncing = True
+        try:
+            for spec in specs:
+                row = self._rows[spec.slider_id]
+                if row.spec != spec or row.spec.description != spec.description:
+                    row.set_spec(spec)
+                    row.set_unavailable(self._unavailable(spec))
+                row.slider.setValue(float(values.get(spec.slider_id, 0.0)))
+        finally:
+            self._syncing = False
+        self._update_notes()
+        self._update_groups()
+
     def _on_session_slider_added(self, spec: SliderSpec) -> None:
+        if self._rows_stale:
+            return  # the rebuild on showing adds its row
         self._add_row(spec)
         self._update_groups()
 

@@ -19,11 +19,20 @@ from tests.ui.conftest import dispose
 
 
 def shown(qtbot, window: MainWindow) -> MainWindow:
-    """``window`` on screen and active (the test disposes of it)."""
+    """``window`` on screen and active, its keyboard focus inside it (the test disposes of it).
+
+    Waits for *this* window to be active: the activation is delivered asynchronously, and
+    until it is, the application's focus widget can still belong to an earlier window (one
+    an earlier test closed but left alive, whose own late activation Qt delivers first)."""
     window.show()
     qtbot.waitExposed(window)
     window.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None, timeout=2000)
+
+    def focused_here() -> bool:
+        focus = QApplication.focusWidget()
+        return window.isActiveWindow() and focus is not None and focus.window() is window
+
+    qtbot.waitUntil(focused_here, timeout=2000)
     return window
 
 

@@ -140,11 +140,15 @@ def test_invalid_request_shows_its_message(qtbot, window, monkeypatch):
 
 def test_generate_while_the_engine_loads_says_so(qtbot, settings):
     from studio.ui.main_window import MainWindow
+    from tests.ui.conftest import dispose
 
     window = MainWindow(None, None, settings)
-    qtbot.addWidget(window)
     window.show()
-    assert "Loading engine" in window.status.message_label.text()
-    window.actions["generate"].trigger()
-    assert "still loading" in window.banner.text
-    window.close()
+    try:
+        assert "Loading engine" in window.status.message_label.text()
+        window.actions["generate"].trigger()
+        assert "still loading" in window.banner.text
+    finally:
+        # Deleted now: a closed window left alive keeps its pending activation, which the
+        # next test's event processing would deliver to it (a hidden active window).
+        dispose(window)

@@ -12,7 +12,7 @@ from studio.session.connection import Connection
 from studio.session.jobs import JobQueue
 from studio.session.sliders import SliderSession
 from studio.ui.bridge import JobBridge
-from studio.ui.sliders_panel import SlidersPanel
+from studio.ui.sliders_panel import SliderRow, SlidersPanel
 
 
 def new_panel(qtbot, doc, services=None, runner=None):
@@ -248,3 +248,56 @@ def test_a_slider_built_from_examples_comes_back_when_the_project_reopens(
     slider = reopened.session.current_request().sliders[0]
     assert slider.space == "gan" and slider.value == 1.5
     assert [float(v) for v in dict(slider.payload)["vector"].split(",")] == [0.5, -1.0, 2.0]
+
+
+def _save_with_sliders(path, values):
+    """A project whose slider set is ``values`` (id -> value, in order)."""
+    from studio.core.project.store import ProjectStore
+
+    doc = Document()
+    doc.width = doc.height = 64
+    doc.sliders = dict(values)
+    ProjectStore.save(path, doc)
+    return path
+
+
+def _show_tab(qtbot, window, name):
+    window.docks[name].raise_()
+    qtbot.waitUntil(lambda: window.docks[name].isVisible(), timeout=2000)
+
+
+def test_reopening_a_project_with_the_same_sliders_keeps_the_rows(qtbot, window, tmp_path):
+    panel = window.sliders_panel
+    _show_tab(qtbot, window, "sliders")
+    ids = list(window.sliders.sliders.specs)
+    assert len(ids) > 2
+    rows = {sid: panel.row(sid) for sid in ids}
+    values = dict.fromkeys(ids, 0.0) | {ids[0]: 0.75, ids[-1]: -1.25}
+    path = _save_with_sliders(tmp_path / "same.studio", values)
+    for _ in range(2):  # opened over the window's own set, then over itself
+        assert window.projects.open_project(path)
+        assert list(window.sliders.sliders.specs) == ids
+        assert all(panel.row(sid) is row for sid, row in rows.items())  # the same widgets
+        assert len(panel.findChildren(SliderRow)) == len(ids)
+        assert panel.row(ids[0]).slider.value() == pytest.approx(0.75)
+        assert panel.row(ids[-1]).slider.value() == pytest.approx(-1.25)
+        assert panel.row(ids[1]).slider.value() == 0.0
+    assert window.doc.sliders[ids[0]] == pytest.approx(0.75)  # shown, not re-recorded
+    assert not window.undo.can_undo if hasattr(window.undo, "can_undo") else True
+
+
+def test_other_sliders_are_rebuilt_when_the_hidden_tab_is_shown(qtbot, window, tmp_path):
+    panel = window.sliders_panel
+    _show_tab(qtbot, window, "prompt")
+    assert not panel.isVisible()
+    before = set(panel.findChildren(SliderRow))
+    ids = list(window.sliders.sliders.specs)[:2]
+    path = _save_with_sliders(tmp_path / "other.studio", {ids[0]: 0.5, ids[1]: 0.0})
+    assert window.projects.open_project(path)
+    assert list(window.sliders.sliders.specs) == ids
+    assert set(panel.findChildren(SliderRow)) == before  # not rebuilt while hidden
+    _show_tab(qtbot, window, "sliders")
+    rows = panel.findChildren(SliderRow)
+    assert sorted(r.objectName() for r in rows) == sorted(f"slider_row:{i}" for i in ids)
+    assert not before & set(rows)
+    assert panel.row(ids[0]).slider.value() == pytest.approx(0.5)
