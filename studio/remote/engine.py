@@ -198,17 +198,13 @@ class RemoteEngine:
 
     # -- status ------------------------------------------------------------------------------
     def device_info(self) -> DeviceInfo:
-        parts = []
-        for server in self.pool.servers:
-            try:
-                stats = self._run(server.client.system_stats())
-            except StudioError as err:
-                parts.append(f"{server.url}: {err}")
-                continue
-            devices = stats.get("devices") or [{}]
-            dev = devices[0]
-            free = int(dev.get("vram_free", 0) or 0) / 2**30
-            parts.append(f"{server.url}: {dev.get('name', '?')} ({free:.1f} GB free)")
+        """The servers as last polled (no network here: the window asks this on its own
+        thread; ``server_status`` polls, off it)."""
+        try:
+            status = self.server_status(poll=False)
+        except Exception:  # the loop is closing
+            status = []
+        parts = [s.text for s in status]
         return DeviceInfo(device=f"comfyui@{self.pool.servers[0].url}", dtype="remote",
                           autocast=False,
                           description="ComfyUI " + "; ".join(parts))

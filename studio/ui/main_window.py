@@ -120,6 +120,8 @@ class MainWindow(QMainWindow):
         self.panel_docks = PanelDocks(self, self.prompt_panel, self.sliders_panel,
                                       self.layers_panel, self.gallery_panel, self.queue_panel)
         self.docks = self.panel_docks.docks
+        # Rows of another slider set wait, while the Sliders tab is hidden, until it shows.
+        self.docks["sliders"].visibilityChanged.connect(self.sliders_panel.set_tab_visible)
         self.tool_bars = ToolBars(self.canvas, self.actions, self)
         self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, self.tool_bars.tools_bar)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.tool_bars.options_bar)
@@ -291,6 +293,10 @@ class MainWindow(QMainWindow):
             self.status.show_device(engine.device_info(), engine.memory_in_use)
         except StudioError as err:
             self.status.show_device(None, engine.memory_in_use, str(err))
+        if hasattr(engine, "server_status"):  # remote servers: polled off this thread
+            from studio.session.servers import ServersState
+
+            self.status.show_servers(ServersState(engine.server_status))
         self.reload_models()
 
     def _on_connection_state_changed(self, state: str) -> None:

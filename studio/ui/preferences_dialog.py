@@ -1,4 +1,4 @@
-"""Edit ▸ Preferences…: device, precision, model folders, autosave interval and theme.
+"""Edit ▸ Preferences…: device, precision, model folders, autosave, theme and servers.
 
 Everything goes to the shared settings file (``studio.settings``), which the CLI reads too.
 Device and precision apply at the next start; the autosave interval, the theme and the model
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -19,8 +20,10 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QMessageBox,
+    QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -103,8 +106,25 @@ class PreferencesDialog(QDialog):
                                | QDialogButtonBox.StandardButton.Cancel)
         box.accepted.connect(self.accept)
         box.rejected.connect(self.reject)
+        remote = QGroupBox("Remote servers (ComfyUI)")
+        rform = QFormLayout(remote)
+        self.servers_edit = QPlainTextEdit(objectName="servers_edit")
+        self.servers_edit.setPlaceholderText("http://127.0.0.1:8188 (one address a line)")
+        self.servers_edit.setPlainText("\n".join(self.config.servers))
+        self.servers_edit.setFixedHeight(64)
+        rform.addRow("Addresses", self.servers_edit)
+        self.token_edit = QLineEdit(self.config.server_token, objectName="server_token_edit")
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText("optional: sent as a bearer token")
+        rform.addRow("Access token", self.token_edit)
+        self.trust_check = QCheckBox("Trust certificates that do not verify",
+                                     objectName="trust_servers_check")
+        self.trust_check.setChecked(self.config.trust_servers)
+        rform.addRow(self.trust_check)
+        rform.addRow(QLabel("With addresses, generation runs on the servers (next start)."))
+
         layout = QVBoxLayout(self)
-        for part in (engine, models, general):
+        for part in (engine, models, general, remote):
             layout.addWidget(part)
         layout.addWidget(box)
         self._update_buttons()
@@ -154,11 +174,24 @@ class PreferencesDialog(QDialog):
                                    dtype=self.dtype_combo.currentText(),
                                    model_dirs=self.model_dirs(),
                                    autosave_minutes=self.autosave_minutes(),
-                                   theme=self.theme())
+                                   theme=self.theme(),
+                                   servers=self.server_addresses(),
+                                   server_token=self.token_edit.text().strip(),
+                                   trust_servers=self.trust_check.isChecked())
+
+    def server_addresses(self) -> tuple[str, ...]:
+        text = self.servers_edit.toPlainText().replace(",", "\n")
+        return tuple(line.strip() for line in text.splitlines() if line.strip())
 
     def accept(self) -> None:
         try:
-            self.config = save_config_and_return(self.new_config(), self.config_file)
+            config = self.new_config()
+        except ValueError as err:  # pydantic's ValidationError: a server address
+            QMessageBox.warning(self, "Preferences not saved",
+                                str(err).strip().splitlines()[-1])
+            return
+        try:
+            self.config = save_config_and_return(config, self.config_file)
         except OSError as err:
             QMessageBox.warning(self, "Preferences not saved",
                                 f"Could not save the preferences: {err.strerror or err}.")

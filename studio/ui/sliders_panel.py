@@ -406,9 +406,19 @@ class SlidersPanel(QWidget):
             self._rebuild_rows()
         return self._rows[slider_id]
 
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
-        if self._rows_stale:  # a project with other sliders opened while the tab was hidden
+    def on_screen(self) -> bool:
+        """Whether the panel can be seen: shown, and in a docked tab, the current tab (Qt
+        keeps the other tabs' docks visible but moves them off the window)."""
+        return self.isVisible() and not self.visibleRegion().isEmpty()
+
+    def set_tab_visible(self, visible: bool) -> None:
+        """The panel's tab became current (``visible``) or another did: a rebuild that
+        waited for it is done now (connect the dock's ``visibilityChanged``)."""
+        if visible and self._rows_stale:
             self._rebuild_rows()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
+        self.set_tab_visible(True)
         super().showEvent(event)
 
     def set_mode(self, mode: str) -> None:
@@ -419,13 +429,13 @@ class SlidersPanel(QWidget):
         """Another document's slider set (a project opened). The same sliders (ids and
         kinds, in order) keep their rows and show the new values; another set rebuilds the
         rows (15 rows take tens of ms), and while the panel is hidden (the Sliders tab not
-        shown) that waits until it is shown."""
+        the current one) that waits until it is shown (``set_tab_visible``)."""
         specs = list(self.session.sliders)
         same = not self._rows_stale and (
             [(s.slider_id, s.space) for s in specs]
             == [(row.spec.slider_id, row.spec.space) for row in self._rows.values()])
         if not same:
-            if self.isVisible():
+            if self.on_screen():
                 self._rebuild_rows()
             else:
                 self._rows_stale = True

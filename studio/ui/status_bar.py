@@ -95,6 +95,14 @@ class StudioStatusBar(QStatusBar):
         self.memory_in_use = None
         self.timer.stop()
 
+    def show_servers(self, state) -> None:
+        """Remote servers (a ``studio.session.servers.ServersState``): one label with each
+        server's state, GPU, free memory and queue, updated as the state polls them."""
+        if getattr(self, "servers_label", None) is None:
+            self.servers_label = ServersLabel(self)
+            self.addPermanentWidget(self.servers_label)
+        self.servers_label.watch(state)
+
     def set_model(self, model_id: str) -> None:
         self.model_label.setText(model_id or "no model")
 
@@ -109,6 +117,8 @@ class StudioStatusBar(QStatusBar):
     def stop(self) -> None:
         self.timer.stop()
         self._tick_timer.stop()
+        if getattr(self, "servers_label", None) is not None:
+            self.servers_label.unwatch()
 
     # -- long operations ---------------------------------------------------------------
     def show_task(self, text: str, fraction: float | None = None) -> None:
@@ -188,6 +198,41 @@ class StudioStatusBar(QStatusBar):
         kind = type(event).__name__.removeprefix("Job").lower()
         self.message_label.setText({"finished": "Done", "failed": "Failed",
                                     "cancelled": "Cancelled"}.get(kind, ""))
+
+
+class ServersLabel(QLabel):
+    """``2 servers: 1 idle, 1 failed``, each server's line in the tooltip (red when one
+    failed). The state polls on its own thread; its snapshots reach this label through a
+    queued Qt signal, so a slow or lost server never blocks the window."""
+
+    _snapshot = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("servers: connecting…", parent, objectName="status_servers_label")
+        self.state = None
+        self._snapshot.connect(self._show)
+
+    def watch(self, state) -> None:
+        self.unwatch()
+        self.state = state
+        state.changed.connect(self._snapshot.emit)
+        state.start()
+
+    def unwatch(self) -> None:
+        if self.state is not None:
+            self.state.changed.disconnect(self._snapshot.emit)
+            self.state.stop()
+            self.state = None
+
+    def _show(self, _servers: object) -> None:
+        state = self.state
+        if state is None:
+            return
+        self.setText(state.summary)
+        lines = [s.text for s in state.servers] or [state.error or "connecting…"]
+        self.setToolTip("\n".join(lines))
+        failed = bool(state.error) or any(s.state == "failed" for s in state.servers)
+        self.setStyleSheet("color: #e06c6c;" if failed else "")
 
 
 def duration_text(seconds: float) -> str:

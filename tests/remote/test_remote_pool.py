@@ -172,10 +172,10 @@ def test_connection_cut_mid_image_is_followed_again(comfy_server, remote_engine)
         relay.cut()
         thread.join(120)
         assert "error" not in out, out.get("error")
+        assert relay.connections >= 2  # it connected again
     finally:
         engine.close()
         relay.close()
-    assert relay.cuts == 1 and relay.connections >= 2
     assert not engine.requeued  # the same job, followed again: not run twice
     assert np.array_equal(out["value"].images[0],
                           solo(remote_engine, 80, steps=6))

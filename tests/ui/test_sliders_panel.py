@@ -263,7 +263,7 @@ def _save_with_sliders(path, values):
 
 def _show_tab(qtbot, window, name):
     window.docks[name].raise_()
-    qtbot.waitUntil(lambda: window.docks[name].isVisible(), timeout=2000)
+    qtbot.waitUntil(lambda: not window.docks[name].visibleRegion().isEmpty(), timeout=2000)
 
 
 def test_reopening_a_project_with_the_same_sliders_keeps_the_rows(qtbot, window, tmp_path):
@@ -282,21 +282,20 @@ def test_reopening_a_project_with_the_same_sliders_keeps_the_rows(qtbot, window,
         assert panel.row(ids[0]).slider.value() == pytest.approx(0.75)
         assert panel.row(ids[-1]).slider.value() == pytest.approx(-1.25)
         assert panel.row(ids[1]).slider.value() == 0.0
-    assert window.doc.sliders[ids[0]] == pytest.approx(0.75)  # shown, not re-recorded
-    assert not window.undo.can_undo if hasattr(window.undo, "can_undo") else True
+    assert window.doc.sliders[ids[0]] == pytest.approx(0.75)  # shown, not recorded again
 
 
 def test_other_sliders_are_rebuilt_when_the_hidden_tab_is_shown(qtbot, window, tmp_path):
     panel = window.sliders_panel
     _show_tab(qtbot, window, "prompt")
-    assert not panel.isVisible()
+    assert not panel.on_screen()
     before = set(panel.findChildren(SliderRow))
     ids = list(window.sliders.sliders.specs)[:2]
     path = _save_with_sliders(tmp_path / "other.studio", {ids[0]: 0.5, ids[1]: 0.0})
     assert window.projects.open_project(path)
     assert list(window.sliders.sliders.specs) == ids
     assert set(panel.findChildren(SliderRow)) == before  # not rebuilt while hidden
-    _show_tab(qtbot, window, "sliders")
+    window.docks["sliders"].raise_()  # the tab shown: rebuilt there and then
     rows = panel.findChildren(SliderRow)
     assert sorted(r.objectName() for r in rows) == sorted(f"slider_row:{i}" for i in ids)
     assert not before & set(rows)
