@@ -191,3 +191,43 @@ def test_execution_error_is_one_line(spare) -> None:
     text = str(err.value)
     assert "\n" not in text and "Traceback" not in text
     assert spare.url in text and "CheckpointLoaderSimple" in text
+
+
+def test_tls_with_a_bad_certificate_is_refused_unless_trusted(comfy_root, tiny_checkpoint,
+                                                              tmp_path) -> None:
+    """ComfyUI itself over TLS (--tls-keyfile/--tls-certfile) with a self-signed certificate."""
+    import shutil
+    import subprocess
+
+    from conftest import start_server
+
+    from studio.remote.client import ServerConfig
+    from studio.remote.errors import ServerUnreachableError
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    server = start_server(comfy_root, tmp_path / "tls", tiny_checkpoint, scheme="https",
+                          extra=["--tls-keyfile", str(key), "--tls-certfile", str(cert)])
+    try:
+        assert server.url.startswith("https://")
+        engine = RemoteEngine([server.url])
+        try:
+            with pytest.raises(ServerUnreachableError) as err:
+                engine.generate(request())
+            text = str(err.value)
+            assert "certificate" in text and "\n" not in text
+            assert "Trust" in (err.value.hint or "")
+        finally:
+            engine.close()
+        trusted = RemoteEngine([ServerConfig(server.url, trust=True)])
+        try:
+            result = trusted.generate(request(steps=1))
+            assert result.images[0].shape == (64, 64, 3) and result.server == server.url
+        finally:
+            trusted.close()
+    finally:
+        server.stop()

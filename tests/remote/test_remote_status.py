@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import struct
 import subprocess
-import sys
 import threading
 import zlib
 from pathlib import Path
@@ -87,7 +86,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 @pytest.mark.parametrize("body, words", [
-    (png_header_only(100_000, 100_000), "larger"),
+    (png_header_only(100_000, 100_000), "too large"),
     (b"\x89PNG\r\n\x1a\nthis is not a png", "not a readable image"),
 ])
 def test_a_gigantic_or_malformed_image_is_refused(body: bytes, words: str) -> None:
@@ -119,6 +118,7 @@ def test_a_gigantic_or_malformed_image_is_refused(body: bytes, words: str) -> No
 # -- the thin install ----------------------------------------------------------------------
 def test_remote_txt_is_pyproject_less_the_local_engine() -> None:
     import re
+
     import tomllib
 
     heavy = {"torch", "diffusers", "transformers", "safetensors", "tokenizers", "accelerate",
