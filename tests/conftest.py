@@ -18,14 +18,27 @@ REPO = Path(__file__).resolve().parents[1]
 # Foreign test files live beside the repository (CI checks them out there), never at an
 # absolute path.
 TESTDATA = REPO / ".." / "shared" / "testdata"
-# The model-card evaluations of the shipped weights (marker "models") run in the full run
-# (--full) or when one of these changed against origin/main (commits or working tree).
-MODEL_PATHS = ("resources/models/", "studio/training/", "studio/engine/nets/", "studio/bench/")
+# Tests that take long run in the full run (--full, what CI runs) and, in the everyday run,
+# only when something they check changed against origin/main (commits or working tree):
+# marker -> (the paths whose change runs them, what they are).
+TIERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "models": (("resources/models/", "studio/training/", "studio/engine/nets/",
+                "studio/bench/", "studio/core/portraits/"),
+               "model-card evaluation of the shipped weights"),
+    "server": (("studio/remote/", "tests/remote/", "scripts/comfyui-venv.sh"),
+               "end to end against a real ComfyUI server"),
+    "packaging": (("pyproject.toml", "setup.py", "packaging/", "scripts/setup.sh",
+                   "studio/paths.py", "tests/packaging/"),
+                  "builds and installs the wheel"),
+}
+MODEL_PATHS = TIERS["models"][0]
+TIER_REASONS = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser):
     parser.addoption("--full", action="store_true", default=False,
-                     help="run every test, the model-card evaluations (marker 'models') too")
+                     help="run every test, the long tiers too (markers: "
+                          + ", ".join(TIERS) + ")")
 
 
 def _changed_files() -> list[str] | None:
@@ -42,37 +55,47 @@ def _changed_files() -> list[str] | None:
         except (subprocess.CalledProcessError, IndexError):
             base = "HEAD"
         return (git("diff", "--name-only", base, "--")
-                + git("ls-files", "--others", "--exclude-standard", "--", *MODEL_PATHS))
+                + git("ls-files", "--others", "--exclude-standard"))
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def models_run_reason(config) -> str | None:
-    """Why the "models" tests run in this session, or None when they are skipped."""
+def tier_run_reason(config, marker: str, changed: list[str] | None) -> str | None:
+    """Why the tests of ``marker`` run in this session, or None when they are skipped."""
     if config.getoption("--full"):
         return "--full"
     if os.environ.get("STUDIO_TEST_MODELS") == "0":  # measure the everyday run on a branch
         return None
-    changed = _changed_files()
     if changed is None:
         return "git could not list the changed files"
-    hits = [f for f in changed if f.startswith(MODEL_PATHS)]
-    return f"{len(hits)} changed files under {', '.join(MODEL_PATHS)}" if hits else None
+    paths = TIERS[marker][0]
+    hits = [f for f in changed if f.startswith(paths)]
+    return f"{len(hits)} changed files under {', '.join(paths)}" if hits else None
+
+
+def models_run_reason(config) -> str | None:
+    """Why the "models" tests run in this session, or None when they are skipped."""
+    return tier_run_reason(config, "models", _changed_files())
 
 
 def pytest_collection_modifyitems(config, items):
-    marked = [item for item in items if item.get_closest_marker("models")]
-    if not marked:
-        return
-    reason = models_run_reason(config)
-    config._studio_models_reason = reason  # for the report header
-    if reason is not None:
-        return
-    skip = pytest.mark.skip(reason="model-card evaluation of the shipped weights: runs with "
-                            "--full, or when resources/models/, studio/training/, "
-                            "studio/engine/nets/ or studio/bench/ change")
-    for item in marked:
-        item.add_marker(skip)
+    reasons: dict[str, str | None] = {}
+    changed: list[str] | None | bool = False  # asked of git once, when a tier needs it
+    for marker, (paths, what) in TIERS.items():
+        marked = [item for item in items if item.get_closest_marker(marker)]
+        if not marked:
+            continue
+        if changed is False:
+            changed = _changed_files()
+        reason = tier_run_reason(config, marker, changed)  # type: ignore[arg-type]
+        reasons[marker] = reason
+        if reason is not None:
+            continue
+        skip = pytest.mark.skip(reason=f"{what}: runs with --full (scripts/test.sh --full, "
+                                f"as CI does), or when {', '.join(paths)} change")
+        for item in marked:
+            item.add_marker(skip)
+    config.stash[TIER_REASONS] = reasons
 
 
 @pytest.fixture(scope="session")
@@ -145,8 +168,7 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    if hasattr(config, "_studio_models_reason"):
-        reason = config._studio_models_reason
+    for marker, reason in config.stash.get(TIER_REASONS, {}).items():
         terminalreporter.write_line(
-            f"model-card evaluations (marker 'models'): "
+            f"{TIERS[marker][1]} (marker '{marker}'): "
             f"{'ran: ' + reason if reason else 'skipped (run scripts/test.sh --full)'}")

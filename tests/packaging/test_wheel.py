@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 # *.egg-info) nor sees anything that is not in the repository.
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md", "studio", "resources")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.packaging]
 
 
 def _git_files(folder: str) -> set[str] | None:
