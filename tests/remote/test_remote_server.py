@@ -23,7 +23,7 @@ from studio.remote.errors import (
     ServerUnreachableError,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 def request(**kw) -> GenerationRequest:

@@ -20,6 +20,7 @@ from studio.session.servers import ServersState
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.server
 def test_servers_state_shows_each_server(comfy_server, qtbot) -> None:
     from conftest import free_port
 
@@ -135,6 +136,7 @@ def test_remote_txt_is_pyproject_less_the_local_engine() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_thin_install_generates_on_the_server_without_torch(comfy_server, tmp_path) -> None:
     """`studio generate --server` and `studio models --server` in a venv with no torch."""
     import os
