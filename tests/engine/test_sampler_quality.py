@@ -76,6 +76,12 @@ def test_a_scheduler_below_its_minimum_steps_says_so_in_one_line():
     assert steps_warning("Euler", 1) == ""
 
 
+# Schedulers that add fresh noise at each step (ancestral, SDE, DDPM, the few-step ones).
+STOCHASTIC = tuple(n for n in DIFFUSION_NAMES
+                   if n.endswith((" a", " a Karras")) or "SDE" in n or " 2S a" in n
+                   or n in ("DDPM", "LCM", "TCD", "Restart"))
+
+
 @pytest.mark.parametrize("kind", ("sd1", "sdxl"))
 def test_each_scheduler_draws_a_deterministic_finite_image_on_tiny_sd_models(
         engine, tiny_sd1_dir, tiny_sdxl_dir, kind):
@@ -84,7 +90,8 @@ def test_each_scheduler_draws_a_deterministic_finite_image_on_tiny_sd_models(
         request = GenerationRequest("a photo of a cat", model=str(model), width=64, height=64,
                                     steps=4, seed=3, guidance=5.0, scheduler=name)
         first = engine.generate(request).images[0]
-        again = engine.generate(request).images[0]
         assert np.isfinite(first.astype(float)).all(), name
         assert first.std() > 1.0, (name, "one flat colour")
-        assert np.array_equal(first, again), (name, "not deterministic")
+        if name in STOCHASTIC:  # the ones that draw noise at each step: seeded, so repeatable
+            again = engine.generate(request).images[0]
+            assert np.array_equal(first, again), (name, "not deterministic")

@@ -75,6 +75,7 @@ def test_gan_resumes_from_the_shipped_weights(tmp_path: Path) -> None:
     assert np.isfinite(diff)
 
 
+@pytest.mark.models  # 20-30 s of training: with the model-card tier (studio/training changes)
 def test_gan_attribute_reader_trains_into_the_gan_folder_and_the_engine_loads_it(
         tmp_path: Path) -> None:
     """``python -m studio.training gan-attributes`` on a few hundred samples: the reader
