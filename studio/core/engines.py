@@ -25,7 +25,8 @@ from studio.core.models import DeviceInfo, ModelInfo
 class EngineFeatures:
     """What a backend can do, as a frozen value the UI reads once.
 
-    Each ``*_why_not`` text is the reason shown (as a tooltip) where the feature is off.
+    ``why_not`` pairs a feature's field name with the reason the UI shows (as a tooltip)
+    where that feature is off; ``reason(feature)`` reads it.
     """
 
     backend: str = "local"  # "local", "comfyui", "fake", ...
