@@ -400,6 +400,10 @@ class ProjectController(QObject):
         else:
             target = self.path
         self.wait()
+        return self._write_now(target)
+
+    def _write_now(self, target: Path) -> bool:
+        """Write the project to ``target`` on this thread; False (and said) when it failed."""
         snap = self._snapshot()
         try:
             report = ProjectStore.write(target, snap)
@@ -562,14 +566,7 @@ class ProjectController(QObject):
             except OSError as err:
                 self._on_failed(target, err)
                 return False
-        snap = self._snapshot()
-        try:
-            report = ProjectStore.write(target, snap)
-        except StudioError as err:
-            self._on_failed(target, err)
-            return False
-        self._on_saved(target, snap, self._log_version, report)
-        return True
+        return self._write_now(target)
 
     def load(self, project: Project) -> None:
         """Show an already loaded project (for tests and scripts)."""
