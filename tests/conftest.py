@@ -11,6 +11,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Qt's offscreen screen is 800 x 800 unless a file says otherwise; the window fits itself to
+# the screen, so the tests get a desktop's (as ../shared/tools/xwin.sh's Xvfb): 1600 x 1000.
+_SCREEN = Path(__file__).resolve().parent / "offscreen-screen.json"
+if os.environ["QT_QPA_PLATFORM"] == "offscreen" and not set(",:") & set(str(_SCREEN)):
+    os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={_SCREEN}"
 
 import pytest  # noqa: E402
 

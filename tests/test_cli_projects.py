@@ -36,7 +36,8 @@ def test_each_cli_generation_lands_on_the_canvas_as_a_layer(project, tmp_path, c
     doc = ProjectStore.load(project).document
     records = sorted(doc.log.records, key=lambda r: r.created)
     assert [layer.record_id for layer in doc.layers] == [r.id for r in records]
-    assert [layer.name for layer in doc.layers] == ["a red fox #1", "a blue bird #2"]
+    assert [layer.name for layer in doc.layers] == ["txt2img · red fox · seed 1",
+                                                    "txt2img · blue bird · seed 2"]
     assert (doc.width, doc.height) == (64, 64)
     top = doc.log.image(records[1].image_hashes[0])
     out = tmp_path / "canvas"

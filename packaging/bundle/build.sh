@@ -4,6 +4,8 @@
 # window under Xvfb (where xvfb-run is installed). Prints the bundle's size.
 #   bash scripts/setup.sh && bash packaging/bundle/build.sh
 # PyInstaller is installed into build/bundle-tools (not into .venv) on the first run.
+# DIST=/elsewhere WORK=/elsewhere/build put the bundle and PyInstaller's work files outside
+# the checkout (default: dist/ and build/, both ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
@@ -15,10 +17,12 @@ if ! "$PY" -c "import PyInstaller" >/dev/null 2>&1; then
   fi
   export PYTHONPATH="$PWD/$TOOLS${PYTHONPATH:+:$PYTHONPATH}"
 fi
-rm -rf dist/latent-studio build/studio
+DIST=${DIST:-dist}
+WORK=${WORK:-build}
+rm -rf "$DIST/latent-studio" "$WORK/studio"
 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
-  --distpath dist --workpath build packaging/bundle/studio.spec
-BUNDLE=dist/latent-studio
+  --distpath "$DIST" --workpath "$WORK" packaging/bundle/studio.spec
+BUNDLE=$DIST/latent-studio
 STUDIO=$BUNDLE/studio
 [ -x "$STUDIO" ] || STUDIO=$BUNDLE/studio.exe
 

@@ -27,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated subset of: overhead, dtype, preview, decode, "
                              "threads, ui, startup, memory, sliders, cli (the command line's "
                              "answer times; not in the default run) (default: all but cli)")
+    parser.add_argument("--remote", nargs="+", default=[], metavar="URL",
+                        help="benchmark ComfyUI servers instead: our round trip over the "
+                             "server's own time, and one server against two on a batch")
+    parser.add_argument("--remote-model", default="", metavar="NAME",
+                        help="the server checkpoint for --remote (default: its first)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="where the benchmark models are built and kept "
                              "(default: the studio cache)")
@@ -35,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from studio.core.errors import InvalidRequestError
 
+    if args.remote:  # the servers' figures only: no local engine, no torch
+        return _run_remote(args)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     if "cli" in only:  # subprocess wall times: no engine, no models to build
         from studio.bench.cli_latency import format_rows, measure
@@ -70,4 +77,16 @@ def run(args: argparse.Namespace) -> int:
 
     figures = run_bench(plan, cache=args.cache_dir, sections=sections, log=log, checkpoint=save)
     print(format_table(figures))
+    return 0
+
+
+def _run_remote(args: argparse.Namespace) -> int:
+    from studio.bench.remote import format_remote, run_remote_bench
+
+    figures = run_remote_bench(args.remote, model=args.remote_model, smoke=args.smoke,
+                               quick=args.quick,
+                               log=lambda t: print(f"bench: {t}", file=sys.stderr, flush=True))
+    print(format_remote(figures))
+    if args.json is not None:
+        args.json.write_text(json.dumps({"remote": figures}, indent=2) + "\n", encoding="utf-8")
     return 0

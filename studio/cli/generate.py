@@ -82,6 +82,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         'default 1) to blend it with the main prompt, e.g. '
                         'left.png="red hair:0.8" (repeatable; SD 1.x/2.x, SDXL and '
                         "studio-tiny; default: none)")
+    p.add_argument("--control", action="append", default=[],
+                   metavar="KIND=IMAGE[:STRENGTH[:START:END]]",
+                   help="a control layer the image follows: KIND is scribble, lineart, "
+                        "edges (Canny of the image), depth, tile or pose; STRENGTH 0 to 2 "
+                        "(default 1), START:END the share of the steps it acts on (default "
+                        "0:1), e.g. scribble=sketch.png:0.8:0:0.6 (repeatable; default: none)")
+    p.add_argument("--control-model", action="append", default=[], metavar="NAME",
+                   help="the ControlNet or T2I-Adapter (name, folder or .safetensors) for "
+                        "each --control in order, one for all if given once (default: the "
+                        "one found for the kind and the model's family)")
     add_output_args(p, DEFAULT_OUT.name, "output file; a batch adds -1, -2, ...")
     p.add_argument("--no-metadata", action="store_true", help="write no settings into files")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -103,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         if image is not None and not image.is_file():
             raise InvalidRequestError(f"Could not open {image}: the file does not exist.")
     region_args = parse_regions(args.region)
+    control_args = parse_controls(args.control, args.control_model)
     check_model_file(args.model)
     from studio.cli.advice import fit_warning
     from studio.cli.progress import PhaseProgress
@@ -120,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
     model = pick_model(model_registry(settings), args.model, settings)
     request = apply_sliders(build_request(args, model, init, mask), sliders)
     request = with_regions(request, region_args, model)
+    request = with_controls(request, control_args)
+    if request.controls:
+        from studio.core.control import control_notes
+
+        for note in control_notes(request.controls, request.width, request.height):
+            print(f"studio: note: {note}", file=sys.stderr)
     check_sliders_fit(request, model)
     for warning in (fit_warning(model, request), steps_warning(request.scheduler, request.steps)):
         if warning:
@@ -130,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
     engine = make_engine(settings)
     if request.regions and (why := engine.features.regions_reason(model.family)):
         raise InvalidRequestError(f"This backend cannot use --region: {why}")
+    if request.controls and not engine.features.control:
+        raise InvalidRequestError("This backend cannot use --control: "
+                                  + engine.features.reason("control"))
     if not args.quiet:
         info = engine.device_info()
         progress.note(f"{model.name} ({model.family}) on {info.label}: {request.width}x"
@@ -222,6 +242,38 @@ def with_regions(request: Any, regions: list[tuple[Path, str, float]], model: An
             f"{model.family}.", hint="Pick another --model, or leave out --region.")
     return request.replace(regions=tuple(
         Region(read_pixels(path, "L"), prompt, strength) for path, prompt, strength in regions))
+
+
+def parse_controls(items: list[str], models: list[str]) -> list[tuple[str, Path, float, float,
+                                                                        float, str]]:
+    """The ``--control KIND=IMAGE[:strength[:start:end]]`` entries with their
+    ``--control-model``, checked before anything loads (kind, file, numbers)."""
+    from studio.core.control import parse_control_spec
+    from studio.core.errors import InvalidRequestError
+
+    if models and len(models) not in (1, len(items)):
+        raise InvalidRequestError(f"--control-model: give one for all {len(items)} controls "
+                                  "or one for each, in order.")
+    out = []
+    for i, item in enumerate(items):
+        kind, path, strength, start, end = parse_control_spec(item)
+        if not Path(path).is_file():
+            raise InvalidRequestError(f"Could not open {path}: the file does not exist.")
+        model = models[0] if len(models) == 1 else models[i] if models else ""
+        out.append((kind, Path(path), strength, start, end, model))
+    return out
+
+
+def with_controls(request: Any, controls: list[tuple[str, Path, float, float, float, str]]
+                  ) -> Any:
+    """``request`` with the control layers (images read as drawn, transparency kept)."""
+    if not controls:
+        return request
+    from studio.core.control import ControlLayer
+
+    return request.replace(controls=tuple(
+        ControlLayer(kind, read_pixels(path, "RGBA"), strength, start, end, model)
+        for kind, path, strength, start, end, model in controls))
 
 
 def parse_sliders(items: list[str]) -> list[tuple[Any, float]]:

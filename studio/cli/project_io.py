@@ -32,9 +32,10 @@ def open_or_create(path: Path, width: int, height: int) -> tuple[Document, UndoS
 
 
 def layer_name(request: GenerationRequest, index: int = 0) -> str:
-    """The layer's name as the window gives it: the prompt's first words and the seed."""
-    prompt = request.prompt.strip() or request.task
-    return f"{' '.join(prompt.split()[:4])} #{request.seed + index}"
+    """The layer's name as the window gives it: task, a short prompt and the seed."""
+    from studio.core.document.operations import generated_layer_name
+
+    return generated_layer_name(request, index)
 
 
 def add_result(path: Path, result: GenerationResult) -> tuple[str, int]:

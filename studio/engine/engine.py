@@ -36,6 +36,7 @@ from studio.core.samplers import steps_refusal
 from studio.core.sliders.specs import LATENT_MODELS, LATENT_SPACES
 from studio.engine import calls
 from studio.engine.conditioning import Conditioning, supports_embeddings
+from studio.engine.control import ControlModels, ControlPlan
 from studio.engine.device import DeviceChoice, choose_device
 from studio.engine.latent_models import LatentModels
 from studio.engine.lora import apply_loras
@@ -99,6 +100,7 @@ class Engine:
         self.pipelines: PipelineCache[LoadedModel] = PipelineCache(
             budget, lambda loaded: pipeline_bytes(loaded.pipe), on_evict=self._free_memory)
         self.slider_edits = SliderEdits(self.choice)
+        self.controls = ControlModels(self.registry, self.pipelines, self.choice)
         self.preview_every = preview_every
         self._latent: LatentModels | None = None
 
@@ -107,13 +109,11 @@ class Engine:
         """What the local backend can do."""
         return EngineFeatures(
             backend="local", families=FAMILIES, schedulers=tuple(SCHEDULERS),
-            inpainting=True, img2img=True, control=False, lora=True, prompt_sliders=True,
+            inpainting=True, img2img=True, control=True, lora=True, prompt_sliders=True,
             latent_sliders=True, example_directions=True, upscaling=True,
-            model_management=True, live_mode=False, regions=True,
+            model_management=True, live_mode=True, regions=True,
             regions_families=SD_FAMILIES + SDXL_FAMILIES,
-            why_not=(("control", "Control layers are not in the local engine yet."),
-                     ("regions_families", "Regional prompts: " + REGIONS_WHY_NOT),
-                     ("live_mode", "Live painting is not in the local engine yet.")))
+            why_not=(("regions_families", "Regional prompts: " + REGIONS_WHY_NOT),))
 
     # -- models --------------------------------------------------------------------------
     def list_models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:
@@ -212,6 +212,9 @@ class Engine:
             if request.regions:
                 raise InvalidRequestError(f"{info.name} draws from a latent, not a prompt: "
                                           "it takes no regional prompts.")
+            if request.controls:
+                raise InvalidRequestError(f"{info.name} draws from a latent: it takes no "
+                                          "control layers.")
             return self.latent_models.generate(info, request, on_step, cancel)
         check_sliders_fit(request, info)
         check_request(request, info.family or "sd1", scheduler)  # before loading
@@ -226,15 +229,21 @@ class Engine:
                 dtype=self.choice.compute_dtype + ("-autocast" if self.choice.autocast_dtype
                                                    else ""))
             inverting = check_inversion(resolved)
-            pipe = loaded.for_task("txt2img" if inverting else request.task)
+            task = "txt2img" if inverting else request.task
+            pipe = loaded.for_task(task)
+            control = self.controls.plan(loaded, resolved, task)  # None: no control layers
+            if control is not None:
+                pipe = control.pipeline(loaded, task)
             set_scheduler(pipe, make_scheduler(resolved.scheduler, loaded.scheduler_config))
             prepare_decode(pipe, request.width, request.height, request.batch_size)
             cancel.raise_if_cancelled()
             on_step(StepProgress(0, request.steps, phase="encoding"))
-            kwargs, callback = self._call(pipe, loaded, resolved, on_step, cancel)
+            kwargs, callback = self._call(pipe, loaded, resolved, on_step, cancel,
+                                          control=control)
             local = self._local_sliders(loaded, resolved)
             base_kwargs = (self._call(pipe, loaded, without_sliders(resolved, local),
-                                      lambda _p: None, cancel, previews=False)[0]
+                                      lambda _p: None, cancel, previews=False,
+                                      control=control)[0]
                            if local else None)
             regions = self._region_plan(pipe, loaded, resolved)
             with out_of_memory_as_error(request, self._free_memory), torch.inference_mode(), \
@@ -269,8 +278,10 @@ class Engine:
 
     def _call(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest,
               on_step: Callable[[StepProgress], None], cancel: CancelToken,
-              previews: bool = True) -> tuple[dict[str, Any], StepCallback]:
-        """The pipeline's arguments for ``req`` and its step callback."""
+              previews: bool = True, control: ControlPlan | None = None
+              ) -> tuple[dict[str, Any], StepCallback]:
+        """The pipeline's arguments for ``req`` and its step callback (with ``control``'s
+        maps, strengths and step ranges where it has control layers)."""
         kwargs = calls.sampling_args(req)
         late: list[ScheduledDelta] = []
         if supports_embeddings(loaded.family):
@@ -289,6 +300,9 @@ class Engine:
             kwargs.update(calls.txt2img_args(req, latents))
         else:
             kwargs.update(calls.task_args(req, req.task))
+        if control is not None:
+            kwargs.update(control.kwargs("txt2img" if inversion_slider(req) is not None
+                                         else req.task))
         callback = StepCallback(on_step, cancel, req.steps, loaded.previewer,
                                 self.preview_every if previews else 0, late)
         kwargs.update(callback.kwargs(pipe, loaded.family))

@@ -101,7 +101,44 @@ def make_scheduler(name: str, base_config: dict[str, Any]) -> Any:
     config.update(extra)
     if cls_name.startswith("DPMSolver") and "algorithm_type" not in extra:
         config["algorithm_type"] = "dpmsolver++"
+    if cls_name.startswith("DPMSolver") and (config.get("use_karras_sigmas")
+                                             or config.get("use_exponential_sigmas")):
+        cls = _spaced_range(cls)
     return cls.from_config(config)
+
+
+_SPACED: dict[type, type] = {}
+
+
+def _spaced_range(cls: type) -> type:
+    """``cls`` (a DPM-Solver) drawing its Karras or exponential sigmas between the model's
+    first and last timestep for the steps asked, as diffusers' Euler, Heun, LMS and DPM2 do.
+
+    Left alone, DPM-Solver spans the whole training range down to its smallest sigma
+    (0.03), whatever the model's timestep spacing: at 4 steps on a model with trailing
+    spacing its last step then goes from 0.03 to 0 and does nothing, and the other three
+    are too coarse (DPM++ 2M Karras read white or black hair for "red hair" on every seed;
+    over the spaced range, 0.69 at 4 steps, it reads red as Euler Karras does). On a model
+    with leading spacing (SD 1.x, SDXL) the last timestep is 1, so nothing changes there.
+    """
+    if cls in _SPACED:
+        return _SPACED[cls]
+
+    def set_timesteps(self: Any, num_inference_steps: int | None = None, device: Any = None,
+                      **kwargs: Any) -> Any:
+        if num_inference_steps:
+            plain = cls.from_config({k: v for k, v in self.config.items() if k != "sigma_min"},
+                                    use_karras_sigmas=False, use_exponential_sigmas=False)
+            plain.set_timesteps(num_inference_steps)
+            nonzero = plain.sigmas[plain.sigmas > 0]
+            self.register_to_config(sigma_min=float(nonzero.min()))
+        return cls.set_timesteps(self, num_inference_steps, device, **kwargs)
+
+    spaced = type(cls.__name__, (cls,), {"set_timesteps": set_timesteps,
+                                         "__module__": __name__,
+                                         "__doc__": _spaced_range.__doc__})
+    _SPACED[cls] = spaced
+    return spaced
 
 
 # Our flow-matching names -> the diffusers class that runs them on a flow model.

@@ -72,10 +72,8 @@ async def check_client(client: ComfyClient) -> ServerReport:
                                "ComfyUI/models/checkpoints/"))
     else:
         lines.append(CheckLine("SD 1.x / 2.x / XL", True, count("checkpoints")))
-    lines.append(CheckLine(
-        "Flux / SD3 (separate files)", False,
-        "not built by Latent Studio's workflows yet; they would need models/diffusion_models, "
-        "models/text_encoders and models/vae"))
+    for family, label in (("flux", "Flux"), ("sd3", "SD3")):
+        lines.append(_family_line(family, label, nodes(family), folders))
     for feature, label in (("img2img", "image to image"), ("inpainting", "inpainting")):
         gone = nodes(feature)
         lines.append(CheckLine(label, not gone, "nodes missing: " + ", ".join(gone) if gone
@@ -91,6 +89,22 @@ async def check_client(client: ComfyClient) -> ServerReport:
         ("nodes missing: " + ", ".join(gone)) if gone else count("upscale_models")
         if folders["upscale_models"] else
         "no upscaler: put ESRGAN-style models in ComfyUI/models/upscale_models/"))
+    gone = nodes("variation")
+    lines.append(CheckLine("variation seeds", not gone, "nodes missing: " + ", ".join(gone)
+                           + " (update ComfyUI)" if gone else "built-in nodes present"))
+    gone = nodes("hires")
+    lines.append(CheckLine(
+        "hires fix", not gone, "nodes missing: " + ", ".join(gone) + " (update ComfyUI)" if gone
+        else "built-in nodes present; upscales with " + (
+            count("upscale_models") if folders["upscale_models"] else "Lanczos (no upscale "
+            "model in ComfyUI/models/upscale_models/)")))
+    reference = ("IPAdapterModelLoader", "IPAdapterAdvanced")
+    gone = [n for n in reference if n not in info]
+    lines.append(CheckLine(
+        "reference images", not gone,
+        "custom node missing: install ComfyUI_IPAdapter_plus in ComfyUI/custom_nodes/ (its "
+        "models in models/ipadapter and models/clip_vision); not sent by Latent Studio yet"
+        if gone else "IPAdapter nodes present; not sent by Latent Studio yet"))
     lines.append(CheckLine("control layers", False,
                            "not sent to servers yet (local engine: not yet either)"))
     lines.append(CheckLine("latent sliders", False, "local engine only"))
@@ -114,3 +128,30 @@ def check_servers(configs: list[ServerConfig]) -> str:
     finally:
         loop.close()
     return "\n\n".join(parts)
+
+
+def _family_line(family: str, label: str, missing_nodes: list[str],
+                 folders: dict[str, list[str]]) -> CheckLine:
+    """Flux or SD3: its nodes, a model (a whole checkpoint, or a model alone in
+    diffusion_models with the text encoders and VAE it needs beside it)."""
+    from studio.remote.engine import guess_family
+
+    if missing_nodes:
+        return CheckLine(label, False, f"nodes missing: {', '.join(missing_nodes)} "
+                                       "(update ComfyUI)")
+    whole = [n for n in folders["checkpoints"] if guess_family(n) == family]
+    alone = [n for n in folders["diffusion_models"] if guess_family(n) == family]
+    if alone:
+        _encoders, _vae, needs = wf.companions(family, folders["text_encoders"],
+                                               folders["vae"])
+        if needs:
+            return CheckLine(label, False, f"{alone[0]} needs " + "; ".join(needs))
+        names = [n for n in (*_encoders, _vae) if n]
+        return CheckLine(label, True, f"{alone[0]} in models/diffusion_models with "
+                                      + ", ".join(names))
+    if whole:
+        return CheckLine(label, True, f"{whole[0]} in models/checkpoints")
+    example = "flux1-dev.safetensors" if family == "flux" else "sd3.5_medium.safetensors"
+    return CheckLine(label, False, f"no {label} model: put one ({example}) in "
+                                   f"ComfyUI/models/diffusion_models/ with "
+                                   + wf.companions_wanted(family))

@@ -356,6 +356,7 @@ class ComfyClient:
         heard = checked = loop.time()
         cancel_sent = False
         check_every = max(0.2, min(SILENCE_CHECK_S, self.stall_s / 2))
+        succeeded = 0.0  # when execution_success came (the history is written just after)
         while True:
             if cancelled() and not cancel_sent:
                 cancel_sent = True
@@ -364,6 +365,10 @@ class ComfyClient:
                 kind, data = await asyncio.wait_for(job.messages.get(), 0.1)
             except asyncio.TimeoutError:
                 now = loop.time()
+                if succeeded and now - succeeded > 0.5:  # "executing None" never came
+                    if cancel_sent:
+                        raise CancelledError() from None
+                    return await self.history(job.prompt_id)
                 if now - checked > check_every:
                     checked = now
                     outputs = await self._check_silent(job.prompt_id, cancel_sent,
@@ -392,7 +397,9 @@ class ComfyClient:
                 if outputs is not None:
                     return outputs
                 heard = checked = loop.time()  # still queued or running: follow it again
-            elif kind == "execution_success" or (kind == "executing" and data.get("node") is None):
+            elif kind == "execution_success":
+                succeeded = loop.time()  # wait for "executing None": the history is written
+            elif kind == "executing" and data.get("node") is None:
                 if cancel_sent:
                     raise CancelledError()
                 return await self.history(job.prompt_id)

@@ -40,14 +40,16 @@ from studio.remote.client import (
 from studio.remote.errors import ServerModelMissingError
 from studio.remote.pool import Server, ServerPool, ServerStatus
 
-# Our model kinds -> the server's model folders.
-FOLDERS = {"diffusion": "checkpoints", "lora": "loras", "vae": "vae",
-           "upscaler": "upscale_models"}
+# Our model kinds -> the server's model folders (a diffusion model is a whole checkpoint, or,
+# Flux and SD3 style, a model alone in diffusion_models with its text encoders beside it).
+FOLDERS = {"diffusion": ("checkpoints", "diffusion_models"), "lora": ("loras",),
+           "vae": ("vae",), "upscaler": ("upscale_models",)}
 LOCAL_ONLY = (("prompt_sliders", "Latent sliders run on the local engine only."),
               ("latent_sliders", "Latent sliders run on the local engine only."),
               ("example_directions", "Directions from examples run on the local engine only."),
               ("model_management", "Models on a server are managed on the server."),
               ("control", "Control layers are not sent to servers yet."),
+              ("regions", "Regional prompts run on the local engine only."),
               ("live_mode", "Live painting is not sent to servers yet."))
 
 
@@ -62,10 +64,40 @@ class RemoteGenerationResult(GenerationResult):
         return {"backend": "comfyui", "server": self.server, "workflows": list(self.workflows)}
 
 
+@dataclass(frozen=True)
+class Model:
+    """The main model of a job as the server knows it."""
+
+    name: str  # the server's name for it
+    family: str  # "sd1", "sdxl", "flux", "sd3", ... ("" when unknown: an SD checkpoint)
+    folder: str = "checkpoints"  # or "diffusion_models"
+
+
+def _features_used(request: GenerationRequest, family: str, enlarge_with: str) -> list[str]:
+    """The ``workflow.REQUIRED_NODES`` keys a job needs (to name what a server lacks)."""
+    keys = ["txt2img"]
+    if request.task == "img2img":
+        keys.append("img2img")
+    elif request.task == "inpaint":
+        keys.append("inpainting")
+    if request.loras:
+        keys.append("lora")
+    if wf.varies(request):
+        keys.append("variation")
+    if enlarge_with:
+        keys.append("hires")
+        if enlarge_with.lower() != "lanczos":
+            keys.append("upscaling")
+    if family.split("-")[0] in wf.FLOW_FAMILIES:
+        keys.append(family.split("-")[0])
+    return keys
+
+
 def guess_family(name: str) -> str:
     """A checkpoint's family from its name (the server does not say); "" when unsure."""
     low = name.lower()
-    for marker, family in (("sdxl", "sdxl"), ("xl", "sdxl"), ("sd3", "sd3"), ("flux", "flux"),
+    for marker, family in (("flux", "flux"), ("sd3", "sd3"), ("sd_3", "sd3"), ("sdxl", "sdxl"),
+                           ("xl", "sdxl"),
                            ("v2-", "sd2"), ("sd2", "sd2"), ("1.5", "sd1"), ("sd15", "sd1"),
                            ("sd1", "sd1"), ("v1-", "sd1")):
         if marker in low:
@@ -162,26 +194,27 @@ class RemoteEngine:
             except StudioError as err:  # not reachable, or not ComfyUI: say so, not "no model"
                 errors.append(err)
                 continue
-            for our_kind, folder in FOLDERS.items():
+            for our_kind, folders in FOLDERS.items():
                 if kind is not None and our_kind != kind:
                     continue
-                try:
-                    names = (await self.pool.checkpoints(server, refresh)
-                             if folder == "checkpoints" else
-                             await server.client.models(folder))
-                except StudioError:
-                    continue
-                for name in names:
-                    found.setdefault((our_kind, name), []).append(server.url)
+                for folder in folders:
+                    try:
+                        names = await server.client.models(folder)
+                    except StudioError:
+                        continue
+                    for name in names:
+                        found.setdefault((our_kind, f"{folder}/{name}"), []).append(server.url)
         if errors and len(errors) == len(self.pool.servers):
             raise errors[0]
         out = []
-        for (our_kind, name), urls in found.items():
+        for (our_kind, where), urls in found.items():
+            folder, name = where.split("/", 1)
             out.append(ModelInfo(
                 id=name, name=PurePosixPath(name).stem, kind=our_kind,
                 family=guess_family(name) if our_kind == "diffusion" else "",
-                source="comfyui",
-                path=", ".join(f"{u} · {FOLDERS[our_kind]}/{name}" for u in urls)))
+                source="comfyui" if folder in ("checkpoints", FOLDERS[our_kind][0])
+                else f"comfyui {folder}",
+                path=", ".join(f"{u} · {where}" for u in urls)))
         return out
 
     def models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:
@@ -234,11 +267,17 @@ class RemoteEngine:
                  on_step: Callable[[StepProgress], None] | None = None,
                  cancel: CancelToken | None = None) -> GenerationResult:
         """Run ``request`` on the servers; raises ``CancelledError`` or a ``StudioError``."""
+        return self._generate_sync(request, on_step, cancel)
+
+    def _generate_sync(self, request: GenerationRequest,
+                       on_step: Callable[[StepProgress], None] | None,
+                       cancel: CancelToken | None, enlarge_with: str = ""
+                       ) -> RemoteGenerationResult:
         cancel = cancel or CancelToken()
         on_step = on_step or (lambda _p: None)
         cancel.raise_if_cancelled()
         steps: queue.Queue[StepProgress] = queue.Queue()
-        future = self.loop.submit(self._generate(request, steps, cancel))
+        future = self.loop.submit(self._generate(request, steps, cancel, enlarge_with))
         while True:
             try:
                 result = future.result(timeout=0.05)
@@ -251,7 +290,8 @@ class RemoteEngine:
         return result
 
     async def _generate(self, request: GenerationRequest, steps: queue.Queue[StepProgress],
-                        cancel: CancelToken) -> RemoteGenerationResult:
+                        cancel: CancelToken, enlarge_with: str = ""
+                        ) -> RemoteGenerationResult:
         start = time.perf_counter()
         wf._check(request)
         wf.comfy_sampler(request.scheduler)
@@ -261,23 +301,28 @@ class RemoteEngine:
             request = with_prompt_loras(request, await self._list_models("lora"))
         models = await self._list_models(None)
         urls = [s.url for s in self.pool.servers]
-        checkpoint = resolve(request.model, [m for m in models if m.kind == "diffusion"],
-                             urls).id
+        main = resolve(request.model, [m for m in models if m.kind == "diffusion"], urls)
+        checkpoint = main.id
+        family = request.family or main.family
+        folder = "diffusion_models" if main.source.endswith("diffusion_models") else "checkpoints"
         loras = tuple((resolve(lw.name or lw.path, [m for m in models if m.kind == "lora"],
                                urls).id, lw.weight) for lw in request.loras)
         total = request.steps * request.batch_size
         steps.put(StepProgress(0, total, phase="loading"))
         done = [0] * request.batch_size
         seeds = request.seeds
+        vseeds = [(int(request.variation_seed or 0) + i) % 2**32
+                  for i in range(request.batch_size)]
         chunks = split(list(range(request.batch_size)), max(1, len(self.pool.usable())))
 
         async def run_chunk(indices: list[int]) -> tuple[str, dict, list[np.ndarray]]:
             async def on_server(server: Server) -> tuple[str, dict, list[np.ndarray]]:
                 for i in indices:
                     done[i] = 0
-                return await self._run_on(server, request, checkpoint, loras,
-                                          [seeds[i] for i in indices], indices, done, total,
-                                          steps, cancel)
+                return await self._run_on(server, request, Model(checkpoint, family, folder),
+                                          loras, [seeds[i] for i in indices], indices, done,
+                                          total, steps, cancel, [vseeds[i] for i in indices],
+                                          enlarge_with)
 
             def requeued(server: Server, why: str) -> None:
                 self.requeued.append(f"{server.url}: {why}")
@@ -300,31 +345,52 @@ class RemoteEngine:
             raise
         images = [img for _url, _wf, imgs in results for img in imgs]
         servers = sorted({url for url, _wf, _imgs in results})
-        resolved = request.replace(model=checkpoint, family=request.family
-                                   or guess_family(checkpoint),
+        resolved = request.replace(model=checkpoint, family=family,
                                    device="comfyui:" + ",".join(servers), dtype="")
         return RemoteGenerationResult(request=resolved, images=tuple(images),
                                       seconds=time.perf_counter() - start,
                                       server=",".join(servers),
                                       workflows=tuple(w for _u, w, _i in results))
 
-    async def _run_on(self, server: Server, request: GenerationRequest, checkpoint: str,
+    async def _run_on(self, server: Server, request: GenerationRequest, model: Model,
                       loras: tuple[tuple[str, float], ...], seeds: list[int],
                       indices: list[int], done: list[int], total: int,
-                      steps: queue.Queue[StepProgress], cancel: CancelToken
+                      steps: queue.Queue[StepProgress], cancel: CancelToken,
+                      vseeds: list[int], enlarge_with: str = ""
                       ) -> tuple[str, dict, list[np.ndarray]]:
         client = server.client
         info = await client.object_info()
         samplers = tuple(_choices(info, "KSampler", "sampler_name"))
+        needed = [n for key in _features_used(request, model.family, enlarge_with)
+                  for n in wf.REQUIRED_NODES[key] if n not in info]
+        if needed:
+            raise ServerModelMissingError(
+                f"The server at {client.url} lacks the node(s) {', '.join(dict.fromkeys(needed))}"
+                " this job needs.", hint="Update ComfyUI on the server.")
+        encoders: tuple[str, ...] = ()
+        vae = ""
+        if model.folder == "diffusion_models":
+            encoders, vae, missing = wf.companions(
+                model.family, await client.models("text_encoders"), await client.models("vae"))
+            if missing:
+                raise ServerModelMissingError(
+                    f"{model.name} on {client.url} needs " + "; ".join(missing) + ".",
+                    hint="See `studio servers --check URL`.")
         init = mask = ""
         if request.task in ("img2img", "inpaint") and request.init_image is not None:
-            init = await client.upload(encode_png(_fit(request.init_image.to_array(),
-                                                       request.width, request.height)))
+            pixels = request.init_image.to_array()
+            # a hires fix sends the small image; the server enlarges it
+            width, height = ((pixels.shape[1], pixels.shape[0]) if enlarge_with else
+                             (request.width, request.height))
+            init = await client.upload(encode_png(_fit(pixels, width, height)))
         if request.task == "inpaint" and request.mask is not None:
             mask = await client.upload(encode_png(_fit(request.mask.to_array(), request.width,
                                                        request.height, mask=True)))
-        graph = wf.build(request, wf.Inputs(checkpoint, loras, init, mask, samplers),
-                         seeds=seeds)
+        graph = wf.build(request, wf.Inputs(model.name, loras, init, mask, samplers,
+                                            family=model.family, folder=model.folder,
+                                            text_encoders=encoders, vae=vae,
+                                            enlarge_with=enlarge_with),
+                         seeds=seeds, variation_seeds=vseeds)
         sampler_ids = wf.sampler_nodes(graph)
         current = [0]
 
@@ -356,6 +422,63 @@ class RemoteEngine:
         cancel.raise_if_cancelled()
         return client.url, graph, images
 
+
+    # -- hires fix -----------------------------------------------------------------------------
+    def hires_fix(self, image: np.ndarray, values: dict[str, Any],
+                  on_step: Callable[[StepProgress], None] | None = None,
+                  cancel: CancelToken | None = None) -> np.ndarray:
+        """Upscale with "Refine" (a hires fix) in one workflow on a server: ``image`` enlarged
+        ``scale`` times with the server's upscale ``model`` (or Lanczos), then sampled again
+        at that size with denoise = ``strength``; ``values`` are the local engine's
+        (``UpscaleSettings``: scale, model, strength, prompt, negative_prompt, refine_model,
+        steps, seed). The server samples the whole image at once, not in tiles."""
+        import math
+
+        from studio.core.document.pixels import Pixels
+        from studio.core.errors import InvalidRequestError
+        from studio.core.jobs.request import MAX_SIDE
+
+        scale = float(values.get("scale", 2.0))
+        strength = float(values.get("strength", 0.3))
+        if not 1.0 <= scale <= 8.0:
+            raise InvalidRequestError("The upscale factor must be between 1 and 8.")
+        if not 0.0 < strength <= 1.0:
+            raise InvalidRequestError("The refine strength must be above 0 and at most 1.")
+        h, w = image.shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        sampled = tuple(max(8, math.ceil(side / 8) * 8) for side in size)
+        if max(sampled) > MAX_SIDE:
+            raise InvalidRequestError(f"{size[0]}x{size[1]} is too large to refine on a server "
+                                      f"(at most {MAX_SIDE} pixels a side).")
+        name = str(values.get("model", "") or "")
+        upscalers = self.list_models("upscaler")
+        if name.lower() == "lanczos" or (not name and not upscalers):
+            enlarge = "lanczos"
+        else:
+            enlarge = resolve(name, upscalers, [s.url for s in self.pool.servers]).id \
+                if name else upscalers[0].id
+        refine_model = str(values.get("refine_model", "") or "")
+        if not refine_model:
+            default = self.default_model()
+            if default is None:
+                raise ServerModelMissingError("The refine needs a diffusion model; the server "
+                                              "has none.")
+            refine_model = default.id
+        # img2img runs int(steps * strength) steps: never let that round down to none.
+        steps = max(int(values.get("steps", 20) or 20), math.ceil(1.0 / strength))
+        request = GenerationRequest(
+            prompt=str(values.get("prompt", "")),
+            negative_prompt=str(values.get("negative_prompt", "")), model=refine_model,
+            seed=int(values.get("seed", 0) or 0), steps=steps, width=sampled[0],
+            height=sampled[1], task="img2img", strength=strength,
+            init_image=Pixels.from_array(np.ascontiguousarray(image[..., :3])))
+        result = self._generate_sync(request, on_step, cancel, enlarge)
+        out = result.images[0]
+        if out.shape[:2] != (size[1], size[0]):
+            from PIL import Image
+
+            out = np.asarray(Image.fromarray(out).resize(size, Image.LANCZOS), dtype=np.uint8)
+        return out
 
     # -- upscaling -----------------------------------------------------------------------------
     def upscale(self, image: np.ndarray, model: str, scale: float,
@@ -413,7 +536,19 @@ def features_from_nodes(info: dict[str, Any]) -> EngineFeatures:
         if not has(key):
             missing = [n for n in wf.REQUIRED_NODES[key] if n not in info]
             why.append((feature, f"The server lacks the node(s) {', '.join(missing)}."))
-    families = ("sd1", "sd2", "sdxl") if has("txt2img") else ()
+    families: tuple[str, ...] = ("sd1", "sd2", "sdxl") if has("txt2img") else ()
+    for family in wf.FLOW_FAMILIES:  # Flux, SD3: whole checkpoints, or models alone
+        if has("txt2img") and has(family):
+            families += (family,)
+        else:
+            missing = [n for n in wf.REQUIRED_NODES[family] + wf.REQUIRED_NODES["txt2img"]
+                       if n not in info]
+            why.append((family, f"The server lacks the node(s) {', '.join(missing)} "
+                                f"({family} workflows); update ComfyUI."))
+    if not has("variation"):
+        missing = [n for n in wf.REQUIRED_NODES["variation"] if n not in info]
+        why.append(("variation", f"The server lacks the node(s) {', '.join(missing)} "
+                                 "(variation seeds); update ComfyUI."))
     return EngineFeatures(
         backend="comfyui", families=families, schedulers=schedulers,
         inpainting=has("inpainting"), img2img=has("img2img"), control=False, lora=has("lora"),

@@ -124,8 +124,11 @@ class ServerPool:
         return self._changed
 
     async def checkpoints(self, server: Server, refresh: bool = False) -> tuple[str, ...]:
+        """The main models the server has: its checkpoints and lone diffusion models."""
         if server.checkpoints is None or refresh:
-            server.checkpoints = tuple(await server.client.models("checkpoints"))
+            names = list(await server.client.models("checkpoints"))
+            names += await server.client.models("diffusion_models")
+            server.checkpoints = tuple(names)
         return server.checkpoints
 
     def usable(self) -> list[Server]:

@@ -36,11 +36,8 @@ class RemoteUpscaling:
 
     def upscale(self, image: np.ndarray, values: dict[str, Any],
                 on_step: Callable[[StepProgress], None], cancel: CancelToken) -> np.ndarray:
-        from studio.core.errors import InvalidRequestError
-
-        if values.get("refine"):
-            raise InvalidRequestError("The refine pass of upscaling runs on the local engine "
-                                      "only.")
+        if values.get("refine") and float(values.get("strength", 0.3)) > 0:
+            return self.engine.hires_fix(image, values, on_step, cancel)  # one workflow
         return self.engine.upscale(image, str(values.get("model", "")),
                                    float(values.get("scale", 2.0)), on_step, cancel)
 

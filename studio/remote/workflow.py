@@ -11,6 +11,7 @@ noise generator and give other pixels for the same seed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -93,15 +94,25 @@ def comfy_sampler(scheduler: str, available: Sequence[str] = ()) -> tuple[str, s
     return pair
 
 
+FLOW_FAMILIES = ("flux", "sd3")  # 16-channel latents (EmptySD3LatentImage)
+MODEL_FOLDERS = ("checkpoints", "diffusion_models")  # where a main model may live
+
+
 @dataclass(frozen=True)
 class Inputs:
     """What a workflow needs beyond the request: names the server knows things by."""
 
-    checkpoint: str  # the server's checkpoint name (as /models/checkpoints lists it)
+    checkpoint: str  # the server's model name (as /models/checkpoints or diffusion_models lists)
     loras: tuple[tuple[str, float], ...] = ()  # (server's LoRA name, weight)
     init_image: str = ""  # uploaded image name (img2img, inpaint)
     mask: str = ""  # uploaded mask name (inpaint; white: repaint)
     samplers: tuple[str, ...] = ()  # the server's sampler names, for checking
+    family: str = ""  # "sd1", "sdxl", "flux", "sd3", ... ("": an SD checkpoint)
+    folder: str = "checkpoints"  # "diffusion_models": the model alone, encoders and VAE beside
+    text_encoders: tuple[str, ...] = ()  # the server's text encoder names (diffusion_models)
+    vae: str = ""  # the server's VAE name ("": the checkpoint's own)
+    enlarge_with: str = ""  # hires fix: the init image is enlarged to the request's size on
+    # the server first, with this upscale model ("lanczos": Lanczos only)
 
 
 class _Graph:
@@ -116,24 +127,95 @@ class _Graph:
         return node_id
 
 
+def _is_flow(family: str) -> bool:
+    return family.split("-")[0] in FLOW_FAMILIES
+
+
+def _loaders(g: _Graph, inputs: Inputs) -> tuple[list, list, list]:
+    """The model, text encoder(s) and VAE: one checkpoint, or (Flux, SD3 style) a diffusion
+    model with its text encoders and VAE in their own files."""
+    family = inputs.family.split("-")[0]
+    if inputs.folder != "diffusion_models":
+        ckpt = g.add("CheckpointLoaderSimple", ckpt_name=inputs.checkpoint)
+        model, clip, vae = [ckpt, 0], [ckpt, 1], [ckpt, 2]
+    else:
+        if family not in FLOW_FAMILIES:
+            raise InvalidRequestError(
+                f"{inputs.checkpoint} is a diffusion model without its text encoders; Latent "
+                "Studio builds those workflows for Flux and SD3 only (put a whole checkpoint "
+                "in models/checkpoints for other families).")
+        model = [g.add("UNETLoader", unet_name=inputs.checkpoint, weight_dtype="default"), 0]
+        encoders = inputs.text_encoders
+        if family == "sd3" and len(encoders) == 3:
+            clip = [g.add("TripleCLIPLoader", clip_name1=encoders[0], clip_name2=encoders[1],
+                          clip_name3=encoders[2]), 0]
+        elif len(encoders) == 2:
+            clip = [g.add("DualCLIPLoader", clip_name1=encoders[0], clip_name2=encoders[1],
+                          type=family), 0]
+        else:
+            raise InvalidRequestError(f"{inputs.checkpoint} needs its text encoders "
+                                      f"({companions_wanted(family)}).")
+        if not inputs.vae:
+            raise InvalidRequestError(f"{inputs.checkpoint} needs its VAE in models/vae.")
+    if inputs.vae:
+        vae = [g.add("VAELoader", vae_name=inputs.vae), 0]
+    return model, clip, vae
+
+
 def _model_and_clip(g: _Graph, inputs: Inputs, clip_skip: int) -> tuple[list, list, list]:
-    ckpt = g.add("CheckpointLoaderSimple", ckpt_name=inputs.checkpoint)
-    model, clip, vae = [ckpt, 0], [ckpt, 1], [ckpt, 2]
+    model, clip, vae = _loaders(g, inputs)
     for name, weight in inputs.loras:
         lora = g.add("LoraLoader", model=model, clip=clip, lora_name=name,
                      strength_model=float(weight), strength_clip=float(weight))
         model, clip = [lora, 0], [lora, 1]
-    if clip_skip > 0:  # ours counts skipped layers (as diffusers); ComfyUI counts from the end
+    if clip_skip > 0 and not _is_flow(inputs.family):
+        # ours counts skipped layers (as diffusers); ComfyUI counts from the end
         clip = [g.add("CLIPSetLastLayer", clip=clip, stop_at_clip_layer=-int(clip_skip) - 1), 0]
     return model, clip, vae
+
+
+def _conditioning(g: _Graph, request: GenerationRequest, inputs: Inputs, clip: list
+                  ) -> tuple[list, list, float]:
+    """The positive and negative conditioning and the sampler's CFG. Flux takes its guidance
+    as a conditioning value (``FluxGuidance``) and samples at CFG 1 with no negative."""
+    positive = [g.add("CLIPTextEncode", text=_text(request.prompt), clip=clip), 0]
+    if inputs.family.split("-")[0] == "flux":
+        negative = [g.add("ConditioningZeroOut", conditioning=positive), 0]
+        positive = [g.add("FluxGuidance", conditioning=positive,
+                          guidance=float(request.guidance)), 0]
+        return positive, negative, 1.0
+    negative = [g.add("CLIPTextEncode", text=_text(request.negative_prompt), clip=clip), 0]
+    return positive, negative, float(request.guidance)
+
+
+def _control(g: _Graph, request: GenerationRequest, inputs: Inputs, positive: list,
+             negative: list, vae: list) -> tuple[list, list]:
+    """Where control layers join the graph: ControlNet nodes (``ControlNetLoader``,
+    ``ControlNetApplyAdvanced``) take the conditioning pair here and give it back changed.
+    Control layers are not sent to servers yet (``_check`` refuses none: the request has no
+    control field); the pair passes through."""
+    return positive, negative
+
+
+def _pixels(g: _Graph, request: GenerationRequest, inputs: Inputs) -> list:
+    """The init image on the server; for a hires fix enlarged to the request's size there."""
+    pixels = [g.add("LoadImage", image=inputs.init_image), 0]
+    if inputs.enlarge_with:
+        if inputs.enlarge_with.lower() != "lanczos":
+            loader = g.add("UpscaleModelLoader", model_name=inputs.enlarge_with)
+            pixels = [g.add("ImageUpscaleWithModel", upscale_model=[loader, 0],
+                            image=pixels), 0]
+        pixels = [g.add("ImageScale", image=pixels, upscale_method="lanczos",
+                        width=request.width, height=request.height, crop="disabled"), 0]
+    return pixels
 
 
 def _check(request: GenerationRequest) -> None:
     problems = []
     if request.sliders:
         problems.append("latent sliders run on the local engine only")
-    if request.variation_strength > 0:
-        problems.append("variation seeds run on the local engine only")
+    if request.regions:
+        problems.append("regional prompts run on the local engine only")
     if problems:
         raise InvalidRequestError("A ComfyUI server cannot run this: " + "; ".join(problems)
                                   + ".")
@@ -153,42 +235,145 @@ def _seed(seed: int) -> int:
     return int(seed)
 
 
-def build(request: GenerationRequest, inputs: Inputs, *, seeds: Sequence[int] | None = None
-          ) -> dict[str, dict]:
-    """The workflow for ``request`` (its task, batch, LoRAs, scheduler and seeds).
+def varies(request: GenerationRequest) -> bool:
+    """Whether ``request`` has a variation seed that moves its noise (text to image only,
+    as on the local engine)."""
+    return (request.task == "txt2img" and request.variation_strength > 0
+            and request.variation_seed is not None)
 
-    ``seeds`` overrides ``request.seeds`` (ComfyUI takes seeds up to 2**64 - 1). The output
-    nodes are ``PreviewImage`` nodes, one per image in batch order (see ``output_nodes``).
+
+def variation_weights(strength: float) -> tuple[float, float]:
+    """The weights of the seed's noise and the variation seed's: a spherical blend of two
+    independent noises (orthogonal in so many dimensions), so the noise keeps its scale;
+    0 gives the seed's noise, 1 the variation seed's."""
+    angle = float(strength) * math.pi / 2
+    return (0.0 if strength >= 1 else math.cos(angle)), (1.0 if strength >= 1 else math.sin(angle))
+
+
+def build(request: GenerationRequest, inputs: Inputs, *, seeds: Sequence[int] | None = None,
+          variation_seeds: Sequence[int] | None = None) -> dict[str, dict]:
+    """The workflow for ``request`` (its task, family, batch, LoRAs, scheduler and seeds).
+
+    ``seeds`` overrides ``request.seeds`` (ComfyUI takes seeds up to 2**64 - 1), and
+    ``variation_seeds`` the variation seeds (``variation_seed + i`` for image ``i``). The
+    output nodes are ``PreviewImage`` nodes, one per image in batch order (``output_nodes``).
     """
     _check(request)
     sampler, schedule = comfy_sampler(request.scheduler, inputs.samplers)
     g = _Graph()
     model, clip, vae = _model_and_clip(g, inputs, request.clip_skip)
-    positive = [g.add("CLIPTextEncode", text=_text(request.prompt), clip=clip), 0]
-    negative = [g.add("CLIPTextEncode", text=_text(request.negative_prompt), clip=clip), 0]
+    positive, negative, cfg = _conditioning(g, request, inputs, clip)
+    positive, negative = _control(g, request, inputs, positive, negative, vae)
     if request.task == "txt2img":
-        latent = [g.add("EmptyLatentImage", width=request.width, height=request.height,
-                        batch_size=1), 0]
+        empty = "EmptySD3LatentImage" if _is_flow(inputs.family) else "EmptyLatentImage"
+        latent = [g.add(empty, width=request.width, height=request.height, batch_size=1), 0]
         denoise = 1.0
     else:
         if not inputs.init_image:
             raise InvalidRequestError(f"{request.task} needs an init image on the server.")
-        pixels = [g.add("LoadImage", image=inputs.init_image), 0]
-        latent = [g.add("VAEEncode", pixels=pixels, vae=vae), 0]
+        latent = [g.add("VAEEncode", pixels=_pixels(g, request, inputs), vae=vae), 0]
         denoise = float(request.strength)
         if request.task == "inpaint":
             if not inputs.mask:
                 raise InvalidRequestError("Inpainting needs a mask on the server.")
             mask = [g.add("LoadImageMask", image=inputs.mask, channel="red"), 0]
             latent = [g.add("SetLatentNoiseMask", samples=latent, mask=mask), 0]
-    for seed in (request.seeds if seeds is None else seeds):
-        sampled = g.add("KSampler", model=model, seed=_seed(seed), steps=request.steps,
-                        cfg=float(request.guidance), sampler_name=sampler, scheduler=schedule,
-                        positive=positive, negative=negative, latent_image=latent,
-                        denoise=denoise)
+    seeds = list(request.seeds if seeds is None else seeds)
+    if varies(request):
+        vseeds = list(variation_seeds if variation_seeds is not None else
+                      [(int(request.variation_seed or 0) + i) % 2**32 for i in range(len(seeds))])
+        samples = _variation_samplers(g, request, model, positive, negative, cfg, sampler,
+                                      schedule, latent, seeds, vseeds)
+    else:
+        samples = [g.add("KSampler", model=model, seed=_seed(seed), steps=request.steps,
+                         cfg=cfg, sampler_name=sampler, scheduler=schedule, positive=positive,
+                         negative=negative, latent_image=latent, denoise=denoise)
+                   for seed in seeds]
+    for sampled in samples:
         image = g.add("VAEDecode", samples=[sampled, 0], vae=vae)
         g.add("PreviewImage", images=[image, 0])
     return g.nodes
+
+
+def _variation_samplers(g: _Graph, request: GenerationRequest, model: list, positive: list,
+                        negative: list, cfg: float, sampler: str, schedule: str, latent: list,
+                        seeds: list[int], vseeds: list[int]) -> list[str]:
+    """Variation seeds with ComfyUI's own nodes: each seed's noise and its variation seed's
+    (``RandomNoise`` + ``AddNoise``, the same noise ``KSampler`` draws for a seed) blended
+    by ``variation_weights``, then sampled without adding noise (``SamplerCustomAdvanced``)."""
+    sigmas = [g.add("BasicScheduler", model=model, scheduler=schedule, steps=request.steps,
+                    denoise=1.0), 0]
+    chosen = [g.add("KSamplerSelect", sampler_name=sampler), 0]
+    guider = [g.add("CFGGuider", model=model, positive=positive, negative=negative, cfg=cfg), 0]
+    silent = [g.add("DisableNoise"), 0]
+    keep, move = variation_weights(request.variation_strength)
+    out = []
+    for seed, vseed in zip(seeds, vseeds, strict=True):
+        noisy = []
+        for s, weight in ((seed, keep), (vseed, move)):
+            noise = [g.add("RandomNoise", noise_seed=_seed(s)), 0]
+            added = [g.add("AddNoise", model=model, noise=noise, sigmas=sigmas,
+                           latent_image=latent), 0]
+            noisy.append([g.add("LatentMultiply", samples=added, multiplier=weight), 0])
+        mixed = [g.add("LatentAdd", samples1=noisy[0], samples2=noisy[1]), 0]
+        out.append(g.add("SamplerCustomAdvanced", noise=silent, guider=guider, sampler=chosen,
+                         sigmas=sigmas, latent_image=mixed))
+    return out
+
+
+# -- Flux and SD3: the files beside the diffusion model ---------------------------------------
+def _stem(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+
+
+def _find(names: Sequence[str], *markers: str) -> str:
+    for name in names:
+        low = _stem(name).replace("-", "_")
+        if any(m in low for m in markers):
+            return name
+    return ""
+
+
+def companions_wanted(family: str) -> str:
+    """What a diffusion model of ``family`` needs beside it, and where each goes."""
+    if family == "flux":
+        return ("T5-XXL (t5xxl_fp16.safetensors) and CLIP-L (clip_l.safetensors) in "
+                "ComfyUI/models/text_encoders/, the Flux VAE (ae.safetensors) in "
+                "ComfyUI/models/vae/")
+    return ("CLIP-L, CLIP-G (clip_l.safetensors, clip_g.safetensors; T5-XXL optional) in "
+            "ComfyUI/models/text_encoders/, the SD3 VAE in ComfyUI/models/vae/")
+
+
+def companions(family: str, text_encoders: Sequence[str], vaes: Sequence[str]
+               ) -> tuple[tuple[str, ...], str, list[str]]:
+    """The server's text encoders (in the loader's order) and VAE for a ``family`` diffusion
+    model, and what is missing: one "what, and where it goes" line each."""
+    family = family.split("-")[0]
+    t5 = _find(text_encoders, "t5")
+    clip_l = _find(text_encoders, "clip_l", "clipl")
+    clip_g = _find(text_encoders, "clip_g", "clipg")
+    missing = []
+    where = "in ComfyUI/models/text_encoders/"
+    if family == "flux":
+        vae = _find(vaes, "flux") or next((v for v in vaes if _stem(v).split(".")[0] == "ae"), "")
+        if not t5:
+            missing.append(f"the T5-XXL text encoder (t5xxl_fp16.safetensors) {where}")
+        if not clip_l:
+            missing.append(f"the CLIP-L text encoder (clip_l.safetensors) {where}")
+        if not vae:
+            missing.append("the Flux VAE (ae.safetensors) in ComfyUI/models/vae/")
+        return (t5, clip_l), vae, missing
+    if family == "sd3":
+        vae = _find(vaes, "sd3")
+        if not clip_l:
+            missing.append(f"the CLIP-L text encoder (clip_l.safetensors) {where}")
+        if not clip_g:
+            missing.append(f"the CLIP-G text encoder (clip_g.safetensors) {where}")
+        if not vae:
+            missing.append("the SD3 VAE (sd3_vae.safetensors) in ComfyUI/models/vae/")
+        return ((clip_l, clip_g, t5) if t5 else (clip_l, clip_g)), vae, missing
+    return (), "", [f"{family or 'this family'}: not built for a lone diffusion model; use a "
+                    "checkpoint in ComfyUI/models/checkpoints/"]
 
 
 def txt2img(request: GenerationRequest, checkpoint: str) -> dict[str, dict]:
@@ -223,8 +408,13 @@ def output_nodes(workflow: dict[str, dict]) -> list[str]:
             if node["class_type"] in ("PreviewImage", "SaveImage")]
 
 
+SAMPLER_NODES = ("KSampler", "SamplerCustomAdvanced")
+
+
 def sampler_nodes(workflow: dict[str, dict]) -> list[str]:
-    return [node_id for node_id, node in workflow.items() if node["class_type"] == "KSampler"]
+    """The sampler of each image, in batch order."""
+    return [node_id for node_id, node in workflow.items()
+            if node["class_type"] in SAMPLER_NODES]
 
 
 # Node classes each feature needs on the server.
@@ -236,4 +426,11 @@ REQUIRED_NODES: dict[str, tuple[str, ...]] = {
     "lora": ("LoraLoader",),
     "upscaling": ("UpscaleModelLoader", "ImageUpscaleWithModel"),
     "control": ("ControlNetLoader", "ControlNetApplyAdvanced"),
+    "variation": ("RandomNoise", "AddNoise", "LatentMultiply", "LatentAdd", "DisableNoise",
+                  "BasicScheduler", "KSamplerSelect", "CFGGuider", "SamplerCustomAdvanced"),
+    "hires": ("LoadImage", "ImageScale", "VAEEncode"),
+    "flux": ("UNETLoader", "DualCLIPLoader", "VAELoader", "EmptySD3LatentImage",
+             "FluxGuidance", "ConditioningZeroOut"),
+    "sd3": ("UNETLoader", "TripleCLIPLoader", "DualCLIPLoader", "VAELoader",
+            "EmptySD3LatentImage"),
 }

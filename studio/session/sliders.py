@@ -334,13 +334,15 @@ class SliderSession:
     def dragging(self, slider_id: str) -> bool:
         return slider_id in self._drag
 
-    def move(self, slider_id: str, value: float) -> bool:
+    def move(self, slider_id: str, value: float, render: bool = True) -> bool:
         """Set a value; True while dragging (preview it), else it is a whole edit that is
-        rendered and committed now (keyboard, wheel, the value typed, a groove click)."""
+        rendered and committed now (keyboard, wheel, the value typed, a groove click), or
+        by the caller's ``render()`` when ``render`` is False (a burst of keys as one)."""
         self.sliders.values[slider_id] = float(value)
         if slider_id in self._drag:
             return True
-        self.render()
+        if render:
+            self.render()
         return False
 
     def release(self, slider_id: str) -> float:

@@ -52,7 +52,7 @@ def composite_of(doc: Document, part: Rect) -> np.ndarray:
     layers = [layer for layer in doc.layers if layer.visible and layer.opacity > 0
               and intersect(part, layer.rect) is not None]
     x, y, w, h = part
-    if len(layers) == 1 and layers[0].opacity >= 1.0:
+    if len(layers) == 1 and layers[0].opacity >= 1.0 and not doc.has_groups():
         layer = layers[0]
         out = np.zeros((h, w, 4), np.uint8)
         px, py, pw, ph = intersect(part, layer.rect)  # type: ignore[misc]
@@ -81,6 +81,7 @@ class CanvasView(QWidget):
     cursor_moved = Signal(int, int)
     tool_changed = Signal(str)
     stroke_ended = Signal()
+    group_painted = Signal(str)  # a stroke began on a group (the group's name)
 
     def __init__(self, doc: Document, undo: UndoStack, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -473,6 +474,10 @@ class CanvasView(QWidget):
             self.undo.push(SetSelection(rect, "Select region" if rect else "Select all"))
 
     def begin_stroke(self, c: QPointF) -> None:
+        active = self.doc.active_layer
+        if active is not None and active.is_group:  # no pixels of its own: say so
+            self.group_painted.emit(active.name)
+            return
         self._macro = self.undo.macro("Brush stroke")
         self._macro.__enter__()
         layer = self.doc.active_layer

@@ -106,7 +106,15 @@ class Stroke:
         x, y, w, h = box
         a = dab_alpha(r, self.brush.hardness, cx, cy, box) * self.brush.opacity
         region = self.array[y:y + h, x:x + w]
-        if self.tool == BRUSH:
+        locked = self.target == "pixels" and self.layer.lock_alpha
+        if locked and self.tool == BRUSH:  # alpha locked: colour changes, coverage stays
+            px = region[..., :3].astype(np.float32)
+            color = np.array(self.brush.color, dtype=np.float32)
+            src_a = a[..., None] * (region[..., 3:4] > 0)
+            region[..., :3] = np.clip(px + (color - px) * src_a + 0.5, 0, 255).astype(np.uint8)
+        elif locked and self.tool == ERASER:
+            pass  # erasing changes only alpha, which is locked
+        elif self.tool == BRUSH:
             px = region.astype(np.float32)
             color = np.array(self.brush.color, dtype=np.float32)
             src_a = a[..., None]

@@ -19,6 +19,7 @@ from studio.core.project.generation_log import GenerationRecord
 from studio.session.connection import FAILED, Connection
 from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
+from studio.ui.control_layers import marks_for, request_controls
 from studio.ui.generation import (
     MODE_TEXT,
     GenerationPlan,
@@ -134,6 +135,11 @@ class GenerationController(QObject):
                       init_image=plan.init_image, mask=plan.mask)
         if self.connection.features.regions:  # the region layers, cut to the plan's rect
             values["regions"] = self.doc.regions(plan.rect, (plan.width, plan.height))
+        if self.connection.features.control:  # the control layers, cut to the plan's rect
+            values["controls"] = request_controls(self.doc, plan.rect, (plan.width, plan.height))
+        elif any(marks_for(self.doc)):
+            self.banner.show_message("Control layers are left out: "
+                                     + self.connection.features.reason("control"), "info", 5000)
         ids = []
         try:
             for i in range(self.prompt.batch_count):
@@ -272,6 +278,6 @@ class GenerationController(QObject):
 
 
 def _layer_name(request: GenerationRequest, index: int = 0) -> str:
-    prompt = request.prompt.strip() or request.task
-    words = " ".join(prompt.split()[:4])
-    return f"{words} #{request.seed + index}"
+    from studio.core.document.operations import generated_layer_name
+
+    return generated_layer_name(request, index)  # task, a short prompt, the seed

@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QGroupBox,
     QHBoxLayout,
     QLineEdit,
@@ -31,9 +32,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.document.edits import AddLayer, MoveLayer, RemoveLayer, SetLayerProps
+from studio.core.document import operations as ops
+from studio.core.document.blend import MODES, label
+from studio.core.document.edits import AddLayer, SetLayerProps
 from studio.core.document.layers import Document, Layer
 from studio.core.document.undo import UndoStack
+from studio.ui.control_layers import ControlSection
 from studio.ui.widgets import float_slider, tool_button
 
 LAYER_ID_ROLE = Qt.ItemDataRole.UserRole
@@ -55,6 +59,30 @@ def layer_thumbnail_image(layer: Layer, size: int = THUMB) -> QImage:
 
 def layer_thumbnail(layer: Layer, size: int = THUMB) -> QIcon:
     return QIcon(QPixmap.fromImage(layer_thumbnail_image(layer, size)))
+
+
+def tree_rows(doc: Document) -> list[tuple[Layer, int]]:
+    """The layers as the panel lists them: top first, each group followed by what it holds
+    (indented one step deeper)."""
+    rows: list[tuple[Layer, int]] = []
+
+    def walk(parent: str | None, depth: int, seen: frozenset[str]) -> None:
+        for layer in reversed(doc.children(parent)):
+            rows.append((layer, depth))
+            if layer.is_group and layer.id not in seen:
+                walk(layer.id, depth + 1, seen | {layer.id})
+
+    if not doc.has_groups():
+        return [(layer, 0) for layer in reversed(doc.layers)]
+    walk(None, 0, frozenset())
+    return rows
+
+
+def group_thumbnail_image(doc: Document, group: Layer, size: int = THUMB) -> QImage:
+    """What the group's members draw, small (from a reduced render of the canvas)."""
+    step = max(1, max(doc.width, doc.height) // (size * 2))
+    small = doc.render_group(group.id)[::step, ::step]
+    return layer_thumbnail_image(Layer(pixels=np.ascontiguousarray(small)), size)
 
 
 def has_mask(layer: Layer) -> bool:
@@ -81,7 +109,9 @@ class LayerListModel(QAbstractListModel):
     def reset(self, prepared: PreparedLayers | None = None) -> None:
         """Show the document's layers as they are now (``prepared``: thumbnails ready)."""
         self.beginResetModel()
-        self._rows = list(reversed(self.doc.layers))
+        rows = tree_rows(self.doc)
+        self._rows = [layer for layer, _depth in rows]
+        self._depth = {layer.id: depth for layer, depth in rows}
         ids = {layer.id for layer in self._rows}
         self._thumbs = {k: v for k, v in self._thumbs.items() if k in ids}
         if prepared:
@@ -97,6 +127,16 @@ class LayerListModel(QAbstractListModel):
     def layer_changed(self, layer_id: str) -> None:
         """The layer's pixels or properties changed: redraw its row when it is seen."""
         self._thumbs.pop(layer_id, None)
+        if self.doc.has_groups() and self.doc.has_layer(layer_id):  # its groups show it too
+            parent = self.doc.parent_of(self.doc.layer(layer_id))
+            seen: set[str] = set()
+            while parent is not None and parent not in seen:
+                seen.add(parent)
+                self._thumbs.pop(parent, None)
+                row = self.row_of(parent)
+                if row >= 0:
+                    self.dataChanged.emit(self.index(row), self.index(row))
+                parent = self.doc.parent_of(self.doc.layer(parent))
         row = self.row_of(layer_id)
         if row >= 0 and self.doc.has_layer(layer_id):
             self._rows[row] = self.doc.layer(layer_id)
@@ -106,7 +146,9 @@ class LayerListModel(QAbstractListModel):
     def _thumb(self, layer: Layer) -> tuple[QImage, bool]:
         entry = self._thumbs.get(layer.id)
         if entry is None:
-            entry = self._thumbs[layer.id] = (layer_thumbnail_image(layer), has_mask(layer))
+            image = (group_thumbnail_image(self.doc, layer) if layer.is_group
+                     else layer_thumbnail_image(layer))
+            entry = self._thumbs[layer.id] = (image, has_mask(layer))
         return entry
 
     # -- QAbstractListModel ------------------------------------------------------------------
@@ -117,7 +159,16 @@ class LayerListModel(QAbstractListModel):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         layer = self._rows[index.row()]
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+        if role == Qt.ItemDataRole.DisplayRole:
+            extras = [label(layer.blend)] if layer.blend != "normal" else []
+            if layer.opacity < 1.0:
+                extras.append(f"{layer.opacity:.0%}")
+            if layer.lock_alpha:
+                extras.append("alpha locked")
+            indent = "\u2003" * self._depth.get(layer.id, 0)  # em spaces: the group's depth
+            name = f"\u25be {layer.name}" if layer.is_group else layer.name
+            return indent + name + (f"\n{indent}{' · '.join(extras)}" if extras else "")
+        if role == Qt.ItemDataRole.EditRole:
             return layer.name
         if role == LAYER_ID_ROLE:
             return layer.id
@@ -127,8 +178,13 @@ class LayerListModel(QAbstractListModel):
             return self._thumb(layer)[0]
         if role == Qt.ItemDataRole.ToolTipRole:
             masked = self._thumb(layer)[1]
+            if layer.is_group:
+                return (f"Group {layer.name}: {len(self.doc.children(layer.id))} layers\n"
+                        f"opacity {layer.opacity:.0%}, blend {label(layer.blend)}")
             return (f"{layer.name}\n{layer.width}×{layer.height} at ({layer.x}, {layer.y})"
-                    f"\nopacity {layer.opacity:.0%}" + ("\nhas an inpaint mask" if masked
+                    f"\nopacity {layer.opacity:.0%}, blend {label(layer.blend)}"
+                    + ("\nalpha locked" if layer.lock_alpha else "")
+                    + ("\nhas an inpaint mask" if masked
                                                         else "")
                     + (f"\nregion: {layer.region_prompt}" if layer.region_prompt else ""))
         return None
@@ -172,7 +228,18 @@ class LayersPanel(QWidget):
         self.opacity_slider = float_slider("layer_opacity_slider", 0.0, 1.0, 1.0, 2)
         self.opacity_slider.setToolTip("Opacity of the selected layer")
         self.opacity_slider.valueChanged.connect(self._on_opacity_slider_changed)
+        self.blend_combo = QComboBox(objectName="layer_blend_combo")
+        for mode, (text, ora, psd) in MODES.items():
+            self.blend_combo.addItem(text, mode)
+        self.blend_combo.setToolTip("Blend mode of the selected layer (as GIMP, Krita and "
+                                    "Photoshop draw it; kept in .ora and .psd exports)")
+        self.blend_combo.currentIndexChanged.connect(self._on_blend_combo_changed)
+        self.lock_alpha_button = tool_button("layer_lock_alpha_button", "lock",
+                                             "Lock alpha: paint only where the layer already "
+                                             "has pixels", checkable=True)
+        self.lock_alpha_button.toggled.connect(self._on_lock_alpha_toggled)
         self.region_box = self._region_section()
+        self.control_box = ControlSection(doc, undo, self)  # the layer as a control
         self.model = LayerListModel(doc, self.rename_layer, self._set_visible)
         self.list = QListView(objectName="layers_list")
         self.list.setModel(self.model)
@@ -185,20 +252,38 @@ class LayersPanel(QWidget):
         self.delete_button = tool_button("layer_delete_button", "delete", "Delete layer")
         self.up_button = tool_button("layer_up_button", "up", "Move layer up")
         self.down_button = tool_button("layer_down_button", "down", "Move layer down")
+        self.duplicate_button = tool_button("layer_duplicate_button", "copy",
+                                            "Duplicate layer (Ctrl+J)")
+        self.merge_button = tool_button("layer_merge_down_button", "down",
+                                        "Merge down into the layer below (Ctrl+E)")
+        self.merge_button.setText("Merge")
+        self.group_button = tool_button("layer_group_button", "layers",
+                                        "Put the selected layer in a new group (Ctrl+G)")
+        self.group_button.clicked.connect(self.group_layer)
+        self.duplicate_button.clicked.connect(self.duplicate_layer)
+        self.merge_button.clicked.connect(self.merge_down)
         self.add_button.clicked.connect(self.add_layer)
         self.delete_button.clicked.connect(self.delete_layer)
         self.up_button.clicked.connect(lambda: self.move_layer(+1))
         self.down_button.clicked.connect(lambda: self.move_layer(-1))
         buttons = QHBoxLayout()
-        for b in (self.add_button, self.up_button, self.down_button):
+        for b in (self.add_button, self.group_button, self.duplicate_button, self.up_button,
+                  self.down_button, self.merge_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(self.delete_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
+        mode_row = QHBoxLayout()
+        mode_row.addWidget(self.blend_combo, 1)
+        mode_row.addWidget(self.lock_alpha_button)
+        layout.addLayout(mode_row)
         layout.addWidget(self.opacity_slider)
+        # four rows at least: the stack stays readable beside the sections below it
+        self.list.setMinimumHeight(4 * (THUMB + 6) + 4)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.region_box)
+        layout.addWidget(self.control_box)
         layout.addLayout(buttons)
         doc.add_listener(self._on_document_event)
         self._rebuild()
@@ -229,7 +314,8 @@ class LayersPanel(QWidget):
     def prepare(doc: Document) -> PreparedLayers:
         """The thumbnails of ``doc``'s layers, made on any thread (a project being opened):
         ``prime`` hands them to the panel before the document is shown."""
-        return {layer.id: (layer_thumbnail_image(layer), has_mask(layer))
+        return {layer.id: (group_thumbnail_image(doc, layer) if layer.is_group
+                           else layer_thumbnail_image(layer), has_mask(layer))
                 for layer in doc.layers}
 
     def prime(self, prepared: PreparedLayers) -> None:
@@ -267,11 +353,27 @@ class LayersPanel(QWidget):
         self.up_button.setEnabled(layer is not None)
         self.down_button.setEnabled(layer is not None)
         self.opacity_slider.setEnabled(layer is not None)
+        self.blend_combo.setEnabled(layer is not None)
+        self.lock_alpha_button.setEnabled(layer is not None)
+        self.duplicate_button.setEnabled(layer is not None)
+        self.merge_button.setEnabled(layer is not None and (
+            layer.is_group or self.doc.children(self.doc.parent_of(layer))[0] is not layer))
+        self.merge_button.setToolTip("Merge the group into one layer" if layer is not None
+                                     and layer.is_group else
+                                     "Merge down into the layer below (Ctrl+E)")
+        self.lock_alpha_button.setEnabled(layer is not None and not layer.is_group)
         self._update_region_controls(layer)
+        self.control_box.set_layer(layer)
         if layer is not None:
             self.opacity_slider.blockSignals(True)
             self.opacity_slider.setValue(layer.opacity)
             self.opacity_slider.blockSignals(False)
+            self.blend_combo.blockSignals(True)
+            self.blend_combo.setCurrentIndex(max(0, self.blend_combo.findData(layer.blend)))
+            self.blend_combo.blockSignals(False)
+            self.lock_alpha_button.blockSignals(True)
+            self.lock_alpha_button.setChecked(layer.lock_alpha)
+            self.lock_alpha_button.blockSignals(False)
 
     # -- view -> commands ----------------------------------------------------------------
     def _on_list_current_changed(self, index: QModelIndex, _old: QModelIndex) -> None:
@@ -290,6 +392,34 @@ class LayersPanel(QWidget):
         if layer is not None and abs(layer.opacity - value) > 1e-4:
             self.undo.push(SetLayerProps(layer.id, "Layer opacity",
                                          merge_id=f"opacity:{layer.id}", opacity=float(value)))
+
+    def _on_blend_combo_changed(self, _index: int) -> None:
+        layer = self.doc.active_layer
+        mode = self.blend_combo.currentData()
+        if layer is not None and mode and mode != layer.blend:
+            self.undo.push(SetLayerProps(layer.id, f"Blend mode {label(mode)}", blend=mode))
+
+    def _on_lock_alpha_toggled(self, locked: bool) -> None:
+        layer = self.doc.active_layer
+        if layer is not None and locked != layer.lock_alpha:
+            self.undo.push(SetLayerProps(layer.id, "Lock alpha" if locked else "Unlock alpha",
+                                         lock_alpha=locked))
+
+    def duplicate_layer(self) -> None:
+        layer = self.doc.active_layer
+        if layer is not None:
+            ops.duplicate_layer(self.undo, layer.id)
+
+    def merge_down(self) -> None:
+        layer = self.doc.active_layer
+        if layer is not None and layer.is_group:
+            ops.merge_group(self.undo, layer.id)
+        elif layer is not None:
+            ops.merge_down(self.undo, layer.id)
+
+    def group_layer(self) -> None:
+        layer = self.doc.active_layer
+        ops.new_group(self.undo, layer.id if layer is not None else None)
 
     # -- the Regions section: a layer's mask (or alpha) as a regional prompt --------------
     def _region_section(self) -> QGroupBox:
@@ -348,26 +478,28 @@ class LayersPanel(QWidget):
                                          region_strength=float(value)))
 
     def add_layer(self) -> None:
+        """A new paint layer above the active one (in a selected group: at its top)."""
         blank = Layer.blank(self.doc.width, self.doc.height, f"Layer {len(self.doc.layers) + 1}",
                             kind="paint")
         active = self.doc.active_layer
         index = self.doc.index_of(active.id) + 1 if active is not None else None
+        if active is not None:
+            blank.parent = active.id if active.is_group else self.doc.parent_of(active)
+            if active.is_group:
+                index = self.doc.index_of(active.id)
         self.undo.push(AddLayer(blank, index=index, text="New layer"))
 
     def delete_layer(self) -> None:
         layer = self.doc.active_layer
         if layer is not None:
-            self.undo.push(RemoveLayer(layer.id, f"Delete layer {layer.name!r}"))
+            ops.delete_layer(self.undo, layer.id)
 
     def move_layer(self, delta: int) -> None:
+        """Raise or lower the active layer past its neighbour as listed (into and out of
+        groups on the way)."""
         layer = self.doc.active_layer
-        if layer is None:
-            return
-        index = self.doc.index_of(layer.id)
-        target = max(0, min(len(self.doc.layers) - 1, index + delta))
-        if target != index:
-            self.undo.push(MoveLayer(layer.id, target, "Raise layer" if delta > 0
-                                     else "Lower layer"))
+        if layer is not None:
+            ops.move_in_tree(self.undo, layer.id, delta)
 
     def toggle_visibility(self) -> None:
         layer = self.doc.active_layer

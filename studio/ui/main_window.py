@@ -25,6 +25,7 @@ from studio.core.jobs.request import GenerationRequest
 from studio.session.connection import Connection
 from studio.session.document import DocumentModel, UndoState
 from studio.session.jobs import JobQueue, Runner
+from studio.session.live import LiveSession
 from studio.session.model_card import startup_settings
 from studio.session.sliders import SliderSession
 from studio.settings import Settings, load_settings, save_settings, saved_settings
@@ -34,9 +35,12 @@ from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
 from studio.ui.controller import GenerationController
 from studio.ui.dialogs import NO_MODEL_TEXT
-from studio.ui.docks import PanelDocks
+from studio.ui.docks import PREFERRED_SIZE, PanelDocks
 from studio.ui.gallery_panel import GalleryPanel
+from studio.ui.layer_actions import LayerActions
 from studio.ui.layers_panel import LayersPanel
+from studio.ui.live import LiveController
+from studio.ui.live_panel import LiveView
 from studio.ui.project_actions import FileActions
 from studio.ui.project_controller import ProjectController
 from studio.ui.prompt_panel import PromptPanel
@@ -116,6 +120,13 @@ class MainWindow(QMainWindow):
         self.controller = GenerationController(self.doc, self.undo, self.canvas,
                                                self.prompt_panel, self.bridge, self.banner,
                                                self.connection, self)
+        # Live mode: the model repaints the canvas as it is painted (studio.ui.live).
+        self.live = LiveSession(self.doc, self.undo, self.connection)
+        self.live_view = LiveView()
+        self.prompt_panel.add_live_view(self.live_view)
+        self.live_controller = LiveController(self.live, self, self.canvas, self.prompt_panel,
+                                              self.live_view, self.prompt_panel.live_button,
+                                              self.banner, self.connection, self)
         self.actions = create_actions(self, self.canvas)
         self.panel_docks = PanelDocks(self, self.prompt_panel, self.sliders_panel,
                                       self.layers_panel, self.gallery_panel, self.queue_panel)
@@ -128,6 +139,8 @@ class MainWindow(QMainWindow):
         self.commands = WindowCommands(self, self.document, self.canvas, self.banner,
                                        self.controller.add_image_layer,
                                        self.tool_bars.set_color, self.show_status)
+        self.layer_actions = LayerActions(self, self.document, self.show_status,
+                                          self.show_error, self.canvas.fit)
         self.tools = ToolActions(self, self.connection, self.document, self.prompt_panel,
                                  self.settings, self.show_error,
                                  models_changed=self.reload_models,
@@ -234,6 +247,16 @@ class MainWindow(QMainWindow):
             "raise_layer": lambda: layers.move_layer(+1),
             "lower_layer": lambda: layers.move_layer(-1),
             "toggle_layer": layers.toggle_visibility,
+            "duplicate_layer": self.layer_actions.duplicate,
+            "merge_down": self.layer_actions.merge_down,
+            "flatten_image": self.layer_actions.flatten,
+            "new_group": self.layer_actions.group,
+            "ungroup": self.layer_actions.ungroup,
+            "lock_alpha": lambda: self.layer_actions.set_lock_alpha(a["lock_alpha"].isChecked()),
+            "cut": self.layer_actions.cut,
+            "copy": self.layer_actions.copy,
+            "paste": self.layer_actions.paste,
+            "scale_image": self.layer_actions.scale_image,
             "gallery_place": gallery.place_button.click,
             "gallery_init": gallery.init_button.click,
             "gallery_vary": gallery.vary_button.click,
@@ -256,6 +279,9 @@ class MainWindow(QMainWindow):
         for name, handler in handlers.items():
             a[name].triggered.connect(lambda _checked=False, h=handler: h())
         prompt.seed_lock_button.toggled.connect(a["lock_seed"].setChecked)
+        self.layer_actions.bind_lock_action(a["lock_alpha"])
+        self.canvas.group_painted.connect(lambda name: self.banner.show_message(
+            f"{name!r} is a group: select a layer in it to paint.", "info", 4000))
 
     def _wire(self) -> None:
         self.prompt_panel.generate_requested.connect(self.controller.generate)
@@ -421,8 +447,8 @@ class MainWindow(QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
-        else:
-            self.resize(1400, 900)
+        else:  # 1400 x 900, or the screen's free area where that is smaller
+            self.panel_docks.fit_window(PREFERRED_SIZE)
         state = s.value("window/state")
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state, SETTINGS_VERSION)
@@ -468,7 +494,9 @@ class MainWindow(QMainWindow):
                 self.show_error(f"Could not save the theme: {err.strerror or err}.")
 
     def reset_layout(self) -> None:
+        """Every panel back in its place, open, in a window that fits the screen."""
         self.restoreState(self._default_state, SETTINGS_VERSION)
+        self.panel_docks.fit_window()
         self.panel_docks.apply_default_widths()
 
     def set_theme(self, name: str) -> None:
@@ -489,6 +517,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.save_settings()
+        self.live_controller.stop()
         self.detach_engine()
         self.sliders_panel.unsubscribe()
         self.status.stop()

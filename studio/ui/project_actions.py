@@ -140,10 +140,16 @@ class FileActions:
     def open_layered(self, path: str) -> bool:
         from studio.core.document.edits import AddLayer, ResizeCanvas
         from studio.core.formats.layered import import_ora, import_psd
+        from studio.ui.import_worker import run_in_background
 
         name = Path(path).name
-        try:
-            image = (import_ora if path.lower().endswith(".ora") else import_psd)(path)
+        try:  # read on a worker thread: the window paints, Cancel appears if it is slow
+            image = run_in_background(self.parent_widget, f"Opening {name}…",
+                                      import_ora if path.lower().endswith(".ora") else import_psd,
+                                      path)
+        except CancelledError:
+            self.show_status(f"Open cancelled: {name} was not added")
+            return False
         except StudioError as err:
             self.show_error(str(err))
             return False
@@ -348,12 +354,15 @@ class FileActions:
                 "Images (*.png *.jpg *.jpeg *.webp);;All files (*)")
             if not path:
                 return False
-        from studio.core.formats.metadata import read_settings
         from studio.core.jobs.request import GenerationRequest
+        from studio.ui.import_worker import read_settings_in_background
 
         name = Path(path).name
-        try:
-            settings = read_settings(path)
+        try:  # read on a worker thread: the window paints, Cancel appears if it is slow
+            settings = read_settings_in_background(self.parent_widget, path)
+        except CancelledError:
+            self.show_status(f"Import cancelled: the settings of {name} were not read")
+            return False
         except StudioError as err:
             self.show_error(str(err))
             return False

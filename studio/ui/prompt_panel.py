@@ -166,6 +166,10 @@ class PromptPanel(QWidget):
         set_icon(self.cancel_button, "cancel")
         self.cancel_button.setToolTip("Cancel the running job (Esc)")
         self.cancel_button.clicked.connect(self.cancel_requested)
+        # Live mode's toggle (``studio.ui.live``); its view goes in ``live_slot``.
+        self.live_button = QPushButton("Live", objectName="live_button")
+        self.live_button.setCheckable(True)
+        set_icon(self.live_button, "brush")
 
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
@@ -197,9 +201,13 @@ class PromptPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 3)
         buttons.addWidget(self.cancel_button, 1)
+        buttons.addWidget(self.live_button, 1)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 8)
         outer.addWidget(scroll, 1)
+        self.live_slot = QVBoxLayout()
+        self.live_slot.setContentsMargins(0, 0, 0, 0)
+        outer.addLayout(self.live_slot)
         mode_row = QHBoxLayout()
         mode_row.setContentsMargins(10, 0, 10, 0)
         mode_row.addWidget(self.mode_label)
@@ -362,6 +370,10 @@ class PromptPanel(QWidget):
     # -- mode ----------------------------------------------------------------------------
     def set_mode_text(self, text: str) -> None:
         self.mode_label.setText(text)
+
+    def add_live_view(self, view: QWidget) -> None:
+        """Show live mode's view (picture and settings) above the Generate row."""
+        self.live_slot.addWidget(view)
 
     def set_busy(self, busy: bool) -> None:
         self.cancel_button.setEnabled(busy)

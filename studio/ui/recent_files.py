@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QThreadPool
 from PySide6.QtWidgets import QMenu
 
 MAX_RECENT = 10
@@ -48,8 +48,15 @@ class RecentFiles:
 
     def _write(self, items: list[str]) -> None:
         self.settings.setValue(KEY, items)
-        self.settings.sync()
+        self._flush()
         self.refresh_menu()
+
+    def _flush(self) -> None:
+        """Write the settings file on a worker thread: its fsync takes 2 to 30 ms (a frame or
+        more, on a busy disk). Another QSettings on the same file flushes the pending change
+        as it opens (Qt shares one cache per file, safe across threads)."""
+        name, fmt = self.settings.fileName(), self.settings.format()
+        QThreadPool.globalInstance().start(lambda: QSettings(name, fmt).sync())
 
     # -- the menu ----------------------------------------------------------------------------
     def attach_menu(self, menu: QMenu, open_path: Callable[[str], object]) -> None:

@@ -1,12 +1,13 @@
-"""``SlidersPanel``: latent sliders over the current image, previewed while dragging.
+"""``SlidersPanel``: latent sliders over the image on the canvas, previewed while dragging.
 
-Dragging a slider records one undoable ``SetSliderValue`` per drag and sends throttled
-preview requests on the runner's preview channel (the newest cancels the stale one);
-releasing it renders the final image. The slider set and values live in
-``Document.sliders`` (saved with the project) and every request records them.
-
-Targets: the image last generated (prompt directions, LoRA weights, seed exploration) or,
-in VAE/GAN mode, the embedded ``studio-tiny-vae`` / ``studio-tiny-gan`` latent.
+What they edit is ``SliderSession.target()`` (the selected layer, the selection in it, or the
+flattened canvas), named under *Edits*. A drag sends throttled previews on the runner's
+preview channel (the newest cancels the stale one; the window draws them on the canvas) and
+its release renders the final image and keeps it as one undo entry; changes without a drag
+(arrow keys, Page Up/Down, the wheel, a typed value, a double-click) are kept as one edit
+once they pause for ``SETTLE_MS``. The slider set and values live in ``Document.sliders``
+(saved with the project) and every request records them. In VAE/GAN mode the embedded
+``studio-tiny-vae`` / ``studio-tiny-gan`` encode (invert) the target.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QSettings, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon, QImage, QMouseEvent, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -60,6 +61,7 @@ MODES = ((DIFFUSION, "Diffusion: prompt, LoRA, seed"), (VAE, "VAE latent (studio
          (GAN, "GAN latent (studio-tiny-gan)"))
 NEW_LAYER_KEY = "sliders/new_layer"
 PREVIEW_SIZE = 64
+SETTLE_MS = 300  # keys, wheel turns, a typed value: kept once they pause this long
 
 
 def to_pixmap(image: np.ndarray, size: int = PREVIEW_SIZE) -> QPixmap:
@@ -176,6 +178,10 @@ class SlidersPanel(QWidget):
         self._rows_stale = False  # a rebuild waits for the panel to be shown
         self._syncing = False
         self._submit_preview_throttled = Throttle(session.submit_preview, 40, parent=self)
+        # Changes without a drag (arrow keys, Page Up/Down, the wheel, a typed value, a
+        # double-click) are one edit per pause: a held arrow key renders and keeps once.
+        self._render_settled = QTimer(self, singleShot=True, interval=SETTLE_MS)
+        self._render_settled.timeout.connect(session.render)
         self._build()
         self._rebuild_rows()
         self._subscriptions = [
@@ -359,7 +365,7 @@ class SlidersPanel(QWidget):
     def _add_row(self, spec: SliderSpec) -> None:
         row = SliderRow(spec, self.session.sliders.values.get(spec.slider_id, 0.0))
         sid = spec.slider_id
-        row.slider.sliderPressed.connect(lambda: self.session.press(sid))
+        row.slider.sliderPressed.connect(lambda: self._on_slider_pressed(sid))
         row.slider.valueChanged.connect(lambda v: self._on_slider_value_changed(sid, v))
         row.slider.sliderReleased.connect(lambda: self._on_slider_released(sid))
         row.remove_button.clicked.connect(lambda: self.session.remove_slider(sid))
@@ -550,13 +556,21 @@ class SlidersPanel(QWidget):
                 item.setToolTip("" if latent_on else connection.reason("latent_sliders"))
 
     # -- the widgets' events -------------------------------------------------------------
+    def _on_slider_pressed(self, slider_id: str) -> None:
+        if self._render_settled.isActive():  # keys pressed just before: kept now
+            self._render_settled.stop()
+            self.session.render()
+        self.session.press(slider_id)
+
     def _on_slider_value_changed(self, slider_id: str, value: float) -> None:
         if self._syncing:
             return
-        dragging = self.session.move(slider_id, float(value))
+        dragging = self.session.move(slider_id, float(value), render=False)
         self.slider_moved.emit(slider_id, float(value))
         if dragging:
             self._submit_preview_throttled()
+        else:
+            self._render_settled.start()
 
     def _on_slider_released(self, slider_id: str) -> None:
         self._submit_preview_throttled.cancel()

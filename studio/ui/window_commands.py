@@ -59,10 +59,16 @@ class WindowCommands:
                                                   OPEN_FILTER)
             if not path:
                 return False
+        from studio.core.errors import CancelledError
         from studio.core.formats.imageio import load_image
+        from studio.ui.import_worker import run_in_background
 
-        try:
-            pixels = load_image(path)
+        try:  # decoded on a worker thread: the window paints, Cancel appears if it is slow
+            pixels = run_in_background(self.parent_widget, f"Opening {Path(path).name}…",
+                                       load_image, path)
+        except CancelledError:
+            self.show_status(f"Open cancelled: {Path(path).name} was not added")
+            return False
         except StudioError as err:
             self.show_error(str(err))
             return False

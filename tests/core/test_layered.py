@@ -177,7 +177,7 @@ def test_ora_missing_file(tmp_path):
         import_ora(tmp_path / "none.ora")
 
 
-def test_ora_nested_stacks_are_flattened(tmp_path):
+def test_ora_nested_stacks_are_kept_as_groups(tmp_path):
     xml = (b"<image w='8' h='8'><stack><stack x='2' y='3' opacity='0.5' visibility='hidden'>"
            b"<layer name='inner' src='data/b.png' x='1' y='1'/></stack>"
            b"<layer name='bottom' src='data/a.png'/></stack></image>")
@@ -185,9 +185,11 @@ def test_ora_nested_stacks_are_flattened(tmp_path):
     data = _ora_bytes([("mimetype", b"image/openraster"), ("stack.xml", xml),
                        ("data/a.png", px), ("data/b.png", px)])
     (tmp_path / "n.ora").write_bytes(data)
-    bottom, inner = import_ora(tmp_path / "n.ora").layers
+    bottom, inner, group = import_ora(tmp_path / "n.ora").layers  # issue 29: groups kept
     assert (bottom.name, bottom.x, bottom.visible) == ("bottom", 0, True)
-    assert (inner.name, inner.x, inner.y, inner.opacity, inner.visible) == ("inner", 3, 4, 0.5, False)
+    assert (inner.name, inner.x, inner.y, inner.opacity, inner.visible) == ("inner", 3, 4, 1.0, True)
+    assert group.is_group and inner.parent == group.id and not bottom.parent
+    assert (group.opacity, group.visible) == (0.5, False)
 
 
 def test_export_needs_layers(tmp_path):
@@ -311,11 +313,12 @@ def test_ora_groups_of_plain_layers_keep_every_layer(tmp_path):
                      {"t": _solid((1, 2, 3, 255)), "a": _solid((9, 9, 9, 255)),
                       "b": _solid((5, 5, 5, 128))})
     image = import_ora(path)
-    assert [lay.name for lay in image.layers] == ["a", "b", "top"]
+    assert [lay.name for lay in image.layers] == ["a", "b", "g", "top"]  # g: a group
+    assert image.layers[2].is_group and image.layers[0].parent == image.layers[2].id
     assert image.warnings == ()
 
 
-def test_ora_blend_modes_are_merged_and_drawn_right(tmp_path):
+def test_ora_blend_modes_are_kept_as_layer_modes_and_drawn_right(tmp_path):
     path = _ora_file(tmp_path,
                      "<layer name='top' src='data/t.png' x='2'/>"
                      "<layer name='mul' src='data/m.png' composite-op='svg:multiply'/>"
@@ -323,28 +326,47 @@ def test_ora_blend_modes_are_merged_and_drawn_right(tmp_path):
                      "<layer name='bg' src='data/b.png'/>",
                      {"t": _solid((0, 0, 255, 255), 4, 2), "m": _solid((128, 128, 128, 255)),
                       "h": _solid((255, 0, 0, 255)), "b": _solid((200, 100, 50, 255))})
-    image = import_ora(path)
-    assert [lay.name for lay in image.layers] == ["hidden", "mul (merged)", "top"]
-    assert not image.layers[0].visible
-    merged = image.layers[1].rgba
-    assert np.abs(merged[0, 0].astype(int) - (100, 50, 25, 255)).max() <= 1
-    assert len(image.warnings) == 1 and "Multiply" in image.warnings[0]
-    assert "Merged 2 layers into one" in image.warnings[0]
+    image = import_ora(path)  # issue 29: the canvas has blend modes, nothing is merged
+    assert [lay.name for lay in image.layers] == ["bg", "hidden", "mul", "top"]
+    assert [lay.blend for lay in image.layers] == ["normal", "normal", "multiply", "normal"]
+    assert not image.layers[1].visible
+    assert image.warnings == ()
     out = image.composite()
     assert tuple(out[0, 3]) == (0, 0, 255, 255) and abs(int(out[0, 0, 0]) - 100) <= 1
 
 
-def test_ora_isolated_group_with_screen_is_merged(tmp_path):
+def test_ora_isolated_group_with_screen_is_kept_as_a_group(tmp_path):
     path = _ora_file(tmp_path,
                      "<stack name='g' composite-op='svg:screen' opacity='0.5'>"
                      "<layer name='s' src='data/s.png'/></stack>"
                      "<layer name='bg' src='data/b.png'/>",
                      {"s": _solid((100, 100, 100, 255)), "b": _solid((100, 0, 200, 255))})
     image = import_ora(path)
-    assert len(image.layers) == 1 and "Screen" in image.warnings[0]
+    assert [lay.name for lay in image.layers] == ["bg", "s", "g"] and image.warnings == ()
+    assert (image.layers[2].blend, image.layers[2].opacity) == ("screen", 0.5)
     screen = 255 - (255 - np.array([100, 100, 100])) * (255 - np.array([100, 0, 200])) / 255
     want = 0.5 * np.array([100, 0, 200]) + 0.5 * screen
-    assert np.abs(image.layers[0].rgba[1, 1, :3] - want).max() <= 1.5
+    assert np.abs(image.composite()[1, 1, :3] - want).max() <= 1.5
+
+
+def test_psd_faded_pass_through_group_over_multiply_is_merged_and_said(tmp_path):
+    from psd_tools import PSDImage
+    from psd_tools.api.layers import Group, PixelLayer
+    from psd_tools.constants import BlendMode
+
+    psd = PSDImage.new("RGBA", (4, 4))
+    PixelLayer.frompil(Image.fromarray(_solid((100, 0, 200, 255))), psd, name="bg")
+    group = Group.new(psd, name="g")
+    m = PixelLayer.frompil(Image.fromarray(_solid((100, 100, 100, 255))), group, name="m")
+    m.blend_mode = BlendMode.MULTIPLY
+    group.blend_mode, group.opacity = BlendMode.PASS_THROUGH, 128
+    psd.save(tmp_path / "faded.psd")
+    image = import_psd(tmp_path / "faded.psd")
+    assert [lay.name for lay in image.layers] == ["g (merged)"]
+    assert "Multiply" in image.warnings[0] and "pass-through" in image.warnings[0]
+    reference = np.asarray(PSDImage.open(tmp_path / "faded.psd").composite(force=True)
+                           .convert("RGBA")).astype(int)
+    assert np.abs(image.composite().astype(int) - reference).max() <= 2
 
 
 def test_ora_unknown_blend_mode_is_drawn_normal_and_said(tmp_path):
@@ -356,8 +378,8 @@ def test_ora_unknown_blend_mode_is_drawn_normal_and_said(tmp_path):
 
 
 @pytest.mark.parametrize("group_mode, names", [
-    ("PASS_THROUGH", ["shading (merged)", "top"]),
-    ("NORMAL", ["bg", "shading (merged)", "top"]),  # isolated: drawn alone, bg stays
+    ("PASS_THROUGH", ["bg", "a", "b", "top"]),  # the layers as they are, b in Multiply
+    ("NORMAL", ["bg", "a", "b", "shading", "top"]),  # isolated: kept as a group
 ])
 def test_psd_groups_and_blend_modes_match_psd_tools_composite(tmp_path, group_mode, names):
     from psd_tools import PSDImage
@@ -383,7 +405,8 @@ def test_psd_groups_and_blend_modes_match_psd_tools_composite(tmp_path, group_mo
 
     image = import_psd(path)
     assert [lay.name for lay in image.layers] == names
-    assert len(image.warnings) == 1 and "Multiply" in image.warnings[0]
+    assert image.warnings == () and image.layers[2].blend == "multiply"
+    assert image.layers[3].is_group == (group_mode == "NORMAL")
     reference = np.asarray(PSDImage.open(path).composite(force=True).convert("RGBA")).astype(int)
     assert np.abs(image.composite().astype(int) - reference).max() <= 2
 

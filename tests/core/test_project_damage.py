@@ -159,7 +159,7 @@ def test_impossible_layer_values_make_a_damaged_layer(tmp_path, saved):
     use_fully(project)
 
 
-def test_undo_records_pointing_nowhere_drop_the_history(tmp_path, saved):
+def test_undo_records_pointing_nowhere_cost_only_what_lies_past_them(tmp_path, saved):
     path = _copy(tmp_path, saved[1])
     conn = sqlite3.connect(path)
     rows = conn.execute("SELECT pos, json FROM undo_commands").fetchall()
@@ -173,10 +173,80 @@ def test_undo_records_pointing_nowhere_drop_the_history(tmp_path, saved):
     _edit(path, "UPDATE undo_state SET idx = 5")
     good = ProjectStore.load(saved[0])
     project = ProjectStore.load(path)
-    assert project.undo_stack.count == 0 and not project.undo_stack.can_undo
-    assert any("edit history" in p for p in project.problems)
+    # the five edits before the broken one still undo; the seven from it on are gone
+    assert (project.undo_stack.count, project.undo_stack.index) == (5, 5)
+    assert not project.undo_stack.can_redo
+    assert project.problems == ("Edit 6 of 12 in its history (“Layer properties”) cannot be "
+                                "read: 7 edits undone before saving can no longer be redone. "
+                                "The picture is as last saved.",)
     assert doc_state(project.document) == doc_state(good.document)  # the picture as saved
     use_fully(project)
+
+
+def _damage_blob(path: Path, key: str) -> None:
+    """Bit rot in one stored array (an undo diff): a few flipped bytes mid-stream."""
+    conn = sqlite3.connect(path)
+    blob = bytearray(conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (key,)).fetchone()[0])
+    conn.close()
+    for i in range(len(blob) // 2, len(blob) // 2 + 8):
+        blob[i] ^= 0xA5
+    _edit(path, "UPDATE blobs SET data = ? WHERE sha256 = ?", bytes(blob), key)
+
+
+def _undo_row(path: Path, pos: int) -> dict:
+    conn = sqlite3.connect(path)
+    text = conn.execute("SELECT json FROM undo_commands WHERE pos = ?", (pos,)).fetchone()[0]
+    conn.close()
+    return json.loads(text)
+
+
+def test_one_damaged_undo_diff_keeps_the_history_after_it(tmp_path):
+    doc, stack, states = build_project()  # 12 edits, all done; states[i]: after edit i
+    texts = [c.text for c in stack.commands]
+    path = tmp_path / "p.studio"
+    ProjectStore.save(path, doc, stack)
+    row = _undo_row(path, 3)  # the fourth edit: a brush stroke on the background
+    assert row["type"] == "paint_pixels"
+    _damage_blob(path, row["state"]["old"])
+    before = path.read_bytes()
+    project = ProjectStore.load(path)
+    history = project.undo_stack
+    assert project.problems == ("Edit 4 of 12 in its history (“Paint”) cannot be read: Undo "
+                                "now goes back 8 edits, not 12. The picture is as last saved.",)
+    assert [c.text for c in history.commands] == texts[4:]
+    assert doc_state(project.document) == states[12]  # the picture, every layer intact
+    assert [r.to_dict() for r in project.log] == [r.to_dict() for r in doc.log]
+    for steps_back in range(1, 9):  # each undo gives the picture as it was after that edit
+        history.undo()
+        assert doc_state(project.document) == states[12 - steps_back]
+    assert not history.can_undo
+    history.set_index(history.count)
+    assert doc_state(project.document) == states[12]
+    assert path.read_bytes() == before
+    # savable as a copy, which then opens clean with the eight edits
+    ProjectStore.save(tmp_path / "rescued.studio", project.document, history)
+    again = ProjectStore.load(tmp_path / "rescued.studio")
+    assert not again.damaged and again.undo_stack.count == 8
+
+
+def test_a_damaged_diff_among_the_undone_edits_keeps_the_rest(tmp_path):
+    doc, stack, states = build_project()
+    stack.set_index(6)  # the last six edits undone: the picture as after edit 6
+    path = tmp_path / "p.studio"
+    ProjectStore.save(path, doc, stack)
+    row = _undo_row(path, 9)  # the tenth edit adds a layer: its pixels are damaged
+    assert row["type"] == "add_layer"
+    _damage_blob(path, row["state"]["layer"]["pixels"])
+    project = ProjectStore.load(path)
+    history = project.undo_stack
+    assert len(project.problems) == 1 and "Edit 10 of 12" in project.problems[0]
+    assert "3 edits undone before saving can no longer be redone" in project.problems[0]
+    assert (history.count, history.index) == (9, 6)
+    assert doc_state(project.document) == states[6]
+    history.set_index(9)
+    assert doc_state(project.document) == states[9]
+    history.set_index(0)
+    assert doc_state(project.document) == states[0]
 
 
 def test_undo_position_past_the_history_is_caught(tmp_path, saved):

@@ -48,7 +48,7 @@ def test_the_local_engine_implements_the_protocol_and_says_what_it_can_do(engine
     assert features.prompt_sliders and features.latent_sliders and features.example_directions
     assert features.model_management
     assert not features.control and features.reason("control")
-    assert not features.live_mode and features.reason("live_mode")
+    assert features.live_mode and not features.reason("live_mode")  # too slow: LiveSession
 
 
 def test_a_lora_or_another_scheduler_leaves_no_trace_on_the_next_request(

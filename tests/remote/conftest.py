@@ -159,7 +159,11 @@ def tiny_checkpoint(comfy_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def comfy_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> ComfyServer:
     """One real ComfyUI server for the whole run (start-up paid once)."""
-    server = start_server(comfy_root, tmp_path_factory.mktemp("comfyui"), tiny_checkpoint)
+    base = tmp_path_factory.mktemp("comfyui")
+    (base / "models" / "upscale_models").mkdir(parents=True)
+    shutil.copyfile(REPO / "resources" / "models" / "studio-tiny-upscaler" / "model.safetensors",
+                    base / "models" / "upscale_models" / "studio-tiny-upscaler.safetensors")
+    server = start_server(comfy_root, base, tiny_checkpoint)
     yield server
     server.stop()
 
@@ -167,11 +171,17 @@ def comfy_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> C
 @pytest.fixture(scope="session")
 def spare_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> ComfyServer:
     """A second server for the tests of several servers, and the ones that kill, stop or
-    restart a server (they leave it running again). It also holds a broken checkpoint."""
+    restart a server (they leave it running again). It also holds a broken checkpoint, and
+    Flux and SD3 files that are names only (a real Flux needs T5-XXL, 9 GB): its /prompt
+    validates their workflows, then the loaders fail."""
     base = tmp_path_factory.mktemp("comfyui-spare")
-    (base / "models" / "checkpoints").mkdir(parents=True)
-    (base / "models" / "checkpoints" / "broken.safetensors").write_bytes(
-        b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}  " + b"\0" * 64)
+    broken = b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}  " + b"\0" * 64
+    for name in ("checkpoints/broken", "diffusion_models/flux1-tiny", "diffusion_models/sd3-tiny",
+                 "text_encoders/t5xxl_tiny", "text_encoders/clip_l", "text_encoders/clip_g",
+                 "vae/ae", "vae/sd3_vae"):
+        path = base / "models" / f"{name}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(broken)
     server = start_server(comfy_root, base, tiny_checkpoint)
     yield server
     server.stop()

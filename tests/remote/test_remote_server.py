@@ -175,3 +175,42 @@ def test_studio_generate_with_server(comfy_server, tmp_path, monkeypatch, capsys
     code = main(["generate", "x", "--server", comfy_server.url, "--model", "nope", "--size",
                  "64", "-o", str(tmp_path / "x.png"), "--quiet"])
     assert code == 1 and "nope" in capsys.readouterr().err
+
+
+def test_variation_seed_moves_the_image_a_little(remote_engine: RemoteEngine) -> None:
+    base = remote_engine.generate(request(seed=3)).images[0]
+    varied = remote_engine.generate(request(seed=3, batch_size=2, variation_seed=9,
+                                            variation_strength=0.1))
+    other = remote_engine.generate(request(seed=9)).images[0]
+    alone = remote_engine.generate(request(seed=4, variation_seed=10,
+                                           variation_strength=0.1)).images[0]
+
+    def apart(a, b) -> float:
+        return float(np.abs(a.astype(int) - b).mean())
+
+    assert 0 < apart(varied.images[0], base) < apart(other, base) / 3  # near, not the same
+    assert np.array_equal(varied.images[1], alone)  # image i: seed + i, variation seed + i
+    workflow = varied.workflows[0]
+    assert any(n["class_type"] == "SamplerCustomAdvanced" for n in workflow.values())
+    assert varied.request.variation_seed == 9 and varied.request.variation_strength == 0.1
+
+
+def test_hires_fix_runs_as_one_workflow_on_the_server(remote_engine: RemoteEngine) -> None:
+    from studio.remote.services import RemoteUpscaling
+
+    small = remote_engine.generate(request(seed=5)).images[0]
+    upscaling = RemoteUpscaling(remote_engine)
+    assert upscaling.upscaler_names() == ["studio-tiny-upscaler"]
+    values = {"scale": 2.0, "model": "", "refine": True, "strength": 0.5, "prompt": "a lighthouse"}
+    steps = []
+    hires = upscaling.upscale(small, values, steps.append, CancelToken())
+    plain = upscaling.upscale(small, {**values, "refine": False}, lambda _p: None,
+                              CancelToken())
+    again = upscaling.upscale(small, values, lambda _p: None, CancelToken())
+    assert hires.shape == plain.shape == (128, 128, 3)
+    assert not np.array_equal(hires, plain)  # sampled again at the new size
+    assert np.array_equal(hires, again)  # the same settings, the same pixels
+    assert any(p.phase == "sampling" for p in steps)
+    odd = upscaling.upscale(small, {**values, "scale": 1.3, "model": "lanczos"},
+                            lambda _p: None, CancelToken())
+    assert odd.shape == (83, 83, 3)  # sampled at 88 px, then to the exact size

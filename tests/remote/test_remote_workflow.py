@@ -140,3 +140,81 @@ def test_servers_setting_from_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("STUDIO_SERVERS", "ftp://x")
     with pytest.raises(InvalidRequestError, match="STUDIO_SERVERS"):
         load_settings(file=tmp_path / "none.json")
+
+
+def test_variation_blends_two_seeds_noise_per_image() -> None:
+    g = wf.build(request(batch_size=2, seed=10, variation_seed=90, variation_strength=0.25),
+                 wf.Inputs("m"))
+    assert not nodes_of(g, "KSampler") and len(wf.sampler_nodes(g)) == 2
+    assert [n["noise_seed"] for n in nodes_of(g, "RandomNoise")] == [10, 90, 11, 91]
+    keep, move = (n["multiplier"] for n in nodes_of(g, "LatentMultiply")[:2])
+    assert keep**2 + move**2 == pytest.approx(1.0) and keep > move > 0  # noise keeps its scale
+    assert wf.variation_weights(0.0) == (1.0, 0.0) and wf.variation_weights(1.0) == (0.0, 1.0)
+    assert len(wf.output_nodes(g)) == 2
+    plain = wf.build(request(task="img2img", init_image=image(), variation_seed=90,
+                             variation_strength=0.25), wf.Inputs("m", init_image="i.png"))
+    assert nodes_of(plain, "KSampler")  # as on the local engine: text to image only
+
+
+def test_hires_fix_enlarges_on_the_server_then_samples_again() -> None:
+    req = request(task="img2img", init_image=image(), strength=0.35, width=128, height=128)
+    g = wf.build(req, wf.Inputs("m", init_image="small.png", enlarge_with="4x.pth"))
+    assert nodes_of(g, "UpscaleModelLoader") == [{"model_name": "4x.pth"}]
+    (scale,) = nodes_of(g, "ImageScale")
+    assert (scale["width"], scale["height"], scale["upscale_method"]) == (128, 128, "lanczos")
+    up_id = next(k for k, n in g.items() if n["class_type"] == "ImageUpscaleWithModel")
+    assert scale["image"] == [up_id, 0]
+    assert nodes_of(g, "KSampler")[0]["denoise"] == pytest.approx(0.35)
+    lanczos = wf.build(req, wf.Inputs("m", init_image="s.png", enlarge_with="lanczos"))
+    assert nodes_of(lanczos, "ImageScale") and not nodes_of(lanczos, "UpscaleModelLoader")
+
+
+def test_flux_from_a_lone_diffusion_model() -> None:
+    encoders, vae, missing = wf.companions(
+        "flux", ["clip_l.safetensors", "t5/t5xxl_fp8.safetensors", "clip_g.safetensors"],
+        ["sdxl_vae.safetensors", "ae.safetensors"])
+    assert encoders == ("t5/t5xxl_fp8.safetensors", "clip_l.safetensors")
+    assert vae == "ae.safetensors" and not missing
+    g = wf.build(request(guidance=3.5, prompt="a cat <lora:ink:0.5>"),
+                 wf.Inputs("flux1-dev.safetensors", loras=(("ink.safetensors", 0.5),),
+                           family="flux", folder="diffusion_models", text_encoders=encoders,
+                           vae=vae))
+    assert nodes_of(g, "UNETLoader")[0]["unet_name"] == "flux1-dev.safetensors"
+    assert nodes_of(g, "DualCLIPLoader")[0]["type"] == "flux"
+    assert nodes_of(g, "FluxGuidance")[0]["guidance"] == 3.5
+    assert nodes_of(g, "KSampler")[0]["cfg"] == 1.0  # Flux: guidance is distilled
+    assert nodes_of(g, "EmptySD3LatentImage") and not nodes_of(g, "CheckpointLoaderSimple")
+    assert len(nodes_of(g, "CLIPTextEncode")) == 1  # no negative prompt for Flux
+    vae_id = next(k for k, n in g.items() if n["class_type"] == "VAELoader")
+    assert nodes_of(g, "VAEDecode")[0]["vae"] == [vae_id, 0]
+
+
+def test_sd3_with_three_text_encoders_or_a_checkpoint() -> None:
+    encoders, vae, missing = wf.companions(
+        "sd3", ["clip_g.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors"],
+        ["sd3_vae.safetensors"])
+    assert encoders == ("clip_l.safetensors", "clip_g.safetensors", "t5xxl_fp16.safetensors")
+    g = wf.build(request(), wf.Inputs("sd3.5_medium.safetensors", family="sd3",
+                                      folder="diffusion_models", text_encoders=encoders,
+                                      vae=vae))
+    assert nodes_of(g, "TripleCLIPLoader") and nodes_of(g, "EmptySD3LatentImage")
+    assert nodes_of(g, "KSampler")[0]["cfg"] == 5.0 and len(nodes_of(g, "CLIPTextEncode")) == 2
+    whole = wf.build(request(), wf.Inputs("sd3_medium_incl_clips.safetensors", family="sd3"))
+    assert nodes_of(whole, "CheckpointLoaderSimple") and nodes_of(whole, "EmptySD3LatentImage")
+
+
+def test_what_a_lone_diffusion_model_lacks_is_named_with_where_it_goes() -> None:
+    _e, _v, missing = wf.companions("flux", ["clip_l.safetensors"], [])
+    assert len(missing) == 2 and all("\n" not in m for m in missing)
+    assert "T5-XXL" in missing[0] and "models/text_encoders" in missing[0]
+    assert "ae.safetensors" in missing[1] and "models/vae" in missing[1]
+    with pytest.raises(InvalidRequestError, match="Flux and SD3 only"):
+        wf.build(request(), wf.Inputs("x.safetensors", family="sd1", folder="diffusion_models"))
+
+
+def test_regional_prompts_are_refused_in_one_line() -> None:
+    from studio.core.jobs.request import Region
+
+    mask = Pixels.from_array(np.full((64, 64), 255, np.uint8))
+    with pytest.raises(InvalidRequestError, match="local engine only"):
+        wf.build(request(regions=(Region(mask, "a hat"),)), wf.Inputs("m"))

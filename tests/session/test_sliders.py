@@ -185,3 +185,127 @@ def test_starters_are_there_from_the_start_and_carry_over_between_modes(connecti
     session.set_mode("vae")
     session.set_mode("gan")  # the GAN's smile takes the VAE's value
     assert session.sliders.values["gan:smile"] == 1.5
+
+
+@pytest.fixture
+def edits_show(engine, monkeypatch):
+    """The fake engine's image shows the edit: a request with a slider, a LoRA or a seed
+    variation comes back inverted (so a commit changes the layer and undo can restore it)."""
+    from dataclasses import replace
+
+    real = engine.generate
+
+    def generate(request, on_step, cancel):
+        result = real(request, on_step, cancel)
+        if request.sliders or request.loras or request.variation_seed is not None:
+            result = replace(result, images=tuple(255 - im for im in result.images))
+        return result
+
+    monkeypatch.setattr(engine, "generate", generate)
+    return engine
+
+
+def _drag_and_keep(sliders, runner, slider_id, value):
+    """Press, move, release; the drag's one undo entry and the record it kept."""
+    index = sliders.undo.index
+    kept = []
+    sliders.committed.connect(kept.append)
+    sliders.press(slider_id)
+    sliders.move(slider_id, value)
+    sliders.release(slider_id)
+    assert runner.wait_idle(5)
+    sliders.committed.disconnect(kept.append)
+    assert len(kept) == 1 and sliders.undo.index == index + 1  # one drag, one undo
+    return sliders.doc.log.get(kept[0])
+
+
+@pytest.mark.parametrize("kind", ["lora", "variation", "interp"])
+def test_lora_and_seed_sliders_keep_their_edit_with_its_full_request(
+        sliders, edits_show, runner, kind):
+    from studio.core.sliders.specs import interpolation_slider, lora_slider, variation_slider
+
+    layer, record = _generated_layer(sliders, edits_show)
+    before = layer.pixels.copy()
+    spec = {"lora": lora_slider("/loras/ink.safetensors"), "variation": variation_slider(99),
+            "interp": interpolation_slider(99)}[kind]
+    sliders.add_slider(spec)
+    value = {"lora": 1.5, "variation": 0.4, "interp": 0.6}[kind]
+    kept = _drag_and_keep(sliders, runner, spec.slider_id, value)
+    request = kept.request
+    # History holds the whole request: the layer's own generation plus the slider.
+    assert (request.prompt, request.seed, request.steps, request.model) == \
+        (BASE.prompt, BASE.seed, BASE.steps, BASE.model)
+    if kind == "lora":
+        assert [(lw.path, lw.weight) for lw in request.loras] == \
+            [("/loras/ink.safetensors", 1.5)]
+    elif kind == "variation":
+        assert (request.variation_seed, request.variation_strength) == (99, pytest.approx(0.4))
+    else:
+        assert [(s.slider_id, s.value, dict(s.payload)["seed_b"]) for s in request.sliders] \
+            == [("interp:99", pytest.approx(0.6), 99)]
+    assert kept.parent_id == record.id and layer.record_id == kept.id
+    assert not np.array_equal(layer.pixels, before)  # the layer shows the edit
+    np.testing.assert_array_equal(layer.pixels[..., :3], kept_image(sliders, kept))
+    sliders.undo.undo()
+    np.testing.assert_array_equal(layer.pixels, before)
+    assert layer.record_id == record.id and sliders.doc.sliders[spec.slider_id] == 0.0
+
+
+def kept_image(sliders, record):
+    return sliders.doc.log.image(record.image_hashes[0])
+
+
+def test_a_photo_layer_is_edited_through_its_inversion_and_kept(sliders, edits_show, runner):
+    from studio.core.document.edits import AddLayer
+    from studio.core.document.layers import Layer
+
+    sliders.set_base_request(None)
+    photo = Layer.blank(64, 64, "photo")
+    photo.pixels[..., :3], photo.pixels[..., 3] = (120, 90, 60), 255
+    sliders.undo.push(AddLayer(photo))
+    sliders.doc.set_active_layer(photo.id)
+    target = sliders.target()
+    assert (target.kind, target.record_id, target.words) == ("layer", None, "Layer “photo”")
+    before = photo.pixels.copy()
+    kept = _drag_and_keep(sliders, runner, "smile", 1.2)
+    request = kept.request
+    assert request.model == "fake-tiny" and request.scheduler == "DDIM"
+    assert request.task == "img2img" and request.strength == 1.0
+    np.testing.assert_array_equal(request.init_image.to_array()[..., :3], before[..., :3])
+    assert [(s.slider_id, s.value) for s in request.sliders] == \
+        [("invert", 1.0), ("smile", pytest.approx(1.2))]
+    assert photo.record_id == kept.id and not np.array_equal(photo.pixels, before)
+    sliders.undo.undo()
+    np.testing.assert_array_equal(photo.pixels, before)
+    assert photo.record_id is None
+
+
+@pytest.mark.parametrize("mode", ["vae", "gan"])
+def test_latent_results_take_the_layers_size_in_preview_and_commit(
+        sliders, edits_show, runner, mode):
+    """The latent models draw 64 px; the preview and the kept edit cover the whole layer."""
+    from studio.core.document.edits import AddLayer
+    from studio.core.document.layers import Layer
+
+    photo = Layer.blank(160, 96, "photo")
+    photo.pixels[..., :3], photo.pixels[..., 3] = 200, 255
+    sliders.undo.push(AddLayer(photo))
+    sliders.doc.set_active_layer(photo.id)
+    sliders.set_mode(mode)
+    sid = f"{mode}:smile"
+    overlays = []
+    sliders.overlay_shown.connect(lambda rect, image: overlays.append((rect, image.shape)))
+    sliders.press(sid)
+    sliders.move(sid, 1.5)
+    sliders.submit_preview()
+    assert runner.wait_idle(5)
+    assert overlays == [((0, 0, 160, 96), (96, 160, 4))]
+    sliders.release(sid)
+    assert runner.wait_idle(5)
+    record = sliders.doc.log.get(photo.record_id)
+    assert record.request.model == f"studio-tiny-{mode}"
+    assert kept_image(sliders, record).shape[:2] == (64, 64)  # what the model drew
+    assert photo.pixels.shape[:2] == (96, 160)
+    # The whole layer shows the result, scaled up: no corner of it is left as it was.
+    changed = (photo.pixels[..., :3] != 200).any(axis=2)
+    assert changed[:32, :32].any() and changed[-32:, -32:].any() and changed.mean() > 0.9

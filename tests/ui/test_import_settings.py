@@ -86,3 +86,61 @@ def test_other_tools_are_labelled_by_name(qtbot, window):
                        ("drawthings/drawthings.png", "Draw Things")]:
         assert window.file_actions.import_settings(str(DATA / name)), window.banner.text
         assert f"({tool}" in window.status.message_label.text()
+
+
+def test_the_file_is_read_off_the_gui_thread(qtbot, window, monkeypatch):
+    import threading
+
+    from studio.core.formats import metadata
+
+    readers: list[threading.Thread] = []
+    real_open = metadata.open_image
+
+    def open_image(source, **kwargs):
+        readers.append(threading.current_thread())
+        return real_open(source, **kwargs)
+
+    monkeypatch.setattr(metadata, "open_image", open_image)
+    _typed(window)
+    assert window.file_actions.import_settings(str(DATA / "comfyui/flux_sampler_custom_advanced.png"))
+    assert window.prompt_panel.values()["prompt"] == "a lighthouse on a cliff at dawn, volumetric light"
+    assert readers and threading.main_thread() not in readers
+
+
+def test_a_slow_read_keeps_the_window_going_and_cancel_changes_nothing(qtbot, window, tmp_path,
+                                                                       monkeypatch):
+    import threading
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QProgressDialog, QPushButton
+
+    from studio.core.formats import metadata
+
+    release = threading.Event()
+    monkeypatch.setattr(metadata, "read_settings", lambda path, **k: release.wait(30))
+    before = _typed(window)
+    path = _png(tmp_path, parameters="a new prompt\nSteps: 30, Seed: 5")
+    ticks: list[int] = []
+    ticker = QTimer(interval=20)
+    ticker.timeout.connect(lambda: ticks.append(1))  # the GUI thread's timers keep running
+    ticker.start()
+    seen: list[str] = []
+
+    def press_cancel() -> None:
+        dialog = window.findChild(QProgressDialog, "task_progress_dialog")
+        if dialog is None or not dialog.isVisible():
+            QTimer.singleShot(50, press_cancel)
+            return
+        seen.append(dialog.labelText())
+        dialog.findChild(QPushButton).click()
+
+    QTimer.singleShot(100, press_cancel)
+    try:
+        assert not window.file_actions.import_settings(str(path))
+    finally:
+        ticker.stop()
+        release.set()
+    assert seen == ["Reading the settings of in.png…"]
+    assert len(ticks) >= 5
+    assert window.prompt_panel.values() == before
+    assert "Import cancelled" in window.status.message_label.text()

@@ -29,7 +29,13 @@ def embedded_engine(tmp_path_factory):
 
 
 @pytest.fixture
-def studio(qtbot, embedded_engine, settings):
+def portrait_prompt():
+    """What the portrait on the canvas is generated from (a test may parametrize it)."""
+    return "a portrait of a person with brown hair"
+
+
+@pytest.fixture
+def studio(qtbot, embedded_engine, settings, portrait_prompt):
     from studio.engine.services import engine_services
 
     runner = JobRunner(embedded_engine)
@@ -39,7 +45,7 @@ def studio(qtbot, embedded_engine, settings):
     qtbot.waitExposed(w)
     w.prompt_panel.set_values({"width": 64, "height": 64, "steps": 12, "guidance": 5.0,
                                "scheduler": "Euler", "seed": 3, "seed_locked": True})
-    w.prompt_panel.prompt_edit.setPlainText("a portrait of a person with brown hair")
+    w.prompt_panel.prompt_edit.setPlainText(portrait_prompt)
     with qtbot.waitSignal(w.controller.generation_applied, timeout=120_000):
         w.controller.generate()
     yield w
@@ -127,6 +133,22 @@ def test_prompt_smile_on_the_layer_and_apply_as_a_new_layer(qtbot, studio):
     panel.new_layer_check.setChecked(False)
 
 
+@pytest.mark.parametrize("portrait_prompt",
+                         ["a portrait of a person with brown hair and no glasses"])
+def test_glasses_go_on_a_portrait_without_glasses(qtbot, studio):
+    w, panel = studio, studio.sliders_panel
+    base = read_portrait(layer_rgb(w))
+    assert not base.glasses  # the portrait on the canvas has none
+    index = w.undo.index
+    drag(qtbot, panel, "glasses", [1.0, 2.0])
+    after = read_portrait(layer_rgb(w))
+    assert after.glasses and after.glasses_score > 3 * max(base.glasses_score, 0.02)
+    assert (after.hair, after.background) == (base.hair, base.background)  # the rest kept
+    assert w.undo.index == index + 1
+    w.actions["undo"].trigger()
+    assert not read_portrait(layer_rgb(w)).glasses
+
+
 @pytest.mark.models
 def test_a_seed_grid_stays_in_the_panel_and_a_cell_becomes_a_layer(qtbot, studio):
     w, panel = studio, studio.sliders_panel
@@ -153,3 +175,55 @@ def test_gan_smile_on_the_layer(qtbot, studio):
     drag(qtbot, panel, "gan:smile", [2.0])
     smiled = read_portrait(layer_rgb(w))
     assert (smiled.smile or 0) > max(base.smile or 0, 0) + 0.5
+
+
+# The starters that do what their names say on the embedded models, read by the oracle on
+# the canvas, and whether they keep the rest (hair, background, glasses) there too. Measured
+# on 8 portraits (README, Latent sliders): the others fall short and are not claimed here:
+# the diffusion smile (2 of 8), the GAN smile (4 of 8) and the GAN blue background (1 of 8).
+WORKING_STARTERS = (
+    ("diffusion", "hair-blonde", "hair=blonde", True),
+    ("diffusion", "hair-red", "hair=red", False),  # turns the background grey in 7 of 8
+    ("diffusion", "glasses", "glasses", True),
+    ("vae", "vae:smile", "smile", False),  # greys the background in 2 of 8
+    ("vae", "vae:glasses", "glasses", True),
+    ("vae", "vae:hair=red", "hair=red", True),
+    ("vae", "vae:hair=blonde", "hair=blonde", True),
+    ("vae", "vae:background=blue", "background=blue", True),
+    ("gan", "gan:glasses", "glasses", False),  # the GAN's inversion moves the rest
+    ("gan", "gan:hair=red", "hair=red", False),
+    ("gan", "gan:hair=blonde", "hair=blonde", False),
+)
+
+
+def _does(attribute, base, after):
+    if attribute == "smile":
+        return (after.smile or 0) > max(base.smile or 0, 0) + 0.4
+    if attribute == "glasses":
+        return after.glasses and not base.glasses
+    return after.has(attribute)
+
+
+def _kept(attribute, base, after):
+    others = [a for a in ("hair", "background", "glasses") if not attribute.startswith(a)]
+    return all(getattr(after, a) == getattr(base, a) for a in others)
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("portrait_prompt",
+                         ["a portrait of a person with brown hair and no glasses"])
+def test_each_starter_does_what_its_name_says_on_the_canvas(qtbot, studio):
+    w, panel = studio, studio.sliders_panel
+    before = layer_rgb(w)
+    base = read_portrait(before)
+    assert (base.hair, base.glasses) == ("brown", False)
+    failures = []
+    for mode, slider_id, attribute, keeps in WORKING_STARTERS:
+        panel.set_mode(mode)
+        drag(qtbot, panel, slider_id, [1.0, 2.0])
+        after = read_portrait(layer_rgb(w))
+        if not _does(attribute, base, after) or keeps and not _kept(attribute, base, after):
+            failures.append((slider_id, after))
+        w.actions["undo"].trigger()
+        np.testing.assert_array_equal(layer_rgb(w), before)
+    assert not failures

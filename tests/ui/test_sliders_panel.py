@@ -12,7 +12,7 @@ from studio.session.connection import Connection
 from studio.session.jobs import JobQueue
 from studio.session.sliders import SliderSession
 from studio.ui.bridge import JobBridge
-from studio.ui.sliders_panel import SliderRow, SlidersPanel
+from studio.ui.sliders_panel import SETTLE_MS, SliderRow, SlidersPanel
 
 
 def new_panel(qtbot, doc, services=None, runner=None):
@@ -300,3 +300,110 @@ def test_other_sliders_are_rebuilt_when_the_hidden_tab_is_shown(qtbot, window, t
     assert sorted(r.objectName() for r in rows) == sorted(f"slider_row:{i}" for i in ids)
     assert not before & set(rows)
     assert panel.row(ids[0]).slider.value() == pytest.approx(0.5)
+
+
+def _handle_centre(slider):
+    """Where the handle of a ``QSlider`` is drawn, in its own coordinates."""
+    from PySide6.QtWidgets import QStyle, QStyleOptionSlider
+
+    option = QStyleOptionSlider()
+    slider.initStyleOption(option)
+    return slider.style().subControlRect(QStyle.ComplexControl.CC_Slider, option,
+                                         QStyle.SubControl.SC_SliderHandle, slider).center()
+
+
+def _move(slider, x, modifiers):
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    pos = QPointF(QPoint(x, slider.height() // 2))
+    event = QMouseEvent(QMouseEvent.Type.MouseMove, pos, slider.mapToGlobal(pos),
+                        Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, modifiers)
+    QApplication.sendEvent(slider, event)
+
+
+def test_dragging_is_comfortable(qtbot, panel, engine):
+    """A wide track; Shift moves ten times finer; nothing moves under the cursor while the
+    preview comes; the busy mark shows at once; a double-click and a typed value are one
+    undo entry each."""
+    from PySide6.QtCore import QPoint, Qt
+
+    engine.step_delay = 0.05  # a render that takes a while (4 steps: 0.2 s)
+    panel.resize(400, 700)
+    panel.show()
+    qtbot.waitExposed(panel)
+    row = panel.row("smile")
+    track = row.slider.slider
+    assert track.width() >= 0.6 * panel.width()
+    where = track.mapTo(panel, QPoint(0, 0))
+    undo, start = panel.session.undo, panel.session.undo.index
+    centre = _handle_centre(track)
+    qtbot.mousePress(track, Qt.MouseButton.LeftButton, pos=centre)
+    for x in (10, 60):  # Shift held from the first move on: 50 px in fine steps
+        _move(track, centre.x() + x, Qt.KeyboardModifier.ShiftModifier)
+    fine = row.slider.value()
+    span = (row.spec.maximum - row.spec.minimum) * 50 / track.width()
+    assert fine == pytest.approx(span / 10, abs=0.02) and fine > 0
+    with qtbot.waitSignal(panel.session.overlay_shown, timeout=5000):
+        _move(track, centre.x() + 50, Qt.KeyboardModifier.NoModifier)
+    coarse = row.slider.value()
+    assert coarse == pytest.approx(span, abs=0.05) and coarse > 5 * fine
+    assert track.mapTo(panel, QPoint(0, 0)) == where  # the preview went to the canvas
+    with qtbot.waitSignal(panel.session.committed, timeout=5000):
+        qtbot.mouseRelease(track, Qt.MouseButton.LeftButton, pos=centre + QPoint(50, 0))
+        assert panel.busy_label.isVisibleTo(panel)  # at once, while the render runs
+    assert not panel.busy_label.isVisibleTo(panel)
+    assert undo.index == start + 1 and panel.session.doc.sliders["smile"] == \
+        pytest.approx(coarse)
+    # A double-click puts it back to 0: one undo entry.
+    with qtbot.waitSignal(panel.session.committed, timeout=5000):
+        qtbot.mouseDClick(track, Qt.MouseButton.LeftButton, pos=_handle_centre(track))
+    assert row.slider.value() == 0 and undo.index == start + 2
+    assert panel.session.doc.sliders["smile"] == 0.0
+    # A value typed in the box: rendered and kept once, at Enter.
+    box = row.slider.box
+    box.lineEdit().selectAll()
+    with qtbot.waitSignal(panel.session.committed, timeout=5000):
+        qtbot.keyClicks(box.lineEdit(), "1.25")
+        qtbot.keyClick(box.lineEdit(), Qt.Key.Key_Return)
+    assert undo.index == start + 3 and panel.session.doc.sliders["smile"] == 1.25
+    assert engine.requests[-1].sliders[0].value == 1.25
+
+
+def test_starters_the_backend_cannot_run_are_greyed_with_the_reason(qtbot, runner):
+    from studio.core.engines import EngineFeatures, EngineServices
+    from tests.fakes import FakeEngine
+
+    reason = "VAE and GAN sliders run on the local engine only."
+    features = EngineFeatures(backend="fake", prompt_sliders=True,
+                              why_not=(("latent_sliders", reason),))
+    p = new_panel(qtbot, Document(), EngineServices(FakeEngine(features=features)), runner)
+    try:
+        assert p.row("smile").slider.isEnabled()  # a prompt starter: on
+        for sid in ("vae:smile", "gan:glasses"):
+            row = p.row(sid)  # there from the start, greyed, saying why
+            assert not row.slider.isEnabled() and row.label.toolTip() == reason
+    finally:
+        p.session.connection.disconnect()
+
+
+def test_a_burst_of_arrow_keys_is_one_edit(qtbot, panel, engine):
+    """Keys held on a focused slider: the value follows each press; one render and one
+    undo entry once they pause."""
+    from PySide6.QtCore import Qt
+
+    panel.show()
+    qtbot.waitExposed(panel)
+    track = panel.row("smile").slider.slider
+    track.setFocus()
+    undo, start, sent = panel.session.undo, panel.session.undo.index, len(engine.requests)
+    with qtbot.waitSignal(panel.session.committed, timeout=5000):
+        for _ in range(5):
+            qtbot.keyClick(track, Qt.Key.Key_Right)
+        qtbot.keyClick(track, Qt.Key.Key_PageUp)
+        assert panel.row("smile").slider.value() == pytest.approx(0.15)
+    qtbot.wait(2 * SETTLE_MS)  # nothing more comes
+    assert undo.index == start + 1 and len(engine.requests) == sent + 1
+    assert panel.session.doc.sliders["smile"] == pytest.approx(0.15)
+    assert engine.requests[-1].sliders[0].value == pytest.approx(0.15)

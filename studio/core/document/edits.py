@@ -16,7 +16,7 @@ from studio.core.document.layers import Document, GetArray, Layer, PutArray, Rec
 from studio.core.document.undo import Command, register
 
 LAYER_PROPS = ("name", "visible", "opacity", "x", "y", "kind", "region_prompt", "region_strength",
-               "record_id")
+               "record_id", "blend", "lock_alpha", "parent")
 
 ANCHORS = {
     "top-left": (0.0, 0.0), "top": (0.5, 0.0), "top-right": (1.0, 0.0),
@@ -248,11 +248,20 @@ class SetLayerProps(Command):
         before = layer.rect
         for key, value in values.items():
             setattr(layer, key, value)
-        visual = {"visible", "opacity", "x", "y"} & set(values)
-        _emit_layer_changed(doc, layer, union(before, layer.rect) if visual else None, "props")
+        visual = {"visible", "opacity", "x", "y", "blend"} & set(values)
+        rect = union(before, layer.rect) if visual else None
+        if layer.kind == "group" and visual:
+            rect = doc.rect  # what a group draws is its members, anywhere on the canvas
+        _emit_layer_changed(doc, layer, rect, "props")
+        if "parent" in values:  # in or out of a group: the tree (and what it draws) changed
+            doc.emit("layers_reordered", order=[lay.id for lay in doc.layers])
 
     def do(self, doc: Document) -> None:
         layer = doc.layer(self.layer_id)
+        if "blend" in self.new:
+            from studio.core.document.blend import checked
+
+            checked(self.new["blend"])
         self.old = {k: getattr(layer, k) for k in self.new}
         self._apply(doc, self.new)
 
@@ -383,6 +392,73 @@ class PaintPixels(Command):
         cmd = cls(data["layer_id"], data["x"], data["y"], get(data["old"]), get(data["new"]),
                   data.get("target", "pixels"))
         cmd._created_mask = bool(data.get("created_mask"))
+        return cmd
+
+
+@register
+class ReplaceLayerPixels(Command):
+    """Give a layer new pixels (any size), offset and mask: merge down, Scale Image, Cut.
+
+    Undo puts back the old ones; both are kept, so the command is exact after a reopen.
+    """
+
+    type_name = "replace_layer_pixels"
+
+    def __init__(self, layer_id: str, pixels: np.ndarray, x: int, y: int,
+                 mask: np.ndarray | None = None, text: str = "Change layer") -> None:
+        super().__init__(text)
+        self.layer_id = layer_id
+        self.new = (frozen(np.array(pixels, dtype=np.uint8, copy=True)), int(x), int(y),
+                    None if mask is None else frozen(np.array(mask, dtype=np.uint8, copy=True)))
+        if self.new[3] is not None and self.new[3].shape != self.new[0].shape[:2]:
+            raise ValueError("the mask must have the pixels' height and width")
+        self.old: tuple[np.ndarray, int, int, np.ndarray | None] | None = None
+
+    def _set(self, doc: Document, state: tuple[np.ndarray, int, int, np.ndarray | None]
+             ) -> None:
+        layer = doc.layer(self.layer_id)
+        before = layer.rect
+        pixels, x, y, mask = state
+        layer.pixels = pixels.copy()
+        layer.x, layer.y = x, y
+        layer.mask = None if mask is None else mask.copy()
+        _emit_layer_changed(doc, layer, union(before, layer.rect), "pixels")
+
+    def do(self, doc: Document) -> None:
+        layer = doc.layer(self.layer_id)
+        if self.old is None:
+            self.old = (frozen(layer.pixels.copy()), layer.x, layer.y,
+                        None if layer.mask is None else frozen(layer.mask.copy()))
+        self._set(doc, self.new)
+
+    def undo(self, doc: Document) -> None:
+        assert self.old is not None
+        self._set(doc, self.old)
+
+    def nbytes(self) -> int:
+        arrays = [*self.new[::3], *(self.old[::3] if self.old else ())]
+        return sum(int(a.nbytes) for a in arrays if a is not None)
+
+    def state_to_dict(self, put: PutArray) -> dict[str, Any]:
+        if self.old is None:
+            raise ValueError("ReplaceLayerPixels must run before it is saved")
+
+        def side(state: tuple[np.ndarray, int, int, np.ndarray | None]) -> dict[str, Any]:
+            pixels, x, y, mask = state
+            return {"pixels": put(pixels), "x": x, "y": y,
+                    "mask": put(mask) if mask is not None else None}
+
+        return {"layer_id": self.layer_id, "new": side(self.new), "old": side(self.old)}
+
+    @classmethod
+    def state_from_dict(cls, data: dict[str, Any], get: GetArray) -> ReplaceLayerPixels:
+        def side(d: dict[str, Any]) -> tuple[np.ndarray, int, int, np.ndarray | None]:
+            return (frozen(np.array(get(d["pixels"]), dtype=np.uint8)), int(d["x"]), int(d["y"]),
+                    frozen(np.array(get(d["mask"]), dtype=np.uint8)) if d.get("mask") else None)
+
+        new = side(data["new"])
+        cmd = cls(data["layer_id"], new[0], new[1], new[2], new[3])
+        cmd.old = side(data["old"])
         return cmd
 
 

@@ -53,7 +53,7 @@ PutArray = Callable[[np.ndarray], str]
 GetArray = Callable[[str], np.ndarray]
 """Returns the array stored under a key given by a ``PutArray``."""
 
-LAYER_KINDS = ("image", "generated", "paint")
+LAYER_KINDS = ("image", "generated", "paint", "group")
 
 _log = logging.getLogger(__name__)
 
@@ -93,6 +93,13 @@ def _blank(height: int, width: int) -> np.ndarray:
     return np.zeros((height, width, 4), dtype=np.uint8)
 
 
+def _known_mode(mode: Any) -> str:
+    """A saved blend mode, or Normal for one this version does not know (a newer file)."""
+    from studio.core.document.blend import MODES, NORMAL
+
+    return mode if isinstance(mode, str) and mode in MODES else NORMAL
+
+
 @dataclass(eq=False)
 class Layer:
     """One RGBA layer. Mutable; change it through commands so that undo sees the change.
@@ -115,6 +122,15 @@ class Layer:
         A regional prompt: where the layer's mask is painted (or, without a mask, where
         its alpha is), ``region_prompt`` applies with ``region_strength`` (0 to 1). An
         empty prompt: the layer is no region (see ``Document.regions``).
+    blend : str
+        Blend mode (``studio.core.document.blend.MODES``: ``"normal"``, ``"multiply"``...).
+    lock_alpha : bool
+        Painting changes colour only where the layer already has pixels, never its alpha.
+    parent : str or None
+        The id of the group the layer is in (``None``: the top level). A group is a layer
+        of kind ``"group"`` without pixels of its own: its members are drawn on their own,
+        then onto what is below as one layer, with the group's opacity, visibility and
+        blend mode (as Krita and Photoshop draw a group).
     """
 
     id: str = field(default_factory=new_id)
@@ -129,8 +145,18 @@ class Layer:
     record_id: str | None = None
     region_prompt: str = ""
     region_strength: float = 1.0
+    blend: str = "normal"
+    lock_alpha: bool = False
+    parent: str | None = None
+
+    @property
+    def is_group(self) -> bool:
+        return self.kind == "group"
 
     def __post_init__(self) -> None:
+        from studio.core.document.blend import checked
+
+        checked(self.blend)
         px = np.asarray(self.pixels)
         if px.dtype != np.uint8:
             raise ValueError("layer pixels must be uint8")
@@ -180,6 +206,7 @@ class Layer:
             "record_id": self.record_id, "pixels": put(self.pixels),
             "mask": put(self.mask) if self.mask is not None else None,
             "region_prompt": self.region_prompt, "region_strength": self.region_strength,
+            "blend": self.blend, "lock_alpha": self.lock_alpha, "parent": self.parent,
         }
 
     @classmethod
@@ -194,6 +221,8 @@ class Layer:
             kind=data.get("kind", "image"), record_id=data.get("record_id"),
             region_prompt=str(data.get("region_prompt") or ""),
             region_strength=min(1.0, max(0.0, float(data.get("region_strength", 1.0)))),
+            blend=_known_mode(data.get("blend")), lock_alpha=bool(data.get("lock_alpha")),
+            parent=str(data["parent"]) if data.get("parent") else None,
         )
 
     def region_mask(self) -> np.ndarray:
@@ -277,8 +306,61 @@ class Document:
         """The selection, or the whole canvas when nothing is selected."""
         return self.selection if self.selection is not None else self.rect
 
+    # -- groups ----------------------------------------------------------------------------
+    def has_groups(self) -> bool:
+        return any(layer.kind == "group" for layer in self.layers)
+
+    def parent_of(self, layer: Layer) -> str | None:
+        """The group ``layer`` is in; ``None`` for the top level (or a group that is gone)."""
+        if layer.parent is None:
+            return None
+        for other in self.layers:
+            if other.id == layer.parent and other.kind == "group":
+                return other.id
+        return None
+
+    def children(self, parent: str | None) -> list[Layer]:
+        """The layers directly in group ``parent`` (``None``: the top level), bottom to top."""
+        return [layer for layer in self.layers if self.parent_of(layer) == parent]
+
+    def depth(self, layer: Layer) -> int:
+        """How many groups ``layer`` is inside."""
+        depth, seen = 0, set()
+        parent = self.parent_of(layer)
+        while parent is not None and parent not in seen:
+            seen.add(parent)
+            depth += 1
+            parent = self.parent_of(self.layer(parent))
+        return depth
+
+    def descendants(self, group_id: str) -> list[Layer]:
+        """Every layer inside the group, at any depth, bottom to top."""
+        ids, out = {group_id}, []
+        for _ in range(len(self.layers)):
+            more = [lay for lay in self.layers if self.parent_of(lay) in ids and lay.id not in
+                    {o.id for o in out}]
+            if not more:
+                break
+            out += more
+            ids |= {lay.id for lay in more}
+        order = {lay.id: i for i, lay in enumerate(self.layers)}
+        return sorted(out, key=lambda lay: order[lay.id])
+
+    def shown(self, layer: Layer) -> bool:
+        """Whether the layer and every group it is in are visible."""
+        seen = set()
+        while True:
+            if not layer.visible:
+                return False
+            parent = self.parent_of(layer)
+            if parent is None or parent in seen:
+                return True
+            seen.add(parent)
+            layer = self.layer(parent)
+
     def composite(self, rect: Rect | None = None) -> np.ndarray:
-        """Flatten the visible layers, alpha over, into an ``HxWx4`` uint8 RGBA image.
+        """Flatten the visible layers, each with its blend mode, into an ``HxWx4`` uint8
+        RGBA image. A group is drawn on its own, then as one layer (``Layer.parent``).
 
         Parameters
         ----------
@@ -286,11 +368,32 @@ class Document:
             The canvas region to render (default: the whole canvas). It may extend past the
             canvas; layers are drawn wherever they lie.
         """
-        rx, ry, rw, rh = rect if rect is not None else self.rect
+        rect = rect if rect is not None else self.rect
+        if not self.has_groups():
+            return self._composite_layers(self.layers, rect)
+        return self._render_group(None, rect, set())
+
+    def render_group(self, group_id: str, rect: Rect | None = None) -> np.ndarray:
+        """What a group's members draw, on their own (its thumbnail, a merge)."""
+        return self._render_group(group_id, rect if rect is not None else self.rect, set())
+
+    def _render_group(self, parent: str | None, rect: Rect, seen: set[str]) -> np.ndarray:
+        items: list[Layer] = []
+        for layer in self.children(parent):
+            if layer.kind != "group":
+                items.append(layer)
+            elif layer.visible and layer.opacity > 0.0 and layer.id not in seen:
+                pixels = self._render_group(layer.id, rect, seen | {layer.id})
+                items.append(Layer(id=layer.id, name=layer.name, pixels=pixels, x=rect[0],
+                                   y=rect[1], opacity=layer.opacity, blend=layer.blend))
+        return self._composite_layers(items, rect)
+
+    def _composite_layers(self, layers: list[Layer], rect: Rect) -> np.ndarray:
+        rx, ry, rw, rh = rect
         out = np.zeros((rh, rw, 4), dtype=np.uint8)
         parts = []
-        for layer in self.layers:
-            if layer.visible and layer.opacity > 0.0:
+        for layer in layers:
+            if layer.visible and layer.opacity > 0.0 and layer.kind != "group":
                 part = intersect((rx, ry, rw, rh), layer.rect)
                 if part is not None:
                     parts.append((layer, part))
@@ -314,12 +417,15 @@ class Document:
                 t = tmp[:y1 - y0, :pw]
                 a = alpha[:y1 - y0, :pw]
                 opacity = min(float(layer.opacity), 1.0)
-                if opacity >= 1.0 and src[..., 3].min() == 255:
+                normal = layer.blend == "normal"
+                if normal and opacity >= 1.0 and src[..., 3].min() == 255:
                     # Opaque: covers what is below (the usual background or generation).
                     np.multiply(src, 1.0 / 255.0, out=dst, casting="unsafe")
                     continue
                 np.multiply(src, 1.0 / 255.0, out=t, casting="unsafe")
                 np.multiply(t[..., 3:4], opacity, out=a)
+                if not normal:  # W3C: the colour drawn mixes in B(backdrop, source)
+                    t[..., :3] = _blended(dst, t[..., :3], layer.blend)
                 t[..., 3:4] = 1.0
                 # over, premultiplied: dst + a * (src - dst), with src alpha taken as 1
                 t -= dst
@@ -435,6 +541,15 @@ class Document:
             slider_specs={str(k): dict(v) for k, v in (data.get("slider_specs") or {}).items()
                           if isinstance(v, dict)},
         )
+
+
+def _blended(dst: np.ndarray, cs: np.ndarray, mode: str) -> np.ndarray:
+    """The colour a layer of straight colour ``cs`` draws with over premultiplied ``dst``."""
+    from studio.core.document.blend import mix
+
+    ab = dst[..., 3:4]
+    cb = np.divide(dst[..., :3], ab, out=np.zeros_like(cs), where=ab > 0)
+    return mix(cb, ab, cs, mode)
 
 
 class ArrayBag:

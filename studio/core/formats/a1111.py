@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import PurePath, PureWindowsPath
 from typing import Any
 
+from studio.core.control import a1111_control_fields, read_a1111_controls
 from studio.core.formats.imported import ImportedSettings
 from studio.core.formats.imported import number_or_none as _num
 from studio.core.jobs.request import GenerationRequest
@@ -114,6 +115,7 @@ def a1111_parameters(request: GenerationRequest, *,
               if lora_hashes and lora_hashes.get(name)]
     if hashes:
         params["Lora hashes"] = ", ".join(hashes)
+    params.update(a1111_control_fields(request.controls))  # "ControlNet 0: Module: ..."
     lines = [prompt]
     if request.negative_prompt:
         lines.append(f"{_NEGATIVE} {request.negative_prompt}")
@@ -239,4 +241,7 @@ def parse_a1111_parameters(text: str, source: str = "AUTOMATIC1111") -> Imported
     loras = [(name, float(weight)) for name, weight in _LORA_TAG.findall(settings["prompt"])]
     if loras:
         extra["loras"] = loras
+    controls = read_a1111_controls(params)  # kind, model, strength, start, end each
+    if controls:
+        extra["controls"] = controls
     return ImportedSettings(source=_tool(params, source), extra=extra, **settings)

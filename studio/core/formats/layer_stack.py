@@ -1,11 +1,12 @@
 """Layer trees read from OpenRaster and PSD files, made into the canvas's flat layer list.
 
-The canvas has plain layers (alpha over, an opacity, shown or hidden) and no groups or blend
-modes. ``flatten_stack`` keeps every layer it can keep as it is, spreads groups whose
+The canvas has layers with a blend mode, an opacity, shown or hidden, and no groups.
+``flatten_stack`` keeps every layer as it is (blend mode included), spreads groups whose
 content composites the same way without them, and merges the bottom of the stack up to the
-last layer the canvas cannot draw (Multiply, Screen, an isolated group...) into one layer,
-rendered with the W3C compositing formulas (the ones Krita, GIMP and Photoshop follow). What
-it merged is said in one line, returned with the layers.
+last group the canvas cannot draw (an isolated group with a blend mode, a faded group...)
+into one layer, rendered with the W3C compositing formulas (``studio.core.document.blend``,
+the ones Krita, GIMP and Photoshop follow). What it merged is said in one line, returned
+with the layers.
 """
 
 from __future__ import annotations
@@ -15,22 +16,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from studio.core.document.blend import MODES, ORA_NAMES, mix
+from studio.core.document.layers import new_id
+
 if TYPE_CHECKING:
     from studio.core.formats.layered import LayerData
 
 NORMAL = "normal"
 PASS_THROUGH = "pass-through"
 
-#: Blend modes by the names OpenRaster (``svg:...``) and PSD (psd-tools' ``BlendMode``) use.
-BLEND_NAMES = {
-    "svg:src-over": NORMAL, "svg:multiply": "multiply", "svg:screen": "screen",
-    "svg:overlay": "overlay", "svg:darken": "darken", "svg:lighten": "lighten",
-    "svg:color-dodge": "color_dodge", "svg:color-burn": "color_burn",
-    "svg:hard-light": "hard_light", "svg:soft-light": "soft_light",
-    "svg:difference": "difference", "svg:exclusion": "exclusion", "svg:hue": "hue",
-    "svg:saturation": "saturation", "svg:color": "color", "svg:luminosity": "luminosity",
-    "svg:plus": "linear_dodge",
-}
+#: Blend modes by the names OpenRaster (``svg:...``) uses (PSD's: ``blend.PSD_NAMES``).
+BLEND_NAMES = ORA_NAMES
 
 
 def mode_label(mode: str) -> str:
@@ -71,44 +67,89 @@ class StackNode:
         return [leaf for child in self.children for leaf in child.leaves()]
 
 
-def _with(layer: LayerData, *, opacity: float, visible: bool) -> LayerData:
+def _with(layer: LayerData, *, opacity: float, visible: bool, blend: str = NORMAL,
+          parent: str = "") -> LayerData:
     from studio.core.formats.layered import LayerData
 
-    return LayerData(layer.name, layer.rgba, layer.x, layer.y, visible, opacity)
+    return LayerData(layer.name, layer.rgba, layer.x, layer.y, visible, opacity, blend,
+                     parent=parent)
+
+
+@dataclass
+class _Entry:
+    """One item of a group's (or the canvas's) list: ``node`` draws it (for a merge);
+    ``layers`` is what the canvas gets for it, or ``None`` when it must be merged."""
+
+    node: StackNode
+    layers: list[LayerData] | None
 
 
 def _entries(nodes: list[StackNode], opacity: float, visible: bool, width: int, height: int,
-             merges: list[StackNode]) -> list[StackNode]:
-    """Groups spread where that draws the same, isolated Normal groups drawn as one layer;
-    what needs the backdrop stays a node. Groups drawn as one go to ``merges``."""
+             merges: list[StackNode], parent: str) -> list[_Entry]:
+    """Layers kept with their blend mode; groups kept as groups where the canvas draws them
+    the same (isolated, hidden, or holding only Normal layers), spread where they draw as
+    if ungrouped, drawn as one layer otherwise. Groups drawn as one go to ``merges``."""
     from studio.core.formats.layered import LayerData
 
-    out: list[StackNode] = []
+    out: list[_Entry] = []
     for node in nodes:
         shown = visible and node.visible
         alpha = opacity * node.opacity
         if node.layer is not None:
-            if node.mode == NORMAL or not shown:
-                out.append(StackNode(node.name, _with(node.layer, opacity=alpha * (
-                    node.layer.opacity), visible=shown and node.layer.visible)))
-            else:
-                out.append(StackNode(node.name, node.layer, mode=node.mode, opacity=alpha,
-                                     unknown_mode=node.unknown_mode))
+            if node.mode in MODES or not shown:  # the canvas draws the modes it knows
+                out.append(_Entry(node, [_with(node.layer, opacity=alpha * node.layer.opacity,
+                                               visible=shown and node.layer.visible,
+                                               blend=node.mode if node.mode in MODES
+                                               else NORMAL, parent=parent)]))
+            else:  # Linear Burn, Vivid Light...: merged, drawn as the file draws them
+                out.append(_Entry(StackNode(node.name, node.layer, mode=node.mode,
+                                            opacity=alpha, unknown_mode=node.unknown_mode),
+                                  None))
             continue
-        visible_children = [c for c in node.children if c.visible]
-        simple = node.all_normal() and (node.opacity >= 1.0 or len(visible_children) <= 1)
-        if not shown or simple:
-            out += _entries(node.children, alpha, shown, width, height, merges)
-        elif node.isolated and node.mode == NORMAL:  # blends only inside: one layer is exact
-            rgba = composite_nodes(width, height, node.children)
-            merges.append(node)
-            out.append(StackNode(node.name, LayerData(f"{node.name} (merged)", rgba, 0, 0,
-                                                      True, alpha)))
-        else:  # drawn as one: on its own (isolated), or through to the backdrop
-            out.append(StackNode(node.name, children=node.children, mode=node.mode,
-                                 opacity=alpha, isolated=node.isolated or node.mode not in (
-                                     NORMAL, PASS_THROUGH), unknown_mode=node.unknown_mode))
+        mode = NORMAL if node.mode == PASS_THROUGH else node.mode
+        # a pass-through group at full opacity draws its layers as if they were not grouped
+        through = node.mode == PASS_THROUGH and not node.isolated and node.opacity >= 1.0
+        as_group = (not shown or node.isolated or node.all_normal()) and mode in MODES
+        if as_group:  # the canvas's groups are drawn on their own, as Krita and PSD draw
+            group = LayerData(node.name or "Group", np.zeros((1, 1, 4), np.uint8), 0, 0,
+                              node.visible, alpha, mode, kind="group", id=new_id(),
+                              parent=parent)
+            inner = _scope(node.children, width, height, merges, group.id)
+            out.append(_Entry(StackNode(node.name, children=node.children, mode=mode,
+                                        opacity=alpha, visible=node.visible, isolated=True),
+                              [*inner, group]))
+        elif through:
+            out += _entries(node.children, alpha, shown, width, height, merges, parent)
+        else:  # drawn as one: through to the backdrop
+            out.append(_Entry(StackNode(node.name, children=node.children, mode=node.mode,
+                                        opacity=alpha, isolated=node.isolated or node.mode
+                                        not in (NORMAL, PASS_THROUGH),
+                                        unknown_mode=node.unknown_mode), None))
     return out
+
+
+def _scope(nodes: list[StackNode], width: int, height: int, merges: list[StackNode],
+           parent: str) -> list[LayerData]:
+    """The layers of one group (or of the canvas), bottom to top: the bottom of the list
+    up to the last item the canvas cannot draw is merged into one layer."""
+    from studio.core.formats.layered import LayerData
+
+    entries = _entries(nodes, 1.0, True, width, height, merges, parent)
+    top = max((i for i, e in enumerate(entries) if e.layers is None), default=-1)
+    if top < 0:
+        return [lay for e in entries for lay in e.layers or []]
+    below, rest = entries[:top + 1], entries[top + 1:]
+    hidden = [e for e in below if e.layers is not None and len(e.layers) == 1
+              and not e.layers[0].visible]
+    drawn = [e for e in below if not any(e is h for h in hidden)]
+    nodes_drawn = [StackNode(e.node.name, e.layers[0], mode=e.layers[0].blend)
+                   if e.layers is not None and len(e.layers) == 1 else e.node for e in drawn]
+    rgba = composite_nodes(width, height, nodes_drawn)
+    flat = LayerData(f"{below[top].node.name} (merged)", rgba, 0, 0, True, 1.0,
+                     parent=parent)
+    merges.append(StackNode(flat.name, children=nodes_drawn, mode=PASS_THROUGH))
+    return [*(lay for h in hidden for lay in h.layers or []), flat,
+            *(lay for e in rest for lay in e.layers or [])]
 
 
 def _modes(node: StackNode) -> set[str]:
@@ -123,40 +164,26 @@ def _modes(node: StackNode) -> set[str]:
 
 def flatten_stack(width: int, height: int,
                   nodes: list[StackNode]) -> tuple[list[LayerData], list[str]]:
-    """The canvas layers (bottom to top) that draw ``nodes`` as their file does.
+    """The canvas layers (bottom to top, groups after what they hold) that draw ``nodes``
+    as their file does.
 
     Returns the layers and the warnings to show (one line each, usually none).
     """
-    from studio.core.formats.layered import LayerData
-
     merges: list[StackNode] = []
-    entries = _entries(nodes, 1.0, True, width, height, merges)
+    layers = _scope(nodes, width, height, merges, "")
     unknown = sorted({n.unknown_mode for n in _walk(nodes) if n.unknown_mode})
     warnings = [f"Blend mode {', '.join(unknown)} is not known here and was drawn as Normal."
                 ] if unknown else []
-    top = max((i for i, e in enumerate(entries) if e.layer is None or e.mode != NORMAL),
-              default=-1)
-    layers = [e.layer for e in entries if e.layer is not None]
-    if top >= 0:
-        below, rest = entries[:top + 1], entries[top + 1:]
-        hidden = [e for e in below if e.layer is not None and e.mode == NORMAL
-                  and not e.layer.visible]
-        drawn = [e for e in below if not any(e is h for h in hidden)]
-        rgba = composite_nodes(width, height, drawn)
-        flat = LayerData(f"{below[top].name} (merged)", rgba, 0, 0, True, 1.0)
-        merges.append(StackNode(flat.name, children=drawn, mode=PASS_THROUGH))
-        layers = [*(h.layer for h in hidden if h.layer is not None), flat,
-                  *(e.layer for e in rest if e.layer is not None)]
     if merges:
         what = set().union(*(_modes(m) for m in merges))
         labels = sorted(mode_label(m) for m in what if m != "group")
         reasons = (["blend modes " + ", ".join(labels)] if labels else []) + (
-            ["layer groups"] if "group" in what else [])
+            ["faded pass-through groups"] if "group" in what else [])
         count = sum(len(m.leaves()) for m in merges)
         into = "one" if len(merges) == 1 else str(len(merges))
         warnings.insert(0, f"Merged {count} layers into {into}: the canvas has no "
                            f"{' or '.join(reasons)}.")
-    return [lay for lay in layers if lay is not None], warnings
+    return layers, warnings
 
 
 def _walk(nodes: list[StackNode]) -> list[StackNode]:
@@ -168,16 +195,6 @@ def _walk(nodes: list[StackNode]) -> list[StackNode]:
 
 
 # -- compositing -----------------------------------------------------------------------------
-def _blend_func(mode: str):  # type: ignore[no-untyped-def]
-    from psd_tools.composite.blend import BLEND_FUNC
-    from psd_tools.constants import BlendMode
-
-    try:
-        return BLEND_FUNC[BlendMode[mode.upper()]]
-    except KeyError:
-        return BLEND_FUNC[BlendMode.NORMAL]
-
-
 def _place(width: int, height: int, layer: LayerData) -> np.ndarray:
     """The layer as a premultiplied float32 canvas-sized image."""
     out = np.zeros((height, width, 4), np.float32)
@@ -201,12 +218,10 @@ def _over(backdrop: np.ndarray, source: np.ndarray, mode: str, opacity: float) -
     with np.errstate(divide="ignore", invalid="ignore"):
         cs = np.where(a_s > 0, src[..., :3] / np.maximum(a_s, 1e-12), 0.0)
         cb = np.where(a_b > 0, backdrop[..., :3] / np.maximum(a_b, 1e-12), 0.0)
-    mixed = np.clip(np.asarray(_blend_func(mode)(cb.astype(np.float32),
-                                                 cs.astype(np.float32)))[..., :3], 0.0, 1.0)
     out = np.empty_like(backdrop)
     # co = cs*as*(1-ab) + cb*ab*(1-as) + as*ab*B(cb, cs)
-    out[..., :3] = (src[..., :3] * (1.0 - a_b) + backdrop[..., :3] * (1.0 - a_s)
-                    + a_s * a_b * mixed)
+    out[..., :3] = a_s * mix(cb, a_b, cs.astype(np.float32), mode) + backdrop[..., :3] * (
+        1.0 - a_s)
     out[..., 3:4] = a_s + a_b * (1.0 - a_s)
     return out
 
@@ -219,7 +234,8 @@ def _composite_into(acc: np.ndarray, nodes: list[StackNode], width: int, height:
         if node.layer is not None:
             if not node.layer.visible:
                 continue
-            acc = _over(acc, _place(width, height, node.layer), node.mode,
+            mode = node.mode if node.mode != NORMAL else node.layer.blend
+            acc = _over(acc, _place(width, height, node.layer), mode,
                         node.opacity * node.layer.opacity)
         elif node.isolated:
             inner = _composite_into(np.zeros_like(acc), node.children, width, height)

@@ -22,7 +22,8 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
-from studio.core.document.layers import Document, Layer
+from studio.core.document.blend import ora_name, psd_name
+from studio.core.document.layers import Document, Layer, new_id
 from studio.core.errors import ImageReadError
 from studio.core.formats.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -59,6 +60,11 @@ class LayerData:
         Canvas position of the top-left pixel (may be negative).
     opacity
         0 to 1.
+    blend
+        Blend mode, our name (``studio.core.document.blend.MODES``).
+    kind, id, parent
+        ``kind`` is ``"group"`` for a group (its ``rgba`` unused), listed after the layers
+        it holds; a layer in a group has the group's ``id`` as ``parent`` (``""``: none).
     """
 
     name: str
@@ -67,6 +73,14 @@ class LayerData:
     y: int = 0
     visible: bool = True
     opacity: float = 1.0
+    blend: str = "normal"
+    kind: str = "layer"
+    id: str = ""
+    parent: str = ""
+
+    @property
+    def is_group(self) -> bool:
+        return self.kind == "group"
 
     def __post_init__(self) -> None:
         arr = np.asarray(self.rgba)
@@ -94,22 +108,48 @@ class LayeredImage:
 
     @classmethod
     def from_document(cls, doc: Document) -> LayeredImage:
-        """A snapshot of a document's layers for export (pixels are copied)."""
+        """A snapshot of a document's layers (and groups) for export (pixels are copied)."""
         return cls(doc.width, doc.height, tuple(
             LayerData(layer.name, layer.pixels.copy(), layer.x, layer.y, layer.visible,
-                      layer.opacity) for layer in doc.layers))
+                      layer.opacity, layer.blend, "group" if layer.is_group else "layer",
+                      layer.id, doc.parent_of(layer) or "") for layer in doc.layers))
 
     def to_document_layers(self) -> list[Layer]:
         """New document layers (fresh ids) holding these layers, bottom to top."""
+        ids = {lay.id: new_id() for lay in self.layers if lay.id}
         return [Layer(name=lay.name, pixels=lay.rgba.copy(), x=lay.x, y=lay.y,
-                      visible=lay.visible, opacity=lay.opacity) for lay in self.layers]
+                      visible=lay.visible, opacity=lay.opacity, blend=lay.blend,
+                      kind="group" if lay.is_group else "image",
+                      id=ids.get(lay.id) or new_id(), parent=ids.get(lay.parent))
+                for lay in self.layers]
+
+    def tree(self) -> list[tuple[LayerData, list[Any]]]:
+        """The layers as a tree, bottom to top: ``(layer, children)`` with children in the
+        same form (empty for a plain layer)."""
+        return _tree(self.layers)
+
+
+def _tree(layers: tuple[LayerData, ...] | list[LayerData]) -> list[tuple[LayerData, list[Any]]]:
+    groups = {lay.id for lay in layers if lay.is_group and lay.id}
+    kids: dict[str, list[LayerData]] = {}
+    for lay in layers:
+        kids.setdefault(lay.parent if lay.parent in groups else "", []).append(lay)
+
+    def build(parent: str, seen: frozenset[str]) -> list[tuple[LayerData, list[Any]]]:
+        return [(lay, build(lay.id, seen | {lay.id}) if lay.is_group and lay.id not in seen
+                 else []) for lay in kids.get(parent, [])]
+
+    return build("", frozenset())
 
 
 def composite(width: int, height: int, layers: tuple[LayerData, ...] | list[LayerData]) -> np.ndarray:
-    """Flatten ``layers`` (bottom to top) onto a transparent ``width`` x ``height`` canvas."""
+    """Flatten ``layers`` (bottom to top, groups as ``LayerData`` documents them) onto a
+    transparent ``width`` x ``height`` canvas."""
     doc = Document(width=width, height=height, layers=[
         Layer(name=lay.name, pixels=lay.rgba, x=lay.x, y=lay.y, visible=lay.visible,
-              opacity=lay.opacity) for lay in layers])
+              opacity=lay.opacity, blend=lay.blend, id=lay.id or new_id(),
+              kind="group" if lay.is_group else "image", parent=lay.parent or None)
+        for lay in layers])
     return doc.composite()
 
 
@@ -154,13 +194,23 @@ def export_ora(path: str | os.PathLike[str], width: int, height: int,
     root = ET.Element("image", {"version": "0.0.5", "w": str(width), "h": str(height)})
     stack = ET.SubElement(root, "stack")
     files: list[tuple[str, bytes]] = []
-    for i, layer in reversed(list(enumerate(layers))):  # stack.xml lists the top layer first
-        src = f"data/layer{i:03d}.png"
-        ET.SubElement(stack, "layer", {
-            "name": xml_text(layer.name), "src": src, "x": str(layer.x), "y": str(layer.y),
-            "opacity": f"{layer.opacity:.4g}", "composite-op": "svg:src-over",
-            "visibility": "visible" if layer.visible else "hidden"})
-        files.append((src, _png(layer.rgba)))
+    counter = iter(range(len(layers)))
+
+    def add(parent: ET.Element, items: list[tuple[LayerData, list[Any]]]) -> None:
+        for layer, children in reversed(items):  # stack.xml lists the top layer first
+            common = {"name": xml_text(layer.name), "opacity": f"{layer.opacity:.4g}",
+                      "composite-op": ora_name(layer.blend),
+                      "visibility": "visible" if layer.visible else "hidden"}
+            if layer.is_group:  # our groups are drawn on their own: isolated
+                add(ET.SubElement(parent, "stack", {**common, "isolation": "isolate"}),
+                    children)
+                continue
+            src = f"data/layer{next(counter):03d}.png"
+            ET.SubElement(parent, "layer", {**common, "src": src, "x": str(layer.x),
+                                            "y": str(layer.y)})
+            files.append((src, _png(layer.rgba)))
+
+    add(stack, _tree(layers))
     xml = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
 
     def write(stream: IO[bytes]) -> None:
@@ -241,7 +291,7 @@ def _shifted(node: StackNode, dx: int, dy: int) -> StackNode:
     if node.layer is not None:
         lay = node.layer
         node.layer = LayerData(lay.name, lay.rgba, lay.x + dx, lay.y + dy, lay.visible,
-                               lay.opacity)
+                               lay.opacity, lay.blend, lay.kind, lay.id, lay.parent)
     for child in node.children:
         _shifted(child, dx, dy)
     return node
@@ -347,8 +397,8 @@ def export_psd(path: str | os.PathLike[str], width: int, height: int,
         No layers, a canvas over 30000 pixels a side, or the file could not be written.
     """
     from psd_tools import PSDImage
-    from psd_tools.api.layers import PixelLayer
-    from psd_tools.constants import Tag
+    from psd_tools.api.layers import Group, PixelLayer
+    from psd_tools.constants import BlendMode, Tag
 
     target = Path(path)
     _check_canvas(width, height, layers, target)
@@ -356,14 +406,25 @@ def export_psd(path: str | os.PathLike[str], width: int, height: int,
         raise ImageWriteError(f"Could not save {target.name}: PSD files are limited to "
                               f"{MAX_PSD_SIDE} pixels a side.")
     psd = PSDImage.new("RGBA", (width, height))
-    for layer in layers:  # psd-tools lists layers bottom to top, as we do
-        made = PixelLayer.frompil(Image.fromarray(layer.rgba), psd, name=legacy_name(layer.name),
-                                  top=layer.y, left=layer.x)
-        # 'luni' holds the real name (any length, any script): Photoshop, GIMP, Krita and
-        # psd-tools show it; older readers show the legacy Pascal name.
-        made.tagged_blocks.set_data(Tag.UNICODE_LAYER_NAME, layer.name)
-        made.opacity = round(layer.opacity * 255)
-        made.visible = layer.visible
+
+    def add(parent: Any, items: list[tuple[LayerData, list[Any]]]) -> None:
+        for layer, children in items:  # psd-tools lists layers bottom to top, as we do
+            if layer.is_group:  # a Normal group is isolated in Photoshop, as ours are
+                made = Group.new(parent, name=legacy_name(layer.name))
+            else:
+                made = PixelLayer.frompil(Image.fromarray(layer.rgba), parent,
+                                          name=legacy_name(layer.name), top=layer.y,
+                                          left=layer.x)
+            # 'luni' holds the real name (any length, any script): Photoshop, GIMP, Krita and
+            # psd-tools show it; older readers show the legacy Pascal name.
+            made.tagged_blocks.set_data(Tag.UNICODE_LAYER_NAME, layer.name)
+            made.opacity = round(layer.opacity * 255)
+            made.visible = layer.visible
+            made.blend_mode = BlendMode[psd_name(layer.blend)]
+            if layer.is_group:
+                add(made, children)
+
+    add(psd, _tree(layers))
     # The merged image carries our transparency only with this marker ('Mtrn'): without it
     # the alpha plane is written as zeros and Pillow-based viewers show a blank image.
     if psd.tagged_blocks is not None:

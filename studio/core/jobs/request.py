@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from studio.core.control import ControlLayer, control_problems, control_refs
 from studio.core.document.pixels import Pixels
 from studio.core.errors import InvalidRequestError
 
@@ -102,6 +103,7 @@ class GenerationRequest:
     loras: tuple[LoraWeight, ...] = ()
     clip_skip: int = 0
     regions: tuple[Region, ...] = ()
+    controls: tuple[ControlLayer, ...] = ()  # control layers (studio.core.control)
     device: str = ""
     dtype: str = ""
 
@@ -128,6 +130,7 @@ class GenerationRequest:
         if self.task == "inpaint" and self.mask is None:
             problems.append("inpainting needs a mask")
         problems += _region_problems(self.regions)
+        problems += control_problems(self.controls)
         if problems:
             raise InvalidRequestError("Invalid request: " + "; ".join(problems) + ".")
 
@@ -136,9 +139,11 @@ class GenerationRequest:
 
     @property
     def pixels(self) -> tuple[Pixels, ...]:
-        """Every image the request refers to: init image, mask and region masks."""
+        """Every image the request refers to: init image, mask, region masks and control
+        images."""
         out = [p for p in (self.init_image, self.mask) if p is not None]
-        return (*out, *(region.mask for region in self.regions))
+        return (*out, *(region.mask for region in self.regions),
+                *(control.image for control in self.controls))
 
     @property
     def seeds(self) -> list[int]:
@@ -158,6 +163,8 @@ class GenerationRequest:
                 value = _pixels_ref(value)
             elif f.name == "regions":
                 value = [region.to_dict() for region in value]
+            elif f.name == "controls":
+                value = [control.to_dict() for control in value]
             elif f.name == "sliders":
                 value = [dict(slider_id=s.slider_id, value=s.value, space=s.space,
                               payload=dict(s.payload)) for s in value]
@@ -189,6 +196,10 @@ class GenerationRequest:
         # A region whose mask is not at hand is left out, as an init image is.
         regions = (Region.from_dict(r, images) for r in kwargs.get("regions", ()) or ())
         kwargs["regions"] = tuple(r for r in regions if r is not None)
+        # So is a control whose image is not at hand.
+        controls = (ControlLayer.from_dict(c, images) for c in kwargs.get("controls", ()) or ()
+                    if isinstance(c, dict))
+        kwargs["controls"] = tuple(c for c in controls if c is not None)
         if kwargs.get("task") in ("img2img", "inpaint") and kwargs.get("init_image") is None:
             kwargs["task"] = "txt2img"
         if kwargs.get("task") == "txt2img":
@@ -228,4 +239,4 @@ def request_image_refs(data: dict[str, Any]) -> list[str]:
     for ref in entries:
         if isinstance(ref, dict) and isinstance(ref.get("sha256"), str) and ref["sha256"]:
             refs.append(ref["sha256"])
-    return refs
+    return refs + control_refs(data)

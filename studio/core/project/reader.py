@@ -4,8 +4,9 @@ A project whose file is sound comes back whole. Where parts are damaged (bit rot
 sector, a truncated copy), the rest still opens and ``Project.problems`` says, one line
 each, what was lost: a layer whose pixels do not decode becomes a transparent placeholder
 named ``"(damaged) NAME"``; a generation whose record or images are damaged is left out of
-the gallery; an edit history that is damaged or does not replay on the saved document is
-dropped (the picture stays as last saved). Values no file of ours can hold (a canvas a
+the gallery; an edit history keeps what replays on the saved document: a damaged entry (a
+diff that does not decode, a record pointing nowhere) costs only the edits that cannot be
+reached past it, older undos or later redos (the picture stays as last saved). Values no file of ours can hold (a canvas a
 million pixels wide, a layer far off the canvas, a NaN opacity) are checked here, at the
 boundary, so that nothing crashes at first use. What cannot be read at all raises
 ``ProjectCorruptError`` with one line.
@@ -25,7 +26,7 @@ import numpy as np
 
 from studio.core.document.layers import LAYER_KINDS, Document
 from studio.core.document.pixels import Pixels
-from studio.core.document.undo import UndoStack
+from studio.core.document.undo import Command, UndoStack, command_from_dict
 from studio.core.errors import ProjectCorruptError
 from studio.core.project.blobs import BlobDamagedError, check_blob, load_blob
 from studio.core.project.generation_log import GenerationLog, GenerationRecord, request_image_refs
@@ -193,19 +194,129 @@ class _Reader:
 
     # -- the edit history --------------------------------------------------------------------
     def undo_stack(self, document: Document) -> UndoStack:
+        """The history as far as it replays: one damaged entry costs the edits that cannot
+        be reached past it (older undos, later redos), never the rest."""
         try:
             state = self.conn.execute("SELECT idx FROM undo_state WHERE id = 1").fetchone()
-            commands = [json.loads(text) for (text,) in
-                        self.conn.execute("SELECT CAST(json AS BLOB) FROM undo_commands ORDER BY pos")]
-            data = {"index": state[0] if state else 0, "commands": commands}
-            _replays(document, data, self.get)
-            return UndoStack.from_dict(document, data, self.get)
+            rows = [text for (text,) in self.conn.execute(
+                "SELECT CAST(json AS BLOB) FROM undo_commands ORDER BY pos")]
+            index = state[0] if state else 0
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise ValueError("the undo position is damaged")
+            if not 0 <= index <= len(rows):
+                raise ValueError("the undo position points past the history")
+            commands = [_command_data(text) for text in rows]
+            low, high = _replayable(document, commands, index, self.get)
+            if (low, high) == (0, len(rows)):
+                return UndoStack.from_dict(document, {"index": index, "commands": commands},
+                                           self.get)
+            kept = commands[low:high]
+            stack = UndoStack.from_dict(document, {"index": index - low, "commands": kept},
+                                        self.get)
         except sqlite3.DatabaseError:
             raise
         except Exception:  # noqa: BLE001  (a damaged or impossible history: any failure)
             self.problems.append("The edit history could not be read and was dropped; the "
                                  "picture is as last saved.")
             return UndoStack(document)
+        self.problems.append(_history_problem(commands, index, low, high))
+        return stack
+
+
+def _command_data(text: bytes) -> Any:
+    """One history row as JSON data, or ``None`` where it does not parse."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _replayable(document: Document, commands: list[Any], index: int,
+                get: Callable[[str], np.ndarray]) -> tuple[int, int]:
+    """The stretch ``commands[low:high]`` around ``index`` that undoes from the saved document
+    down to ``low`` and redoes from there up to ``high``, tried on copies of the document.
+
+    A damaged entry below ``index`` ends the undo side (the edits before it are out of
+    reach); one at or above ``index`` ends the redo side. Commands that point at missing
+    layers or records fail here, not at first use.
+    """
+    low = _undo_reach(document, commands, index, get)
+    while True:
+        high = _redo_reach(document, commands, index, low, get)
+        if high is None:
+            return index, index
+        if high >= index:
+            return low, high
+        low = high + 1  # below it the saved state cannot be redone to: keep only above
+
+
+def _undo_reach(document: Document, commands: list[Any], index: int,
+                get: Callable[[str], np.ndarray]) -> int:
+    """How far down from ``index`` the history undoes."""
+    copy = document.snapshot()
+    at = index
+    while at > 0:
+        command = _build(commands[at - 1], get)
+        if command is None or not _step(command.undo, copy):
+            break
+        at -= 1
+    return at
+
+
+def _redo_reach(document: Document, commands: list[Any], index: int, low: int,
+                get: Callable[[str], np.ndarray]) -> int | None:
+    """Undo down to ``low`` (known to go through), then how far up the history redoes."""
+    copy = document.snapshot()
+    built = [_build(data, get) for data in commands]
+    for command in reversed(built[low:index]):
+        if command is None or not _step(command.undo, copy):
+            return None  # not as before: trust none of it
+    high = low
+    while high < len(built):
+        command = built[high]
+        if command is None or not _step(command.do, copy):
+            break
+        high += 1
+    return high
+
+
+def _build(data: Any, get: Callable[[str], np.ndarray]) -> Command | None:
+    if data is None:
+        return None
+    try:
+        return command_from_dict(data, get)
+    except Exception:  # noqa: BLE001  (a damaged entry or a damaged diff it names)
+        return None
+
+
+def _step(action: Callable[[Document], None], copy: Document) -> bool:
+    try:
+        action(copy)
+    except Exception:  # noqa: BLE001  (an entry that does not apply: it ends the replay)
+        return False
+    return (copy.width, copy.height) != (0, 0)
+
+
+def _history_problem(commands: list[Any], index: int, low: int, high: int) -> str:
+    """One line: which entry is damaged and what can no longer be undone or redone."""
+    count = len(commands)
+    bad = low - 1 if low > 0 else high
+    lost = []
+    if low:
+        lost.append(f"Undo now goes back {_edits(index - low)}, not {index}")
+    if high < count:
+        lost.append(f"{_edits(count - high)} undone before saving can no longer be redone")
+    data = commands[bad] if 0 <= bad < count else None
+    text = data.get("text") if isinstance(data, dict) else None
+    named = (f" (“{''.join(c if c.isprintable() else '?' for c in text[:40])}”)"
+             if isinstance(text, str) and text else "")
+    return (f"Edit {bad + 1} of {count} in its history{named} cannot be read: "
+            + "; ".join(lost) + ". The picture is as last saved.")
+
+
+def _edits(n: int) -> str:
+    return f"{n} edit" if n == 1 else f"{n} edits"
 
 
 def _selection(value: Any) -> list[int] | None:
@@ -216,22 +327,6 @@ def _selection(value: Any) -> list[int] | None:
         return None  # a damaged selection means "the whole canvas"
     x, y, w, h = (int(v) for v in value)
     return [x, y, w, h] if w > 0 and h > 0 and max(abs(x), abs(y), w, h) <= MAX_OFFSET else None
-
-
-def _replays(document: Document, data: dict[str, Any],
-             get: Callable[[str], np.ndarray]) -> None:
-    """Raise unless the history undoes to its start and redoes to its end on a copy of the
-    document (commands pointing at missing layers or records fail here, not at first use)."""
-    if not isinstance(data["index"], int) or isinstance(data["index"], bool):
-        raise ValueError("the undo position is damaged")
-    copy = document.snapshot()
-    stack = UndoStack.from_dict(copy, data, get, memory_limit=0)
-    if not 0 <= data["index"] <= stack.count:
-        raise ValueError("the undo position points past the history")
-    stack.set_index(0)
-    stack.set_index(stack.count)
-    if (copy.width, copy.height) == (0, 0):
-        raise ValueError("the history empties the canvas")
 
 
 def read_project(conn: sqlite3.Connection, path: Path,

@@ -1,0 +1,252 @@
+"""Control layers in the local engine: ControlNets and T2I-Adapters with diffusers' pipelines.
+
+``ControlModels`` finds the control models (``studio.engine.control_models``), refuses one
+of another family in one line before anything loads, and keeps the loaded ones in the
+engine's ``PipelineCache`` (inside the memory budget, evicted with the pipelines).
+``ControlModels.plan`` turns a request's controls into a ``ControlPlan``: the models, the
+preprocessed maps at the request's size (``studio.core.control.control_map``), and the
+pipeline arguments. ``ControlPlan.pipeline`` makes diffusers' ControlNet or adapter pipeline
+for the task with ``from_pipe``: the model's own modules, nothing loaded twice.
+
+What each takes from a control layer:
+
+* ControlNet (one, or several as diffusers' ``MultiControlNetModel``): strength is
+  ``controlnet_conditioning_scale``, the range ``control_guidance_start``/``end``; text to
+  image, image to image and inpainting.
+* T2I-Adapter (one, or a ``MultiAdapter``): strength is ``adapter_conditioning_scale``;
+  diffusers' adapter pipelines are text to image only, act from the first step, and on SD
+  1.x on every step (SDXL: until ``end``, its ``adapter_conditioning_factor``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.core.control import control_map, is_empty
+from studio.core.errors import InvalidRequestError, ModelNotFoundError
+from studio.core.jobs.request import GenerationRequest
+from studio.engine.control_models import (
+    FAMILY_LABELS,
+    ControlModelInfo,
+    base_family,
+    info_for_path,
+    load_control_model,
+    scan,
+)
+
+log = logging.getLogger(__name__)
+
+_SD_PIPES = {"txt2img": "StableDiffusionControlNetPipeline",
+             "img2img": "StableDiffusionControlNetImg2ImgPipeline",
+             "inpaint": "StableDiffusionControlNetInpaintPipeline"}
+_XL_PIPES = {"txt2img": "StableDiffusionXLControlNetPipeline",
+             "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
+             "inpaint": "StableDiffusionXLControlNetInpaintPipeline"}
+# Families whose UNet takes ControlNet residuals through diffusers' SD/SDXL pipelines.
+CONTROL_FAMILIES = ("sd1", "sd2", "sdxl", "studio-tiny")
+CONTROL_WHY_NOT = ("Control layers need an SD 1.x, 2.x or SDXL model (or the embedded "
+                   "studio-tiny-diffusion); the transformer families (PixArt, SD3, Flux ...) "
+                   "do not take them here yet.")
+
+
+@dataclass
+class ControlPlan:
+    """The controls of one call: models, preprocessed maps, strengths and step ranges."""
+
+    kind: str  # "controlnet" or "t2i-adapter"
+    infos: list[ControlModelInfo]
+    models: list[Any]
+    maps: list[Any]  # PIL RGB images at the request's size
+    strengths: list[float]
+    starts: list[float]
+    ends: list[float]
+    family: str
+    notes: list[str] = field(default_factory=list)
+
+    def pipeline(self, loaded: Any, task: str) -> Any:
+        """Diffusers' pipeline for ``task`` with these control models, made from the loaded
+        model's modules with ``from_pipe`` and kept for the next call with the same models."""
+        import diffusers
+
+        key = f"control:{task}"
+        ids = (self.kind, *(info.id for info in self.infos))
+        cached = loaded.variants.get(key)
+        if cached is not None and cached[0] == ids:
+            return cached[1]
+        xl = self.family.startswith("sdxl")
+        if self.kind == "controlnet":
+            cls = getattr(diffusers, (_XL_PIPES if xl else _SD_PIPES)[task])
+            models = self.models[0] if len(self.models) == 1 else list(self.models)
+            pipe = cls.from_pipe(loaded.pipe, controlnet=models)
+        else:
+            name = ("StableDiffusionXLAdapterPipeline" if xl
+                    else "StableDiffusionAdapterPipeline")
+            models = (self.models[0] if len(self.models) == 1
+                      else diffusers.MultiAdapter(list(self.models)))
+            pipe = getattr(diffusers, name).from_pipe(loaded.pipe, adapter=models)
+        pipe.set_progress_bar_config(disable=True)
+        loaded.variants[key] = (ids, pipe)  # one per task: the older one's models can go
+        return pipe
+
+    def kwargs(self, task: str) -> dict[str, Any]:
+        """The control arguments of the pipeline call (beside the task's own)."""
+        one = len(self.maps) == 1
+
+        def value(items: list[Any]) -> Any:
+            return items[0] if one else list(items)
+
+        if self.kind == "controlnet":
+            return {"image" if task == "txt2img" else "control_image": value(self.maps),
+                    "controlnet_conditioning_scale": value(self.strengths),
+                    "control_guidance_start": value(self.starts),
+                    "control_guidance_end": value(self.ends)}
+        args = {"image": value(self.maps), "adapter_conditioning_scale": value(self.strengths)}
+        if self.family.startswith("sdxl"):
+            args["adapter_conditioning_factor"] = self.ends[0]
+        return args
+
+
+class ControlModels:
+    """The control models an engine can use, and the loaded ones (in the engine's cache).
+
+    Parameters
+    ----------
+    registry
+        The engine's ``ModelRegistry`` (its folders and embedded models are scanned).
+    cache
+        The engine's ``PipelineCache``: loaded control models count in its budget.
+    choice
+        The engine's ``DeviceChoice``.
+    """
+
+    def __init__(self, registry: Any, cache: Any, choice: Any) -> None:
+        self._registry = registry
+        self._cache = cache
+        self._choice = choice
+        self._found: list[ControlModelInfo] | None = None
+
+    def list(self, refresh: bool = False) -> list[ControlModelInfo]:
+        """Every control model found (embedded first, then the user's folders)."""
+        if self._found is None or refresh:
+            self._found = scan(list(self._registry.model_dirs),
+                               getattr(self._registry, "_embedded_dir", None))
+        return list(self._found)
+
+    def resolve(self, name: str, kind: str, family: str, model_name: str = "") -> ControlModelInfo:
+        """The control model ``name`` names (id, name or path), or the first that fits
+        ``family`` and is made for ``kind`` where ``name`` is empty."""
+        found = self.list()
+        if name:
+            for info in found:
+                if name in (info.id, info.name, info.path):
+                    return info
+            path = Path(name).expanduser()
+            if path.exists():
+                return info_for_path(path)
+            names = ", ".join(i.name for i in found) or "none found"
+            raise ModelNotFoundError(f"No control model named {name!r}.",
+                                     hint=f"Control models found: {names}.")
+        fits = [i for i in found if i.family == base_family(family)]
+        for info in fits:
+            if not info.kinds or kind in info.kinds:
+                return info
+        label = FAMILY_LABELS.get(base_family(family), family)
+        raise ModelNotFoundError(
+            f"No {kind} control model for {label} models{' like ' + model_name if model_name else ''}"
+            " was found.", hint="Put a ControlNet or T2I-Adapter for this family in "
+                                "models/ControlNet of a model folder, or pick one with "
+                                "--control-model.")
+
+    def load(self, info: ControlModelInfo) -> Any:
+        """The loaded module of ``info`` on the engine's device (cached in the budget)."""
+        key = ("control", info.path, self._choice.device, self._choice.weight_dtype)
+
+        def loader() -> Any:
+            model = load_control_model(info, self._choice.torch_dtype())
+            return _Loaded(model.to(self._choice.torch_device()))
+
+        size = Path(info.path).stat().st_size if Path(info.path).is_file() else 0
+        return self._cache.get_or_load(key, loader, expected=size).pipe
+
+    def plan(self, loaded: Any, req: GenerationRequest, task: str) -> ControlPlan | None:
+        """The controls of ``req`` for the loaded model, or ``None`` where it has none to
+        follow. Everything that can be refused is refused before a control model loads."""
+        if not req.controls:
+            return None
+        family = loaded.family
+        active = []
+        for i, control in enumerate(req.controls, 1):
+            if is_empty(control.image):
+                log.info("Control layer %d (%s) is empty: skipped.", i, control.kind)
+                continue
+            active.append(control)
+        if not active:
+            return None
+        if base_family(family) not in CONTROL_FAMILIES:
+            raise InvalidRequestError(f"{loaded.info.name}: {CONTROL_WHY_NOT}")
+        infos = [self.resolve(c.model, c.kind, family, loaded.info.name) for c in active]
+        for info in infos:
+            check_fits(info, family, loaded.info.name)
+        kinds = {info.kind for info in infos}
+        if len(kinds) > 1:
+            raise InvalidRequestError("ControlNets and T2I-Adapters cannot run in one "
+                                      "generation (diffusers has no pipeline for both); "
+                                      "use one kind of control model.")
+        kind = kinds.pop()
+        if kind == "t2i-adapter":
+            _check_adapter(active, task, family)
+        models = [self.load(info) for info in infos]
+        from PIL import Image
+
+        maps, notes = [], []
+        for control in active:
+            arr, note = control_map(control.kind, control.image, req.width, req.height)
+            maps.append(Image.fromarray(arr, "RGB"))
+            if note:
+                notes.append(note)
+                log.info("Note: %s.", note)  # the CLI and the window say it
+        return ControlPlan(kind=kind, infos=infos, models=models, maps=maps,
+                           strengths=[c.strength for c in active],
+                           starts=[c.start for c in active], ends=[c.end for c in active],
+                           family=family, notes=notes)
+
+
+@dataclass
+class _Loaded:
+    """A loaded control model as the pipeline cache holds it (``pipe``: what it weighs)."""
+
+    pipe: Any
+
+
+def check_fits(info: ControlModelInfo, family: str, model_name: str) -> None:
+    """Refuse in one line a control model made for another family than the model's."""
+    want = base_family(family)
+    if info.family != want:
+        raise InvalidRequestError(
+            f"{info.label} is for {FAMILY_LABELS.get(info.family, info.family)} models; "
+            f"{model_name} is {_a(FAMILY_LABELS.get(want, want))} model: nothing was loaded.",
+            hint="Pick a control model made for this model's family.")
+
+
+def _a(label: str) -> str:
+    return ("an " if label[:1].lower() in "aeiou" or label.startswith("SD") else "a ") + label
+
+
+def _check_adapter(controls: list[Any], task: str, family: str) -> None:
+    if task != "txt2img":
+        raise InvalidRequestError(
+            f"T2I-Adapters work in text to image only (diffusers has no {task} adapter "
+            "pipeline); use a ControlNet for image to image and inpainting.")
+    xl = family.startswith("sdxl")
+    for control in controls:
+        if control.start > 0 or (not xl and control.end < 1):
+            raise InvalidRequestError(
+                "T2I-Adapters act from the first step" + ("" if xl else " to the last")
+                + " in diffusers' pipeline: set the control's range to "
+                + ("0 to its end" if xl else "0-1") + ", or use a ControlNet.")
+    if xl and len({c.end for c in controls}) > 1:
+        raise InvalidRequestError("Several T2I-Adapters on SDXL share one step range: give "
+                                  "them the same end.")

@@ -1,0 +1,221 @@
+"""Control layers in the window: any layer marked as a control of a kind (scribble, line
+art, edges, depth, tile, pose) with a strength and a range of the steps.
+
+``ControlSection`` is the layers panel's "Control" box for the active layer; the marks are
+kept per document (``marks_for``) and ``request_controls`` turns the visible marked layers
+into the request's ``ControlLayer`` values, cut to the generation rect and scaled to the
+request's size. "Show map" adds the preprocessed map (what the control model will read) as
+a new layer, to check it before generating.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleRangeSlider
+
+from studio.core.control import (
+    CONTROL_KINDS,
+    KIND_LABELS,
+    KINDS_OFF,
+    ControlLayer,
+    control_map,
+    is_empty,
+)
+from studio.core.document.layers import Document, Layer, Rect, intersect
+from studio.core.document.pixels import Pixels
+from studio.core.document.undo import UndoStack
+from studio.ui.widgets import float_slider
+
+
+@dataclass(frozen=True)
+class ControlMark:
+    """How a layer acts as a control: its kind, strength, step range and model ("": auto)."""
+
+    kind: str
+    strength: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    model: str = ""
+
+
+_MARKS: weakref.WeakKeyDictionary[Document, dict[str, ControlMark]] = \
+    weakref.WeakKeyDictionary()
+
+
+def marks_for(doc: Document) -> dict[str, ControlMark]:
+    """The control marks of ``doc``'s layers, by layer id (edited in place)."""
+    return _MARKS.setdefault(doc, {})
+
+
+def _cut(doc: Document, layer: Layer, rect: Rect) -> np.ndarray | None:
+    """The layer's RGBA pixels over ``rect`` on a transparent canvas (None: outside)."""
+    rx, ry, rw, rh = rect
+    part = intersect(rect, layer.rect)
+    if part is None:
+        return None
+    px, py, pw, ph = part
+    canvas = np.zeros((rh, rw, 4), np.uint8)
+    canvas[py - ry:py - ry + ph, px - rx:px - rx + pw] = \
+        layer.pixels[py - layer.y:py - layer.y + ph, px - layer.x:px - layer.x + pw]
+    return canvas
+
+
+def request_controls(doc: Document, rect: Rect | None = None,
+                     size: tuple[int, int] | None = None) -> tuple[ControlLayer, ...]:
+    """The visible marked layers as request controls, bottom to top: each cut to ``rect``
+    (default: the generation rect) and scaled to ``size`` (default: the rect's size)."""
+    from PIL import Image
+
+    rect = rect if rect is not None else doc.generation_rect
+    marks = marks_for(doc)
+    out = []
+    for layer in doc.layers:
+        mark = marks.get(layer.id)
+        if mark is None or not layer.visible:
+            continue
+        image = _cut(doc, layer, rect)
+        if image is None:
+            continue
+        if size is not None and size != (rect[2], rect[3]):
+            image = np.asarray(Image.fromarray(image, "RGBA").resize(
+                size, Image.Resampling.LANCZOS))
+        out.append(ControlLayer(mark.kind, Pixels.from_array(np.ascontiguousarray(image)),
+                                mark.strength, mark.start, mark.end, mark.model))
+    return tuple(out)
+
+
+class ControlSection(QGroupBox):
+    """The "Control" box of the layers panel, for the active layer."""
+
+    def __init__(self, doc: Document, undo: UndoStack, parent: QWidget | None = None) -> None:
+        super().__init__("Control", parent)
+        self.setObjectName("layer_control_box")
+        self.setToolTip("Use this layer as a control the generation follows (ControlNet or "
+                        "T2I-Adapter): strokes, line art, edges, a depth map, a tile or a "
+                        "pose. Recorded in each image's settings.")
+        self.doc, self.undo = doc, undo
+        self._layer: Layer | None = None
+        self._updating = False
+        self.kind_combo = QComboBox(objectName="layer_control_kind")
+        self.kind_combo.addItem("Not a control layer", "")
+        for kind in CONTROL_KINDS:
+            self.kind_combo.addItem(KIND_LABELS[kind], kind)
+        self.kind_combo.addItem("Reference image", "reference")
+        off = self.kind_combo.model().item(self.kind_combo.count() - 1)
+        off.setEnabled(False)
+        off.setToolTip(KINDS_OFF["reference"])
+        self.kind_combo.currentIndexChanged.connect(self._on_control_changed)
+        self.strength_slider = float_slider("layer_control_strength", 0.0, 2.0, 1.0, 2)
+        self.strength_slider.setToolTip("Control strength (0: no effect, 1: as trained)")
+        self.strength_slider.valueChanged.connect(self._on_control_changed)
+        self.range_slider = QLabeledDoubleRangeSlider(objectName="layer_control_range")
+        self.range_slider.setOrientation(Qt.Orientation.Horizontal)
+        self.range_slider.setRange(0.0, 1.0)
+        self.range_slider.setDecimals(2)
+        self.range_slider.setValue((0.0, 1.0))
+        self.range_slider.setToolTip("The share of the steps the control acts on (start, end)")
+        self.range_slider.valueChanged.connect(self._on_control_changed)
+        self.model_edit = QLineEdit(objectName="layer_control_model")
+        self.model_edit.setPlaceholderText("Control model: auto (fits the model's family)")
+        self.model_edit.setClearButtonEnabled(True)
+        self.model_edit.editingFinished.connect(self._on_control_changed)
+        self.show_map_button = QPushButton("Show map as layer",
+                                           objectName="layer_control_show_map")
+        self.show_map_button.setToolTip("Add what the control model will read (the "
+                                        "preprocessed map) as a new layer")
+        self.show_map_button.clicked.connect(self.show_map)
+        self.note = QLabel(objectName="layer_control_note")
+        self.note.setWordWrap(True)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(6, 6, 6, 6)
+        column.addWidget(self.kind_combo)
+        for text, widget in (("Strength", self.strength_slider),
+                             ("Steps", self.range_slider)):
+            row = QHBoxLayout()
+            row.addWidget(QLabel(text))
+            row.addWidget(widget, 1)
+            column.addLayout(row)
+        column.addWidget(self.model_edit)
+        column.addWidget(self.show_map_button)
+        column.addWidget(self.note)
+        self.set_layer(None)
+
+    # -- model -> view -------------------------------------------------------------------
+    def set_layer(self, layer: Layer | None) -> None:
+        """Show the control settings of ``layer`` (the active one)."""
+        self._layer = layer
+        mark = marks_for(self.doc).get(layer.id) if layer is not None else None
+        self._updating = True
+        try:
+            self.kind_combo.setCurrentIndex(max(0, self.kind_combo.findData(
+                mark.kind if mark else "")))
+            self.strength_slider.setValue(mark.strength if mark else 1.0)
+            self.range_slider.setValue((mark.start, mark.end) if mark else (0.0, 1.0))
+            if self.model_edit.text() != (mark.model if mark else ""):
+                self.model_edit.setText(mark.model if mark else "")
+        finally:
+            self._updating = False
+        self.kind_combo.setEnabled(layer is not None and not layer.is_group)
+        for widget in (self.strength_slider, self.range_slider, self.model_edit,
+                       self.show_map_button):
+            widget.setEnabled(mark is not None)
+        self._show_note(layer, mark)
+
+    def _show_note(self, layer: Layer | None, mark: ControlMark | None) -> None:
+        text = ""
+        if layer is not None and mark is not None and is_empty(Pixels.from_array(
+                np.ascontiguousarray(layer.pixels))):
+            text = "This layer is empty: it is skipped until something is drawn on it."
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+
+    # -- view -> marks -------------------------------------------------------------------
+    def _on_control_changed(self, *_args: object) -> None:
+        if self._updating or self._layer is None:
+            return
+        marks = marks_for(self.doc)
+        kind = self.kind_combo.currentData()
+        if not kind:
+            marks.pop(self._layer.id, None)
+        else:
+            start, end = self.range_slider.value()
+            if end <= start:  # a range of no steps would be refused: keep one step's share
+                end = min(1.0, start + 0.05)
+            marks[self._layer.id] = ControlMark(kind, float(self.strength_slider.value()),
+                                                float(start), float(end),
+                                                self.model_edit.text().strip())
+        self.set_layer(self._layer)
+
+    def show_map(self) -> None:
+        """Add the active control layer's preprocessed map (over the generation rect) as a
+        new layer, not itself a control."""
+        from studio.core.document.edits import AddLayer
+
+        layer = self._layer
+        mark = marks_for(self.doc).get(layer.id) if layer is not None else None
+        if layer is None or mark is None:
+            return
+        rect = self.doc.generation_rect
+        image = _cut(self.doc, layer, rect)
+        if image is None:
+            return
+        arr, _note = control_map(mark.kind, image, rect[2], rect[3])
+        rgba = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        new = Layer(pixels=np.ascontiguousarray(rgba), name=f"{KIND_LABELS[mark.kind]} map "
+                    f"of {layer.name}", x=rect[0], y=rect[1])
+        self.undo.push(AddLayer(new))
+

@@ -1,0 +1,54 @@
+"""Flux and SD3 workflows on the real server: a Flux or SD3 model alone in
+``models/diffusion_models`` with its text encoders and VAE beside it.
+
+A real Flux needs T5-XXL (9 GB), so the spare server holds files with their names only: the
+server's own ``/prompt`` validation (every node, input, link type and model name) accepts
+our graphs, and the loaders then fail in one line. What a server lacks is named from its
+real ``/object_info``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.core.jobs.cancel import CancelToken
+from studio.core.jobs.request import GenerationRequest
+from studio.remote import workflow as wf
+from studio.remote.engine import RemoteEngine, features_from_nodes
+from studio.remote.errors import RemoteExecutionError, ServerRefusedError
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+
+
+@pytest.mark.parametrize("model, loader", [("flux1-tiny", "DualCLIPLoader"),
+                                           ("sd3-tiny", "TripleCLIPLoader")])
+def test_flux_and_sd3_graphs_pass_the_servers_validation(spare, model: str,
+                                                         loader: str) -> None:
+    engine = RemoteEngine([spare.url])
+    try:
+        flux = [m for m in engine.list_models("diffusion") if m.id == f"{model}.safetensors"]
+        assert flux and flux[0].family == model[:4].rstrip("-")
+        assert "diffusion_models/" in flux[0].path
+        req = GenerationRequest(prompt="a fox", model=model, steps=2, width=64, height=64,
+                                guidance=3.5, scheduler="Flow Euler")
+        with pytest.raises(RemoteExecutionError) as err:  # not ServerRefusedError: valid
+            engine.generate(req, cancel=CancelToken())
+    finally:
+        engine.close()
+    text = str(err.value)
+    assert not isinstance(err.value, ServerRefusedError)
+    assert "\n" not in text and spare.url in text
+    assert any(name in text for name in ("UNETLoader", loader, "VAELoader"))
+
+
+def test_features_say_which_node_a_family_lacks(remote_engine: RemoteEngine) -> None:
+    info = remote_engine.loop.run(remote_engine.servers[0].client.object_info(), timeout=60)
+    full = features_from_nodes(info)
+    assert {"sd1", "sdxl", "flux", "sd3"} <= set(full.families)
+    for node, family in (("FluxGuidance", "flux"), ("TripleCLIPLoader", "sd3")):
+        lacking = features_from_nodes({k: v for k, v in info.items() if k != node})
+        assert family not in lacking.families and "sd1" in lacking.families
+        assert node in lacking.reason(family) and "\n" not in lacking.reason(family)
+    older = features_from_nodes({k: v for k, v in info.items() if k != "AddNoise"})
+    assert "AddNoise" in older.reason("variation")
+    assert all(n in info for n in wf.REQUIRED_NODES["hires"])

@@ -1,0 +1,245 @@
+"""Live mode in the artist's hand: the real window, the real engine thread, the embedded model.
+
+A portrait (drawn by the procedural renderer, not by the model) is on the canvas; with Live on,
+each stroke sends the canvas through a fast image to image on the preview channel and the
+picture comes back in the live view. The independent oracle (``studio.core.portraits.oracle``)
+reads the pictures: painting the background yellow gives a yellow background and keeps the
+rest. A backend without live mode (the fake one) greys the toggle out with its reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtTest import QTest
+
+from studio.core.jobs.events import GenerationResult
+from studio.core.jobs.runner import JobRunner
+from studio.core.portraits.oracle import read_background, read_portrait
+from studio.core.portraits.render import render_sample
+from studio.session.live import OFF, ON, PAUSED
+from studio.ui import canvas_tools as tools
+from studio.ui.canvas_tools import BrushSettings
+from studio.ui.main_window import MainWindow
+from tests.fakes import FAKE_FEATURES, FakeEngine, fake_services
+from tests.ui.conftest import dispose
+
+ROOT = Path(__file__).resolve().parents[2]
+YELLOW = (246, 218, 60)  # the renderer's yellow background
+# Three strokes over the background of a 64 px portrait: left, right and top edges.
+STROKES = (((6, 2), (6, 62)), ((57, 2), (57, 62)), ((2, 6), (62, 6)))
+
+
+@pytest.fixture(scope="module")
+def embedded_engine():
+    from studio.engine.engine import Engine
+
+    return Engine(device="cpu", dtype="auto", model_dirs=[],
+                  embedded_dir=ROOT / "resources" / "models", hf_cache=False)
+
+
+@pytest.fixture
+def studio(qtbot, embedded_engine, settings):
+    """The window on the embedded model, a blue-background portrait on its canvas, Live on
+    and its first picture shown."""
+    from studio.engine.services import engine_services
+
+    runner = JobRunner(embedded_engine)
+    w = MainWindow(engine_services(embedded_engine), runner, settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.prompt_panel.set_values({"width": 64, "height": 64, "guidance": 5.0,
+                               "scheduler": "Euler", "seed": 3})
+    w.prompt_panel.prompt_edit.setPlainText("a portrait of a person")
+    portrait = render_sample(5, 1)[0]  # blue background, black hair
+    assert read_background(portrait) == "blue"
+    w.controller.add_image_layer(np.dstack([portrait, np.full((64, 64), 255, np.uint8)]),
+                                 "portrait")
+    w.canvas.fit()
+    w.canvas.set_tool(tools.BRUSH)
+    w.canvas.set_brush(BrushSettings(16, 1.0, 1.0, YELLOW))
+    with qtbot.waitSignal(w.live_controller.shown, timeout=180_000):
+        qtbot.mouseClick(w.prompt_panel.live_button, Qt.MouseButton.LeftButton)
+    assert w.live.state == ON and w.live_view.isVisible()
+    yield w
+    w.detach_engine()
+    assert runner.shutdown(30)
+    dispose(w)
+
+
+def point(canvas, x: float, y: float) -> QPoint:
+    return canvas.to_widget(QPointF(x, y)).toPoint()
+
+
+def stroke(qtbot, canvas, start, end, moves: int = 8) -> None:
+    """A brush stroke with the mouse: press, moves, release."""
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=point(canvas, *start))
+    for i in range(1, moves + 1):
+        t = i / moves
+        QTest.mouseMove(canvas, point(canvas, start[0] + (end[0] - start[0]) * t,
+                                      start[1] + (end[1] - start[1]) * t))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=point(canvas, *end))
+
+
+def picture_after_stroke(qtbot, w, start, end):
+    """Paint a stroke; the live picture of the canvas with that stroke."""
+    shown = []
+    w.live_controller.shown.connect(shown.append)
+    stroke(qtbot, w.canvas, start, end)
+    seq = w.live.last_seq
+    qtbot.waitUntil(lambda: any(live.seq >= seq for live in shown), timeout=60_000)
+    w.live_controller.shown.disconnect(shown.append)
+    return shown[-1]
+
+
+def test_strokes_repaint_the_live_picture_where_painted(qtbot, studio):
+    w = studio
+    first = w.live.latest
+    assert first is not None and w.live_view.picture.array is first.image
+    assert read_background(first.image) == "blue"  # the portrait as it was
+    hair = read_portrait(first.image).hair
+    layers = len(w.doc.layers)
+    for start, end in STROKES:
+        live = picture_after_stroke(qtbot, w, start, end)
+    # The oracle reads the picture: the background the artist painted yellow is yellow, and
+    # the figure they did not touch keeps its hair.
+    assert read_background(live.image) == "yellow"
+    assert read_portrait(live.image).hair == hair
+    # It changed where the paint went far more than on the face, which no stroke touched.
+    diff = np.abs(live.image.astype(int) - first.image.astype(int)).mean(axis=2)
+    assert diff[:, :10].mean() > 3 * diff[24:44, 24:40].mean()
+    # The request as run: image to image of the canvas at live's strength, the locked seed.
+    req = live.request
+    assert req.task == "img2img" and req.strength == w.live_view.strength and req.seed == 3
+    assert int(req.steps * req.strength) == w.live_view.steps
+    # Live pictures are shown beside the canvas: no layer, no undo entry of their own.
+    assert len(w.doc.layers) == layers and w.undo.undo_text == "Brush stroke"
+
+
+def test_a_stroke_during_an_update_cancels_it_latest_wins(qtbot, studio):
+    w = studio
+    w.live_view.steps_slider.setValue(12)  # a longer update, to end a stroke during it
+    qtbot.waitUntil(lambda: not w.live.busy, timeout=60_000)
+    started, cancelled, shown = [], [], []
+    w.bridge.job_started.connect(lambda e: started.append(e.job_id))
+    w.bridge.job_cancelled.connect(lambda e: cancelled.append(e.job_id))
+    w.live_controller.shown.connect(shown.append)
+    stroke(qtbot, w.canvas, *STROKES[0])
+    first_job = w.live.job_id
+    assert first_job is not None
+    qtbot.waitUntil(lambda: first_job in started, timeout=60_000)  # the engine is on it
+    layer = w.doc.layers[-1]
+    before = layer.pixels[30:34, 56:60].copy()
+    stroke(qtbot, w.canvas, *STROKES[1])
+    # The brush never waits for the engine: the stroke is on the layer at once.
+    assert not np.array_equal(layer.pixels[30:34, 56:60], before)
+    second_job = w.live.job_id
+    assert second_job is not None and second_job != first_job
+    qtbot.waitUntil(lambda: bool(shown), timeout=60_000)
+    assert first_job in cancelled  # the stale update was cancelled on the engine thread
+    assert [live.seq for live in shown] == [w.live.last_seq]  # only the newest was shown
+    qtbot.wait(50)
+    assert len(shown) == 1
+
+
+def test_keep_adds_one_undoable_layer_with_its_request_in_history(qtbot, studio):
+    w = studio
+    live = picture_after_stroke(qtbot, w, *STROKES[0])
+    layers, records = len(w.doc.layers), len(w.doc.log)
+    qtbot.mouseClick(w.live_view.keep_button, Qt.MouseButton.LeftButton)
+    assert len(w.doc.layers) == layers + 1 and len(w.doc.log) == records + 1
+    kept = w.doc.layers[-1]
+    record = w.doc.log.get(kept.record_id)
+    assert record.request == live.request  # the full request, as the engine ran it
+    assert record.request.task == "img2img" and record.request.init_image is not None
+    assert np.array_equal(kept.pixels[..., :3], live.image)
+    assert kept.rect == (0, 0, 64, 64)
+    assert w.gallery_panel.list.count() == records + 1  # History shows it
+    assert w.undo.undo_text == "Keep live picture"
+    w.document.undo()
+    assert len(w.doc.layers) == layers
+    w.document.redo()
+    assert len(w.doc.layers) == layers + 1 and w.doc.layers[-1].record_id == record.id
+
+
+# -- backends: the fake one ----------------------------------------------------------------
+def fake_window(qtbot, settings, engine):
+    runner = JobRunner(engine)
+    w = MainWindow(fake_services(engine), runner, settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.prompt_panel.prompt_edit.setPlainText("a portrait")
+    return w, runner
+
+
+def close(w, runner):
+    w.detach_engine()
+    assert runner.shutdown(5)
+    dispose(w)
+
+
+def test_live_is_off_with_the_reason_on_a_backend_without_it(qtbot, settings):
+    why = "The fake backend paints no live pictures."
+    engine = FakeEngine(features=dataclasses.replace(
+        FAKE_FEATURES, live_mode=False, why_not=(("live_mode", why),)))
+    w, runner = fake_window(qtbot, settings, engine)
+    button = w.prompt_panel.live_button
+    assert not button.isEnabled() and why in button.toolTip()
+    assert not w.live_controller.set_live(True)
+    assert w.live.state == OFF and not w.live_view.isVisible() and not button.isChecked()
+    stroke(qtbot, w.canvas, (5, 5), (30, 30))
+    qtbot.wait(50)
+    assert engine.requests == []  # nothing was sent
+    close(w, runner)
+
+
+class SlowEngine(FakeEngine):
+    """A fake engine that reports the time a large model takes on a CPU."""
+
+    def generate(self, request, on_step, cancel) -> GenerationResult:
+        result = super().generate(request, on_step, cancel)
+        return dataclasses.replace(result, seconds=2.4)
+
+
+def test_live_turns_itself_off_for_a_model_too_slow_to_follow_the_brush(qtbot, settings):
+    engine = SlowEngine(features=dataclasses.replace(FAKE_FEATURES, live_mode=True))
+    w, runner = fake_window(qtbot, settings, engine)
+    w.controller.add_image_layer(np.full((64, 64, 3), 128, np.uint8), "grey")
+    assert w.live_controller.set_live(True)
+    for i in range(4):  # the first update may load the model: it does not count
+        if w.live.state == OFF:
+            break
+        with qtbot.waitSignal(w.live.updated, timeout=10_000):
+            stroke(qtbot, w.canvas, (5, 5 + 10 * i), (50, 5 + 10 * i))
+    assert w.live.state == OFF and not w.prompt_panel.live_button.isChecked()
+    assert "2.4 s an update" in w.banner.text and "a step" in w.banner.text
+    # Turning it on again for the same model and size is refused with the same reason.
+    assert not w.live_controller.set_live(True)
+    assert "2.4 s an update" in w.banner.text
+    close(w, runner)
+
+
+def test_live_pauses_while_the_window_is_minimised(qtbot, settings):
+    engine = FakeEngine(features=dataclasses.replace(FAKE_FEATURES, live_mode=True))
+    w, runner = fake_window(qtbot, settings, engine)
+    w.controller.add_image_layer(np.full((64, 64, 3), 128, np.uint8), "grey")
+    with qtbot.waitSignal(w.live.updated, timeout=10_000):
+        assert w.live_controller.set_live(True)
+    w.showMinimized()
+    qtbot.waitUntil(lambda: w.live.state == PAUSED, timeout=5_000)
+    assert "minimised" in w.live_view.status_label.text()
+    sent = len(engine.requests)
+    w.live_controller.request_update()
+    w.live.update(w.prompt_panel.values(), w.live_controller.source())
+    qtbot.wait(100)
+    assert len(engine.requests) == sent  # nothing runs while no one can see it
+    with qtbot.waitSignal(w.live.updated, timeout=10_000):
+        w.showNormal()
+    assert w.live.state == ON
+    close(w, runner)
