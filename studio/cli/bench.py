@@ -25,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the figures to FILE")
     parser.add_argument("--only", default="", metavar="SECTIONS",
                         help="comma-separated subset of: overhead, dtype, preview, decode, "
-                             "threads, ui, startup, memory, sliders, cli (the command line's "
-                             "answer times; not in the default run) (default: all but cli)")
+                             "threads, ui, startup, memory, sliders, live (strokes replayed "
+                             "with Live on: stroke end to picture, GUI stalls), cli (the "
+                             "command line's answer times; not in the default run) "
+                             "(default: all but cli)")
     parser.add_argument("--remote", nargs="+", default=[], metavar="URL",
                         help="benchmark ComfyUI servers instead: our round trip over the "
                              "server's own time, and one server against two on a batch")
@@ -43,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
     if args.remote:  # the servers' figures only: no local engine, no torch
         return _run_remote(args)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
+    live = not only or "live" in only  # live mode's strokes: in the default run too
+    if "live" in only:
+        only.remove("live")
+        if not only:  # live alone
+            return _run_live(args, {})
+        args.only = ",".join(only)
     if "cli" in only:  # subprocess wall times: no engine, no models to build
         from studio.bench.cli_latency import format_rows, measure
 
@@ -52,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             args.json.write_text(json.dumps({"cli": rows}, indent=2) + "\n", encoding="utf-8")
         only.remove("cli")
         if not only:
-            return 0
+            return _run_live(args, {"cli": rows}) if live else 0
         args.only = ",".join(only)
     from studio.bench.suite import PLANS, SECTIONS, format_table, run_bench
 
@@ -77,6 +85,39 @@ def run(args: argparse.Namespace) -> int:
 
     figures = run_bench(plan, cache=args.cache_dir, sections=sections, log=log, checkpoint=save)
     print(format_table(figures))
+    return _run_live(args, figures) if live else 0
+
+
+def _run_live(args: argparse.Namespace, figures: dict) -> int:
+    """Live mode's figures (``studio.bench.live_bench``, in a child with offscreen Qt),
+    printed as rows and added to ``figures`` (and ``--json``)."""
+    from studio.bench.live_bench import TARGETS, table_rows
+    from studio.bench.measure import run_child
+    from studio.core.errors import InvalidRequestError
+
+    if args.json is not None and not (args.json.parent.is_dir() or str(args.json.parent) == ""):
+        raise InvalidRequestError(f"The folder {args.json.parent} does not exist.")
+
+    strokes = "5" if args.smoke else "20" if args.quick else "40"
+    rapid = "3" if args.smoke else "10"
+    print("bench: live: strokes replayed with Live on (real window and engine thread)…",
+          file=sys.stderr, flush=True)
+    live = run_child("studio.bench.live_bench", ["--strokes", strokes, "--rapid", rapid],
+                     env={"QT_QPA_PLATFORM": "offscreen"}, timeout=1800)
+    figures.update(live)
+    rows = [("figure", "measured", "target", "how"), *table_rows(live)]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    print()
+    for i, row in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  "
+              + row[3])
+        if i == 0:
+            print("  ".join("-" * w for w in widths) + "  " + "-" * 20)
+    met = [k for k, limit in TARGETS.items() if live.get(k, float("inf")) < limit]
+    print(f"(live targets met: {len(met)} of {len(TARGETS)})")
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n",
+                             encoding="utf-8")
     return 0
 
 

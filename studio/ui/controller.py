@@ -70,6 +70,7 @@ class GenerationController(QObject):
         self.rects: dict[str, Rect] = {}  # record id -> where its image landed
         self._deferred: list[JobFinished] = []  # results that arrived during a stroke
         self.empty_prompt_ok = False  # an empty prompt asks once; after "Generate anyway", no
+        self._generate_when_ready = False  # Generate was asked for while the engine loaded
         canvas.stroke_ended.connect(self._on_canvas_stroke_ended)
         bridge.job_started.connect(self._on_job_started)
         bridge.job_progressed.connect(self._on_job_progressed)
@@ -105,6 +106,13 @@ class GenerationController(QObject):
         jobs = self.connection.jobs
         return jobs if jobs.ready else None
 
+    def _on_connection_state(self, state: str) -> None:
+        self.connection.state_changed.disconnect(self._on_connection_state)
+        wanted, self._generate_when_ready = self._generate_when_ready, False
+        if wanted and state != FAILED:
+            # After the window's own handlers (they fill the model picker from the engine).
+            QTimer.singleShot(0, self, self.generate)
+
     @property
     def busy(self) -> bool:
         return bool(self._pending)
@@ -116,8 +124,13 @@ class GenerationController(QObject):
                 self.banner.show_message(
                     f"Generation is unavailable: {self.connection.message}")
             else:
-                self.banner.show_message("The engine is still loading; try again in a "
-                                         "moment.", "info", 4000)
+                # Generate right after start (the README's first step): kept, and run with
+                # what the panel holds then, once the engine is ready.
+                if not self._generate_when_ready:
+                    self._generate_when_ready = True
+                    self.connection.state_changed.connect(self._on_connection_state)
+                self.banner.show_message("The engine is still loading: this generation "
+                                         "starts as soon as it is ready.", "info", 4000)
             return []
         values = self.prompt.values()
         if not values["model"]:

@@ -158,7 +158,17 @@ def tiny_checkpoint(comfy_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def comfy_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> ComfyServer:
-    """One real ComfyUI server for the whole run (start-up paid once)."""
+    """One real ComfyUI server for the whole run (start-up paid once). A developer iterating
+    may name one already running with ``STUDIO_TEST_COMFYUI`` (it must hold tiny-sd1 and
+    studio-tiny-upscaler, as this one does)."""
+    running = os.environ.get("STUDIO_TEST_COMFYUI", "")
+    if running:
+        stand_in = subprocess.Popen(["sleep", "86400"])  # "alive" while the run lasts
+        yield ComfyServer(running.rstrip("/"), stand_in, tmp_path_factory.mktemp("comfyui"),
+                          Path(os.devnull))
+        stand_in.kill()
+        stand_in.wait()
+        return
     base = tmp_path_factory.mktemp("comfyui")
     (base / "models" / "upscale_models").mkdir(parents=True)
     shutil.copyfile(REPO / "resources" / "models" / "studio-tiny-upscaler" / "model.safetensors",

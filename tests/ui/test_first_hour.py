@@ -114,6 +114,24 @@ def test_what_is_typed_while_the_engine_loads_is_kept_when_it_arrives(qtbot, set
         dispose(window)
 
 
+def test_ctrl_enter_while_the_engine_loads_generates_once_it_is_ready(qtbot, settings,
+                                                                     services, runner):
+    # The README's first minute: start, type a prompt, Ctrl+Enter before the model is in.
+    window = shown(qtbot, MainWindow(None, None, settings))
+    try:
+        type_text("a person with red hair")
+        QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return,
+                       Qt.KeyboardModifier.ControlModifier)
+        assert "starts as soon as it is ready" in window.banner.text
+        window.actions["generate"].trigger()  # asked twice: still one generation
+        with qtbot.waitSignal(window.controller.generation_applied, timeout=10000):
+            window.connection.connect(services, runner)
+        assert len(window.doc.log.gallery()) == 1
+        assert window.doc.log.gallery()[0].request.prompt == "a person with red hair"
+    finally:
+        dispose(window)
+
+
 def test_the_status_bar_says_loading_model_then_steps_with_the_time_left(qtbot, window):
     status = window.status
     request = GenerationRequest(prompt="a fox", steps=10)

@@ -1,0 +1,229 @@
+"""Live mode's figures: strokes replayed through the real window and engine thread.
+
+``python -m studio.bench.live_bench`` (``studio bench --only live`` runs it as a child, with
+offscreen Qt) opens ``MainWindow`` on the embedded ``studio-tiny-diffusion`` with the engine
+thread as the app starts it, puts a portrait (drawn by the procedural renderer) on the canvas,
+turns Live on and paints strokes with the mouse (press, a move every 16 ms as a 60 Hz tablet
+sends them, release). For each stroke it takes the time from the release to the live view
+showing the picture of the canvas with that stroke (``live_update_p50_ms``/``p95``), while a
+5 ms timer measures how long the GUI thread is ever kept from its event loop
+(``live_ui_stall_max_ms``). A second phase ends strokes faster than the updates run (every
+80 ms): the stale updates are cancelled (latest wins) and the brush still never stalls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import studio.engine  # noqa: F401  (its thread policy must be set before torch loads)
+from studio.bench.measure import percentile, report_child_result
+
+PERIOD_MS = 5  # the stall probe's period
+MOVE_MS = 16  # a 60 Hz pointer
+TARGETS = {"live_update_p50_ms": 150.0, "live_update_p95_ms": 300.0,
+           "live_ui_stall_max_ms": 16.0}
+
+
+def _stalls(stamps: list[float]) -> list[float]:
+    return [max(0.0, (b - a) * 1000.0 - PERIOD_MS) for a, b in zip(stamps, stamps[1:],
+                                                                    strict=False)]
+
+
+def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
+            steps: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Replay ``strokes`` strokes one at a time (each waits for its picture, then the brush
+    rests 100-300 ms), then ``rapid`` strokes 80 ms apart; returns the figures."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import numpy as np
+    from PySide6.QtCore import QEventLoop, QPointF, QSettings, Qt, QTimer  # noqa: TID251
+    from PySide6.QtTest import QTest  # noqa: TID251
+    from PySide6.QtWidgets import QApplication  # noqa: TID251
+
+    from studio.core.jobs.runner import JobRunner
+    from studio.core.portraits.render import render_sample
+    from studio.engine.engine import Engine
+    from studio.engine.models.loading import quiet_libraries
+    from studio.engine.services import engine_services
+    from studio.ui import canvas_tools as tools
+    from studio.ui.canvas_tools import BrushSettings
+    from studio.ui.launch import ENGINE_NICE
+    from studio.ui.main_window import MainWindow
+
+    quiet_libraries()
+    app = QApplication.instance() or QApplication(["studio-bench-live"])
+    engine = Engine(device="cpu", dtype="auto", model_dirs=[], hf_cache=False)
+    model = engine.default_model()
+    if model is None:
+        raise RuntimeError("the embedded model is not installed")
+    nice = ENGINE_NICE if nice is None else nice  # the app's, unless asked otherwise
+    runner = JobRunner(engine, nice=nice)
+    folder = Path(tempfile.mkdtemp(prefix="studio-bench-live-"))
+    window = MainWindow(engine_services(engine), runner,
+                        QSettings(str(folder / "s.ini"), QSettings.Format.IniFormat))
+    window.resize(1400, 900)
+    window.show()
+    loop = QEventLoop()
+
+    def wait(ms: float) -> None:
+        QTimer.singleShot(max(0, int(ms)), loop.quit)
+        loop.exec()
+
+    shown: list[tuple[float, int]] = []  # (time, seq) of each picture shown
+    controller, session, canvas = window.live_controller, window.live, window.canvas
+
+    def on_shown(live: Any) -> None:
+        shown.append((time.perf_counter(), live.seq))
+        loop.quit()
+
+    controller.shown.connect(on_shown)
+
+    def wait_for_picture(seq: int, timeout_s: float) -> float | None:
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            for t, s in shown:
+                if s >= seq:
+                    return t
+            QTimer.singleShot(int(1000 * (deadline - time.perf_counter())) + 1, loop.quit)
+            loop.exec()
+        return None
+
+    panel = window.prompt_panel
+    panel.set_values({"prompt": "a portrait of a person", "seed": 3, "guidance": 5.0,
+                      "scheduler": "Euler", "width": 64, "height": 64})
+    portrait = render_sample(7, 0)[0]
+    window.controller.add_image_layer(np.dstack([portrait, np.full((64, 64), 255, np.uint8)]),
+                                      "portrait")
+    canvas.fit()
+    if steps:
+        window.live_view.steps_slider.setValue(steps)
+    canvas.set_tool(tools.BRUSH)
+    rng = random.Random(seed)
+
+    def stroke(moves: int = 8) -> float:
+        """Paint one stroke with the mouse; returns the time of the release."""
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        canvas.set_brush(BrushSettings(rng.choice((6, 10, 14)), 0.8, 1.0, colour))
+        x0, y0 = rng.uniform(4, 60), rng.uniform(4, 60)
+        x1, y1 = rng.uniform(4, 60), rng.uniform(4, 60)
+
+        def at(t: float) -> Any:
+            return canvas.to_widget(QPointF(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)).toPoint()
+
+        QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         at(0))
+        for i in range(1, moves + 1):
+            wait(MOVE_MS)
+            QTest.mouseMove(canvas, at(i / moves))
+        wait(MOVE_MS)
+        released = time.perf_counter()
+        QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                           at(1))
+        return released
+
+    if not controller.set_live(True):
+        raise RuntimeError(f"live mode would not start: {session.reason(panel.values())}")
+    if wait_for_picture(1, 600) is None:  # loads the model
+        raise RuntimeError("live mode showed no picture")
+    for _ in range(3):  # warm up the update path
+        stroke()
+        wait_for_picture(session.last_seq, 60)
+    stamps: list[float] = []
+    timer = QTimer(interval=PERIOD_MS)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    timer.start()
+    wait(200)
+    stamps.clear()
+    wait(500)
+    idle = _stalls(stamps)
+    stamps.clear()
+    latencies: list[float] = []
+    engine_ms: list[float] = []
+    missed = 0
+    for _ in range(strokes):
+        released = stroke()
+        seq = session.last_seq
+        at = wait_for_picture(seq, 60)
+        if at is None:
+            missed += 1
+            continue
+        latencies.append((at - released) * 1000)
+        if session.latest is not None:
+            engine_ms.append(session.latest.result.seconds * 1000)
+        wait(rng.uniform(100, 300))  # the brush rests
+    paced = _stalls(stamps)
+    stamps.clear()
+    cancelled: list[int] = []
+    window.bridge.job_cancelled.connect(lambda e: cancelled.append(e.job_id))
+    for _ in range(rapid):  # strokes end faster than updates run: latest wins
+        stroke(moves=3)
+        wait(80 - 4 * MOVE_MS)
+    last = session.last_seq
+    rapid_at = wait_for_picture(last, 60)
+    rapid_stalls = _stalls(stamps)
+    timer.stop()
+    live_step = session.latest.request if session.latest is not None else None
+    controller.set_live(False)
+    window.detach_engine()
+    window.close()
+    runner.shutdown(10.0)
+    app.processEvents()
+    stalls = paced + rapid_stalls
+    return {
+        "live_update_p50_ms": percentile(latencies, 0.5),
+        "live_update_p95_ms": percentile(latencies, 0.95),
+        "live_ui_stall_max_ms": max(stalls, default=0.0),
+        "live_ui_stall_p99_ms": percentile(stalls, 0.99),
+        "live_idle_stall_max_ms": max(idle, default=0.0),
+        "live_engine_update_p50_ms": percentile(engine_ms, 0.5),
+        "live_strokes": len(latencies), "live_missed": missed,
+        "live_rapid_strokes": rapid, "live_rapid_cancelled": len(set(cancelled)),
+        "live_rapid_last_shown": rapid_at is not None,
+        "live_steps": (int(live_step.steps * live_step.strength) if live_step else None),
+        "live_strength": live_step.strength if live_step else None,
+        "live_size": 64, "live_model": model.id, "engine_nice": nice,
+        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, measured, target, how) rows, as ``studio bench`` prints them."""
+    if "live_update_p50_ms" not in fig:
+        return []
+    how = (f"{fig['live_strokes']} strokes on {fig['live_model']} {fig['live_size']}px, "
+           f"{fig['live_steps']} steps at strength {fig['live_strength']}, engine "
+           f"{fig['live_engine_update_p50_ms']:.0f} ms an update (p50), nice "
+           f"+{fig['engine_nice']}, load avg {(fig.get('load_avg') or [0])[0]:.1f}")
+    return [
+        ("live: stroke end to picture p50", f"{fig['live_update_p50_ms']:.0f}ms", "< 150 ms",
+         how),
+        ("live: stroke end to picture p95", f"{fig['live_update_p95_ms']:.0f}ms", "< 300 ms",
+         f"missed {fig['live_missed']}"),
+        ("live: GUI stall while painting", f"max {fig['live_ui_stall_max_ms']:.1f}ms, "
+         f"p99 {fig['live_ui_stall_p99_ms']:.1f}ms", "max < 16 ms",
+         f"idle max {fig['live_idle_stall_max_ms']:.1f}ms; {fig['live_rapid_strokes']} "
+         f"strokes 80 ms apart cancelled {fig['live_rapid_cancelled']} stale updates"),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.bench.live_bench")
+    parser.add_argument("--strokes", type=int, default=30)
+    parser.add_argument("--rapid", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=0,
+                        help="denoising steps per update (default: live mode's)")
+    parser.add_argument("--nice", type=int, default=None,
+                        help="engine thread nice increment (default: the app's)")
+    args = parser.parse_args()
+    report_child_result(measure(args.strokes, args.rapid, args.nice, args.steps or None))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
