@@ -60,6 +60,14 @@ if [ -n "$lock_file" ]; then
   grep -v '^torch==' "$lock_file" >.venv/studio/constraints.txt
   constraints=(-c .venv/studio/constraints.txt)
 fi
+# Installed before from the same pyproject.toml, lock and torch choice: nothing to do (the
+# checks below, an import of torch and pip's look at an up-to-date editable install, cost
+# every start 15 s; the code itself is live).
+stamp=.venv/studio/installed${extras:+-test}
+wanted=$(cat pyproject.toml ${lock_file:+"$lock_file"} | cksum)" $TORCH_VERSION ${STUDIO_TORCH_INDEX:-}"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+  exit 0
+fi
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   echo "Installing torch $TORCH_VERSION ..."
   if [ -n "${STUDIO_TORCH_INDEX:-}" ]; then
@@ -78,3 +86,5 @@ echo "Installing Latent Studio$extras${lock_file:+ (versions from $lock_file)} .
 "${PIP[@]}" install ${constraints[@]+"${constraints[@]}"} -e ".$extras"
 # spandrel (user upscaler models) without its torchvision pin: see pyproject's `upscalers`.
 "${PIP[@]}" install --no-deps "spandrel>=0.4" "einops>=0.7"
+mkdir -p .venv/studio
+echo "$wanted" >"$stamp"

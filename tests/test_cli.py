@@ -243,6 +243,11 @@ def test_without_o_new_numbered_files_and_an_existing_o_is_never_replaced_unaske
     assert printed == ["out-0008.png", "out-0009.png", "out-0010.png"]
     assert (tmp_path / "out-0007.png").read_bytes() == b"an older image"
     assert read_settings(tmp_path / "out-0008.png").request.seed == 1
+    # Numbered files are plain images, as -o writes them (they were made executable: 0o777).
+    written = tmp_path / "by-o.png"
+    assert main(["generate", "a person", "-o", str(written), "--quiet", *TINY]) == 0
+    assert (tmp_path / "out-0008.png").stat().st_mode & 0o777 == written.stat().st_mode & 0o777
+    assert not (tmp_path / "out-0008.png").stat().st_mode & 0o111
     # An explicit -o that exists: refused in one line, the file kept; --overwrite replaces it.
     mine = tmp_path / "mine.png"
     mine.write_bytes(b"keep me")

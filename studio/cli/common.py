@@ -244,7 +244,9 @@ def numbered_paths(template: Path, count: int = 1) -> list[Path]:
     while len(paths) < count:
         path = folder / f"{template.stem}-{number:04d}{template.suffix}"
         try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            # 0o666 (less the umask), as open(path, "w") makes it: the image written over
+            # this placeholder keeps its mode (os.open's default 0o777 made outputs executable)
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             paths.append(path)
         except FileExistsError:
             pass

@@ -127,12 +127,17 @@ class ControlModels:
         self._cache = cache
         self._choice = choice
         self._found: list[ControlModelInfo] | None = None
+        self._dirs: tuple[Path, ...] = ()
 
     def list(self, refresh: bool = False) -> list[ControlModelInfo]:
         """Every control model found (embedded first, then the user's folders)."""
-        if self._found is None or refresh:
-            self._found = scan(list(self._registry.model_dirs),
-                               getattr(self._registry, "_embedded_dir", None))
+        from studio.paths import embedded_models_dir
+
+        dirs = tuple(self._registry.model_dirs)
+        if self._found is None or refresh or dirs != self._dirs:  # a folder was added
+            self._dirs = dirs
+            self._found = scan(list(dirs), getattr(self._registry, "_embedded_dir", None)
+                               or embedded_models_dir())
         return list(self._found)
 
     def resolve(self, name: str, kind: str, family: str, model_name: str = "") -> ControlModelInfo:

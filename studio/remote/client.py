@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import queue
+import socket
 import ssl
 import struct
 import threading
@@ -222,7 +223,15 @@ class ComfyClient:
         if isinstance(err, aiohttp.WSServerHandshakeError):
             return NotComfyUIError(f"{self.url} answers, but has no ComfyUI websocket "
                                    f"(HTTP {err.status}).")
-        return ServerUnreachableError(f"Cannot reach the server at {self.url}: {_reason(err)}.")
+        why = _reason(err)
+        os_error = getattr(err, "os_error", None)  # aiohttp's ClientConnectorError
+        if isinstance(os_error, ConnectionRefusedError):
+            why = "connection refused (is ComfyUI running there, on this port?)"
+        elif isinstance(os_error, socket.gaierror):
+            why = f"unknown host {urlsplit(self.url).hostname}"
+        elif isinstance(os_error, OSError):
+            why = _reason(os_error)
+        return ServerUnreachableError(f"Cannot reach the server at {self.url}: {why}.")
 
     async def _request(self, method: str, path: str, *, read: str = "json",
                        limit: int = 64 * 1024 * 1024, **kwargs: Any) -> Any:

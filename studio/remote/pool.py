@@ -50,7 +50,7 @@ class ServerStatus:
         host = self.url.split("://", 1)[-1]
         if self.state == "failed":
             again = f"; retry in {self.retry_in:.0f} s" if self.retry_in > 0 else ""
-            return f"{host} failed: {self.reason}{again}"
+            return f"{host} failed: {self.reason.rstrip('.') if again else self.reason}{again}"
         parts = [f"{host} {self.state}"]
         if self.gpu:
             parts.append(self.gpu)

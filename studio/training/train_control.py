@@ -47,7 +47,7 @@ BASE = "studio-tiny-diffusion"
 CONTROL_KINDS = ["lineart", "scribble", "edges"]
 STYLES = ("short", "long", "bob")
 SHAPES = ("round", "square")
-CONDITIONING = (16, 32, 64)  # three levels: the VAE's factor 4
+CONDITIONING = (8, 16, 32)  # three levels: the VAE's factor 4 (narrow: a third faster)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -208,7 +208,6 @@ def train(out_root: Path = DEFAULT_OUT, minutes: float = 20.0, seed: int = 0,
     with torch.no_grad():
         latents = torch.cat([vae.encode(to_tensor(images[s:s + 256])).latent_dist.mean
                              for s in range(0, len(images), 256)]) * scale
-        empty = text_encoder(_ids(tokenizer, [""]))[0]
     noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)
     alphas = noise_sched.alphas_cumprod
     previous: dict[str, Any] = {}
@@ -252,7 +251,6 @@ def train(out_root: Path = DEFAULT_OUT, minutes: float = 20.0, seed: int = 0,
         step += 1
         if step % 100 == 0:
             log(f"step {step} loss {np.mean(losses[-100:]):.4f} ({clock.elapsed / 60:.1f} min)")
-    del empty
     out = out_root / out_name
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

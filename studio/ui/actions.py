@@ -15,7 +15,7 @@ from studio.ui.theme import icon
 class ActionSpec:
     name: str
     text: str
-    menu: str  # "File", "Edit", "View", "Image", "Image/Tools", "Generate", "Help"
+    menu: str  # "File", "Edit", "View", "Image", "Image/Tools", "Generate", "Models", "Help"
     shortcuts: tuple[str, ...] = ()
     icon: str = ""
     checkable: bool = False
@@ -62,6 +62,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("theme_dark", "&Dark Theme", "View/Theme", (), "theme", checkable=True,
                separator_before=True),
     ActionSpec("theme_light", "&Light Theme", "View/Theme", (), "theme", checkable=True),
+    ActionSpec("show_mask", "Show &Mask Overlay", "View", ("Ctrl+Shift+H",), "mask",
+               checkable=True, separator_before=True,
+               tip="Show or hide the tint over the painted inpaint mask"),
+    ActionSpec("mask_color", "Mask Overlay &Colour…", "View", (), "color",
+               tip="The colour of the mask's tint (pink can read as skin)"),
     ActionSpec("reset_layout", "&Reset Panel Layout", "View", (), separator_before=True),
     ActionSpec("tool_brush", "&Brush", "Image/Tools", ("B",), "brush", checkable=True,
                on_canvas=True),
@@ -86,7 +91,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
                tip="Grow or shrink the canvas, layers unscaled; new empty area is outpainted "
                    "by the next generation"),
     ActionSpec("crop", "C&rop to Selection", "Image", ("Ctrl+Shift+X",), "crop"),
-    ActionSpec("clear_mask", "Clear Layer &Mask", "Image", ()),
+    ActionSpec("clear_mask", "Clear Layer &Mask", "Image", (), "close",
+               tip="Clear the active layer's inpaint mask"),
+    ActionSpec("invert_mask", "&Invert Layer Mask", "Image", (), "mask-eraser",
+               tip="Inpaint everywhere but where the mask is painted"),
     ActionSpec("new_layer", "&New Layer", "Image", ("Ctrl+Shift+N",), "add",
                separator_before=True),
     ActionSpec("delete_layer", "&Delete Layer", "Image", (), "delete"),
@@ -118,13 +126,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("queue_earlier", "Run Selected Job &Earlier", "Generate/Queue", (), "up"),
     ActionSpec("queue_later", "Run Selected Job &Later", "Generate/Queue", (), "down"),
     ActionSpec("queue_cancel", "&Cancel Selected Job", "Generate/Queue", (), "close"),
-    ActionSpec("reload_models", "Re&load Models", "Generate", (), separator_before=True),
-    ActionSpec("help_models", "&Adding Models…", "Help", (), "info"),
+    ActionSpec("reload_models", "Re&load Models", "Models", ()),
+    ActionSpec("help_models", "&Adding Models…", "Models", (), "info"),
     ActionSpec("help_shortcuts", "&Keyboard Shortcuts", "Help", ("F1",)),
     ActionSpec("about", "&About Latent Studio", "Help", (), "app"),
 )
 
-MENUS = ("File", "Edit", "View", "Image", "Generate", "Help")
+MENUS = ("File", "Edit", "View", "Image", "Generate", "Models", "Help")
 
 
 def create_actions(parent: QWidget, canvas: QWidget | None = None) -> dict[str, QAction]:

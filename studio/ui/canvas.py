@@ -64,11 +64,15 @@ def composite_of(doc: Document, part: Rect) -> np.ndarray:
     return premultiply(doc.composite(part))
 
 
-def mask_overlay(doc: Document, part: Rect, region: np.ndarray) -> None:
-    """Draw the inpaint masks over ``part`` into ``region`` (premultiplied, its size)."""
+def mask_overlay(doc: Document, part: Rect, region: np.ndarray,
+                 tint: tuple[int, int, int] | None = None) -> None:
+    """Draw the inpaint masks over ``part`` into ``region`` (premultiplied, its size), in
+    ``tint`` (default: the theme's warning colour)."""
     alpha = (tools.mask_in(doc, part).astype(np.uint16) * 140 // 255).astype(np.uint8)
-    accent = color("danger")
-    rgb = np.array([accent.red(), accent.green(), accent.blue()], np.uint16)
+    if tint is None:
+        accent = color("danger")
+        tint = (accent.red(), accent.green(), accent.blue())
+    rgb = np.array(tint, np.uint16)
     region[..., 3] = alpha
     region[..., :3] = (rgb[None, None, :] * alpha[..., None] // 255).astype(np.uint8)
 
@@ -109,6 +113,9 @@ class CanvasView(QWidget):
         self._auto_fit = True  # follow the window size until the user zooms or pans
         self._checker = self._make_checker()
         self._primed: CanvasImages | None = None
+        #: The mask overlay: shown or not, and its colour (``None``: the theme's).
+        self.mask_shown = True
+        self.mask_tint: tuple[int, int, int] | None = None
         doc.add_listener(self._on_document_event)
         self._rebuild()
 
@@ -156,6 +163,17 @@ class CanvasView(QWidget):
             self.tool_changed.emit(tool)
             self._update_cursor()
             self.update()
+
+    def set_mask_overlay(self, shown: bool | None = None,
+                         tint: tuple[int, int, int] | None = None) -> None:
+        """Show or hide the inpaint mask's tint, or give it another colour (a pink tint
+        reads as skin on a portrait); the mask itself is unchanged."""
+        if shown is not None:
+            self.mask_shown = bool(shown)
+        if tint is not None and tint != self.mask_tint:
+            self.mask_tint = tuple(int(c) for c in tint)[:3]  # type: ignore[assignment]
+            self._refresh_mask(None)
+        self.update()
 
     def set_brush(self, brush: BrushSettings) -> None:
         self.brush = brush
@@ -248,7 +266,7 @@ class CanvasView(QWidget):
                 self._update_canvas_rect(self.doc.rect)
             return
         self._has_mask = True
-        mask_overlay(self.doc, part, region)
+        mask_overlay(self.doc, part, region, self.mask_tint)
         self._mask.update(part)
         self._update_canvas_rect(part)
 
@@ -331,7 +349,7 @@ class CanvasView(QWidget):
             dst = QRectF(self.to_widget(src.topLeft()), self.to_widget(src.bottomRight()))
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
             self._image.draw(p, dst, src, self.zoom)
-            if self._has_mask:
+            if self._has_mask and self.mask_shown:
                 self._mask.draw(p, dst, src, self.zoom)
         if self._slider_preview is not None:
             rect, image = self._slider_preview

@@ -97,11 +97,52 @@ class LayerActions:
 
     def __init__(self, parent: QWidget, document: DocumentModel,
                  show_status: Callable[[str], None], show_error: Callable[[str], None],
-                 fit: Callable[[], None] | None = None) -> None:
+                 fit: Callable[[], None] | None = None,
+                 add_image_layer: Callable[[np.ndarray, str], object] | None = None,
+                 new_document: Callable[[], bool] | None = None) -> None:
         self.parent_widget = parent
         self.document = document
         self.show_status, self.show_error = show_status, show_error
         self.fit = fit or (lambda: None)
+        self.add_image_layer = add_image_layer
+        self.new_document = new_document
+
+    # -- opening an image ------------------------------------------------------------------
+    def choose_for_large_image(self, name: str, size: tuple[int, int]) -> str:
+        """Ask what to do with an image larger than the canvas: ``"new"`` (a new document
+        of its size), ``"layer"`` (a layer on this canvas, its hidden part kept) or ``""``."""
+        from PySide6.QtWidgets import QMessageBox
+
+        doc = self.document.doc
+        box = QMessageBox(QMessageBox.Icon.Question, "Open image",
+                          f"{name} is {size[0]} x {size[1]} pixels, larger than this "
+                          f"{doc.width} x {doc.height} canvas.", parent=self.parent_widget)
+        box.setInformativeText("Open it as a new document of its own size, or add it to "
+                               "this canvas as a layer (the part past the edge is kept, "
+                               "hidden; Canvas Size or Scale Image shows it).")
+        new = box.addButton("New Document", QMessageBox.ButtonRole.AcceptRole)
+        layer = box.addButton("Add as Layer", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(new)
+        box.exec()
+        clicked = box.clickedButton()
+        return "new" if clicked is new else "layer" if clicked is layer else ""
+
+    def add_opened_image(self, pixels: np.ndarray, name: str) -> bool:
+        """An opened image: a layer, or, when it is larger than a canvas that already has
+        layers, a new document or a layer as the user chooses."""
+        assert self.add_image_layer is not None
+        doc = self.document.doc
+        h, w = pixels.shape[:2]
+        if doc.layers and (w > doc.width or h > doc.height):
+            choice = self.choose_for_large_image(name, (w, h))
+            if not choice:
+                return False
+            if choice == "new":
+                if self.new_document is None or not self.new_document():
+                    return False
+        self.add_image_layer(pixels, name)
+        return True
 
     def bind_lock_action(self, action: Any) -> None:
         """Keep ``action``'s check mark on the active layer's alpha lock."""
@@ -186,6 +227,28 @@ class LayerActions:
             from studio.core.document.blend import label
 
             self.undo.push(SetLayerProps(layer.id, f"Blend mode {label(mode)}", blend=mode))
+
+    # -- the inpaint mask -----------------------------------------------------------------
+    def invert_mask(self) -> bool:
+        """Inpaint everywhere the mask was not painted, and nowhere it was (one undo entry)."""
+        from studio.core.document.edits import PaintPixels
+
+        layer = self._active()
+        if layer is None or layer.is_group:
+            return False
+        old = layer.mask if layer.mask is not None else np.zeros(layer.pixels.shape[:2], np.uint8)
+        cmd = PaintPixels(layer.id, 0, 0, old, 255 - old, "mask", "Invert mask")
+        self.undo.push(cmd)
+        return True
+
+    def pick_mask_color(self, canvas: Any) -> None:
+        from PySide6.QtGui import QColor
+        from PySide6.QtWidgets import QColorDialog
+
+        tint = canvas.mask_tint or (220, 60, 60)
+        chosen = QColorDialog.getColor(QColor(*tint), self.parent_widget, "Mask overlay colour")
+        if chosen.isValid():
+            canvas.set_mask_overlay(True, (chosen.red(), chosen.green(), chosen.blue()))
 
     # -- clipboard -----------------------------------------------------------------------
     def _copy_rect(self) -> tuple[Any, tuple[int, int, int, int] | None]:

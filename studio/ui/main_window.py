@@ -136,11 +136,13 @@ class MainWindow(QMainWindow):
         self.tool_bars = ToolBars(self.canvas, self.actions, self)
         self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, self.tool_bars.tools_bar)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.tool_bars.options_bar)
-        self.commands = WindowCommands(self, self.document, self.canvas, self.banner,
-                                       self.controller.add_image_layer,
-                                       self.tool_bars.set_color, self.show_status)
         self.layer_actions = LayerActions(self, self.document, self.show_status,
-                                          self.show_error, self.canvas.fit)
+                                          self.show_error, self.canvas.fit,
+                                          self.controller.add_image_layer,
+                                          lambda: self.projects.new_project())
+        self.commands = WindowCommands(self, self.document, self.canvas, self.banner,
+                                       self.layer_actions.add_opened_image,
+                                       self.tool_bars.set_color, self.show_status)
         self.tools = ToolActions(self, self.connection, self.document, self.prompt_panel,
                                  self.settings, self.show_error,
                                  models_changed=self.reload_models,
@@ -253,6 +255,9 @@ class MainWindow(QMainWindow):
             "new_group": self.layer_actions.group,
             "ungroup": self.layer_actions.ungroup,
             "lock_alpha": lambda: self.layer_actions.set_lock_alpha(a["lock_alpha"].isChecked()),
+            "invert_mask": self.layer_actions.invert_mask,
+            "show_mask": lambda: canvas.set_mask_overlay(a["show_mask"].isChecked()),
+            "mask_color": lambda: self.layer_actions.pick_mask_color(canvas),
             "cut": self.layer_actions.cut,
             "copy": self.layer_actions.copy,
             "paste": self.layer_actions.paste,
@@ -280,6 +285,7 @@ class MainWindow(QMainWindow):
             a[name].triggered.connect(lambda _checked=False, h=handler: h())
         prompt.seed_lock_button.toggled.connect(a["lock_seed"].setChecked)
         self.layer_actions.bind_lock_action(a["lock_alpha"])
+        a["show_mask"].setChecked(canvas.mask_shown)
         self.canvas.group_painted.connect(lambda name: self.banner.show_message(
             f"{name!r} is a group: select a layer in it to paint.", "info", 4000))
 

@@ -28,7 +28,7 @@ from studio.core.styles import StyleLibrary
 from studio.ui.prompt_words import PromptTextEdit, PromptWords
 from studio.ui.styles_box import StylesBox
 from studio.ui.theme import set_icon
-from studio.ui.value_widgets import SeedSpinBox
+from studio.ui.value_widgets import ClampingSpinBox, SeedSpinBox
 from studio.ui.widgets import (
     VerticalScrollArea,
     float_slider,
@@ -151,7 +151,8 @@ class PromptPanel(QWidget):
         size_row.addWidget(QLabel("×"))
         size_row.addWidget(self.height_spin)
 
-        self.batch_spin = QSpinBox(objectName="batch_count_spin")
+        self.batch_spin = ClampingSpinBox(objectName="batch_count_spin")  # 99 -> 64, said
+        self.batch_spin.setAccessibleName("Batch")
         self.batch_spin.setRange(1, 64)
         self.batch_spin.setToolTip("How many images to queue, each with the next seed")
 
@@ -244,7 +245,8 @@ class PromptPanel(QWidget):
             self._defaults_depth -= 1
 
     def _size_spin(self, name: str) -> QSpinBox:
-        spin = QSpinBox(objectName=name)
+        spin = ClampingSpinBox(objectName=name)  # a number past the range is clamped, said
+        spin.setAccessibleName(name.split("_")[0].title())
         spin.setRange(8, 4096)
         spin.setSingleStep(8)
         spin.valueChanged.connect(self._on_size_spin_changed)

@@ -1,4 +1,4 @@
-"""``ToolActions``: File ▸ Model Manager…, Image ▸ Upscale… and Generate ▸ X/Y/Z Grid….
+"""``ToolActions``: Models ▸ Model Manager…, Image ▸ Upscale… and Generate ▸ X/Y/Z Grid….
 
 The engine work goes through the backend's services (``studio.core.engines``), which the
 ``Connection`` holds; what the backend lacks is greyed out, with the reason as the tooltip.
@@ -14,8 +14,7 @@ from PySide6.QtCore import QObject, QSettings
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDialog, QWidget
 
-from studio.core.document.edits import AddLayer, ResizeCanvas
-from studio.core.document.layers import Layer
+from studio.core.document.operations import scale_image
 from studio.core.engines import Upscaling
 from studio.core.errors import StudioError
 from studio.core.jobs.events import JobCancelled, JobFailed, JobFinished
@@ -29,7 +28,7 @@ from studio.ui.prompt_panel import PromptPanel
 from studio.ui.upscale_dialog import UpscaleDialog
 
 #: (action name, text, menu it goes in, the feature it needs)
-TOOLS = (("model_manager", "&Model Manager…", "File", "model_management"),
+TOOLS = (("model_manager", "&Model Manager…", "Models", "model_management"),
          ("upscale", "&Upscale…", "Image", "upscaling"),
          ("xyz_grid", "X/Y/Z &Grid…", "Generate", ""))
 
@@ -134,7 +133,8 @@ class ToolActions(QObject):
 
     # -- upscaling -----------------------------------------------------------------------
     def open_upscale(self) -> int | None:
-        """Ask, then upscale the visible image on the engine thread into a new layer."""
+        """Ask, then scale the whole document up: the upscaler on generated layers (on the
+        engine thread), a resampler on the rest (one undo step)."""
         services = self.connection.services
         upscaling = services.upscaling if services is not None else None
         if upscaling is None or not self.connection.jobs.ready:
@@ -144,20 +144,27 @@ class ToolActions(QObject):
         if not doc.layers:
             self.show_error("Open or generate an image first.")
             return None
-        image = np.ascontiguousarray(doc.composite()[..., :3])
-        dialog = UpscaleDialog(upscaling.upscaler_names(), (image.shape[1], image.shape[0]),
+        dialog = UpscaleDialog(upscaling.upscaler_names(), (doc.width, doc.height),
                                self.parent_widget)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return None
-        return self.submit_upscale(upscaling, image, dialog.values())
+        return self.submit_upscale(upscaling, dialog.values())
 
-    def submit_upscale(self, upscaling: Upscaling, image: np.ndarray,
-                       values: dict[str, Any]) -> int:
-        """Queue the upscale as custom work; the result becomes a layer (one undo step)."""
+    def submit_upscale(self, upscaling: Upscaling, values: dict[str, Any]) -> int:
+        """Queue the upscale as custom work: every generated layer goes through the upscaler;
+        when it ends, the canvas and every layer are scaled (the others resampled, Lanczos)
+        in one undo step."""
         jobs = self.connection.jobs
+        doc = self.document.doc
+        scale = float(values["scale"])
+        # What the engine thread reads is copied now: edits meanwhile do not reach it.
+        sources = {layer.id: np.ascontiguousarray(layer.pixels[..., :3]) for layer in doc.layers
+                   if layer.kind == "generated"}
+        size = (doc.width, doc.height)
 
         def work(on_step: Any, cancel: Any) -> Any:
-            return upscaling.upscale(image, values, on_step, cancel)
+            return {layer_id: np.asarray(upscaling.upscale(rgb, values, on_step, cancel))
+                    for layer_id, rgb in sources.items()}
 
         ids: list[int] = []  # the job id, known once submitted
 
@@ -170,17 +177,18 @@ class ToolActions(QObject):
             if event.job_id not in ids:
                 return
             disconnect()
-            big = np.ascontiguousarray(np.asarray(event.result))
-            layer = Layer(name=f"Upscaled ×{values['scale']:g}", pixels=big, kind="image")
+            made = {k: v for k, v in dict(event.result).items() if doc.has_layer(k)}
+            width, height = round(size[0] * scale), round(size[1] * scale)
+            if (doc.width, doc.height) != size:  # the canvas changed meanwhile: follow it
+                width, height = round(doc.width * scale), round(doc.height * scale)
             try:
-                with self.document.macro("Upscale"):
-                    self.document.push(ResizeCanvas(big.shape[1], big.shape[0]))
-                    self.document.push(AddLayer(layer, text="Add upscaled layer"))
-            except StudioError as err:
+                scale_image(self.document.undo_stack, width, height, made,
+                            text=f"Upscale ×{scale:g}")
+            except (StudioError, ValueError) as err:
                 self.show_error(str(err))
                 return
             self.canvas_resized()
-            self.last_upscale = big
+            self.last_upscale = doc.composite()
 
         def on_cancelled(event: JobCancelled) -> None:
             if event.job_id in ids:
@@ -195,5 +203,5 @@ class ToolActions(QObject):
         jobs.finished.connect(on_finished)
         jobs.failed.connect(on_failed)
         jobs.cancelled.connect(on_cancelled)
-        ids.append(jobs.submit_work(work, f"Upscale ×{values['scale']:g}"))
+        ids.append(jobs.submit_work(work, f"Upscale ×{scale:g}"))
         return ids[0]

@@ -38,6 +38,10 @@ class ToolBars:
             self.group.addAction(action)
             self.tools_bar.addAction(action)
             action.triggered.connect(lambda _c=False, t=tool: self.canvas.set_tool(t))
+            if tool == tools.MASK_ERASER:  # the mask's own commands, next to its tools
+                for extra in ("clear_mask", "invert_mask"):
+                    if extra in actions:
+                        self.tools_bar.addAction(actions[extra])
 
         self.options_bar = QToolBar("Tool options", parent)
         self.options_bar.setObjectName("options_toolbar")
@@ -71,6 +75,8 @@ class ToolBars:
         self.zoom_label.setMinimumWidth(48)
         self.options_bar.addWidget(self.zoom_label)
 
+        self._auto_size: int | None = None  # the size last set to fit the canvas
+        self.canvas.doc.add_listener(self._on_document_event)
         self.canvas.tool_changed.connect(self._on_canvas_tool_changed)
         self.canvas.color_picked.connect(self._on_canvas_color_picked)
         self.canvas.zoom_changed.connect(self._on_canvas_zoom_changed)
@@ -93,6 +99,23 @@ class ToolBars:
             slider.blockSignals(False)
         self.canvas.set_brush(brush)
         self._show_color(brush.color)
+
+    def _on_document_event(self, name: str, _payload: Any) -> None:
+        if name == "canvas_resized":
+            self.fit_brush_to_canvas()
+
+    def fit_brush_to_canvas(self) -> None:
+        """Brush sizes start in proportion to the canvas (a 16th of its shorter side): after
+        a new size, a size set this way follows, as does one over a quarter of the canvas;
+        a size the user chose that fits is kept."""
+        doc = self.canvas.doc
+        side = min(doc.width, doc.height)
+        size = int(max(1, min(512, round(side / 16))))
+        current = self.canvas.brush.size
+        if current == self._auto_size or current > side / 4 or self._auto_size is None:
+            self._auto_size = size
+            self.set_brush(BrushSettings(size, self.canvas.brush.hardness,
+                                         self.canvas.brush.opacity, self.canvas.brush.color))
 
     def scale_brush(self, factor: float) -> None:
         self.set_brush(self.canvas.brush.resized(factor))

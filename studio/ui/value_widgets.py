@@ -23,6 +23,83 @@ from PySide6.QtWidgets import (
 )
 
 
+def _number(box: QAbstractSpinBox, text: str) -> float | None:
+    """The number typed in ``box`` (prefix, suffix and spaces left out), or ``None``."""
+    core = text
+    prefix, suffix = box.prefix(), box.suffix()  # type: ignore[attr-defined]
+    if prefix and core.startswith(prefix):
+        core = core[len(prefix):]
+    if suffix and core.endswith(suffix):
+        core = core[:-len(suffix)]
+    core = core.strip().replace(box.locale().groupSeparator(), "")
+    try:
+        return float(core.replace(box.locale().decimalPoint(), "."))
+    except ValueError:
+        return None
+
+
+def _clamp_note(box: QAbstractSpinBox, typed: float, value: float) -> str:
+    lo, hi = box.minimum(), box.maximum()  # type: ignore[attr-defined]
+    name = box.accessibleName() or box.toolTip().split("(")[0].strip() or "This field"
+    bound = f"at least {lo:g}" if typed < lo else f"at most {hi:g}"
+    return f"{name} is {bound}: {typed:g} was set to {value:g}."
+
+
+class _Clamping:
+    """What a typed number past the range does: it is accepted while typed (``"300"``
+    is not cut to ``"30"``), then clamped when the field is left, and ``clamped`` says so
+    (also as a tooltip at the field)."""
+
+    def _validate(self, base: Any, text: str, pos: int) -> object:
+        result = base.validate(self, text, pos)
+        state = result[0] if isinstance(result, tuple) else result
+        if state == QValidator.State.Invalid and _number(self, text) is not None:  # type: ignore[arg-type]
+            return (QValidator.State.Intermediate, text, pos)
+        return result
+
+    def _fixup(self, base: Any, text: str) -> str:
+        typed = _number(self, text)  # type: ignore[arg-type]
+        if typed is None:
+            return base.fixup(self, text)
+        lo, hi = self.minimum(), self.maximum()  # type: ignore[attr-defined]
+        value = min(max(typed, lo), hi)
+        if value != typed:
+            note = _clamp_note(self, typed, value)  # type: ignore[arg-type]
+            self.clamped.emit(note)  # type: ignore[attr-defined]
+            from PySide6.QtWidgets import QToolTip
+
+            QToolTip.showText(self.mapToGlobal(self.rect().bottomLeft()), note,  # type: ignore
+                              self)
+        return self.textFromValue(value)  # type: ignore[attr-defined]
+
+
+class ClampingSpinBox(_Clamping, QSpinBox):
+    """A ``QSpinBox`` that clamps a number typed past its range and says so."""
+
+    clamped = Signal(str)
+
+    def validate(self, text: str, pos: int) -> object:
+        return self._validate(QSpinBox, text, pos)
+
+    def fixup(self, text: str) -> str:
+        return self._fixup(QSpinBox, text)
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt API)
+        return super().textFromValue(int(round(value)))
+
+
+class ClampingDoubleSpinBox(_Clamping, QDoubleSpinBox):
+    """A ``QDoubleSpinBox`` that clamps a number typed past its range and says so."""
+
+    clamped = Signal(str)
+
+    def validate(self, text: str, pos: int) -> object:
+        return self._validate(QDoubleSpinBox, text, pos)
+
+    def fixup(self, text: str) -> str:
+        return self._fixup(QDoubleSpinBox, text)
+
+
 class _LabeledSliderBase(QWidget):
     """A horizontal ``QSlider`` with an editable spin box beside it, kept in step.
 
@@ -99,7 +176,7 @@ class LabeledSlider(_LabeledSliderBase):
     valueChanged = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(QSpinBox(), parent)
+        super().__init__(ClampingSpinBox(), parent)
 
     def _emit(self, value: Any) -> None:
         self.valueChanged.emit(int(value))
@@ -120,7 +197,7 @@ class LabeledDoubleSlider(_LabeledSliderBase):
     valueChanged = Signal(float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(QDoubleSpinBox(), parent)
+        super().__init__(ClampingDoubleSpinBox(), parent)
         self._scale = 100
 
     def _to_slider(self, value: float) -> int:

@@ -75,7 +75,8 @@ class WindowCommands:
         except OSError as err:
             self.show_error(f"Could not open {Path(path).name}: {err.strerror or err}")
             return False
-        self.add_image_layer(pixels, Path(path).stem)
+        if self.add_image_layer(pixels, Path(path).stem) is False:
+            return False  # a large image, and the user cancelled
         self.canvas.fit()
         self.show_status(f"Opened {Path(path).name}")
         return True

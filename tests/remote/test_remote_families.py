@@ -52,3 +52,41 @@ def test_features_say_which_node_a_family_lacks(remote_engine: RemoteEngine) -> 
     older = features_from_nodes({k: v for k, v in info.items() if k != "AddNoise"})
     assert "AddNoise" in older.reason("variation")
     assert all(n in info for n in wf.REQUIRED_NODES["hires"])
+
+
+def test_connect_check_on_the_real_servers(comfy_server, spare) -> None:
+    from studio.remote.check import check_servers
+    from studio.remote.client import ServerConfig
+
+    text = check_servers([ServerConfig(comfy_server.url), ServerConfig(spare.url)])
+    first, second = text.split("\n\n")
+
+    def line(report: str, what: str) -> str:
+        return next(x for x in report.splitlines() if x.split()[1:2] == what.split()[:1])
+
+    assert line(first, "Flux").split()[0] == "missing"
+    assert "ComfyUI/models/diffusion_models/" in line(first, "Flux")
+    assert "studio-tiny-upscaler" in line(first, "upscaling")
+    assert "ComfyUI_IPAdapter_plus" in line(first, "reference")
+    assert line(second, "Flux").split()[0] == "ok" and "ae.safetensors" in line(second, "Flux")
+    assert line(second, "SD3").split()[0] == "ok" and "clip_g" in line(second, "SD3")
+    assert line(second, "variation").split()[0] == "ok"
+
+
+def test_bench_remote_prints_overhead_and_scaling(comfy_server, spare, tmp_path,
+                                                  capsys) -> None:
+    import json
+
+    from studio.cli.main import main
+
+    out = tmp_path / "remote.json"
+    assert main(["bench", "--remote", comfy_server.url, spare.url, "--remote-model", "tiny-sd1",
+                 "--smoke", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Round trip over the server's own execution time" in text and "speed-up" in text
+    figures = json.loads(out.read_text())["remote"]
+    for row in figures["overhead"]:
+        assert 0 < row["server_s"] < row["ours_s"] and row["overhead_ms"] > 0
+    one, two = figures["throughput"]
+    assert (one["servers"], two["servers"]) == (1, 2) and two["used"].count(",") == 1
+    assert one["images_per_s"] > 0 and two["speedup"] > 0

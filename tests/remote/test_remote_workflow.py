@@ -218,3 +218,21 @@ def test_regional_prompts_are_refused_in_one_line() -> None:
     mask = Pixels.from_array(np.full((64, 64), 255, np.uint8))
     with pytest.raises(InvalidRequestError, match="local engine only"):
         wf.build(request(regions=(Region(mask, "a hat"),)), wf.Inputs("m"))
+
+
+def test_connect_check_names_what_a_family_lacks_and_where_it_goes() -> None:
+    from studio.remote.check import _family_line
+
+    folders = {"checkpoints": ["tiny-sd1.safetensors"], "diffusion_models": ["flux1-dev.safetensors"],
+               "text_encoders": ["clip_l.safetensors"], "vae": []}
+    line = _family_line("flux", "Flux", [], folders)
+    assert not line.ok and line.detail.startswith("flux1-dev.safetensors needs")
+    assert "T5-XXL" in line.detail and "models/text_encoders/" in line.detail
+    assert "ae.safetensors" in line.detail and "\n" not in line.detail
+    folders.update(text_encoders=["clip_l.safetensors", "t5xxl_fp16.safetensors"],
+                   vae=["ae.safetensors"])
+    assert _family_line("flux", "Flux", [], folders).ok
+    none = _family_line("sd3", "SD3", [], folders)
+    assert not none.ok and "models/diffusion_models/" in none.detail and "CLIP-G" in none.detail
+    old = _family_line("flux", "Flux", ["FluxGuidance"], folders)
+    assert not old.ok and "FluxGuidance" in old.detail and "update ComfyUI" in old.detail

@@ -104,7 +104,7 @@ def main(out_dir: str = "docs/screenshots") -> int:
         next_prompt()
 
     QTimer.singleShot(200, wait_for_engine)
-    QTimer.singleShot(300_000, app.quit)
+    QTimer.singleShot(800_000, app.quit)
     app.exec()
     session.shutdown()
     return 0

@@ -223,3 +223,36 @@ def test_painting_on_a_group_says_so_and_changes_nothing(qtbot, window):
     assert window.undo.count == count and "is a group" in window.banner.text
     window.actions["ungroup"].trigger()
     assert not window.doc.has_groups()
+
+
+def _big_png(tmp_path, size=(300, 200)):
+    from PIL import Image
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", size, (10, 120, 200)).save(path)
+    return path
+
+
+def test_opening_a_large_image_offers_a_new_document(qtbot, window, tmp_path, monkeypatch):
+    open_grey(window)  # a 64 x 64 canvas with a layer
+    asked = []
+    monkeypatch.setattr(window.layer_actions, "choose_for_large_image",
+                        lambda name, size: asked.append((name, size)) or "new")
+    monkeypatch.setattr(window.projects, "maybe_save", lambda: True)  # discard the grey one
+    assert window.commands.open_image(str(_big_png(tmp_path)))
+    assert asked == [("big", (300, 200))]
+    assert (window.doc.width, window.doc.height) == (300, 200)
+    assert [lay.name for lay in window.doc.layers] == ["big"]
+
+
+def test_opening_a_large_image_as_a_layer_or_cancelled(qtbot, window, tmp_path, monkeypatch):
+    open_grey(window)
+    answers = iter(["", "layer"])
+    monkeypatch.setattr(window.layer_actions, "choose_for_large_image",
+                        lambda name, size: next(answers))
+    path = str(_big_png(tmp_path))
+    assert not window.commands.open_image(path)  # cancelled: nothing changes
+    assert len(window.doc.layers) == 1
+    assert window.commands.open_image(path)
+    assert (window.doc.width, window.doc.height) == (64, 64) and len(window.doc.layers) == 2
+    assert window.doc.layers[-1].pixels.shape[:2] == (200, 300)  # kept whole, past the edge

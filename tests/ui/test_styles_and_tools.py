@@ -100,18 +100,29 @@ def test_window_has_the_menu_entries_and_the_styles_box(qtbot, window):
     assert "photo" in panel.negative_edit.toPlainText() and box.current_name() == ""
 
 
-def test_upscale_from_the_window_adds_a_layer_on_a_bigger_canvas(qtbot, window, services):
+def test_upscale_scales_every_layer_the_upscaler_on_generated_ones(qtbot, window, services):
+    """Issue 29: Upscale acts on the whole document, as Krita's Scale Image does."""
+    from studio.core.document.edits import ApplyGeneration
+
     window.controller.add_image_layer(np.full((32, 48, 3), 90, np.uint8), "photo")
-    image = window.doc.composite()[..., :3]
-    layers = len(window.doc.layers)
+    made = np.zeros((16, 16, 3), np.uint8)
+    made[::2, ::2] = 255  # a pattern a resampler would blur and the fake upscaler keeps
+    window.undo.push(ApplyGeneration(made, (8, 4, 16, 16), "rec"))
+    h, w = window.doc.height, window.doc.width
     with qtbot.waitSignal(window.bridge.job_finished, timeout=5000):
-        window.tools.submit_upscale(services.upscaling, image, {"scale": 2.0, "model": "tiny"})
-    h, w = image.shape[:2]
+        window.tools.submit_upscale(services.upscaling, {"scale": 2.0, "model": "tiny"})
     qtbot.waitUntil(lambda: window.doc.width == 2 * w, timeout=5000)
-    assert window.doc.height == 2 * h and len(window.doc.layers) == layers + 1
-    assert services.upscaling.calls == [{"scale": 2.0, "model": "tiny"}]
+    photo, generated = window.doc.layers
+    assert window.doc.height == 2 * h and len(window.doc.layers) == 2
+    assert photo.pixels.shape[:2] == (64, 96) and generated.pixels.shape[:2] == (32, 32)
+    assert (generated.x, generated.y) == (16, 8)
+    assert services.upscaling.calls == [{"scale": 2.0, "model": "tiny"}]  # generated only
+    np.testing.assert_array_equal(generated.pixels[:4, :4, 0],
+                                  [[255, 255, 0, 0], [255, 255, 0, 0], [0, 0, 0, 0],
+                                   [0, 0, 0, 0]])
     window.undo.undo()  # one undo step takes it all back
-    assert (window.doc.width, window.doc.height, len(window.doc.layers)) == (w, h, layers)
+    assert (window.doc.width, window.doc.height) == (w, h)
+    assert window.doc.layers[1].pixels.shape[:2] == (16, 16)
 
 
 def test_grid_from_the_window_puts_every_cell_in_the_gallery(qtbot, window):

@@ -159,7 +159,10 @@ class ImportedSettings:
         if self.request is not None:
             names = ["prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler",
                      "width", "height", "model", "strength"]
-            return {n: getattr(req, n) for n in names}
+            made = {n: getattr(req, n) for n in names}
+            if req.task == "txt2img":  # a new image: Strength 1, or the next run refines
+                made["strength"] = 1.0
+            return made
         out: dict[str, Any] = {}
         for name in ("prompt", "negative_prompt"):
             if getattr(self, name).strip():
@@ -171,6 +174,10 @@ class ImportedSettings:
             out["scheduler"] = req.scheduler
         if self.width and self.height:
             out["width"], out["height"] = req.width, req.height
+        if self.task == "txt2img" and self.strength is None and (self.prompt.strip()
+                                                                 or "task" in self.read):
+            # issue 29: a text-to-image file; the next run must not refine the canvas
+            out["strength"] = 1.0
         return out
 
     def fields(self) -> dict[str, Any]:
