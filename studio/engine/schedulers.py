@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from studio.core.errors import InvalidRequestError
@@ -124,6 +125,7 @@ def _spaced_range(cls: type) -> type:
     if cls in _SPACED:
         return _SPACED[cls]
 
+    @functools.wraps(cls.set_timesteps)  # its signature too (pipelines inspect it)
     def set_timesteps(self: Any, num_inference_steps: int | None = None, device: Any = None,
                       **kwargs: Any) -> Any:
         if num_inference_steps:

@@ -44,6 +44,8 @@ T = TypeVar("T")
 MAX_IMAGE_BYTES = 256 * 1024 * 1024  # a result larger than this is refused unread
 MAX_IMAGE_PIXELS = 8192 * 8192  # more than any request makes; Pillow's bomb guard beyond
 PREVIEW_SIDE = 256  # previews are shrunk to this many pixels a side at most
+PREVIEW_EVERY_S = 0.2  # at most one preview decoded this often (ComfyUI sends 512 px JPEGs
+# each step; decoding them all would hold up the job's messages on a busy machine)
 SILENCE_CHECK_S = 30.0  # without a word from the server this long, ask /history
 STALL_S = 600.0  # a job with no news for this long (not a step, not a node) is stalled
 RECONNECT_S = 3.0  # after the socket drops, how long to try to reach the server again
@@ -163,6 +165,7 @@ class ComfyClient:
         self._object_info: dict[str, Any] | None = None
         self.queue_remaining = 0
         self.stats: dict[str, Any] = {}
+        self._preview_at = 0.0  # when the last preview was decoded (loop time)
 
     @property
     def url(self) -> str:
@@ -560,6 +563,10 @@ class ComfyClient:
         job = self._jobs.get(prompt_id or "")
         if job is None:
             return
+        now = asyncio.get_running_loop().time()
+        if now - self._preview_at < PREVIEW_EVERY_S:
+            return  # a newer one follows; the progress itself is never dropped
+        self._preview_at = now
         try:
             preview = decode_image(image, max_side=4096, what="A preview")
         except StudioError:

@@ -128,6 +128,7 @@ class LiveSession:
         self.strength = DEFAULT_STRENGTH
         self.steps = DEFAULT_STEPS
         self.seed_locked = True  # the same seed while painting: the picture stays put
+        self.max_update_s = MAX_UPDATE_S  # slower updates turn live mode off
         self.state = OFF
         self.pause_reason = ""
         self.latest: LiveResult | None = None
@@ -167,6 +168,7 @@ class LiveSession:
                 on = False
         if not on:
             self._cancel_running()
+            self.latest = None  # the next time starts from the canvas as it is then
         state = (PAUSED if self.pause_reason else ON) if on else OFF
         if state != self.state:
             self.state = state
@@ -274,9 +276,10 @@ class LiveSession:
         result = event.result
         live = LiveResult(result, rect, seq, stamp, time.perf_counter())
         self._shown_seq = seq
-        self.latest = live
         self._measure(result)
-        self.updated.emit(live)
+        if self.state != OFF:  # not turned off for being too slow
+            self.latest = live
+            self.updated.emit(live)
 
     def _on_job_failed(self, event: JobFailed) -> None:
         if self._take(event.job_id) is not None:
@@ -297,12 +300,12 @@ class LiveSession:
         if len(self.seconds) < 3:
             return
         typical = min(self.seconds[1:][-3:])
-        if typical <= MAX_UPDATE_S:
+        if typical <= self.max_update_s:
             return
         ran = max(1, int(req.steps * req.strength))
         why = (f"{_model_name(req.model)} takes {typical:.1f} s an update here "
                f"({typical / ran:.2f} s a step at {req.width}×{req.height}); live painting "
-               f"needs under {MAX_UPDATE_S:.0f} s. Try a smaller size or a turbo/LCM model.")
+               f"needs under {self.max_update_s:g} s. Try a smaller size or a turbo/LCM model.")
         self._too_slow[self._key] = why
         self.seconds.clear()
         self.set_on(False)

@@ -11,6 +11,8 @@ a new layer, to check it before generating.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +74,21 @@ def _cut(doc: Document, layer: Layer, rect: Rect) -> np.ndarray | None:
     canvas[py - ry:py - ry + ph, px - rx:px - rx + pw] = \
         layer.pixels[py - layer.y:py - layer.y + ph, px - layer.x:px - layer.x + pw]
     return canvas
+
+
+@contextmanager
+def control_layers_hidden(doc: Document) -> Iterator[None]:
+    """The marked layers counted as hidden for the call (planning the generation: a sketch
+    that guides the image is not part of the image to refine or inpaint)."""
+    marks = marks_for(doc)
+    hidden = [layer for layer in doc.layers if layer.id in marks and layer.visible]
+    for layer in hidden:
+        layer.visible = False
+    try:
+        yield
+    finally:
+        for layer in hidden:
+            layer.visible = True
 
 
 def request_controls(doc: Document, rect: Rect | None = None,

@@ -19,7 +19,7 @@ from studio.core.project.generation_log import GenerationRecord
 from studio.session.connection import FAILED, Connection
 from studio.ui.bridge import JobBridge
 from studio.ui.canvas import CanvasView
-from studio.ui.control_layers import marks_for, request_controls
+from studio.ui.control_layers import control_layers_hidden, marks_for, request_controls
 from studio.ui.generation import (
     MODE_TEXT,
     GenerationPlan,
@@ -92,7 +92,8 @@ class GenerationController(QObject):
     def _update_mode(self) -> None:
         strength = float(self.prompt.strength_slider.value())
         covered = bool(self.doc.layers or self.doc.selection)
-        mode = detect_mode(self.doc, strength) if covered else "txt2img"
+        with control_layers_hidden(self.doc):  # a control layer is no content to refine
+            mode = detect_mode(self.doc, strength) if covered else "txt2img"
         where = "selection" if self.doc.selection else "canvas"
         text = f"{MODE_TEXT[mode]} ({where})"
         if mode == "txt2img" and covered and self.doc.layers:
@@ -141,8 +142,9 @@ class GenerationController(QObject):
             self.banner.show_message(EMPTY_PROMPT_TEXT, "info",
                                      action=("Generate anyway", self._on_generate_anyway))
             return []
-        plan = plan_generation(self.doc, values["width"], values["height"],
-                               float(values["strength"]))
+        with control_layers_hidden(self.doc):  # a control layer is no content to refine
+            plan = plan_generation(self.doc, values["width"], values["height"],
+                                   float(values["strength"]))
         seed = self.prompt.take_seed()
         values.update(width=plan.width, height=plan.height, task=plan.task,
                       init_image=plan.init_image, mask=plan.mask)
@@ -262,7 +264,8 @@ class GenerationController(QObject):
                 rect = (x + dx, y + dy, w, h)
             for i, image in enumerate(result.images):
                 self.undo.push(ApplyGeneration(image, rect, record.id,
-                                               name=_layer_name(result.request, i),
+                                               name=_layer_name(result.request, i,
+                                                                _plan_task(plan)),
                                                mask=plan.layer_mask))
         if plan.canvas_size is not None:
             self.canvas.fit()  # the first image of an empty document: show all of it
@@ -290,7 +293,12 @@ class GenerationController(QObject):
         return job
 
 
-def _layer_name(request: GenerationRequest, index: int = 0) -> str:
+def _layer_name(request: GenerationRequest, index: int = 0, task: str = "") -> str:
     from studio.core.document.operations import generated_layer_name
 
-    return generated_layer_name(request, index)  # task, a short prompt, the seed
+    return generated_layer_name(request, index, task)  # task, a short prompt, the seed
+
+
+def _plan_task(plan: GenerationPlan) -> str:
+    """``"outpaint"`` for an inpaint that fills past the canvas's edge (named as such)."""
+    return "outpaint" if plan.mode == "outpaint" else ""

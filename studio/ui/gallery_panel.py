@@ -40,7 +40,10 @@ def summary(record: GenerationRecord) -> str:
     r = record.request
     return (f"{r.prompt or '(no prompt)'}\n"
             f"{r.task} · {r.model} · {r.scheduler} · {r.steps} steps · CFG {r.guidance:g}\n"
-            f"seed {r.seed} · {r.width}×{r.height}"
+            f"seed {r.seed}"
+            + (f" · variation seed {r.variation_seed} ({r.variation_strength:g})"
+               if r.variation_seed is not None and r.variation_strength > 0 else "")
+            + f" · {r.width}×{r.height}"
             + (f" · strength {r.strength:g}" if r.task != "txt2img" else "")
             + (f" · {record.duration:.1f} s" if record.duration else ""))
 

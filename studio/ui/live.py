@@ -20,8 +20,15 @@ from PySide6.QtWidgets import QPushButton, QWidget
 
 from studio.core.document.layers import Document, intersect
 from studio.session.connection import Connection
-from studio.session.live import OFF, ON, PAUSED, LiveResult, LiveSession, LiveSource, \
-    flatten_over_white
+from studio.session.live import (
+    OFF,
+    ON,
+    PAUSED,
+    LiveResult,
+    LiveSession,
+    LiveSource,
+    flatten_over_white,
+)
 from studio.ui.canvas import CanvasView
 from studio.ui.generation import request_size
 from studio.ui.live_panel import LiveView
@@ -111,6 +118,7 @@ class LiveController(QObject):
         if state == OFF:
             self._rest.stop()
             self._settle.stop()
+            self.view.clear()
             if self.button.isChecked():
                 self.button.blockSignals(True)
                 self.button.setChecked(False)

@@ -147,3 +147,9 @@ class LiveView(QWidget):
 
     def set_status(self, text: str) -> None:
         self.status_label.setText(text)
+
+    def clear(self) -> None:
+        """Live mode is off: no picture to keep."""
+        self.picture.clear()
+        self.keep_button.setEnabled(False)
+        self.status_label.setText("")

@@ -411,6 +411,7 @@ class MainWindow(QMainWindow):
     def _on_document_replacing(self) -> None:
         """Another document (an opened project) comes: its jobs and places are not ours."""
         self.controller.cancel_all()
+        self.live_controller.set_live(False)  # its picture belongs to the old canvas
         self.controller.rects.clear()
 
     def _on_document_replaced(self) -> None:

@@ -263,3 +263,63 @@ def test_generated_layer_names_say_task_short_prompt_and_seed():
                                variation_strength=0.3)
     assert ops.generated_layer_name(varied) == "txt2img · castle · seed 3 var 11"
     assert ops.generated_layer_name(req, task="outpaint").startswith("outpaint · ")
+
+
+# -- PSD masks and clipping (issue 20, point 6 of issue 29) ---------------------------------
+def _psd_with_mask_and_clipping(path, mask_box=(4, 2, 10, 8), mask_bg=0):
+    """A PSD as Photoshop writes one: a base layer with a layer mask smaller than the layer
+    (outside it the mask's background colour), and a layer clipped to the base."""
+    from PIL import Image
+    from psd_tools import PSDImage
+    from psd_tools.api.layers import PixelLayer
+
+    psd = PSDImage.new("RGBA", (W, H))
+    PixelLayer.frompil(Image.fromarray(_opaque(30)), psd, name="paper")
+    base_px = np.zeros((10, 14, 4), np.uint8) + np.array([200, 40, 40, 255], np.uint8)
+    base = PixelLayer.frompil(Image.fromarray(base_px), psd, name="base", top=3, left=5)
+    x0, y0, w, h = mask_box
+    base.create_mask(Image.new("L", (w, h), 255), top=3 + y0, left=5 + x0)
+    base.mask._data.background_color = mask_bg
+    clip_px = np.zeros((H, W, 4), np.uint8) + np.array([20, 220, 90, 255], np.uint8)
+    clip = PixelLayer.frompil(Image.fromarray(clip_px), psd, name="clipped")
+    clip.clipping = True
+    psd.save(path)
+    return path
+
+
+def test_psd_layer_mask_and_clipping_are_applied_as_photoshop_draws_them(tmp_path):
+    from psd_tools import PSDImage
+
+    path = _psd_with_mask_and_clipping(tmp_path / "clip.psd")
+    image = import_psd(path)
+    assert [lay.name for lay in image.layers] == ["paper", "base", "clipped"]
+    base, clipped = image.layers[1], image.layers[2]
+    left, top, right, bottom = list(PSDImage.open(path))[1].mask.bbox  # as psd-tools wrote it
+    shown = (min(right, 19) - left) * (min(bottom, 13) - top)
+    assert 0 < shown < 10 * 14
+    # the mask: only its box of the base shows, the rest is cut away
+    assert base.rgba[..., 3].sum() == shown * 255
+    assert base.rgba[top - 3, left - 5, 3] == 255 and base.rgba[0, 0, 3] == 0
+    # the clipped layer shows only where the (masked) base has pixels
+    assert clipped.rgba[..., 3].sum() == shown * 255
+    assert any("masks" in w for w in image.warnings) and any("Clipped" in w
+                                                             for w in image.warnings)
+    reference = np.asarray(PSDImage.open(path).composite(force=True).convert("RGBA"))
+    assert np.abs(image.composite().astype(int) - reference.astype(int)).max() <= 2
+
+
+def test_psd_mask_with_white_background_hides_only_its_black_part(tmp_path):
+    from PIL import Image
+    from psd_tools import PSDImage
+    from psd_tools.api.layers import PixelLayer
+
+    psd = PSDImage.new("RGBA", (8, 8))
+    layer = PixelLayer.frompil(Image.fromarray(_opaque(150, 8, 8)), psd, name="x")
+    layer.create_mask(Image.new("L", (2, 2), 0), top=3, left=3)  # a black hole, 2 x 2
+    layer.mask._data.background_color = 255
+    psd.save(tmp_path / "hole.psd")
+    rgba = import_psd(tmp_path / "hole.psd").layers[0].rgba
+    assert rgba[3:5, 3:5, 3].max() == 0 and rgba[..., 3].sum() == (64 - 4) * 255
+    reference = np.asarray(PSDImage.open(tmp_path / "hole.psd").composite(force=True)
+                           .convert("RGBA"))
+    assert np.abs(rgba.astype(int) - reference.astype(int)).max() <= 2

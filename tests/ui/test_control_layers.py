@@ -82,3 +82,20 @@ def test_reference_images_are_offered_off_with_the_reason(window):
     box = window.layers_panel.control_box
     item = box.kind_combo.model().item(box.kind_combo.findData("reference"))
     assert not item.isEnabled() and "IP-Adapter" in item.toolTip()
+
+
+def test_a_control_layer_is_no_content_to_inpaint(qtbot, window, engine):
+    """A sketch alone on the canvas guides a text-to-image generation: its transparent
+    parts are not a hole to inpaint, its strokes not an image to refine."""
+    window.controller.add_image_layer(np.zeros((64, 64, 3), np.uint8), "sketch")
+    layer = window.doc.layers[-1]
+    layer.pixels[..., 3] = 0
+    layer.pixels[20:22, 10:50, 3] = 255
+    window.doc.set_active_layer(layer.id)
+    box = window.layers_panel.control_box
+    box.kind_combo.setCurrentIndex(box.kind_combo.findData("scribble"))
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
+        window.actions["generate"].trigger()
+    req = engine.requests[-1]
+    assert req.task == "txt2img" and req.init_image is None and len(req.controls) == 1
+    assert layer.visible  # shown as it was

@@ -50,7 +50,6 @@ def studio(qtbot, embedded_engine, settings):
 
     runner = JobRunner(embedded_engine)
     w = MainWindow(engine_services(embedded_engine), runner, settings)
-    qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
     w.prompt_panel.set_values({"width": 64, "height": 64, "guidance": 5.0,
@@ -63,6 +62,9 @@ def studio(qtbot, embedded_engine, settings):
     w.canvas.fit()
     w.canvas.set_tool(tools.BRUSH)
     w.canvas.set_brush(BrushSettings(16, 1.0, 1.0, YELLOW))
+    # These tests are about the pictures: a busy test machine must not turn live mode off
+    # (that is test_live_turns_itself_off_for_a_model_too_slow_to_follow_the_brush).
+    w.live.max_update_s = 1e9
     with qtbot.waitSignal(w.live_controller.shown, timeout=180_000):
         qtbot.mouseClick(w.prompt_panel.live_button, Qt.MouseButton.LeftButton)
     assert w.live.state == ON and w.live_view.isVisible()
@@ -171,7 +173,6 @@ def test_keep_adds_one_undoable_layer_with_its_request_in_history(qtbot, studio)
 def fake_window(qtbot, settings, engine):
     runner = JobRunner(engine)
     w = MainWindow(fake_services(engine), runner, settings)
-    qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
     w.prompt_panel.prompt_edit.setPlainText("a portrait")
@@ -211,13 +212,19 @@ def test_live_turns_itself_off_for_a_model_too_slow_to_follow_the_brush(qtbot, s
     engine = SlowEngine(features=dataclasses.replace(FAKE_FEATURES, live_mode=True))
     w, runner = fake_window(qtbot, settings, engine)
     w.controller.add_image_layer(np.full((64, 64, 3), 128, np.uint8), "grey")
+    updates: list = []
+    w.live.updated.connect(updates.append)
     assert w.live_controller.set_live(True)
-    for i in range(4):  # the first update may load the model: it does not count
+    qtbot.waitUntil(lambda: len(updates) == 1, timeout=10_000)
+    for i in range(3):  # the first update may load the model: it does not count
         if w.live.state == OFF:
             break
-        with qtbot.waitSignal(w.live.updated, timeout=10_000):
-            stroke(qtbot, w.canvas, (5, 5 + 10 * i), (50, 5 + 10 * i))
+        stroke(qtbot, w.canvas, (5, 5 + 10 * i), (50, 5 + 10 * i))
+        qtbot.waitUntil(lambda n=len(updates): len(updates) > n or w.live.state == OFF,
+                        timeout=10_000)
+    assert len(updates) == 2  # two pictures shown, the third update measured it too slow
     assert w.live.state == OFF and not w.prompt_panel.live_button.isChecked()
+    assert not w.live_view.isVisible() and not w.live_view.keep_button.isEnabled()
     assert "2.4 s an update" in w.banner.text and "a step" in w.banner.text
     # Turning it on again for the same model and size is refused with the same reason.
     assert not w.live_controller.set_live(True)

@@ -460,13 +460,19 @@ def import_psd(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
         if psd.width * psd.height > max_pixels:
             raise ImageReadError(f"Could not open {source.name}: the image is too large "
                                  f"({psd.width} x {psd.height} pixels).")
-        tree = _psd_nodes(psd, source.name, max_pixels, 0)
+        notes: set[str] = set()
+        tree = _psd_nodes(psd, source.name, max_pixels, 0, notes)
     except ImageReadError:
         raise
     except Exception:  # psd-tools raises many kinds on damaged files
         raise ImageReadError(f"Could not open {source.name}: it is not a PSD file, "
                              "or it is damaged.") from None
     layers, warnings = flatten_stack(psd.width, psd.height, tree)
+    if "mask" in notes:
+        warnings.append("Layer masks were applied to the layers' transparency.")
+    if "clip" in notes:
+        warnings.append("Clipped layers were cut to the layer they clip to (no clipping "
+                        "groups here).")
     return LayeredImage(psd.width, psd.height, tuple(layers), tuple(warnings))
 
 
@@ -482,17 +488,70 @@ def _psd_mode(layer: Any) -> tuple[str, str]:
     return (NORMAL if mode.name == "NORMAL" else mode.name.lower()), ""
 
 
-def _psd_nodes(group: Any, label: str, max_pixels: int, depth: int) -> list[StackNode]:
+def _psd_mask(lay: Any, rgba: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``rgba`` with the layer's mask applied to its alpha, as Photoshop draws it (a
+    disabled mask is left out); and whether there was a mask to apply."""
+    mask = lay.mask if lay.has_mask() else None
+    if mask is None or mask.disabled:
+        return rgba, False
+    try:
+        image = mask.topil(layer_sized=True)
+    except TypeError:  # an older psd-tools: place the mask's own box ourselves
+        image = None
+    h, w = rgba.shape[:2]
+    if image is not None and image.size == (w, h):
+        values = np.asarray(image.convert("L"))
+    else:
+        values = np.full((h, w), int(mask.background_color), np.uint8)
+        raw = mask.topil(real=False) if image is None else image
+        if raw is not None:
+            part = np.asarray(raw.convert("L"))
+            x0, y0 = mask.left - lay.left, mask.top - lay.top
+            ys = slice(max(0, y0), min(h, y0 + part.shape[0]))
+            xs = slice(max(0, x0), min(w, x0 + part.shape[1]))
+            if ys.stop > ys.start and xs.stop > xs.start:
+                values[ys, xs] = part[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    out = rgba.copy()
+    out[..., 3] = (out[..., 3].astype(np.uint16) * values // 255).astype(np.uint8)
+    return out, True
+
+
+def _clipped(data: LayerData, base: LayerData) -> LayerData:
+    """``data`` drawn only where ``base`` has pixels (a clipping mask): its alpha times the
+    base's, over the part where they meet; hidden when the base is hidden."""
+    rgba = data.rgba.copy()
+    h, w = rgba.shape[:2]
+    cover = np.zeros((h, w), np.uint16)
+    bh, bw = base.rgba.shape[:2]
+    x0, y0 = max(data.x, base.x), max(data.y, base.y)
+    x1, y1 = min(data.x + w, base.x + bw), min(data.y + h, base.y + bh)
+    if x1 > x0 and y1 > y0:
+        cover[y0 - data.y:y1 - data.y, x0 - data.x:x1 - data.x] = \
+            base.rgba[y0 - base.y:y1 - base.y, x0 - base.x:x1 - base.x, 3]
+    rgba[..., 3] = (rgba[..., 3].astype(np.uint16) * cover // 255).astype(np.uint8)
+    return LayerData(data.name, rgba, data.x, data.y, data.visible and base.visible,
+                     data.opacity, data.blend)
+
+
+def _psd_nodes(group: Any, label: str, max_pixels: int, depth: int,
+               notes: set[str] | None = None) -> list[StackNode]:
+    """The layers of a PSD group, bottom to top; layer masks are applied to the alpha and
+    clipped layers limited to their base layer (``notes`` says which happened)."""
     if depth > MAX_DEPTH:
         raise ImageReadError(f"Could not open {label}: its layer groups are nested too deeply.")
+    notes = notes if notes is not None else set()
     nodes: list[StackNode] = []
+    base: LayerData | None = None  # the layer the next clipped layers clip to
     for lay in group:  # bottom to top
         mode, unknown = _psd_mode(lay)
+        clipping = bool(getattr(lay, "clipping", False))
         if lay.is_group():
             nodes.append(StackNode(lay.name, children=_psd_nodes(lay, label, max_pixels,
-                                                                  depth + 1),
+                                                                  depth + 1, notes),
                                    mode=mode, opacity=lay.opacity / 255, visible=lay.visible,
                                    isolated=mode != PASS_THROUGH, unknown_mode=unknown))
+            if not clipping:
+                base = None
             continue
         if lay.kind != "pixel" or lay.width * lay.height == 0:
             continue
@@ -502,8 +561,15 @@ def _psd_nodes(group: Any, label: str, max_pixels: int, depth: int) -> list[Stac
         pil = lay.topil()
         if pil is None:
             continue
-        data = LayerData(lay.name, np.asarray(pil.convert("RGBA")), lay.left, lay.top,
-                         lay.visible, lay.opacity / 255)
+        rgba, masked = _psd_mask(lay, np.asarray(pil.convert("RGBA")))
+        if masked:
+            notes.add("mask")
+        data = LayerData(lay.name, rgba, lay.left, lay.top, lay.visible, lay.opacity / 255)
+        if clipping and base is not None:
+            data = _clipped(data, base)
+            notes.add("clip")
+        elif not clipping:
+            base = data
         nodes.append(StackNode(data.name, data, mode=NORMAL if mode == PASS_THROUGH else mode,
-                               visible=lay.visible, unknown_mode=unknown))
+                               visible=data.visible, unknown_mode=unknown))
     return nodes
