@@ -68,29 +68,24 @@ def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
                         QSettings(str(folder / "s.ini"), QSettings.Format.IniFormat))
     window.resize(1400, 900)
     window.show()
-    loop = QEventLoop()
-
     def wait(ms: float) -> None:
+        """Run the event loop for ``ms`` (a loop of its own: no other wait can end it)."""
+        loop = QEventLoop()
         QTimer.singleShot(max(0, int(ms)), loop.quit)
         loop.exec()
 
     shown: list[tuple[float, int]] = []  # (time, seq) of each picture shown
     controller, session, canvas = window.live_controller, window.live, window.canvas
-
-    def on_shown(live: Any) -> None:
-        shown.append((time.perf_counter(), live.seq))
-        loop.quit()
-
-    controller.shown.connect(on_shown)
+    controller.shown.connect(lambda live: shown.append((time.perf_counter(), live.seq)))
 
     def wait_for_picture(seq: int, timeout_s: float) -> float | None:
+        """When the picture of update ``seq`` (or a later one) was shown."""
         deadline = time.perf_counter() + timeout_s
         while time.perf_counter() < deadline:
             for t, s in shown:
                 if s >= seq:
                     return t
-            QTimer.singleShot(int(1000 * (deadline - time.perf_counter())) + 1, loop.quit)
-            loop.exec()
+            wait(1)
         return None
 
     panel = window.prompt_panel

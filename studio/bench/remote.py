@@ -112,13 +112,13 @@ def run_remote_bench(urls: Sequence[str], *, model: str = "", smoke: bool = Fals
                 raise InvalidRequestError(f"{urls[0]} has no checkpoint to benchmark.")
             model = default.id
         runs = 2 if smoke else 3 if quick else 5
-        sizes = ((128, 1), (64, 1)) if smoke else ((512, 4), (64, 2))
+        sizes = ((64, 1),) if smoke else ((512, 4), (64, 2))
         rows = [overhead(first, model, size, steps, runs, log) for size, steps in sizes]
     finally:
         first.close()
     figures: dict[str, Any] = {"servers": urls, "model": model, "overhead": rows}
     if len(urls) >= 2:
-        batch, size, steps = (4, 64, 1) if smoke else (8, 256, 4)
+        batch, size, steps = (2, 64, 1) if smoke else (8, 256, 4)
         figures["throughput"] = throughput(RemoteEngine, urls, model, size, steps, batch, log)
     return figures
 

@@ -139,7 +139,7 @@ class LiveSession:
         self._key: tuple[str, int, int] = ("", 0, 0)  # the model and size of the updates
         self._seq = 0
         self._shown_seq = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # its events may come on the submitting thread
         self.jobs.finished.connect(self._on_job_finished)
         self.jobs.failed.connect(self._on_job_failed)
         self.jobs.cancelled.connect(self._on_job_cancelled)

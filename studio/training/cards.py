@@ -339,8 +339,11 @@ def card_diffusion(root: Path) -> None:
     prompt_list = "\n".join(f"{i + 1}. {p}" for i, p in enumerate(CARD_PROMPTS))
     _write_card(folder, "studio-tiny-diffusion", f"""
 A text-to-image latent diffusion model in the Stable Diffusion 1.x folder format:
-`AutoencoderKL` (64 x 64 RGB <-> 16 x 16 x 4 latents, scaling_factor
-{studio.get('scaling_factor', 0):.4f} = 1 / latent std; trained on 32 x 32 crops),
+`AutoencoderKL` (64 x 64 RGB <-> 16 x 16 x 4 latents, block_out_channels 12/24/48,
+scaling_factor {studio.get('scaling_factor', 0):.4f} = 1 / latent std; trained on 32 x 32
+crops with the loss weighted 4x on the mouth and 2x around the eyes and glasses
+(`train_diffusion.face_weights`), then its decoder alone fine-tuned on whole portraits with
+the mouth weighted 8x, the encoder and so the latents unchanged),
 `UNet2DConditionModel` (block_out_channels 16/32/64, cross-attention at 8 and 4 px with
 dim 64, plus a pooled-text embedding added to the time embedding:
 `addition_embed_type="text"`), `CLIPTextModel` (2 layers, hidden 64, trained jointly with
@@ -348,6 +351,16 @@ the UNet) and a `CLIPTokenizer` built by `studio.engine.models.tokenizer_build` 
 vocabulary, all trained from scratch here. Epsilon prediction, SD's scaled-linear betas
 (0.00085-0.012, 1000 steps), min-SNR-5 loss weighting, EMA weights, 10 % caption dropout
 so classifier-free guidance works. fp32 weights (about 6 MB in all).
+
+Captions as people write prompts (`train_diffusion.training_caption`, drawn afresh each
+time a portrait is seen, from a seed stream of their own): each names a random one to all
+of hair colour, glasses, background and smile (sometimes skin), in one of several
+phrasings and orders ("blue background, red-haired woman wearing glasses", "smiling man,
+black hair", "a person with blonde hair against a green background", "round glasses,
+background pink"); 15 % are the full template; an attribute left out is free. Smiles are
+named only beyond +-0.5, so "smiling" means a clear smile. Held out of training entirely,
+so that the evaluation's prompts also test wording the model never saw: the noun "face"
+and "in front of a <colour> background" (`HELD_OUT_PHRASINGS`).
 
 ```python
 from diffusers import StableDiffusionPipeline

@@ -262,8 +262,8 @@ def train(out_root: Path = DEFAULT_OUT, minutes: float = 20.0, seed: int = 0,
     studio = {"family": "studio-tiny", "control_kinds": CONTROL_KINDS, "base_model": BASE,
               "base_model_hash": model_hash(base)}
     (tmp / "studio.json").write_text(json.dumps(studio, indent=2) + "\n")
-    command = f"python -m studio.training.train_control train --minutes {minutes:g}" + (
-        " --init PREVIOUS" if init is not None else "")
+    command = (f"python -m studio.training.train_control train --minutes {minutes:g} "
+               f"--batch {batch_size}" + (" --init PREVIOUS" if init is not None else ""))
     record = {"command": command, "seconds": round(clock.elapsed), "steps": step,
               "batch_size": batch_size,
               "lr": lr, "train_samples": n_data, "prompt_dropout": 0.3,
@@ -553,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=NAME)
     parser.add_argument("--n", type=int, default=48, help="eval: held-out layouts")
     parser.add_argument("--data", type=int, default=12_000, help="train: portraits")
+    parser.add_argument("--batch", type=int, default=64, help="train: portraits a step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", type=Path, default=None,
                         help="train: start from this control model folder's weights")
@@ -560,8 +561,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the diffusion model folder (default: OUT/studio-tiny-diffusion)")
     args = parser.parse_args(argv)
     if args.command == "train":
-        train(args.out, args.minutes, args.seed, n_data=args.data, out_name=args.name,
-              base=args.base, init=args.init)
+        train(args.out, args.minutes, args.seed, n_data=args.data, batch_size=args.batch,
+              out_name=args.name, base=args.base, init=args.init)
     elif args.command == "eval":
         print(format_figures(evaluate(args.out, args.n, name=args.name, base=args.base)))
     else:

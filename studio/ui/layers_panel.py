@@ -229,7 +229,7 @@ class LayersPanel(QWidget):
         self.opacity_slider.setToolTip("Opacity of the selected layer")
         self.opacity_slider.valueChanged.connect(self._on_opacity_slider_changed)
         self.blend_combo = QComboBox(objectName="layer_blend_combo")
-        for mode, (text, ora, psd) in MODES.items():
+        for mode, (text, _ora, _psd) in MODES.items():
             self.blend_combo.addItem(text, mode)
         self.blend_combo.setToolTip("Blend mode of the selected layer (as GIMP, Krita and "
                                     "Photoshop draw it; kept in .ora and .psd exports)")

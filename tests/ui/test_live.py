@@ -126,6 +126,7 @@ def test_strokes_repaint_the_live_picture_where_painted(qtbot, studio):
 def test_a_stroke_during_an_update_cancels_it_latest_wins(qtbot, studio):
     w = studio
     w.live_view.steps_slider.setValue(12)  # a longer update, to end a stroke during it
+    w.live_controller.request_update()  # (at once, not after the settings settle)
     qtbot.waitUntil(lambda: not w.live.busy, timeout=60_000)
     started, cancelled, shown = [], [], []
     w.bridge.job_started.connect(lambda e: started.append(e.job_id))
