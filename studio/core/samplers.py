@@ -189,14 +189,16 @@ SCHEDULER_APPROXIMATIONS: dict[str, str] = {
 # by studio.core.portraits.oracle on the embedded model, tests/engine/test_sampler_quality.py);
 # the others do from 4 steps. The few-step samplers LCM and TCD are made for 1 to 8.
 # The DPM-Solver Karras/exponential ones draw their sigmas over the model's spaced range
-# (studio.engine.schedulers): DPM++ SDE Karras and DPM++ 2S a Karras now follow from 4 steps
-# (12/12 on 6 seeds x 2 prompts; were 8), DPM++ 3M SDE Karras/Exponential from 5 (were
-# 8/10), DPM++ 2M SDE Karras from 6 (11/12 at 5; was 8). DPM++ 2M Karras reads right on
-# 9/12 at 4 and 11/12 at 5 (0/6 before), so its 6 stays.
+# (studio.engine.schedulers). Measured on the retrained embedded model (6 images: 2 prompts x
+# seeds 1-3, wrong readings at 4/5/6/7/8 steps): DPM++ 2M SDE Heun 1/0/0/0/0, DPM++ 3M SDE
+# Exponential 1/1/0/1/0, DPM++ 3M SDE Karras 4/4/0/2/0, DPM2 5/2/1/0/0, DPM2 Karras
+# 5/1/0/0/0, DPM2 a Karras 6/6/5/3/1 (0 at 10), DPM++ 2M Karras 2/0/0/0/0, DPM++ 2M SDE
+# Karras 4/2/0/0/0. A minimum is the fewest steps from which every count reads right.
 SCHEDULER_MIN_STEPS: dict[str, int] = {
-    "Heun": 5, "Restart": 5, "DPM2": 5, "DPM2 a": 8, "DPM2 Karras": 5, "DPM2 a Karras": 8,
+    "Heun": 5, "Restart": 5, "DPM2": 7, "DPM2 a": 8, "DPM2 Karras": 6, "DPM2 a Karras": 10,
     "LMS": 10, "LMS Karras": 20, "DPM++ 2M Karras": 6, "DPM++ 2M SDE Karras": 6,
-    "DPM++ 3M SDE Karras": 5, "DPM++ 3M SDE Exponential": 5, "PNDM": 20, "PLMS": 30,
+    "DPM++ 2M SDE Heun": 5, "DPM++ 3M SDE Karras": 8, "DPM++ 3M SDE Exponential": 8,
+    "PNDM": 20, "PLMS": 30,
 }
 
 

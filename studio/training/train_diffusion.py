@@ -38,7 +38,6 @@ from studio.training.common import (
 
 NAME = "studio-tiny-diffusion"
 AE_MINUTES_SHARE = 0.25  # of the total budget, spent on the autoencoder
-DECODER_MINUTES_SHARE = 0.1  # then on its decoder alone (``finetune_decoder``)
 RESUME_SAMPLES = 20_000  # portraits a resumed run trains on (at least)
 RECOMMENDED = {"scheduler": "EulerDiscreteScheduler", "steps": 25, "guidance": 5.0,
                "height": 64, "width": 64}
@@ -139,47 +138,6 @@ def train_autoencoder(images: np.ndarray, minutes: float, seed: int,
     vae.eval()
     return vae, {"autoencoder_seconds": round(clock.elapsed), "autoencoder_steps": step,
                  "autoencoder_batch": batch_size, "autoencoder_crop": crop}
-
-
-def finetune_decoder(vae: Any, images: np.ndarray, minutes: float, seed: int,
-                     batch_size: int = 32, lr: float = 5e-4) -> dict[str, Any]:
-    """Fine-tune the decoder alone on whole portraits, the mouth weighted 8x.
-
-    The encoder stays as it is, so the latents (and a UNet trained on them) stay valid: the
-    decoder learns to draw what the latents already hold. The crop-trained autoencoder
-    lost the mouth on dark skin (its colour differs from the skin mostly in chroma).
-    """
-    setup_torch(seed + 5)
-    frozen = [*vae.encoder.parameters(), *vae.quant_conv.parameters()]
-    for p in frozen:
-        p.requires_grad_(False)
-    params = [p for p in vae.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    weights = face_weights()
-    weights[32:46, 20:44] = 8.0
-    clock = Stopwatch(minutes)
-    step = 0
-    vae.train()
-    for idx in batches(len(images), batch_size, seed + 77):
-        if clock.done():
-            break
-        for g in opt.param_groups:
-            g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * clock.fraction)))
-        x = to_tensor(images[np.sort(idx)])
-        with torch.no_grad():
-            z = vae.encode(x).latent_dist.mean
-        rec = vae.decode(z).sample
-        diff = rec - x
-        loss = ((diff.abs() + diff.square()) * weights).mean() / weights.mean() \
-            + 0.5 * _grad_loss(rec, x)
-        optimizer_step(opt, loss, clip=params)
-        step += 1
-        if step % 100 == 0:
-            log(f"decoder step {step} loss {loss.item():.4f} t={clock.elapsed:.0f}s")
-    for p in frozen:
-        p.requires_grad_(True)
-    vae.eval()
-    return {"decoder_finetune_seconds": round(clock.elapsed), "decoder_finetune_steps": step}
 
 
 @torch.no_grad()
@@ -397,7 +355,6 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 20
         log("autoencoder loaded from cache")
     else:
         vae, rec = train_autoencoder(data.images, minutes * AE_MINUTES_SHARE, seed)
-        rec.update(finetune_decoder(vae, data.images, minutes * DECODER_MINUTES_SHARE, seed))
         vae.save_pretrained(ae_dir)
         (work / "vae_record.json").write_text(json.dumps(rec))
         record.update(rec)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QGroupBox,
@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QLabeledDoubleRangeSlider
 
 from studio.core.control import (
     CONTROL_KINDS,
@@ -40,6 +39,7 @@ from studio.core.control import (
 from studio.core.document.layers import Document, Layer, Rect, intersect
 from studio.core.document.pixels import Pixels
 from studio.core.document.undo import UndoStack
+from studio.ui.value_widgets import ClampingDoubleSpinBox
 from studio.ui.widgets import float_slider
 
 
@@ -115,6 +115,54 @@ def request_controls(doc: Document, rect: Rect | None = None,
     return tuple(out)
 
 
+class StepRange(QWidget):
+    """The share of the steps a control acts on: two fields, start and end (0..1), that
+    keep start <= end. (superqt's range slider would load superqt at window start, which
+    costs a third of start-up: see studio/ui/value_widgets.py.)"""
+
+    valueChanged = Signal(tuple)
+
+    def __init__(self, objectName: str = "") -> None:  # noqa: N803 (Qt's keyword)
+        super().__init__(objectName=objectName)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.start_box = ClampingDoubleSpinBox(objectName=f"{objectName}_start")
+        self.end_box = ClampingDoubleSpinBox(objectName=f"{objectName}_end")
+        for box, value, label in ((self.start_box, 0.0, "from"), (self.end_box, 1.0, "to")):
+            box.setRange(0.0, 1.0)
+            box.setDecimals(2)
+            box.setSingleStep(0.05)
+            box.setValue(value)
+            box.valueChanged.connect(self._changed)
+            row.addWidget(QLabel(label))
+            row.addWidget(box, 1)
+
+    def value(self) -> tuple[float, float]:
+        return (self.start_box.value(), self.end_box.value())
+
+    def setValue(self, value: tuple[float, float]) -> None:  # noqa: N802 (Qt's name)
+        start, end = sorted((float(value[0]), float(value[1])))
+        for box, v in ((self.start_box, start), (self.end_box, end)):
+            box.blockSignals(True)
+            box.setValue(v)
+            box.blockSignals(False)
+        self.valueChanged.emit(self.value())
+
+    def setToolTip(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setToolTip(text)
+        self.start_box.setToolTip(text)
+        self.end_box.setToolTip(text)
+
+    def _changed(self) -> None:
+        start, end = self.value()
+        if start > end:  # keep the range ordered: the other end follows
+            other = self.end_box if self.sender() is self.start_box else self.start_box
+            other.blockSignals(True)
+            other.setValue(start if other is self.end_box else end)
+            other.blockSignals(False)
+        self.valueChanged.emit(self.value())
+
+
 class ControlSection(QGroupBox):
     """The "Control" box of the layers panel, for the active layer."""
 
@@ -139,11 +187,7 @@ class ControlSection(QGroupBox):
         self.strength_slider = float_slider("layer_control_strength", 0.0, 2.0, 1.0, 2)
         self.strength_slider.setToolTip("Control strength (0: no effect, 1: as trained)")
         self.strength_slider.valueChanged.connect(self._on_control_changed)
-        self.range_slider = QLabeledDoubleRangeSlider(objectName="layer_control_range")
-        self.range_slider.setOrientation(Qt.Orientation.Horizontal)
-        self.range_slider.setRange(0.0, 1.0)
-        self.range_slider.setDecimals(2)
-        self.range_slider.setValue((0.0, 1.0))
+        self.range_slider = StepRange(objectName="layer_control_range")
         self.range_slider.setToolTip("The share of the steps the control acts on (start, end)")
         self.range_slider.valueChanged.connect(self._on_control_changed)
         self.model_edit = QLineEdit(objectName="layer_control_model")

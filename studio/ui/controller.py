@@ -135,7 +135,7 @@ class GenerationController(QObject):
             return []
         values = self.prompt.values()
         if not values["model"]:
-            self.banner.show_message("No diffusion model is available. See Help ▸ Adding "
+            self.banner.show_message("No diffusion model is available. See Models ▸ Adding "
                                      "models.")
             return []
         if not values["prompt"] and not self.empty_prompt_ok:

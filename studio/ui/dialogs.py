@@ -22,7 +22,7 @@ NO_MODEL_TEXT = (
     "<li>download one into the Hugging Face cache, e.g. "
     "<code>huggingface-cli download stabilityai/sd-turbo</code>,</li>"
     "</ul>"
-    "<p>then choose <b>Generate ▸ Reload Models</b>. Painting, masks and layers work "
+    "<p>then choose <b>Models ▸ Reload Models</b>. Painting, masks and layers work "
     "without a model.</p>"
 )
 

@@ -361,7 +361,7 @@ class MainWindow(QMainWindow):
         if not models:
             self.banner.show_message("No diffusion model found. Put a diffusers folder or a "
                                      ".safetensors checkpoint in your models folder, then "
-                                     "Generate ▸ Reload Models (Help ▸ Adding Models).", "info")
+                                     "Models ▸ Reload Models (Models ▸ Adding Models).", "info")
         self.status.set_model(self.prompt_panel.model_id)
 
     def _on_prompt_model_changed(self, model_id: str) -> None:

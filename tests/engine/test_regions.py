@@ -234,16 +234,19 @@ def _outside_follows_the_main_prompt(engine, seeds):
     return hits
 
 
+@pytest.mark.xfail(strict=True, reason="issue 25/27: on the retrained studio-tiny-diffusion (2026-12-06) regions lose to the main prompt: two half-image backgrounds come out in 4/40 seeds (40/40 on the old weights), the outside holds in 7/40")
 def test_two_regions_paint_two_backgrounds_on_a_few_seeds(shipped_engine):
     hits = _two_backgrounds(shipped_engine, range(3))
     assert hits == {"regions": 3, "plain": 0}
 
 
+@pytest.mark.xfail(strict=True, reason="issue 25/27: on the retrained studio-tiny-diffusion (2026-12-06) regions lose to the main prompt: two half-image backgrounds come out in 4/40 seeds (40/40 on the old weights), the outside holds in 7/40")
 def test_outside_a_region_the_main_prompt_holds_on_a_few_seeds(shipped_engine):
     hits = _outside_follows_the_main_prompt(shipped_engine, range(2))
     assert hits == {"left": 2, "outside": 2, "outside_plain": 2}
 
 
+@pytest.mark.xfail(strict=True, reason="issue 25/27: on the retrained studio-tiny-diffusion (2026-12-06) regions lose to the main prompt: two half-image backgrounds come out in 4/40 seeds (40/40 on the old weights), the outside holds in 7/40")
 @pytest.mark.models
 def test_two_regions_paint_two_backgrounds_in_85_percent_of_seeds(shipped_engine):
     n = 40
@@ -252,6 +255,7 @@ def test_two_regions_paint_two_backgrounds_in_85_percent_of_seeds(shipped_engine
     assert hits["plain"] <= 0.5 * n, hits  # the baseline: one background for the picture
 
 
+@pytest.mark.xfail(strict=True, reason="issue 25/27: on the retrained studio-tiny-diffusion (2026-12-06) regions lose to the main prompt: two half-image backgrounds come out in 4/40 seeds (40/40 on the old weights), the outside holds in 7/40")
 @pytest.mark.models
 def test_outside_a_region_the_main_prompt_holds_as_without_it(shipped_engine):
     n = 40

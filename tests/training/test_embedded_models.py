@@ -372,18 +372,34 @@ def test_a_vae_seed_draws_latents_like_an_encoded_portraits() -> None:
     assert gap(drawn) < 0.3 < gap(noise)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27 point 3: studio-tiny-diffusion is to be "
-                   "retrained for prompts as people write them; remove this mark then")
+@functools.lru_cache(maxsize=1)
+def _partial_figures() -> dict[str, float]:
+    from studio.training.evaluate import eval_partial_prompts
+
+    return eval_partial_prompts(DEFAULT_OUT, 60)
+
+
 def test_diffusion_follows_prompts_as_people_write_them() -> None:
     """The issue's target on 60 held-out partial prompts (one, two or all attributes named,
     varied words; ``studio.core.portraits.prompts``), judged by the oracle on the named
     attributes only: 90 % per attribute at 20 steps of the recommended scheduler, 80 % at 4
-    steps of Euler a. Measured on the shipped model (60 prompts, 20 steps): hair 80.6 %,
-    background 48.8 % (purple and pink for blue, murky blues for green), glasses 88.2 %,
-    smile 2.9 % (the mouth is drawn neutral whatever the words)."""
-    from studio.training.evaluate import eval_partial_prompts
-
-    figures = eval_partial_prompts(DEFAULT_OUT, 60)
+    steps of Euler a. Measured on the retrained model (issue 27): hair / background /
+    glasses 100 / 100 / 94.1 % at 20 steps, 83.9 / 85.4 / 94.1 % at 4 steps (before the
+    retrain: 80.6 / 48.8 / 88.2 % and 71.0 / 56.1 / 85.3 %). The smile is the next test."""
+    figures = _partial_figures()
     for setting, least in (("EulerDiscrete@20", 0.9), ("Euler a@4", 0.8)):
-        for kind in ("hair", "background", "glasses", "smile"):
+        for kind in ("hair", "background", "glasses"):
             assert figures[f"{setting}/{kind}"] >= least, (setting, kind, figures)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 27 point 3: the retrained model follows hair, "
+                   "background and glasses in partial prompts but not smiling / frowning "
+                   "(5.9 % at 20 steps); remove this mark when a model meets it")
+def test_diffusion_follows_smiling_and_frowning_as_people_write_them() -> None:
+    """The same target for the smile: a prompt saying "smiling" ("frowning") must give a
+    mouth the oracle reads above +0.35 (below -0.35) in 90 % of the prompts at 20 steps,
+    80 % at 4 steps. Measured on the retrained model: 5.9 % at both (before: 2.9 / 5.9 %):
+    the mouth comes out whatever the words."""
+    figures = _partial_figures()
+    for setting, least in (("EulerDiscrete@20", 0.9), ("Euler a@4", 0.8)):
+        assert figures[f"{setting}/smile"] >= least, (setting, figures)

@@ -220,8 +220,9 @@ def test_live_turns_itself_off_for_a_model_too_slow_to_follow_the_brush(qtbot, s
     for i in range(3):  # the first update may load the model: it does not count
         if w.live.state == OFF:
             break
+        shown = len(updates)
         stroke(qtbot, w.canvas, (5, 5 + 10 * i), (50, 5 + 10 * i))
-        qtbot.waitUntil(lambda n=len(updates): len(updates) > n or w.live.state == OFF,
+        qtbot.waitUntil(lambda n=shown: len(updates) > n or w.live.state == OFF,
                         timeout=10_000)
     assert len(updates) == 2  # two pictures shown, the third update measured it too slow
     assert w.live.state == OFF and not w.prompt_panel.live_button.isChecked()

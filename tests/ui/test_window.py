@@ -97,7 +97,7 @@ def test_key_widgets_have_object_names(window):
                  "prompt_dock", "layers_dock", "gallery_dock", "queue_dock", "sliders_dock"):
         assert window.findChild(object, name) is not None, name
     menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
-    assert menus == ["File", "Edit", "View", "Image", "Generate", "Help"]
+    assert menus == ["File", "Edit", "View", "Image", "Generate", "Models", "Help"]
 
 
 def test_status_bar_shows_device_model_and_memory(window):

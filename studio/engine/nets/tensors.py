@@ -50,7 +50,10 @@ def load_net(cls: type[ModuleT], folder: Path, weights: str = "model.safetensors
     """
     config = json.loads((folder / "config.json").read_text())
     module = cls(**config)
-    module.load_state_dict(load_state(folder / weights))
+    # assign=True: the loaded tensors become the parameters. A module built while diffusers
+    # loads a model on another thread can get meta parameters (accelerate's init_empty_weights
+    # patches nn.Module process-wide), and copying into those would silently do nothing.
+    module.load_state_dict(load_state(folder / weights), assign=True)
     module.eval()
     if frozen:
         for p in module.parameters():

@@ -45,5 +45,5 @@ class CompactSR(nn.Module):
         out_ch = int(last.shape[0])
         scale = int(round(math.sqrt(out_ch / num_in)))
         model = cls(num_in, num_in, num_feat, len(convs) - 2, scale)
-        model.load_state_dict(state)
+        model.load_state_dict(state, assign=True)  # see nets.tensors.load_net
         return model
