@@ -220,6 +220,9 @@ def test_a_local_slider_on_an_inpainting_model_changes_the_whole_image_at_once(
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 28: on the retrained studio-tiny-diffusion the "
+                   "local hair mask spreads to the lower rows (0.19 of the top half, 0.19 of the "
+                   "bottom rows); the hair turns red and the rest is kept, the mask is not the hair")
 def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
     """On the embedded model: red hair at 2 on a blonde portrait turns the hair red and
     leaves the background and shirt as they were (the whole-image direction repaints them);
@@ -260,6 +263,5 @@ def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
     hair = [read_portrait(img.astype(np.uint8)).hair for img in (base, local, whole_img)]
     assert hair == ["blonde", "red", "red"]
     mask = masks[0][0, 0].float().numpy()  # 16x16 latent pixels
-    # the hair, not the shirt (the retrained model's hair mask covers 0.19 of the top half)
-    assert mask[:8].mean() > 0.15 and mask[10:].sum() == 0
+    assert mask[:8].mean() > 0.25 and mask[10:].sum() == 0  # the hair, not the shirt
     assert len(engine.slider_edits.trajectories) == 1  # the drag's two values shared one base run
