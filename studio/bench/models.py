@@ -4,6 +4,10 @@
   pipeline built from configs (``studio.engine.models.tiny``).
 * ``sd15``: the Stable Diffusion 1.5 architecture at full size with random weights (speed
   does not depend on the weights). Building it takes minutes, so it is kept on disk.
+* ``sd15_checkpoint``: the same UNet and VAE with a CLIP-L-shaped text encoder, saved as one
+  original-layout fp16 ``.safetensors`` (2.0 GB), the file an artist downloads and the one
+  ComfyUI loads (its SD 1.x text encoder is fixed to CLIP-L's shape): what ``studio bench
+  --peer comfyui`` runs through both.
 """
 
 from __future__ import annotations
@@ -82,3 +86,43 @@ def _native_size(folder: Path) -> int:
         return size if isinstance(size, int) and size >= 8 else 64
     except (OSError, ValueError):
         return 64
+
+
+SD15_CHECKPOINT_RECIPE = "sd15-sized unet+vae seed0 | clip-l 768x12 seed0 | fp16 | v1"
+
+
+def sd15_checkpoint(cache: Path) -> BenchModel:
+    """The SD 1.5 architecture as one fp16 single-file checkpoint (CLIP-L text encoder)."""
+    import hashlib
+
+    digest = hashlib.sha256(SD15_CHECKPOINT_RECIPE.encode()).hexdigest()[:12]
+    folder = cache / f"sd15-checkpoint-{digest}"
+    path = folder / "sd15-sized-random.safetensors"
+
+    def build(out: Path) -> None:
+        import torch
+        from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        from studio.engine.models.single_file import save_single_file
+
+        source = sd15_model(cache).path
+        unet = UNet2DConditionModel.from_pretrained(source / "unet")
+        vae = AutoencoderKL.from_pretrained(source / "vae")
+        torch.manual_seed(0)
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+            num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+            bos_token_id=49406, eos_token_id=49407, pad_token_id=1, projection_dim=768))
+        from diffusers import EulerDiscreteScheduler
+
+        scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
+                                           beta_schedule="scaled_linear")
+        pipe = StableDiffusionPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=None, unet=unet, scheduler=scheduler,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        save_single_file(pipe, out / path.name, family="sd1", dtype=torch.float16)
+
+    _built(folder, build)
+    return BenchModel("sd15", path, "SD 1.5 architecture, fp16 single file (random weights)",
+                      512)

@@ -99,7 +99,12 @@ def _canvas(doc, out: Path, args: argparse.Namespace) -> list[Path]:
         exporter = export_ora if args.format == "ora" else export_psd
         exporter(target, layered.width, layered.height, list(layered.layers))
         return [target]
-    return [save_image(out / f"{stem}.{args.format}", doc.composite(), strip=True)]
+    from studio.core.document.operations import composite_request
+
+    # The settings go along only when the canvas is exactly one generated image.
+    request = None if args.strip else composite_request(doc)
+    return [save_image(out / f"{stem}.{args.format}", doc.composite(), request,
+                       strip=request is None)]
 
 
 def _layers(doc, out: Path, args: argparse.Namespace) -> list[Path]:
@@ -111,5 +116,8 @@ def _layers(doc, out: Path, args: argparse.Namespace) -> list[Path]:
     written = []
     for i, layer in enumerate(doc.layers, start=1):
         name = sanitize_file_name(f"{i:02}-{layer.name}")
-        written.append(save_image(out / f"{name}.{args.format}", layer.pixels, strip=True))
+        # A group has no pixels of its own: its file is what its members draw together
+        # (on the canvas, with their modes and opacities), as the layers panel shows it.
+        pixels = doc.render_group(layer.id) if layer.is_group else layer.pixels
+        written.append(save_image(out / f"{name}.{args.format}", pixels, strip=True))
     return written

@@ -1,7 +1,16 @@
-"""Device policy: CUDA (fp16 or bf16) > Apple MPS > CPU (bf16 autocast where fast, else fp32).
+"""Device policy: CUDA (fp16 or bf16) > Apple MPS > CPU (bf16 where native, else fp32).
 
-Overridable by setting and CLI flag (``device="cpu"``, ``dtype="float32"``); the choice and
-its reason are reported to the user through ``DeviceInfo``.
+Overridable by setting and CLI flag (``device="cpu"``, ``dtype="float32"``, or
+``STUDIO_DTYPE=float32``); the choice and its reason are reported to the user through
+``DeviceInfo``.
+
+On a CPU with native bf16 (AMX or AVX-512 BF16), ``auto`` runs a large model (SD 1.5-sized:
+``LARGE_MODEL_BYTES`` on disk and more) with its weights *stored* in bf16 (loaded once in
+bf16, no fp32 copy beside them; UNet and VAE in channels_last) under bf16 autocast, which
+keeps the engine's own tensors (latents, noise) in fp32 and casts them at each layer. A
+small model (the embedded ones) stays in fp32 with autocast off for its modules: bf16 is
+slower there and changes its pixels (measured: docs/benchmarks.md). Without native bf16 the
+CPU runs fp32: oneDNN emulates bf16 there, 2.8x slower than fp32.
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ from studio.core.models import DeviceInfo
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 DEVICES = ("auto", "cuda", "mps", "cpu")
+# A model this large on disk counts as large (SD 1.5 in fp16 is 2 GB; the embedded models
+# are a few MB; a checkpoint with a full-size text encoder and VAE but a tiny UNet, 450 MB).
+LARGE_MODEL_BYTES = 500 * 2**20
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,6 +62,25 @@ class DeviceChoice:
     weight_dtype: str  # dtype the weights are loaded in
     autocast_dtype: str | None  # CPU autocast dtype, or None
     reason: str
+    # CPU: weights stored in the autocast dtype (bf16 once, no fp32 copy) and channels_last
+    bf16_weights: bool = False
+    # CPU auto: models under LARGE_MODEL_BYTES keep fp32 weights and run without autocast
+    small_models_fp32: bool = False
+
+    def for_model(self, size_bytes: int) -> DeviceChoice:
+        """The choice for one model of ``size_bytes`` on disk (0: unknown, taken as large)."""
+        if self.small_models_fp32 and 0 < size_bytes < LARGE_MODEL_BYTES:
+            return DeviceChoice(self.device, "float32", None,
+                                "CPU (float32: a small model, where bf16 does not pay)")
+        return self
+
+    def load_dtype(self) -> Any:
+        """The torch dtype to load the weights in (bf16 where they are stored in bf16)."""
+        import torch
+
+        if self.bf16_weights and self.autocast_dtype is not None:
+            return getattr(torch, self.autocast_dtype)
+        return self.torch_dtype()
 
     @property
     def compute_dtype(self) -> str:
@@ -119,13 +150,16 @@ def choose_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
         if dtype in ("auto", "bfloat16"):
             dtype = "float16"
         return DeviceChoice("mps", dtype, None, f"Apple GPU (MPS, {dtype})")
-    # CPU: weights stay fp32; bf16 autocast where the CPU has native bf16.
+    # CPU: bf16 weights under bf16 autocast where the CPU has native bf16 (large models).
     if dtype == "auto":
         if cpu_has_fast_bf16():
-            return DeviceChoice("cpu", "float32", "bfloat16", "CPU (bf16 autocast: native bf16)")
+            return DeviceChoice("cpu", "float32", "bfloat16",
+                                "CPU (bf16 weights and autocast: native bf16; small models "
+                                "float32)", bf16_weights=True, small_models_fp32=True)
         return DeviceChoice("cpu", "float32", None, "CPU (float32: no native bf16)")
     if dtype == "bfloat16":
-        return DeviceChoice("cpu", "float32", "bfloat16", "CPU (bf16 autocast, as asked)")
+        return DeviceChoice("cpu", "float32", "bfloat16",
+                            "CPU (bf16 weights and autocast, as asked)", bf16_weights=True)
     if dtype == "float16":
         raise InvalidRequestError("float16 is not supported on the CPU; use bfloat16 or float32.")
     return DeviceChoice("cpu", "float32", None, "CPU (float32, as asked)")

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,20 @@ from studio.core.sliders.directions import (
     fit_source_classes,
 )
 from studio.core.sliders.latent_flow import PATH_SCALE, LatentAttributeReader, flow
-from studio.core.sliders.specs import FLOW_METHOD, LATENT_METHOD, LATENT_SPACES, PORTRAIT_ATTRIBUTES
+from studio.core.sliders.specs import (
+    FLOW_METHOD,
+    LATENT_METHOD,
+    LATENT_SPACES,
+    PAIRED_METHOD,
+    PORTRAIT_ATTRIBUTES,
+)
 from studio.engine.conditioning import LRUCache
 
 log = logging.getLogger(__name__)
 
 DIRECTION_SEED = 424_242  # portraits used to find directions (neither train nor eval data)
 DIRECTION_SAMPLES = 1024
+PAIR_SAMPLES = 512  # portraits drawn in pairs for ``paired`` directions (VAE)
 DIRECTIONS_VERSION = 5  # bump when the way directions are built changes (cache files)
 CLASSIFIER = "studio-tiny-attributes"
 LATENT_PRIOR_FILE = "latent_prior.safetensors"  # a VAE's Gaussian fit of its latents
@@ -357,6 +364,11 @@ class LatentModels:
                 if found is not None:
                     self._directions[key] = found
                     return found
+            if method == PAIRED_METHOD:
+                found = self.paired_directions(model)
+                _write_directions(self._cache_file(model, method), model.hash, found)
+                self._directions[key] = found
+                return found
             z, labels, kinds = self.examples(model)
             base = method.removesuffix("-cond")
             binary = "mean" if base == "class" else base
@@ -390,6 +402,82 @@ class LatentModels:
             _write_directions(self._cache_file(model, method), model.hash, found)
             self._directions[key] = found
             return found
+
+    def paired_directions(self, model: LatentModel, n: int | None = None
+                          ) -> dict[str, Direction]:
+        """Directions from renderer-labelled pairs: the same portrait (same face, pose,
+        shirt, jitter) drawn with and without the attribute, both encoded; the direction is
+        the mean of the pairs' latent differences.
+
+        Built from class means of different portraits, a direction also carries whatever
+        came with the attribute in those portraits (a VAE "glasses" that turned a grey
+        background purple); a pair differs in the attribute alone, so its difference is the
+        attribute alone. Categorical attributes (hair colour, background) get one step per
+        source class (the mean of that class's pairs), as ``class_direction`` does, so the
+        whole slider (0 -> 2) travels from the image's own class to the target. Needs an
+        encoder (the VAE); the GAN keeps its other methods.
+        """
+        from studio.core.portraits.attributes import GLASSES, sample_attributes
+        from studio.core.portraits.render import render_portrait
+
+        if model.kind != "vae":
+            raise InvalidRequestError(f"Paired directions need an encoder; {model.info.name} "
+                                      "has none.", hint="Use the flow or class-cond method.")
+        n = n or PAIR_SAMPLES
+        bases, states, attrs_list = [], [], []
+        for i in range(n):
+            rng = np.random.default_rng((DIRECTION_SEED, i))
+            attrs = sample_attributes(rng)
+            states.append(rng.bit_generator.state)
+            bases.append(render_portrait(attrs, rng))
+            attrs_list.append(attrs)
+        z_base = model.encode(np.stack(bases))
+
+        def encode_changed(change: Callable[[Any, int], Any]) -> tuple[np.ndarray, np.ndarray]:
+            idx, images = [], []
+            for i, attrs in enumerate(attrs_list):
+                other = change(attrs, i)
+                if other is None:
+                    continue
+                rng = np.random.default_rng(0)
+                rng.bit_generator.state = states[i]
+                images.append(render_portrait(other, rng))
+                idx.append(i)
+            if not idx:
+                return np.zeros((0,), np.int64), np.zeros((0, model.latent_dim), np.float32)
+            ix = np.asarray(idx)
+            return ix, model.encode(np.stack(images)) - z_base[ix]
+
+        found: dict[str, Direction] = {}
+        # Binary attributes: value 1 is the pairs' mean step (a smile one unit of the
+        # renderer's [-1, 1] scale wider, glasses put on a face without).
+        _, d = encode_changed(lambda a, i: replace(a, smile=float(np.clip(a.smile + 1.0,
+                                                                         -1.0, 1.0))))
+        found["smile"] = Direction(d.mean(0).astype(np.float32), PAIRED_METHOD, model.kind,
+                                   "smile")
+        _, d = encode_changed(lambda a, i: replace(a, glasses=GLASSES[1 + i % 2])
+                              if a.glasses == "none" else None)
+        found["glasses"] = Direction(d.mean(0).astype(np.float32), PAIRED_METHOD, model.kind,
+                                     "glasses")
+        for attribute in PORTRAIT_ATTRIBUTES:
+            kind, _, value = attribute.partition("=")
+            if not value or kind not in CLASS_ATTRIBUTES:
+                continue
+            names = CLASS_ATTRIBUTES[kind]
+            classes = np.array([names.index(getattr(a, kind)) for a in attrs_list])
+            ix, d = encode_changed(lambda a, i, k=kind, v=value:
+                                   replace(a, **{k: v}) if getattr(a, k) != v else None)
+            if not len(ix):
+                continue
+            source = fit_source_classes(z_base, classes, names)
+            from_class = {}
+            for c, name in enumerate(names):
+                rows = classes[ix] == c
+                if name != value and rows.any():
+                    from_class[name] = (d[rows].mean(0) / 2.0).astype(np.float32)
+            found[attribute] = Direction((d.mean(0) / 2.0).astype(np.float32), PAIRED_METHOD,
+                                         model.kind, attribute, from_class, source)
+        return found
 
     def examples(self, model: LatentModel, n: int | None = None
                  ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -507,8 +595,13 @@ class LatentModels:
         if cancel is not None:
             cancel.raise_if_cancelled()
         model = self.model(info)
-        z = self.edit(info, self.latents(info, request), request)
-        images = model.decode(z)
+        z0 = self.latents(info, request)
+        z = self.edit(info, z0, request)
+        canvas = _init_rgb(request)
+        if canvas is not None:
+            images = transfer_edit(model, z0, z, canvas, (request.width, request.height))
+        else:
+            images = model.decode(z)
         if (request.width, request.height) != (images.shape[2], images.shape[1]):
             from PIL import Image
 
@@ -522,6 +615,47 @@ class LatentModels:
                                    device="cpu", dtype="float32")
         return GenerationResult(resolved, tuple(np.ascontiguousarray(im) for im in images),
                                 time.perf_counter() - start)
+
+
+def _init_rgb(request: GenerationRequest) -> np.ndarray | None:
+    """The request's init image as uint8 RGB (h, w, 3), or None (a seed's latent)."""
+    if request.task == "txt2img" or request.init_image is None:
+        return None
+    return np.ascontiguousarray(request.init_image.to_array()[..., :3])
+
+
+def transfer_edit(model: LatentModel, z0: np.ndarray, z: np.ndarray, canvas: np.ndarray,
+                  size: tuple[int, int]) -> np.ndarray:
+    """The canvas image with the edit ``z0 -> z`` carried over: ``canvas + D(z) - D(z0)``
+    (n, h, w, 3) uint8 at ``size`` (w, h).
+
+    The decoder's image of the canvas's own latent is only near the canvas (a VAE
+    reconstruction, a GAN inversion: a grey background drawn purple, glasses the portrait
+    did not have), and drawing ``D(z)`` itself would put all of that on the canvas with the
+    slider's edit. Adding only what the slider changed in the decoder's image keeps what
+    the slider does not touch as it was: at value 0 the canvas comes back bit for bit, and
+    the model's reconstruction error is never drawn (difference transfer, as in the
+    "residual" edits of GAN inversion work)."""
+    w, h = size
+    base = canvas
+    if base.shape[:2] != (h, w):
+        from PIL import Image
+
+        base = np.asarray(Image.fromarray(base).resize((w, h), Image.Resampling.LANCZOS))
+    n = len(z)
+    if np.array_equal(z, np.broadcast_to(z0, z.shape)):
+        return np.repeat(base[None], n, axis=0)
+    import torch
+    import torch.nn.functional as F
+
+    delta = (model.decode(z).astype(np.float32)
+             - model.decode(np.broadcast_to(z0, z.shape)).astype(np.float32))
+    if delta.shape[1:3] != (h, w):
+        t = torch.from_numpy(np.ascontiguousarray(delta.transpose(0, 3, 1, 2)))
+        delta = F.interpolate(t, size=(h, w), mode="bilinear",
+                              align_corners=False).numpy().transpose(0, 2, 3, 1)
+    out = base[None].astype(np.float32) + delta
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _read_directions(path: Path, model_hash: str) -> dict[str, Direction] | None:

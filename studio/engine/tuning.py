@@ -7,11 +7,16 @@
   (each component moves to the GPU only while it runs) instead of failing.
 * ``torch.compile`` of the denoiser is an opt-in setting (``STUDIO_TORCH_COMPILE=1``), on
   GPUs only: it pays back only over many images, and its first call takes minutes.
+* On the CPU (``cpu_layout``): a large model loaded with bf16 weights (the device policy's
+  ``bf16_weights``) gets its UNet and VAE in channels_last, which oneDNN's bf16 kernels run
+  1.5-1.7x faster; a small model that the policy keeps in fp32 runs its modules with autocast
+  off, even inside the engine's bf16 autocast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -65,6 +70,60 @@ def place_pipeline(pipe: Any, choice: DeviceChoice) -> str:
         if module is not None:
             setattr(pipe, name, torch.compile(module, mode="reduce-overhead"))
     return "device"
+
+
+CHANNELS_LAST_MODULES = ("unet", "vae", "controlnet")  # convolutional: NHWC pays in bf16
+
+
+def without_autocast(module: Any, device_type: str = "cpu") -> None:
+    """Make ``module`` run in its own dtype even inside an autocast region (idempotent).
+
+    Its ``forward`` and, for autoencoders, ``encode`` and ``decode`` (which pipelines call
+    directly) run with autocast off.
+    """
+    if getattr(module, "_studio_no_autocast", False):
+        return
+    import torch
+
+    def wrapped(method: Any) -> Any:
+        @functools.wraps(method)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with torch.autocast(device_type, enabled=False):
+                return method(*args, **kwargs)
+
+        return run
+
+    for name in ("forward", "encode", "decode"):
+        method = getattr(module, name, None)
+        if callable(method):
+            setattr(module, name, wrapped(method))
+    module._studio_no_autocast = True
+
+
+def cpu_layout(pipe: Any, engine_choice: DeviceChoice, model_choice: DeviceChoice) -> str:
+    """Fit a freshly loaded CPU pipeline to the policy; returns what was done (for logs).
+
+    ``model_choice`` is ``engine_choice.for_model(size)``: where it stores bf16 weights, the
+    convolutional modules go channels_last; where it is fp32 inside an engine that autocasts,
+    every module runs with autocast off (the small embedded models).
+    """
+    if model_choice.device != "cpu":
+        return "-"
+    components = getattr(pipe, "components", {}) or {}
+    modules = {name: m for name, m in components.items() if callable(getattr(m, "parameters",
+                                                                               None))}
+    if model_choice.bf16_weights and model_choice.autocast_dtype is not None:
+        import torch
+
+        for name in CHANNELS_LAST_MODULES:
+            if name in modules:
+                modules[name].to(memory_format=torch.channels_last)
+        return f"{model_choice.autocast_dtype} weights, channels_last"
+    if engine_choice.autocast_dtype is not None and model_choice.autocast_dtype is None:
+        for module in modules.values():
+            without_autocast(module)
+        return "float32, autocast off"
+    return model_choice.weight_dtype
 
 
 def prepare_decode(pipe: Any, width: int, height: int, batch: int) -> None:

@@ -20,6 +20,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -166,6 +167,8 @@ class ComfyClient:
         self.queue_remaining = 0
         self.stats: dict[str, Any] = {}
         self._preview_at = 0.0  # when the last preview was decoded (loop time)
+        self.finished_heard = 0.0  # wall clock when the server's word that our last job
+        # succeeded arrived (the bench compares it with the server's own timestamp)
 
     @property
     def url(self) -> str:
@@ -348,7 +351,8 @@ class ComfyClient:
         true, ``RemoteExecutionError`` on its ``execution_error``, ``ServerLostError`` if the
         connection drops meanwhile.
         """
-        await self.connect()
+        if self._ws is None or self._ws.closed:  # an open socket needs no new check
+            await self.connect()
         prompt_id = prompt_id or str(uuid.uuid4())
         job = JobEvents(prompt_id)
         self._jobs[prompt_id] = job
@@ -410,6 +414,7 @@ class ComfyClient:
                     return outputs
                 heard = checked = loop.time()  # still queued or running: follow it again
             elif kind == "execution_success":
+                self.finished_heard = time.time()
                 succeeded = loop.time()  # wait for "executing None": the history is written
             elif kind == "executing" and data.get("node") is None:
                 if cancel_sent:
@@ -437,20 +442,30 @@ class ComfyClient:
     async def _after_drop(self, prompt_id: str, cancel_sent: bool,
                           reason: str) -> dict[str, Any] | None:
         """The socket dropped: reach the server again and find the job (a cut connection),
-        or raise ``ServerLostError`` (the server is gone, or restarted without the job)."""
+        or raise ``ServerLostError`` (the server is gone, or restarted without the job).
+
+        A server that refuses the connection is gone after ``reconnect_s``; one that accepts
+        it but answers too slowly (its loop held by a long step, or paused) is only slow, and
+        is waited for as long as a stall (``stall_s``): its job is still running there, and
+        sending it elsewhere would run it twice."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.reconnect_s
+        started = loop.time()
         delay = 0.1
         while True:
             try:
                 await asyncio.wait_for(self.connect(), STATUS_TIMEOUT_S)
                 break
-            except (StudioError, asyncio.TimeoutError):
-                if loop.time() + delay > deadline:
+            except asyncio.TimeoutError:  # slow, not gone
+                if loop.time() - started > max(self.reconnect_s, self.stall_s):
+                    raise StalledError(f"{self.url} did not answer for "
+                                       f"{loop.time() - started:.0f} s after the connection "
+                                       f"dropped ({reason}).") from None
+            except StudioError:
+                if loop.time() + delay > started + self.reconnect_s:
                     raise ServerLostError(f"The connection to {self.url} dropped during the "
                                           f"job ({reason}).") from None
-                await asyncio.sleep(delay)
-                delay = min(1.0, delay * 2)
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
         log.info("reconnected to %s after the socket dropped (%s)", self.url, reason)
         return await self._settled(prompt_id, cancel_sent)
 
@@ -670,9 +685,15 @@ def execution_error(data: dict[str, Any], url: str) -> StudioError:
     line = text.splitlines()[0] if text else "unknown error"
     kind = str(data.get("exception_type", ""))
     where = data.get("node_type") or data.get("node_id") or "a node"
-    if "OutOfMemory" in kind or "out of memory" in text.lower():
-        return OutOfMemoryError(f"The server at {url} ran out of memory in {where}: {line}",
-                                hint="Try a smaller size or batch.")
+    if "OutOfMemory" in kind or "out of memory" in text.lower() or \
+            "can't allocate memory" in text.lower():  # CUDA's, or the CPU allocator's
+        import re
+
+        asked = re.search(r"tried to allocate (\d+) bytes", text)
+        if asked:  # the CPU allocator's line starts with an "[enforce fail at ...]" tag
+            line = f"it tried to allocate {int(asked[1]) / 2**30:.1f} GiB"
+        return OutOfMemoryError(f"The server at {url} ran out of memory in {where}: "
+                                f"{line.rstrip('.')}.", hint="Try a smaller size or batch.")
     return RemoteExecutionError(f"The server at {url} failed in {where}: {line}")
 
 

@@ -295,18 +295,22 @@ class RemoteEngine:
         start = time.perf_counter()
         wf._check(request)
         wf.comfy_sampler(request.scheduler)
+        lora_models: list[ModelInfo] = []
         if "<lora:" in request.prompt.lower():
             from studio.core.prompt_syntax import with_prompt_loras
 
-            request = with_prompt_loras(request, await self._list_models("lora"))
-        models = await self._list_models(None)
+            lora_models = await self._list_models("lora")
+            request = with_prompt_loras(request, lora_models)
+        if request.loras and not lora_models:
+            lora_models = await self._list_models("lora")
+        models = await self._list_models("diffusion")  # only the folders this job needs
         urls = [s.url for s in self.pool.servers]
-        main = resolve(request.model, [m for m in models if m.kind == "diffusion"], urls)
+        main = resolve(request.model, models, urls)
         checkpoint = main.id
         family = request.family or main.family
         folder = "diffusion_models" if main.source.endswith("diffusion_models") else "checkpoints"
-        loras = tuple((resolve(lw.name or lw.path, [m for m in models if m.kind == "lora"],
-                               urls).id, lw.weight) for lw in request.loras)
+        loras = tuple((resolve(lw.name or lw.path, lora_models, urls).id, lw.weight)
+                      for lw in request.loras)
         total = request.steps * request.batch_size
         steps.put(StepProgress(0, total, phase="loading"))
         done = [0] * request.batch_size

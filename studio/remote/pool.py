@@ -26,7 +26,9 @@ T = TypeVar("T")
 BACKOFF_MIN_S = 1.0  # a server that does not answer is asked again after this long,
 BACKOFF_MAX_S = 30.0  # doubling up to this
 MAX_ATTEMPTS = 4  # servers (or restarts of one) a job may be lost by before it fails
-REQUEUE_WAIT_S = 120.0  # a job a server lost waits this long for a server to take it
+REQUEUE_WAIT_S = 600.0  # a job a server lost waits this long for a server to take it
+# (as long as a stall: a ComfyUI restart took over 2 min on a loaded 2-core machine; the
+# job shows as back in the queue meanwhile, and can be cancelled)
 
 
 @dataclass(frozen=True)

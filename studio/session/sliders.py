@@ -326,6 +326,25 @@ class SliderSession:
                 return str(models[0].id)
         return ""
 
+    def prompt_model(self) -> str:
+        """The diffusion model the prompt sliders act on now ('' when none is known): the
+        target's own generation's, else the last generation's, else the photo model."""
+        target = self.target()
+        recorded = self._record_request(target)
+        if recorded is not None and recorded.model not in LATENT_MODELS.values():
+            return recorded.model
+        if target.kind == "none":
+            return self.base_request.model if self.base_request is not None else ""
+        return self._default_model()
+
+    def unavailable_reason(self, spec: SliderSpec) -> str:
+        """Why ``spec`` cannot do what its name says on the model it would act on now ('':
+        nothing known against it; see ``SliderSpec.not_on``)."""
+        if spec.space != PROMPT or not spec.not_on:
+            return ""
+        model = self.prompt_model()
+        return spec.reason_not_on(model) if model else ""
+
     # -- dragging ------------------------------------------------------------------------
     def press(self, slider_id: str) -> None:
         """A drag starts: previews until the release commits."""

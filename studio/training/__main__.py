@@ -1,4 +1,4 @@
-"""``python -m studio.training vae|gan|gan-attributes|diffusion|classifier|all|eval|cards|prior``."""
+"""``python -m studio.training vae|gan|gan-attributes|diffusion|dit|classifier|all|eval|cards|prior``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ TRAINERS = {
     "classifier": ("studio.training.train_classifier", 6.0),
     "vae": ("studio.training.train_vae", 12.0),
     "diffusion": ("studio.training.train_diffusion", 55.0),
+    # the diffusion transformer (SD3 format) on studio-tiny-diffusion's autoencoder: after it
+    "dit": ("studio.training.train_dit", 60.0),
     "gan": ("studio.training.train_gan", 12.0),
     # the GAN's latent attribute reader (for its sliders): after every GAN run
     "gan-attributes": ("studio.training.train_gan_attributes", 12.0),

@@ -384,11 +384,67 @@ Contact sheet: one row per prompt, seeds 0-5:
 """)
 
 
+def card_dit(root: Path) -> None:
+    """Contact sheet and card of ``studio-tiny-dit`` (the figures from its ``eval.json``)."""
+    from studio.training.evaluate import DIT, diffusion_generate, dit_recommended
+    from studio.training.train_dit import TRANSFORMER_CONFIG, load_pipeline
+
+    folder = model_dir(DIT, root)
+    pipe = load_pipeline(folder)
+    rec = dit_recommended(root)
+    prompts = [p for p in CARD_PROMPTS for _ in range(6)]
+    seeds = [s for _ in CARD_PROMPTS for s in range(6)]
+    images = diffusion_generate(pipe, prompts, seeds, int(rec["steps"]), float(rec["guidance"]))
+    contact_sheet(images, 6).save(folder / "contact_sheet.png")
+    studio = _read(folder / "studio.json")
+    cfg = TRANSFORMER_CONFIG
+    params = sum(p.numel() for p in pipe.transformer.parameters()) / 1e6
+    prompt_list = "\n".join(f"{i + 1}. {p}" for i, p in enumerate(CARD_PROMPTS))
+    _write_card(folder, DIT, f"""
+A diffusion transformer (DiT) in the Stable Diffusion 3 folder format, trained by
+`python -m studio.training dit` (`studio/training/train_dit.py`):
+`SD3Transformer2DModel` (MMDiT: {cfg['num_layers']} joint-attention blocks, width
+{cfg['num_attention_heads'] * cfg['attention_head_dim']}, {cfg['num_attention_heads']} heads,
+patch {cfg['patch_size']}: 64 tokens for the 16 x 16 x 4 latents of a 64 x 64 image; the pooled
+text in every block's adaLN modulation; {params:.2f} M parameters), trained from scratch by
+flow matching (rectified flow, the transformer predicts noise - x0 at logit-normal noise
+levels; `FlowMatchEulerDiscreteScheduler`, shift 1), EMA weights, 10 % caption dropout for
+classifier-free guidance. The autoencoder is `studio-tiny-diffusion`'s, unchanged
+(scaling_factor {studio.get('scaling_factor', 0):.4f}, shift_factor
+{studio.get('shift_factor', 0):.4f}: SD3 decodes latents / scaling + shift). The two CLIP
+text encoders (`CLIPTextModelWithProjection`, 2 layers, hidden 64) start from
+`studio-tiny-diffusion`'s text encoder and train with the transformer; the tokenizer is
+that model's. No T5: `text_encoder_3` is null in `model_index.json` and the pipeline feeds
+zero tokens in its place, as diffusers does for SD3 without T5. The training captions are
+`studio-tiny-diffusion`'s (`train_diffusion.training_caption`: one to all attributes named,
+varied wording; "face" and "in front of a <colour> background" held out). fp32 weights.
+
+```python
+from diffusers import StableDiffusion3Pipeline
+pipe = StableDiffusion3Pipeline.from_pretrained("resources/models/studio-tiny-dit",
+                                                text_encoder_3=None, tokenizer_3=None)
+image = pipe("a smiling person with red hair and round glasses on a blue background",
+             num_inference_steps={rec['steps']}, guidance_scale={rec['guidance']},
+             height=64, width=64).images[0]
+```
+
+In the studio: `studio generate "red hair, glasses, blue background" --model studio-tiny-dit`
+(or pick it in the GUI's model list); it loads as an SD 3.x model (family `sd3`, the same
+code path as users' SD3 folders). Recommended (also in `studio.json`): Flow Euler,
+{rec['steps']} steps, guidance {rec['guidance']}, 64 x 64. It knows the words
+`studio-tiny-diffusion` knows (same tokenizer and captions).
+
+Contact sheet: one row per prompt, seeds 0-5:
+
+{prompt_list}
+""")
+
+
 def write_all_cards(root: Path, only: list[str] | None = None) -> None:
     """Contact sheet + README.md for every shipped model present under ``root``."""
     setup_torch(0)
     for name, job in ((CLASSIFIER, card_classifier), (VAE, card_vae), (GAN, card_gan),
-                      (DIFFUSION, card_diffusion)):
+                      (DIFFUSION, card_diffusion), ("studio-tiny-dit", card_dit)):
         if (only is None or name in only) and model_dir(name, root).exists():
             job(root)
             print(f"card written: {model_dir(name, root) / 'README.md'}")

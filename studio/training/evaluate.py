@@ -199,15 +199,17 @@ def eval_diffusion(root: Path, n: int, steps: int | None = None,
 
 def eval_partial_prompts(root: Path, n: int, settings: tuple[tuple[str | None, int], ...]
                          = PARTIAL_SETTINGS, seed: int = HELD_OUT_SEED + 27,
-                         guidance: float | None = None) -> dict[str, Any]:
+                         guidance: float | None = None, pipe: Any = None,
+                         rec: dict[str, Any] | None = None) -> dict[str, Any]:
     """Adherence to ``n`` held-out prompts as people write them (``partial_prompts``: one, two
     or all attributes named, varied wording), judged by the oracle on the named attributes
     only, one image per prompt (seeds 0 .. n-1), for each (scheduler, steps) of ``settings``
     (None: the recommended scheduler). Keys ``<scheduler>@<steps>/<attribute>``."""
     from studio.engine.schedulers import make_scheduler
 
-    pipe = load_diffusion(root)
-    rec = recommended_settings(root)
+    # ``pipe`` and ``rec``: another model's pipeline and recommended settings (the DiT's)
+    pipe = pipe if pipe is not None else load_diffusion(root)
+    rec = rec if rec is not None else recommended_settings(root)
     guidance = guidance if guidance is not None else float(rec["guidance"])
     base = dict(pipe.scheduler.config)
     prompts = partial_prompts(n, seed)
@@ -229,6 +231,53 @@ def eval_partial_prompts(root: Path, n: int, settings: tuple[tuple[str | None, i
             out[f"{key}/{attribute}"] = share
             out.setdefault(f"named/{attribute}", count)
         out[f"{key}/seconds_per_image"] = seconds / n
+    return out
+
+
+DIT = "studio-tiny-dit"
+# The DiT's partial-prompt settings: its recommended Flow Euler at 20 steps, and at 8.
+DIT_SETTINGS: tuple[tuple[str | None, int], ...] = ((None, 20), (None, 8))
+
+
+def dit_recommended(root: Path) -> dict[str, Any]:
+    return dict(json.loads((model_dir(DIT, root) / "studio.json").read_text())["recommended"])
+
+
+def eval_dit_captions(pipe: Any, rec: dict[str, Any], n: int,
+                      seed: int = HELD_OUT_SEED + 1) -> dict[str, Any]:
+    """Full held-out captions (every attribute named), judged by the oracle: hair,
+    background, glasses (present or not) and the smile bin of each image, the recommended
+    sampling, seeds 0 .. n-1."""
+    from studio.core.portraits.attributes import smile_bin_index
+
+    batch = make_batch(seed, 0, n)
+    t0 = time.monotonic()
+    images = diffusion_generate(pipe, batch.captions, list(range(n)), int(rec["steps"]),
+                                float(rec["guidance"]))
+    seconds = time.monotonic() - t0
+    read = read_portraits(images)
+    pairs = list(zip(read, batch.attributes, strict=True))
+    smile = [r.smile is not None and smile_bin_index(np.array([r.smile]))[0]
+             == smile_bin_index(np.array([a.smile]))[0] for r, a in pairs]
+    return {"n": n, "steps": int(rec["steps"]), "guidance": float(rec["guidance"]),
+            "seconds_per_image": seconds / n,
+            "oracle_hair_match": float(np.mean([r.hair == a.hair for r, a in pairs])),
+            "oracle_background_match": float(np.mean([r.background == a.background
+                                                      for r, a in pairs])),
+            "oracle_glasses_match": float(np.mean([r.glasses == (a.glasses != "none")
+                                                   for r, a in pairs])),
+            "oracle_smile_bin_match": float(np.mean(smile))}
+
+
+def eval_dit(root: Path, n: int, n_partial: int) -> dict[str, Any]:
+    """``studio-tiny-dit``: full captions and prompts as people write them, by the oracle."""
+    from studio.training.train_dit import load_pipeline
+
+    pipe = load_pipeline(model_dir(DIT, root))
+    rec = dit_recommended(root)
+    out = eval_dit_captions(pipe, rec, n)
+    out["partial_prompts"] = eval_partial_prompts(root, n_partial, DIT_SETTINGS, pipe=pipe,
+                                                  rec=rec)
     return out
 
 
@@ -264,7 +313,8 @@ def run_eval(root: Path, quick: bool = False, only: list[str] | None = None) -> 
             (GAN, lambda: eval_gan(root, n_real // 2)),
             (DIFFUSION, lambda: {**eval_diffusion(root, 50 if quick else 200),
                                  "partial_prompts": eval_partial_prompts(
-                                     root, 60 if quick else 240)})]
+                                     root, 60 if quick else 240)}),
+            (DIT, lambda: eval_dit(root, 50 if quick else 200, 60 if quick else 240))]
     for name, job in jobs:
         if only and name not in only:
             continue

@@ -105,6 +105,7 @@ class CanvasView(QWidget):
         self._has_mask = False
         self._preview: tuple[Rect, QImage] | None = None
         self._slider_preview: tuple[Rect, QImage] | None = None
+        self._staged: tuple[Rect, QImage] | None = None  # the staging area's candidate
         self._stroke: Stroke | None = None
         self._macro: Any = None
         self._drag: tuple[str, QPointF, Any] | None = None
@@ -308,6 +309,21 @@ class CanvasView(QWidget):
             self._slider_preview = None
             self._update_canvas_rect(rect)
 
+    def set_staged(self, rect: Rect | None, image: np.ndarray | None = None) -> None:
+        """Show a staged candidate (RGBA, the layer it would become) over ``rect``, framed;
+        ``None`` hides it. A generation's step preview draws over it."""
+        old = self._staged[0] if self._staged is not None else None
+        self._staged = (rect, to_qimage(image)) if rect is not None and image is not None \
+            else None
+        if old is not None:
+            self._update_canvas_rect(old)
+        if rect is not None:
+            self._update_canvas_rect(rect)
+
+    @property
+    def staged_rect(self) -> Rect | None:
+        return self._staged[0] if self._staged is not None else None
+
     @property
     def has_slider_preview(self) -> bool:
         return self._slider_preview is not None
@@ -355,6 +371,14 @@ class CanvasView(QWidget):
             rect, image = self._slider_preview
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
             p.drawImage(self.canvas_rect_on_widget(rect), image)
+        if self._staged is not None:
+            rect, image = self._staged
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
+            where = self.canvas_rect_on_widget(rect)
+            p.drawImage(where, image)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.setPen(QPen(color("accent"), 1.5, Qt.PenStyle.DashLine))
+            p.drawRect(where.adjusted(-1, -1, 1, 1))
         if self._preview is not None:
             rect, image = self._preview
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)

@@ -71,6 +71,9 @@ class GenerationController(QObject):
         self._deferred: list[JobFinished] = []  # results that arrived during a stroke
         self.empty_prompt_ok = False  # an empty prompt asks once; after "Generate anyway", no
         self._generate_when_ready = False  # Generate was asked for while the engine loaded
+        # ``studio.ui.staging.StagingArea`` (set by the window): a batch's results wait there
+        # as candidates instead of landing as layers.
+        self.staging: Any = None
         canvas.stroke_ended.connect(self._on_canvas_stroke_ended)
         bridge.job_started.connect(self._on_job_started)
         bridge.job_progressed.connect(self._on_job_progressed)
@@ -162,6 +165,8 @@ class GenerationController(QObject):
                 ids.append(self.submit(GenerationRequest(**values), plan))
         except StudioError as err:
             self.banner.show_message(str(err))
+        if self.staging is not None and len(ids) > 1:
+            self.staging.expect(ids)
         return ids
 
     def _on_generate_anyway(self) -> None:
@@ -185,7 +190,7 @@ class GenerationController(QObject):
         req = record.request
         request = req.replace(variation_seed=random.randint(0, 2**32 - 1),
                               variation_strength=0.25, device="", dtype="", model_hash="")
-        plan = GenerationPlan("inpaint" if req.task == "inpaint" else req.task, rect,
+        plan = GenerationPlan(record.task if req.task == "inpaint" else req.task, rect,
                               req.width, req.height, req.init_image, req.mask)
         try:
             return self.submit(request, plan, record.id, "vary")
@@ -249,8 +254,10 @@ class GenerationController(QObject):
             return
         result = event.result
         plan = job.plan
-        record = self.doc.log.add_result(result, job.parent_id, job.relation)
+        record = self.doc.log.add_result(result, job.parent_id, job.relation, mode=plan.mode)
         self.rects[record.id] = plan.rect
+        if self.staging is not None and self.staging.stage(event.job_id, record, plan):
+            return  # a batch's result: a candidate over the canvas, kept or discarded there
         with self.undo.macro(f"Generate: {result.request.prompt[:40]}"):
             rect = plan.rect
             if plan.canvas_size is not None:

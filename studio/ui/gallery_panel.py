@@ -30,6 +30,7 @@ from studio.core.document.layers import Document
 from studio.core.document.undo import UndoStack
 from studio.core.formats.a1111 import a1111_parameters
 from studio.core.project.generation_log import GenerationRecord
+from studio.session.staging import candidate_caption
 from studio.ui.widgets import tool_button
 
 RECORD_ROLE = Qt.ItemDataRole.UserRole
@@ -39,13 +40,19 @@ THUMB = 96
 def summary(record: GenerationRecord) -> str:
     r = record.request
     return (f"{r.prompt or '(no prompt)'}\n"
-            f"{r.task} · {r.model} · {r.scheduler} · {r.steps} steps · CFG {r.guidance:g}\n"
+            f"{record.task} · {r.model} · {r.scheduler} · {r.steps} steps · CFG {r.guidance:g}\n"
             f"seed {r.seed}"
             + (f" · variation seed {r.variation_seed} ({r.variation_strength:g})"
                if r.variation_seed is not None and r.variation_strength > 0 else "")
             + f" · {r.width}×{r.height}"
             + (f" · strength {r.strength:g}" if r.task != "txt2img" else "")
             + (f" · {record.duration:.1f} s" if record.duration else ""))
+
+
+def caption(record: GenerationRecord) -> str:
+    """The lines under a thumbnail: task, seed and variation seed (``"txt2img\nseed 7\n
+    var 123"``), so the variations of one seed tell apart."""
+    return candidate_caption(record.request, 0, record.task).replace(" · ", "\n")
 
 
 def thumbnail_image(image: np.ndarray, size: int = THUMB) -> QImage:
@@ -78,7 +85,8 @@ class GalleryPanel(QWidget):
         self.list = QListWidget(objectName="gallery_list")
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB, THUMB))
-        self.list.setGridSize(QSize(THUMB + 12, THUMB + 12))
+        self.list.setGridSize(QSize(THUMB + 12, THUMB + 54))  # room for the caption's lines
+        self.list.setWordWrap(True)
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
         self.list.setMovement(QListView.Movement.Static)
         self.list.setSpacing(2)
@@ -151,7 +159,7 @@ class GalleryPanel(QWidget):
         shown = {r.image_hashes[0] for r in self.items}
         self._icons = {k: v for k, v in self._icons.items() if k in shown}
         for record in self.items:
-            entry = QListWidgetItem(self._icon(record), "")
+            entry = QListWidgetItem(self._icon(record), caption(record))
             entry.setData(RECORD_ROLE, record.id)
             entry.setToolTip(summary(record))
             self.list.addItem(entry)

@@ -47,6 +47,7 @@ from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_panel import QueuePanel
 from studio.ui.recent_files import RecentFiles
 from studio.ui.sliders_panel import SlidersPanel
+from studio.ui.staging import StagingArea
 from studio.ui.status_bar import StudioStatusBar
 from studio.ui.tool_actions import TOOLS, ToolActions
 from studio.ui.tool_bars import ToolBars
@@ -120,6 +121,12 @@ class MainWindow(QMainWindow):
         self.controller = GenerationController(self.doc, self.undo, self.canvas,
                                                self.prompt_panel, self.bridge, self.banner,
                                                self.connection, self)
+        # A batch's results wait over the canvas to be kept or discarded (studio.ui.staging).
+        self.staging = StagingArea(self.document, self.canvas, lambda: self.controller.busy,
+                                   self.controller.generation_applied.emit, self)
+        self.controller.staging = self.staging
+        for signal in (self.bridge.job_failed, self.bridge.job_cancelled):
+            signal.connect(lambda event: self.staging.job_ended(event.job_id))
         # Live mode: the model repaints the canvas as it is painted (studio.ui.live).
         self.live = LiveSession(self.doc, self.undo, self.connection)
         self.live_view = LiveView()
@@ -147,6 +154,7 @@ class MainWindow(QMainWindow):
                                  self.settings, self.show_error,
                                  models_changed=self.reload_models,
                                  canvas_resized=self.canvas.fit)
+        self.tools.stage_grid_cell = self.staging.stage_grid_cell  # a grid's cells are staged
         self.projects = ProjectController(self, self.document, RecentFiles(self.settings),
                                           self._prompt_texts, self.show_status,
                                           self.show_error, self.config.autosave_minutes,

@@ -252,12 +252,11 @@ class FileActions:
         return run_cancellable(self.parent_widget, title, work, task)
 
     def _canvas_request(self) -> Any:
-        doc = self.document.doc
-        active = doc.active_layer
-        for layer in ([active] if active is not None else []) + list(reversed(doc.layers)):
-            if layer.record_id and layer.record_id in doc.log:
-                return doc.log.get(layer.record_id).request
-        return None
+        """The settings a flat export carries: only those of a canvas that is exactly one
+        generated image (never the top layer's for a composite it did not make)."""
+        from studio.core.document.operations import composite_request
+
+        return composite_request(self.document.doc)
 
     def gallery_records(self, selected_only: bool) -> list[GenerationRecord]:
         panel = self.gallery

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -50,6 +51,18 @@ FIELDS = ("prompt", "negative_prompt", "model", "scheduler", "seed", "steps", "g
           "width", "height", "strength")
 # The fields a model's card recommends.
 CARD_FIELDS = ("scheduler", "steps", "guidance", "width", "height")
+
+
+def _restore_text(edit: QPlainTextEdit, text: str) -> None:
+    """Show a restored prompt (the last session's, a project's, a past generation's)
+    selected: what the user types next replaces it, as a search box does, instead of landing
+    in front of it; a click or an arrow key keeps it to edit, and Ctrl+Z brings it back."""
+    if edit.toPlainText() == text:
+        return  # the same words: the cursor and the undo history stay as they are
+    edit.setPlainText(text)
+    cursor = edit.textCursor()
+    cursor.select(QTextCursor.SelectionType.Document)
+    edit.setTextCursor(cursor)
 
 
 class PromptPanel(QWidget):
@@ -425,9 +438,9 @@ class PromptPanel(QWidget):
                 self.model_combo.setCurrentIndex(index)
                 self.model_combo.blockSignals(False)
         if "prompt" in values:
-            self.prompt_edit.setPlainText(str(values["prompt"]))
+            _restore_text(self.prompt_edit, str(values["prompt"]))
         if "negative_prompt" in values:
-            self.negative_edit.setPlainText(str(values["negative_prompt"]))
+            _restore_text(self.negative_edit, str(values["negative_prompt"]))
         if "scheduler" in values:
             self._set_scheduler(str(values["scheduler"]))
         if "seed" in values:

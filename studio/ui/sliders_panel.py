@@ -62,6 +62,8 @@ MODES = ((DIFFUSION, "Diffusion: prompt, LoRA, seed"), (VAE, "VAE latent (studio
 NEW_LAYER_KEY = "sliders/new_layer"
 PREVIEW_SIZE = 64
 SETTLE_MS = 300  # keys, wheel turns, a typed value: kept once they pause this long
+DRAG_TIP = ("Drag to preview on the canvas, release to keep. Shift: fine steps. "
+            "Double-click: back to 0. Type a value in the box.")
 
 
 def to_pixmap(image: np.ndarray, size: int = PREVIEW_SIZE) -> QPixmap:
@@ -100,8 +102,7 @@ class SliderRow(QWidget):
         self.slider.setValue(value)
         self.slider.setAccessibleName(spec.label)
         self.slider.slider.setPageStep(10)
-        self.slider.setToolTip("Drag to preview on the canvas, release to keep. Shift: fine "
-                               "steps. Double-click: back to 0. Type a value in the box.")
+        self.slider.setToolTip(DRAG_TIP)
         self.slider.slider.installEventFilter(self)
         self._fine: tuple[float, float] | None = None  # press x, value at the press
         column.addLayout(top)
@@ -125,11 +126,15 @@ class SliderRow(QWidget):
 
     def set_unavailable(self, reason: str) -> None:
         """Grey the slider out, saying why (empty: it works)."""
+        was = not self.slider.isEnabled()
         self.slider.setEnabled(not reason)
         self.label.setEnabled(not reason)
         if reason:
             self.label.setToolTip(reason)
             self.slider.setToolTip(reason)
+        elif was:  # back on: its own tooltips again
+            self.slider.setToolTip(DRAG_TIP)
+            self.set_note("")
 
     def eventFilter(self, obj: Any, event: QEvent) -> bool:  # noqa: N802 (Qt API)
         kind = event.type()
@@ -384,7 +389,9 @@ class SlidersPanel(QWidget):
             return ""
         feature = {VAE: "latent_sliders", GAN: "latent_sliders", LORA: "lora"}.get(
             spec.space, "prompt_sliders")
-        return "" if connection.can(feature) else connection.reason(feature)
+        if not connection.can(feature):
+            return connection.reason(feature)
+        return self.session.unavailable_reason(spec)  # known not to work on this model
 
     def _on_row_reset(self, slider_id: str) -> None:
         row = self._rows.get(slider_id)
@@ -517,6 +524,8 @@ class SlidersPanel(QWidget):
 
     def _on_session_target_changed(self, target: SliderTarget) -> None:
         self.target_label.setText(target.words)
+        for row in self._rows.values():  # another model may be behind the new target
+            row.set_unavailable(self._unavailable(row.spec))
         self.apply_button.setEnabled(target.kind != "none" or
                                      self.session.base_request is not None)
 

@@ -64,6 +64,8 @@ class ToolActions(QObject):
         self.settings, self.show_error = settings, show_error
         self.models_changed, self.canvas_resized = models_changed, canvas_resized
         self.last_upscale: np.ndarray | None = None
+        #: Where a grid's cells go (the window's staging area); ``None``: into History.
+        self.stage_grid_cell: Callable[[Any], Any] | None = None
         slots = {"model_manager": self.open_model_manager, "upscale": self.open_upscale,
                  "xyz_grid": self.open_grid}
         self.actions: dict[str, QAction] = {}
@@ -125,9 +127,17 @@ class ToolActions(QObject):
         if not jobs.ready:
             self.show_error("The engine is still loading; try again in a moment.")
             return None
-        dialog = GridDialog(jobs, self._base_request, self.parent_widget)
+        from studio.ui.staging import save_grid
+
+        dialogs: list[GridDialog] = []  # saved with its axes and every cell's request
+        dialog = GridDialog(jobs, self._base_request, self.parent_widget,
+                            save_image=lambda path, image: save_grid(
+                                path, image, dialogs[0].run.plan if dialogs[0].run else None))
+        dialogs.append(dialog)
         log = self.document.doc.log
-        dialog.cell_finished.connect(lambda result: log.add_result(result, None, "grid"))
+        stage = self.stage_grid_cell  # the staging area: cells wait there, not in History
+        dialog.cell_finished.connect(lambda result: stage(result) if stage is not None
+                                     else log.add_result(result, None, "grid"))
         dialog.show()
         return dialog
 

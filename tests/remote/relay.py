@@ -7,8 +7,10 @@ import threading
 
 
 class Relay:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, record: bool = False) -> None:
         self.target = ("127.0.0.1", port)
+        self.record = record
+        self.sent = bytearray()  # what the clients sent the server (when ``record``)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.sockets: list[socket.socket] = []
@@ -31,13 +33,15 @@ class Relay:
             with self.lock:
                 self.connections += 1
                 self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, keep in ((client, upstream, self.record), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, keep), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, keep: bool = False) -> None:
         try:
             while data := src.recv(65536):
+                if keep:
+                    with self.lock:
+                        self.sent += data
                 dst.sendall(data)
         except OSError:
             pass

@@ -87,6 +87,8 @@ def test_bench_remote_prints_overhead_and_scaling(comfy_server, spare, tmp_path,
     figures = json.loads(out.read_text())["remote"]
     for row in figures["overhead"]:
         assert 0 < row["server_s"] < row["ours_s"] and row["overhead_ms"] > 0
+        assert row["delivery_ms"] >= 0 and 0 < row["client_ms"] <= row["overhead_ms"]
+    assert "Load average" in text and len(figures["load"]) == 3
     one, two = figures["throughput"]
     assert (one["servers"], two["servers"]) == (1, 2) and two["used"].count(",") == 1
     assert one["images_per_s"] > 0 and two["speedup"] > 0

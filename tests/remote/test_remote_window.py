@@ -38,6 +38,12 @@ def test_the_window_shows_each_server_and_generates_on_it(comfy_server, qtbot,
         panel = window.prompt_panel
         qtbot.waitUntil(lambda: panel.model_combo.count() > 0, timeout=30000)
         assert "tiny-sd1" in panel.model_combo.currentText()
+        # What a server cannot do is off, with the reason; what it can is on.
+        manager, upscale = (window.tools.actions[n] for n in ("model_manager", "upscale"))
+        assert not manager.isEnabled() and "managed on the server" in manager.toolTip()
+        assert upscale.isEnabled()
+        live = window.live_controller.button
+        assert not live.isEnabled() and "not sent to servers" in live.toolTip()
         panel.steps_slider.setValue(1)
         panel.width_spin.setValue(64)
         panel.height_spin.setValue(64)

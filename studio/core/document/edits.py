@@ -122,10 +122,7 @@ class ApplyGeneration(AddLayer):
                  mask: np.ndarray | None = None, index: int | None = None,
                  text: str = "Apply generation") -> None:
         x, y, w, h = (int(v) for v in rect)
-        pixels = _fit(np.asarray(image, dtype=np.uint8), w, h)
-        if mask is not None:
-            alpha = _fit(np.asarray(mask, dtype=np.uint8), w, h)
-            pixels[..., 3] = (pixels[..., 3].astype(np.uint16) * alpha // 255).astype(np.uint8)
+        pixels = generated_pixels(image, w, h, mask)
         layer = Layer(name=name or "Generated", pixels=pixels, x=x, y=y, kind="generated",
                       record_id=record_id)
         super().__init__(layer, index=index, text=text)
@@ -133,6 +130,17 @@ class ApplyGeneration(AddLayer):
     @property
     def record_id(self) -> str | None:
         return self.initial.record_id
+
+
+def generated_pixels(image: np.ndarray, width: int, height: int,
+                     mask: np.ndarray | None = None) -> np.ndarray:
+    """A generated image as the layer ``ApplyGeneration`` makes of it: RGBA at the region's
+    size, transparent where the inpaint ``mask`` is 0 (the staging area shows exactly this)."""
+    pixels = _fit(np.asarray(image, dtype=np.uint8), width, height)
+    if mask is not None:
+        alpha = _fit(np.asarray(mask, dtype=np.uint8), width, height)
+        pixels[..., 3] = (pixels[..., 3].astype(np.uint16) * alpha // 255).astype(np.uint8)
+    return pixels
 
 
 def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:

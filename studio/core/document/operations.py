@@ -15,11 +15,13 @@ import numpy as np
 
 from studio.core.document.edits import (
     AddLayer,
+    ApplyGeneration,
     MoveLayer,
     PaintPixels,
     RemoveLayer,
     ReplaceLayerPixels,
     ResizeCanvas,
+    SetGenerationDeleted,
     SetLayerProps,
     SetSelection,
 )
@@ -28,6 +30,7 @@ from studio.core.document.undo import UndoStack
 
 if TYPE_CHECKING:
     from studio.core.jobs.request import GenerationRequest
+    from studio.core.project.generation_log import GenerationLog
 
 #: Words a short layer name leaves out ("a photo of a smiling person" -> "smiling person").
 _FILLER = {"a", "an", "the", "of", "with", "and", "in", "on", "at", "by", "for", "to",
@@ -355,3 +358,69 @@ def scale_image(undo: UndoStack, width: int, height: int,
             rect = (round(sx * fx), round(sy * fy), max(1, round(sw * fx)),
                     max(1, round(sh * fy)))
             undo.push(SetSelection(rect))
+
+
+# -- generated images ----------------------------------------------------------------------
+def land_generation(undo: UndoStack, image: np.ndarray, rect: Rect, record_id: str,
+                    name: str, mask: np.ndarray | None = None,
+                    canvas_size: tuple[int, int] | None = None,
+                    unhide: bool = False) -> Layer:
+    """Add a generated image as a layer over ``rect`` (call inside a macro: one undo entry).
+
+    An empty document first takes ``canvas_size``; a region past the canvas's edge
+    (outpainting) grows the canvas to hold it, as a result landing straight from a job does.
+    ``unhide`` brings its record back to History (a kept grid cell)."""
+    doc = undo.doc
+    if canvas_size is not None and not doc.layers and canvas_size != (doc.width, doc.height):
+        undo.push(ResizeCanvas(*canvas_size))
+    x, y, w, h = rect
+    if x < 0 or y < 0 or x + w > doc.width or y + h > doc.height:
+        dx, dy = max(0, -x), max(0, -y)
+        undo.push(ResizeCanvas(max(doc.width + dx, x + w + dx),
+                               max(doc.height + dy, y + h + dy), dx, dy))
+        rect = (x + dx, y + dy, w, h)
+    if unhide and record_id in doc.log and doc.log.get(record_id).deleted:
+        undo.push(SetGenerationDeleted(record_id, False, "Show in History"))
+    cmd = ApplyGeneration(image, rect, record_id, name=name, mask=mask)
+    undo.push(cmd)
+    return doc.layer(cmd.layer_id)
+
+
+def composite_request(doc: Document) -> GenerationRequest | None:
+    """The generation settings that describe the flattened canvas, or ``None``.
+
+    Only when what is seen is exactly one generated image (one visible layer, normal, fully
+    opaque, covering the canvas at its place, in no group) do its settings describe the
+    composite; a stack of layers, a painted or blended one, is no generation's output, and a
+    file that claimed so would reproduce something else."""
+    shown = [layer for layer in doc.layers if not layer.is_group and doc.shown(layer)
+             and layer.opacity > 0 and _shows_pixels(layer, doc.rect)]
+    if len(shown) != 1 or doc.has_groups():
+        return None
+    layer = shown[0]
+    if (layer.kind != "generated" or not layer.record_id or layer.record_id not in doc.log
+            or layer.opacity < 1.0 or layer.blend != "normal" or layer.mask is not None
+            or layer.rect != doc.rect or int(layer.pixels[..., 3].min()) < 255):
+        return None
+    return _request_of(doc.log, layer.record_id, layer.name)
+
+
+def _shows_pixels(layer: Layer, rect: Rect) -> bool:
+    """Whether the layer has any pixel that is not fully transparent inside ``rect``."""
+    part = intersect(rect, layer.rect)
+    if part is None:
+        return False
+    x, y, w, h = part
+    return bool(layer.pixels[y - layer.y:y - layer.y + h, x - layer.x:x - layer.x + w, 3].any())
+
+
+def _request_of(log: GenerationLog, record_id: str, name: str) -> GenerationRequest:
+    """The request that made a layer: image ``i`` of a batch has its own seed (its name
+    says which: ``"… · seed 9"``)."""
+    request = log.get(record_id).request
+    if request.batch_size > 1:
+        found = re.search(r"\bseed (\d+)", name)
+        seed = int(found.group(1)) if found else request.seed
+        index = request.seeds.index(seed) if seed in request.seeds else 0
+        return request.for_image(index)
+    return request

@@ -52,6 +52,10 @@ class GenerationRecord:
         Hash of the model weights that made it.
     deleted : bool
         Hidden from the gallery; the record and its images are kept.
+    mode : str
+        What the canvas did when the request's task does not say it: ``"outpaint"`` for
+        an inpaint that filled past the canvas's edge; ``""`` (older projects too): the
+        request's task.
     """
 
     id: str
@@ -63,6 +67,12 @@ class GenerationRecord:
     duration: float = 0.0
     model_hash: str = ""
     deleted: bool = False
+    mode: str = ""
+
+    @property
+    def task(self) -> str:
+        """The task as History names it: ``"outpaint"``, else the request's task."""
+        return self.mode or self.request.task
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; request images are referred to by their hash."""
@@ -70,7 +80,7 @@ class GenerationRecord:
                 "image_hashes": list(self.image_hashes), "parent_id": self.parent_id,
                 "relation": self.relation, "created": self.created,
                 "duration": self.duration, "model_hash": self.model_hash,
-                "deleted": self.deleted}
+                "deleted": self.deleted, **({"mode": self.mode} if self.mode else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any],
@@ -80,7 +90,7 @@ class GenerationRecord:
             image_hashes=tuple(data.get("image_hashes", ())), parent_id=data.get("parent_id"),
             relation=data.get("relation", ""), created=float(data.get("created", 0.0)),
             duration=float(data.get("duration", 0.0)), model_hash=data.get("model_hash", ""),
-            deleted=bool(data.get("deleted", False)))
+            deleted=bool(data.get("deleted", False)), mode=str(data.get("mode", "") or ""))
 
 
 def request_image_refs(data: dict[str, Any]) -> list[str]:
@@ -105,8 +115,12 @@ class GenerationLog:
     # -- adding ----------------------------------------------------------------------------
     def add(self, request: GenerationRequest, images: Sequence[np.ndarray],
             parent_id: str | None = None, relation: str = "", duration: float = 0.0,
-            created: float | None = None, record_id: str | None = None) -> GenerationRecord:
-        """Record a generation and keep its images; returns the new record."""
+            created: float | None = None, record_id: str | None = None, mode: str = "",
+            deleted: bool = False) -> GenerationRecord:
+        """Record a generation and keep its images; returns the new record.
+
+        ``mode``: see ``GenerationRecord.mode``; ``deleted``: recorded hidden from History
+        (a grid's cell, shown only once it is kept)."""
         if parent_id is not None and parent_id not in self._records:
             raise KeyError(f"no generation record {parent_id!r}")
         if parent_id is not None and relation not in RELATIONS:
@@ -126,7 +140,8 @@ class GenerationLog:
             id=record_id or new_id(), request=request, image_hashes=tuple(hashes),
             parent_id=parent_id, relation=relation,
             created=time.time() if created is None else created, duration=duration,
-            model_hash=request.model_hash)
+            model_hash=request.model_hash, deleted=deleted,
+            mode=mode if mode and mode != request.task else "")
         if record.id in self._records:
             raise ValueError(f"record {record.id!r} already exists")
         self._records[record.id] = record
@@ -134,10 +149,12 @@ class GenerationLog:
         return record
 
     def add_result(self, result: GenerationResult, parent_id: str | None = None,
-                   relation: str = "") -> GenerationRecord:
-        """Record what the engine returned for one request."""
+                   relation: str = "", mode: str = "",
+                   deleted: bool = False) -> GenerationRecord:
+        """Record what the engine returned for one request (``mode``, ``deleted``: see
+        ``add``)."""
         return self.add(result.request, result.images, parent_id, relation,
-                        duration=result.seconds)
+                        duration=result.seconds, mode=mode, deleted=deleted)
 
     def insert(self, record: GenerationRecord) -> None:
         """Put back a record read from a project file (no event)."""

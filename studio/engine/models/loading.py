@@ -26,7 +26,7 @@ from studio.engine.device import DeviceChoice
 from studio.engine.models.discovery import PICKLE_SUFFIXES
 from studio.engine.models.hashing import model_hash
 from studio.engine.previews import LatentPreviewer, fit_latent_rgb
-from studio.engine.tuning import cpu_threads_for, place_pipeline
+from studio.engine.tuning import cpu_layout, cpu_threads_for, place_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,22 @@ def _load_folder(path: Path, choice: DeviceChoice) -> Any:
     from diffusers import DiffusionPipeline
 
     index = (path / "model_index.json").read_text(encoding="utf-8")
-    kwargs: dict[str, Any] = {"torch_dtype": choice.torch_dtype(), "local_files_only": True}
+    kwargs: dict[str, Any] = {"torch_dtype": choice.load_dtype(), "local_files_only": True}
     if '"safety_checker"' in index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     has_safetensors = any(path.rglob("*.safetensors"))
     if has_safetensors:
         kwargs["use_safetensors"] = True
+    # Components the folder declares absent (``[null, null]``, e.g. SD3 without T5:
+    # ``text_encoder_3``) are passed as None, as diffusers documents for such folders.
+    try:
+        import json
+
+        for key, value in json.loads(index).items():
+            if value == [None, None]:
+                kwargs.setdefault(key, None)
+    except ValueError:
+        pass
     return DiffusionPipeline.from_pretrained(path, **kwargs)
 
 
@@ -152,14 +162,16 @@ def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
             "(see _class_name in its model_index.json).",
             hint="Update diffusers, or pick another model (see `studio models`).")
     quiet_libraries()
+    engine_choice, choice = choice, choice.for_model(info.size_bytes)  # small models: fp32
     try:
         if path.is_file():
             from studio.engine.models.single_file import load_single_file
 
-            pipe = load_single_file(path, torch_dtype=choice.torch_dtype())
+            pipe = load_single_file(path, torch_dtype=choice.load_dtype())
         else:
             pipe = _load_folder(path, choice)
         place_pipeline(pipe, choice)
+        log.info("%s on %s: %s", info.name, choice.device, cpu_layout(pipe, engine_choice, choice))
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
         raise OutOfMemoryError(f"Not enough memory to load {info.name} on {choice.device}.",
                                hint="Close other programs or choose a smaller model.") from err

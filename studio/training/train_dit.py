@@ -1,0 +1,301 @@
+"""Train ``studio-tiny-dit``: a diffusion transformer in the Stable Diffusion 3 folder format.
+
+A small ``SD3Transformer2DModel`` (MMDiT: joint attention over image and text tokens,
+pooled text in the adaLN modulation) learns flow matching (rectified flow: ``x_s = (1 - s) x0
++ s noise``, the transformer predicts ``noise - x0``, logit-normal ``s``) on the latents of
+``studio-tiny-diffusion``'s autoencoder, reused as it is. Its two CLIP text encoders start
+from ``studio-tiny-diffusion``'s text encoder (which already knows the portrait words) and
+train with the transformer; the tokenizer is that model's too. There is no T5
+(``text_encoder_3=None``, as diffusers documents for SD3 without T5): the pipeline feeds
+``max_sequence_length`` zero tokens in its place. The folder loads with
+``StableDiffusion3Pipeline.from_pretrained(folder, text_encoder_3=None, tokenizer_3=None)``
+and samples with ``FlowMatchEulerDiscreteScheduler``.
+
+Training cost: the pipeline's 256 zero "T5" tokens are identical in every layer (the same
+input through the same per-token maps), so training runs one of them with its attention
+logit raised by log(256) (``CollapsedZerosProcessor``): the same function as the 256 tokens,
+at a third of the cost. The saved model uses diffusers' own attention processor.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from studio.core.portraits.render import DATA_VERSION
+from studio.training.common import (
+    CACHE_DIR,
+    TRAIN_SEED,
+    Stopwatch,
+    batches,
+    build_dataset,
+    chained_record,
+    log,
+    optimizer_step,
+    resume_seed,
+    setup_torch,
+    write_training_record,
+)
+
+NAME = "studio-tiny-dit"
+SOURCE = "studio-tiny-diffusion"  # the model whose autoencoder, tokenizer and text encoder start this one
+T5_TOKENS = 256  # StableDiffusion3Pipeline's default max_sequence_length (zero tokens without T5)
+RECOMMENDED = {"scheduler": "FlowMatchEulerDiscreteScheduler", "steps": 20, "guidance": 5.0,
+               "height": 64, "width": 64}
+TRANSFORMER_CONFIG: dict[str, Any] = dict(
+    sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=4,
+    attention_head_dim=32, num_attention_heads=4, joint_attention_dim=128,
+    caption_projection_dim=128, pooled_projection_dim=128, pos_embed_max_size=32)
+SCHEDULER_CONFIG: dict[str, Any] = dict(num_train_timesteps=1000, shift=1.0)
+
+
+class CollapsedZerosProcessor:
+    """SD3 joint attention where the last context token stands for ``repeat`` identical ones.
+
+    Identical keys and values ``repeat`` times weigh in the softmax as one token whose logit
+    is raised by ``log(repeat)``; their own outputs are identical too, so one is computed.
+    """
+
+    def __init__(self, repeat: int) -> None:
+        self.log_repeat = math.log(repeat)
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, *args: Any,
+                 **kwargs: Any) -> Any:
+        b, n_img = hidden_states.shape[:2]
+
+        def heads(x: torch.Tensor) -> torch.Tensor:
+            return x.view(b, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
+
+        q, k, v = (heads(attn.to_q(hidden_states)), heads(attn.to_k(hidden_states)),
+                   heads(attn.to_v(hidden_states)))
+        if attn.norm_q is not None:
+            q, k = attn.norm_q(q), attn.norm_k(k)
+        cq, ck, cv = (heads(attn.add_q_proj(encoder_hidden_states)),
+                      heads(attn.add_k_proj(encoder_hidden_states)),
+                      heads(attn.add_v_proj(encoder_hidden_states)))
+        if attn.norm_added_q is not None:
+            cq, ck = attn.norm_added_q(cq), attn.norm_added_k(ck)
+        q, k, v = torch.cat([q, cq], 2), torch.cat([k, ck], 2), torch.cat([v, cv], 2)
+        bias = torch.zeros(k.shape[2], dtype=q.dtype)
+        bias[-1] = self.log_repeat
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None, :])
+        out = out.transpose(1, 2).reshape(b, -1, attn.heads * q.shape[-1])
+        hidden, context = out[:, :n_img], out[:, n_img:]
+        if not attn.context_pre_only:
+            context = attn.to_add_out(context)
+        hidden = attn.to_out[1](attn.to_out[0](hidden))
+        return hidden, context
+
+
+def build_pipeline(source: Path, transformer: Any | None = None) -> Any:
+    """A ``StableDiffusion3Pipeline`` of a fresh (or the given) transformer, with the
+    autoencoder, tokenizer and text encoder (twice) of the model in ``source``."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+    vae = AutoencoderKL.from_pretrained(source / "vae").float().eval()
+    tokenizer = CLIPTokenizer.from_pretrained(source / "tokenizer")
+    encoders = [CLIPTextModelWithProjection.from_pretrained(source / "text_encoder").float()
+                for _ in range(2)]
+    for i, te in enumerate(encoders):  # text_projection is new: start near an identity
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(100 + i)
+            eye = torch.eye(te.config.projection_dim, te.config.hidden_size)
+            te.text_projection.weight.copy_(
+                eye + 0.02 * torch.randn(eye.shape, generator=g))
+    return StableDiffusion3Pipeline(
+        transformer=transformer or SD3Transformer2DModel(**TRANSFORMER_CONFIG),
+        scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG), vae=vae,
+        text_encoder=encoders[0], tokenizer=tokenizer, text_encoder_2=encoders[1],
+        tokenizer_2=tokenizer, text_encoder_3=None, tokenizer_3=None)
+
+
+def load_pipeline(folder: Path) -> Any:
+    """The saved ``studio-tiny-dit`` folder as diffusers loads it (fp32, CPU)."""
+    from diffusers import StableDiffusion3Pipeline
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(
+        folder, text_encoder_3=None, tokenizer_3=None, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_pipeline(out_dir: Path, pipe: Any, extra: dict[str, Any]) -> None:
+    """Write the pipeline folder (fp32 safetensors) plus ``studio.json``, atomically."""
+    from diffusers.models.attention_processor import JointAttnProcessor2_0
+
+    saved = copy.deepcopy(pipe)
+    saved.transformer.set_attn_processor(JointAttnProcessor2_0())
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    saved.save_pretrained(tmp, safe_serialization=True)
+    for config in tmp.glob("*/config.json"):  # no paths of the training machine in the folder
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    studio = {"family": "sd3", "recommended": dict(RECOMMENDED), **extra}
+    (tmp / "studio.json").write_text(json.dumps(studio, indent=2) + "\n")
+    for keep in ("README.md", "contact_sheet.png", "training.json", "eval.json"):
+        if (out_dir / keep).exists():
+            shutil.copy2(out_dir / keep, tmp / keep)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def encode_text(pipe: Any, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(context, pooled) exactly as the pipeline encodes them, with one zero "T5" token
+    (``CollapsedZerosProcessor`` weighs it as ``T5_TOKENS``)."""
+    context, _, pooled, _ = pipe.encode_prompt(
+        prompt=captions, prompt_2=captions, prompt_3=None, do_classifier_free_guidance=False,
+        max_sequence_length=1, device=torch.device("cpu"))
+    return context, pooled
+
+
+def latents_of(vae: Any, images: np.ndarray, work: Path) -> torch.Tensor:
+    """Posterior means of the images under the source autoencoder (cached)."""
+    from studio.training.train_diffusion import encode_latents
+
+    path = work / f"latents_n{len(images)}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    log("encoding latents")
+    latents = encode_latents(vae, images)
+    torch.save(latents, path)
+    return latents
+
+
+def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
+    with torch.no_grad():
+        torch._foreach_lerp_(ema, params, 1.0 - decay)
+
+
+def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20_000,
+          batch_size: int = 32, lr: float = 5e-4, checkpoint_minutes: float = 6.0,
+          resume: bool = False, source: Path | None = None) -> Path:
+    """Transformer + text encoders within ``minutes``; save to ``out_root / NAME``.
+
+    With ``resume`` the pipeline already in ``out_root / NAME`` trains on (a fresh pass over
+    the data, half the learning rate).
+    """
+    from diffusers.models.attention_processor import JointAttnProcessor2_0
+
+    from studio.training.train_diffusion import caption_stream
+
+    total = Stopwatch(minutes)
+    source = source or out_root / SOURCE
+    previous: dict[str, Any] = {}
+    if resume:
+        pipe = load_pipeline(out_root / NAME)
+        previous = json.loads((out_root / NAME / "training.json").read_text())
+        seed = resume_seed(seed, previous)
+        lr = lr / 2
+    else:
+        pipe = build_pipeline(source)
+    data = build_dataset(TRAIN_SEED, n_data)
+    work = CACHE_DIR / f"dit_v{DATA_VERSION}"
+    work.mkdir(parents=True, exist_ok=True)
+    latents = latents_of(pipe.vae, data.images[:n_data], work)
+    shift = latents.float().mean().item()
+    std = latents.float().std().item()
+    if resume:
+        shift, scaling = pipe.vae.config.shift_factor, pipe.vae.config.scaling_factor
+    else:
+        scaling = 1.0 / std
+    # StableDiffusion3Pipeline decodes latents / scaling_factor + shift_factor.
+    pipe.vae.register_to_config(scaling_factor=scaling, shift_factor=shift)
+    log(f"latents {tuple(latents.shape)} mean {shift:.3f} std {std:.3f}")
+
+    setup_torch(seed)
+    captions = caption_stream(data, seed)
+    transformer = pipe.transformer
+    encoders = [pipe.text_encoder, pipe.text_encoder_2]
+    transformer.set_attn_processor(CollapsedZerosProcessor(T5_TOKENS))
+    params = list(transformer.parameters())
+    text_params = [p for te in encoders for p in te.parameters()]
+    ema = [p.detach().clone() for p in params + text_params]
+    opt = torch.optim.AdamW([{"params": params, "weight_decay": 1e-2, "scale": 1.0},
+                             {"params": text_params, "weight_decay": 1e-2, "scale": 0.5}],
+                            lr=lr)
+    log(f"transformer {sum(p.numel() for p in params) / 1e6:.2f}M params, text encoders "
+        f"{sum(p.numel() for p in text_params) / 1e6:.2f}M")
+
+    step = 0
+    clock = Stopwatch(max(1.0, minutes - total.elapsed / 60))
+
+    def checkpoint(final: bool) -> None:
+        live = [p.detach().clone() for p in params + text_params]
+        with torch.no_grad():
+            for p, e in zip(params + text_params, ema, strict=True):
+                p.copy_(e)
+        extra = {"scaling_factor": scaling, "shift_factor": shift, "final": final,
+                 "train_steps": previous.get("dit_steps", 0) + step,
+                 "train_seconds": previous.get("seconds", 0) + round(total.elapsed)}
+        save_pipeline(out_root / NAME, pipe, extra)
+        with torch.no_grad():
+            for p, v in zip(params + text_params, live, strict=True):
+                p.copy_(v)
+        log(f"checkpoint saved at step {step}")
+
+    last_ckpt = 0.0
+    gen = torch.Generator().manual_seed(seed)
+    empty = [""]
+    transformer.train()
+    for te in encoders:
+        te.train()
+    loss = torch.zeros(())
+    for idx in batches(len(latents), batch_size, seed + 2):
+        if clock.done():
+            break
+        f = clock.fraction
+        for g in opt.param_groups:
+            g["lr"] = g["scale"] * lr * min(1.0, (step + 1) / 100) * (
+                0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * f)))
+        idx_t = torch.from_numpy(np.sort(idx))
+        x0 = (latents[idx_t].float() - shift) * scaling
+        caps = captions(idx_t.tolist())
+        drop = torch.rand(len(caps), generator=gen) < 0.1
+        caps = [empty[0] if d else c for c, d in zip(caps, drop.tolist(), strict=True)]
+        context, pooled = encode_text(pipe, caps)
+        noise = torch.randn(x0.shape, generator=gen)
+        s = torch.sigmoid(torch.randn(len(x0), generator=gen))  # logit-normal sigmas
+        xs = (1 - s[:, None, None, None]) * x0 + s[:, None, None, None] * noise
+        pred = transformer(hidden_states=xs, encoder_hidden_states=context,
+                           pooled_projections=pooled, timestep=s * 1000).sample
+        loss = F.mse_loss(pred.float(), noise - x0)
+        optimizer_step(opt, loss, clip=params + text_params)
+        step += 1
+        _ema_update(ema, [p.detach() for p in params + text_params],
+                    min(0.995, (1 + step) / (10 + step)))
+        if step % 25 == 0:
+            log(f"dit step {step} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e}"
+                f" t={clock.elapsed:.0f}s")
+        if clock.elapsed - last_ckpt > checkpoint_minutes * 60:
+            checkpoint(final=False)
+            last_ckpt = clock.elapsed
+    transformer.set_attn_processor(JointAttnProcessor2_0())
+    checkpoint(final=True)
+    command = f"python -m studio.training dit --minutes {minutes:g}"
+    record = {
+        **chained_record(previous, command + (" --resume" if resume else ""), total.elapsed,
+                         step, "dit_steps"),
+        "batch_size": batch_size, "train_samples": n_data, "scaling_factor": scaling,
+        "shift_factor": shift, "final_loss": round(loss.item(), 4),
+        "autoencoder": f"{SOURCE}'s, unchanged"}
+    write_training_record(out_root / NAME, record)
+    log(f"dit saved after {step} steps, {total.elapsed / 60:.1f} min")
+    return out_root / NAME
