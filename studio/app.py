@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from studio.core.engines import EngineServices
 
 if TYPE_CHECKING:
+    from studio.core.jobs.runner import Work
     from studio.settings import Settings
 
 
@@ -33,4 +34,25 @@ def run_app(settings: Settings, paths: list[str]) -> int:
 
         return local_services(settings)
 
-    return run_gui(services_factory, ["studio"], list(paths))
+    def preload(services: EngineServices, model_id: str) -> Work | None:
+        """Load the model shown in the window on the engine thread while the user writes
+        the prompt (the local backend; a server loads its models itself)."""
+        if settings.servers:
+            return None
+        from studio.core.errors import StudioError
+        from studio.engine.engine import Engine
+
+        engine = services.engine
+        if not isinstance(engine, Engine):
+            return None
+
+        def work(_on_step: object, _cancel: object) -> bool:
+            try:
+                engine.load(model_id)
+            except StudioError:
+                return False  # the Generate that needs it says why, in its own words
+            return True
+
+        return work
+
+    return run_gui(services_factory, ["studio"], list(paths), preload=preload)

@@ -5,12 +5,15 @@ beyond the period. Run as a child (``python -m studio.bench.ui_stall MODEL``) wi
 Qt; reports the stalls during an idle second and during one generation, through the real
 window and the real engine thread. ``python -m studio.bench.ui_stall --open-project 200``
 reports them while the window opens a 200-layer project (no engine needed).
+``python -m studio.bench.ui_stall MODEL --large 8000 [--region 1024] [--runs 10]`` reports
+them for each of ten generations on an 8000x8000 canvas, with the resident memory after each.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -188,7 +191,125 @@ def measure_open(layers: int = 200, size: int = 1024, idle_s: float = 0.5) -> di
     app.processEvents()
     return {"idle": idle, "open": busy, "open_s": opened[0] - start, "layers": shown,
             "size": size, "file_mb": path.stat().st_size / 2**20, "make_s": made,
-            "progress": progress}
+            "progress": progress, "load": os.getloadavg()}
+
+
+def _rss_mb() -> float:
+    """This process's resident memory, in MB (Linux: /proc; elsewhere the peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_large(model_path: str, canvas: int = 8000, region: int = 0, runs: int = 10,
+                  steps: int = 4, size: int = 64, keep: bool = False,
+                  idle_s: float = 0.5) -> dict[str, Any]:
+    """Generate ``runs`` times on a ``canvas``-px document (one opaque image layer) through
+    ``MainWindow`` and report, for each run, the GUI thread's stalls from Generate until the
+    result is drawn (canvas composite, layer and History thumbnails), and the memory.
+
+    ``region``: a square selection of that side in the middle (0: the whole canvas). Each
+    result is undone before the next run (``keep``: left on the canvas), so the document is
+    the same at every start and the resident memory must stay flat."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import gc
+
+    import numpy as np
+    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: TID251
+    from PySide6.QtWidgets import QApplication  # noqa: TID251
+
+    from studio.bench.engine_figures import PROMPT, SEED, make_engine, request_for
+    from studio.bench.models import BenchModel
+    from studio.core.jobs.runner import JobRunner
+    from studio.engine.services import engine_services
+    from studio.ui.launch import ENGINE_NICE
+    from studio.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(["studio-bench"])
+    model = BenchModel("m", Path(model_path), model_path, size)
+    engine = make_engine(model, "auto")
+    engine.generate(request_for(model, 1))  # load and warm up outside the measurement
+    runner = JobRunner(engine, nice=ENGINE_NICE)
+    settings = QSettings(str(Path(tempfile.mkdtemp(prefix="studio-bench-big-")) / "s.ini"),
+                         QSettings.Format.IniFormat)
+    window = MainWindow(engine_services(engine), runner, settings)
+    window.resize(1400, 900)
+    window.show()
+    ys = np.linspace(0, 255, canvas, dtype=np.float32)
+    base = np.empty((canvas, canvas, 3), np.uint8)
+    base[..., 0] = ys[:, None].astype(np.uint8)
+    base[..., 1] = ys[None, :].astype(np.uint8)
+    base[..., 2] = 128
+    window.controller.add_image_layer(base, "big")
+    del base
+    if region:
+        x = (canvas - region) // 2
+        window.canvas.set_selection((x, x, region, region))
+    panel = window.prompt_panel
+    panel.set_values({"prompt": PROMPT, "seed": SEED, "seed_locked": True, "steps": steps,
+                      "width": size, "height": size, "batch_count": 1})
+    stamps: list[float] = []
+    timer = QTimer(interval=PERIOD_MS)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    loop = QEventLoop()
+
+    def wait(seconds: float) -> None:
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+
+    done: list[float] = []
+    window.controller.generation_applied.connect(
+        lambda _rid: (done.append(time.perf_counter()), QTimer.singleShot(300, loop.quit)))
+    timer.start()
+    wait(1.0)  # the first composite and thumbnails of the opened image
+    stamps.clear()
+    wait(idle_s)
+    idle = _summary(stamps)
+    per_run: list[dict[str, float]] = []
+    rss: list[float] = []
+    for _ in range(runs):
+        done.clear()
+        stamps.clear()
+        start = time.perf_counter()
+        if not window.controller.generate():
+            raise RuntimeError("the window did not submit a job")
+        guard = QTimer(singleShot=True)
+        guard.timeout.connect(loop.quit)
+        guard.start(600_000)
+        loop.exec()  # until 300 ms after the result landed: its drawing is measured too
+        guard.stop()
+        if not done:
+            raise RuntimeError("the generation did not finish")
+        run = _summary(stamps)
+        run["seconds"] = done[0] - start
+        per_run.append(run)
+        if not keep:
+            window.document.undo()
+            wait(0.3)
+        gc.collect()
+        rss.append(_rss_mb())
+        print(f"run {len(rss)}: {run['seconds']:.1f} s, stalls max {run['max_ms']:.1f} ms, "
+              f"p99 {run['p99_ms']:.1f} ms, RSS {rss[-1]:.0f} MB, load "
+              f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    timer.stop()
+    window.close()
+    runner.shutdown(10.0)
+    app.processEvents()
+    stalls = [r["max_ms"] for r in per_run]
+    p99s = [r["p99_ms"] for r in per_run]
+    return {"canvas": canvas, "region": region or canvas, "runs": runs, "keep": keep,
+            "idle": idle, "per_run": per_run, "max_ms": max(stalls),
+            "p99_ms": max(p99s), "rss_mb": rss,
+            "rss_growth": (rss[-1] - rss[0]) / rss[0] if rss else 0.0,
+            "load": os.getloadavg()}
 
 
 def main() -> int:
@@ -202,9 +323,25 @@ def main() -> int:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--nice", type=int, default=None,
                         help="engine thread nice increment (default: the app's)")
+    parser.add_argument("--idle-s", type=float, default=0.5,
+                        help="with --open-project: seconds of idle stalls measured first "
+                             "(the baseline at this machine's load)")
+    parser.add_argument("--large", type=int, default=0, metavar="SIDE",
+                        help="measure generations on a SIDE x SIDE canvas (e.g. 8000)")
+    parser.add_argument("--region", type=int, default=0,
+                        help="with --large: a square selection of this side (0: all of it)")
+    parser.add_argument("--runs", type=int, default=10, help="with --large: how many runs")
+    parser.add_argument("--keep", action="store_true",
+                        help="with --large: leave each result on the canvas (no undo)")
     args = parser.parse_args()
+    if args.large:
+        if not args.model:
+            parser.error("name the model for --large")
+        report_child_result(measure_large(args.model, args.large, args.region, args.runs,
+                                          args.steps, args.size, args.keep))
+        return 0
     if args.open_project:
-        report_child_result(measure_open(args.open_project))
+        report_child_result(measure_open(args.open_project, idle_s=args.idle_s))
         return 0
     if not args.model:
         parser.error("name the model (or --open-project LAYERS)")

@@ -34,6 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "server's own time, and one server against two on a batch")
     parser.add_argument("--remote-model", default="", metavar="NAME",
                         help="the server checkpoint for --remote (default: its first)")
+    parser.add_argument("--peer", choices=("comfyui",), default=None,
+                        help="run the same request (SD 1.5-sized fp16 checkpoint) through the "
+                             "studio and a real ComfyUI server from the cached venv, each from "
+                             "a cold process, interleaved; prints per-step, fixed, first-image "
+                             "and memory figures with the ratios")
+    parser.add_argument("--size", type=int, default=0,
+                        help="--peer: image size in pixels (default 512; --smoke 64)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="--peer: sampling steps (default 20; --quick 6; --smoke 2)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="--peer: interleaved rounds, each side one cold process a round "
+                             "(at least 2)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
+                        help="--peer: the studio side's precision (float32: like for like "
+                             "with ComfyUI's fp32)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="where the benchmark models are built and kept "
                              "(default: the studio cache)")
@@ -44,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.remote:  # the servers' figures only: no local engine, no torch
         return _run_remote(args)
+    if args.peer:
+        return _run_peer(args)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     live = not only or "live" in only  # live mode's strokes: in the default run too
     if "live" in only:
@@ -130,4 +147,29 @@ def _run_remote(args: argparse.Namespace) -> int:
     print(format_remote(figures))
     if args.json is not None:
         args.json.write_text(json.dumps({"remote": figures}, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _run_peer(args: argparse.Namespace) -> int:
+    """``--peer comfyui``: the studio against a real ComfyUI on the same request."""
+    from studio.core.errors import InvalidRequestError
+
+    if args.rounds < 2:
+        raise InvalidRequestError("--rounds must be 2 or more: the sides alternate over them.")
+    size = args.size or (64 if args.smoke else 512)
+    steps = args.steps or (2 if args.smoke else 6 if args.quick else 20)
+    if size < 64 or size % 8 or steps < 2:
+        raise InvalidRequestError("--size must be a multiple of 8 from 64 and --steps 2 or "
+                                  "more (per-step figures need two steps).")
+    if args.json is not None and not (args.json.parent.is_dir() or str(args.json.parent) == ""):
+        raise InvalidRequestError(f"The folder {args.json.parent} does not exist.")
+    from studio.bench.peer_comfyui import format_peer, run_peer_bench
+
+    figures = run_peer_bench(size=size, steps=steps, rounds=args.rounds, dtype=args.dtype,
+                             cache=args.cache_dir,
+                             log=lambda t: print(f"bench: {t}", file=sys.stderr, flush=True))
+    print(format_peer(figures))
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n",
+                             encoding="utf-8")
     return 0

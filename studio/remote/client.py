@@ -167,8 +167,10 @@ class ComfyClient:
         self.queue_remaining = 0
         self.stats: dict[str, Any] = {}
         self._preview_at = 0.0  # when the last preview was decoded (loop time)
-        self.finished_heard = 0.0  # wall clock when the server's word that our last job
-        # succeeded arrived (the bench compares it with the server's own timestamp)
+        # Wall clock when our last prompt was accepted (``POST /prompt`` answered) and when
+        # the server's word that it succeeded arrived: the bench sets them beside the
+        # server's own timestamps to tell our client's time from the server's waits.
+        self.prompt_posted = self.finished_heard = 0.0
 
     @property
     def url(self) -> str:
@@ -361,6 +363,7 @@ class ComfyClient:
             body = {"prompt": workflow, "client_id": self.client_id, "prompt_id": prompt_id,
                     "extra_data": {"preview_method": "latent2rgb"}}
             await self._request("POST", "/prompt", json=body)
+            self.prompt_posted = time.time()
             return await self._follow(job, progress, cancelled)
         finally:
             self._jobs.pop(prompt_id, None)
@@ -629,6 +632,9 @@ def decode_image(data: bytes, *, max_side: int = 8192, what: str = "The image") 
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise RemoteImageError(f"{what} is too large to decode safely (a decompression "
                                "bomb?).") from None
+    except Image.UnidentifiedImageError:
+        raise RemoteImageError(f"{what} is not a readable image (not PNG, JPEG or WebP "
+                               "data).") from None
     except Exception as err:
         raise RemoteImageError(f"{what} is not a readable image ({_reason(err)}).") from None
     return np.asarray(rgb, dtype=np.uint8).copy()

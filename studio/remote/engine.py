@@ -43,7 +43,8 @@ from studio.remote.pool import Server, ServerPool, ServerStatus
 # Our model kinds -> the server's model folders (a diffusion model is a whole checkpoint, or,
 # Flux and SD3 style, a model alone in diffusion_models with its text encoders beside it).
 FOLDERS = {"diffusion": ("checkpoints", "diffusion_models"), "lora": ("loras",),
-           "vae": ("vae",), "upscaler": ("upscale_models",)}
+           "vae": ("vae",), "upscaler": ("upscale_models",), "text_encoder": ("text_encoders",),
+           "controlnet": ("controlnet",)}  # ControlNets: listed, not sent to servers yet
 LOCAL_ONLY = (("prompt_sliders", "Latent sliders run on the local engine only."),
               ("latent_sliders", "Latent sliders run on the local engine only."),
               ("example_directions", "Directions from examples run on the local engine only."),

@@ -7,11 +7,12 @@ image that is on screen, so a 4096x4096 canvas stays smooth.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -35,6 +36,11 @@ from studio.ui.canvas_tools import BrushSettings, Stroke
 from studio.ui.theme import color
 
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
+#: A change larger than this many pixels is redrawn in tiles between events, a few
+#: milliseconds at a time, so an 8000x8000 canvas never freezes the window.
+PROGRESSIVE_PIXELS = 1024 * 1024
+TILE = 256
+TILE_BUDGET_S = 0.003
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,9 @@ class CanvasView(QWidget):
         self._auto_fit = True  # follow the window size until the user zooms or pans
         self._checker = self._make_checker()
         self._primed: CanvasImages | None = None
+        self._tiles: dict[tuple[int, int], None] = {}  # waiting to be redrawn, in order
+        self._tile_timer = QTimer(self, singleShot=True, interval=0)
+        self._tile_timer.timeout.connect(self._redraw_some_tiles)
         #: The mask overlay: shown or not, and its colour (``None``: the theme's).
         self.mask_shown = True
         self.mask_tint: tuple[int, int, int] | None = None
@@ -189,7 +198,11 @@ class CanvasView(QWidget):
     def _on_document_event(self, name: str, payload: dict[str, Any]) -> None:
         if name == "layer_changed":
             self._on_layer_changed(payload.get("rect"), payload.get("what", ""))
-        elif name in ("layer_added", "layer_removed", "layers_reordered"):
+        elif name in ("layer_added", "layer_removed"):
+            rect = payload.get("rect")  # only where the layer lies (None: all of it)
+            self._refresh(rect)
+            self._refresh_mask(rect)
+        elif name == "layers_reordered":
             self._refresh(None)
             self._refresh_mask(None)
         elif name == "canvas_resized":
@@ -236,6 +249,7 @@ class CanvasView(QWidget):
             self._image, self._mask, self._has_mask = primed.image, primed.mask, primed.has_mask
             self._update_canvas_rect(self.doc.rect)
             return
+        self._tiles.clear()
         self._image = MipImage(w, h)
         self._mask = MipImage(w, h)
         self._has_mask = False
@@ -243,13 +257,53 @@ class CanvasView(QWidget):
         self._refresh_mask(None)
 
     def _refresh(self, rect: Rect | None) -> None:
-        """Recomposite ``rect`` (None: everything) into the cached image."""
+        """Recomposite ``rect`` (None: everything) into the cached image: now when it is
+        small, else tile by tile between events (see ``PROGRESSIVE_PIXELS``)."""
         part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
-        if part is not None:
-            x, y, w, h = part
-            self._image.array[y:y + h, x:x + w] = self._composite(part)
-            self._image.update(part)
-            self._update_canvas_rect(part)
+        if part is None:
+            return
+        x, y, w, h = part
+        if w * h <= PROGRESSIVE_PIXELS:
+            self._refresh_now(part)
+            return
+        for ty in range(y // TILE, (y + h - 1) // TILE + 1):
+            for tx in range(x // TILE, (x + w - 1) // TILE + 1):
+                self._tiles[(tx, ty)] = None
+        self._tile_timer.start()
+
+    def _refresh_now(self, part: Rect) -> None:
+        x, y, w, h = part
+        self._image.array[y:y + h, x:x + w] = self._composite(part)
+        self._image.update(part)
+        self._update_canvas_rect(part)
+
+    def _redraw_some_tiles(self) -> None:
+        """Redraw waiting tiles for a few milliseconds (at least one), then yield."""
+        end = time.perf_counter() + TILE_BUDGET_S
+        while self._tiles:
+            tx, ty = next(iter(self._tiles))
+            del self._tiles[(tx, ty)]
+            part = intersect((tx * TILE, ty * TILE, TILE, TILE), self.doc.rect)
+            if part is not None:
+                self._refresh_now(part)
+            if time.perf_counter() >= end:
+                break
+        if self._tiles:
+            self._tile_timer.start()
+
+    @property
+    def drawing(self) -> bool:
+        """Whether parts of the canvas are still being redrawn (a large change)."""
+        return bool(self._tiles)
+
+    def finish_drawing(self) -> None:
+        """Redraw every waiting tile now (tests, exports of what is shown)."""
+        self._tile_timer.stop()
+        while self._tiles:
+            tx, ty = self._tiles.popitem()[0]
+            part = intersect((tx * TILE, ty * TILE, TILE, TILE), self.doc.rect)
+            if part is not None:
+                self._refresh_now(part)
 
     def _composite(self, part: Rect) -> np.ndarray:
         return composite_of(self.doc, part)
@@ -276,6 +330,7 @@ class CanvasView(QWidget):
 
     def composite_image(self) -> QImage:
         """The cached composite (premultiplied), for tests and export previews."""
+        self.finish_drawing()
         return self._image.image
 
     # -- previews ------------------------------------------------------------------------
@@ -331,6 +386,7 @@ class CanvasView(QWidget):
     @property
     def composite_cache(self) -> MipImage:
         """The cached composite of the visible layers (premultiplied), with reduced copies."""
+        self.finish_drawing()
         return self._image
 
     # -- painting ------------------------------------------------------------------------

@@ -258,6 +258,7 @@ class GenerationController(QObject):
         self.rects[record.id] = plan.rect
         if self.staging is not None and self.staging.stage(event.job_id, record, plan):
             return  # a batch's result: a candidate over the canvas, kept or discarded there
+        prepared = _prepare_large(result.images, plan)  # a large region: off this thread
         with self.undo.macro(f"Generate: {result.request.prompt[:40]}"):
             rect = plan.rect
             if plan.canvas_size is not None:
@@ -273,7 +274,8 @@ class GenerationController(QObject):
                 self.undo.push(ApplyGeneration(image, rect, record.id,
                                                name=_layer_name(result.request, i,
                                                                 _plan_task(plan)),
-                                               mask=plan.layer_mask))
+                                               mask=plan.layer_mask,
+                                               prepared=prepared[i] if prepared else None))
         if plan.canvas_size is not None:
             self.canvas.fit()  # the first image of an empty document: show all of it
         self.generation_applied.emit(record.id)
@@ -304,6 +306,22 @@ def _layer_name(request: GenerationRequest, index: int = 0, task: str = "") -> s
     from studio.core.document.operations import generated_layer_name
 
     return generated_layer_name(request, index, task)  # task, a short prompt, the seed
+
+
+#: A result for a region larger than this (pixels) is resized into its layer on a worker
+#: thread while the window keeps painting (an 8000x8000 canvas: seconds of work).
+LARGE_REGION = 2048 * 2048
+
+
+def _prepare_large(images: Any, plan: GenerationPlan) -> list[Any] | None:
+    """The layers' pixels of a large region's results, made off the GUI thread."""
+    from studio.ui.busy import run_while_painting
+
+    if plan.rect[2] * plan.rect[3] <= LARGE_REGION:
+        return None
+    return run_while_painting(lambda: [ApplyGeneration.prepare(image, plan.rect,
+                                                               plan.layer_mask)
+                                       for image in images])
 
 
 def _plan_task(plan: GenerationPlan) -> str:

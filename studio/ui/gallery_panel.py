@@ -85,7 +85,7 @@ class GalleryPanel(QWidget):
         self.list = QListWidget(objectName="gallery_list")
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB, THUMB))
-        self.list.setGridSize(QSize(THUMB + 12, THUMB + 54))  # room for the caption's lines
+        self.list.setGridSize(QSize(THUMB + 30, THUMB + 40))  # room for the caption
         self.list.setWordWrap(True)
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
         self.list.setMovement(QListView.Movement.Static)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+import time
 import traceback
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, QSocketNotifier, QThread, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
@@ -15,13 +17,21 @@ from PySide6.QtWidgets import QApplication
 
 from studio.core.engines import EngineServices
 from studio.core.errors import StudioError
-from studio.core.jobs.runner import JobRunner
+from studio.core.jobs.events import JobCancelled, JobEvent, JobFailed, JobFinished, JobStarted
+from studio.core.jobs.runner import JobRunner, Work
 from studio.settings import Settings
 from studio.ui.main_window import MainWindow
+from studio.ui.status_bar import duration_text
 
 # The engine thread yields the CPU to the window: see ``JobRunner`` and `studio bench`'s ui
 # section, which measures the GUI's stalls with and without it.
 ENGINE_NICE = 5
+#: ``preload(services, model_id)``: the work that loads ``model_id`` on the engine thread
+#: ahead of the first generation (``None``: nothing to load for this backend); the work
+#: returns ``False`` when the model could not be loaded.
+Preload = Callable[[EngineServices, str], Work | None]
+#: Where the window's settings keep how long the last load of each model took.
+LOAD_SECONDS_KEY = "engine/load_seconds/"
 
 class EngineLoader(QThread):
     """Calls ``factory`` (the heavy torch/diffusers imports) off the GUI thread; it returns
@@ -55,8 +65,10 @@ class StudioSession(QObject):
 
     def __init__(self, services_factory: Callable[[], EngineServices],
                  open_paths: list[str] | None = None, settings: QSettings | None = None,
-                 config: Settings | None = None):
+                 config: Settings | None = None, preload: Preload | None = None):
         super().__init__()
+        self.preload = preload
+        self.preload_job: int | None = None
         # Someone at a screen answers questions; an offscreen run (CI, scripts) has no one.
         self.interactive = QGuiApplication.platformName() != "offscreen"
         self.window = MainWindow(None, None, settings, config,
@@ -78,6 +90,72 @@ class StudioSession(QObject):
     def _on_loader_loaded(self, services: EngineServices) -> None:
         self.runner = JobRunner(services.engine, nice=ENGINE_NICE)
         self.window.connection.connect(services, self.runner)
+        self._start_preload(services)
+
+    # -- loading the model ahead of the first generation ---------------------------------
+    def _start_preload(self, services: EngineServices) -> None:
+        """Load the model the prompt panel shows while the user writes the prompt: the
+        first Generate then starts at once. It is a job on the engine thread (a Generate
+        pressed meanwhile waits behind it, and finds the model loaded); the status bar
+        says how long it has taken and, from the last start, about how long it takes, and
+        its Cancel button drops it."""
+        model_id = self.window.prompt_panel.model_id
+        work = self.preload(services, model_id) if self.preload is not None and model_id \
+            else None
+        if work is None:
+            return
+        settings = self.window.settings
+        key = LOAD_SECONDS_KEY + model_id.replace("/", "|")
+        try:
+            expected = float(settings.value(key, 0.0) or 0.0)
+        except (TypeError, ValueError):
+            expected = 0.0
+        took: list[float] = []
+
+        def timed(on_step: Any, cancel: Any) -> Any:
+            start = time.monotonic()
+            if work(on_step, cancel) is not False:  # False: it could not be loaded
+                took.append(time.monotonic() - start)
+
+        try:
+            name = services.engine.resolve_model(model_id).name
+        except StudioError:
+            name = model_id
+        started = [time.monotonic()]
+        timer = QTimer(self, interval=250)
+
+        def tick() -> None:
+            elapsed = time.monotonic() - started[0]
+            text = f"Loading {name}… {duration_text(elapsed)}"
+            fraction: float | None = None
+            if expected > 1:
+                text += f" of about {duration_text(expected)}"
+                fraction = min(0.95, elapsed / expected)
+            self.window.status.show_task(text.removesuffix("…"), fraction)
+
+        def ended(event: JobEvent) -> None:
+            if event.job_id != self.preload_job:
+                return
+            timer.stop()
+            self.window.connection.jobs.remove_listener(on_event)
+            self.preload_job = None
+            if took:  # loaded (even when cancelled meanwhile): next time's estimate
+                settings.setValue(key, round(took[0], 1))
+                if isinstance(event, JobFinished):
+                    self.window.show_status(f"{name} loaded in {duration_text(took[0])}")
+
+        def on_event(event: JobEvent) -> None:
+            if isinstance(event, JobStarted) and event.job_id == self.preload_job:
+                started[0] = time.monotonic()
+                timer.start()
+                tick()
+            elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+                ended(event)
+
+        timer.timeout.connect(tick)
+        jobs = self.window.connection.jobs
+        jobs.add_listener(on_event)
+        self.preload_job = jobs.submit_work(timed, f"Loading {name}")
 
     def _on_loader_failed(self, message: str) -> None:
         self.window.connection.fail(message)
@@ -130,7 +208,8 @@ class TerminationWatcher(QObject):
 
 
 def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | None = None,
-            open_paths: list[str] | None = None, config: Settings | None = None) -> int:
+            open_paths: list[str] | None = None, config: Settings | None = None,
+            preload: Preload | None = None) -> int:
     """Run the studio until its window closes; returns the exit code.
 
     The window appears first, with "Loading engine…"; ``services_factory`` is then called
@@ -144,7 +223,7 @@ def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | No
                                                        else sys.argv))
     app.setApplicationName("Latent Studio")
     app.setOrganizationName("LatentStudio")
-    session = StudioSession(services_factory, open_paths, config=config)
+    session = StudioSession(services_factory, open_paths, config=config, preload=preload)
     app.aboutToQuit.connect(session.shutdown)
     watcher = TerminationWatcher(session.window.close_for_shutdown)
     session.start()

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
@@ -34,13 +35,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.document.edits import generated_pixels
+from studio.core.document.edits import ApplyGeneration, generated_pixels
 from studio.core.document.operations import generated_layer_name, land_generation
 from studio.core.jobs.events import GenerationResult
 from studio.core.project.generation_log import GenerationRecord
 from studio.session.document import DocumentModel
 from studio.session.staging import Candidate, Staging
 from studio.ui.canvas import CanvasView
+from studio.ui.controller import LARGE_REGION
 
 _TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
 _BROWSE = {Qt.Key.Key_Left: -1, Qt.Key.Key_Right: +1}
@@ -59,6 +61,9 @@ class StagingBar(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setAutoFillBackground(True)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        # A click on the bar (its label, its margins) is the bar's: it never reaches the
+        # canvas below, where it would paint.
+        self.setAttribute(Qt.WidgetAttribute.WA_NoMousePropagation)
 
         def button(name: str, text: str, tip: str) -> QPushButton:
             b = QPushButton(text, self, objectName=name)
@@ -215,11 +220,20 @@ class StagingArea(QObject):
         one = candidates[0]
         text = (f"Keep {one.caption}" if len(candidates) == 1
                 else f"Keep {len(candidates)} results")
+        big = [c for c in candidates if c.rect[2] * c.rect[3] > LARGE_REGION]
+        prepared = {}
+        if big:  # seconds of resizing on an 8000x8000 canvas: off the GUI thread
+            from studio.ui.busy import run_while_painting
+
+            made = run_while_painting(lambda: [ApplyGeneration.prepare(c.image, c.rect, c.mask)
+                                               for c in big])
+            prepared = {id(c): p for c, p in zip(big, made, strict=True)}
         with undo.macro(text):
             for c in candidates:
                 land_generation(undo, c.image, c.rect, c.record_id,
                                 generated_layer_name(c.request, c.index, c.task),
-                                mask=c.mask, canvas_size=c.canvas_size, unhide=c.grid)
+                                mask=c.mask, canvas_size=c.canvas_size, unhide=c.grid,
+                                prepared=prepared.get(id(c)))
         if was_empty:
             self.canvas.fit()
         if self.on_kept is not None:
@@ -256,8 +270,12 @@ class StagingArea(QObject):
             self.changed.emit()
             return
         first = not bar.isVisible() or not bar.keep_button.isEnabled()
-        image = shown.image
-        mask = shown.mask
+        image, mask = shown.image, shown.mask
+        if mask is not None and mask.shape[:2] != image.shape[:2]:  # a large region's mask:
+            from PIL import Image  # sampled down to the image (the painter scales it up)
+
+            mask = np.asarray(Image.fromarray(mask).resize(
+                (image.shape[1], image.shape[0]), Image.Resampling.NEAREST))
         pixels = generated_pixels(image, image.shape[1], image.shape[0], mask)
         self.canvas.set_staged(shown.rect, pixels)
         bar.label.setText(self.label_text())

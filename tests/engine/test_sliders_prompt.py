@@ -220,9 +220,6 @@ def test_a_local_slider_on_an_inpainting_model_changes_the_whole_image_at_once(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 28: on the retrained studio-tiny-diffusion the "
-                   "local hair mask spreads to the lower rows (0.19 of the top half, 0.19 of the "
-                   "bottom rows); the hair turns red and the rest is kept, the mask is not the hair")
 def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
     """On the embedded model: red hair at 2 on a blonde portrait turns the hair red and
     leaves the background and shirt as they were (the whole-image direction repaints them);
@@ -262,6 +259,19 @@ def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
 
     hair = [read_portrait(img.astype(np.uint8)).hair for img in (base, local, whole_img)]
     assert hair == ["blonde", "red", "red"]
+    # The mask is the hair: the base portrait's hair-coloured pixels (near the colour the
+    # oracle reads on its crown), per 4x4 block of the 16x16 latent. On the retrained model
+    # this portrait has long hair down to the shoulders (latent rows 9-12 beside the neck),
+    # so the mask reaches there too (84 % of it is hair, 90 % of the hair is in it); the
+    # shirt below (rows 13 on) stays out of it.
+    from studio.core.portraits.oracle import rgb_to_lab
+
     mask = masks[0][0, 0].float().numpy()  # 16x16 latent pixels
-    assert mask[:8].mean() > 0.25 and mask[10:].sum() == 0  # the hair, not the shirt
+    reading = read_portrait(base.astype(np.uint8))
+    near = np.linalg.norm(rgb_to_lab(base.astype(np.uint8)) - np.array(reading.hair_lab),
+                          axis=2) < 20
+    hair_blocks = near.reshape(16, 4, 16, 4).mean((1, 3)) > 0.25
+    assert (mask * hair_blocks).sum() > 0.7 * mask.sum()  # the mask is hair
+    assert (mask * hair_blocks).sum() > 0.7 * hair_blocks.sum()  # and most of the hair
+    assert mask[13:].sum() == 0  # not the shirt
     assert len(engine.slider_edits.trajectories) == 1  # the drag's two values shared one base run

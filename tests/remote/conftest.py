@@ -188,7 +188,7 @@ def spare_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> C
     broken = b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}  " + b"\0" * 64
     for name in ("checkpoints/broken", "diffusion_models/flux1-tiny", "diffusion_models/sd3-tiny",
                  "text_encoders/t5xxl_tiny", "text_encoders/clip_l", "text_encoders/clip_g",
-                 "vae/ae", "vae/sd3_vae"):
+                 "vae/ae", "vae/sd3_vae", "controlnet/control_sd15_canny_tiny"):
         path = base / "models" / f"{name}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(broken)

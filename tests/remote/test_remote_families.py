@@ -41,6 +41,22 @@ def test_flux_and_sd3_graphs_pass_the_servers_validation(spare, model: str,
     assert any(name in text for name in ("UNETLoader", loader, "VAELoader"))
 
 
+def test_models_of_every_kind_with_where_each_lives(spare) -> None:
+    engine = RemoteEngine([spare.url])
+    try:
+        models = engine.list_models()
+    finally:
+        engine.close()
+    where = {(m.kind, m.id): m.path for m in models}
+    for kind, name, folder in (("diffusion", "tiny-sd1.safetensors", "checkpoints"),
+                               ("diffusion", "flux1-tiny.safetensors", "diffusion_models"),
+                               ("text_encoder", "t5xxl_tiny.safetensors", "text_encoders"),
+                               ("vae", "ae.safetensors", "vae"),
+                               ("controlnet", "control_sd15_canny_tiny.safetensors",
+                                "controlnet")):
+        assert where[(kind, name)] == f"{spare.url} · {folder}/{name}"
+
+
 def test_features_say_which_node_a_family_lacks(remote_engine: RemoteEngine) -> None:
     info = remote_engine.loop.run(remote_engine.servers[0].client.object_info(), timeout=60)
     full = features_from_nodes(info)
@@ -87,7 +103,7 @@ def test_bench_remote_prints_overhead_and_scaling(comfy_server, spare, tmp_path,
     figures = json.loads(out.read_text())["remote"]
     for row in figures["overhead"]:
         assert 0 < row["server_s"] < row["ours_s"] and row["overhead_ms"] > 0
-        assert row["delivery_ms"] >= 0 and 0 < row["client_ms"] <= row["overhead_ms"]
+        assert 0 < row["client_ms"] < 1000 * row["ours_s"] and row["wait_ms"] > -1000
     assert "Load average" in text and len(figures["load"]) == 3
     one, two = figures["throughput"]
     assert (one["servers"], two["servers"]) == (1, 2) and two["used"].count(",") == 1

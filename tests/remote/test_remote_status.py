@@ -1,20 +1,15 @@
 """Each server's state in the state layer (``ServersState``) and the status bar, the server
-settings in Preferences, the thin install (no torch), and a gigantic or malformed image."""
+settings in Preferences, and the thin install (no torch). A gigantic or malformed image from
+the real server: test_remote_faults.py."""
 
 from __future__ import annotations
 
-import http.server
-import struct
 import subprocess
-import threading
-import zlib
 from pathlib import Path
 
 import pytest
 
-from studio.remote.client import ComfyClient, EventLoopThread, ServerConfig
 from studio.remote.engine import RemoteEngine
-from studio.remote.errors import RemoteImageError
 from studio.session.servers import ServersState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,47 +70,6 @@ def test_preferences_save_the_servers(tmp_path, qtbot) -> None:
     assert saved.server_token == "secret" and saved.trust_servers
 
 
-# -- a gigantic or malformed image (the only fake server: the real one never sends these) ----
-def png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(
-        b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-@pytest.mark.parametrize("body, words", [
-    (png_header_only(100_000, 100_000), "too large"),
-    (b"\x89PNG\r\n\x1a\nthis is not a png", "not a readable image"),
-])
-def test_a_gigantic_or_malformed_image_is_refused(body: bytes, words: str) -> None:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    loop = EventLoopThread()
-    client = ComfyClient(ServerConfig(f"http://127.0.0.1:{httpd.server_address[1]}"))
-    try:
-        with pytest.raises(RemoteImageError) as err:
-            loop.run(client.fetch_image({"filename": "x.png"}), timeout=30)
-        assert words in str(err.value) and "\n" not in str(err.value)
-    finally:
-        loop.run(client.close(), timeout=10)
-        loop.close()
-        httpd.shutdown()
-
-
 # -- the thin install ----------------------------------------------------------------------
 def test_remote_txt_is_pyproject_less_the_local_engine() -> None:
     import re
@@ -138,7 +92,8 @@ def test_remote_txt_is_pyproject_less_the_local_engine() -> None:
 @pytest.mark.slow
 @pytest.mark.server
 def test_thin_install_generates_on_the_server_without_torch(comfy_server, tmp_path) -> None:
-    """`studio generate --server` and `studio models --server` in a venv with no torch."""
+    """`studio generate --server`, `studio models --server` and the window in a venv with
+    no torch."""
     import os
 
     built = subprocess.run(["bash", str(REPO / "scripts" / "thin-venv.sh")],
@@ -171,3 +126,49 @@ def test_thin_install_generates_on_the_server_without_torch(comfy_server, tmp_pa
                             "studio.cli.main; print('torch' in sys.modules)"],
                            capture_output=True, text=True, env=env)
     assert probe.stdout.strip() == "False", probe.stderr
+    window = subprocess.run([str(python), "-c", THIN_WINDOW, comfy_server.url,
+                             str(tmp_path / "window.ini")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert window.returncode == 0, window.stderr[-2000:]
+    assert window.stdout.strip().splitlines()[-1] == "1 server: 1 idle | tiny-sd1 | False"
+
+
+# The real main window on the remote backend, as the app builds it, until the server shows
+# idle and its model is in the picker; then whether torch was imported.
+THIN_WINDOW = """
+import sys
+from types import SimpleNamespace
+
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+app = QApplication([])
+from studio.core.jobs.runner import JobRunner
+from studio.remote.services import remote_services
+from studio.ui.main_window import MainWindow
+
+services = remote_services(SimpleNamespace(servers=[sys.argv[1]]))
+runner = JobRunner(services.engine)
+window = MainWindow(services, runner, QSettings(sys.argv[2], QSettings.Format.IniFormat))
+window.show()
+seen = []
+
+def check():
+    label = window.status.servers_label.text()
+    combo = window.prompt_panel.model_combo
+    if label.endswith("idle") and combo.count():
+        seen.append(f"{label} | {combo.currentText().split()[0]} | {'torch' in sys.modules}")
+        app.quit()
+
+timer = QTimer()
+timer.timeout.connect(check)
+timer.start(200)
+QTimer.singleShot(240000, app.quit)
+app.exec()
+window.status.stop()
+window.detach_engine()
+runner.shutdown(10.0)
+services.engine.close()
+print(seen[-1] if seen else "the window never showed the server idle with its model")
+sys.exit(0 if seen else 1)
+"""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
 from tests.ui.test_canvas import open_grey
 from tests.ui.test_projects_ui import save_as
@@ -76,6 +77,12 @@ def test_keys_leave_a_text_field_alone_and_esc_discards(qtbot, window):
     QTest.keyClick(prompt, Qt.Key.Key_Return)
     assert len(window.staging.staging) == 2 and window.doc.layers == []
     assert window.staging.bar.label.text().startswith("1 of 2")
+    # A click on the bar's label takes the keys there, and paints nothing below it.
+    label = window.staging.bar.label
+    qtbot.mouseClick(label, Qt.MouseButton.LeftButton, pos=label.rect().center())
+    assert window.doc.layers == []
+    QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Right)
+    assert label.text().startswith("2 of 2")
     window.canvas.setFocus()
     key(window, Qt.Key.Key_Escape)
     key(window, Qt.Key.Key_Escape)

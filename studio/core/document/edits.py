@@ -8,6 +8,7 @@ the old and the new pixels of that box only.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, TypeVar
 
 import numpy as np
@@ -49,6 +50,12 @@ def _frozen_layer(layer: Layer) -> Layer:
     return layer
 
 
+def _drawn_rect(layer: Layer) -> Rect | None:
+    """What adding or removing ``layer`` changes on the canvas: its rect (``None``, all of
+    it, for a group: its members draw differently in or out of it)."""
+    return None if layer.is_group else layer.rect
+
+
 @register
 class AddLayer(Command):
     """Insert a layer (on top by default) and make it active."""
@@ -72,14 +79,15 @@ class AddLayer(Command):
         self.layer = layer
         index = len(doc.layers) if self.index is None else max(0, min(self.index, len(doc.layers)))
         doc.layers.insert(index, layer)
-        doc.emit("layer_added", layer_id=layer.id, index=index)
+        doc.emit("layer_added", layer_id=layer.id, index=index, rect=_drawn_rect(layer))
         self._prev_active = doc.active_layer_id
         _set_active(doc, layer.id)
 
     def undo(self, doc: Document) -> None:
         index = doc.index_of(self.layer_id)
         self.layer = doc.layers.pop(index)
-        doc.emit("layer_removed", layer_id=self.layer_id, index=index)
+        doc.emit("layer_removed", layer_id=self.layer_id, index=index,
+                 rect=_drawn_rect(self.layer))
         _set_active(doc, self._prev_active if self._prev_active != self.layer_id else None)
 
     def nbytes(self) -> int:
@@ -120,12 +128,31 @@ class ApplyGeneration(AddLayer):
 
     def __init__(self, image: np.ndarray, rect: Rect, record_id: str, name: str = "",
                  mask: np.ndarray | None = None, index: int | None = None,
-                 text: str = "Apply generation") -> None:
+                 text: str = "Apply generation",
+                 prepared: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         x, y, w, h = (int(v) for v in rect)
-        pixels = generated_pixels(image, w, h, mask)
+        pixels = prepared[0] if prepared is not None else generated_pixels(image, w, h, mask)
         layer = Layer(name=name or "Generated", pixels=pixels, x=x, y=y, kind="generated",
                       record_id=record_id)
-        super().__init__(layer, index=index, text=text)
+        if prepared is None:
+            super().__init__(layer, index=index, text=text)
+            return
+        # ``prepare_generation`` made the pixels and the saved copy on a worker thread: a
+        # large region costs the GUI thread nothing here.
+        Command.__init__(self, text)
+        self.layer = layer
+        self.initial = _frozen_layer(dataclasses.replace(layer, pixels=prepared[1]))
+        self.index = index
+        self._prev_active = None
+
+    @staticmethod
+    def prepare(image: np.ndarray, rect: Rect,
+                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The layer's pixels and the copy the command keeps, made on any thread (a large
+        region: seconds of resizing and copying); pass them as ``prepared``."""
+        _x, _y, w, h = (int(v) for v in rect)
+        pixels = generated_pixels(image, w, h, mask)
+        return pixels, pixels.copy()
 
     @property
     def record_id(self) -> str | None:
@@ -171,7 +198,8 @@ class RemoveLayer(Command):
         self.index = doc.index_of(self.layer_id)
         self.layer = doc.layers.pop(self.index)
         self._was_active = doc.active_layer_id == self.layer_id
-        doc.emit("layer_removed", layer_id=self.layer_id, index=self.index)
+        doc.emit("layer_removed", layer_id=self.layer_id, index=self.index,
+                 rect=_drawn_rect(self.layer))
         if self._was_active:
             below = doc.layers[max(0, self.index - 1)].id if doc.layers else None
             _set_active(doc, below)
@@ -179,7 +207,8 @@ class RemoveLayer(Command):
     def undo(self, doc: Document) -> None:
         assert self.layer is not None
         doc.layers.insert(self.index, self.layer)
-        doc.emit("layer_added", layer_id=self.layer_id, index=self.index)
+        doc.emit("layer_added", layer_id=self.layer_id, index=self.index,
+                 rect=_drawn_rect(self.layer))
         if self._was_active:
             _set_active(doc, self.layer_id)
 

@@ -364,12 +364,14 @@ def scale_image(undo: UndoStack, width: int, height: int,
 def land_generation(undo: UndoStack, image: np.ndarray, rect: Rect, record_id: str,
                     name: str, mask: np.ndarray | None = None,
                     canvas_size: tuple[int, int] | None = None,
-                    unhide: bool = False) -> Layer:
+                    unhide: bool = False,
+                    prepared: tuple[np.ndarray, np.ndarray] | None = None) -> Layer:
     """Add a generated image as a layer over ``rect`` (call inside a macro: one undo entry).
 
     An empty document first takes ``canvas_size``; a region past the canvas's edge
     (outpainting) grows the canvas to hold it, as a result landing straight from a job does.
-    ``unhide`` brings its record back to History (a kept grid cell)."""
+    ``unhide`` brings its record back to History (a kept grid cell); ``prepared``: see
+    ``ApplyGeneration.prepare``."""
     doc = undo.doc
     if canvas_size is not None and not doc.layers and canvas_size != (doc.width, doc.height):
         undo.push(ResizeCanvas(*canvas_size))
@@ -381,7 +383,7 @@ def land_generation(undo: UndoStack, image: np.ndarray, rect: Rect, record_id: s
         rect = (x + dx, y + dy, w, h)
     if unhide and record_id in doc.log and doc.log.get(record_id).deleted:
         undo.push(SetGenerationDeleted(record_id, False, "Show in History"))
-    cmd = ApplyGeneration(image, rect, record_id, name=name, mask=mask)
+    cmd = ApplyGeneration(image, rect, record_id, name=name, mask=mask, prepared=prepared)
     undo.push(cmd)
     return doc.layer(cmd.layer_id)
 
