@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "colours step from the image's own class), mean, logistic, svm "
                              "or pca, each optionally with -cond (the other kinds of "
                              "attribute projected out), or flow (GAN: a curved path steered by "
-                             "its latent attribute reader); default: the sliders' own "
-                             "(VAE class-cond, GAN flow)")
+                             "its latent attribute reader), or paired (VAE: renderer-labelled "
+                             "pairs); default: the sliders' own (VAE paired, GAN flow)")
     parser.add_argument("--prompt-directions", choices=("in-prompt", "templates"),
                         default="in-prompt",
                         help="diffusion prompt sliders: their words placed in each prompt "

@@ -57,6 +57,7 @@ class RegionPlan:
     strengths: list[float]
     latent_size: tuple[int, int]
     images: int
+    contrast: float = 1.0
     _alphas: dict[tuple[int, Any, Any], list[Any]] = field(default_factory=dict, repr=False)
 
     def cond_rows(self, batch: int) -> slice | None:
@@ -92,8 +93,10 @@ class RegionPlan:
             weights.append(F.adaptive_avg_pool2d(m, size).reshape(tokens) * float(strength))
         total = torch.stack(weights).sum(0)
         scale = 1.0 / total.clamp(min=1.0)
-        out = [(w * scale).reshape(1, tokens, 1).to(device=device, dtype=dtype)
-               for w in weights]
+        weights = [w * scale for w in weights]
+        if self.contrast != 1.0:  # see the module docstring: a = a + (c - 1) (a - mean a)
+            weights = [w * self.contrast - w.mean() * (self.contrast - 1.0) for w in weights]
+        out = [w.reshape(1, tokens, 1).to(device=device, dtype=dtype) for w in weights]
         self._alphas[key] = out
         return out
 

@@ -126,12 +126,12 @@ class StudioSession(QObject):
 
         def tick() -> None:
             elapsed = time.monotonic() - started[0]
-            text = f"Loading {name}… {duration_text(elapsed)}"
+            text = f"Loading {name}: {duration_text(elapsed)}"
             fraction: float | None = None
             if expected > 1:
                 text += f" of about {duration_text(expected)}"
                 fraction = min(0.95, elapsed / expected)
-            self.window.status.show_task(text.removesuffix("…"), fraction)
+            self.window.status.show_task(text, fraction)
 
         def ended(event: JobEvent) -> None:
             if event.job_id != self.preload_job:

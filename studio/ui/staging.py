@@ -7,7 +7,8 @@ History entry) or discarded (it leaves History; the image stays in the project f
 
 Keys, while the canvas (or the bar) has the focus — never while a text field has the caret:
 Left/Right browse, 1..9 pick, Enter keeps, Shift+Enter keeps all, Delete (or Backspace)
-discards, Esc discards too unless a job is running (then Esc cancels it, as always).
+discards, Esc discards too unless a job is running (then Esc cancels it, as always), H hides
+the result to compare with the canvas under it (as InvokeAI's "show results" toggle).
 
 The state lives in ``studio.session.staging.Staging`` (no Qt); this module draws it and
 turns kept candidates into layers.
@@ -86,6 +87,9 @@ class StagingBar(QFrame):
                                      "Discard this result (Delete)")
         self.discard_all_button = button("staging_discard_all_button", "Discard all",
                                          "Discard every result left")
+        self.hide_button = button("staging_hide_button", "Hide",
+                                  "Hide the result to see the canvas under it (H)")
+        self.hide_button.setCheckable(True)
         self.keep_button.setDefault(True)
         self.label.setToolTip("Left/Right or 1..9: browse · Enter: keep · Shift+Enter: keep "
                               "all · Delete or Esc: discard (click here first if you were "
@@ -99,7 +103,7 @@ class StagingBar(QFrame):
         top.addWidget(self.label, 1)
         top.addWidget(self.next_button)
         for w in (self.keep_button, self.keep_all_button, self.discard_button,
-                  self.discard_all_button):
+                  self.discard_all_button, self.hide_button):
             row.addWidget(w)
         column.addLayout(top)
         column.addLayout(row)
@@ -149,6 +153,7 @@ class StagingArea(QObject):
         self.bar.keep_all_button.clicked.connect(self.keep_all)
         self.bar.discard_button.clicked.connect(self.discard)
         self.bar.discard_all_button.clicked.connect(self.discard_all)
+        self.bar.hide_button.toggled.connect(lambda _on: self._on_changed())
         self.staging.changed.connect(self._on_changed)
         self.staging.kept.connect(self._on_kept)
         self.staging.discarded.connect(self._on_discarded)
@@ -277,7 +282,10 @@ class StagingArea(QObject):
             mask = np.asarray(Image.fromarray(mask).resize(
                 (image.shape[1], image.shape[0]), Image.Resampling.NEAREST))
         pixels = generated_pixels(image, image.shape[1], image.shape[0], mask)
-        self.canvas.set_staged(shown.rect, pixels)
+        if bar.hide_button.isChecked():  # compare with the canvas under it
+            self.canvas.set_staged(None)
+        else:
+            self.canvas.set_staged(shown.rect, pixels)
         bar.label.setText(self.label_text())
         self._set_buttons(True)
         bar.prev_button.setEnabled(len(self.staging) > 1)
@@ -303,7 +311,7 @@ class StagingArea(QObject):
     def _set_buttons(self, on: bool) -> None:
         bar = self.bar
         for b in (bar.keep_button, bar.keep_all_button, bar.discard_button,
-                  bar.discard_all_button, bar.prev_button, bar.next_button):
+                  bar.discard_all_button, bar.prev_button, bar.next_button, bar.hide_button):
             b.setEnabled(on)
 
     # -- keys ----------------------------------------------------------------------------
@@ -328,7 +336,8 @@ class StagingArea(QObject):
             return False
         if key == Qt.Key.Key_Escape:
             return not self.is_busy()
-        return key in _BROWSE or key in _KEEP or key in _DISCARD or key in _DIGITS
+        return (key in _BROWSE or key in _KEEP or key in _DISCARD or key in _DIGITS
+                or key == Qt.Key.Key_H)
 
     def _act(self, event: QKeyEvent) -> None:
         key = event.key()
@@ -341,6 +350,8 @@ class StagingArea(QObject):
             self.keep_all() if shift else self.keep()
         elif key in _DISCARD or key == Qt.Key.Key_Escape:
             self.discard()
+        elif key == Qt.Key.Key_H:
+            self.bar.hide_button.toggle()
 
 
 # -- grids ---------------------------------------------------------------------------------

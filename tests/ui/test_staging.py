@@ -43,6 +43,10 @@ def test_a_batch_waits_over_the_canvas_browsed_and_kept_with_the_keys(qtbot, win
     assert bar.label.text() == "3 of 3 · txt2img · seed 42"
     key(window, Qt.Key.Key_Right)  # wraps around
     assert bar.label.text() == "1 of 3 · txt2img · seed 40"
+    key(window, Qt.Key.Key_H)  # hide it: the canvas under it shows
+    assert canvas.staged_rect is None and bar.hide_button.isChecked()
+    key(window, Qt.Key.Key_H)
+    assert canvas.staged_rect == window.doc.rect
     key(window, Qt.Key.Key_Right)
     key(window, Qt.Key.Key_Return)  # keep seed 41
     [layer] = window.doc.layers
