@@ -133,10 +133,17 @@ def preview_cost(loaded: Any, model: BenchModel, step_s: float, repeats: int = 5
 
 def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
                ) -> dict[str, Any]:
-    """One UNet step (CFG batch of 2) in fp32 against bf16 autocast, on the same weights."""
+    """One UNet step (CFG batch of 2): fp32 weights in fp32 and under bf16 autocast (the
+    policy before), and bf16 weights in channels_last under autocast (the policy now on a
+    CPU with native bf16), interleaved."""
+    import copy
+
     import torch
 
     unet = loaded.pipe.unet
+    if unet.dtype != torch.float32:  # loaded under the bf16 policy: an fp32 copy to compare
+        unet = copy.deepcopy(unet).float().to(memory_format=torch.contiguous_format)
+    bf16_unet = copy.deepcopy(unet).to(torch.bfloat16).to(memory_format=torch.channels_last)
     factor = getattr(loaded.pipe, "vae_scale_factor", 8)
     side = model.size // factor
     gen = torch.Generator("cpu").manual_seed(0)
@@ -144,31 +151,43 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
     ctx = torch.randn(2, 77, unet.config.cross_attention_dim, generator=gen)
     t = torch.tensor(500)
 
-    def run(bf16: bool) -> Any:
+    def run(net: Any, bf16: bool) -> Any:
+        sample = x.to(memory_format=torch.channels_last) if net is bf16_unet else x
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return unet(x, t, encoder_hidden_states=ctx).sample
+            return net(sample, t, encoder_hidden_states=ctx).sample
 
     outs: dict[str, Any] = {}
 
     def fp32() -> None:
-        outs["fp32"] = run(False)
+        outs["fp32"] = run(unet, False)
 
     def bf16() -> None:
-        outs["bf16"] = run(True)
+        outs["bf16"] = run(unet, True)
 
-    times = interleaved({"fp32": fp32, "bf16": bf16}, repeats, warmup)
-    a, b = outs["fp32"].float(), outs["bf16"].float()
-    rel = float((a - b).abs().mean() / a.abs().mean())
-    fp32, bf16 = median(times["fp32"]), median(times["bf16"])
+    def bf16_weights() -> None:
+        outs["bf16_weights"] = run(bf16_unet, True)
+
+    times = interleaved({"fp32": fp32, "bf16": bf16, "bf16_weights": bf16_weights}, repeats,
+                        warmup)
+    a = outs["fp32"].float()
+
+    def rel(key: str) -> float:
+        return float((a - outs[key].float()).abs().mean() / a.abs().mean())
+
+    fp32, bf16, weights = (median(times[k]) for k in ("fp32", "bf16", "bf16_weights"))
     return {"fp32_s": fp32, "bf16_s": bf16, "speedup": fp32 / bf16,
-            "unet_rel_diff": rel, "repeats": repeats}
+            "bf16_weights_s": weights, "bf16_weights_speedup": fp32 / weights,
+            "unet_rel_diff": rel("bf16"), "bf16_weights_rel_diff": rel("bf16_weights"),
+            "repeats": repeats}
 
 
-def bf16_image_difference(model: BenchModel, steps: int) -> dict[str, Any]:
-    """How far a bf16-autocast image is from the fp32 one (same request), in 0..255 units."""
+def bf16_image_difference(model: BenchModel, steps: int, dtype: str = "bfloat16"
+                          ) -> dict[str, Any]:
+    """How far an image in ``dtype`` (bf16 weights and autocast; ``"auto"``: the policy's
+    choice for this model) is from the fp32 one (same request), in 0..255 units."""
     request = request_for(model, steps)
     a = make_engine(model, "float32").generate(request).images[0].astype(np.int16)
-    b = make_engine(model, "bfloat16").generate(request).images[0].astype(np.int16)
+    b = make_engine(model, dtype).generate(request).images[0].astype(np.int16)
     diff = np.abs(a - b)
     return {"mean_abs": float(diff.mean()), "max_abs": int(diff.max()),
             "p99_abs": float(np.percentile(diff, 99))}
@@ -188,8 +207,8 @@ def decode_costs(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
     torch.manual_seed(0)
     taesd = AutoencoderTiny(latent_channels=vae.config.latent_channels).eval()
 
-    def full() -> None:
-        with torch.inference_mode():
+    def full() -> None:  # as the engine runs it (bf16 weights under autocast where chosen)
+        with torch.inference_mode(), loaded.choice.autocast():
             vae.decode(latents / vae.config.scaling_factor)
 
     def tiny() -> None:

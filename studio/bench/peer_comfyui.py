@@ -155,10 +155,13 @@ class ComfyProcess:
 def _marks() -> tuple[dict[str, float], Callable[[Any], None]]:
     """A step callback that notes when each phase starts and each step ends."""
     marks: dict[str, Any] = {"steps": []}
+    seen: set[int] = set()
 
     def on_step(progress: Any) -> None:
         now = time.perf_counter()
-        if progress.phase == "sampling" and progress.step > 0:
+        # The first report of each step only (a remote server's previews repeat the step).
+        if progress.phase == "sampling" and progress.step > 0 and progress.step not in seen:
+            seen.add(progress.step)
             marks["steps"].append(now)
         elif progress.phase in ("encoding", "decoding"):
             marks.setdefault(progress.phase, now)

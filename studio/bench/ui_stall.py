@@ -275,7 +275,9 @@ def measure_large(model_path: str, canvas: int = 8000, region: int = 0, runs: in
     idle = _summary(stamps)
     per_run: list[dict[str, float]] = []
     rss: list[float] = []
-    for _ in range(runs):
+    before = _rss_mb()  # the canvas drawn, no generation yet
+    warm: dict[str, float] = {}
+    for i in range(runs + 1):
         done.clear()
         stamps.clear()
         start = time.perf_counter()
@@ -288,17 +290,24 @@ def measure_large(model_path: str, canvas: int = 8000, region: int = 0, runs: in
         guard.stop()
         if not done:
             raise RuntimeError("the generation did not finish")
+        while window.canvas.drawing:  # the result drawn in full (tiles between events)
+            wait(0.1)
         run = _summary(stamps)
         run["seconds"] = done[0] - start
-        per_run.append(run)
         if not keep:
             window.document.undo()
-            wait(0.3)
+            while window.canvas.drawing:
+                wait(0.1)
         gc.collect()
-        rss.append(_rss_mb())
-        print(f"run {len(rss)}: {run['seconds']:.1f} s, stalls max {run['max_ms']:.1f} ms, "
-              f"p99 {run['p99_ms']:.1f} ms, RSS {rss[-1]:.0f} MB, load "
-              f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+        run["rss_mb"] = _rss_mb()
+        if i == 0:  # the first run fills the undo stack's redo entry: not counted
+            warm = run
+        else:
+            per_run.append(run)
+            rss.append(run["rss_mb"])
+        print(f"run {i}{' (warm-up)' if i == 0 else ''}: {run['seconds']:.1f} s, stalls max "
+              f"{run['max_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, RSS {run['rss_mb']:.0f} MB, "
+              f"load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
     timer.stop()
     window.close()
     runner.shutdown(10.0)
@@ -306,7 +315,8 @@ def measure_large(model_path: str, canvas: int = 8000, region: int = 0, runs: in
     stalls = [r["max_ms"] for r in per_run]
     p99s = [r["p99_ms"] for r in per_run]
     return {"canvas": canvas, "region": region or canvas, "runs": runs, "keep": keep,
-            "idle": idle, "per_run": per_run, "max_ms": max(stalls),
+            "idle": idle, "warm_up": warm, "rss_before_mb": before,
+            "per_run": per_run, "max_ms": max(stalls),
             "p99_ms": max(p99s), "rss_mb": rss,
             "rss_growth": (rss[-1] - rss[0]) / rss[0] if rss else 0.0,
             "load": os.getloadavg()}

@@ -226,8 +226,8 @@ class Engine:
             resolved = request.replace(
                 model_hash=loaded.hash, family=loaded.family, scheduler=scheduler,
                 device=self.choice.device,
-                dtype=self.choice.compute_dtype + ("-autocast" if self.choice.autocast_dtype
-                                                   else ""))
+                dtype=loaded.choice.compute_dtype + ("-autocast" if loaded.choice.autocast_dtype
+                                                     else ""))  # the model's own (small: fp32)
             inverting = check_inversion(resolved)
             task = "txt2img" if inverting else request.task
             pipe = loaded.for_task(task)

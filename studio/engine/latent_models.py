@@ -8,7 +8,13 @@ milliseconds on the CPU, so every slider event can be answered at once.
 
 Directions come from the one builder in ``studio.core.sliders.directions``: for the VAE from the
 labels of the embedded portraits (rendered and encoded), for the GAN from the shipped
-attribute classifier's labels of generated samples. They are cached on disk per model hash.
+attribute classifier's labels of generated samples; the VAE's default (``paired``) from the
+renderer's pairs of the same portrait with and without the attribute. They are cached on
+disk per model hash (the VAE's shipped in ``resources/sliders/latent``).
+
+On a canvas image the result is the canvas plus what the slider changed in the decoder's
+picture (``transfer_edit``), never the decoder's picture itself: the canvas comes back bit
+for bit at 0, and the model's reconstruction error stays off the canvas.
 """
 
 from __future__ import annotations

@@ -410,6 +410,8 @@ class ComfyClient:
             elif kind == "execution_error":
                 raise execution_error(data, self.url)
             elif kind == "execution_interrupted":
+                if not data.get("removed"):  # it ran: wait for the server to be done with it
+                    await self._until_done(job, STATUS_TIMEOUT_S)
                 raise CancelledError()
             elif kind == "lost":
                 outputs = await self._after_drop(job.prompt_id, cancel_sent, str(data))
@@ -423,6 +425,21 @@ class ComfyClient:
                 if cancel_sent:
                     raise CancelledError()
                 return await self.history(job.prompt_id)
+
+    @staticmethod
+    async def _until_done(job: JobEvents, wait_s: float) -> None:
+        """Wait (at most ``wait_s``) for the server's word that it has finished with the
+        job (``executing`` None): an interrupted prompt is still "running" in its queue
+        until then, and the server is free again only after it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while (left := deadline - loop.time()) > 0:
+            try:
+                kind, data = await asyncio.wait_for(job.messages.get(), left)
+            except asyncio.TimeoutError:
+                return
+            if kind == "lost" or (kind == "executing" and data.get("node") is None):
+                return
 
     async def _check_silent(self, prompt_id: str, cancel_sent: bool,
                             silent: float) -> dict[str, Any] | None:
@@ -520,7 +537,8 @@ class ComfyClient:
                                 read="bytes")
         elif prompt_id in self._jobs:
             # Deleted from the queue before it started: nothing more will be said of it.
-            self._jobs[prompt_id].messages.put_nowait(("execution_interrupted", {}))
+            self._jobs[prompt_id].messages.put_nowait(("execution_interrupted",
+                                                       {"removed": True}))
 
     # -- the websocket ---------------------------------------------------------------------
     async def _read_socket(self, ws: Any) -> None:

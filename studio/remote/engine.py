@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextlib
 import queue
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,8 @@ from studio.remote.pool import Server, ServerPool, ServerStatus
 FOLDERS = {"diffusion": ("checkpoints", "diffusion_models"), "lora": ("loras",),
            "vae": ("vae",), "upscaler": ("upscale_models",), "text_encoder": ("text_encoders",),
            "controlnet": ("controlnet",)}  # ControlNets: listed, not sent to servers yet
+CANCEL_WAIT_S = 60.0  # how long a job cancelled from its progress callback waits for the
+# server to drop it (a step or two: ComfyUI checks for an interrupt between steps)
 LOCAL_ONLY = (("prompt_sliders", "Latent sliders run on the local engine only."),
               ("latent_sliders", "Latent sliders run on the local engine only."),
               ("example_directions", "Directions from examples run on the local engine only."),
@@ -279,15 +282,25 @@ class RemoteEngine:
         cancel.raise_if_cancelled()
         steps: queue.Queue[StepProgress] = queue.Queue()
         future = self.loop.submit(self._generate(request, steps, cancel, enlarge_with))
-        while True:
-            try:
-                result = future.result(timeout=0.05)
-                break
-            except concurrent.futures.TimeoutError:
-                for progress in drain(steps):
-                    on_step(progress)
-        for progress in drain(steps):
-            on_step(progress)
+        try:
+            while True:
+                try:
+                    result = future.result(timeout=0.05)
+                    break
+                except concurrent.futures.TimeoutError:
+                    for progress in drain(steps):
+                        on_step(progress)
+            for progress in drain(steps):
+                on_step(progress)
+        except BaseException:
+            # ``on_step`` raised (the job runner's way to stop a job it cancelled): stop the
+            # job on the server too before saying so, so that "cancelled" means the server
+            # dropped it (or at least was told to, within CANCEL_WAIT_S).
+            if not future.done():
+                cancel.cancel()
+                with contextlib.suppress(BaseException):
+                    future.result(timeout=CANCEL_WAIT_S)
+            raise
         return result
 
     async def _generate(self, request: GenerationRequest, steps: queue.Queue[StepProgress],

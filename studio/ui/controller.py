@@ -146,8 +146,8 @@ class GenerationController(QObject):
                                      action=("Generate anyway", self._on_generate_anyway))
             return []
         with control_layers_hidden(self.doc):  # a control layer is no content to refine
-            plan = plan_generation(self.doc, values["width"], values["height"],
-                                   float(values["strength"]))
+            plan = _plan_off_thread_if_large(self.doc, values["width"], values["height"],
+                                             float(values["strength"]))
         seed = self.prompt.take_seed()
         values.update(width=plan.width, height=plan.height, task=plan.task,
                       init_image=plan.init_image, mask=plan.mask)
@@ -311,6 +311,18 @@ def _layer_name(request: GenerationRequest, index: int = 0, task: str = "") -> s
 #: A result for a region larger than this (pixels) is resized into its layer on a worker
 #: thread while the window keeps painting (an 8000x8000 canvas: seconds of work).
 LARGE_REGION = 2048 * 2048
+
+
+def _plan_off_thread_if_large(doc: Document, width: int, height: int,
+                              strength: float) -> GenerationPlan:
+    """``plan_generation``; for a large region (reading every pixel of an 8000x8000
+    canvas) on a worker thread while the window keeps painting (input waits)."""
+    rect = doc.generation_rect
+    if not doc.layers or rect[2] * rect[3] <= LARGE_REGION:
+        return plan_generation(doc, width, height, strength)
+    from studio.ui.busy import run_while_painting
+
+    return run_while_painting(plan_generation, doc, width, height, strength)
 
 
 def _prepare_large(images: Any, plan: GenerationPlan) -> list[Any] | None:

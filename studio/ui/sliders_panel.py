@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGraphicsOpacityEffect,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -62,6 +63,7 @@ MODES = ((DIFFUSION, "Diffusion: prompt, LoRA, seed"), (VAE, "VAE latent (studio
 NEW_LAYER_KEY = "sliders/new_layer"
 PREVIEW_SIZE = 64
 SETTLE_MS = 300  # keys, wheel turns, a typed value: kept once they pause this long
+UNAVAILABLE_OPACITY = 0.4  # a greyed slider row
 DRAG_TIP = ("Drag to preview on the canvas, release to keep. Shift: fine steps. "
             "Double-click: back to 0. Type a value in the box.")
 
@@ -129,6 +131,13 @@ class SliderRow(QWidget):
         was = not self.slider.isEnabled()
         self.slider.setEnabled(not reason)
         self.label.setEnabled(not reason)
+        for widget in (self.slider, self.label):  # the theme draws no disabled state: dim
+            if reason:
+                effect = QGraphicsOpacityEffect(widget)
+                effect.setOpacity(UNAVAILABLE_OPACITY)
+                widget.setGraphicsEffect(effect)
+            elif was:
+                widget.setGraphicsEffect(None)  # type: ignore[arg-type]
         if reason:
             self.label.setToolTip(reason)
             self.slider.setToolTip(reason)
@@ -489,8 +498,8 @@ class SlidersPanel(QWidget):
                 self._syncing = False
 
     def _on_session_base_changed(self, request: GenerationRequest | None) -> None:
-        self._update_notes()
         self._on_session_target_changed(self.session.target())
+        self._update_notes()  # after: a row turned back on gets its note again
 
     def _on_session_mode_changed(self, mode: str) -> None:
         if self.mode_combo.currentData() != mode:

@@ -137,9 +137,13 @@ def test_server_restarted_mid_job_gets_the_job_again(spare, remote_engine) -> No
 
 
 def test_a_stalled_job_is_detected_and_moved(comfy_server, spare) -> None:
-    engine = RemoteEngine([spare.url, comfy_server.url], stall_s=5.0, reconnect_s=0.5)
+    # stall_s: longer than a healthy server's silences on a loaded 2-core machine (a step,
+    # a decode), once both have the model loaded (a load is a longer silence: the batch
+    # below loads it on each); with 5 s, the healthy server was taken for stalled too.
+    engine = RemoteEngine([spare.url, comfy_server.url], stall_s=20.0, reconnect_s=0.5)
     try:
-        engine.server_status()
+        warm = engine.generate(request(seed=69, steps=1, batch_size=2))
+        assert len(warm.server.split(",")) == 2
         thread, out = in_background(lambda: engine.generate(
             request(seed=70, steps=30)))
         when(lambda: running_on(engine, spare.url) or running_on(engine, comfy_server.url)
@@ -147,7 +151,7 @@ def test_a_stalled_job_is_detected_and_moved(comfy_server, spare) -> None:
         stalled = spare if running_on(engine, spare.url) else comfy_server
         os.killpg(stalled.process.pid, signal.SIGSTOP)
         try:
-            # Stall seen after 5 s; then the other server runs the 30 steps, which takes
+            # Stall seen after 20 s; then the other server runs the 30 steps, which takes
             # minutes on a loaded 2-core machine: wait for the outcome, not a fixed guess.
             thread.join(600)
         finally:

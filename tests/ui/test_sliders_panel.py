@@ -388,6 +388,33 @@ def test_starters_the_backend_cannot_run_are_greyed_with_the_reason(qtbot, runne
         p.session.connection.disconnect()
 
 
+def test_a_starter_known_not_to_work_on_the_model_is_greyed_with_its_reason(panel):
+    """A slider file's ``not_on`` greys the starter while the image comes from that model,
+    with the reason as its tooltip; on another model it is on again, with its own tooltip."""
+    from dataclasses import replace
+
+    from studio.core.sliders.specs import SliderSpec
+
+    session = panel.session
+    reason = "Not on fake-tiny: it draws no smile."
+    smile = replace(session.starters["smile"], not_on=(("fake-tiny", reason),))
+    assert SliderSpec.from_dict(smile.to_dict()).not_on == smile.not_on  # a file keeps it
+    session.sliders.specs["smile"] = smile
+    panel.row("smile").spec = smile
+    session.set_base_request(session.base_request.replace(seed=8))  # the image is re-read
+    row = panel.row("smile")
+    assert not row.slider.isEnabled() and row.slider.toolTip() == reason
+    assert panel.row("hair-red").slider.isEnabled()
+    session.set_base_request(GenerationRequest("a person", model="another-model", seed=7,
+                                               steps=4, width=64, height=64))
+    assert row.slider.isEnabled() and row.slider.toolTip() != reason
+    assert row.label.toolTip().startswith(smile.description)
+    # The shipped Smile names the embedded diffusion model, which draws no smile.
+    shipped = session.starters["smile"]
+    assert "VAE Smile" in shipped.reason_not_on("studio-tiny-diffusion")
+    assert shipped.reason_not_on("/models/sd15") == ""
+
+
 def test_a_burst_of_arrow_keys_is_one_edit(qtbot, panel, engine):
     """Keys held on a focused slider: the value follows each press; one render and one
     undo entry once they pause."""
