@@ -203,10 +203,17 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(figure, measured, target, how) rows, as ``studio bench`` prints them."""
     if "live_update_p50_ms" not in fig:
         return []
+    if not fig.get("live_strokes"):  # no picture came: say why instead of "nan ms"
+        said = "; ".join(fig.get("live_messages") or []) or "no message"
+        return [("live: stroke end to picture", "no picture", "< 150 ms",
+                 f"{fig.get('live_missed', 0)} strokes got no live picture ({said})")]
+    turn_off = (" (the app would turn live mode off: over "
+                f"{MAX_UPDATE_S * 1000:.0f} ms an update)" if fig.get("live_would_turn_off")
+                else "")
     how = (f"{fig['live_strokes']} strokes on {fig['live_model']} {fig['live_size']}px, "
            f"{fig['live_steps']} steps at strength {fig['live_strength']}, engine "
            f"{fig['live_engine_update_p50_ms']:.0f} ms an update (p50), nice "
-           f"+{fig['engine_nice']}, load avg {(fig.get('load_avg') or [0])[0]:.1f}")
+           f"+{fig['engine_nice']}, load avg {(fig.get('load_avg') or [0])[0]:.1f}{turn_off}")
     return [
         ("live: stroke end to picture p50", f"{fig['live_update_p50_ms']:.0f}ms", "< 150 ms",
          how),

@@ -69,23 +69,27 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale, model=args.model, refine=args.refine, strength=args.strength,
         prompt=args.prompt, negative_prompt=args.negative, refine_model=args.refine_model,
         steps=args.steps, seed=args.seed, tile=args.tile)
+    if not args.quiet:  # the model loads first: say so, then a bar over the tiles
+        print("Loading the upscaler…", file=sys.stderr, flush=True)
     engine = make_engine(settings)
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(unit="tile", file=sys.stderr, leave=False, dynamic_ncols=True)
+    bars: list = []
 
     def on_step(p) -> None:
-        if bar is not None:
-            bar.total = p.total
-            bar.n = p.step
-            bar.refresh()
+        if args.quiet:
+            return
+        if not bars:
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=p.total, unit="tile", file=sys.stderr, leave=False,
+                             dynamic_ncols=True, desc="Upscaling"))
+        bars[0].total = p.total
+        bars[0].update(p.step - bars[0].n)
+        bars[0].refresh()  # a tile can take seconds: show each one as it ends
 
     try:
         result = upscale_with_engine(engine, image, wanted, on_step=on_step)
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
     out = args.out or numbered_paths(
         args.input.with_name(f"{args.input.stem}-x{args.scale:g}.png"))[0]

@@ -139,6 +139,7 @@ class LiveSession:
         self._key: tuple[str, int, int] = ("", 0, 0)  # the model and size of the updates
         self._seq = 0
         self._shown_seq = 0
+        self._sent: tuple[int, GenerationRequest] | None = None  # the last update sent
         self._lock = threading.RLock()  # its events may come on the submitting thread
         self.jobs.finished.connect(self._on_job_finished)
         self.jobs.failed.connect(self._on_job_failed)
@@ -220,6 +221,13 @@ class LiveSession:
         except (StudioError, ValueError) as err:
             self.message.emit(str(err))
             return None
+        with self._lock:
+            # The same request as the update on its way (the brush rested, then the stroke
+            # ended where it rested; a setting set back): let that one run, instead of
+            # cancelling it and starting over, which doubled the wait for the picture.
+            job = self._job
+            if job is not None and self._sent == (job[1], request):
+                return job[0]
         with self._lock:  # without a GUI thread its events may come before submit returns
             self._seq += 1
             seq = self._seq
@@ -229,6 +237,7 @@ class LiveSession:
                 self.message.emit(str(err))
                 return None
             self._job = (job_id, seq, source.rect, source.stamp)
+            self._sent = (seq, request)
         key = _key(values)
         if key != self._key:  # another model or size: measure it afresh
             self._key = key

@@ -120,7 +120,7 @@ class CanvasView(QWidget):
         self._auto_fit = True  # follow the window size until the user zooms or pans
         self._checker = self._make_checker()
         self._primed: CanvasImages | None = None
-        self._tiles: dict[tuple[int, int], None] = {}  # waiting to be redrawn, in order
+        self._tiles: list[Rect] = []  # parts waiting to be redrawn, tile by tile
         self._tile_timer = QTimer(self, singleShot=True, interval=0)
         self._tile_timer.timeout.connect(self._redraw_some_tiles)
         #: The mask overlay: shown or not, and its colour (``None``: the theme's).
@@ -266,9 +266,7 @@ class CanvasView(QWidget):
         if w * h <= PROGRESSIVE_PIXELS:
             self._refresh_now(part)
             return
-        for ty in range(y // TILE, (y + h - 1) // TILE + 1):
-            for tx in range(x // TILE, (x + w - 1) // TILE + 1):
-                self._tiles[(tx, ty)] = None
+        self._tiles.append(part)  # cut into tiles as they are drawn (enqueuing costs nothing)
         self._tile_timer.start()
 
     def _refresh_now(self, part: Rect) -> None:
@@ -281,15 +279,27 @@ class CanvasView(QWidget):
         """Redraw waiting tiles for a few milliseconds (at least one), then yield."""
         end = time.perf_counter() + TILE_BUDGET_S
         while self._tiles:
-            tx, ty = next(iter(self._tiles))
-            del self._tiles[(tx, ty)]
-            part = intersect((tx * TILE, ty * TILE, TILE, TILE), self.doc.rect)
-            if part is not None:
-                self._refresh_now(part)
+            self._redraw_next_tile()
             if time.perf_counter() >= end:
                 break
         if self._tiles:
             self._tile_timer.start()
+
+    def _redraw_next_tile(self) -> None:
+        """Redraw the first tile-sized piece of the first waiting part (row by row)."""
+        x, y, w, h = self._tiles[0]
+        th, tw = min(TILE, h), min(TILE, w)
+        part = intersect((x, y, tw, th), self.doc.rect)  # the canvas may have shrunk
+        if tw < w:
+            self._tiles[0] = (x + tw, y, w - tw, th)  # the rest of this row of tiles
+            if th < h:
+                self._tiles.insert(1, (x, y + th, w, h - th))
+        elif th < h:
+            self._tiles[0] = (x, y + th, w, h - th)
+        else:
+            self._tiles.pop(0)
+        if part is not None:
+            self._refresh_now(part)
 
     @property
     def drawing(self) -> bool:
@@ -300,10 +310,7 @@ class CanvasView(QWidget):
         """Redraw every waiting tile now (tests, exports of what is shown)."""
         self._tile_timer.stop()
         while self._tiles:
-            tx, ty = self._tiles.popitem()[0]
-            part = intersect((tx * TILE, ty * TILE, TILE, TILE), self.doc.rect)
-            if part is not None:
-                self._refresh_now(part)
+            self._redraw_next_tile()
 
     def _composite(self, part: Rect) -> np.ndarray:
         return composite_of(self.doc, part)

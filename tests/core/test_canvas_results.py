@@ -78,3 +78,21 @@ def test_a_kept_result_past_the_edge_grows_the_canvas_in_one_undo_entry():
     assert doc.layers[0].x == 4  # the old content moved right
     undo.undo()
     assert (doc.width, doc.height) == (8, 8) and len(doc.layers) == 1
+
+
+def test_a_result_for_a_large_region_is_resized_whole():
+    from studio.core.document.edits import ApplyGeneration
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[:8] = (200, 40, 10)  # top half red, bottom half black
+    pixels, saved = ApplyGeneration.prepare(image, (0, 0, 2100, 2100))
+    assert pixels.shape == (2100, 2100, 4) and np.array_equal(pixels, saved)
+    assert pixels is not saved  # the command keeps its own copy
+    assert tuple(pixels[10, 10]) == (200, 40, 10, 255)
+    assert tuple(pixels[2090, 2090]) == (0, 0, 0, 255)
+    from PIL import Image
+
+    rgba = np.concatenate([image, np.full((16, 16, 1), 255, np.uint8)], 2)
+    whole = np.asarray(Image.fromarray(rgba).resize((2100, 2100), Image.Resampling.LANCZOS))
+    rows = [255, 256, 511, 512, 1023, 1024, 1050, 1279, 1280]  # across the row strips
+    np.testing.assert_array_equal(pixels[rows], whole[rows])  # no seam

@@ -175,9 +175,10 @@ def test_overlapping_regions_share_the_place():
 # -- the embedded model, judged by the portrait oracle ---------------------------------------
 # The oracle (studio.core.portraits.oracle) reads colours where the procedural renderer
 # always paints background; it did not make the images and was not trained. Measured on
-# seeds 0-39 at 25 steps (see the report in the module's figures below): with a region per
-# half, left yellow / right blue in 40 of 40 seeds; without regions 0 of 40 (the main
-# prompt names no background: the model paints one colour for the whole background).
+# seeds 0-39 at 25 steps on the retrained weights (2026-12-06): with a region per half, left
+# yellow / right blue in 40 of 40 seeds (4 of 40 before the regions' contrast, see
+# studio/engine/regions.py); without regions 0 of 40 (the main prompt names no background:
+# the model paints one colour for the whole background).
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "models"
 HALF = np.zeros((64, 64), bool)
 HALF[:, :32] = True
@@ -234,19 +235,16 @@ def _outside_follows_the_main_prompt(engine, seeds):
     return hits
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25/27: on the retrained studio-tiny-diffusion (2026-12-06) regions lose to the main prompt: two half-image backgrounds come out in 4/40 seeds (40/40 on the old weights), the outside holds in 7/40")
 def test_two_regions_paint_two_backgrounds_on_a_few_seeds(shipped_engine):
     hits = _two_backgrounds(shipped_engine, range(3))
     assert hits == {"regions": 3, "plain": 0}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25/27: on the retrained studio-tiny-diffusion (2026-12-06) regions lose to the main prompt: two half-image backgrounds come out in 4/40 seeds (40/40 on the old weights), the outside holds in 7/40")
 def test_outside_a_region_the_main_prompt_holds_on_a_few_seeds(shipped_engine):
     hits = _outside_follows_the_main_prompt(shipped_engine, range(2))
     assert hits == {"left": 2, "outside": 2, "outside_plain": 2}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25/27: on the retrained studio-tiny-diffusion (2026-12-06) regions lose to the main prompt: two half-image backgrounds come out in 4/40 seeds (40/40 on the old weights), the outside holds in 7/40")
 @pytest.mark.models
 def test_two_regions_paint_two_backgrounds_in_85_percent_of_seeds(shipped_engine):
     n = 40
@@ -255,7 +253,6 @@ def test_two_regions_paint_two_backgrounds_in_85_percent_of_seeds(shipped_engine
     assert hits["plain"] <= 0.5 * n, hits  # the baseline: one background for the picture
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25/27: on the retrained studio-tiny-diffusion (2026-12-06) regions lose to the main prompt: two half-image backgrounds come out in 4/40 seeds (40/40 on the old weights), the outside holds in 7/40")
 @pytest.mark.models
 def test_outside_a_region_the_main_prompt_holds_as_without_it(shipped_engine):
     n = 40

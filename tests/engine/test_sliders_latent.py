@@ -115,6 +115,36 @@ def test_a_canvas_edit_carries_only_what_the_slider_changed(latent_engine, model
     assert np.array_equal(latent_engine.generate(big_req).images[0], big)
 
 
+def test_paired_directions_are_built_from_the_renderers_pairs(latent_engine, monkeypatch):
+    """The VAE's default directions come from the same portrait drawn with and without the
+    attribute: every starter attribute gets one (colours one step per source colour), they
+    move the image and are exact at 0; the embedded VAE's ship with it, for its weights."""
+    from studio.engine import latent_models
+    from studio.paths import resources_dir
+
+    monkeypatch.setattr(latent_models, "PAIR_SAMPLES", 16)
+    lm = latent_engine.latent_models
+    info = latent_engine.resolve_model("studio-tiny-vae")
+    found = lm.directions(info, "paired")
+    assert {"smile", "glasses", "hair=red", "hair=blonde", "background=blue"} <= set(found)
+    assert found["hair=red"].from_class and "red" not in found["hair=red"].from_class
+    assert all(np.linalg.norm(d.vector) > 0 for d in found.values())
+    spec = latent_slider("vae", "glasses")
+    assert spec.method == "paired"
+    base = latent_engine.generate(_req("studio-tiny-vae")).images[0]
+    assert np.array_equal(latent_engine.generate(
+        apply_sliders(_req("studio-tiny-vae"), [(spec, 0.0)])).images[0], base)
+    assert not np.array_equal(latent_engine.generate(
+        apply_sliders(_req("studio-tiny-vae"), [(spec, 2.0)])).images[0], base)
+    with pytest.raises(InvalidRequestError, match="encoder"):
+        lm.directions(latent_engine.resolve_model("studio-tiny-gan"), "paired")
+    # The shipped file is for the shipped weights (else it would be rebuilt on first use).
+    from studio.engine.models.hashing import model_hash
+
+    shipped = resources_dir() / "sliders" / "latent" / "studio-tiny-vae-paired.json"
+    assert latent_models._read_directions(shipped, model_hash(SHIPPED / "studio-tiny-vae"))
+
+
 def test_gan_mode_and_wrong_space(latent_engine):
     base = latent_engine.generate(_req("studio-tiny-gan"))
     zero = latent_engine.generate(_req("studio-tiny-gan").replace(sliders=(

@@ -252,3 +252,23 @@ def test_live_pauses_while_the_window_is_minimised(qtbot, settings):
         w.showNormal()
     assert w.live.state == ON
     close(w, runner)
+
+
+def test_the_live_bench_table_says_why_when_no_picture_came():
+    from studio.bench.live_bench import table_rows
+
+    fig = {"live_update_p50_ms": float("nan"), "live_update_p95_ms": float("nan"),
+           "live_strokes": 0, "live_missed": 5,
+           "live_messages": ["Live mode is off: studio-tiny-diffusion takes 2.8 s an update"]}
+    (row,) = table_rows(fig)
+    assert "no picture" in row[1] and "nan" not in " ".join(row)
+    assert "5 strokes" in row[3] and "takes 2.8 s an update" in row[3]
+    fig.update(live_strokes=5, live_missed=0, live_update_p50_ms=120.0,
+               live_update_p95_ms=200.0, live_ui_stall_max_ms=9.0, live_ui_stall_p99_ms=4.0,
+               live_idle_stall_max_ms=3.0, live_engine_update_p50_ms=1100.0,
+               live_rapid_strokes=3, live_rapid_cancelled=2, live_steps=2,
+               live_strength=0.55, live_size=64, live_model="m", engine_nice=5,
+               load_avg=[7.5, 7, 7], live_would_turn_off=True)
+    rows = table_rows(fig)
+    assert [r[1] for r in rows] == ["120ms", "200ms", "max 9.0ms, p99 4.0ms"]
+    assert "load avg 7.5" in rows[0][3] and "would turn live mode off" in rows[0][3]

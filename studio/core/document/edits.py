@@ -177,8 +177,31 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], 2)
     if image.shape[:2] != (height, width):
+        if width * height > _STRIPS_FROM:
+            return _fit_in_strips(Image.fromarray(image), width, height)
         image = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
     return np.array(image, dtype=np.uint8, copy=True)
+
+
+#: Larger results are resized a strip of rows at a time: the same resampling, but no single
+#: call holds the GIL for long (a worker thread resizing for an 8000x8000 canvas would
+#: otherwise stop the window for seconds while Pillow hands over 256 MB at once).
+_STRIPS_FROM = 2048 * 2048
+_STRIP_ROWS = 256
+
+
+def _fit_in_strips(source: Any, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    channels = len(source.getbands())
+    out = np.empty((height, width, channels) if channels > 1 else (height, width), np.uint8)
+    scale = source.height / height
+    for y0 in range(0, height, _STRIP_ROWS):
+        y1 = min(height, y0 + _STRIP_ROWS)
+        strip = source.resize((width, y1 - y0), Image.Resampling.LANCZOS,
+                              box=(0, y0 * scale, source.width, y1 * scale))
+        out[y0:y1] = np.asarray(strip)
+    return out
 
 
 @register
