@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             from tqdm import tqdm
 
             bars.append(tqdm(total=p.total, unit="tile", file=sys.stderr, leave=False,
-                             dynamic_ncols=True, desc="Upscaling"))
+                             dynamic_ncols=True, desc="Upscaling",
+                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} tiles [{elapsed}]"))
         bars[0].total = p.total
         bars[0].update(p.step - bars[0].n)
         bars[0].refresh()  # a tile can take seconds: show each one as it ends

@@ -464,10 +464,11 @@ class ComfyClient:
         """The socket dropped: reach the server again and find the job (a cut connection),
         or raise ``ServerLostError`` (the server is gone, or restarted without the job).
 
-        A server that refuses the connection is gone after ``reconnect_s``; one that accepts
-        it but answers too slowly (its loop held by a long step, or paused) is only slow, and
-        is waited for as long as a stall (``stall_s``): its job is still running there, and
-        sending it elsewhere would run it twice."""
+        A server that refuses the connection, or whose host no longer accepts one, is gone
+        after ``reconnect_s``; one whose host accepts the connection but that answers too
+        slowly (its loop held by a long step, or paused) is only slow, and is waited for as
+        long as a stall (``stall_s``): its job is still running there, and sending it
+        elsewhere would run it twice."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         delay = 0.1
@@ -475,8 +476,12 @@ class ComfyClient:
             try:
                 await asyncio.wait_for(self.connect(), STATUS_TIMEOUT_S)
                 break
-            except asyncio.TimeoutError:  # slow, not gone
-                if loop.time() - started > max(self.reconnect_s, self.stall_s):
+            except asyncio.TimeoutError:  # slow, or gone without a word
+                if not await self._accepts_connections():
+                    if loop.time() + delay > started + self.reconnect_s:
+                        raise ServerLostError(f"The connection to {self.url} dropped during "
+                                              f"the job ({reason}).") from None
+                elif loop.time() - started > max(self.reconnect_s, self.stall_s):
                     raise StalledError(f"{self.url} did not answer for "
                                        f"{loop.time() - started:.0f} s after the connection "
                                        f"dropped ({reason}).") from None
@@ -488,6 +493,19 @@ class ComfyClient:
             delay = min(1.0, delay * 2)
         log.info("reconnected to %s after the socket dropped (%s)", self.url, reason)
         return await self._settled(prompt_id, cancel_sent)
+
+    async def _accepts_connections(self) -> bool:
+        """Whether the server's host still accepts a TCP connection (a paused or busy
+        server's kernel does; a vanished host does not)."""
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname, port), STATUS_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError):
+            return False
+        writer.close()
+        return True
 
     async def _settled(self, prompt_id: str, cancel_sent: bool) -> dict[str, Any] | None:
         """After a silence: the outputs if the job finished unheard; None while it waits."""

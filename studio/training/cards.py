@@ -384,18 +384,21 @@ Contact sheet: one row per prompt, seeds 0-5:
 """)
 
 
-def card_dit(root: Path) -> None:
-    """Contact sheet and card of ``studio-tiny-dit`` (the figures from its ``eval.json``)."""
+def card_dit(root: Path, sheet: bool = True) -> None:
+    """Contact sheet (unless ``sheet`` is False) and card of ``studio-tiny-dit`` (the figures
+    from its ``eval.json``)."""
     from studio.training.evaluate import DIT, diffusion_generate, dit_recommended
     from studio.training.train_dit import TRANSFORMER_CONFIG, load_pipeline
 
     folder = model_dir(DIT, root)
     pipe = load_pipeline(folder)
     rec = dit_recommended(root)
-    prompts = [p for p in CARD_PROMPTS for _ in range(6)]
-    seeds = [s for _ in CARD_PROMPTS for s in range(6)]
-    images = diffusion_generate(pipe, prompts, seeds, int(rec["steps"]), float(rec["guidance"]))
-    contact_sheet(images, 6).save(folder / "contact_sheet.png")
+    if sheet:
+        prompts = [p for p in CARD_PROMPTS for _ in range(6)]
+        seeds = [s for _ in CARD_PROMPTS for s in range(6)]
+        images = diffusion_generate(pipe, prompts, seeds, int(rec["steps"]),
+                                    float(rec["guidance"]))
+        contact_sheet(images, 6).save(folder / "contact_sheet.png")
     studio = _read(folder / "studio.json")
     cfg = TRANSFORMER_CONFIG
     params = sum(p.numel() for p in pipe.transformer.parameters()) / 1e6

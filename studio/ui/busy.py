@@ -22,8 +22,10 @@ FAST_MS = 50  # work done within this never shows a busy cursor
 #: default, 5 ms, is a whole frame's budget: many short numpy calls on the worker release
 #: and retake the GIL before the waiting GUI thread wakes, so it waited the full interval).
 SWITCH_INTERVAL_S = 0.0005
-#: The worker yields the CPU to the GUI thread (nice increment, Linux).
-WORKER_NICE = 5
+#: Nice increment of the worker thread (Linux). 0: measured with the 200-layer open under
+#: load, a lower-priority worker gets descheduled while it holds the GIL and the GUI thread
+#: then waits for it (open 25-27 s, stall max 132-245 ms at nice 5; 10-11 s, 90-126 ms at 0).
+WORKER_NICE = 0
 
 
 class _Done(QObject):
@@ -54,30 +56,36 @@ def run_while_painting(fn: Callable[..., T], *args: object) -> T:
 
 
 def _run(work: Callable[[], T]) -> T:
-    with ThreadPoolExecutor(1, thread_name_prefix="studio-io") as pool:
-        future: Future[T] = pool.submit(work)
-        loop = QEventLoop()
-        notifier = _Done()
-        notifier.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)
-        future.add_done_callback(lambda _f: notifier.done.emit())
-        busy: list[bool] = []
+    pool = ThreadPoolExecutor(1, thread_name_prefix="studio-io")
+    try:
+        return _wait_painting(pool.submit(work))
+    finally:
+        pool.shutdown(wait=False)  # the result is in: the GUI thread does not wait for the exit
 
-        def show_busy() -> None:
-            if not future.done():
-                busy.append(True)
-                QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
 
-        cursor_timer = QTimer(singleShot=True, interval=FAST_MS)
-        cursor_timer.timeout.connect(show_busy)
-        cursor_timer.start()
-        try:
-            while not future.done():
-                loop.exec(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
-        finally:
-            cursor_timer.stop()
-            if busy:
-                QApplication.restoreOverrideCursor()
-        return future.result()
+def _wait_painting(future: Future[T]) -> T:
+    loop = QEventLoop()
+    notifier = _Done()
+    notifier.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)
+    future.add_done_callback(lambda _f: notifier.done.emit())
+    busy: list[bool] = []
+
+    def show_busy() -> None:
+        if not future.done():
+            busy.append(True)
+            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+
+    cursor_timer = QTimer(singleShot=True, interval=FAST_MS)
+    cursor_timer.timeout.connect(show_busy)
+    cursor_timer.start()
+    try:
+        while not future.done():
+            loop.exec(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+    finally:
+        cursor_timer.stop()
+        if busy:
+            QApplication.restoreOverrideCursor()
+    return future.result()
 
 
 class _Reports(QObject):

@@ -69,17 +69,16 @@ def test_vae_encodes_the_canvas_image(latent_engine):
     assert not np.array_equal(a, latent_engine.generate(_req("studio-tiny-vae")).images[0])
 
 
-@pytest.mark.parametrize("model", ["studio-tiny-vae", "studio-tiny-gan"])
-def test_a_canvas_edit_carries_only_what_the_slider_changed(latent_engine, model,
-                                                             monkeypatch):
-    """On a canvas image the decoder's own picture of it (a reconstruction, an inversion)
-    is never drawn: at 0 the canvas comes back bit for bit, and an edit adds to the canvas
-    exactly what the slider changed in the decoder's picture."""
+def test_a_canvas_edit_carries_only_what_the_slider_changed(latent_engine, monkeypatch):
+    """On a canvas image the decoder's own picture of it (a reconstruction; the GAN's
+    inversion, checked on the shipped GAN below) is never drawn: at 0 the canvas comes back
+    bit for bit, and an edit adds to the canvas what the slider changed in the decoder's
+    picture."""
     from studio.engine import latent_models
 
     monkeypatch.setattr(latent_models, "DIRECTION_SAMPLES", 64)
     monkeypatch.setattr(latent_models, "PAIR_SAMPLES", 16)
-    monkeypatch.setattr(latent_models, "INVERSION_STEPS", 5)
+    model = "studio-tiny-vae"
     rng = np.random.default_rng(1)
     canvas = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
     req = _req(model, task="img2img", init_image=Pixels.from_array(canvas))
@@ -209,6 +208,9 @@ def test_the_gan_edits_the_canvas_image_through_inversion(shipped_engine):
         return float(np.abs(a.astype(float) - portrait.astype(float)).mean())
 
     assert error(again) < 0.6 * error(other), (error(again), error(other))
+    # At 0 the canvas itself comes back (not the inversion's picture of it, which adds
+    # glasses to some portraits).
+    assert np.array_equal(again, portrait)
     lm = engine.latent_models
     calls = []
     info = engine.resolve_model("studio-tiny-gan")

@@ -65,6 +65,28 @@ class ComfyServer:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def clear(self, timeout: float = 300.0) -> None:
+        """Drop whatever the server still has queued or running (a test's leftover, such as
+        the prompt of a server that was paused) and wait until its queue is empty."""
+        import json
+
+        def post(path: str, body: dict) -> None:
+            req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=30).close()
+
+        post("/queue", {"clear": True})
+        post("/interrupt", {})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(self.url + "/queue", timeout=30) as resp:
+                state = json.loads(resp.read())
+            if not state["queue_running"] and not state["queue_pending"]:
+                return
+            post("/interrupt", {})
+            time.sleep(0.5)
+        raise AssertionError(f"{self.url} still has work after {timeout:.0f} s")
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -202,9 +224,10 @@ def spare(spare_server: ComfyServer) -> ComfyServer:
     """``spare_server``, running again after the test whatever the test did to it."""
     yield spare_server
     if spare_server.alive():
-        os.kill(spare_server.process.pid, signal.SIGCONT)
+        os.killpg(spare_server.process.pid, signal.SIGCONT)
     else:
         spare_server.restart()
+    spare_server.clear()  # nothing a test left there holds up the next one
 
 
 @pytest.fixture(scope="session")

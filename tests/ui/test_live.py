@@ -272,3 +272,29 @@ def test_the_live_bench_table_says_why_when_no_picture_came():
     rows = table_rows(fig)
     assert [r[1] for r in rows] == ["120ms", "200ms", "max 9.0ms, p99 4.0ms"]
     assert "load avg 7.5" in rows[0][3] and "would turn live mode off" in rows[0][3]
+
+
+def test_the_same_canvas_again_lets_the_running_update_finish(qtbot, settings):
+    """The brush rests (an update starts), then the stroke ends where it rested: the same
+    picture is asked for again, and the update already running is kept, not restarted."""
+    engine = FakeEngine(features=dataclasses.replace(FAKE_FEATURES, live_mode=True),
+                        step_delay=0.05)
+    w, runner = fake_window(qtbot, settings, engine)
+    w.controller.add_image_layer(np.full((64, 64, 3), 128, np.uint8), "grey")
+    updates: list = []
+    w.live.updated.connect(updates.append)
+    cancelled: list = []
+    w.bridge.job_cancelled.connect(lambda e: cancelled.append(e.job_id))
+    assert w.live_controller.set_live(True)
+    qtbot.waitUntil(lambda: len(updates) == 1, timeout=10_000)
+    sent = len(engine.requests)
+    first = w.live_controller.request_update()
+    again = w.live_controller.request_update()  # nothing changed in between
+    assert first is not None and again == first and w.live.last_seq == updates[0].seq + 1
+    qtbot.waitUntil(lambda: len(updates) == 2, timeout=10_000)
+    assert cancelled == [] and len(engine.requests) == sent + 1
+    # A stroke changes the canvas: a new update (latest wins is the test above).
+    stroke(qtbot, w.canvas, (5, 5), (50, 50))
+    qtbot.waitUntil(lambda: len(updates) == 3, timeout=10_000)
+    assert updates[-1].seq == w.live.last_seq and len(engine.requests) == sent + 2
+    close(w, runner)
