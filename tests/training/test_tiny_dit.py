@@ -91,6 +91,38 @@ def _partial_figures() -> dict[str, float]:
 KEY = "FlowMatchEulerDiscrete@20"
 
 
+def test_dit_follows_hair_and_background_as_people_write_them() -> None:
+    """Issue 24's target (85 % per attribute) on the 60 held-out partial prompts of
+    studio-tiny-diffusion's test, by the oracle on the named attributes only. Measured on
+    the shipped weights (65 minutes, 3498 steps): hair 100 % (31 prompts), background 100 %
+    (41); studio-tiny-diffusion: 100 / 100 %."""
+    figures = _partial_figures()
+    for kind in ("hair", "background"):
+        assert figures[f"{KEY}/{kind}"] >= ADHERENCE_TARGET, (kind, figures)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 24 point 1: glasses follow the prompt in 82.4 % "
+                   "(28 of 34 prompts) after 65 minutes of training, under the 85 % target; "
+                   "remove this mark when a model meets it")
+def test_dit_follows_glasses_as_people_write_them() -> None:
+    """Glasses named ("glasses", "no glasses", "round glasses" ...) are drawn or left out as
+    asked, in 85 % of the prompts naming them (the oracle reads the frame's pixels).
+    Measured: 82.4 % (studio-tiny-diffusion: 94.1 %); at 1953 training steps 70 %."""
+    figures = _partial_figures()
+    assert figures[f"{KEY}/glasses"] >= ADHERENCE_TARGET, figures
+
+
+@pytest.mark.xfail(strict=True, reason="issue 24 point 1: smiling / frowning follow the prompt "
+                   "in 11.8 % (4 of 34 prompts); the autoencoder it shares with "
+                   "studio-tiny-diffusion loses the mouth on dark skin (that model: 5.9 %); "
+                   "remove this mark when a model meets it")
+def test_dit_follows_smiling_and_frowning_as_people_write_them() -> None:
+    """A prompt saying "smiling" ("frowning") gives a mouth the oracle reads above +0.35
+    (below -0.35) in 85 % of the prompts naming it. Measured: 11.8 %."""
+    figures = _partial_figures()
+    assert figures[f"{KEY}/smile"] >= ADHERENCE_TARGET, figures
+
+
 def test_seed_variation_on_the_dit_is_exact_at_zero_and_moves_the_image_above() -> None:
     """Issue 24 point 4 (seed variation): strength 0 gives the seed's own image, pixel for
     pixel; strength 0.5 gives another image of the same prompt."""

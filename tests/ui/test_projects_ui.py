@@ -251,12 +251,15 @@ def test_export_canvas_png_ora_psd_and_open_layers_back(qtbot, window, tmp_path,
 
     with qtbot.waitSignal(window.controller.generation_applied, timeout=10000):
         window.actions["generate"].trigger()
+    alone = tmp_path / "alone.png"
+    assert window.file_actions.export_canvas(str(alone))
+    assert read_settings(alone) is not None  # the one generated image: its settings go along
     open_grey(window, (16, 16), 30)
     png = tmp_path / "out.png"
     answer_file_dialogs(monkeypatch, png)
     window.actions["export_image"].trigger()
     assert Image.open(png).size == (window.doc.width, window.doc.height)
-    assert read_settings(png) is not None  # the generation's settings travel with it
+    assert read_settings(png) is None  # issue 29: a composite no generation made
     window.actions["strip_metadata"].setChecked(True)
     stripped = tmp_path / "stripped.png"
     assert window.file_actions.export_canvas(str(stripped))
