@@ -152,7 +152,10 @@ class ApplyGeneration(AddLayer):
         region: seconds of resizing and copying); pass them as ``prepared``."""
         _x, _y, w, h = (int(v) for v in rect)
         pixels = generated_pixels(image, w, h, mask)
-        return pixels, pixels.copy()
+        saved = np.empty_like(pixels)
+        for y in range(0, h, _STRIP_ROWS):  # short copies: the GUI thread gets the GIL
+            saved[y:y + _STRIP_ROWS] = pixels[y:y + _STRIP_ROWS]
+        return pixels, saved
 
     @property
     def record_id(self) -> str | None:
