@@ -167,6 +167,7 @@ class ComfyClient:
         self.queue_remaining = 0
         self.stats: dict[str, Any] = {}
         self._preview_at = 0.0  # when the last preview was decoded (loop time)
+        self._preview_prompt: str | None = None  # and for which prompt
         # Wall clock when our last prompt was accepted (``POST /prompt`` answered) and when
         # the server's word that it succeeded arrived: the bench sets them beside the
         # server's own timestamps to tell our client's time from the server's waits.
@@ -618,9 +619,9 @@ class ComfyClient:
         if job is None:
             return
         now = asyncio.get_running_loop().time()
-        if now - self._preview_at < PREVIEW_EVERY_S:
+        if prompt_id == self._preview_prompt and now - self._preview_at < PREVIEW_EVERY_S:
             return  # a newer one follows; the progress itself is never dropped
-        self._preview_at = now
+        self._preview_at, self._preview_prompt = now, prompt_id  # a job's first one always
         try:
             preview = decode_image(image, max_side=4096, what="A preview")
         except StudioError:

@@ -89,7 +89,7 @@ def test_doctor_reports_on_one_screen_with_a_fix_for_each_problem(tmp_path, caps
     for label in ("Python", "Studio", "torch", "GPU", "Device", "Qt", "Display", "Models",
                   "Disk"):
         assert re.search(rf"^{label}\s", out, re.MULTILINE), f"{label} missing:\n{out}"
-    assert "diffusion: 1 (studio-tiny-diffusion)" in out
+    assert "diffusion: 2 (studio-tiny-diffusion, studio-tiny-dit)" in out
     assert f"{missing}  (missing)" in out
     problems = out.split("problem")[-1]
     assert f"the model folder {missing} does not exist" in problems
@@ -170,4 +170,4 @@ def test_doctor_says_which_server_does_not_answer(capsys):
     assert re.search(rf"^Servers\s+{re.escape(url)}: ", out, re.MULTILINE), out
     assert f"the server {url} does not answer" in out
     assert f"studio servers --check {url}" in out
-    assert "diffusion: 1 (studio-tiny-diffusion)" in out  # the local models still listed
+    assert "diffusion: 2 (studio-tiny-diffusion, studio-tiny-dit)" in out  # the local models still listed
