@@ -159,8 +159,16 @@ def run(args: argparse.Namespace) -> int:
     from studio.core.formats.metadata import save_image
 
     paths = out_paths or numbered_paths(DEFAULT_OUT, len(result.images))
+    workflow_for = None
+    if args.server:  # a server's result carries the workflow each image ran
+        from studio.remote.engine import RemoteGenerationResult
+
+        if isinstance(result, RemoteGenerationResult):
+            workflow_for = result.workflow_for
     for i, (image, path) in enumerate(zip(result.images, paths, strict=True)):
-        save_image(path, image, None if args.no_metadata else result.request.for_image(i))
+        save_image(path, image, None if args.no_metadata else result.request.for_image(i),
+                   workflow=None if args.no_metadata or workflow_for is None
+                   else workflow_for(i))
         print(path)
     if args.project is not None:
         from studio.cli.project_io import add_result

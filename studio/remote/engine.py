@@ -63,9 +63,19 @@ class RemoteGenerationResult(GenerationResult):
 
     server: str = ""
     workflows: tuple[dict, ...] = field(default=(), repr=False)
+    counts: tuple[int, ...] = ()  # how many of ``images`` each workflow made, in order
 
     def metadata(self) -> dict[str, Any]:
         return {"backend": "comfyui", "server": self.server, "workflows": list(self.workflows)}
+
+    def workflow_for(self, index: int) -> dict | None:
+        """The workflow (ComfyUI API format) that made image ``index``."""
+        start = 0
+        for workflow, count in zip(self.workflows, self.counts, strict=False):
+            if index < start + count:
+                return workflow
+            start += count
+        return self.workflows[0] if len(self.workflows) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -368,7 +378,8 @@ class RemoteEngine:
         return RemoteGenerationResult(request=resolved, images=tuple(images),
                                       seconds=time.perf_counter() - start,
                                       server=",".join(servers),
-                                      workflows=tuple(w for _u, w, _i in results))
+                                      workflows=tuple(w for _u, w, _i in results),
+                                      counts=tuple(len(i) for _u, _w, i in results))
 
     async def _run_on(self, server: Server, request: GenerationRequest, model: Model,
                       loras: tuple[tuple[str, float], ...], seeds: list[int],

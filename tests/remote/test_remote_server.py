@@ -6,6 +6,7 @@ Each generation is 64x64 with 1-2 steps of the tiny SD 1.x checkpoint on the CPU
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 
@@ -14,6 +15,7 @@ import pytest
 
 from studio.core.document.pixels import Pixels
 from studio.core.errors import CancelledError
+from studio.core.formats.metadata import read_settings
 from studio.core.jobs.cancel import CancelToken
 from studio.core.jobs.request import GenerationRequest
 from studio.remote.engine import RemoteEngine, RemoteGenerationResult
@@ -173,6 +175,11 @@ def test_studio_generate_with_server(comfy_server, tmp_path, monkeypatch, capsys
     with Image.open(out) as img:
         assert img.size == (64, 64)
         assert "tiny-sd1" in img.info.get("parameters", "")
+        # The workflow that ran, as ComfyUI writes it: dropping the file on ComfyUI loads it.
+        ran = json.loads(img.info["prompt"])
+        assert any(n["class_type"] == "KSampler" and n["inputs"]["seed"] == 3
+                   for n in ran.values())
+    assert read_settings(out).request.seed == 3  # our own reader still takes our request
     assert main(["servers", "--check", comfy_server.url]) == 0
     text = capsys.readouterr().out
     assert "ComfyUI 0.8.0" in text and "tiny-sd1.safetensors" in text and "missing" in text

@@ -238,7 +238,7 @@ def _as_image(pixels: np.ndarray, fmt: str) -> Image.Image:
 
 def save_image(path: str | os.PathLike[str], pixels: np.ndarray,
                request: GenerationRequest | None = None, *, strip: bool = False,
-               quality: int = 95) -> Path:
+               quality: int = 95, workflow: dict | None = None) -> Path:
     """Save ``pixels`` as PNG, JPEG or WebP (by the file's extension) with metadata.
 
     Parameters
@@ -251,6 +251,10 @@ def save_image(path: str | os.PathLike[str], pixels: np.ndarray,
         Write no metadata at all (for sharing without the prompt).
     quality
         JPEG and WebP quality, 1 to 100.
+    workflow
+        The ComfyUI workflow (API format) that made the image on a server: written to a PNG
+        as ComfyUI writes it (a ``prompt`` text chunk), so dropping the file on ComfyUI loads
+        it. Our own reader still takes the request JSON first.
 
     Raises
     ------
@@ -272,6 +276,8 @@ def save_image(path: str | os.PathLike[str], pixels: np.ndarray,
             info = PngInfo()
             info.add_text(PARAMETERS_KEY, parameters)
             info.add_text(STUDIO_KEY, studio, zip=True)
+            if workflow is not None:
+                info.add_text("prompt", json.dumps(workflow))
             options["pnginfo"] = info
         else:
             exif = _exif_bytes({_USER_COMMENT: _user_comment(parameters)})
