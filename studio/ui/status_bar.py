@@ -9,7 +9,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton, QWidget
 
 from studio.core.errors import StudioError
-from studio.core.jobs.events import JobEvent, JobFinished, JobProgress, JobStarted
+from studio.core.jobs.events import JobEvent, JobProgress, JobStarted
 from studio.core.models import DeviceInfo
 
 REFRESH_MS = 2000
@@ -195,10 +195,6 @@ class StudioStatusBar(QStatusBar):
                 self._load_seconds = time.monotonic() - self._phase_started
         self.progress.hide()
         self.cancel_button.hide()
-        if isinstance(event, JobFinished) and event.result.request.dtype:
-            # What the model ran in (small embedded models stay float32 where the device
-            # policy autocasts large ones to bfloat16): the label says what the image used.
-            self.dtype_label.setText(event.result.request.dtype.replace("-autocast", " autocast"))
         kind = type(event).__name__.removeprefix("Job").lower()
         self.message_label.setText({"finished": "Done", "failed": "Failed",
                                     "cancelled": "Cancelled"}.get(kind, ""))

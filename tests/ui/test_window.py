@@ -163,19 +163,3 @@ def test_prompt_and_sliders_docks_show_every_control_at_1400_px(qtbot, window):
     for widget in (panel.seed_random_button, panel.steps_slider, panel.height_spin):
         right = widget.mapTo(viewport, QPoint(widget.width(), 0)).x()
         assert right <= viewport.width(), widget.objectName()
-
-
-def test_status_bar_says_the_dtype_the_image_was_made_in(window):
-    """The device policy autocasts large models to bfloat16 but runs the small embedded ones
-    in float32: after a generation the label says what that image used."""
-    from studio.core.jobs.events import GenerationResult, JobFinished, JobStarted
-    from studio.core.jobs.request import GenerationRequest
-
-    status = window.status
-    for dtype, shown in (("bfloat16-autocast", "bfloat16 autocast"), ("float32", "float32")):
-        request = GenerationRequest(prompt="a person", dtype=dtype)
-        status.on_job_started(JobStarted(7, "generate", request))
-        result = GenerationResult(request, (np.zeros((8, 8, 3), np.uint8),))
-        status.on_job_ended(JobFinished(7, "generate", result))
-        assert status.dtype_label.text() == shown
-        assert status.message_label.text() == "Done"
