@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -101,6 +102,37 @@ def save_module(module: torch.nn.Module, config: dict[str, Any], out_dir: Path,
     save_file(state, str(path))
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return path
+
+
+def save_pretrained_folder(out_dir: Path, save: Callable[[Path], None], studio: dict[str, Any],
+                           keep: tuple[str, ...] = ("README.md", "contact_sheet.png",
+                                                    "training.json", "eval.json")) -> None:
+    """Write a diffusers folder plus ``studio.json`` atomically (beside it, then renamed).
+
+    ``save(tmp)`` writes the model's own files (``save_pretrained``); the configs and the
+    pipeline index lose the training machine's ``_name_or_path``; the files named in ``keep`` that the old folder had
+    (card, contact sheet, records) are carried into the new one.
+    """
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(tmp)
+    for config in [*tmp.glob("config.json"), *tmp.glob("model_index.json"),
+                   *tmp.glob("*/config.json")]:
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    (tmp / "studio.json").write_text(json.dumps(studio, indent=2) + "\n")
+    for name in keep:
+        if (out_dir / name).exists() and not (tmp / name).exists():
+            shutil.copy2(out_dir / name, tmp / name)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * params``, in place."""
+    with torch.no_grad():
+        torch._foreach_lerp_(ema, params, 1.0 - decay)
 
 
 class Stopwatch:

@@ -33,14 +33,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from studio.training.common import DEFAULT_OUT, HELD_OUT_SEED, TRAIN_SEED, log
+from studio.training.common import (
+    DEFAULT_OUT,
+    HELD_OUT_SEED,
+    TRAIN_SEED,
+    log,
+    save_pretrained_folder,
+)
 
 NAME = "studio-tiny-control"
 BASE = "studio-tiny-diffusion"
@@ -252,16 +257,9 @@ def train(out_root: Path = DEFAULT_OUT, minutes: float = 20.0, seed: int = 0,
         if step % 100 == 0:
             log(f"step {step} loss {np.mean(losses[-100:]):.4f} ({clock.elapsed / 60:.1f} min)")
     out = out_root / out_name
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     net.eval()
-    net.save_pretrained(tmp, safe_serialization=True)
-    config = json.loads((tmp / "config.json").read_text())
-    config.pop("_name_or_path", None)
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     studio = {"family": "studio-tiny", "control_kinds": CONTROL_KINDS, "base_model": BASE,
               "base_model_hash": model_hash(base)}
-    (tmp / "studio.json").write_text(json.dumps(studio, indent=2) + "\n")
     command = (f"python -m studio.training.train_control train --minutes {minutes:g} "
                f"--batch {batch_size}" + (" --init PREVIOUS" if init is not None else ""))
     record = {"command": command, "seconds": round(clock.elapsed), "steps": step,
@@ -273,12 +271,12 @@ def train(out_root: Path = DEFAULT_OUT, minutes: float = 20.0, seed: int = 0,
         record["started_from"] = {k: previous.get(k) for k in
                                   ("command", "seconds", "steps", "base_model_hash",
                                    "final_loss", "started_from") if k in previous}
-    (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    for keep in ("README.md", "eval.json", "contact_sheet.png"):
-        if (out / keep).exists():
-            shutil.copy2(out / keep, tmp / keep)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+
+    def save(tmp: Path) -> None:
+        net.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+    save_pretrained_folder(out, save, studio, keep=("README.md", "eval.json", "contact_sheet.png"))
     log(f"saved {out} after {step} steps")
     return out
 

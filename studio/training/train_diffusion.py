@@ -10,7 +10,6 @@ fp32: the reference CPU has no native bf16). The result saves as a ``StableDiffu
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,12 @@ from studio.training.common import (
     batches,
     build_dataset,
     chained_record,
+    ema_update,
     log,
     optimizer_step,
     resume_from,
     resume_seed,
+    save_pretrained_folder,
     setup_torch,
     write_training_record,
 )
@@ -287,25 +288,9 @@ def save_pipeline(out_dir: Path, vae: Any, unet: Any, text_encoder: Any, tokeniz
         vae=copy.deepcopy(vae), text_encoder=copy.deepcopy(text_encoder),
         tokenizer=tokenizer, unet=copy.deepcopy(unet), scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    for config in tmp.glob("*/config.json"):  # no paths of the training machine in the folder
-        data = json.loads(config.read_text())
-        if data.pop("_name_or_path", None) is not None:
-            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    studio = {"family": "studio-tiny", "recommended": dict(RECOMMENDED), **extra}
-    (tmp / "studio.json").write_text(json.dumps(studio, indent=2) + "\n")
-    for keep in ("README.md", "contact_sheet.png", "training.json"):
-        if (out_dir / keep).exists():
-            shutil.copy2(out_dir / keep, tmp / keep)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-
-
-def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
-    with torch.no_grad():
-        torch._foreach_lerp_(ema, params, 1.0 - decay)
+    save_pretrained_folder(out_dir, pipe.save_pretrained,
+                           {"family": "studio-tiny", "recommended": dict(RECOMMENDED), **extra},
+                           keep=("README.md", "contact_sheet.png", "training.json"))
 
 
 def _load_previous(folder: Path) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
@@ -429,7 +414,7 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 20
         loss = (loss * weights[t]).mean()
         optimizer_step(opt, loss, clip=params)
         step += 1
-        _ema_update(ema, [p.detach() for p in params], min(0.995, (1 + step) / (10 + step)))
+        ema_update(ema, [p.detach() for p in params], min(0.995, (1 + step) / (10 + step)))
         if step % 50 == 0:
             log(f"diffusion step {step} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e}"
                 f" t={clock.elapsed:.0f}s")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,11 @@ from studio.training.common import (
     batches,
     build_dataset,
     chained_record,
+    ema_update,
     log,
     optimizer_step,
     resume_seed,
+    save_pretrained_folder,
     setup_torch,
     write_training_record,
 )
@@ -141,20 +142,8 @@ def save_pipeline(out_dir: Path, pipe: Any, extra: dict[str, Any]) -> None:
 
     saved = copy.deepcopy(pipe)
     saved.transformer.set_attn_processor(JointAttnProcessor2_0())
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    saved.save_pretrained(tmp, safe_serialization=True)
-    for config in tmp.glob("*/config.json"):  # no paths of the training machine in the folder
-        data = json.loads(config.read_text())
-        if data.pop("_name_or_path", None) is not None:
-            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    studio = {"family": "sd3", "recommended": dict(RECOMMENDED), **extra}
-    (tmp / "studio.json").write_text(json.dumps(studio, indent=2) + "\n")
-    for keep in ("README.md", "contact_sheet.png", "training.json", "eval.json"):
-        if (out_dir / keep).exists():
-            shutil.copy2(out_dir / keep, tmp / keep)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    save_pretrained_folder(out_dir, saved.save_pretrained,
+                           {"family": "sd3", "recommended": dict(RECOMMENDED), **extra})
 
 
 def encode_text(pipe: Any, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,11 +166,6 @@ def latents_of(vae: Any, images: np.ndarray, work: Path) -> torch.Tensor:
     latents = encode_latents(vae, images)
     torch.save(latents, path)
     return latents
-
-
-def _ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
-    with torch.no_grad():
-        torch._foreach_lerp_(ema, params, 1.0 - decay)
 
 
 def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20_000,
@@ -279,7 +263,7 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20
         loss = F.mse_loss(pred.float(), noise - x0)
         optimizer_step(opt, loss, clip=params + text_params)
         step += 1
-        _ema_update(ema, [p.detach() for p in params + text_params],
+        ema_update(ema, [p.detach() for p in params + text_params],
                     min(0.995, (1 + step) / (10 + step)))
         if step % 25 == 0:
             log(f"dit step {step} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e}"
