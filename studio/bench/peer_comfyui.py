@@ -180,7 +180,6 @@ def _image_figures(start: float, end: float, marks: dict[str, Any]) -> dict[str,
 def comfy_side(root: Path, checkpoint: Path, size: int, steps: int,
                extra: tuple[str, ...] = COMFY_ARGS) -> dict[str, Any]:
     """A cold ComfyUI server: start, two images (seeds ``SEED``, ``SEED + 1``), stop."""
-    from studio.core.jobs.request import GenerationRequest
     from studio.remote.engine import RemoteEngine
 
     server = ComfyProcess(root, checkpoint, extra)
@@ -188,15 +187,7 @@ def comfy_side(root: Path, checkpoint: Path, size: int, steps: int,
     try:
         ready_s = server.wait_ready()
         engine = RemoteEngine([server.url], timeout=START_TIMEOUT_S)
-        images = []
-        for seed in (SEED, SEED + 1):
-            request = GenerationRequest(PROMPT, negative_prompt=NEGATIVE, model=CHECKPOINT_NAME,
-                                        scheduler="Euler", seed=seed, steps=steps, guidance=CFG,
-                                        width=size, height=size)
-            marks, on_step = _marks()
-            start = time.perf_counter()
-            engine.generate(request, on_step)
-            images.append(_image_figures(start, time.perf_counter(), marks))
+        images, _ = _two_images(engine, CHECKPOINT_NAME, size, steps)
         first_image_s = ready_s + images[0]["seconds"]
         peak = vm_hwm_mb(server.process.pid)
     finally:
@@ -205,6 +196,27 @@ def comfy_side(root: Path, checkpoint: Path, size: int, steps: int,
         server.stop()
     return {"ready_s": ready_s, "first_image_s": first_image_s, "images": images,
             "peak_rss_mb": peak, "args": list(extra)}
+
+
+def _two_images(engine: Any, model: str, size: int, steps: int
+                ) -> tuple[list[dict[str, Any]], float]:
+    """The bench's request at seeds SEED and SEED + 1 through ``engine`` (ours, local or
+    remote): each image's figures, and the wall-clock time (``time.time()``) the first ended."""
+    from studio.core.jobs.request import GenerationRequest
+
+    images = []
+    first_image_at = float("nan")
+    for seed in (SEED, SEED + 1):
+        request = GenerationRequest(PROMPT, negative_prompt=NEGATIVE, model=model,
+                                    scheduler="Euler", seed=seed, steps=steps, guidance=CFG,
+                                    width=size, height=size)
+        marks, on_step = _marks()
+        start = time.perf_counter()
+        engine.generate(request, on_step)
+        images.append(_image_figures(start, time.perf_counter(), marks))
+        if seed == SEED:
+            first_image_at = time.time()
+    return images, first_image_at
 
 
 # -- the studio side (in a child process) --------------------------------------------------
@@ -216,7 +228,6 @@ def studio_child(checkpoint: str, size: int, steps: int, dtype: str, spawned: fl
     import studio.engine  # noqa: F401  (thread policy before torch)
     from studio.bench.engine_figures import make_engine
     from studio.bench.models import BenchModel
-    from studio.core.jobs.request import GenerationRequest
 
     model = BenchModel("sd15", Path(checkpoint), checkpoint, size)
     engine = make_engine(model, dtype)
@@ -224,18 +235,7 @@ def studio_child(checkpoint: str, size: int, steps: int, dtype: str, spawned: fl
     load_start = time.perf_counter()
     loaded = engine.load(str(model.path))
     load_s = time.perf_counter() - load_start
-    images = []
-    first_image_at = float("nan")
-    for seed in (SEED, SEED + 1):
-        request = GenerationRequest(PROMPT, negative_prompt=NEGATIVE, model=str(model.path),
-                                    scheduler="Euler", seed=seed, steps=steps, guidance=CFG,
-                                    width=size, height=size)
-        marks, on_step = _marks()
-        start = time.perf_counter()
-        engine.generate(request, on_step)
-        images.append(_image_figures(start, time.perf_counter(), marks))
-        if seed == SEED:
-            first_image_at = time.time()
+    images, first_image_at = _two_images(engine, str(model.path), size, steps)
     images[0]["seconds"] += load_s  # the first image's fixed time includes the load
     return {"ready_s": ready - spawned, "imports_s": ready - import_start, "load_s": load_s,
             "first_image_s": first_image_at - spawned, "images": images,
