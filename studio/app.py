@@ -35,24 +35,32 @@ def run_app(settings: Settings, paths: list[str]) -> int:
         return local_services(settings)
 
     def preload(services: EngineServices, model_id: str) -> Work | None:
-        """Load the model shown in the window on the engine thread while the user writes
-        the prompt (the local backend; a server loads its models itself)."""
-        if settings.servers:
+        if settings.servers:  # a server loads its models itself
             return None
-        from studio.core.errors import StudioError
-        from studio.engine.engine import Engine
-
-        engine = services.engine
-        if not isinstance(engine, Engine):
-            return None
-
-        def work(_on_step: object, _cancel: object) -> bool:
-            try:
-                engine.load(model_id)
-            except StudioError:
-                return False  # the Generate that needs it says why, in its own words
-            return True
-
-        return work
+        return local_preload(services, model_id)
 
     return run_gui(services_factory, ["studio"], list(paths), preload=preload)
+
+
+def local_preload(services: EngineServices, model_id: str) -> Work | None:
+    """The work that loads the model shown in the window on the engine thread while the
+    user writes the prompt (the local backend only). The status bar's Cancel stops it
+    within a moment (the load checks the job's cancel token between its parts); a cancelled
+    load keeps nothing, and the next Generate loads the model again."""
+    from studio.core.errors import CancelledError, StudioError
+    from studio.engine.engine import Engine
+
+    engine = services.engine
+    if not isinstance(engine, Engine):
+        return None
+
+    def work(_on_step: object, _cancel: object) -> bool:
+        try:
+            engine.load(model_id)
+        except CancelledError:
+            raise
+        except StudioError:
+            return False  # the Generate that needs it says why, in its own words
+        return True
+
+    return work

@@ -144,7 +144,7 @@ def test_export_canvas_layered_and_flat(layered_project, tmp_path, fmt):
 def test_export_layers_one_file_each(layered_project, tmp_path):
     out = tmp_path / "layers"
     assert main(["export", str(layered_project), "--what", "layers", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["01-background.png", "02-blue dot.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["01-background.png", "02-blue-dot.png"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -17,6 +17,10 @@ classifier's blind spots (the classifier also built the sliders' directions): or
 success, others kept (background, hair, glasses, smile bin) and monotonicity of the
 oracle's own measure (mouth curvature, frame share, closeness to the hair colour).
 
+The ``dit`` mode measures the same prompt sliders on ``studio-tiny-dit`` (a diffusion
+transformer in the SD3 format: its CLIP embeddings and pooled embeddings move), beside the
+UNet model's (``diffusion``), with a background slider that the DiT draws well.
+
 Everything runs on the CPU, offline, on held-out portraits (never trained on).
 """
 
@@ -33,18 +37,25 @@ import numpy as np
 from studio.core.jobs.events import JobFailed, JobFinished
 from studio.core.jobs.request import GenerationRequest
 from studio.core.jobs.runner import JobRunner
+from studio.core.portraits.attributes import BACKGROUNDS
 from studio.core.sliders.specs import (
     LATENT_METHODS,
+    SliderSpec,
     apply_sliders,
     latent_slider,
     preview_steps,
+    prompt_pair,
     starter_sliders,
 )
 
 VALUES = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
+FLOW_FAMILIES = ("sd3", "flux", "sana", "auraflow")  # their schedulers: Flow Euler
 HELD_OUT_SEED = 1_000_003
 LATENT_ATTRIBUTES = ("smile", "glasses", "hair=red", "hair=blonde")
 DIFFUSION_SLIDERS = ("smile", "glasses", "hair-red", "hair-blonde")
+DIT_SLIDERS = ("smile", "glasses", "hair-red", "hair-blonde", "background-blue")
+MODELS = {"vae": "studio-tiny-vae", "gan": "studio-tiny-gan",
+          "diffusion": "studio-tiny-diffusion", "dit": "studio-tiny-dit"}
 KINDS = ("hair", "glasses", "skin", "background", "smile")
 ORACLE_KINDS = ("hair", "glasses", "background", "smile")  # what the oracle reads
 
@@ -192,6 +203,17 @@ def oracle_score(res: SliderResult, images: dict[float, np.ndarray]) -> SliderRe
     return res
 
 
+def background_slider(colour: str) -> SliderSpec:
+    """A prompt slider from a grey background to ``colour`` (placed in the prompt where it
+    names a background; the whole picture may change: not local)."""
+    others = tuple(f"{b} background" for b in BACKGROUNDS if b not in (colour, "grey"))
+    spec = prompt_pair(f"{colour} background", "grey background",
+                       templates=("a person on a {}", "a person with brown hair on a {}",
+                                  "a smiling person with round glasses on a {}"), local=False)
+    return replace(spec, slider_id=f"background-{colour}", label=f"{colour.title()} background",
+                   attribute=f"background={colour}", alternatives=others)
+
+
 # -- latency through the job runner -----------------------------------------------------
 def runner_latency(runner: JobRunner, requests: list[GenerationRequest],
                    channel: str) -> list[float]:
@@ -229,8 +251,10 @@ class SliderBench:
     def __init__(self, engine: Any, n_images: int = 48, n_prompts: int = 16,
                  latency_events: int = 40, log: Callable[[str], None] = print,
                  diffusion_model: str = "studio-tiny-diffusion",
-                 method: str | None = None, in_prompt: bool = True) -> None:
+                 method: str | None = None, in_prompt: bool = True,
+                 dit_model: str = "studio-tiny-dit") -> None:
         self.engine = engine
+        self.dit_model = dit_model
         self.in_prompt = in_prompt  # False: prompt directions from the templates only
         self.method = method  # None: the latent sliders' own (``LATENT_METHODS``)
         self.diffusion_model = diffusion_model
@@ -252,14 +276,17 @@ class SliderBench:
         runner = JobRunner(self.engine, name="studio-engine-sliderbench")
         try:
             for mode in modes:
-                model = {"vae": "studio-tiny-vae", "gan": "studio-tiny-gan",
-                         "diffusion": self.diffusion_model}[mode]
+                model = {**MODELS, "diffusion": self.diffusion_model,
+                         "dit": self.dit_model}[mode]
                 if not self._has(model):
                     self.log(f"{model}: not found, skipped")
                     continue
                 t0 = time.perf_counter()
                 if mode == "diffusion":
                     self._diffusion(runner)
+                elif mode == "dit":
+                    self._diffusion(runner, mode="dit", model=self.dit_model,
+                                    sliders=DIT_SLIDERS, drag="hair-red")
                 else:
                     self._latent(mode, runner)
                 self.log(f"{mode}: measured in {time.perf_counter() - t0:.0f} s")
@@ -304,24 +331,26 @@ class SliderBench:
                               "final_p50_ms": percentile_ms(final, 50),
                               "final_p95_ms": percentile_ms(final, 95)}
 
-    def diffusion_requests(self) -> list[GenerationRequest]:
+    def diffusion_requests(self, model: str | None = None) -> list[GenerationRequest]:
         from studio.core.portraits.render import caption_for, make_batch
 
-        info = self.engine.resolve_model(self.diffusion_model)
+        info = self.engine.resolve_model(model or self.diffusion_model)
         rec = dict(info.recommended)
         batch = make_batch(HELD_OUT_SEED, 0, self.n_prompts)
+        extra = {"scheduler": "Flow Euler"} if info.family in FLOW_FAMILIES else {}
         return [GenerationRequest(caption_for(a), model=info.id, seed=HELD_OUT_SEED + i,
                                   steps=int(rec.get("steps", 25)),  # type: ignore[call-overload]
                                   guidance=float(rec.get("guidance", 5.0)),  # type: ignore[arg-type]
-                                  width=64, height=64)
+                                  width=64, height=64, **extra)  # type: ignore[arg-type]
                 for i, a in enumerate(batch.attributes)]
 
-    def _diffusion(self, runner: JobRunner) -> None:
+    def _diffusion(self, runner: JobRunner, mode: str = "diffusion", model: str | None = None,
+                   sliders: tuple[str, ...] = DIFFUSION_SLIDERS, drag: str = "smile") -> None:
         scorer = self.engine.latent_models.scorer()
-        bases = self.diffusion_requests()
-        starters = starter_sliders()
+        bases = self.diffusion_requests(model)
+        starters = {**starter_sliders(), "background-blue": background_slider("blue")}
         base_images = [self.engine.generate(r).images[0] for r in bases]
-        for sid in DIFFUSION_SLIDERS:
+        for sid in sliders:
             spec = replace(starters[sid], in_prompt=self.in_prompt)
             images = {0.0: np.stack(base_images)}
             for v in VALUES:
@@ -329,9 +358,9 @@ class SliderBench:
                     continue
                 images[v] = np.stack([self.engine.generate(apply_sliders(r, [(spec, v)]))
                                       .images[0] for r in bases])
-            self.results.append(score_slider(scorer, "diffusion", sid, spec.attribute, images))
-            self.log(f"diffusion {sid}: done")
-        spec = replace(starters["smile"], in_prompt=self.in_prompt)
+            self.results.append(score_slider(scorer, mode, sid, spec.attribute, images))
+            self.log(f"{mode} {sid}: done")
+        spec = replace(starters[drag], in_prompt=self.in_prompt)
         values = np.linspace(-2, 2, max(6, self.latency_events // 4))
         preview_base = bases[0].replace(steps=preview_steps(bases[0].steps))
         reqs = [apply_sliders(preview_base, [(spec, float(v))]) for v in values]
@@ -339,7 +368,7 @@ class SliderBench:
         preview = runner_latency(runner, reqs, "preview")
         finals = [apply_sliders(bases[0], [(spec, float(v))]) for v in values[::2]]
         final = runner_latency(runner, finals, "render")
-        self.latency["diffusion"] = {"preview_p50_ms": percentile_ms(preview, 50),
+        self.latency[mode] = {"preview_p50_ms": percentile_ms(preview, 50),
                                      "preview_p95_ms": percentile_ms(preview, 95),
                                      "final_p50_ms": percentile_ms(final, 50),
                                      "final_p95_ms": percentile_ms(final, 95),
@@ -356,7 +385,7 @@ class SliderBench:
                                "latent_method": self.method or dict(LATENT_METHODS),
                                "prompt_directions": "in-prompt" if self.in_prompt
                                else "templates"}
-        for mode in ("vae", "gan", "diffusion"):
+        for mode in ("vae", "gan", "diffusion", "dit"):
             rs = [r for r in self.results if r.mode == mode]
             if rs:
                 out[f"{mode}_edit_success"] = float(np.mean([r.success for r in rs]))
@@ -376,11 +405,13 @@ class SliderBench:
         if self.results:
             out["monotonicity_min"] = float(min(r.monotonicity for r in self.results))
         for mode, key in (("vae", "vae_update_p95_ms"), ("gan", "gan_update_p95_ms"),
-                          ("diffusion", "diffusion_preview_p95_ms")):
+                          ("diffusion", "diffusion_preview_p95_ms"),
+                          ("dit", "dit_preview_p95_ms")):
             if mode in self.latency:
                 out[key] = self.latency[mode]["preview_p95_ms"]
-        if "diffusion" in self.latency:
-            out["diffusion_final_p95_ms"] = self.latency["diffusion"]["final_p95_ms"]
+        for mode in ("diffusion", "dit"):
+            if mode in self.latency:
+                out[f"{mode}_final_p95_ms"] = self.latency[mode]["final_p95_ms"]
         return out
 
 
@@ -410,7 +441,10 @@ def format_table(summary: dict[str, Any]) -> str:
             "oracle_others_kept", "vae_oracle_edit_success", "gan_oracle_edit_success",
             "diffusion_oracle_edit_success", "vae_oracle_others_kept", "gan_oracle_others_kept",
             "diffusion_oracle_others_kept", "vae_oracle_monotonicity_min",
-            "gan_oracle_monotonicity_min", "diffusion_oracle_monotonicity_min")
+            "gan_oracle_monotonicity_min", "diffusion_oracle_monotonicity_min",
+            "dit_preview_p95_ms", "dit_edit_success", "dit_others_kept",
+            "dit_monotonicity_min", "dit_oracle_edit_success", "dit_oracle_others_kept",
+            "dit_oracle_monotonicity_min")
     lines.append("")
     lines += [f"{k:<26} {summary[k]:.3f}" for k in keys if k in summary]
     return "\n".join(lines)

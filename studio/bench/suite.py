@@ -51,7 +51,7 @@ PLANS = {
 }
 
 SECTIONS = ("overhead", "dtype", "preview", "decode", "threads", "ui", "startup", "memory",
-            "sliders")
+            "sliders", "control")
 # libgomp's default (3 ms of spinning before sleeping): how the engine ran before it asked
 # for passive waits. GOMP_SPINCOUNT takes precedence over OMP_WAIT_POLICY.
 SPIN_ENV = {"GOMP_SPINCOUNT": "300000"}
@@ -220,6 +220,17 @@ def run_bench(plan: Plan, *, cache: str | Path | None = None,
     _save(checkpoint, figures)
     if "sliders" in sections:
         figures["slider_latency_ms"] = slider_latency(log)
+    _save(checkpoint, figures)
+    if "control" in sections:  # studio.bench.control_bench: one ControlNet's cost per step
+        from studio.bench.control_bench import control_step
+
+        m = big()
+        steps = max(3, plan.sd15_steps)
+        log(f"control: {m.label} {m.size}px with and without one ControlNet, {steps} steps "
+            f"x {plan.sd15_repeats}…")
+        c = control_step(m, root, steps, plan.sd15_repeats, plan.big_warmup)
+        figures["control_sd15"] = c
+        figures["control_step_ratio_sd15"] = c["ratio"]
     figures["bench_seconds"] = time.perf_counter() - t_start
     _save(checkpoint, figures)
     return figures
@@ -373,6 +384,10 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f"load {fig['memory_tiny']['load_s']:.1f}s"))
         rows.append(("peak RSS SD1.5-size" + stand_in, f"{fig['peak_rss_mb_sd15']:.0f} MB",
                      "-", f"load {fig['memory_sd15']['load_s']:.1f}s"))
+    if "control_sd15" in fig:
+        from studio.bench.control_bench import table_row
+
+        rows.append(table_row(fig, bool(fig.get("sd15_stand_in"))))
     if "slider_latency_ms" in fig:
         v = fig["slider_latency_ms"]
         rows.append(("slider event to preview", "-" if v is None else f"{v:.0f}ms", "-",

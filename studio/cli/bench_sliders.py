@@ -1,6 +1,7 @@
 """``studio bench-sliders``: SliderBench on the embedded models (prints a table).
 
 ``--json FILE`` also writes the figures (``vae_update_p95_ms``, ``diffusion_preview_p95_ms``,
+``dit_preview_p95_ms``,
 ``edit_success``, ``others_kept``, ``monotonicity_min`` and the per-slider rows).
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 NAME = "bench-sliders"
 HELP = "measure latent sliders: attribute gain, preservation, monotonicity, latency"
-MODES = ("vae", "gan", "diffusion")
+MODES = ("vae", "gan", "diffusion", "dit")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,13 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="fewer images and prompts (a few minutes)")
     parser.add_argument("--modes", default=",".join(MODES),
-                        help="comma-separated subset of: vae, gan, diffusion")
+                        help="comma-separated subset of: vae, gan, diffusion (the UNet "
+                             "model's prompt sliders), dit (the same on studio-tiny-dit)")
     parser.add_argument("--images", type=int, default=None,
                         help="portraits per latent slider (default 48, quick 16)")
     parser.add_argument("--prompts", type=int, default=None,
                         help="prompts per diffusion slider (default 16, quick 3)")
     parser.add_argument("--diffusion-model", default="studio-tiny-diffusion", metavar="ID",
                         help="the diffusion model whose prompt sliders are measured")
+    parser.add_argument("--dit-model", default="studio-tiny-dit", metavar="ID",
+                        help="the diffusion transformer whose prompt sliders are measured "
+                             "(mode dit)")
     parser.add_argument("--method", default=None, metavar="METHOD",
                         help="direction of the VAE/GAN attribute sliders: class (hair "
                              "colours step from the image's own class), mean, logistic, svm "
@@ -84,6 +89,7 @@ def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
                         n_prompts=getattr(args, "prompts", None) or (3 if quick else 16),
                         latency_events=20 if quick else 40, log=log,
                         diffusion_model=getattr(args, "diffusion_model", "studio-tiny-diffusion"),
+                        dit_model=getattr(args, "dit_model", "studio-tiny-dit"),
                         method=getattr(args, "method", None),
                         in_prompt=getattr(args, "prompt_directions", "in-prompt") == "in-prompt")
     return bench.run(modes)

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--what", choices=("gallery", "canvas", "layers"), default="gallery",
                         help="gallery: every generated image with its settings; canvas: the "
                              "flattened canvas (or layered, as ora/psd); layers: one file per "
-                             "layer (default: gallery)")
+                             "layer, numbered in stack order and named after it without "
+                             "spaces (01-background.png) (default: gallery)")
     parser.add_argument("--format", choices=FORMATS, default="png",
                         help="file format (default: png)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -107,6 +108,17 @@ def _canvas(doc, out: Path, args: argparse.Namespace) -> list[Path]:
                        strip=request is None)]
 
 
+def shell_safe_name(text: str) -> str:
+    """A layer's name as a file name that needs no quoting in a shell and stays readable:
+    letters, digits, ``_``, ``-`` and ``.`` kept, every run of anything else (spaces, "·",
+    commas, quotes) one ``-`` ("txt2img · seed 7" -> "txt2img-seed-7")."""
+    import re
+
+    name = re.sub(r"[^\w.-]+", "-", text)
+    name = re.sub(r"-{2,}", "-", name).strip("-.")
+    return name or "layer"
+
+
 def _layers(doc, out: Path, args: argparse.Namespace) -> list[Path]:
     from studio.core.formats.metadata import save_image
     from studio.core.formats.naming import sanitize_file_name
@@ -115,7 +127,7 @@ def _layers(doc, out: Path, args: argparse.Namespace) -> list[Path]:
         return _canvas(doc, out, args)
     written = []
     for i, layer in enumerate(doc.layers, start=1):
-        name = sanitize_file_name(f"{i:02}-{layer.name}")
+        name = sanitize_file_name(f"{i:02}-{shell_safe_name(layer.name)}")
         # A group has no pixels of its own: its file is what its members draw together
         # (on the canvas, with their modes and opacities), as the layers panel shows it.
         pixels = doc.render_group(layer.id) if layer.is_group else layer.pixels

@@ -242,11 +242,12 @@ def with_regions(request: Any, regions: list[tuple[Path, str, float]], model: An
         return request
     from studio.core.errors import InvalidRequestError
     from studio.core.jobs.request import Region
-    from studio.engine.models.families import SD_FAMILIES, SDXL_FAMILIES
+    from studio.engine.models.families import REGION_FAMILIES
 
-    if model.family and model.family not in SD_FAMILIES + SDXL_FAMILIES:
+    on_server = str(getattr(model, "source", "")).startswith("comfyui")  # any family there
+    if model.family and not on_server and model.family not in REGION_FAMILIES:
         raise InvalidRequestError(
-            f"Regional prompts need an SD 1.x, 2.x or SDXL model; {model.name} is "
+            f"Regional prompts need an SD 1.x, 2.x, SDXL or SD3 model; {model.name} is "
             f"{model.family}.", hint="Pick another --model, or leave out --region.")
     return request.replace(regions=tuple(
         Region(read_pixels(path, "L"), prompt, strength) for path, prompt, strength in regions))

@@ -76,14 +76,20 @@ def latent_slider_latents(pipe: Any, req: GenerationRequest, interp: SliderValue
 
     latents = None
     if req.variation_strength > 0 and req.variation_seed is not None:
-        latents = variation_latents(pipe, req).to(device, dtype)
-    if interp is not None:
-        latents = interpolated_noise(pipe, req, interp, latents).to(device, dtype)
-    return latents
+        latents = variation_noise(pipe, req)
+    if interp is not None:  # slerped in the drawn layout, packed after (Flux)
+        latents = interpolated_noise(pipe, req, interp, latents)
+    return None if latents is None else pack_latents(pipe, latents).to(device, dtype)
 
 
 def variation_latents(pipe: Any, req: GenerationRequest) -> Any:
-    """A1111-style variation: slerp between the seed's noise and the variation seed's."""
+    """A1111-style variation: slerp between the seed's noise and the variation seed's,
+    in the layout the pipeline's ``latents`` argument takes."""
+    return pack_latents(pipe, variation_noise(pipe, req))
+
+
+def variation_noise(pipe: Any, req: GenerationRequest) -> Any:
+    """A1111-style variation in the layout the noise is drawn in (``noise_shape``)."""
     import torch
 
     from studio.engine.noise import slerp
@@ -95,7 +101,7 @@ def variation_latents(pipe: Any, req: GenerationRequest) -> Any:
         vseed = (int(req.variation_seed or 0) + i) % 2**32
         b = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(vseed))
         out.append(slerp(a, b, req.variation_strength))
-    return pack_latents(pipe, torch.cat(out))
+    return torch.cat(out)
 
 
 def noise_shape(pipe: Any, req: GenerationRequest) -> tuple[int, int, int, int]:

@@ -26,8 +26,66 @@ class Conditioning:
 
 
 def supports_embeddings(family: str) -> bool:
-    """Whether we compute the embeddings ourselves for this family (else the pipeline does)."""
+    """Whether we compute the CLIP embeddings ourselves with prompt weights, chunks, regions
+    and local edits (SD 1.x/2.x/SDXL); the DiT families see ``encodes_dit``."""
     return family in SD_FAMILIES or family in SDXL_FAMILIES
+
+
+# The DiT families whose embeddings we compute through the pipeline's own ``encode_prompt``
+# (and hand back as ``prompt_embeds``), so that slider directions, prompt interpolation and
+# the embedding cache act on them; the tuple its ``encode_prompt`` returns, by name.
+DIT_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "sd3": ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+            "negative_pooled_prompt_embeds"),
+    "flux": ("prompt_embeds", "pooled_prompt_embeds", "text_ids"),
+    "pixart": ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+               "negative_prompt_attention_mask"),
+    "sana": ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+             "negative_prompt_attention_mask"),
+    "auraflow": ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
+                 "negative_prompt_attention_mask"),
+}
+# Arguments of a pipeline's ``__call__`` that it passes on to ``encode_prompt``: we pass
+# the same (the call's defaults), so our embeddings are the ones the call would make.
+_ENCODE_DEFAULTS = ("max_sequence_length", "clean_caption", "complex_human_instruction")
+
+
+def encodes_dit(family: str) -> bool:
+    """Whether the embeddings of this DiT family are computed here (see ``DIT_OUTPUTS``)."""
+    return family in DIT_OUTPUTS
+
+
+def encode_dit(pipe: Any, family: str, prompts: list[str], negative: str | None,
+               device: Any, guidance: bool = True, clip_skip: int = 0) -> dict[str, Any]:
+    """The embeddings of ``prompts`` (one row each) as the DiT pipeline's own call makes them:
+    its ``encode_prompt`` with the arguments and defaults its ``__call__`` uses. Returns the
+    pipeline keyword arguments (``prompt_embeds``, and the pooled embeddings, attention masks
+    and negative ones where the family has them)."""
+    import inspect
+
+    enc = inspect.signature(pipe.encode_prompt).parameters
+    call = inspect.signature(type(pipe).__call__).parameters
+    args: dict[str, Any] = {"prompt": list(prompts), "device": device,
+                            "num_images_per_prompt": 1}
+    for name in _ENCODE_DEFAULTS:
+        if name in enc and name in call:
+            args[name] = call[name].default
+    for name in ("prompt_2", "prompt_3"):  # SD3 and Flux: the same prompt for each encoder
+        if name in enc:
+            args[name] = None
+    cfg = guidance and "do_classifier_free_guidance" in enc
+    if "do_classifier_free_guidance" in enc:
+        args["do_classifier_free_guidance"] = cfg
+    if cfg and "negative_prompt" in enc:
+        args["negative_prompt"] = [negative or ""] * len(prompts)
+    if clip_skip and "clip_skip" in enc:
+        args["clip_skip"] = clip_skip
+    out = dict(zip(DIT_OUTPUTS[family], pipe.encode_prompt(**args), strict=True))
+    out.pop("text_ids", None)  # Flux makes them again from the embeddings
+    kwargs = {k: v for k, v in out.items() if v is not None and k in call}
+    if "negative_prompt_embeds" in kwargs and "negative_prompt" in call:
+        kwargs["negative_prompt"] = None  # PixArt's default "" would clash with the embeds
+    return kwargs
 
 
 class LRUCache:
@@ -69,6 +127,13 @@ def encode_prompts(pipe: Any, family: str, request: GenerationRequest, device: A
     """
     from studio.engine.prompt_weights import encode_weighted, needs_weighted_encoding
 
+    if encodes_dit(family):  # T5/Gemma read brackets as words: the words, no weights
+        from studio.engine.engine import plain_prompt_args
+
+        text = plain_prompt_args(request, family)
+        return Conditioning(encode_dit(pipe, family, [text["prompt"]],
+                                       text.get("negative_prompt"), device, guidance,
+                                       request.clip_skip))
     if needs_weighted_encoding(pipe, request):
         return Conditioning(encode_weighted(pipe, family, request, device, guidance))
     negative = request.negative_prompt or None

@@ -35,30 +35,32 @@ from studio.core.models import DeviceInfo, ModelInfo
 from studio.core.samplers import steps_refusal
 from studio.core.sliders.specs import LATENT_MODELS, LATENT_SPACES
 from studio.engine import calls
-from studio.engine.conditioning import Conditioning, supports_embeddings
+from studio.engine.conditioning import Conditioning, encodes_dit, supports_embeddings
 from studio.engine.control import ControlModels, ControlPlan
 from studio.engine.device import DeviceChoice, choose_device
+from studio.engine.known_device import known_device
 from studio.engine.latent_models import LatentModels
 from studio.engine.lora import apply_loras
 from studio.engine.models.cache import PipelineCache, memory_budget, pipeline_bytes
 from studio.engine.models.families import (
     INVERTIBLE_FAMILIES,
-    SD_FAMILIES,
-    SDXL_FAMILIES,
+    REGION_FAMILIES,
     SPECS,
     check_request,
     spec_for,
 )
 from studio.engine.models.loading import LoadedModel, load_model
 from studio.engine.models.registry import ModelRegistry
-from studio.engine.regions import RegionPlan, region_plan, regional_attention
+from studio.engine.regions import RegionPlan, region_plan, regions_for
 from studio.engine.schedulers import SCHEDULERS, canonical_name, make_scheduler
 from studio.engine.slider_edits import SliderEdits
 from studio.engine.sliders import (
     PromptDelta,
     ScheduledDelta,
+    add_deltas,
     interp_slider,
     inversion_slider,
+    late_fits,
     local_sliders,
     without_sliders,
 )
@@ -68,8 +70,8 @@ from studio.engine.tuning import prepare_decode, torch_threads
 log = logging.getLogger(__name__)
 
 FAMILIES = tuple(SPECS)  # declared; any other text-to-image pipeline of diffusers runs too
-REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models; the transformer "
-                   "families (PixArt, SD3, Flux, Sana, AuraFlow) do not take them here yet.")
+REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models and the joint blocks of "
+                   "SD3; Flux, PixArt, Sana and AuraFlow do not take them here yet.")
 
 
 class Engine:
@@ -112,7 +114,7 @@ class Engine:
             inpainting=True, img2img=True, control=True, lora=True, prompt_sliders=True,
             latent_sliders=True, example_directions=True, upscaling=True,
             model_management=True, live_mode=True, regions=True,
-            regions_families=SD_FAMILIES + SDXL_FAMILIES,
+            regions_families=REGION_FAMILIES,
             why_not=(("regions_families", "Regional prompts: " + REGIONS_WHY_NOT),))
 
     # -- models --------------------------------------------------------------------------
@@ -177,6 +179,13 @@ class Engine:
     # -- status --------------------------------------------------------------------------
     def device_info(self) -> DeviceInfo:
         return self.choice.info()
+
+    def model_device_info(self, model_id: str) -> DeviceInfo:
+        """Where and in which precision ``model_id`` runs once loaded: the device's, except
+        that a small model stays float32 where the device autocasts large ones (the choice
+        ``load_model`` makes, known before the load)."""
+        info = self.resolve_model(model_id)
+        return self.choice.for_model(info.size_bytes).info()
 
     def memory_in_use(self) -> int:
         """Bytes in use: GPU memory allocated on CUDA, else this process's resident memory."""
@@ -248,7 +257,9 @@ class Engine:
             regions = self._region_plan(pipe, loaded, resolved)
             with out_of_memory_as_error(request, self._free_memory), torch.inference_mode(), \
                     self.choice.autocast(), torch_threads(loaded.cpu_threads), \
-                    regional_attention(getattr(pipe, "unet", None), regions):
+                    regions_for(getattr(pipe, "unet", None)
+                                or getattr(pipe, "transformer", None), regions), \
+                    known_device(pipe, loaded.choice.torch_device()):  # not searched per call
                 if base_kwargs is not None:
                     callback.blend = self.slider_edits.local_blend(pipe, loaded, resolved,
                                                                    local, base_kwargs)
@@ -287,6 +298,12 @@ class Engine:
         if supports_embeddings(loaded.family):
             text, late = self.slider_edits.text_args(loaded, req)
             kwargs.update(text)
+        elif encodes_dit(loaded.family):  # SD3, Flux, PixArt, Sana, AuraFlow: cached, shaped
+            text, late = self.slider_edits.text_args(loaded, req)
+            if late and not late_fits(pipe, late):  # no callback that could take them late
+                text, late = add_deltas(text, late), []
+            kwargs.update(text)
+            kwargs.update(pipeline_extras(pipe, req))
         else:  # the pipeline encodes the text itself (T5, Gemma ...): words, no weights
             kwargs.update(plain_prompt_args(req, loaded.family))
             kwargs.update(pipeline_extras(pipe, req))
@@ -396,8 +413,8 @@ def validate_for_family(request: GenerationRequest, family: str,
     refusal = steps_refusal(canonical_name(name), request.steps) if name else ""
     if refusal:
         raise InvalidRequestError(refusal)
-    if request.regions and not supports_embeddings(family):
-        raise InvalidRequestError(f"Regional prompts need an SD 1.x, 2.x or SDXL model, not "
+    if request.regions and family not in REGION_FAMILIES:
+        raise InvalidRequestError(f"Regional prompts need an SD 1.x, 2.x, SDXL or SD3 model, not "
                                   f"{family}: {REGIONS_WHY_NOT}")
 
 

@@ -41,7 +41,9 @@ from studio.core.sliders.directions import (
     apply_directions,
     build_direction,
     class_direction,
+    colour_basis,
     fit_source_classes,
+    subspace_direction,
 )
 from studio.core.sliders.latent_flow import PATH_SCALE, LatentAttributeReader, flow
 from studio.core.sliders.specs import (
@@ -58,7 +60,16 @@ log = logging.getLogger(__name__)
 DIRECTION_SEED = 424_242  # portraits used to find directions (neither train nor eval data)
 DIRECTION_SAMPLES = 1024
 PAIR_SAMPLES = 512  # portraits drawn in pairs for ``paired`` directions (VAE)
-DIRECTIONS_VERSION = 5  # bump when the way directions are built changes (cache files)
+# The GAN's pairs are found by optimisation (a base inversion, then ``PAIR_REFINE_STEPS``
+# from it per changed render): minutes for a few dozen portraits on 2 cores, so fewer.
+GAN_PAIR_SAMPLES = 32
+PAIR_REFINE_STEPS = 150
+# What each model's ``paired`` method builds (the GAN: what its flow sliders missed on
+# canvas portraits; its hair and glasses keep the flow path, 8 of 8 there).
+PAIRED_ATTRIBUTES = {"gan": ("smile", "background=blue")}
+# The colours each portrait is drawn in for a colour kind's basis (default: all of them).
+PAIRED_COLOURS = {("gan", "background"): ("blue", "red", "green", "white")}
+DIRECTIONS_VERSION = 6  # bump when the way directions are built changes (cache files)
 CLASSIFIER = "studio-tiny-attributes"
 LATENT_PRIOR_FILE = "latent_prior.safetensors"  # a VAE's Gaussian fit of its latents
 ATTRIBUTE_READER_DIR = "latent-attributes"  # a GAN's latent attribute reader (flow sliders)
@@ -75,6 +86,11 @@ INVERSION_LR = 0.05
 # glasses, 6/8 red, 3/8 blonde; 0.15-0.3: 7, 7, 7; 0.25-0.5: 8, 8, 8; 0.35-0.7: 8, 8, 8 but
 # smile 2/8 against 3/8.
 CHANGE_LOW, CHANGE_HIGH = 0.25, 0.5
+# A colour slider's correction of the decoder's colour error (``transfer_edit``): only in
+# the core of the change (relative to its 99th percentile, as ``change_mask``), smoothed by
+# a Gaussian of this sigma (64 px units) so the canvas's own detail stays.
+RECOLOUR_MASK = (0.5, 0.8)
+RECOLOUR_SIGMA = 1.5
 INVERSION_PRIOR = 1e-3  # weight of |z|^2: keeps z where the generator was trained
 
 
@@ -199,6 +215,34 @@ class LatentModel:
                 p.requires_grad_(False)
             try:
                 for _ in range(INVERSION_STEPS):
+                    loss = (((self.module(z) - target) ** 2).mean()
+                            + INVERSION_PRIOR * (z ** 2).mean())
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            finally:
+                for p, flag in zip(params, flags, strict=True):
+                    p.requires_grad_(flag)
+            return z.detach().numpy().astype(np.float32)
+
+    def refine(self, images: np.ndarray, start: np.ndarray,
+               steps: int = PAIR_REFINE_STEPS) -> np.ndarray:
+        """GAN latents of ``images`` found by ``steps`` Adam steps from ``start`` (n, dim):
+        the latent of a render changed in one attribute, from its base's inversion, so
+        the two stay in the same place of the latent space but for that attribute."""
+        import torch
+
+        target = _to_tensor(_resize(images))
+        with torch.inference_mode(False), torch.enable_grad():
+            target = target.clone()
+            z = torch.from_numpy(np.array(start, dtype=np.float32)).requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=INVERSION_LR)
+            params = list(self.module.parameters())
+            flags = [p.requires_grad for p in params]
+            for p in params:
+                p.requires_grad_(False)
+            try:
+                for _ in range(steps):
                     loss = (((self.module(z) - target) ** 2).mean()
                             + INVERSION_PRIOR * (z ** 2).mean())
                     opt.zero_grad(set_to_none=True)
@@ -414,8 +458,9 @@ class LatentModels:
             self._directions[key] = found
             return found
 
-    def paired_directions(self, model: LatentModel, n: int | None = None
-                          ) -> dict[str, Direction]:
+    def paired_directions(self, model: LatentModel, n: int | None = None,
+                          attributes: tuple[str, ...] | None = None,
+                          allow_inversion: bool = False) -> dict[str, Direction]:
         """Directions from renderer-labelled pairs: the same portrait (same face, pose,
         shirt, jitter) drawn with and without the attribute, both encoded; the direction is
         the mean of the pairs' latent differences.
@@ -423,18 +468,29 @@ class LatentModels:
         Built from class means of different portraits, a direction also carries whatever
         came with the attribute in those portraits (a VAE "glasses" that turned a grey
         background purple); a pair differs in the attribute alone, so its difference is the
-        attribute alone. Categorical attributes (hair colour, background) get one step per
-        source class (the mean of that class's pairs), as ``class_direction`` does, so the
-        whole slider (0 -> 2) travels from the image's own class to the target. Needs an
-        encoder (the VAE); the GAN keeps its other methods.
+        attribute alone. Colours (hair, background) are drawn in every colour of their kind:
+        the few latent dimensions those vary in (``colour_basis``) and where each colour
+        lies in them give a step that ends at the target colour whatever colour the image
+        had (``subspace_direction``; a step per source colour missed when the model read a
+        canvas's warm grey as purple: blue background 4 of 8 canvas portraits, now 8).
+
+        The VAE encodes the renders. The GAN has no encoder: each base portrait is inverted
+        (``invert``), and every changed one is found from its base's latent by a shorter
+        optimisation (``refine``), so a pair's difference is what the attribute alone
+        moved; that takes minutes, so its directions are built once per weights by
+        ``python -m studio.training latent-directions`` and shipped.
         """
         from studio.core.portraits.attributes import GLASSES, sample_attributes
         from studio.core.portraits.render import render_portrait
 
-        if model.kind != "vae":
-            raise InvalidRequestError(f"Paired directions need an encoder; {model.info.name} "
-                                      "has none.", hint="Use the flow or class-cond method.")
-        n = n or PAIR_SAMPLES
+        if model.kind != "vae" and not allow_inversion:
+            raise InvalidRequestError(
+                f"Paired directions need an encoder; {model.info.name} has none, and none "
+                "ship for these weights.",
+                hint="Build them once with: python -m studio.training latent-directions "
+                     "(minutes), or use the flow or class-cond method.")
+        n = n or (PAIR_SAMPLES if model.kind == "vae" else GAN_PAIR_SAMPLES)
+        wanted = set(attributes or PAIRED_ATTRIBUTES.get(model.kind, PORTRAIT_ATTRIBUTES))
         bases, states, attrs_list = [], [], []
         for i in range(n):
             rng = np.random.default_rng((DIRECTION_SEED, i))
@@ -445,6 +501,7 @@ class LatentModels:
         z_base = model.encode(np.stack(bases))
 
         def encode_changed(change: Callable[[Any, int], Any]) -> tuple[np.ndarray, np.ndarray]:
+            """Rows changed and their latents' differences from their bases'."""
             idx, images = [], []
             for i, attrs in enumerate(attrs_list):
                 other = change(attrs, i)
@@ -457,37 +514,40 @@ class LatentModels:
             if not idx:
                 return np.zeros((0,), np.int64), np.zeros((0, model.latent_dim), np.float32)
             ix = np.asarray(idx)
-            return ix, model.encode(np.stack(images)) - z_base[ix]
+            if model.kind == "vae":
+                z = model.encode(np.stack(images))
+            else:
+                z = model.refine(np.stack(images), z_base[ix])
+            return ix, z - z_base[ix]
 
         found: dict[str, Direction] = {}
         # Binary attributes: value 1 is the pairs' mean step (a smile one unit of the
         # renderer's [-1, 1] scale wider, glasses put on a face without).
-        _, d = encode_changed(lambda a, i: replace(a, smile=float(np.clip(a.smile + 1.0,
-                                                                         -1.0, 1.0))))
-        found["smile"] = Direction(d.mean(0).astype(np.float32), PAIRED_METHOD, model.kind,
-                                   "smile")
-        _, d = encode_changed(lambda a, i: replace(a, glasses=GLASSES[1 + i % 2])
-                              if a.glasses == "none" else None)
-        found["glasses"] = Direction(d.mean(0).astype(np.float32), PAIRED_METHOD, model.kind,
-                                     "glasses")
-        for attribute in PORTRAIT_ATTRIBUTES:
-            kind, _, value = attribute.partition("=")
-            if not value or kind not in CLASS_ATTRIBUTES:
-                continue
+        if "smile" in wanted:
+            _, d = encode_changed(lambda a, i: replace(a, smile=float(np.clip(a.smile + 1.0,
+                                                                             -1.0, 1.0))))
+            found["smile"] = Direction(d.mean(0).astype(np.float32), PAIRED_METHOD,
+                                       model.kind, "smile")
+        if "glasses" in wanted:
+            _, d = encode_changed(lambda a, i: replace(a, glasses=GLASSES[1 + i % 2])
+                                  if a.glasses == "none" else None)
+            found["glasses"] = Direction(d.mean(0).astype(np.float32), PAIRED_METHOD,
+                                         model.kind, "glasses")
+        kinds = {a.partition("=")[0] for a in wanted if "=" in a}
+        for kind in sorted(kinds & set(CLASS_ATTRIBUTES)):
             names = CLASS_ATTRIBUTES[kind]
-            classes = np.array([names.index(getattr(a, kind)) for a in attrs_list])
-            ix, d = encode_changed(lambda a, i, k=kind, v=value:
-                                   replace(a, **{k: v}) if getattr(a, k) != v else None)
-            if not len(ix):
-                continue
-            source = fit_source_classes(z_base, classes, names)
-            from_class = {}
-            for c, name in enumerate(names):
-                rows = classes[ix] == c
-                if name != value and rows.any():
-                    from_class[name] = (d[rows].mean(0) / 2.0).astype(np.float32)
-            found[attribute] = Direction((d.mean(0) / 2.0).astype(np.float32), PAIRED_METHOD,
-                                         model.kind, attribute, from_class, source)
+            colours = PAIRED_COLOURS.get((model.kind, kind), names)
+            groups = np.repeat(z_base[:, None, :], len(colours), axis=1)
+            for c, colour in enumerate(colours):
+                ix, d = encode_changed(lambda a, i, k=kind, v=colour:
+                                       replace(a, **{k: v}) if getattr(a, k) != v else None)
+                groups[ix, c] = z_base[ix] + d
+            basis = colour_basis(groups)
+            for c, colour in enumerate(colours):
+                attribute = f"{kind}={colour}"
+                if attribute in wanted:
+                    found[attribute] = subspace_direction(groups, c, basis, model.kind,
+                                                          attribute, PAIRED_METHOD)
         return found
 
     def examples(self, model: LatentModel, n: int | None = None
@@ -610,7 +670,8 @@ class LatentModels:
         z = self.edit(info, z0, request)
         canvas = _init_rgb(request)
         if canvas is not None:
-            images = transfer_edit(model, z0, z, canvas, (request.width, request.height))
+            images = transfer_edit(model, z0, z, canvas, (request.width, request.height),
+                                   recolour_amount(request, info.kind))
         else:
             images = model.decode(z)
         if (request.width, request.height) != (images.shape[2], images.shape[1]):
@@ -628,6 +689,17 @@ class LatentModels:
                                 time.perf_counter() - start)
 
 
+def recolour_amount(request: GenerationRequest, space: str) -> float:
+    """How far the request's colour sliders (``hair=...``, ``background=...``) have gone
+    towards their colour (0..1, 1 at value 2, their end); 0 without one."""
+    amount = 0.0
+    for s in request.sliders:
+        attribute = str(dict(s.payload).get("attribute", ""))
+        if s.space == space and "=" in attribute and s.value > 0:
+            amount = max(amount, min(1.0, float(s.value) / 2.0))
+    return amount
+
+
 def _init_rgb(request: GenerationRequest) -> np.ndarray | None:
     """The request's init image as uint8 RGB (h, w, 3), or None (a seed's latent)."""
     if request.task == "txt2img" or request.init_image is None:
@@ -636,7 +708,7 @@ def _init_rgb(request: GenerationRequest) -> np.ndarray | None:
 
 
 def transfer_edit(model: LatentModel, z0: np.ndarray, z: np.ndarray, canvas: np.ndarray,
-                  size: tuple[int, int]) -> np.ndarray:
+                  size: tuple[int, int], recolour: float = 0.0) -> np.ndarray:
     """The canvas image with the edit ``z0 -> z`` carried over: ``canvas + D(z) - D(z0)``
     (n, h, w, 3) uint8 at ``size`` (w, h).
 
@@ -646,7 +718,15 @@ def transfer_edit(model: LatentModel, z0: np.ndarray, z: np.ndarray, canvas: np.
     slider's edit. Adding only what the slider changed in the decoder's image keeps what
     the slider does not touch as it was: at value 0 the canvas comes back bit for bit, and
     the model's reconstruction error is never drawn (difference transfer, as in the
-    "residual" edits of GAN inversion work)."""
+    "residual" edits of GAN inversion work).
+
+    A colour slider names where it ends (a blue background), which a difference cannot
+    say: a grey background the decoder drew purple, plus purple-to-blue, is green. With
+    ``recolour`` (0..1: how far a colour slider has gone, 1 at its end) the decoder's colour
+    error is taken off where the slider recolours (``change_mask``'s core), smoothed
+    (``RECOLOUR_SIGMA``) so the canvas's own detail there stays: at 1 the region takes the
+    decoder's colour. On 8 canvas portraits of the diffusion model (VAE, value 2, oracle):
+    blue background 8 of 8 with the rest kept, against 4 of 8 by the difference alone."""
     w, h = size
     base = canvas
     if base.shape[:2] != (h, w):
@@ -659,9 +739,16 @@ def transfer_edit(model: LatentModel, z0: np.ndarray, z: np.ndarray, canvas: np.
     import torch
     import torch.nn.functional as F
 
-    delta = (model.decode(z).astype(np.float32)
-             - model.decode(np.broadcast_to(z0, z.shape)).astype(np.float32))
-    delta *= change_mask(delta)
+    drawn = model.decode(np.broadcast_to(z0, z.shape)).astype(np.float32)
+    delta = model.decode(z).astype(np.float32) - drawn
+    change = delta.copy()
+    delta *= change_mask(change)
+    if recolour > 0:
+        from scipy.ndimage import gaussian_filter
+
+        own = _resize(canvas[None], drawn.shape[1])[0].astype(np.float32)
+        error = gaussian_filter(drawn - own[None], sigma=(0, RECOLOUR_SIGMA, RECOLOUR_SIGMA, 0))
+        delta += float(min(recolour, 1.0)) * change_mask(change, *RECOLOUR_MASK) * error
     if delta.shape[1:3] != (h, w):
         t = torch.from_numpy(np.ascontiguousarray(delta.transpose(0, 3, 1, 2)))
         delta = F.interpolate(t, size=(h, w), mode="bilinear",
@@ -688,12 +775,15 @@ def change_mask(delta: np.ndarray, low: float = CHANGE_LOW,
     return np.clip((size - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)[..., None]
 
 
-def _read_directions(path: Path, model_hash: str) -> dict[str, Direction] | None:
+def _read_directions(path: Path, model_hash: str,
+                     version: int = DIRECTIONS_VERSION) -> dict[str, Direction] | None:
+    """Directions saved for these weights (``model_hash``) by this way of building them
+    (``version``; a shipped file says its own), or None."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("model_hash") != model_hash:
+    if data.get("model_hash") != model_hash or data.get("version") != version:
         return None
     return {k: Direction.from_dict(v) for k, v in data["directions"].items()}
 
@@ -702,8 +792,9 @@ def _write_directions(path: Path, model_hash: str, directions: dict[str, Directi
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"model_hash": model_hash, "directions": {
-            k: d.to_dict() for k, d in directions.items()}}))
+        tmp.write_text(json.dumps({"model_hash": model_hash, "version": DIRECTIONS_VERSION,
+                                   "directions": {k: d.to_dict()
+                                                  for k, d in directions.items()}}))
         tmp.replace(path)
     except OSError:
         log.warning("could not cache latent directions at %s", path)

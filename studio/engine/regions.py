@@ -177,6 +177,115 @@ def regional_attention(unet: Any, plan: RegionPlan | None) -> Iterator[None]:
             module.set_processor(processor)
 
 
+# -- SD3-style transformers (MMDiT joint blocks) ---------------------------------------------
+# An MMDiT has no cross-attention to wrap: each ``JointTransformerBlock`` runs one attention
+# over the image tokens and the text tokens together, and both streams go on to the next
+# block (the text tokens are changed by every block but the last). So a region's prompt needs
+# a text stream of its own through all the blocks, and the blend is done per block:
+#
+# * the transformer's ``context_embedder`` turns each region's prompt embeddings into its
+#   text stream once per call of the transformer (a forward pre-hook, ``_start``);
+# * each block runs as usual with the main prompt's stream, giving ``main`` (image tokens)
+#   and the main text stream for the next block; then again, the same block on the same image
+#   tokens, with each region's stream, giving ``out_r`` and that region's stream for the next
+#   block;
+# * the image tokens leaving the block are ``main + sum_r alpha_r * (out_r - main)`` on the
+#   conditional rows, with the weights of the UNet form (``RegionPlan.alphas`` at the patch
+#   grid: one token per ``patch x patch`` latent pixels), so all the streams see the same
+#   blended image at the next block.
+#
+# Each region's prompt thus only reaches the image tokens inside its mask (its own attention
+# sees the whole picture, as a UNet region's does), and it is exact when it has nothing to
+# do: one region over everything with the main prompt's text runs the same block on the same
+# inputs (same batch), so ``out_r == main`` bit for bit and the pixels are the plain ones.
+# Cost: one more pass of every block per region.
+
+
+class JointRegions:
+    """The per-call state of the regions in an SD3-style transformer."""
+
+    def __init__(self, transformer: Any, plan: RegionPlan) -> None:
+        self.transformer = transformer
+        self.plan = plan
+        self.streams: list[Any] = []
+
+    def start(self, _module: Any, args: tuple, kwargs: dict) -> None:
+        """Forward pre-hook of the transformer: each region's text stream for this call."""
+        context = kwargs.get("encoder_hidden_states")
+        if context is None and len(args) > 2:
+            context = args[2]
+        if context is None:
+            self.streams = []
+            return
+        embed = self.transformer.context_embedder
+        self.streams = [embed(e[:1].to(context.device, context.dtype)
+                              .expand(context.shape[0], -1, -1))
+                        for e in self.plan.embeds]
+
+    def wrap(self, block: Any) -> Any:
+        inner = block.forward
+
+        def forward(hidden_states: Any, encoder_hidden_states: Any, temb: Any,
+                    joint_attention_kwargs: Any = None) -> tuple[Any, Any]:
+            context, main = inner(hidden_states=hidden_states,
+                                  encoder_hidden_states=encoder_hidden_states, temb=temb,
+                                  joint_attention_kwargs=joint_attention_kwargs)
+            rows = self.plan.cond_rows(main.shape[0])
+            alphas = self.plan.alphas(main.shape[1], main.device, main.dtype)
+            if rows is None or alphas is None or len(self.streams) != len(alphas):
+                return context, main
+            out = main.clone()
+            for r, alpha in enumerate(alphas):
+                stream, region = inner(hidden_states=hidden_states,
+                                       encoder_hidden_states=self.streams[r], temb=temb,
+                                       joint_attention_kwargs=joint_attention_kwargs)
+                self.streams[r] = stream
+                out[rows] += alpha * (region[rows] - main[rows])
+            return context, out
+
+        return forward
+
+
+def joint_blocks(transformer: Any) -> list[Any]:
+    """The MMDiT joint blocks of an SD3-style transformer ([] for any other model)."""
+    blocks = getattr(transformer, "transformer_blocks", None)
+    if blocks is None or not hasattr(transformer, "context_embedder"):
+        return []
+    return [b for b in blocks if type(b).__name__ == "JointTransformerBlock"]
+
+
+@contextmanager
+def regional_joint_attention(transformer: Any, plan: RegionPlan | None) -> Iterator[None]:
+    """``plan``'s regions in every joint block of an SD3-style ``transformer`` for the call;
+    the blocks' own ``forward`` is back afterwards, also when the call fails."""
+    blocks = joint_blocks(transformer) if plan is not None and plan.embeds else []
+    if not blocks:
+        yield
+        return
+    state = JointRegions(transformer, plan)
+    hook = transformer.register_forward_pre_hook(state.start, with_kwargs=True)
+    try:
+        for block in blocks:
+            block.forward = state.wrap(block)
+        yield
+    finally:
+        hook.remove()
+        for block in blocks:
+            block.__dict__.pop("forward", None)
+
+
+@contextmanager
+def regions_for(model: Any, plan: RegionPlan | None) -> Iterator[None]:
+    """``plan``'s regions in ``model``: a UNet's cross-attention layers, or an SD3-style
+    transformer's joint blocks."""
+    if joint_blocks(model):
+        with regional_joint_attention(model, plan):
+            yield
+    else:
+        with regional_attention(model, plan):
+            yield
+
+
 def region_mask(region: Region, width: int, height: int) -> np.ndarray:
     """A region's mask at the request's size, float32 in [0, 1] (bilinear where resized)."""
     from PIL import Image

@@ -20,7 +20,7 @@ from typing import Any
 
 from studio.core.jobs.request import GenerationRequest, SliderValue
 from studio.core.sliders.specs import INTERP, INVERT, PROMPT, fill_template
-from studio.engine.conditioning import LRUCache
+from studio.engine.conditioning import LRUCache, encode_dit, encodes_dit
 from studio.engine.models.families import SDXL_FAMILIES
 
 
@@ -51,6 +51,14 @@ def compute_prompt_delta(pipe: Any, family: str, positive: str, negative: str,
     neg = [fill_template(t, negative) for t in templates]
     skip = clip_skip or None
     with torch.inference_mode():
+        if encodes_dit(family):  # SD3, Flux, PixArt, Sana, AuraFlow: their own encoders
+            e = encode_dit(pipe, family, pos + neg, None, device, guidance=False,
+                           clip_skip=clip_skip)
+            n = len(pos)
+            pe, pooled = e["prompt_embeds"], e.get("pooled_prompt_embeds")
+            return PromptDelta((pe[:n] - pe[n:]).mean(0, keepdim=True),
+                               None if pooled is None
+                               else (pooled[:n] - pooled[n:]).mean(0, keepdim=True))
         if family in SDXL_FAMILIES:
             pe, _n, pooled, _np = pipe.encode_prompt(
                 prompt=pos + neg, device=device, num_images_per_prompt=1,
@@ -117,22 +125,50 @@ def late_delta_callback(late: list[ScheduledDelta]) -> Callable[[Any, int, dict[
         if not now:
             return
         cfg = bool(getattr(pipe, "do_classifier_free_guidance", False))
+        latents = cb.get("latents")
+
+        def first_positive(rows: int) -> int:
+            # CFG-batched embeddings hold the negative rows first, then one per latent.
+            if latents is not None and latents.dim() >= 3 and rows >= latents.shape[0]:
+                return rows - latents.shape[0]
+            return rows // 2 if cfg else 0
+
         pe = cb.get("prompt_embeds")
         if pe is not None:
             tokens = sum(s.value * s.delta.tokens for s in now).to(pe.dtype)
             pe = pe.clone()
-            half = pe.shape[0] // 2 if cfg else 0
+            half = first_positive(pe.shape[0])
             pe[half:] = pe[half:] + tokens
             cb["prompt_embeds"] = pe
-        pooled = cb.get("add_text_embeds")
+        key = next((k for k in POOLED_KEYS if k in cb), None)  # SDXL / SD3
+        pooled = cb.get(key) if key else None
         if pooled is not None and any(s.delta.pooled is not None for s in now):
             extra = sum(s.value * s.delta.pooled for s in now if s.delta.pooled is not None)
             pooled = pooled.clone()
-            half = pooled.shape[0] // 2 if cfg else 0
+            half = first_positive(pooled.shape[0])
             pooled[half:] = pooled[half:] + extra.to(pooled.dtype)
-            cb["add_text_embeds"] = pooled
+            cb[key] = pooled
 
     return update
+
+
+# The names the pipelines give their pooled text embeddings in ``callback_on_step_end``.
+POOLED_KEYS = ("add_text_embeds", "pooled_prompt_embeds")
+
+
+def late_fits(pipe: Any, deltas: list[ScheduledDelta]) -> bool:
+    """Whether ``pipe`` lets late directions join at their step: its ``callback_on_step_end``
+    hands over the embeddings they change (PixArt has no such callback; Flux's has no pooled
+    embeddings). Where it does not, the directions act from the first step."""
+    import inspect
+
+    if "callback_on_step_end" not in inspect.signature(type(pipe).__call__).parameters:
+        return False
+    names = getattr(pipe, "_callback_tensor_inputs", None) or ()
+    if "prompt_embeds" not in names:
+        return False
+    pooled = any(d.delta.pooled is not None for d in deltas)
+    return not pooled or any(k in names for k in POOLED_KEYS)
 
 
 def lerp_conditioning(a: dict[str, Any], b: dict[str, Any], t: float) -> dict[str, Any]:
@@ -152,15 +188,18 @@ def seed_noise(shape: tuple[int, ...], seed: int) -> Any:
 
 
 def noise_shape(pipe: Any, req: GenerationRequest) -> tuple[int, int, int, int]:
-    channels = pipe.unet.config.in_channels if hasattr(pipe, "unet") else 4
-    factor = getattr(pipe, "vae_scale_factor", 8)
-    return (1, channels, req.height // factor, req.width // factor)
+    """One image's starting noise as the pipeline draws it (4, 16 ... latent channels; the
+    DiTs' layouts: see ``studio.engine.calls.noise_shape``)."""
+    from studio.engine.calls import noise_shape as drawn_shape
+
+    return drawn_shape(pipe, req)
 
 
 def interpolated_noise(pipe: Any, req: GenerationRequest, slider: SliderValue,
                        start: Any | None) -> Any:
     """Initial noise slerped from this request's (``start``, or its seeds' noise) towards
-    the noise of ``seed_b`` (image ``i`` of a batch goes towards ``seed_b + i``)."""
+    the noise of ``seed_b`` (image ``i`` of a batch goes towards ``seed_b + i``); ``start``
+    and the result are in ``noise_shape``'s layout (Flux packs it after: ``pack_latents``)."""
     import torch
 
     from studio.engine.noise import slerp

@@ -73,7 +73,8 @@ class StepCallback:
         """The tensors the pipeline must hand this callback at each step."""
         names = ["latents"]
         if self.late:  # prompt directions that start after the first steps
-            extra = ["prompt_embeds"] + (["add_text_embeds"] if family in SDXL_FAMILIES else [])
+            extra = ["prompt_embeds"] + (["add_text_embeds"] if family in SDXL_FAMILIES
+                                         else ["pooled_prompt_embeds"])  # SD3's pooled text
             names += [k for k in extra if k in getattr(pipe, "_callback_tensor_inputs", [])]
         return names
 

@@ -53,7 +53,6 @@ LOCAL_ONLY = (("prompt_sliders", "Latent sliders run on the local engine only.")
               ("example_directions", "Directions from examples run on the local engine only."),
               ("model_management", "Models on a server are managed on the server."),
               ("control", "Control layers are not sent to servers yet."),
-              ("regions", "Regional prompts run on the local engine only."),
               ("live_mode", "Live painting is not sent to servers yet."))
 
 
@@ -104,6 +103,8 @@ def _features_used(request: GenerationRequest, family: str, enlarge_with: str) -
             keys.append("upscaling")
     if family.split("-")[0] in wf.FLOW_FAMILIES:
         keys.append(family.split("-")[0])
+    if request.regions:
+        keys.append("regions")
     return keys
 
 
@@ -179,7 +180,8 @@ class RemoteEngine:
                 return EngineFeatures(
                     backend="comfyui", inpainting=False, img2img=False,
                     why_not=tuple((name, str(err)) for name in
-                                  ("inpainting", "img2img", "lora", "upscaling"))
+                                  ("inpainting", "img2img", "lora", "upscaling",
+                                   "regions"))
                     + LOCAL_ONLY)
             self._features = features_from_nodes(info)
         return self._features
@@ -269,6 +271,24 @@ class RemoteEngine:
     async def _status(self) -> list[ServerStatus]:
         return self.pool.status()
 
+    # -- places: several jobs at once, one per server (``studio.core.jobs.runner.Placing``) --
+    @property
+    def places(self) -> int:
+        """How many jobs may run at once: one per server."""
+        return len(self.pool.servers)
+
+    def place(self, request: GenerationRequest) -> bool:
+        """Hold a free server that has ``request``'s model for it (the job runner starts it
+        then); False when none is free now. Reads what the pool knows: no network."""
+        if self._closed:
+            return False
+        return bool(self.loop.run(self.pool.reserve(request.model, id(request)), timeout=5))
+
+    def unplace(self, request: GenerationRequest) -> None:
+        """Free the server held for ``request`` if its job did not take it."""
+        if not self._closed:
+            self.loop.run(self.pool.unreserve(id(request)), timeout=5)
+
     def memory_in_use(self) -> int:
         total = 0
         for server in self.pool.servers:
@@ -291,7 +311,8 @@ class RemoteEngine:
         on_step = on_step or (lambda _p: None)
         cancel.raise_if_cancelled()
         steps: queue.Queue[StepProgress] = queue.Queue()
-        future = self.loop.submit(self._generate(request, steps, cancel, enlarge_with))
+        future = self.loop.submit(self._generate(request, steps, cancel, enlarge_with,
+                                                 key=id(request)))
         try:
             while True:
                 try:
@@ -314,7 +335,7 @@ class RemoteEngine:
         return result
 
     async def _generate(self, request: GenerationRequest, steps: queue.Queue[StepProgress],
-                        cancel: CancelToken, enlarge_with: str = ""
+                        cancel: CancelToken, enlarge_with: str = "", key: int = 0
                         ) -> RemoteGenerationResult:
         start = time.perf_counter()
         wf._check(request)
@@ -342,11 +363,15 @@ class RemoteEngine:
         vseeds = [(int(request.variation_seed or 0) + i) % 2**32
                   for i in range(request.batch_size)]
         chunks = split(list(range(request.batch_size)), max(1, len(self.pool.usable())))
+        placed: dict[int, str] = {}  # chunk -> the host running it (for "where")
 
         async def run_chunk(indices: list[int]) -> tuple[str, dict, list[np.ndarray]]:
             async def on_server(server: Server) -> tuple[str, dict, list[np.ndarray]]:
                 for i in indices:
                     done[i] = 0
+                placed[id(indices)] = server.url.split("://", 1)[-1]
+                steps.put(StepProgress(sum(done), total, phase="loading",
+                                       where="on " + ", ".join(dict.fromkeys(placed.values()))))
                 return await self._run_on(server, request, Model(checkpoint, family, folder),
                                           loras, [seeds[i] for i in indices], indices, done,
                                           total, steps, cancel, [vseeds[i] for i in indices],
@@ -356,10 +381,12 @@ class RemoteEngine:
                 self.requeued.append(f"{server.url}: {why}")
                 for i in indices:
                     done[i] = 0
-                steps.put(StepProgress(sum(done), total, phase="loading"))  # waits again
+                host = placed.pop(id(indices), server.url.split("://", 1)[-1])
+                steps.put(StepProgress(sum(done), total, phase="loading",  # waits again
+                                       where=f"back in the queue ({host} lost it)"))
 
             return await self.pool.run(checkpoint, lambda: cancel.cancelled, on_server,
-                                       requeued)
+                                       requeued, key=key)
 
         import asyncio
 
@@ -415,10 +442,13 @@ class RemoteEngine:
         if request.task == "inpaint" and request.mask is not None:
             mask = await client.upload(encode_png(_fit(request.mask.to_array(), request.width,
                                                        request.height, mask=True)))
+        from studio.remote.regions import upload_masks
+
+        region_masks = await upload_masks(client, request)  # () without regions
         graph = wf.build(request, wf.Inputs(model.name, loras, init, mask, samplers,
                                             family=model.family, folder=model.folder,
                                             text_encoders=encoders, vae=vae,
-                                            enlarge_with=enlarge_with),
+                                            enlarge_with=enlarge_with, regions=region_masks),
                          seeds=seeds, variation_seeds=vseeds)
         sampler_ids = wf.sampler_nodes(graph)
         current = [0]
@@ -574,6 +604,10 @@ def features_from_nodes(info: dict[str, Any]) -> EngineFeatures:
                        if n not in info]
             why.append((family, f"The server lacks the node(s) {', '.join(missing)} "
                                 f"({family} workflows); update ComfyUI."))
+    if not has("regions"):
+        missing = [n for n in wf.REQUIRED_NODES["regions"] if n not in info]
+        why.append(("regions", f"The server lacks the node(s) {', '.join(missing)} "
+                               "(regional prompts); update ComfyUI."))
     if not has("variation"):
         missing = [n for n in wf.REQUIRED_NODES["variation"] if n not in info]
         why.append(("variation", f"The server lacks the node(s) {', '.join(missing)} "
@@ -583,7 +617,7 @@ def features_from_nodes(info: dict[str, Any]) -> EngineFeatures:
         inpainting=has("inpainting"), img2img=has("img2img"), control=False, lora=has("lora"),
         prompt_sliders=False, latent_sliders=False, example_directions=False,
         upscaling=has("upscaling"), model_management=False, live_mode=False,
-        why_not=tuple(why))
+        regions=has("regions") and has("txt2img"), why_not=tuple(why))
 
 
 def resolve(model_id: str, models: list[ModelInfo], urls: list[str]) -> ModelInfo:

@@ -6,7 +6,9 @@ job goes back to the queue (``requeued``) for another server, or the same one on
 answers again (a restart); it fails only after ``MAX_ATTEMPTS`` servers lost it. Results are
 taken from the server that finished the job only, so nothing is done twice into the gallery.
 Each server's state (idle, loading, busy, failed with the reason) is polled by ``poll``
-with a backoff for those that do not answer. Lives on the backend's event loop: its state is
+with a backoff for those that do not answer. ``reserve`` holds a free server for a job the
+job runner is about to start (so that separate jobs run at once, one per server); the job's
+``acquire`` takes it. Lives on the backend's event loop: its state is
 touched by that one thread only (``status`` hands out frozen copies).
 """
 
@@ -16,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from studio.core.errors import CancelledError, StudioError
@@ -74,6 +77,7 @@ class Server:
     polled: bool = False  # answered at least once
     loaded: str = ""  # the checkpoint it ran last (most likely still in its memory)
     checkpoints: tuple[str, ...] | None = None
+    reserved: int = 0  # the job (its key) this server is held for by ``reserve`` (0: none)
     jobs_done: int = 0
     requeued: int = 0
     queue: int = 0
@@ -137,6 +141,32 @@ class ServerPool:
         now = time.monotonic()
         return [s for s in self.servers if not s.failed or now >= s.retry_at]
 
+    # -- places for the job runner -------------------------------------------------------
+    async def reserve(self, model: str, key: int) -> bool:
+        """Hold a free, answering server that has ``model`` (a name or file stem; a server
+        whose list is not read yet may have it) for the job ``key``, preferring the one
+        that ran it last. False when none is free for it now. No network here."""
+        cond = self._condition()
+        async with cond:
+            free = [s for s in self.servers
+                    if not s.busy and not s.failed
+                    and (s.checkpoints is None or has_model(s.checkpoints, model))]
+            if not free:
+                return False
+            free.sort(key=lambda s: (s.checkpoints is None,
+                                     not has_model((s.loaded,), model), s.jobs_done))
+            free[0].busy, free[0].reserved = True, key
+            return True
+
+    async def unreserve(self, key: int) -> None:
+        """Free the server still held for ``key`` (its job ended before taking it)."""
+        cond = self._condition()
+        async with cond:
+            for server in self.servers:
+                if server.reserved == key:
+                    server.reserved, server.busy = 0, False
+            cond.notify_all()
+
     # -- state -------------------------------------------------------------------------
     async def poll(self) -> list[ServerStatus]:
         """Ask each server that is due how it is (``/system_stats``, ``/queue``)."""
@@ -177,8 +207,9 @@ class ServerPool:
 
     # -- jobs ----------------------------------------------------------------------------
     async def acquire(self, checkpoint: str, cancelled: Callable[[], bool],
-                      lost_by: dict[str, int]) -> Server:
-        """The next free server with ``checkpoint`` (waits while all such servers are busy).
+                      lost_by: dict[str, int], key: int = 0) -> Server:
+        """The next free server with ``checkpoint`` (waits while all such servers are busy);
+        the one ``reserve`` held for the job ``key`` first.
 
         ``lost_by`` counts the servers that already lost this job: one that has not is
         preferred; one that has is taken again only once it answers again (a restart).
@@ -197,7 +228,7 @@ class ServerPool:
                         + "; ".join(f"{s.url} {s.state}".rstrip(".") for s in self.servers) + ".")
                 candidates, missing = [], 0
                 for server in self.usable():
-                    if server.busy:
+                    if server.busy and not (key and server.reserved == key):
                         if server.checkpoints is None or checkpoint in server.checkpoints:
                             candidates.append(server)
                         continue
@@ -215,6 +246,8 @@ class ServerPool:
                         candidates.append(server)
                     else:
                         missing += 1
+                        if key and server.reserved == key:  # held for us, but lacks it
+                            server.reserved, server.busy = 0, False
                 if not candidates and not lost_by:
                     down = [f"{s.url} ({s.failed})" for s in self.servers if s.failed]
                     if down and len(down) == len(self.servers):
@@ -228,12 +261,13 @@ class ServerPool:
                         "The job went back to the queue and no server could take it within "
                         f"{REQUEUE_WAIT_S:.0f} s: "
                         + "; ".join(f"{s.url} {s.state}".rstrip(".") for s in self.servers) + ".")
-                free = [s for s in candidates if not s.busy]
+                free = [s for s in candidates if not s.busy or (key and s.reserved == key)]
                 if free:
-                    free.sort(key=lambda s: (lost_by.get(s.url, 0), s.loaded != checkpoint,
-                                             s.jobs_done))
+                    free.sort(key=lambda s: (lost_by.get(s.url, 0),
+                                             not (key and s.reserved == key),
+                                             s.loaded != checkpoint, s.jobs_done))
                     chosen = free[0]
-                    chosen.busy = True
+                    chosen.busy, chosen.reserved = True, 0
                     return chosen
                 try:
                     await asyncio.wait_for(cond.wait(), 0.2)
@@ -266,12 +300,14 @@ class ServerPool:
 
     async def run(self, checkpoint: str, cancelled: Callable[[], bool],
                   job: Callable[[Server], Awaitable[T]],
-                  on_requeue: Callable[[Server, str], None] | None = None) -> T:
-        """Run ``job`` on a free server with ``checkpoint``; again on another (or the same,
-        back up) if that one drops or stalls, after ``on_requeue(server, why)``."""
+                  on_requeue: Callable[[Server, str], None] | None = None,
+                  key: int = 0) -> T:
+        """Run ``job`` on a free server with ``checkpoint`` (the one held for ``key`` first);
+        again on another (or the same, back up) if that one drops or stalls, after
+        ``on_requeue(server, why)``."""
         lost_by: dict[str, int] = {}
         while True:
-            server = await self.acquire(checkpoint, cancelled, lost_by)
+            server = await self.acquire(checkpoint, cancelled, lost_by, key)
             try:
                 result = await job(server)
             except (ServerLostError, ServerUnreachableError) as err:
@@ -286,3 +322,14 @@ class ServerPool:
                 raise
             await self.release(server, checkpoint=checkpoint)
             return result
+
+
+def has_model(names: Sequence[str], model: str) -> bool:
+    """Whether ``names`` (a server's file names) hold ``model``: a name, or a file stem (as
+    ``studio.remote.engine.resolve`` matches them)."""
+    wanted = model.strip().replace("\\", "/")
+    if not wanted:
+        return False
+    stem = PurePosixPath(wanted).stem.lower()
+    return any(name.lower() == wanted.lower() or PurePosixPath(name).stem.lower() == stem
+               for name in names if name)

@@ -113,6 +113,7 @@ class Inputs:
     vae: str = ""  # the server's VAE name ("": the checkpoint's own)
     enlarge_with: str = ""  # hires fix: the init image is enlarged to the request's size on
     # the server first, with this upscale model ("lanczos": Lanczos only)
+    regions: tuple[str, ...] = ()  # uploaded region masks, in request.regions' order
 
 
 class _Graph:
@@ -179,8 +180,13 @@ def _conditioning(g: _Graph, request: GenerationRequest, inputs: Inputs, clip: l
     """The positive and negative conditioning and the sampler's CFG. Flux takes its guidance
     as a conditioning value (``FluxGuidance``) and samples at CFG 1 with no negative."""
     positive = [g.add("CLIPTextEncode", text=_text(request.prompt), clip=clip), 0]
+    plain = positive
+    if request.regions:  # masked conditioning per region (studio.remote.regions)
+        from studio.remote import regions
+
+        positive = regions.conditioning(g, request, inputs.regions, clip, positive, _text)
     if inputs.family.split("-")[0] == "flux":
-        negative = [g.add("ConditioningZeroOut", conditioning=positive), 0]
+        negative = [g.add("ConditioningZeroOut", conditioning=plain), 0]
         positive = [g.add("FluxGuidance", conditioning=positive,
                           guidance=float(request.guidance)), 0]
         return positive, negative, 1.0
@@ -214,8 +220,6 @@ def _check(request: GenerationRequest) -> None:
     problems = []
     if request.sliders:
         problems.append("latent sliders run on the local engine only")
-    if request.regions:
-        problems.append("regional prompts run on the local engine only")
     if problems:
         raise InvalidRequestError("A ComfyUI server cannot run this: " + "; ".join(problems)
                                   + ".")
@@ -433,4 +437,6 @@ REQUIRED_NODES: dict[str, tuple[str, ...]] = {
              "FluxGuidance", "ConditioningZeroOut"),
     "sd3": ("UNETLoader", "TripleCLIPLoader", "DualCLIPLoader", "VAELoader",
             "EmptySD3LatentImage"),
+    "regions": ("CLIPTextEncode", "LoadImageMask", "ConditioningSetMask",
+                "ConditioningCombine", "SolidMask", "MaskComposite"),  # studio.remote.regions
 }

@@ -67,7 +67,9 @@ class JobQueue:
     def __init__(self, post: Callable[[Callable[[], None]], None] = call_now) -> None:
         self.post = post
         self.runner: Runner | None = None
-        self.running: int | None = None
+        self.running: int | None = None  # the job started last of those running
+        self.running_jobs: dict[int, str] = {}  # every running job -> where ("" = here); with
+        # several servers several run at once
         self.waiting: dict[int, GenerationRequest | None] = {}  # job id -> request, run order
         self.labels: dict[int, str] = {}  # job id -> what a job that is not a generation does
         self._listeners: list[Callable[[JobEvent], None]] = []
@@ -92,6 +94,10 @@ class JobQueue:
             self.runner.remove_listener(self._on_runner_event)
 
     def _on_runner_event(self, event: JobEvent) -> None:  # on the runner's thread
+        if isinstance(event, JobFinished) and hasattr(event.result, "workflow_for"):
+            from studio.session.workflows import WORKFLOWS
+
+            WORKFLOWS.remember(event.result)  # a server's: exports carry its workflow
         self.post(lambda: self.on_event(event))
 
     # -- actions -------------------------------------------------------------------------
@@ -144,11 +150,16 @@ class JobQueue:
         elif isinstance(event, JobStarted):
             self.waiting.pop(event.job_id, None)
             self.running = event.job_id
+            self.running_jobs[event.job_id] = ""
+        elif isinstance(event, JobProgress):
+            if event.where and event.job_id in self.running_jobs:
+                self.running_jobs[event.job_id] = event.where
         elif isinstance(event, (JobFinished, JobFailed, JobCancelled)):
             self.waiting.pop(event.job_id, None)
             self.labels.pop(event.job_id, None)
+            self.running_jobs.pop(event.job_id, None)
             if self.running == event.job_id:
-                self.running = None
+                self.running = next(reversed(self.running_jobs), None)
         signal = self._signals.get(type(event))
         if signal is not None:
             signal.emit(event)

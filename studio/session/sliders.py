@@ -262,7 +262,7 @@ class SliderSession:
         doc = self.doc
         layer = doc.active_layer
         hidden = ""
-        if layer is not None and layer.visible and layer.pixels[..., 3].any():
+        if layer is not None and layer.visible and layer.has_pixels():
             record_id = layer.record_id
             if record_id is not None and (record_id not in doc.log
                                           or doc.log.get(record_id).deleted):

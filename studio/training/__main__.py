@@ -1,4 +1,4 @@
-"""``python -m studio.training vae|gan|gan-attributes|diffusion|dit|classifier|all|eval|cards|prior``."""
+"""``python -m studio.training vae|gan|gan-attributes|diffusion|dit|classifier|all|eval|cards|prior|latent-directions``."""
 
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ TRAINERS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studio.training", description=__doc__)
-    parser.add_argument("command", choices=[*TRAINERS, "all", "eval", "cards", "prior"],
-                        help="a model to train, all of them, eval, cards, or prior (rewrite "
-                             "the VAE's latent prior from its weights)")
+    parser.add_argument("command", choices=[*TRAINERS, "all", "eval", "cards", "prior",
+                                            "latent-directions"],
+                        help="a model to train, all of them, eval, cards, prior (rewrite "
+                             "the VAE's latent prior from its weights), or latent-directions "
+                             "(the VAE's and GAN's shipped paired slider directions)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-clock training budget per model (default: per model)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="eval on fewer samples")
     parser.add_argument("--sweep", action="store_true",
                         help="eval: compare sampling settings of the diffusion model only")
-    parser.add_argument("--only", nargs="*", default=None, help="eval/cards: these models only")
+    parser.add_argument("--only", nargs="*", default=None, help="eval/cards: these models only "
+                        "(latent-directions: vae, gan)")
     args = parser.parse_args(argv)
     if args.command == "eval":
         from studio.training.evaluate import run_eval, sweep_diffusion
@@ -50,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         from studio.training.train_vae import write_prior
 
         write_prior(args.out)
+        return 0
+    if args.command == "latent-directions":
+        from studio.training.latent_directions import build
+
+        build(args.out, only=args.only)
         return 0
     if args.command == "cards":
         from studio.training.cards import write_all_cards

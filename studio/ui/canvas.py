@@ -2,17 +2,20 @@
 
 The composite of the visible layers is kept as one premultiplied QImage; a
 ``layer_changed`` event recomposites only its rect. Painting only touches the part of the
-image that is on screen, so a 4096x4096 canvas stays smooth.
+image that is on screen, so a 4096x4096 canvas stays smooth. A large change (a result on an
+8000x8000 canvas, its undo) is recomposited on a worker thread, tile by tile, straight into
+the cache and its reduced copies; the GUI thread only repaints each tile as it lands.
 """
 
 from __future__ import annotations
 
-import time
+import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -36,11 +39,16 @@ from studio.ui.canvas_tools import BrushSettings, Stroke
 from studio.ui.theme import color
 
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
-#: A change larger than this many pixels is redrawn in tiles between events, a few
-#: milliseconds at a time, so an 8000x8000 canvas never freezes the window.
+#: A change larger than this many pixels is redrawn on a worker thread, tile by tile, so an
+#: 8000x8000 canvas never freezes the window (smaller ones are drawn at once: a brush dab).
 PROGRESSIVE_PIXELS = 1024 * 1024
-TILE = 256
-TILE_BUDGET_S = 0.003
+TILE = 512
+#: A tile that failed to draw (the document changed under the worker) is tried this often.
+TILE_TRIES = 3
+
+_log = logging.getLogger(__name__)
+
+IMAGE, MASK = "image", "mask"  # the two caches the worker draws into
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,39 @@ def mask_overlay(doc: Document, part: Rect, region: np.ndarray,
     region[..., :3] = (rgb[None, None, :] * alpha[..., None] // 255).astype(np.uint8)
 
 
+class _TileSignals(QObject):
+    drawn = Signal(object)  # a canvas rect now drawn in the cache: repaint it
+
+
+def _cut_tile(parts: list[tuple[str, Rect, int]]) -> tuple[str, Rect, int]:
+    """Take the first tile-sized piece of the first waiting part (row by row)."""
+    kind, (x, y, w, h), tries = parts[0]
+    th, tw = min(TILE, h), min(TILE, w)
+    if tw < w:
+        parts[0] = (kind, (x + tw, y, w - tw, th), tries)  # the rest of this row of tiles
+        if th < h:
+            parts.insert(1, (kind, (x, y + th, w, h - th), tries))
+    elif th < h:
+        parts[0] = (kind, (x, y + th, w, h - th), tries)
+    else:
+        parts.pop(0)
+    return kind, (x, y, tw, th), tries
+
+
+def _padded(rect: Rect, align: int) -> Rect:
+    """``rect`` grown to multiples of ``align``: what its reduced copies read and write."""
+    x, y, w, h = rect
+    x0, y0 = x // align * align, y // align * align
+    x1, y1 = -(-(x + w) // align) * align, -(-(y + h) // align) * align
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _contains(outer: Rect, inner: Rect) -> bool:
+    ox, oy, ow, oh = outer
+    ix, iy, iw, ih = inner
+    return ox <= ix and oy <= iy and ix + iw <= ox + ow and iy + ih <= oy + oh
+
+
 class CanvasView(QWidget):
     """The document on screen. Redraws from document events; edits go to the undo stack."""
 
@@ -120,9 +161,14 @@ class CanvasView(QWidget):
         self._auto_fit = True  # follow the window size until the user zooms or pans
         self._checker = self._make_checker()
         self._primed: CanvasImages | None = None
-        self._tiles: list[Rect] = []  # parts waiting to be redrawn, tile by tile
-        self._tile_timer = QTimer(self, singleShot=True, interval=0)
-        self._tile_timer.timeout.connect(self._redraw_some_tiles)
+        # Large parts waiting to be redrawn by the worker thread, tile by tile (kind, rect,
+        # tries), the tile it is drawing, and the lock over both (see ``_refresh``).
+        self._parts: list[tuple[str, Rect, int]] = []
+        self._busy: tuple[str, Rect] | None = None
+        self._lock = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._signals = _TileSignals(self)
+        self._signals.drawn.connect(self._update_canvas_rect)
         #: The mask overlay: shown or not, and its colour (``None``: the theme's).
         self.mask_shown = True
         self.mask_tint: tuple[int, int, int] | None = None
@@ -245,11 +291,11 @@ class CanvasView(QWidget):
     def _rebuild(self) -> None:
         w, h = max(1, self.doc.width), max(1, self.doc.height)
         primed, self._primed = self._primed, None
+        self._drop_parts(IMAGE, MASK)
         if primed is not None and primed.size == (w, h):
             self._image, self._mask, self._has_mask = primed.image, primed.mask, primed.has_mask
             self._update_canvas_rect(self.doc.rect)
             return
-        self._tiles.clear()
         self._image = MipImage(w, h)
         self._mask = MipImage(w, h)
         self._has_mask = False
@@ -258,16 +304,10 @@ class CanvasView(QWidget):
 
     def _refresh(self, rect: Rect | None) -> None:
         """Recomposite ``rect`` (None: everything) into the cached image: now when it is
-        small, else tile by tile between events (see ``PROGRESSIVE_PIXELS``)."""
+        small, else on the worker thread (see ``PROGRESSIVE_PIXELS``)."""
         part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
-        if part is None:
-            return
-        x, y, w, h = part
-        if w * h <= PROGRESSIVE_PIXELS:
+        if part is not None and not self._queue_if_large(IMAGE, part):
             self._refresh_now(part)
-            return
-        self._tiles.append(part)  # cut into tiles as they are drawn (enqueuing costs nothing)
-        self._tile_timer.start()
 
     def _refresh_now(self, part: Rect) -> None:
         x, y, w, h = part
@@ -275,42 +315,99 @@ class CanvasView(QWidget):
         self._image.update(part)
         self._update_canvas_rect(part)
 
-    def _redraw_some_tiles(self) -> None:
-        """Redraw waiting tiles for a few milliseconds (at least one), then yield."""
-        end = time.perf_counter() + TILE_BUDGET_S
-        while self._tiles:
-            self._redraw_next_tile()
-            if time.perf_counter() >= end:
-                break
-        if self._tiles:
-            self._tile_timer.start()
+    # -- the worker thread ---------------------------------------------------------------
+    # The GUI thread queues a large part; the worker cuts it into tiles and draws each into
+    # the cache (and its reduced copies), then asks for a repaint of that tile. A small
+    # change is drawn at once on the GUI thread, unless it touches a waiting or busy tile:
+    # then it waits in the queue behind it, so what is drawn last is always the newest.
 
-    def _redraw_next_tile(self) -> None:
-        """Redraw the first tile-sized piece of the first waiting part (row by row)."""
-        x, y, w, h = self._tiles[0]
-        th, tw = min(TILE, h), min(TILE, w)
-        part = intersect((x, y, tw, th), self.doc.rect)  # the canvas may have shrunk
-        if tw < w:
-            self._tiles[0] = (x + tw, y, w - tw, th)  # the rest of this row of tiles
-            if th < h:
-                self._tiles.insert(1, (x, y + th, w, h - th))
-        elif th < h:
-            self._tiles[0] = (x, y + th, w, h - th)
-        else:
-            self._tiles.pop(0)
-        if part is not None:
-            self._refresh_now(part)
+    def _queue_if_large(self, kind: str, part: Rect) -> bool:
+        """Queue ``part`` for the worker when it is large or overlaps queued work (the
+        caller draws it at once otherwise)."""
+        x, y, w, h = part
+        with self._lock:
+            if w * h <= PROGRESSIVE_PIXELS and not self._overlaps_queued(kind, part):
+                return False
+            # A waiting part inside the new one needs no drawing of its own.
+            self._parts = [p for p in self._parts if p[0] != kind or not _contains(part, p[1])]
+            self._parts.append((kind, part, 0))
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="studio-canvas",
+                                                daemon=True)
+                self._worker.start()
+        return True
+
+    def _overlaps_queued(self, kind: str, part: Rect) -> bool:
+        # Reduced copies of neighbouring tiles share pixels: compare whole mip blocks.
+        align = 2 ** len(self._image.levels)
+        mine = _padded(part, align)
+        busy = [self._busy] if self._busy is not None else []
+        return any(k == kind and intersect(mine, _padded(r, align)) is not None
+                   for k, r in busy + [(k, r) for k, r, _t in self._parts])
+
+    def _drop_parts(self, *kinds: str) -> None:
+        """Forget waiting parts of these caches (the cache is replaced)."""
+        with self._lock:
+            self._parts = [p for p in self._parts if p[0] not in kinds]
+
+    def _work(self) -> None:
+        """The worker thread: draw waiting tiles until none is left."""
+        signals = self._signals
+        while True:
+            with self._lock:
+                self._busy = None
+                self._lock.notify_all()
+                if not self._parts:
+                    self._worker = None
+                    return
+                kind, tile, tries = _cut_tile(self._parts)
+                self._busy = (kind, tile)
+                target = self._image if kind == IMAGE else self._mask
+            if not self._draw_tile(kind, tile, target):
+                with self._lock:  # the document changed under it: try again later
+                    if tries + 1 < TILE_TRIES:
+                        self._parts.append((kind, tile, tries + 1))
+                continue
+            try:
+                signals.drawn.emit(tile)
+            except RuntimeError:  # the view is gone
+                with self._lock:
+                    self._parts.clear()
+
+    def _draw_tile(self, kind: str, tile: Rect, target: MipImage) -> bool:
+        height, width = target.array.shape[:2]
+        part = intersect(tile, (0, 0, width, height))  # the canvas may have shrunk
+        if part is None:
+            return True
+        x, y, w, h = part
+        try:
+            if kind == IMAGE:
+                target.array[y:y + h, x:x + w] = self._composite(part)
+            else:
+                mask_overlay(self.doc, part, target.array[y:y + h, x:x + w], self.mask_tint)
+            target.update(part)
+        except Exception:  # a layer removed while it was read: drawn again later
+            _log.debug("canvas tile %s not drawn", tile, exc_info=True)
+            return False
+        return True
 
     @property
     def drawing(self) -> bool:
         """Whether parts of the canvas are still being redrawn (a large change)."""
-        return bool(self._tiles)
+        with self._lock:
+            return bool(self._parts) or self._busy is not None
 
     def finish_drawing(self) -> None:
         """Redraw every waiting tile now (tests, exports of what is shown)."""
-        self._tile_timer.stop()
-        while self._tiles:
-            self._redraw_next_tile()
+        with self._lock:
+            parts, self._parts = self._parts, []
+            while self._busy is not None:
+                self._lock.wait()
+        while parts:
+            kind, tile, _tries = _cut_tile(parts)
+            target = self._image if kind == IMAGE else self._mask
+            self._draw_tile(kind, tile, target)
+            self._update_canvas_rect(tile)
 
     def _composite(self, part: Rect) -> np.ndarray:
         return composite_of(self.doc, part)
@@ -319,16 +416,18 @@ class CanvasView(QWidget):
         part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
         if part is None:
             return
-        x, y, w, h = part
-        region = self._mask.array[y:y + h, x:x + w]
         if not any(layer.mask is not None for layer in self.doc.layers):
             if self._has_mask:
                 self._has_mask = False
+                self._drop_parts(MASK)
                 self._mask = MipImage(max(1, self.doc.width), max(1, self.doc.height))
                 self._update_canvas_rect(self.doc.rect)
             return
         self._has_mask = True
-        mask_overlay(self.doc, part, region, self.mask_tint)
+        if self._queue_if_large(MASK, part):
+            return
+        x, y, w, h = part
+        mask_overlay(self.doc, part, self._mask.array[y:y + h, x:x + w], self.mask_tint)
         self._mask.update(part)
         self._update_canvas_rect(part)
 

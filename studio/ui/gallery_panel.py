@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -35,6 +35,7 @@ from studio.ui.widgets import tool_button
 
 RECORD_ROLE = Qt.ItemDataRole.UserRole
 THUMB = 96
+CAPTION_LINES = 3  # task, seed, variation seed (``caption``)
 
 
 def summary(record: GenerationRecord) -> str:
@@ -85,8 +86,9 @@ class GalleryPanel(QWidget):
         self.list = QListWidget(objectName="gallery_list")
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB, THUMB))
-        self.list.setGridSize(QSize(THUMB + 30, THUMB + 40))  # room for the caption
         self.list.setWordWrap(True)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideNone)  # the whole caption, always
+        self._fit_grid()
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
         self.list.setMovement(QListView.Movement.Static)
         self.list.setSpacing(2)
@@ -126,6 +128,18 @@ class GalleryPanel(QWidget):
         self._icons: dict[str, QIcon] = {}  # image hash -> thumbnail
         doc.log.add_listener(self._on_log_event)
         self.rebuild()
+
+    def _fit_grid(self) -> None:
+        """Cells tall enough for a whole caption (task, seed, variation seed: three lines in
+        the list's font), so the selected one is not cut to "txt2img…"."""
+        metrics = self.list.fontMetrics()
+        width = max(THUMB + 30, metrics.horizontalAdvance("seed 4294967295") + 16)
+        self.list.setGridSize(QSize(width, THUMB + CAPTION_LINES * metrics.lineSpacing() + 12))
+
+    def changeEvent(self, event: Any) -> None:  # a theme or font change: fit again
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._fit_grid()
 
     # -- model -> view -------------------------------------------------------------------
     def _on_log_event(self, name: str, payload: dict[str, Any]) -> None:

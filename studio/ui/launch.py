@@ -32,6 +32,8 @@ ENGINE_NICE = 5
 Preload = Callable[[EngineServices, str], Work | None]
 #: Where the window's settings keep how long the last load of each model took.
 LOAD_SECONDS_KEY = "engine/load_seconds/"
+#: How long closing waits for the engine's import to end before ending without it.
+LOADER_GRACE_MS = 500
 
 class EngineLoader(QThread):
     """Calls ``factory`` (the heavy torch/diffusers imports) off the GUI thread; it returns
@@ -160,13 +162,19 @@ class StudioSession(QObject):
     def _on_loader_failed(self, message: str) -> None:
         self.window.connection.fail(message)
 
-    def shutdown(self) -> None:
-        """Stop the runner and wait for every thread this session started."""
+    def shutdown(self) -> bool:
+        """Stop the runner and wait for every thread this session started.
+
+        Returns False when the engine is still being imported (torch and diffusers take
+        up to tens of seconds, and an import cannot be stopped halfway): the thread is left
+        as it is, and ``run_gui`` ends the process without waiting for it."""
         self.window.detach_engine()
-        self.loader.wait()
+        if self.loader.isRunning() and not self.loader.wait(LOADER_GRACE_MS):
+            return False
         if self.runner is not None:
             self.runner.shutdown()
             self.runner = None
+        return True
 
 
 class TerminationWatcher(QObject):
@@ -229,5 +237,26 @@ def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | No
     session.start()
     code = app.exec()
     watcher.uninstall()
-    session.shutdown()
+    if not session.shutdown():
+        # Closed (by the user or SIGTERM) while the engine was still importing: the window
+        # has saved or discarded the work as on any close, and nothing else runs, so the
+        # process ends now rather than when the import would have (Python waits for it,
+        # and a QThread destroyed while it runs aborts).
+        end_now(session, int(code))
     return int(code)
+
+
+def end_now(session: StudioSession, code: int) -> None:
+    """End the process at once, with the settings written and the output flushed."""
+    import logging
+    import os
+
+    session.window.settings.sync()
+    QSettings().sync()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -86,7 +86,7 @@ def group_thumbnail_image(doc: Document, group: Layer, size: int = THUMB) -> QIm
 
 
 def has_mask(layer: Layer) -> bool:
-    return layer.mask is not None and bool(layer.mask.any())
+    return layer.has_mask()  # quick on a large layer
 
 
 PreparedLayers = dict[str, tuple[QImage, bool]]  # layer id -> (thumbnail, has a mask)

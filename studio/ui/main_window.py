@@ -330,7 +330,8 @@ class MainWindow(QMainWindow):
         if schedulers:  # what this backend runs (a remote server may offer fewer)
             self.prompt_panel.set_schedulers(schedulers)
         try:
-            self.status.show_device(engine.device_info(), engine.memory_in_use)
+            self.status.show_device(engine.device_info(), engine.memory_in_use,
+                                    model_info=getattr(engine, "model_device_info", None))
         except StudioError as err:
             self.status.show_device(None, engine.memory_in_use, str(err))
         if hasattr(engine, "server_status"):  # remote servers: polled off this thread

@@ -225,7 +225,11 @@ class FileActions:
                     pixels = _document(width, height, layers).composite()
                     task.check()
                     task.report(None, f"Writing {target.name}…")
-                    save_image(partial, pixels, request, strip=strip)
+                    from studio.session.workflows import WORKFLOWS
+
+                    # A server's image carries the ComfyUI workflow that made it.
+                    workflow = WORKFLOWS.for_pixels(pixels) if request is not None else None
+                    save_image(partial, pixels, request, strip=strip, workflow=workflow)
                 task.check()
                 os.replace(partial, target)
             finally:
@@ -299,6 +303,7 @@ class FileActions:
             from studio.core.formats.contact_sheet import caption_for
             from studio.core.formats.contact_sheet import contact_sheet as make_sheet
             from studio.core.formats.metadata import save_image
+            from studio.session.workflows import WORKFLOWS
 
             written: list[Path] = []
             try:
@@ -310,7 +315,9 @@ class FileActions:
                     task.check()
                     image = log.image(record.image_hashes[0])
                     images.append(image)
-                    written.append(Path(save_image(path, image, record.request, strip=strip)))
+                    workflow = WORKFLOWS.get(record.image_hashes[0])  # a server's: its own
+                    written.append(Path(save_image(path, image, record.request, strip=strip,
+                                                   workflow=workflow)))
                 if contact_sheet:
                     task.report(len(records) / total, "Writing the contact sheet…")
                     task.check()

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QTextCursor
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QPainter, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -63,6 +64,33 @@ def _restore_text(edit: QPlainTextEdit, text: str) -> None:
     cursor = edit.textCursor()
     cursor.select(QTextCursor.SelectionType.Document)
     edit.setTextCursor(cursor)
+
+
+class OneLineLabel(QLabel):
+    """A label that keeps to one line, so the panel under it never moves: text that does
+    not fit ends in "…", and the tooltip has it whole (then ``hint``). ``text()`` is whole."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None, *, hint: str = "",
+                 objectName: str = "") -> None:  # noqa: N803 (Qt's keyword)
+        super().__init__(parent, objectName=objectName)
+        self._hint = hint
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setText(text)
+        self.setToolTip("\n".join(t for t in (text, self._hint) if t))
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(0, super().minimumSizeHint().height())
+
+    def paintEvent(self, _event: object) -> None:  # noqa: N802
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        shown = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
+                                              rect.width())
+        self.style().drawItemText(painter, rect, int(self.alignment()), self.palette(),
+                                  self.isEnabled(), shown, self.foregroundRole())
 
 
 class PromptPanel(QWidget):
@@ -169,9 +197,9 @@ class PromptPanel(QWidget):
         self.batch_spin.setRange(1, 64)
         self.batch_spin.setToolTip("How many images to queue, each with the next seed")
 
-        self.mode_label = QLabel("Text to image", objectName="mode_label")
-        self.mode_label.setToolTip("Follows the canvas: selection, mask and image extent")
-        self.mode_label.setWordWrap(True)
+        self.mode_label = OneLineLabel("Text to image", objectName="mode_label",
+                                       hint="Follows the canvas: selection, mask and image "
+                                            "extent")
         self.generate_button = QPushButton("Generate", objectName="generate_button")
         set_icon(self.generate_button, "generate", "accent_text")
         self.generate_button.setToolTip("Generate (Ctrl+Enter)")
@@ -273,7 +301,10 @@ class PromptPanel(QWidget):
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for m in models:
-            self.model_combo.addItem(f"{m.name}  ·  {m.family}", m.id)
+            where = server_hosts(m)  # a server's model: its file, and where it lives
+            label = f"{m.name}  ·  {m.family or '?'}  ·  on {where}" if where else \
+                f"{m.name}  ·  {m.family}"
+            self.model_combo.addItem(label, m.id)
             self.model_combo.setItemData(self.model_combo.count() - 1,
                                          f"{m.path or m.id}\n{m.source}, {m.size_text}",
                                          Qt.ItemDataRole.ToolTipRole)
@@ -468,3 +499,12 @@ class PromptPanel(QWidget):
         """What survives a restart."""
         return {**self.values(), "batch_count": self.batch_count,
                 "seed_locked": self.seed_locked}
+
+
+def server_hosts(model: ModelInfo) -> str:
+    """``127.0.0.1:8188, gpu2:8188`` for a model on ComfyUI servers (its ``path`` reads
+    ``http://127.0.0.1:8188 · checkpoints/x.safetensors, ...``); "" for a local one."""
+    if not model.source.startswith("comfyui"):
+        return ""
+    hosts = [part.split(" · ", 1)[0].split("://", 1)[-1] for part in model.path.split(", ")]
+    return ", ".join(dict.fromkeys(h for h in hosts if h))

@@ -1,4 +1,7 @@
-"""``QueuePanel``: the running job and the waiting render jobs; reorder and cancel them."""
+"""``QueuePanel``: the running job(s) and the waiting render jobs; reorder and cancel them.
+
+With several remote servers several jobs run at once: each running row says where it runs
+("on 127.0.0.1:8188"), or that a server lost it and it is back in the queue."""
 
 from __future__ import annotations
 
@@ -40,14 +43,16 @@ def job_title(request: GenerationRequest | None, job_id: int) -> str:
 
 
 class QueuePanel(QWidget):
-    """Shows the render channel: the running job on top, then the queue in run order."""
+    """Shows the render channel: the running jobs on top, then the queue in run order."""
 
     def __init__(self, bridge: JobBridge, runner: QueueRunner | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("queue_panel")
         self.runner = runner
-        self._running: int | None = None
+        self._running: int | None = None  # the job the label and the bar follow
+        self._started: dict[int, tuple[GenerationRequest | None, str]] = {}  # running jobs:
+        # their request and where they run ("" until the engine says), in start order
         self.current_label = QLabel("Idle", objectName="queue_current_label")
         self.progress_bar = QProgressBar(objectName="queue_progress_bar")
         self.progress_bar.setRange(0, 1)
@@ -86,13 +91,17 @@ class QueuePanel(QWidget):
 
     # -- queries (also used by tests) ----------------------------------------------------
     def job_ids(self) -> list[int]:
-        """Waiting jobs, in the order they will run (the running one excluded)."""
+        """Waiting jobs, in the order they will run (the running ones excluded)."""
         return [self.list.item(i).data(JOB_ID_ROLE) for i in range(self.list.count())
-                if self.list.item(i).data(JOB_ID_ROLE) != self._running]
+                if self.list.item(i).data(JOB_ID_ROLE) not in self._started]
 
     @property
     def running_job(self) -> int | None:
         return self._running
+
+    def running_jobs(self) -> dict[int, str]:
+        """The running jobs (in start order) and where each runs ("" when not said)."""
+        return {job_id: where for job_id, (_request, where) in self._started.items()}
 
     def _row_of(self, job_id: int) -> int:
         for i in range(self.list.count()):
@@ -115,7 +124,8 @@ class QueuePanel(QWidget):
         index = max(0, min(len(waiting) - 1, waiting.index(job_id) + delta))
         if self.runner.move(job_id, index):
             row = self.list.row(item)
-            offset = 1 if self._running is not None and self._row_of(self._running) == 0 else 0
+            offset = sum(1 for i in range(self.list.count())
+                         if self.list.item(i).data(JOB_ID_ROLE) in self._started)
             self.list.takeItem(row)
             self.list.insertItem(index + offset, item)
             self.list.setCurrentItem(item)
@@ -138,22 +148,52 @@ class QueuePanel(QWidget):
     def _on_job_started(self, event: JobStarted) -> None:
         if event.channel != "render":
             return
-        self._running = event.job_id
+        running_rows = len(self._started)
+        self._started[event.job_id] = (event.request, "")
         row = self._row_of(event.job_id)
-        if row > 0:
-            self.list.insertItem(0, self.list.takeItem(row))
-        item = self.list.item(0)
+        if row > running_rows:  # below the running ones, above the waiting ones
+            self.list.insertItem(running_rows, self.list.takeItem(row))
+        item = self.list.item(self._row_of(event.job_id))
         if item is not None:
             font = item.font()
             font.setBold(True)
             item.setFont(font)
-        title = job_title(event.request, event.job_id).split("\n")[0]
-        self.current_label.setText(f"Running: {title}")
-        self.progress_bar.setRange(0, event.request.steps if event.request else 1)
-        self.progress_bar.setValue(0)
+        if self._running is None:
+            self._follow(event.job_id)
+        self._show_label()
         self._update_buttons()
 
+    def _follow(self, job_id: int) -> None:
+        """The label's and the bar's job."""
+        self._running = job_id
+        request = self._started[job_id][0]
+        self.progress_bar.setRange(0, request.steps if request else 1)
+        self.progress_bar.setValue(0)
+
+    def _show_label(self) -> None:
+        if not self._started:
+            self.current_label.setText("Idle")
+            return
+        if len(self._started) > 1:
+            places = [where for _request, where in self._started.values() if where]
+            text = f"Running {len(self._started)} jobs"
+            self.current_label.setText(text + (": " + "; ".join(places) if places else ""))
+            return
+        job_id, (request, where) = next(iter(self._started.items()))
+        title = job_title(request, job_id).split("\n")[0]
+        self.current_label.setText(f"Running: {title}" + (f" · {where}" if where else ""))
+
     def _on_job_progressed(self, event: JobProgress) -> None:
+        where = getattr(event, "where", "")
+        if where and event.job_id in self._started:
+            request, old = self._started[event.job_id]
+            if where != old:
+                self._started[event.job_id] = (request, where)
+                item = self.list.item(self._row_of(event.job_id))
+                if item is not None:
+                    item.setText(job_title(request, event.job_id) + f"\n{where}")
+                    item.setToolTip(f"{request.prompt if request else ''}\n{where}".strip())
+                self._show_label()
         if event.job_id == self._running:
             self.progress_bar.setRange(0, max(1, event.total))
             self.progress_bar.setValue(event.step)
@@ -162,11 +202,14 @@ class QueuePanel(QWidget):
         row = self._row_of(event.job_id)
         if row >= 0:
             self.list.takeItem(row)
+        self._started.pop(event.job_id, None)
         if event.job_id == self._running:
             self._running = None
-            self.current_label.setText("Idle")
             self.progress_bar.setRange(0, 1)
             self.progress_bar.setValue(0)
+            if self._started:
+                self._follow(next(iter(self._started)))
+        self._show_label()
         self._update_buttons()
 
     def _on_list_current_changed(self, _row: int) -> None:
@@ -174,7 +217,7 @@ class QueuePanel(QWidget):
 
     def _update_buttons(self) -> None:
         item = self.list.currentItem()
-        waiting = item is not None and item.data(JOB_ID_ROLE) != self._running
+        waiting = item is not None and item.data(JOB_ID_ROLE) not in self._started
         self.up_button.setEnabled(waiting)
         self.down_button.setEnabled(waiting)
         self.cancel_button.setEnabled(item is not None)

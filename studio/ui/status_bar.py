@@ -45,6 +45,9 @@ class StudioStatusBar(QStatusBar):
         self._started = self._phase_started = 0.0
         self._steps_at_phase = 0
         self._load_seconds: float | None = None  # how long the last model load took
+        self._model_id = ""
+        self._device_info: DeviceInfo | None = None
+        self._model_info: Callable[[str], DeviceInfo] | None = None
         self._tick_timer = QTimer(self, interval=1000)
         self._tick_timer.timeout.connect(self._on_tick_timer)
         self.cancel_button = QToolButton(objectName="status_cancel_button")
@@ -76,15 +79,21 @@ class StudioStatusBar(QStatusBar):
         self.device_label.setText("engine: loading…")
 
     def show_device(self, info: DeviceInfo | None, memory_in_use: Callable[[], int],
-                    problem: str = "") -> None:
-        """The backend is ready: its device, or (``None``) the ``problem`` that hides it."""
+                    problem: str = "",
+                    model_info: Callable[[str], DeviceInfo] | None = None) -> None:
+        """The backend is ready: its device, or (``None``) the ``problem`` that hides it.
+
+        ``model_info(model_id)`` (the local engine's ``model_device_info``) says the precision
+        a model runs in (small models stay float32 where the device autocasts large ones):
+        the precision label then follows the model shown (``set_model``)."""
+        self._device_info, self._model_info = info, model_info
         if info is None:
             self.device_label.setText("device: unavailable")
             self.device_label.setToolTip(problem)
         else:
             self.device_label.setText(info.device)
             self.device_label.setToolTip(info.description)
-            self.dtype_label.setText(f"{info.dtype} autocast" if info.autocast else info.dtype)
+            self._show_precision(self._model_id)
         self.memory_in_use = memory_in_use
         self.message_label.setText("Ready")
         self.refresh_memory()
@@ -105,6 +114,22 @@ class StudioStatusBar(QStatusBar):
 
     def set_model(self, model_id: str) -> None:
         self.model_label.setText(model_id or "no model")
+        self._model_id = model_id
+        self._show_precision(model_id)
+
+    def _show_precision(self, model_id: str) -> None:
+        """The precision the model shown runs in (the device's when it cannot say)."""
+        info, model_info = self._device_info, self._model_info
+        if info is None:
+            return
+        if model_id and model_info is not None:
+            try:
+                info = model_info(model_id)
+            except StudioError:  # not a model the engine knows (yet): the device's
+                pass
+        self.dtype_label.setText(f"{info.dtype} autocast" if info.autocast else info.dtype)
+        self.dtype_label.setToolTip(f"{model_id}: {info.description}" if model_id
+                                    else info.description)
 
     def refresh_memory(self) -> None:
         if self.memory_in_use is None:

@@ -107,6 +107,42 @@ def test_class_direction_takes_every_colour_to_the_target_at_the_slider_end():
     assert np.allclose(d.steps_for(mixed, 1.0)[3:], d.steps_for(z[:2]), atol=1e-6)
 
 
+def test_a_colour_direction_ends_at_the_target_whatever_the_colour_it_starts_from():
+    """Renderer groups (each portrait in every colour, all else the same): the colour's
+    few dimensions are found, and at the slider's end a latent's colour part is the
+    target's, from any colour, even one unlike any it was built from; the rest stays."""
+    from studio.core.sliders.directions import colour_basis, subspace_direction
+
+    rng = np.random.default_rng(3)
+    dim, n = 24, 80
+    colours = rng.standard_normal((5, dim)) * 3  # where each colour puts a latent
+    span = np.linalg.qr(rng.standard_normal((dim, 3)))[0].T  # colours vary in 3 dims
+    colours = colours @ span.T @ span
+    rest = rng.standard_normal((n, dim))
+    rest -= rest @ span.T @ span  # the rest of the portrait: nothing in the colour dims
+    groups = rest[:, None, :] + colours[None] + 0.01 * rng.standard_normal((n, 5, dim))
+    basis = colour_basis(groups)
+    assert basis.shape == (3, dim)
+    assert np.allclose(basis @ basis.T, np.eye(3), atol=1e-8)
+    assert np.linalg.norm(span @ basis.T, axis=0).min() > 0.99  # the planted dims
+    d = subspace_direction(groups, 2, basis, "vae", "background=blue")
+    back = Direction.from_dict(d.to_dict())
+    odd = rest[:10] + rng.standard_normal(3) @ span * 4  # a colour not among the five
+    for z in (groups[:10, 0], groups[:10, 4], odd):
+        z = z.astype(np.float32)
+        end = apply_directions(z, [(back.steps_for(z, 2.0), 2.0)])
+        target = np.broadcast_to(colours[2] @ basis.T, (10, 3))
+        assert np.allclose(end @ basis.T, target, atol=0.05)
+        assert np.allclose((end - z) - (end - z) @ basis.T @ basis, 0, atol=1e-4)  # rest kept
+        half = apply_directions(z, [(back.steps_for(z, 1.0), 1.0)])
+        assert np.allclose(half, (z + end) / 2, atol=1e-4)
+        assert np.array_equal(apply_directions(z, [(back.steps_for(z, 0.0), 0.0)]), z)
+    # Below 0 it moves away along the mean step from the other colours.
+    assert np.allclose(back.steps_for(odd, -1.0), d.vector, atol=1e-6)
+    with pytest.raises(ValueError):
+        colour_basis(groups[:, :1])
+
+
 def test_class_direction_round_trips_and_projects_out_other_kinds():
     x, y, _, names = _colours(n_per=60)
     keep = np.random.default_rng(0).standard_normal(x.shape[1])

@@ -212,14 +212,6 @@ def test_what_a_lone_diffusion_model_lacks_is_named_with_where_it_goes() -> None
         wf.build(request(), wf.Inputs("x.safetensors", family="sd1", folder="diffusion_models"))
 
 
-def test_regional_prompts_are_refused_in_one_line() -> None:
-    from studio.core.jobs.request import Region
-
-    mask = Pixels.from_array(np.full((64, 64), 255, np.uint8))
-    with pytest.raises(InvalidRequestError, match="local engine only"):
-        wf.build(request(regions=(Region(mask, "a hat"),)), wf.Inputs("m"))
-
-
 def test_connect_check_names_what_a_family_lacks_and_where_it_goes() -> None:
     from studio.remote.check import _family_line
 

@@ -235,13 +235,22 @@ def test_live_turns_itself_off_for_a_model_too_slow_to_follow_the_brush(qtbot, s
 
 
 def test_live_pauses_while_the_window_is_minimised(qtbot, settings):
+    import sys
+
+    from studio.ui.live import SWITCH_INTERVAL_S
+
     engine = FakeEngine(features=dataclasses.replace(FAKE_FEATURES, live_mode=True))
     w, runner = fake_window(qtbot, settings, engine)
     w.controller.add_image_layer(np.full((64, 64, 3), 128, np.uint8), "grey")
+    interval = sys.getswitchinterval()
+    assert interval > SWITCH_INTERVAL_S  # Python's own (5 ms)
     with qtbot.waitSignal(w.live.updated, timeout=10_000):
         assert w.live_controller.set_live(True)
+    # while updates run, the GUI thread gets the GIL back within half a millisecond
+    assert sys.getswitchinterval() == SWITCH_INTERVAL_S
     w.showMinimized()
     qtbot.waitUntil(lambda: w.live.state == PAUSED, timeout=5_000)
+    assert sys.getswitchinterval() == interval
     assert "minimised" in w.live_view.status_label.text()
     sent = len(engine.requests)
     w.live_controller.request_update()
@@ -250,7 +259,9 @@ def test_live_pauses_while_the_window_is_minimised(qtbot, settings):
     assert len(engine.requests) == sent  # nothing runs while no one can see it
     with qtbot.waitSignal(w.live.updated, timeout=10_000):
         w.showNormal()
-    assert w.live.state == ON
+    assert w.live.state == ON and sys.getswitchinterval() == SWITCH_INTERVAL_S
+    w.live_controller.set_live(False)
+    assert sys.getswitchinterval() == interval
     close(w, runner)
 
 

@@ -25,6 +25,7 @@ class StepProgress:
     total: int
     preview: np.ndarray | None = field(default=None, repr=False)  # HxWx3 uint8, small
     phase: str = "sampling"
+    where: str = ""  # where it runs, in words, when a backend has several places ("" = here)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class JobProgress(JobEvent):
     total: int = 0
     preview: np.ndarray | None = field(default=None, repr=False)
     phase: str = "sampling"  # see StepProgress
+    where: str = ""  # see StepProgress
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@
 Events (queued, started, progress, finished, failed, cancelled) go to the listeners, called on
 the engine thread (``JobQueued`` on the caller's). Listeners must not block; the UI bridge turns
 them into Qt signals.
+
+An engine with several places to run jobs (``Placing``: the remote backend's servers) gets
+that many engine threads: each queued render job starts as soon as the engine can place it
+(a free server that has its model), in queue order, several at once, one per place. A job
+that is not a generation (custom ``work``) or a preview runs alone. The local engine has one
+place: one job at a time, as before.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from studio.core.errors import CancelledError, StudioError
-from studio.core.jobs.cancel import CancelToken
+from studio.core.jobs.cancel import CancelToken, set_active_token
 from studio.core.jobs.events import (
     GenerationResult,
     JobCancelled,
@@ -51,6 +57,25 @@ class Generator(Protocol):
 
     def generate(self, request: GenerationRequest, on_step: Callable[[StepProgress], None],
                  cancel: CancelToken) -> GenerationResult: ...
+
+
+class Placing(Protocol):
+    """An engine that runs several jobs at once (optional; ``studio.remote.engine``).
+
+    ``places``: how many jobs may run at once. ``place(request)``: reserve a place for it
+    now (True), or say none is free for it (False; the runner asks again when a job ends or
+    a moment later). ``unplace(request)``: give back a reservation ``generate`` did not take
+    (the job was cancelled or failed first); harmless when it did.
+    """
+
+    places: int
+
+    def place(self, request: GenerationRequest) -> bool: ...
+
+    def unplace(self, request: GenerationRequest) -> None: ...
+
+
+PLACE_RETRY_S = 0.25  # how often a waiting job asks again for a place (servers come back)
 
 
 @dataclass
@@ -101,11 +126,22 @@ class JobRunner:
         self._cond = threading.Condition()
         self._queue: deque[Job] = deque()
         self._preview: Job | None = None
-        self._current: Job | None = None
+        self._running: dict[int, Job] = {}  # started, not ended, in start order
+        self._placed: set[int] = set()  # running jobs the engine reserved a place for
         self._listeners: list[Callable[[JobEvent], None]] = []
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        places = getattr(engine, "places", 1) if callable(getattr(engine, "place", None)) else 1
+        self._places = max(1, int(places or 1))
+        self._threads = [threading.Thread(target=self._loop, daemon=True,
+                                          name=name if i == 0 else f"{name}-{i + 1}")
+                         for i in range(self._places)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def places(self) -> int:
+        """How many jobs may run at once (1: the local engine)."""
+        return self._places
 
     # -- listeners -----------------------------------------------------------------------
     def add_listener(self, listener: Callable[[JobEvent], None]) -> None:
@@ -138,8 +174,9 @@ class JobRunner:
             if channel == PREVIEW:
                 if self._preview is not None:
                     stale.append(self._preview)
-                if self._current is not None and self._current.channel == PREVIEW:
-                    self._current.cancel.cancel()
+                for running in self._running.values():
+                    if running.channel == PREVIEW:
+                        running.cancel.cancel()
                 self._preview = job
             else:
                 self._queue.append(job)
@@ -153,8 +190,8 @@ class JobRunner:
         """Cancel a queued or running job. Returns False if no such job is pending."""
         removed: Job | None = None
         with self._cond:
-            if self._current is not None and self._current.job_id == job_id:
-                self._current.cancel.cancel()
+            if job_id in self._running:
+                self._running[job_id].cancel.cancel()
                 return True
             if self._preview is not None and self._preview.job_id == job_id:
                 removed, self._preview = self._preview, None
@@ -170,9 +207,13 @@ class JobRunner:
         return True
 
     def cancel_current(self) -> bool:
+        """Cancel the running job(s) (several when several servers run jobs); the queue
+        stays."""
         with self._cond:
-            job = self._current
-        return self.cancel(job.job_id) if job is not None else False
+            running = list(self._running.values())
+        for job in running:
+            job.cancel.cancel()
+        return bool(running)
 
     def cancel_all(self) -> None:
         with self._cond:
@@ -181,8 +222,8 @@ class JobRunner:
                 pending.append(self._preview)
             self._queue.clear()
             self._preview = None
-            if self._current is not None:
-                self._current.cancel.cancel()
+            for job in self._running.values():
+                job.cancel.cancel()
         for job in pending:
             self._emit(JobCancelled(job.job_id, job.channel))
 
@@ -204,17 +245,23 @@ class JobRunner:
 
     @property
     def current(self) -> Job | None:
+        """The running job (the first started of those running)."""
         with self._cond:
-            return self._current
+            return next(iter(self._running.values()), None)
+
+    def running(self) -> list[Job]:
+        """The running jobs, in the order they started."""
+        with self._cond:
+            return list(self._running.values())
 
     def is_idle(self) -> bool:
         with self._cond:
-            return self._current is None and not self._queue and self._preview is None
+            return not self._running and not self._queue and self._preview is None
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._current is not None or self._queue or self._preview is not None:
+            while self._running or self._queue or self._preview is not None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -228,26 +275,66 @@ class JobRunner:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not self.alive
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return any(thread.is_alive() for thread in self._threads)
 
     # -- the engine thread ---------------------------------------------------------------
     def _next_job(self) -> Job | None:
         with self._cond:
-            while not self._stopping and self._preview is None and not self._queue:
-                self._cond.wait()
-            if self._stopping:
+            while True:
+                if self._stopping:
+                    return None
+                job = self._pick()
+                if job is not None:
+                    self._running[job.job_id] = job
+                    return job
+                # Jobs wait for a place: ask again when one ends, or a moment later.
+                waiting = bool(self._queue) and bool(self._running)
+                self._cond.wait(PLACE_RETRY_S if waiting else None)
+
+    def _pick(self) -> Job | None:
+        """The next job this thread may start now (called with the lock held): a preview or
+        custom work only when nothing else runs; else the first queued render job the engine
+        can place (one place per job)."""
+        exclusive = any(j.channel == PREVIEW or j.request is None
+                        for j in self._running.values())
+        if self._preview is not None:
+            if self._running:
                 return None
-            if self._preview is not None:
-                job, self._preview = self._preview, None
-            else:
-                job = self._queue.popleft()
-            self._current = job
+            job, self._preview = self._preview, None
             return job
+        if not self._queue or exclusive or len(self._running) >= self._places:
+            return None
+        if self._places == 1:
+            return self._queue.popleft()
+        place = self._engine.place  # type: ignore[union-attr]
+        for job in list(self._queue):
+            if job.request is None:  # custom work waits for the jobs before it to end
+                if self._running:
+                    return None
+                self._queue.remove(job)
+                return job
+            if job.cancel.cancelled:
+                continue
+            try:
+                placed = place(job.request)
+            except Exception:  # the backend is closing: let the job say so when it runs
+                log.exception("placing job %s failed", job.job_id)
+                placed = not self._running
+            if placed or not self._running:
+                # With nothing running the job starts anyway: its engine waits for a place
+                # or says why there is none (no server has the model, none answers).
+                if placed:
+                    self._placed.add(job.job_id)
+                self._queue.remove(job)
+                return job
+        return None
 
     def _loop(self) -> None:
         if self._nice:
@@ -260,16 +347,25 @@ class JobRunner:
                 self._run(job)
             finally:
                 with self._cond:
-                    self._current = None
+                    self._running.pop(job.job_id, None)
+                    placed = job.job_id in self._placed
+                    self._placed.discard(job.job_id)
                     self._cond.notify_all()
+                if placed and job.request is not None:
+                    try:
+                        self._engine.unplace(job.request)  # type: ignore[union-attr]
+                    except Exception:
+                        log.exception("giving back the place of job %s failed", job.job_id)
 
     def _run(self, job: Job) -> None:
+        set_active_token(job.cancel)  # a model load checks it between its parts
         self._emit(JobStarted(job.job_id, job.channel, job.request))
 
         def on_step(progress: StepProgress) -> None:
             job.cancel.raise_if_cancelled()
             self._emit(JobProgress(job.job_id, job.channel, progress.step, progress.total,
-                                   progress.preview, progress.phase))
+                                   progress.preview, progress.phase,
+                                   getattr(progress, "where", "")))
 
         try:
             job.cancel.raise_if_cancelled()

@@ -78,6 +78,9 @@ _SD = FamilySpec("sd1", "SD 1.x", FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Ka
 _XL = replace(_SD, name="sdxl", label="SDXL", defaults=FamilyDefaults(1024, 1024, 30, 6.0,
                                                                        "DPM++ 2M Karras"))
 _DIT = dict(prompt_sliders=False, seed_sliders=False, size_multiple=16)
+# The declared DiT families take prompt sliders (embedding directions through their own
+# ``encode_prompt``: ``studio.engine.conditioning.encode_dit``) and the seed sliders.
+_DIT_SLIDERS = {**_DIT, "prompt_sliders": True, "seed_sliders": True}
 
 SPECS: dict[str, FamilySpec] = {s.name: s for s in (
     _SD,
@@ -100,22 +103,22 @@ SPECS: dict[str, FamilySpec] = {s.name: s for s in (
     replace(_XL, name="sdxl-inpaint", label="SDXL inpainting"),
     FamilySpec("pixart", "PixArt-α/Σ", FamilyDefaults(1024, 1024, 20, 4.5, "DPM++ 2M"),
                img2img=False, inpaint=False, lora=False, text_encoders="T5",
-               pipelines=("PixArtAlphaPipeline", "PixArtSigmaPipeline"), **_DIT),
+               pipelines=("PixArtAlphaPipeline", "PixArtSigmaPipeline"), **_DIT_SLIDERS),
     FamilySpec("sd3", "SD 3.x", FamilyDefaults(1024, 1024, 28, 7.0, "Flow Euler"), flow=True,
                text_encoders="CLIP-L, CLIP-G and T5",
                pipelines=("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline",
-                          "StableDiffusion3InpaintPipeline"), **_DIT),
+                          "StableDiffusion3InpaintPipeline"), **_DIT_SLIDERS),
     FamilySpec("flux", "Flux", FamilyDefaults(1024, 1024, 28, 3.5, "Flow Euler"), flow=True,
                negative_prompt=False, guidance_embedding=True, text_encoders="CLIP-L and T5",
                schedulers=("Flow Euler", "Euler", "DPM++ 2M", "UniPC"),
                pipelines=("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
-               **_DIT),
+               **_DIT_SLIDERS),
     FamilySpec("sana", "Sana", FamilyDefaults(1024, 1024, 20, 4.5, "DPM++ 2M"), flow=True,
                img2img=False, inpaint=False, text_encoders="Gemma 2",
-               pipelines=("SanaPipeline",), **{**_DIT, "size_multiple": 32}),
+               pipelines=("SanaPipeline",), **{**_DIT_SLIDERS, "size_multiple": 32}),
     FamilySpec("auraflow", "AuraFlow", FamilyDefaults(1024, 1024, 28, 3.5, "Flow Euler"),
                flow=True, img2img=False, inpaint=False, text_encoders="UMT5",
-               pipelines=("AuraFlowPipeline",), **_DIT),
+               pipelines=("AuraFlowPipeline",), **_DIT_SLIDERS),
 )}
 DEFAULTS: dict[str, FamilyDefaults] = {name: s.defaults for name, s in SPECS.items()}
 CLASS_FAMILIES = {cls: s.name for s in SPECS.values() for cls in s.pipelines}
@@ -125,6 +128,9 @@ DIT_FAMILIES = tuple(s.name for s in SPECS.values() if s.pipelines)
 SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sd1-lcm", "sd1-turbo", "studio-tiny", "sd1-inpaint",
                "sd2-inpaint")
 SDXL_FAMILIES = ("sdxl", "sdxl-lcm", "sdxl-turbo", "sdxl-inpaint")
+# Families that take regional prompts (studio.engine.regions: a UNet's cross-attention, the
+# joint blocks of SD3); Flux, PixArt, Sana and AuraFlow refuse them with the reason.
+REGION_FAMILIES = SD_FAMILIES + SDXL_FAMILIES + ("sd3",)
 # Families whose UNet DDIM inversion can run backwards (sliders over an imported image).
 INVERTIBLE_FAMILIES = tuple(f for f in SD_FAMILIES + SDXL_FAMILIES if not f.endswith("-inpaint"))
 # SD 1.x/2.x/SDXL pipelines of diffusers (a UNet and CLIP text encoders).
@@ -284,11 +290,12 @@ def check_request(request: Any, family: str, scheduler: str | None = None) -> No
         raise InvalidRequestError(f"{label} models cannot do {request.task}: diffusers has no "
                                   f"{request.task} pipeline for them.",
                                   hint="Use text to image, or an SD, SDXL, SD3 or Flux model.")
-    moved = [s for s in request.sliders if s.value]
+    moved = [s for s in request.sliders if s.value
+             and not (s.space == "interp" and spec.seed_sliders)]  # A<->B: the seed sliders
     if moved and not spec.prompt_sliders:
         raise InvalidRequestError(
             f"Sliders ({', '.join(s.slider_id for s in moved)}) do not act on {label} models "
-            "yet; set them to 0 or use an SD 1.x, 2.x or SDXL model.")
+            "yet; set them to 0 or use an SD 1.x, 2.x, SDXL, SD3 or Flux model.")
     if request.negative_prompt.strip() and not spec.negative_prompt:
         raise InvalidRequestError(f"{label} models take no negative prompt; clear it "
                                   "(describe what you want in the prompt instead).")

@@ -4,16 +4,26 @@
 * single-file ``.safetensors`` checkpoints: bundled configs (``studio.engine.models.single_file``).
 * pickles (``.ckpt``/``.pt``/``.bin`` files) are refused.
 Img2img and inpainting variants are made with ``from_pipe``: the same modules, never loaded twice.
+
+A load can be cancelled: the libraries are imported on a helper thread (an import cannot be
+interrupted, and the next load needs it anyway) while the job waits in slices of 0.1 s, and the
+weights are loaded one component at a time (text encoder, UNet or transformer, VAE...), the
+job's cancel token checked between them. A cancelled load raises ``CancelledError`` and leaves
+nothing behind: the cache only ever holds a whole pipeline.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import (
+    CancelledError,
     CorruptModelError,
     InvalidRequestError,
     ModelNotFoundError,
@@ -21,6 +31,7 @@ from studio.core.errors import (
     UnsafeModelFileError,
     WrongModelKindError,
 )
+from studio.core.jobs.cancel import CancelToken, active_token
 from studio.core.models import ModelInfo
 from studio.engine.device import DeviceChoice
 from studio.engine.models.discovery import PICKLE_SUFFIXES
@@ -52,6 +63,53 @@ def quiet_libraries() -> None:
         transformers.utils.logging.disable_progress_bar()
     except Exception:
         pass
+
+
+_IMPORTS: Future[None] | None = None
+_IMPORTS_LOCK = threading.Lock()
+_WAIT_SLICE_S = 0.1
+
+
+def _import_libraries() -> None:
+    quiet_libraries()
+    import diffusers.pipelines.pipeline_utils  # noqa: F401  (diffusers' models come with it)
+    import transformers.modeling_utils  # noqa: F401
+
+
+def import_libraries(cancel: CancelToken | None = None) -> None:
+    """Import diffusers and transformers (10 to 40 s the first time on a slow CPU), waiting
+    for them in slices: a cancel ends the wait at once with ``CancelledError``.
+
+    The import runs once per process, on a helper thread that goes on after a cancel: an
+    import cannot be stopped halfway, and the next load needs it.
+    """
+    global _IMPORTS
+    with _IMPORTS_LOCK:
+        future = _IMPORTS
+        if future is None:
+            future = _IMPORTS = Future()
+
+            def run() -> None:
+                try:
+                    _import_libraries()
+                except BaseException as err:  # a broken install: every load says so
+                    future.set_exception(err)
+                else:
+                    future.set_result(None)
+
+            threading.Thread(target=run, name="studio-imports", daemon=True).start()
+    while True:
+        try:
+            future.result(timeout=_WAIT_SLICE_S if cancel is not None else None)
+            return
+        except FutureTimeout:
+            assert cancel is not None
+            cancel.raise_if_cancelled()
+
+
+def _check(cancel: CancelToken | None) -> None:
+    if cancel is not None:
+        cancel.raise_if_cancelled()
 
 
 @dataclass
@@ -115,7 +173,54 @@ def check_model_path(info: ModelInfo) -> Path:
     return path
 
 
-def _load_folder(path: Path, choice: DeviceChoice) -> Any:
+def _component_class(library: str, class_name: str) -> Any:
+    """The class a ``model_index.json`` entry names (``None`` if it cannot be imported: then
+    diffusers loads it, and says what is wrong)."""
+    import importlib
+
+    from diffusers import pipelines
+
+    try:
+        module = (getattr(pipelines, library) if hasattr(pipelines, library)
+                  else importlib.import_module(library))
+        return getattr(module, class_name, None)
+    except Exception:
+        return None
+
+
+def _load_components(path: Path, index: dict[str, Any], dtype: Any,
+                     skip: dict[str, Any], cancel: CancelToken | None) -> dict[str, Any]:
+    """The weighted components of a diffusers folder (text encoders, UNet or transformer,
+    VAE...), loaded one at a time as ``DiffusionPipeline.from_pretrained`` would, with
+    ``cancel`` checked before each. Tokenizers and schedulers (no weights) are left to it."""
+    import torch
+    from diffusers import ModelMixin
+    from transformers import PreTrainedModel
+
+    loaded: dict[str, Any] = {}
+    for name, value in index.items():
+        if name.startswith("_") or name in skip or not isinstance(value, list) \
+                or len(value) != 2 or None in value or not (path / name).is_dir():
+            continue
+        cls = _component_class(*value)
+        if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
+            continue
+        safetensors = any((path / name).glob("*.safetensors"))
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        if safetensors:
+            kwargs["use_safetensors"] = True
+        if issubclass(cls, ModelMixin):
+            kwargs.update(torch_dtype=dtype, low_cpu_mem_usage=True)
+        elif issubclass(cls, PreTrainedModel):
+            kwargs["dtype"] = dtype
+        else:
+            continue
+        _check(cancel)
+        loaded[name] = cls.from_pretrained(path / name, **kwargs)
+    return loaded
+
+
+def _load_folder(path: Path, choice: DeviceChoice, cancel: CancelToken | None = None) -> Any:
     from diffusers import DiffusionPipeline
 
     index = (path / "model_index.json").read_text(encoding="utf-8")
@@ -135,6 +240,15 @@ def _load_folder(path: Path, choice: DeviceChoice) -> Any:
                 kwargs.setdefault(key, None)
     except ValueError:
         pass
+    import json
+
+    try:
+        components = json.loads(index)
+    except ValueError:
+        components = {}
+    if isinstance(components, dict):
+        kwargs.update(_load_components(path, components, kwargs["torch_dtype"], kwargs, cancel))
+    _check(cancel)
     return DiffusionPipeline.from_pretrained(path, **kwargs)
 
 
@@ -149,8 +263,15 @@ def pipeline_family(pipe: Any, path: Path) -> str:
                          dict(pipe.scheduler.config), studio)
 
 
-def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
-    """Load a model for ``choice``; every failure a user can cause becomes a StudioError."""
+def load_model(info: ModelInfo, choice: DeviceChoice,
+               cancel: CancelToken | None = None) -> LoadedModel:
+    """Load a model for ``choice``; every failure a user can cause becomes a StudioError.
+
+    ``cancel`` (default: the token of the job this thread runs) is checked between the parts
+    of the load; a cancelled load raises ``CancelledError`` and keeps nothing.
+    """
+    cancel = cancel if cancel is not None else active_token()
+    import_libraries(cancel)
     import torch
 
     from studio.engine.models.families import UNKNOWN, detect_folder_family
@@ -167,14 +288,20 @@ def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
         if path.is_file():
             from studio.engine.models.single_file import load_single_file
 
-            pipe = load_single_file(path, torch_dtype=choice.load_dtype())
+            pipe = load_single_file(path, torch_dtype=choice.load_dtype(), cancel=cancel)
         else:
-            pipe = _load_folder(path, choice)
+            pipe = _load_folder(path, choice, cancel)
+        _check(cancel)
         place_pipeline(pipe, choice)
         log.info("%s on %s: %s", info.name, choice.device, cpu_layout(pipe, engine_choice, choice))
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
         raise OutOfMemoryError(f"Not enough memory to load {info.name} on {choice.device}.",
                                hint="Close other programs or choose a smaller model.") from err
+    except CancelledError:
+        import gc
+
+        gc.collect()  # the components loaded so far go now, not at some later collection
+        raise
     except (WrongModelKindError, UnsafeModelFileError, CorruptModelError):
         raise
     except Exception as err:
@@ -183,6 +310,7 @@ def load_model(info: ModelInfo, choice: DeviceChoice) -> LoadedModel:
             f"({type(err).__name__}: {str(err)[:200]}).",
             hint="Download it again or check the folder.") from err
     pipe.set_progress_bar_config(disable=True)
+    _check(cancel)
     family = pipeline_family(pipe, path)
     vae = getattr(pipe, "vae", None)
     if vae is None:

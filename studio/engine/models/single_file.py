@@ -369,9 +369,67 @@ def _pickle_to_safetensors(path: Path) -> Path:
     return Path(tmp)
 
 
+_READ_CHECK_BYTES = 64 * 1024**2  # a cancel is checked after each 64 MB read
+
+
+def _check(cancel: Any) -> None:
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+
+
+def _read_checkpoint(path: Path, cancel: Any) -> dict[str, Any]:
+    """Every tensor of a ``.safetensors`` file, read one by one with ``cancel`` checked
+    between them (each 64 MB)."""
+    from safetensors import safe_open
+
+    tensors: dict[str, Any] = {}
+    read = 0
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            tensor = tensors[key] = f.get_tensor(key)
+            read += tensor.numel() * tensor.element_size()
+            if read >= _READ_CHECK_BYTES:
+                _check(cancel)
+                read = 0
+    return tensors
+
+
+def _assemble(pipeline_class: Any, source: Path, config: Path, torch_dtype: Any,
+              given: dict[str, Any], cancel: Any) -> Any:
+    """The pipeline of a single file, built as diffusers' ``from_single_file`` builds it
+    (each component with ``load_single_file_sub_model``), but with ``cancel`` checked while
+    the file is read and between components (UNet, VAE, text encoders)."""
+    from diffusers import pipelines
+    from diffusers.loaders.single_file import load_single_file_sub_model
+
+    config_dict = dict(pipeline_class.load_config(str(config)))
+    config_dict.pop("_ignore_files", None)
+    expected, optional = pipeline_class._get_signature_keys(pipeline_class)
+    init_dict, _, _ = pipeline_class.extract_init_dict(config_dict)
+    init_kwargs = {k: init_dict.pop(k) for k in optional if k in init_dict}
+    checkpoint = _read_checkpoint(source, cancel)
+    for name, (library, class_name) in sorted(init_dict.items()):
+        if name in given:
+            init_kwargs[name] = given[name]
+            continue
+        if library is None or name == "safety_checker":
+            continue
+        _check(cancel)
+        init_kwargs[name] = load_single_file_sub_model(
+            library_name=library, class_name=class_name, name=name, checkpoint=checkpoint,
+            pipelines=pipelines, is_pipeline_module=hasattr(pipelines, library),
+            cached_model_config_path=str(config), torch_dtype=torch_dtype,
+            local_files_only=True)
+    del checkpoint
+    _check(cancel)
+    for module in set(expected) - set(init_kwargs):
+        init_kwargs[module] = None
+    return pipeline_class(**init_kwargs)
+
+
 def load_single_file(path: str | os.PathLike[str], family: str | None = None,
                      config_dir: str | os.PathLike[str] | None = None, torch_dtype: Any = None,
-                     *, allow_pickle: bool = False) -> Any:
+                     *, allow_pickle: bool = False, cancel: Any = None) -> Any:
     """Load a single-file checkpoint as a diffusers pipeline, with no network access.
 
     Parameters
@@ -388,6 +446,9 @@ def load_single_file(path: str | os.PathLike[str], family: str | None = None,
         dtype of the loaded weights (default float32).
     allow_pickle
         Accept ``.ckpt``/``.pt`` files, read with ``torch.load(weights_only=True)``.
+    cancel
+        A ``CancelToken`` checked while the file is read and between components: a cancelled
+        load raises ``CancelledError`` (a ``StudioError``) and returns nothing.
 
     Returns
     -------
@@ -417,11 +478,10 @@ def load_single_file(path: str | os.PathLike[str], family: str | None = None,
     if path.suffix.lower() in PICKLE_SUFFIXES or _looks_like_pickle(path):
         source, temporary = _pickle_to_safetensors(path), True
     try:
-        kwargs: dict[str, Any] = {"config": str(config), "local_files_only": True,
-                                  "torch_dtype": torch_dtype}
+        given: dict[str, Any] = {}
         if text_family == "sdxl" and _same_text_widths(config):
-            kwargs["text_encoder_2"] = _openclip_text_encoder(source, config, torch_dtype)
-        pipe = _pipeline_class(base).from_single_file(str(source), **kwargs)
+            given["text_encoder_2"] = _openclip_text_encoder(source, config, torch_dtype)
+        pipe = _assemble(_pipeline_class(base), source, config, torch_dtype, given, cancel)
     except (StudioError, MemoryError):
         raise
     except Exception as err:
