@@ -51,7 +51,7 @@ PLANS = {
 }
 
 SECTIONS = ("overhead", "dtype", "preview", "decode", "threads", "ui", "startup", "memory",
-            "sliders", "control")
+            "sliders", "control", "dit")
 # libgomp's default (3 ms of spinning before sleeping): how the engine ran before it asked
 # for passive waits. GOMP_SPINCOUNT takes precedence over OMP_WAIT_POLICY.
 SPIN_ENV = {"GOMP_SPINCOUNT": "300000"}
@@ -217,6 +217,23 @@ def run_bench(plan: Plan, *, cache: str | Path | None = None,
             ["memory", str(m.path), "--size", str(m.size), "--steps", str(plan.sd15_steps)])
         figures["memory_sd15"] = ms
         figures["peak_rss_mb_sd15"] = ms["peak_rss_mb"]
+    _save(checkpoint, figures)
+    if "dit" in sections:  # studio.bench.dit_bench: the tiny DiT beside the tiny UNet
+        from studio.bench.dit_bench import dit_step
+
+        settings = ef.Settings(plan.tiny_steps, plan.tiny_repeats, 0)
+        tiny_o = figures.get("overhead_tiny")
+        if tiny_o is None:
+            log(f"overhead: tiny model, {plan.tiny_steps} steps x {plan.tiny_repeats}…")
+            tiny_o = ef.overhead(tiny, settings)
+            tiny_o.pop("_loaded")
+            tiny_o.pop("_engine")
+        log(f"overhead: embedded studio-tiny-dit, {plan.tiny_steps} steps x "
+            f"{plan.tiny_repeats}…")
+        d = dit_step(settings, tiny_o["step_s"])
+        if d is not None:
+            figures["overhead_dit"] = d
+            figures["overhead_ratio_dit"] = d["ratio"]
     _save(checkpoint, figures)
     if "sliders" in sections:
         figures["slider_latency_ms"] = slider_latency(log)
@@ -384,6 +401,10 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f"load {fig['memory_tiny']['load_s']:.1f}s"))
         rows.append(("peak RSS SD1.5-size" + stand_in, f"{fig['peak_rss_mb_sd15']:.0f} MB",
                      "-", f"load {fig['memory_sd15']['load_s']:.1f}s"))
+    if "overhead_dit" in fig:
+        from studio.bench.dit_bench import table_rows as dit_rows
+
+        rows += dit_rows(fig)
     if "control_sd15" in fig:
         from studio.bench.control_bench import table_row
 

@@ -12,12 +12,16 @@ The kinds and what their preprocessor does:
   dark strokes on light paper are inverted; light strokes on black are kept.
 * ``edges``: Canny edges of the layer's image (thresholds ``low``/``high`` on 0-255).
 * ``depth``: a depth image as is (near is light), as a grey image.
+* ``depth-estimate``: a depth map estimated from a photo by a depth-estimation model in the
+  user's folders (transformers' DPT, Depth Anything ...; the engine passes its estimator as
+  ``depth``), then read as ``depth``. Without one the kind is off (``DEPTH_ESTIMATE_OFF``).
 * ``tile``: the image itself (detail and colour guidance).
 * ``pose``: an image of a skeleton as is (OpenPose colours).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,14 +29,21 @@ import numpy as np
 
 from studio.core.document.pixels import Pixels
 
-CONTROL_KINDS: tuple[str, ...] = ("scribble", "lineart", "edges", "depth", "tile", "pose")
+CONTROL_KINDS: tuple[str, ...] = ("scribble", "lineart", "edges", "depth", "depth-estimate",
+                                  "tile", "pose")
 KIND_LABELS = {"scribble": "Scribble", "lineart": "Line art", "edges": "Edges (Canny)",
-               "depth": "Depth", "tile": "Tile / detail", "pose": "Pose"}
+               "depth": "Depth", "depth-estimate": "Depth from a photo",
+               "tile": "Tile / detail", "pose": "Pose"}
 # Kinds the studio names but cannot run yet, with the reason the UI shows.
 KINDS_OFF = {"reference": "Reference images need an IP-Adapter, which is not in the studio "
-                          "yet.",
-             "depth-estimate": "Depth from a photo needs a depth-estimation model; none is "
-                               "in your folders, so a depth layer is read as a depth image."}
+                          "yet."}
+# Why "depth-estimate" is off where no depth-estimation model is found (engine features).
+DEPTH_ESTIMATE_OFF = ("Depth from a photo needs a depth-estimation model (a transformers DPT "
+                      "or Depth Anything folder) in models/depth or models/annotators of "
+                      "your model folders; none was found. A depth image can still be used "
+                      "as is (Depth).")
+# The control kind whose control models read a kind's map.
+MODEL_KIND = {"depth-estimate": "depth"}
 MAX_CONTROLS = 8
 EDGE_LOW, EDGE_HIGH = 100, 200  # A1111's Canny defaults
 
@@ -199,9 +210,14 @@ def canny(gray: np.ndarray, low: float = EDGE_LOW, high: float = EDGE_HIGH,
 
 
 def control_map(kind: str, image: Pixels | np.ndarray, width: int, height: int,
-                low: float = EDGE_LOW, high: float = EDGE_HIGH) -> tuple[np.ndarray, str]:
+                low: float = EDGE_LOW, high: float = EDGE_HIGH,
+                depth: Callable[[np.ndarray], np.ndarray] | None = None
+                ) -> tuple[np.ndarray, str]:
     """The map a control model reads for ``kind`` (uint8 RGB (height, width, 3)) and a
-    note ("" or what was changed: a control image of another size is scaled)."""
+    note ("" or what was changed: a control image of another size is scaled).
+
+    ``depth`` estimates a depth map (uint8 (H, W), near is light) from an RGB photo: the
+    ``depth-estimate`` kind needs it (a ``ValueError`` saying why without)."""
     from PIL import Image
 
     arr = _rgba(image)
@@ -219,6 +235,10 @@ def control_map(kind: str, image: Pixels | np.ndarray, width: int, height: int,
         grey = canny(_luminance(arr), low, high)
     elif kind == "depth":
         grey = np.clip(np.round(_luminance(arr)), 0, 255).astype(np.uint8)
+    elif kind == "depth-estimate":
+        if depth is None:
+            raise ValueError(DEPTH_ESTIMATE_OFF)
+        grey = np.asarray(depth(np.ascontiguousarray(arr[..., :3])), np.uint8)
     elif kind in ("tile", "pose"):
         return np.ascontiguousarray(arr[..., :3]), note
     else:
@@ -228,7 +248,11 @@ def control_map(kind: str, image: Pixels | np.ndarray, width: int, height: int,
 
 # -- A1111's ControlNet fields ---------------------------------------------------------------
 _A1111_MODULES = {"scribble": "scribble", "lineart": "lineart", "edges": "canny",
-                  "depth": "depth", "tile": "tile_resample", "pose": "openpose"}
+                  "depth": "depth", "depth-estimate": "depth_anything",
+                  "tile": "tile_resample", "pose": "openpose"}
+# A1111's depth preprocessors: a depth map estimated from a photo.
+_A1111_DEPTH_ESTIMATORS = ("depth_anything", "depth_midas", "depth_zoe", "depth_leres",
+                           "depth_hand_refiner")
 
 
 def _num(value: float) -> str:
@@ -252,6 +276,8 @@ def a1111_control_fields(controls: tuple[ControlLayer, ...]) -> dict[str, str]:
 
 
 def _kind_of_module(module: str, model: str) -> str:
+    if module.strip().lower().startswith(_A1111_DEPTH_ESTIMATORS):
+        return "depth-estimate"
     text = f"{module} {model}".lower()
     for kind, words in (("edges", ("canny", "edge")), ("lineart", ("lineart", "line")),
                         ("scribble", ("scribble", "sketch", "hed")),

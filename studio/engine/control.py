@@ -16,6 +16,11 @@ What each takes from a control layer:
 * T2I-Adapter (one, or a ``MultiAdapter``): strength is ``adapter_conditioning_scale``;
   diffusers' adapter pipelines are text to image only, act from the first step, and on SD
   1.x on every step (SDXL: until ``end``, its ``adapter_conditioning_factor``).
+
+A ``depth-estimate`` layer is a photo: the first depth-estimation model found in the user's
+depth or annotator folders (transformers' ``AutoModelForDepthEstimation``, run through its
+``depth-estimation`` pipeline, min-max scaled, near is light) makes its depth map, read by
+a depth control model. Without one the kind is off (``kinds_off``), with the reason.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.core.control import control_map, is_empty
+from studio.core.control import DEPTH_ESTIMATE_OFF, MODEL_KIND, control_map, is_empty
 from studio.core.errors import InvalidRequestError, ModelNotFoundError
 from studio.core.jobs.request import GenerationRequest
 from studio.engine.control_models import (
     FAMILY_LABELS,
     ControlModelInfo,
+    DepthModelInfo,
     base_family,
     info_for_path,
     load_control_model,
+    load_depth_estimator,
     scan,
+    scan_depth,
 )
 
 log = logging.getLogger(__name__)
@@ -128,6 +136,8 @@ class ControlModels:
         self._choice = choice
         self._found: list[ControlModelInfo] | None = None
         self._dirs: tuple[Path, ...] = ()
+        self._depth: list[DepthModelInfo] | None = None
+        self._depth_dirs: tuple[Path, ...] = ()
 
     def list(self, refresh: bool = False) -> list[ControlModelInfo]:
         """Every control model found (embedded first, then the user's folders)."""
@@ -139,6 +149,40 @@ class ControlModels:
             self._found = scan(list(dirs), getattr(self._registry, "_embedded_dir", None)
                                or embedded_models_dir())
         return list(self._found)
+
+    def depth_models(self, refresh: bool = False) -> list[DepthModelInfo]:
+        """The depth-estimation models in the user's depth and annotator folders."""
+        dirs = tuple(self._registry.model_dirs)
+        if self._depth is None or refresh or dirs != self._depth_dirs:
+            self._depth_dirs = dirs
+            self._depth = scan_depth(list(dirs))
+        return list(self._depth)
+
+    def kinds_off(self) -> tuple[tuple[str, str], ...]:
+        """(control kind, why it is off) for the kinds this engine cannot run now."""
+        return () if self.depth_models() else (("depth-estimate", DEPTH_ESTIMATE_OFF),)
+
+    def estimate_depth(self, rgb: Any) -> Any:
+        """A depth map (uint8 (H, W), near is light, min-max scaled) of an RGB photo (uint8
+        (H, W, 3)) by the first depth-estimation model found (loaded once, in the budget)."""
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        found = self.depth_models()
+        if not found:
+            raise InvalidRequestError(DEPTH_ESTIMATE_OFF)
+        info = found[0]
+        key = ("depth-estimator", info.path, self._choice.device)
+
+        def loader() -> Any:
+            model, run = load_depth_estimator(info, self._choice.torch_device())
+            return _Loaded(model, run)
+
+        loaded = self._cache.get_or_load(key, loader)
+        with torch.inference_mode():
+            out = loaded.run(Image.fromarray(np.ascontiguousarray(rgb[..., :3]), "RGB"))
+        return np.asarray(out["depth"].convert("L"), np.uint8)
 
     def resolve(self, name: str, kind: str, family: str, model_name: str = "") -> ControlModelInfo:
         """The control model ``name`` names (id, name or path), or the first that fits
@@ -192,7 +236,10 @@ class ControlModels:
             return None
         if base_family(family) not in CONTROL_FAMILIES:
             raise InvalidRequestError(f"{loaded.info.name}: {CONTROL_WHY_NOT}")
-        infos = [self.resolve(c.model, c.kind, family, loaded.info.name) for c in active]
+        if any(c.kind == "depth-estimate" for c in active) and not self.depth_models():
+            raise InvalidRequestError(DEPTH_ESTIMATE_OFF)
+        infos = [self.resolve(c.model, MODEL_KIND.get(c.kind, c.kind), family,
+                              loaded.info.name) for c in active]
         for info in infos:
             check_fits(info, family, loaded.info.name)
         kinds = {info.kind for info in infos}
@@ -208,7 +255,9 @@ class ControlModels:
 
         maps, notes = [], []
         for control in active:
-            arr, note = control_map(control.kind, control.image, req.width, req.height)
+            depth = self.estimate_depth if control.kind == "depth-estimate" else None
+            arr, note = control_map(control.kind, control.image, req.width, req.height,
+                                    depth=depth)
             maps.append(Image.fromarray(arr, "RGB"))
             if note:
                 notes.append(note)
@@ -221,9 +270,11 @@ class ControlModels:
 
 @dataclass
 class _Loaded:
-    """A loaded control model as the pipeline cache holds it (``pipe``: what it weighs)."""
+    """A loaded control model as the pipeline cache holds it (``pipe``: what it weighs;
+    ``run``: a depth estimator's transformers pipeline)."""
 
     pipe: Any
+    run: Any = None
 
 
 def check_fits(info: ControlModelInfo, family: str, model_name: str) -> None:

@@ -162,16 +162,16 @@ def scan(roots: list[Path], embedded_dir: Path | None) -> list[ControlModelInfo]
     return [m for m in found if not (m.id in seen or seen.add(m.id))]  # type: ignore[func-returns-value]
 
 
-def _control_dirs(root: Path, depth: int) -> list[Path]:
+def _control_dirs(root: Path, depth: int, names: tuple[str, ...] = CONTROL_DIRS) -> list[Path]:
     if not root.is_dir() or depth < 0:
         return []
-    if root.name.lower() in CONTROL_DIRS:
+    if root.name.lower() in names:
         return [root]
     try:
         children = sorted(c for c in root.iterdir() if c.is_dir())
     except OSError:
         return []
-    return [d for child in children for d in _control_dirs(child, depth - 1)]
+    return [d for child in children for d in _control_dirs(child, depth - 1, names)]
 
 
 def _scan_control_dir(folder: Path) -> list[ControlModelInfo]:
@@ -200,6 +200,82 @@ def info_for_path(path: Path) -> ControlModelInfo:
         raise WrongModelKindError(f"{path.name} is not a ControlNet or T2I-Adapter "
                                   "(no ControlNetModel/T2IAdapter config or weights).")
     return info
+
+
+# -- depth estimation models -----------------------------------------------------------------
+# Folders a depth-estimation model is kept in (ComfyUI's and A1111's annotator folders too).
+DEPTH_DIRS = ("depth", "depth_estimation", "depth-estimation", "depth_anything",
+              "depth-anything", "depthanything", "annotators", "annotator", "midas", "dpt")
+# transformers' depth-estimation model types (``MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES``,
+# kept here: importing transformers to scan folders costs seconds).
+DEPTH_MODEL_TYPES = frozenset({"dpt", "depth_anything", "depth_pro", "glpn", "zoedepth",
+                               "prompt_depth_anything"})
+
+
+@dataclass(frozen=True)
+class DepthModelInfo:
+    """A transformers depth-estimation model folder (DPT, Depth Anything ...)."""
+
+    name: str
+    path: str
+    model_type: str
+
+
+def depth_folder_info(folder: Path) -> DepthModelInfo | None:
+    """The depth-estimation model in ``folder`` (a transformers folder whose config names a
+    ``...ForDepthEstimation`` architecture or a depth model type), or ``None``."""
+    config = read_json(folder / "config.json")
+    model_type = str(config.get("model_type", ""))
+    archs = [str(a) for a in config.get("architectures") or []]
+    if archs:
+        if not any(a.endswith("ForDepthEstimation") for a in archs):
+            return None
+    elif model_type not in DEPTH_MODEL_TYPES:
+        return None
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        return None
+    return DepthModelInfo(name=folder.name, path=str(folder), model_type=model_type)
+
+
+def scan_depth(roots: list[Path]) -> list[DepthModelInfo]:
+    """Every depth-estimation model in the depth and annotator folders below ``roots`` (the
+    folder itself, or up to two levels below it)."""
+    found: list[DepthModelInfo] = []
+    for root in roots:
+        for folder in _control_dirs(Path(root), depth=3, names=DEPTH_DIRS):
+            level = [folder]
+            for _ in range(3):
+                nxt = []
+                for candidate in level:
+                    info = depth_folder_info(candidate)
+                    if info is not None:
+                        found.append(info)
+                        continue
+                    try:
+                        nxt.extend(sorted(c for c in candidate.iterdir() if c.is_dir()))
+                    except OSError:
+                        pass
+                level = nxt
+    seen: set[str] = set()
+    return [m for m in found if not (m.path in seen or seen.add(m.path))]  # type: ignore[func-returns-value]
+
+
+def load_depth_estimator(info: DepthModelInfo, device: Any) -> tuple[Any, Any]:
+    """(model, transformers ``depth-estimation`` pipeline) of ``info``; a damaged folder is
+    one clear ``CorruptModelError``."""
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation, pipeline
+
+    try:
+        model = AutoModelForDepthEstimation.from_pretrained(info.path, local_files_only=True)
+        processor = AutoImageProcessor.from_pretrained(info.path, local_files_only=True)
+    except Exception as err:
+        raise CorruptModelError(
+            f"Could not load the depth-estimation model {info.name}: its files are damaged "
+            f"or incomplete ({type(err).__name__}: {str(err)[:160]}).",
+            hint="It needs config.json, preprocessor_config.json and its weights.") from err
+    model = model.to(device).eval()
+    return model, pipeline("depth-estimation", model=model, image_processor=processor,
+                           device=device)
 
 
 # -- loading ---------------------------------------------------------------------------------

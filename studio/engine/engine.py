@@ -115,7 +115,8 @@ class Engine:
             latent_sliders=True, example_directions=True, upscaling=True,
             model_management=True, live_mode=True, regions=True,
             regions_families=REGION_FAMILIES,
-            why_not=(("regions_families", "Regional prompts: " + REGIONS_WHY_NOT),))
+            why_not=(("regions_families", "Regional prompts: " + REGIONS_WHY_NOT),
+                     *self.controls.kinds_off()))  # control kinds off (no depth model ...)
 
     # -- models --------------------------------------------------------------------------
     def list_models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:

@@ -1,11 +1,12 @@
 """Control layers in the window: any layer marked as a control of a kind (scribble, line
-art, edges, depth, tile, pose) with a strength and a range of the steps.
+art, edges, depth, depth from a photo, tile, pose) with a strength and a range of the steps.
 
 ``ControlSection`` is the layers panel's "Control" box for the active layer; the marks are
 kept per document (``marks_for``) and ``request_controls`` turns the visible marked layers
 into the request's ``ControlLayer`` values, cut to the generation rect and scaled to the
 request's size. "Show map" adds the preprocessed map (what the control model will read) as
-a new layer, to check it before generating.
+a new layer, to check it before generating. A kind the backend cannot run now (depth from a
+photo without a depth-estimation model) is greyed out with the reason from its features.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.control import (
     CONTROL_KINDS,
+    DEPTH_ESTIMATE_OFF,
     KIND_LABELS,
     KINDS_OFF,
     ControlLayer,
@@ -163,6 +165,29 @@ class StepRange(QWidget):
         self.valueChanged.emit(self.value())
 
 
+class _KindCombo(QComboBox):
+    """The kind list; ``before_popup`` runs as it opens (the backend's kinds may change)."""
+
+    def __init__(self, before_popup, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._before_popup = before_popup
+
+    def showPopup(self) -> None:  # noqa: N802 (Qt's name)
+        self._before_popup()
+        super().showPopup()
+
+
+def _backend_kinds_off(widget: QWidget) -> dict[str, str]:
+    """The control kinds the window's backend says are off (kind -> reason), from its
+    features' ``why_not`` (no backend yet: none)."""
+    connection = getattr(widget.window(), "connection", None)
+    try:
+        why_not = dict(connection.features.why_not) if connection is not None else {}
+    except Exception:  # a backend that cannot say: nothing is greyed out here
+        return {}
+    return {kind: why_not[kind] for kind in CONTROL_KINDS if kind in why_not}
+
+
 class ControlSection(QGroupBox):
     """The "Control" box of the layers panel, for the active layer."""
 
@@ -175,7 +200,7 @@ class ControlSection(QGroupBox):
         self.doc, self.undo = doc, undo
         self._layer: Layer | None = None
         self._updating = False
-        self.kind_combo = QComboBox(objectName="layer_control_kind")
+        self.kind_combo = _KindCombo(self.refresh_kinds, objectName="layer_control_kind")
         self.kind_combo.addItem("Not a control layer", "")
         for kind in CONTROL_KINDS:
             self.kind_combo.addItem(KIND_LABELS[kind], kind)
@@ -216,10 +241,20 @@ class ControlSection(QGroupBox):
         self.set_layer(None)
 
     # -- model -> view -------------------------------------------------------------------
+    def refresh_kinds(self) -> None:
+        """Grey out the kinds the backend cannot run now, with the reason as the tooltip."""
+        off = _backend_kinds_off(self)
+        model = self.kind_combo.model()
+        for kind in CONTROL_KINDS:
+            item = model.item(self.kind_combo.findData(kind))
+            item.setEnabled(kind not in off)
+            item.setToolTip(off.get(kind, ""))
+
     def set_layer(self, layer: Layer | None) -> None:
         """Show the control settings of ``layer`` (the active one)."""
         self._layer = layer
         mark = marks_for(self.doc).get(layer.id) if layer is not None else None
+        self.refresh_kinds()
         self._updating = True
         try:
             self.kind_combo.setCurrentIndex(max(0, self.kind_combo.findData(
@@ -241,6 +276,8 @@ class ControlSection(QGroupBox):
         if layer is not None and mark is not None and is_empty(Pixels.from_array(
                 np.ascontiguousarray(layer.pixels))):
             text = "This layer is empty: it is skipped until something is drawn on it."
+        elif mark is not None and mark.kind in (off := _backend_kinds_off(self)):
+            text = off[mark.kind]
         self.note.setText(text)
         self.note.setVisible(bool(text))
 
@@ -274,7 +311,17 @@ class ControlSection(QGroupBox):
         image = _cut(self.doc, layer, rect)
         if image is None:
             return
-        arr, _note = control_map(mark.kind, image, rect[2], rect[3])
+        depth = None
+        if mark.kind == "depth-estimate":  # the backend's estimator (the local engine's)
+            connection = getattr(self.window(), "connection", None)
+            engine = getattr(getattr(connection, "services", None), "engine", None)
+            depth = getattr(getattr(engine, "controls", None), "estimate_depth", None)
+        try:
+            arr, _note = control_map(mark.kind, image, rect[2], rect[3], depth=depth)
+        except Exception as err:  # no estimator, or it failed to load: say why, add nothing
+            self.note.setText(str(err) or DEPTH_ESTIMATE_OFF)
+            self.note.setVisible(True)
+            return
         rgba = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=2)
         new = Layer(pixels=np.ascontiguousarray(rgba), name=f"{KIND_LABELS[mark.kind]} map "
                     f"of {layer.name}", x=rect[0], y=rect[1])

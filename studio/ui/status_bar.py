@@ -40,6 +40,7 @@ class StudioStatusBar(QStatusBar):
         self.setObjectName("status_bar")
         self.job_labels: Mapping[int, str] = job_labels if job_labels is not None else {}
         self._job: int | None = None
+        self._others: dict[int, str] = {}  # other running jobs (several servers) -> title
         self._title = ""
         self._phase = ""
         self._started = self._phase_started = 0.0
@@ -163,6 +164,8 @@ class StudioStatusBar(QStatusBar):
 
     # -- jobs ----------------------------------------------------------------------------
     def on_job_started(self, event: JobStarted) -> None:
+        if self._job is not None:  # several servers: the bar follows the newest job
+            self._others[self._job] = self._title
         self._job = event.job_id
         self._started = self._phase_started = time.monotonic()
         self._phase = ""
@@ -213,6 +216,16 @@ class StudioStatusBar(QStatusBar):
         self.message_label.setText(text)
 
     def on_job_ended(self, event: JobEvent) -> None:
+        if self._others.pop(event.job_id, None) is not None:
+            return  # a job of another server ended; the one shown goes on
+        if event.job_id == self._job and self._others:
+            # Another server's job still runs: the bar follows it from its next report.
+            self._job, self._title = self._others.popitem()
+            self._phase = ""
+            self._tick_timer.stop()
+            self.progress.setRange(0, 0)
+            self.message_label.setText(self._title + "…")
+            return
         if event.job_id == self._job:
             self._job = None
             self._tick_timer.stop()

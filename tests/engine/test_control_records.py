@@ -109,9 +109,13 @@ def test_a1111s_own_controlnet_text_reads_as_controls():
             'Guidance Start: 0.1, Guidance End: 0.9, Pixel Perfect: False, Control Mode: '
             'Balanced"')
     assert read_a1111_controls({"ControlNet 0": json.loads(line.split("ControlNet 0: ")[1])}
-                               ) == [{"kind": "depth", "strength": 0.6, "start": 0.1,
-                                      "end": 0.9,
+                               ) == [{"kind": "depth-estimate", "strength": 0.6,
+                                      "start": 0.1, "end": 0.9,
                                       "model": "control_v11f1p_sd15_depth [cfd03158]"}]
+    # A1111's "depth_midas" ran on a photo; "Module: none" with a depth model read it as is.
+    assert read_a1111_controls({"ControlNet 0": "Module: none, Model: control_sd15_depth, "
+                                "Weight: 1, Guidance Start: 0, Guidance End: 1"}
+                               )[0]["kind"] == "depth"
     assert a1111_control_fields(()) == {}
 
 

@@ -9,6 +9,7 @@ re-runs no text encoder (the embeddings are cached).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -71,17 +72,20 @@ def test_directions_move_the_pooled_embeddings_too(engine, root, kind):
         "prompt_embeds"].shape[1:]
 
 
-@pytest.mark.parametrize("kind", ["sd3", "pixart"])
+@pytest.mark.parametrize("kind", ["sd3", "sana", "pixart", "flux"])
 def test_a_late_slider_runs_where_the_callback_takes_it_and_from_the_start_elsewhere(
         engine, root, kind):
-    """hair-red starts after 15 % of the steps: SD3's step callback takes the embeddings
-    (tokens and pooled) late; PixArt has no such callback, so it acts from the first step."""
+    """hair-red starts after 15 % of the steps: the step callbacks of SD3 (tokens and pooled)
+    and Sana take the embeddings late; PixArt has no such callback and Flux's has no pooled
+    embeddings, so there it acts from the first step."""
     req = _req(root, kind, steps=6)
     spec = starter_sliders()["hair-red"]
     assert spec.start > 0
     base = engine.generate(req).images[0]
     late = engine.generate(apply_sliders(req, [(spec, 2.0)])).images[0]
+    early = engine.generate(apply_sliders(req, [(replace(spec, start=0.0), 2.0)])).images[0]
     assert _diff(late, base) > 0
+    assert np.array_equal(late, early) == (kind in ("pixart", "flux"))
 
 
 def test_the_written_file_records_a_slider_that_acted(engine, root, tmp_path):
