@@ -100,18 +100,22 @@ def control_step(model: BenchModel, cache: Path, steps: int, repeats: int, warmu
     with_control = dataclasses.replace(plain, controls=(
         ControlLayer("lineart", control_image(model.size), 1.0, 0.0, 1.0, str(net)),))
     step_times: dict[str, list[float]] = {"plain": [], "control": []}
+    cpu_times: dict[str, list[float]] = {"plain": [], "control": []}
     images: dict[str, np.ndarray] = {}
 
     def run(name: str, request: Any) -> None:
         marks: list[float] = []
+        cpu: list[float] = []
 
         def on_step(progress: Any) -> None:
             if progress.phase == "sampling":
                 marks.append(time.perf_counter())
+                cpu.append(time.process_time())
 
         images[name] = engine.generate(request, on_step).images[0]
         # Steps after the first (the first report follows set-up and the first step).
         step_times[name].extend(np.diff(marks).tolist())
+        cpu_times[name].extend(np.diff(cpu).tolist())
 
     candidates = {"plain": lambda: run("plain", plain),
                   "control": lambda: run("control", with_control)}
@@ -120,12 +124,19 @@ def control_step(model: BenchModel, cache: Path, steps: int, repeats: int, warmu
     if warmup:  # the warm-up calls' steps are not figures
         for name in step_times:
             step_times[name] = step_times[name][warmup * (steps - 1):]
+            cpu_times[name] = cpu_times[name][warmup * (steps - 1):]
     s_plain, s_control = median(step_times["plain"]), median(step_times["control"])
+    c_plain, c_control = median(cpu_times["plain"]), median(cpu_times["control"])
     diff = np.abs(images["plain"].astype(int) - images["control"].astype(int))
     return {
         "step_s": s_plain, "control_step_s": s_control, "ratio": s_control / s_plain,
         "call_s": median(times["plain"]), "control_call_s": median(times["control"]),
         "call_ratio": median(times["control"]) / median(times["plain"]),
+        # CPU seconds of this process a step: the work, less coloured by other processes
+        # on a shared machine than the wall time.
+        "cpu_step_s": c_plain, "control_cpu_step_s": c_control,
+        "cpu_ratio": c_control / c_plain if c_plain > 0 else float("nan"),
+        "step_runs": step_times,
         "steps": steps, "repeats": repeats, "size": model.size, "model": model.label,
         "controlnet": str(net), "controlnet_params": sum(
             p.numel() for p in engine.controls.load(
@@ -144,5 +155,6 @@ def table_row(fig: dict[str, Any], stand_in: bool) -> tuple[str, str, str, str]:
             f"<= {TARGET_RATIO:.2f}",
             f"step with {c['control_step_s']:.3f}s / without {c['step_s']:.3f}s "
             f"(ControlNet {c['controlnet_params'] / 1e6:.0f}M params, UNet "
-            f"{c['unet_params'] / 1e6:.0f}M), {c['steps']} steps, n={c['repeats']}, "
-            f"{c['dtype']}, image changed: {c['image_changed']}")
+            f"{c['unet_params'] / 1e6:.0f}M), CPU time ratio {c.get('cpu_ratio', 0):.2f}x, "
+            f"{c['steps']} steps, n={c['repeats']}, {c['dtype']}, image changed: "
+            f"{c['image_changed']}")

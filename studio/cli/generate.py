@@ -85,7 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control", action="append", default=[],
                    metavar="KIND=IMAGE[:STRENGTH[:START:END]]",
                    help="a control layer the image follows: KIND is scribble, lineart, "
-                        "edges (Canny of the image), depth, tile or pose; STRENGTH 0 to 2 "
+                        "edges (Canny of the image), depth (a depth image as is), "
+                        "depth-estimate (depth from a photo, by a depth-estimation model in "
+                        "models/depth or models/annotators), tile or pose; STRENGTH 0 to 2 "
                         "(default 1), START:END the share of the steps it acts on (default "
                         "0:1), e.g. scribble=sketch.png:0.8:0:0.6 (repeatable; default: none)")
     p.add_argument("--control-model", action="append", default=[], metavar="NAME",

@@ -8,8 +8,9 @@ The list is a ``QListView`` over ``LayerListModel``: rows are drawn only when th
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -91,14 +92,23 @@ def group_thumbnail_image(doc: Document, group: Layer, size: int = THUMB) -> QIm
 
 
 _log = logging.getLogger(__name__)
-_THUMB_POOL: list[ThreadPoolExecutor] = []
+_THUMB_JOBS: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+_THUMB_THREAD: list[threading.Thread] = []
 
 
-def _thumb_pool() -> ThreadPoolExecutor:
-    """The worker thread group thumbnails are made on (one for the app, made on first use)."""
-    if not _THUMB_POOL:
-        _THUMB_POOL.append(ThreadPoolExecutor(1, thread_name_prefix="studio-thumbs"))
-    return _THUMB_POOL[0]
+def _make_thumbs() -> None:
+    while True:
+        _THUMB_JOBS.get()()
+
+
+def _submit_thumb(job: Callable[[], None]) -> None:
+    """Run ``job`` on the thread group thumbnails are made on (one for the app, a daemon:
+    nothing to wait for at exit)."""
+    if not _THUMB_THREAD:
+        _THUMB_THREAD.append(threading.Thread(target=_make_thumbs, name="studio-thumbs",
+                                              daemon=True))
+        _THUMB_THREAD[0].start()
+    _THUMB_JOBS.put(job)
 
 
 def has_mask(layer: Layer) -> bool:
@@ -191,7 +201,7 @@ class LayerListModel(QAbstractListModel):
         if group.id not in self._making:
             self._making.add(group.id)
             version = self._versions.setdefault(group.id, 0)
-            _thumb_pool().submit(self._make_group_thumb, group.id, version)
+            _submit_thumb(lambda: self._make_group_thumb(group.id, version))
         return self._stale.get(group.id) or self._blank()
 
     @staticmethod

@@ -39,6 +39,8 @@ from studio.core.jobs.request import GenerationRequest
 from studio.core.sliders.specs import (
     GAN,
     INTERP,
+    LATENT_MODELS,
+    LATENT_NOT_ON,
     LATENT_SPACES,
     LORA,
     PORTRAIT_ATTRIBUTES,
@@ -400,6 +402,10 @@ class SlidersPanel(QWidget):
             spec.space, "prompt_sliders")
         if not connection.can(feature):
             return connection.reason(feature)
+        if spec.space in LATENT_SPACES:  # a latent slider acts on its space's own model
+            # (by attribute too: a project saved before the reason was known)
+            return (spec.reason_not_on(LATENT_MODELS[spec.space])
+                    or LATENT_NOT_ON.get((spec.space, spec.attribute), ""))
         return self.session.unavailable_reason(spec)  # known not to work on this model
 
     def _on_row_reset(self, slider_id: str) -> None:

@@ -203,3 +203,27 @@ def test_depth_from_a_photo_is_recorded_as_a1111s_depth_preprocessor_and_read_ba
         "depth-estimate", "photo.png", 0.7, 0.0, 1.0)
     with pytest.raises(ValueError, match="needs a depth-estimation model"):
         control_map("depth-estimate", _photo(), 64, 64)  # no estimator given
+
+
+def test_cli_depth_from_a_photo_with_and_without_a_depth_model(tiny_sd1_dir, user_root,
+                                                              tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from studio.cli import main
+    from studio.core.formats.metadata import read_settings
+
+    monkeypatch.setenv("STUDIO_CONFIG_DIR", str(tmp_path / "config"))
+    Image.fromarray(_photo().to_array()).save(tmp_path / "photo.png")
+    args = ["generate", "x", "--model", str(tiny_sd1_dir), "--steps", "2", "--size", "64x64",
+            "--seed", "3", "--device", "cpu", "--dtype", "float32", "--no-hf-cache",
+            "--quiet", "--control", f"depth-estimate={tmp_path / 'photo.png'}:0.8"]
+    monkeypatch.setenv("STUDIO_MODEL_DIRS", str(user_root / "ControlNet"))  # no depth model
+    assert main([*args, "-o", str(tmp_path / "none.png")]) != 0
+    err = capsys.readouterr().err
+    assert "needs a depth-estimation model" in err and "Traceback" not in err
+    assert not (tmp_path / "none.png").exists()
+    monkeypatch.setenv("STUDIO_MODEL_DIRS", str(user_root))
+    assert main([*args, "-o", str(tmp_path / "o.png")]) == 0
+    rgba = Pixels.from_array(np.dstack([_photo().to_array(), np.full((64, 64), 255, np.uint8)]))
+    (control,) = read_settings(tmp_path / "o.png", images={rgba.sha256: rgba}).request.controls
+    assert (control.kind, control.strength) == ("depth-estimate", 0.8)

@@ -60,7 +60,7 @@ def test_cancel_during_the_model_load_then_generate(qtbot, settings, monkeypatch
         qtbot.waitUntil(loading_unet.is_set, timeout=60000)
         assert status.message_label.text().startswith("Loading studio-tiny-diffusion")
         assert status.cancel_button.isVisible()
-        with qtbot.waitSignal(window.bridge.job_cancelled, timeout=5000):
+        with qtbot.waitSignal(window.bridge.job_cancelled, timeout=20000):
             status.cancel_button.click()
             pressed.set()
         QApplication.processEvents()

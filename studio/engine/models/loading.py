@@ -297,10 +297,7 @@ def load_model(info: ModelInfo, choice: DeviceChoice,
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
         raise OutOfMemoryError(f"Not enough memory to load {info.name} on {choice.device}.",
                                hint="Close other programs or choose a smaller model.") from err
-    except CancelledError:
-        import gc
-
-        gc.collect()  # the components loaded so far go now, not at some later collection
+    except CancelledError:  # the components loaded so far go with the exception
         raise
     except (WrongModelKindError, UnsafeModelFileError, CorruptModelError):
         raise
