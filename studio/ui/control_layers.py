@@ -169,12 +169,28 @@ class _KindCombo(QComboBox):
     """The kind list; ``before_popup`` runs as it opens (the backend's kinds may change)."""
 
     def __init__(self, before_popup, **kwargs: object) -> None:
+        from PySide6.QtWidgets import QStyledItemDelegate
+
         super().__init__(**kwargs)
         self._before_popup = before_popup
+        # An item view delegate draws each item's own colour (the menu-style one a styled
+        # combo uses draws every item alike, the ones that cannot be picked too).
+        self.setItemDelegate(QStyledItemDelegate(self))
 
     def showPopup(self) -> None:  # noqa: N802 (Qt's name)
         self._before_popup()
         super().showPopup()
+
+
+def _look_off(item, off: bool) -> None:
+    """Draw an item that cannot be picked in the muted text colour (the style sheet's popup
+    draws disabled items like the others)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    muted = QApplication.palette().color(QPalette.ColorRole.PlaceholderText)
+    item.setData(muted if off else None, Qt.ItemDataRole.ForegroundRole)
 
 
 def _backend_kinds_off(widget: QWidget) -> dict[str, str]:
@@ -208,6 +224,7 @@ class ControlSection(QGroupBox):
         off = self.kind_combo.model().item(self.kind_combo.count() - 1)
         off.setEnabled(False)
         off.setToolTip(KINDS_OFF["reference"])
+        _look_off(off, True)
         self.kind_combo.currentIndexChanged.connect(self._on_control_changed)
         self.strength_slider = float_slider("layer_control_strength", 0.0, 2.0, 1.0, 2)
         self.strength_slider.setToolTip("Control strength (0: no effect, 1: as trained)")
@@ -249,6 +266,7 @@ class ControlSection(QGroupBox):
             item = model.item(self.kind_combo.findData(kind))
             item.setEnabled(kind not in off)
             item.setToolTip(off.get(kind, ""))
+            _look_off(item, kind in off)
 
     def set_layer(self, layer: Layer | None) -> None:
         """Show the control settings of ``layer`` (the active one)."""

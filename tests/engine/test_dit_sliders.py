@@ -18,7 +18,12 @@ import pytest
 from studio.core.errors import InvalidRequestError
 from studio.core.formats.metadata import read_settings
 from studio.core.jobs.request import GenerationRequest, SliderValue
-from studio.core.sliders.specs import apply_sliders, interpolation_slider, starter_sliders
+from studio.core.sliders.specs import (
+    apply_sliders,
+    interpolation_slider,
+    slider_value,
+    starter_sliders,
+)
 from studio.engine.models.families import check_request, detect_family, spec_for
 
 from test_dit_families import _req, built_families  # tests/engine is on sys.path
@@ -51,8 +56,9 @@ def test_prompt_slider_is_exact_at_zero_and_grows_with_its_value(engine, root, k
     req = _req(root, kind)
     base = engine.generate(req).images[0]
     spec = starter_sliders()["smile"]
-    at_zero = engine.generate(apply_sliders(req, [(spec, 0.0)]))
-    assert np.array_equal(at_zero.images[0], base)
+    # Recorded at 0 (a file or project keeps it): the engine's path, the same pixels.
+    at_zero = engine.generate(req.replace(sliders=(slider_value(spec, 0.0),)))
+    assert at_zero.request.sliders and np.array_equal(at_zero.images[0], base)
     diffs = [_diff(engine.generate(apply_sliders(req, [(spec, v)])).images[0], base)
              for v in (0.5, 1.0, 2.0)]
     assert diffs[0] > 0, "the slider did not change the image"
@@ -111,7 +117,9 @@ def test_seed_interpolation_is_exact_at_both_ends_in_the_pipelines_latent_layout
     def at(v: float) -> np.ndarray:
         return engine.generate(apply_sliders(_req(root, kind, seed=3), [(spec, v)])).images[0]
 
-    assert np.array_equal(at(0.0), a)
+    at_zero = engine.generate(_req(root, kind, seed=3).replace(
+        sliders=(slider_value(spec, 0.0),))).images[0]
+    assert np.array_equal(at_zero, a)
     assert np.array_equal(at(1.0), b)  # all the way: seed B's own image
     mid = at(0.5)
     assert not np.array_equal(mid, a) and not np.array_equal(mid, b)
@@ -133,8 +141,8 @@ def test_interpolation_with_a_variation_on_flux_keeps_the_packed_layout(engine, 
     req = _req(root, "flux", variation_seed=9, variation_strength=0.3)
     varied = engine.generate(req).images[0]
     spec = interpolation_slider(11)
-    assert np.array_equal(engine.generate(apply_sliders(req, [(spec, 0.0)])).images[0],
-                          varied)
+    at_zero = req.replace(sliders=(slider_value(spec, 0.0),))
+    assert np.array_equal(engine.generate(at_zero).images[0], varied)
     moved = engine.generate(apply_sliders(req, [(spec, 0.5)])).images[0]
     assert moved.shape == varied.shape and not np.array_equal(moved, varied)
 

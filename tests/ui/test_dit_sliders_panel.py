@@ -7,7 +7,7 @@ from __future__ import annotations
 from studio.core.document.layers import Document
 from studio.core.jobs.request import GenerationRequest
 
-from test_sliders_panel import new_panel  # tests/ui is on sys.path (rootdir)
+from tests.ui.test_sliders_panel import new_panel
 
 
 def test_on_a_dit_image_the_starters_that_act_are_on_and_smile_says_why_not(

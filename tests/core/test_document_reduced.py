@@ -1,0 +1,56 @@
+"""A reduced document (a thumbnail's worth of pixels, read without touching the rest of an
+8000x8000 canvas) draws exactly every step-th pixel of the full one; the quick "has it any
+pixels" checks give the same answers as a full scan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.document.layers import Document, Layer, any_set
+
+
+def _doc() -> tuple[Document, Layer, Layer]:
+    rng = np.random.default_rng(3)
+    doc = Document(width=203, height=151)
+    group = Layer(name="g", pixels=np.zeros((1, 1, 4), np.uint8), kind="group",
+                  blend="multiply", opacity=0.7)
+    inner = Layer(name="g2", pixels=np.zeros((1, 1, 4), np.uint8), kind="group",
+                  parent=group.id, blend="screen")
+    doc.layers += [
+        Layer(name="bg", pixels=rng.integers(0, 256, (151, 203, 4), dtype=np.uint8)),
+        group,
+        Layer(name="a", pixels=rng.integers(0, 256, (90, 77, 4), dtype=np.uint8), x=-13,
+              y=21, parent=group.id, blend="overlay", opacity=0.6),
+        inner,
+        Layer(name="b", pixels=rng.integers(0, 256, (60, 50, 4), dtype=np.uint8), x=150,
+              y=120, parent=inner.id, blend="difference"),
+        Layer(name="c", pixels=rng.integers(0, 256, (40, 40, 4), dtype=np.uint8), x=37,
+              y=-5, blend="darken"),
+        Layer(name="tiny", pixels=np.full((1, 1, 4), 255, np.uint8), x=201, y=149),
+    ]
+    return doc, group, inner
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 10, 64])
+def test_a_reduced_document_draws_every_step_th_pixel_exactly(step):
+    doc, group, inner = _doc()
+    small = doc.reduced(step)
+    np.testing.assert_array_equal(small.composite(), doc.composite()[::step, ::step])
+    for g in (group, inner):
+        np.testing.assert_array_equal(small.render_group(g.id),
+                                      doc.render_group(g.id)[::step, ::step])
+
+
+def test_quick_pixel_checks_agree_with_a_full_scan():
+    alpha = np.zeros((1000, 700), np.uint8)
+    assert not any_set(alpha) and not any_set(alpha[:0])
+    alpha[999, 1] = 3  # off the sparse grid, in the last band
+    assert any_set(alpha)
+    layer = Layer(pixels=np.zeros((1000, 700, 4), np.uint8))
+    assert not layer.has_pixels() and not layer.has_mask()
+    layer.pixels[500, 333, 3] = 1
+    layer.mask = np.zeros((1000, 700), np.uint8)
+    assert layer.has_pixels() and not layer.has_mask()
+    layer.mask[998, 699] = 255
+    assert layer.has_mask()
