@@ -478,10 +478,25 @@ def write_card(root: Path = DEFAULT_OUT, name: str = NAME) -> Path:
     record = json.loads((folder / "training.json").read_text())
     figures = json.loads((folder / "eval.json").read_text())
     first = record.get("started_from") or {}
-    history = (f"It started from a pilot run of {first.get('steps')} steps "
-               f"({first.get('seconds')} s) trained against the previous diffusion weights "
-               f"(UNet sha256 {str(first.get('base_model_hash', ''))[:12]}), then trained "
-               if first else "It was trained ")
+    chain, run = [], first
+    while run:  # the earlier runs it continued, latest first
+        chain.append(run)
+        run = run.get("started_from") or {}
+    if not first:
+        history = "It was trained "
+    elif all(r.get("base_model_hash") == record["base_model_hash"] for r in chain):
+        steps = record["steps"] + sum(int(r.get("steps") or 0) for r in chain)
+        seconds = record["seconds"] + sum(int(r.get("seconds") or 0) for r in chain)
+        history = (f"It continued {'an' if len(chain) == 1 else len(chain)} earlier "
+                   f"run{'s' if len(chain) > 1 else ''} "
+                   f"on the same diffusion weights (" + "; ".join(
+                       f"`{r.get('command')}`: {r.get('steps')} steps, {r.get('seconds')} s"
+                       for r in reversed(chain)) + f"): {steps} steps in "
+                   f"{seconds / 60:.0f} minutes in all, trained ")
+    else:
+        history = (f"It started from a pilot run of {first.get('steps')} steps "
+                   f"({first.get('seconds')} s) trained against the previous diffusion weights "
+                   f"(UNet sha256 {str(first.get('base_model_hash', ''))[:12]}), then trained ")
     text = f"""# studio-tiny-control
 
 A ControlNet (diffusers `ControlNetModel`, {_params(folder)} parameters, fp32 safetensors) for

@@ -54,3 +54,36 @@ def test_quick_pixel_checks_agree_with_a_full_scan():
     assert layer.has_pixels() and not layer.has_mask()
     layer.mask[998, 699] = 255
     assert layer.has_mask()
+
+
+def test_a_save_shares_an_unchanged_layer_and_copies_a_painted_one(tmp_path):
+    """A snapshot for a save (autosave every two minutes) of a layer just added shares the
+    undo command's read-only copy instead of copying the layer on the GUI thread; once the
+    layer is painted, the save has the paint, and reopening shows exactly what was there."""
+    from studio.core.document.edits import AddLayer, PaintPixels
+    from studio.core.document.undo import UndoStack
+    from studio.core.project.store import ProjectStore
+
+    doc = Document(width=300, height=200)
+    undo = UndoStack(doc)
+    pixels = np.zeros((200, 300, 4), np.uint8)
+    pixels[..., 0], pixels[..., 3] = 90, 255
+    cmd = AddLayer(Layer(name="big", pixels=pixels))
+    undo.push(cmd)
+    layer = doc.layers[0]
+    snap = doc.snapshot()
+    assert snap.layers[0].pixels is cmd.initial.pixels  # shared: nothing copied
+    old = layer.pixels[10:20, 10:20].copy()
+    new = old.copy()
+    new[..., 1] = 250
+    undo.push(PaintPixels(layer.id, 10, 10, old, new))
+    snap = doc.snapshot()
+    assert snap.layers[0].pixels is not cmd.initial.pixels
+    np.testing.assert_array_equal(snap.layers[0].pixels, layer.pixels)
+    assert snap.layers[0].pixels[15, 15, 1] == 250
+    path = tmp_path / "p.studio"
+    ProjectStore.save(path, doc, undo, doc.log)
+    np.testing.assert_array_equal(ProjectStore.load(path).document.layers[0].pixels,
+                                  layer.pixels)
+    undo.undo()  # the paint undone: what the next save holds follows
+    np.testing.assert_array_equal(doc.snapshot().layers[0].pixels, pixels)

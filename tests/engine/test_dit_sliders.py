@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_dit_families import _req, built_families  # tests/engine is on sys.path
 
 from studio.core.errors import InvalidRequestError
 from studio.core.formats.metadata import read_settings
@@ -25,8 +26,6 @@ from studio.core.sliders.specs import (
     starter_sliders,
 )
 from studio.engine.models.families import check_request, detect_family, spec_for
-
-from test_dit_families import _req, built_families  # tests/engine is on sys.path
 
 SLIDER_FAMILIES = ("pixart", "sd3", "flux", "sana")  # their text reaches the pixels
 # AuraFlow's tiny random transformer hardly reads its text (two different prompts differ by

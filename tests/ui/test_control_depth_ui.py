@@ -16,9 +16,17 @@ OFF = dataclasses.replace(FAKE_FEATURES, control=True,
 
 
 @pytest.fixture
-def engine(request) -> FakeEngine:
-    features = OFF if getattr(request, "param", "off") == "off" else \
-        dataclasses.replace(FAKE_FEATURES, control=True)
+def engine(request, tmp_path_factory):
+    mode = getattr(request, "param", "off")
+    if mode == "local":  # the local engine with a tiny random DPT in models/depth
+        from studio.engine.engine import Engine
+        from tests.engine.test_control_depth import _dpt
+
+        root = tmp_path_factory.mktemp("ui-depth") / "models"
+        _dpt(root / "depth" / "tiny-dpt")
+        return Engine(device="cpu", dtype="float32", model_dirs=[root],
+                      embedded_dir=tmp_path_factory.mktemp("no-embedded"), hf_cache=False)
+    features = OFF if mode == "off" else dataclasses.replace(FAKE_FEATURES, control=True)
     return FakeEngine(features=features)
 
 
@@ -57,3 +65,24 @@ def test_depth_from_a_photo_is_offered_and_sent_with_a_depth_model(qtbot, window
     box.show_map()
     assert len(window.doc.layers) == count
     assert "depth-estimation model" in box.note.text() and not box.note.isHidden()
+
+
+@pytest.mark.parametrize("engine", ["local"], indirect=True)
+def test_show_map_adds_the_estimated_depth_of_the_photo(window, engine):
+    from studio.engine.services import engine_services
+
+    window.connection.services = engine_services(engine)  # the local engine's estimator
+    layer = _photo_layer(window)
+    window.doc.set_active_layer(layer.id)
+    box = window.layers_panel.control_box
+    box.kind_combo.setCurrentIndex(box.kind_combo.findData("depth-estimate"))
+    count = len(window.doc.layers)
+    box.show_map()
+    assert len(window.doc.layers) == count + 1, box.note.text()
+    new = window.doc.layers[-1]
+    assert new.name == "Depth from a photo map of photo"
+    x, y, w, h = window.doc.generation_rect
+    photo = layer.pixels[y - layer.y:y - layer.y + h, x - layer.x:x - layer.x + w, :3]
+    expected = engine.controls.estimate_depth(photo)
+    assert np.array_equal(new.pixels[..., 0], expected)
+    assert expected.min() == 0 and expected.max() == 255  # a map, not a blank

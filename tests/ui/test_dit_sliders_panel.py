@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from studio.core.document.layers import Document
 from studio.core.jobs.request import GenerationRequest
-
 from tests.ui.test_sliders_panel import new_panel
 
 

@@ -75,10 +75,15 @@ class AddLayer(Command):
         return self.initial.id
 
     def do(self, doc: Document) -> None:
+        # The first time, the layer is exactly ``initial`` (copied from it just now).
+        fresh = self.layer is None or not getattr(self, "_done_once", False)
         layer = self.layer if self.layer is not None else self.initial.copy()
         self.layer = layer
+        self._done_once = True
         index = len(doc.layers) if self.index is None else max(0, min(self.index, len(doc.layers)))
         doc.layers.insert(index, layer)
+        if fresh:
+            doc.mark_clean(layer, self.initial)  # a save shares ``initial`` until it changes
         doc.emit("layer_added", layer_id=layer.id, index=index, rect=_drawn_rect(layer))
         self._prev_active = doc.active_layer_id
         _set_active(doc, layer.id)

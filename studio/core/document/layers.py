@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -289,6 +290,11 @@ class Document:
     slider_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: GenerationLog = field(default_factory=_new_log, repr=False)
     _listeners: list[Listener] = field(default_factory=list, init=False, repr=False)
+    #: Layers whose pixels (and mask) are known to equal a read-only copy that an undo
+    #: command keeps: layer id -> (the live arrays, the copies), all held weakly. A save's
+    #: snapshot shares those copies instead of copying the layer again (an 8000x8000 layer
+    #: is a 256 MB copy on the GUI thread). Forgotten at the layer's next pixel change.
+    _clean: dict[str, tuple[Any, ...]] = field(default_factory=dict, init=False, repr=False)
 
     # -- queries -------------------------------------------------------------------------
     def layer(self, layer_id: str) -> Layer:
@@ -528,6 +534,10 @@ class Document:
         A listener that raises is logged and skipped: a broken view must not leave a
         command half done.
         """
+        if event == "layer_changed" and payload.get("what") != "props":
+            self._clean.pop(str(payload.get("layer_id")), None)
+        elif event == "canvas_resized":
+            self._clean.clear()
         for fn in list(self._listeners):
             try:
                 fn(event, payload)
@@ -544,15 +554,44 @@ class Document:
             self.emit("active_layer_changed", layer_id=layer_id)
 
     # -- snapshots and serialisation -----------------------------------------------------
+    def mark_clean(self, layer: Layer, same: Layer) -> None:
+        """``same`` (read-only arrays, kept by an undo command) holds exactly ``layer``'s
+        pixels and mask now: a snapshot may share them until the layer's pixels change."""
+        if same.pixels.flags.writeable or (same.mask is not None and same.mask.flags.writeable):
+            return
+        refs = [weakref.ref(layer.pixels), weakref.ref(same.pixels)]
+        if layer.mask is not None and same.mask is not None:
+            refs += [weakref.ref(layer.mask), weakref.ref(same.mask)]
+        elif layer.mask is not None or same.mask is not None:
+            return
+        self._clean[layer.id] = tuple(refs)
+
+    def _shared_copies(self) -> dict[int, Any]:
+        """``deepcopy`` memo entries: each clean layer's arrays -> their read-only copies."""
+        memo: dict[int, Any] = {}
+        for layer in self.layers:
+            refs = [ref() for ref in self._clean.get(layer.id, ())]
+            if not refs or any(r is None for r in refs) or refs[0] is not layer.pixels:
+                continue
+            memo[id(layer.pixels)] = refs[1]
+            if len(refs) == 4 and refs[2] is layer.mask:
+                memo[id(layer.mask)] = refs[3]
+            elif layer.mask is not None:
+                del memo[id(layer.pixels)]
+        return memo
+
     def snapshot(self) -> Document:
-        """A deep copy without listeners, safe to hand to a saving thread."""
-        listeners, log = self._listeners, self.log
-        self._listeners = []
+        """A deep copy without listeners, safe to hand to a saving thread. A layer whose
+        pixels an undo command holds unchanged shares that read-only copy (see
+        ``mark_clean``): no copy of a large generated layer on the GUI thread."""
+        memo = self._shared_copies()
+        listeners, log, clean = self._listeners, self.log, self._clean
+        self._listeners, self._clean = [], {}
         self.log = None  # type: ignore[assignment]
         try:
-            snap = copy.deepcopy(self)
+            snap = copy.deepcopy(self, memo)
         finally:
-            self._listeners, self.log = listeners, log
+            self._listeners, self.log, self._clean = listeners, log, clean
         snap.log = log.snapshot()
         return snap
 

@@ -314,13 +314,14 @@ class JobRunner:
         if self._places == 1:
             return self._queue.popleft()
         place = self._engine.place  # type: ignore[union-attr]
+        refused: set[str] = set()  # models with no free place in this pass: asked once
         for job in list(self._queue):
             if job.request is None:  # custom work waits for the jobs before it to end
                 if self._running:
                     return None
                 self._queue.remove(job)
                 return job
-            if job.cancel.cancelled:
+            if job.cancel.cancelled or job.request.model in refused:
                 continue
             try:
                 placed = place(job.request)
@@ -334,6 +335,7 @@ class JobRunner:
                     self._placed.add(job.job_id)
                 self._queue.remove(job)
                 return job
+            refused.add(job.request.model)
         return None
 
     def _loop(self) -> None:

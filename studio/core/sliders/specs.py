@@ -257,7 +257,9 @@ def latent_slider(space: str, attribute: str, method: str | None = None) -> Slid
     if space not in LATENT_SPACES:
         raise ValueError(f"{space!r} is not a latent model space")
     method = method or LATENT_METHODS[space]
-    label = attribute.split("=")[-1] + (" hair" if attribute.startswith("hair=") else "")
+    kind, _, value = attribute.partition("=")
+    # A colour says what it colours ("Blue background", not "Blue").
+    label = f"{value} {kind}" if kind in ("hair", "background", "skin") and value else attribute
     how = _LATENT_HOW.get(method.removesuffix("-cond"), f"along the {method} direction")
     if method.endswith("-cond"):
         how += ", the other kinds of attribute projected out"
