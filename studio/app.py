@@ -39,7 +39,11 @@ def run_app(settings: Settings, paths: list[str]) -> int:
             return None
         return local_preload(services, model_id)
 
-    return run_gui(services_factory, ["studio"], list(paths), preload=preload)
+    code = run_gui(services_factory, ["studio"], list(paths), preload=preload)
+    from studio.ui.launch import end_process
+
+    end_process(code)  # saved and stopped: no wait for the teardown of torch
+    return code  # (not reached)
 
 
 def local_preload(services: EngineServices, model_id: str) -> Work | None:

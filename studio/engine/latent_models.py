@@ -60,15 +60,17 @@ log = logging.getLogger(__name__)
 DIRECTION_SEED = 424_242  # portraits used to find directions (neither train nor eval data)
 DIRECTION_SAMPLES = 1024
 PAIR_SAMPLES = 512  # portraits drawn in pairs for ``paired`` directions (VAE)
-# The GAN's pairs are found by optimisation (a base inversion, then ``PAIR_REFINE_STEPS``
-# from it per changed render): minutes for a few dozen portraits on 2 cores, so fewer.
-GAN_PAIR_SAMPLES = 32
-PAIR_REFINE_STEPS = 150
+# The GAN's renders are inverted (``invert``: 13 minutes for 16 portraits on 2 loaded
+# cores), so it draws fewer, in fewer colours. A changed render cannot be found from its
+# base's latent by a shorter optimisation: 150 steps from a base turned 4 of 16
+# backgrounds blue (the GAN's colours are separate basins), and a smile from the bases'
+# pairs (16) moved the mouth of 1 of 8 canvas portraits.
+GAN_PAIR_SAMPLES = 16
 # What each model's ``paired`` method builds (the GAN: what its flow sliders missed on
 # canvas portraits; its hair and glasses keep the flow path, 8 of 8 there).
-PAIRED_ATTRIBUTES = {"gan": ("smile", "background=blue")}
-# The colours each portrait is drawn in for a colour kind's basis (default: all of them).
-PAIRED_COLOURS = {("gan", "background"): ("blue", "red", "green", "white")}
+PAIRED_ATTRIBUTES = {"gan": ("background=blue",)}
+# The colours each portrait is also drawn in for a colour kind's basis (default: all).
+PAIRED_COLOURS = {("gan", "background"): ("blue",)}
 DIRECTIONS_VERSION = 6  # bump when the way directions are built changes (cache files)
 CLASSIFIER = "studio-tiny-attributes"
 LATENT_PRIOR_FILE = "latent_prior.safetensors"  # a VAE's Gaussian fit of its latents
@@ -215,34 +217,6 @@ class LatentModel:
                 p.requires_grad_(False)
             try:
                 for _ in range(INVERSION_STEPS):
-                    loss = (((self.module(z) - target) ** 2).mean()
-                            + INVERSION_PRIOR * (z ** 2).mean())
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-            finally:
-                for p, flag in zip(params, flags, strict=True):
-                    p.requires_grad_(flag)
-            return z.detach().numpy().astype(np.float32)
-
-    def refine(self, images: np.ndarray, start: np.ndarray,
-               steps: int = PAIR_REFINE_STEPS) -> np.ndarray:
-        """GAN latents of ``images`` found by ``steps`` Adam steps from ``start`` (n, dim):
-        the latent of a render changed in one attribute, from its base's inversion, so
-        the two stay in the same place of the latent space but for that attribute."""
-        import torch
-
-        target = _to_tensor(_resize(images))
-        with torch.inference_mode(False), torch.enable_grad():
-            target = target.clone()
-            z = torch.from_numpy(np.array(start, dtype=np.float32)).requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=INVERSION_LR)
-            params = list(self.module.parameters())
-            flags = [p.requires_grad for p in params]
-            for p in params:
-                p.requires_grad_(False)
-            try:
-                for _ in range(steps):
                     loss = (((self.module(z) - target) ** 2).mean()
                             + INVERSION_PRIOR * (z ** 2).mean())
                     opt.zero_grad(set_to_none=True)
@@ -474,11 +448,9 @@ class LatentModels:
         had (``subspace_direction``; a step per source colour missed when the model read a
         canvas's warm grey as purple: blue background 4 of 8 canvas portraits, now 8).
 
-        The VAE encodes the renders. The GAN has no encoder: each base portrait is inverted
-        (``invert``), and every changed one is found from its base's latent by a shorter
-        optimisation (``refine``), so a pair's difference is what the attribute alone
-        moved; that takes minutes, so its directions are built once per weights by
-        ``python -m studio.training latent-directions`` and shipped.
+        The VAE encodes the renders. The GAN has no encoder: every render is inverted
+        (``invert``), which takes many minutes, so its directions are built once per
+        weights by ``python -m studio.training latent-directions`` and shipped.
         """
         from studio.core.portraits.attributes import GLASSES, sample_attributes
         from studio.core.portraits.render import render_portrait
@@ -514,11 +486,7 @@ class LatentModels:
             if not idx:
                 return np.zeros((0,), np.int64), np.zeros((0, model.latent_dim), np.float32)
             ix = np.asarray(idx)
-            if model.kind == "vae":
-                z = model.encode(np.stack(images))
-            else:
-                z = model.refine(np.stack(images), z_base[ix])
-            return ix, z - z_base[ix]
+            return ix, model.encode(np.stack(images)) - z_base[ix]
 
         found: dict[str, Direction] = {}
         # Binary attributes: value 1 is the pairs' mean step (a smile one unit of the
@@ -537,16 +505,19 @@ class LatentModels:
         for kind in sorted(kinds & set(CLASS_ATTRIBUTES)):
             names = CLASS_ATTRIBUTES[kind]
             colours = PAIRED_COLOURS.get((model.kind, kind), names)
-            groups = np.repeat(z_base[:, None, :], len(colours), axis=1)
+            # Each portrait in every colour (its own colour is its base); with only some
+            # colours, its own colour as well, whatever it is.
+            own = 0 if set(colours) >= set(names) else 1
+            groups = np.repeat(z_base[:, None, :], own + len(colours), axis=1)
             for c, colour in enumerate(colours):
                 ix, d = encode_changed(lambda a, i, k=kind, v=colour:
                                        replace(a, **{k: v}) if getattr(a, k) != v else None)
-                groups[ix, c] = z_base[ix] + d
+                groups[ix, own + c] = z_base[ix] + d
             basis = colour_basis(groups)
             for c, colour in enumerate(colours):
                 attribute = f"{kind}={colour}"
                 if attribute in wanted:
-                    found[attribute] = subspace_direction(groups, c, basis, model.kind,
+                    found[attribute] = subspace_direction(groups, own + c, basis, model.kind,
                                                           attribute, PAIRED_METHOD)
         return found
 

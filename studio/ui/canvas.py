@@ -10,6 +10,7 @@ the cache and its reduced copies; the GUI thread only repaints each tile as it l
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,29 @@ TILE_TRIES = 3
 _log = logging.getLogger(__name__)
 
 IMAGE, MASK = "image", "mask"  # the two caches the worker draws into
+
+#: While a worker draws, how soon the GUI thread gets the GIL back when it asks (Python's
+#: default, 5 ms, is a whole frame: the worker's many short numpy calls release and retake
+#: the GIL before the waiting GUI thread wakes). As ``studio.ui.busy`` does for its worker.
+SWITCH_INTERVAL_S = 0.0005
+_switch: dict[str, float] = {}  # "workers": how many draw now, "saved": the interval before
+
+
+def _workers_drawing(delta: int) -> None:
+    """Count a drawing worker in (+1) or out (-1); the first lowers the switch interval,
+    the last puts it back (unless someone else changed it meanwhile)."""
+    with _SWITCH_LOCK:
+        count = int(_switch.get("workers", 0))
+        if delta > 0 and count == 0:
+            _switch["saved"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch["saved"], SWITCH_INTERVAL_S))
+        elif delta < 0 and count == 1 and sys.getswitchinterval() == min(
+                _switch["saved"], SWITCH_INTERVAL_S):
+            sys.setswitchinterval(_switch["saved"])
+        _switch["workers"] = max(0, count + delta)
+
+
+_SWITCH_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -334,6 +358,7 @@ class CanvasView(QWidget):
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="studio-canvas",
                                                 daemon=True)
+                _workers_drawing(+1)
                 self._worker.start()
         return True
 
@@ -359,6 +384,7 @@ class CanvasView(QWidget):
                 self._lock.notify_all()
                 if not self._parts:
                     self._worker = None
+                    _workers_drawing(-1)
                     return
                 kind, tile, tries = _cut_tile(self._parts)
                 self._busy = (kind, tile)

@@ -237,6 +237,8 @@ def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | No
     session.start()
     code = app.exec()
     watcher.uninstall()
+    session.window.settings.sync()  # written now: the caller may end the process at once
+    QSettings().sync()
     if not session.shutdown():
         # Closed (by the user or SIGTERM) while the engine was still importing: the window
         # has saved or discarded the work as on any close, and nothing else runs, so the
@@ -248,11 +250,27 @@ def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | No
 
 def end_now(session: StudioSession, code: int) -> None:
     """End the process at once, with the settings written and the output flushed."""
+    session.window.settings.sync()
+    QSettings().sync()
+    # Not the exit handlers: PySide's would destroy the loader's QThread while it runs
+    # (an abort); the engine never started, so there is nothing of ours for them to do.
+    end_process(code, exit_handlers=False)
+
+
+def end_process(code: int, *, exit_handlers: bool = True) -> None:
+    """End the process now that the work is saved and the session's threads have ended:
+    the exit handlers run (temporary folders go) and the output is flushed, but Python's
+    teardown of torch, diffusers and transformers (15 s measured on a busy 2-core CPU) is
+    skipped, so a logout or shutdown never waits for it."""
+    import atexit
     import logging
     import os
 
-    session.window.settings.sync()
-    QSettings().sync()
+    try:
+        if exit_handlers:
+            atexit._run_exitfuncs()
+    except Exception:  # an exit handler's failure must not keep the process alive
+        traceback.print_exc()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
