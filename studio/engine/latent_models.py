@@ -60,17 +60,6 @@ log = logging.getLogger(__name__)
 DIRECTION_SEED = 424_242  # portraits used to find directions (neither train nor eval data)
 DIRECTION_SAMPLES = 1024
 PAIR_SAMPLES = 512  # portraits drawn in pairs for ``paired`` directions (VAE)
-# The GAN's renders are inverted (``invert``: 13 minutes for 16 portraits on 2 loaded
-# cores), so it draws fewer, in fewer colours. A changed render cannot be found from its
-# base's latent by a shorter optimisation: 150 steps from a base turned 4 of 16
-# backgrounds blue (the GAN's colours are separate basins), and a smile from the bases'
-# pairs (16) moved the mouth of 1 of 8 canvas portraits.
-GAN_PAIR_SAMPLES = 16
-# What each model's ``paired`` method builds (the GAN: what its flow sliders missed on
-# canvas portraits; its hair and glasses keep the flow path, 8 of 8 there).
-PAIRED_ATTRIBUTES = {"gan": ("background=blue",)}
-# The colours each portrait is also drawn in for a colour kind's basis (default: all).
-PAIRED_COLOURS = {("gan", "background"): ("blue",)}
 DIRECTIONS_VERSION = 6  # bump when the way directions are built changes (cache files)
 CLASSIFIER = "studio-tiny-attributes"
 LATENT_PRIOR_FILE = "latent_prior.safetensors"  # a VAE's Gaussian fit of its latents
@@ -432,9 +421,8 @@ class LatentModels:
             self._directions[key] = found
             return found
 
-    def paired_directions(self, model: LatentModel, n: int | None = None,
-                          attributes: tuple[str, ...] | None = None,
-                          allow_inversion: bool = False) -> dict[str, Direction]:
+    def paired_directions(self, model: LatentModel, n: int | None = None
+                          ) -> dict[str, Direction]:
         """Directions from renderer-labelled pairs: the same portrait (same face, pose,
         shirt, jitter) drawn with and without the attribute, both encoded; the direction is
         the mean of the pairs' latent differences.
@@ -448,21 +436,20 @@ class LatentModels:
         had (``subspace_direction``; a step per source colour missed when the model read a
         canvas's warm grey as purple: blue background 4 of 8 canvas portraits, now 8).
 
-        The VAE encodes the renders. The GAN has no encoder: every render is inverted
-        (``invert``), which takes many minutes, so its directions are built once per
-        weights by ``python -m studio.training latent-directions`` and shipped.
+        Needs an encoder (the VAE). The GAN's were tried from inverted renders and did not
+        work on canvas portraits (oracle, value 2): a smile from 16 pairs, each smiling
+        render found from its base's latent, moved 1 mouth of 8; a blue background from 16
+        renders inverted in full, 1 of 8 (its colours are not a subspace of its z). Its
+        sliders keep their flow path; those two starters are greyed on it.
         """
         from studio.core.portraits.attributes import GLASSES, sample_attributes
         from studio.core.portraits.render import render_portrait
 
-        if model.kind != "vae" and not allow_inversion:
-            raise InvalidRequestError(
-                f"Paired directions need an encoder; {model.info.name} has none, and none "
-                "ship for these weights.",
-                hint="Build them once with: python -m studio.training latent-directions "
-                     "(minutes), or use the flow or class-cond method.")
-        n = n or (PAIR_SAMPLES if model.kind == "vae" else GAN_PAIR_SAMPLES)
-        wanted = set(attributes or PAIRED_ATTRIBUTES.get(model.kind, PORTRAIT_ATTRIBUTES))
+        if model.kind != "vae":
+            raise InvalidRequestError(f"Paired directions need an encoder; {model.info.name} "
+                                      "has none.", hint="Use the flow or class-cond method.")
+        n = n or PAIR_SAMPLES
+        wanted = set(PORTRAIT_ATTRIBUTES)
         bases, states, attrs_list = [], [], []
         for i in range(n):
             rng = np.random.default_rng((DIRECTION_SEED, i))
@@ -504,20 +491,17 @@ class LatentModels:
         kinds = {a.partition("=")[0] for a in wanted if "=" in a}
         for kind in sorted(kinds & set(CLASS_ATTRIBUTES)):
             names = CLASS_ATTRIBUTES[kind]
-            colours = PAIRED_COLOURS.get((model.kind, kind), names)
-            # Each portrait in every colour (its own colour is its base); with only some
-            # colours, its own colour as well, whatever it is.
-            own = 0 if set(colours) >= set(names) else 1
-            groups = np.repeat(z_base[:, None, :], own + len(colours), axis=1)
-            for c, colour in enumerate(colours):
+            # Each portrait in every colour of the kind (its own colour is its base).
+            groups = np.repeat(z_base[:, None, :], len(names), axis=1)
+            for c, colour in enumerate(names):
                 ix, d = encode_changed(lambda a, i, k=kind, v=colour:
                                        replace(a, **{k: v}) if getattr(a, k) != v else None)
-                groups[ix, own + c] = z_base[ix] + d
+                groups[ix, c] = z_base[ix] + d
             basis = colour_basis(groups)
-            for c, colour in enumerate(colours):
+            for c, colour in enumerate(names):
                 attribute = f"{kind}={colour}"
                 if attribute in wanted:
-                    found[attribute] = subspace_direction(groups, own + c, basis, model.kind,
+                    found[attribute] = subspace_direction(groups, c, basis, model.kind,
                                                           attribute, PAIRED_METHOD)
         return found
 

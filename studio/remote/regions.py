@@ -33,12 +33,14 @@ from studio.core.jobs.request import GenerationRequest
 
 def mask_image(request: GenerationRequest, index: int) -> np.ndarray:
     """Region ``index``'s mask at the request's size as an RGB image (``LoadImageMask``
-    reads its red channel; white: in the region), resized as the local engine resizes it."""
-    from studio.engine.regions import region_mask
+    reads its red channel; white: in the region), resized bilinear as the local engine
+    resizes it (``studio.engine.regions.region_mask``; remote code imports no local engine)."""
+    from PIL import Image
 
-    grey = region_mask(request.regions[index], request.width, request.height)
-    grey = np.clip(np.rint(grey * 255.0), 0, 255).astype(np.uint8)
-    return np.repeat(grey[..., None], 3, axis=2)
+    mask = Image.fromarray(np.asarray(request.regions[index].mask.to_array())).convert("L")
+    if mask.size != (request.width, request.height):
+        mask = mask.resize((request.width, request.height), Image.Resampling.BILINEAR)
+    return np.asarray(mask.convert("RGB"), dtype=np.uint8)
 
 
 async def upload_masks(client: Any, request: GenerationRequest) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                                             "latent-directions"],
                         help="a model to train, all of them, eval, cards, prior (rewrite "
                              "the VAE's latent prior from its weights), or latent-directions "
-                             "(the VAE's and GAN's shipped paired slider directions)")
+                             "(the VAE's shipped paired slider directions)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-clock training budget per model (default: per model)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true",
                         help="eval: compare sampling settings of the diffusion model only")
     parser.add_argument("--only", nargs="*", default=None, help="eval/cards: these models only "
-                        "(latent-directions: vae, gan)")
+                        "(latent-directions: vae)")
     args = parser.parse_args(argv)
     if args.command == "eval":
         from studio.training.evaluate import run_eval, sweep_diffusion

@@ -133,12 +133,24 @@ class GalleryPanel(QWidget):
         """Cells tall enough for a whole caption (task, seed, variation seed: three lines in
         the list's font), so the selected one is not cut to "txt2img…"."""
         metrics = self.list.fontMetrics()
-        width = max(THUMB + 30, metrics.horizontalAdvance("seed 4294967295") + 16)
-        self.list.setGridSize(QSize(width, THUMB + CAPTION_LINES * metrics.lineSpacing() + 12))
+        # The widest line ("seed 4294967295") and the item's text margins on both sides.
+        width = max(THUMB + 30, metrics.horizontalAdvance("seed 4294967295") + 28)
+        grid = QSize(width, THUMB + CAPTION_LINES * metrics.lineSpacing() + 16)
+        self.list.setGridSize(grid)
+        # Each item asks for the whole cell: left to the delegate, it measures the caption
+        # as one line and draws the first line elided ("txt2img…").
+        self._cell = grid - QSize(4, 4)
+        for row in range(self.list.count()):
+            self.list.item(row).setSizeHint(self._cell)
+
+    def showEvent(self, event: Any) -> None:  # the theme's font is known now
+        super().showEvent(event)
+        self._fit_grid()
 
     def changeEvent(self, event: Any) -> None:  # a theme or font change: fit again
         super().changeEvent(event)
-        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange) \
+                and hasattr(self, "_cell"):
             self._fit_grid()
 
     # -- model -> view -------------------------------------------------------------------
@@ -176,6 +188,7 @@ class GalleryPanel(QWidget):
             entry = QListWidgetItem(self._icon(record), caption(record))
             entry.setData(RECORD_ROLE, record.id)
             entry.setToolTip(summary(record))
+            entry.setSizeHint(self._cell)
             self.list.addItem(entry)
             if record.id == keep:
                 self.list.setCurrentItem(entry)

@@ -126,6 +126,9 @@ class ToolBars:
 
     def _show_color(self, rgb: tuple[int, int, int]) -> None:
         name = QColor(*rgb).name()
+        if self.color_button.property("shownColor") == name:
+            return  # a new style sheet re-polishes the bar: 5 ms of a project's open
+        self.color_button.setProperty("shownColor", name)
         self.color_button.setStyleSheet(f"QToolButton {{ background: {name}; "
                                         "border: 2px solid #888; border-radius: 13px; }")
 

@@ -53,13 +53,20 @@ def test_the_engine_uses_it_by_default_for_line_art():
 
 
 def test_its_card_figures_hold():
-    """The issue's measures on held-out layouts chosen to differ from what each seed gives
-    without control (see ``studio.training.train_control``), recomputed on fewer layouts."""
+    """The issue's measures on the card's 48 held-out layouts chosen to differ from what each
+    seed gives without control (see ``studio.training.train_control``), recomputed: the
+    layout the control shows is the one generated in at least 90 % of cases, and the
+    figures are the card's (up to a layout or two read differently on another CPU)."""
     from studio.training.train_control import evaluate
 
-    f = evaluate(embedded_models_dir(), n=24, write=False)
-    assert f["edge_f1_with_control"] > f["edge_f1_without_control"] + 0.05, f
+    f = evaluate(embedded_models_dir(), n=48, write=False)
+    card = json.loads((FOLDER / "eval.json").read_text())
+    assert f["hair_style_followed"] >= 0.9 and f["glasses_shape_followed"] >= 0.9, f
+    assert f["hair_style_followed"] > f["hair_style_chance_without_control"] + 0.3, f
+    assert f["glasses_shape_followed"] > f["glasses_shape_chance_without_control"] + 0.3, f
+    assert f["edge_f1_with_control"] > f["edge_f1_without_control"] + 0.2, f
     keep = f["prompt_attributes_kept_ratio"]
     assert min(keep.values()) >= 0.9, f
-    assert f["hair_style_followed"] > f["hair_style_chance_without_control"], f
-    assert f["glasses_shape_followed"] > f["glasses_shape_chance_without_control"], f
+    for key in ("hair_style_followed", "glasses_shape_followed", "edge_f1_with_control",
+                "edge_f1_without_control"):
+        assert abs(f[key] - card[key]) <= 0.05, (key, f[key], card[key])

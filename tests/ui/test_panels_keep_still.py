@@ -45,10 +45,10 @@ def test_history_shows_each_caption_whole(qtbot, window):
     assert text.count("\n") == 2  # task, seed, variation seed
     gallery.list.setCurrentRow(0)  # selected
     QApplication.processEvents()
-    grid = gallery.list.gridSize()
+    shown = gallery.list.visualItemRect(gallery.list.item(0))  # the cell as drawn
     needed = gallery.list.fontMetrics().boundingRect(
-        QRect(0, 0, grid.width() - 6, 1000),
+        QRect(0, 0, shown.width() - 6, 1000),
         int(Qt.AlignmentFlag.AlignHCenter | Qt.TextFlag.TextWordWrap), text)
-    assert needed.height() <= grid.height() - THUMB - 6  # room for every line
-    assert needed.width() <= grid.width()
+    assert needed.height() <= shown.height() - THUMB - 8  # room for every line under it
+    assert needed.width() <= shown.width()
     assert gallery.list.textElideMode() == Qt.TextElideMode.ElideNone

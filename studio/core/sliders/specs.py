@@ -248,6 +248,10 @@ LATENT_NOT_ON = {
         "(missing or off by more than 0.15 on 5 of 8), so Smile reached 5 of 8 portraits, "
         "3 with the rest kept (a direction from the renderer's pairs: 1 of 8). "
         "Use VAE Smile."),
+    ("gan", "background=blue"): (
+        "Greyed on studio-tiny-gan: Blue background turned 4 of 8 canvas portraits blue "
+        "(its path stopped short of blue on 3 and read a yellow as blue); a direction from "
+        "the renderer's portraits drawn blue and inverted: 1 of 8. Use VAE Blue background."),
 }
 
 
