@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -115,8 +115,10 @@ def mask_overlay(doc: Document, part: Rect, region: np.ndarray,
     region[..., :3] = (rgb[None, None, :] * alpha[..., None] // 255).astype(np.uint8)
 
 
-class _TileSignals(QObject):
-    drawn = Signal(object)  # a canvas rect now drawn in the cache: repaint it
+#: How often the GUI thread repaints the tiles the worker has drawn. Polled, not signalled:
+#: PySide6 6.12's ``SignalInstance.emit`` drops a reference to the bool it returns, so a
+#: Python emit per tile (hundreds per redraw) soon ends the process ("bool_dealloc").
+DRAWN_POLL_MS = 10
 
 
 def _cut_tile(parts: list[tuple[str, Rect, int]]) -> tuple[str, Rect, int]:
@@ -191,8 +193,9 @@ class CanvasView(QWidget):
         self._busy: tuple[str, Rect] | None = None
         self._lock = threading.Condition()
         self._worker: threading.Thread | None = None
-        self._signals = _TileSignals(self)
-        self._signals.drawn.connect(self._update_canvas_rect)
+        self._drawn: list[Rect] = []  # tiles drawn by the worker, to repaint
+        self._drawn_timer = QTimer(self, interval=DRAWN_POLL_MS)
+        self._drawn_timer.timeout.connect(self._repaint_drawn)
         #: The mask overlay: shown or not, and its colour (``None``: the theme's).
         self.mask_shown = True
         self.mask_tint: tuple[int, int, int] | None = None
@@ -360,7 +363,18 @@ class CanvasView(QWidget):
                                                 daemon=True)
                 _workers_drawing(+1)
                 self._worker.start()
+        self._drawn_timer.start()
         return True
+
+    def _repaint_drawn(self) -> None:
+        """Repaint the tiles the worker drew since the last look (GUI thread)."""
+        with self._lock:
+            drawn, self._drawn = self._drawn, []
+            done = self._worker is None
+        for rect in drawn:
+            self._update_canvas_rect(rect)
+        if done:
+            self._drawn_timer.stop()
 
     def _overlaps_queued(self, kind: str, part: Rect) -> bool:
         # Reduced copies of neighbouring tiles share pixels: compare whole mip blocks.
@@ -377,7 +391,6 @@ class CanvasView(QWidget):
 
     def _work(self) -> None:
         """The worker thread: draw waiting tiles until none is left."""
-        signals = self._signals
         while True:
             with self._lock:
                 self._busy = None
@@ -389,16 +402,12 @@ class CanvasView(QWidget):
                 kind, tile, tries = _cut_tile(self._parts)
                 self._busy = (kind, tile)
                 target = self._image if kind == IMAGE else self._mask
-            if not self._draw_tile(kind, tile, target):
-                with self._lock:  # the document changed under it: try again later
-                    if tries + 1 < TILE_TRIES:
-                        self._parts.append((kind, tile, tries + 1))
-                continue
-            try:
-                signals.drawn.emit(tile)
-            except RuntimeError:  # the view is gone
-                with self._lock:
-                    self._parts.clear()
+            drawn = self._draw_tile(kind, tile, target)
+            with self._lock:
+                if drawn:
+                    self._drawn.append(tile)
+                elif tries + 1 < TILE_TRIES:  # the document changed under it: again later
+                    self._parts.append((kind, tile, tries + 1))
 
     def _draw_tile(self, kind: str, tile: Rect, target: MipImage) -> bool:
         height, width = target.array.shape[:2]

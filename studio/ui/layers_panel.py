@@ -21,8 +21,8 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSize,
     Qt,
+    QTimer,
     Signal,
-    Slot,
 )
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
@@ -124,8 +124,6 @@ class LayerListModel(QAbstractListModel):
     list reaches the undo stack. A group's thumbnail is made on a worker thread (its
     previous one is shown meanwhile)."""
 
-    group_thumb_made = Signal(str, int, object)  # group id, its version, the QImage or None
-
     def __init__(self, doc: Document, rename: Callable[[str, str], None],
                  set_visible: Callable[[str, bool], None]) -> None:
         super().__init__()
@@ -139,7 +137,12 @@ class LayerListModel(QAbstractListModel):
         self._stale: dict[str, tuple[QImage, bool]] = {}
         self._making: set[str] = set()
         self._failed: dict[str, int] = {}
-        self.group_thumb_made.connect(self._on_group_thumb_made)
+        # Made thumbnails (group id, version, QImage or None), looked at on the GUI thread
+        # every few ms while some are being made: no signal emitted from the worker
+        # (PySide6 6.12's emit drops a reference to the bool it returns).
+        self._made: queue.SimpleQueue[tuple[str, int, QImage | None]] = queue.SimpleQueue()
+        self._made_timer = QTimer(self, interval=15)
+        self._made_timer.timeout.connect(self._take_made)
         self.reset()
 
     def reset(self, prepared: PreparedLayers | None = None) -> None:
@@ -202,6 +205,7 @@ class LayerListModel(QAbstractListModel):
             self._making.add(group.id)
             version = self._versions.setdefault(group.id, 0)
             _submit_thumb(lambda: self._make_group_thumb(group.id, version))
+            self._made_timer.start()
         return self._stale.get(group.id) or self._blank()
 
     @staticmethod
@@ -217,12 +221,14 @@ class LayerListModel(QAbstractListModel):
         except Exception:  # the group or a member changed while it was read: made again
             _log.debug("group thumbnail of %s not made", group_id, exc_info=True)
             image = None
-        try:
-            self.group_thumb_made.emit(group_id, version, image)
-        except RuntimeError:  # the panel is gone
-            pass
+        self._made.put((group_id, version, image))
 
-    @Slot(str, int, object)
+    def _take_made(self) -> None:
+        while not self._made.empty():
+            self._on_group_thumb_made(*self._made.get())
+        if not self._making:
+            self._made_timer.stop()
+
     def _on_group_thumb_made(self, group_id: str, version: int, image: QImage | None) -> None:
         self._making.discard(group_id)
         if image is not None and self._versions.get(group_id) == version:

@@ -4,6 +4,7 @@ it showed when they were made on the GUI thread (the newest edit always wins).""
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -116,3 +117,16 @@ def test_group_thumbnails_are_made_off_the_gui_thread_and_match_the_canvas(
     assert model.data(model.index(row), Qt.ItemDataRole.DecorationRole) == expected
     qtbot.waitUntil(lambda: thumb() is not None and thumb() != expected, timeout=10000)
     assert thumb() == group_thumbnail_image(window.doc, window.doc.layer(group.id))
+
+
+def test_a_large_redraw_does_not_wear_down_the_process(qtbot, window, monkeypatch):
+    """The worker's tiles are repainted by polling, not by a signal emitted per tile:
+    PySide6 6.12's emit drops a reference to True each time, and a few thousand of them
+    end the process ("bool_dealloc"). 576 tiles here would drop 576."""
+    import studio.ui.canvas as canvas_module
+
+    monkeypatch.setattr(canvas_module, "TILE", 64)
+    before = sys.getrefcount(True)
+    big_layer(window)
+    qtbot.waitUntil(lambda: not window.canvas.drawing, timeout=60000)
+    assert sys.getrefcount(True) - before > -100

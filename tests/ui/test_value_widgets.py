@@ -102,3 +102,27 @@ def test_the_window_modules_do_not_import_superqt():
                           env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_save_workers_library_is_imported_off_the_gui_thread_soon_after_start():
+    """The first autosave must not import superqt on the GUI thread (it froze the window
+    for 1.8 s under load, mid-stroke): a window's project controller imports it on a thread
+    of its own a moment after start."""
+    code = (
+        "import sys, threading\n"
+        "from PySide6.QtCore import QCoreApplication, QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "who = []\n"
+        "sys.addaudithook(lambda event, args: who.append(threading.current_thread().name)"
+        " if event == 'import' and args[0] == 'superqt' else None)\n"
+        "from studio.ui.project_controller import warm_up_worker_library\n"
+        "warm_up_worker_library(100)\n"
+        "QTimer.singleShot(4000, app.quit)\n"
+        "app.exec()\n"
+        "print('superqt.utils' in sys.modules, sorted(set(who)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={"QT_QPA_PLATFORM": "offscreen",
+                                            "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True ['import-superqt']", proc.stdout
