@@ -3,9 +3,12 @@
 * Prompt directions: ``E(prompt(positive)) - E(prompt(negative))`` with the words placed in
   the request's own prompt where it has a place for them (``place_in_prompt``), else
   ``E(template(positive)) - E(template(negative))`` averaged over the templates; for the
-  token embeddings and (SDXL) the pooled embedding. ``value * delta`` is
+  token embeddings and (SDXL, SD3, Flux) the pooled embedding. On the DiT families ``E`` is
+  the pipeline's own ``encode_prompt`` (``conditioning.encode_dit``). ``value * delta`` is
   added to the prompt's embeddings; with ``start > 0`` only after that fraction of the
-  steps (through ``callback_on_step_end``), so the composition of the base image stays.
+  steps (through ``callback_on_step_end``), so the composition of the base image stays;
+  where the pipeline's callback cannot take the embeddings it changes (PixArt; Flux's pooled
+  ones), from the first step (``late_fits``).
 * Interpolation: the initial noise is slerped towards another seed's noise and the
   embeddings are lerped towards another prompt's.
 

@@ -112,6 +112,17 @@ def test_a_canvas_edit_carries_only_what_the_slider_changed(latent_engine, monke
     big = np.kron(canvas, np.ones((2, 2, 1), np.uint8))
     big_req = req.replace(init_image=Pixels.from_array(big), width=128, height=128)
     assert np.array_equal(latent_engine.generate(big_req).images[0], big)
+    # And so does an edit of it (what the Sliders panel keeps, drawn at the layer's size):
+    # the large canvas changes by the slider's change alone, where the 64 px edit scaled up
+    # would have blurred away the canvas's own fine detail everywhere.
+    from PIL import Image
+
+    big_edit = latent_engine.generate(apply_sliders(big_req, [(slider, 2.0)])).images[0]
+    scaled_up = np.asarray(Image.fromarray(edited).resize((128, 128), Image.Resampling.LANCZOS))
+    assert not np.array_equal(big_edit, big)
+    off = np.abs(big_edit.astype(int) - big).mean()
+    assert off < 0.5 * np.abs(scaled_up.astype(int) - big).mean()
+    assert off < np.abs(change).mean() + 1  # the change, scaled up: nothing else
 
 
 def test_paired_directions_are_built_from_the_renderers_pairs(latent_engine, monkeypatch):

@@ -304,8 +304,11 @@ def test_latent_results_take_the_layers_size_in_preview_and_commit(
     assert runner.wait_idle(5)
     record = sliders.doc.log.get(photo.record_id)
     assert record.request.model == f"studio-tiny-{mode}"
-    assert kept_image(sliders, record).shape[:2] == (64, 64)  # what the model drew
+    # The preview is drawn at 64 px; the kept edit at the layer's own size (to 8 px), so
+    # the engine carries the change onto the layer's pixels instead of scaling 64 px up.
+    assert record.request.width == 160 and record.request.height == 96
+    assert kept_image(sliders, record).shape[:2] == (96, 160)
     assert photo.pixels.shape[:2] == (96, 160)
-    # The whole layer shows the result, scaled up: no corner of it is left as it was.
+    # The whole layer shows the result: no corner of it is left as it was.
     changed = (photo.pixels[..., :3] != 200).any(axis=2)
     assert changed[:32, :32].any() and changed[-32:, -32:].any() and changed.mean() > 0.9
