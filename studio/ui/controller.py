@@ -229,11 +229,20 @@ class GenerationController(QObject):
 
     def add_image_layer(self, pixels: Any, name: str) -> None:
         """Add an opened image as a layer; an empty document takes the image's size."""
-        layer = Layer(name=name, pixels=pixels, kind="image")
+        def build() -> AddLayer:  # the layer and its undo copy: 0.2 s for 8000 x 8000
+            return AddLayer(Layer(name=name, pixels=pixels, kind="image"), text=f"Add {name}")
+
+        height, width = pixels.shape[:2]
+        if width * height > LARGE_REGION:
+            from studio.ui.busy import run_while_painting
+
+            add = run_while_painting(build)  # off the GUI thread, which keeps painting
+        else:
+            add = build()
         with self.undo.macro(f"Open {name}"):
             if not self.doc.layers:
-                self.undo.push(ResizeCanvas(layer.width, layer.height))
-            self.undo.push(AddLayer(layer, text=f"Add {name}"))
+                self.undo.push(ResizeCanvas(add.initial.width, add.initial.height))
+            self.undo.push(add)
 
     # -- runner events -------------------------------------------------------------------
     def _on_job_started(self, event: JobStarted) -> None:

@@ -130,3 +130,25 @@ def test_a_large_redraw_does_not_wear_down_the_process(qtbot, window, monkeypatc
     big_layer(window)
     qtbot.waitUntil(lambda: not window.canvas.drawing, timeout=60000)
     assert sys.getrefcount(True) - before > -100
+
+
+def test_opening_a_large_image_builds_its_layer_off_the_gui_thread(qtbot, window, monkeypatch):
+    """File > Open of a large image: the layer and its undo copy (0.2 s at 8000 x 8000) are
+    made on a worker while the window keeps painting; the image lands whole, one undo."""
+    from studio.ui import controller as controller_module
+
+    side = 2100  # just over the controller's large-region threshold
+    assert side * side > controller_module.LARGE_REGION
+    threads: list[threading.Thread] = []
+    copy = Layer.copy
+    monkeypatch.setattr(Layer, "copy", lambda self: (threads.append(
+        threading.current_thread()), copy(self))[1])
+    pixels = np.zeros((side, side, 3), np.uint8)
+    pixels[..., 1] = 140
+    window.controller.add_image_layer(pixels, "large photo")
+    assert threads and threading.main_thread() not in threads
+    layer = window.doc.layers[-1]
+    assert (window.doc.width, window.doc.height) == (side, side)
+    np.testing.assert_array_equal(layer.pixels[..., :3], pixels)
+    window.undo.undo()
+    assert not window.doc.layers
