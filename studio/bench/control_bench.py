@@ -140,8 +140,7 @@ def control_step(model: BenchModel, cache: Path, steps: int, repeats: int, warmu
         "steps": steps, "repeats": repeats, "size": model.size, "model": model.label,
         "controlnet": str(net), "controlnet_params": sum(
             p.numel() for p in engine.controls.load(
-                engine.controls.resolve(str(net), "lineart", loaded.family),
-                loaded.choice).parameters()),
+                engine.controls.resolve(str(net), "lineart", loaded.family)).parameters()),
         "unet_params": sum(p.numel() for p in loaded.pipe.unet.parameters()),
         # The control acted: the image differs from the one without it (same seed).
         "image_changed": bool(diff.max() > 0), "mean_pixel_diff": float(diff.mean()),

@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the figures to FILE")
     parser.add_argument("--only", default="", metavar="SECTIONS",
                         help="comma-separated subset of: overhead, dtype, preview, decode, "
-                             "threads, ui, startup, memory, sliders, live (strokes replayed "
+                             "threads, ui, startup, memory, sliders, control (a step with "
+                             "one ControlNet against without, SD 1.5 shape), dit (the tiny "
+                             "DiT's step), live (strokes replayed "
                              "with Live on: stroke end to picture, GUI stalls), cli (the "
                              "command line's answer times; not in the default run) "
                              "(default: all but cli)")

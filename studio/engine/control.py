@@ -209,26 +209,13 @@ class ControlModels:
                                 "models/ControlNet of a model folder, or pick one with "
                                 "--control-model.")
 
-    def load(self, info: ControlModelInfo, choice: Any = None) -> Any:
-        """The loaded module of ``info`` on the engine's device (cached in the budget), in
-        the precision and layout of the diffusion model it joins (``choice``: the loaded
-        model's ``DeviceChoice``; default the engine's): bf16 weights in channels_last where
-        its UNet has them, fp32 with autocast off where it runs so."""
-        choice = choice or self._choice
-        key = ("control", info.path, choice.device, str(choice.load_dtype()),
-               choice.autocast_dtype)
+    def load(self, info: ControlModelInfo) -> Any:
+        """The loaded module of ``info`` on the engine's device (cached in the budget)."""
+        key = ("control", info.path, self._choice.device, self._choice.weight_dtype)
 
         def loader() -> Any:
-            import torch
-
-            from studio.engine.tuning import without_autocast
-
-            model = load_control_model(info, choice.load_dtype()).to(choice.torch_device())
-            if choice.device == "cpu" and choice.bf16_weights and choice.autocast_dtype:
-                model.to(memory_format=torch.channels_last)  # as the UNet (tuning.cpu_layout)
-            elif self._choice.autocast_dtype is not None and choice.autocast_dtype is None:
-                without_autocast(model)  # a small fp32 model inside an autocasting engine
-            return _Loaded(model)
+            model = load_control_model(info, self._choice.torch_dtype())
+            return _Loaded(model.to(self._choice.torch_device()))
 
         size = Path(info.path).stat().st_size if Path(info.path).is_file() else 0
         return self._cache.get_or_load(key, loader, expected=size).pipe
@@ -263,7 +250,7 @@ class ControlModels:
         kind = kinds.pop()
         if kind == "t2i-adapter":
             _check_adapter(active, task, family)
-        models = [self.load(info, getattr(loaded, "choice", None)) for info in infos]
+        models = [self.load(info) for info in infos]
         from PIL import Image
 
         maps, notes = [], []
