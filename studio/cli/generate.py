@@ -103,7 +103,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.core.errors import InvalidRequestError
+    from studio.core.errors import InvalidRequestError, StudioError
 
     # Everything the user typed is checked before the engine loads, cheapest first.
     out_paths = out_file_names(args.out, args.batch) if args.out is not None else None
@@ -154,6 +154,12 @@ def run(args: argparse.Namespace) -> int:
                                   + engine.features.reason("control"))
     if not args.quiet:
         info = engine.device_info()
+        describe = getattr(engine, "model_device_info", None)  # the local engine's
+        if describe is not None:  # a small model runs float32 where the device autocasts
+            try:
+                info = describe(request.model)
+            except StudioError:
+                pass
         progress.note(f"{model.name} ({model.family}) on {info.label}: {request.width}x"
                       f"{request.height}, {request.steps} steps, {request.scheduler}, "
                       f"seed {request.seed}")
