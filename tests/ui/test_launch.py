@@ -3,21 +3,15 @@ window, and SIGTERM (a logout, a shutdown) saves the work instead of leaving a c
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from studio.cli.main import main
 from studio.core.project.store import ProjectStore
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.ui.app_process import sigterm_after_autosave
 
 # The real launcher and window over the fake engine (a real one takes seconds to import).
 APP = """
@@ -52,29 +46,8 @@ def test_the_bare_studio_command_takes_the_windows_options(tmp_path, monkeypatch
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32",
                     reason="POSIX signals")
 def test_sigterm_saves_the_work_and_leaves_nothing_to_restore(tmp_path):
-    image = tmp_path / "photo.png"
-    Image.new("RGB", (32, 24), (200, 30, 30)).save(image)
-    data = tmp_path / "data"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "STUDIO_DATA_DIR": str(data),
-           "STUDIO_CONFIG_DIR": str(tmp_path / "config"),
-           "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "STUDIO_AUTOSAVE_MINUTES": "0.005",
-           "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", APP, str(image)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, err, data = sigterm_after_autosave(tmp_path, APP, (200, 30, 30), timeout=60)
     autosaves = data / "autosave"
-    try:
-        deadline = time.monotonic() + 60
-        # The photo is open and unsaved: an autosave exists, as it would before a crash.
-        while not list(autosaves.glob("*.studio.autosave")):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "no autosave was written"
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err[-2000:]
     assert not list(autosaves.glob("*.studio.autosave*"))  # no restore offer next time
     saved = list((data / "saved at shutdown").glob("*.studio"))

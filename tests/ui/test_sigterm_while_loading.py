@@ -4,17 +4,12 @@ the import (tens of seconds on a slow machine)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.ui.app_process import sigterm_after_autosave
 
 # The real launcher and window; the engine's import never ends (it sleeps for 120 s).
 APP = """
@@ -33,29 +28,9 @@ sys.exit(run_gui(slow_engine, ["studio"], sys.argv[1:]))
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32",
                     reason="POSIX signals")
 def test_sigterm_while_the_engine_imports_saves_and_ends_at_once(tmp_path):
-    image = tmp_path / "photo.png"
-    Image.new("RGB", (32, 24), (20, 130, 30)).save(image)
-    data = tmp_path / "data"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "STUDIO_DATA_DIR": str(data),
-           "STUDIO_CONFIG_DIR": str(tmp_path / "config"),
-           "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "STUDIO_AUTOSAVE_MINUTES": "0.005",
-           "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", APP, str(image)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Well before the import would end (120 s): it is not waited for.
+    proc, err, data = sigterm_after_autosave(tmp_path, APP, (20, 130, 30), timeout=30)
     autosaves = data / "autosave"
-    try:
-        deadline = time.monotonic() + 60
-        while not list(autosaves.glob("*.studio.autosave")):  # the window is up, unsaved
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "no autosave was written"
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        # Well before the import would end (120 s): it is not waited for.
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err[-2000:]
     assert "Traceback" not in err and "QThread" not in err, err[-2000:]
     assert not list(autosaves.glob("*.studio.autosave*"))  # no restore offer next time
