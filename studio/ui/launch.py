@@ -34,6 +34,9 @@ Preload = Callable[[EngineServices, str], Work | None]
 LOAD_SECONDS_KEY = "engine/load_seconds/"
 #: How long closing waits for the engine's import to end before ending without it.
 LOADER_GRACE_MS = 500
+#: After SIGTERM, once the work is saved: how long the app may take to end before it is
+#: ended without its clean shutdown (a logout must never wait on a stuck thread).
+SHUTDOWN_WATCHDOG_S = 15.0
 
 class EngineLoader(QThread):
     """Calls ``factory`` (the heavy torch/diffusers imports) off the GUI thread; it returns
@@ -233,7 +236,7 @@ def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | No
     app.setOrganizationName("LatentStudio")
     session = StudioSession(services_factory, open_paths, config=config, preload=preload)
     app.aboutToQuit.connect(session.shutdown)
-    watcher = TerminationWatcher(session.window.close_for_shutdown)
+    watcher = TerminationWatcher(lambda: terminate(session.window))
     session.start()
     code = app.exec()
     watcher.uninstall()
@@ -246,6 +249,40 @@ def run_gui(services_factory: Callable[[], EngineServices], argv: list[str] | No
         # and a QThread destroyed while it runs aborts).
         end_now(session, int(code))
     return int(code)
+
+
+def terminate(window: MainWindow) -> None:
+    """SIGTERM: the window saves the work and closes without asking; the app then quits
+    even if another top-level window (a dialog) is open, and a watchdog ends the process
+    if its shutdown does not finish in ``SHUTDOWN_WATCHDOG_S`` (the work is saved by then)."""
+    window.close_for_shutdown()
+    if window.isVisible():  # the close was refused: nothing is saved, so nothing ends
+        return
+    import os
+
+    start_exit_watchdog(float(os.environ.get("STUDIO_SHUTDOWN_WATCHDOG_S",
+                                             SHUTDOWN_WATCHDOG_S)))
+    QApplication.quit()
+
+
+def start_exit_watchdog(seconds: float) -> None:
+    """End the process after ``seconds`` unless it has ended by then; every thread's stack
+    goes to stderr first, so what held it up can be found."""
+    import faulthandler
+    import threading
+
+    def fire() -> None:
+        sys.stderr.write(f"Latent Studio: still running {seconds:.0f} s after the work was "
+                         "saved at SIGTERM; ending now. Where each thread was:\n")
+        try:
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        except (OSError, ValueError, RuntimeError):
+            pass
+        end_process(0, exit_handlers=False)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
 
 
 def end_now(session: StudioSession, code: int) -> None:

@@ -27,6 +27,8 @@ def sigterm_after_autosave(tmp_path: Path, app: str, colour: tuple[int, int, int
            "STUDIO_CONFIG_DIR": str(tmp_path / "config"),
            "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "STUDIO_AUTOSAVE_MINUTES": "0.005",
            "PYTHONPATH": str(REPO)}
+    # Every thread's stack is printed on SIGUSR1 (sent when it does not end in time).
+    app = "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1)\n" + app
     proc = subprocess.Popen([sys.executable, "-c", app, str(image)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -36,8 +38,17 @@ def sigterm_after_autosave(tmp_path: Path, app: str, colour: tuple[int, int, int
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "no autosave was written"
             time.sleep(0.1)
+        sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=timeout)
+        try:
+            _out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            _out, err = proc.communicate()
+            raise AssertionError(f"still running {time.monotonic() - sent:.0f} s after "
+                                 f"SIGTERM; its threads:\n{err[-6000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
