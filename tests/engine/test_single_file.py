@@ -102,6 +102,25 @@ def test_sd1_round_trip_gives_identical_pixels(tiny_sd1, tmp_path, no_network):
     assert np.array_equal(_generate(pipe), _generate(loaded))
 
 
+def test_an_fp16_file_loaded_in_bf16_has_diffusers_own_weights(tiny_sd1, tmp_path, no_network):
+    # How most checkpoints are shared (fp16) and how the CPU policy runs them (bf16): the
+    # studio reads the file tensor by tensor and converts as it reads; diffusers'
+    # from_single_file gives the very same weights.
+    from diffusers import StableDiffusionPipeline
+
+    pipe, folder = tiny_sd1
+    path = save_single_file(pipe, tmp_path / "tiny-sd1-fp16.safetensors", dtype=torch.float16)
+    ours = load_single_file(path, config_dir=folder, torch_dtype=torch.bfloat16)
+    theirs = StableDiffusionPipeline.from_single_file(
+        str(path), config=str(folder), torch_dtype=torch.bfloat16, local_files_only=True)
+    for name in ("unet", "vae", "text_encoder"):
+        mine, bare = getattr(ours, name).state_dict(), getattr(theirs, name).state_dict()
+        assert mine.keys() == bare.keys(), name
+        for key in bare:
+            assert mine[key].dtype == bare[key].dtype, key
+            assert torch.equal(mine[key], bare[key]), key
+
+
 def test_sdxl_round_trip_gives_identical_pixels(tiny_sdxl, tmp_path, no_network):
     pipe, folder = tiny_sdxl
     path = save_single_file(pipe, tmp_path / "tiny-sdxl.safetensors")
