@@ -24,10 +24,18 @@ def run_app(settings: Settings, paths: list[str]) -> int:
     from studio.ui.launch import run_gui
 
     def services_factory() -> EngineServices:
-        if settings.servers:  # ComfyUI servers (studio.remote): no torch is imported
+        if settings.servers:  # ComfyUI servers (studio.remote), with this computer's models
+            from studio.remote.routing import local_engine_installed
             from studio.remote.services import remote_services
 
-            return remote_services(settings)
+            remote = remote_services(settings)
+            if not local_engine_installed():  # the thin install: no torch is imported
+                return remote
+            from studio.engine.services import local_services
+            from studio.remote.routing import routing_services
+
+            # Local models and server models side by side, each job where its model is.
+            return routing_services(local_services(settings), remote)
         # Heavy imports (torch, diffusers) happen here, on the loader thread, after the
         # window is up.
         from studio.engine.services import local_services
@@ -36,7 +44,11 @@ def run_app(settings: Settings, paths: list[str]) -> int:
 
     def preload(services: EngineServices, model_id: str) -> Work | None:
         if settings.servers:  # a server loads its models itself
-            return None
+            from studio.remote.routing import RoutingEngine
+
+            engine = services.engine
+            if not isinstance(engine, RoutingEngine) or engine.backend_for(model_id) != "local":
+                return None
         return local_preload(services, model_id)
 
     code = run_gui(services_factory, ["studio"], list(paths), preload=preload)
@@ -53,8 +65,11 @@ def local_preload(services: EngineServices, model_id: str) -> Work | None:
     load keeps nothing, and the next Generate loads the model again."""
     from studio.core.errors import CancelledError, StudioError
     from studio.engine.engine import Engine
+    from studio.remote.routing import RoutingEngine
 
     engine = services.engine
+    if isinstance(engine, RoutingEngine):  # this computer's model of local + servers
+        engine = engine.local
     if not isinstance(engine, Engine):
         return None
 

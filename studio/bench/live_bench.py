@@ -9,6 +9,13 @@ showing the picture of the canvas with that stroke (``live_update_p50_ms``/``p95
 5 ms timer measures how long the GUI thread is ever kept from its event loop
 (``live_ui_stall_max_ms``). A second phase ends strokes faster than the updates run (every
 80 ms): the stale updates are cancelled (latest wins) and the brush still never stalls.
+
+``--remote URL`` (``studio bench --only live --remote URL``) runs the same strokes with the
+window on a ComfyUI server's first checkpoint instead (the remote backend, as the app makes it
+for servers in the settings): each update is an image to image workflow on that server. A
+thread asks the server's ``/queue`` every 20 ms meanwhile, so the figures say how many live
+prompts it ever held at once (latest wins: at most one), and ``live_updates_per_s`` is how
+many updates a second the server turns round (1 / the median round trip, upload to pixels).
 """
 
 from __future__ import annotations
@@ -36,10 +43,48 @@ def _stalls(stamps: list[float]) -> list[float]:
                                                                     strict=False)]
 
 
+class QueueWatch:
+    """Asks a ComfyUI server's ``/queue`` every ``period`` seconds on a thread of its own
+    (never the GUI thread): the most prompts it held at once, running and waiting (those
+    sent by the client ``client_id`` only, when given)."""
+
+    def __init__(self, url: str, period: float = 0.02, client_id: str = "") -> None:
+        import threading
+
+        self.url, self.period, self.client_id = url.rstrip("/"), period, client_id
+        self.most = self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-queue", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import json
+        import urllib.request
+
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url + "/queue", timeout=5) as resp:
+                    state = json.loads(resp.read())
+                items = [*state.get("queue_running", []), *state.get("queue_pending", [])]
+                held = sum(1 for item in items if not self.client_id or (
+                    len(item) > 3 and isinstance(item[3], dict)
+                    and item[3].get("client_id") == self.client_id))
+                self.most = max(self.most, held)
+                self.samples += 1
+            except (OSError, ValueError):
+                pass
+            self._stop.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
-            steps: int | None = None, seed: int = 0) -> dict[str, Any]:
+            steps: int | None = None, seed: int = 0, remote: str = "") -> dict[str, Any]:
     """Replay ``strokes`` strokes one at a time (each waits for its picture, then the brush
-    rests 100-300 ms), then ``rapid`` strokes 80 ms apart; returns the figures."""
+    rests 100-300 ms), then ``rapid`` strokes 80 ms apart; returns the figures. ``remote``:
+    a ComfyUI server's address; the window runs on its first checkpoint."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import numpy as np
     from PySide6.QtCore import QEventLoop, QPointF, QSettings, Qt, QTimer  # noqa: TID251
@@ -58,14 +103,24 @@ def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
 
     quiet_libraries()
     app = QApplication.instance() or QApplication(["studio-bench-live"])
-    engine = Engine(device="cpu", dtype="auto", model_dirs=[], hf_cache=False)
+    if remote:
+        from types import SimpleNamespace
+
+        from studio.remote.services import remote_services
+
+        services = remote_services(SimpleNamespace(servers=[remote]))
+        engine: Any = services.engine
+    else:
+        engine = Engine(device="cpu", dtype="auto", model_dirs=[], hf_cache=False)
+        services = engine_services(engine)
     model = engine.default_model()
     if model is None:
-        raise RuntimeError("the embedded model is not installed")
+        raise RuntimeError("the server has no checkpoint" if remote else
+                           "the embedded model is not installed")
     nice = ENGINE_NICE if nice is None else nice  # the app's, unless asked otherwise
     runner = JobRunner(engine, nice=nice)
     folder = Path(tempfile.mkdtemp(prefix="studio-bench-live-"))
-    window = MainWindow(engine_services(engine), runner,
+    window = MainWindow(services, runner,
                         QSettings(str(folder / "s.ini"), QSettings.Format.IniFormat))
     window.resize(1400, 900)
     window.show()
@@ -99,6 +154,13 @@ def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
         return None
 
     panel = window.prompt_panel
+    if remote:  # the window lists the server's models off the GUI thread
+        deadline = time.perf_counter() + 120
+        while panel.model_combo.count() == 0 and time.perf_counter() < deadline:
+            wait(20)
+        index = panel.model_combo.findData(model.id)
+        if index >= 0:
+            panel.model_combo.setCurrentIndex(index)
     panel.set_values({"prompt": "a portrait of a person", "seed": 3, "guidance": 5.0,
                       "scheduler": "Euler", "width": 64, "height": 64})
     portrait = render_sample(7, 0)[0]
@@ -166,12 +228,16 @@ def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
     stamps.clear()
     cancelled: list[int] = []
     window.bridge.job_cancelled.connect(lambda e: cancelled.append(e.job_id))
+    watch = QueueWatch(remote, client_id=engine.servers[0].client.client_id) if remote \
+        else None
     for _ in range(rapid):  # strokes end faster than updates run: latest wins
         stroke(moves=3)
         wait(80 - 4 * MOVE_MS)
     last = session.last_seq
     rapid_at = wait_for_picture(last, 60)
     rapid_stalls = _stalls(stamps)
+    if watch is not None:
+        watch.stop()
     timer.stop()
     live_step = session.latest.request if session.latest is not None else None
     controller.set_live(False)
@@ -179,23 +245,36 @@ def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
     window.close()
     runner.shutdown(10.0)
     app.processEvents()
+    if remote:
+        engine.close()
     stalls = paced + rapid_stalls
+    ran = None
+    if live_step is not None:  # a server's sampler runs all its steps (studio.ui.live)
+        ran = live_step.steps if remote else int(live_step.steps * live_step.strength)
+    engine_p50 = percentile(engine_ms, 0.5)
+    extra = {} if not remote else {
+        "live_remote": remote,
+        "live_updates_per_s": (1000.0 / engine_p50) if engine_ms else 0.0,
+        "live_server_prompts_max": watch.most if watch is not None else None,
+        "live_server_queue_samples": watch.samples if watch is not None else 0,
+    }
     return {
         "live_update_p50_ms": percentile(latencies, 0.5),
         "live_update_p95_ms": percentile(latencies, 0.95),
         "live_ui_stall_max_ms": max(stalls, default=0.0),
         "live_ui_stall_p99_ms": percentile(stalls, 0.99),
         "live_idle_stall_max_ms": max(idle, default=0.0),
-        "live_engine_update_p50_ms": percentile(engine_ms, 0.5),
+        "live_engine_update_p50_ms": engine_p50,
         "live_strokes": len(latencies), "live_missed": missed,
         "live_rapid_strokes": rapid, "live_rapid_cancelled": len(set(cancelled)),
         "live_rapid_last_shown": rapid_at is not None,
-        "live_steps": (int(live_step.steps * live_step.strength) if live_step else None),
+        "live_steps": ran,
         "live_strength": live_step.strength if live_step else None,
         "live_size": 64, "live_model": model.id, "engine_nice": nice,
         "live_messages": messages[-3:],
         "live_would_turn_off": min(engine_ms[-3:], default=0.0) > MAX_UPDATE_S * 1000,
         "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        **extra,
     }
 
 
@@ -210,10 +289,20 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     turn_off = (" (the app would turn live mode off: over "
                 f"{MAX_UPDATE_S * 1000:.0f} ms an update)" if fig.get("live_would_turn_off")
                 else "")
-    how = (f"{fig['live_strokes']} strokes on {fig['live_model']} {fig['live_size']}px, "
+    where = f" on the server {fig['live_remote']}" if fig.get("live_remote") else ""
+    how = (f"{fig['live_strokes']} strokes on {fig['live_model']}{where} {fig['live_size']}px, "
            f"{fig['live_steps']} steps at strength {fig['live_strength']}, engine "
            f"{fig['live_engine_update_p50_ms']:.0f} ms an update (p50), nice "
            f"+{fig['engine_nice']}, load avg {(fig.get('load_avg') or [0])[0]:.1f}{turn_off}")
+    load = (fig.get("load_avg") or [0])[0]
+    server = [] if not fig.get("live_remote") else [
+        ("live: updates a second (server)", f"{fig['live_updates_per_s']:.2f}/s",
+         "(GPU: >= 5/s)", f"1 / the median round trip, upload to pixels; load avg {load:.1f}; "
+         "the GPU target (SD 1.5 LCM, 512 px) needs a GPU server, not measured here"),
+        ("live: live prompts on the server", f"max {fig['live_server_prompts_max']}", "<= 1",
+         f"/queue asked {fig['live_server_queue_samples']} times during the "
+         f"{fig['live_rapid_strokes']} strokes 80 ms apart"),
+    ]
     return [
         ("live: stroke end to picture p50", f"{fig['live_update_p50_ms']:.0f}ms", "< 150 ms",
          how),
@@ -223,6 +312,7 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
          f"p99 {fig['live_ui_stall_p99_ms']:.1f}ms", "max < 16 ms",
          f"idle max {fig['live_idle_stall_max_ms']:.1f}ms; {fig['live_rapid_strokes']} "
          f"strokes 80 ms apart cancelled {fig['live_rapid_cancelled']} stale updates"),
+        *server,
     ]
 
 
@@ -234,8 +324,11 @@ def main() -> int:
                         help="denoising steps per update (default: live mode's)")
     parser.add_argument("--nice", type=int, default=None,
                         help="engine thread nice increment (default: the app's)")
+    parser.add_argument("--remote", default="", metavar="URL",
+                        help="paint on a ComfyUI server's first checkpoint instead")
     args = parser.parse_args()
-    report_child_result(measure(args.strokes, args.rapid, args.nice, args.steps or None))
+    report_child_result(measure(args.strokes, args.rapid, args.nice, args.steps or None,
+                                remote=args.remote))
     return 0
 
 

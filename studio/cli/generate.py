@@ -87,11 +87,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a control layer the image follows: KIND is scribble, lineart, "
                         "edges (Canny of the image), depth (a depth image as is), "
                         "depth-estimate (depth from a photo, by a depth-estimation model in "
-                        "models/depth or models/annotators), tile or pose; STRENGTH 0 to 2 "
+                        "models/depth or models/annotators), tile, pose or reference (an "
+                        "image whose look to take, by an IP-Adapter in models/ipadapter); "
+                        "STRENGTH 0 to 2 "
                         "(default 1), START:END the share of the steps it acts on (default "
                         "0:1), e.g. scribble=sketch.png:0.8:0:0.6 (repeatable; default: none)")
     p.add_argument("--control-model", action="append", default=[], metavar="NAME",
-                   help="the ControlNet or T2I-Adapter (name, folder or .safetensors) for "
+                   help="the ControlNet, T2I-Adapter or IP-Adapter (name, folder or "
+                        ".safetensors) for "
                         "each --control in order, one for all if given once (default: the "
                         "one found for the kind and the model's family)")
     add_output_args(p, DEFAULT_OUT.name, "output file; a batch adds -1, -2, ...")
@@ -140,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         for note in control_notes(request.controls, request.width, request.height):
             print(f"studio: note: {note}", file=sys.stderr)
     check_sliders_fit(request, model)
+    if request.task == "img2img" and (edit_note := edit_mode_note(model)):
+        print(f"studio: note: {edit_note}", file=sys.stderr)
     for warning in (fit_warning(model, request), steps_warning(request.scheduler, request.steps)):
         if warning:
             print(f"studio: warning: {warning}", file=sys.stderr)
@@ -152,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
     if request.controls and not engine.features.control:
         raise InvalidRequestError("This backend cannot use --control: "
                                   + engine.features.reason("control"))
+    if any(c.kind == "reference" for c in request.controls):  # IP-Adapters: local only
+        from studio.core.control import reference_off_reason
+
+        if why := reference_off_reason(engine.features):
+            raise InvalidRequestError(f"This backend cannot use --control reference=...: {why}")
     if not args.quiet:
         info = engine.device_info()
         describe = getattr(engine, "model_device_info", None)  # the local engine's
@@ -201,6 +211,11 @@ def build_request(args: argparse.Namespace, model: Any, init: Any, mask: Any) ->
         task = "inpaint" if mask is not None else "img2img"
         if args.size is None:
             width, height = max(8, init.width // 8 * 8), max(8, init.height // 8 * 8)
+            if edit_mode_note(model):  # an edit keeps the image's size, to its multiple
+                from studio.engine.models.families import spec_for
+
+                step = spec_for(model.family).size_multiple
+                width, height = max(step, width // step * step), max(step, height // step * step)
     return GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, model=model.id,
         scheduler=args.scheduler or scheduler_name(str(rec.get("scheduler", "Euler"))),
@@ -210,6 +225,17 @@ def build_request(args: argparse.Namespace, model: Any, init: Any, mask: Any) ->
         width=width, height=height, batch_size=args.batch, task=task, strength=args.strength,
         init_image=init, mask=mask, variation_seed=args.variation_seed,
         variation_strength=args.variation_strength)
+
+
+def edit_mode_note(model: Any) -> str:
+    """For an edit-with-words model (Flux Kontext), what ``--init-image`` does with it: the
+    prompt is an instruction, and ``--strength`` is not used ("" for other models)."""
+    from studio.engine.models.families import spec_for
+
+    if not model.family or not spec_for(model.family).edit:
+        return ""
+    return (f"{model.name} edits the init image with words: the prompt is the instruction "
+            "(e.g. \"make the hair red\"); --strength is not used.")
 
 
 def parse_regions(items: list[str]) -> list[tuple[Path, str, float]]:

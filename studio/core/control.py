@@ -30,13 +30,33 @@ import numpy as np
 from studio.core.document.pixels import Pixels
 
 CONTROL_KINDS: tuple[str, ...] = ("scribble", "lineart", "edges", "depth", "depth-estimate",
-                                  "tile", "pose")
+                                  "tile", "pose", "reference")
 KIND_LABELS = {"scribble": "Scribble", "lineart": "Line art", "edges": "Edges (Canny)",
                "depth": "Depth", "depth-estimate": "Depth from a photo",
-               "tile": "Tile / detail", "pose": "Pose"}
+               "tile": "Tile / detail", "pose": "Pose", "reference": "Reference image"}
 # Kinds the studio names but cannot run yet, with the reason the UI shows.
-KINDS_OFF = {"reference": "Reference images need an IP-Adapter, which is not in the studio "
-                          "yet."}
+KINDS_OFF: dict[str, str] = {}
+# "reference": an image whose look steers the generation through an IP-Adapter (the local
+# engine, ``studio.engine.reference``); its strength is the adapter's scale. Its image is
+# read whole by the adapter's image encoder (not scaled to the request, no preprocessor).
+REFERENCE_KINDS = ("reference",)
+# Why reference images are off on a backend other than the local engine.
+REFERENCE_REMOTE_OFF = ("Reference images (IP-Adapter) on a ComfyUI server need the custom "
+                        "node ComfyUI_IPAdapter_plus (IPAdapterModelLoader, IPAdapterAdvanced), "
+                        "and Latent Studio does not send them to servers yet: use the local "
+                        "engine.")
+REFERENCE_LOCAL_ONLY = "Reference images (IP-Adapter) run on the local engine only."
+
+
+def reference_off_reason(features: Any) -> str:
+    """Why a backend with ``features`` (``EngineFeatures``) cannot take reference images now
+    ("" when it can): only the local engine runs them, where it found an IP-Adapter."""
+    backend = str(getattr(features, "backend", ""))
+    if backend == "comfyui":
+        return REFERENCE_REMOTE_OFF
+    if backend != "local":
+        return REFERENCE_LOCAL_ONLY
+    return dict(getattr(features, "why_not", ()) or ()).get("reference", "")
 # Why "depth-estimate" is off where no depth-estimation model is found (engine features).
 DEPTH_ESTIMATE_OFF = ("Depth from a photo needs a depth-estimation model (a transformers DPT "
                       "or Depth Anything folder) in models/depth or models/annotators of "
@@ -114,6 +134,8 @@ def control_notes(controls: tuple[ControlLayer, ...], width: int, height: int) -
         label = KIND_LABELS.get(c.kind, c.kind).lower()
         if is_empty(c.image):
             notes.append(f"control layer {i} ({label}) is empty: skipped")
+        elif c.kind in REFERENCE_KINDS:  # read whole by the image encoder: not scaled
+            continue
         elif (c.image.width, c.image.height) != (width, height):
             notes.append(f"the {label} control image ({c.image.width}x{c.image.height}) "
                          f"will be scaled to {width}x{height}")
@@ -239,7 +261,7 @@ def control_map(kind: str, image: Pixels | np.ndarray, width: int, height: int,
         if depth is None:
             raise ValueError(DEPTH_ESTIMATE_OFF)
         grey = np.asarray(depth(np.ascontiguousarray(arr[..., :3])), np.uint8)
-    elif kind in ("tile", "pose"):
+    elif kind in ("tile", "pose", *REFERENCE_KINDS):  # a reference: the image as read
         return np.ascontiguousarray(arr[..., :3]), note
     else:
         raise ValueError(f"unknown control kind {kind!r}")
@@ -249,7 +271,8 @@ def control_map(kind: str, image: Pixels | np.ndarray, width: int, height: int,
 # -- A1111's ControlNet fields ---------------------------------------------------------------
 _A1111_MODULES = {"scribble": "scribble", "lineart": "lineart", "edges": "canny",
                   "depth": "depth", "depth-estimate": "depth_anything",
-                  "tile": "tile_resample", "pose": "openpose"}
+                  "tile": "tile_resample", "pose": "openpose",
+                  "reference": "ip-adapter-auto"}  # A1111 picks the IP-Adapter encoder
 # A1111's depth preprocessors: a depth map estimated from a photo.
 _A1111_DEPTH_ESTIMATORS = ("depth_anything", "depth_midas", "depth_zoe", "depth_leres",
                            "depth_hand_refiner")
@@ -278,6 +301,9 @@ def a1111_control_fields(controls: tuple[ControlLayer, ...]) -> dict[str, str]:
 def _kind_of_module(module: str, model: str) -> str:
     if module.strip().lower().startswith(_A1111_DEPTH_ESTIMATORS):
         return "depth-estimate"
+    if module.strip().lower().startswith(("ip-adapter", "ip_adapter")) or \
+            model.strip().lower().startswith(("ip-adapter", "ip_adapter")):
+        return "reference"
     text = f"{module} {model}".lower()
     for kind, words in (("edges", ("canny", "edge")), ("lineart", ("lineart", "line")),
                         ("scribble", ("scribble", "sketch", "hed")),

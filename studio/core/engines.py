@@ -121,6 +121,13 @@ class DirectionBuilder(Protocol):
         ...
 
 
+class ModelRouting(Protocol):
+    """A backend made of several (this computer's models and the servers'): what the
+    backend of one model can do, so the window greys out per model what it cannot."""
+
+    def features_for(self, model_id: str) -> EngineFeatures: ...
+
+
 @dataclass(frozen=True)
 class EngineServices:
     """Everything the window gets of one backend, handed over by the composition root.
@@ -133,3 +140,4 @@ class EngineServices:
     folders: ModelFolders | None = None
     upscaling: Upscaling | None = None
     directions: DirectionBuilder | None = None
+    routing: ModelRouting | None = None  # a backend of several (local + servers): per model

@@ -132,6 +132,11 @@ def task_args(req: GenerationRequest, task: str) -> dict[str, Any]:
     latents from the engine: ``txt2img_args``, ``inversion_args``)."""
     if task == "inpaint":
         return inpaint_args(req)
+    if task == "img2img" and req.family:
+        from studio.engine.edit import edit_args, is_edit_family
+
+        if is_edit_family(req.family):  # edit with words (Flux Kontext): no strength
+            return edit_args(req)
     if task == "img2img":
         return img2img_args(req)
     raise ValueError(f"no image arguments for {task!r}")

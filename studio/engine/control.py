@@ -26,13 +26,22 @@ a depth control model. Without one the kind is off (``kinds_off``), with the rea
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.core.control import DEPTH_ESTIMATE_OFF, MODEL_KIND, control_map, is_empty
+from studio.core.control import (
+    DEPTH_ESTIMATE_OFF,
+    MODEL_KIND,
+    REFERENCE_KINDS,
+    control_map,
+    is_empty,
+)
 from studio.core.errors import InvalidRequestError, ModelNotFoundError
 from studio.core.jobs.request import GenerationRequest
+from studio.engine import control_dit
 from studio.engine.control_models import (
     FAMILY_LABELS,
     ControlModelInfo,
@@ -55,9 +64,9 @@ _XL_PIPES = {"txt2img": "StableDiffusionXLControlNetPipeline",
              "inpaint": "StableDiffusionXLControlNetInpaintPipeline"}
 # Families whose UNet takes ControlNet residuals through diffusers' SD/SDXL pipelines.
 CONTROL_FAMILIES = ("sd1", "sd2", "sdxl", "studio-tiny")
-CONTROL_WHY_NOT = ("Control layers need an SD 1.x, 2.x or SDXL model (or the embedded "
-                   "studio-tiny-diffusion); the transformer families (PixArt, SD3, Flux ...) "
-                   "do not take them here yet.")
+CONTROL_WHY_NOT = ("Control layers need an SD 1.x, 2.x, SDXL, SD 3.x or Flux model (or the "
+                   "embedded studio-tiny-diffusion); PixArt, Sana and AuraFlow have no "
+                   "ControlNets in diffusers.")
 
 
 @dataclass
@@ -73,19 +82,32 @@ class ControlPlan:
     ends: list[float]
     family: str
     notes: list[str] = field(default_factory=list)
+    control_kinds: list[str] = field(default_factory=list)  # each layer's kind (union modes)
+    # The reference images (IP-Adapters, ``studio.engine.reference``); with ``kind``
+    # "reference" they are the only controls: the task's own pipeline runs.
+    references: Any = None
+
+    @property
+    def dit(self) -> bool:
+        """SD3, Flux or union ControlNets (``studio.engine.control_dit``)."""
+        return bool(self.infos and self.infos[0].arch)
 
     def pipeline(self, loaded: Any, task: str) -> Any:
         """Diffusers' pipeline for ``task`` with these control models, made from the loaded
         model's modules with ``from_pipe`` and kept for the next call with the same models."""
         import diffusers
 
+        if self.kind == "reference":  # reference images only: the task's own pipeline
+            return loaded.for_task(task)
         key = f"control:{task}"
         ids = (self.kind, *(info.id for info in self.infos))
         cached = loaded.variants.get(key)
         if cached is not None and cached[0] == ids:
             return cached[1]
         xl = self.family.startswith("sdxl")
-        if self.kind == "controlnet":
+        if self.dit:
+            pipe = control_dit.pipeline(self, loaded, task)
+        elif self.kind == "controlnet":
             cls = getattr(diffusers, (_XL_PIPES if xl else _SD_PIPES)[task])
             models = self.models[0] if len(self.models) == 1 else list(self.models)
             pipe = cls.from_pipe(loaded.pipe, controlnet=models)
@@ -101,7 +123,14 @@ class ControlPlan:
 
     def kwargs(self, task: str) -> dict[str, Any]:
         """The control arguments of the pipeline call (beside the task's own)."""
+        if self.references is not None:  # the reference images' beside the ControlNets'
+            from dataclasses import replace
+
+            rest = {} if self.kind == "reference" else replace(self, references=None).kwargs(task)
+            return {**self.references.kwargs(), **rest}
         one = len(self.maps) == 1
+        if self.dit:
+            return control_dit.kwargs(self, task)
 
         def value(items: list[Any]) -> Any:
             return items[0] if one else list(items)
@@ -160,7 +189,58 @@ class ControlModels:
 
     def kinds_off(self) -> tuple[tuple[str, str], ...]:
         """(control kind, why it is off) for the kinds this engine cannot run now."""
-        return () if self.depth_models() else (("depth-estimate", DEPTH_ESTIMATE_OFF),)
+        off = () if self.depth_models() else (("depth-estimate", DEPTH_ESTIMATE_OFF),)
+        return off + self.references.kinds_off()  # no IP-Adapter: reference images off
+
+    @property
+    def references(self) -> Any:
+        """The IP-Adapters for reference images (``studio.engine.reference``)."""
+        if getattr(self, "_references", None) is None:
+            from studio.engine.reference import ReferenceModels
+
+            self._references = ReferenceModels(self._registry, self._cache, self._choice)
+        return self._references
+
+    @contextmanager
+    def applied(self, pipe: Any, plan: ControlPlan | None) -> Iterator[None]:
+        """``plan``'s reference images (IP-Adapters) in ``pipe`` for the call, taken out
+        again after it; nothing to do without them."""
+        if plan is None or plan.references is None:
+            yield
+            return
+        with plan.references.applied(pipe):
+            yield
+
+    def _with_references(self, loaded: Any, req: GenerationRequest, task: str
+                         ) -> ControlPlan | None:
+        """The plan of a request with reference layers: its other controls planned as
+        without them, and the references (IP-Adapters) beside them."""
+        from dataclasses import replace
+
+        refs = []
+        for i, control in enumerate(req.controls, 1):
+            if control.kind not in REFERENCE_KINDS:
+                continue
+            if is_empty(control.image):
+                log.info("Control layer %d (%s) is empty: skipped.", i, control.kind)
+                continue
+            refs.append(control)
+        rest = self.plan(loaded, req.replace(controls=tuple(
+            c for c in req.controls if c.kind not in REFERENCE_KINDS)), task)
+        if not refs:
+            return rest
+        if req.regions:
+            raise InvalidRequestError("Regional prompts and reference images cannot be used "
+                                      "in one generation yet: leave one of them out.")
+        if base_family(loaded.family) not in ("sd1", "sd2", "sdxl", "studio-tiny"):
+            raise InvalidRequestError(f"{loaded.info.name}: reference images (IP-Adapter) "
+                                      "need an SD 1.x, 2.x or SDXL model.")
+        references = self.references.plan(loaded, refs, req.width, req.height)
+        if rest is None:
+            return ControlPlan(kind="reference", infos=[], models=[], maps=[], strengths=[],
+                               starts=[], ends=[], family=loaded.family,
+                               references=references)
+        return replace(rest, references=references)
 
     def estimate_depth(self, rgb: Any) -> Any:
         """A depth map (uint8 (H, W), near is light, min-max scaled) of an RGB photo (uint8
@@ -209,6 +289,27 @@ class ControlModels:
                                 "models/ControlNet of a model folder, or pick one with "
                                 "--control-model.")
 
+    def check_before_load(self, req: GenerationRequest, model: Any) -> None:
+        """Refuse in one line, before the diffusion model ``model`` (a ``ModelInfo``)
+        loads, a control model of another family or one that cannot do the request (an SD
+        1.x ControlNet on a Flux model, SD 3.x ControlNets in image to image ...)."""
+        if any(c.kind in REFERENCE_KINDS for c in req.controls):  # IP-Adapters: once loaded
+            req = req.replace(controls=tuple(c for c in req.controls
+                                             if c.kind not in REFERENCE_KINDS))
+        family = getattr(model, "family", "") or ""
+        active = control_dit.drop_idle([c for c in req.controls if not is_empty(c.image)],
+                                       base_family(family))
+        if not active or family in ("", "unknown"):  # read again once it loads
+            return
+        if base_family(family) not in CONTROL_FAMILIES + control_dit.DIT_CONTROL_FAMILIES:
+            raise InvalidRequestError(f"{model.name}: {CONTROL_WHY_NOT}")
+        infos = [self.resolve(c.model, MODEL_KIND.get(c.kind, c.kind), family, model.name)
+                 for c in active]
+        for info in infos:
+            check_fits(info, family, model.name)
+        control_dit.check(infos, active, req.task, control_dit.transformer_width(
+            folder=str(getattr(model, "path", "") or "")), model.name)
+
     def load(self, info: ControlModelInfo) -> Any:
         """The loaded module of ``info`` on the engine's device (cached in the budget)."""
         key = ("control", info.path, self._choice.device, self._choice.weight_dtype)
@@ -225,6 +326,8 @@ class ControlModels:
         follow. Everything that can be refused is refused before a control model loads."""
         if not req.controls:
             return None
+        if any(c.kind in REFERENCE_KINDS for c in req.controls):  # IP-Adapters beside
+            return self._with_references(loaded, req, task)
         family = loaded.family
         active = []
         for i, control in enumerate(req.controls, 1):
@@ -232,9 +335,10 @@ class ControlModels:
                 log.info("Control layer %d (%s) is empty: skipped.", i, control.kind)
                 continue
             active.append(control)
+        active = control_dit.drop_idle(active, base_family(family))
         if not active:
             return None
-        if base_family(family) not in CONTROL_FAMILIES:
+        if base_family(family) not in CONTROL_FAMILIES + control_dit.DIT_CONTROL_FAMILIES:
             raise InvalidRequestError(f"{loaded.info.name}: {CONTROL_WHY_NOT}")
         if any(c.kind == "depth-estimate" for c in active) and not self.depth_models():
             raise InvalidRequestError(DEPTH_ESTIMATE_OFF)
@@ -242,6 +346,8 @@ class ControlModels:
                               loaded.info.name) for c in active]
         for info in infos:
             check_fits(info, family, loaded.info.name)
+        control_dit.check(infos, active, task, control_dit.transformer_width(loaded.pipe),
+                          loaded.info.name)
         kinds = {info.kind for info in infos}
         if len(kinds) > 1:
             raise InvalidRequestError("ControlNets and T2I-Adapters cannot run in one "
@@ -265,7 +371,8 @@ class ControlModels:
         return ControlPlan(kind=kind, infos=infos, models=models, maps=maps,
                            strengths=[c.strength for c in active],
                            starts=[c.start for c in active], ends=[c.end for c in active],
-                           family=family, notes=notes)
+                           family=family, notes=notes,
+                           control_kinds=[c.kind for c in active])
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import CorruptModelError, ModelNotFoundError, WrongModelKindError
+from studio.engine.control_dit import config_arch, file_arch, kinds_for
 from studio.engine.models.discovery import safetensors_keys
 from studio.engine.models.families import read_json
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 CONTROL_DIRS = ("controlnet", "t2i_adapter", "t2i-adapter", "t2iadapter", "adapters")
 FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL",
                  "studio-tiny": "studio-tiny", "unknown": "an unknown family"}
+FAMILY_LABELS.update({"sd3": "SD 3.x", "flux": "Flux"})  # SD3/Flux ControlNets (control_dit)
 # The kinds a control model is for, read from its name where its studio.json does not say.
 _KIND_WORDS = (("edges", ("canny", "edge")), ("lineart", ("lineart", "line_art")),
                ("scribble", ("scribble", "sketch")), ("depth", ("depth",)),
@@ -49,10 +51,19 @@ class ControlModelInfo:
     path: str
     source: str = "folder"
     kinds: tuple[str, ...] = ()
+    # SD3/Flux/union ControlNets (studio.engine.control_dit): the diffusers class ("" for a
+    # ControlNetModel or T2IAdapter), a union's number of control modes (and its studio.json
+    # modes per kind), the transformer width it fits (0: any).
+    arch: str = ""
+    modes: int = 0
+    width: int = 0
+    mode_overrides: tuple[tuple[str, int], ...] = ()
 
     @property
     def label(self) -> str:
         what = "ControlNet" if self.kind == "controlnet" else "T2I-Adapter"
+        if self.arch == "ControlNetUnionModel" or (self.arch and self.modes):
+            what = "ControlNet-Union"
         return f"{what} {self.name} ({FAMILY_LABELS.get(self.family, self.family)})"
 
 
@@ -91,6 +102,9 @@ def folder_info(folder: Path, source: str = "folder") -> ControlModelInfo | None
     """A diffusers control model folder, or ``None`` where ``folder`` is none."""
     config = read_json(folder / "config.json")
     cls = str(config.get("_class_name", ""))
+    dit = config_arch(config)  # SD3, Flux or union ControlNet
+    if dit is not None:
+        return _dit_info(folder, source, config, dit)
     if cls not in ("ControlNetModel", "T2IAdapter"):
         return None
     studio = read_json(folder / "studio.json")
@@ -138,6 +152,15 @@ def file_info(path: Path) -> ControlModelInfo | None:
         keys = safetensors_keys(path)
     except (OSError, ValueError):
         return None
+    dit = file_arch(keys)  # SD3, Flux or union ControlNet
+    if dit is not None:
+        arch, family, modes, width = dit
+        family = family or _file_layout(keys)[2]
+        return ControlModelInfo(id=str(path), name=path.stem, kind="controlnet",
+                                family=family, path=str(path), source="single-file",
+                                kinds=kinds_for(arch, family, modes)
+                                or _kinds_from_name(path.stem),
+                                arch=arch, modes=modes, width=width)
     kind, _layout, family = _file_layout(keys)
     if not kind:
         return None
@@ -312,6 +335,10 @@ def load_control_model(info: ControlModelInfo, torch_dtype: Any) -> Any:
 
     path = Path(info.path)
     cls = ControlNetModel if info.kind == "controlnet" else T2IAdapter
+    if info.arch:  # SD3ControlNetModel, FluxControlNetModel, ControlNetUnionModel
+        import diffusers
+
+        cls = getattr(diffusers, info.arch)
     try:
         if path.is_dir():
             model = cls.from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True,
@@ -333,6 +360,8 @@ def _load_file(path: Path, info: ControlModelInfo, torch_dtype: Any) -> Any:
     from diffusers import ControlNetModel
     from safetensors.torch import load_file
 
+    if info.arch:
+        return _load_dit_file(path, info, torch_dtype)
     kind, layout, family = _file_layout(safetensors_keys(path))
     if kind != "controlnet":
         raise WrongModelKindError(
@@ -348,3 +377,41 @@ def _load_file(path: Path, info: ControlModelInfo, torch_dtype: Any) -> Any:
             {"_class_name": "ControlNetModel", **config}), encoding="utf-8")
         return ControlNetModel.from_single_file(str(path), config=tmp, local_files_only=True,
                                                 torch_dtype=torch_dtype)
+
+
+# -- SD3, Flux and union ControlNets (studio.engine.control_dit) ------------------------------
+def _dit_info(folder: Path, source: str, config: dict[str, Any],
+              dit: tuple[str, str, int, int]) -> ControlModelInfo:
+    arch, family, modes, width = dit
+    studio = read_json(folder / "studio.json")
+    family = str(studio.get("family") or family or _config_family(config))
+    overrides = studio.get("control_modes") if isinstance(studio.get("control_modes"), dict) \
+        else {}
+    pairs = tuple(sorted((str(k), int(v)) for k, v in overrides.items()))
+    kinds = tuple(studio.get("control_kinds") or kinds_for(arch, family, modes, overrides)
+                  or _kinds_from_name(folder.name))
+    return ControlModelInfo(id=str(folder) if source != "embedded" else folder.name,
+                            name=folder.name, kind="controlnet", family=family,
+                            path=str(folder), source=source, kinds=kinds, arch=arch,
+                            modes=modes, width=width, mode_overrides=pairs)
+
+
+def _load_dit_file(path: Path, info: ControlModelInfo, torch_dtype: Any) -> Any:
+    """A single-file union ControlNet for SDXL (xinsir's promax file: diffusers' keys, its
+    modes from ``task_embedding``); SD3 and Flux files need their diffusers folder."""
+    from diffusers import ControlNetUnionModel
+    from safetensors.torch import load_file
+
+    if info.arch != "ControlNetUnionModel" or info.family != "sdxl":
+        raise WrongModelKindError(
+            f"{path.name}: single-file {FAMILY_LABELS.get(info.family, info.family)} "
+            "ControlNets have no bundled config; use its diffusers folder (config.json and "
+            "diffusion_pytorch_model.safetensors).")
+    import inspect
+
+    params = set(inspect.signature(ControlNetUnionModel.__init__).parameters)
+    config = {k: v for k, v in _bundled_controlnet_config("sdxl").items() if k in params}
+    config.update(num_control_type=info.modes, conditioning_embedding_out_channels=[16, 32, 96, 256])
+    model = ControlNetUnionModel.from_config(config)
+    model.load_state_dict(load_file(path), strict=True)
+    return model.to(torch_dtype)

@@ -228,6 +228,8 @@ class Engine:
             return self.latent_models.generate(info, request, on_step, cancel)
         check_sliders_fit(request, info)
         check_request(request, info.family or "sd1", scheduler)  # before loading
+        if request.controls:  # a control model of another family: refused before loading
+            self.controls.check_before_load(request, info)
         on_step(StepProgress(0, request.steps, phase="loading"))
         loaded = self.load(request.model)
         cancel.raise_if_cancelled()  # cancelled while the model loaded: no step is run
@@ -258,6 +260,7 @@ class Engine:
             regions = self._region_plan(pipe, loaded, resolved)
             with out_of_memory_as_error(request, self._free_memory), torch.inference_mode(), \
                     self.choice.autocast(), torch_threads(loaded.cpu_threads), \
+                    self.controls.applied(pipe, control), \
                     regions_for(getattr(pipe, "unet", None)
                                 or getattr(pipe, "transformer", None), regions), \
                     known_device(pipe, loaded.choice.torch_device()):  # not searched per call

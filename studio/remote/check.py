@@ -105,8 +105,10 @@ async def check_client(client: ComfyClient) -> ServerReport:
         "custom node missing: install ComfyUI_IPAdapter_plus in ComfyUI/custom_nodes/ (its "
         "models in models/ipadapter and models/clip_vision); not sent by Latent Studio yet"
         if gone else "IPAdapter nodes present; not sent by Latent Studio yet"))
-    lines.append(CheckLine("control layers", False,
-                           "not sent to servers yet (local engine: not yet either)"))
+    from studio.remote.control import check_lines  # per family: its ControlNets, or where
+
+    lines.extend(CheckLine(*line) for line in check_lines(info, folders["controlnet"],
+                                                          folders["checkpoints"]))
     lines.append(CheckLine("latent sliders", False, "local engine only"))
     return ServerReport(client.url, str(system.get("comfyui_version", "?")), device,
                         tuple(lines))

@@ -31,6 +31,7 @@ from studio.remote import workflow as wf
 from studio.remote.client import (
     RECONNECT_S,
     STALL_S,
+    STATUS_TIMEOUT_S,
     EventLoopThread,
     Progress,
     ServerConfig,
@@ -38,22 +39,20 @@ from studio.remote.client import (
     drain,
     encode_png,
 )
-from studio.remote.errors import ServerModelMissingError
+from studio.remote.errors import ServerModelMissingError, ServerUnreachableError
 from studio.remote.pool import Server, ServerPool, ServerStatus
 
 # Our model kinds -> the server's model folders (a diffusion model is a whole checkpoint, or,
 # Flux and SD3 style, a model alone in diffusion_models with its text encoders beside it).
 FOLDERS = {"diffusion": ("checkpoints", "diffusion_models"), "lora": ("loras",),
            "vae": ("vae",), "upscaler": ("upscale_models",), "text_encoder": ("text_encoders",),
-           "controlnet": ("controlnet",)}  # ControlNets: listed, not sent to servers yet
+           "controlnet": ("controlnet",)}  # ControlNets: sent by studio.remote.control
 CANCEL_WAIT_S = 60.0  # how long a job cancelled from its progress callback waits for the
 # server to drop it (a step or two: ComfyUI checks for an interrupt between steps)
 LOCAL_ONLY = (("prompt_sliders", "Latent sliders run on the local engine only."),
               ("latent_sliders", "Latent sliders run on the local engine only."),
               ("example_directions", "Directions from examples run on the local engine only."),
-              ("model_management", "Models on a server are managed on the server."),
-              ("control", "Control layers are not sent to servers yet."),
-              ("live_mode", "Live painting is not sent to servers yet."))
+              ("model_management", "Models on a server are managed on the server."))
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,8 @@ def _features_used(request: GenerationRequest, family: str, enlarge_with: str) -
         keys.append(family.split("-")[0])
     if request.regions:
         keys.append("regions")
+    if request.controls:
+        keys.append("control")
     return keys
 
 
@@ -181,7 +182,7 @@ class RemoteEngine:
                     backend="comfyui", inpainting=False, img2img=False,
                     why_not=tuple((name, str(err)) for name in
                                   ("inpainting", "img2img", "lora", "upscaling",
-                                   "regions"))
+                                   "regions", "live_mode", "control"))
                     + LOCAL_ONLY)
             self._features = features_from_nodes(info)
         return self._features
@@ -282,7 +283,9 @@ class RemoteEngine:
         then); False when none is free now. Reads what the pool knows: no network."""
         if self._closed:
             return False
-        return bool(self.loop.run(self.pool.reserve(request.model, id(request)), timeout=5))
+        return bool(self.loop.run(self.pool.reserve(request.model, id(request),
+                                                    pinned_servers(request.device)),
+                                  timeout=5))
 
     def unplace(self, request: GenerationRequest) -> None:
         """Free the server held for ``request`` if its job did not take it."""
@@ -362,7 +365,10 @@ class RemoteEngine:
         seeds = request.seeds
         vseeds = [(int(request.variation_seed or 0) + i) % 2**32
                   for i in range(request.batch_size)]
-        chunks = split(list(range(request.batch_size)), max(1, len(self.pool.usable())))
+        only = await self._pinned(request)  # "Use settings" on a server's image: that server
+        chunks = split(list(range(request.batch_size)),
+                       max(1, len([s for s in self.pool.usable()
+                                   if only is None or s.url in only])))
         placed: dict[int, str] = {}  # chunk -> the host running it (for "where")
 
         async def run_chunk(indices: list[int]) -> tuple[str, dict, list[np.ndarray]]:
@@ -386,7 +392,7 @@ class RemoteEngine:
                                        where=f"back in the queue ({host} lost it)"))
 
             return await self.pool.run(checkpoint, lambda: cancel.cancelled, on_server,
-                                       requeued, key=key)
+                                       requeued, key=key, only=only)
 
         import asyncio
 
@@ -402,11 +408,49 @@ class RemoteEngine:
         servers = sorted({url for url, _wf, _imgs in results})
         resolved = request.replace(model=checkpoint, family=family,
                                    device="comfyui:" + ",".join(servers), dtype="")
+        if request.controls:  # the server's ControlNets that ran, recorded by name
+            from studio.remote.control import resolved_controls
+
+            resolved = resolved.replace(controls=resolved_controls(request, results[0][1]))
         return RemoteGenerationResult(request=resolved, images=tuple(images),
                                       seconds=time.perf_counter() - start,
                                       server=",".join(servers),
                                       workflows=tuple(w for _u, w, _i in results),
                                       counts=tuple(len(i) for _u, _w, i in results))
+
+    async def _pinned(self, request: GenerationRequest) -> frozenset[str] | None:
+        """The servers a request made there is pinned to (its ``device``: ``comfyui:URL``,
+        as "Use settings" on a server's image keeps it), None when it is not pinned. Raises
+        in one line, naming the servers that are connected, when none of them is: the job
+        never runs silently elsewhere."""
+        import asyncio
+
+        only = pinned_servers(request.device)
+        if only is None:
+            return None
+        ours = [s for s in self.pool.servers if s.url in only]
+        for server in ours:
+            if server.failed or not server.polled:  # asked (again) now: it may be back
+                try:
+                    await asyncio.wait_for(server.client.system_stats(), STATUS_TIMEOUT_S)
+                except (StudioError, asyncio.TimeoutError) as err:
+                    self.pool.mark_failed(server, err.message if isinstance(err, StudioError)
+                                          else f"{server.url} did not answer")
+                    continue
+                server.polled = True
+                if server.failed:
+                    await self.pool._recovered(server)
+        if any(not s.failed for s in ours):
+            return only
+        hosts = ", ".join(sorted(u.split("://", 1)[-1] for u in only))
+        why = "; ".join(s.failed.rstrip(".") for s in ours if s.failed)
+        others = [s.url.split("://", 1)[-1] for s in self.pool.servers
+                  if s.url not in only and not s.failed]
+        raise ServerUnreachableError(
+            f"This image was made on {hosts}, which is not connected"
+            + (f" ({why})" if why else "") + "; "
+            + (f"connected: {', '.join(others)} (pick the model again to run it there)."
+               if others else "no other server is connected."))
 
     async def _run_on(self, server: Server, request: GenerationRequest, model: Model,
                       loras: tuple[tuple[str, float], ...], seeds: list[int],
@@ -445,10 +489,14 @@ class RemoteEngine:
         from studio.remote.regions import upload_masks
 
         region_masks = await upload_masks(client, request)  # () without regions
+        from studio.remote.control import server_controls
+
+        controls = await server_controls(client, request, model.family, model.name)
         graph = wf.build(request, wf.Inputs(model.name, loras, init, mask, samplers,
                                             family=model.family, folder=model.folder,
                                             text_encoders=encoders, vae=vae,
-                                            enlarge_with=enlarge_with, regions=region_masks),
+                                            enlarge_with=enlarge_with, regions=region_masks,
+                                            controls=controls),
                          seeds=seeds, variation_seeds=vseeds)
         sampler_ids = wf.sampler_nodes(graph)
         current = [0]
@@ -608,16 +656,55 @@ def features_from_nodes(info: dict[str, Any]) -> EngineFeatures:
         missing = [n for n in wf.REQUIRED_NODES["regions"] if n not in info]
         why.append(("regions", f"The server lacks the node(s) {', '.join(missing)} "
                                "(regional prompts); update ComfyUI."))
+    live_why = live_mode_reason(info)
+    if live_why:
+        why.append(("live_mode", live_why))
+    why.extend(control_reasons(info))
     if not has("variation"):
         missing = [n for n in wf.REQUIRED_NODES["variation"] if n not in info]
         why.append(("variation", f"The server lacks the node(s) {', '.join(missing)} "
                                  "(variation seeds); update ComfyUI."))
     return EngineFeatures(
         backend="comfyui", families=families, schedulers=schedulers,
-        inpainting=has("inpainting"), img2img=has("img2img"), control=False, lora=has("lora"),
+        inpainting=has("inpainting"), img2img=has("img2img"), control=has("control"),
+        lora=has("lora"),
         prompt_sliders=False, latent_sliders=False, example_directions=False,
-        upscaling=has("upscaling"), model_management=False, live_mode=False,
+        upscaling=has("upscaling"), model_management=False, live_mode=not live_why,
         regions=has("regions") and has("txt2img"), why_not=tuple(why))
+
+
+def control_reasons(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """Why control layers, or some control kinds, are off on a server with these nodes."""
+    from studio.remote.control import DEPTH_ESTIMATE_OFF_REMOTE
+
+    out = [("depth-estimate", DEPTH_ESTIMATE_OFF_REMOTE)]
+    missing = [n for n in wf.REQUIRED_NODES["control"] if n not in info]
+    if missing:
+        out.append(("control", f"The server lacks the node(s) {', '.join(missing)} "
+                               "(control layers); update ComfyUI."))
+    return out
+
+
+def live_mode_reason(info: dict[str, Any]) -> str:
+    """Why live painting cannot run on a server with these node classes ("" when it can):
+    each update is an image to image workflow (``studio.ui.live``), sent on the preview
+    channel (a newer stroke removes the queued update from the server's queue and
+    interrupts the running one)."""
+    missing = [n for n in wf.REQUIRED_NODES["txt2img"] + wf.REQUIRED_NODES["img2img"]
+               if n not in info]
+    if missing:
+        return (f"The server lacks the node(s) {', '.join(dict.fromkeys(missing))} live "
+                "painting needs (image to image); update ComfyUI.")
+    return ""
+
+
+def pinned_servers(device: str) -> frozenset[str] | None:
+    """The server addresses a request's ``device`` names (``comfyui:URL[,URL]``, as a
+    server's result records where it ran); None for a request not made on a server."""
+    if not device.startswith("comfyui:"):
+        return None
+    urls = [u.strip().rstrip("/") for u in device[len("comfyui:"):].split(",") if u.strip()]
+    return frozenset(urls) or None
 
 
 def resolve(model_id: str, models: list[ModelInfo], urls: list[str]) -> ModelInfo:

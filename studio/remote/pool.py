@@ -142,14 +142,16 @@ class ServerPool:
         return [s for s in self.servers if not s.failed or now >= s.retry_at]
 
     # -- places for the job runner -------------------------------------------------------
-    async def reserve(self, model: str, key: int) -> bool:
+    async def reserve(self, model: str, key: int,
+                      only: frozenset[str] | None = None) -> bool:
         """Hold a free, answering server that has ``model`` (a name or file stem; a server
         whose list is not read yet may have it) for the job ``key``, preferring the one
-        that ran it last. False when none is free for it now. No network here."""
+        that ran it last (``only``: among these addresses: a job pinned to its server).
+        False when none is free for it now. No network here."""
         cond = self._condition()
         async with cond:
             free = [s for s in self.servers
-                    if not s.busy and not s.failed
+                    if not s.busy and not s.failed and (only is None or s.url in only)
                     and (s.checkpoints is None or has_model(s.checkpoints, model))]
             if not free:
                 return False
@@ -207,14 +209,16 @@ class ServerPool:
 
     # -- jobs ----------------------------------------------------------------------------
     async def acquire(self, checkpoint: str, cancelled: Callable[[], bool],
-                      lost_by: dict[str, int], key: int = 0) -> Server:
+                      lost_by: dict[str, int], key: int = 0,
+                      only: frozenset[str] | None = None) -> Server:
         """The next free server with ``checkpoint`` (waits while all such servers are busy);
         the one ``reserve`` held for the job ``key`` first.
 
         ``lost_by`` counts the servers that already lost this job: one that has not is
         preferred; one that has is taken again only once it answers again (a restart).
         Raises ``ServerModelMissingError`` when no server that is up has it, and
-        ``ServerLostError`` once the job was lost ``MAX_ATTEMPTS`` times.
+        ``ServerLostError`` once the job was lost ``MAX_ATTEMPTS`` times. ``only``: the
+        servers the job is pinned to ("Use settings" on a server's image: that server).
         """
         cond = self._condition()
         waiting = time.monotonic()
@@ -227,7 +231,10 @@ class ServerPool:
                         f"The job was lost {sum(lost_by.values())} times: "
                         + "; ".join(f"{s.url} {s.state}".rstrip(".") for s in self.servers) + ".")
                 candidates, missing = [], 0
+                scope = [s for s in self.servers if only is None or s.url in only]
                 for server in self.usable():
+                    if only is not None and server.url not in only:
+                        continue
                     if server.busy and not (key and server.reserved == key):
                         if server.checkpoints is None or checkpoint in server.checkpoints:
                             candidates.append(server)
@@ -249,8 +256,8 @@ class ServerPool:
                         if key and server.reserved == key:  # held for us, but lacks it
                             server.reserved, server.busy = 0, False
                 if not candidates and not lost_by:
-                    down = [f"{s.url} ({s.failed})" for s in self.servers if s.failed]
-                    if down and len(down) == len(self.servers):
+                    down = [f"{s.url} ({s.failed})" for s in scope if s.failed]
+                    if down and len(down) == len(scope):
                         raise ServerUnreachableError("No server answers: " + "; ".join(down))
                     if missing:
                         raise ServerModelMissingError(
@@ -301,13 +308,13 @@ class ServerPool:
     async def run(self, checkpoint: str, cancelled: Callable[[], bool],
                   job: Callable[[Server], Awaitable[T]],
                   on_requeue: Callable[[Server, str], None] | None = None,
-                  key: int = 0) -> T:
+                  key: int = 0, only: frozenset[str] | None = None) -> T:
         """Run ``job`` on a free server with ``checkpoint`` (the one held for ``key`` first);
         again on another (or the same, back up) if that one drops or stalls, after
         ``on_requeue(server, why)``."""
         lost_by: dict[str, int] = {}
         while True:
-            server = await self.acquire(checkpoint, cancelled, lost_by, key)
+            server = await self.acquire(checkpoint, cancelled, lost_by, key, only)
             try:
                 result = await job(server)
             except (ServerLostError, ServerUnreachableError) as err:

@@ -114,6 +114,7 @@ class Inputs:
     enlarge_with: str = ""  # hires fix: the init image is enlarged to the request's size on
     # the server first, with this upscale model ("lanczos": Lanczos only)
     regions: tuple[str, ...] = ()  # uploaded region masks, in request.regions' order
+    controls: tuple = ()  # studio.remote.control.ServerControl, in the controls' order
 
 
 class _Graph:
@@ -197,10 +198,14 @@ def _conditioning(g: _Graph, request: GenerationRequest, inputs: Inputs, clip: l
 def _control(g: _Graph, request: GenerationRequest, inputs: Inputs, positive: list,
              negative: list, vae: list) -> tuple[list, list]:
     """Where control layers join the graph: ControlNet nodes (``ControlNetLoader``,
-    ``ControlNetApplyAdvanced``) take the conditioning pair here and give it back changed.
-    Control layers are not sent to servers yet (``_check`` refuses none: the request has no
-    control field); the pair passes through."""
-    return positive, negative
+    ``ControlNetApplyAdvanced``) take the conditioning pair here and give it back changed
+    (``studio.remote.control``; the pair passes through without controls)."""
+    if not inputs.controls:
+        return positive, negative
+    from studio.remote import control
+
+    return control.apply(g, inputs.controls, positive, negative,
+                         vae if _is_flow(inputs.family) else None)
 
 
 def _pixels(g: _Graph, request: GenerationRequest, inputs: Inputs) -> list:

@@ -34,6 +34,7 @@ class Connection:
         self.services: EngineServices | None = None
         self.state = LOADING
         self.message = ""  # why the backend failed to start
+        self.model = ""  # the model chosen (a backend of several: its own backend's features)
 
     @property
     def ready(self) -> bool:
@@ -41,7 +42,21 @@ class Connection:
 
     @property
     def features(self) -> EngineFeatures:
-        return self.services.engine.features if self.services is not None else NO_BACKEND
+        services = self.services
+        if services is None:
+            return NO_BACKEND
+        if services.routing is not None and self.model:  # local + servers: the model's own
+            return services.routing.features_for(self.model)
+        return services.engine.features
+
+    def select_model(self, model_id: str) -> None:
+        """The window's model changed: on a backend of several (this computer and servers)
+        what is on follows that model's backend (``state_changed`` re-greys the window)."""
+        if model_id == self.model:
+            return
+        self.model = model_id
+        if self.services is not None and self.services.routing is not None:
+            self.state_changed.emit(self.state)
 
     def can(self, feature: str) -> bool:
         """Whether ``feature`` (an ``EngineFeatures`` field) is usable now."""

@@ -60,6 +60,9 @@ class DocumentModel:
             log.add_listener(fn)
             old_log.remove_listener(fn)
         live.log = log
+        from studio.session.workflows import WORKFLOWS
+
+        WORKFLOWS.remember_records(log.records)  # a server's image exports its workflow again
         undo.commands = list(stack.commands) if stack is not None else []
         undo._index = stack.index if stack is not None else 0
         undo._clean_index = undo._index

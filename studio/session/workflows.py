@@ -4,9 +4,9 @@ A remote result (``studio.remote.engine.RemoteGenerationResult``) carries the wo
 that made its images; the job queue (``studio.session.jobs.JobQueue``) files each image's
 workflow here under the image's content hash (``array_key``, the key the generation log
 keeps the image under), and the window's exports look it up to write it into a PNG in
-ComfyUI's own ``prompt`` chunk, as ``studio generate --server`` does. Kept for this run of
-the studio (a project reopened later exports its settings without the workflow). Pure
-Python, thread-safe: results arrive on the engine thread, exports run on workers.
+ComfyUI's own ``prompt`` chunk, as ``studio generate --server`` does. Pure
+Python, thread-safe: results arrive on the engine thread, exports run on workers. A project
+keeps them too (``GenerationRecord.workflows``): reopened, its records file them here again.
 """
 
 from __future__ import annotations
@@ -49,6 +49,24 @@ class ImageWorkflows:
                     self._by_key.popitem(last=False)
             filed += 1
         return filed
+
+    def remember_records(self, records: Any) -> int:
+        """File the workflows a project's generation log kept (``GenerationRecord.workflows``,
+        a project reopened); returns how many were filed."""
+        filed = 0
+        for record in records:
+            for key, workflow in zip(record.image_hashes, record.workflows, strict=False):
+                if workflow:
+                    self._file(key, workflow)
+                    filed += 1
+        return filed
+
+    def _file(self, key: str, workflow: dict) -> None:
+        with self._lock:
+            self._by_key[key] = workflow
+            self._by_key.move_to_end(key)
+            while len(self._by_key) > self.keep:
+                self._by_key.popitem(last=False)
 
     def get(self, key: str) -> dict | None:
         """The workflow of the image with content hash ``key`` (None: not a server's)."""

@@ -33,11 +33,18 @@ class MipImage:
 
     Scaling a 4096x4096 image to fit a window costs tens of milliseconds a frame; drawing
     from the level nearest the zoom keeps panning and zooming smooth.
+
+    Level of detail (as Krita's): the image is cut in ``tile`` x ``tile`` tiles, and
+    ``valid`` says, for each tile, the finest level that is up to date there (coarser levels
+    are always made from it; ``none``: nothing is, the tile shows what it showed before).
+    A large change is drawn first at the level the view shows; the finer levels of a tile
+    are drawn only when the view zooms in on it. ``version`` counts each tile's changes, so
+    that a tile drawn from a document that changed meanwhile is not marked up to date.
     """
 
     MIN_SIDE = 256
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, tile: int = 512) -> None:
         self.levels: list[tuple[np.ndarray, QImage]] = []
         # What is drawn: each level in the painter's own byte order (ARGB32 premultiplied),
         # which Qt scales smoothly about ten times faster than RGBA8888 (a 1024 px
@@ -54,6 +61,11 @@ class MipImage:
             if min(w, h) < self.MIN_SIDE * 2:
                 break
             w, h = w // 2, h // 2
+        self.width, self.height = width, height
+        self.tile = max(1, int(tile))
+        rows, cols = -(-height // self.tile), -(-width // self.tile)
+        self.valid = np.zeros((rows, cols), np.int16)  # all blank: up to date at level 0
+        self.version = np.zeros((rows, cols), np.int64)
 
     @property
     def array(self) -> np.ndarray:
@@ -63,22 +75,74 @@ class MipImage:
     def image(self) -> QImage:
         return self.levels[0][1]
 
+    @property
+    def none(self) -> int:
+        """The ``valid`` value of a tile up to date at no level."""
+        return len(self.levels)
+
+    def level_for(self, zoom: float) -> int:
+        """The level drawn at ``zoom``: the smallest one still at least the screen's size."""
+        level = 0
+        while level + 1 < len(self.levels) and zoom * (2 ** (level + 1)) <= 1.0:
+            level += 1
+        return level
+
+    def tiles(self, rect: Rect) -> list[tuple[int, int]]:
+        """The tiles ``(column, row)`` that ``rect`` (level-0 pixels) touches."""
+        x, y, w, h = rect
+        t = self.tile
+        c0, r0 = max(0, x // t), max(0, y // t)
+        c1 = min(self.valid.shape[1], -(-(x + w) // t))
+        r1 = min(self.valid.shape[0], -(-(y + h) // t))
+        return [(c, r) for r in range(r0, r1) for c in range(c0, c1)]
+
+    def tile_rect(self, col: int, row: int) -> Rect:
+        t = self.tile
+        x, y = col * t, row * t
+        return (x, y, min(t, self.width - x), min(t, self.height - y))
+
+    def stale(self, rect: Rect) -> list[tuple[int, int]]:
+        """Mark the tiles under ``rect`` as changed (up to date at no level); returns them."""
+        tiles = self.tiles(rect)
+        for c, r in tiles:
+            self.valid[r, c] = self.none
+            self.version[r, c] += 1
+        return tiles
+
+    def finest(self, rect: Rect) -> int:
+        """The coarsest of the tiles' finest up-to-date levels over ``rect``."""
+        tiles = self.tiles(rect)
+        return max((int(self.valid[r, c]) for c, r in tiles), default=0)
+
     def update(self, rect: Rect) -> None:
         """Recompute the reduced levels over ``rect`` after level 0 changed there."""
         x, y, w, h = rect
-        self._show(0, x, y, x + w, y + h)
-        for i in range(1, len(self.levels)):
+        self._reduce_from(0, x, y, x + w, y + h)
+
+    def write(self, level: int, rect: Rect, pixels: np.ndarray) -> None:
+        """Put ``pixels`` (drawn at ``level``) over ``rect`` (level-0 pixels, its corner on
+        the level's grid) and recompute the coarser levels there."""
+        f = 2 ** level
+        arr = self.levels[level][0]
+        x0, y0 = rect[0] // f, rect[1] // f
+        h = min(pixels.shape[0], arr.shape[0] - y0)
+        w = min(pixels.shape[1], arr.shape[1] - x0)
+        if h <= 0 or w <= 0:
+            return
+        arr[y0:y0 + h, x0:x0 + w] = pixels[:h, :w]
+        self._reduce_from(level, x0, y0, x0 + w, y0 + h)
+
+    def _reduce_from(self, level: int, x0: int, y0: int, x1: int, y1: int) -> None:
+        """``level`` changed over the box (its pixels): redraw it and the coarser levels."""
+        self._show(level, x0, y0, x1, y1)
+        for i in range(level + 1, len(self.levels)):
             src, dst = self.levels[i - 1][0], self.levels[i][0]
-            x0, y0 = x // 2, y // 2
-            x1 = min(dst.shape[1], (x + w + 1) // 2)
-            y1 = min(dst.shape[0], (y + h + 1) // 2)
+            x0, y0 = x0 // 2, y0 // 2
+            x1, y1 = min(dst.shape[1], (x1 + 1) // 2), min(dst.shape[0], (y1 + 1) // 2)
             if x1 <= x0 or y1 <= y0:
                 return
-            block = src[2 * y0:2 * y1, 2 * x0:2 * x1].astype(np.uint16)
-            dst[y0:y1, x0:x1] = ((block[0::2, 0::2] + block[1::2, 0::2] + block[0::2, 1::2]
-                                  + block[1::2, 1::2] + 2) >> 2).astype(np.uint8)
+            dst[y0:y1, x0:x1] = reduce_box(src[2 * y0:2 * y1, 2 * x0:2 * x1], 2)
             self._show(i, x0, y0, x1, y1)
-            x, y, w, h = x0, y0, x1 - x0, y1 - y0
 
     def _show(self, level: int, x0: int, y0: int, x1: int, y1: int) -> None:
         """Copy ``level`` over the rect into its drawn copy (R and B swapped)."""
@@ -90,10 +154,44 @@ class MipImage:
         dst[..., 3] = src[..., 3]
 
     def draw(self, painter: QPainter, dst: QRectF, src: QRectF, zoom: float) -> None:
-        """Draw ``src`` (level-0 pixels) into ``dst`` from the level that suits ``zoom``."""
-        level = 0
-        while level + 1 < len(self.levels) and zoom * (2 ** (level + 1)) <= 1.0:
-            level += 1
+        """Draw ``src`` (level-0 pixels) into ``dst`` from the level that suits ``zoom``;
+        a tile not yet drawn at that level is drawn from its finest up-to-date one."""
+        level = self.level_for(zoom)
+        x0, y0 = int(src.x()), int(src.y())
+        rect = (x0, y0, int(np.ceil(src.right())) - x0, int(np.ceil(src.bottom())) - y0)
+        tiles = self.tiles(rect)
+        coarser = [(c, r, int(self.valid[r, c])) for c, r in tiles
+                   if level < self.valid[r, c] < self.none]
+        if not coarser:
+            self._draw_level(painter, dst, src, level)
+            return
+        sx, sy = dst.width() / max(src.width(), 1e-9), dst.height() / max(src.height(), 1e-9)
+        finer = {(c, r) for c, r, _v in coarser}
+        for c, r in tiles:  # row by row: the painter draws each tile from its own level
+            part = QRectF(*self.tile_rect(c, r)).intersected(src)
+            if part.isEmpty():
+                continue
+            to = QRectF(dst.x() + (part.x() - src.x()) * sx, dst.y() + (part.y() - src.y()) * sy,
+                        part.width() * sx, part.height() * sy)
+            self._draw_level(painter, to, part,
+                             int(self.valid[r, c]) if (c, r) in finer else level)
+
+    def _draw_level(self, painter: QPainter, dst: QRectF, src: QRectF, level: int) -> None:
         f = 2 ** level
         painter.drawImage(dst, self.shown[level][1],
                           QRectF(src.x() / f, src.y() / f, src.width() / f, src.height() / f))
+
+
+def reduce_box(array: np.ndarray, f: int) -> np.ndarray:
+    """``array`` (HxWxC uint8) reduced ``f`` times by block averages (rounded); a last
+    partial row or column of blocks is left out."""
+    h, w = array.shape[0] // f, array.shape[1] // f
+    if f == 1:
+        return array.copy()
+    if f == 2:
+        block = array[:2 * h, :2 * w].astype(np.uint16)
+        return ((block[0::2, 0::2] + block[1::2, 0::2] + block[0::2, 1::2] + block[1::2, 1::2]
+                 + 2) >> 2).astype(np.uint8)
+    blocks = array[:h * f, :w * f].reshape(h, f, w, f, array.shape[2])
+    total = blocks.sum(axis=(1, 3), dtype=np.uint32)
+    return ((total + f * f // 2) // (f * f)).astype(np.uint8)

@@ -1,5 +1,6 @@
 """Control layers in the window: any layer marked as a control of a kind (scribble, line
-art, edges, depth, depth from a photo, tile, pose) with a strength and a range of the steps.
+art, edges, depth, depth from a photo, tile, pose, reference image) with a strength and a
+range of the steps.
 
 ``ControlSection`` is the layers panel's "Control" box for the active layer; the marks are
 kept per document (``marks_for``) and ``request_controls`` turns the visible marked layers
@@ -7,6 +8,10 @@ into the request's ``ControlLayer`` values, cut to the generation rect and scale
 request's size. "Show map" adds the preprocessed map (what the control model will read) as
 a new layer, to check it before generating. A kind the backend cannot run now (depth from a
 photo without a depth-estimation model) is greyed out with the reason from its features.
+
+A reference image layer (IP-Adapter) goes whole, wherever it lies (its look is taken, not
+its place; at most ``REFERENCE_SIDE`` pixels a side); it is offered on the local engine
+where an IP-Adapter was found (``reference_off_reason``), else greyed out with the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QGroupBox,
@@ -33,10 +38,12 @@ from studio.core.control import (
     CONTROL_KINDS,
     DEPTH_ESTIMATE_OFF,
     KIND_LABELS,
-    KINDS_OFF,
+    REFERENCE_KINDS,
+    REFERENCE_LOCAL_ONLY,
     ControlLayer,
     control_map,
     is_empty,
+    reference_off_reason,
 )
 from studio.core.document.layers import Document, Layer, Rect, intersect
 from studio.core.document.pixels import Pixels
@@ -55,6 +62,8 @@ class ControlMark:
     end: float = 1.0
     model: str = ""
 
+
+REFERENCE_SIDE = 1024  # a reference image's longest side in the request (CLIP reads 224)
 
 _MARKS: weakref.WeakKeyDictionary[Document, dict[str, ControlMark]] = \
     weakref.WeakKeyDictionary()
@@ -105,6 +114,17 @@ def request_controls(doc: Document, rect: Rect | None = None,
     for layer in doc.layers:
         mark = marks.get(layer.id)
         if mark is None or not layer.visible:
+            continue
+        if mark.kind in REFERENCE_KINDS:  # its look, whole: read by the image encoder
+            whole = layer.pixels
+            if max(whole.shape[:2]) > REFERENCE_SIDE:
+                scale = REFERENCE_SIDE / max(whole.shape[:2])
+                whole = np.asarray(Image.fromarray(np.ascontiguousarray(whole)).resize(
+                    (max(1, round(whole.shape[1] * scale)), max(1, round(whole.shape[0]
+                                                                     * scale))),
+                    Image.Resampling.LANCZOS))
+            out.append(ControlLayer(mark.kind, Pixels.from_array(np.ascontiguousarray(whole)),
+                                    mark.strength, mark.start, mark.end, mark.model))
             continue
         image = _cut(doc, layer, rect)
         if image is None:
@@ -201,7 +221,39 @@ def _backend_kinds_off(widget: QWidget) -> dict[str, str]:
         why_not = dict(connection.features.why_not) if connection is not None else {}
     except Exception:  # a backend that cannot say: nothing is greyed out here
         return {}
-    return {kind: why_not[kind] for kind in CONTROL_KINDS if kind in why_not}
+    off = {kind: why_not[kind] for kind in CONTROL_KINDS if kind in why_not}
+    if connection is not None:  # reference images: the local engine with an IP-Adapter
+        try:
+            why = reference_off_reason(connection.features)
+        except Exception:
+            why = REFERENCE_LOCAL_ONLY
+        if why:
+            off["reference"] = why
+    return off
+
+
+def fitting_control_models(widget: QWidget) -> list:
+    """The control models of the window's local engine that fit the diffusion model chosen
+    in its prompt panel (``ControlModelInfo`` values; none where the backend has no list or
+    no model is chosen)."""
+    window = widget.window()
+    connection = getattr(window, "connection", None)
+    engine = getattr(getattr(connection, "services", None), "engine", None)
+    controls = getattr(engine, "controls", None)
+    panel = getattr(window, "prompt_panel", None)
+    model = getattr(panel, "_models", {}).get(getattr(panel, "model_id", "")) \
+        if panel is not None else None
+    if controls is None or model is None or not getattr(model, "family", ""):
+        return []
+    from studio.engine.control_models import base_family
+
+    try:
+        found = controls.list()
+    except Exception:  # a folder that cannot be read: nothing to offer
+        return []
+    want = base_family(model.family)
+    return [info for info in found if info.family == want
+            and getattr(info, "kind", "") in ("controlnet", "t2i-adapter")]
 
 
 class ControlSection(QGroupBox):
@@ -212,7 +264,8 @@ class ControlSection(QGroupBox):
         self.setObjectName("layer_control_box")
         self.setToolTip("Use this layer as a control the generation follows (ControlNet or "
                         "T2I-Adapter): strokes, line art, edges, a depth map, a tile or a "
-                        "pose. Recorded in each image's settings.")
+                        "pose; or as a reference image whose look the generation takes "
+                        "(IP-Adapter). Recorded in each image's settings.")
         self.doc, self.undo = doc, undo
         self._layer: Layer | None = None
         self._updating = False
@@ -220,11 +273,6 @@ class ControlSection(QGroupBox):
         self.kind_combo.addItem("Not a control layer", "")
         for kind in CONTROL_KINDS:
             self.kind_combo.addItem(KIND_LABELS[kind], kind)
-        self.kind_combo.addItem("Reference image", "reference")
-        off = self.kind_combo.model().item(self.kind_combo.count() - 1)
-        off.setEnabled(False)
-        off.setToolTip(KINDS_OFF["reference"])
-        _look_off(off, True)
         self.kind_combo.currentIndexChanged.connect(self._on_control_changed)
         self.strength_slider = float_slider("layer_control_strength", 0.0, 2.0, 1.0, 2)
         self.strength_slider.setToolTip("Control strength (0: no effect, 1: as trained)")
@@ -236,6 +284,12 @@ class ControlSection(QGroupBox):
         self.model_edit.setPlaceholderText("Control model: auto (fits the model's family)")
         self.model_edit.setClearButtonEnabled(True)
         self.model_edit.editingFinished.connect(self._on_control_changed)
+        # The control models found that fit the chosen diffusion model's family (SD 1.x,
+        # SDXL and its unions, SD 3.x, Flux ...): picking one names it in the field.
+        self.model_pick = _KindCombo(self.refresh_models, objectName="layer_control_model_pick")
+        self.model_pick.setToolTip("The ControlNets and T2I-Adapters in your model folders "
+                                   "that fit the chosen model")
+        self.model_pick.activated.connect(self._on_model_picked)
         self.show_map_button = QPushButton("Show map as layer",
                                            objectName="layer_control_show_map")
         self.show_map_button.setToolTip("Add what the control model will read (the "
@@ -252,6 +306,7 @@ class ControlSection(QGroupBox):
             row.addWidget(QLabel(text))
             row.addWidget(widget, 1)
             column.addLayout(row)
+        column.addWidget(self.model_pick)
         column.addWidget(self.model_edit)
         column.addWidget(self.show_map_button)
         column.addWidget(self.note)
@@ -287,6 +342,13 @@ class ControlSection(QGroupBox):
         for widget in (self.strength_slider, self.range_slider, self.model_edit,
                        self.show_map_button):
             widget.setEnabled(mark is not None)
+        reference = mark is not None and mark.kind in REFERENCE_KINDS
+        self.show_map_button.setEnabled(mark is not None and not reference)  # no map: as is
+        self.model_edit.setPlaceholderText(
+            "IP-Adapter: auto (fits the model's family)" if reference
+            else "Control model: auto (fits the model's family)")
+        self.model_pick.setEnabled(mark is not None)
+        self.refresh_models()
         self._show_note(layer, mark)
 
     def _show_note(self, layer: Layer | None, mark: ControlMark | None) -> None:
@@ -298,6 +360,30 @@ class ControlSection(QGroupBox):
             text = off[mark.kind]
         self.note.setText(text)
         self.note.setVisible(bool(text))
+
+    def refresh_models(self) -> None:
+        """Offer the control models that fit the chosen diffusion model ("Auto" first)."""
+        mark = marks_for(self.doc).get(self._layer.id) if self._layer is not None else None
+        current = mark.model if mark is not None else ""
+        self.model_pick.blockSignals(True)
+        try:
+            self.model_pick.clear()
+            self.model_pick.addItem("Auto: the one that fits", "")
+            for info in fitting_control_models(self):
+                self.model_pick.addItem(info.label, info.name)
+                self.model_pick.setItemData(self.model_pick.count() - 1, info.path,
+                                            Qt.ItemDataRole.ToolTipRole)
+            index = self.model_pick.findData(current)
+            if index < 0 and current:  # a model named by hand: shown as it is
+                self.model_pick.addItem(current, current)
+                index = self.model_pick.count() - 1
+            self.model_pick.setCurrentIndex(max(0, index))
+        finally:
+            self.model_pick.blockSignals(False)
+
+    def _on_model_picked(self, index: int) -> None:
+        self.model_edit.setText(str(self.model_pick.itemData(index) or ""))
+        self._on_control_changed()
 
     # -- view -> marks -------------------------------------------------------------------
     def _on_control_changed(self, *_args: object) -> None:

@@ -47,7 +47,9 @@ def summary(record: GenerationRecord) -> str:
                if r.variation_seed is not None and r.variation_strength > 0 else "")
             + f" · {r.width}×{r.height}"
             + (f" · strength {r.strength:g}" if r.task != "txt2img" else "")
-            + (f" · {record.duration:.1f} s" if record.duration else ""))
+            + (f" · {record.duration:.1f} s" if record.duration else "")
+            + (f"\nmade on {r.device.split(':', 1)[1]} · its ComfyUI workflow is kept"
+               if record.workflow() is not None and r.device.startswith("comfyui:") else ""))
 
 
 def caption(record: GenerationRecord) -> str:

@@ -14,6 +14,16 @@ the engine thread almost without pause (small tensors: each torch call holds the
 briefly), so each time the GUI thread came back from a Qt call that had let the GIL go it
 waited up to 5 ms for it, several times a frame (a paint, a dab): the GUI stall max over a
 40-stroke bench was 51 ms on a quiet machine.
+
+On a model that lives on a ComfyUI server (``studio.remote``), each update is an image to
+image workflow run on that server, through the same preview channel: a new stroke cancels
+the update on its way, and the remote engine deletes its prompt from the server's queue or
+interrupts it there before the next one is sent, so the server never holds more than one
+live prompt; the canvas region is uploaded once per content (named by its hash). ComfyUI's
+sampler runs all its ``steps`` over a schedule lengthened by 1/denoise, so a server's update
+asks for live's steps themselves (``_server_fields``). When the server drops out (an update
+fails as unreachable or lost, or goes back to the pool's queue because its server lost it),
+live mode turns itself off with that one line on the toggle; the canvas is untouched.
 """
 
 from __future__ import annotations
@@ -48,6 +58,10 @@ SETTLE_MS = 120  # other changes (prompt, layers, undo): update after this pause
 SWITCH_INTERVAL_S = 0.0005  # the GIL's switch interval while live mode is on
 LIVE_TIP = ("Live: the model repaints the canvas (or the selection) as you paint; Keep adds "
             "the picture as a layer")
+SERVER_BACKEND = "comfyui"  # ``EngineFeatures.backend`` of a model on a ComfyUI server
+# A live update that failed so: the server is gone (live mode turns itself off).
+SERVER_GONE = ("server-unreachable", "server-lost", "server-stalled", "not-comfyui")
+REQUEUED = "back in the queue"  # the remote engine's word for a job its server lost
 
 
 class LiveController(QObject):
@@ -65,6 +79,8 @@ class LiveController(QObject):
         self.banner, self.connection = banner, connection
         self.doc: Document = canvas.doc
         self.latencies: list[float] = []  # seconds from the asking event to the picture
+        self.off_reason = ""  # why live mode turned itself off (a server gone), on the toggle
+        self._sent: set[int] = set()  # live update jobs on their way (to tell them apart)
         self._interval: float | None = None  # Python's switch interval before live mode
         self._rest = QTimer(self, singleShot=True, interval=REST_MS)
         self._rest.timeout.connect(self._on_rest)
@@ -87,6 +103,12 @@ class LiveController(QObject):
         session.state_changed.connect(self._on_state_changed)
         session.busy_changed.connect(self._on_busy_changed)
         session.message.connect(self._on_message)
+        session.add_contributor(self._server_fields)
+        jobs = session.jobs
+        jobs.failed.connect(self._on_job_failed)
+        jobs.progressed.connect(self._on_job_progressed)
+        jobs.finished.connect(self._on_job_ended)
+        jobs.cancelled.connect(self._on_job_ended)
         connection.state_changed.connect(lambda _s: self.refresh_availability())
         connection.connected.connect(lambda _s: self.refresh_availability())
         window.installEventFilter(self)
@@ -98,7 +120,8 @@ class LiveController(QObject):
         """Grey the toggle out, with the reason, where the backend cannot do live mode."""
         why = self.session.reason()
         self.button.setEnabled(not why)
-        self.button.setToolTip(f"Live mode is off: {why}" if why else LIVE_TIP)
+        shown = why or self.off_reason  # a server that dropped out: on, to try again
+        self.button.setToolTip(f"Live mode is off: {shown}" if shown else LIVE_TIP)
         if why and self.session.on:
             self.set_live(False)
 
@@ -111,6 +134,9 @@ class LiveController(QObject):
         return self.session.on
 
     def _on_button_toggled(self, checked: bool) -> None:
+        if checked and self.off_reason:  # the artist tries again: the server may be back
+            self.off_reason = ""
+            self.refresh_availability()
         on = self.session.set_on(checked, self.prompt.values())
         if on != checked:
             self.button.blockSignals(True)
@@ -217,13 +243,60 @@ class LiveController(QObject):
         if self.session.state != ON:
             return None
         self._settle.stop()
-        return self.session.update(self.prompt.values(), self.source(stamp))
+        job_id = self.session.update(self.prompt.values(), self.source(stamp))
+        if job_id is not None:
+            self._sent.add(job_id)
+        return job_id
 
     def _on_updated(self, live: LiveResult) -> None:
         ms = live.result.seconds * 1000
-        self.view.show_picture(live.image, f"{ms:.0f} ms an update")
+        device = live.request.device or ""
+        where = (f" on {device.split(':', 1)[1].split('://', 1)[-1]}"
+                 if device.startswith(SERVER_BACKEND + ":") else "")
+        self.view.show_picture(live.image, f"{ms:.0f} ms an update{where}")
         self.latencies.append(time.perf_counter() - live.stamp)
         self.shown.emit(live)
+
+    # -- on a server -----------------------------------------------------------------------
+    def on_server(self) -> bool:
+        """Whether the current model's updates run on a ComfyUI server."""
+        return self.connection.features.backend == SERVER_BACKEND
+
+    def _server_fields(self, _rect: Any, _size: tuple[int, int]) -> dict[str, Any]:
+        """A server's update runs live's steps themselves: ComfyUI's KSampler runs all its
+        ``steps`` at denoise = strength (over a schedule of ``steps / strength``), where the
+        local engine runs ``int(steps * strength)`` of them."""
+        return {"steps": self.session.steps} if self.on_server() else {}
+
+    def _on_job_ended(self, event: Any) -> None:
+        self._sent.discard(event.job_id)
+
+    def _on_job_failed(self, event: Any) -> None:
+        """A live update failed: a server that is gone turns live mode off, with its line."""
+        if event.job_id not in self._sent:
+            return
+        self._sent.discard(event.job_id)
+        if event.kind in SERVER_GONE:
+            self.turn_off(event.message)
+
+    def _on_job_progressed(self, event: Any) -> None:
+        """A live update whose server dropped it goes back to the pool's queue to wait for
+        a server: a stale stroke is not worth waiting for; live mode turns off instead."""
+        where = getattr(event, "where", "") or ""
+        if event.job_id in self._sent and where.startswith(REQUEUED):
+            self._sent.discard(event.job_id)
+            engine = self.connection.services.engine if self.connection.services else None
+            lost = getattr(getattr(engine, "remote", engine), "requeued", None) or [""]
+            self.turn_off(f"the server dropped the update ({lost[-1] or where}).")
+
+    def turn_off(self, reason: str) -> None:
+        """Live mode off with ``reason`` (one line) on the toggle, the view and the banner;
+        nothing of the canvas changes. Turning it on again tries again."""
+        line = " ".join(str(reason).split()) or "the server is gone."
+        self.off_reason = line
+        self.set_live(False)
+        self.refresh_availability()
+        self.banner.show_message(f"Live mode is off: {line}", "error", 12000)
 
     def _on_busy_changed(self, busy: bool) -> None:
         if busy and self.session.latest is None:
@@ -264,4 +337,10 @@ class LiveController(QObject):
         self.window.removeEventFilter(self)
         self.session.set_on(False)
         self.doc.remove_listener(self._on_document_event)
+        jobs = self.session.jobs
+        for signal, slot in ((jobs.failed, self._on_job_failed),
+                             (jobs.progressed, self._on_job_progressed),
+                             (jobs.finished, self._on_job_ended),
+                             (jobs.cancelled, self._on_job_ended)):
+            signal.disconnect(slot)
 

@@ -372,9 +372,20 @@ class MainWindow(QMainWindow):
                                      ".safetensors checkpoint in your models folder, then "
                                      "Models ▸ Reload Models (Models ▸ Adding Models).", "info")
         self.status.set_model(self.prompt_panel.model_id)
+        self._select_model(self.prompt_panel.model_id)
 
     def _on_prompt_model_changed(self, model_id: str) -> None:
         self.status.set_model(model_id)
+        self._select_model(model_id)
+
+    def _select_model(self, model_id: str) -> None:
+        """Local models and server models side by side: what is on follows the model's
+        backend (its schedulers too)."""
+        self.connection.select_model(model_id)
+        if self.connection.services is not None and self.connection.services.routing:
+            schedulers = self.connection.features.schedulers
+            if schedulers:
+                self.prompt_panel.set_schedulers(schedulers)
 
     def _on_prompt_size_changed(self, width: int, height: int) -> None:
         """A blank, untitled canvas shows the size the first image will have."""

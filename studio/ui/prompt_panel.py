@@ -10,6 +10,7 @@ from typing import Any
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QPainter, QTextCursor
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -52,6 +53,11 @@ FIELDS = ("prompt", "negative_prompt", "model", "scheduler", "seed", "steps", "g
           "width", "height", "strength")
 # The fields a model's card recommends.
 CARD_FIELDS = ("scheduler", "steps", "guidance", "width", "height")
+# Edit with words (an edit model such as Flux Kontext, its card's "edit"): the Strength
+# the panel holds while editing (below 1, so a covered region is the image to edit; the
+# request's default, which the command line records too). The edit itself uses none.
+EDIT_STRENGTH = 0.75
+EDIT_PLACEHOLDER = "Say what to change… (e.g. make the hair red)"
 
 
 def _restore_text(edit: QPlainTextEdit, text: str) -> None:
@@ -110,10 +116,15 @@ class PromptPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("prompt_panel")
         self._models: dict[str, ModelInfo] = {}
+        # "Use settings" on a server's image: (model, "comfyui:URL") it runs on again, while
+        # that model stays chosen (the backend says in one line if that server is gone).
+        self.pinned: tuple[str, str] = ("", "")
         # The fields set since the window opened (typed, imported, picked from the gallery):
         # defaults that arrive later (a model's card, the last session's values) skip them.
         self.edited: set[str] = set()
         self._defaults_depth = 0
+        self._mode_text = "Text to image"  # as the canvas decides it (edit models reword it)
+        self._strength_before_edit: float | None = None  # restored when leaving an edit model
         self.styles_box = StylesBox(styles if styles is not None else StyleLibrary())
         self._build()
         self._build_styles_box()
@@ -174,6 +185,13 @@ class PromptPanel(QWidget):
             "below 1: the image there is refined (image to image); inpainting uses it too")
         self.scheduler_combo = QComboBox(objectName="scheduler_combo")
         self.set_schedulers(SCHEDULERS)
+        self.edit_check = QCheckBox("Edit with words", objectName="edit_check")
+        self.edit_check.setToolTip(
+            "This model edits a picture as the prompt says (\"make the hair red\"): the "
+            "canvas, or the selection's area, becomes a new layer with the change. Off: it "
+            "draws a new image from the words alone")
+        self.edit_check.setVisible(False)  # shown for edit models only
+        self.edit_check.toggled.connect(self._on_edit_toggled)
 
         self.size_combo = QComboBox(objectName="size_combo")
         for name, w, h in SIZE_PRESETS:
@@ -230,6 +248,7 @@ class PromptPanel(QWidget):
         col.setContentsMargins(10, 8, 10, 8)
         col.addWidget(section_label("Model"))
         col.addWidget(self.model_combo)
+        col.addWidget(self.edit_check)
         col.addWidget(section_label("Prompt"))
         col.addWidget(self.prompt_edit, 2)
         col.addWidget(self.prompt_words.hint_label)
@@ -300,8 +319,10 @@ class PromptPanel(QWidget):
         self._models = {m.id: m for m in models}
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
+        # Beside server models, this computer's say where they live too.
+        here = "this computer" if any(server_hosts(m) for m in models) else ""
         for m in models:
-            where = server_hosts(m)  # a server's model: its file, and where it lives
+            where = server_hosts(m) or here  # a server's model: its file, and where it lives
             label = f"{m.name}  ·  {m.family or '?'}  ·  on {where}" if where else \
                 f"{m.name}  ·  {m.family}"
             self.model_combo.addItem(label, m.id)
@@ -325,6 +346,7 @@ class PromptPanel(QWidget):
         if model is None:
             return
         self.apply_recommended(model)
+        self._enter_or_leave_edit()
         self.model_changed.emit(model.id)
 
     def _on_model_combo_activated(self, index: int) -> None:
@@ -415,7 +437,65 @@ class PromptPanel(QWidget):
 
     # -- mode ----------------------------------------------------------------------------
     def set_mode_text(self, text: str) -> None:
-        self.mode_label.setText(text)
+        self._mode_text = text
+        self.mode_label.setText(self._edit_mode_text(text))
+
+    # -- edit with words -----------------------------------------------------------------
+    @property
+    def is_edit_model(self) -> bool:
+        """Whether the chosen model edits with words (its card says ``edit``)."""
+        model = self._models.get(self.model_id)
+        return bool(model is not None and model.recommended_value("edit"))
+
+    @property
+    def editing(self) -> bool:
+        """Whether the next run edits the canvas with words (an edit model, the box on)."""
+        return self.is_edit_model and self.edit_check.isChecked()
+
+    def _enter_or_leave_edit(self) -> None:
+        """Choosing an edit model turns edit with words on (Strength below 1, so a covered
+        region is the picture to edit); leaving it gives the Strength back."""
+        edit = self.is_edit_model
+        if edit and self._strength_before_edit is None:
+            self._strength_before_edit = float(self.strength_slider.value())
+            with self._setting_defaults():
+                self.strength_slider.setValue(EDIT_STRENGTH)
+        elif not edit and self._strength_before_edit is not None:
+            before, self._strength_before_edit = self._strength_before_edit, None
+            with self._setting_defaults():
+                self.strength_slider.setValue(before)
+        self._sync_edit()
+
+    def _sync_edit(self) -> None:
+        """The box shown for edit models, on while the Strength is below 1; the Strength
+        slider off while editing (an edit has none)."""
+        edit = self.is_edit_model
+        if not edit:
+            self._strength_before_edit = None  # another model restored: its own Strength
+        self.edit_check.setVisible(edit)
+        self.edit_check.blockSignals(True)
+        self.edit_check.setChecked(edit and self.strength_slider.value() < 1.0)
+        self.edit_check.blockSignals(False)
+        self.strength_slider.setEnabled(not edit)
+        self.prompt_edit.setPlaceholderText(EDIT_PLACEHOLDER if self.editing
+                                            else "Describe the image…")
+        self.mode_label.setText(self._edit_mode_text(self._mode_text))
+
+    def _on_edit_toggled(self, on: bool) -> None:
+        self.strength_slider.setValue(EDIT_STRENGTH if on else 1.0)  # the canvas follows
+        self._sync_edit()
+
+    def _edit_mode_text(self, text: str) -> str:
+        """The canvas's mode in an edit model's words."""
+        if not self.editing:
+            return text
+        where = text[text.rfind("(") + 1:-1] if text.endswith(")") else "canvas"
+        if text.startswith("Image to image"):
+            return f"Edit with words ({where}): the change as a new layer"
+        if text.startswith(("Inpainting", "Outpainting")):
+            return (f"Edit with words takes a whole picture: clear the mask or select a "
+                    f"covered area ({where})")
+        return text
 
     def add_live_view(self, view: QWidget) -> None:
         """Show live mode's view (picture and settings) above the Generate row."""
@@ -442,6 +522,8 @@ class PromptPanel(QWidget):
             "width": self.width_spin.value(),
             "height": self.height_spin.value(),
             "strength": round(float(self.strength_slider.value()), 2),
+            **({"device": self.pinned[1]} if self.pinned[1] and self.pinned[0] == self.model_id
+               else {}),
         }
 
     def set_values(self, values: dict[str, Any], defaults: bool = False) -> None:
@@ -464,10 +546,13 @@ class PromptPanel(QWidget):
     def _set_values(self, values: dict[str, Any]) -> None:
         if "model" in values:
             index = self.model_combo.findData(values["model"])
-            if index >= 0:
+            if index >= 0 and index != self.model_combo.currentIndex():
+                # Not through the combo's handler (the model's card would replace the values
+                # being set), but the window still follows: the status bar, the backend.
                 self.model_combo.blockSignals(True)
                 self.model_combo.setCurrentIndex(index)
                 self.model_combo.blockSignals(False)
+                self.model_changed.emit(str(values["model"]))
         if "prompt" in values:
             _restore_text(self.prompt_edit, str(values["prompt"]))
         if "negative_prompt" in values:
@@ -482,6 +567,8 @@ class PromptPanel(QWidget):
             self.guidance_slider.setValue(float(values["guidance"]))
         if "strength" in values:
             self.strength_slider.setValue(float(values["strength"]))
+        if "model" in values or "strength" in values:
+            self._sync_edit()  # an edit model's box follows the restored Strength
         if "width" in values and "height" in values:
             self._set_size(int(values["width"]), int(values["height"]))
         if "batch_count" in values:
@@ -492,13 +579,15 @@ class PromptPanel(QWidget):
     def apply_request(self, request: GenerationRequest, lock_seed: bool = True) -> None:
         """Restore the settings of a past generation; its seed is locked so it reproduces."""
         self.set_values({name: getattr(request, name) for name in FIELDS})
+        device = str(request.device or "")
+        self.pinned = (request.model, device) if device.startswith("comfyui:") else ("", "")
         if lock_seed:
             self.seed_lock_button.setChecked(True)
 
     def state(self) -> dict[str, Any]:
         """What survives a restart."""
-        return {**self.values(), "batch_count": self.batch_count,
-                "seed_locked": self.seed_locked}
+        values = {k: v for k, v in self.values().items() if k != "device"}  # a pin: not kept
+        return {**values, "batch_count": self.batch_count, "seed_locked": self.seed_locked}
 
 
 def server_hosts(model: ModelInfo) -> str:

@@ -55,7 +55,7 @@ def test_a_request_keeps_its_controls_through_json():
 
 
 @pytest.mark.parametrize("control, words", [
-    (ControlLayer("reference", _sketch()), "IP-Adapter"),
+    (ControlLayer("inpaint-only", _sketch()), "unknown kind"),
     (ControlLayer("edges", _sketch(), strength=3.0), "between 0 and 2"),
     (ControlLayer("edges", _sketch(), start=0.6, end=0.5), "start < end"),
 ])

@@ -181,8 +181,8 @@ def tiny_checkpoint(comfy_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def comfy_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> ComfyServer:
     """One real ComfyUI server for the whole run (start-up paid once). A developer iterating
-    may name one already running with ``STUDIO_TEST_COMFYUI`` (it must hold tiny-sd1 and
-    studio-tiny-upscaler, as this one does)."""
+    may name one already running with ``STUDIO_TEST_COMFYUI`` (it must hold tiny-sd1,
+    studio-tiny-upscaler and the tiny ControlNet, as this one does)."""
     running = os.environ.get("STUDIO_TEST_COMFYUI", "")
     if running:
         stand_in = subprocess.Popen(["sleep", "86400"])  # "alive" while the run lasts
@@ -195,9 +195,23 @@ def comfy_server(comfy_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> C
     (base / "models" / "upscale_models").mkdir(parents=True)
     shutil.copyfile(REPO / "resources" / "models" / "studio-tiny-upscaler" / "model.safetensors",
                     base / "models" / "upscale_models" / "studio-tiny-upscaler.safetensors")
+    _add_controlnet(base)
     server = start_server(comfy_root, base, tiny_checkpoint)
     yield server
     server.stop()
+
+
+def _add_controlnet(base: Path) -> None:
+    """The tiny SD 1.x ControlNet (``tiny_controlnet``, built once, cached) in the server's
+    models/controlnet, for the control layer tests."""
+    from tiny_controlnet import NAME, ensure_controlnet
+
+    folder = base / "models" / "controlnet"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(ensure_controlnet(), folder / NAME)
+    except OSError:
+        shutil.copyfile(ensure_controlnet(), folder / NAME)
 
 
 @pytest.fixture(scope="session")

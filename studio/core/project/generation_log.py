@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,15 @@ class GenerationRecord:
     model_hash: str = ""
     deleted: bool = False
     mode: str = ""
+    # A server's result: the ComfyUI workflow (API format) that made each image, in batch
+    # order ({} for an image without one); the server's address is in ``request.device``.
+    workflows: tuple[dict, ...] = field(default=(), compare=False, repr=False)
+
+    def workflow(self, index: int = 0) -> dict | None:
+        """The ComfyUI workflow that made image ``index`` (None: not a server's)."""
+        if 0 <= index < len(self.workflows) and self.workflows[index]:
+            return self.workflows[index]
+        return None
 
     @property
     def task(self) -> str:
@@ -80,7 +89,8 @@ class GenerationRecord:
                 "image_hashes": list(self.image_hashes), "parent_id": self.parent_id,
                 "relation": self.relation, "created": self.created,
                 "duration": self.duration, "model_hash": self.model_hash,
-                "deleted": self.deleted, **({"mode": self.mode} if self.mode else {})}
+                "deleted": self.deleted, **({"mode": self.mode} if self.mode else {}),
+                **({"workflows": list(self.workflows)} if any(self.workflows) else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any],
@@ -90,7 +100,9 @@ class GenerationRecord:
             image_hashes=tuple(data.get("image_hashes", ())), parent_id=data.get("parent_id"),
             relation=data.get("relation", ""), created=float(data.get("created", 0.0)),
             duration=float(data.get("duration", 0.0)), model_hash=data.get("model_hash", ""),
-            deleted=bool(data.get("deleted", False)), mode=str(data.get("mode", "") or ""))
+            deleted=bool(data.get("deleted", False)), mode=str(data.get("mode", "") or ""),
+            workflows=tuple(w if isinstance(w, dict) else {}
+                            for w in data.get("workflows", ()) or ()))
 
 
 def request_image_refs(data: dict[str, Any]) -> list[str]:
@@ -116,7 +128,8 @@ class GenerationLog:
     def add(self, request: GenerationRequest, images: Sequence[np.ndarray],
             parent_id: str | None = None, relation: str = "", duration: float = 0.0,
             created: float | None = None, record_id: str | None = None, mode: str = "",
-            deleted: bool = False) -> GenerationRecord:
+            deleted: bool = False, workflows: Sequence[dict | None] = ()
+            ) -> GenerationRecord:
         """Record a generation and keep its images; returns the new record.
 
         ``mode``: see ``GenerationRecord.mode``; ``deleted``: recorded hidden from History
@@ -141,7 +154,8 @@ class GenerationLog:
             parent_id=parent_id, relation=relation,
             created=time.time() if created is None else created, duration=duration,
             model_hash=request.model_hash, deleted=deleted,
-            mode=mode if mode and mode != request.task else "")
+            mode=mode if mode and mode != request.task else "",
+            workflows=tuple(w or {} for w in workflows) if any(workflows) else ())
         if record.id in self._records:
             raise ValueError(f"record {record.id!r} already exists")
         self._records[record.id] = record
@@ -153,8 +167,13 @@ class GenerationLog:
                    deleted: bool = False) -> GenerationRecord:
         """Record what the engine returned for one request (``mode``, ``deleted``: see
         ``add``)."""
+        # A server's result (``workflow_for``): each image keeps the workflow that made it.
+        workflow_for = getattr(result, "workflow_for", None)
+        workflows = [workflow_for(i) for i in range(len(result.images))] \
+            if callable(workflow_for) else []
         return self.add(result.request, result.images, parent_id, relation,
-                        duration=result.seconds, mode=mode, deleted=deleted)
+                        duration=result.seconds, mode=mode, deleted=deleted,
+                        workflows=workflows)
 
     def insert(self, record: GenerationRecord) -> None:
         """Put back a record read from a project file (no event)."""

@@ -81,6 +81,8 @@ def _recommended(folder: Path, family: str) -> tuple[tuple[str, object], ...]:
 
         # The schedulers that fit, so that a model switch can leave one that does not.
         rec["schedulers"] = spec.scheduler_names(SCHEDULER_NAMES)
+        if spec.edit:  # edit with words (Flux Kontext): the window offers that mode
+            rec["edit"] = True
     return tuple(sorted(rec.items()))
 
 
@@ -137,6 +139,11 @@ def scan_folder(root: Path, kind_hint: str | None = None, depth: int = 3) -> lis
             found.append(ModelInfo(id=str(child), name=child.stem, kind=kind, family=family,
                                    source="single-file", path=str(child),
                                    size_bytes=child.stat().st_size))
+        elif child.suffix.lower() == ".gguf":  # a quantized transformer (Flux, SD 3.x)
+            from studio.engine.models.gguf import gguf_info
+
+            if (info := gguf_info(child)) is not None:
+                found.append(info)
         elif child.suffix.lower() in (".pth",) and hint == "upscaler":
             found.append(ModelInfo(id=str(child), name=child.stem, kind="upscaler", family="",
                                    source="single-file", path=str(child),
@@ -210,6 +217,10 @@ def resolve(model_id: str, models: list[ModelInfo]) -> ModelInfo:
                 return diffusers_info(path, "diffusers")
             return ModelInfo(id=str(path), name=path.name, kind="unknown", family="",
                              source="folder", path=str(path))
+        if path.suffix.lower() == ".gguf":  # one line where it cannot be read or used
+            from studio.engine.models.gguf import gguf_info
+
+            return gguf_info(path, strict=True)  # type: ignore[return-value]
         kind = classify_safetensors(path) if path.suffix == ".safetensors" else "unknown"
         family = _checkpoint_family(path) if kind == "diffusion" else ""
         return ModelInfo(id=str(path), name=path.stem, kind=kind, family=family,

@@ -61,6 +61,11 @@ class FamilySpec:
     size_multiple: int = 8
     schedulers: tuple[str, ...] = ()
     pipelines: tuple[str, ...] = ()
+    # Edit with words (instruction editing: Flux Kontext): its image-to-image is an edit,
+    # the init image changed as the prompt says (no strength); ``txt2img``: it can also
+    # draw from the words alone.
+    edit: bool = False
+    txt2img: bool = True
 
     def fits(self, scheduler: str, task: str = "txt2img") -> bool:
         """Whether ``scheduler`` (our name) runs this family's ``task``."""
@@ -73,6 +78,19 @@ class FamilySpec:
         """The names of ``all_names`` that fit this family (for text to image)."""
         return tuple(n for n in all_names if self.fits(n))
 
+
+# Edit with words: the init image (the selected layer, the selection's area, --init-image)
+# changed as the instruction says ("make the hair red"), by the pipeline itself (studio.
+# engine.edit). Flux Kontext takes guidance as a model input, no negative prompt, no
+# sliders, and no LoRA yet; inpainting is refused (an edit changes what the words name).
+EDIT_SPECS = (
+    FamilySpec("flux-kontext", "Flux Kontext", FamilyDefaults(1024, 1024, 28, 2.5, "Flow Euler"),
+               flow=True, negative_prompt=False, guidance_embedding=True, inpaint=False,
+               prompt_sliders=False, seed_sliders=False, lora=False,
+               text_encoders="CLIP-L and T5", size_multiple=16,
+               schedulers=("Flow Euler", "Euler"), pipelines=("FluxKontextPipeline",),
+               edit=True),
+)
 
 _SD = FamilySpec("sd1", "SD 1.x", FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Karras"))
 _XL = replace(_SD, name="sdxl", label="SDXL", defaults=FamilyDefaults(1024, 1024, 30, 6.0,
@@ -119,10 +137,12 @@ SPECS: dict[str, FamilySpec] = {s.name: s for s in (
     FamilySpec("auraflow", "AuraFlow", FamilyDefaults(1024, 1024, 28, 3.5, "Flow Euler"),
                flow=True, img2img=False, inpaint=False, text_encoders="UMT5",
                pipelines=("AuraFlowPipeline",), **_DIT_SLIDERS),
+    *EDIT_SPECS,
 )}
 DEFAULTS: dict[str, FamilyDefaults] = {name: s.defaults for name, s in SPECS.items()}
 CLASS_FAMILIES = {cls: s.name for s in SPECS.values() for cls in s.pipelines}
 DIT_FAMILIES = tuple(s.name for s in SPECS.values() if s.pipelines)
+EDIT_FAMILIES = tuple(s.name for s in SPECS.values() if s.edit)
 
 # The pipeline classes a family's folder names in model_index.json.
 SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sd1-lcm", "sd1-turbo", "studio-tiny", "sd1-inpaint",
@@ -285,6 +305,16 @@ def check_request(request: Any, family: str, scheduler: str | None = None) -> No
             hint="Update diffusers, or pick another model (see `studio models`).")
     spec = spec_for(family)
     label = spec.label
+    if spec.edit and request.task != "img2img" and not (request.task == "txt2img"
+                                                        and spec.txt2img):
+        raise InvalidRequestError(
+            f"{label} edits an image with words: it cannot do {request.task}.",
+            hint="Give it an image (--init-image, or a layer or selection in the window) "
+                 "and an instruction such as \"make the hair red\".")
+    if spec.edit and request.task == "img2img" and (
+            request.variation_strength > 0 and request.variation_seed is not None):
+        raise InvalidRequestError(f"{label} edits start from the image, not from seed noise: "
+                                  "set the variation strength to 0.")
     if request.task == "img2img" and not spec.img2img or (
             request.task == "inpaint" and not spec.inpaint):
         raise InvalidRequestError(f"{label} models cannot do {request.task}: diffusers has no "

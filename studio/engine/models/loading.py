@@ -130,6 +130,10 @@ class LoadedModel:
         """The pipeline for ``txt2img``, ``img2img`` or ``inpaint``, sharing the weights."""
         if task == "txt2img":
             return self.pipe
+        from studio.engine.edit import is_edit_family
+
+        if task == "img2img" and is_edit_family(self.family):  # its own call edits
+            return self.pipe
         if task not in self.variants:
             from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
@@ -149,6 +153,8 @@ def check_model_path(info: ModelInfo) -> Path:
     path = Path(info.path)
     if not path.exists():
         raise ModelNotFoundError(f"The model {info.name!r} is no longer at {path}.")
+    if path.is_file() and path.suffix.lower() == ".gguf":  # a quantized transformer
+        return path
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES:
             raise UnsafeModelFileError(
@@ -285,7 +291,11 @@ def load_model(info: ModelInfo, choice: DeviceChoice,
     quiet_libraries()
     engine_choice, choice = choice, choice.for_model(info.size_bytes)  # small models: fp32
     try:
-        if path.is_file():
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            from studio.engine.models.gguf import load_gguf
+
+            pipe = load_gguf(path, torch_dtype=choice.load_dtype(), cancel=cancel)
+        elif path.is_file():
             from studio.engine.models.single_file import load_single_file
 
             pipe = load_single_file(path, torch_dtype=choice.load_dtype(), cancel=cancel)
@@ -299,7 +309,7 @@ def load_model(info: ModelInfo, choice: DeviceChoice,
                                hint="Close other programs or choose a smaller model.") from err
     except CancelledError:  # the components loaded so far go with the exception
         raise
-    except (WrongModelKindError, UnsafeModelFileError, CorruptModelError):
+    except (WrongModelKindError, UnsafeModelFileError, CorruptModelError, ModelNotFoundError):
         raise
     except Exception as err:
         raise CorruptModelError(

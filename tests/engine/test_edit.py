@@ -1,0 +1,183 @@
+"""Edit with words: an instruction-editing pipeline (Flux Kontext) as image to image.
+
+A tiny random-weight ``FluxKontextPipeline`` folder is built here from configs (the tiny
+Flux parts of ``test_dit_families``). The edit must give the pixels of a bare diffusers
+call with the same seed, image and instruction, at the request's size; land in a project
+as a layer with its request in the history; come back from the file's metadata; and run
+again from those settings ("Use settings") to the same pixels. What the pipeline cannot do
+is refused in one line before loading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_dit_families import SIZE, _clip, _t5, _vae, unigram_tokenizer
+
+from studio.core.document.pixels import Pixels
+from studio.core.errors import InvalidRequestError
+from studio.core.jobs.request import GenerationRequest, SliderValue
+from studio.engine.models.families import EDIT_FAMILIES, detect_folder_family, spec_for
+
+INSTRUCTION = "make the hair red"
+
+
+def build_kontext(root: Path) -> Path:
+    import diffusers as d
+
+    torch.manual_seed(0)
+    tok, clip = _clip(root / "_kontext" / "clip")
+    t5 = unigram_tokenizer(root / "_kontext" / "t5")
+    pipe = d.FluxKontextPipeline(
+        transformer=d.FluxTransformer2DModel(
+            patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+            attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+            pooled_projection_dim=32, axes_dims_rope=[2, 2, 4], guidance_embeds=True),
+        scheduler=d.FlowMatchEulerDiscreteScheduler(
+            use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+            max_image_seq_len=4096, shift=3.0),
+        vae=_vae(True), text_encoder=clip(), tokenizer=tok, text_encoder_2=_t5(len(t5)),
+        tokenizer_2=t5)
+    for module in pipe.components.values():
+        if hasattr(module, "eval"):
+            module.eval()
+    out = root / "models" / "kontext"
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def kontext(tmp_path_factory) -> Path:
+    return build_kontext(tmp_path_factory.mktemp("edit"))
+
+
+@pytest.fixture(scope="module")
+def engine(kontext, tmp_path_factory):
+    from studio.engine.engine import Engine
+
+    return Engine(device="cpu", dtype="float32", model_dirs=[kontext.parent],
+                  embedded_dir=tmp_path_factory.mktemp("no-embedded"), hf_cache=False)
+
+
+def _photo(seed: int = 0) -> Pixels:
+    """A portrait-like picture: a face disc on a background, hair on top (and noise)."""
+    rng = np.random.default_rng(seed)
+    img = np.full((SIZE, SIZE, 3), (60, 90, 160), np.uint8)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    img[(yy - 36) ** 2 + (xx - 32) ** 2 < 18 ** 2] = (230, 190, 160)
+    img[(yy < 24) & ((yy - 36) ** 2 + (xx - 32) ** 2 < 22 ** 2)] = (40, 30, 20)
+    noise = rng.integers(-8, 8, img.shape)
+    return Pixels.from_array(np.clip(img + noise, 0, 255).astype(np.uint8))
+
+
+def _req(kontext: Path, **kw) -> GenerationRequest:
+    values = dict(prompt=INSTRUCTION, model=str(kontext), steps=2, width=SIZE, height=SIZE,
+                  seed=5, guidance=2.5, scheduler="Flow Euler", task="img2img",
+                  init_image=_photo(), strength=0.75)
+    values.update(kw)
+    return GenerationRequest(**values)
+
+
+def _bare(kontext: Path, req: GenerationRequest) -> np.ndarray:
+    """The edit as a bare diffusers call: the folder's own pipeline and scheduler."""
+    from diffusers import DiffusionPipeline
+    from PIL import Image
+
+    pipe = DiffusionPipeline.from_pretrained(kontext, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    assert type(pipe).__name__ == "FluxKontextPipeline"
+    with torch.inference_mode():
+        out = pipe(image=Image.fromarray(req.init_image.to_array()), prompt=req.prompt,
+                   num_inference_steps=req.steps, guidance_scale=req.guidance,
+                   height=req.height, width=req.width, max_area=req.width * req.height,
+                   _auto_resize=False, output_type="np",
+                   generator=[torch.Generator("cpu").manual_seed(req.seed)])
+    return (np.clip(out.images[0], 0, 1) * 255).round().astype(np.uint8)
+
+
+def test_the_family_and_its_edit_feature_come_from_model_index(kontext):
+    assert detect_folder_family(kontext) == "flux-kontext"
+    spec = spec_for("flux-kontext")
+    assert spec.edit and "flux-kontext" in EDIT_FAMILIES
+    assert not spec_for("flux").edit and not spec_for("sd3").edit
+
+
+def test_an_edit_gives_the_pixels_of_a_bare_diffusers_call(engine, kontext):
+    steps = []
+    req = _req(kontext)
+    res = engine.generate(req, on_step=steps.append)
+    assert res.request.family == "flux-kontext" and res.request.task == "img2img"
+    assert res.images[0].shape == (SIZE, SIZE, 3)  # the request's size, not Kontext's own
+    assert np.array_equal(res.images[0], _bare(kontext, req))
+    assert [p.step for p in steps if p.phase == "sampling"][-1:] == [2]
+    # The image is what is edited: another picture, the same words and seed, another result.
+    other = engine.generate(_req(kontext, init_image=_photo(7)))
+    assert not np.array_equal(other.images[0], res.images[0])
+
+
+def test_what_an_edit_model_cannot_do_is_refused_in_one_line(engine, kontext):
+    mask = Pixels.from_array(np.full((SIZE, SIZE), 255, np.uint8))
+    cases = {
+        "inpaint": dict(task="inpaint", mask=mask),
+        "slider": dict(sliders=(SliderValue("smile", 1.0, "prompt",
+                                            (("positive", "smiling"),
+                                             ("negative", "frowning"))),)),
+        "variation": dict(variation_seed=3, variation_strength=0.4),
+        "negative prompt": dict(negative_prompt="blurry"),
+        "size": dict(width=72, height=64),
+    }
+    before = len(engine.pipelines)
+    for what, kw in cases.items():
+        with pytest.raises(InvalidRequestError) as err:
+            engine.generate(_req(kontext, **kw))
+        assert "\n" not in err.value.message, what
+    assert len(engine.pipelines) == before  # refused before loading
+
+
+def test_cli_edit_lands_in_the_project_with_its_request_and_use_settings_reproduces(
+        kontext, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from studio.cli.main import main
+    from studio.core.formats.metadata import read_settings
+    from studio.core.project.store import ProjectStore
+    from studio.engine.engine import Engine
+
+    monkeypatch.setenv("STUDIO_CONFIG_DIR", str(tmp_path / "config"))
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_photo().to_array()).save(photo)
+    out, project = tmp_path / "edited.png", tmp_path / "p.studio"
+    rc = main(["generate", INSTRUCTION, "--model", str(kontext), "--init-image", str(photo),
+               "--steps", "2", "--seed", "11", "--device", "cpu", "--dtype", "float32",
+               "--project", str(project), "-o", str(out), "--no-hf-cache"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "edit" in err.lower() and "strength" in err.lower()  # said what the mode does
+    edited = np.asarray(Image.open(out).convert("RGB"))
+    assert edited.shape == (SIZE, SIZE, 3)
+
+    # The project: a new layer and the request in its history.
+    loaded = ProjectStore.load(project)
+    (record,) = loaded.document.log.records
+    assert record.request.prompt == INSTRUCTION and record.request.task == "img2img"
+    assert record.request.family == "flux-kontext"
+    assert np.array_equal(record.request.init_image.to_array(), _photo().to_array())
+    assert len(loaded.document.layers) == 1
+    assert np.array_equal(loaded.document.layers[0].pixels[..., :3], edited)
+
+    # Metadata read back, and "Use settings": the same request again, the same pixels.
+    assert read_settings(out).task == "img2img"  # said even without the image at hand
+    photo_px = _photo()
+    settings = read_settings(out, images={photo_px.sha256: photo_px})  # as the window does
+    assert settings is not None and settings.request is not None
+    back = settings.request
+    assert (back.prompt, back.task, back.seed, back.family) == (
+        INSTRUCTION, "img2img", 11, "flux-kontext")
+    assert np.array_equal(back.init_image.to_array(), photo_px.to_array())
+    again = back.replace(model=str(kontext), device="", dtype="", model_hash="")
+    engine = Engine(device="cpu", dtype="float32", model_dirs=[kontext.parent],
+                    embedded_dir=tmp_path / "none", hf_cache=False)
+    assert np.array_equal(engine.generate(again).images[0], edited)

@@ -1,0 +1,90 @@
+"""Edit with words in the window: choosing an edit model (Flux Kontext) offers the mode in
+the prompt panel; the canvas (or the selection's area) and the instruction give a new layer,
+with the request (its init image) in the history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.models import ModelInfo
+from studio.ui.prompt_panel import EDIT_STRENGTH
+from tests.fakes import TINY, FakeEngine
+
+KONTEXT = ModelInfo(id="kontext", name="Kontext tiny", kind="diffusion", family="flux-kontext",
+                    source="diffusers", path="/models/kontext", size_bytes=1234,
+                    recommended=(("edit", True), ("guidance", 2.5), ("height", 64),
+                                 ("scheduler", "Flow Euler"), ("steps", 4), ("width", 64)))
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine(models=[TINY, KONTEXT])
+
+
+def _choose(window, qtbot, model_id: str) -> None:
+    panel = window.prompt_panel
+    index = panel.model_combo.findData(model_id)
+    panel.model_combo.setCurrentIndex(index)
+    panel.model_combo.activated.emit(index)
+    qtbot.waitUntil(lambda: window.controller._mode_timer.isActive() is False, timeout=2000)
+
+
+def _mode(window, qtbot, start: str) -> str:
+    label = window.prompt_panel.mode_label
+    qtbot.waitUntil(lambda: label.text().startswith(start), timeout=3000)
+    return label.text()
+
+
+def test_an_edit_model_edits_the_canvas_into_a_new_layer_with_its_request(
+        qtbot, window, engine):
+    panel = window.prompt_panel
+    photo = np.zeros((64, 64, 3), np.uint8)
+    photo[:, :, 0] = np.arange(64, dtype=np.uint8)[None, :] * 4
+    window.controller.add_image_layer(photo, "photo")
+    assert not panel.edit_check.isVisible()  # an SD model: no such mode
+    panel.strength_slider.setValue(1.0)
+
+    _choose(window, qtbot, "kontext")
+    assert panel.edit_check.isVisible() and panel.edit_check.isChecked()
+    assert not panel.strength_slider.isEnabled()  # an edit has no strength
+    assert panel.values()["strength"] == EDIT_STRENGTH
+    assert "make the hair red" in panel.prompt_edit.placeholderText()
+    assert "(canvas): the change as a new layer" in _mode(window, qtbot, "Edit with words")
+
+    panel.prompt_edit.setPlainText("make the hair red")
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
+        window.controller.generate()
+    request = engine.requests[-1]
+    assert (request.model, request.task, request.prompt) == ("kontext", "img2img",
+                                                             "make the hair red")
+    np.testing.assert_array_equal(request.init_image.to_array()[..., :3], photo)
+    assert len(window.doc.layers) == 2  # the photo kept, the edit a new layer over it
+    (record,) = window.doc.log.records
+    assert record.request.prompt == "make the hair red" and record.request.init_image
+
+    # Off: the words alone draw a new image over the canvas (text to image).
+    panel.edit_check.setChecked(False)
+    assert panel.strength_slider.value() == 1.0
+    _mode(window, qtbot, "Text to image")
+    panel.edit_check.setChecked(True)
+
+    # Back to an SD model: the box goes, the Strength it had comes back.
+    _choose(window, qtbot, TINY.id)
+    assert not panel.edit_check.isVisible() and panel.strength_slider.isEnabled()
+    assert panel.strength_slider.value() == 1.0
+    assert panel.prompt_edit.placeholderText() == "Describe the image…"
+
+
+def test_use_settings_of_an_edit_restores_the_edit_mode(qtbot, window, engine):
+    panel = window.prompt_panel
+    window.controller.add_image_layer(np.full((64, 64, 3), 120, np.uint8), "photo")
+    _choose(window, qtbot, "kontext")
+    panel.prompt_edit.setPlainText("remove the glasses")
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
+        window.controller.generate()
+    (record,) = window.doc.log.records
+    _choose(window, qtbot, TINY.id)
+    panel.apply_request(record.request)
+    assert panel.model_id == "kontext" and panel.editing
+    assert panel.prompt_edit.toPlainText() == "remove the glasses"
