@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         for note in control_notes(request.controls, request.width, request.height):
             print(f"studio: note: {note}", file=sys.stderr)
     check_sliders_fit(request, model)
+    check_edit_on_server(model, request, bool(getattr(args, "server", None)))
     if request.task == "img2img" and (edit_note := edit_mode_note(model)):
         print(f"studio: note: {edit_note}", file=sys.stderr)
     for warning in (fit_warning(model, request), steps_warning(request.scheduler, request.steps)):
@@ -236,6 +237,21 @@ def edit_mode_note(model: Any) -> str:
         return ""
     return (f"{model.name} edits the init image with words: the prompt is the instruction "
             "(e.g. \"make the hair red\"); --strength is not used.")
+
+
+def check_edit_on_server(model: Any, request: Any, on_server: bool) -> None:
+    """Edit with words runs on this machine only: a server's Kontext model given an image
+    would run plain image to image (its family is read from the file name), so it is
+    refused in one line. (ComfyUI 0.8.0 has the nodes a Kontext edit needs, ReferenceLatent
+    and FluxGuidance, but that workflow is not built yet.)"""
+    from studio.core.errors import InvalidRequestError
+
+    if not on_server or request.task == "txt2img":
+        return
+    if edit_mode_note(model) or "kontext" in str(model.name).lower():
+        raise InvalidRequestError(
+            f"Edit with words ({model.name}) runs on this machine only for now, not on a "
+            "ComfyUI server: leave out --server, or --init-image to draw from the words.")
 
 
 def parse_regions(items: list[str]) -> list[tuple[Path, str, float]]:

@@ -312,13 +312,21 @@ class ControlModels:
 
     def load(self, info: ControlModelInfo) -> Any:
         """The loaded module of ``info`` on the engine's device (cached in the budget)."""
-        key = ("control", info.path, self._choice.device, self._choice.weight_dtype)
+        from studio.engine.tuning import module_layout
+
+        path = Path(info.path)
+        size = path.stat().st_size if path.is_file() else \
+            sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        # As the pipelines it steers: bf16 weights (channels_last) where the CPU policy stores
+        # large models in bf16, fp32 without autocast for the small ones.
+        choice = self._choice.for_model(size)
+        key = ("control", info.path, choice.device, str(choice.load_dtype()))
 
         def loader() -> Any:
-            model = load_control_model(info, self._choice.torch_dtype())
-            return _Loaded(model.to(self._choice.torch_device()))
+            model = load_control_model(info, choice.load_dtype()).to(choice.torch_device())
+            module_layout(model, self._choice, choice)
+            return _Loaded(model)
 
-        size = Path(info.path).stat().st_size if Path(info.path).is_file() else 0
         return self._cache.get_or_load(key, loader, expected=size).pipe
 
     def plan(self, loaded: Any, req: GenerationRequest, task: str) -> ControlPlan | None:

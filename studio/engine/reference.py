@@ -84,6 +84,7 @@ class IPAdapterInfo:
     embed_dim: int
     encoder: ImageEncoderInfo | None = None
     source: str = "folder"
+    layers: tuple[int, ...] = ()  # the width of each cross-attention layer it adds to
 
     @property
     def family_label(self) -> str:
@@ -141,8 +142,25 @@ def adapter_file_info(path: Path, source: str = "folder") -> IPAdapterInfo | Non
     if layout is None:
         return None
     projection, embed, cross = layout
+    keys = safetensors_keys(path)
+    layers, n = [], 1
+    while f"ip_adapter.{n}.to_k_ip.weight" in keys:
+        layers.append(int(keys[f"ip_adapter.{n}.to_k_ip.weight"]["shape"][0]))
+        n += 2
     return IPAdapterInfo(id=str(path), name=path.stem, path=str(path), cross_dim=cross,
-                         projection=projection, embed_dim=embed, source=source)
+                         projection=projection, embed_dim=embed, source=source,
+                         layers=tuple(layers))
+
+
+def unet_layers(unet: Any) -> tuple[int, ...]:
+    """The width of each cross-attention layer of ``unet``, in the order an IP-Adapter's
+    weights are numbered (its attention processors' order)."""
+    out = []
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            attn = unet.get_submodule(name.rsplit(".processor", 1)[0])
+            out.append(int(attn.to_out[0].out_features))
+    return tuple(out)
 
 
 def encoder_info(path: Path) -> ImageEncoderInfo | None:
@@ -533,6 +551,12 @@ class ReferenceModels:
                     f"{info.label} is for {info.family_label} models; {model_name} is "
                     f"{_a(family_of(cross))} model: nothing was loaded.",
                     hint="Pick an IP-Adapter made for this model's family.")
+            if info.layers and info.layers != unet_layers(unet):
+                raise InvalidRequestError(
+                    f"{info.label} does not fit {model_name}: it was made for a UNet with "
+                    f"other attention layers ({len(info.layers)} against "
+                    f"{len(unet_layers(unet))}, or of other widths): nothing was loaded.",
+                    hint="Pick an IP-Adapter made for this model.")
             if info.encoder is None:
                 raise ModelNotFoundError(
                     f"{info.label} needs its image encoder (a CLIP vision model with "

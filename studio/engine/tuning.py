@@ -126,6 +126,23 @@ def cpu_layout(pipe: Any, engine_choice: DeviceChoice, model_choice: DeviceChoic
     return model_choice.weight_dtype
 
 
+def module_layout(module: Any, engine_choice: DeviceChoice, model_choice: DeviceChoice) -> str:
+    """``cpu_layout`` for one module loaded beside a pipeline (a ControlNet, an adapter):
+    bf16 weights go channels_last; an fp32 module inside an engine that autocasts runs with
+    autocast off, as the small pipeline it steers does."""
+    if model_choice.device != "cpu":
+        return "-"
+    if model_choice.bf16_weights and model_choice.autocast_dtype is not None:
+        import torch
+
+        module.to(memory_format=torch.channels_last)
+        return f"{model_choice.autocast_dtype} weights, channels_last"
+    if engine_choice.autocast_dtype is not None and model_choice.autocast_dtype is None:
+        without_autocast(module)
+        return "float32, autocast off"
+    return model_choice.weight_dtype
+
+
 def prepare_decode(pipe: Any, width: int, height: int, batch: int) -> None:
     """Tiled VAE decode above ``TILE_ABOVE_PIXELS``, one image at a time for batches."""
     vae = getattr(pipe, "vae", None)

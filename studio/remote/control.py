@@ -266,6 +266,57 @@ def apply(g: Any, controls: Sequence[ServerControl], positive: list, negative: l
     return positive, negative
 
 
+# -- the window's control model picker ---------------------------------------------------------
+@dataclass(frozen=True)
+class ServerControlNet:
+    """A ControlNet on a server, as the control model picker lists one (the fields of the
+    local engine's ``ControlModelInfo`` it reads); ``name`` is the server's name for it."""
+
+    id: str
+    name: str
+    kind: str  # "controlnet" or "t2i-adapter"
+    family: str  # read from the name ("" when it does not say)
+    path: str  # "server · controlnet/name"
+
+    @property
+    def label(self) -> str:
+        what = "T2I-Adapter" if self.kind == "t2i-adapter" else "ControlNet"
+        return f"{what} {PurePosixPath(self.name).stem} ({_label(self.family)}, server)"
+
+
+class RemoteControls:
+    """The servers' ControlNets for the window (``engine.controls.list()``, as the local
+    engine offers its own): the list last read, asked again in the background at most every
+    ``every_s`` seconds, so the window's thread never waits on the network (the first call
+    gives none yet)."""
+
+    def __init__(self, engine: Any, every_s: float = 30.0) -> None:
+        self._engine = engine
+        self._every_s = every_s
+        self._known: list[ServerControlNet] = []
+        self._asked = -1e9
+        self._pending: Any = None
+
+    def list(self) -> list[ServerControlNet]:
+        import time
+
+        now = time.monotonic()
+        if (self._pending is None or self._pending.done()) and now - self._asked >= self._every_s \
+                and not getattr(self._engine, "_closed", False):
+            self._asked = now
+            self._pending = self._engine.loop.submit(self._engine._list_models("controlnet"))
+            self._pending.add_done_callback(self._read)
+        return list(self._known)
+
+    def _read(self, future: Any) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        self._known = [ServerControlNet(
+            id=m.id, name=m.id, family=controlnet_family(m.id), path=m.path,
+            kind="t2i-adapter" if re.search(r"t2i|adapter", m.id.lower()) else "controlnet")
+            for m in future.result()]
+
+
 # -- the connect check -----------------------------------------------------------------------
 def check_lines(info: dict[str, Any], controlnets: Sequence[str],
                 checkpoints: Sequence[str]) -> list[tuple[str, bool, str]]:
@@ -300,5 +351,5 @@ def check_lines(info: dict[str, Any], controlnets: Sequence[str],
     return lines
 
 
-__all__ = ["ServerControl", "apply", "check_lines", "choose", "control_maps",
+__all__ = ["RemoteControls", "ServerControl", "ServerControlNet", "apply", "check_lines", "choose", "control_maps",
            "controlnet_family", "controlnet_kinds", "resolved_controls", "server_controls"]

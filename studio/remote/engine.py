@@ -145,6 +145,9 @@ class RemoteEngine:
         self.timeout = timeout
         self._features: EngineFeatures | None = None
         self._closed = False
+        from studio.remote.control import RemoteControls
+
+        self.controls = RemoteControls(self)  # the servers' ControlNets, for the window
         atexit.register(self.close)
 
     @property

@@ -3,8 +3,9 @@
 The composite of the visible layers is kept as one premultiplied QImage; a
 ``layer_changed`` event recomposites only its rect. Painting only touches the part of the
 image that is on screen, so a 4096x4096 canvas stays smooth. A large change (a result on an
-8000x8000 canvas, its undo) is recomposited on a worker thread, tile by tile, straight into
-the cache and its reduced copies; the GUI thread only repaints each tile as it lands.
+8000x8000 canvas, its undo) is drawn with a level of detail, as Krita does: a worker thread
+draws the tiles on screen at the reduced copy the zoom shows (full-size tiles only where the
+view is zoomed in on them); the GUI thread only repaints each tile as it lands.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from studio.core.document.edits import AddLayer, SetSelection
 from studio.core.document.layers import Document, Layer, Rect, intersect
 from studio.core.document.undo import UndoStack
 from studio.ui import canvas_tools as tools
-from studio.ui.canvas_image import MipImage, premultiply, to_qimage
+from studio.ui.canvas_image import MipImage, premultiply, reduce_box, to_qimage
 from studio.ui.canvas_tools import BrushSettings, Stroke
 from studio.ui.theme import color
 
@@ -121,33 +122,12 @@ def mask_overlay(doc: Document, part: Rect, region: np.ndarray,
 DRAWN_POLL_MS = 10
 
 
-def _cut_tile(parts: list[tuple[str, Rect, int]]) -> tuple[str, Rect, int]:
-    """Take the first tile-sized piece of the first waiting part (row by row)."""
-    kind, (x, y, w, h), tries = parts[0]
-    th, tw = min(TILE, h), min(TILE, w)
-    if tw < w:
-        parts[0] = (kind, (x + tw, y, w - tw, th), tries)  # the rest of this row of tiles
-        if th < h:
-            parts.insert(1, (kind, (x, y + th, w, h - th), tries))
-    elif th < h:
-        parts[0] = (kind, (x, y + th, w, h - th), tries)
-    else:
-        parts.pop(0)
-    return kind, (x, y, tw, th), tries
-
-
 def _padded(rect: Rect, align: int) -> Rect:
     """``rect`` grown to multiples of ``align``: what its reduced copies read and write."""
     x, y, w, h = rect
     x0, y0 = x // align * align, y // align * align
     x1, y1 = -(-(x + w) // align) * align, -(-(y + h) // align) * align
     return (x0, y0, x1 - x0, y1 - y0)
-
-
-def _contains(outer: Rect, inner: Rect) -> bool:
-    ox, oy, ow, oh = outer
-    ix, iy, iw, ih = inner
-    return ox <= ix and oy <= iy and ix + iw <= ox + ow and iy + ih <= oy + oh
 
 
 class CanvasView(QWidget):
@@ -187,10 +167,10 @@ class CanvasView(QWidget):
         self._auto_fit = True  # follow the window size until the user zooms or pans
         self._checker = self._make_checker()
         self._primed: CanvasImages | None = None
-        # Large parts waiting to be redrawn by the worker thread, tile by tile (kind, rect,
-        # tries), the tile it is drawing, and the lock over both (see ``_refresh``).
-        self._parts: list[tuple[str, Rect, int]] = []
-        self._busy: tuple[str, Rect] | None = None
+        # Tiles asked of the worker thread at a level, the tiles it is drawing, and the lock
+        # over both and over the caches' tile states (see ``_change``).
+        self._requests: dict[tuple[str, int, int], int] = {}  # (kind, col, row): level
+        self._busy: set[tuple[str, int, int]] = set()
         self._lock = threading.Condition()
         self._worker: threading.Thread | None = None
         self._drawn: list[Rect] = []  # tiles drawn by the worker, to repaint
@@ -302,7 +282,7 @@ class CanvasView(QWidget):
         """The composite and mask overlay of ``doc``, drawn on any thread (a project being
         opened): ``prime`` hands them to the view before the document is shown."""
         w, h = max(1, doc.width), max(1, doc.height)
-        image, mask = MipImage(w, h), MipImage(w, h)
+        image, mask = MipImage(w, h, TILE), MipImage(w, h, TILE)
         image.array[:] = composite_of(doc, doc.rect)
         image.update(doc.rect)
         has_mask = any(layer.mask is not None for layer in doc.layers)
@@ -318,53 +298,112 @@ class CanvasView(QWidget):
     def _rebuild(self) -> None:
         w, h = max(1, self.doc.width), max(1, self.doc.height)
         primed, self._primed = self._primed, None
-        self._drop_parts(IMAGE, MASK)
+        self._drop_requests(IMAGE, MASK)
         if primed is not None and primed.size == (w, h):
             self._image, self._mask, self._has_mask = primed.image, primed.mask, primed.has_mask
             self._update_canvas_rect(self.doc.rect)
             return
-        self._image = MipImage(w, h)
-        self._mask = MipImage(w, h)
+        self._image = MipImage(w, h, TILE)
+        self._mask = MipImage(w, h, TILE)
         self._has_mask = False
         self._refresh(None)
         self._refresh_mask(None)
 
     def _refresh(self, rect: Rect | None) -> None:
-        """Recomposite ``rect`` (None: everything) into the cached image: now when it is
-        small, else on the worker thread (see ``PROGRESSIVE_PIXELS``)."""
+        """Redraw ``rect`` (None: everything) of the cached image: now when it is small,
+        else by the worker thread at the level the view shows (see ``_change``)."""
         part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
-        if part is not None and not self._queue_if_large(IMAGE, part):
-            self._refresh_now(part)
+        if part is not None:
+            self._change(IMAGE, part)
 
     def _refresh_now(self, part: Rect) -> None:
         x, y, w, h = part
         self._image.array[y:y + h, x:x + w] = self._composite(part)
         self._image.update(part)
-        self._update_canvas_rect(part)
 
-    # -- the worker thread ---------------------------------------------------------------
-    # The GUI thread queues a large part; the worker cuts it into tiles and draws each into
-    # the cache (and its reduced copies), then asks for a repaint of that tile. A small
-    # change is drawn at once on the GUI thread, unless it touches a waiting or busy tile:
-    # then it waits in the queue behind it, so what is drawn last is always the newest.
+    # -- level of detail and the worker thread -------------------------------------------
+    # As Krita does: a large change marks its tiles changed and the worker draws, for the
+    # tiles on screen, only the level the view shows (an 8000x8000 canvas fitted to the
+    # window: its 1000x1000 reduced copy, from every 4th pixel of each layer, 2x2
+    # averaged). Full-size tiles are drawn only where the view zooms in to them; until a
+    # tile lands it is drawn from its finest up-to-date level. A small change (a brush dab)
+    # is drawn at once on the GUI thread, at each tile's finest up-to-date level; one that
+    # touches a tile waiting for the worker waits with it, so the newest edit always shows.
 
-    def _queue_if_large(self, kind: str, part: Rect) -> bool:
-        """Queue ``part`` for the worker when it is large or overlaps queued work (the
-        caller draws it at once otherwise)."""
+    def _target(self, kind: str) -> MipImage:
+        return self._image if kind == IMAGE else self._mask
+
+    def _change(self, kind: str, part: Rect) -> None:
+        target = self._target(kind)
         x, y, w, h = part
         with self._lock:
-            if w * h <= PROGRESSIVE_PIXELS and not self._overlaps_queued(kind, part):
-                return False
-            # A waiting part inside the new one needs no drawing of its own.
-            self._parts = [p for p in self._parts if p[0] != kind or not _contains(part, p[1])]
-            self._parts.append((kind, part, 0))
-            if self._worker is None:
+            tiles = target.tiles(part)
+            levels = {int(target.valid[r, c]) for c, r in tiles}
+            small = (w * h <= PROGRESSIVE_PIXELS and target.none not in levels
+                     and not any((kind, c, r) in self._requests or (kind, c, r) in self._busy
+                                 for c, r in tiles))
+            if not small:
+                target.stale(part)
+        if not small:
+            self._request_visible(kind)
+        elif levels == {0}:  # the usual case: exact, in one go
+            if kind == IMAGE:
+                self._refresh_now(part)
+            else:
+                mask_overlay(self.doc, part, target.array[y:y + h, x:x + w], self.mask_tint)
+                target.update(part)
+        else:  # tiles shown from a reduced copy: redrawn there (cheap), finer ones later
+            for c, r in tiles:
+                level = int(target.valid[r, c])
+                f = 2 ** level
+                tile = target.tile_rect(c, r)
+                piece = intersect(_padded(intersect(part, tile) or tile, f), tile)
+                if piece is not None:
+                    target.write(level, piece, self._render(kind, piece, level))
+        self._update_canvas_rect(part)
+
+    def _render(self, kind: str, part: Rect, level: int) -> np.ndarray:
+        """``part`` of the composite (or mask overlay) drawn at ``level`` (``part``'s corner
+        on that level's grid): ``part``'s size divided by ``2 ** level``, rounded down."""
+        if kind == IMAGE:
+            return self._composite(part, level)
+        x, y, w, h = part
+        region = np.zeros((h, w, 4), np.uint8)
+        mask_overlay(self.doc, part, region, self.mask_tint)
+        return reduce_box(region, 2 ** level)
+
+    def _visible(self) -> Rect | None:
+        """The part of the canvas in the view (level-0 pixels)."""
+        top_left = self.to_canvas(QPointF(0, 0))
+        bottom_right = self.to_canvas(QPointF(self.width(), self.height()))
+        x0, y0 = int(np.floor(top_left.x())), int(np.floor(top_left.y()))
+        x1, y1 = int(np.ceil(bottom_right.x())), int(np.ceil(bottom_right.y()))
+        return intersect((x0, y0, x1 - x0, y1 - y0), self.doc.rect)
+
+    def _request_visible(self, *kinds: str) -> None:
+        """Ask the worker for the tiles on screen that are not up to date at the level the
+        view shows (GUI thread)."""
+        view = self._visible()
+        if view is None:
+            return
+        asked = False
+        with self._lock:
+            for kind in kinds:
+                target = self._target(kind)
+                level = target.level_for(self.zoom)
+                for c, r in target.tiles(view):
+                    if target.valid[r, c] > level:
+                        key = (kind, c, r)
+                        if self._requests.get(key, target.none) > level:
+                            self._requests[key] = level
+                            asked = True
+            if asked and self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="studio-canvas",
                                                 daemon=True)
                 _workers_drawing(+1)
                 self._worker.start()
-        self._drawn_timer.start()
-        return True
+        if asked:
+            self._drawn_timer.start()
 
     def _repaint_drawn(self) -> None:
         """Repaint the tiles the worker drew since the last look (GUI thread)."""
@@ -376,76 +415,98 @@ class CanvasView(QWidget):
         if done:
             self._drawn_timer.stop()
 
-    def _overlaps_queued(self, kind: str, part: Rect) -> bool:
-        # Reduced copies of neighbouring tiles share pixels: compare whole mip blocks.
-        align = 2 ** len(self._image.levels)
-        mine = _padded(part, align)
-        busy = [self._busy] if self._busy is not None else []
-        return any(k == kind and intersect(mine, _padded(r, align)) is not None
-                   for k, r in busy + [(k, r) for k, r, _t in self._parts])
-
-    def _drop_parts(self, *kinds: str) -> None:
-        """Forget waiting parts of these caches (the cache is replaced)."""
+    def _drop_requests(self, *kinds: str) -> None:
+        """Forget the tiles asked of these caches (the cache is replaced)."""
         with self._lock:
-            self._parts = [p for p in self._parts if p[0] not in kinds]
+            self._requests = {k: v for k, v in self._requests.items() if k[0] not in kinds}
+
+    def _next_job(self) -> tuple[str, int, int, list[int]]:
+        """The next run of waiting tiles (caller holds the lock): the coarsest level first,
+        then top to bottom, as one row of neighbouring tiles drawn in one go."""
+        kind, c, r = min(self._requests, key=lambda k: (-self._requests[k], k[2], k[1], k[0]))
+        level = self._requests.pop((kind, c, r))
+        cols = [c]
+        while self._requests.get((kind, cols[-1] + 1, r)) == level:
+            del self._requests[(kind, cols[-1] + 1, r)]
+            cols.append(cols[-1] + 1)
+        return kind, level, r, cols
 
     def _work(self) -> None:
-        """The worker thread: draw waiting tiles until none is left."""
+        """The worker thread: draw the waiting tiles until none is left."""
+        tries: dict[tuple[str, int, int], int] = {}
         while True:
             with self._lock:
-                self._busy = None
+                self._busy = set()
                 self._lock.notify_all()
-                if not self._parts:
+                if not self._requests:
                     self._worker = None
                     _workers_drawing(-1)
                     return
-                kind, tile, tries = _cut_tile(self._parts)
-                self._busy = (kind, tile)
-                target = self._image if kind == IMAGE else self._mask
-            drawn = self._draw_tile(kind, tile, target)
-            with self._lock:
-                if drawn:
+                kind, level, row, cols = self._next_job()
+                target = self._target(kind)
+                self._busy = {(kind, c, row) for c in cols}
+                versions = [int(target.version[row, c]) for c in cols]
+            first, last = target.tile_rect(cols[0], row), target.tile_rect(cols[-1], row)
+            rect = (first[0], first[1], last[0] + last[2] - first[0], first[3])
+            try:
+                pixels = self._render(kind, rect, level)
+            except Exception:  # a layer removed while it was read: drawn again later
+                _log.debug("canvas tiles %s not drawn", rect, exc_info=True)
+                with self._lock:
+                    for c in cols:
+                        tries[(kind, c, row)] = tries.get((kind, c, row), 0) + 1
+                        if tries[(kind, c, row)] < TILE_TRIES:
+                            self._requests.setdefault((kind, c, row), level)
+                continue
+            f = 2 ** level
+            for c, version in zip(cols, versions, strict=True):
+                tile = target.tile_rect(c, row)
+                with self._lock:
+                    if target.version[row, c] != version:
+                        continue  # changed meanwhile: it waits, marked changed, for a redraw
+                left = (tile[0] - rect[0]) // f
+                target.write(level, tile, pixels[:, left:left + max(1, tile[2] // f)])
+                with self._lock:
+                    if target.version[row, c] == version:
+                        target.valid[row, c] = min(int(target.valid[row, c]), level)
                     self._drawn.append(tile)
-                elif tries + 1 < TILE_TRIES:  # the document changed under it: again later
-                    self._parts.append((kind, tile, tries + 1))
-
-    def _draw_tile(self, kind: str, tile: Rect, target: MipImage) -> bool:
-        height, width = target.array.shape[:2]
-        part = intersect(tile, (0, 0, width, height))  # the canvas may have shrunk
-        if part is None:
-            return True
-        x, y, w, h = part
-        try:
-            if kind == IMAGE:
-                target.array[y:y + h, x:x + w] = self._composite(part)
-            else:
-                mask_overlay(self.doc, part, target.array[y:y + h, x:x + w], self.mask_tint)
-            target.update(part)
-        except Exception:  # a layer removed while it was read: drawn again later
-            _log.debug("canvas tile %s not drawn", tile, exc_info=True)
-            return False
-        return True
 
     @property
     def drawing(self) -> bool:
-        """Whether parts of the canvas are still being redrawn (a large change)."""
+        """Whether tiles on screen are still being drawn (a large change)."""
         with self._lock:
-            return bool(self._parts) or self._busy is not None
+            return bool(self._requests) or bool(self._busy)
 
     def finish_drawing(self) -> None:
-        """Redraw every waiting tile now (tests, exports of what is shown)."""
+        """Draw every tile at full size now (tests, exports of what is shown)."""
         with self._lock:
-            parts, self._parts = self._parts, []
-            while self._busy is not None:
+            self._requests = {}
+            while self._busy:
                 self._lock.wait()
-        while parts:
-            kind, tile, _tries = _cut_tile(parts)
-            target = self._image if kind == IMAGE else self._mask
-            self._draw_tile(kind, tile, target)
-            self._update_canvas_rect(tile)
+        for kind in (IMAGE, MASK):
+            target = self._target(kind)
+            rows, cols = np.nonzero(target.valid > 0)
+            for row in sorted(set(rows.tolist())):
+                for c in sorted(cols[rows == row].tolist()):
+                    tile = target.tile_rect(c, row)
+                    target.write(0, tile, self._render(kind, tile, 0))
+                    target.valid[row, c] = 0
+                    self._update_canvas_rect(tile)
 
-    def _composite(self, part: Rect) -> np.ndarray:
-        return composite_of(self.doc, part)
+    def _composite(self, part: Rect, level: int = 0) -> np.ndarray:
+        """``part`` of the composite at ``level`` (see ``_render``): level 0 exactly; a
+        reduced level from the layers sampled at every ``2 ** (level - 1)``-th pixel and
+        2x2 averaged (``Document.reduced``: every sample exactly the full composite's)."""
+        if level == 0:
+            return composite_of(self.doc, part)
+        step = 2 ** (level - 1)
+        x, y, w, h = part
+        f = 2 * step
+        cols, rows = (x + w) // f - x // f, (y + h) // f - y // f
+        if cols <= 0 or rows <= 0:
+            return np.zeros((max(0, rows), max(0, cols), 4), np.uint8)
+        sampled = composite_of(self.doc.reduced(step), (x // step, y // step, 2 * cols, 2 * rows))
+        return reduce_box(sampled, 2)
 
     def _refresh_mask(self, rect: Rect | None) -> None:
         part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)
@@ -454,17 +515,12 @@ class CanvasView(QWidget):
         if not any(layer.mask is not None for layer in self.doc.layers):
             if self._has_mask:
                 self._has_mask = False
-                self._drop_parts(MASK)
-                self._mask = MipImage(max(1, self.doc.width), max(1, self.doc.height))
+                self._drop_requests(MASK)
+                self._mask = MipImage(max(1, self.doc.width), max(1, self.doc.height), TILE)
                 self._update_canvas_rect(self.doc.rect)
             return
         self._has_mask = True
-        if self._queue_if_large(MASK, part):
-            return
-        x, y, w, h = part
-        mask_overlay(self.doc, part, self._mask.array[y:y + h, x:x + w], self.mask_tint)
-        self._mask.update(part)
-        self._update_canvas_rect(part)
+        self._change(MASK, part)
 
     def _update_canvas_rect(self, rect: Rect) -> None:
         self.update(self.canvas_rect_on_widget(rect).toAlignedRect().adjusted(-2, -2, 2, 2))
@@ -546,6 +602,9 @@ class CanvasView(QWidget):
         self.update()
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        # Tiles on screen not drawn at this zoom's level yet are asked of the worker; until
+        # they land they are drawn from their finest up-to-date level (never drawn here).
+        self._request_visible(*((IMAGE, MASK) if self._has_mask else (IMAGE,)))
         p = QPainter(self)
         p.fillRect(event.rect(), color("canvas"))
         target = self.canvas_rect_on_widget(self.doc.rect)

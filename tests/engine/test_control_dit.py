@@ -115,6 +115,9 @@ def dit_control_root(tmp_path_factory, tiny_sdxl_dir, tiny_sd1_dir):
     unet = UNet2DConditionModel.from_pretrained(tiny_sd1_dir / "unet")
     _save(ControlNetModel.from_config(controlnet_config(dict(unet.config), (16, 32))),
           nets / "tiny-sd1-canny", {"family": "sd1"})
+    xl = UNet2DConditionModel.from_pretrained(tiny_sdxl_dir / "unet")
+    _save(ControlNetModel.from_config(controlnet_config(dict(xl.config), (16, 32))),
+          nets / "tiny-sdxl-canny", {"family": "sdxl"})
     return root / "models"
 
 
@@ -364,6 +367,13 @@ def test_what_diffusers_has_no_pipeline_for_is_refused_in_one_line(
                                                         model="tiny-sdxl-union")])
     with pytest.raises(InvalidRequestError, match="SDXL"):
         cengine.generate(odd)
+    union_and_plain = _req(tiny_sdxl_dir, [
+        ControlLayer("edges", _edges(), model="tiny-sdxl-union"),
+        ControlLayer("edges", _edges(), model="tiny-sdxl-canny")])
+    with pytest.raises(InvalidRequestError) as err:
+        cengine.generate(union_and_plain)
+    assert "ControlNet-Union tiny-sdxl-union" in err.value.message
+    assert "cannot run in one generation" in err.value.message
 
 
 def test_flux_and_union_controlnets_work_in_image_to_image_and_inpainting(

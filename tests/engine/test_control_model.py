@@ -52,6 +52,26 @@ def test_the_engine_uses_it_by_default_for_line_art():
     assert engine.controls.resolve("", "lineart", "studio-tiny").name == "studio-tiny-control"
 
 
+def test_on_a_bf16_cpu_it_runs_as_its_card_measured_it(monkeypatch):
+    # Where the CPU policy stores large models in bf16 (native bf16: AMX), the small
+    # embedded models stay float32 without autocast, the ControlNet as the UNet it steers:
+    # the same pixels as on a CPU without bf16, as the card's figures were measured.
+    import studio.engine.device
+    from studio.engine.engine import Engine
+    from studio.training.train_control import HELD_OUT_SEED, sample
+
+    _, lines, _, _ = sample(HELD_OUT_SEED, 5)
+    req = GenerationRequest("a person with black hair on a green background",
+                            model="studio-tiny-diffusion", width=64, height=64, steps=6,
+                            guidance=5.0, seed=4,
+                            controls=(ControlLayer("lineart", Pixels.from_array(lines)),))
+    fp32 = Engine(device="cpu", dtype="float32", hf_cache=False)
+    monkeypatch.setattr(studio.engine.device, "cpu_has_fast_bf16", lambda: True)
+    bf16 = Engine(device="cpu", dtype="auto", hf_cache=False)
+    assert bf16.device_info().autocast  # the policy of a CPU with native bf16
+    assert np.array_equal(fp32.generate(req).images[0], bf16.generate(req).images[0])
+
+
 def test_its_card_figures_hold():
     """The issue's measures on the card's 48 held-out layouts chosen to differ from what each
     seed gives without control (see ``studio.training.train_control``), recomputed: the

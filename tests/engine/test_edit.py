@@ -181,3 +181,20 @@ def test_cli_edit_lands_in_the_project_with_its_request_and_use_settings_reprodu
     engine = Engine(device="cpu", dtype="float32", model_dirs=[kontext.parent],
                     embedded_dir=tmp_path / "none", hf_cache=False)
     assert np.array_equal(engine.generate(again).images[0], edited)
+
+
+def test_an_edit_on_a_comfyui_server_is_refused_in_one_line():
+    """On a server the family is read from the file name (a Kontext file reads as Flux), and
+    its image to image would not be an edit: refused before anything is sent."""
+    from studio.cli.generate import check_edit_on_server
+    from studio.core.models import ModelInfo
+
+    kontext = ModelInfo(id="flux1-kontext-dev.safetensors", name="flux1-kontext-dev",
+                        kind="diffusion", family="flux", source="comfyui",
+                        path="http://gpu:8188 · diffusion_models/flux1-kontext-dev.safetensors")
+    request = _req(Path("/models/kontext"))
+    with pytest.raises(InvalidRequestError) as err:
+        check_edit_on_server(kontext, request, on_server=True)
+    assert "\n" not in err.value.message and "server" in err.value.message
+    check_edit_on_server(kontext, request.replace(task="txt2img", init_image=None), True)
+    check_edit_on_server(kontext, request, on_server=False)  # the local engine edits

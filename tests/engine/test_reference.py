@@ -231,3 +231,23 @@ def test_regions_and_references_together_are_refused_in_one_line(rengine, tiny_s
                regions=(Region(mask, "a hat"),))
     with pytest.raises(InvalidRequestError, match="Regional prompts and reference images"):
         rengine.generate(req)
+
+
+def test_an_adapter_made_for_another_unet_of_the_same_width_is_refused(
+        rengine, tiny_sd1_dir, tmp_path):
+    """Same text width, other attention layers (another model of the family's size): one
+    line, before diffusers would fail on the shapes."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from tests.engine.reference_models import ip_adapter_state
+
+    state = ip_adapter_state(UNet2DConditionModel.from_pretrained(tiny_sd1_dir / "unet"), 24)
+    last = max(int(k.split(".")[1]) for k in state if k.startswith("ip_adapter."))
+    state = {k: v for k, v in state.items() if not k.startswith(f"ip_adapter.{last}.")}
+    path = tmp_path / "cut.safetensors"
+    save_file(state, str(path))
+    ref = ControlLayer("reference", photo(0), model=str(path))
+    with pytest.raises(StudioError, match="does not fit") as err:
+        rengine.generate(_req(tiny_sd1_dir, [ref]))
+    assert "nothing was loaded" in str(err.value) and "\n" not in str(err.value)

@@ -161,3 +161,19 @@ def test_studio_generate_with_server_and_control(comfy_server, tmp_path, monkeyp
                  "-o", str(tmp_path / "x.png"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and "control_sdxl_x" in err
+
+
+def test_the_result_records_the_controlnet_and_use_settings_makes_it_again(
+        remote_engine: RemoteEngine, qtbot) -> None:
+    result = remote_engine.generate(request(seed=5, controls=(scribble("right", 0.8),)))
+    (control,) = result.request.controls
+    assert control.model == "control_sd15_scribble_tiny.safetensors"  # the one that ran
+    assert (control.strength, control.kind) == (0.8, "scribble")
+    again = remote_engine.generate(result.request)  # "Use settings" on the image
+    assert np.array_equal(again.images[0], result.images[0])
+    # The window's control model picker offers the server's ControlNets (read off its thread).
+    remote_engine.controls.list()
+    qtbot.waitUntil(lambda: bool(remote_engine.controls.list()), timeout=30000)
+    offered = {o.name: o for o in remote_engine.controls.list()}[control.model]
+    assert offered.family == "sd1" and offered.kind == "controlnet"
+    assert "server" in offered.label and "controlnet/" in offered.path

@@ -35,8 +35,8 @@ def test_a_large_change_is_composited_off_the_gui_thread(qtbot, window, monkeypa
     threads: list[threading.Thread] = []
     composite = canvas._composite
     monkeypatch.setattr(canvas, "_composite",
-                        lambda part: (threads.append(threading.current_thread()),
-                                      composite(part))[1])
+                        lambda part, level=0: (threads.append(threading.current_thread()),
+                                               composite(part, level))[1])
     pixels = big_layer(window)
     qtbot.waitUntil(lambda: not canvas.drawing, timeout=60000)
     assert threads and threading.main_thread() not in threads
@@ -55,8 +55,8 @@ def test_a_stroke_over_tiles_still_drawing_ends_on_screen(qtbot, window, monkeyp
     read, go = threading.Event(), threading.Event()
     composite = canvas._composite
 
-    def held(part):  # read before the stroke, written after it
-        pixels = composite(part)
+    def held(part, level=0):  # read before the stroke, written after it
+        pixels = composite(part, level)
         if threading.current_thread() is not threading.main_thread() and not read.is_set():
             read.set()
             go.wait(30)

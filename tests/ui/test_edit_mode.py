@@ -30,9 +30,10 @@ def _choose(window, qtbot, model_id: str) -> None:
     qtbot.waitUntil(lambda: window.controller._mode_timer.isActive() is False, timeout=2000)
 
 
-def _mode(window, qtbot, start: str) -> str:
+def _mode(window, qtbot, start: str, part: str = "") -> str:
     label = window.prompt_panel.mode_label
-    qtbot.waitUntil(lambda: label.text().startswith(start), timeout=3000)
+    qtbot.waitUntil(lambda: label.text().startswith(start) and part in label.text(),
+                    timeout=3000)
     return label.text()
 
 
@@ -88,3 +89,23 @@ def test_use_settings_of_an_edit_restores_the_edit_mode(qtbot, window, engine):
     panel.apply_request(record.request)
     assert panel.model_id == "kontext" and panel.editing
     assert panel.prompt_edit.toPlainText() == "remove the glasses"
+
+
+def test_a_selection_edits_only_its_area(qtbot, window, engine):
+    from studio.core.document.edits import SetSelection
+
+    panel = window.prompt_panel
+    photo = np.zeros((128, 128, 3), np.uint8)
+    photo[:64, :, 1] = 200  # green on top, black below
+    window.controller.add_image_layer(photo, "photo")
+    _choose(window, qtbot, "kontext")
+    window.undo.push(SetSelection((0, 0, 64, 64)))
+    _mode(window, qtbot, "Edit with words", "(selection)")
+    panel.prompt_edit.setPlainText("make it blue")
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
+        window.controller.generate()
+    request = engine.requests[-1]
+    assert request.task == "img2img"
+    np.testing.assert_array_equal(request.init_image.to_array()[..., :3], photo[:64, :64])
+    new = window.doc.layers[-1]
+    assert (new.x, new.y, new.width, new.height) == (0, 0, 64, 64)  # over the selection
