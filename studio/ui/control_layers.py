@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -405,8 +406,6 @@ class ControlSection(QGroupBox):
     def show_map(self) -> None:
         """Add the active control layer's preprocessed map (over the generation rect) as a
         new layer, not itself a control."""
-        from studio.core.document.edits import AddLayer
-
         layer = self._layer
         mark = marks_for(self.doc).get(layer.id) if layer is not None else None
         if layer is None or mark is None:
@@ -416,18 +415,60 @@ class ControlSection(QGroupBox):
         if image is None:
             return
         depth = None
+        name = f"{KIND_LABELS[mark.kind]} map of {layer.name}"
         if mark.kind == "depth-estimate":  # the backend's estimator (the local engine's)
             connection = getattr(self.window(), "connection", None)
             engine = getattr(getattr(connection, "services", None), "engine", None)
             depth = getattr(getattr(engine, "controls", None), "estimate_depth", None)
+            jobs = getattr(connection, "jobs", None)
+            if depth is not None and jobs is not None and jobs.runner is not None:
+                # A model run (seconds, and its load the first time): on the engine thread
+                # that owns the model, never on the window's.
+                self._show_map_as_job(jobs, mark.kind, image, rect, name, depth)
+                return
         try:
             arr, _note = control_map(mark.kind, image, rect[2], rect[3], depth=depth)
         except Exception as err:  # no estimator, or it failed to load: say why, add nothing
             self.note.setText(str(err) or DEPTH_ESTIMATE_OFF)
             self.note.setVisible(True)
             return
+        self._add_map(arr, name, rect)
+
+    def _add_map(self, arr: np.ndarray, name: str, rect: Rect) -> None:
+        from studio.core.document.edits import AddLayer
+
         rgba = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=2)
-        new = Layer(pixels=np.ascontiguousarray(rgba), name=f"{KIND_LABELS[mark.kind]} map "
-                    f"of {layer.name}", x=rect[0], y=rect[1])
+        new = Layer(pixels=np.ascontiguousarray(rgba), name=name, x=rect[0], y=rect[1])
         self.undo.push(AddLayer(new))
+
+    def _show_map_as_job(self, jobs: Any, kind: str, image: np.ndarray, rect: Rect,
+                         name: str, depth: Any) -> None:
+        """Estimate the map as a queued job (cancellable in the queue); the layer is added
+        when it is ready, to the document it was asked for."""
+        from studio.core.jobs.events import JobCancelled, JobFailed, JobFinished
+
+        doc, made = self.doc, {}
+
+        def work(_on_step: Any, _cancel: Any) -> None:
+            made["map"] = control_map(kind, image, rect[2], rect[3], depth=depth)[0]
+
+        def on_event(event: Any) -> None:
+            if event.job_id != job or not isinstance(event, JobFinished | JobFailed |
+                                                      JobCancelled):
+                return
+            jobs.remove_listener(on_event)
+            if isinstance(event, JobFailed):
+                self.note.setText(event.message or DEPTH_ESTIMATE_OFF)
+                self.note.setVisible(True)
+            elif isinstance(event, JobCancelled):
+                self.note.setText("The depth map was cancelled.")
+            elif "map" in made and self.doc is doc:
+                self.note.setText("")
+                self.note.setVisible(False)
+                self._add_map(made["map"], name, rect)
+
+        job = jobs.submit_work(work, f"Depth map of {name.rsplit(' of ', 1)[-1]}")
+        jobs.add_listener(on_event)  # its events reach the window's thread after this
+        self.note.setText("Estimating depth… the map is added as a layer when it is ready.")
+        self.note.setVisible(True)
 
