@@ -6,9 +6,12 @@ Only this module and ``studio.cli`` name the concrete backend; the window gets a
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from studio.core.engines import EngineServices
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from studio.core.jobs.runner import Work
@@ -34,8 +37,13 @@ def run_app(settings: Settings, paths: list[str]) -> int:
             from studio.engine.services import local_services
             from studio.remote.routing import routing_services
 
+            try:
+                local = local_services(settings)
+            except Exception:  # a broken torch install: the servers still work
+                log.exception("the local engine did not start; generating on servers only")
+                return remote
             # Local models and server models side by side, each job where its model is.
-            return routing_services(local_services(settings), remote)
+            return routing_services(local, remote)
         # Heavy imports (torch, diffusers) happen here, on the loader thread, after the
         # window is up.
         from studio.engine.services import local_services

@@ -239,9 +239,13 @@ def control_map(kind: str, image: Pixels | np.ndarray, width: int, height: int,
     note ("" or what was changed: a control image of another size is scaled).
 
     ``depth`` estimates a depth map (uint8 (H, W), near is light) from an RGB photo: the
-    ``depth-estimate`` kind needs it (a ``ValueError`` saying why without)."""
+    ``depth-estimate`` kind needs it (a ``ValueError`` saying why without). A ``reference``
+    has no map (an IP-Adapter reads the image whole, on the local engine): a ``ValueError``
+    saying so, naming the custom node a ComfyUI server would need."""
     from PIL import Image
 
+    if kind in REFERENCE_KINDS:  # no map: the local engine's IP-Adapter reads it whole, and
+        raise ValueError(REFERENCE_REMOTE_OFF)  # a path that wants one (a server's) says why
     arr = _rgba(image)
     h, w = arr.shape[:2]
     note = ""
@@ -261,7 +265,7 @@ def control_map(kind: str, image: Pixels | np.ndarray, width: int, height: int,
         if depth is None:
             raise ValueError(DEPTH_ESTIMATE_OFF)
         grey = np.asarray(depth(np.ascontiguousarray(arr[..., :3])), np.uint8)
-    elif kind in ("tile", "pose", *REFERENCE_KINDS):  # a reference: the image as read
+    elif kind in ("tile", "pose"):
         return np.ascontiguousarray(arr[..., :3]), note
     else:
         raise ValueError(f"unknown control kind {kind!r}")

@@ -246,7 +246,8 @@ def _seeded(cls: type) -> type:
             if first is None:
                 return super().__call__(*args, **kw)
             device = self._execution_device
-            cuda = [device.index or 0] if device.type == "cuda" else []
+            cuda = ([torch.cuda.current_device() if device.index is None else device.index]
+                    if device.type == "cuda" else [])
             with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(first.initial_seed())
                 return super().__call__(*args, **kw)

@@ -411,7 +411,7 @@ def _load_dit_file(path: Path, info: ControlModelInfo, torch_dtype: Any) -> Any:
 
     params = set(inspect.signature(ControlNetUnionModel.__init__).parameters)
     config = {k: v for k, v in _bundled_controlnet_config("sdxl").items() if k in params}
-    config.update(num_control_type=info.modes, conditioning_embedding_out_channels=[16, 32, 96, 256])
+    config["num_control_type"] = info.modes  # 6 (union) or 8 (promax), from the file
     model = ControlNetUnionModel.from_config(config)
     model.load_state_dict(load_file(path), strict=True)
     return model.to(torch_dtype)

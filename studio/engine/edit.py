@@ -1,4 +1,5 @@
-"""Edit with words: instruction-editing pipelines (Flux Kontext) as an image-to-image task.
+"""Edit with words: instruction-editing pipelines (Flux Kontext, Flux 2 Klein) as an
+image-to-image task.
 
 An edit family (``FamilySpec.edit``) takes the init image (the selected layer or the
 selection's area in the window, ``--init-image`` on the command line) and the prompt as an
@@ -22,8 +23,11 @@ def is_edit_family(family: str) -> bool:
 def edit_args(req: Any) -> dict[str, Any]:
     """The image arguments of an edit: the init image at the request's size, and that size
     kept (Kontext would otherwise move both to its preferred resolutions and a 1-megapixel
-    area: ``_auto_resize`` off, ``max_area`` the request's)."""
+    area: ``_auto_resize`` off, ``max_area`` the request's; Flux 2 Klein takes the size as
+    given)."""
     from studio.engine.calls import _init_image
 
-    return {"image": _init_image(req), "height": req.height, "width": req.width,
-            "max_area": req.width * req.height, "_auto_resize": False}
+    args = {"image": _init_image(req), "height": req.height, "width": req.width}
+    if req.family == "flux-kontext":
+        args.update(max_area=req.width * req.height, _auto_resize=False)
+    return args

@@ -57,6 +57,21 @@ EXAMPLES = {"sd1": "control_v11p_sd15_scribble.safetensors",
 DEPTH_ESTIMATE_OFF_REMOTE = ("Depth from a photo is estimated by the local engine's "
                              "depth model, which a server backend does not load; use a depth "
                              "image (Depth) on a server.")
+EDGES_OFF_THIN = ("Edges (Canny) are found with scipy, which this install (without the local "
+                  "engine) leaves out: pip install scipy, or draw the lines (Line art).")
+
+
+def kinds_off() -> list[tuple[str, str]]:
+    """(control kind, why it is off) on servers: depth from a photo (no depth model here),
+    and edges where scipy is not installed (the thin install)."""
+    import importlib.util
+
+    off = [("depth-estimate", DEPTH_ESTIMATE_OFF_REMOTE)]
+    if importlib.util.find_spec("scipy") is None:
+        off.append(("edges", EDGES_OFF_THIN))
+    return off
+
+
 # The kinds a ControlNet reads, from the words of its file name.
 _KIND_WORDS = (("edges", ("canny", "edge")), ("lineart", ("lineart", "line_art", "line-art")),
                ("scribble", ("scribble", "sketch", "hed", "softedge")),
@@ -195,6 +210,8 @@ def control_maps(request: GenerationRequest,
         except ValueError as err:
             text = DEPTH_ESTIMATE_OFF_REMOTE if str(err) == DEPTH_ESTIMATE_OFF else str(err)
             raise InvalidRequestError(text) from err
+        except ImportError as err:  # the thin install has no scipy (Canny edges)
+            raise InvalidRequestError(EDGES_OFF_THIN) from err
         if note:
             log.info("%s", note)
         out.append((control, arr))
@@ -347,7 +364,8 @@ def check_lines(info: dict[str, Any], controlnets: Sequence[str],
                                        f"models/controlnet/: put one "
                                        f"({EXAMPLES.get(family, EXAMPLES['sd1'])}) in "
                                        "ComfyUI/models/controlnet/"))
-    lines.append(("depth from a photo", False, DEPTH_ESTIMATE_OFF_REMOTE))
+    lines.append(("depth from a photo", False, "local engine only (its depth model); a depth "
+                                               "image works on servers"))
     return lines
 
 

@@ -678,9 +678,9 @@ def features_from_nodes(info: dict[str, Any]) -> EngineFeatures:
 
 def control_reasons(info: dict[str, Any]) -> list[tuple[str, str]]:
     """Why control layers, or some control kinds, are off on a server with these nodes."""
-    from studio.remote.control import DEPTH_ESTIMATE_OFF_REMOTE
+    from studio.remote.control import kinds_off
 
-    out = [("depth-estimate", DEPTH_ESTIMATE_OFF_REMOTE)]
+    out = kinds_off()
     missing = [n for n in wf.REQUIRED_NODES["control"] if n not in info]
     if missing:
         out.append(("control", f"The server lacks the node(s) {', '.join(missing)} "

@@ -109,9 +109,9 @@ class RoutingEngine:
     def list_models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:
         """This computer's models first, then the servers' (each knows where it lives:
         ``location``). A server that does not answer hides only its own models."""
-        local = self._local_models(kind, refresh)
+        local = _listed(self.local, kind, refresh)
         try:
-            remote = self.remote.list_models(kind, refresh)
+            remote = _listed(self.remote, kind, refresh)
         except StudioError:
             remote = []  # the status bar says why the servers are out
         local_ids = {m.id for m in local}
@@ -122,13 +122,6 @@ class RoutingEngine:
                 if m.id not in local_ids:  # a name both have: this computer's
                     self._where[m.id] = "remote"
         return local + remote
-
-    def _local_models(self, kind: str | None, refresh: bool) -> list[ModelInfo]:
-        try:
-            return self.local.list_models(kind, refresh) if refresh else \
-                self.local.list_models(kind)
-        except TypeError:  # a backend without ``refresh``
-            return self.local.list_models(kind)
 
     def models(self, kind: str | None = None, refresh: bool = False) -> list[ModelInfo]:
         """As ``list_models`` (the name ``studio models`` asks a model registry by)."""
@@ -146,18 +139,13 @@ class RoutingEngine:
             known = self._where.get(model_id)
         if known is not None:
             return known
-        try:
-            self.local.resolve_model(model_id)
-            where = "local"
-        except StudioError:
-            try:
-                self.remote.resolve_model(model_id)
-                where = "remote"
-            except StudioError:
-                where = "local"  # neither has it: the local engine says so in its words
+        try:  # a model not listed yet: a path or hub id this computer has, or else a
+            self.local.resolve_model(model_id)  # server's (asked no network here: the
+        except StudioError:  # window asks on its own thread; the servers' engine says in
+            return "remote"  # one line if none has it)
         with self._lock:
-            self._where[model_id] = where
-        return where
+            self._where[model_id] = "local"
+        return "local"
 
     def _engine_for(self, request: GenerationRequest) -> Any:
         return self.remote if self.backend_for(request.model, request.device) == "remote" \
@@ -219,6 +207,17 @@ class RoutingEngine:
 
     def close(self) -> None:
         self.remote.close()
+
+
+def _listed(engine: Any, kind: str | None, refresh: bool) -> list[ModelInfo]:
+    """``engine``'s models of ``kind``; ``refresh``: read again (the protocol's
+    ``list_models(kind)``; the local and remote engines also take ``refresh``)."""
+    if not refresh:
+        return engine.list_models(kind)
+    try:
+        return engine.list_models(kind, refresh=True)
+    except TypeError:  # a backend without ``refresh``
+        return engine.list_models(kind)
 
 
 class RoutingUpscaling:

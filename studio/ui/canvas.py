@@ -261,9 +261,9 @@ class CanvasView(QWidget):
         elif name == "canvas_resized":
             # Keep the content where it was on screen when the canvas grows to the left/top.
             self.offset -= QPointF(payload.get("dx", 0), payload.get("dy", 0)) * self.zoom
-            self._rebuild()
-            if self._auto_fit:
+            if self._auto_fit:  # first: the new canvas is drawn at the level it is shown at
                 self.fit()
+            self._rebuild()
         elif name == "selection_changed":
             self.update()
 
@@ -384,19 +384,20 @@ class CanvasView(QWidget):
         """Ask the worker for the tiles on screen that are not up to date at the level the
         view shows (GUI thread)."""
         view = self._visible()
-        if view is None:
-            return
         asked = False
         with self._lock:
             for kind in kinds:
                 target = self._target(kind)
                 level = target.level_for(self.zoom)
-                for c, r in target.tiles(view):
-                    if target.valid[r, c] > level:
-                        key = (kind, c, r)
-                        if self._requests.get(key, target.none) > level:
-                            self._requests[key] = level
-                            asked = True
+                # What the view no longer shows (panned away, zoomed out) is not drawn.
+                wanted = {(kind, c, r): level for c, r in target.tiles(view or (0, 0, 0, 0))
+                          if target.valid[r, c] > level}
+                self._requests = {k: v for k, v in self._requests.items()
+                                  if k[0] != kind or k in wanted}
+                for key in wanted:
+                    if self._requests.get(key, target.none) != level:
+                        self._requests[key] = level
+                        asked = True
             if asked and self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="studio-canvas",
                                                 daemon=True)

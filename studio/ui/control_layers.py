@@ -408,7 +408,7 @@ class ControlSection(QGroupBox):
         new layer, not itself a control."""
         layer = self._layer
         mark = marks_for(self.doc).get(layer.id) if layer is not None else None
-        if layer is None or mark is None:
+        if layer is None or mark is None or mark.kind in REFERENCE_KINDS:  # no map: as is
             return
         rect = self.doc.generation_rect
         image = _cut(self.doc, layer, rect)

@@ -9,6 +9,7 @@ family, or of another width, is refused in one line before anything loads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -437,6 +438,47 @@ def test_single_files_are_identified_by_their_tensor_names(tmp_path):
     assert (sd3.family, sd3.width) == ("sd3", 2432)
     assert (union.family, union.arch, union.modes) == ("sdxl", "ControlNetUnionModel", 8)
     assert "tile" in union.kinds
+
+
+def test_a_kind_a_union_has_no_mode_for_is_refused_in_one_line():
+    """xinsir's first union (6 modes) has no tile mode; promax (8) has."""
+    from studio.engine import control_dit
+    from studio.engine.control_models import ControlModelInfo
+
+    union = ControlModelInfo("u", "controlnet-union-sdxl-1.0", "controlnet", "sdxl", "/u",
+                             arch="ControlNetUnionModel", modes=6)
+    tile = ControlLayer("tile", _edges())
+    with pytest.raises(InvalidRequestError) as err:
+        control_dit.check([union], [tile], "txt2img", 0, "sdxl-base")
+    assert err.value.message == ("ControlNet-Union controlnet-union-sdxl-1.0 (SDXL) has no "
+                                 "control mode for tile; it reads pose, depth, depth-estimate, "
+                                 "scribble, lineart, edges.")
+    promax = dataclasses.replace(union, modes=8)
+    control_dit.check([promax], [tile], "txt2img", 0, "sdxl-base")  # tile is its mode 6
+
+
+def test_a_single_file_sdxl_union_loads_with_its_modes(tiny_sdxl_dir, tmp_path, monkeypatch):
+    """xinsir's promax is one file in diffusers' keys: read with the SDXL ControlNet config
+    (here the tiny one in its place) and its number of modes from ``task_embedding``."""
+    from safetensors.torch import save_file
+
+    from studio.engine import control_models
+
+    net = _union_controlnet(tiny_sdxl_dir)
+    _randomise(net, 4)
+    path = tmp_path / "ControlNet" / "diffusion_pytorch_model_promax.safetensors"
+    path.parent.mkdir()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    config = {k: v for k, v in dict(net.config).items() if not k.startswith("_")}
+    monkeypatch.setattr(control_models, "_bundled_controlnet_config",
+                        lambda family: {**config, "num_control_type": 6})
+    info = control_models.file_info(path)
+    assert (info.arch, info.family, info.modes) == ("ControlNetUnionModel", "sdxl", 8)
+    loaded = control_models.load_control_model(info, torch.float32)
+    assert type(loaded).__name__ == "ControlNetUnionModel"
+    assert loaded.config.num_control_type == 8
+    for name, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value)
 
 
 # -- recorded: metadata, the CLI, the job runner -------------------------------------------

@@ -138,3 +138,14 @@ def test_cli_reference_without_an_ip_adapter_is_one_line_before_loading(
 def test_an_unknown_kind_is_still_refused(tmp_path):
     with pytest.raises(InvalidRequestError, match="one of scribble"):
         parse_control_spec("ipadapter=a.png")
+
+
+def test_a_reference_sent_to_a_comfyui_server_is_refused_in_one_line_not_dropped():
+    """Core ComfyUI has no IP-Adapter node: the server path refuses the request, naming the
+    custom node, before anything is uploaded (not a ControlNet hunt, not a silent drop)."""
+    from studio.remote.control import control_maps
+
+    req = GenerationRequest("a person", width=64, height=64, seed=5, controls=(REF,))
+    with pytest.raises(InvalidRequestError) as err:
+        control_maps(req)
+    assert str(err.value) == REFERENCE_REMOTE_OFF and "\n" not in str(err.value)

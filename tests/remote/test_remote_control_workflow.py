@@ -143,3 +143,24 @@ def test_the_connect_check_says_per_family_what_is_missing() -> None:
     assert not ok and "no ControlNet for SDXL in models/controlnet/" in detail
     (what, ok, detail), = rc.check_lines({}, [SD15], [])
     assert not ok and "ControlNetLoader" in detail
+
+
+def test_without_scipy_edges_are_off_with_the_reason_and_one_line(monkeypatch) -> None:
+    import builtins
+    import importlib.util
+
+    real_find, real_import = importlib.util.find_spec, builtins.__import__
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "scipy" else real_find(name, *a))
+    assert "pip install scipy" in dict(rc.kinds_off())["edges"]
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError("No module named 'scipy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)  # the thin install
+    with pytest.raises(InvalidRequestError) as err:
+        rc.control_maps(request([ControlLayer("edges", strokes())]))
+    assert "\n" not in str(err.value) and "scipy" in str(err.value)
+    assert rc.control_maps(request([ControlLayer("scribble", strokes())]))  # needs none

@@ -81,14 +81,21 @@ class FamilySpec:
 
 # Edit with words: the init image (the selected layer, the selection's area, --init-image)
 # changed as the instruction says ("make the hair red"), by the pipeline itself (studio.
-# engine.edit). Flux Kontext takes guidance as a model input, no negative prompt, no
-# sliders, and no LoRA yet; inpainting is refused (an edit changes what the words name).
+# engine.edit). No negative prompt, no sliders, and no LoRA yet; inpainting is refused (an
+# edit changes what the words name). Flux Kontext takes guidance as a model input.
 EDIT_SPECS = (
     FamilySpec("flux-kontext", "Flux Kontext", FamilyDefaults(1024, 1024, 28, 2.5, "Flow Euler"),
                flow=True, negative_prompt=False, guidance_embedding=True, inpaint=False,
                prompt_sliders=False, seed_sliders=False, lora=False,
                text_encoders="CLIP-L and T5", size_multiple=16,
                schedulers=("Flow Euler", "Euler"), pipelines=("FluxKontextPipeline",),
+               edit=True),
+    # Flux 2 Klein: true CFG (the distilled ones ignore it), a Qwen3 text encoder, no
+    # negative prompt argument; it edits its reference image, or draws from words alone.
+    FamilySpec("flux2-klein", "Flux 2 Klein", FamilyDefaults(1024, 1024, 28, 4.0, "Flow Euler"),
+               flow=True, negative_prompt=False, inpaint=False, prompt_sliders=False,
+               seed_sliders=False, lora=False, text_encoders="Qwen3", size_multiple=16,
+               schedulers=("Flow Euler", "Euler"), pipelines=("Flux2KleinPipeline",),
                edit=True),
 )
 
