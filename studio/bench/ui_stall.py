@@ -7,6 +7,9 @@ window and the real engine thread. ``python -m studio.bench.ui_stall --open-proj
 reports them while the window opens a 200-layer project (no engine needed).
 ``python -m studio.bench.ui_stall MODEL --large 8000 [--region 1024] [--runs 10]`` reports
 them for each of ten generations on an 8000x8000 canvas, with the resident memory after each.
+``python -m studio.bench.ui_stall --canvas 8000 [--runs 3]`` measures the canvas alone (no
+model): a result layer landing on an 8000x8000 canvas, drawn with level of detail and at full
+size in turns, side by side.
 """
 
 from __future__ import annotations
@@ -322,6 +325,107 @@ def measure_large(model_path: str, canvas: int = 8000, region: int = 0, runs: in
             "load": os.getloadavg()}
 
 
+def measure_canvas(canvas: int = 8000, runs: int = 3, idle_s: float = 0.5) -> dict[str, Any]:
+    """The canvas alone (no engine): the GUI thread's stalls while a ``canvas``-px result
+    layer is added to a ``canvas``-px document fitted to a 1400x900 window and drawn, with
+    level of detail and without it (every tile at full size, as before), run by run in
+    turns so both see the same load; then the resident memory over ``runs`` more adds and
+    undos with level of detail."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import gc
+
+    import numpy as np
+    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: TID251
+    from PySide6.QtWidgets import QApplication  # noqa: TID251
+
+    from studio.core.document.edits import AddLayer
+    from studio.core.document.layers import Layer
+    from studio.settings import Settings
+    from studio.ui.canvas import CanvasView
+    from studio.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(["studio-bench"])
+    folder = Path(tempfile.mkdtemp(prefix="studio-bench-canvas-"))
+    settings = QSettings(str(folder / "s.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(None, None, settings, Settings(autosave_minutes=0))
+    window.resize(1400, 900)
+    window.show()
+    ys = np.linspace(0, 255, canvas, dtype=np.float32)
+    base = np.empty((canvas, canvas, 3), np.uint8)
+    base[..., 0] = ys[:, None].astype(np.uint8)
+    base[..., 1] = ys[None, :].astype(np.uint8)
+    base[..., 2] = 128
+    window.controller.add_image_layer(base, "big")
+    result = np.empty((canvas, canvas, 4), np.uint8)  # a result: smooth, opaque
+    result[..., 0] = 200
+    result[..., 1] = ys[None, :].astype(np.uint8)
+    result[..., 2] = ys[:, None].astype(np.uint8)
+    result[..., 3] = 255
+    del base
+    stamps: list[float] = []
+    timer = QTimer(interval=PERIOD_MS)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    loop = QEventLoop()
+
+    def wait(seconds: float) -> None:
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+
+    def drawn() -> None:
+        wait(0.05)
+        while window.canvas.drawing:
+            wait(0.02)
+
+    timer.start()
+    window.canvas.fit()
+    wait(0.5)
+    drawn()
+    stamps.clear()
+    wait(idle_s)
+    idle = _summary(stamps)
+    modes: dict[str, list[dict[str, float]]] = {"lod": [], "full": []}
+    rss: list[float] = []
+    for i in range(runs * 2 + runs):
+        mode = ("lod", "full")[i % 2] if i < runs * 2 else "lod"
+        CanvasView.level_of_detail = mode == "lod"
+        add = AddLayer(Layer(name="result", pixels=result, kind="generated"))
+        stamps.clear()
+        start = time.perf_counter()
+        window.undo.push(add)  # the layer lands (as a generation's does) and is drawn
+        drawn()
+        run = _summary(stamps)
+        run["seconds"] = time.perf_counter() - start
+        window.undo.undo()
+        drawn()
+        del add
+        gc.collect()
+        run["rss_mb"] = _rss_mb()
+        if i < runs * 2:
+            modes[mode].append(run)
+        else:
+            rss.append(run["rss_mb"])
+        print(f"{mode} {i}: drawn in {run['seconds']:.2f} s, stalls max {run['max_ms']:.1f} ms, "
+              f"p99 {run['p99_ms']:.1f} ms, RSS {run['rss_mb']:.0f} MB, "
+              f"load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    CanvasView.level_of_detail = True
+    timer.stop()
+    window.close()
+    app.processEvents()
+
+    def worst(key: str, mode: str) -> float:
+        return max(r[key] for r in modes[mode])
+
+    return {"canvas": canvas, "runs": runs, "idle": idle, "lod": modes["lod"],
+            "full": modes["full"],
+            "max_ms": {"lod": worst("max_ms", "lod"), "full": worst("max_ms", "full")},
+            "p99_ms": {"lod": worst("p99_ms", "lod"), "full": worst("p99_ms", "full")},
+            "max_ratio_full_over_lod": worst("max_ms", "full") / max(worst("max_ms", "lod"), 1e-3),
+            "p99_ratio_full_over_lod": worst("p99_ms", "full") / max(worst("p99_ms", "lod"), 1e-3),
+            "rss_mb": rss, "rss_growth": (rss[-1] - rss[0]) / rss[0] if rss else 0.0,
+            "load": os.getloadavg()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m studio.bench.ui_stall")
     parser.add_argument("model", nargs="?", help="the model of the generation measured")
@@ -338,16 +442,23 @@ def main() -> int:
                              "(the baseline at this machine's load)")
     parser.add_argument("--large", type=int, default=0, metavar="SIDE",
                         help="measure generations on a SIDE x SIDE canvas (e.g. 8000)")
+    parser.add_argument("--canvas", type=int, default=0, metavar="SIDE",
+                        help="the canvas alone (no model): stalls while a SIDE x SIDE "
+                             "result is drawn, with level of detail and at full size")
     parser.add_argument("--region", type=int, default=0,
                         help="with --large: a square selection of this side (0: all of it)")
-    parser.add_argument("--runs", type=int, default=10, help="with --large: how many runs")
+    parser.add_argument("--runs", type=int, default=0,
+                        help="with --large: how many runs (10); with --canvas: of each (3)")
     parser.add_argument("--keep", action="store_true",
                         help="with --large: leave each result on the canvas (no undo)")
     args = parser.parse_args()
+    if args.canvas:
+        report_child_result(measure_canvas(args.canvas, args.runs or 3))
+        return 0
     if args.large:
         if not args.model:
             parser.error("name the model for --large")
-        report_child_result(measure_large(args.model, args.large, args.region, args.runs,
+        report_child_result(measure_large(args.model, args.large, args.region, args.runs or 10,
                                           args.steps, args.size, args.keep))
         return 0
     if args.open_project:

@@ -31,6 +31,11 @@ def txt2img_args(req: GenerationRequest, latents: Any = None) -> dict[str, Any]:
     args: dict[str, Any] = {"height": req.height, "width": req.width}
     if latents is not None:
         args["latents"] = latents
+    if req.family:
+        from studio.engine.edit import is_edit_family, keep_size
+
+        if is_edit_family(req.family):  # Kontext would draw 1 megapixel whatever was asked
+            args.update(keep_size(req))
     return args
 
 

@@ -28,6 +28,13 @@ def edit_args(req: Any) -> dict[str, Any]:
     from studio.engine.calls import _init_image
 
     args = {"image": _init_image(req), "height": req.height, "width": req.width}
+    args.update(keep_size(req))
     if req.family == "flux-kontext":
-        args.update(max_area=req.width * req.height, _auto_resize=False)
+        args["_auto_resize"] = False
     return args
+
+
+def keep_size(req: Any) -> dict[str, Any]:
+    """What keeps an edit model at the request's size, with or without an image: Kontext
+    scales any size to its ``max_area`` (1 megapixel by default)."""
+    return {"max_area": req.width * req.height} if req.family == "flux-kontext" else {}

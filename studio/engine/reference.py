@@ -420,9 +420,9 @@ class ReferencePlan:
         finally:
             if hook is not None:
                 hook.remove()
-            unet.set_attn_processor(processors)
-            unet.encoder_hid_proj = hid_proj
+            unet.encoder_hid_proj = hid_proj  # first: a Plus adapter's has attention layers
             unet.config.encoder_hid_dim_type = hid_type
+            unet.set_attn_processor(processors)
             pipe.register_modules(image_encoder=encoder)
             pipe.register_modules(feature_extractor=extractor)
 
@@ -499,7 +499,7 @@ class ReferenceModels:
             names = ", ".join(i.name for i in found) or "none found"
             raise ModelNotFoundError(f"No IP-Adapter named {name!r}.",
                                      hint=f"IP-Adapters found: {names}.")
-        for info in found:
+        for info in sorted(found, key=lambda i: i.projection != "image"):  # plain first
             if info.cross_dim == cross_dim and info.projection != "faceid":
                 return info
         raise ModelNotFoundError(

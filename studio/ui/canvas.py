@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,30 @@ def composite_of(doc: Document, part: Rect) -> np.ndarray:
     return premultiply(doc.composite(part))
 
 
+def sampled(doc: Document, part: Rect, step: int) -> Document:
+    """The layers over ``part`` (its corner on the ``step`` grid) sampled at every
+    ``step``-th canvas pixel, as ``Document.reduced`` samples them (``sampled(...)``'s
+    composite is exactly every ``step``-th pixel of the full one), reading only ``part``."""
+    x, y, w, h = part
+    out = Document(width=-(-doc.width // step), height=-(-doc.height // step),
+                   log=None)  # type: ignore[arg-type]
+    for layer in list(doc.layers):  # a copy: the GUI thread may be editing the list
+        if layer.is_group:
+            out.layers.append(replace(layer, mask=None, x=layer.x // step, y=layer.y // step))
+            continue
+        inside = intersect(part, layer.rect)
+        if inside is None:
+            continue
+        ix, iy, iw, ih = inside
+        gx, gy = -(-ix // step) * step, -(-iy // step) * step  # the first pixels on the grid
+        pixels = layer.pixels[gy - layer.y:iy + ih - layer.y:step,
+                              gx - layer.x:ix + iw - layer.x:step]
+        if 0 in pixels.shape[:2]:
+            continue
+        out.layers.append(replace(layer, pixels=pixels, mask=None, x=gx // step, y=gy // step))
+    return out
+
+
 def mask_overlay(doc: Document, part: Rect, region: np.ndarray,
                  tint: tuple[int, int, int] | None = None) -> None:
     """Draw the inpaint masks over ``part`` into ``region`` (premultiplied, its size), in
@@ -134,6 +158,9 @@ class CanvasView(QWidget):
     """The document on screen. Redraws from document events; edits go to the undo stack."""
 
     zoom_changed = Signal(float)
+    #: False: every change is drawn at full size, all of it (before level of detail; the
+    #: stall benchmark's baseline, ``python -m studio.bench.ui_stall --canvas 8000``).
+    level_of_detail = True
     color_picked = Signal(tuple)
     cursor_moved = Signal(int, int)
     tool_changed = Signal(str)
@@ -383,12 +410,12 @@ class CanvasView(QWidget):
     def _request_visible(self, *kinds: str) -> None:
         """Ask the worker for the tiles on screen that are not up to date at the level the
         view shows (GUI thread)."""
-        view = self._visible()
+        view = self._visible() if self.level_of_detail else self.doc.rect
         asked = False
         with self._lock:
             for kind in kinds:
                 target = self._target(kind)
-                level = target.level_for(self.zoom)
+                level = target.level_for(self.zoom) if self.level_of_detail else 0
                 # What the view no longer shows (panned away, zoomed out) is not drawn.
                 wanted = {(kind, c, r): level for c, r in target.tiles(view or (0, 0, 0, 0))
                           if target.valid[r, c] > level}
@@ -497,7 +524,7 @@ class CanvasView(QWidget):
     def _composite(self, part: Rect, level: int = 0) -> np.ndarray:
         """``part`` of the composite at ``level`` (see ``_render``): level 0 exactly; a
         reduced level from the layers sampled at every ``2 ** (level - 1)``-th pixel and
-        2x2 averaged (``Document.reduced``: every sample exactly the full composite's)."""
+        2x2 averaged (``sampled``: every sample exactly the full composite's)."""
         if level == 0:
             return composite_of(self.doc, part)
         step = 2 ** (level - 1)
@@ -506,8 +533,8 @@ class CanvasView(QWidget):
         cols, rows = (x + w) // f - x // f, (y + h) // f - y // f
         if cols <= 0 or rows <= 0:
             return np.zeros((max(0, rows), max(0, cols), 4), np.uint8)
-        sampled = composite_of(self.doc.reduced(step), (x // step, y // step, 2 * cols, 2 * rows))
-        return reduce_box(sampled, 2)
+        rect = (x // step, y // step, 2 * cols, 2 * rows)
+        return reduce_box(composite_of(sampled(self.doc, part, step), rect), 2)
 
     def _refresh_mask(self, rect: Rect | None) -> None:
         part = intersect(rect if rect is not None else self.doc.rect, self.doc.rect)

@@ -127,7 +127,7 @@ def test_the_step_range_limits_the_reference_to_its_steps(rengine, tiny_sd1_dir)
                          is not None else None)
         seen[name] = previews
     assert len(seen["none"]) == len(seen["late"]) == 4
-    assert all(np.array_equal(a, b) for a, b in zip(seen["none"][:2], seen["late"][:2]))
+    assert all(np.array_equal(a, b) for a, b in zip(seen["none"][:2], seen["late"][:2], strict=True))
     assert not np.array_equal(seen["none"][3], seen["late"][3])
 
 
@@ -251,3 +251,36 @@ def test_an_adapter_made_for_another_unet_of_the_same_width_is_refused(
     with pytest.raises(StudioError, match="does not fit") as err:
         rengine.generate(_req(tiny_sd1_dir, [ref]))
     assert "nothing was loaded" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_ip_adapter_plus_reads_hidden_states_as_diffusers_does(rengine, ref_root,
+                                                                   tiny_sd1_dir):
+    info = next(i for i in rengine.controls.references.list()
+                if i.name == "ip-adapter-plus_tiny-sd1")
+    assert (info.projection, info.embed_dim, info.encoder.name) == ("plus", 32, "image_encoder")
+    image = photo(3)
+    plain = rengine.generate(_req(tiny_sd1_dir)).images[0]
+    res = rengine.generate(_req(tiny_sd1_dir, [ControlLayer("reference", image, strength=0.9,
+                                                              model=info.name)]))
+    bare = _bare(rengine, tiny_sd1_dir, ref_root / "ipadapter" / "IP-Adapter" / "models",
+                 "ip-adapter-plus_tiny-sd1.safetensors", image, 0.9)
+    assert np.array_equal(res.images[0], bare)
+    assert np.abs(res.images[0].astype(int) - plain.astype(int)).mean() > 0.5
+    # Its resampler's attention layers come out too: the model is as it was loaded.
+    assert np.array_equal(rengine.generate(_req(tiny_sd1_dir)).images[0], plain)
+
+
+def test_a_faceid_adapter_is_refused_in_one_line(rengine, tiny_sd1_dir, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "ip-adapter-faceid_sd15.safetensors"
+    save_file({"image_proj.proj.0.weight": torch.zeros(64, 512),
+               "image_proj.proj.2.weight": torch.zeros(128, 64),
+               "image_proj.norm.weight": torch.zeros(32),
+               "ip_adapter.1.to_k_ip.weight": torch.zeros(32, 32),
+               "ip_adapter.1.to_k_lora.down.weight": torch.zeros(4, 32)}, str(path))
+    with pytest.raises(InvalidRequestError, match="FaceID") as err:
+        rengine.generate(_req(tiny_sd1_dir, [ControlLayer("reference", photo(0),
+                                                            model=str(path))]))
+    assert "\n" not in str(err.value)

@@ -74,9 +74,9 @@ def test_a1111s_own_ip_adapter_units_read_as_references():
 
 def test_the_cli_reads_reference_and_says_which_backends_cannot():
     assert parse_control_spec("reference=look.png:0.6") == ("reference", "look.png", 0.6, 0, 1)
-    from tests.fakes import FAKE_FEATURES
-
     import dataclasses
+
+    from tests.fakes import FAKE_FEATURES
 
     assert reference_off_reason(dataclasses.replace(FAKE_FEATURES, backend="comfyui")) \
         == REFERENCE_REMOTE_OFF
