@@ -405,7 +405,15 @@ class ReferencePlan:
         encoder, extractor = pipe.image_encoder, getattr(pipe, "feature_extractor", None)
         hook = None
         try:
-            unet._load_ip_adapter_weights(list(self.states), low_cpu_mem_usage=False)
+            try:
+                unet._load_ip_adapter_weights(list(self.states),
+                                              low_cpu_mem_usage=_low_cpu_mem_usage())
+            except Exception as err:  # shapes the header check let through: one line
+                names = ", ".join(info.name for info in self.infos)
+                raise CorruptModelError(
+                    f"Could not load the IP-Adapter {names} into the model: its weights do "
+                    f"not fit it ({type(err).__name__}: {str(err)[:160]}).",
+                    hint="Pick an IP-Adapter made for this model.") from err
             pipe.register_modules(image_encoder=self.encoder)
             size = _crop_size(extractor)
             if extractor is None or size != self.image_size:
@@ -448,6 +456,16 @@ class ReferencePlan:
                     proc.scale = list(scales)
 
         return hook
+
+
+def _low_cpu_mem_usage() -> bool:
+    """What diffusers' ``load_ip_adapter`` uses by default (no random init first)."""
+    try:
+        from diffusers.models.modeling_utils import _LOW_CPU_MEM_USAGE_DEFAULT
+        from diffusers.utils import is_accelerate_available
+    except ImportError:
+        return False
+    return bool(_LOW_CPU_MEM_USAGE_DEFAULT and is_accelerate_available())
 
 
 def _crop_size(extractor: Any) -> int | None:

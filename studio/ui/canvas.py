@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -45,6 +45,9 @@ MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
 #: 8000x8000 canvas never freezes the window (smaller ones are drawn at once: a brush dab).
 PROGRESSIVE_PIXELS = 1024 * 1024
 TILE = 512
+#: Zoomed out, the canvas is kept scaled to the zoom when it has at most this many pixels
+#: there (an 8000x8000 canvas fitted to a window: about 700x700), so that a repaint copies.
+SCALED_MAX_PIXELS = 2048 * 2048
 #: A tile that failed to draw (the document changed under the worker) is tried this often.
 TILE_TRIES = 3
 
@@ -182,6 +185,12 @@ class CanvasView(QWidget):
         self.offset = QPointF(0, 0)
         self._image = MipImage(1, 1)
         self._mask = MipImage(1, 1)
+        # Zoomed out, the canvas as drawn at the zoom (see ``SCALED_MAX_PIXELS``): what it
+        # was made from (``_scaled_key``), and the canvas rects changed since.
+        self._scaled: QImage | None = None
+        self._scaled_key: tuple[Any, ...] | None = None
+        self._scaled_dirty: list[Rect] = []
+        self._caches = 0  # counts the replacements of the two caches
         self._has_mask = False
         self._preview: tuple[Rect, QImage] | None = None
         self._slider_preview: tuple[Rect, QImage] | None = None
@@ -328,10 +337,12 @@ class CanvasView(QWidget):
         self._drop_requests(IMAGE, MASK)
         if primed is not None and primed.size == (w, h):
             self._image, self._mask, self._has_mask = primed.image, primed.mask, primed.has_mask
+            self._caches += 1
             self._update_canvas_rect(self.doc.rect)
             return
         self._image = MipImage(w, h, TILE)
         self._mask = MipImage(w, h, TILE)
+        self._caches += 1
         self._has_mask = False
         self._refresh(None)
         self._refresh_mask(None)
@@ -387,7 +398,7 @@ class CanvasView(QWidget):
                 piece = intersect(_padded(intersect(part, tile) or tile, f), tile)
                 if piece is not None:
                     target.write(level, piece, self._render(kind, piece, level))
-        self._update_canvas_rect(part)
+        self._drawn_at(part)
 
     def _render(self, kind: str, part: Rect, level: int) -> np.ndarray:
         """``part`` of the composite (or mask overlay) drawn at ``level`` (``part``'s corner
@@ -439,7 +450,7 @@ class CanvasView(QWidget):
             drawn, self._drawn = self._drawn, []
             done = self._worker is None
         for rect in drawn:
-            self._update_canvas_rect(rect)
+            self._drawn_at(rect)
         if done:
             self._drawn_timer.stop()
 
@@ -505,21 +516,28 @@ class CanvasView(QWidget):
         with self._lock:
             return bool(self._requests) or bool(self._busy)
 
-    def finish_drawing(self) -> None:
-        """Draw every tile at full size now (tests, exports of what is shown)."""
+    def finish_drawing(self, level: int = 0) -> None:
+        """Draw every tile not up to date at ``level`` now, on this thread (0: at full
+        size, for tests and exports of what is shown)."""
         with self._lock:
             self._requests = {}
             while self._busy:
                 self._lock.wait()
         for kind in (IMAGE, MASK):
             target = self._target(kind)
-            rows, cols = np.nonzero(target.valid > 0)
-            for row in sorted(set(rows.tolist())):
-                for c in sorted(cols[rows == row].tolist()):
-                    tile = target.tile_rect(c, row)
-                    target.write(0, tile, self._render(kind, tile, 0))
-                    target.valid[row, c] = 0
-                    self._update_canvas_rect(tile)
+            at = min(level, target.none - 1)
+            rows, cols = np.nonzero(target.valid > at)
+            for row, c in sorted(zip(rows.tolist(), cols.tolist(), strict=True)):
+                tile = target.tile_rect(c, row)
+                target.write(at, tile, self._render(kind, tile, at))
+                target.valid[row, c] = at
+                self._drawn_at(tile)
+
+    def composite_at(self, level: int) -> np.ndarray:
+        """The cached composite's reduced copy ``level`` (premultiplied), all of it up to
+        date: a reduced copy of a large canvas without drawing it at full size."""
+        self.finish_drawing(level)
+        return self._image.levels[min(level, self._image.none - 1)][0]
 
     def _composite(self, part: Rect, level: int = 0) -> np.ndarray:
         """``part`` of the composite at ``level`` (see ``_render``): level 0 exactly; a
@@ -545,10 +563,16 @@ class CanvasView(QWidget):
                 self._has_mask = False
                 self._drop_requests(MASK)
                 self._mask = MipImage(max(1, self.doc.width), max(1, self.doc.height), TILE)
+                self._caches += 1
                 self._update_canvas_rect(self.doc.rect)
             return
         self._has_mask = True
         self._change(MASK, part)
+
+    def _drawn_at(self, rect: Rect) -> None:
+        """The caches changed over ``rect``: repaint it (and rescale it, zoomed out)."""
+        self._scaled_dirty.append(rect)
+        self._update_canvas_rect(rect)
 
     def _update_canvas_rect(self, rect: Rect) -> None:
         self.update(self.canvas_rect_on_widget(rect).toAlignedRect().adjusted(-2, -2, 2, 2))
@@ -644,7 +668,7 @@ class CanvasView(QWidget):
         visible = QRectF(self.to_canvas(QPointF(event.rect().topLeft())),
                          self.to_canvas(QPointF(event.rect().bottomRight()) + QPointF(1, 1)))
         src = visible.intersected(QRectF(0, 0, self.doc.width, self.doc.height))
-        if not src.isEmpty():
+        if not src.isEmpty() and not self._paint_scaled(p, event.rect()):
             src = QRectF(src.toAlignedRect())
             dst = QRectF(self.to_widget(src.topLeft()), self.to_widget(src.bottomRight()))
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
@@ -672,6 +696,48 @@ class CanvasView(QWidget):
         self._paint_selection(p)
         self._paint_brush_cursor(p)
         p.end()
+
+    def _paint_scaled(self, p: QPainter, exposed: Any) -> bool:
+        """Zoomed out, paint the ``exposed`` widget rect from the canvas kept scaled to the
+        zoom, rescaling first only what changed: a repaint that changes nothing drawn (a
+        preview step, the brush cursor) copies pixels instead of scaling the reduced copy.
+        False: not zoomed out, or the canvas at this zoom is too large to keep."""
+        zoom = self.zoom
+        sw = int(np.ceil(max(1, self.doc.width) * zoom))
+        sh = int(np.ceil(max(1, self.doc.height) * zoom))
+        if zoom >= 1.0 or sw * sh > SCALED_MAX_PIXELS:
+            self._scaled, self._scaled_key, self._scaled_dirty = None, None, []
+            return False
+        key = (zoom, sw, sh, self._caches, self._has_mask and self.mask_shown)
+        dirty, self._scaled_dirty = self._scaled_dirty, []
+        if self._scaled is None or self._scaled_key != key:
+            self._scaled = QImage(sw, sh, QImage.Format.Format_ARGB32_Premultiplied)
+            self._scaled_key = key
+            dirty = [self.doc.rect]
+        elif len(dirty) > 64:
+            dirty = [self.doc.rect]
+        if dirty:
+            q = QPainter(self._scaled)
+            q.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            for x, y, w, h in dirty:  # whole scaled pixels, scaled with the same mapping
+                x0, y0 = max(0, int(np.floor(x * zoom))), max(0, int(np.floor(y * zoom)))
+                x1, y1 = min(sw, int(np.ceil((x + w) * zoom))), min(sh, int(np.ceil((y + h) * zoom)))
+                if x1 <= x0 or y1 <= y0:
+                    continue
+                to = QRectF(x0, y0, x1 - x0, y1 - y0)
+                src = QRectF(x0 / zoom, y0 / zoom, (x1 - x0) / zoom, (y1 - y0) / zoom)
+                q.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+                q.fillRect(to, Qt.GlobalColor.transparent)
+                q.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
+                self._image.draw(q, to, src, zoom)
+                if self._has_mask and self.mask_shown:
+                    self._mask.draw(q, to, src, zoom)
+            q.end()
+        ox, oy = int(round(self.offset.x())), int(round(self.offset.y()))
+        part = exposed.intersected(QRect(ox, oy, sw, sh))
+        if not part.isEmpty():
+            p.drawImage(part, self._scaled, part.translated(-ox, -oy))
+        return True
 
     def _paint_selection(self, p: QPainter) -> None:
         rect = self._drag[2] if self._drag and self._drag[0] == "select" else self.doc.selection

@@ -62,6 +62,9 @@ SERVER_BACKEND = "comfyui"  # ``EngineFeatures.backend`` of a model on a ComfyUI
 # A live update that failed so: the server is gone (live mode turns itself off).
 SERVER_GONE = ("server-unreachable", "server-lost", "server-stalled", "not-comfyui")
 REQUEUED = "back in the queue"  # the remote engine's word for a job its server lost
+# A server's update with no word (queued, started, a step) for this long: the server is
+# gone without closing the connection (a cut network). The first update may load the model.
+SILENT_S, FIRST_SILENT_S = 30.0, 180.0
 
 
 class LiveController(QObject):
@@ -81,6 +84,10 @@ class LiveController(QObject):
         self.latencies: list[float] = []  # seconds from the asking event to the picture
         self.off_reason = ""  # why live mode turned itself off (a server gone), on the toggle
         self._sent: set[int] = set()  # live update jobs on their way (to tell them apart)
+        self._heard = 0.0  # time.perf_counter() of the last word of a live update
+        self._where = ""  # the server the last live update ran on ("host:port")
+        self._silence = QTimer(self, interval=1000)  # a server's update that goes quiet
+        self._silence.timeout.connect(self._check_silence)
         self._interval: float | None = None  # Python's switch interval before live mode
         self._rest = QTimer(self, singleShot=True, interval=REST_MS)
         self._rest.timeout.connect(self._on_rest)
@@ -107,6 +114,7 @@ class LiveController(QObject):
         jobs = session.jobs
         jobs.failed.connect(self._on_job_failed)
         jobs.progressed.connect(self._on_job_progressed)
+        jobs.started.connect(self._on_job_heard)
         jobs.finished.connect(self._on_job_ended)
         jobs.cancelled.connect(self._on_job_ended)
         connection.state_changed.connect(lambda _s: self.refresh_availability())
@@ -246,13 +254,18 @@ class LiveController(QObject):
         job_id = self.session.update(self.prompt.values(), self.source(stamp))
         if job_id is not None:
             self._sent.add(job_id)
+            self._heard = time.perf_counter()
+            if self.on_server() and not self._silence.isActive():
+                self._silence.start()
         return job_id
 
     def _on_updated(self, live: LiveResult) -> None:
         ms = live.result.seconds * 1000
         device = live.request.device or ""
-        where = (f" on {device.split(':', 1)[1].split('://', 1)[-1]}"
-                 if device.startswith(SERVER_BACKEND + ":") else "")
+        host = device.split(":", 1)[1].split("://", 1)[-1] \
+            if device.startswith(SERVER_BACKEND + ":") else ""
+        where = f" on {host}" if host else ""
+        self._where = host or self._where
         self.view.show_picture(live.image, f"{ms:.0f} ms an update{where}")
         self.latencies.append(time.perf_counter() - live.stamp)
         self.shown.emit(live)
@@ -270,6 +283,23 @@ class LiveController(QObject):
 
     def _on_job_ended(self, event: Any) -> None:
         self._sent.discard(event.job_id)
+        if not self._sent:
+            self._silence.stop()
+
+    def _on_job_heard(self, event: Any) -> None:
+        if event.job_id in self._sent:
+            self._heard = time.perf_counter()
+
+    def _check_silence(self) -> None:
+        """A server's update with no word for ``SILENT_S`` (``FIRST_SILENT_S`` before the
+        first picture, which may load the model): the server is gone without a word."""
+        if not self._sent or not self.session.busy or self.session.state != ON:
+            self._silence.stop()
+            return
+        quiet = time.perf_counter() - self._heard
+        if quiet > (SILENT_S if self.session.latest is not None else FIRST_SILENT_S):
+            where = f"at {self._where}" if self._where else "of this model"
+            self.turn_off(f"The server {where} has not answered for {quiet:.0f} s.")
 
     def _on_job_failed(self, event: Any) -> None:
         """A live update failed: a server that is gone turns live mode off, with its line."""
@@ -283,16 +313,23 @@ class LiveController(QObject):
         """A live update whose server dropped it goes back to the pool's queue to wait for
         a server: a stale stroke is not worth waiting for; live mode turns off instead."""
         where = getattr(event, "where", "") or ""
+        if event.job_id in self._sent:
+            self._heard = time.perf_counter()
+            if where.startswith("on "):
+                self._where = where[3:]
         if event.job_id in self._sent and where.startswith(REQUEUED):
             self._sent.discard(event.job_id)
             engine = self.connection.services.engine if self.connection.services else None
-            lost = getattr(getattr(engine, "remote", engine), "requeued", None) or [""]
-            self.turn_off(f"the server dropped the update ({lost[-1] or where}).")
+            lost = (getattr(getattr(engine, "remote", engine), "requeued", None) or [""])[-1]
+            why = lost.split(": ", 1)[1] if ": " in lost else ""  # "url: why"
+            self.turn_off(f"{why.rstrip('.')}; the update on its way was lost." if why else
+                          f"the server dropped the update on its way ({where}).")
 
     def turn_off(self, reason: str) -> None:
         """Live mode off with ``reason`` (one line) on the toggle, the view and the banner;
         nothing of the canvas changes. Turning it on again tries again."""
         line = " ".join(str(reason).split()) or "the server is gone."
+        self._silence.stop()
         self.off_reason = line
         self.set_live(False)
         self.refresh_availability()
@@ -340,6 +377,7 @@ class LiveController(QObject):
         jobs = self.session.jobs
         for signal, slot in ((jobs.failed, self._on_job_failed),
                              (jobs.progressed, self._on_job_progressed),
+                             (jobs.started, self._on_job_heard),
                              (jobs.finished, self._on_job_ended),
                              (jobs.cancelled, self._on_job_ended)):
             signal.disconnect(slot)

@@ -6,8 +6,9 @@ quantized to Q8_0 where their rows fit its 32-wide blocks, or stored F16; biases
 norms F32), next to the folder as a user keeps them. The studio loads the file with the
 folder's text encoders and VAE and must give: F32 tensors, the folder's own pixels; F16,
 the pixels of the folder's transformer rounded to half precision; Q8_0, pixels close to
-the unquantized model's (the weights staying quantized in memory). What cannot be loaded
-is refused in one line.
+the unquantized model's (the weights staying quantized in memory). A tiny SD 3 folder too,
+its transformer also written under Stability's own names as SD 3.5 hub files are (diffusers
+converts them at load). What cannot be loaded is refused in one line.
 """
 
 from __future__ import annotations
@@ -52,6 +53,54 @@ def _write(state: dict, path: Path, kind: str, arch: str = "flux") -> int:
     return changed
 
 
+def sd3_original_layout(state: dict) -> dict:
+    """A diffusers SD3 transformer's weights under Stability's own names (``joint_blocks``),
+    as SD 3.5 GGUF files on the hub hold them: the inverse of diffusers' converter, which the
+    loader runs on them. Every weight is used once."""
+    left = dict(state)
+
+    def take(name: str):
+        return left.pop(name)
+
+    def swap(t):  # shift/scale halves swapped (its own inverse)
+        a, b = t.chunk(2, dim=0)
+        return torch.cat([b, a], dim=0)
+
+    out = {"pos_embed": take("pos_embed.pos_embed")}
+    for new, old in (("x_embedder.proj", "pos_embed.proj"),
+                     ("t_embedder.mlp.0", "time_text_embed.timestep_embedder.linear_1"),
+                     ("t_embedder.mlp.2", "time_text_embed.timestep_embedder.linear_2"),
+                     ("y_embedder.mlp.0", "time_text_embed.text_embedder.linear_1"),
+                     ("y_embedder.mlp.2", "time_text_embed.text_embedder.linear_2"),
+                     ("context_embedder", "context_embedder"),
+                     ("final_layer.linear", "proj_out")):
+        for p in ("weight", "bias"):
+            out[f"{new}.{p}"] = take(f"{old}.{p}")
+    for p in ("weight", "bias"):
+        out[f"final_layer.adaLN_modulation.1.{p}"] = swap(take(f"norm_out.linear.{p}"))
+    layers = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks."))
+    for i in range(layers):
+        b, j, last = f"transformer_blocks.{i}.", f"joint_blocks.{i}.", i == layers - 1
+        for p in ("weight", "bias"):
+            out[f"{j}x_block.attn.qkv.{p}"] = torch.cat(
+                [take(f"{b}attn.to_{x}.{p}") for x in "qkv"])
+            out[f"{j}context_block.attn.qkv.{p}"] = torch.cat(
+                [take(f"{b}attn.add_{x}_proj.{p}") for x in "qkv"])
+            out[f"{j}x_block.attn.proj.{p}"] = take(f"{b}attn.to_out.0.{p}")
+            out[f"{j}x_block.adaLN_modulation.1.{p}"] = take(f"{b}norm1.linear.{p}")
+            context_mod = take(f"{b}norm1_context.linear.{p}")
+            out[f"{j}context_block.adaLN_modulation.1.{p}"] = (swap(context_mod) if last
+                                                               else context_mod)
+            out[f"{j}x_block.mlp.fc1.{p}"] = take(f"{b}ff.net.0.proj.{p}")
+            out[f"{j}x_block.mlp.fc2.{p}"] = take(f"{b}ff.net.2.{p}")
+            if not last:
+                out[f"{j}context_block.attn.proj.{p}"] = take(f"{b}attn.to_add_out.{p}")
+                out[f"{j}context_block.mlp.fc1.{p}"] = take(f"{b}ff_context.net.0.proj.{p}")
+                out[f"{j}context_block.mlp.fc2.{p}"] = take(f"{b}ff_context.net.2.{p}")
+    assert not left, sorted(left)
+    return out
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     """``models/`` with a tiny Flux folder and its transformer as F32, F16 and Q8_0 GGUFs."""
@@ -82,8 +131,11 @@ def models(tmp_path_factory) -> Path:
         changed = _write(state, out / f"flux-tiny-{kind}.gguf", kind)
         assert changed == 0 if kind == "F32" else changed >= 20
     sd3 = build_family("sd3", root)  # models/sd3, and its transformer as a GGUF beside it
-    _write(d.SD3Transformer2DModel.from_pretrained(sd3 / "transformer").state_dict(),
-           out / "sd3-tiny-F32.gguf", "F32", arch="sd3")
+    sd3_state = d.SD3Transformer2DModel.from_pretrained(sd3 / "transformer").state_dict()
+    _write(sd3_state, out / "sd3-tiny-F32.gguf", "F32", arch="sd3")
+    # As SD 3.5 files on the hub are: Stability's own names, Q8_0 where the rows fit.
+    _write(sd3_original_layout(sd3_state), out / "sd3-tiny-original-Q8_0.gguf", "Q8_0",
+           arch="sd3")
     return out
 
 
@@ -125,6 +177,7 @@ def test_gguf_files_are_listed_beside_their_folder_as_flux(engine, models):
         info = found[f"flux-tiny-{kind}"]
         assert (info.family, info.source) == ("flux", "gguf")
     assert found["sd3-tiny-F32"].family == "sd3"
+    assert found["sd3-tiny-original-Q8_0"].family == "sd3"
 
 
 def test_f32_and_f16_tensors_give_the_unquantized_pixels(engine, models):
@@ -141,6 +194,12 @@ def test_an_sd3_gguf_takes_the_sd3_folder_beside_it(engine, models):
     res = engine.generate(_req(models / "sd3-tiny-F32.gguf", guidance=5.0))
     assert res.request.family == "sd3"
     assert np.array_equal(res.images[0], folder.images[0])
+    # Stability's own layout, converted by diffusers at load (Q8_0: close, not equal).
+    original = engine.generate(_req(models / "sd3-tiny-original-Q8_0.gguf", guidance=5.0))
+    diff = np.abs(original.images[0].astype(int) - folder.images[0].astype(int))
+    print(f"SD3 original-layout Q8_0 against unquantized: max {diff.max()} levels, "
+          f"mean {diff.mean():.3f}")
+    assert diff.max() <= Q8_LEVELS and diff.mean() < 0.5
 
 
 def test_the_original_layouts_are_read_as_their_families():

@@ -202,10 +202,16 @@ def shipped_engine():
     return Engine(device="cpu", dtype="float32", embedded_dir=SHIPPED, hf_cache=False)
 
 
-def _portrait(engine, prompt, seed, regions=()):
+def _portraits(engine, prompt, seeds, regions=()):
+    """The images of ``seeds`` (consecutive), made as one batch: image i of a batch is seed
+    + i's (GenerationRequest.seeds), within a level or two of that seed made alone
+    (test_several_regions_and_a_batch_of_images), so the oracle reads the same seeds as one
+    image per call would; one call for 40 seeds takes under half the time of 40 calls."""
+    seeds = list(seeds)
+    assert seeds == list(range(seeds[0], seeds[0] + len(seeds))), seeds
     return engine.generate(GenerationRequest(
-        prompt, model="studio-tiny-diffusion", width=64, height=64, steps=25, seed=seed,
-        guidance=5.0, regions=regions)).images[0]
+        prompt, model="studio-tiny-diffusion", width=64, height=64, steps=25, seed=seeds[0],
+        guidance=5.0, regions=regions, batch_size=len(seeds))).images
 
 
 def _halves(area: np.ndarray, prompt: str) -> Region:
@@ -218,9 +224,8 @@ def _two_backgrounds(engine, seeds):
                _halves(RIGHT, ON.format(hair="black", bg="blue")))
     main = PERSON.format(hair="black")
     hits = {"regions": 0, "plain": 0}
-    for seed in seeds:
-        for name, regs in (("regions", regions), ("plain", ())):
-            image = _portrait(engine, main, seed, regs)
+    for name, regs in (("regions", regions), ("plain", ())):
+        for image in _portraits(engine, main, seeds, regs):
             hits[name] += (read_background(image, LEFT), read_background(image, RIGHT)) == (
                 "yellow", "blue")
     return hits
@@ -232,12 +237,11 @@ def _outside_follows_the_main_prompt(engine, seeds):
     main = ON.format(hair="red", bg="blue")
     region = (_halves(LEFT, ON.format(hair="red", bg="yellow")),)
     hits = {"left": 0, "outside": 0, "outside_plain": 0}
-    for seed in seeds:
-        image = _portrait(engine, main, seed, region)
+    for image in _portraits(engine, main, seeds, region):
         hits["left"] += read_background(image, LEFT) == "yellow"
         hits["outside"] += (read_background(image, RIGHT), read_portrait(image).hair) == (
             "blue", "red")
-        plain = _portrait(engine, main, seed)
+    for plain in _portraits(engine, main, seeds):
         hits["outside_plain"] += (read_background(plain, RIGHT), read_portrait(plain).hair) == (
             "blue", "red")
     return hits

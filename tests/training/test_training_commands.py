@@ -77,7 +77,7 @@ def test_gan_resumes_from_the_shipped_weights(tmp_path: Path) -> None:
 
 @pytest.mark.models  # 20-30 s of training: with the model-card tier (studio/training changes)
 def test_gan_attribute_reader_trains_into_the_gan_folder_and_the_engine_loads_it(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``python -m studio.training gan-attributes`` on a few hundred samples: the reader
     lands in ``studio-tiny-gan/latent-attributes`` with its record, and the reader the
     engine loads from there reads class probabilities (how well it reads is measured on
@@ -87,6 +87,11 @@ def test_gan_attribute_reader_trains_into_the_gan_folder_and_the_engine_loads_it
     from studio.engine.nets.shipped import CLASSIFIER
     from studio.training import train_gan_attributes
 
+    # The pixel metric averages one forward-mode Jacobian per latent (48 by default, about
+    # 0.4 s each: most of this test's time); 4 run the same code and save the same shape.
+    metric = train_gan_attributes.pixel_metric
+    monkeypatch.setattr(train_gan_attributes, "pixel_metric",
+                        lambda generator: metric(generator, n=4))
     out = tmp_path / "models"
     shutil.copytree(model_dir(GAN), out / GAN)
     shutil.rmtree(out / GAN / "latent-attributes")
@@ -101,6 +106,8 @@ def test_gan_attribute_reader_trains_into_the_gan_folder_and_the_engine_loads_it
     read = reader.read(np.zeros((2, reader.dim)))
     assert read["hair"].shape == (2, len(CLASS_ATTRIBUTES["hair"]))
     np.testing.assert_allclose(read["hair"].sum(1), 1.0)
+    # the pixel metric (what the curved slider path walks by) was computed and saved with it
+    assert reader.pixel_metric is not None and np.any(reader.pixel_metric)
 
 
 def test_vae_trains_with_the_classifier_perceptual_term(tmp_path: Path) -> None:

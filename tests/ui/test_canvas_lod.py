@@ -97,6 +97,10 @@ def test_the_reduced_copy_matches_the_full_size_result_and_1_to_1_is_exact(qtbot
     np.testing.assert_array_equal(canvas._image.array[y:y + h, x:x + w], exact[y:y + h, x:x + w])
     # Only what was shown at full size was drawn at full size.
     assert (canvas._image.valid > 0).any()
+    # A reduced copy asked for (live mode's source) is drawn at that level only.
+    coarse = canvas.composite_at(level)
+    assert np.abs(coarse.astype(int) - expected.astype(int)).max() <= TOLERANCE
+    assert (canvas._image.valid > 0).any()
     # An export of what is shown draws the rest: the whole composite, exactly.
     np.testing.assert_array_equal(canvas.composite_cache.array, exact)
 

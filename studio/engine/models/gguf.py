@@ -18,6 +18,7 @@ line. Reading GGUF needs the ``gguf`` package (``pip install gguf``: the ``gguf`
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 LABELS = {"flux": "Flux", "sd3": "SD 3.x"}
 INSTALL = "pip install gguf"
+log = logging.getLogger(__name__)
+_told_missing = False  # the log says once that GGUF files are skipped for want of gguf
 
 
 def _reader(path: Path) -> Any:
@@ -96,11 +99,15 @@ def gguf_family(path: str | Path) -> str:
 def gguf_info(path: Path, strict: bool = False) -> ModelInfo | None:
     """The model a ``.gguf`` file is (a listing skips what cannot be read: ``None``;
     ``strict`` raises the one-line reason instead)."""
+    global _told_missing
     try:
         family = gguf_family(path)
-    except (WrongModelKindError, CorruptModelError):
+    except (WrongModelKindError, CorruptModelError) as err:
         if strict:
             raise
+        if INSTALL in err.message and not _told_missing:
+            _told_missing = True
+            log.warning("GGUF files such as %s are not listed: %s", path.name, err.message)
         return None
     return ModelInfo(id=str(path), name=path.stem, kind="diffusion", family=family,
                      source="gguf", path=str(path), size_bytes=path.stat().st_size)
