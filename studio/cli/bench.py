@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: all but cli)")
     parser.add_argument("--remote", nargs="+", default=[], metavar="URL",
                         help="benchmark ComfyUI servers instead: our round trip over the "
-                             "server's own time, and one server against two on a batch")
+                             "server's own time, and one server against two on a batch; "
+                             "with --only live: live mode's strokes on the first server")
     parser.add_argument("--remote-model", default="", metavar="NAME",
                         help="the server checkpoint for --remote (default: its first)")
     parser.add_argument("--peer", choices=("comfyui",), default=None,
@@ -59,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from studio.core.errors import InvalidRequestError
 
+    if args.remote and [s.strip() for s in args.only.split(",") if s.strip()] == ["live"]:
+        return _run_live(args, {}, remote=args.remote[0])  # live mode on that server
     if args.remote:  # the servers' figures only: no local engine, no torch
         return _run_remote(args)
     if args.peer:
@@ -107,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
     return _run_live(args, figures) if live else 0
 
 
-def _run_live(args: argparse.Namespace, figures: dict) -> int:
+def _run_live(args: argparse.Namespace, figures: dict, remote: str = "") -> int:
     """Live mode's figures (``studio.bench.live_bench``, in a child with offscreen Qt),
-    printed as rows and added to ``figures`` (and ``--json``)."""
+    printed as rows and added to ``figures`` (and ``--json``); ``remote``: on that ComfyUI
+    server's first checkpoint instead of the embedded model."""
     from studio.bench.live_bench import TARGETS, table_rows
     from studio.bench.measure import run_child
     from studio.core.errors import InvalidRequestError
@@ -119,9 +123,12 @@ def _run_live(args: argparse.Namespace, figures: dict) -> int:
 
     strokes = "5" if args.smoke else "20" if args.quick else "40"
     rapid = "3" if args.smoke else "10"
-    print("bench: live: strokes replayed with Live on (real window and engine thread)…",
-          file=sys.stderr, flush=True)
-    live = run_child("studio.bench.live_bench", ["--strokes", strokes, "--rapid", rapid],
+    where = f" on {remote}" if remote else ""
+    print(f"bench: live: strokes replayed with Live on (real window and engine thread)"
+          f"{where}…", file=sys.stderr, flush=True)
+    extra = ["--remote", remote] if remote else []
+    live = run_child("studio.bench.live_bench",
+                     ["--strokes", strokes, "--rapid", rapid, *extra],
                      env={"QT_QPA_PLATFORM": "offscreen"}, timeout=1800)
     figures.update(live)
     rows = [("figure", "measured", "target", "how"), *table_rows(live)]

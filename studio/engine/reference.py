@@ -109,6 +109,22 @@ def family_of(cross_dim: int) -> str:
     return FAMILY_BY_DIM.get(int(cross_dim), f"{cross_dim}-wide text feature")
 
 
+def text_width(model: Any) -> int | None:
+    """The width of the text features a diffusion model's UNet attends with, before it
+    loads: its diffusers folder's ``unet/config.json``, else its family's (``None``: not
+    known)."""
+    path = Path(str(getattr(model, "path", "") or ""))
+    config = read_json(path / "unet" / "config.json") if path.is_dir() else {}
+    dim = config.get("cross_attention_dim")
+    if isinstance(dim, list | tuple):
+        dim = dim[0] if dim else None
+    if isinstance(dim, int):
+        return dim
+    family = str(getattr(model, "family", "") or "")
+    return next((w for prefix, w in (("sdxl", 2048), ("sd2", 1024), ("sd1", 768))
+                 if family.startswith(prefix)), None)
+
+
 # -- discovery -------------------------------------------------------------------------------
 def adapter_layout(keys: dict[str, dict]) -> tuple[str, int, int] | None:
     """(projection, width it reads, cross-attention width) of an IP-Adapter's tensor table,

@@ -51,6 +51,8 @@ SILENCE_CHECK_S = 30.0  # without a word from the server this long, ask /history
 STALL_S = 600.0  # a job with no news for this long (not a step, not a node) is stalled
 RECONNECT_S = 3.0  # after the socket drops, how long to try to reach the server again
 STATUS_TIMEOUT_S = 5.0  # a status question (/system_stats, /queue) answered within this
+WS_HEARTBEAT_S = 20.0  # the websocket is pinged after this long without a message and
+# dropped without a pong within half of it (aiohttp's heartbeat)
 
 
 class EventLoopThread:
@@ -203,7 +205,7 @@ class ComfyClient:
             try:
                 self._ws = await session.ws_connect(
                     self.config.ws_url, params={"clientId": self.client_id},
-                    ssl=self._ssl(), heartbeat=20, max_msg_size=64 * 1024 * 1024)
+                    ssl=self._ssl(), heartbeat=WS_HEARTBEAT_S, max_msg_size=64 * 1024 * 1024)
             except Exception as err:
                 raise self._connection_error(err) from None
             self._reader = asyncio.ensure_future(self._read_socket(self._ws))

@@ -257,6 +257,30 @@ def fitting_control_models(widget: QWidget) -> list:
             and getattr(info, "kind", "") in ("controlnet", "t2i-adapter")]
 
 
+def fitting_references(widget: QWidget) -> list:
+    """The IP-Adapters of the window's local engine (with their image encoder) that fit
+    the diffusion model chosen in its prompt panel, by the width of the text features its
+    UNet reads (all of them where that is not known; checked again when it runs)."""
+    window = widget.window()
+    engine = getattr(getattr(getattr(window, "connection", None), "services", None),
+                     "engine", None)
+    references = getattr(getattr(engine, "controls", None), "references", None)
+    panel = getattr(window, "prompt_panel", None)
+    model = getattr(panel, "_models", {}).get(getattr(panel, "model_id", "")) \
+        if panel is not None else None
+    if references is None:
+        return []
+    try:
+        found = [i for i in references.list() if i.encoder is not None
+                 and i.projection != "faceid"]
+    except Exception:  # a folder that cannot be read: nothing to offer
+        return []
+    from studio.engine.reference import text_width
+
+    width = text_width(model) if model is not None else None
+    return [i for i in found if width is None or i.cross_dim == width]
+
+
 class ControlSection(QGroupBox):
     """The "Control" box of the layers panel, for the active layer."""
 
@@ -348,6 +372,10 @@ class ControlSection(QGroupBox):
         self.model_edit.setPlaceholderText(
             "IP-Adapter: auto (fits the model's family)" if reference
             else "Control model: auto (fits the model's family)")
+        self.model_pick.setToolTip(
+            "The IP-Adapters (with their image encoder) in your model folders that fit the "
+            "chosen model" if reference else "The ControlNets and T2I-Adapters in your "
+            "model folders that fit the chosen model")
         self.model_pick.setEnabled(mark is not None)
         self.refresh_models()
         self._show_note(layer, mark)
@@ -370,7 +398,9 @@ class ControlSection(QGroupBox):
         try:
             self.model_pick.clear()
             self.model_pick.addItem("Auto: the one that fits", "")
-            for info in fitting_control_models(self):
+            reference = mark is not None and mark.kind in REFERENCE_KINDS
+            for info in (fitting_references(self) if reference
+                         else fitting_control_models(self)):
                 self.model_pick.addItem(info.label, info.name)
                 self.model_pick.setItemData(self.model_pick.count() - 1, info.path,
                                             Qt.ItemDataRole.ToolTipRole)

@@ -487,6 +487,8 @@ class PromptPanel(QWidget):
 
     def _edit_mode_text(self, text: str) -> str:
         """The canvas's mode in an edit model's words."""
+        if self.is_edit_model and not self.editing:  # its Strength is off: the box edits
+            return text.replace("(Strength below 1 refines)", "(Edit with words edits it)")
         if not self.editing:
             return text
         where = text[text.rfind("(") + 1:-1] if text.endswith(")") else "canvas"

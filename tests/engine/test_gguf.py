@@ -176,6 +176,8 @@ def test_gguf_files_are_listed_beside_their_folder_as_flux(engine, models):
     for kind in ("F32", "F16", "Q8_0"):
         info = found[f"flux-tiny-{kind}"]
         assert (info.family, info.source) == ("flux", "gguf")
+        assert info.recommended_value("scheduler") == "Flow Euler"  # Flux's own defaults
+        assert info.recommended_value("guidance") == 3.5
     assert found["sd3-tiny-F32"].family == "sd3"
     assert found["sd3-tiny-original-Q8_0"].family == "sd3"
 

@@ -97,17 +97,29 @@ def test_what_leaves_this_machine(comfy_server, tmp_path) -> None:
         assert local.encode() not in sent, local
 
 
-def test_a_slow_server_is_waited_for_not_dropped(spare, remote_engine) -> None:
-    """The server stops answering for 35 s mid-job (its process paused: longer than any
-    status timeout and than the websocket's heartbeat, which drops the socket): the job is
-    followed again on the same server when it answers, not given up or run twice."""
+def test_a_slow_server_is_waited_for_not_dropped(spare, remote_engine, monkeypatch,
+                                                 caplog) -> None:
+    """The server stops answering mid-job (its process paused) for longer than any status
+    timeout, than the silence after which the client asks /history, and than the websocket's
+    heartbeat, which drops the socket: the job is followed again on the same server when it
+    answers, not given up or run twice. The heartbeat (20 s) and the silence check (30 s)
+    are 4 s here, so a 12 s pause goes through the same events as 35 s at the real ones."""
+    import logging
+
+    from studio.remote import client
+
+    # the image to compare with, on the shared engine before the shorter timings apply
+    expected = remote_engine.generate(request(seed=61, steps=6)).images[0]
+    monkeypatch.setattr(client, "WS_HEARTBEAT_S", 4.0)
+    monkeypatch.setattr(client, "SILENCE_CHECK_S", 4.0)
+    caplog.set_level(logging.INFO, logger=client.__name__)
     engine = RemoteEngine([spare.url])
     try:
         thread, out = in_background(lambda: engine.generate(request(seed=61, steps=6)))
         when(lambda: running_on(engine, spare.url) or "error" in out)
         os.killpg(spare.process.pid, signal.SIGSTOP)
         try:
-            time.sleep(35)
+            time.sleep(12)  # > the status timeout (5 s), the silence check, the heartbeat's 6 s
         finally:
             os.killpg(spare.process.pid, signal.SIGCONT)
         thread.join(300)
@@ -115,8 +127,9 @@ def test_a_slow_server_is_waited_for_not_dropped(spare, remote_engine) -> None:
     finally:
         engine.close()
     assert engine.requeued == []  # followed again, not sent again
-    assert np.array_equal(out["value"].images[0],
-                          remote_engine.generate(request(seed=61, steps=6)).images[0])
+    # the pause did drop the socket (the heartbeat), and the client reached the server again
+    assert any("after the socket dropped" in r.getMessage() for r in caplog.records)
+    assert np.array_equal(out["value"].images[0], expected)
 
 
 def test_cancel_removes_a_job_waiting_in_the_servers_queue(comfy_server) -> None:

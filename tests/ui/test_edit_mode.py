@@ -67,7 +67,7 @@ def test_an_edit_model_edits_the_canvas_into_a_new_layer_with_its_request(
     # Off: the words alone draw a new image over the canvas (text to image).
     panel.edit_check.setChecked(False)
     assert panel.strength_slider.value() == 1.0
-    _mode(window, qtbot, "Text to image")
+    assert "(Edit with words edits it)" in _mode(window, qtbot, "Text to image")
     panel.edit_check.setChecked(True)
 
     # Back to an SD model: the box goes, the Strength it had comes back.

@@ -78,3 +78,40 @@ def test_reference_is_off_with_the_reason_where_the_backend_cannot(window, engin
     assert not item.isEnabled() and item.toolTip() == why
     assert "\n" not in why and ("models/ipadapter" in why or "ComfyUI_IPAdapter_plus" in why)
     assert box.kind_combo.model().item(box.kind_combo.findData("scribble")).isEnabled()
+
+
+@pytest.fixture
+def local(tiny_sd1_dir, tiny_sdxl_dir, tmp_path_factory):
+    """The local engine with the tiny SD 1.x model and IP-Adapters as users keep them."""
+    from studio.engine.engine import Engine
+    from tests.engine.reference_models import build_reference_root
+
+    root = build_reference_root(tmp_path_factory.mktemp("ui-refs"), tiny_sd1_dir,
+                                tiny_sdxl_dir)
+    return Engine(device="cpu", dtype="float32", model_dirs=[tiny_sd1_dir, root],
+                  embedded_dir=tmp_path_factory.mktemp("no-embedded"), hf_cache=False)
+
+
+def test_the_model_list_of_a_reference_layer_offers_the_ip_adapters_that_fit(
+        window, local):
+    from studio.engine.services import engine_services
+
+    window.connection.services = engine_services(local)  # the local engine's IP-Adapters
+    panel = window.prompt_panel
+    sd1 = next(m for m in local.list_models() if m.family.startswith("sd1"))
+    panel._models[sd1.id] = sd1
+    panel.model_combo.addItem(sd1.name, sd1.id)
+    panel.model_combo.setCurrentIndex(panel.model_combo.findData(sd1.id))
+    _look_layer(window)
+    box = window.layers_panel.control_box
+    box.kind_combo.setCurrentIndex(box.kind_combo.findData("reference"))
+    names = [box.model_pick.itemData(i) for i in range(box.model_pick.count())]
+    # The SD 1.x adapters (plain and Plus, with their encoder); not the SDXL one.
+    assert names[0] == "" and set(names[1:]) == {"ip-adapter_tiny-sd1", "ip-adapter_tiny-sd1-b",
+                                                 "ip-adapter-plus_tiny-sd1"}
+    box.model_pick.setCurrentIndex(names.index("ip-adapter_tiny-sd1-b"))
+    box.model_pick.activated.emit(names.index("ip-adapter_tiny-sd1-b"))
+    layer = window.doc.layers[-1]
+    from studio.ui.control_layers import marks_for
+
+    assert marks_for(window.doc)[layer.id].model == "ip-adapter_tiny-sd1-b"

@@ -109,8 +109,11 @@ def gguf_info(path: Path, strict: bool = False) -> ModelInfo | None:
             _told_missing = True
             log.warning("GGUF files such as %s are not listed: %s", path.name, err.message)
         return None
+    from studio.engine.models.discovery import _recommended  # the family's defaults
+
     return ModelInfo(id=str(path), name=path.stem, kind="diffusion", family=family,
-                     source="gguf", path=str(path), size_bytes=path.stat().st_size)
+                     source="gguf", path=str(path), size_bytes=path.stat().st_size,
+                     recommended=_recommended(path, family))
 
 
 def base_folder(path: Path, family: str) -> Path:
