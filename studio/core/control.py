@@ -50,13 +50,14 @@ REFERENCE_LOCAL_ONLY = "Reference images (IP-Adapter) run on the local engine on
 
 def reference_off_reason(features: Any) -> str:
     """Why a backend with ``features`` (``EngineFeatures``) cannot take reference images now
-    ("" when it can): only the local engine runs them, where it found an IP-Adapter."""
-    backend = str(getattr(features, "backend", ""))
-    if backend == "comfyui":
-        return REFERENCE_REMOTE_OFF
-    if backend != "local":
-        return REFERENCE_LOCAL_ONLY
+    ("" when it can): only the local engine runs them, where it found an IP-Adapter (with
+    local and server models together, a server model's request is refused on its way)."""
+    backends = str(getattr(features, "backend", "")).split("+")  # "local+comfyui": both
+    if "local" not in backends:
+        return REFERENCE_REMOTE_OFF if "comfyui" in backends else REFERENCE_LOCAL_ONLY
     return dict(getattr(features, "why_not", ()) or ()).get("reference", "")
+
+
 # Why "depth-estimate" is off where no depth-estimation model is found (engine features).
 DEPTH_ESTIMATE_OFF = ("Depth from a photo needs a depth-estimation model (a transformers DPT "
                       "or Depth Anything folder) in models/depth or models/annotators of "

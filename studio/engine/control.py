@@ -293,7 +293,9 @@ class ControlModels:
         """Refuse in one line, before the diffusion model ``model`` (a ``ModelInfo``)
         loads, a control model of another family or one that cannot do the request (an SD
         1.x ControlNet on a Flux model, SD 3.x ControlNets in image to image ...)."""
-        if any(c.kind in REFERENCE_KINDS for c in req.controls):  # IP-Adapters: once loaded
+        if any(c.kind in REFERENCE_KINDS for c in req.controls):  # IP-Adapters: their own
+            self.references.check_before_load(
+                [c for c in req.controls if c.kind in REFERENCE_KINDS], model)
             req = req.replace(controls=tuple(c for c in req.controls
                                              if c.kind not in REFERENCE_KINDS))
         family = getattr(model, "family", "") or ""

@@ -88,7 +88,7 @@ class IPAdapterInfo:
 
     @property
     def family_label(self) -> str:
-        return FAMILY_BY_DIM.get(self.cross_dim, f"{self.cross_dim}-wide text feature")
+        return FAMILY_BY_DIM.get(self.cross_dim, f"{self.cross_dim}-wide-text")
 
     @property
     def label(self) -> str:
@@ -106,7 +106,7 @@ class IPAdapterInfo:
 
 def family_of(cross_dim: int) -> str:
     """The name of the models whose cross-attention reads ``cross_dim``-wide text."""
-    return FAMILY_BY_DIM.get(int(cross_dim), f"{cross_dim}-wide text feature")
+    return FAMILY_BY_DIM.get(int(cross_dim), f"{cross_dim}-wide-text")
 
 
 def text_width(model: Any) -> int | None:
@@ -542,6 +542,22 @@ class ReferenceModels:
             hint="Put one in models/ipadapter of a model folder (with its image encoder in "
                  "models/clip_vision), or name one as the layer's model.")
 
+    def check_before_load(self, controls: list[Any], model: Any) -> None:
+        """Refuse in one line, before the diffusion model ``model`` (a ``ModelInfo``)
+        loads, a reference whose IP-Adapter is missing or made for another family (where
+        the width of the model's text features is known from its folder or family)."""
+        from studio.core.control import is_empty
+
+        width = text_width(model)
+        if width is None:
+            return
+        for control in controls:
+            if is_empty(control.image):
+                continue
+            info = self.resolve(control.model, width, str(getattr(model, "name", "")))
+            if info.cross_dim != width:
+                raise _wrong_family(info, width, str(getattr(model, "name", "")))
+
     def _state(self, info: IPAdapterInfo) -> dict[str, dict[str, Any]]:
         key = ("ip-adapter", info.path)
 
@@ -581,10 +597,7 @@ class ReferenceModels:
                     "(insightface), which the studio does not make; use a plain or Plus "
                     "IP-Adapter.")
             if info.cross_dim != cross:
-                raise InvalidRequestError(
-                    f"{info.label} is for {info.family_label} models; {model_name} is "
-                    f"{_a(family_of(cross))} model: nothing was loaded.",
-                    hint="Pick an IP-Adapter made for this model's family.")
+                raise _wrong_family(info, cross, model_name)
             if info.layers and info.layers != unet_layers(unet):
                 raise InvalidRequestError(
                     f"{info.label} does not fit {model_name}: it was made for a UNet with "
@@ -619,6 +632,13 @@ class ReferenceModels:
                              scales=[float(c.strength) for c in controls],
                              starts=[float(c.start) for c in controls],
                              ends=[float(c.end) for c in controls], notes=notes)
+
+
+def _wrong_family(info: IPAdapterInfo, cross: int, model_name: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{info.label} is for {info.family_label} models; {model_name} is "
+        f"{_a(family_of(cross))} model: nothing was loaded.",
+        hint="Pick an IP-Adapter made for this model's family.")
 
 
 def _a(label: str) -> str:

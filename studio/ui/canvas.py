@@ -28,6 +28,7 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPen,
     QPixmap,
+    QRegion,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QWidget
@@ -191,6 +192,7 @@ class CanvasView(QWidget):
         self._scaled_key: tuple[Any, ...] | None = None
         self._scaled_dirty: list[Rect] = []
         self._caches = 0  # counts the replacements of the two caches
+        self._preview_scaled: tuple[Any, QImage] | None = None
         self._has_mask = False
         self._preview: tuple[Rect, QImage] | None = None
         self._slider_preview: tuple[Rect, QImage] | None = None
@@ -512,9 +514,10 @@ class CanvasView(QWidget):
 
     @property
     def drawing(self) -> bool:
-        """Whether tiles on screen are still being drawn (a large change)."""
+        """Whether tiles on screen are still being drawn (a large change), or drawn and not
+        yet repainted."""
         with self._lock:
-            return bool(self._requests) or bool(self._busy)
+            return bool(self._requests) or bool(self._busy) or bool(self._drawn)
 
     def finish_drawing(self, level: int = 0) -> None:
         """Draw every tile not up to date at ``level`` now, on this thread (0: at full
@@ -658,17 +661,24 @@ class CanvasView(QWidget):
         # they land they are drawn from their finest up-to-date level (never drawn here).
         self._request_visible(*((IMAGE, MASK) if self._has_mask else (IMAGE,)))
         p = QPainter(self)
-        p.fillRect(event.rect(), color("canvas"))
         target = self.canvas_rect_on_widget(self.doc.rect)
-        p.save()
-        p.setBrushOrigin(target.topLeft())
-        p.fillRect(target, QBrush(self._checker))
-        p.restore()
+        # Zoomed out: one copy from the canvas kept scaled (checkerboard included).
+        scaled = self._paint_scaled(p, event.rect())
+        if scaled is not None:
+            around = QRegion(event.rect()).subtracted(QRegion(scaled))
+            for r in around:
+                p.fillRect(r, color("canvas"))
+        else:
+            p.fillRect(event.rect(), color("canvas"))
+            p.save()
+            p.setBrushOrigin(target.topLeft())
+            p.fillRect(target, QBrush(self._checker))
+            p.restore()
         # Only the visible part of the image is scaled and drawn.
         visible = QRectF(self.to_canvas(QPointF(event.rect().topLeft())),
                          self.to_canvas(QPointF(event.rect().bottomRight()) + QPointF(1, 1)))
         src = visible.intersected(QRectF(0, 0, self.doc.width, self.doc.height))
-        if not src.isEmpty() and not self._paint_scaled(p, event.rect()):
+        if not src.isEmpty() and scaled is None:
             src = QRectF(src.toAlignedRect())
             dst = QRectF(self.to_widget(src.topLeft()), self.to_widget(src.bottomRight()))
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
@@ -688,30 +698,33 @@ class CanvasView(QWidget):
             p.setPen(QPen(color("accent"), 1.5, Qt.PenStyle.DashLine))
             p.drawRect(where.adjusted(-1, -1, 1, 1))
         if self._preview is not None:
-            rect, image = self._preview
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            p.drawImage(self.canvas_rect_on_widget(rect), image)
+            self._paint_preview(p)
         p.setPen(QPen(color("border"), 1))
         p.drawRect(target.adjusted(-0.5, -0.5, 0.5, 0.5))
         self._paint_selection(p)
         self._paint_brush_cursor(p)
         p.end()
 
-    def _paint_scaled(self, p: QPainter, exposed: Any) -> bool:
+    def _paint_scaled(self, p: QPainter, exposed: QRect) -> QRect | None:
         """Zoomed out, paint the ``exposed`` widget rect from the canvas kept scaled to the
-        zoom, rescaling first only what changed: a repaint that changes nothing drawn (a
-        preview step, the brush cursor) copies pixels instead of scaling the reduced copy.
-        False: not zoomed out, or the canvas at this zoom is too large to keep."""
+        zoom over its checkerboard, rescaling first only what changed: a repaint that
+        changes nothing drawn (a preview step, the brush cursor) copies opaque pixels
+        instead of scaling the reduced copy. Returns where the canvas lies on the widget;
+        None: not zoomed out, or the canvas at this zoom is too large to keep."""
         zoom = self.zoom
-        sw = int(np.ceil(max(1, self.doc.width) * zoom))
-        sh = int(np.ceil(max(1, self.doc.height) * zoom))
+        ox, oy = int(np.floor(self.offset.x())), int(np.floor(self.offset.y()))
+        fx, fy = self.offset.x() - ox, self.offset.y() - oy  # drawn where a direct paint is
+        sw = int(np.ceil(max(1, self.doc.width) * zoom + fx))
+        sh = int(np.ceil(max(1, self.doc.height) * zoom + fy))
         if zoom >= 1.0 or sw * sh > SCALED_MAX_PIXELS:
             self._scaled, self._scaled_key, self._scaled_dirty = None, None, []
-            return False
-        key = (zoom, sw, sh, self._caches, self._has_mask and self.mask_shown)
+            return None
+        key = (zoom, fx, fy, sw, sh, self._caches, self._has_mask and self.mask_shown,
+               self._checker.cacheKey())
         dirty, self._scaled_dirty = self._scaled_dirty, []
         if self._scaled is None or self._scaled_key != key:
-            self._scaled = QImage(sw, sh, QImage.Format.Format_ARGB32_Premultiplied)
+            self._scaled = QImage(sw, sh, QImage.Format.Format_RGB32)  # opaque: copied
+            self._scaled.fill(color("canvas"))
             self._scaled_key = key
             dirty = [self.doc.rect]
         elif len(dirty) > 64:
@@ -719,25 +732,46 @@ class CanvasView(QWidget):
         if dirty:
             q = QPainter(self._scaled)
             q.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            for x, y, w, h in dirty:  # whole scaled pixels, scaled with the same mapping
-                x0, y0 = max(0, int(np.floor(x * zoom))), max(0, int(np.floor(y * zoom)))
-                x1, y1 = min(sw, int(np.ceil((x + w) * zoom))), min(sh, int(np.ceil((y + h) * zoom)))
+            q.setClipRect(QRectF(fx, fy, self.doc.width * zoom, self.doc.height * zoom))
+            q.setBrushOrigin(QPointF(fx, fy))
+            checker = QBrush(self._checker)
+            for x, y, w, h in dirty:  # whole pixels here, scaled with the same mapping
+                x0, y0 = max(0, int(np.floor(x * zoom + fx))), max(0, int(np.floor(y * zoom + fy)))
+                x1 = min(sw, int(np.ceil((x + w) * zoom + fx)))
+                y1 = min(sh, int(np.ceil((y + h) * zoom + fy)))
                 if x1 <= x0 or y1 <= y0:
                     continue
                 to = QRectF(x0, y0, x1 - x0, y1 - y0)
-                src = QRectF(x0 / zoom, y0 / zoom, (x1 - x0) / zoom, (y1 - y0) / zoom)
-                q.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
-                q.fillRect(to, Qt.GlobalColor.transparent)
-                q.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
+                src = QRectF((x0 - fx) / zoom, (y0 - fy) / zoom, (x1 - x0) / zoom,
+                             (y1 - y0) / zoom)
+                q.fillRect(to, checker)
                 self._image.draw(q, to, src, zoom)
                 if self._has_mask and self.mask_shown:
                     self._mask.draw(q, to, src, zoom)
             q.end()
-        ox, oy = int(round(self.offset.x())), int(round(self.offset.y()))
-        part = exposed.intersected(QRect(ox, oy, sw, sh))
+        where = QRect(ox, oy, sw, sh)
+        part = exposed.intersected(where)
         if not part.isEmpty():
             p.drawImage(part, self._scaled, part.translated(-ox, -oy))
-        return True
+        return where
+
+    def _paint_preview(self, p: QPainter) -> None:
+        """A generation step's preview, scaled once per preview and zoom (it is repainted
+        with every progress event and every brush-cursor move while it shows)."""
+        assert self._preview is not None
+        rect, image = self._preview
+        where = self.canvas_rect_on_widget(rect)
+        size = where.toAlignedRect().size()
+        if size.width() * size.height() > SCALED_MAX_PIXELS:  # zoomed in: the visible part
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            p.drawImage(where, image)
+            return
+        key = (image.cacheKey(), size.width(), size.height())
+        if self._preview_scaled is None or self._preview_scaled[0] != key:
+            self._preview_scaled = (key, image.scaled(
+                size, Qt.AspectRatioMode.IgnoreAspectRatio,
+                Qt.TransformationMode.SmoothTransformation))
+        p.drawImage(where.toAlignedRect().topLeft(), self._preview_scaled[1])
 
     def _paint_selection(self, p: QPainter) -> None:
         rect = self._drag[2] if self._drag and self._drag[0] == "select" else self.doc.selection

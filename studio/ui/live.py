@@ -85,6 +85,7 @@ class LiveController(QObject):
         self.off_reason = ""  # why live mode turned itself off (a server gone), on the toggle
         self._sent: set[int] = set()  # live update jobs on their way (to tell them apart)
         self._heard = 0.0  # time.perf_counter() of the last word of a live update
+        self._started: int | None = None  # the live update the runner started last
         self._where = ""  # the server the last live update ran on ("host:port")
         self._silence = QTimer(self, interval=1000)  # a server's update that goes quiet
         self._silence.timeout.connect(self._check_silence)
@@ -111,6 +112,7 @@ class LiveController(QObject):
         session.busy_changed.connect(self._on_busy_changed)
         session.message.connect(self._on_message)
         session.add_contributor(self._server_fields)
+        session.add_contributor(self._control_fields)
         jobs = session.jobs
         jobs.failed.connect(self._on_job_failed)
         jobs.progressed.connect(self._on_job_progressed)
@@ -281,6 +283,15 @@ class LiveController(QObject):
         local engine runs ``int(steps * strength)`` of them."""
         return {"steps": self.session.steps} if self.on_server() else {}
 
+    def _control_fields(self, rect: Any, size: tuple[int, int]) -> dict[str, Any]:
+        """The visible control layers cut to the live region, as Generate sends them, where
+        the model's backend runs them (a server: ControlNet nodes in its workflow)."""
+        from studio.ui.control_layers import marks_for, request_controls
+
+        if not marks_for(self.doc) or not self.connection.features.control:
+            return {}
+        return {"controls": request_controls(self.doc, rect, size)}
+
     def _on_job_ended(self, event: Any) -> None:
         self._sent.discard(event.job_id)
         if not self._sent:
@@ -289,6 +300,7 @@ class LiveController(QObject):
     def _on_job_heard(self, event: Any) -> None:
         if event.job_id in self._sent:
             self._heard = time.perf_counter()
+            self._started = event.job_id
 
     def _check_silence(self) -> None:
         """A server's update with no word for ``SILENT_S`` (``FIRST_SILENT_S`` before the
@@ -296,10 +308,13 @@ class LiveController(QObject):
         if not self._sent or not self.session.busy or self.session.state != ON:
             self._silence.stop()
             return
+        if self.session.job_id != self._started:  # waiting behind other jobs here: no word
+            return  # is due yet
         quiet = time.perf_counter() - self._heard
         if quiet > (SILENT_S if self.session.latest is not None else FIRST_SILENT_S):
             where = f"at {self._where}" if self._where else "of this model"
-            self.turn_off(f"The server {where} has not answered for {quiet:.0f} s.")
+            self.turn_off(f"The server {where} has not answered for {quiet:.0f} s (gone, or "
+                          "busy with other prompts).")
 
     def _on_job_failed(self, event: Any) -> None:
         """A live update failed: a server that is gone turns live mode off, with its line."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,20 +17,7 @@ KEYS = ["overhead_ratio_tiny", "overhead_ratio_sd15", "cpu_bf16_speedup", "previ
         "peak_rss_mb_tiny", "peak_rss_mb_sd15"]
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """One ``studio bench --smoke --json`` run, as a user would start it."""
-    tmp = tmp_path_factory.mktemp("bench")
-    out = tmp / "figures.json"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1",
-           "XDG_CONFIG_HOME": str(tmp / "config")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "studio", "bench", "--smoke", "--json", str(out),
-         "--cache-dir", str(tmp / "cache")],
-        env=env, capture_output=True, text=True, timeout=900,
-        cwd=Path(__file__).resolve().parents[2])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout, json.loads(out.read_text(encoding="utf-8"))
+# ``smoke``: the one ``studio bench --smoke --json`` run (tests/bench/conftest.py).
 
 
 @pytest.mark.models

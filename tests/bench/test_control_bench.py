@@ -8,13 +8,14 @@ import math
 
 import pytest
 
-from studio.bench.suite import PLANS, format_table, run_bench
+from studio.bench.suite import format_table
 
 
 @pytest.fixture(scope="module")
-def control_figures(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("bench-cache")
-    return run_bench(PLANS["smoke"], cache=cache, sections=("control",), log=lambda _t: None)
+def control_figures(smoke):
+    """The control section of the shared ``studio bench --smoke`` run (tests/bench/conftest.py:
+    every section, the tiny model standing in for SD 1.5, as ``--only control`` times it)."""
+    return smoke[1]
 
 
 @pytest.mark.models

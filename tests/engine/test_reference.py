@@ -189,13 +189,20 @@ def test_comfyui_layout_and_sdxl_are_found_and_used(rengine, tiny_sdxl_dir):
     assert "reference" not in dict(rengine.features.why_not)
 
 
-def test_an_adapter_of_another_family_is_refused_in_one_line(rengine, tiny_sd1_dir):
+def test_an_adapter_of_another_family_is_refused_in_one_line_before_loading(
+        rengine, tiny_sd1_dir, tiny_sdxl_dir, ref_root, tmp_path):
+    from studio.engine.engine import Engine
+
+    fresh = Engine(device="cpu", dtype="float32",
+                   model_dirs=[tiny_sd1_dir, tiny_sdxl_dir, ref_root],
+                   embedded_dir=tmp_path, hf_cache=False)
     ref = ControlLayer("reference", photo(0), model="ip-adapter_tiny-sdxl")
     with pytest.raises(InvalidRequestError) as err:
-        rengine.generate(_req(tiny_sd1_dir, [ref]))
+        fresh.generate(_req(tiny_sd1_dir, [ref]))
     text = str(err.value)
     assert "ip-adapter_tiny-sdxl" in text and "tiny-sd1" in text and "\n" not in text
     assert "nothing was loaded" in text
+    assert len(fresh.pipelines) == 0  # refused before the diffusion model loaded
     # The model still generates as before.
     assert rengine.generate(_req(tiny_sd1_dir)).images[0].shape == (64, 64, 3)
 

@@ -83,6 +83,8 @@ def test_the_cli_reads_reference_and_says_which_backends_cannot():
     assert "ComfyUI_IPAdapter_plus" in REFERENCE_REMOTE_OFF
     assert reference_off_reason(FAKE_FEATURES) == REFERENCE_LOCAL_ONLY
     assert reference_off_reason(dataclasses.replace(FAKE_FEATURES, backend="local")) == ""
+    assert reference_off_reason(dataclasses.replace(FAKE_FEATURES, backend="local+comfyui")) \
+        == ""  # this computer's models and the servers': a server's job refuses it itself
 
 
 def test_cli_generate_with_a_reference_records_it_and_use_settings_reproduces(

@@ -133,3 +133,36 @@ def test_painting_on_a_reduced_tile_shows_at_once_and_stays_right(qtbot, window)
     qtbot.waitUntil(lambda: not canvas.drawing, timeout=60000)
     np.testing.assert_array_equal(canvas.composite_cache.array,
                                   premultiply(window.doc.composite()))
+
+
+def screen_array(canvas) -> np.ndarray:
+    from PySide6.QtGui import QImage
+
+    image = canvas.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    h, w = image.height(), image.width()
+    return np.frombuffer(image.constBits(), np.uint8).reshape(h, image.bytesPerLine())[
+        :, :w * 3].reshape(h, w, 3).astype(int)
+
+
+def test_the_zoomed_out_view_kept_scaled_shows_what_scaling_each_time_shows(
+        qtbot, window, monkeypatch):
+    """Zoomed out, repaints copy from the canvas kept scaled to the zoom (rescaled where it
+    changed): the window shows the same as when every repaint scaled the reduced copy."""
+    import studio.ui.canvas as canvas_module
+
+    canvas = window.canvas
+    open_large(qtbot, window)
+    window.doc.set_active_layer(window.doc.layers[0].id)
+    canvas.set_tool(tools.BRUSH)
+    canvas.set_brush(BrushSettings(size=200, hardness=1.0, color=(250, 250, 20)))
+    canvas.begin_stroke(QPointF(1500, 2000))
+    canvas.continue_stroke(QPointF(2300, 2100))
+    canvas.end_stroke()
+    kept = screen_array(canvas)
+    monkeypatch.setattr(canvas_module, "SCALED_MAX_PIXELS", 0)
+    direct = screen_array(canvas)
+    diff = np.abs(kept - direct)
+    assert diff.max() <= 2, (diff.mean(), diff.max())
+    c = kept[canvas.to_widget(QPointF(1900, 2050)).toPoint().y(),
+             canvas.to_widget(QPointF(1900, 2050)).toPoint().x()]
+    assert tuple(c) == (250, 250, 20)  # the stroke is in the kept copy

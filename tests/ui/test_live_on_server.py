@@ -130,3 +130,63 @@ def test_a_local_update_keeps_its_steps_as_before(qtbot, settings):
         assert int(req.steps * req.strength) == w.live_view.steps  # ceil(steps / strength)
     finally:
         close(w, runner, engine)
+
+
+def test_the_bench_paints_on_a_server_with_only_live_and_remote(monkeypatch, capsys):
+    """``studio bench --only live --remote URL`` replays the strokes on that server (in the
+    bench's child) and its table adds the server's rows: updates a second, with the GPU
+    target said to be unmeasured here, and the most live prompts the server held."""
+    import argparse
+
+    from studio.bench import measure
+    from studio.cli import bench
+
+    asked: list[list[str]] = []
+    fig = {"live_update_p50_ms": 6412.0, "live_update_p95_ms": 15584.0,
+           "live_ui_stall_max_ms": 20.0, "live_ui_stall_p99_ms": 9.0,
+           "live_idle_stall_max_ms": 3.9, "live_engine_update_p50_ms": 6392.0,
+           "live_strokes": 20, "live_missed": 0, "live_rapid_strokes": 10,
+           "live_rapid_cancelled": 9, "live_steps": 2, "live_strength": 0.55, "live_size": 64,
+           "live_model": "tiny-sd1.safetensors", "engine_nice": 5, "load_avg": [10.4, 10, 10],
+           "live_would_turn_off": True, "live_remote": "http://gpu-box:8188",
+           "live_updates_per_s": 0.156, "live_server_prompts_max": 1,
+           "live_server_queue_samples": 286}
+
+    def child(module, argv, **_kw):
+        asked.append([module, *argv])
+        return dict(fig)
+
+    monkeypatch.setattr(measure, "run_child", child)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    assert bench.run(parser.parse_args(["--only", "live", "--remote", "http://gpu-box:8188",
+                                        "--smoke"])) == 0
+    assert asked == [["studio.bench.live_bench", "--strokes", "5", "--rapid", "3",
+                      "--remote", "http://gpu-box:8188"]]
+    out = capsys.readouterr().out
+    assert "on the server http://gpu-box:8188" in out
+    rows = {line.split("  ")[0]: line for line in out.splitlines() if line.startswith("live:")}
+    assert "0.16/s" in rows["live: updates a second (server)"]
+    assert "not measured here" in rows["live: updates a second (server)"]
+    assert "max 1" in rows["live: live prompts on the server"]
+
+
+def test_control_layers_go_with_each_update_where_the_backend_runs_them(qtbot, settings):
+    from studio.ui.control_layers import ControlMark, marks_for
+
+    engine = ServerEngine(answers=100, mode="gone")
+    engine._features = dataclasses.replace(SERVER, control=True)
+    w, runner = server_window(qtbot, settings, engine)
+    try:
+        assert w.live.latest.request.controls == ()  # no control layer yet
+        sketch = np.zeros((64, 64, 4), np.uint8)
+        sketch[20:40, 10:50] = 255
+        w.controller.add_image_layer(sketch, "sketch")
+        marks_for(w.doc)[w.doc.layers[-1].id] = ControlMark("scribble", 0.8)
+        with qtbot.waitSignal(w.live.updated, timeout=10_000):
+            w.live_controller.request_update()
+        (control,) = w.live.latest.request.controls
+        assert control.kind == "scribble" and control.strength == 0.8
+        assert (control.image.width, control.image.height) == (64, 64)
+    finally:
+        close(w, runner, engine)
