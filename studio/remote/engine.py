@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from studio.core.engines import EngineFeatures
-from studio.core.errors import CancelledError, StudioError
+from studio.core.errors import CancelledError, InvalidRequestError, StudioError
 from studio.core.jobs.cancel import CancelToken
 from studio.core.jobs.events import GenerationResult, StepProgress
 from studio.core.jobs.request import GenerationRequest
@@ -109,10 +109,19 @@ def _features_used(request: GenerationRequest, family: str, enlarge_with: str) -
     return keys
 
 
+def refuse_edit_model(family: str, name: str) -> None:
+    """Instruction-editing models (Flux Kontext) are not run on servers: a Kontext file run
+    as plain Flux would silently give another picture."""
+    if family == "flux-kontext":
+        raise InvalidRequestError(
+            f"{name} is an instruction-editing model (Flux Kontext): edit with words runs on "
+            "the local engine only; Latent Studio does not build its ComfyUI workflow yet.")
+
+
 def guess_family(name: str) -> str:
     """A checkpoint's family from its name (the server does not say); "" when unsure."""
     low = name.lower()
-    for marker, family in (("flux", "flux"), ("sd3", "sd3"), ("sd_3", "sd3"), ("sdxl", "sdxl"),
+    for marker, family in (("kontext", "flux-kontext"), ("flux", "flux"), ("sd3", "sd3"), ("sd_3", "sd3"), ("sdxl", "sdxl"),
                            ("xl", "sdxl"),
                            ("v2-", "sd2"), ("sd2", "sd2"), ("1.5", "sd1"), ("sd15", "sd1"),
                            ("sd1", "sd1"), ("v1-", "sd1")):
@@ -359,6 +368,7 @@ class RemoteEngine:
         main = resolve(request.model, models, urls)
         checkpoint = main.id
         family = request.family or main.family
+        refuse_edit_model(family, main.name)
         folder = "diffusion_models" if main.source.endswith("diffusion_models") else "checkpoints"
         loras = tuple((resolve(lw.name or lw.path, lora_models, urls).id, lw.weight)
                       for lw in request.loras)
