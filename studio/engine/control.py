@@ -179,6 +179,20 @@ class ControlModels:
                                or embedded_models_dir())
         return list(self._found)
 
+    def fitting(self, model: Any) -> list[ControlModelInfo]:
+        """The ControlNets and T2I-Adapters made for the family of diffusion ``model`` (a
+        ``ModelInfo``): what the window's control model picker offers for it."""
+        family = str(getattr(model, "family", "") or "")
+        if not family:
+            return []
+        try:
+            found = self.list()
+        except (OSError, ValueError):  # a folder that cannot be read: nothing to offer
+            return []
+        want = base_family(family)
+        return [i for i in found if i.family == want and i.kind in ("controlnet",
+                                                                      "t2i-adapter")]
+
     def depth_models(self, refresh: bool = False) -> list[DepthModelInfo]:
         """The depth-estimation models in the user's depth and annotator folders."""
         dirs = tuple(self._registry.model_dirs)

@@ -509,6 +509,18 @@ class ReferenceModels:
             self._found = scan_references([Path(d) for d in dirs])
         return list(self._found)
 
+    def fitting(self, model: Any) -> list[IPAdapterInfo]:
+        """The usable IP-Adapters (with their image encoder) that fit diffusion ``model`` (a
+        ``ModelInfo``) by the width of the text features its UNet reads (all of them where
+        that is not known; checked again when it runs): what the window offers for it."""
+        try:
+            found = [i for i in self.list() if i.encoder is not None
+                     and i.projection != "faceid"]
+        except (OSError, ValueError):  # a folder that cannot be read: nothing to offer
+            return []
+        width = text_width(model) if model is not None else None
+        return [i for i in found if width is None or i.cross_dim == width]
+
     def kinds_off(self) -> tuple[tuple[str, str], ...]:
         """("reference", why) where no IP-Adapter with its image encoder is found."""
         usable = [i for i in self.list() if i.encoder is not None and i.projection != "faceid"]

@@ -325,6 +325,17 @@ class RemoteControls:
             self._pending.add_done_callback(self._read)
         return list(self._known)
 
+    def fitting(self, model: Any) -> list[ServerControlNet]:
+        """The servers' ControlNets whose name says the family of diffusion ``model``."""
+        from studio.remote.engine import guess_family
+
+        family = str(getattr(model, "family", "") or "") or \
+            guess_family(str(getattr(model, "id", "")))
+        if not family:
+            return []
+        want = base_family(family)
+        return [c for c in self.list() if c.family == want]
+
     def _read(self, future: Any) -> None:
         if future.cancelled() or future.exception() is not None:
             return

@@ -201,12 +201,49 @@ class RoutingEngine:
         server: the servers; else this computer)."""
         return self._engine_for(request).generate(request, on_step, cancel)
 
+    @property
+    def controls(self) -> RoutingControls:
+        """The control models of both (``list``), and of the backend of one diffusion model
+        (``fitting``): the window offers a server model the servers' ControlNets only."""
+        return RoutingControls(self)
+
     def load(self, model_id: str) -> Any:
         """Load a local model ahead of its first job (the window's preload)."""
         return self.local.load(model_id)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.remote.close()
+
+
+class RoutingControls:
+    """``engine.controls`` of a ``RoutingEngine``: this computer's control models and the
+    servers' ControlNets, each offered for the models of its own backend. Reference images
+    and depth estimation are this computer's (servers take neither)."""
+
+    def __init__(self, routing: RoutingEngine) -> None:
+        self._routing = routing
+        self._local = getattr(routing.local, "controls", None)
+        self._remote = getattr(routing.remote, "controls", None)
+
+    def list(self) -> list[Any]:
+        return [*(self._local.list() if self._local is not None else []),
+                *(self._remote.list() if self._remote is not None else [])]
+
+    def fitting(self, model: ModelInfo) -> list[Any]:
+        """The control models that fit ``model`` on the backend that runs it."""
+        own = self._remote if self._routing.backend_for(model.id) == "remote" else self._local
+        if own is None:
+            return []
+        fitting = getattr(own, "fitting", None)
+        return list(fitting(model)) if fitting is not None else []
+
+    @property
+    def references(self) -> Any:
+        return getattr(self._local, "references", None)
+
+    @property
+    def estimate_depth(self) -> Any:
+        return getattr(self._local, "estimate_depth", None)
 
 
 def _listed(engine: Any, kind: str | None, refresh: bool) -> list[ModelInfo]:

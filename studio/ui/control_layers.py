@@ -233,52 +233,43 @@ def _backend_kinds_off(widget: QWidget) -> dict[str, str]:
     return off
 
 
-def fitting_control_models(widget: QWidget) -> list:
-    """The control models of the window's local engine that fit the diffusion model chosen
-    in its prompt panel (``ControlModelInfo`` values; none where the backend has no list or
-    no model is chosen)."""
-    window = widget.window()
-    connection = getattr(window, "connection", None)
-    engine = getattr(getattr(connection, "services", None), "engine", None)
-    controls = getattr(engine, "controls", None)
-    panel = getattr(window, "prompt_panel", None)
-    model = getattr(panel, "_models", {}).get(getattr(panel, "model_id", "")) \
-        if panel is not None else None
-    if controls is None or model is None or not getattr(model, "family", ""):
-        return []
-    from studio.engine.control_models import base_family
-
-    try:
-        found = controls.list()
-    except Exception:  # a folder that cannot be read: nothing to offer
-        return []
-    want = base_family(model.family)
-    return [info for info in found if info.family == want
-            and getattr(info, "kind", "") in ("controlnet", "t2i-adapter")]
-
-
-def fitting_references(widget: QWidget) -> list:
-    """The IP-Adapters of the window's local engine (with their image encoder) that fit
-    the diffusion model chosen in its prompt panel, by the width of the text features its
-    UNet reads (all of them where that is not known; checked again when it runs)."""
+def _chosen_model(widget: QWidget) -> tuple[Any, Any]:
+    """(the window's backend's ``engine.controls``, the diffusion model chosen in its prompt
+    panel); either may be ``None``."""
     window = widget.window()
     engine = getattr(getattr(getattr(window, "connection", None), "services", None),
                      "engine", None)
-    references = getattr(getattr(engine, "controls", None), "references", None)
     panel = getattr(window, "prompt_panel", None)
     model = getattr(panel, "_models", {}).get(getattr(panel, "model_id", "")) \
         if panel is not None else None
-    if references is None:
+    return getattr(engine, "controls", None), model
+
+
+def fitting_control_models(widget: QWidget) -> list:
+    """The control models the window's backend offers for the diffusion model chosen in its
+    prompt panel (``controls.fitting(model)``: the backend knows which fit; none where it
+    has no list or no model is chosen)."""
+    controls, model = _chosen_model(widget)
+    fitting = getattr(controls, "fitting", None)
+    if fitting is None or model is None or not getattr(model, "family", ""):
         return []
     try:
-        found = [i for i in references.list() if i.encoder is not None
-                 and i.projection != "faceid"]
+        return list(fitting(model))
+    except Exception:  # a folder or server that cannot be read: nothing to offer
+        return []
+
+
+def fitting_references(widget: QWidget) -> list:
+    """The IP-Adapters (with their image encoder) the window's backend offers for the
+    diffusion model chosen in its prompt panel (``controls.references.fitting``)."""
+    controls, model = _chosen_model(widget)
+    fitting = getattr(getattr(controls, "references", None), "fitting", None)
+    if fitting is None:
+        return []
+    try:
+        return list(fitting(model))
     except Exception:  # a folder that cannot be read: nothing to offer
         return []
-    from studio.engine.reference import text_width
-
-    width = text_width(model) if model is not None else None
-    return [i for i in found if width is None or i.cross_dim == width]
 
 
 class ControlSection(QGroupBox):

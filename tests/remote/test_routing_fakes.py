@@ -101,3 +101,23 @@ def test_what_is_off_follows_the_chosen_models_backend() -> None:
     assert connection.can("model_management")
     connection.select_model(TINY.id)
     assert connection.can("prompt_sliders")
+
+
+def test_the_control_picker_offers_each_model_its_own_backends_controlnets() -> None:
+    # A local SD 1.x ControlNet is no use to a server's SD 1.x model (the server has its
+    # own files), and the other way round.
+    from types import SimpleNamespace
+
+    engine, local, servers = make()
+    engine.list_models("diffusion")
+    here = SimpleNamespace(id="here", family="sd1")
+    there = SimpleNamespace(id="there", family="sd1")
+    local.controls = SimpleNamespace(list=lambda: [here], fitting=lambda m: [here],
+                                     references="ip-adapters", estimate_depth="dpt")
+    servers.controls = SimpleNamespace(list=lambda: [there], fitting=lambda m: [there])
+    assert engine.controls.fitting(TINY) == [here]
+    assert engine.controls.fitting(SERVER) == [there]
+    assert engine.controls.list() == [here, there]
+    # Reference images and depth estimation run on this computer only.
+    assert engine.controls.references == "ip-adapters"
+    assert engine.controls.estimate_depth == "dpt"

@@ -36,7 +36,12 @@ NETS = [
 def engine() -> FakeEngine:
     fake = FakeEngine(models=[TINY, LARGE, FLUX, SD3],
                       features=dataclasses.replace(FAKE_FEATURES, control=True))
-    fake.controls = SimpleNamespace(list=lambda: list(NETS))  # as the local engine's
+    # The local engine's own choice of what fits (ControlModels.fitting) over these files.
+    from studio.engine.control import ControlModels
+
+    found = SimpleNamespace(list=lambda: list(NETS))
+    fake.controls = SimpleNamespace(list=found.list,
+                                    fitting=lambda model: ControlModels.fitting(found, model))
     return fake
 
 
