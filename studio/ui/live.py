@@ -21,7 +21,9 @@ the update on its way, and the remote engine deletes its prompt from the server'
 interrupts it there before the next one is sent, so the server never holds more than one
 live prompt; the canvas region is uploaded once per content (named by its hash). ComfyUI's
 sampler runs all its ``steps`` over a schedule lengthened by 1/denoise, so a server's update
-asks for live's steps themselves (``_server_fields``). When the server drops out (an update
+asks for live's steps themselves (``_server_fields``). The visible control layers go with
+every update where the model's backend runs them (``_control_fields``, as Generate sends
+them; locally and in a server's workflow). When the server drops out (an update
 fails as unreachable or lost, or goes back to the pool's queue because its server lost it),
 live mode turns itself off with that one line on the toggle; the canvas is untouched.
 """
@@ -224,8 +226,29 @@ class LiveController(QObject):
         values = self.prompt.values()
         doc = self.doc
         rect = doc.generation_rect
+        width, height = request_size(rect[2], rect[3], values["width"], values["height"])
+        from studio.ui.control_layers import control_layers_hidden, marks_for
+
+        marks = marks_for(doc)
+        if any(layer.visible and layer.id in marks for layer in doc.layers):
+            # A control layer guides the update; it is no part of the picture to repaint
+            # (as for Generate): the region drawn without it (the cache has it in).
+            with control_layers_hidden(doc):
+                region = doc.composite(rect)
+        else:
+            region = self._cached_region(rect, width, height)
+        rgb = flatten_over_white(region)
+        if rgb.shape[:2] != (height, width):
+            from PIL import Image
+
+            rgb = np.asarray(Image.fromarray(rgb).resize((width, height), Image.LANCZOS))
+        return LiveSource(rgb, rect, time.perf_counter() if stamp is None else stamp)
+
+    def _cached_region(self, rect: Any, width: int, height: int) -> np.ndarray:
+        """The region of the canvas's cached composite, from the smallest reduced copy still
+        at least ``width`` x ``height``."""
+        doc = self.doc
         rx, ry, rw, rh = rect
-        width, height = request_size(rw, rh, values["width"], values["height"])
         cache = self.canvas.composite_cache
         level = 0  # the smallest reduced copy still at least the request size
         while level + 1 < len(cache.levels) and rw >> (level + 1) >= width \
@@ -241,12 +264,7 @@ class LiveController(QObject):
             src = array[py:py + ph, px:px + pw]
             dst = region[oy:oy + src.shape[0], ox:ox + src.shape[1]]
             dst[...] = src[:dst.shape[0], :dst.shape[1]]
-        rgb = flatten_over_white(region)
-        if rgb.shape[:2] != (height, width):
-            from PIL import Image
-
-            rgb = np.asarray(Image.fromarray(rgb).resize((width, height), Image.LANCZOS))
-        return LiveSource(rgb, rect, time.perf_counter() if stamp is None else stamp)
+        return region
 
     def request_update(self, stamp: float | None = None) -> int | None:
         """Send an update of the canvas as it is now (the newest replaces a stale one)."""

@@ -18,7 +18,7 @@ from studio.ui.canvas import PROGRESSIVE_PIXELS
 from studio.ui.canvas_image import premultiply, reduce_box
 from studio.ui.canvas_tools import BrushSettings
 
-SIDE = 2560  # over PROGRESSIVE_PIXELS, and fitted to the test window it is drawn reduced
+SIDE = 2048  # over PROGRESSIVE_PIXELS, and fitted to the test window it is drawn reduced
 #: The reduced copy drawn from the layers against the block averages of the full-size
 #: composite, on smooth content: at most this many levels (of 255) apart.
 TOLERANCE = 3
@@ -155,14 +155,14 @@ def test_the_zoomed_out_view_kept_scaled_shows_what_scaling_each_time_shows(
     window.doc.set_active_layer(window.doc.layers[0].id)
     canvas.set_tool(tools.BRUSH)
     canvas.set_brush(BrushSettings(size=200, hardness=1.0, color=(250, 250, 20)))
-    canvas.begin_stroke(QPointF(1500, 2000))
-    canvas.continue_stroke(QPointF(2300, 2100))
+    canvas.begin_stroke(QPointF(1100, 1500))
+    canvas.continue_stroke(QPointF(1800, 1600))
     canvas.end_stroke()
     kept = screen_array(canvas)
     monkeypatch.setattr(canvas_module, "SCALED_MAX_PIXELS", 0)
     direct = screen_array(canvas)
     diff = np.abs(kept - direct)
     assert diff.max() <= 2, (diff.mean(), diff.max())
-    c = kept[canvas.to_widget(QPointF(1900, 2050)).toPoint().y(),
-             canvas.to_widget(QPointF(1900, 2050)).toPoint().x()]
+    c = kept[canvas.to_widget(QPointF(1450, 1550)).toPoint().y(),
+             canvas.to_widget(QPointF(1450, 1550)).toPoint().x()]
     assert tuple(c) == (250, 250, 20)  # the stroke is in the kept copy

@@ -188,5 +188,8 @@ def test_control_layers_go_with_each_update_where_the_backend_runs_them(qtbot, s
         (control,) = w.live.latest.request.controls
         assert control.kind == "scribble" and control.strength == 0.8
         assert (control.image.width, control.image.height) == (64, 64)
+        # The sketch guides the update; it is not painted into the picture to repaint.
+        sent = w.live.latest.request.init_image.to_array()
+        assert (sent[..., :3] == 128).all(), "the control layer's strokes were sent as paint"
     finally:
         close(w, runner, engine)
