@@ -88,6 +88,25 @@ def encode_dit(pipe: Any, family: str, prompts: list[str], negative: str | None,
     return kwargs
 
 
+def per_image(kwargs: dict[str, Any], family: str, batch: int) -> dict[str, Any]:
+    """A DiT call's embeddings given one row per image, with ``num_images_per_prompt`` 1.
+
+    Given ``prompt_embeds``, SD3's and Flux's pipelines do not repeat them for
+    ``num_images_per_prompt`` (PixArt's and Sana's do): a batch then failed on a shape. Every
+    family gets the same here: each embedding, pooled embedding and mask repeated to one row
+    per image, and the pipeline told one image per row (the latents still come from one
+    generator per image, so each image is the one its seed gives alone)."""
+    if batch <= 1:
+        return kwargs
+    out = dict(kwargs)
+    for name in DIT_OUTPUTS.get(family, ()):
+        value = out.get(name)
+        if value is not None and hasattr(value, "repeat_interleave") and value.shape[0] == 1:
+            out[name] = value.repeat_interleave(batch, dim=0)
+    out["num_images_per_prompt"] = 1
+    return out
+
+
 class LRUCache:
     """A small least-recently-used cache of values made on demand (embeddings, directions)."""
 

@@ -35,7 +35,12 @@ from studio.core.models import DeviceInfo, ModelInfo
 from studio.core.samplers import steps_refusal
 from studio.core.sliders.specs import LATENT_MODELS, LATENT_SPACES
 from studio.engine import calls
-from studio.engine.conditioning import Conditioning, encodes_dit, supports_embeddings
+from studio.engine.conditioning import (
+    Conditioning,
+    encodes_dit,
+    per_image,
+    supports_embeddings,
+)
 from studio.engine.control import ControlModels, ControlPlan
 from studio.engine.device import DeviceChoice, choose_device
 from studio.engine.known_device import known_device
@@ -307,6 +312,7 @@ class Engine:
             if late and not late_fits(pipe, late):  # no callback that could take them late
                 text, late = add_deltas(text, late), []
             kwargs.update(text)
+            kwargs = per_image(kwargs, loaded.family, req.batch_size)
             kwargs.update(pipeline_extras(pipe, req))
         else:  # the pipeline encodes the text itself (T5, Gemma ...): words, no weights
             kwargs.update(plain_prompt_args(req, loaded.family))

@@ -719,11 +719,14 @@ class CanvasView(QWidget):
         if zoom >= 1.0 or sw * sh > SCALED_MAX_PIXELS:
             self._scaled, self._scaled_key, self._scaled_dirty = None, None, []
             return None
-        key = (zoom, fx, fy, sw, sh, self._caches, self._has_mask and self.mask_shown,
+        dpr = self.devicePixelRatioF()  # kept in device pixels: sharp on a HiDPI screen
+        key = (zoom, fx, fy, sw, sh, dpr, self._caches, self._has_mask and self.mask_shown,
                self._checker.cacheKey())
         dirty, self._scaled_dirty = self._scaled_dirty, []
         if self._scaled is None or self._scaled_key != key:
-            self._scaled = QImage(sw, sh, QImage.Format.Format_RGB32)  # opaque: copied
+            self._scaled = QImage(int(np.ceil(sw * dpr)), int(np.ceil(sh * dpr)),
+                                  QImage.Format.Format_RGB32)  # opaque: copied
+            self._scaled.setDevicePixelRatio(dpr)
             self._scaled.fill(color("canvas"))
             self._scaled_key = key
             dirty = [self.doc.rect]
@@ -752,7 +755,10 @@ class CanvasView(QWidget):
         where = QRect(ox, oy, sw, sh)
         part = exposed.intersected(where)
         if not part.isEmpty():
-            p.drawImage(part, self._scaled, part.translated(-ox, -oy))
+            here = part.translated(-ox, -oy)
+            p.drawImage(QRectF(part), self._scaled, QRectF(here.x() * dpr, here.y() * dpr,
+                                                          here.width() * dpr,
+                                                          here.height() * dpr))
         return where
 
     def _paint_preview(self, p: QPainter) -> None:
