@@ -536,6 +536,11 @@ class CanvasView(QWidget):
                 target.valid[row, c] = at
                 self._drawn_at(tile)
 
+    @property
+    def composite_levels(self) -> int:
+        """How many reduced copies the cached composite keeps (level 0: full size)."""
+        return len(self._image.levels)
+
     def composite_at(self, level: int) -> np.ndarray:
         """The cached composite's reduced copy ``level`` (premultiplied), all of it up to
         date: a reduced copy of a large canvas without drawing it at full size."""

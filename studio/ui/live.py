@@ -249,13 +249,15 @@ class LiveController(QObject):
         at least ``width`` x ``height``."""
         doc = self.doc
         rx, ry, rw, rh = rect
-        cache = self.canvas.composite_cache
+        canvas = self.canvas
         level = 0  # the smallest reduced copy still at least the request size
-        while level + 1 < len(cache.levels) and rw >> (level + 1) >= width \
+        while level + 1 < canvas.composite_levels and rw >> (level + 1) >= width \
                 and rh >> (level + 1) >= height:
             level += 1
         f = 2 ** level
-        array = cache.levels[level][0]
+        # Only that copy is brought up to date (a large canvas is never drawn at full size
+        # on the window's thread for an update sent at a fraction of it).
+        array = canvas.composite_at(level)
         region = np.zeros((max(1, rh // f), max(1, rw // f), 4), np.uint8)
         part = intersect(rect, doc.rect)
         if part is not None:
