@@ -580,7 +580,13 @@ class PromptPanel(QWidget):
 
     def apply_request(self, request: GenerationRequest, lock_seed: bool = True) -> None:
         """Restore the settings of a past generation; its seed is locked so it reproduces."""
-        self.set_values({name: getattr(request, name) for name in FIELDS})
+        values = {name: getattr(request, name) for name in FIELDS}
+        if request.task == "txt2img" and "strength" in values:
+            # A text-to-image record keeps the request's unused strength (0.75 from the CLI
+            # or another tool): restored as is over a painted canvas, the next Generate would
+            # refine the canvas instead of making the image again.
+            values["strength"] = 1.0
+        self.set_values(values)
         device = str(request.device or "")
         self.pinned = (request.model, device) if device.startswith("comfyui:") else ("", "")
         if lock_seed:

@@ -183,3 +183,20 @@ def test_an_engine_that_fails_to_start_leaves_a_usable_window(qtbot, settings):
     assert "Generation is unavailable: CUDA" in session.window.banner.text
     session.window.close()
     session.shutdown()
+
+
+def test_restoring_a_cli_txt2img_image_makes_it_again_not_a_refinement(qtbot, window, engine):
+    # The CLI (and other tools) record a text-to-image request with the unused default
+    # strength 0.75; restored over a painted canvas it must still make the image again.
+    from studio.core.jobs.request import GenerationRequest
+
+    generate(qtbot, window, "a lighthouse", 3)  # the canvas is painted now
+    made = GenerationRequest("a red fox", model=engine.requests[-1].model, seed=5, steps=4,
+                             width=64, height=64, strength=0.75)
+    assert made.task == "txt2img"
+    window.prompt_panel.apply_request(made)
+    assert window.prompt_panel.values()["strength"] == 1.0
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
+        window.actions["generate"].trigger()
+    again = engine.requests[-1]
+    assert (again.task, again.prompt, again.seed) == ("txt2img", "a red fox", 5)
