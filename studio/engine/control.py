@@ -52,6 +52,7 @@ from studio.engine.control_models import (
     load_depth_estimator,
     scan,
     scan_depth,
+    with_article,
 )
 
 log = logging.getLogger(__name__)
@@ -414,12 +415,9 @@ def check_fits(info: ControlModelInfo, family: str, model_name: str) -> None:
     if info.family != want:
         raise InvalidRequestError(
             f"{info.label} is for {FAMILY_LABELS.get(info.family, info.family)} models; "
-            f"{model_name} is {_a(FAMILY_LABELS.get(want, want))} model: nothing was loaded.",
+            f"{model_name} is {with_article(FAMILY_LABELS.get(want, want))} model: nothing was loaded.",
             hint="Pick a control model made for this model's family.")
 
-
-def _a(label: str) -> str:
-    return ("an " if label[:1].lower() in "aeiou" or label.startswith("SD") else "a ") + label
 
 
 def _check_adapter(controls: list[Any], task: str, family: str) -> None:

@@ -185,7 +185,9 @@ def scan(roots: list[Path], embedded_dir: Path | None) -> list[ControlModelInfo]
     return [m for m in found if not (m.id in seen or seen.add(m.id))]  # type: ignore[func-returns-value]
 
 
-def _control_dirs(root: Path, depth: int, names: tuple[str, ...] = CONTROL_DIRS) -> list[Path]:
+def named_dirs(root: Path, names: tuple[str, ...], depth: int = 3) -> list[Path]:
+    """The folders under ``root`` (down to ``depth`` levels) whose name is one of ``names``
+    (lower case): where A1111 and ComfyUI keep control models, IP-Adapters, encoders."""
     if not root.is_dir() or depth < 0:
         return []
     if root.name.lower() in names:
@@ -194,7 +196,16 @@ def _control_dirs(root: Path, depth: int, names: tuple[str, ...] = CONTROL_DIRS)
         children = sorted(c for c in root.iterdir() if c.is_dir())
     except OSError:
         return []
-    return [d for child in children for d in _control_dirs(child, depth - 1, names)]
+    return [d for child in children for d in named_dirs(child, names, depth - 1)]
+
+
+def _control_dirs(root: Path, depth: int, names: tuple[str, ...] = CONTROL_DIRS) -> list[Path]:
+    return named_dirs(root, names, depth)
+
+
+def with_article(label: str) -> str:
+    """``a`` or ``an`` before a family's label ("an SD 1.x", "a Flux")."""
+    return ("an " if label[:1].lower() in "aeiou" or label.startswith("SD") else "a ") + label
 
 
 def _scan_control_dir(folder: Path) -> list[ControlModelInfo]:

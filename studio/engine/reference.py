@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import CorruptModelError, InvalidRequestError, ModelNotFoundError
+from studio.engine.control_models import named_dirs, with_article
 from studio.engine.models.discovery import safetensors_keys
 from studio.engine.models.families import read_json
 
@@ -231,16 +232,6 @@ def _file_encoder_config(keys: dict[str, dict]) -> dict[str, Any] | None:
             "hidden_act": "quick_gelu" if hidden == 1024 else "gelu"}
 
 
-def _named_dirs(root: Path, names: tuple[str, ...], depth: int = 3) -> list[Path]:
-    if not root.is_dir() or depth < 0:
-        return []
-    if root.name.lower() in names:
-        return [root]
-    try:
-        children = sorted(c for c in root.iterdir() if c.is_dir())
-    except OSError:
-        return []
-    return [d for child in children for d in _named_dirs(child, names, depth - 1)]
 
 
 def _walk(folder: Path, depth: int = 3) -> Iterator[Path]:
@@ -263,7 +254,7 @@ def scan_encoders(roots: list[Path]) -> list[ImageEncoderInfo]:
     """Every image encoder in the clip_vision (and image_encoder) folders below ``roots``."""
     found: list[ImageEncoderInfo] = []
     for root in roots:
-        for folder in _named_dirs(Path(root), ENCODER_DIRS):
+        for folder in named_dirs(Path(root), ENCODER_DIRS):
             for path in _walk(folder, 2):
                 info = encoder_info(path)
                 if info is not None:
@@ -298,7 +289,7 @@ def scan_references(roots: list[Path]) -> list[IPAdapterInfo]:
     encoders = scan_encoders(roots)
     found: list[IPAdapterInfo] = []
     for root in roots:
-        for folder in _named_dirs(Path(root), REFERENCE_DIRS):
+        for folder in named_dirs(Path(root), REFERENCE_DIRS):
             for path in _walk(folder, 3):
                 if path.is_file() and path.suffix.lower() == ".safetensors":
                     info = adapter_file_info(path)
@@ -649,9 +640,6 @@ class ReferenceModels:
 def _wrong_family(info: IPAdapterInfo, cross: int, model_name: str) -> InvalidRequestError:
     return InvalidRequestError(
         f"{info.label} is for {info.family_label} models; {model_name} is "
-        f"{_a(family_of(cross))} model: nothing was loaded.",
+        f"{with_article(family_of(cross))} model: nothing was loaded.",
         hint="Pick an IP-Adapter made for this model's family.")
 
-
-def _a(label: str) -> str:
-    return ("an " if label[:1].lower() in "aeiou" or label.startswith("SD") else "a ") + label
