@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,25 @@ import studio.engine  # noqa: F401  (its thread policy must be set before torch 
 from studio.bench.measure import percentile, report_child_result
 
 PERIOD_MS = 5
+
+
+def pings() -> tuple[list[float], Any, Any, Callable[[float], None]]:
+    """What every measurement here shares: a precise timer stamping the GUI thread's pings
+    every ``PERIOD_MS`` into a list (started by the caller), an event loop, and ``wait(s)``,
+    which runs that loop for ``s`` seconds."""
+    from PySide6.QtCore import QEventLoop, Qt, QTimer  # noqa: TID251
+
+    stamps: list[float] = []
+    timer = QTimer(interval=PERIOD_MS)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    loop = QEventLoop()
+
+    def wait(seconds: float) -> None:
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+
+    return stamps, timer, loop, wait
 
 
 def _stalls(stamps: list[float]) -> list[float]:
@@ -45,7 +65,7 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
     import torch
 
     # The benchmark wires the real window to the real engine, as app.py does.
-    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: TID251
+    from PySide6.QtCore import QSettings, QTimer  # noqa: TID251
     from PySide6.QtWidgets import QApplication  # noqa: TID251
 
     from studio.bench.engine_figures import PROMPT, SEED, make_engine, request_for
@@ -70,15 +90,7 @@ def measure(model_path: str, size: int, steps: int, threads: int | None = None,
     panel = window.prompt_panel
     panel.set_values({"prompt": PROMPT, "seed": SEED, "seed_locked": True, "steps": steps,
                       "width": size, "height": size, "batch_count": 1})
-    stamps: list[float] = []
-    timer = QTimer(interval=PERIOD_MS)
-    timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
-    loop = QEventLoop()
-
-    def wait(seconds: float) -> None:
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
+    stamps, timer, loop, wait = pings()
 
     previews: list[int] = []
     window.bridge.job_progressed.connect(
@@ -143,7 +155,7 @@ def measure_open(layers: int = 200, size: int = 1024, idle_s: float = 0.5) -> di
     """Open a ``layers``-layer project in ``MainWindow`` and report the GUI thread's stalls
     from the Open command until the opened project has been painted."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: TID251
+    from PySide6.QtCore import QSettings, QTimer  # noqa: TID251
     from PySide6.QtWidgets import QApplication  # noqa: TID251
 
     from studio.settings import Settings
@@ -157,15 +169,7 @@ def measure_open(layers: int = 200, size: int = 1024, idle_s: float = 0.5) -> di
     settings = QSettings(str(folder / "s.ini"), QSettings.Format.IniFormat)
     window = MainWindow(None, None, settings, Settings(autosave_minutes=0))
     window.show()
-    stamps: list[float] = []
-    timer = QTimer(interval=PERIOD_MS)
-    timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
-    loop = QEventLoop()
-
-    def wait(seconds: float) -> None:
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
+    stamps, timer, loop, wait = pings()
 
     progress: list[str] = []
     window.projects.open_progressed.connect(lambda text, _f: progress.append(text))
@@ -225,7 +229,7 @@ def measure_large(model_path: str, canvas: int = 8000, region: int = 0, runs: in
     import gc
 
     import numpy as np
-    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: TID251
+    from PySide6.QtCore import QSettings, QTimer  # noqa: TID251
     from PySide6.QtWidgets import QApplication  # noqa: TID251
 
     from studio.bench.engine_figures import PROMPT, SEED, make_engine, request_for
@@ -258,15 +262,7 @@ def measure_large(model_path: str, canvas: int = 8000, region: int = 0, runs: in
     panel = window.prompt_panel
     panel.set_values({"prompt": PROMPT, "seed": SEED, "seed_locked": True, "steps": steps,
                       "width": size, "height": size, "batch_count": 1})
-    stamps: list[float] = []
-    timer = QTimer(interval=PERIOD_MS)
-    timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
-    loop = QEventLoop()
-
-    def wait(seconds: float) -> None:
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
+    stamps, timer, loop, wait = pings()
 
     done: list[float] = []
     window.controller.generation_applied.connect(
@@ -335,7 +331,7 @@ def measure_canvas(canvas: int = 8000, runs: int = 3, idle_s: float = 0.5) -> di
     import gc
 
     import numpy as np
-    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: TID251
+    from PySide6.QtCore import QSettings  # noqa: TID251
     from PySide6.QtWidgets import QApplication  # noqa: TID251
 
     from studio.core.document.edits import AddLayer
@@ -362,15 +358,7 @@ def measure_canvas(canvas: int = 8000, runs: int = 3, idle_s: float = 0.5) -> di
     result[..., 2] = ys[:, None].astype(np.uint8)
     result[..., 3] = 255
     del base
-    stamps: list[float] = []
-    timer = QTimer(interval=PERIOD_MS)
-    timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
-    loop = QEventLoop()
-
-    def wait(seconds: float) -> None:
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
+    stamps, timer, loop, wait = pings()
 
     def drawn() -> None:
         wait(0.05)

@@ -208,7 +208,13 @@ def _req(dit_root: Path, kind: str, **kw) -> GenerationRequest:
 
 
 def _bare(dit_root: Path, kind: str, req: GenerationRequest) -> np.ndarray:
-    """The same request as a bare diffusers call, with the folder's own scheduler."""
+    """The same request as a bare diffusers call, with the folder's own scheduler: its
+    first image (a batch's images: ``_bare_batch``)."""
+    return _bare_batch(dit_root, kind, req)[0]
+
+
+def _bare_batch(dit_root: Path, kind: str, req: GenerationRequest) -> np.ndarray:
+    """Every image of ``req`` (its seeds) from one bare diffusers call."""
     from diffusers import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(dit_root / kind, local_files_only=True)
@@ -217,8 +223,10 @@ def _bare(dit_root: Path, kind: str, req: GenerationRequest) -> np.ndarray:
     with torch.inference_mode():
         out = pipe(req.prompt, num_inference_steps=req.steps, guidance_scale=req.guidance,
                    height=req.height, width=req.width, output_type="np",
-                   generator=[torch.Generator("cpu").manual_seed(req.seed)], **extra)
-    return (np.clip(out.images[0], 0, 1) * 255).round().astype(np.uint8)
+                   num_images_per_prompt=req.batch_size,
+                   generator=[torch.Generator("cpu").manual_seed(s) for s in req.seeds],
+                   **extra)
+    return (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
 
 
 def _image(seed: int = 0) -> Pixels:
@@ -278,22 +286,10 @@ def test_txt2img_reports_each_step_and_matches_bare_diffusers(dit_engine, dit_ro
 def test_a_batch_gives_each_image_of_a_bare_diffusers_batch(dit_engine, dit_root, kind):
     # SD3's and Flux's pipelines do not repeat given embeddings per image: a batch failed on
     # a shape (found by the suite's own batching of the DiT regions checks).
-    from diffusers import DiffusionPipeline
-
     req = _req(dit_root, kind, batch_size=2, seed=11)
     res = dit_engine.generate(req)
     assert len(res.images) == 2 and res.seeds == [11, 12]
-    pipe = DiffusionPipeline.from_pretrained(dit_root / kind, local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    extra = {"use_resolution_binning": False} if kind in ("pixart", "sana") else {}
-    with torch.inference_mode():
-        out = pipe(req.prompt, num_inference_steps=req.steps, guidance_scale=req.guidance,
-                   height=req.height, width=req.width, output_type="np",
-                   num_images_per_prompt=2,
-                   generator=[torch.Generator("cpu").manual_seed(s) for s in (11, 12)],
-                   **extra)
-    bare = (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
-    for ours, theirs in zip(res.images, bare, strict=True):
+    for ours, theirs in zip(res.images, _bare_batch(dit_root, kind, req), strict=True):
         assert np.abs(ours.astype(int) - theirs).max() <= 1  # batched kernels: a level
 
 
