@@ -35,6 +35,8 @@ TIERS: dict[str, tuple[tuple[str, ...], str]] = {
     "packaging": (("pyproject.toml", "setup.py", "packaging/", "scripts/setup.sh",
                    "studio/paths.py", "tests/packaging/"),
                   "builds and installs the wheel"),
+    "heavy": (("studio/engine/models/gguf.py", "tests/engine/test_gguf_original.py"),
+              "a full-width Flux (530 M parameters) through an original-layout GGUF"),
 }
 MODEL_PATHS = TIERS["models"][0]
 TIER_REASONS = pytest.StashKey[dict]()

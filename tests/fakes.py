@@ -84,7 +84,10 @@ class FakeEngine:
             preview = (images[0][::8, ::8] * (step / request.steps)).astype(np.uint8)
             on_step(StepProgress(step, request.steps, preview))  # raises when cancelled
         cancel.raise_if_cancelled()
-        done = request.replace(device="cpu", dtype="float32", family="sd1")
+        # the family the engine fills in: the model's (an edit model's image to image is an
+        # edit with words), else sd1
+        family = next((m.family for m in self.models if m.id == request.model), "sd1")
+        done = request.replace(device="cpu", dtype="float32", family=family or "sd1")
         return GenerationResult(request=done, images=tuple(images), seconds=0.01)
 
     def list_models(self, kind: str | None = None) -> list[ModelInfo]:

@@ -89,7 +89,16 @@ def main() -> int:
     dec.add_argument("model")
     dec.add_argument("--size", type=int, default=2048)
     dec.add_argument("--tiled", action="store_true")
+    sdxl = sub.add_parser("build-sdxl")
+    sdxl.add_argument("out")
     args = parser.parse_args()
+    if args.what == "build-sdxl":
+        from studio.bench.models import build_sdxl_sized_pipeline
+
+        t = time.perf_counter()
+        build_sdxl_sized_pipeline(args.out)
+        report_child_result({"build_s": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb()})
+        return 0
     if args.what == "memory":
         report_child_result(memory(args.model, args.size, args.steps, args.dtype))
     elif args.what == "generate":

@@ -175,7 +175,12 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
         return float((a - outs[key].float()).abs().mean() / a.abs().mean())
 
     fp32, bf16, weights = (median(times[k]) for k in ("fp32", "bf16", "bf16_weights"))
-    return {"fp32_s": fp32, "bf16_s": bf16, "speedup": fp32 / bf16,
+    # The candidate the device policy runs this model as (the engine's own UNet step).
+    choice = loaded.choice
+    policy = ("bf16_weights" if choice.bf16_weights and choice.autocast_dtype is not None
+              else "bf16" if choice.autocast_dtype is not None else "fp32")
+    return {"policy": policy, "policy_s": median(times[policy]),
+            "fp32_s": fp32, "bf16_s": bf16, "speedup": fp32 / bf16,
             "bf16_weights_s": weights, "bf16_weights_speedup": fp32 / weights,
             "unet_rel_diff": rel("bf16"), "bf16_weights_rel_diff": rel("bf16_weights"),
             "repeats": repeats}
@@ -224,3 +229,45 @@ def decode_costs(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
     out = {f"{k}_s": median(v) for k, v in times.items()}
     out["size"] = model.size
     return out
+
+
+def turbo_step(repeats: int, warmup: int = 1, config: dict[str, Any] | None = None,
+               size: int = 512, large: bool = True) -> dict[str, Any]:
+    """One SD-Turbo-sized step: the SD 2.1-shaped UNet (``models.turbo_unet_config``,
+    random weights) at ``size`` px, batch 1, no CFG (Turbo runs guidance 0), in the
+    precision and layout the device policy gives a large model on this CPU."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from studio.bench.models import turbo_unet_config
+    from studio.engine.device import choose_device
+    from studio.engine.tuning import module_layout
+
+    config = config or turbo_unet_config()
+    engine_choice = choose_device("cpu", "auto")
+    # The policy's choice for a model of this size (the smoke stand-in is a small one).
+    choice = engine_choice.for_model(2**40 if large else 1)
+    previous = torch.get_default_dtype()
+    torch.manual_seed(0)
+    torch.set_default_dtype(choice.load_dtype())  # built once in the load dtype
+    try:
+        unet = UNet2DConditionModel(**config).eval()
+    finally:
+        torch.set_default_dtype(previous)
+    layout = module_layout(unet, engine_choice, choice)
+    side = size // 8
+    gen = torch.Generator("cpu").manual_seed(0)
+    x = torch.randn(1, unet.config.in_channels, side, side, generator=gen)
+    if choice.bf16_weights:
+        x = x.to(memory_format=torch.channels_last)
+    ctx = torch.randn(1, 77, unet.config.cross_attention_dim, generator=gen)
+    t = torch.tensor(999)
+
+    def step() -> None:
+        with torch.inference_mode(), choice.autocast():
+            unet(x, t, encoder_hidden_states=ctx)
+
+    times = interleaved({"turbo": step}, repeats, warmup)["turbo"]
+    params = sum(p.numel() for p in unet.parameters())
+    return {"step_s": median(times), "runs": times, "size": size, "batch": 1,
+            "parameters": params, "layout": layout, "policy": choice.reason}

@@ -126,3 +126,97 @@ def sd15_checkpoint(cache: Path) -> BenchModel:
     _built(folder, build)
     return BenchModel("sd15", path, "SD 1.5 architecture, fp16 single file (random weights)",
                       512)
+
+
+# -- SDXL at full size and the SD-Turbo-shaped UNet (issue #26, point 6) --------------------
+SDXL_RECIPE = "sdxl-sized unet+vae+clip-l+clip-bigG seed0 | bf16 | v1"
+
+
+def sdxl_unet_config() -> dict:
+    """Stable Diffusion XL base 1.0's UNet (2.6B parameters), as its ``config.json`` has it."""
+    return dict(
+        sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280), cross_attention_dim=2048,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
+        use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+        norm_num_groups=32)
+
+
+def turbo_unet_config() -> dict:
+    """SD-Turbo's UNet: the Stable Diffusion 2.1 architecture (865M parameters, OpenCLIP-H
+    context of 1024), as ``stabilityai/sd-turbo``'s ``unet/config.json`` has it."""
+    return dict(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=1024,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                          "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                        "CrossAttnUpBlock2D"), attention_head_dim=(5, 10, 20, 20),
+        use_linear_projection=True, norm_num_groups=32)
+
+
+def build_sdxl_sized_pipeline(out_dir: str | Path) -> None:
+    """The SDXL base architecture at full size with random weights, saved as a diffusers
+    folder of bf16 safetensors (about 7 GB): UNet, the SD VAE shape (scaling 0.13025),
+    CLIP-L and OpenCLIP-bigG-shaped text encoders. Built in bf16 (torch's default dtype
+    while the modules are made), so the build holds the weights once, not in fp32."""
+    import tempfile
+
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from studio.engine.models.tiny import _eval, _tokenizer
+
+    tok_root = Path(tempfile.mkdtemp(prefix="studio-tok-"))
+    tokenizer = _tokenizer(tok_root / "tokenizer")
+    tokenizer_2 = _tokenizer(tok_root / "tokenizer_2")
+    previous = torch.get_default_dtype()
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        unet = UNet2DConditionModel(**sdxl_unet_config())
+        vae = AutoencoderKL(
+            block_out_channels=[128, 256, 512, 512], in_channels=3, out_channels=3,
+            latent_channels=4, layers_per_block=2, sample_size=1024, scaling_factor=0.13025,
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            up_block_types=["UpDecoderBlock2D"] * 4)
+        common = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=0,
+                      eos_token_id=1, pad_token_id=1)
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+            num_attention_heads=12, hidden_act="quick_gelu", projection_dim=768, **common))
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+            hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+            num_attention_heads=20, hidden_act="gelu", projection_dim=1280, **common))
+    finally:
+        torch.set_default_dtype(previous)
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
+        force_zeros_for_empty_prompt=True)
+    _eval(pipe)
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+
+
+def sdxl_model(cache: Path) -> BenchModel:
+    """The SDXL architecture at full size (random weights, bf16 files), 1024x1024. Built in
+    a child process (7 GB while it is made), once."""
+    from studio.bench.measure import run_child
+
+    def build(folder: Path) -> None:
+        run_child("studio.bench.child", ["build-sdxl", str(folder / "pipe")], timeout=3600)
+
+    folder = _built(cache / "sdxl-sized", build) / "pipe"
+    return BenchModel("sdxl", folder, "SDXL architecture (random weights, bf16 files)", 1024)

@@ -40,18 +40,33 @@ class Plan:
     omp_rounds: int  # child-process pairs comparing OpenMP wait policies (0: none)
     smoke: bool = False
     big_warmup: int = 1  # warm-up calls before the SD1.5-sized dtype and decode timings
+    turbo_repeats: int = 2  # SD-Turbo-sized single steps timed (after one warm-up)
+    image_steps: int = 0  # a real SD 1.5-sized image of this many steps (0: derived, below)
+    sdxl_steps: int = 1  # steps of the SDXL 1024 px generation whose peak RSS is taken
+    peer_steps: int = 2  # steps per image of the ComfyUI side-by-side (0: not run)
 
 
 PLANS = {
-    "smoke": Plan("smoke", 2, 2, 1, 1, 1, 1, 4, 0, 1, False, 0, smoke=True),
+    # smoke: the peer run is left out (it needs the 2 GB checkpoint and a ComfyUI server:
+    # `studio bench --peer comfyui --smoke` checks that path).
+    "smoke": Plan("smoke", 2, 2, 1, 1, 1, 1, 4, 0, 1, False, 0, smoke=True, turbo_repeats=1,
+                  image_steps=2, peer_steps=0),
     # quick: one call per candidate for the SD1.5-sized dtype and decode figures, no
     # warm-up (a call takes minutes on 2 cores; first-call set-up is a second of that).
     "quick": Plan("quick", 4, 7, 1, 2, 1, 1, 20, 3, 0, False, 2, big_warmup=0),
-    "full": Plan("full", 10, 11, 4, 3, 3, 4, 30, 5, 0, True, 3),
+    "full": Plan("full", 10, 11, 4, 3, 3, 4, 30, 5, 0, True, 3, turbo_repeats=3,
+                 image_steps=20, sdxl_steps=2, peer_steps=20),
 }
 
 SECTIONS = ("overhead", "dtype", "preview", "decode", "threads", "ui", "startup", "memory",
-            "sliders", "control", "dit")
+            "sliders", "control", "dit", "image", "turbo", "sdxl", "peer")
+# Sections a flag can leave out of a run because they are big (`--no-sdxl`, `--no-peer`).
+BIG_SECTIONS = ("sdxl", "peer")
+# The figures issue #26 asks `studio bench --json` for (point 6), always written: a figure
+# not measured in a run is null, with the reason under "issue_sources".
+ISSUE_KEYS = ("peer_comfyui_ratio_sd15", "peer_comfyui_memory_ratio", "sd15_unet_step_s",
+              "sd15_image_20_steps_s", "sd15_vae_decode_s", "sd15_peak_rss_gb",
+              "sdxl_peak_rss_gb", "turbo_step_s", "first_image_tiny_s", "startup_window_s")
 # libgomp's default (3 ms of spinning before sleeping): how the engine ran before it asked
 # for passive waits. GOMP_SPINCOUNT takes precedence over OMP_WAIT_POLICY.
 SPIN_ENV = {"GOMP_SPINCOUNT": "300000"}
@@ -248,9 +263,184 @@ def run_bench(plan: Plan, *, cache: str | Path | None = None,
         c = control_step(m, root, steps, plan.sd15_repeats, plan.big_warmup)
         figures["control_sd15"] = c
         figures["control_step_ratio_sd15"] = c["ratio"]
+    _save(checkpoint, figures)
+    if "image" in sections:
+        figures["image_sd15"] = sd15_image(big, figures, plan, log)
+    _save(checkpoint, figures)
+    if "turbo" in sections:
+        if plan.smoke:  # the tiny UNet's shape at its size: the path, not the figure
+            from studio.bench.models import _native_size
+
+            log("turbo: one step of the tiny UNet (stand-in), batch 1, no CFG…")
+            config = _unet_config(tiny.path)
+            figures["turbo"] = ef.turbo_step(plan.turbo_repeats, 1, config,
+                                             _native_size(tiny.path), large=False)
+        else:
+            log(f"turbo: SD-Turbo-sized step (SD 2.1 UNet, 512px, batch 1, no CFG) x "
+                f"{plan.turbo_repeats}…")
+            figures["turbo"] = ef.turbo_step(plan.turbo_repeats, 1)
+    _save(checkpoint, figures)
+    if "sdxl" in sections:
+        figures["memory_sdxl"] = sdxl_memory(root, plan, log)
+    _save(checkpoint, figures)
+    if "peer" in sections:
+        figures["peer_comfyui"] = peer(plan, cache, log)
+    figures.update(issue_figures(figures))
+    figures["machine"]["load_avg_end"] = (list(os.getloadavg()) if hasattr(os, "getloadavg")
+                                          else None)
     figures["bench_seconds"] = time.perf_counter() - t_start
     _save(checkpoint, figures)
     return figures
+
+
+def _unet_config(folder: Path) -> dict[str, Any]:
+    import json
+
+    config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def sd15_image(big: Callable[[], BenchModel], figures: dict[str, Any], plan: Plan,
+               log: Callable[[str], None]) -> dict[str, Any]:
+    """A 20-step SD 1.5-sized image with the model loaded: run for real where the plan
+    says 20 steps; else a real ``image_steps``-step image (or the overhead section's) with
+    the UNet steps it did not run added from the measured step, and said so."""
+    m = big()
+    steps = plan.image_steps
+    if steps:
+        log(f"image: {m.label} {m.size}px, {steps} steps, the model loaded…")
+        engine = ef.make_engine(m)
+        engine.load(str(m.path))
+        marks: dict[int, float] = {}
+
+        def on_step(progress: Any) -> None:  # when each step ended (its first report)
+            if progress.phase == "sampling" and progress.step > 0:
+                marks.setdefault(progress.step, time.perf_counter())
+
+        t = time.perf_counter()
+        engine.generate(ef.request_for(m, steps), on_step)
+        seconds = time.perf_counter() - t
+        ends = [marks[k] for k in sorted(marks)]
+        gaps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+        step_s = median(gaps) if gaps else float("nan")
+    else:
+        o = figures.get("overhead_sd15")
+        if o is None:
+            return {"skipped": "needs the overhead section (or a plan with image steps)"}
+        seconds, steps = o["app_s"], o["steps"]
+        # One step in the overhead run: its "step" includes the set-up; the UNet step of
+        # the dtype section (the policy's candidate) is the cleaner figure where measured.
+        d = figures.get("dtype")
+        step_s = d["policy_s"] if d else o["step_s"]
+    derived = steps != 20
+    image_20 = seconds + (20 - steps) * step_s if derived else seconds
+    return {"steps_run": steps, "seconds": seconds, "step_s": step_s, "size": m.size,
+            "image_20_steps_s": image_20, "derived": derived}
+
+
+def sdxl_memory(root: Path, plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
+    """Peak RSS of an SDXL generation at 1024 px (the real-size architecture, random
+    weights, bf16 files) in a child; smoke: the tiny SDXL pipeline at 64 px, this process."""
+    if plan.smoke:
+        from studio.bench.child import memory
+        from studio.bench.models import _built
+
+        def build(folder: Path) -> None:
+            from studio.engine.models.tiny import build_tiny_pipeline
+
+            build_tiny_pipeline("sdxl", folder / "pipe", work_dir=folder / "work")
+
+        folder = _built(root / "tiny-sdxl", build) / "pipe"
+        log("sdxl: tiny SDXL pipeline (stand-in), 64px, this process…")
+        out = memory(str(folder), 64, plan.sdxl_steps, "auto")
+        return {**out, "size": 64, "stand_in": True, "model": str(folder)}
+    from studio.bench.models import sdxl_model
+
+    log("sdxl: building/locating the SDXL-sized model (first run: ~7 GB, many minutes)…")
+    m = sdxl_model(root)
+    log(f"sdxl: peak RSS of a {m.size}px generation, {plan.sdxl_steps} step(s), child…")
+    out = run_child("studio.bench.child", ["memory", str(m.path), "--size", str(m.size),
+                                           "--steps", str(plan.sdxl_steps)], timeout=7200)
+    return {**out, "size": m.size, "stand_in": False, "model": str(m.path)}
+
+
+def peer(plan: Plan, cache: str | Path | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """``studio bench --peer comfyui``'s run inside this one (512 px, 2 rounds); skipped,
+    with the reason, where the plan leaves it out or no ComfyUI venv is built."""
+    if not plan.peer_steps:
+        return {"skipped": "the smoke plan leaves the ComfyUI run out (`studio bench --peer "
+                           "comfyui --smoke` checks it)"}
+    from studio.bench.peer_comfyui import comfyui_root, run_peer_bench
+    from studio.core.errors import StudioError
+
+    try:
+        comfyui_root()
+    except StudioError as err:
+        log(f"peer: skipped: {err}")
+        return {"skipped": str(err)}
+    log(f"peer: the same request through the studio and ComfyUI, 512px, {plan.peer_steps} "
+        "steps, 2 rounds (tens of minutes)…")
+    return run_peer_bench(size=512, steps=plan.peer_steps, rounds=2, cache=cache, log=log)
+
+
+def issue_figures(fig: dict[str, Any]) -> dict[str, Any]:
+    """Issue #26's keys from the sections that ran (None where none did) and, under
+    ``issue_sources``, where each came from or why it is missing."""
+    out: dict[str, Any] = {}
+    src: dict[str, str] = {}
+    stand_in = " (tiny stand-in: smoke plan)" if fig.get("sd15_stand_in") else ""
+
+    def put(key: str, value: Any, source: str) -> None:
+        if key not in out or out[key] is None:
+            out[key], src[key] = value, source
+
+    p = fig.get("peer_comfyui") or {}
+    if "skipped" in p:
+        put("peer_comfyui_ratio_sd15", None, "peer skipped: " + p["skipped"])
+        put("peer_comfyui_memory_ratio", None, "peer skipped: " + p["skipped"])
+    elif p:
+        derived = "" if p["steps"] == 20 else f" (derived from {p['steps']}-step images)"
+        put("peer_comfyui_ratio_sd15", p["peer_comfyui_ratio_sd15"],
+            "peer: 20-step image studio / ComfyUI" + derived)
+        put("peer_comfyui_memory_ratio", p["peer_comfyui_memory_ratio"],
+            "peer: peak RSS studio / ComfyUI")
+    if "dtype" in fig:
+        d = fig["dtype"]
+        put("sd15_unet_step_s", d["policy_s"],
+            f"dtype: UNet step, CFG batch 2, policy candidate {d['policy']}" + stand_in)
+    i = fig.get("image_sd15") or {}
+    if "image_20_steps_s" in i:
+        how = (f"image: {i['steps_run']}-step image + {20 - i['steps_run']} x step "
+               "(derived)" if i["derived"] else "image: a 20-step image, model loaded")
+        put("sd15_image_20_steps_s", i["image_20_steps_s"], how + stand_in)
+    if "decode" in fig:
+        put("sd15_vae_decode_s", fig["decode"]["vae_s"], "decode: VAE at 512px" + stand_in)
+    if "memory_sd15" in fig:
+        put("sd15_peak_rss_gb", fig["memory_sd15"]["peak_rss_mb"] / 1024,
+            "memory: child process, load + one image" + stand_in)
+    if "memory_sdxl" in fig:
+        mx = fig["memory_sdxl"]
+        put("sdxl_peak_rss_gb", mx["peak_rss_mb"] / 1024,
+            f"sdxl: {mx['size']}px generation" + (" (tiny stand-in)" if mx["stand_in"]
+                                                   else ", child process"))
+    if "turbo" in fig:
+        put("turbo_step_s", fig["turbo"]["step_s"],
+            f"turbo: {fig['turbo']['parameters'] / 1e6:.0f}M-parameter UNet, "
+            f"{fig['turbo']['size']}px, batch 1" + stand_in)
+    if "startup_first_image_s" in fig:
+        put("first_image_tiny_s", fig["startup_first_image_s"],
+            "startup: `python -m studio` to the first image on the embedded model")
+    if "startup_window_s" in fig:
+        put("startup_window_s", fig["startup_window_s"], "startup: window shown, median")
+    if p and "skipped" not in p:  # the peer's studio side fills what the sections did not
+        for key in ("sd15_unet_step_s", "sd15_image_20_steps_s", "sd15_vae_decode_s",
+                    "sd15_peak_rss_gb"):
+            put(key, p[key], "peer: the studio side, cold process")
+    for key in ISSUE_KEYS:
+        if key not in out:
+            out[key], src[key] = None, "not measured: its section was not run"
+    out["issue_sources"] = src
+    return out
 
 
 def _save(checkpoint: Callable[[dict[str, Any]], None] | None, figures: dict[str, Any]) -> None:
@@ -391,7 +581,7 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      "max < 16, p99 < 5",
                      f"idle: max {u['idle']['max_ms']:.1f}ms p99 {u['idle']['p99_ms']:.1f}ms;"
                      f" {u['size']} px, {u['file_mb']:.1f} MB, open in {u['open_s']:.1f}s"))
-    if "startup_window_s" in fig:
+    if "startup_window_runs" in fig:
         rows.append(("start-up to window shown", f"{fig['startup_window_s']:.2f}s", "< 1.0 s",
                      "runs: " + ", ".join(f"{t:.2f}" for t in fig["startup_window_runs"])))
         rows.append(("start-up to first image", f"{fig['startup_first_image_s']:.1f}s", "-",
@@ -409,6 +599,36 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         from studio.bench.control_bench import table_row
 
         rows.append(table_row(fig, bool(fig.get("sd15_stand_in"))))
+    if "image_sd15" in fig and "image_20_steps_s" in fig["image_sd15"]:
+        i = fig["image_sd15"]
+        how = (f"{i['steps_run']}-step image {i['seconds']:.1f}s + {20 - i['steps_run']} x "
+               f"{i['step_s']:.2f}s step (derived)" if i["derived"]
+               else f"20 steps run, step {i['step_s']:.2f}s")
+        rows.append(("20-step image SD1.5-size, loaded" + stand_in,
+                     f"{i['image_20_steps_s']:.1f}s", "< 40 s", how))
+    if "turbo" in fig:
+        t = fig["turbo"]
+        rows.append(("SD-Turbo-size step" + stand_in, f"{t['step_s']:.2f}s", "< 3.4 s",
+                     f"{t['parameters'] / 1e6:.0f}M UNet, {t['size']}px, batch 1, no CFG, "
+                     f"{t['layout']}, n={len(t['runs'])}"))
+    if "memory_sdxl" in fig:
+        mx = fig["memory_sdxl"]
+        rows.append(("peak RSS SDXL-size" + (" (tiny stand-in)" if mx["stand_in"] else ""),
+                     f"{mx['peak_rss_mb']:.0f} MB", "< 10 GB",
+                     f"{mx['size']}px, load {mx['load_s']:.1f}s, after load "
+                     f"{mx['after_load_peak_rss_mb']:.0f} MB, generate {mx['generate_s']:.0f}s"))
+    if "peer_comfyui" in fig:
+        p = fig["peer_comfyui"]
+        if "skipped" in p:
+            rows.append(("studio / ComfyUI", "-", "-", "skipped: " + p["skipped"][:80]))
+        else:
+            r = p["ratios"]
+            rows.append(("studio / ComfyUI, 20-step image", _f(r.get("image_20_steps_s"), ".2f"),
+                         "<= 0.25 (bf16)", f"{p['steps']}-step runs, {p['rounds']} rounds; "
+                         f"first image {_f(r.get('first_image_s'), '.2f')} (<= 0.5)"))
+            rows.append(("studio / ComfyUI, peak memory", _f(r.get("peak_rss_mb"), ".2f"),
+                         "<= 0.6", f"studio {p['studio']['peak_rss_mb']:.0f} MB, ComfyUI "
+                         f"{p['comfyui']['peak_rss_mb']:.0f} MB"))
     if "slider_latency_ms" in fig:
         v = fig["slider_latency_ms"]
         rows.append(("slider event to preview", "-" if v is None else f"{v:.0f}ms", "-",
@@ -420,7 +640,9 @@ def format_table(fig: dict[str, Any]) -> str:
     m = fig["machine"]
     head = (f"Latent Studio bench ({fig['plan']}): {m['cpu']}, {m['cores']} cores, "
             f"torch {m['torch']} ({m['cpu_capability']}, {m['torch_threads']} threads), "
-            f"load avg {_f((m.get('load_avg') or [None])[0], '.1f')}")
+            f"load avg {_f((m.get('load_avg') or [None])[0], '.1f')}"
+            + (f" -> {_f(m['load_avg_end'][0], '.1f')}" if m.get("load_avg_end") else "")
+            + f"; bf16 flags: {', '.join(m.get('bf16_flags') or []) or 'none'}")
     rows = [("figure", "measured", "target", "how")] + table_rows(fig)
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [head, ""]
@@ -428,6 +650,10 @@ def format_table(fig: dict[str, Any]) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
         if i == 0:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 20)
+    if "issue_sources" in fig:  # issue #26's keys as `--json` writes them
+        lines.append("\nissue #26 figures (--json keys):")
+        for key in ISSUE_KEYS:
+            lines.append(f"  {key} = {_f(fig.get(key), '.3f')}  ({fig['issue_sources'][key]})")
     took = fig.get("bench_seconds")
     lines.append(f"\n({_f(took, '.0f')} s in all; medians of interleaved runs)" if took
                  else "\n(partial run: the sections measured so far)")

@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated subset of: overhead, dtype, preview, decode, "
                              "threads, ui, startup, memory, sliders, control (a step with "
                              "one ControlNet against without, SD 1.5 shape), dit (the tiny "
-                             "DiT's step), live (strokes replayed "
+                             "DiT's step), image (a 20-step SD 1.5-sized image), turbo "
+                             "(an SD-Turbo-sized step), sdxl (SDXL 1024 px peak memory), "
+                             "peer (the ComfyUI side by side), live (strokes replayed "
                              "with Live on: stroke end to picture, GUI stalls), cli (the "
                              "command line's answer times; not in the default run) "
                              "(default: all but cli)")
@@ -52,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
                         help="--peer: the studio side's precision (float32: like for like "
                              "with ComfyUI's fp32)")
+    parser.add_argument("--no-sdxl", action="store_true",
+                        help="leave out the SDXL 1024 px peak-memory section (builds a 7 GB "
+                             "random-weight SDXL once, then one generation in a child)")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="leave out the run through ComfyUI side by side (tens of minutes)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="where the benchmark models are built and kept "
                              "(default: the studio cache)")
@@ -94,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise InvalidRequestError(f"Unknown bench section(s): {', '.join(unknown)}; "
                                       f"use {', '.join(SECTIONS)}.")
+    left_out = {name for name, flag in (("sdxl", "no_sdxl"), ("peer", "no_peer"))
+                if getattr(args, flag, False)}
+    sections = tuple(s for s in sections if s not in left_out)
     if args.json is not None and not (args.json.parent.is_dir() or str(args.json.parent) == ""):
         raise InvalidRequestError(f"The folder {args.json.parent} does not exist.")
 

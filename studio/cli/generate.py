@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
         ProjectStore.load(args.project)  # a damaged or newer project fails before the work
     settings = settings_from_args(args)
-    model = pick_model(model_registry(settings), args.model, settings)
+    model, settings = pick_model_where_it_is(settings, args.model)
     request = apply_sliders(build_request(args, model, init, mask), sliders)
     request = with_regions(request, region_args, model)
     request = with_controls(request, control_args)
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         for note in control_notes(request.controls, request.width, request.height):
             print(f"studio: note: {note}", file=sys.stderr)
     check_sliders_fit(request, model)
-    check_edit_on_server(model, request, bool(getattr(args, "server", None)))
+    check_edit_on_server(model, request, bool(settings.servers))
     if request.task == "img2img" and (edit_note := edit_mode_note(model)):
         print(f"studio: note: {edit_note}", file=sys.stderr)
     for warning in (fit_warning(model, request), steps_warning(request.scheduler, request.steps)):
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
     paths = out_paths or numbered_paths(DEFAULT_OUT, len(result.images))
     workflow_for = None
-    if args.server:  # a server's result carries the workflow each image ran
+    if settings.servers:  # a server's result carries the workflow each image ran
         from studio.remote.engine import RemoteGenerationResult
 
         if isinstance(result, RemoteGenerationResult):
@@ -239,19 +239,41 @@ def edit_mode_note(model: Any) -> str:
             "(e.g. \"make the hair red\"); --strength is not used.")
 
 
-def check_edit_on_server(model: Any, request: Any, on_server: bool) -> None:
-    """Edit with words runs on this machine only: a server's Kontext model given an image
-    would run plain image to image (its family is read from the file name), so it is
-    refused in one line. (ComfyUI 0.8.0 has the nodes a Kontext edit needs, ReferenceLatent
-    and FluxGuidance, but that workflow is not built yet.)"""
-    from studio.core.errors import InvalidRequestError
+def pick_model_where_it_is(settings: Any, name: str | None) -> tuple[Any, Any]:
+    """(model, settings of the run): with servers, a ``--model`` that only this computer has
+    runs here, as the window routes it (``RoutingEngine``), with a note; otherwise on the
+    servers. The thin install (no torch) keeps the servers' one-line refusal."""
+    from studio.core.errors import ModelNotFoundError
 
+    try:
+        return pick_model(model_registry(settings), name, settings), settings
+    except ModelNotFoundError:
+        if not (settings.servers and name):
+            raise
+        from studio.remote.routing import local_engine_installed
+
+        if not local_engine_installed():
+            raise
+        here = settings.model_copy(update={"servers": type(settings.servers)()})
+        try:
+            model = pick_model(model_registry(here), name, here)
+        except ModelNotFoundError:
+            raise ModelNotFoundError(f"{name!r} is neither a model of the servers nor of "
+                                     "this computer (see `studio models`).") from None
+        print(f"studio: note: {model.name} is a model of this computer: it runs here, not "
+              "on the servers.", file=sys.stderr)
+        return model, here
+
+
+def check_edit_on_server(model: Any, request: Any, on_server: bool) -> None:
+    """Edit with words on a ComfyUI server: a Kontext model (its family read from the file
+    name) edits there with ComfyUI's own nodes (``studio.remote.workflow.edits``); another
+    edit model (Flux 2 Klein) is refused in one line before anything is sent."""
     if not on_server or request.task == "txt2img":
         return
-    if edit_mode_note(model) or "kontext" in str(model.name).lower():
-        raise InvalidRequestError(
-            f"Edit with words ({model.name}) runs on this machine only for now, not on a "
-            "ComfyUI server: leave out --server, or --init-image to draw from the words.")
+    from studio.remote.engine import refuse_edit_model
+
+    refuse_edit_model(str(model.family or ""), model.name)
 
 
 def parse_regions(items: list[str]) -> list[tuple[Path, str, float]]:
@@ -297,7 +319,8 @@ def with_regions(request: Any, regions: list[tuple[Path, str, float]], model: An
     on_server = str(getattr(model, "source", "")).startswith("comfyui")  # any family there
     if model.family and not on_server and model.family not in REGION_FAMILIES:
         raise InvalidRequestError(
-            f"Regional prompts need an SD 1.x, 2.x, SDXL or SD3 model; {model.name} is "
+            f"Regional prompts need an SD 1.x, 2.x, SDXL, SD3, Flux, PixArt or Sana model; "
+            f"{model.name} is "
             f"{model.family}.", hint="Pick another --model, or leave out --region.")
     return request.replace(regions=tuple(
         Region(read_pixels(path, "L"), prompt, strength) for path, prompt, strength in regions))

@@ -75,8 +75,9 @@ from studio.engine.tuning import prepare_decode, torch_threads
 log = logging.getLogger(__name__)
 
 FAMILIES = tuple(SPECS)  # declared; any other text-to-image pipeline of diffusers runs too
-REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models and the joint blocks of "
-                   "SD3; Flux, PixArt, Sana and AuraFlow do not take them here yet.")
+REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models, PixArt and Sana, and run "
+                   "a text stream per region through the blocks of SD3 and Flux; AuraFlow and "
+                   "the edit models (Flux Kontext, Flux 2 Klein) do not take them here yet.")
 
 
 class Engine:
@@ -282,9 +283,11 @@ class Engine:
         each region prompt is encoded as the main prompt is (weights, clip skip, cache)."""
         if not req.regions:
             return None
-        embeds = [self.conditioning(loaded, req.replace(prompt=r.prompt, regions=()))
-                  .kwargs["prompt_embeds"] for r in req.regions]
-        return region_plan(req, embeds, int(getattr(pipe, "vae_scale_factor", 8)))
+        conds = [self.conditioning(loaded, req.replace(prompt=r.prompt, regions=())).kwargs
+                 for r in req.regions]  # PixArt, Sana: each prompt's padding mask too
+        return region_plan(req, [c["prompt_embeds"] for c in conds],
+                           int(getattr(pipe, "vae_scale_factor", 8)),
+                           [c.get("prompt_attention_mask") for c in conds])
 
     def _local_sliders(self, loaded: LoadedModel, req: GenerationRequest) -> list[SliderValue]:
         local = local_sliders(req) if supports_embeddings(loaded.family) else []
@@ -424,8 +427,8 @@ def validate_for_family(request: GenerationRequest, family: str,
     if refusal:
         raise InvalidRequestError(refusal)
     if request.regions and family not in REGION_FAMILIES:
-        raise InvalidRequestError(f"Regional prompts need an SD 1.x, 2.x, SDXL or SD3 model, not "
-                                  f"{family}: {REGIONS_WHY_NOT}")
+        raise InvalidRequestError(f"Regional prompts need an SD 1.x, 2.x, SDXL, SD3, Flux, "
+                                  f"PixArt or Sana model, not {family}: {REGIONS_WHY_NOT}")
 
 
 _told_weights: set[str] = set()  # families already told that weights are read as plain words

@@ -1,5 +1,6 @@
-"""Regional prompts: masked cross-attention in the UNets of SD 1.x/2.x and SDXL, and a
-per-region text stream blended by mask in the joint blocks of SD3 (further down).
+"""Regional prompts: masked cross-attention in the UNets of SD 1.x/2.x and SDXL and in the
+cross-attention DiTs (PixArt, Sana), and a per-region text stream blended by mask in the
+blocks of SD3 and Flux that carry text beside the image (further down).
 
 A region (``studio.core.jobs.request.Region``) is a grey mask with its own prompt and a
 strength. For one call we wrap the processor of every cross-attention layer (``attn2`` of
@@ -78,6 +79,9 @@ class RegionPlan:
     latent_size: tuple[int, int]
     images: int
     contrast: float = 1.0
+    # each region's prompt attention mask (``(1, tokens)``, 1 = a word, 0 = padding) where the
+    # family's text encoder pads (T5, Gemma: PixArt, Sana); ``None`` where it does not matter
+    attention_masks: list[Any] | None = None
     _alphas: dict[tuple[int, Any, Any], list[Any]] = field(default_factory=dict, repr=False)
 
     def cond_rows(self, batch: int) -> slice | None:
@@ -123,33 +127,52 @@ class RegionPlan:
 
 class RegionalAttention:
     """A cross-attention processor that adds the regions' prompts inside their masks
-    around ``inner``, the layer's own processor (see the module docstring)."""
+    around ``inner``, the layer's own processor (see the module docstring). ``state``: where
+    a DiT projects the prompt before its blocks (``CrossRegions``), each region's projected
+    text and attention bias for the running call; ``None``: the plan's embeddings as they
+    are (a UNet's cross-attention reads the text encoder's output)."""
 
-    def __init__(self, inner: Any, plan: RegionPlan) -> None:
+    def __init__(self, inner: Any, plan: RegionPlan, state: CrossRegions | None = None) -> None:
         self.inner = inner
         self.plan = plan
+        self.state = state
+
+    def _inner(self, attn: Any, hidden_states: Any, context: Any, mask: Any, temb: Any,
+               args: tuple, kwargs: dict) -> Any:
+        if temb is None and not args:  # processors without a temb argument (Sana's)
+            return self.inner(attn, hidden_states, context, mask, **kwargs)
+        return self.inner(attn, hidden_states, context, mask, temb, *args, **kwargs)
+
+    def _contexts(self, encoder_hidden_states: Any, attention_mask: Any) -> list[tuple[Any, Any]]:
+        if self.state is not None:
+            return self.state.contexts
+        batch = encoder_hidden_states.shape[0]
+        pairs = []
+        for embeds in self.plan.embeds:
+            context = embeds.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
+            context = context.expand(batch, -1, -1)
+            mask = (attention_mask if attention_mask is not None
+                    and attention_mask.shape[-1] == context.shape[1] else None)
+            pairs.append((context, mask))
+        return pairs
 
     def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None,
                  attention_mask: Any = None, temb: Any = None, *args: Any,
                  **kwargs: Any) -> Any:
-        main = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb,
-                          *args, **kwargs)
+        main = self._inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb,
+                           args, kwargs)
         if encoder_hidden_states is None or hidden_states.ndim != 3:
             return main
         rows = self.plan.cond_rows(hidden_states.shape[0])
         alphas = self.plan.alphas(hidden_states.shape[1], main.device, main.dtype)
-        if rows is None or alphas is None:
+        contexts = self._contexts(encoder_hidden_states, attention_mask)
+        if rows is None or alphas is None or len(contexts) != len(alphas):
             return main
         out = main.clone()
-        batch = encoder_hidden_states.shape[0]
-        for embeds, alpha in zip(self.plan.embeds, alphas, strict=True):
-            context = embeds.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
-            context = context.expand(batch, -1, -1)
+        for (context, mask), alpha in zip(contexts, alphas, strict=True):
             # The same processor over the whole batch, so that equal texts give equal
             # outputs bit for bit; the unconditional rows are computed and dropped.
-            mask = (attention_mask if attention_mask is not None
-                    and attention_mask.shape[-1] == context.shape[1] else None)
-            region = self.inner(attn, hidden_states, context, mask, temb, *args, **kwargs)
+            region = self._inner(attn, hidden_states, context, mask, temb, args, kwargs)
             out[rows] += alpha * (region[rows] - main[rows])
         return out
 
@@ -178,22 +201,115 @@ def regional_attention(unet: Any, plan: RegionPlan | None) -> Iterator[None]:
             module.set_processor(processor)
 
 
-# -- SD3-style transformers (MMDiT joint blocks) ---------------------------------------------
+# -- cross-attention DiTs (PixArt, Sana) -----------------------------------------------------
+# Their blocks have a cross-attention layer (``attn2``) as a UNet's, so the same
+# ``RegionalAttention`` wraps it; two things differ. The transformer projects the text
+# encoder's output before the blocks (``caption_projection``, then Sana's ``caption_norm``),
+# so each region's prompt is projected the same way once per call of the transformer (a
+# forward pre-hook, ``CrossRegions.start``). And T5 and Gemma pad the prompt to a fixed
+# length with an attention mask saying which tokens are words: each region's own mask is
+# turned into the bias the transformer makes of the main prompt's (``(1 - mask) * -10000``),
+# so a region's padding is never read. The blend is a plain one (``CROSS_CONTRAST = 1``):
+# the UNet's contrast was measured on the UNet embedded model, and no PixArt or Sana model
+# here has weights that would tell; one region over everything with the main prompt's text
+# runs the same processor on the same projected text and bias, so it is exact as on a UNet.
+
+CROSS_CONTRAST = 1.0
+"""The regions' contrast in a cross-attention DiT (see above)."""
+
+
+class CrossRegions:
+    """The per-call state of the regions in a cross-attention DiT: each region's projected
+    prompt and attention bias for the running call of the transformer."""
+
+    def __init__(self, transformer: Any, plan: RegionPlan) -> None:
+        self.transformer = transformer
+        self.plan = plan
+        self.contexts: list[tuple[Any, Any]] = []
+
+    def start(self, _module: Any, args: tuple, kwargs: dict) -> None:
+        """Forward pre-hook of the transformer: each region's text and bias for this call."""
+        context = kwargs.get("encoder_hidden_states")
+        if context is None and len(args) > 1:
+            context = args[1]
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        if context is None or hidden is None:
+            self.contexts = []
+            return
+        batch = context.shape[0]
+        main_mask = kwargs.get("encoder_attention_mask")
+        masks = self.plan.attention_masks or [None] * len(self.plan.embeds)
+        norm = getattr(self.transformer, "caption_norm", None)
+        self.contexts = []
+        for embeds, mask in zip(self.plan.embeds, masks, strict=True):
+            text = embeds[:1].to(context.device, context.dtype).expand(batch, -1, -1)
+            text = self.transformer.caption_projection(text)
+            if norm is not None:
+                text = norm(text)
+            bias = None
+            if main_mask is not None and mask is not None:
+                # as the transformer turns the main prompt's mask into a bias
+                bias = (1 - mask[:1].to(main_mask.device).expand(batch, -1)
+                        .to(hidden.dtype)) * -10000.0
+                bias = bias.unsqueeze(1)
+            self.contexts.append((text, bias))
+
+
+def is_cross_dit(model: Any) -> bool:
+    """Whether ``model`` is a DiT with cross-attention to a projected caption (PixArt, Sana)."""
+    return hasattr(model, "caption_projection") and bool(cross_attention_modules(model))
+
+
+@contextmanager
+def regional_cross_dit(transformer: Any, plan: RegionPlan | None) -> Iterator[None]:
+    """``plan``'s regions in every cross-attention layer of a PixArt or Sana transformer for
+    the call; its processors are its own again afterwards, and the hook gone."""
+    if plan is None or not plan.embeds:
+        yield
+        return
+    from dataclasses import replace
+
+    state = CrossRegions(transformer, replace(plan, contrast=CROSS_CONTRAST, _alphas={}))
+    saved = [(module, module.processor) for module in cross_attention_modules(transformer)]
+    hook = transformer.register_forward_pre_hook(state.start, with_kwargs=True)
+    try:
+        for module, processor in saved:
+            module.set_processor(RegionalAttention(processor, state.plan, state))
+        yield
+    finally:
+        hook.remove()
+        for module, processor in saved:
+            module.set_processor(processor)
+
+
+# -- transformers with a text stream: SD3 (MMDiT joint blocks) and Flux -------------------------
 # An MMDiT has no cross-attention to wrap: each ``JointTransformerBlock`` runs one attention
 # over the image tokens and the text tokens together, and both streams go on to the next
-# block (the text tokens are changed by every block but the last). So a region's prompt needs
-# a text stream of its own through all the blocks, and the blend is done per block:
+# block (the text tokens are changed by every block but the last). Flux has the same
+# double-stream blocks (``FluxTransformerBlock``), then single-stream ones
+# (``FluxSingleTransformerBlock``) that concatenate text and image tokens into one sequence
+# and split them again on the way out; to the outside both kinds take and give back a text
+# stream and the image tokens, so both are handled alike. A region's prompt needs a text
+# stream of its own through all the blocks, and the blend is done per block:
 #
 # * the transformer's ``context_embedder`` turns each region's prompt embeddings into its
 #   text stream once per call of the transformer (a forward pre-hook, ``_start``);
 # * each block runs as usual with the main prompt's stream, giving ``main`` (image tokens)
 #   and the main text stream for the next block; then again, the same block on the same image
 #   tokens, with each region's stream, giving ``out_r`` and that region's stream for the next
-#   block;
+#   block (Flux's rotary position embedding of the text tokens fits every stream: each
+#   prompt is padded to the same number of T5 tokens, all at position 0);
 # * the image tokens leaving the block are ``main + sum_r alpha_r * (out_r - main)`` on the
 #   conditional rows, with the weights of the UNet form (``RegionPlan.alphas`` at the patch
-#   grid: one token per ``patch x patch`` latent pixels), so all the streams see the same
-#   blended image at the next block.
+#   grid: one token per ``patch x patch`` latent pixels, Flux's 2 x 2 packing included), so
+#   all the streams see the same blended image at the next block.
+#
+# InvokeAI does regions on Flux the other way (after arXiv 2411.02395): the regions' text
+# tokens concatenated to the main prompt's in one sequence, and an attention mask that lets
+# the image tokens of a region attend to its own text tokens only. That costs one pass, not
+# one per region, but the masked softmax over the longer sequence is equal to the plain one
+# only up to rounding; here each region costs one more pass of every block, and a region
+# with nothing to do changes no bit (below).
 #
 # The blend is a plain one (``JOINT_CONTRAST = 1``): each region's stream is its prompt's own
 # picture-wide, with none of the UNet's picture-wide mix of prompts to subtract; on the
@@ -203,15 +319,18 @@ def regional_attention(unet: Any, plan: RegionPlan | None) -> Iterator[None]:
 # sees the whole picture, as a UNet region's does), and it is exact when it has nothing to
 # do: one region over everything with the main prompt's text runs the same block on the same
 # inputs (same batch), so ``out_r == main`` bit for bit and the pixels are the plain ones.
-# Cost: one more pass of every block per region.
+# The pooled text (SD3, Flux: added to the time embedding) stays the main prompt's.
 
 
 JOINT_CONTRAST = 1.0
 """The regions' contrast in the joint blocks (see above; the UNet's is ``CONTRAST``)."""
 
+STREAM_BLOCKS = ("JointTransformerBlock", "FluxTransformerBlock", "FluxSingleTransformerBlock")
+"""The diffusers blocks that take and give back a text stream beside the image tokens."""
+
 
 class JointRegions:
-    """The per-call state of the regions in an SD3-style transformer."""
+    """The per-call state of the regions in an SD3-style or Flux transformer."""
 
     def __init__(self, transformer: Any, plan: RegionPlan) -> None:
         self.transformer = transformer
@@ -230,15 +349,19 @@ class JointRegions:
         self.streams = [embed(e[:1].to(context.device, context.dtype)
                               .expand(context.shape[0], -1, -1))
                         for e in self.plan.embeds]
+        for stream in self.streams:
+            if stream.shape[1] != context.shape[1]:  # Flux's rotary embedding would not fit
+                raise ValueError(f"a region's prompt has {stream.shape[1]} text tokens, the "
+                                 f"main prompt {context.shape[1]}")
 
     def wrap(self, block: Any) -> Any:
         inner = block.forward
 
         def forward(hidden_states: Any, encoder_hidden_states: Any, temb: Any,
-                    joint_attention_kwargs: Any = None) -> tuple[Any, Any]:
+                    **kwargs: Any) -> tuple[Any, Any]:
             context, main = inner(hidden_states=hidden_states,
                                   encoder_hidden_states=encoder_hidden_states, temb=temb,
-                                  joint_attention_kwargs=joint_attention_kwargs)
+                                  **kwargs)
             rows = self.plan.cond_rows(main.shape[0])
             alphas = self.plan.alphas(main.shape[1], main.device, main.dtype)
             if rows is None or alphas is None or len(self.streams) != len(alphas):
@@ -247,7 +370,7 @@ class JointRegions:
             for r, alpha in enumerate(alphas):
                 stream, region = inner(hidden_states=hidden_states,
                                        encoder_hidden_states=self.streams[r], temb=temb,
-                                       joint_attention_kwargs=joint_attention_kwargs)
+                                       **kwargs)
                 self.streams[r] = stream
                 out[rows] += alpha * (region[rows] - main[rows])
             return context, out
@@ -256,17 +379,20 @@ class JointRegions:
 
 
 def joint_blocks(transformer: Any) -> list[Any]:
-    """The MMDiT joint blocks of an SD3-style transformer ([] for any other model)."""
-    blocks = getattr(transformer, "transformer_blocks", None)
-    if blocks is None or not hasattr(transformer, "context_embedder"):
+    """The blocks with a text stream of an SD3-style transformer (its joint blocks) or of
+    Flux (double-stream, then single-stream), in order ([] for any other model)."""
+    if not hasattr(transformer, "context_embedder"):
         return []
-    return [b for b in blocks if type(b).__name__ == "JointTransformerBlock"]
+    blocks = [*(getattr(transformer, "transformer_blocks", None) or ()),
+              *(getattr(transformer, "single_transformer_blocks", None) or ())]
+    return [b for b in blocks if type(b).__name__ in STREAM_BLOCKS]
 
 
 @contextmanager
 def regional_joint_attention(transformer: Any, plan: RegionPlan | None) -> Iterator[None]:
-    """``plan``'s regions in every joint block of an SD3-style ``transformer`` for the call;
-    the blocks' own ``forward`` is back afterwards, also when the call fails."""
+    """``plan``'s regions in every block with a text stream of an SD3-style or Flux
+    ``transformer`` for the call; the blocks' own ``forward`` is back afterwards, also when
+    the call fails."""
     blocks = joint_blocks(transformer) if plan is not None and plan.embeds else []
     if not blocks:
         yield
@@ -287,10 +413,14 @@ def regional_joint_attention(transformer: Any, plan: RegionPlan | None) -> Itera
 
 @contextmanager
 def regions_for(model: Any, plan: RegionPlan | None) -> Iterator[None]:
-    """``plan``'s regions in ``model``: a UNet's cross-attention layers, or an SD3-style
-    transformer's joint blocks."""
+    """``plan``'s regions in ``model``: a UNet's cross-attention layers, the joint blocks of
+    an SD3-style transformer or Flux's blocks, or a PixArt or Sana transformer's
+    cross-attention layers."""
     if joint_blocks(model):
         with regional_joint_attention(model, plan):
+            yield
+    elif is_cross_dit(model):
+        with regional_cross_dit(model, plan):
             yield
     else:
         with regional_attention(model, plan):
@@ -307,11 +437,16 @@ def region_mask(region: Region, width: int, height: int) -> np.ndarray:
     return np.asarray(mask, dtype=np.float32) / 255.0
 
 
-def region_plan(req: GenerationRequest, embeds: list[Any], vae_scale: int = 8) -> RegionPlan:
-    """The plan of ``req``'s regions with their prompt embeddings ``embeds`` (in order)."""
+def region_plan(req: GenerationRequest, embeds: list[Any], vae_scale: int = 8,
+                attention_masks: list[Any] | None = None) -> RegionPlan:
+    """The plan of ``req``'s regions with their prompt embeddings ``embeds`` (in order) and,
+    where the text encoder pads, their prompt attention masks."""
     return RegionPlan(
         embeds=list(embeds),
         masks=[region_mask(r, req.width, req.height) for r in req.regions],
         strengths=[r.strength for r in req.regions],
         latent_size=(req.height // vae_scale, req.width // vae_scale),
-        images=req.batch_size, contrast=CONTRAST)
+        images=req.batch_size, contrast=CONTRAST,
+        attention_masks=(list(attention_masks)
+                         if attention_masks and all(m is not None for m in attention_masks)
+                         else None))

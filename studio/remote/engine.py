@@ -88,7 +88,9 @@ class Model:
 def _features_used(request: GenerationRequest, family: str, enlarge_with: str) -> list[str]:
     """The ``workflow.REQUIRED_NODES`` keys a job needs (to name what a server lacks)."""
     keys = ["txt2img"]
-    if request.task == "img2img":
+    if wf.edits(request, family):
+        keys.append("edit")
+    elif request.task == "img2img":
         keys.append("img2img")
     elif request.task == "inpaint":
         keys.append("inpainting")
@@ -110,18 +112,21 @@ def _features_used(request: GenerationRequest, family: str, enlarge_with: str) -
 
 
 def refuse_edit_model(family: str, name: str) -> None:
-    """Instruction-editing models (Flux Kontext) are not run on servers: a Kontext file run
-    as plain Flux would silently give another picture."""
-    if family == "flux-kontext":
+    """Instruction-editing models other than Flux Kontext (whose edit is built from ComfyUI's
+    own nodes: ``workflow.edits``) are not run on servers: a Flux 2 Klein file run as plain
+    Flux would fail or give another picture."""
+    if family == "flux2-klein":
         raise InvalidRequestError(
-            f"{name} is an instruction-editing model (Flux Kontext): edit with words runs on "
-            "the local engine only; Latent Studio does not build its ComfyUI workflow yet.")
+            f"{name} is a Flux 2 Klein model (a Qwen3 text encoder and the Flux 2 VAE): "
+            "Latent Studio builds no ComfyUI workflow for it yet; edit with it on the local "
+            "engine.")
 
 
 def guess_family(name: str) -> str:
     """A checkpoint's family from its name (the server does not say); "" when unsure."""
     low = name.lower()
-    for marker, family in (("kontext", "flux-kontext"), ("flux", "flux"), ("sd3", "sd3"), ("sd_3", "sd3"), ("sdxl", "sdxl"),
+    for marker, family in (("kontext", "flux-kontext"), ("klein", "flux2-klein"),
+                           ("flux", "flux"), ("sd3", "sd3"), ("sd_3", "sd3"), ("sdxl", "sdxl"),
                            ("xl", "sdxl"),
                            ("v2-", "sd2"), ("sd2", "sd2"), ("1.5", "sd1"), ("sd15", "sd1"),
                            ("sd1", "sd1"), ("v1-", "sd1")):
@@ -238,9 +243,11 @@ class RemoteEngine:
         out = []
         for (our_kind, where), urls in found.items():
             folder, name = where.split("/", 1)
+            family = guess_family(name) if our_kind == "diffusion" else ""
             out.append(ModelInfo(
-                id=name, name=PurePosixPath(name).stem, kind=our_kind,
-                family=guess_family(name) if our_kind == "diffusion" else "",
+                id=name, name=PurePosixPath(name).stem, kind=our_kind, family=family,
+                # a Kontext model: the window offers edit with words (``workflow.edits``)
+                recommended=(("edit", True),) if family == wf.EDIT_FAMILY else (),
                 source="comfyui" if folder in ("checkpoints", FOLDERS[our_kind][0])
                 else f"comfyui {folder}",
                 path=", ".join(f"{u} · {where}" for u in urls)))

@@ -221,6 +221,34 @@ def _pixels(g: _Graph, request: GenerationRequest, inputs: Inputs) -> list:
     return pixels
 
 
+EDIT_FAMILY = "flux-kontext"  # the edit model whose ComfyUI workflow is built (``edits``)
+
+
+def edits(request: GenerationRequest, family: str) -> bool:
+    """Whether ``request`` is an edit with words on a server: a Flux Kontext model given an
+    image (its image to image is the edit; the strength is not used)."""
+    return family == EDIT_FAMILY and request.task == "img2img"
+
+
+def _edit_conditioning(g: _Graph, request: GenerationRequest, inputs: Inputs, clip: list,
+                       vae: list) -> tuple[list, list]:
+    """Flux Kontext's edit with ComfyUI's own nodes, as its Kontext example wires them: the
+    instruction's conditioning given the encoded image as its reference (``ReferenceLatent``),
+    the guidance as a conditioning value (``FluxGuidance``), no negative
+    (``ConditioningZeroOut``). The image stays at the request's size (the local engine's
+    ``_auto_resize`` off): ``FluxKontextImageScale`` would move it to one of Kontext's
+    1-megapixel sizes and the result with it."""
+    if not inputs.init_image:
+        raise InvalidRequestError("An edit with words needs its image on the server.")
+    plain = [g.add("CLIPTextEncode", text=_text(request.prompt), clip=clip), 0]
+    reference = [g.add("VAEEncode", pixels=_pixels(g, request, inputs), vae=vae), 0]
+    positive = [g.add("ReferenceLatent", conditioning=plain, latent=reference), 0]
+    positive = [g.add("FluxGuidance", conditioning=positive,
+                      guidance=float(request.guidance)), 0]
+    negative = [g.add("ConditioningZeroOut", conditioning=plain), 0]
+    return positive, negative
+
+
 def _check(request: GenerationRequest) -> None:
     problems = []
     if request.sliders:
@@ -271,9 +299,14 @@ def build(request: GenerationRequest, inputs: Inputs, *, seeds: Sequence[int] | 
     sampler, schedule = comfy_sampler(request.scheduler, inputs.samplers)
     g = _Graph()
     model, clip, vae = _model_and_clip(g, inputs, request.clip_skip)
-    positive, negative, cfg = _conditioning(g, request, inputs, clip)
+    edit = edits(request, inputs.family)
+    if edit:  # the new image drawn from noise at the request's size, the image its reference
+        positive, negative = _edit_conditioning(g, request, inputs, clip, vae)
+        cfg = 1.0
+    else:
+        positive, negative, cfg = _conditioning(g, request, inputs, clip)
     positive, negative = _control(g, request, inputs, positive, negative, vae)
-    if request.task == "txt2img":
+    if request.task == "txt2img" or edit:
         empty = "EmptySD3LatentImage" if _is_flow(inputs.family) else "EmptyLatentImage"
         latent = [g.add(empty, width=request.width, height=request.height, batch_size=1), 0]
         denoise = 1.0
@@ -442,6 +475,8 @@ REQUIRED_NODES: dict[str, tuple[str, ...]] = {
              "FluxGuidance", "ConditioningZeroOut"),
     "sd3": ("UNETLoader", "TripleCLIPLoader", "DualCLIPLoader", "VAELoader",
             "EmptySD3LatentImage"),
+    "edit": ("LoadImage", "VAEEncode", "ReferenceLatent", "FluxGuidance",
+             "ConditioningZeroOut", "EmptySD3LatentImage"),  # Flux Kontext (``edits``)
     "regions": ("CLIPTextEncode", "LoadImageMask", "ConditioningSetMask",
                 "ConditioningCombine", "SolidMask", "MaskComposite"),  # studio.remote.regions
 }

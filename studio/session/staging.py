@@ -50,7 +50,7 @@ class Candidate:
 
 def candidate_caption(request: GenerationRequest, index: int = 0, task: str = "") -> str:
     """What made an image, in a few words: task, seed, and the variation seed if varied."""
-    parts = [task or request.task, f"seed {(request.seed + index) % 2**32}"]
+    parts = [task or request.task_label, f"seed {(request.seed + index) % 2**32}"]
     if request.variation_seed is not None and request.variation_strength > 0:
         parts.append(f"var {(request.variation_seed + index) % 2**32}")
     return " · ".join(parts)

@@ -178,7 +178,7 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20
     """
     from diffusers.models.attention_processor import JointAttnProcessor2_0
 
-    from studio.training.train_diffusion import caption_stream
+    from studio.training.train_diffusion import caption_stream, latent_face_weights, weighted_mse
 
     total = Stopwatch(minutes)
     source = source or out_root / SOURCE
@@ -206,6 +206,7 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20
 
     setup_torch(seed)
     captions = caption_stream(data, seed)
+    face = latent_face_weights()  # the mouth and eyes weigh more (issue 27)
     transformer = pipe.transformer
     encoders = [pipe.text_encoder, pipe.text_encoder_2]
     transformer.set_attn_processor(CollapsedZerosProcessor(T5_TOKENS))
@@ -260,7 +261,7 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20
         xs = (1 - s[:, None, None, None]) * x0 + s[:, None, None, None] * noise
         pred = transformer(hidden_states=xs, encoder_hidden_states=context,
                            pooled_projections=pooled, timestep=s * 1000).sample
-        loss = F.mse_loss(pred.float(), noise - x0)
+        loss = weighted_mse(pred, noise - x0, face).mean()
         optimizer_step(opt, loss, clip=params + text_params)
         step += 1
         ema_update(ema, [p.detach() for p in params + text_params],

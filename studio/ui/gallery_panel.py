@@ -40,13 +40,14 @@ CAPTION_LINES = 3  # task, seed, variation seed (``caption``)
 
 def summary(record: GenerationRecord) -> str:
     r = record.request
-    return (f"{r.prompt or '(no prompt)'}\n"
+    uses_strength = r.task != "txt2img" and not r.is_edit  # an edit has no strength
+    return (f"{'Edit: ' if r.is_edit else ''}{r.prompt or '(no prompt)'}\n"
             f"{record.task} · {r.model} · {r.scheduler} · {r.steps} steps · CFG {r.guidance:g}\n"
             f"seed {r.seed}"
             + (f" · variation seed {r.variation_seed} ({r.variation_strength:g})"
                if r.variation_seed is not None and r.variation_strength > 0 else "")
             + f" · {r.width}×{r.height}"
-            + (f" · strength {r.strength:g}" if r.task != "txt2img" else "")
+            + (f" · strength {r.strength:g}" if uses_strength else "")
             + (f" · {record.duration:.1f} s" if record.duration else "")
             + (f"\nmade on {r.device.split(':', 1)[1]} · its ComfyUI workflow is kept"
                if record.workflow() is not None and r.device.startswith("comfyui:") else ""))

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import InvalidRequestError
-from studio.core.jobs.request import GenerationRequest
+from studio.core.jobs.request import EDIT_STRENGTH, GenerationRequest
 from studio.core.models import ModelInfo
 from studio.core.samplers import SCHEDULER_GROUPS, SCHEDULER_NAMES, scheduler_name, scheduler_note
 from studio.core.styles import StyleLibrary
@@ -53,10 +53,9 @@ FIELDS = ("prompt", "negative_prompt", "model", "scheduler", "seed", "steps", "g
           "width", "height", "strength")
 # The fields a model's card recommends.
 CARD_FIELDS = ("scheduler", "steps", "guidance", "width", "height")
-# Edit with words (an edit model such as Flux Kontext, its card's "edit"): the Strength
-# the panel holds while editing (below 1, so a covered region is the image to edit; the
+# Edit with words (an edit model such as Flux Kontext, its card's "edit"): the panel holds
+# EDIT_STRENGTH while editing (below 1, so a covered region is the image to edit; the
 # request's default, which the command line records too). The edit itself uses none.
-EDIT_STRENGTH = 0.75
 EDIT_PLACEHOLDER = "Say what to change… (e.g. make the hair red)"
 
 
@@ -586,6 +585,8 @@ class PromptPanel(QWidget):
             # or another tool): restored as is over a painted canvas, the next Generate would
             # refine the canvas instead of making the image again.
             values["strength"] = 1.0
+        elif request.is_edit:  # an edit with words: its model's edit mode (no strength used)
+            values["strength"] = EDIT_STRENGTH
         self.set_values(values)
         device = str(request.device or "")
         self.pinned = (request.model, device) if device.startswith("comfyui:") else ("", "")

@@ -169,6 +169,10 @@ def test_the_family_and_its_edit_feature_come_from_model_index(edit_root):
     for family in ("flux-kontext", "flux2-klein"):
         assert spec_for(family).edit and family in EDIT_FAMILIES
     assert not spec_for("flux").edit and not spec_for("sd3").edit
+    # The core names these families' image to image "edit" (History, metadata): the same list.
+    from studio.core.jobs import request as core_request
+
+    assert set(core_request.EDIT_FAMILIES) == set(EDIT_FAMILIES)
     # Qwen-Image-Edit is not supported yet: an unknown pipeline, refused in one line.
     from studio.engine.models.families import UNKNOWN, detect_family
 
@@ -238,19 +242,28 @@ def test_cli_edit_lands_in_the_project_with_its_request_and_use_settings_reprodu
     loaded = ProjectStore.load(project)
     (record,) = loaded.document.log.records
     assert record.request.prompt == INSTRUCTION and record.request.task == "img2img"
-    assert record.request.family == "flux-kontext"
+    assert record.request.family == "flux-kontext" and record.task == "edit"
     assert np.array_equal(record.request.init_image.to_array(), _photo().to_array())
     assert len(loaded.document.layers) == 1
     assert np.array_equal(loaded.document.layers[0].pixels[..., :3], edited)
 
     # Metadata read back, and "Use settings": the same request again, the same pixels.
-    assert read_settings(out).task == "img2img"  # said even without the image at hand
+    # Named an edit (even without the image at hand), with no strength: none was used.
+    bare = read_settings(out)
+    assert (bare.task, bare.strength, bare.prompt) == ("edit", None, INSTRUCTION)
+    assert bare.changes()["strength"] < 1  # restored, the window's edit mode is on
+    parameters = Image.open(out).text["parameters"]
+    assert "Task: edit" in parameters and "Denoising strength" not in parameters
+    assert main(["info", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "Task:            edit" in shown and "Strength" not in shown
     photo_px = _photo()
     settings = read_settings(out, images={photo_px.sha256: photo_px})  # as the window does
     assert settings is not None and settings.request is not None
     back = settings.request
     assert (back.prompt, back.task, back.seed, back.family) == (
         INSTRUCTION, "img2img", 11, "flux-kontext")
+    assert back.is_edit and settings.task == "edit" and settings.strength is None
     assert np.array_equal(back.init_image.to_array(), photo_px.to_array())
     again = back.replace(model=str(kontext), device="", dtype="", model_hash="")
     engine = Engine(device="cpu", dtype="float32", model_dirs=[kontext.parent],
@@ -258,18 +271,24 @@ def test_cli_edit_lands_in_the_project_with_its_request_and_use_settings_reprodu
     assert np.array_equal(engine.generate(again).images[0], edited)
 
 
-def test_an_edit_on_a_comfyui_server_is_refused_in_one_line():
-    """On a server the family is read from the file name (a Kontext file reads as Flux), and
-    its image to image would not be an edit: refused before anything is sent."""
+def test_a_klein_edit_on_a_comfyui_server_is_refused_in_one_line_kontext_goes():
+    """On a server the family is read from the file name: a Kontext file edits there
+    (studio.remote.workflow.edits); a Flux 2 Klein file, whose workflow is not built, is
+    refused before anything is sent."""
     from studio.cli.generate import check_edit_on_server
     from studio.core.models import ModelInfo
+    from studio.remote.engine import guess_family
 
-    kontext = ModelInfo(id="flux1-kontext-dev.safetensors", name="flux1-kontext-dev",
-                        kind="diffusion", family="flux", source="comfyui",
-                        path="http://gpu:8188 · diffusion_models/flux1-kontext-dev.safetensors")
+    def on_server(name: str) -> ModelInfo:
+        return ModelInfo(id=f"{name}.safetensors", name=name, kind="diffusion",
+                         family=guess_family(f"{name}.safetensors"), source="comfyui",
+                         path=f"http://gpu:8188 · diffusion_models/{name}.safetensors")
+
     request = _req(Path("/models/kontext"))
+    klein = on_server("flux-2-klein-4b")
     with pytest.raises(InvalidRequestError) as err:
-        check_edit_on_server(kontext, request, on_server=True)
-    assert "\n" not in err.value.message and "server" in err.value.message
-    check_edit_on_server(kontext, request.replace(task="txt2img", init_image=None), True)
-    check_edit_on_server(kontext, request, on_server=False)  # the local engine edits
+        check_edit_on_server(klein, request, on_server=True)
+    assert "\n" not in err.value.message and "Klein" in err.value.message
+    check_edit_on_server(klein, request.replace(task="txt2img", init_image=None), True)
+    check_edit_on_server(klein, request, on_server=False)  # the local engine edits
+    check_edit_on_server(on_server("flux1-kontext-dev"), request, True)  # built there

@@ -140,9 +140,10 @@ def test_the_cached_pipeline_keeps_its_own_processors(engine, model_dir):
 
 
 def test_transformer_families_without_regions_refuse_them_with_the_reason(engine):
+    # Flux, PixArt and Sana take them too: tests/engine/test_regions_dit.py
     req = _req("x", regions=(Region(_mask("left"), "a blue square"),))
-    for family in ("pixart", "flux", "sana", "auraflow"):
-        with pytest.raises(InvalidRequestError, match="SD 1.x, 2.x, SDXL or SD3") as err:
+    for family in ("auraflow", "flux-kontext"):
+        with pytest.raises(InvalidRequestError, match="SD 1.x, 2.x, SDXL, SD3") as err:
             validate_for_family(req, family)
         assert "\n" not in str(err.value)
     validate_for_family(req, "sdxl")
@@ -150,7 +151,7 @@ def test_transformer_families_without_regions_refuse_them_with_the_reason(engine
     features = engine.features
     assert features.regions and features.regions_reason("sd1") == ""
     assert features.regions_reason("sd3") == ""
-    assert "Flux" in features.regions_reason("flux")
+    assert "AuraFlow" in features.regions_reason("auraflow")
 
 
 def test_masks_follow_each_level_of_the_unet():

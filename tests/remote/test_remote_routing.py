@@ -246,3 +246,29 @@ def test_studio_models_with_a_server_lists_both_with_where_each_lives(comfy_serv
     where = {row.split()[0]: row for row in rows}
     assert "this computer" in where["studio-tiny-diffusion"]
     assert host(comfy_server.url) in where["tiny-sd1"].split("comfyui")[0]
+
+
+def test_studio_generate_with_a_server_runs_a_model_of_this_computer_here(comfy_server,
+                                                                        tmp_path) -> None:
+    """With a server given, a `--model` only this computer has runs here (as the window
+    routes it), with a note, instead of "not found on the server"; the image's record says
+    it was made on this computer and has no server workflow."""
+    from PIL import Image
+
+    out = tmp_path / "here.png"
+    made = subprocess.run(
+        [sys.executable, "-m", "studio", "generate", "a person with red hair", "--server",
+         comfy_server.url, "--model", "studio-tiny-diffusion", "--steps", "2", "--seed", "5",
+         "-o", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert "studio-tiny-diffusion is a model of this computer: it runs here" in made.stderr
+    with Image.open(out) as image:
+        assert image.size == (64, 64)
+        assert "comfyui" not in image.info.get("parameters", "")
+        assert "prompt" not in image.info  # no ComfyUI workflow: the server did not run it
+    unknown = subprocess.run(
+        [sys.executable, "-m", "studio", "generate", "x", "--server", comfy_server.url,
+         "--model", "no-such-model", "-o", str(tmp_path / "x.png"), "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert unknown.returncode != 0
+    assert "neither a model of the servers nor of this computer" in unknown.stderr

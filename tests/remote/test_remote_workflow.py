@@ -230,12 +230,15 @@ def test_connect_check_names_what_a_family_lacks_and_where_it_goes() -> None:
     assert not old.ok and "FluxGuidance" in old.detail and "update ComfyUI" in old.detail
 
 
-def test_a_kontext_checkpoint_on_a_server_is_refused_not_run_as_plain_flux() -> None:
-    # Run as Flux image to image, an edit model would silently give another picture.
+def test_a_klein_checkpoint_on_a_server_is_refused_not_run_as_plain_flux() -> None:
+    # Run as Flux, a Flux 2 Klein file would fail or give another picture; Kontext edits
+    # with its own workflow (test_remote_edit).
     from studio.remote.engine import guess_family, refuse_edit_model
 
     assert guess_family("flux1-kontext-dev-Q8_0.gguf") == "flux-kontext"
     assert guess_family("flux1-dev-fp8.safetensors") == "flux"
-    with pytest.raises(InvalidRequestError, match="edit with words runs on the local engine"):
-        refuse_edit_model(guess_family("flux1-kontext-dev.safetensors"), "flux1-kontext-dev")
+    assert guess_family("flux-2-klein-4b.safetensors") == "flux2-klein"
+    with pytest.raises(InvalidRequestError, match="builds no ComfyUI workflow for it yet"):
+        refuse_edit_model(guess_family("flux-2-klein-4b.safetensors"), "flux-2-klein-4b")
     refuse_edit_model("flux", "flux1-dev")  # plain Flux runs
+    refuse_edit_model("flux-kontext", "flux1-kontext-dev")  # its edit workflow is built

@@ -61,8 +61,10 @@ def test_an_edit_model_edits_the_canvas_into_a_new_layer_with_its_request(
                                                              "make the hair red")
     np.testing.assert_array_equal(request.init_image.to_array()[..., :3], photo)
     assert len(window.doc.layers) == 2  # the photo kept, the edit a new layer over it
+    assert window.doc.layers[-1].name.startswith("edit · make hair red")  # short prompt
     (record,) = window.doc.log.records
     assert record.request.prompt == "make the hair red" and record.request.init_image
+    assert record.task == "edit" and record.request.is_edit
 
     # Off: the words alone draw a new image over the canvas (text to image).
     panel.edit_check.setChecked(False)
@@ -75,6 +77,48 @@ def test_an_edit_model_edits_the_canvas_into_a_new_layer_with_its_request(
     assert not panel.edit_check.isVisible() and panel.strength_slider.isEnabled()
     assert panel.strength_slider.value() == 1.0
     assert panel.prompt_edit.placeholderText() == "Describe the image…"
+
+
+def test_history_names_an_edit_an_edit_with_its_instruction_and_no_strength(
+        qtbot, window, engine):
+    """The History card, its caption, the copied A1111 text and "Restore settings" of an
+    edit: the task is "edit", the prompt the instruction, and no strength (none was used)."""
+    gallery, panel = window.gallery_panel, window.prompt_panel
+    window.controller.add_image_layer(np.full((64, 64, 3), 120, np.uint8), "photo")
+    _choose(window, qtbot, "kontext")
+    panel.prompt_edit.setPlainText("make the hair red")
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
+        window.controller.generate()
+    entry = gallery.list.item(0)
+    assert entry.text().splitlines()[0] == "edit"  # the thumbnail's caption
+    gallery.list.setCurrentRow(0)
+    card = gallery.info_label.text()
+    assert card == entry.toolTip()
+    assert card.startswith("Edit: make the hair red\nedit · kontext · ")
+    assert "strength" not in card and "img2img" not in card
+    text = gallery.copy_settings()
+    assert text.startswith("make the hair red\n") and "Task: edit" in text
+    assert "Denoising strength" not in text
+
+    # Restore settings from the card: another model, Strength 1, then the card's settings.
+    _choose(window, qtbot, TINY.id)
+    panel.strength_slider.setValue(1.0)
+    panel.prompt_edit.setPlainText("something else")
+    gallery.item_clicked.emit(gallery.current())  # what a click on the card does
+    assert panel.model_id == "kontext" and panel.editing and panel.edit_check.isVisible()
+    assert panel.prompt_edit.toPlainText() == "make the hair red"
+    assert "Edit with words" in _mode(window, qtbot, "Edit with words")
+
+    # An image to image of an SD model still shows its strength.
+    panel.prompt_edit.setPlainText("a painting")
+    _choose(window, qtbot, TINY.id)
+    panel.strength_slider.setValue(0.5)
+    with qtbot.waitSignal(window.controller.generation_applied, timeout=5000):
+        window.controller.generate()
+    gallery.list.setCurrentRow(0)
+    assert engine.requests[-1].task == "img2img"
+    assert "img2img · fake-tiny" in gallery.info_label.text()
+    assert "strength 0.5" in gallery.info_label.text()
 
 
 def test_use_settings_of_an_edit_restores_the_edit_mode(qtbot, window, engine):

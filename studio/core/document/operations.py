@@ -54,7 +54,7 @@ def generated_layer_name(request: GenerationRequest, index: int = 0, task: str =
 
     ``task`` overrides the request's task (``"outpaint"`` for an inpaint past the edge).
     """
-    parts = [task or _TASKS.get(request.task, request.task)]
+    parts = [task or _TASKS.get(request.task_label, request.task_label)]
     short = short_prompt(request.prompt)
     if short:
         parts.append(short)

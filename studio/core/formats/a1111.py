@@ -106,7 +106,9 @@ def a1111_parameters(request: GenerationRequest, *,
     if request.variation_seed is not None and request.variation_strength > 0:
         params["Variation seed"] = request.variation_seed
         params["Variation seed strength"] = _number(request.variation_strength)
-    if request.task != "txt2img":
+    if request.is_edit:  # edit with words: the prompt is the instruction, no strength used
+        params["Task"] = "edit"
+    elif request.task != "txt2img":
         params["Denoising strength"] = _number(request.strength)
     if request.clip_skip > 1:
         params["Clip skip"] = request.clip_skip

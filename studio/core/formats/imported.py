@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.core.jobs.request import MAX_SIDE, GenerationRequest
+from studio.core.jobs.request import EDIT_STRENGTH, MAX_SIDE, GenerationRequest
 from studio.core.samplers import to_scheduler
 
 #: The fields an import restores, in the order they are reported.
@@ -58,7 +58,8 @@ class ImportedSettings:
     schedule
         The tool's separate noise schedule (ComfyUI ``karras``, A1111 ``Schedule type``).
     task
-        ``"txt2img"``, ``"img2img"`` or ``"inpaint"``, as far as the file tells.
+        ``"txt2img"``, ``"img2img"`` or ``"inpaint"``, as far as the file tells; ``"edit"``
+        for our edit with words (an edit model's image to image, no strength used).
     dropped
         Fields the file held with impossible values (NaN guidance, absurd sizes).
     extra
@@ -160,7 +161,9 @@ class ImportedSettings:
             names = ["prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler",
                      "width", "height", "model", "strength"]
             made = {n: getattr(req, n) for n in names}
-            if req.task == "txt2img":  # a new image: Strength 1, or the next run refines
+            if self.task == "edit":  # edit with words: a Strength below 1 is the edit mode
+                made["strength"] = EDIT_STRENGTH
+            elif req.task == "txt2img":  # a new image: Strength 1, or the next run refines
                 made["strength"] = 1.0
             return made
         out: dict[str, Any] = {}

@@ -49,7 +49,7 @@ from studio.core.formats.metadata_texts import (
 )
 from studio.core.formats.other_tools import parse_foreign
 from studio.core.formats.stealth import read_stealth
-from studio.core.jobs.request import GenerationRequest
+from studio.core.jobs.request import EDIT_FAMILIES, GenerationRequest
 
 __all__ = ["ImportedSettings", "a1111_parameters", "lora_hash", "parse_a1111_parameters",
            "read_settings", "save_image", "SAVE_FORMATS"]
@@ -155,13 +155,15 @@ def _own(text: str, images: dict[str, Pixels] | None) -> ImportedSettings | None
     except (ValueError, TypeError, KeyError, AttributeError, InvalidRequestError, RecursionError):
         return None  # damaged or edited by hand: fall back to the A1111 text
     task = str(data.get("task", "txt2img"))  # kept when the init image is not at hand
+    if task == "img2img" and data.get("family") in EDIT_FAMILIES:
+        task = "edit"  # edit with words: the prompt is the instruction, no strength used
     return ImportedSettings(
         source="Latent Studio", prompt=request.prompt, negative_prompt=request.negative_prompt,
         seed=request.seed, steps=request.steps, guidance=request.guidance,
         sampler=request.scheduler, width=request.width, height=request.height,
         model=request.model, model_hash=request.model_hash,
-        strength=request.strength if task != "txt2img" else None,
-        task=task if task in ("img2img", "inpaint") else "txt2img",
+        strength=request.strength if task in ("img2img", "inpaint") else None,
+        task=task if task in ("img2img", "inpaint", "edit") else "txt2img",
         extra={"studio": data}, request=request)
 
 

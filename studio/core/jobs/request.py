@@ -12,6 +12,15 @@ from studio.core.document.pixels import Pixels
 from studio.core.errors import InvalidRequestError
 
 TASKS = ("txt2img", "img2img", "inpaint")
+# Edit with words: the families whose image to image is an instruction edit (Flux Kontext,
+# Flux 2 Klein; ``FamilySpec.edit`` in studio.engine.models.families, which a test keeps in
+# step). Their requests stay ``img2img`` for the engine; History, the image's metadata and
+# "Use settings" name them "edit" (``GenerationRequest.is_edit``), with no strength (the
+# pipeline has none).
+EDIT_FAMILIES = ("flux-kontext", "flux2-klein")
+# The Strength the window holds while editing with words (below 1: the canvas is the image
+# to edit), restored with an edit's settings; the edit itself uses none.
+EDIT_STRENGTH = 0.75
 
 DEFAULT_MODEL = "studio-tiny-diffusion"
 DEFAULT_SCHEDULER = "Euler"
@@ -144,6 +153,17 @@ class GenerationRequest:
         out = [p for p in (self.init_image, self.mask) if p is not None]
         return (*out, *(region.mask for region in self.regions),
                 *(control.image for control in self.controls))
+
+    @property
+    def is_edit(self) -> bool:
+        """Whether this is an edit with words: an edit model's image to image (the prompt is
+        the instruction; the strength is not used)."""
+        return self.task == "img2img" and self.family in EDIT_FAMILIES
+
+    @property
+    def task_label(self) -> str:
+        """The task as people name it: ``"edit"`` for an edit with words, else ``task``."""
+        return "edit" if self.is_edit else self.task
 
     @property
     def seeds(self) -> list[int]:

@@ -80,8 +80,9 @@ class GenerationRecord:
 
     @property
     def task(self) -> str:
-        """The task as History names it: ``"outpaint"``, else the request's task."""
-        return self.mode or self.request.task
+        """The task as History names it: ``"outpaint"``, ``"edit"`` (edit with words), else
+        the request's task."""
+        return self.mode or self.request.task_label
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; request images are referred to by their hash."""

@@ -155,9 +155,10 @@ EDIT_FAMILIES = tuple(s.name for s in SPECS.values() if s.edit)
 SD_FAMILIES = ("sd1", "sd2", "sd2-v", "sd1-lcm", "sd1-turbo", "studio-tiny", "sd1-inpaint",
                "sd2-inpaint")
 SDXL_FAMILIES = ("sdxl", "sdxl-lcm", "sdxl-turbo", "sdxl-inpaint")
-# Families that take regional prompts (studio.engine.regions: a UNet's cross-attention, the
-# joint blocks of SD3); Flux, PixArt, Sana and AuraFlow refuse them with the reason.
-REGION_FAMILIES = SD_FAMILIES + SDXL_FAMILIES + ("sd3",)
+# Families that take regional prompts (studio.engine.regions: the cross-attention of a UNet,
+# PixArt and Sana; a text stream per region through the blocks of SD3 and Flux); AuraFlow and
+# the edit families refuse them with the reason.
+REGION_FAMILIES = SD_FAMILIES + SDXL_FAMILIES + ("sd3", "flux", "pixart", "sana")
 # Families whose UNet DDIM inversion can run backwards (sliders over an imported image).
 INVERTIBLE_FAMILIES = tuple(f for f in SD_FAMILIES + SDXL_FAMILIES if not f.endswith("-inpaint"))
 # SD 1.x/2.x/SDXL pipelines of diffusers (a UNet and CLIP text encoders).

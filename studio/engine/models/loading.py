@@ -14,8 +14,11 @@ nothing behind: the cache only ever holds a whole pipeline.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -194,6 +197,56 @@ def _component_class(library: str, class_name: str) -> Any:
         return None
 
 
+_READ = threading.local()  # this thread's diffusers component load: (dtype, cancel token)
+_READ_HOOKED = False
+_READ_LOCK = threading.Lock()
+
+
+def _hook_state_dict_reads() -> None:
+    """Route diffusers' reads of a ``.safetensors`` weights file, on a thread inside
+    ``_reading_in``, through ``single_file._read_checkpoint``: plain reads, each tensor
+    converted to the load dtype as it is read. diffusers maps the file instead and holds
+    the whole state dict in the file's dtype while it builds the model, so an fp32 folder
+    loaded in bf16 had the fp32 weights resident beside the bf16 ones (SD 1.5 size: 5.46 GB
+    peak). Other threads, and files of other kinds, go to diffusers' own reader."""
+    global _READ_HOOKED
+    with _READ_LOCK:
+        if _READ_HOOKED:
+            return
+        from diffusers.models import model_loading_utils, modeling_utils
+
+        original = model_loading_utils.load_state_dict
+
+        @functools.wraps(original)
+        def load_state_dict(checkpoint_file: Any, *args: Any, **kwargs: Any) -> Any:
+            active = getattr(_READ, "active", None)
+            if active is None or isinstance(checkpoint_file, dict) \
+                    or not str(checkpoint_file).endswith(".safetensors"):
+                return original(checkpoint_file, *args, **kwargs)
+            from studio.engine.models.single_file import _read_checkpoint
+
+            dtype, cancel = active
+            return _read_checkpoint(Path(checkpoint_file), cancel, dtype)
+
+        for module in (model_loading_utils, modeling_utils):
+            if getattr(module, "load_state_dict", None) is original:
+                module.load_state_dict = load_state_dict
+        _READ_HOOKED = True
+
+
+@contextlib.contextmanager
+def _reading_in(dtype: Any, cancel: CancelToken | None) -> Iterator[None]:
+    """diffusers' component loads on this thread read their weights in ``dtype`` (None:
+    as stored), tensor by tensor (``_hook_state_dict_reads``)."""
+    _hook_state_dict_reads()
+    previous = getattr(_READ, "active", None)
+    _READ.active = (dtype, cancel)
+    try:
+        yield
+    finally:
+        _READ.active = previous
+
+
 def _load_components(path: Path, index: dict[str, Any], dtype: Any,
                      skip: dict[str, Any], cancel: CancelToken | None) -> dict[str, Any]:
     """The weighted components of a diffusers folder (text encoders, UNet or transformer,
@@ -222,7 +275,14 @@ def _load_components(path: Path, index: dict[str, Any], dtype: Any,
         else:
             continue
         _check(cancel)
-        loaded[name] = cls.from_pretrained(path / name, **kwargs)
+        if issubclass(cls, ModelMixin):
+            # Read in the load dtype, once (not mapped beside it); a model that keeps some
+            # modules in fp32 gets its tensors as stored, diffusers casting them as before.
+            read_dtype = None if getattr(cls, "_keep_in_fp32_modules", None) else dtype
+            with _reading_in(read_dtype, cancel):
+                loaded[name] = cls.from_pretrained(path / name, **kwargs)
+        else:
+            loaded[name] = cls.from_pretrained(path / name, **kwargs)
     return loaded
 
 
