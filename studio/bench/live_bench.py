@@ -9,6 +9,10 @@ showing the picture of the canvas with that stroke (``live_update_p50_ms``/``p95
 5 ms timer measures how long the GUI thread is ever kept from its event loop
 (``live_ui_stall_max_ms``). A second phase ends strokes faster than the updates run (every
 80 ms): the stale updates are cancelled (latest wins) and the brush still never stalls.
+Python's full garbage collections meanwhile (on any thread; each holds the GIL while it walks
+every object) are counted too (``live_gc_full_count``, the longest ``live_gc_full_max_ms``):
+live mode holds them back (``studio.ui.live.defer_full_collections``), as one froze the brush
+for 0.3 to 1.3 s.
 
 ``--remote URL`` (``studio bench --only live --remote URL``) runs the same strokes with the
 window on a ComfyUI server's first checkpoint instead (the remote backend, as the app makes it
@@ -36,6 +40,31 @@ PERIOD_MS = 5  # the stall probe's period
 MOVE_MS = 16  # a 60 Hz pointer
 TARGETS = {"live_update_p50_ms": 150.0, "live_update_p95_ms": 300.0,
            "live_ui_stall_max_ms": 16.0}
+
+
+class FullCollections:
+    """Python's collections of the oldest generation while it is installed, on any thread:
+    how long each took (ms)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.ms: list[float] = []
+        self._start = 0.0
+        self._gc = gc
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.ms.append((time.perf_counter() - self._start) * 1000.0)
+
+    def stop(self) -> None:
+        if self._on_gc in self._gc.callbacks:
+            self._gc.callbacks.remove(self._on_gc)
 
 
 def _stalls(stamps: list[float]) -> list[float]:
@@ -210,6 +239,7 @@ def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
     wait(500)
     idle = _stalls(stamps)
     stamps.clear()
+    collections = FullCollections()
     latencies: list[float] = []
     engine_ms: list[float] = []
     missed = 0
@@ -236,6 +266,7 @@ def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
     last = session.last_seq
     rapid_at = wait_for_picture(last, 60)
     rapid_stalls = _stalls(stamps)
+    collections.stop()
     if watch is not None:
         watch.stop()
     timer.stop()
@@ -264,6 +295,8 @@ def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
         "live_ui_stall_max_ms": max(stalls, default=0.0),
         "live_ui_stall_p99_ms": percentile(stalls, 0.99),
         "live_idle_stall_max_ms": max(idle, default=0.0),
+        "live_gc_full_count": len(collections.ms),
+        "live_gc_full_max_ms": max(collections.ms, default=0.0),
         "live_engine_update_p50_ms": engine_p50,
         "live_strokes": len(latencies), "live_missed": missed,
         "live_rapid_strokes": rapid, "live_rapid_cancelled": len(set(cancelled)),
@@ -276,6 +309,16 @@ def measure(strokes: int = 30, rapid: int = 10, nice: int | None = None,
         "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         **extra,
     }
+
+
+def _collections(fig: dict[str, Any]) -> str:
+    if "live_gc_full_count" not in fig:
+        return ""
+    count = fig["live_gc_full_count"]
+    if not count:
+        return "; no full garbage collection"
+    return (f"; {count} full garbage collection{'s' if count > 1 else ''} (the longest "
+            f"{fig['live_gc_full_max_ms']:.0f} ms)")
 
 
 def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -311,7 +354,8 @@ def table_rows(fig: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("live: GUI stall while painting", f"max {fig['live_ui_stall_max_ms']:.1f}ms, "
          f"p99 {fig['live_ui_stall_p99_ms']:.1f}ms", "max < 16 ms",
          f"idle max {fig['live_idle_stall_max_ms']:.1f}ms; {fig['live_rapid_strokes']} "
-         f"strokes 80 ms apart cancelled {fig['live_rapid_cancelled']} stale updates"),
+         f"strokes 80 ms apart cancelled {fig['live_rapid_cancelled']} stale updates"
+         f"{_collections(fig)}"),
         *server,
     ]
 

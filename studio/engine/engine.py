@@ -50,6 +50,7 @@ from studio.engine.models.cache import PipelineCache, memory_budget, pipeline_by
 from studio.engine.models.families import (
     INVERTIBLE_FAMILIES,
     REGION_FAMILIES,
+    REGIONS_WHY_NOT,
     SPECS,
     check_request,
     spec_for,
@@ -75,9 +76,6 @@ from studio.engine.tuning import prepare_decode, torch_threads
 log = logging.getLogger(__name__)
 
 FAMILIES = tuple(SPECS)  # declared; any other text-to-image pipeline of diffusers runs too
-REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models, PixArt and Sana, and run "
-                   "a text stream per region through the blocks of SD3 and Flux; AuraFlow and "
-                   "the edit models (Flux Kontext, Flux 2 Klein) do not take them here yet.")
 
 
 class Engine:

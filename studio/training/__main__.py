@@ -1,4 +1,4 @@
-"""``python -m studio.training vae|gan|gan-attributes|diffusion|dit|classifier|all|eval|cards|prior|latent-directions``."""
+"""``python -m studio.training vae|gan|gan-attributes|diffusion|dit|decoder|classifier|all|eval|cards|prior|latent-directions``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ TRAINERS = {
     "diffusion": ("studio.training.train_diffusion", 55.0),
     # the diffusion transformer (SD3 format) on studio-tiny-diffusion's autoencoder: after it
     "dit": ("studio.training.train_dit", 60.0),
+    # the shared autoencoder's decoder, fine-tuned for the mouth on dark skin: after both
+    "decoder": ("studio.training.train_decoder", 30.0),
     "gan": ("studio.training.train_gan", 12.0),
     # the GAN's latent attribute reader (for its sliders): after every GAN run
     "gan-attributes": ("studio.training.train_gan_attributes", 12.0),

@@ -385,8 +385,11 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 20
     noise_sched = DDPMScheduler(**SCHEDULER_CONFIG)
     alphas = noise_sched.alphas_cumprod
     snr = alphas / (1 - alphas)
-    weights = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
-    face = latent_face_weights() if resume or FACE_WEIGHTED else torch.ones(16, 16)
+    # Min-SNR-5 weighs the low-noise steps down by up to 200x, and those are where the
+    # 2-pixel mouth's curve is decided: with it the model never tied "smiling" to the mouth.
+    # The face-weighted recipe (issue 27) keeps SD's plain epsilon loss over all steps.
+    weights = torch.ones_like(snr) if FACE_WEIGHTED else torch.clamp(snr, max=5.0) / snr
+    face = latent_face_weights() if FACE_WEIGHTED else torch.ones(16, 16)
     # The text encoder trains with the UNet: CLIP's causal attention lets a colour word see
     # only what came before it, so binding "red" to "hair" or "background" must be learnt.
     params = list(unet.parameters()) + list(text_encoder.parameters())

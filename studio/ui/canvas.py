@@ -10,6 +10,7 @@ view is zoomed in on them); the GUI thread only repaints each tile as it lands.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import sys
 import threading
@@ -33,7 +34,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
-from studio.core.document.edits import AddLayer, SetSelection
+from studio.core.document.edits import AddLayer, SetSelection, settle_vector_state
 from studio.core.document.layers import Document, Layer, Rect, intersect
 from studio.core.document.undo import UndoStack
 from studio.ui import canvas_tools as tools
@@ -210,7 +211,7 @@ class CanvasView(QWidget):
         self._requests: dict[tuple[str, int, int], int] = {}  # (kind, col, row): level
         self._busy: set[tuple[str, int, int]] = set()
         self._lock = threading.Condition()
-        self._worker: threading.Thread | None = None
+        self._worker: int | None = None  # the drawing thread's id, while it draws
         self._drawn: list[Rect] = []  # tiles drawn by the worker, to repaint
         self._drawn_timer = QTimer(self, interval=DRAWN_POLL_MS)
         self._drawn_timer.timeout.connect(self._repaint_drawn)
@@ -439,10 +440,12 @@ class CanvasView(QWidget):
                         self._requests[key] = level
                         asked = True
             if asked and self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="studio-canvas",
-                                                daemon=True)
+                # Not ``threading.Thread.start``: it waits until the new thread has run,
+                # which on a busy machine is a wait for the scheduler of several ms with
+                # the window frozen (seen in the 8000 px stall benchmark); this returns
+                # at once.
                 _workers_drawing(+1)
-                self._worker.start()
+                self._worker = _thread.start_new_thread(self._work, ())
         if asked:
             self._drawn_timer.start()
 
@@ -489,6 +492,7 @@ class CanvasView(QWidget):
                 versions = [int(target.version[row, c]) for c in cols]
             first, last = target.tile_rect(cols[0], row), target.tile_rect(cols[-1], row)
             rect = (first[0], first[1], last[0] + last[2] - first[0], first[3])
+            settle_vector_state()  # started from the GUI thread: its SIMD state (see there)
             try:
                 pixels = self._render(kind, rect, level)
             except Exception:  # a layer removed while it was read: drawn again later

@@ -152,7 +152,13 @@ class GenerationController(QObject):
         values.update(width=plan.width, height=plan.height, task=plan.task,
                       init_image=plan.init_image, mask=plan.mask)
         if self.connection.features.regions:  # the region layers, cut to the plan's rect
-            values["regions"] = self.doc.regions(plan.rect, (plan.width, plan.height))
+            regions = self.doc.regions(plan.rect, (plan.width, plan.height))
+            model = self.prompt.model  # a family that refuses them: left out, with the reason
+            why = self.connection.features.regions_reason(model.family if model else "")
+            if not why:
+                values["regions"] = regions
+            elif regions:
+                self.banner.show_message("Regional prompts are left out: " + why, "info", 5000)
         if self.connection.features.control:  # the control layers, cut to the plan's rect
             values["controls"] = request_controls(self.doc, plan.rect, (plan.width, plan.height))
         elif any(marks_for(self.doc)):

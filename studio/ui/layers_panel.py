@@ -515,9 +515,12 @@ class LayersPanel(QWidget):
     # -- the Regions section: a layer's mask (or alpha) as a regional prompt --------------
     def _region_section(self) -> QGroupBox:
         box = QGroupBox("Region", objectName="layer_region_box")
-        box.setToolTip("A regional prompt: it applies where this layer's mask is painted "
-                       "(without a mask: where the layer has pixels), added to the main "
-                       "prompt there. Saved with the project and in each image's settings.")
+        self._region_tip = ("A regional prompt: it applies where this layer's mask is painted "
+                            "(without a mask: where the layer has pixels), added to the main "
+                            "prompt there. Saved with the project and in each image's "
+                            "settings.")
+        self.regions_reason = ""  # why the chosen model takes no regions ("": it does)
+        box.setToolTip(self._region_tip)
         self.region_prompt_edit = QLineEdit(objectName="layer_region_prompt")
         self.region_prompt_edit.setPlaceholderText("Prompt of this layer's region (none)")
         self.region_prompt_edit.setClearButtonEnabled(True)
@@ -534,8 +537,16 @@ class LayersPanel(QWidget):
         column.addWidget(self.region_strength_slider)
         return box
 
+    def set_regions_reason(self, why: str) -> None:
+        """Why the chosen model (or backend) takes no regional prompts, from the engine's
+        features ("": it takes them): the Region section is greyed out with the reason."""
+        self.regions_reason = why
+        self.region_box.setTitle("Region: off for this model" if why else "Region")
+        self.region_box.setToolTip(why or self._region_tip)
+        self._update_region_controls(self.doc.active_layer)
+
     def _update_region_controls(self, layer: Layer | None) -> None:
-        self.region_box.setEnabled(layer is not None)
+        self.region_box.setEnabled(layer is not None and not self.regions_reason)
         if layer is None:
             return
         if self.region_prompt_edit.text() != layer.region_prompt:

@@ -13,7 +13,13 @@ While live mode is on, the GIL changes hands every ``SWITCH_INTERVAL_S`` instead
 the engine thread almost without pause (small tensors: each torch call holds the GIL
 briefly), so each time the GUI thread came back from a Qt call that had let the GIL go it
 waited up to 5 ms for it, several times a frame (a paint, a dab): the GUI stall max over a
-40-stroke bench was 51 ms on a quiet machine.
+40-stroke bench was 51 ms on a quiet machine. For the same reason Python's automatic full
+garbage collections wait while live mode is on (``defer_full_collections``): one walks every
+object the process holds (over 400,000 with torch and Qt loaded) with the GIL held, on
+whichever thread allocated last, the remote backend's event loop as often as any; on a
+server's live mode that froze the brush once a bench run for 0.3 to 1.3 s. Collections of the
+young generations, which free almost all cyclic garbage, go on as before; the full ones are
+due again once live mode pauses or turns off.
 
 On a model that lives on a ComfyUI server (``studio.remote``), each update is an image to
 image workflow run on that server, through the same preview channel: a new stroke cancels
@@ -30,6 +36,7 @@ live mode turns itself off with that one line on the toggle; the canvas is untou
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from typing import Any
@@ -58,6 +65,7 @@ from studio.ui.widgets import MessageBanner
 REST_MS = 250  # the brush rests this long mid-stroke: update
 SETTLE_MS = 120  # other changes (prompt, layers, undo): update after this pause
 SWITCH_INTERVAL_S = 0.0005  # the GIL's switch interval while live mode is on
+NO_FULL_COLLECTIONS = 1 << 30  # the oldest generation's threshold while live mode is on
 LIVE_TIP = ("Live: the model repaints the canvas (or the selection) as you paint; Keep adds "
             "the picture as a layer")
 SERVER_BACKEND = "comfyui"  # ``EngineFeatures.backend`` of a model on a ComfyUI server
@@ -67,6 +75,31 @@ REQUEUED = "back in the queue"  # the remote engine's word for a job its server 
 # A server's update with no word (queued, started, a step) for this long: the server is
 # gone without closing the connection (a cut network). The first update may load the model.
 SILENT_S, FIRST_SILENT_S = 30.0, 180.0
+
+
+_deferring: set[int] = set()  # the live controllers that hold full collections back
+_threshold: tuple[int, ...] | None = None  # gc's thresholds before the first of them
+
+
+def defer_full_collections(holder: object, on: bool) -> None:
+    """While any ``holder`` asks (live mode is on), Python's automatic collections of the
+    oldest generation wait; the young ones go on. A full collection holds the GIL while it
+    walks every tracked object (0.2 s with 400,000 of them; over a second on a loaded
+    machine), so the GUI thread stalled whichever thread it fell on. ``gc.freeze`` at the
+    start would not be enough: the next full collection still walks all that live mode
+    promoted since (about 100,000 objects in a bench run)."""
+    global _threshold
+    key = id(holder)
+    if on and key not in _deferring:
+        if not _deferring:
+            _threshold = gc.get_threshold()
+            gc.set_threshold(_threshold[0], _threshold[1], NO_FULL_COLLECTIONS)
+        _deferring.add(key)
+    elif not on and key in _deferring:
+        _deferring.discard(key)
+        if not _deferring and _threshold is not None:
+            gc.set_threshold(*_threshold)
+            _threshold = None
 
 
 class LiveController(QObject):
@@ -163,6 +196,7 @@ class LiveController(QObject):
 
     def _on_state_changed(self, state: str) -> None:
         self._hand_over_gil_often(state == ON)
+        defer_full_collections(self, state == ON)
         self.view.setVisible(state != OFF)
         if state == OFF:
             self._rest.stop()

@@ -382,6 +382,9 @@ class MainWindow(QMainWindow):
         """Local models and server models side by side: what is on follows the model's
         backend (its schedulers too)."""
         self.connection.select_model(model_id)
+        model = self.prompt_panel.model  # regions: greyed out with the reason where refused
+        self.layers_panel.set_regions_reason(
+            self.connection.features.regions_reason(model.family if model else ""))
         if self.connection.services is not None and self.connection.services.routing:
             schedulers = self.connection.features.schedulers
             if schedulers:

@@ -340,6 +340,11 @@ class PromptPanel(QWidget):
     def model_id(self) -> str:
         return self.model_combo.currentData() or ""
 
+    @property
+    def model(self) -> ModelInfo | None:
+        """The chosen model's card (``None``: none yet)."""
+        return self._models.get(self.model_id)
+
     def _on_model_combo_changed(self, index: int) -> None:
         model = self._models.get(self.model_combo.itemData(index) or "")
         if model is None:

@@ -96,3 +96,20 @@ def test_a_result_for_a_large_region_is_resized_whole():
     whole = np.asarray(Image.fromarray(rgba).resize((2100, 2100), Image.Resampling.LANCZOS))
     rows = [255, 256, 511, 512, 1023, 1024, 1050, 1279, 1280]  # across the row strips
     np.testing.assert_array_equal(pixels[rows], whole[rows])  # no seam
+
+
+def test_a_large_result_has_the_same_pixels_whether_its_strips_are_pasted_or_copied(
+        monkeypatch):
+    """A result for a large region is resized a strip at a time and each strip pasted into
+    the layer's memory (off the GIL); where the layer could not share its memory with
+    Pillow the strips are copied instead: the layer (and its inpaint mask) is the same."""
+    from studio.core.document import edits
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    mask = rng.integers(0, 256, (24, 20), dtype=np.uint8)
+    pasted = edits.generated_pixels(image, 2100, 2300, mask)
+    monkeypatch.setattr(edits, "_pillow_view", lambda _array: None)
+    copied = edits.generated_pixels(image, 2100, 2300, mask)
+    assert pasted.shape == (2300, 2100, 4)
+    np.testing.assert_array_equal(pasted, copied)

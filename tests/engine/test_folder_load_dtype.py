@@ -75,3 +75,35 @@ def test_the_read_is_confined_to_the_loading_thread(tiny_sd1_dir):
         mine = AutoencoderKL.from_pretrained(tiny_sd1_dir / "vae", torch_dtype=torch.bfloat16)
     assert got["dtype"] == torch.float32
     assert next(mine.parameters()).dtype == torch.bfloat16
+
+
+def test_the_preview_colours_are_fitted_once_per_vae_file(monkeypatch, tmp_path, tiny_sd1_dir):
+    """The latent-to-RGB fit (a VAE encode) runs at the first load of a VAE file only: a
+    later start gets the same factors from the cache; a changed file is fitted again."""
+    import os
+    import shutil
+
+    import numpy as np
+
+    from studio.engine import previews
+
+    calls: list[int] = []
+    original = previews.fit_latent_rgb
+
+    def spy(vae, size=64):
+        calls.append(1)
+        return original(vae, size)
+
+    monkeypatch.setattr(loading, "fit_latent_rgb", spy)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd1_dir, model)
+    vae = loading._load_folder(model, dev.choose_device("cpu", "float32")).vae
+    first = loading.latent_rgb_factors(vae, model)
+    second = loading.latent_rgb_factors(vae, model)
+    assert len(calls) == 1
+    assert np.array_equal(first, second) and np.array_equal(first, original(vae))
+    weights = next((model / "vae").glob("*.safetensors"))
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    loading.latent_rgb_factors(vae, model)
+    assert len(calls) == 2

@@ -87,8 +87,9 @@ def flux_original_layout(state: dict) -> dict:
 
 
 def _wide_flux():
-    """Flux at its real width with one block of each kind, random weights (scaled by fan-in,
-    norms at 1) drawn directly: the modules' own initialisation takes a minute here."""
+    """Flux at its real width with one block of each kind, random weights drawn directly as
+    ``nn.Linear`` draws them (uniform within 1/sqrt(fan-in); norms at 1): the modules' own
+    initialisation takes a minute here."""
     import diffusers as d
 
     with torch.device("meta"):
@@ -98,14 +99,17 @@ def _wide_flux():
             pooled_projection_dim=32, axes_dims_rope=[16, 56, 56], guidance_embeds=True)
     transformer = transformer.to_empty(device="cpu")
     generator = torch.Generator().manual_seed(0)
+    fan_in = {}
+    for name, module in transformer.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            fan_in[f"{name}.weight"] = fan_in[f"{name}.bias"] = module.in_features
     with torch.no_grad():
         for name, p in transformer.named_parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=generator) / p.shape[1] ** 0.5)
-            elif "norm" in name:
+            if name in fan_in:
+                bound = fan_in[name] ** -0.5
+                p.copy_((torch.rand(p.shape, generator=generator) * 2 - 1) * bound)
+            else:  # the RMS norms' scales
                 p.fill_(1.0)
-            else:
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
     return transformer.eval()
 
 

@@ -265,6 +265,70 @@ def test_live_pauses_while_the_window_is_minimised(qtbot, settings):
     close(w, runner)
 
 
+def _full_collections_while_promoting(count: int) -> int:
+    """Promote ``count`` new objects to the oldest generation (each survives two young
+    collections, as long-lived state does), then let the collector decide; returns how many
+    full collections Python started meanwhile, on its own."""
+    import gc
+
+    started: list[int] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            started.append(1)
+
+    kept: list[list] = []
+    gc.callbacks.append(on_gc)
+    try:
+        for _ in range(count):
+            kept.append([])  # tracked: each allocation counts towards a collection
+    finally:
+        gc.callbacks.remove(on_gc)
+    return len(started)
+
+
+def test_a_full_garbage_collection_never_freezes_the_brush_while_live_mode_runs(
+        qtbot, settings):
+    """A full collection walks every object with the GIL held (0.3 to 1.3 s here once a
+    server's live bench run, on the remote backend's thread): live mode holds the automatic
+    ones back, and they are due again once it pauses or turns off."""
+    import gc
+
+    engine = FakeEngine(features=dataclasses.replace(FAKE_FEATURES, live_mode=True))
+    w, runner = fake_window(qtbot, settings, engine)
+    w.controller.add_image_layer(np.full((64, 64, 3), 128, np.uint8), "grey")
+    # The objects already here set aside (``gc.freeze``: not walked, so the test stays
+    # quick), new long-lived ones make Python collect everything as soon as it looks at the
+    # oldest generation: after 11 x 11 x 700 allocations (its defaults), with room to spare.
+    gc.freeze()
+    try:
+        gc.collect()
+        promote = 150_000
+        with qtbot.waitSignal(w.live.updated, timeout=10_000):
+            assert w.live_controller.set_live(True)
+        assert _full_collections_while_promoting(promote) == 0
+        w.showMinimized()  # paused: nobody paints
+        qtbot.waitUntil(lambda: w.live.state == PAUSED, timeout=5_000)
+        assert _full_collections_while_promoting(promote) >= 1
+        w.live_controller.set_live(False)
+    finally:
+        gc.unfreeze()
+    close(w, runner)
+
+
+def test_the_live_bench_counts_full_collections_only_while_it_measures():
+    import gc
+
+    from studio.bench.live_bench import FullCollections
+
+    seen = FullCollections()
+    gc.collect(1)  # a young generation: not counted
+    gc.collect()
+    seen.stop()
+    gc.collect()
+    assert len(seen.ms) == 1 and seen.ms[0] > 0
+
+
 def test_the_live_bench_table_says_why_when_no_picture_came():
     from studio.bench.live_bench import table_rows
 
@@ -283,6 +347,13 @@ def test_the_live_bench_table_says_why_when_no_picture_came():
     rows = table_rows(fig)
     assert [r[1] for r in rows] == ["120ms", "200ms", "max 9.0ms, p99 4.0ms"]
     assert "load avg 7.5" in rows[0][3] and "would turn live mode off" in rows[0][3]
+    # The stall's row says whether Python walked every object meanwhile (a full garbage
+    # collection holds the GIL: it froze the brush for 0.3-1.3 s before live mode held
+    # them back).
+    fig.update(live_gc_full_count=0, live_gc_full_max_ms=0.0)
+    assert table_rows(fig)[2][3].endswith("; no full garbage collection")
+    fig.update(live_gc_full_count=1, live_gc_full_max_ms=840.2)
+    assert "1 full garbage collection (the longest 840 ms)" in table_rows(fig)[2][3]
 
 
 def test_the_same_canvas_again_lets_the_running_update_finish(qtbot, settings):

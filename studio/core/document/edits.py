@@ -187,6 +187,7 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if image.shape[:2] != (height, width):
         if width * height > _STRIPS_FROM:
             return _fit_in_strips(Image.fromarray(image), width, height)
+        settle_vector_state()
         image = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
     return np.array(image, dtype=np.uint8, copy=True)
 
@@ -215,6 +216,7 @@ def _fit_in_strips(source: Any, width: int, height: int) -> np.ndarray:
     into = _pillow_view(out)
     for y0 in range(0, height, _STRIP_ROWS):
         y1 = min(height, y0 + _STRIP_ROWS)
+        settle_vector_state()
         strip = source.resize((width, y1 - y0), Image.Resampling.LANCZOS,
                               box=(0, y0 * scale, source.width, y1 * scale))
         if into is not None:
@@ -222,6 +224,24 @@ def _fit_in_strips(source: Any, width: int, height: int) -> np.ndarray:
         else:
             out[y0:y1] = np.asarray(strip)
     return out
+
+
+_SETTLE = np.zeros(4096, np.float32)
+
+
+def settle_vector_state() -> None:
+    """Reset this thread's vector registers to their clean state (one short numpy SIMD
+    loop: its AVX code ends with ``vzeroupper``); about a microsecond.
+
+    A new thread starts with a copy of the vector-register state of the thread that
+    started it, and the GUI thread's is often "dirty" (the upper halves of the AVX
+    registers left in use by code it ran). Plain SSE code then runs many times slower
+    until something clears them: measured here, Pillow's LANCZOS coefficients (``sin`` in
+    libm, computed with the GIL held) took 23 ms a strip instead of 2 ms in a worker
+    started from the GUI thread, which froze the window for 20-30 ms with every strip of
+    an 8000-px result (and took 22 ms instead of 2 ms on the GUI thread itself between
+    some of its events). Call it before such code on a worker thread."""
+    np.add(_SETTLE, 0.0, out=_SETTLE)
 
 
 def _pillow_view(array: np.ndarray) -> Any:

@@ -159,6 +159,9 @@ SDXL_FAMILIES = ("sdxl", "sdxl-lcm", "sdxl-turbo", "sdxl-inpaint")
 # PixArt and Sana; a text stream per region through the blocks of SD3 and Flux); AuraFlow and
 # the edit families refuse them with the reason.
 REGION_FAMILIES = SD_FAMILIES + SDXL_FAMILIES + ("sd3", "flux", "pixart", "sana")
+REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models, PixArt and Sana, and run "
+                   "a text stream per region through the blocks of SD3 and Flux; AuraFlow and "
+                   "the edit models (Flux Kontext, Flux 2 Klein) do not take them here yet.")
 # Families whose UNet DDIM inversion can run backwards (sliders over an imported image).
 INVERTIBLE_FAMILIES = tuple(f for f in SD_FAMILIES + SDXL_FAMILIES if not f.endswith("-inpaint"))
 # SD 1.x/2.x/SDXL pipelines of diffusers (a UNet and CLIP text encoders).

@@ -318,6 +318,75 @@ def _load_folder(path: Path, choice: DeviceChoice, cancel: CancelToken | None = 
     return DiffusionPipeline.from_pretrained(path, **kwargs)
 
 
+LATENT_RGB_VERSION = 1  # bump when ``fit_latent_rgb``'s probes or method change
+_LATENT_RGB_LOCK = threading.Lock()
+
+
+def latent_rgb_factors(vae: Any, path: Path) -> Any:
+    """``fit_latent_rgb(vae)``, kept on disk (``latent-rgb.json`` in the user cache) for
+    the VAE file it came from: the fit is a VAE encode at every load otherwise (SD 1.5's
+    VAE: 1.5 s), before the first image of every start. The key is the VAE's weights file
+    (or the checkpoint) by path, size and modification time, its class, dtype and config, so
+    a changed file or a VAE swapped in fits anew."""
+    import hashlib
+    import json
+    import os
+
+    import numpy as np
+
+    from studio.paths import user_cache_dir
+
+    if path.is_file():
+        source: Path | None = path
+    else:
+        vae_files = sorted((path / "vae").glob("*.safetensors")) if (path / "vae").is_dir() \
+            else []
+        source = vae_files[0] if vae_files else None
+    try:
+        stat = source.stat() if source is not None else None
+        param = next(vae.parameters())
+        config = json.dumps(dict(vae.config), sort_keys=True, default=str)
+    except (OSError, StopIteration, TypeError, ValueError):
+        stat = None
+    if stat is None:
+        return fit_latent_rgb(vae)
+    key = hashlib.sha256(
+        f"{LATENT_RGB_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|"
+        f"{type(vae).__name__}|{param.dtype}|{param.device.type}|{config}".encode()
+    ).hexdigest()[:32]
+    cache_file = user_cache_dir() / "latent-rgb.json"
+    with _LATENT_RGB_LOCK:
+        try:
+            cache = json.loads(cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cache = {}
+        cached = cache.get(key) if isinstance(cache, dict) else None
+        if isinstance(cached, list):
+            try:
+                factors = np.asarray(cached, np.float32)
+                if factors.ndim == 2 and factors.shape[1] == 3 and np.isfinite(factors).all():
+                    return factors
+            except (TypeError, ValueError):
+                pass
+    factors = fit_latent_rgb(vae)
+    with _LATENT_RGB_LOCK:
+        try:
+            try:
+                cache = json.loads(cache_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                cache = {}
+            if not isinstance(cache, dict) or len(cache) > 200:
+                cache = {}
+            cache[key] = factors.tolist()
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache), encoding="utf-8")
+            tmp.replace(cache_file)
+        except OSError:  # a read-only cache: fit again next time
+            pass
+    return factors
+
+
 def pipeline_family(pipe: Any, path: Path) -> str:
     """The family of a loaded pipeline, from its own configs (and ``studio.json``)."""
     from studio.engine.models.families import detect_family, read_json
@@ -382,7 +451,7 @@ def load_model(info: ModelInfo, choice: DeviceChoice,
     vae = getattr(pipe, "vae", None)
     if vae is None:
         raise WrongModelKindError(f"{info.name} has no VAE; it is not an image pipeline.")
-    factors = fit_latent_rgb(vae)
+    factors = latent_rgb_factors(vae, path)
     previewer = LatentPreviewer(factors, getattr(vae.config, "scaling_factor", 1.0) or 1.0,
                                 getattr(vae.config, "shift_factor", 0.0) or 0.0)
     return LoadedModel(info=info, pipe=pipe, family=family, hash=model_hash(path),
