@@ -10,7 +10,6 @@ view is zoomed in on them); the GUI thread only repaints each tile as it lands.
 
 from __future__ import annotations
 
-import _thread
 import logging
 import sys
 import threading
@@ -211,7 +210,7 @@ class CanvasView(QWidget):
         self._requests: dict[tuple[str, int, int], int] = {}  # (kind, col, row): level
         self._busy: set[tuple[str, int, int]] = set()
         self._lock = threading.Condition()
-        self._worker: int | None = None  # the drawing thread's id, while it draws
+        self._worker: threading.Thread | None = None
         self._drawn: list[Rect] = []  # tiles drawn by the worker, to repaint
         self._drawn_timer = QTimer(self, interval=DRAWN_POLL_MS)
         self._drawn_timer.timeout.connect(self._repaint_drawn)
@@ -440,12 +439,10 @@ class CanvasView(QWidget):
                         self._requests[key] = level
                         asked = True
             if asked and self._worker is None:
-                # Not ``threading.Thread.start``: it waits until the new thread has run,
-                # which on a busy machine is a wait for the scheduler of several ms with
-                # the window frozen (seen in the 8000 px stall benchmark); this returns
-                # at once.
+                self._worker = threading.Thread(target=self._work, name="studio-canvas",
+                                                daemon=True)
                 _workers_drawing(+1)
-                self._worker = _thread.start_new_thread(self._work, ())
+                self._worker.start()
         if asked:
             self._drawn_timer.start()
 

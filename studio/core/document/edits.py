@@ -219,7 +219,7 @@ def _fit_in_strips(source: Any, width: int, height: int) -> np.ndarray:
         settle_vector_state()
         strip = source.resize((width, y1 - y0), Image.Resampling.LANCZOS,
                               box=(0, y0 * scale, source.width, y1 * scale))
-        if into is not None:
+        if into is not None and strip.mode == into.mode:
             into.im.paste(strip.im, (0, y0, width, y1))
         else:
             out[y0:y1] = np.asarray(strip)
