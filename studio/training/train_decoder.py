@@ -90,7 +90,7 @@ def train(out_root: Path, minutes: float = 30.0, seed: int = 0, resume: bool = F
     data = build_dataset(TRAIN_SEED, 20_000)
     dark = data.labels["skin"] == SKIN_TONES.index("dark")
     record = finetune_decoder(vae, data.images, dark, minutes, seed)
-    record["command"] = f"python -m studio.training decoder --minutes {minutes:g}"
+    command = f"python -m studio.training decoder --minutes {minutes:g}"
     decoder = {k: v for k, v in vae.state_dict().items() if not k.startswith(("encoder.",
                                                                                "quant_conv."))}
     for name in SHARING:
@@ -108,12 +108,19 @@ def train(out_root: Path, minutes: float = 30.0, seed: int = 0, resume: bool = F
         tmp = target.with_name("vae.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shared.save_pretrained(tmp)
+        config = tmp / "config.json"  # no path of the training machine in the shipped config
+        config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
+                                      if k != "_name_or_path"}, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(target)
         tmp.rename(target)
         rec_path = out_root / name / "training.json"
         if rec_path.exists():
             rec = json.loads(rec_path.read_text())
             rec.update(record)
+            rec["command"] = f"{rec['command']} && {command}" if rec.get("command") else command
+            if "autoencoder" in rec:
+                rec["autoencoder"] = ("studio-tiny-diffusion's (the same encoder; its decoder "
+                                      "fine-tuned by `decoder`)")
             rec_path.write_text(json.dumps(rec, indent=2) + "\n")
         log(f"{name}: decoder written")
     return out_root / NAME

@@ -12,6 +12,7 @@ from typing import TypeVar
 from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QProgressDialog, QWidget
 
+from studio.core.document.edits import settle_vector_state
 from studio.core.errors import CancelledError
 from studio.core.jobs.runner import lower_thread_priority
 
@@ -44,6 +45,7 @@ def run_while_painting(fn: Callable[..., T], *args: object) -> T:
     often meanwhile, so that the GUI thread keeps its frames.
     """
     def work() -> T:
+        settle_vector_state()  # clean vector registers: SSE code (Pillow) at full speed
         lower_thread_priority(WORKER_NICE)
         return fn(*args)
 
@@ -125,6 +127,7 @@ class TaskState:
 
 
 def _lowered(work: Callable[[TaskState], T], state: TaskState) -> T:
+    settle_vector_state()  # clean vector registers: SSE code (Pillow) at full speed
     lower_thread_priority(WORKER_NICE)  # the window keeps its frames while the work runs
     return work(state)
 

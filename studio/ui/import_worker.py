@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from PySide6.QtWidgets import QWidget
 
+from studio.core.document.edits import settle_vector_state
 from studio.core.jobs.runner import lower_thread_priority
 from studio.ui.busy import WORKER_NICE, TaskState, run_cancellable
 
@@ -34,6 +35,7 @@ def run_in_background(parent: QWidget | None, title: str, fn: Callable[..., T],
     finished = threading.Event()
 
     def run() -> None:
+        settle_vector_state()  # clean vector registers: SSE code (Pillow) at full speed
         lower_thread_priority(WORKER_NICE)
         try:
             box["result"] = fn(*args)

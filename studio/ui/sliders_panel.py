@@ -134,6 +134,8 @@ class SliderRow(QWidget):
         self.slider.setEnabled(not reason)
         self.label.setEnabled(not reason)
         for widget in (self.slider, self.label):  # the theme draws no disabled state: dim
+            if reason and was and isinstance(widget.graphicsEffect(), QGraphicsOpacityEffect):
+                continue  # dimmed already (asked again at every change of target)
             if reason:
                 effect = QGraphicsOpacityEffect(widget)
                 effect.setOpacity(UNAVAILABLE_OPACITY)

@@ -87,3 +87,25 @@ def test_a_save_shares_an_unchanged_layer_and_copies_a_painted_one(tmp_path):
                                   layer.pixels)
     undo.undo()  # the paint undone: what the next save holds follows
     np.testing.assert_array_equal(doc.snapshot().layers[0].pixels, pixels)
+
+
+def test_a_layer_says_whether_it_has_pixels_as_it_is_painted_and_erased():
+    """The pixel found last time is looked at first: the answer follows every change,
+    also when that pixel is erased, the layer replaced by a smaller one, or copied."""
+    from studio.core.document.layers import first_set
+
+    layer = Layer(pixels=np.zeros((900, 800, 4), np.uint8))
+    assert not layer.has_pixels()
+    layer.pixels[850, 790, 3] = 40  # off the sparse grid, in the last band
+    assert layer.has_pixels() and first_set(layer.pixels[..., 3]) == (850, 790)
+    layer.pixels[3, 5, 3] = 9
+    layer.pixels[850, 790, 3] = 0  # the pixel found before is erased: the other one counts
+    assert layer.has_pixels()
+    copy = layer.copy()
+    layer.pixels[3, 5, 3] = 0
+    assert not layer.has_pixels() and copy.has_pixels()
+    layer.pixels[700, 700, 3] = 1
+    assert layer.has_pixels()
+    layer.pixels = np.zeros((100, 100, 4), np.uint8)  # smaller: the old place is outside it
+    assert not layer.has_pixels()
+    assert first_set(np.zeros((0, 5), np.uint8)) is None

@@ -434,3 +434,29 @@ def test_a_burst_of_arrow_keys_is_one_edit(qtbot, panel, engine):
     assert undo.index == start + 1 and len(engine.requests) == sent + 1
     assert panel.session.doc.sliders["smile"] == pytest.approx(0.15)
     assert engine.requests[-1].sliders[0].value == pytest.approx(0.15)
+
+
+def test_an_unavailable_slider_stays_dimmed_and_says_why_when_asked_again(qtbot):
+    """The panel asks every row again at each change of target: a row that cannot work
+    stays dimmed with its reason (the same dimming, not one more each time), and looks
+    normal once it works again."""
+    from PySide6.QtWidgets import QGraphicsOpacityEffect
+
+    from studio.ui.sliders_panel import UNAVAILABLE_OPACITY
+
+    spec = prompt_pair("angry", "calm")
+    row = SliderRow(spec, 0.0)
+    qtbot.addWidget(row)
+    row.set_unavailable("Not on this model")
+    effect = row.slider.graphicsEffect()
+    row.set_unavailable("Not on this backend")
+    for widget in (row.slider, row.label):
+        assert not widget.isEnabled()
+        assert isinstance(widget.graphicsEffect(), QGraphicsOpacityEffect)
+        assert widget.graphicsEffect().opacity() == pytest.approx(UNAVAILABLE_OPACITY)
+        assert widget.toolTip() == "Not on this backend"
+    assert row.slider.graphicsEffect() is effect
+    row.set_unavailable("")
+    assert row.slider.isEnabled() and row.label.isEnabled()
+    assert row.slider.graphicsEffect() is None and row.label.graphicsEffect() is None
+    assert row.slider.toolTip() != "Not on this backend"

@@ -106,6 +106,25 @@ def any_set(array: np.ndarray) -> bool:
     return any(bool(array[y:y + band].any()) for y in range(0, array.shape[0], band))
 
 
+def first_set(array: np.ndarray) -> tuple[int, int] | None:
+    """Where ``array`` (``HxW``) has a non-zero value, or None when it has none: the same
+    sparse look and banded scan as ``any_set``, keeping the position found."""
+    if array.size == 0:
+        return None
+    grid = 61
+    hits = np.flatnonzero(array[::grid, ::grid])
+    if hits.size:
+        row, col = divmod(int(hits[0]), -(-array.shape[1] // grid))
+        return row * grid, col * grid
+    band = 256
+    for y in range(0, array.shape[0], band):
+        part = array[y:y + band]
+        if part.any():
+            row, col = divmod(int(np.argmax(part != 0)), array.shape[1])
+            return y + row, col
+    return None
+
+
 def _known_mode(mode: Any) -> str:
     """A saved blend mode, or Normal for one this version does not know (a newer file)."""
     from studio.core.document.blend import MODES, NORMAL
@@ -211,8 +230,18 @@ class Layer:
         return int(self.pixels.nbytes + (self.mask.nbytes if self.mask is not None else 0))
 
     def has_pixels(self) -> bool:
-        """Whether any pixel is not fully transparent (quick on a large layer)."""
-        return any_set(self.pixels[..., 3])
+        """Whether any pixel is not fully transparent (quick on a large layer). The pixel
+        found last time is looked at first (asked at every document change, of a layer
+        painted only in a small part of a large canvas: one pixel read instead of a scan);
+        a scan finds another when it is transparent now."""
+        alpha = self.pixels[..., 3]
+        seen = self.__dict__.get("_painted_at")
+        if seen is not None and seen[0] < alpha.shape[0] and seen[1] < alpha.shape[1] \
+                and alpha[seen]:
+            return True
+        found = first_set(alpha)
+        self.__dict__["_painted_at"] = found
+        return found is not None
 
     def has_mask(self) -> bool:
         """Whether an inpaint mask is painted on the layer (quick on a large layer)."""
