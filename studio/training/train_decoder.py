@@ -49,7 +49,7 @@ def finetune_decoder(vae: Any, images: np.ndarray, dark: np.ndarray, minutes: fl
     opt = torch.optim.AdamW(params, lr=lr)
     rng = np.random.default_rng((seed, 27))
     dark_idx = np.flatnonzero(dark)
-    n_dark = int(batch_size * DARK_SHARE)
+    n_dark = int(batch_size * DARK_SHARE) if len(dark_idx) else 0
     clock = Stopwatch(minutes)
     step = 0
     loss = torch.zeros(())
@@ -58,7 +58,8 @@ def finetune_decoder(vae: Any, images: np.ndarray, dark: np.ndarray, minutes: fl
         for g in opt.param_groups:
             g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * clock.fraction)))
         idx = np.sort(np.concatenate([rng.choice(len(images), batch_size - n_dark, replace=False),
-                                      rng.choice(dark_idx, n_dark, replace=False)]))
+                                      rng.choice(dark_idx, n_dark,
+                                                 replace=len(dark_idx) < n_dark)]))
         x = to_tensor(images[idx])
         rec = vae.decode(latents[torch.from_numpy(idx)]).sample
         diff = rec - x

@@ -178,7 +178,12 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20
     """
     from diffusers.models.attention_processor import JointAttnProcessor2_0
 
-    from studio.training.train_diffusion import caption_stream, latent_face_weights, weighted_mse
+    from studio.training.train_diffusion import (
+        FACE_WEIGHTED,
+        caption_stream,
+        latent_face_weights,
+        weighted_mse,
+    )
 
     total = Stopwatch(minutes)
     source = source or out_root / SOURCE
@@ -206,7 +211,7 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20
 
     setup_torch(seed)
     captions = caption_stream(data, seed)
-    face = latent_face_weights()  # the mouth and eyes weigh more (issue 27)
+    face = latent_face_weights() if FACE_WEIGHTED else torch.ones(16, 16)  # see there
     transformer = pipe.transformer
     encoders = [pipe.text_encoder, pipe.text_encoder_2]
     transformer.set_attn_processor(CollapsedZerosProcessor(T5_TOKENS))

@@ -145,3 +145,37 @@ def test_perceptual_loss_sees_what_pixels_hardly_do() -> None:
     # A neighbour portrait (another face) is much further away than slight noise.
     other = to_tensor(make_batch(124, 0, 8).images)
     assert loss(other, x).item() > 5 * value.item()
+
+
+def test_the_decoder_fine_tune_keeps_the_latent_space_and_fits_every_pipeline_sharing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m studio.training decoder`: only the decoder changes (the encoder, so every
+    model trained on its latents, stays), it is written into both pipelines that share the
+    autoencoder, and their records chain the command."""
+    from diffusers import AutoencoderKL
+
+    from studio.training import train_decoder
+    from studio.training.common import build_dataset
+    from studio.training.train_diffusion import build_autoencoder
+
+    small = build_dataset(common.TRAIN_SEED, 96)
+    monkeypatch.setattr(train_decoder, "build_dataset", lambda seed, n: small)
+    out = tmp_path / "models"
+    vae = build_autoencoder()
+    for name, command in (("studio-tiny-diffusion", "python -m studio.training diffusion"),
+                          ("studio-tiny-dit", "python -m studio.training dit")):
+        vae.save_pretrained(out / name / "vae")
+        (out / name / "training.json").write_text(json.dumps({"command": command}))
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    train_decoder.train(out, minutes=0.03)
+    for name, command in (("studio-tiny-diffusion", "python -m studio.training diffusion"),
+                          ("studio-tiny-dit", "python -m studio.training dit")):
+        after = AutoencoderKL.from_pretrained(out / name / "vae").state_dict()
+        assert all(torch.equal(after[k], v) for k, v in before.items()
+                   if k.startswith(("encoder.", "quant_conv.")))
+        assert any(not torch.equal(after[k], v) for k, v in before.items()
+                   if k.startswith("decoder."))
+        record = _record(out / name)
+        assert record["command"] == f"{command} && python -m studio.training decoder --minutes 0.03"
+        assert record["decoder_finetune_steps"] >= 1
+        assert "_name_or_path" not in json.loads((out / name / "vae" / "config.json").read_text())
