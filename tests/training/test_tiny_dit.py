@@ -113,8 +113,9 @@ def test_dit_follows_glasses_as_people_write_them() -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="issue 24 point 1: smiling / frowning follow the prompt "
-                   "in 11.8 % (4 of 34 prompts); the autoencoder it shares with "
-                   "studio-tiny-diffusion loses the mouth on dark skin (that model: 5.9 %); "
+                   "in 11.8 % (4 of 34 prompts): the transformer ignores the word (swapping "
+                   "it changes its loss on the mouth by under 0.1 %) and the shared autoencoder "
+                   "loses the mouth on dark skin (studio-tiny-diffusion: 5.9 %); "
                    "remove this mark when a model meets it")
 def test_dit_follows_smiling_and_frowning_as_people_write_them() -> None:
     """A prompt saying "smiling" ("frowning") gives a mouth the oracle reads above +0.35
