@@ -241,6 +241,7 @@ class PromptPanel(QWidget):
         form.addRow("", size_row)
         form.addRow("Strength", self.strength_slider)
         form.addRow("Batch", self.batch_spin)
+        self._form = form  # edit models hide the Strength row (``_sync_edit``)
 
         body = QWidget()
         col = QVBoxLayout(body)
@@ -481,6 +482,8 @@ class PromptPanel(QWidget):
         self.edit_check.setChecked(edit and self.strength_slider.value() < 1.0)
         self.edit_check.blockSignals(False)
         self.strength_slider.setEnabled(not edit)
+        # An edit has no strength: its row is hidden, not left showing an unused 0.75.
+        self._form.setRowVisible(self.strength_slider, not edit)
         self.prompt_edit.setPlaceholderText(EDIT_PLACEHOLDER if self.editing
                                             else "Describe the image…")
         self.mode_label.setText(self._edit_mode_text(self._mode_text))

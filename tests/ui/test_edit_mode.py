@@ -49,6 +49,7 @@ def test_an_edit_model_edits_the_canvas_into_a_new_layer_with_its_request(
     _choose(window, qtbot, "kontext")
     assert panel.edit_check.isVisible() and panel.edit_check.isChecked()
     assert not panel.strength_slider.isEnabled()  # an edit has no strength
+    assert not panel.strength_slider.isVisible()  # nor a Strength row showing 0.75
     assert panel.values()["strength"] == EDIT_STRENGTH
     assert "make the hair red" in panel.prompt_edit.placeholderText()
     assert "(canvas): the change as a new layer" in _mode(window, qtbot, "Edit with words")
@@ -75,6 +76,7 @@ def test_an_edit_model_edits_the_canvas_into_a_new_layer_with_its_request(
     # Back to an SD model: the box goes, the Strength it had comes back.
     _choose(window, qtbot, TINY.id)
     assert not panel.edit_check.isVisible() and panel.strength_slider.isEnabled()
+    assert panel.strength_slider.isVisible()
     assert panel.strength_slider.value() == 1.0
     assert panel.prompt_edit.placeholderText() == "Describe the image…"
 
