@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,26 @@ import studio.engine  # noqa: F401  (its thread policy must be set before torch 
 from studio.bench.measure import percentile, report_child_result
 
 PERIOD_MS = 5
+
+#: At each ping: the GUI thread's CPU time and its time spent waiting for a CPU (Linux's
+#: schedstat run delay; 0 elsewhere), in seconds, by the ping's stamp. A stall is the GUI
+#: thread's own work, or waiting for a CPU (the machine's load), or waiting for a lock
+#: (the GIL): ``_summary`` says which for the worst one.
+_ACCOUNTS: dict[float, tuple[float, float]] = {}
+
+
+def _run_delay() -> Callable[[], float]:
+    path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+    try:
+        with open(path) as f:
+            f.read()
+    except OSError:
+        return lambda: 0.0
+
+    def read() -> float:
+        with open(path) as f:
+            return int(f.read().split()[1]) / 1e9
+    return read
 
 
 def pings() -> tuple[list[float], Any, Any, Callable[[float], None]]:
@@ -38,7 +59,18 @@ def pings() -> tuple[list[float], Any, Any, Callable[[float], None]]:
     stamps: list[float] = []
     timer = QTimer(interval=PERIOD_MS)
     timer.setTimerType(Qt.TimerType.PreciseTimer)
-    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    run_delay = _run_delay()
+    _ACCOUNTS.clear()
+
+    def ping() -> None:
+        now = time.perf_counter()
+        stamps.append(now)
+        _ACCOUNTS[now] = (time.thread_time(), run_delay())
+        if len(_ACCOUNTS) > 2 * len(stamps) + 1000:  # the caller cleared its list
+            for key in [k for k in _ACCOUNTS if k < stamps[0]]:
+                del _ACCOUNTS[key]
+
+    timer.timeout.connect(ping)
     loop = QEventLoop()
 
     def wait(seconds: float) -> None:
@@ -53,9 +85,21 @@ def _stalls(stamps: list[float]) -> list[float]:
 
 
 def _summary(stamps: list[float]) -> dict[str, float]:
+    """The stalls' max, p99 and p50; and what the GUI thread did between two pings: its
+    CPU time at most and at p99 (``gui_cpu_*``: the work this code does on it, whatever
+    the load), and for the worst stall its own CPU time and its wait for a CPU."""
     stalls = _stalls(stamps)
-    return {"max_ms": max(stalls, default=0.0), "p99_ms": percentile(stalls, 0.99),
-            "p50_ms": percentile(stalls, 0.5), "pings": len(stamps)}
+    out = {"max_ms": max(stalls, default=0.0), "p99_ms": percentile(stalls, 0.99),
+           "p50_ms": percentile(stalls, 0.5), "pings": len(stamps)}
+    pairs = [(_ACCOUNTS.get(a), _ACCOUNTS.get(b)) for a, b in zip(stamps, stamps[1:],
+                                                                    strict=False)]
+    if stalls and all(a is not None and b is not None for a, b in pairs):
+        cpu = [(b[0] - a[0]) * 1000.0 for a, b in pairs]  # type: ignore[index]
+        queued = [(b[1] - a[1]) * 1000.0 for a, b in pairs]  # type: ignore[index]
+        worst = max(range(len(stalls)), key=stalls.__getitem__)
+        out.update({"gui_cpu_max_ms": max(cpu), "gui_cpu_p99_ms": percentile(cpu, 0.99),
+                    "worst_gui_cpu_ms": cpu[worst], "worst_cpu_wait_ms": queued[worst]})
+    return out
 
 
 def measure(model_path: str, size: int, steps: int, threads: int | None = None,
@@ -306,7 +350,11 @@ def measure_large(model_path: str, canvas: int = 8000, region: int = 0, runs: in
             rss.append(run["rss_mb"])
         print(f"run {i}{' (warm-up)' if i == 0 else ''}: {run['seconds']:.1f} s, stalls max "
               f"{run['max_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, RSS {run['rss_mb']:.0f} MB, "
-              f"load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+              f"load {os.getloadavg()[0]:.1f}; GUI thread CPU between pings max "
+              f"{run.get('gui_cpu_max_ms', 0):.1f} ms, p99 {run.get('gui_cpu_p99_ms', 0):.1f} "
+              f"ms; worst stall: {run.get('worst_gui_cpu_ms', 0):.1f} ms CPU, "
+              f"{run.get('worst_cpu_wait_ms', 0):.1f} ms waiting for a CPU",
+              file=sys.stderr, flush=True)
     timer.stop()
     window.close()
     runner.shutdown(10.0)
@@ -316,7 +364,10 @@ def measure_large(model_path: str, canvas: int = 8000, region: int = 0, runs: in
     return {"canvas": canvas, "region": region or canvas, "runs": runs, "keep": keep,
             "idle": idle, "warm_up": warm, "rss_before_mb": before,
             "per_run": per_run, "max_ms": max(stalls),
-            "p99_ms": max(p99s), "rss_mb": rss,
+            "p99_ms": max(p99s),
+            "gui_cpu_max_ms": max(r.get("gui_cpu_max_ms", 0.0) for r in per_run),
+            "gui_cpu_p99_ms": max(r.get("gui_cpu_p99_ms", 0.0) for r in per_run),
+            "rss_mb": rss,
             "rss_growth": (rss[-1] - rss[0]) / rss[0] if rss else 0.0,
             "load": os.getloadavg()}
 

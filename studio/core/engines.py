@@ -57,8 +57,9 @@ class EngineFeatures:
         if not self.regions:
             return self.reason("regions")
         if family and self.regions_families and family not in self.regions_families:
-            return dict(self.why_not).get("regions_families",
-                                          f"regional prompts do not work on {family} models")
+            reasons = dict(self.why_not)  # a family's own reason first ("regions_families:x")
+            return reasons.get(f"regions_families:{family}") or reasons.get(
+                "regions_families", f"regional prompts do not work on {family} models")
         return ""
 
 

@@ -50,6 +50,8 @@ from studio.engine.models.cache import PipelineCache, memory_budget, pipeline_by
 from studio.engine.models.families import (
     INVERTIBLE_FAMILIES,
     REGION_FAMILIES,
+    REGIONS_OFF,
+    REGIONS_TXT2IMG_ONLY,
     REGIONS_WHY_NOT,
     SPECS,
     check_request,
@@ -57,7 +59,13 @@ from studio.engine.models.families import (
 )
 from studio.engine.models.loading import LoadedModel, load_model
 from studio.engine.models.registry import ModelRegistry
-from studio.engine.regions import RegionPlan, region_plan, regions_for
+from studio.engine.regions import (
+    SELF_ENCODED,
+    RegionPlan,
+    encode_with_pipeline,
+    region_plan,
+    regions_for,
+)
 from studio.engine.schedulers import SCHEDULERS, canonical_name, make_scheduler
 from studio.engine.slider_edits import SliderEdits
 from studio.engine.sliders import (
@@ -120,6 +128,8 @@ class Engine:
             model_management=True, live_mode=True, regions=True,
             regions_families=REGION_FAMILIES,
             why_not=(("regions_families", "Regional prompts: " + REGIONS_WHY_NOT),
+                     *((f"regions_families:{f}", "Regional prompts: " + why)
+                       for f, why in REGIONS_OFF.items()),
                      *self.controls.kinds_off()))  # control kinds off (no depth model ...)
 
     # -- models --------------------------------------------------------------------------
@@ -281,11 +291,27 @@ class Engine:
         each region prompt is encoded as the main prompt is (weights, clip skip, cache)."""
         if not req.regions:
             return None
+        if loaded.family in SELF_ENCODED:  # Flux 2, Z-Image: the pipeline's own encode_prompt
+            return self._self_encoded_plan(pipe, loaded, req)
         conds = [self.conditioning(loaded, req.replace(prompt=r.prompt, regions=())).kwargs
                  for r in req.regions]  # PixArt, Sana: each prompt's padding mask too
         return region_plan(req, [c["prompt_embeds"] for c in conds],
                            int(getattr(pipe, "vae_scale_factor", 8)),
                            [c.get("prompt_attention_mask") for c in conds])
+
+    def _self_encoded_plan(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest
+                           ) -> RegionPlan:
+        """The regions' plan where the pipeline encodes the words itself: the region prompts
+        and the main prompt (as plain words, as the call gets them) by its ``encode_prompt``."""
+        import torch
+
+        words = [plain_prompt_args(req.replace(prompt=p, regions=()), loaded.family)["prompt"]
+                 for p in (req.prompt, *(r.prompt for r in req.regions))]
+        with torch.inference_mode(), self.choice.autocast():
+            main, *embeds = encode_with_pipeline(pipe, words, loaded.choice.torch_device())
+        plan = region_plan(req, embeds, int(getattr(pipe, "vae_scale_factor", 8)))
+        plan.main_embeds = main
+        return plan
 
     def _local_sliders(self, loaded: LoadedModel, req: GenerationRequest) -> list[SliderValue]:
         local = local_sliders(req) if supports_embeddings(loaded.family) else []
@@ -426,7 +452,14 @@ def validate_for_family(request: GenerationRequest, family: str,
         raise InvalidRequestError(refusal)
     if request.regions and family not in REGION_FAMILIES:
         raise InvalidRequestError(f"Regional prompts need an SD 1.x, 2.x, SDXL, SD3, Flux, "
-                                  f"PixArt or Sana model, not {family}: {REGIONS_WHY_NOT}")
+                                  f"PixArt or Sana model (or Flux 2, Z-Image), not {family}: "
+                                  f"{REGIONS_OFF.get(family, REGIONS_WHY_NOT)}")
+    if request.regions and family in REGIONS_TXT2IMG_ONLY and request.task != "txt2img":
+        raise InvalidRequestError(
+            f"Regional prompts on {spec_for(family).label} work in text to image only: its "
+            f"{request.task} reads the image as a reference beside the picture, where a "
+            "region's mask does not apply.",
+            hint="Remove the regions, or generate from text.")
 
 
 _told_weights: set[str] = set()  # families already told that weights are read as plain words

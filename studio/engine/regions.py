@@ -82,6 +82,10 @@ class RegionPlan:
     # each region's prompt attention mask (``(1, tokens)``, 1 = a word, 0 = padding) where the
     # family's text encoder pads (T5, Gemma: PixArt, Sana); ``None`` where it does not matter
     attention_masks: list[Any] | None = None
+    # the main prompt's embeddings where the pipeline encodes it itself and may run the
+    # unconditional pass as a call of its own (Flux 2, Z-Image): the rows (or the calls)
+    # whose text equals it carry the prompt, the others are the negative's
+    main_embeds: Any = None
     _alphas: dict[tuple[int, Any, Any], list[Any]] = field(default_factory=dict, repr=False)
 
     def cond_rows(self, batch: int) -> slice | None:
@@ -320,12 +324,23 @@ def regional_cross_dit(transformer: Any, plan: RegionPlan | None) -> Iterator[No
 # do: one region over everything with the main prompt's text runs the same block on the same
 # inputs (same batch), so ``out_r == main`` bit for bit and the pixels are the plain ones.
 # The pooled text (SD3, Flux: added to the time embedding) stays the main prompt's.
+#
+# Flux 2 (``Flux2Transformer2DModel``: Flux 2 [dev] and Flux 2 Klein) has the same two kinds
+# of blocks and is handled the same way, with two differences. Its single-stream blocks are
+# called with the text and image tokens already joined (``encoder_hidden_states=None``, text
+# first): each region's run joins its own stream to the same image tokens and splits them
+# again at the text length (every prompt is padded to the same number of tokens). And its
+# pipelines encode the prompt themselves and Klein runs the negative prompt as a call of
+# its own (true classifier-free guidance): the plan holds the main prompt's embeddings
+# (``RegionPlan.main_embeds``), and only the rows whose text equals it take the regions, so
+# the negative call is left as it is.
 
 
 JOINT_CONTRAST = 1.0
 """The regions' contrast in the joint blocks (see above; the UNet's is ``CONTRAST``)."""
 
-STREAM_BLOCKS = ("JointTransformerBlock", "FluxTransformerBlock", "FluxSingleTransformerBlock")
+STREAM_BLOCKS = ("JointTransformerBlock", "FluxTransformerBlock", "FluxSingleTransformerBlock",
+                 "Flux2TransformerBlock", "Flux2SingleTransformerBlock")
 """The diffusers blocks that take and give back a text stream beside the image tokens."""
 
 
@@ -336,12 +351,18 @@ class JointRegions:
         self.transformer = transformer
         self.plan = plan
         self.streams: list[Any] = []
+        self.rows: Any = None  # Flux 2: the rows of this call that carry the prompt
 
     def start(self, _module: Any, args: tuple, kwargs: dict) -> None:
         """Forward pre-hook of the transformer: each region's text stream for this call."""
         context = kwargs.get("encoder_hidden_states")
         if context is None and len(args) > 1:  # forward(hidden_states, encoder_hidden_states)
             context = args[1]
+        self.rows = None
+        if context is not None and self.plan.main_embeds is not None:
+            self.rows = prompt_rows(context, self.plan.main_embeds)
+            if self.rows is None:  # the negative prompt's own call (Flux 2 Klein's CFG)
+                context = None
         if context is None:
             self.streams = []
             return
@@ -355,6 +376,8 @@ class JointRegions:
                                  f"main prompt {context.shape[1]}")
 
     def wrap(self, block: Any) -> Any:
+        if type(block).__name__.startswith("Flux2"):
+            return self.wrap_flux2(block)
         inner = block.forward
 
         def forward(hidden_states: Any, encoder_hidden_states: Any, temb: Any,
@@ -376,6 +399,54 @@ class JointRegions:
             return context, out
 
         return forward
+
+
+    def wrap_flux2(self, block: Any) -> Any:
+        """A Flux 2 block's ``forward`` with the regions' streams (see "Flux 2" above)."""
+        import torch
+
+        inner = block.forward
+        single = type(block).__name__ == "Flux2SingleTransformerBlock"
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            out = inner(*args, **kwargs)
+            hidden = kwargs.get("hidden_states")
+            if args or hidden is None or not self.streams:
+                return out
+            joined = single and kwargs.get("encoder_hidden_states") is None
+            n = self.streams[0].shape[1] if joined else 0  # text tokens ahead of the image's
+            main = out[:, n:] if joined else out[1]
+            rows = self.rows if self.rows is not None else self.plan.cond_rows(main.shape[0])
+            alphas = self.plan.alphas(main.shape[1], main.device, main.dtype)
+            if rows is None or alphas is None or len(self.streams) != len(alphas):
+                return out
+            blended = main.clone()
+            for r, alpha in enumerate(alphas):
+                if joined:
+                    step = inner(**{**kwargs, "hidden_states":
+                                    torch.cat([self.streams[r], hidden[:, n:]], dim=1)})
+                    self.streams[r], region = step[:, :n], step[:, n:]
+                else:
+                    self.streams[r], region = inner(
+                        **{**kwargs, "encoder_hidden_states": self.streams[r]})
+                blended[rows] += alpha * (region[rows] - main[rows])
+            if joined:
+                return torch.cat([out[:, :n], blended], dim=1)
+            return out[0], blended
+
+        return forward
+
+
+def prompt_rows(context: Any, main: Any) -> Any:
+    """The rows of ``context`` (the text a transformer is called with) that hold the main
+    prompt's text ``main`` (one row, or a list of one tensor where the lengths vary), as an
+    index tensor; ``None`` where no row does (the negative prompt's own call)."""
+    import torch
+
+    ref = main[0]
+    rows = [i for i, row in enumerate(context)
+            if row.shape == ref.shape and torch.equal(row, ref.to(row.device, row.dtype))]
+    return torch.tensor(rows, dtype=torch.long, device=context[0].device) if rows else None
 
 
 def joint_blocks(transformer: Any) -> list[Any]:
@@ -419,6 +490,9 @@ def regions_for(model: Any, plan: RegionPlan | None) -> Iterator[None]:
     if joint_blocks(model):
         with regional_joint_attention(model, plan):
             yield
+    elif is_z_image(model):
+        with regional_z_image(model, plan):
+            yield
     elif is_cross_dit(model):
         with regional_cross_dit(model, plan):
             yield
@@ -450,3 +524,162 @@ def region_plan(req: GenerationRequest, embeds: list[Any], vae_scale: int = 8,
         attention_masks=(list(attention_masks)
                          if attention_masks and all(m is not None for m in attention_masks)
                          else None))
+
+
+# -- Z-Image: one sequence of image and text tokens -------------------------------------------
+# ``ZImageTransformer2DModel`` refines the image tokens (``noise_refiner``) and the prompt's
+# tokens (``context_refiner``) apart, then joins them into one sequence per image, image
+# first, each part padded to a multiple of 32 tokens, and runs its main ``layers`` (plain
+# self-attention over the whole sequence, a mask where the prompts of a batch differ in
+# length) on it. It is a single-stream model like Flux's single blocks, so the regions work
+# the same way: a sequence of its own per region, blended by mask after every layer.
+#
+# * At each call (a forward pre-hook, ``ZImageRegions.start``) each region's sequence is made
+#   by the transformer's own steps: the prompts of the call with the region's prompt in
+#   place of the main one (the rows whose text equals the main prompt; the negative
+#   prompt's rows of a classifier-free-guidance batch keep theirs), its tokens embedded and
+#   refined, joined after the image tokens with the positions the transformer gives them
+#   (the image's positions follow the prompt's length), and the attention mask.
+# * Each main layer runs as usual on the main sequence, then once per region on the
+#   region's sequence with the same image tokens (the main sequence's, which all lie at
+#   ``[0, image tokens)``), and each region's text tokens go on to its next layer;
+# * the image tokens leaving the layer are ``main + sum_r alpha_r * (out_r - main)`` on the
+#   prompt's rows (``RegionPlan.alphas`` at the 2 x 2 patch grid; the padding after the
+#   image tokens keeps the main's).
+#
+# A region over everything with the main prompt's words gives the same prompts, hence the
+# same sequence, positions and mask: the same layer on the same inputs, ``out_r == main``
+# bit for bit, the plain pixels. The blend is a plain one, as in the joint blocks.
+
+
+class ZImageRegions:
+    """The per-call state of the regions in a Z-Image transformer."""
+
+    def __init__(self, transformer: Any, plan: RegionPlan) -> None:
+        self.transformer = transformer
+        self.plan = plan
+        self.states: list[tuple[Any, Any, Any]] = []  # per region: sequence, mask, positions
+        self.rows: Any = None
+        self.image_tokens = 0  # the image tokens of the sequence, padding included
+        self.alphas: list[Any] | None = None
+
+    def start(self, _module: Any, args: tuple, kwargs: dict) -> None:
+        import torch
+
+        self.states, self.alphas = [], None
+        x = kwargs.get("x", args[0] if args else None)
+        caps = kwargs.get("cap_feats", args[2] if len(args) > 2 else None)
+        if x is None or caps is None or isinstance(x[0], list):  # Omni mode: not ours
+            return
+        self.rows = prompt_rows(caps, self.plan.main_embeds)
+        if self.rows is None:
+            return
+        tr = self.transformer
+        patch, f_patch = kwargs.get("patch_size", 2), kwargs.get("f_patch_size", 1)
+        key = f"{patch}-{f_patch}"
+        _c, _h, height, width = x[0].shape
+        grid = (height // patch) * (width // patch)
+        rows = set(self.rows.tolist())
+        for embeds in self.plan.embeds:
+            own = [embeds[0].to(c.device, c.dtype) if i in rows else c
+                   for i, c in enumerate(caps)]
+            (xs, cs, _size, x_pos, c_pos, x_pad, c_pad) = tr.patchify_and_embed(
+                list(x), own, patch, f_patch)
+            x_lens = [len(t) for t in xs]
+            xe = tr.all_x_embedder[key](torch.cat(xs, dim=0))
+            xe, x_freqs, _m, _l, _n = tr._prepare_sequence(
+                list(xe.split(x_lens, dim=0)), x_pos, x_pad, tr.x_pad_token, None, xe.device)
+            c_lens = [len(t) for t in cs]
+            ce = tr.cap_embedder(torch.cat(cs, dim=0))
+            ce, c_freqs, c_mask, _l, _n = tr._prepare_sequence(
+                list(ce.split(c_lens, dim=0)), c_pos, c_pad, tr.cap_pad_token, None, ce.device)
+            for layer in tr.context_refiner:
+                ce = layer(ce, c_mask, c_freqs)
+            seq, freqs, mask, _n = tr._build_unified_sequence(
+                xe, x_freqs, x_lens, None, ce, c_freqs, c_lens, None, None, None, None, None,
+                False, xe.device)
+            self.states.append((seq, mask, freqs))
+            self.image_tokens = x_lens[0]
+        self.alphas = self.plan.alphas(grid, self.states[0][0].device,
+                                       self.states[0][0].dtype) if self.states else None
+        if self.alphas is None:
+            self.states = []
+
+    def wrap(self, layer: Any) -> Any:
+        import torch
+
+        inner = layer.forward
+
+        def forward(x: Any, attn_mask: Any, freqs_cis: Any, *args: Any, **kwargs: Any) -> Any:
+            main = inner(x, attn_mask, freqs_cis, *args, **kwargs)
+            if not self.states or self.alphas is None:
+                return main
+            n = self.image_tokens
+            grid = self.alphas[0].shape[1]
+            out = main.clone()
+            rows = self.rows
+            for r, alpha in enumerate(self.alphas):
+                seq, mask, freqs = self.states[r]
+                step = inner(torch.cat([x[:, :n], seq[:, n:]], dim=1), mask, freqs,
+                             *args, **kwargs)
+                self.states[r] = (step, mask, freqs)
+                out[rows, :grid] += alpha * (step[rows, :grid] - main[rows, :grid])
+            return out
+
+        return forward
+
+
+def is_z_image(model: Any) -> bool:
+    """Whether ``model`` is a Z-Image transformer (refiners, then one joined sequence)."""
+    return type(model).__name__ == "ZImageTransformer2DModel" and hasattr(model, "layers")
+
+
+@contextmanager
+def regional_z_image(transformer: Any, plan: RegionPlan | None) -> Iterator[None]:
+    """``plan``'s regions in every main layer of a Z-Image ``transformer`` for the call; the
+    layers' own ``forward`` is back afterwards, also when the call fails."""
+    if plan is None or not plan.embeds or plan.main_embeds is None:
+        yield
+        return
+    from dataclasses import replace
+
+    state = ZImageRegions(transformer, replace(plan, contrast=JOINT_CONTRAST, _alphas={}))
+    hook = transformer.register_forward_pre_hook(state.start, with_kwargs=True)
+    layers = list(transformer.layers)
+    try:
+        for layer in layers:
+            layer.forward = state.wrap(layer)
+        yield
+    finally:
+        hook.remove()
+        for layer in layers:
+            layer.__dict__.pop("forward", None)
+
+
+# Families whose pipelines encode the prompt themselves (the engine hands them the words):
+# each region's prompt, and the main prompt to tell its rows from the negative's, are encoded
+# here by the pipeline's own ``encode_prompt`` with its call's defaults.
+SELF_ENCODED = ("flux2", "flux2-klein", "z-image")
+
+
+def encode_with_pipeline(pipe: Any, prompts: list[str], device: Any) -> list[Any]:
+    """Each of ``prompts`` encoded as ``pipe``'s own call encodes its prompt: a ``(1, tokens,
+    dim)`` tensor (Flux 2), or a list of one ``(tokens, dim)`` tensor (Z-Image, whose
+    prompts keep their own length)."""
+    import inspect
+
+    enc = inspect.signature(pipe.encode_prompt).parameters
+    call = inspect.signature(type(pipe).__call__).parameters
+    args: dict[str, Any] = {"device": device}
+    for name in ("max_sequence_length", "text_encoder_out_layers"):
+        if name in enc and name in call:
+            args[name] = call[name].default
+    if "num_images_per_prompt" in enc:
+        args["num_images_per_prompt"] = 1
+    if "do_classifier_free_guidance" in enc:
+        args["do_classifier_free_guidance"] = False
+    out = []
+    for prompt in prompts:
+        embeds = pipe.encode_prompt(prompt=[prompt], **args)[0]
+        out.append(list(embeds) if isinstance(embeds, list) else embeds)
+    return out

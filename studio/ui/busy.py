@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QProgressDialog, QWidget
@@ -27,6 +28,82 @@ SWITCH_INTERVAL_S = 0.0005
 #: load, a lower-priority worker gets descheduled while it holds the GIL and the GUI thread
 #: then waits for it (open 25-27 s, stall max 132-245 ms at nice 5; 10-11 s, 90-126 ms at 0).
 WORKER_NICE = 0
+#: How long a worker thread waits for more work before it ends (the next work then starts
+#: a new one). Starting a thread blocks the GUI thread until the new thread runs (2-3 ms
+#: under load, 8000x8000 stall benchmark), so a generation's planning and its result's
+#: preparation, a few seconds apart, reuse one.
+IDLE_S = 10.0
+
+
+class IdleThreads:
+    """Daemon threads that run the calls submitted to them, started only when none is idle
+    and ending after ``idle_s`` without work (so nothing is left running: tests check
+    that no non-daemon thread outlives them, and an idle one costs nothing)."""
+
+    def __init__(self, prefix: str, idle_s: float = IDLE_S) -> None:
+        self.prefix = prefix
+        self.idle_s = idle_s
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._idle = 0
+        self._started = 0
+        self.threads: set[int] = set()  # idents of the threads alive now
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``fn(*args)`` on an idle thread (a new one when none is)."""
+        future: Future[T] = Future()
+        with self._cond:
+            self._queue.append((future, fn, args))
+            if self._idle >= len(self._queue):
+                self._cond.notify()
+                return future
+            self._started += 1
+            thread = threading.Thread(target=self._serve, daemon=True,
+                                      name=f"{self.prefix}-{self._started}")
+        thread.start()
+        return future
+
+    def _serve(self) -> None:
+        with self._cond:
+            self.threads.add(threading.get_ident())
+        try:
+            while True:
+                with self._cond:
+                    self._idle += 1
+                    found = self._cond.wait_for(lambda: bool(self._queue), self.idle_s)
+                    self._idle -= 1
+                    if not found:
+                        return
+                    future, fn, args = self._queue.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    result = fn(*args)
+                except BaseException as err:  # noqa: BLE001  (handed to the waiting caller)
+                    future.set_exception(err)
+                else:
+                    future.set_result(result)
+                del future, fn, args  # nothing of the work kept alive while idle
+        finally:
+            with self._cond:
+                self.threads.discard(threading.get_ident())
+
+
+#: The worker threads of ``run_while_painting`` and ``run_cancellable``.
+WORKERS = IdleThreads("studio-io")
+
+
+#: How long after an edit ``after_drawn`` runs its work: the edit's own slice and the
+#: repaint it asks for are done by then (a call at the next turn of the event loop runs in
+#: the same pass, before the window's timers: measured as part of the edit's stall).
+AFTER_DRAWN_MS = 100
+
+
+def after_drawn(fn: Callable[[], object]) -> None:
+    """Run ``fn`` on the GUI thread once the edit being made now has been drawn (an undo
+    stack's ``release_later``: freeing an undone 8000x8000 result, 1-2 ms, is not part of
+    the slice of the edit that drops it)."""
+    QTimer.singleShot(AFTER_DRAWN_MS, fn)
 
 
 class _Done(QObject):
@@ -58,11 +135,7 @@ def run_while_painting(fn: Callable[..., T], *args: object) -> T:
 
 
 def _run(work: Callable[[], T]) -> T:
-    pool = ThreadPoolExecutor(1, thread_name_prefix="studio-io")
-    try:
-        return _wait_painting(pool.submit(work))
-    finally:
-        pool.shutdown(wait=False)  # the result is in: the GUI thread does not wait for the exit
+    return _wait_painting(WORKERS.submit(work))  # a waiting thread: none started each time
 
 
 def _wait_painting(future: Future[T]) -> T:
@@ -167,33 +240,32 @@ def run_cancellable(parent: QWidget | None, title: str, work: Callable[[TaskStat
         dialog.setCancelButtonText("")  # nothing more to press; the work stops soon
 
     state.reports.progressed.connect(on_progress, Qt.ConnectionType.QueuedConnection)
-    with ThreadPoolExecutor(1, thread_name_prefix="studio-task") as pool:
-        future: Future[T] = pool.submit(_lowered, work, state)
-        loop = QEventLoop()
-        notifier = _Done()
-        notifier.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)
-        future.add_done_callback(lambda _f: notifier.done.emit())
-        shown: list[bool] = []
+    future: Future[T] = WORKERS.submit(_lowered, work, state)  # no thread started each time
+    loop = QEventLoop()
+    notifier = _Done()
+    notifier.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)
+    future.add_done_callback(lambda _f: notifier.done.emit())
+    shown: list[bool] = []
 
-        def show() -> None:
-            if not future.done():
-                shown.append(True)
-                dialog.canceled.connect(on_cancel)
-                dialog.show()
-                loop.quit()  # back in with user input let through (to the dialog only)
+    def show() -> None:
+        if not future.done():
+            shown.append(True)
+            dialog.canceled.connect(on_cancel)
+            dialog.show()
+            loop.quit()  # back in with user input let through (to the dialog only)
 
-        timer = QTimer(singleShot=True, interval=show_after_ms)
-        timer.timeout.connect(show)
-        timer.start()
-        try:
-            while not future.done():
-                loop.exec(QEventLoop.ProcessEventsFlag.AllEvents if shown
-                          else QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
-        finally:
-            timer.stop()
-            state.reports.progressed.disconnect(on_progress)
-            dialog.hide()
-            dialog.deleteLater()
+    timer = QTimer(singleShot=True, interval=show_after_ms)
+    timer.timeout.connect(show)
+    timer.start()
+    try:
+        while not future.done():
+            loop.exec(QEventLoop.ProcessEventsFlag.AllEvents if shown
+                      else QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+    finally:
+        timer.stop()
+        state.reports.progressed.disconnect(on_progress)
+        dialog.hide()
+        dialog.deleteLater()
     if state.cancelled:
         future.exception()  # the work's own error, if any, gives way to the cancel
         raise CancelledError()

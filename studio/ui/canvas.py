@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,6 +50,9 @@ TILE = 512
 #: Zoomed out, the canvas is kept scaled to the zoom when it has at most this many pixels
 #: there (an 8000x8000 canvas fitted to a window: about 700x700), so that a repaint copies.
 SCALED_MAX_PIXELS = 2048 * 2048
+#: How long the worker thread waits for more tiles before it ends (seconds): the next
+#: large change (a generation a few seconds later) finds it waiting.
+WORKER_IDLE_S = 10.0
 #: A tile that failed to draw (the document changed under the worker) is tried this often.
 TILE_TRIES = 3
 
@@ -150,6 +154,41 @@ def mask_overlay(doc: Document, part: Rect, region: np.ndarray,
 DRAWN_POLL_MS = 10
 
 
+class _Worker:
+    """What the view and its worker thread share (under the view's lock), holding no
+    reference to the view: an idle worker must not keep a closed window's caches alive."""
+
+    __slots__ = ("alive", "wake")
+
+    def __init__(self) -> None:
+        self.alive = False  # a worker thread runs or waits for tiles
+        self.wake = False  # tiles were asked of it since it last looked
+
+
+def _serve(ref: weakref.ReferenceType[CanvasView], lock: threading.Condition,
+           worker: _Worker) -> None:
+    """The canvas's worker thread: draws the tiles asked, then waits ``WORKER_IDLE_S`` for
+    more before it ends (starting a thread blocks the GUI thread until it runs: 2-3 ms
+    under load, each time a result lands on an 8000x8000 canvas)."""
+    while True:
+        view = ref()
+        if view is None:
+            with lock:
+                worker.alive = False
+            return
+        try:
+            view._work()
+        except BaseException:
+            with lock:
+                worker.alive = False  # the next change starts another
+            raise
+        del view
+        with lock:
+            if not lock.wait_for(lambda: worker.wake, WORKER_IDLE_S):
+                worker.alive = False
+                return
+
+
 def _padded(rect: Rect, align: int) -> Rect:
     """``rect`` grown to multiples of ``align``: what its reduced copies read and write."""
     x, y, w, h = rect
@@ -210,7 +249,7 @@ class CanvasView(QWidget):
         self._requests: dict[tuple[str, int, int], int] = {}  # (kind, col, row): level
         self._busy: set[tuple[str, int, int]] = set()
         self._lock = threading.Condition()
-        self._worker: threading.Thread | None = None
+        self._worker = _Worker()
         self._drawn: list[Rect] = []  # tiles drawn by the worker, to repaint
         self._drawn_timer = QTimer(self, interval=DRAWN_POLL_MS)
         self._drawn_timer.timeout.connect(self._repaint_drawn)
@@ -438,11 +477,14 @@ class CanvasView(QWidget):
                     if self._requests.get(key, target.none) != level:
                         self._requests[key] = level
                         asked = True
-            if asked and self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="studio-canvas",
-                                                daemon=True)
-                _workers_drawing(+1)
-                self._worker.start()
+            worker = self._worker
+            if asked and worker.alive:
+                worker.wake = True  # it waits for tiles: no thread started
+                self._lock.notify_all()
+            elif asked:
+                worker.alive, worker.wake = True, False
+                threading.Thread(target=_serve, args=(weakref.ref(self), self._lock, worker),
+                                 name="studio-canvas", daemon=True).start()
         if asked:
             self._drawn_timer.start()
 
@@ -450,7 +492,7 @@ class CanvasView(QWidget):
         """Repaint the tiles the worker drew since the last look (GUI thread)."""
         with self._lock:
             drawn, self._drawn = self._drawn, []
-            done = self._worker is None
+            done = not self._requests and not self._busy  # the worker idle or gone
         for rect in drawn:
             self._drawn_at(rect)
         if done:
@@ -473,14 +515,15 @@ class CanvasView(QWidget):
         return kind, level, r, cols
 
     def _work(self) -> None:
-        """The worker thread: draw the waiting tiles until none is left."""
+        """The worker thread (``_serve``): draw the waiting tiles until none is left."""
         tries: dict[tuple[str, int, int], int] = {}
+        _workers_drawing(+1)
         while True:
             with self._lock:
                 self._busy = set()
                 self._lock.notify_all()
                 if not self._requests:
-                    self._worker = None
+                    self._worker.wake = False  # idle now (see ``_serve``)
                     _workers_drawing(-1)
                     return
                 kind, level, row, cols = self._next_job()

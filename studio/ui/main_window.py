@@ -32,6 +32,7 @@ from studio.settings import Settings, load_settings, save_settings, saved_settin
 from studio.ui import theme
 from studio.ui.actions import ACTIONS, MENUS, create_actions, shortcut_table
 from studio.ui.bridge import JobBridge
+from studio.ui.busy import after_drawn
 from studio.ui.canvas import CanvasView
 from studio.ui.controller import GenerationController
 from studio.ui.dialogs import NO_MODEL_TEXT
@@ -92,6 +93,7 @@ class MainWindow(QMainWindow):
             signal.connect(self.bridge.on_event)
         self.document = DocumentModel()
         self.doc, self.undo = self.document.doc, self.document.undo_stack
+        self.undo.release_later = after_drawn  # an undone result is freed after the edit
         self.document.replacing.connect(self._on_document_replacing)
         self.document.replaced.connect(self._on_document_replaced)
         self.slider_base_id: str | None = None  # the record the sliders edit

@@ -159,9 +159,31 @@ SDXL_FAMILIES = ("sdxl", "sdxl-lcm", "sdxl-turbo", "sdxl-inpaint")
 # PixArt and Sana; a text stream per region through the blocks of SD3 and Flux); AuraFlow and
 # the edit families refuse them with the reason.
 REGION_FAMILIES = SD_FAMILIES + SDXL_FAMILIES + ("sd3", "flux", "pixart", "sana")
+# Flux 2 (Flux2Pipeline, read as the generic "flux2") and Flux 2 Klein's text to image: a
+# text stream per region through the Flux 2 blocks (its edits refuse them: the reference
+# image's tokens ride beside the picture's); Z-Image (generic "z-image"): a sequence per
+# region through its main layers.
+REGION_FAMILIES += ("flux2", "flux2-klein", "z-image")
+REGIONS_TXT2IMG_ONLY = ("flux2", "flux2-klein")  # their image input is a reference, not a start
 REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models, PixArt and Sana, and run "
-                   "a text stream per region through the blocks of SD3 and Flux; AuraFlow and "
-                   "the edit models (Flux Kontext, Flux 2 Klein) do not take them here yet.")
+                   "a text stream per region through the blocks of SD3, Flux, Flux 2 and "
+                   "Z-Image; AuraFlow, the edit model Flux Kontext and the other DiTs do not "
+                   "take them here yet.")
+# Why a family the engine runs takes no regions, where there is more to say than the line
+# above (EngineFeatures.regions_reason reads them, the window shows them as the tooltip).
+REGIONS_OFF: dict[str, str] = {
+    "chroma": "Chroma's blocks are Flux's, but they mask the prompt's padding with the "
+              "main prompt's mask; the regions' text streams do not carry masks of their own "
+              "yet.",
+    "lumina2": "Lumina 2 joins the prompt's tokens and the picture's into one sequence per "
+               "image, as Z-Image does, with its own refiners and positions; not wired yet.",
+    "qwenimage": "Qwen-Image's blocks carry the prompt with its own padding mask and text "
+                 "lengths into every block; the regions' text streams do not carry theirs "
+                 "yet.",
+    "hidreamimage": "HiDream reads a different Llama layer's prompt tokens in every block "
+                    "(and routes tokens to experts); a region would need all of them: not "
+                    "wired yet.",
+}
 # Families whose UNet DDIM inversion can run backwards (sliders over an imported image).
 INVERTIBLE_FAMILIES = tuple(f for f in SD_FAMILIES + SDXL_FAMILIES if not f.endswith("-inpaint"))
 # SD 1.x/2.x/SDXL pipelines of diffusers (a UNet and CLIP text encoders).

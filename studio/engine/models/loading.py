@@ -56,9 +56,12 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*torchvision.*")
+    from studio.engine.lazy_imports import collector_paused
+
     try:
-        import diffusers
-        import transformers
+        with collector_paused():  # the imports' objects live on: nothing to collect
+            import diffusers
+            import transformers
 
         diffusers.utils.logging.set_verbosity_error()
         diffusers.utils.logging.disable_progress_bar()
@@ -74,9 +77,12 @@ _WAIT_SLICE_S = 0.1
 
 
 def _import_libraries() -> None:
+    from studio.engine.lazy_imports import collector_paused
+
     quiet_libraries()
-    import diffusers.pipelines.pipeline_utils  # noqa: F401  (diffusers' models come with it)
-    import transformers.modeling_utils  # noqa: F401
+    with collector_paused():  # the imports' objects live on: nothing to collect
+        import diffusers.pipelines.pipeline_utils  # noqa: F401  (diffusers' models come with it)
+        import transformers.modeling_utils  # noqa: F401
 
 
 def import_libraries(cancel: CancelToken | None = None) -> None:
