@@ -37,6 +37,9 @@ TIERS: dict[str, tuple[tuple[str, ...], str]] = {
                   "builds and installs the wheel"),
     "heavy": (("studio/engine/models/gguf.py", "tests/engine/test_gguf_original.py"),
               "a full-width Flux (530 M parameters) through an original-layout GGUF"),
+    "startup": (("studio/engine/lazy_imports.py", "studio/engine/__init__.py",
+                 "studio/engine/models/loading.py", "tests/engine/test_lazy_imports.py"),
+                "a fresh process importing torch, diffusers and transformers"),
 }
 MODEL_PATHS = TIERS["models"][0]
 TIER_REASONS = pytest.StashKey[dict]()
@@ -103,6 +106,17 @@ def pytest_collection_modifyitems(config, items):
         for item in marked:
             item.add_marker(skip)
     config.stash[TIER_REASONS] = reasons
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _xdist_groups(items)
+
+
+def _xdist_groups(items) -> None:
+    """Under pytest-xdist (CI: ``-n 2 --dist loadgroup``): the tests of the real ComfyUI
+    servers share one pair of them (session fixtures, a minute to start), so they all run on
+    one worker; every other test goes wherever a worker is free."""
+    for item in items:
+        if "comfy_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("comfyui"))
 
 
 @pytest.fixture(scope="session")

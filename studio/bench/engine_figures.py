@@ -135,15 +135,30 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
                ) -> dict[str, Any]:
     """One UNet step (CFG batch of 2): fp32 weights in fp32 and under bf16 autocast (the
     policy before), and bf16 weights in channels_last under autocast (the policy now on a
-    CPU with native bf16), interleaved."""
+    CPU with native bf16), interleaved.
+
+    The bf16-weights candidate is the engine's own loaded UNet where it holds bf16 weights
+    (no second copy); where the engine compiled it (opt-in ``STUDIO_TORCH_COMPILE=1`` on a
+    native-bf16 CPU, ``tuning.compile_cpu_denoiser``) a fourth candidate, ``compiled``, is the
+    app's own call (its first call, the compile, is timed apart as ``compile_s``), and the
+    eager one calls the class's forward on the same weights. ``policy_s`` is the path the app
+    runs; each candidate's mean relative difference from fp32 is reported."""
     import copy
 
     import torch
 
-    unet = loaded.pipe.unet
+    app_unet = loaded.pipe.unet
+    compiled = bool(getattr(app_unet, "_studio_compiled", False))
+    unet = app_unet
     if unet.dtype != torch.float32:  # loaded under the bf16 policy: an fp32 copy to compare
         unet = copy.deepcopy(unet).float().to(memory_format=torch.contiguous_format)
-    bf16_unet = copy.deepcopy(unet).to(torch.bfloat16).to(memory_format=torch.channels_last)
+        if compiled:  # the copy must run eager, not the compiled call of the original
+            unet.forward = type(unet).forward.__get__(unet)
+    if app_unet.dtype == torch.bfloat16:
+        bf16_unet = app_unet
+    else:
+        bf16_unet = copy.deepcopy(unet).to(torch.bfloat16).to(memory_format=torch.channels_last)
+    eager_bf16 = type(bf16_unet).forward.__get__(bf16_unet)  # eager even where compiled
     factor = getattr(loaded.pipe, "vae_scale_factor", 8)
     side = model.size // factor
     gen = torch.Generator("cpu").manual_seed(0)
@@ -152,9 +167,8 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
     t = torch.tensor(500)
 
     def run(net: Any, bf16: bool) -> Any:
-        sample = x.to(memory_format=torch.channels_last) if net is bf16_unet else x
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return net(sample, t, encoder_hidden_states=ctx).sample
+            return net(x, t, encoder_hidden_states=ctx).sample
 
     outs: dict[str, Any] = {}
 
@@ -165,25 +179,43 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
         outs["bf16"] = run(unet, True)
 
     def bf16_weights() -> None:
-        outs["bf16_weights"] = run(bf16_unet, True)
+        sample = x.to(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            outs["bf16_weights"] = eager_bf16(sample, t, encoder_hidden_states=ctx).sample
 
-    times = interleaved({"fp32": fp32, "bf16": bf16, "bf16_weights": bf16_weights}, repeats,
-                        warmup)
+    def app() -> None:  # as the pipeline calls it: contiguous latents, the engine's autocast
+        with torch.inference_mode(), loaded.choice.autocast():
+            outs["compiled"] = app_unet(x, t, encoder_hidden_states=ctx).sample
+
+    candidates = {"fp32": fp32, "bf16": bf16, "bf16_weights": bf16_weights}
+    compile_s = None
+    if compiled:
+        start = time.perf_counter()
+        app()  # the compile (or the warm cache's load) and one step
+        compile_s = time.perf_counter() - start
+        candidates["compiled"] = app
+    times = interleaved(candidates, repeats, warmup)
     a = outs["fp32"].float()
 
     def rel(key: str) -> float:
         return float((a - outs[key].float()).abs().mean() / a.abs().mean())
 
-    fp32, bf16, weights = (median(times[k]) for k in ("fp32", "bf16", "bf16_weights"))
+    fp32_s, bf16_s, weights = (median(times[k]) for k in ("fp32", "bf16", "bf16_weights"))
     # The candidate the device policy runs this model as (the engine's own UNet step).
     choice = loaded.choice
-    policy = ("bf16_weights" if choice.bf16_weights and choice.autocast_dtype is not None
+    policy = ("compiled" if compiled
+              else "bf16_weights" if choice.bf16_weights and choice.autocast_dtype is not None
               else "bf16" if choice.autocast_dtype is not None else "fp32")
-    return {"policy": policy, "policy_s": median(times[policy]),
-            "fp32_s": fp32, "bf16_s": bf16, "speedup": fp32 / bf16,
-            "bf16_weights_s": weights, "bf16_weights_speedup": fp32 / weights,
-            "unet_rel_diff": rel("bf16"), "bf16_weights_rel_diff": rel("bf16_weights"),
-            "repeats": repeats}
+    out = {"policy": policy, "policy_s": median(times[policy]),
+           "fp32_s": fp32_s, "bf16_s": bf16_s, "speedup": fp32_s / bf16_s,
+           "bf16_weights_s": weights, "bf16_weights_speedup": fp32_s / weights,
+           "unet_rel_diff": rel("bf16"), "bf16_weights_rel_diff": rel("bf16_weights"),
+           "repeats": repeats, "compiled": compiled}
+    if compiled:
+        out.update(compiled_s=median(times["compiled"]), compile_s=compile_s,
+                   compiled_speedup=weights / median(times["compiled"]),
+                   compiled_rel_diff=rel("compiled"))
+    return out
 
 
 def bf16_image_difference(model: BenchModel, steps: int, dtype: str = "bfloat16"

@@ -75,18 +75,21 @@ class IdleThreads:
                     if not found:
                         return
                     future, fn, args = self._queue.popleft()
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    result = fn(*args)
-                except BaseException as err:  # noqa: BLE001  (handed to the waiting caller)
-                    future.set_exception(err)
-                else:
-                    future.set_result(result)
+                if future.set_running_or_notify_cancel():
+                    _call(future, fn, args)
                 del future, fn, args  # nothing of the work kept alive while idle
         finally:
             with self._cond:
                 self.threads.discard(threading.get_ident())
+
+
+def _call(future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """``fn(*args)``'s result or error into ``future`` (its own frame: nothing of it stays
+    referenced by the waiting thread)."""
+    try:
+        future.set_result(fn(*args))
+    except BaseException as err:  # noqa: BLE001  (handed to the waiting caller)
+        future.set_exception(err)
 
 
 #: The worker threads of ``run_while_painting`` and ``run_cancellable``.

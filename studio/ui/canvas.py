@@ -416,11 +416,14 @@ class CanvasView(QWidget):
         target = self._target(kind)
         x, y, w, h = part
         with self._lock:
-            tiles = target.tiles(part)
-            levels = {int(target.valid[r, c]) for c, r in tiles}
-            small = (w * h <= PROGRESSIVE_PIXELS and target.none not in levels
-                     and not any((kind, c, r) in self._requests or (kind, c, r) in self._busy
-                                 for c, r in tiles))
+            if w * h > PROGRESSIVE_PIXELS:  # large: the worker draws it (no look at tiles)
+                small, tiles, levels = False, [], set()
+            else:
+                tiles = target.tiles(part)
+                levels = {int(target.valid[r, c]) for c, r in tiles}
+                small = (target.none not in levels
+                         and not any((kind, c, r) in self._requests
+                                     or (kind, c, r) in self._busy for c, r in tiles))
             if not small:
                 target.stale(part)
         if not small:
@@ -469,8 +472,9 @@ class CanvasView(QWidget):
                 target = self._target(kind)
                 level = target.level_for(self.zoom) if self.level_of_detail else 0
                 # What the view no longer shows (panned away, zoomed out) is not drawn.
-                wanted = {(kind, c, r): level for c, r in target.tiles(view or (0, 0, 0, 0))
-                          if target.valid[r, c] > level}
+                rows, cols = target.tile_span(view or (0, 0, 0, 0))
+                behind = np.argwhere(target.valid[rows, cols] > level).tolist()
+                wanted = {(kind, cols.start + c, rows.start + r): level for r, c in behind}
                 self._requests = {k: v for k, v in self._requests.items()
                                   if k[0] != kind or k in wanted}
                 for key in wanted:

@@ -89,12 +89,18 @@ class MipImage:
 
     def tiles(self, rect: Rect) -> list[tuple[int, int]]:
         """The tiles ``(column, row)`` that ``rect`` (level-0 pixels) touches."""
+        rows, cols = self.tile_span(rect)
+        return [(c, r) for r in range(rows.start, rows.stop) for c in range(cols.start, cols.stop)]
+
+    def tile_span(self, rect: Rect) -> tuple[slice, slice]:
+        """The rows and columns of the tiles ``rect`` touches, as slices of ``valid``
+        (whole-array work on the GUI thread instead of a Python loop over 256 tiles)."""
         x, y, w, h = rect
         t = self.tile
         c0, r0 = max(0, x // t), max(0, y // t)
         c1 = min(self.valid.shape[1], -(-(x + w) // t))
         r1 = min(self.valid.shape[0], -(-(y + h) // t))
-        return [(c, r) for r in range(r0, r1) for c in range(c0, c1)]
+        return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
     def tile_rect(self, col: int, row: int) -> Rect:
         t = self.tile
@@ -103,11 +109,10 @@ class MipImage:
 
     def stale(self, rect: Rect) -> list[tuple[int, int]]:
         """Mark the tiles under ``rect`` as changed (up to date at no level); returns them."""
-        tiles = self.tiles(rect)
-        for c, r in tiles:
-            self.valid[r, c] = self.none
-            self.version[r, c] += 1
-        return tiles
+        span = self.tile_span(rect)
+        self.valid[span] = self.none
+        self.version[span] += 1
+        return self.tiles(rect)
 
     def finest(self, rect: Rect) -> int:
         """The coarsest of the tiles' finest up-to-date levels over ``rect``."""

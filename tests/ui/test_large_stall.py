@@ -150,3 +150,13 @@ def test_an_undone_result_dropped_by_the_next_edit_is_freed_after_that_edit(qtbo
     qtbot.wait(AFTER_DRAWN_MS + 100)
     gc.collect()
     assert ref() is None
+
+
+def test_a_waiting_worker_keeps_nothing_of_the_work_it_ran(qtbot):
+    """An idle worker holds no result (a prepared 8000x8000 layer is 256 MB)."""
+    class Result:
+        pass
+
+    ref = weakref.ref(run_while_painting(Result))
+    gc.collect()
+    assert ref() is None

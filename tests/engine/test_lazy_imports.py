@@ -1,0 +1,156 @@
+"""The engine's start-up imports: diffusers' model packages one model at a time, and the
+garbage collector held while libraries are imported (``studio.engine.lazy_imports``)."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import importlib.util
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from studio.engine import lazy_imports
+
+
+@pytest.fixture
+def fake_diffusers(tmp_path, monkeypatch):
+    """A package laid out as diffusers' ``models/transformers`` is: its ``__init__`` imports
+    every model module; each module notes that it was imported."""
+    root = tmp_path / "fakediff"
+    pkg = root / "models" / "transformers"
+    pkg.mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "utils.py").write_text("def is_torch_available():\n    return True\n")
+    (root / "models" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text(textwrap.dedent("""\
+        from ...utils import is_torch_available
+
+
+        if is_torch_available():
+            from .alpha import Alpha
+            from .beta import Beta, BetaOutput as Output
+        """))
+    for name, classes in (("alpha", ["Alpha"]), ("beta", ["Beta", "BetaOutput"])):
+        body = "import builtins\nbuiltins.__dict__.setdefault('_fake_imported', []).append(" \
+               f"{name!r})\n" + "".join(f"class {c}:\n    pass\n" for c in classes)
+        (pkg / f"{name}.py").write_text(body)
+    (tmp_path / "fakeeager").mkdir()
+    (tmp_path / "fakeeager" / "__init__.py").write_text(
+        "from .alpha import Alpha\nVERSION = 2\n")
+    (tmp_path / "fakeeager" / "alpha.py").write_text("class Alpha:\n    pass\n")
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(lazy_imports, "LAZY_PACKAGES",
+                        frozenset({"fakediff.models.transformers", "fakeeager"}))
+    import builtins
+
+    builtins._fake_imported = []
+    finder = lazy_imports._LazyPackageFinder()
+    sys.meta_path.insert(0, finder)
+    yield builtins._fake_imported
+    sys.meta_path.remove(finder)
+    for name in [m for m in sys.modules if m.split(".")[0] in ("fakediff", "fakeeager")]:
+        del sys.modules[name]
+    del builtins._fake_imported
+
+
+def test_a_model_package_imports_only_the_model_asked_for(fake_diffusers):
+    package = importlib.import_module("fakediff.models.transformers")
+    assert fake_diffusers == []  # the package alone imports no model
+
+    from fakediff.models.transformers import Alpha
+
+    assert fake_diffusers == ["alpha"]
+    assert "fakediff.models.transformers.beta" not in sys.modules
+    assert Alpha is sys.modules["fakediff.models.transformers.alpha"].Alpha
+    # the rest is there when asked for, under the names the __init__ gave them
+    assert package.Output is sys.modules["fakediff.models.transformers.beta"].BetaOutput
+    assert package.beta.Beta is package.Beta
+    assert fake_diffusers == ["alpha", "beta"]
+    assert {"Alpha", "Beta", "Output", "alpha", "beta"} <= set(dir(package))
+    with pytest.raises(AttributeError, match="Gamma"):
+        package.Gamma  # noqa: B018
+
+
+def test_a_package_with_more_than_imports_is_imported_as_it_is(fake_diffusers):
+    module = importlib.import_module("fakeeager")
+    assert module.VERSION == 2
+    assert "fakeeager.alpha" in sys.modules
+
+
+def test_the_installed_diffusers_model_packages_can_be_made_lazy():
+    """A diffusers whose model packages hold more than import lines would be imported whole
+    again, silently: this says so."""
+    spec = importlib.util.find_spec("diffusers")  # a top-level find imports nothing
+    assert spec is not None and spec.origin
+    root = Path(spec.origin).parent
+    expected = {"unets": "UNet2DConditionModel", "autoencoders": "AutoencoderKL",
+                "transformers": "Transformer2DModel", "controlnets": "ControlNetModel"}
+    for package in lazy_imports.LAZY_PACKAGES:
+        sub = package.rsplit(".", 1)[1]
+        plan = lazy_imports._plan((root / "models" / sub / "__init__.py").read_text("utf-8"))
+        assert plan is not None, f"{package}'s __init__ is no longer only import lines"
+        assert expected[sub] in plan[0]
+
+
+def test_the_engine_installs_the_finder():
+    import studio.engine  # noqa: F401
+
+    assert any(isinstance(f, lazy_imports._LazyPackageFinder) for f in sys.meta_path)
+
+
+def test_the_collector_is_held_while_libraries_import_and_back_after():
+    assert gc.isenabled()
+    inside: list[bool] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def other_thread() -> None:
+        with lazy_imports.collector_paused():
+            entered.set()
+            release.wait(5)
+            inside.append(gc.isenabled())
+
+    thread = threading.Thread(target=other_thread)
+    with lazy_imports.collector_paused():
+        thread.start()
+        assert entered.wait(5)
+        with lazy_imports.collector_paused():
+            assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread's import still runs
+    release.set()
+    thread.join(5)
+    assert inside == [False]
+    assert gc.isenabled()
+
+
+@pytest.mark.startup
+def test_a_cold_library_import_leaves_its_objects_out_of_later_collections():
+    """In a fresh process as the app starts: the engine's imports hold the collector and
+    freeze what they made, so the model's load does not walk it all again; only the model
+    asked for is imported (not diffusers' other 120 model modules). Undoing either fix
+    fails this."""
+    code = textwrap.dedent("""\
+        import gc, sys, time
+        from studio.engine import lazy_imports
+        from studio.engine.models import loading
+        lazy_imports.UNFREEZE_AFTER_S = 2.0
+        loading.import_libraries()
+        import diffusers
+        diffusers.UNet2DConditionModel, diffusers.AutoencoderKL
+        models = [m for m in sys.modules if m.startswith("diffusers.models.transformers.")]
+        frozen = gc.get_freeze_count() > 100_000
+        time.sleep(3)  # then the collector gets them back (garbage of that time is collected)
+        print(gc.isenabled(), frozen, gc.get_freeze_count(), len(models),
+              "diffusers.models.transformers.transformer_flux" in sys.modules)
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600, check=True).stdout.split()
+    enabled, frozen, frozen_later, models, flux = out[-5:]
+    assert (enabled, frozen, frozen_later, flux) == ("True", "True", "0", "False")
+    assert int(models) < 10  # the SD UNet's own transformer blocks; diffusers had 80+
