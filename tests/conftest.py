@@ -40,6 +40,8 @@ TIERS: dict[str, tuple[tuple[str, ...], str]] = {
     "startup": (("studio/engine/lazy_imports.py", "studio/engine/__init__.py",
                  "studio/engine/models/loading.py", "tests/engine/test_lazy_imports.py"),
                 "a fresh process importing torch, diffusers and transformers"),
+    "compile": (("tests/engine/test_cpu_compile.py",),
+                "torch.compile of a tiny UNet with inductor (a minute, minutes on a cold cache)"),
 }
 MODEL_PATHS = TIERS["models"][0]
 TIER_REASONS = pytest.StashKey[dict]()

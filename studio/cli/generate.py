@@ -314,14 +314,15 @@ def with_regions(request: Any, regions: list[tuple[Path, str, float]], model: An
         return request
     from studio.core.errors import InvalidRequestError
     from studio.core.jobs.request import Region
-    from studio.engine.models.families import REGION_FAMILIES
+    from studio.engine.models.families import REGION_FAMILIES, REGIONS_OFF
 
     on_server = str(getattr(model, "source", "")).startswith("comfyui")  # any family there
     if model.family and not on_server and model.family not in REGION_FAMILIES:
+        why = REGIONS_OFF.get(model.family, "")  # the family's own reason, where it has one
         raise InvalidRequestError(
-            f"Regional prompts need an SD 1.x, 2.x, SDXL, SD3, Flux, PixArt or Sana model; "
-            f"{model.name} is "
-            f"{model.family}.", hint="Pick another --model, or leave out --region.")
+            f"Regional prompts need an SD 1.x, 2.x, SDXL, SD3, Flux, PixArt or Sana model "
+            f"(or Flux 2, Z-Image); {model.name} is {model.family}" + (f": {why}" if why else "."),
+            hint="Pick another --model, or leave out --region.")
     return request.replace(regions=tuple(
         Region(read_pixels(path, "L"), prompt, strength) for path, prompt, strength in regions))
 

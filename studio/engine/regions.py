@@ -51,6 +51,7 @@ negative prompt is unchanged. The pooled text embedding of SDXL and of the embed
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +61,8 @@ from typing import Any
 import numpy as np
 
 from studio.core.jobs.request import GenerationRequest, Region
+
+log = logging.getLogger(__name__)
 
 CONTRAST = 2.0
 """How far the regions' weights are pushed from their picture-wide mean (1: a plain blend;
@@ -352,6 +355,7 @@ class JointRegions:
         self.plan = plan
         self.streams: list[Any] = []
         self.rows: Any = None  # Flux 2: the rows of this call that carry the prompt
+        self.matched = False  # whether any call carried the main prompt (Flux 2)
 
     def start(self, _module: Any, args: tuple, kwargs: dict) -> None:
         """Forward pre-hook of the transformer: each region's text stream for this call."""
@@ -363,6 +367,8 @@ class JointRegions:
             self.rows = prompt_rows(context, self.plan.main_embeds)
             if self.rows is None:  # the negative prompt's own call (Flux 2 Klein's CFG)
                 context = None
+            else:
+                self.matched = True
         if context is None:
             self.streams = []
             return
@@ -476,6 +482,7 @@ def regional_joint_attention(transformer: Any, plan: RegionPlan | None) -> Itera
         for block in blocks:
             block.forward = state.wrap(block)
         yield
+        _said_unmatched(state)
     finally:
         hook.remove()
         for block in blocks:
@@ -561,6 +568,7 @@ class ZImageRegions:
         self.states: list[tuple[Any, Any, Any]] = []  # per region: sequence, mask, positions
         self.rows: Any = None
         self.image_tokens = 0  # the image tokens of the sequence, padding included
+        self.matched = False  # whether any call carried the main prompt
         self.alphas: list[Any] | None = None
 
     def start(self, _module: Any, args: tuple, kwargs: dict) -> None:
@@ -574,6 +582,7 @@ class ZImageRegions:
         self.rows = prompt_rows(caps, self.plan.main_embeds)
         if self.rows is None:
             return
+        self.matched = True
         tr = self.transformer
         patch, f_patch = kwargs.get("patch_size", 2), kwargs.get("f_patch_size", 1)
         key = f"{patch}-{f_patch}"
@@ -629,6 +638,15 @@ class ZImageRegions:
         return forward
 
 
+def _said_unmatched(state: JointRegions | ZImageRegions) -> None:
+    """Says so in the log where the plan held the main prompt's embeddings and no call of
+    the transformer carried them: the regions did nothing (the pipeline encoded the prompt
+    otherwise than ``encode_with_pipeline``)."""
+    if state.plan.main_embeds is not None and not state.matched:
+        log.warning("The regional prompts were not applied: no call of the transformer "
+                    "carried the main prompt's text as it was encoded for the regions.")
+
+
 def is_z_image(model: Any) -> bool:
     """Whether ``model`` is a Z-Image transformer (refiners, then one joined sequence)."""
     return type(model).__name__ == "ZImageTransformer2DModel" and hasattr(model, "layers")
@@ -650,6 +668,7 @@ def regional_z_image(transformer: Any, plan: RegionPlan | None) -> Iterator[None
         for layer in layers:
             layer.forward = state.wrap(layer)
         yield
+        _said_unmatched(state)
     finally:
         hook.remove()
         for layer in layers:

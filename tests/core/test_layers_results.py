@@ -1,7 +1,7 @@
 """Issue 29, point 4: a result for a large region is resized into its layer a strip of rows
-at a time (off the GUI thread, no call holding the GIL for long); Pillow's row pass (its
-coefficients are computed with the GIL held) is made once, not once a strip. The layer
-is what one resize of the whole image gives."""
+at a time (off the GUI thread, no call holding the GIL for long); grown, Pillow's row pass
+(its coefficients are computed with the GIL held) is made once, not once a strip. The
+layer is what one resize of the whole image gives."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def test_a_large_result_is_what_one_resize_gives_when_it_grows_or_shrinks(monkey
         rows_made.clear()
         got = edits.generated_pixels(image, width, height)
         assert got.shape == (height, width, 4)
-        assert rows_made == [(width, shape[0])]  # once, not once a strip
+        grown = width >= shape[1] and height >= shape[0]
+        assert rows_made == ([(width, shape[0])] if grown else [])  # once, not once a strip
         diff = np.abs(got.astype(np.int16) - one_resize(image, width, height))
-        assert int(diff.max()) <= 1  # no seam between strips (before: 37 levels, shrunk)
+        assert int(diff.max()) <= (1 if grown else 2)  # no seam between the strips

@@ -214,22 +214,24 @@ def _fit_in_strips(source: Any, width: int, height: int) -> np.ndarray:
     out = np.empty((height, width, channels) if channels > 1 else (height, width), np.uint8)
     scale = source.height / height
     into = _pillow_view(out)
-    # Pillow resizes in two passes, rows then columns, through 8-bit rows (RGBA
-    # premultiplied). The row pass is made once for the whole image here: its
-    # coefficients (``sin`` in libm, computed with the GIL held: 2 ms for 8000 columns)
-    # were computed again for every strip, 32 times for an 8000x8000 result. Each strip is
-    # then the column pass alone over the same rows: the same pixels.
+    # Grown (a result into a larger region: the usual case), Pillow resizes in two passes,
+    # rows then columns, through 8-bit rows (RGBA premultiplied). The row pass is made
+    # once for the whole image here: its coefficients (``sin`` in libm, computed with the
+    # GIL held: 2 ms for 8000 columns) were computed again for every strip, 32 times for an
+    # 8000x8000 result. Each strip is then the column pass alone over the same rows: the
+    # same pixels. (Shrunk, Pillow may take the columns first: each strip whole, as ever.)
     mode = source.mode
-    rows = source.convert({"LA": "La", "RGBA": "RGBa"}[mode]) if mode in ("LA", "RGBA") \
-        else source
-    settle_vector_state()
-    if rows.width != width:
+    rows = source
+    if width >= source.width and height >= source.height:
+        if mode in ("LA", "RGBA"):
+            rows = source.convert({"LA": "La", "RGBA": "RGBa"}[mode])
+        settle_vector_state()
         rows = rows.resize((width, rows.height), Image.Resampling.LANCZOS)
     for y0 in range(0, height, _STRIP_ROWS):
         y1 = min(height, y0 + _STRIP_ROWS)
         settle_vector_state()
         strip = rows.resize((width, y1 - y0), Image.Resampling.LANCZOS,
-                            box=(0, y0 * scale, width, y1 * scale))
+                            box=(0, y0 * scale, rows.width, y1 * scale))
         if strip.mode != mode:
             strip = strip.convert(mode)
         if into is not None and strip.mode == into.mode:
