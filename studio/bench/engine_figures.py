@@ -158,7 +158,8 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
         bf16_unet = app_unet
     else:
         bf16_unet = copy.deepcopy(unet).to(torch.bfloat16).to(memory_format=torch.channels_last)
-    eager_bf16 = type(bf16_unet).forward.__get__(bf16_unet)  # eager even where compiled
+    # Eager even where the engine compiled it (its class's forward on the same weights).
+    eager_bf16 = type(bf16_unet).forward.__get__(bf16_unet) if compiled else bf16_unet
     factor = getattr(loaded.pipe, "vae_scale_factor", 8)
     side = model.size // factor
     gen = torch.Generator("cpu").manual_seed(0)

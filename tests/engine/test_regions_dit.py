@@ -166,7 +166,7 @@ def test_families_that_take_regions_and_those_that_refuse_them_with_the_reason(e
     for family in ("flux", "pixart", "sana", "sd3", "sdxl"):
         validate_for_family(req, family)
         assert engine.features.regions_reason(family) == ""
-    for family in ("auraflow", "flux-kontext", "flux2-klein"):
+    for family in ("auraflow", "flux-kontext"):  # Flux 2 Klein takes them: test_regions_flux2
         with pytest.raises(InvalidRequestError, match="SD3, Flux, PixArt or Sana") as err:
             validate_for_family(req, family)
         assert "\n" not in str(err.value) and family in str(err.value)
