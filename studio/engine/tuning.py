@@ -181,9 +181,9 @@ def compile_cpu_denoiser(pipe: Any, model_choice: DeviceChoice) -> str:
     (constant-folded, prepacked for oneDNN's AMX kernels), its kernels cached on disk
     (``inductor_cache_dir``). Returns what was done ("" when nothing).
 
-    Measured on the SD 1.5-sized UNet (docs/benchmarks.md): 1.2x per step, but the first
-    call compiles for minutes (and about 2 min on a warm cache: the frozen graph is not in
-    inductor's FX graph cache), and the frozen copy holds the weights a second time, so it
+    Measured on the SD 1.5-sized UNet (docs/benchmarks.md, loaded): 0.87x-1.19x per step,
+    while the first start compiles for minutes, every later one spends about 45 s before its
+    first step (cache on disk), and the frozen copy holds the weights a second time, so it
     does not pay within one run of the app and stays off by default.
 
     The module stays the same object (LoRA hooks, attention processors and the pipeline
