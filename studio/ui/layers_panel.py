@@ -376,30 +376,61 @@ class LayersPanel(QWidget):
         layout.addWidget(self.region_box)
         layout.addWidget(self.control_box)
         layout.addLayout(buttons)
+        # The list and controls follow the document one event-loop turn later, once for
+        # all the events of that turn (a result landing on a large canvas: its slice stays
+        # short); ``flush`` brings them up to date at once, and what reads them calls it.
+        self._pending: set[str] = set()  # "rebuild": the stack changed
+        self.refreshes = 0  # how many deferred refreshes ran (one per turn at most)
+        self._refresh_timer = QTimer(self, singleShot=True, interval=0)
+        self._refresh_timer.timeout.connect(self.flush)
         doc.add_listener(self._on_document_event)
         self._rebuild()
 
     def count(self) -> int:
         """How many layers the list shows."""
+        self.flush()
         return self.model.rowCount()
 
     def row_text(self, row: int) -> str:
+        self.flush()
         return str(self.model.data(self.model.index(row)))
 
     def current_layer_id(self) -> str | None:
+        self.flush()
         index = self.list.currentIndex()
         return str(index.data(LAYER_ID_ROLE)) if index.isValid() else None
 
     # -- model -> view -------------------------------------------------------------------
     def _on_document_event(self, name: str, payload: dict[str, Any]) -> None:
+        # A change of the stack is listed at the next turn, once for all the changes of
+        # that turn (the list, its selection and the controls); the controls of the active
+        # layer follow a change of it, or of which layer is active, at once (quick).
         if name in ("layer_added", "layer_removed", "layers_reordered", "canvas_resized"):
-            self._rebuild()
+            self._defer("rebuild")
         elif name == "active_layer_changed":
-            self._select_active()
+            if not self._pending:  # else the rebuild selects it in the new list
+                self._select_active()
             self._update_controls()
         elif name == "layer_changed":
-            self.model.layer_changed(payload.get("layer_id", ""))
+            self.model.layer_changed(payload.get("layer_id", ""))  # its thumbnail forgotten
             self._update_controls()
+
+    def _defer(self, *what: str) -> None:
+        self._pending.update(what)
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def pending(self) -> bool:
+        """Whether the list or controls wait for a refresh (the next event-loop turn)."""
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        """Bring the list and controls up to date with the document now (what a deferred
+        refresh would do at the next event-loop turn); nothing when they are."""
+        if not self._pending:
+            return
+        self.refreshes += 1
+        self._rebuild()  # the list, its selection and the controls
 
     @staticmethod
     def prepare(doc: Document) -> PreparedLayers:
@@ -414,6 +445,8 @@ class LayersPanel(QWidget):
         self._primed = dict(prepared)
 
     def _rebuild(self) -> None:
+        self._pending.clear()
+        self._refresh_timer.stop()
         self._updating = True
         try:
             primed, self._primed = self._primed, {}
@@ -471,6 +504,9 @@ class LayersPanel(QWidget):
         if self._updating or not index.isValid():
             return
         layer_id = str(index.data(LAYER_ID_ROLE))
+        if not self.doc.has_layer(layer_id):  # a row gone from the document, not yet listed
+            self.flush()
+            return
         self.doc.set_active_layer(layer_id)
         self.layer_activated.emit(layer_id)
 
