@@ -245,37 +245,38 @@ def cpu_prepack_wanted(model_choice: DeviceChoice) -> bool:
             and model_choice.autocast_dtype is not None and cpu_has_fast_bf16())
 
 
-def _prepacked_conv_forward(conv: Any) -> Any:
-    """``conv``'s forward through oneDNN with its weight packed once (see
-    ``prepack_cpu_convolutions``)."""
+# The input size the weights are packed for: a 512 px image's latents. oneDNN picks its blocked
+# weight layout from it; packed so, the SD 1.5 UNet at 512 px (latents 64 to 8 wide) ran without
+# a single weight reorder (oneDNN verbose), where packing for no size left 3.
+PREPACK_INPUT_SIDE = 64
+
+
+def _prepack_conv(conv: Any) -> None:
+    """Pack ``conv``'s bf16 weight once and run it through oneDNN's convolution op; the packed
+    tensor replaces the plain weight (no second copy)."""
     import torch
     from torch.nn import functional as F
 
     plain = conv.forward
     geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+    size = [2, conv.in_channels, PREPACK_INPUT_SIDE, PREPACK_INPUT_SIDE]
+    with torch.no_grad():
+        conv.weight = torch.nn.Parameter(torch.ops.mkldnn._reorder_convolution_weight(
+            conv.weight.detach(), *geometry, size), requires_grad=False)
 
     def forward(x: Any) -> Any:
         weight = conv.weight
-        packed = weight.layout is torch._mkldnn
+        if weight.layout is not torch._mkldnn:  # a plain weight put back: the plain path
+            return plain(x)
         if torch.is_grad_enabled() or x.dim() != 4 or x.device.type != "cpu":
-            if not packed:
-                return plain(x)
             return F.conv2d(x.to(weight.dtype), weight.to_dense(), conv.bias, conv.stride,
                             conv.padding, conv.dilation, conv.groups)
-        if not packed:
-            if weight.dtype != torch.bfloat16 or weight.device.type != "cpu":
-                return plain(x)
-            # Laid out for this input's size; other sizes run with it too (oneDNN re-lays
-            # only where its kernel wants another block layout). Replaces the plain weight.
-            weight = torch.nn.Parameter(torch.ops.mkldnn._reorder_convolution_weight(
-                weight.detach(), *geometry, list(x.shape)), requires_grad=False)
-            conv.weight = weight
         if x.dtype != weight.dtype:
             x = x.to(weight.dtype)  # what autocast does for a convolution
         return torch.ops.mkldnn._convolution_pointwise(x, weight, conv.bias, *geometry,
                                                        "none", [], "")
 
-    return forward
+    conv.forward = forward
 
 
 def prepack_cpu_convolutions(module: Any, model_choice: DeviceChoice) -> int:
@@ -283,23 +284,27 @@ def prepack_cpu_convolutions(module: Any, model_choice: DeviceChoice) -> int:
     weights packed once into oneDNN's blocked (AMX) layout; returns how many (0: untouched).
 
     Eager PyTorch re-lays every convolution's weight on each call: 98 reorders, about 1 s of
-    a 3.7 s SD 1.5 step at 512 px on a 2-core AMX CPU (oneDNN verbose). The weight is packed
-    on a layer's first call (its input size picks the layout) and the packed tensor replaces
-    the plain one (no second copy). The same kernels run, so the output is the same.
+    a 3.7 s SD 1.5 step at 512 px on a 2-core AMX CPU (oneDNN verbose). Packed here, at load
+    (``PREPACK_INPUT_SIDE``), the packed tensor replaces the plain one (no second copy) and the
+    same kernels run, so the output is the same; other image sizes run with it too (oneDNN
+    re-lays a weight only where its kernel wants another layout).
 
     LoRAs (forward hooks on the layers) still apply: they add to the layer's output. Calls
-    with gradients on run the plain convolution. A packed module can no longer change dtype
-    or memory format (``module.to``): bf16 weights on the CPU stay as they are.
+    with gradients on run a plain convolution. A packed module can no longer change dtype or
+    memory format (``module.to``): bf16 weights on the CPU stay as they are.
     """
     if not cpu_prepack_wanted(model_choice) or getattr(module, "_studio_prepacked", False):
         return 0
+    import torch
     from torch import nn
 
     count = 0
     for conv in module.modules():
         if (type(conv) is nn.Conv2d and conv.padding_mode == "zeros"
-                and not isinstance(conv.padding, str) and "forward" not in vars(conv)):
-            conv.forward = _prepacked_conv_forward(conv)
+                and not isinstance(conv.padding, str) and "forward" not in vars(conv)
+                and conv.weight.dtype == torch.bfloat16 and conv.weight.device.type == "cpu"
+                and conv.weight.layout is torch.strided):
+            _prepack_conv(conv)
             count += 1
     module._studio_prepacked = True
     return count

@@ -129,6 +129,7 @@ class LayerListModel(QAbstractListModel):
         super().__init__()
         self.doc = doc
         self.rename, self.set_visible = rename, set_visible
+        self.before_read: Callable[[], None] = lambda: None  # LayersPanel.flush
         self._rows: list[Layer] = []
         self._thumbs: dict[str, tuple[QImage, bool]] = {}
         # Group thumbnails: each group's version (one more at each change), the one shown
@@ -159,6 +160,11 @@ class LayerListModel(QAbstractListModel):
         self.endResetModel()
 
     def row_of(self, layer_id: str) -> int:
+        """The layer's row as the list shows the document now (-1: not listed)."""
+        self.before_read()  # the panel's pending refresh, if any
+        return self._row_of(layer_id)
+
+    def _row_of(self, layer_id: str) -> int:
         for row, layer in enumerate(self._rows):
             if layer.id == layer_id:
                 return row
@@ -180,11 +186,11 @@ class LayerListModel(QAbstractListModel):
             while parent is not None and parent not in seen:
                 seen.add(parent)
                 self._forget_thumb(parent)
-                row = self.row_of(parent)
+                row = self._row_of(parent)
                 if row >= 0:
                     self.dataChanged.emit(self.index(row), self.index(row))
                 parent = self.doc.parent_of(self.doc.layer(parent))
-        row = self.row_of(layer_id)
+        row = self._row_of(layer_id)
         if row >= 0 and self.doc.has_layer(layer_id):
             self._rows[row] = self.doc.layer(layer_id)
             index = self.index(row)
@@ -238,7 +244,7 @@ class LayerListModel(QAbstractListModel):
             self._failed[group_id] = self._failed.get(group_id, 0) + 1
             if self._failed[group_id] >= 3:  # a lasting fault: no endless retries
                 self._thumbs[group_id] = self._stale.get(group_id) or self._blank()
-        row = self.row_of(group_id)
+        row = self._row_of(group_id)
         if row >= 0:  # drawn now, or asked again (the group changed meanwhile)
             self.dataChanged.emit(self.index(row), self.index(row))
 
@@ -332,6 +338,7 @@ class LayersPanel(QWidget):
         self.region_box = self._region_section()
         self.control_box = ControlSection(doc, undo, self)  # the layer as a control
         self.model = LayerListModel(doc, self.rename_layer, self._set_visible)
+        self.model.before_read = self.flush
         self.list = QListView(objectName="layers_list")
         self.list.setModel(self.model)
         self.list.setIconSize(QSize(THUMB, THUMB))
@@ -458,7 +465,7 @@ class LayersPanel(QWidget):
 
     def _select_active(self) -> None:
         active = self.doc.active_layer
-        row = self.model.row_of(active.id) if active is not None else -1
+        row = self.model._row_of(active.id) if active is not None else -1
         if row < 0:
             self.list.selectionModel().clearCurrentIndex()
             return

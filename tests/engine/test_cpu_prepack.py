@@ -67,9 +67,9 @@ def test_prepacked_unet_gives_the_same_pixels_and_drops_the_plain_weights(native
                                                                           tiny_sd1_dir):
     plain = _tiny_bf16_unet(tiny_sd1_dir).to(memory_format=torch.channels_last)
     pipe = _Pipe(_tiny_bf16_unet(tiny_sd1_dir))
-    done = tuning.cpu_layout(pipe, native_bf16, native_bf16)
-    assert "convolutions prepacked" in done
     before = tuning.pipeline_bytes(pipe)
+    done = tuning.cpu_layout(pipe, native_bf16, native_bf16)
+    assert f"{len(_convs(pipe.unet))} convolutions prepacked" in done
     expected, got = _step(plain), _step(pipe.unet)
     rel = _rel(got, expected)
     print(f"prepacked vs eager, relative difference {rel:.2e}")
@@ -86,7 +86,7 @@ def test_a_lora_on_prepacked_convolutions_changes_the_output_and_unloads(native_
                                                                          tiny_sd1_dir, tmp_path):
     pipe = _Pipe(_tiny_bf16_unet(tiny_sd1_dir))
     tuning.cpu_layout(pipe, native_bf16, native_bf16)
-    base = _step(pipe.unet)  # packs the weights
+    base = _step(pipe.unet)
     gen = torch.Generator().manual_seed(1)
     state = {}
     for name, conv in pipe.unet.named_modules():
