@@ -6,11 +6,22 @@
 #                                   "models") are skipped unless resources/models/,
 #                                   studio/training/, studio/engine/nets/ or studio/bench/
 #                                   changed against origin/main (commits or working tree)
-#   bash scripts/test.sh --full     everything (what CI runs: .ci/run)
+#   bash scripts/test.sh --full     everything (what CI runs: .ci/run), in two processes
+#                                   (pytest-xdist, -n 2 --dist loadfile: the tests of a
+#                                   file on one worker, so its fixtures are made once);
+#                                   STUDIO_TEST_WORKERS=N for another count, 0 for one
+#                                   process; an -n of your own wins
 #
 # Any other arguments go to pytest (e.g. -q, -k NAME, tests/core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen
-exec .venv/bin/python -m pytest "$@"
+# Most tests run on one CPU thread (the engine runs tiny models on one; Qt), so a second
+# worker uses the second core of a 2-core machine: the full run took 21 min on one.
+workers=${STUDIO_TEST_WORKERS:-2}
+args=("$@")
+if [[ " $* " == *" --full "* && "$workers" != 0 && " $* " != *" -n "* ]]; then
+  args=(-n "$workers" --dist loadfile "$@")
+fi
+exec .venv/bin/python -m pytest "${args[@]}"

@@ -108,22 +108,6 @@ def pytest_collection_modifyitems(config, items):
         for item in marked:
             item.add_marker(skip)
     config.stash[TIER_REASONS] = reasons
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        _xdist_groups(items)
-
-
-def _xdist_groups(items) -> None:
-    """Under pytest-xdist (``scripts/test.sh --full``: ``-n 2 --dist loadgroup``) the tests of
-    one file run on one worker, so what they share (a module fixture, a session fixture used
-    by one file such as the bench smoke run, a module's cached evaluation) is made once; the
-    tests of the real ComfyUI servers all run on one worker, which starts the pair of them
-    (session fixtures, a minute) once."""
-    for item in items:
-        if "comfy_root" in getattr(item, "fixturenames", ()):
-            group = "comfyui"
-        else:
-            group = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
