@@ -77,6 +77,10 @@ def test_prepacked_unet_gives_the_same_pixels_and_drops_the_plain_weights(native
     # Every convolution now holds only its packed weight (the plain one is gone).
     assert all(c.weight.layout is torch._mkldnn for c in _convs(pipe.unet))
     assert tuning.pipeline_bytes(pipe) == before
+    # Code that reads the weights (state_dict) still gets them, plain and unchanged.
+    ours, theirs = pipe.unet.state_dict(), plain.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
     # Another image size runs with the same packed weights and still matches.
     assert _rel(_step(pipe.unet, 48), _step(plain, 48)) < 1e-2
 
