@@ -163,9 +163,11 @@ def _checkpoint_family(path: Path) -> str:
 def scan_hf_cache() -> list[ModelInfo]:
     """Diffusers pipelines in the Hugging Face cache (works offline)."""
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import constants, scan_cache_dir
 
-        info = scan_cache_dir()
+        # The cache named now (``HF_HUB_CACHE``), not the one bound when huggingface_hub's
+        # cache module was first imported.
+        info = scan_cache_dir(constants.HF_HUB_CACHE)
     except Exception:  # no cache yet, or an unreadable one
         return []
     found = []
