@@ -151,9 +151,12 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
     compiled = bool(getattr(app_unet, "_studio_compiled", False))
     unet = app_unet
     if unet.dtype != torch.float32:  # loaded under the bf16 policy: an fp32 copy to compare
-        unet = copy.deepcopy(unet).float().to(memory_format=torch.contiguous_format)
-        if compiled:  # the copy must run eager, not the compiled call of the original
-            unet.forward = type(unet).forward.__get__(unet)
+        # Made from the state dict (plain tensors): the engine's convolutions may hold
+        # oneDNN-packed weights (``tuning.prepack_cpu_convolutions``), which deepcopy cannot
+        # clone. A fresh module also runs its class's own forward, never a compiled call.
+        unet = type(unet).from_config(unet.config)
+        unet.load_state_dict(app_unet.state_dict())
+        unet = unet.float().eval()
     if app_unet.dtype == torch.bfloat16:
         bf16_unet = app_unet
     else:
