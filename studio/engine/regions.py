@@ -477,16 +477,8 @@ def regional_joint_attention(transformer: Any, plan: RegionPlan | None) -> Itera
     from dataclasses import replace
 
     state = JointRegions(transformer, replace(plan, contrast=JOINT_CONTRAST, _alphas={}))
-    hook = transformer.register_forward_pre_hook(state.start, with_kwargs=True)
-    try:
-        for block in blocks:
-            block.forward = state.wrap(block)
+    with _blocks_wrapped(transformer, state, blocks):
         yield
-        _said_unmatched(state)
-    finally:
-        hook.remove()
-        for block in blocks:
-            block.__dict__.pop("forward", None)
 
 
 @contextmanager
@@ -638,6 +630,24 @@ class ZImageRegions:
         return forward
 
 
+@contextmanager
+def _blocks_wrapped(transformer: Any, state: JointRegions | ZImageRegions,
+                    blocks: list[Any]) -> Iterator[None]:
+    """``state`` reads each call of ``transformer`` (a pre-hook) and runs ``blocks`` (their
+    ``forward`` wrapped) for the body; all taken off afterwards, also when the call fails.
+    A body that ends normally logs whether the regions found the main prompt."""
+    hook = transformer.register_forward_pre_hook(state.start, with_kwargs=True)
+    try:
+        for block in blocks:
+            block.forward = state.wrap(block)
+        yield
+        _said_unmatched(state)
+    finally:
+        hook.remove()
+        for block in blocks:
+            block.__dict__.pop("forward", None)
+
+
 def _said_unmatched(state: JointRegions | ZImageRegions) -> None:
     """Says so in the log where the plan held the main prompt's embeddings and no call of
     the transformer carried them: the regions did nothing (the pipeline encoded the prompt
@@ -662,17 +672,8 @@ def regional_z_image(transformer: Any, plan: RegionPlan | None) -> Iterator[None
     from dataclasses import replace
 
     state = ZImageRegions(transformer, replace(plan, contrast=JOINT_CONTRAST, _alphas={}))
-    hook = transformer.register_forward_pre_hook(state.start, with_kwargs=True)
-    layers = list(transformer.layers)
-    try:
-        for layer in layers:
-            layer.forward = state.wrap(layer)
+    with _blocks_wrapped(transformer, state, list(transformer.layers)):
         yield
-        _said_unmatched(state)
-    finally:
-        hook.remove()
-        for layer in layers:
-            layer.__dict__.pop("forward", None)
 
 
 # Families whose pipelines encode the prompt themselves (the engine hands them the words):
