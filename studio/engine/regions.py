@@ -185,10 +185,13 @@ class RegionalAttention:
 
 
 def cross_attention_modules(unet: Any) -> list[Any]:
-    """The cross-attention layers of a UNet (``attn2`` of its transformer blocks)."""
+    """The cross-attention layers of a UNet: ``attn2`` of its transformer blocks, and
+    ``attn1`` where a block attends to the text only (``only_cross_attention``, as the
+    embedded model's finest level does)."""
     return [module for name, module in unet.named_modules()
-            if name.endswith("attn2") and hasattr(module, "set_processor")
-            and getattr(module, "is_cross_attention", True)]
+            if hasattr(module, "set_processor")
+            and (name.endswith("attn2") and getattr(module, "is_cross_attention", True)
+                 or name.endswith("attn1") and getattr(module, "is_cross_attention", False))]
 
 
 @contextmanager

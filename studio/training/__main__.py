@@ -1,4 +1,4 @@
-"""``python -m studio.training vae|gan|gan-attributes|diffusion|dit|decoder|classifier|all|eval|cards|prior|latent-directions``."""
+"""``python -m studio.training vae|gan|gan-attributes|diffusion|diffusion-mouth|dit|decoder|classifier|all|eval|cards|prior|latent-directions``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ TRAINERS = {
     "classifier": ("studio.training.train_classifier", 6.0),
     "vae": ("studio.training.train_vae", 12.0),
     "diffusion": ("studio.training.train_diffusion", 55.0),
+    # its mouth fine-tune (issue 27): smile/frown twins, cross-attention at 16 x 16
+    "diffusion-mouth": ("studio.training.train_diffusion_mouth", 60.0),
     # the diffusion transformer (SD3 format) on studio-tiny-diffusion's autoencoder: after it
     "dit": ("studio.training.train_dit", 60.0),
     # the shared autoencoder's decoder, fine-tuned for the mouth on dark skin (issue 27): an
