@@ -165,12 +165,17 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, resume: bool = T
     total = Stopwatch(minutes)
     vae, unet, text_encoder, tokenizer, previous = _load_previous(out_root / NAME)
     unet = add_fine_attention(unet)
-    seed = resume_seed(seed, previous)
+    # other batches and noise than the runs before it (``resume_seed`` counts "--resume")
+    seed = resume_seed(seed, previous) + 1000 * str(previous.get("command", "")).count(
+        "diffusion-mouth")
     data = build_dataset(TRAIN_SEED, 20_000)
     scaling = float(vae.config.scaling_factor)
     work = common.CACHE_DIR / f"diffusion_mouth_v{DATA_VERSION}_{_encoder_key(vae)}"
     work.mkdir(parents=True, exist_ok=True)
     strong = np.flatnonzero(np.abs(data.smile) > SMILE_NAMED)
+    # Half of the pairs are dark-skinned: there the mouth differs from the skin mostly in
+    # chroma, a smaller latent difference than on pale skin, so its twins' signal is weakest.
+    dark = np.flatnonzero(data.labels["skin"][strong] == SKIN_TONES.index("dark"))
     lat_path, twin_path = (work / f"latents_n{len(strong)}_of_{len(data.smile)}.pt",
                            work / f"twins_n{len(strong)}_of_{len(data.smile)}.pt")
     if lat_path.exists() and twin_path.exists():
@@ -211,6 +216,14 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, resume: bool = T
         with torch.no_grad():
             for p, v in zip(params, live, strict=True):
                 p.copy_(v)
+        # the record at every checkpoint, so that a run stopped early says what it did
+        command = f"python -m studio.training diffusion-mouth --minutes {minutes:g}"
+        if PAIRS != 8:
+            command = f"STUDIO_MOUTH_PAIRS={PAIRS} {command}"
+        record = chained_record(previous, command, total.elapsed, step, "diffusion_steps")
+        record.update({"mouth_pairs": PAIRS, "final_loss": round(loss.item(), 4),
+                       "final": final})
+        write_training_record(out_root / NAME, record)
         log(f"checkpoint saved at step {step}")
 
     clock = Stopwatch(max(1.0, minutes - total.elapsed / 60))
@@ -226,7 +239,9 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, resume: bool = T
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / 30) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * f)))
         plain = torch.from_numpy(np.sort(idx))
-        picks = pair_rng.choice(len(strong), PAIRS, replace=False)
+        n_dark = PAIRS // 2 if len(dark) >= PAIRS else 0
+        picks = np.concatenate([pair_rng.choice(len(strong), PAIRS - n_dark, replace=False),
+                                pair_rng.choice(dark, n_dark, replace=False)])
         firsts = [moods(int(i)) for i in strong[picks]]
         x0 = torch.cat([latents[plain], latents[torch.from_numpy(strong[picks])],
                         twins[torch.from_numpy(picks)]]).float() * scaling
@@ -251,11 +266,5 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, resume: bool = T
             checkpoint(final=False)
             last_ckpt = clock.elapsed
     checkpoint(final=True)
-    command = f"python -m studio.training diffusion-mouth --minutes {minutes:g}"
-    if PAIRS != 8:
-        command = f"STUDIO_MOUTH_PAIRS={PAIRS} {command}"
-    record = chained_record(previous, command, total.elapsed, step, "diffusion_steps")
-    record.update({"mouth_pairs": PAIRS, "final_loss": round(loss.item(), 4)})
-    write_training_record(out_root / NAME, record)
     log(f"mouth fine-tune saved after {step} steps, {total.elapsed / 60:.1f} min")
     return out_root / NAME
