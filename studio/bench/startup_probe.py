@@ -30,6 +30,7 @@ def _cpu_s() -> float:
 
 def _finish() -> None:
     _marks.setdefault("cpu_s", _cpu_s())
+    _marks.setdefault("modules", len(sys.modules))  # imported by then: load-independent
     report_child_result(_marks)
     sys.stdout.flush()
     os._exit(0)  # the loader thread may still be importing; the figures are taken

@@ -19,14 +19,27 @@ six of them full, 0.8 s of CPU spread over the imports and the model's load (mea
 ``gc.callbacks``; 0.04 s after). Reference counting frees what it always frees, and a
 minute later (``UNFREEZE_AFTER_S``) the frozen objects go back to the collector, so that
 what of that time later becomes garbage in a reference cycle is still collected.
+
+transformers' index of its models: ``import transformers`` and ``transformers.models`` each
+build a map of every model's exported names (``define_import_structure``) by reading and
+parsing the sources of all its models (about 1 700 files in 567 folders), and its cache
+(128 folders) is too small to keep the first walk for the second: about 1 s of CPU on this
+machine before the first image, for a map that only changes when transformers does. The same
+finder gives ``transformers.utils.import_utils`` a ``define_import_structure`` that keeps
+transformers' own result for the ``models`` folder in the user cache
+(``transformers-models.json``), keyed by the path, size and modification time of every file
+under that folder and of ``import_utils.py``: an upgraded or edited transformers builds it
+anew, with transformers' own code, and any other folder goes to transformers' own function.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import importlib
 import importlib.machinery
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -164,11 +177,170 @@ class _LazyPackageLoader:
         module.__lazy_names__ = dict(names)  # type: ignore[attr-defined]
 
 
+#: The module whose ``define_import_structure`` gets the on-disk map of transformers' models.
+TRANSFORMERS_IMPORT_UTILS = "transformers.utils.import_utils"
+#: The file in the user cache that keeps it (one entry per transformers install).
+MODELS_STRUCTURE_FILE = "transformers-models.json"
+_MODELS_STRUCTURE_VERSION = 1  # bump when what is stored changes
+_MODELS_STRUCTURE_ENTRIES = 8  # installs (virtual environments) kept at most
+_structure_lock = threading.Lock()
+
+
+def _models_fingerprint(models_dir: str, import_utils_file: str) -> str:
+    """What ``define_import_structure`` reads, by path, size and modification time: every
+    file under ``models_dir`` (as transformers walks it, ``__pycache__`` left out) and the
+    parser itself (``import_utils.py``, whose rules decide what is exported)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{_MODELS_STRUCTURE_VERSION}|{models_dir}".encode())
+
+    def walk(directory: str) -> None:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            if entry.name == "__pycache__":
+                continue
+            if entry.is_dir():
+                walk(entry.path)
+            else:
+                st = entry.stat()
+                digest.update(f"{entry.path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+
+    st = os.stat(import_utils_file)
+    digest.update(f"{import_utils_file}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    walk(models_dir)
+    return digest.hexdigest()
+
+
+def _structure_to_json(structure: dict[Any, Any]) -> list[Any]:
+    return [[sorted(backends), {module: sorted(names) for module, names in modules.items()}]
+            for backends, modules in structure.items()]
+
+
+def _structure_from_json(data: Any) -> dict[frozenset[str], dict[str, set[str]]] | None:
+    """The map as ``define_import_structure`` returns it; ``None`` for anything malformed."""
+    if not isinstance(data, list):
+        return None
+    structure: dict[frozenset[str], dict[str, set[str]]] = {}
+    for item in data:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], list)
+                and isinstance(item[1], dict)):
+            return None
+        backends, modules = item
+        if not all(isinstance(b, str) for b in backends):
+            return None
+        out: dict[str, set[str]] = {}
+        for module, names in modules.items():
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                return None
+            out[module] = set(names)
+        structure[frozenset(backends)] = out
+    return structure
+
+
+def _models_structure(original: Any, models_dir: str, import_utils_file: str
+                      ) -> dict[frozenset[str], dict[str, set[str]]]:
+    """``original(models_dir)`` (transformers' map of its models, no prefix), from the user
+    cache when the files it reads are the ones it was built from; built by ``original`` and
+    stored otherwise. Any trouble with the cache: ``original``'s own answer."""
+    import json
+
+    try:
+        from studio.paths import user_cache_dir
+
+        cache_file = user_cache_dir() / MODELS_STRUCTURE_FILE
+        key = _models_fingerprint(models_dir, import_utils_file)
+    except Exception:  # an unreadable folder, no cache folder: transformers' own walk
+        return original(models_dir)
+    with _structure_lock:
+        try:
+            cache = json.loads(cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cache = {}
+        if not isinstance(cache, dict):
+            cache = {}
+        cached = _structure_from_json(cache.get(key))
+        if cached is not None:
+            return cached
+        structure = original(models_dir)
+        try:
+            data = _structure_to_json(structure)
+            while len(cache) >= _MODELS_STRUCTURE_ENTRIES:
+                cache.pop(next(iter(cache)))  # the oldest install's
+            cache[key] = data
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache), encoding="utf-8")
+            tmp.replace(cache_file)
+        except (OSError, TypeError, ValueError):  # a read-only cache: built again next time
+            pass
+        return structure
+
+
+def _cache_models_structure(module: ModuleType) -> None:
+    """Give transformers' ``import_utils`` a ``define_import_structure`` that keeps the map
+    of the ``models`` folder on disk (the module docstring says why)."""
+    original = getattr(module, "define_import_structure", None)
+    module_file = getattr(module, "__file__", None)
+    if original is None or not module_file or getattr(original, "__studio_cached__", False):
+        return
+    models_dir = os.path.normpath(os.path.join(os.path.dirname(module_file), "..", "models"))
+    if not os.path.isdir(models_dir):
+        return
+
+    loaded: list[dict[frozenset[str], dict[str, set[str]]]] = []  # this process's map
+
+    @functools.lru_cache  # as transformers' own: one call, one map, the same object after
+    def define_import_structure(module_path: Any, prefix: str | None = None) -> Any:
+        path = os.path.normpath(os.path.abspath(os.fspath(module_path)))
+        directory = os.path.dirname(path) if os.path.isfile(path) else path
+        if directory != models_dir:
+            return original(module_path, prefix)
+        if not loaded:
+            loaded.append(_models_structure(original, models_dir, module_file))
+        start = f"{prefix}." if prefix is not None else ""
+        return {backends: {start + m: set(names) for m, names in modules.items()}
+                for backends, modules in loaded[0].items()}  # each call its own sets
+
+    define_import_structure.__doc__ = original.__doc__
+    define_import_structure.__wrapped__ = original  # type: ignore[attr-defined]
+    define_import_structure.__studio_cached__ = True  # type: ignore[attr-defined]
+    module.define_import_structure = define_import_structure  # type: ignore[attr-defined]
+
+
+class _AfterExecLoader:
+    """The module's own loader, with ``after(module)`` run once the module has run."""
+
+    def __init__(self, loader: Any, after: Any):
+        self._loader = loader
+        self._after = after
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_code, is_package...
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        try:
+            self._after(module)
+        except Exception:  # a later transformers laid out otherwise: left as it is
+            pass
+
+
 class _LazyPackageFinder:
-    """A ``sys.meta_path`` finder for ``LAZY_PACKAGES`` (the others: ``None``)."""
+    """A ``sys.meta_path`` finder for ``LAZY_PACKAGES`` and ``TRANSFORMERS_IMPORT_UTILS``
+    (the others: ``None``)."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None
                   ) -> importlib.machinery.ModuleSpec | None:
+        if fullname == TRANSFORMERS_IMPORT_UTILS:
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+                return None
+            spec.loader = _AfterExecLoader(spec.loader, _cache_models_structure)
+            return spec
         if fullname not in LAZY_PACKAGES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)

@@ -154,3 +154,127 @@ def test_a_cold_library_import_leaves_its_objects_out_of_later_collections():
     enabled, frozen, frozen_later, models, flux = out[-5:]
     assert (enabled, frozen, frozen_later, flux) == ("True", "True", "0", "False")
     assert int(models) < 10  # the SD UNet's own transformer blocks; diffusers had 80+
+
+
+@pytest.fixture
+def fake_transformers(tmp_path, monkeypatch):
+    """A package laid out as transformers is: ``utils/import_utils.py`` with a
+    ``define_import_structure`` that walks ``models/`` (and counts its walks)."""
+    root = tmp_path / "faketf"
+    (root / "utils").mkdir(parents=True)
+    (root / "models" / "alpha").mkdir(parents=True)
+    (root / "models" / "alpha" / "modeling_alpha.py").write_text("__all__ = ['AlphaModel']\n")
+    (root / "models" / "beta").mkdir()
+    (root / "models" / "beta" / "modeling_beta.py").write_text("__all__ = ['BetaModel']\n")
+    (root / "__init__.py").write_text("")
+    (root / "models" / "__init__.py").write_text("")
+    (root / "utils" / "__init__.py").write_text("")
+    (root / "utils" / "import_utils.py").write_text(textwrap.dedent("""\
+        import os
+        walks = []
+
+        def define_import_structure(module_path, prefix=None):
+            module_path = str(module_path)
+            if os.path.isfile(module_path):
+                module_path = os.path.dirname(module_path)
+            walks.append(module_path)
+            found = {}
+            for sub in sorted(os.listdir(module_path)):
+                if not os.path.isdir(os.path.join(module_path, sub)):
+                    continue
+                for name in sorted(os.listdir(os.path.join(module_path, sub))):
+                    text = open(os.path.join(module_path, sub, name)).read()
+                    exported = set(text.split("'")[1::2])
+                    key = frozenset({"torch"}) if name.startswith("modeling_") else frozenset()
+                    found.setdefault(key, {})[f"{sub}.{name[:-3]}"] = exported
+            if prefix:
+                found = {k: {f"{prefix}.{m}": v for m, v in d.items()} for k, d in found.items()}
+            return found
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    yield root
+    for name in [m for m in sys.modules if m.split(".")[0] == "faketf"]:
+        del sys.modules[name]
+
+
+def _fresh_import_utils():
+    """``faketf.utils.import_utils`` as a new process would import it, with the studio's
+    ``define_import_structure``."""
+    sys.modules.pop("faketf.utils.import_utils", None)
+    module = importlib.import_module("faketf.utils.import_utils")
+    lazy_imports._cache_models_structure(module)
+    return module
+
+
+def test_the_models_map_is_kept_on_disk_and_built_anew_when_a_file_changes(fake_transformers):
+    models = fake_transformers / "models"
+    first = _fresh_import_utils()
+    built = first.define_import_structure(models / "__init__.py")
+    assert built == {frozenset({"torch"}): {"alpha.modeling_alpha": {"AlphaModel"},
+                                            "beta.modeling_beta": {"BetaModel"}}}
+    assert first.walks == [str(models)]
+    assert (Path(lazy_imports.os.environ["STUDIO_CACHE_DIR"])
+            / lazy_imports.MODELS_STRUCTURE_FILE).is_file()
+    # the prefixed call (``import transformers``) in the same process: no second walk
+    assert first.define_import_structure(models, prefix="models") == {
+        frozenset({"torch"}): {"models.alpha.modeling_alpha": {"AlphaModel"},
+                               "models.beta.modeling_beta": {"BetaModel"}}}
+    assert first.walks == [str(models)]
+
+    second = _fresh_import_utils()  # the next start: the same map, nothing walked
+    assert second.define_import_structure(models, prefix="models") == \
+        second.define_import_structure.__wrapped__(models, prefix="models")
+    assert second.walks == [str(models)]  # the one walk is the original's, just above
+
+    (models / "beta" / "modeling_beta.py").write_text("__all__ = ['BetaModel', 'Gamma']\n")
+    third = _fresh_import_utils()  # an upgraded transformers: its own walk, its new names
+    assert third.define_import_structure(models)[frozenset({"torch"})][
+        "beta.modeling_beta"] == {"BetaModel", "Gamma"}
+    assert third.walks == [str(models)]
+
+    # another folder (a model's own package) is always transformers' own walk
+    other = fake_transformers / "other"
+    (other / "x").mkdir(parents=True)
+    (other / "x" / "modeling_x.py").write_text("__all__ = ['X']\n")
+    third.define_import_structure(other)
+    assert third.walks[-1] == str(other)
+
+
+def test_a_damaged_models_map_is_built_again(fake_transformers):
+    cache = Path(lazy_imports.os.environ["STUDIO_CACHE_DIR"])
+    cache.mkdir(parents=True)
+    (cache / lazy_imports.MODELS_STRUCTURE_FILE).write_text("{not json")
+    module = _fresh_import_utils()
+    structure = module.define_import_structure(fake_transformers / "models")
+    assert structure == module.define_import_structure.__wrapped__(
+        fake_transformers / "models")
+    assert len(module.walks) == 2  # ours (built again) and the check's
+
+
+@pytest.mark.startup
+def test_a_second_start_reads_transformers_models_map_from_disk(tmp_path):
+    """In fresh processes as the app starts: the first builds transformers' map of its
+    models (once, not twice) and keeps it; the next reads it instead of transformers' 1 700
+    model sources, and the names transformers exports are the same as its own walk gives."""
+    code = textwrap.dedent("""\
+        import sys
+        import studio.engine  # noqa: F401 (the finder)
+        import transformers, transformers.models
+        from transformers.utils import import_utils as iu
+        walked = iu.create_import_structure_from_path.cache_info().misses
+        models = transformers.models.__file__
+        ours = iu.define_import_structure(models)
+        theirs = iu.define_import_structure.__wrapped__(models)
+        from transformers import CLIPTextModel
+        print(walked, ours == theirs, CLIPTextModel.__module__)
+        """)
+    env = {**lazy_imports.os.environ, "STUDIO_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=600, check=True, env=env).stdout.split()[-3:]
+            for _ in range(2)]
+    (cold_walked, cold_same, clip), (warm_walked, warm_same, _clip) = runs
+    assert (cold_same, warm_same) == ("True", "True")
+    assert clip == "transformers.models.clip.modeling_clip"
+    assert int(cold_walked) > 500  # transformers' own walk, once
+    assert int(warm_walked) < 20  # the map from disk: no model folder walked
