@@ -383,13 +383,17 @@ A text-to-image latent diffusion model in the Stable Diffusion 1.x folder format
 scaling_factor {studio.get('scaling_factor', 0):.4f} = 1 / latent std; trained on 32 x 32
 crops with the loss weighted 4x on the mouth and 2x around the eyes and glasses
 (`train_diffusion.face_weights`)),
-`UNet2DConditionModel` (block_out_channels 16/32/64, cross-attention at 8 and 4 px with
-dim 64, plus a pooled-text embedding added to the time embedding:
-`addition_embed_type="text"`), `CLIPTextModel` (2 layers, hidden 64, trained jointly with
-the UNet) and a `CLIPTokenizer` built by `studio.engine.models.tokenizer_build` on the caption
+`UNet2DConditionModel` (block_out_channels 16/32/64, attention blocks with cross-attention
+dim 64 at every level, 16, 8 and 4 px (the 16 px ones added by the mouth fine-tune), plus a
+pooled-text embedding added to the time embedding: `addition_embed_type="text"`),
+`CLIPTextModel` (2 layers, hidden 64, trained jointly with the UNet) and a `CLIPTokenizer` built by `studio.engine.models.tokenizer_build` on the caption
 vocabulary, all trained from scratch here. Epsilon prediction, SD's scaled-linear betas
 (0.00085-0.012, 1000 steps), min-SNR-5 loss weighting, EMA weights, 10 % caption dropout
-so classifier-free guidance works. fp32 weights (about 6 MB in all).
+so classifier-free guidance works. fp32 weights (about 6 MB in all). Then the mouth
+fine-tune (`python -m studio.training diffusion-mouth`, `train_diffusion_mouth`): part of
+each batch is twins, a training portrait and the same portrait drawn again with the smile
+negated, captions naming their moods, noised alike, so that the mood word alone tells them
+apart; the loss weighted 6x on the mouth, plain epsilon.
 
 Captions as people write prompts (`train_diffusion.training_caption`, drawn afresh each
 time a portrait is seen, from a seed stream of their own): each names a random one to all

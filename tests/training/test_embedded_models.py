@@ -39,6 +39,10 @@ pytestmark = pytest.mark.models
 # renderer's layout and palette in CIELAB, no learned model), not by the attribute
 # classifier, which was trained on the same renderer's labels and built the sliders'
 # directions. Each threshold states the value measured on the shipped weights beside it.
+# The mouth test below: of the pairs of one seed with "smiling" and "frowning" whose two
+# mouths the oracle reads, the share where the smiling one curves up more. Measured on the
+# shipped weights: 61 of 61 pairs (before the mouth fine-tune: 23 of 57, i.e. 40 %).
+MOUTH_PAIRS_AT_LEAST = 0.9
 ORACLE_SURE = 5.0  # delta E margin for a confidently read colour (evaluate.ORACLE_CONFIDENT_MARGIN)
 
 
@@ -392,14 +396,45 @@ def test_diffusion_follows_prompts_as_people_write_them() -> None:
             assert figures[f"{setting}/{kind}"] >= least, (setting, kind, figures)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27 point 3: the retrained model follows hair, "
-                   "background and glasses in partial prompts but not smiling / frowning "
-                   "(5.9 % at 20 steps); remove this mark when a model meets it")
+@pytest.mark.xfail(strict=True, reason="issue 27 point 3: after the mouth fine-tune the smile "
+                   "is followed in 83.3 % of 240 held-out prompts at 20 steps and 60.1 % at 4 "
+                   "(target 90 / 80 %): where the oracle finds the mouth the word is followed "
+                   "(62 of 63), but the autoencoder's decoder loses the mouth on dark skin "
+                   "(11 of 74 unread); remove this mark when a model meets it")
 def test_diffusion_follows_smiling_and_frowning_as_people_write_them() -> None:
     """The same target for the smile: a prompt saying "smiling" ("frowning") must give a
     mouth the oracle reads above +0.35 (below -0.35) in 90 % of the prompts at 20 steps,
-    80 % at 4 steps. Measured on the retrained model: 5.9 % at both (before: 2.9 / 5.9 %):
-    the mouth comes out whatever the words."""
+    80 % at 4 steps. Measured after the mouth fine-tune, on these 60: see the mark; before
+    it 5.9 % at both (the mouth came out whatever the words)."""
     figures = _partial_figures()
     for setting, least in (("EulerDiscrete@20", 0.9), ("Euler a@4", 0.8)):
         assert figures[f"{setting}/smile"] >= least, (setting, figures)
+
+
+@torch.no_grad()
+def test_the_same_seed_smiles_or_frowns_as_the_words_say() -> None:
+    """What an artist sees first (issue 27): the same seed with "smiling" and then
+    "frowning" in the prompt gives a smile and then a frown. Before the mouth fine-tune
+    (``python -m studio.training diffusion-mouth``) both prompts drew the same mouth, the
+    one the noise decided. The oracle reads the two mouths of each of 24 seeds, on three
+    prompts; where it finds both (not on every dark-skinned face, see the card), the
+    smiling one must curve up more than the frowning one in at least MOUTH_PAIRS_AT_LEAST of
+    the pairs (measured on the shipped weights: 61 of 61; before: 23 of 57)."""
+    pipe = load_diffusion()
+    rec = recommended_settings()
+    pairs = []
+    for template in ("a {} person", "a {} woman with red hair on a blue background",
+                     "{} man, black hair, glasses"):
+        images = {}
+        for mood in ("smiling", "frowning"):
+            gens = [torch.Generator().manual_seed(300 + i) for i in range(24)]
+            out = pipe([template.format(mood)] * 24, num_inference_steps=20,
+                       guidance_scale=float(rec["guidance"]), generator=gens,
+                       output_type="np").images
+            images[mood] = read_portraits((np.clip(out, 0, 1) * 255).round().astype(np.uint8))
+        pairs += [(a.smile, b.smile) for a, b in zip(images["smiling"], images["frowning"],
+                                                     strict=True)
+                  if a.smile is not None and b.smile is not None]
+    assert len(pairs) >= 36, len(pairs)
+    share = float(np.mean([a > b for a, b in pairs]))
+    assert share >= MOUTH_PAIRS_AT_LEAST, (share, len(pairs))
