@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -133,6 +134,22 @@ def ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float
     """``ema = decay * ema + (1 - decay) * params``, in place."""
     with torch.no_grad():
         torch._foreach_lerp_(ema, params, 1.0 - decay)
+
+
+@contextlib.contextmanager
+def ema_weights(params: list[torch.Tensor], ema: list[torch.Tensor]) -> Iterator[None]:
+    """``params`` hold the ``ema`` values inside the block (to save them) and their own
+    values again after it (training goes on)."""
+    live = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, e in zip(params, ema, strict=True):
+            p.copy_(e)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, v in zip(params, live, strict=True):
+                p.copy_(v)
 
 
 class Stopwatch:

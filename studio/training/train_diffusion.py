@@ -28,6 +28,7 @@ from studio.training.common import (
     build_dataset,
     chained_record,
     ema_update,
+    ema_weights,
     log,
     optimizer_step,
     resume_from,
@@ -403,17 +404,11 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 20
         f"{sum(p.numel() for p in text_encoder.parameters())/1e6:.2f}M, vocab {len(tokenizer)}")
 
     def checkpoint(final: bool) -> None:
-        live = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            for p, e in zip(params, ema, strict=True):
-                p.copy_(e)
         extra = {"scaling_factor": scaling, "final": final,
                  "train_steps": previous.get("diffusion_steps", 0) + step,
                  "train_seconds_diffusion": previous.get("seconds", 0) + round(clock.elapsed)}
-        save_pipeline(out_root / NAME, vae, unet, text_encoder, tokenizer, extra)
-        with torch.no_grad():
-            for p, v in zip(params, live, strict=True):
-                p.copy_(v)
+        with ema_weights(params, ema):
+            save_pipeline(out_root / NAME, vae, unet, text_encoder, tokenizer, extra)
         log(f"checkpoint saved at step {step}")
 
     clock = Stopwatch(max(1.0, minutes - total.elapsed / 60))

@@ -60,6 +60,7 @@ from studio.training.common import (
     build_dataset,
     chained_record,
     ema_update,
+    ema_weights,
     log,
     optimizer_step,
     resume_seed,
@@ -203,17 +204,11 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, resume: bool = T
         f"{len(strong)} portraits with a named mood")
 
     def checkpoint(final: bool) -> None:
-        live = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            for p, e in zip(params, ema, strict=True):
-                p.copy_(e)
         extra = {"scaling_factor": scaling, "final": final,
                  "train_steps": previous.get("diffusion_steps", 0) + step,
                  "train_seconds_diffusion": previous.get("seconds", 0) + round(clock.elapsed)}
-        save_pipeline(out_root / NAME, vae, unet, text_encoder, tokenizer, extra)
-        with torch.no_grad():
-            for p, v in zip(params, live, strict=True):
-                p.copy_(v)
+        with ema_weights(params, ema):
+            save_pipeline(out_root / NAME, vae, unet, text_encoder, tokenizer, extra)
         # the record at every checkpoint, so that a run stopped early says what it did
         command = f"python -m studio.training diffusion-mouth --minutes {minutes:g}"
         if PAIRS != 8:

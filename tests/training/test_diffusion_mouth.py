@@ -118,3 +118,15 @@ def test_the_mouth_fine_tune_trains_a_saved_pipeline_and_chains_its_record(
     image = pipe("a smiling person", num_inference_steps=2, height=64, width=64,
                  output_type="np", generator=torch.Generator().manual_seed(0)).images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+
+
+def test_ema_weights_are_in_place_while_saving_and_the_live_ones_after():
+    """Both diffusion trainers save their EMA weights this way (``common.ema_weights``)."""
+    params = [torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.zeros(2))]
+    ema = [torch.full((3,), 5.0), torch.full((2,), -1.0)]
+    with common.ema_weights(params, ema):
+        assert torch.equal(params[0], ema[0]) and torch.equal(params[1], ema[1])
+    assert torch.equal(params[0], torch.ones(3)) and torch.equal(params[1], torch.zeros(2))
+    with pytest.raises(RuntimeError), common.ema_weights(params, ema):
+        raise RuntimeError("a full disk while saving")
+    assert torch.equal(params[0], torch.ones(3))  # training goes on with its own weights
