@@ -41,11 +41,12 @@ def test_twins_differ_from_their_portrait_only_at_the_mouth_and_read_the_other_w
     assert ys.min() >= 32 and ys.max() < 47 and xs.min() >= 20 and xs.max() < 45
     assert changed.reshape(len(strong), -1).sum(1).min() >= 4  # every twin's mouth moved
     read_a, read_b = read_portraits(originals), read_portraits(twins)
-    pairs = [(a.smile, b.smile) for a, b in zip(read_a, read_b, strict=True)
+    pairs = [(a.smile, b.smile, truth) for a, b, truth
+             in zip(read_a, read_b, small.smile[strong], strict=True)
              if a.smile is not None and b.smile is not None]
     assert len(pairs) >= 6
-    assert all(np.sign(a) == -np.sign(b) for a, b in pairs), pairs
-    assert all(np.sign(a) == np.sign(s) for (a, _), s in zip(pairs, small.smile[strong]))
+    assert all(np.sign(a) == -np.sign(b) for a, b, _ in pairs), pairs
+    assert all(np.sign(a) == np.sign(truth) for a, _, truth in pairs), pairs
 
 
 def test_mood_captions_name_the_mood_and_the_swap_names_the_other():
