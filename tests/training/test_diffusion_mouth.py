@@ -82,7 +82,7 @@ def test_fine_attention_starts_from_the_base_function():
 @pytest.mark.slow
 def test_the_mouth_fine_tune_trains_a_saved_pipeline_and_chains_its_record(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small) -> None:
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from studio.training import train_diffusion, train_diffusion_mouth
@@ -93,7 +93,6 @@ def test_the_mouth_fine_tune_trains_a_saved_pipeline_and_chains_its_record(
         build_tokenizer,
         save_pipeline,
     )
-    from diffusers import UNet2DConditionModel
 
     monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setattr(train_diffusion_mouth, "build_dataset", lambda seed, n: small)
