@@ -33,9 +33,11 @@ from studio.training.common import HELD_OUT_SEED, log, setup_torch
 from studio.training.train_gan import sample_z
 
 ADHERENCE_ATTRIBUTES = ("hair", "glasses", "background")
-# The partial-prompt settings: the recommended sampling, and a fast one at 4 steps (Euler a
-# needs no minimum: see ``studio.core.samplers.SCHEDULER_MIN_STEPS``).
-PARTIAL_SETTINGS: tuple[tuple[str | None, int], ...] = ((None, 20), ("Euler a", 4))
+# The partial-prompt settings: the recommended sampling, and fast ones at 4 steps (none of
+# them has a minimum: see ``studio.core.samplers.SCHEDULER_MIN_STEPS``). Euler a and DPM++ 2M
+# call the model once a step, DPM++ SDE twice.
+PARTIAL_SETTINGS: tuple[tuple[str | None, int], ...] = (
+    (None, 20), ("Euler a", 4), ("DPM++ 2M", 4), ("DPM++ SDE", 4))
 ORACLE_CONFIDENT_MARGIN = 5.0
 """Delta E by which the read colour must be nearer its palette entry than the next one for
 the oracle to call a background or hair colour confident (2.3 is a just-noticeable

@@ -411,7 +411,7 @@ def train(out_root: Path, minutes: float = 55.0, seed: int = 0, n_data: int = 20
             save_pipeline(out_root / NAME, vae, unet, text_encoder, tokenizer, extra)
         log(f"checkpoint saved at step {step}")
 
-    clock = Stopwatch(max(1.0, minutes - total.elapsed / 60))
+    clock = Stopwatch(max(min(1.0, minutes), minutes - total.elapsed / 60))
     last_ckpt = 0.0
     step = 0
     gen = torch.Generator().manual_seed(seed)

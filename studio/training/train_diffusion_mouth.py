@@ -157,6 +157,26 @@ def _encoder_key(vae: Any) -> str:
     return digest.hexdigest()[:12]
 
 
+def twin_latents(vae: Any, data: Any) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """(indices of the portraits with a named mood, the latents of every portrait, the
+    latents of those portraits' twins), under ``vae``'s encoder (cached per encoder)."""
+    work = common.CACHE_DIR / f"diffusion_mouth_v{DATA_VERSION}_{_encoder_key(vae)}"
+    work.mkdir(parents=True, exist_ok=True)
+    strong = np.flatnonzero(np.abs(data.smile) > SMILE_NAMED)
+    lat_path, twin_path = (work / f"latents_n{len(strong)}_of_{len(data.smile)}.pt",
+                           work / f"twins_n{len(strong)}_of_{len(data.smile)}.pt")
+    if lat_path.exists() and twin_path.exists():
+        return (strong, torch.load(lat_path, weights_only=True),
+                torch.load(twin_path, weights_only=True))
+    log(f"encoding latents and rendering {len(strong)} twins")
+    with torch.no_grad():
+        latents = encode_latents(vae, data.images)
+        twins = encode_latents(vae, render_twins(strong))
+    torch.save(latents, lat_path)
+    torch.save(twins, twin_path)
+    return strong, latents, twins
+
+
 def train(out_root: Path, minutes: float = 60.0, seed: int = 0, resume: bool = True,
           lr: float = 5e-4, checkpoint_minutes: float = 8.0) -> Path:
     """Fine-tune the pipeline in ``out_root / NAME`` (UNet and text encoder; the autoencoder
@@ -172,21 +192,7 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, resume: bool = T
         "diffusion-mouth")
     data = build_dataset(TRAIN_SEED, 20_000)
     scaling = float(vae.config.scaling_factor)
-    work = common.CACHE_DIR / f"diffusion_mouth_v{DATA_VERSION}_{_encoder_key(vae)}"
-    work.mkdir(parents=True, exist_ok=True)
-    strong = np.flatnonzero(np.abs(data.smile) > SMILE_NAMED)
-    lat_path, twin_path = (work / f"latents_n{len(strong)}_of_{len(data.smile)}.pt",
-                           work / f"twins_n{len(strong)}_of_{len(data.smile)}.pt")
-    if lat_path.exists() and twin_path.exists():
-        latents = torch.load(lat_path, weights_only=True)
-        twins = torch.load(twin_path, weights_only=True)
-    else:
-        log(f"encoding latents and rendering {len(strong)} twins")
-        with torch.no_grad():
-            latents = encode_latents(vae, data.images)
-            twins = encode_latents(vae, render_twins(strong))
-        torch.save(latents, lat_path)
-        torch.save(twins, twin_path)
+    strong, latents, twins = twin_latents(vae, data)
 
     setup_torch(seed)
     captions = caption_stream(data, seed)
@@ -219,7 +225,7 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, resume: bool = T
         write_training_record(out_root / NAME, record)
         log(f"checkpoint saved at step {step}")
 
-    clock = Stopwatch(max(1.0, minutes - total.elapsed / 60))
+    clock = Stopwatch(max(min(1.0, minutes), minutes - total.elapsed / 60))
     last_ckpt = 0.0
     step = 0
     loss = torch.zeros(())

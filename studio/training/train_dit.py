@@ -225,7 +225,7 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20
         f"{sum(p.numel() for p in text_params) / 1e6:.2f}M")
 
     step = 0
-    clock = Stopwatch(max(1.0, minutes - total.elapsed / 60))
+    clock = Stopwatch(max(min(1.0, minutes), minutes - total.elapsed / 60))
 
     def checkpoint(final: bool) -> None:
         live = [p.detach().clone() for p in params + text_params]
