@@ -179,10 +179,12 @@ def check(infos: list[Any], controls: list[Any], task: str, width: int, model_na
 
 
 def drop_idle(controls: list[Any], family: str) -> list[Any]:
-    """Flux: the controls at strength 0 left out (its pipeline would move the seed's noise
-    to encode their images, for residuals of zero)."""
-    if family != "flux":
-        return controls
+    """The controls at strength 0 left out, in every family, so that strength 0 is exactly
+    the image without them: Flux's pipeline would move the seed's noise to encode their
+    images, for residuals of zero; on SD a T2I-Adapter's zero features, added to the UNet's,
+    changed the image's last bits on an AVX2-only CPU (an AMD EPYC; not on AVX-512 ones);
+    and their models are not loaded or run for nothing."""
+    del family  # the same in every family
     kept = [c for c in controls if c.strength > 0]
     if len(kept) < len(controls):
         log.info("A control at strength 0 does nothing: left out.")
