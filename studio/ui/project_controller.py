@@ -2,7 +2,7 @@
 
 The window shows one project. Its name and an unsaved-changes marker (``[*]``) are in the
 title, driven by the undo stack's clean flag and by new generations in the log. Saving takes
-a snapshot on the GUI thread and writes it on a worker thread (superqt), one write at a time;
+a snapshot on the GUI thread and writes it on a thread of its own, one write at a time;
 a failed save says why once and leaves the document dirty. Autosaves go to the project's side
 file (``P.studio.autosave``), or for an untitled project to a file in the user's data folder.
 
@@ -54,9 +54,9 @@ def _import_worker_library() -> None:
 
 
 def warm_up_worker_library(delay_ms: int = 2000) -> None:
-    """Import superqt (the save worker's library, ~0.35 s) on a thread soon after start:
-    kept off the start-up path, and no longer imported by the GUI thread at the first
-    autosave (a 1.8 s freeze under load, in the middle of the artist's strokes)."""
+    """Import superqt (the model manager's worker library, ~0.35 s; it was the save
+    worker's) on a thread soon after start: kept off the start-up path, and not imported by
+    the GUI thread later (at the first autosave it froze the window 1.8 s under load)."""
     def start() -> None:
         threading.Thread(target=_import_worker_library, name="import-superqt",
                          daemon=True).start()
@@ -128,6 +128,7 @@ class ProjectController(QObject):
     """
 
     save_started = Signal(str)
+    _write_ended = Signal(object)  # (report, error) of a write, from its thread
     save_finished = Signal(str)  # the project path
     save_failed = Signal(str)  # the message shown
     autosaved = Signal(str)  # the autosave file
@@ -160,6 +161,7 @@ class ProjectController(QObject):
         self._worker: Any = None
         self._write_done = threading.Event()
         self._write_done.set()
+        self._write_ended.connect(self._on_write_ended)
         self._queued_save: Path | None = None
         self._closing = False
         # The system is ending the app (SIGTERM): no one may be there to answer, so the
@@ -459,20 +461,33 @@ class ProjectController(QObject):
         done = self._write_done
         done.clear()
 
-        def write(target: Path, snapshot: ProjectSnapshot) -> SaveReport:
+        def write() -> None:
             try:
-                return store(target, snapshot)
+                outcome: tuple[Any, Any] = (store(path, snap), None)
+            except Exception as err:  # noqa: BLE001 (said to the user by ``errored``)
+                outcome = (None, err)
             finally:
                 done.set()  # lets ``wait`` return without running the event loop
+            self._write_ended.emit(outcome)  # queued to the GUI thread
 
-        from superqt.utils import create_worker  # not on the start-up path
-        worker = create_worker(write, path, snap, _start_thread=False, _connect={
-            "returned": returned, "errored": errored, "finished": self._on_worker_finished})
+        # A thread of its own, started now: a pool worker started from the event loop is
+        # queued on a timer, so a SIGTERM handled before that timer left ``wait`` (on the
+        # GUI thread, blocking it) waiting for a write that could never start.
+        worker = threading.Thread(target=write, name="project-write", daemon=True)
         self._worker = worker
         if not autosave:
             self.show_status("Saving…")
             self.save_started.emit(str(path))
         worker.start()
+
+    def _on_write_ended(self, outcome: tuple[Any, Any]) -> None:
+        report, err = outcome
+        returned, errored = self._handlers
+        if err is None:
+            returned(report)
+        else:
+            errored(err)
+        self._on_worker_finished()
 
     def _on_worker_finished(self) -> None:
         self._worker = None

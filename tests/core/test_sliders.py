@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -226,7 +228,9 @@ def test_slider_words_are_placed_in_the_prompt_itself():
     assert payload["reach"] == 2.0
     assert SliderSpec.from_dict(red.to_dict()) == red
     smile_again = SliderSpec.from_dict(smile.to_dict())
-    assert smile_again == smile and smile.reach == 1.0
+    assert smile_again == smile and smile.reach == 2.0  # the word at 2, as the others
+    near = replace(smile, reach=1.0)  # a reach of its own is kept by its file
+    assert SliderSpec.from_dict(near.to_dict()) == near and near.to_dict()["reach"] == 1.0
     with pytest.raises(ValueError, match="reach"):
         SliderSpec.from_dict({**red.to_dict(), "reach": 0})
 

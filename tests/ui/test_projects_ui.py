@@ -549,3 +549,26 @@ def test_a_slow_export_opens_a_progress_window_whose_cancel_stops_it(qtbot, wind
     with pytest.raises(CancelledError):
         run_cancellable(window, "Exporting…", slow, show_after_ms=50)
     release.set()
+
+
+def test_a_save_just_started_is_waited_for_without_the_event_loop(qtbot, window, tmp_path):
+    """SIGTERM's close waits for the running write on the GUI thread, without turning the
+    event loop. The write must then already run: a pool worker started from the event loop
+    was only queued on a timer, so a SIGTERM handled before it left the window waiting for
+    a write that never started (60 s and more, then killed: tests/ui/test_launch.py)."""
+    from PySide6.QtCore import QTimer
+
+    open_grey(window)
+    path = tmp_path / "waited.studio"
+    seen = {}
+
+    def in_the_event_loop():  # as SIGTERM's handler runs: from the loop, blocking it
+        window.projects.save_to(path)
+        window.projects.wait(10)
+        seen["written"] = path.is_file()
+
+    with qtbot.waitSignal(window.projects.save_finished, timeout=60000):
+        QTimer.singleShot(0, in_the_event_loop)
+        qtbot.waitUntil(lambda: "written" in seen, timeout=60000)
+    assert seen["written"]
+    assert len(ProjectStore.load(path).document.layers) == 1
