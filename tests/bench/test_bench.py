@@ -1,7 +1,9 @@
-"""``studio bench``: the smoke run produces every figure with sane values (no timed asserts)."""
+"""``studio bench``: the smoke run produces every figure with sane values, the control
+section's among them (no timed asserts)."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -97,3 +99,32 @@ def test_a_child_reports_its_own_peak_memory_not_its_parents():
                          check=True).stdout
     assert float(out) < 200, out
     assert ballast.sum() == 400 * 2**20
+
+
+# The control section (the tiny model stands in for SD 1.5): the ratio is produced and
+# printed, and the ControlNet it times really acted. In this file so that the one smoke run
+# serves it (pytest-xdist's loadfile gives each file's worker its own session fixtures).
+
+
+@pytest.mark.models
+def test_control_section_gives_the_step_ratio_of_a_controlnet_that_acted(smoke):
+    _, fig = smoke
+    ratio = fig["control_step_ratio_sd15"]
+    assert isinstance(ratio, float) and math.isfinite(ratio) and ratio > 0
+    c = fig["control_sd15"]
+    assert c["ratio"] == ratio == c["control_step_s"] / c["step_s"]
+    # Both sides were timed on real steps (steps after the first, warm-up left out).
+    assert c["steps"] >= 3 and c["step_s"] > 0 and c["control_step_s"] > 0
+    # The ControlNet was the model's shape and was applied: the same seed gives another image.
+    assert c["controlnet_params"] > 0.3 * c["unet_params"]
+    assert c["image_changed"] and c["mean_pixel_diff"] > 0
+    json.dumps(fig, default=str)  # what --json writes
+
+
+@pytest.mark.models
+def test_control_row_is_in_the_table_with_its_target(smoke):
+    _, fig = smoke
+    table = format_table(fig)
+    row = next(line for line in table.splitlines() if line.startswith("control step"))
+    assert "(tiny stand-in)" in row and "one ControlNet" in row
+    assert f"{fig['control_step_ratio_sd15']:.2f}x" in row and "<= 1.60" in row
