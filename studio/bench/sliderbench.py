@@ -7,7 +7,9 @@ For each slider and value in ``VALUES`` it measures, with the shipped attribute 
 * others kept: share of the other attributes whose decision is unchanged;
 * SSIM of the edited image to the value-0 image;
 * monotonicity: Spearman correlation of value against mean gain;
-* edit success: share of images without the attribute that have it at value 2;
+* edit success: share of images without the attribute that have it at value 2, and
+  removal: share of images with it that lack it at value -2 (each "n/a" where the held-out
+  images give none to try: all of a short bench's prompts may name glasses);
 * latency from a slider event to its preview and to its final image (p50, p95), through
   the ``JobRunner`` channels the UI uses.
 
@@ -26,6 +28,7 @@ Everything runs on the CPU, offline, on held-out portraits (never trained on).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -116,11 +119,13 @@ class SliderResult:
     kept: dict[float, float] = field(default_factory=dict)
     ssim: dict[float, float] = field(default_factory=dict)
     monotonicity: float = 0.0
-    success: float = 0.0
+    success: float = math.nan  # nan: no image without the attribute to add it to
+    removal: float = math.nan  # nan: no image with the attribute to take it from
     n: int = 0
     oracle_gain: dict[float, float] = field(default_factory=dict)
     oracle_kept: float = 0.0
-    oracle_success: float = 0.0
+    oracle_success: float = math.nan
+    oracle_removal: float = math.nan
     oracle_monotonicity: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,10 +133,12 @@ class SliderResult:
                 "gain": {str(k): v for k, v in self.gain.items()},
                 "others_kept": {str(k): v for k, v in self.kept.items()},
                 "ssim": {str(k): v for k, v in self.ssim.items()},
-                "monotonicity": self.monotonicity, "edit_success": self.success, "n": self.n,
+                "monotonicity": self.monotonicity, "edit_success": self.success,
+                "removal": self.removal, "n": self.n,
                 "oracle_gain": {str(k): v for k, v in self.oracle_gain.items()},
                 "oracle_others_kept": self.oracle_kept,
                 "oracle_edit_success": self.oracle_success,
+                "oracle_removal": self.oracle_removal,
                 "oracle_monotonicity": self.oracle_monotonicity}
 
 
@@ -154,9 +161,11 @@ def score_slider(scorer: Any, mode: str, slider: str, attribute: str,
         res.ssim[v] = float(np.mean([ssim(a, b) for a, b in zip(images[v], images[0.0],
                                                                   strict=True)]))
     res.monotonicity = spearman(np.array(VALUES), np.array([res.gain[v] for v in VALUES]))
-    without = ~scorer.has(scores[0.0], attribute)
-    if without.any():
-        res.success = float(scorer.has(scores[2.0], attribute)[without].mean())
+    with_it = scorer.has(scores[0.0], attribute)
+    if (~with_it).any():
+        res.success = float(scorer.has(scores[2.0], attribute)[~with_it].mean())
+    if with_it.any():
+        res.removal = float((~scorer.has(scores[-2.0], attribute))[with_it].mean())
     # "kept" counts every image (edited or not) and every other kind of attribute.
     oracle_score(res, images)
     return res
@@ -196,11 +205,24 @@ def oracle_score(res: SliderResult, images: dict[float, np.ndarray]) -> SliderRe
     d0, d2 = _oracle_decisions(readings[0.0]), _oracle_decisions(readings[2.0])
     others = [k for k in ORACLE_KINDS if k != _kind(res.attribute)]
     res.oracle_kept = float(np.mean([d2[k] == d0[k] for k in others]))
-    without = ~np.array([r.has(res.attribute) for r in readings[0.0]])
-    if without.any():
+    with_it = np.array([r.has(res.attribute) for r in readings[0.0]])
+    if (~with_it).any():
         res.oracle_success = float(np.mean([r.has(res.attribute) for r in readings[2.0]],
-                                           where=without))
+                                           where=~with_it))
+    if with_it.any():
+        res.oracle_removal = float(np.mean([not r.has(res.attribute) for r in readings[-2.0]],
+                                           where=with_it))
     return res
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of the figures that were measured (nan ones left out; nan if none was)."""
+    measured = [v for v in values if not math.isnan(v)]
+    return float(np.mean(measured)) if measured else math.nan
+
+
+def _pct(value: float, width: int = 7) -> str:
+    return "n/a".rjust(width) if math.isnan(value) else f"{value:{width}.1%}"
 
 
 def background_slider(colour: str) -> SliderSpec:
@@ -388,19 +410,20 @@ class SliderBench:
         for mode in ("vae", "gan", "diffusion", "dit"):
             rs = [r for r in self.results if r.mode == mode]
             if rs:
-                out[f"{mode}_edit_success"] = float(np.mean([r.success for r in rs]))
+                out[f"{mode}_edit_success"] = _mean([r.success for r in rs])
                 out[f"{mode}_others_kept"] = float(np.mean([r.kept[2.0] for r in rs]))
                 out[f"{mode}_monotonicity_min"] = float(min(r.monotonicity for r in rs))
-                out[f"{mode}_oracle_edit_success"] = float(np.mean([r.oracle_success for r in rs]))
+                out[f"{mode}_oracle_edit_success"] = _mean([r.oracle_success for r in rs])
+                out[f"{mode}_oracle_removal"] = _mean([r.oracle_removal for r in rs])
                 out[f"{mode}_oracle_others_kept"] = float(np.mean([r.oracle_kept for r in rs]))
                 out[f"{mode}_oracle_monotonicity_min"] = float(
                     min(r.oracle_monotonicity for r in rs))
         latent = [r for r in self.results if r.mode in ("vae", "gan")]
         ranked = latent or self.results
         if ranked:
-            out["edit_success"] = float(np.mean([r.success for r in ranked]))
+            out["edit_success"] = _mean([r.success for r in ranked])
             out["others_kept"] = float(np.mean([r.kept[2.0] for r in ranked]))
-            out["oracle_edit_success"] = float(np.mean([r.oracle_success for r in ranked]))
+            out["oracle_edit_success"] = _mean([r.oracle_success for r in ranked])
             out["oracle_others_kept"] = float(np.mean([r.oracle_kept for r in ranked]))
         if self.results:
             out["monotonicity_min"] = float(min(r.monotonicity for r in self.results))
@@ -419,15 +442,17 @@ def format_table(summary: dict[str, Any]) -> str:
     """The printed SliderBench table."""
     head = (f"{'mode':<9} {'slider':<16} " + " ".join(f"g@{v:+g}".rjust(7) for v in VALUES)
             + f" {'kept@2':>7} {'ssim@1':>7} {'spear':>6} {'succ@2':>7} {'n':>4}"
-            + f" | {'o.kept':>7} {'o.spear':>7} {'o.succ':>7}")
+            + f" | {'o.kept':>7} {'o.spear':>7} {'o.succ':>7} {'o.rm@-2':>7}")
     lines = [head, "-" * len(head)]
     for r in summary["sliders"]:
         gains = " ".join(f"{r['gain'][str(v)]:+7.3f}" for v in VALUES)
         lines.append(f"{r['mode']:<9} {r['slider']:<16} {gains} {r['others_kept']['2.0']:7.1%} "
                      f"{r['ssim']['1.0']:7.3f} {r['monotonicity']:6.2f} "
-                     f"{r['edit_success']:7.1%} {r['n']:4d}"
+                     f"{_pct(r['edit_success'])} {r['n']:4d}"
                      + (f" | {r['oracle_others_kept']:7.1%} {r['oracle_monotonicity']:7.2f} "
-                        f"{r['oracle_edit_success']:7.1%}" if "oracle_edit_success" in r else ""))
+                        f"{_pct(r['oracle_edit_success'])} "
+                        f"{_pct(r.get('oracle_removal', math.nan))}"
+                        if "oracle_edit_success" in r else ""))
     lines.append("")
     for mode, lat in summary.get("latency", {}).items():
         extra = (f" (preview {lat['preview_steps']:.0f} steps, final {lat['final_steps']:.0f})"
@@ -444,7 +469,8 @@ def format_table(summary: dict[str, Any]) -> str:
             "gan_oracle_monotonicity_min", "diffusion_oracle_monotonicity_min",
             "dit_preview_p95_ms", "dit_edit_success", "dit_others_kept",
             "dit_monotonicity_min", "dit_oracle_edit_success", "dit_oracle_others_kept",
-            "dit_oracle_monotonicity_min")
+            "dit_oracle_monotonicity_min", "vae_oracle_removal", "gan_oracle_removal",
+            "diffusion_oracle_removal", "dit_oracle_removal")
     lines.append("")
     lines += [f"{k:<26} {summary[k]:.3f}" for k in keys if k in summary]
     return "\n".join(lines)

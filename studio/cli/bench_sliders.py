@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default: torch's choice); 1 is far faster "
                              "on a machine that other work keeps busy")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every nan (a figure with nothing to measure) as null: JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def run_sliderbench(args: argparse.Namespace) -> dict[str, Any]:
@@ -110,5 +122,6 @@ def run(args: argparse.Namespace) -> int:
     figures = run_sliderbench(args)
     print(format_table(figures))
     if args.json is not None:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(json_safe(figures), indent=2) + "\n",
+                             encoding="utf-8")
     return 0

@@ -118,13 +118,15 @@ class SliderEdits:
         """``E(prompt with positive) - E(prompt with negative)``, encoded exactly as the
         prompt is (weights, chunks, clip skip, LoRA tags), or None where the words have no
         place in the prompt (see ``studio.core.sliders.specs.place_in_prompt``)."""
-        alternatives = [a for a in str(payload.get("alternatives", "")).split("\n") if a.strip()]
-        positive = str(payload.get("positive", ""))
-        placed = place_in_prompt(req.prompt, positive, str(payload.get("negative", "")),
-                                 alternatives, templates)
+        def lines(key: str) -> list[str]:
+            return [a for a in str(payload.get(key, "")).split("\n") if a.strip()]
+
+        placed = place_in_prompt(req.prompt, str(payload.get("positive", "")),
+                                 str(payload.get("negative", "")), lines("alternatives"),
+                                 templates, lines("synonyms"))
         if placed is None:
             return None
-        template, negative = placed
+        template, positive, negative = placed
         pos = self.conditioning(loaded, req.replace(prompt=fill_template(template, positive)))
         neg = self.conditioning(loaded, req.replace(prompt=fill_template(template, negative)))
         a, b = pos.kwargs, neg.kwargs

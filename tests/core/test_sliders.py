@@ -200,26 +200,45 @@ def test_slider_words_are_placed_in_the_prompt_itself():
     prompt = "a smiling person with blonde hair and no glasses on a red background"
     # The prompt's own hair colour is what a hair slider moves away from (not "brown hair"),
     # and "red" of the background is not mistaken for the hair.
-    template, negative = place_in_prompt(prompt, red.positive, red.negative, red.alternatives,
-                                         red.templates)
-    assert negative == "blonde hair"
+    template, positive, negative = place_in_prompt(prompt, red.positive, red.negative,
+                                                   red.alternatives, red.templates)
+    assert (positive, negative) == ("red hair", "blonde hair")
     assert template == "a smiling person with {} and no glasses on a red background"
     # Case and spacing of the prompt do not hide a phrase; the prompt's own words are kept.
     assert place_in_prompt("A person with Blonde  hair", "red hair", "brown hair",
-                           ["blonde hair"]) == ("A person with {}", "Blonde  hair")
+                           ["blonde hair"]) == ("A person with {}", "red hair", "Blonde  hair")
     # The positive words already there: the slider moves between them and its negative.
-    assert place_in_prompt("a smiling person", "smiling", "frowning") == ("a {} person",
-                                                                          "frowning")
+    assert place_in_prompt("a smiling person", "smiling", "frowning") == (
+        "a {} person", "smiling", "frowning")
     # No phrase: a template whose text without the words is in the prompt gives the place.
     smile = starter_sliders()["smile"]
     assert place_in_prompt("a person with red hair", smile.positive, smile.negative,
                            smile.alternatives, smile.templates) == (
-        "a {} person with red hair", "frowning")
+        "a {} person with red hair", "smiling", "frowning")
     # A slot at a template's end would make "a person with round glasses blonde hair": no.
     assert place_in_prompt("a person with blonde hair", "round glasses", "",
                            (), ("a person with {}",)) is None
     # No place at all: None (the template-averaged direction is used).
     assert place_in_prompt("a mountain lake", "smiling", "frowning", (), smile.templates) is None
+    # Glasses: the prompt's own glasses of another shape are the "with" end, so the slider
+    # removes them to the left (it once moved "square glasses" towards "round glasses", and
+    # left the glasses on at -2); "without glasses" is the "without" end.
+    glasses = starter_sliders()["glasses"]
+
+    def glasses_in(text):
+        return place_in_prompt(text, glasses.positive, glasses.negative, glasses.alternatives,
+                               glasses.templates, glasses.synonyms)
+
+    assert glasses_in("a person with square glasses on a red background") == (
+        "a person with {} on a red background", "square glasses", "no glasses")
+    assert glasses_in("a person wearing glasses") == ("a person wearing {}", "glasses",
+                                                      "no glasses")
+    assert glasses_in("a person without glasses") == ("a person {}", "round glasses",
+                                                      "without glasses")
+    assert glasses_in("a person with no glasses") == ("a person with {}", "round glasses",
+                                                      "no glasses")
+    assert glasses_in("a person with round glasses") == ("a person with {}", "round glasses",
+                                                         "no glasses")
     # Whole words only: "reddish hair" is no "red hair".
     assert place_in_prompt("reddish hair", "red hair", "", (), ()) is None
     # The request records where the words may go, so the image can be reproduced.

@@ -279,3 +279,25 @@ def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
     assert (mask * hair_blocks).sum() > 0.7 * hair_blocks.sum()  # and most of the hair
     assert mask[13:].sum() == 0  # not the shirt
     assert len(engine.slider_edits.trajectories) == 1  # the drag's two values shared one base run
+
+
+@pytest.mark.slow
+def test_the_glasses_slider_takes_off_glasses_of_the_other_shape():
+    """On the embedded model: Glasses at -2 on prompts that name square glasses (the slider's
+    own words are "round glasses" / "no glasses") takes them off and keeps the hair and the
+    background; at 2 the square glasses stay on. It once moved "square glasses" towards
+    "round glasses" and left them on at -2 (SliderBench: 0 of 6 removed)."""
+    from studio.core.portraits.oracle import read_portraits
+    from studio.engine.engine import Engine
+
+    engine = Engine(device="cpu", dtype="float32", hf_cache=False)
+    req = GenerationRequest("a person with black hair and square glasses on a yellow background",
+                            model="studio-tiny-diffusion", width=64, height=64, steps=20,
+                            seed=30, guidance=5.0, batch_size=4)
+    glasses = starter_sliders()["glasses"]
+    base, off, on = (read_portraits(engine.generate(apply_sliders(req, [(glasses, v)])).images)
+                     for v in (0.0, -2.0, 2.0))
+    assert all(r.glasses for r in base), [r.glasses_score for r in base]
+    assert not any(r.glasses for r in off), [r.glasses_score for r in off]
+    assert all(r.glasses for r in on), [r.glasses_score for r in on]
+    assert [(r.hair, r.background) for r in off] == [(r.hair, r.background) for r in base]

@@ -71,6 +71,10 @@ class SliderSpec:
     # Prompt directions: other phrases of the same kind ("brown hair" ... for a red-hair
     # slider); one found in the prompt is what the slider moves away from (see place_in_prompt).
     alternatives: tuple[str, ...] = ()
+    # Other phrases that say the positive ("square glasses" for a Glasses slider whose
+    # positive is "round glasses"): one found in the prompt is kept as the positive end, so
+    # the slider moves it to the negative words ("no glasses"), not from one to the other.
+    synonyms: tuple[str, ...] = ()
     in_prompt: bool = True  # place the words in the prompt itself where it has a place for them
     # In the prompt, the value at which the slider gives exactly the prompt with its positive
     # words (2: the end of the travel, as latent class sliders reach their target class).
@@ -102,6 +106,7 @@ class SliderSpec:
                 **({"seed": self.seed} if self.seed else {}),
                 **({"vector": self.vector} if self.vector else {}),
                 **({"alternatives": list(self.alternatives)} if self.alternatives else {}),
+                **({"synonyms": list(self.synonyms)} if self.synonyms else {}),
                 **({} if self.in_prompt else {"in_prompt": False}),
                 **({"reach": self.reach} if self.reach != 2.0 else {}),
                 **({"local": True} if self.local else {}),
@@ -127,6 +132,7 @@ class SliderSpec:
                    description=str(data.get("description", "")),
                    vector=str(data.get("vector", "")),
                    alternatives=tuple(str(a) for a in data.get("alternatives") or ()),  # type: ignore[union-attr]
+                   synonyms=tuple(str(a) for a in data.get("synonyms") or ()),  # type: ignore[union-attr]
                    in_prompt=bool(data.get("in_prompt", True)),
                    reach=float(data.get("reach", 2.0)),  # type: ignore[arg-type]
                    local=bool(data.get("local", False)),
@@ -164,8 +170,10 @@ def _find_phrase(text: str, phrase: str) -> re.Match[str] | None:
 
 def place_in_prompt(prompt: str, positive: str, negative: str,
                     alternatives: Iterable[str] = (),
-                    templates: Iterable[str] = ()) -> tuple[str, str] | None:
-    """Where a prompt direction's words go in ``prompt``: ``(template, negative)`` or None.
+                    templates: Iterable[str] = (),
+                    synonyms: Iterable[str] = ()) -> tuple[str, str, str] | None:
+    """Where a prompt direction's words go in ``prompt``: ``(template, positive, negative)``
+    (the words at the slider's two ends) or None.
 
     A direction averaged over generic templates moves every token position of the prompt a
     little; the same pair of words placed in the prompt itself changes exactly what the
@@ -173,30 +181,37 @@ def place_in_prompt(prompt: str, positive: str, negative: str,
     positive words). In order:
 
     1. a phrase of the slider already in the prompt is replaced: the positive or negative
-       words, or one of ``alternatives`` (a red-hair slider on "... with blonde hair ..."
-       moves from "blonde hair" to "red hair", not from the slider's "brown hair");
+       words, one of ``alternatives`` (a red-hair slider on "... with blonde hair ..."
+       moves from "blonde hair" to "red hair", not from the slider's "brown hair") or one
+       of ``synonyms``, which stays the positive end (a Glasses slider on "... square
+       glasses ..." moves from "square glasses" to "no glasses");
     2. else a template with a slot between words whose text without the words is in the
        prompt ("a {} person" in "a person with red hair") puts the words there
        ("a {} person with red hair");
     3. else None: the caller keeps the template-averaged direction.
     """
+    synonyms = [p for p in synonyms if p.strip()]
     found: list[tuple[int, re.Match[str], str]] = []
-    for rank, phrase in enumerate(p for p in (positive, negative, *alternatives) if p.strip()):
+    phrases = [p for p in (positive, negative, *alternatives) if p.strip()] + synonyms
+    for rank, phrase in enumerate(phrases):
         m = _find_phrase(prompt, phrase)
         if m is not None:
             found.append((rank, m, phrase))
     if found:  # the earliest in the prompt; the longest phrase there (e.g. "dark red hair")
         _rank, m, phrase = min(found, key=lambda f: (f[1].start(), -len(f[1].group()), f[0]))
         template = prompt[:m.start()] + "{}" + prompt[m.end():]
+        if phrase in synonyms:
+            return template, m.group(), negative
         same_words = phrase.lower() == positive.strip().lower()
-        return template, (negative if same_words else m.group())
+        return template, positive, (negative if same_words else m.group())
     for t in templates:
         before, _, after = t.partition("{}")
         if t.count("{}") != 1 or not before.strip() or not after.strip():
             continue  # only a slot between words ("a {} person") reads as the prompt's own
         m = _find_phrase(prompt, fill_template(t, ""))
         if m is not None:
-            return prompt[:m.start()] + " ".join(t.split()) + prompt[m.end():], negative
+            return (prompt[:m.start()] + " ".join(t.split()) + prompt[m.end():], positive,
+                    negative)
     return None
 
 
@@ -205,15 +220,15 @@ def placement_note(spec: SliderSpec, prompt: str) -> str:
     if spec.space != PROMPT:
         return ""
     placed = place_in_prompt(prompt, spec.positive, spec.negative, spec.alternatives,
-                             spec.templates) if spec.in_prompt and prompt.strip() else None
+                             spec.templates, spec.synonyms) if spec.in_prompt and prompt.strip() else None
     keep = (" It changes the image only where its words act; the rest is kept."
             if spec.local else "")
     if placed is None:
         return ("Direction averaged over the slider's templates (no place for its words in "
                 "this prompt)." + keep)
-    template, negative = placed
+    template, positive, negative = placed
     where = template.replace("{}", "…")
-    return (f"In this prompt: “{negative or '…'}” → “{spec.positive or '…'}” at "
+    return (f"In this prompt: “{negative or '…'}” → “{positive or '…'}” at "
             f"{spec.reach:g} ({where})." + keep)
 
 
@@ -427,6 +442,8 @@ def slider_value(spec: SliderSpec, value: float) -> SliderValue:
             payload["reach"] = float(spec.reach)
             if spec.alternatives:
                 payload["alternatives"] = "\n".join(spec.alternatives)
+            if spec.synonyms:
+                payload["synonyms"] = "\n".join(spec.synonyms)
         if spec.local:
             payload["local"] = True
     elif spec.space in LATENT_SPACES:
