@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from studio.core.portraits.attributes import (
     GLASSES,
     HAIR_COLOURS,
     SKIN_TONES,
+    PortraitAttributes,
     sample_attributes,
 )
 from studio.core.portraits.render import DATA_VERSION, render_portrait
@@ -109,16 +111,24 @@ def add_fine_attention(unet: Any) -> Any:
     return wider.float()
 
 
-def render_twins(indices: np.ndarray, seed: int = TRAIN_SEED) -> np.ndarray:
-    """The portraits ``indices`` of the data set ``seed`` rendered again with the smile
-    negated: the same attributes and nuisance jitter (the renderer draws them from the same
-    random stream; the smile takes no draw of its own)."""
+def render_changed(indices: np.ndarray, change: Callable[[int, PortraitAttributes],
+                                                          PortraitAttributes],
+                   seed: int = TRAIN_SEED) -> np.ndarray:
+    """The portraits ``indices`` of the data set ``seed`` rendered again with their
+    attributes changed by ``change(j, attributes)`` (``j``: the place in ``indices``): the
+    renderer draws the attributes and then the nuisance jitter from one random stream, so
+    the twin keeps everything the change does not touch."""
     out = np.empty((len(indices), 64, 64, 3), np.uint8)
     for j, i in enumerate(indices):
         rng = np.random.default_rng((int(seed), int(i)))
-        attrs = sample_attributes(rng)
-        out[j] = render_portrait(dataclasses.replace(attrs, smile=-attrs.smile), rng)
+        out[j] = render_portrait(change(j, sample_attributes(rng)), rng)
     return out
+
+
+def render_twins(indices: np.ndarray, seed: int = TRAIN_SEED) -> np.ndarray:
+    """The portraits ``indices`` of the data set ``seed`` rendered again with the smile
+    negated (the smile takes no draw of its own: the same jitter)."""
+    return render_changed(indices, lambda _j, a: dataclasses.replace(a, smile=-a.smile), seed)
 
 
 def swap_mood(caption: str) -> str:

@@ -57,9 +57,8 @@ from studio.core.portraits.attributes import (
     GLASSES,
     HAIR_COLOURS,
     SKIN_TONES,
-    sample_attributes,
 )
-from studio.core.portraits.render import DATA_VERSION, render_portrait
+from studio.core.portraits.render import DATA_VERSION
 from studio.training import common
 from studio.training.common import (
     TRAIN_SEED,
@@ -104,13 +103,13 @@ def render_glasses_twins(indices: np.ndarray, glasses: np.ndarray,
     """The portraits ``indices`` of the data set ``seed`` rendered again with
     ``(own glasses + glasses[j]) % 3``: the same attributes and jitter (the frame colour's
     draw comes after every other shape's, so only the nose's colour jitter can differ)."""
-    out = np.empty((len(indices), 64, 64, 3), np.uint8)
-    for j, i in enumerate(indices):
-        rng = np.random.default_rng((int(seed), int(i)))
-        attrs = sample_attributes(rng)
+    from studio.training.train_diffusion_mouth import render_changed
+
+    def change(j: int, attrs: Any) -> Any:
         other = GLASSES[(GLASSES.index(attrs.glasses) + int(glasses[j])) % len(GLASSES)]
-        out[j] = render_portrait(dataclasses.replace(attrs, glasses=other), rng)
-    return out
+        return dataclasses.replace(attrs, glasses=other)
+
+    return render_changed(indices, change, seed)
 
 
 def glasses_caption_pair(data: Any, i: int, other: str, rng: np.random.Generator
