@@ -194,7 +194,7 @@ def test_zero_values_leave_the_request_unchanged_and_values_are_recorded(tmp_pat
 
 
 def test_slider_words_are_placed_in_the_prompt_itself():
-    from studio.core.sliders.specs import place_in_prompt
+    from studio.core.sliders.specs import place_in_prompt, placement_note
 
     red = starter_sliders()["hair-red"]
     prompt = "a smiling person with blonde hair and no glasses on a red background"
@@ -239,6 +239,11 @@ def test_slider_words_are_placed_in_the_prompt_itself():
                                                       "no glasses")
     assert glasses_in("a person with round glasses") == ("a person with {}", "round glasses",
                                                          "no glasses")
+    # The panel's note says which way the slider goes from the prompt as written.
+    assert placement_note(glasses, "a person with square glasses").startswith(
+        "In this prompt: “square glasses” → “no glasses” at -2 (a person with …).")
+    assert placement_note(glasses, "a person with no glasses").startswith(
+        "In this prompt: “no glasses” → “round glasses” at 2 (a person with …).")
     # Whole words only: "reddish hair" is no "red hair".
     assert place_in_prompt("reddish hair", "red hair", "", (), ()) is None
     # The request records where the words may go, so the image can be reproduced.

@@ -228,6 +228,10 @@ def placement_note(spec: SliderSpec, prompt: str) -> str:
                 "this prompt)." + keep)
     template, positive, negative = placed
     where = template.replace("{}", "…")
+    if fill_template(template, positive) == " ".join(prompt.split()):
+        # the prompt already says the positive: 0 is it, the other end is to the left
+        return (f"In this prompt: “{positive or '…'}” → “{negative or '…'}” at "
+                f"{-spec.reach:g} ({where})." + keep)
     return (f"In this prompt: “{negative or '…'}” → “{positive or '…'}” at "
             f"{spec.reach:g} ({where})." + keep)
 
