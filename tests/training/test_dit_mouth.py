@@ -90,3 +90,37 @@ def test_the_dit_twin_fine_tune_trains_a_saved_dit_and_chains_its_record(
     image = saved("a smiling person", num_inference_steps=2, height=64, width=64,
                   output_type="np", generator=torch.Generator().manual_seed(0)).images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+
+
+def test_the_mood_words_offsets_act_once_whether_hooked_or_folded_in() -> None:
+    """``MoodOffsets`` (STUDIO_DIT_MOOD_LR_SCALE): the offset of "smiling" moves that token's
+    text-encoder output and no other prompt's; folded into the weights to save, the encoder
+    gives the same output with the offsets reading 0, and taking them out restores both."""
+    import torch
+
+    from studio.training import train_dit
+    from studio.training.common import DEFAULT_OUT
+    from studio.training.train_dit_mouth import MoodOffsets
+
+    pipe = train_dit.build_pipeline(DEFAULT_OUT / "studio-tiny-diffusion")
+    encoders = [pipe.text_encoder, pipe.text_encoder_2]
+
+    def states(text):
+        ids = pipe.tokenizer([text], return_tensors="pt").input_ids
+        with torch.no_grad():
+            return encoders[0](ids, output_hidden_states=True).hidden_states[-2]
+
+    plain = {t: states(t) for t in ("a smiling person", "a person with red hair")}
+    mood = MoodOffsets(encoders, pipe.tokenizer)
+    with torch.no_grad():
+        for offset in mood.offsets:
+            offset.normal_()
+    hooked = {t: states(t) for t in plain}
+    assert not torch.allclose(hooked["a smiling person"], plain["a smiling person"])
+    assert torch.equal(hooked["a person with red hair"], plain["a person with red hair"])
+    table = mood.tables[0].weight.detach().clone()
+    mood.fold(+1)
+    assert torch.allclose(states("a smiling person"), hooked["a smiling person"], atol=1e-5)
+    mood.fold(-1)
+    assert torch.equal(mood.tables[0].weight, table)
+    assert torch.allclose(states("a smiling person"), hooked["a smiling person"], atol=1e-6)
