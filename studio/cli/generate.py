@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     check_model_file(args.model)
     from studio.cli.advice import fit_warning
     from studio.cli.progress import PhaseProgress
-    from studio.core.samplers import steps_warning
+    from studio.core.samplers import fast_setting_note, steps_warning
     from studio.core.sliders.specs import apply_sliders
 
     sliders = parse_sliders(args.slider)
@@ -149,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
     for warning in (fit_warning(model, request), steps_warning(request.scheduler, request.steps)):
         if warning:
             print(f"studio: warning: {warning}", file=sys.stderr)
+    if fast := fast_setting_note(dict(model.recommended), request.steps, request.scheduler,
+                                 request.guidance):
+        print(f"studio: note: {fast} (--scheduler, --guidance)", file=sys.stderr)
 
     progress = PhaseProgress(quiet=args.quiet)
     progress.start(f"Loading model {model.name}")

@@ -6,6 +6,8 @@ as ``karras``), InvokeAI its own (``dpmpp_2m_k``), NovelAI and old InvokeAI ``k_
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 # k-diffusion style base name -> A1111 display name.
 _BASE = {
     "euler": "Euler",
@@ -234,6 +236,34 @@ def steps_warning(name: str, steps: int) -> str:
         return ""
     return (f"{name} does not follow the prompt below {least} steps (asked: {steps}); "
             f"use more steps or another sampler (Euler, DPM++ 2M, UniPC).")
+
+
+def fast_setting(recommended: Mapping[str, object], steps: int, scheduler: str,
+                 guidance: float) -> tuple[str, float] | None:
+    """The (sampler, guidance) a model's card recommends for few steps (``fast_steps``,
+    ``fast_scheduler`` and ``fast_guidance`` in its studio.json "recommended") where
+    ``steps`` are that few and the request uses another sampler or guidance; else None."""
+    from studio.core.errors import InvalidRequestError
+
+    try:
+        most = int(recommended["fast_steps"])  # type: ignore[call-overload]
+        name = scheduler_name(str(recommended["fast_scheduler"]))
+        cfg = float(recommended["fast_guidance"])  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError, InvalidRequestError):
+        return None
+    if steps > most or (scheduler == name and abs(guidance - cfg) < 1e-6):
+        return None
+    return name, cfg
+
+
+def fast_setting_note(recommended: Mapping[str, object], steps: int, scheduler: str,
+                      guidance: float) -> str:
+    """One line naming ``fast_setting``'s sampler and guidance ("" when there is none)."""
+    fast = fast_setting(recommended, steps, scheduler, guidance)
+    if fast is None:
+        return ""
+    return (f"At {steps} steps this model follows the prompt best with {fast[0]} at guidance "
+            f"{fast[1]:g} (its card's fast setting).")
 
 
 # diffusers class names (as a model's scheduler_config.json or studio.json names them) whose

@@ -26,7 +26,13 @@ from PySide6.QtWidgets import (
 from studio.core.errors import InvalidRequestError
 from studio.core.jobs.request import EDIT_STRENGTH, GenerationRequest
 from studio.core.models import ModelInfo
-from studio.core.samplers import SCHEDULER_GROUPS, SCHEDULER_NAMES, scheduler_name, scheduler_note
+from studio.core.samplers import (
+    SCHEDULER_GROUPS,
+    SCHEDULER_NAMES,
+    fast_setting,
+    scheduler_name,
+    scheduler_note,
+)
 from studio.core.styles import StyleLibrary
 from studio.ui.prompt_words import PromptTextEdit, PromptWords
 from studio.ui.styles_box import StylesBox
@@ -184,6 +190,15 @@ class PromptPanel(QWidget):
             "below 1: the image there is refined (image to image); inpainting uses it too")
         self.scheduler_combo = QComboBox(objectName="scheduler_combo")
         self.set_schedulers(SCHEDULERS)
+        # The model card's fast setting (studio-tiny-diffusion: DPM++ 2M at guidance 3.5 for
+        # 4 steps), offered in one line while the steps are that few and it is not in use.
+        self.fast_label = QLabel(objectName="fast_setting_label")
+        self.fast_label.setWordWrap(True)
+        self.fast_label.setVisible(False)
+        self.fast_label.linkActivated.connect(lambda _link: self.use_fast_setting())
+        for signal in (self.steps_slider.valueChanged, self.guidance_slider.valueChanged,
+                       self.scheduler_combo.currentIndexChanged):
+            signal.connect(self._update_fast_note)
         self.edit_check = QCheckBox("Edit with words", objectName="edit_check")
         self.edit_check.setToolTip(
             "This model edits a picture as the prompt says (\"make the hair red\"): the "
@@ -237,6 +252,7 @@ class PromptPanel(QWidget):
         form.addRow("Steps", self.steps_slider)
         form.addRow("Guidance", self.guidance_slider)
         form.addRow("Sampler", self.scheduler_combo)
+        form.addRow("", self.fast_label)
         form.addRow("Size", self.size_combo)
         form.addRow("", size_row)
         form.addRow("Strength", self.strength_slider)
@@ -336,6 +352,7 @@ class PromptPanel(QWidget):
         elif models:
             self.model_combo.setCurrentIndex(0)
             self._on_model_combo_changed(0)
+        self._update_fast_note()  # the list may come after the steps were set
 
     @property
     def model_id(self) -> str:
@@ -352,6 +369,7 @@ class PromptPanel(QWidget):
             return
         self.apply_recommended(model)
         self._enter_or_leave_edit()
+        self._update_fast_note()
         self.model_changed.emit(model.id)
 
     def _on_model_combo_activated(self, index: int) -> None:
@@ -360,6 +378,32 @@ class PromptPanel(QWidget):
         if model is not None:
             self.edited -= set(CARD_FIELDS)
             self.apply_recommended(model)
+
+    def _fast(self) -> tuple[str, float] | None:
+        model = self.model
+        if model is None:
+            return None
+        return fast_setting(dict(model.recommended), int(self.steps_slider.value()),
+                            self.scheduler_combo.currentText(),
+                            float(self.guidance_slider.value()))
+
+    def _update_fast_note(self, *_args: object) -> None:
+        fast = self._fast()
+        if fast is not None and self.scheduler_combo.findText(fast[0]) >= 0:
+            steps = int(self.steps_slider.value())
+            self.fast_label.setText(
+                f"At {steps} steps this model follows the prompt best with {fast[0]} at "
+                f"guidance {fast[1]:g}. <a href=\"fast\">Use them</a>")
+            self.fast_label.setVisible(True)
+        else:
+            self.fast_label.setVisible(False)
+
+    def use_fast_setting(self) -> None:
+        """Switch to the model card's fast sampler and guidance (the link in the note)."""
+        fast = self._fast()
+        if fast is not None:
+            self._set_scheduler(fast[0])
+            self.guidance_slider.setValue(fast[1])
 
     def set_schedulers(self, names: tuple[str, ...]) -> None:
         """Offer the backend's schedulers (``EngineFeatures.schedulers``), grouped by family

@@ -72,6 +72,9 @@ def apply_theme(app: QApplication, theme: str) -> None:
     pal.setColor(QPalette.ColorRole.ButtonText, QColor(colors["text"]))
     pal.setColor(QPalette.ColorRole.Highlight, QColor(colors["accent"]))
     pal.setColor(QPalette.ColorRole.HighlightedText, QColor(colors["accent_text"]))
+    # Links in labels ("Use them"): Qt's default dark blue was unreadable on the dark theme.
+    for role in (QPalette.ColorRole.Link, QPalette.ColorRole.LinkVisited):
+        pal.setColor(role, QColor(colors["accent_hover"]))
     pal.setColor(QPalette.ColorRole.PlaceholderText, QColor(colors["muted"]))
     pal.setColor(QPalette.ColorRole.ToolTipBase, QColor(colors["panel"]))
     pal.setColor(QPalette.ColorRole.ToolTipText, QColor(colors["text"]))
