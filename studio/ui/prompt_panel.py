@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from studio.core.samplers import (
     SCHEDULER_GROUPS,
     SCHEDULER_NAMES,
     fast_setting,
+    fast_setting_note,
     scheduler_name,
     scheduler_note,
 )
@@ -389,11 +391,12 @@ class PromptPanel(QWidget):
 
     def _update_fast_note(self, *_args: object) -> None:
         fast = self._fast()
-        if fast is not None and self.scheduler_combo.findText(fast[0]) >= 0:
-            steps = int(self.steps_slider.value())
-            self.fast_label.setText(
-                f"At {steps} steps this model follows the prompt best with {fast[0]} at "
-                f"guidance {fast[1]:g}. <a href=\"fast\">Use them</a>")
+        model = self.model
+        if fast is not None and model is not None and self.scheduler_combo.findText(fast[0]) >= 0:
+            note = fast_setting_note(dict(model.recommended), int(self.steps_slider.value()),
+                                     self.scheduler_combo.currentText(),
+                                     float(self.guidance_slider.value()))
+            self.fast_label.setText(f'{html.escape(note, quote=False)} <a href="fast">Use them</a>')
             self.fast_label.setVisible(True)
         else:
             self.fast_label.setVisible(False)
