@@ -34,6 +34,7 @@ from studio.engine.sliders import (
     lerp_conditioning,
     prompt_sliders,
     schedule,
+    travel,
     without_sliders,
 )
 
@@ -83,11 +84,17 @@ class SliderEdits:
         if interp is not None and prompt_b is not None and prompt_b != req.prompt:
             other = self.conditioning(loaded, req.replace(prompt=str(prompt_b))).kwargs
             cond = lerp_conditioning(cond, other, float(interp.value))
-        deltas = schedule([(self.prompt_delta(loaded, req, s), s.value,
-                            float(dict(s.payload).get("start", 0.0)))
-                           for s in prompt_sliders(req)], req.steps)
+        deltas = schedule([(d, self.travel(d, s), float(dict(s.payload).get("start", 0.0)))
+                           for s in prompt_sliders(req)
+                           for d in [self.prompt_delta(loaded, req, s)]], req.steps)
         cond = add_deltas(cond, [d for d in deltas if d.start_step == 0])
         return dict(cond), [d for d in deltas if d.start_step > 0]
+
+    @staticmethod
+    def travel(delta: PromptDelta, slider: SliderValue) -> float:
+        """The multiple of ``delta`` that ``slider`` adds (its value, shortened past the end
+        the prompt already says by the spec's ``beyond``)."""
+        return travel(delta, slider.value, float(dict(slider.payload).get("beyond", 1.0)))
 
     def prompt_delta(self, loaded: LoadedModel, req: GenerationRequest,
                      slider: SliderValue) -> PromptDelta:
@@ -139,7 +146,10 @@ class SliderEdits:
         tokens = (a["prompt_embeds"] - b["prompt_embeds"]) * scale
         if "pooled_prompt_embeds" in a and "pooled_prompt_embeds" in b:
             pooled = (a["pooled_prompt_embeds"] - b["pooled_prompt_embeds"]) * scale
-        return PromptDelta(tokens, pooled)
+        said = " ".join(req.prompt.split()).lower()
+        end = (1 if fill_template(template, positive).lower() == said
+               else -1 if fill_template(template, negative).lower() == said else 0)
+        return PromptDelta(tokens, pooled, end)
 
     def inverted_latents(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest) -> Any:
         """The DDIM inversion of the init image under the prompt (cached for drags)."""
@@ -187,10 +197,11 @@ class SliderEdits:
         if not trajectory or pipe.unet.config.in_channels != trajectory[-1].shape[1]:
             return None  # a UNet that takes more than the latents cannot score them
         deltas = [self.prompt_delta(loaded, req, s) for s in local]
-        tokens = sum(s.value * d.tokens for s, d in zip(local, deltas, strict=True))
+        tokens = sum(self.travel(d, s) * d.tokens for s, d in zip(local, deltas, strict=True))
         pooled = None
         if all(d.pooled is not None for d in deltas):
-            pooled = sum(s.value * d.pooled for s, d in zip(local, deltas, strict=True))
+            pooled = sum(self.travel(d, s) * d.pooled
+                         for s, d in zip(local, deltas, strict=True))
         cond = self.conditioning(loaded, req).kwargs
         with torch.inference_mode():
             mask = edit_mask(pipe, trajectory[-1], cond["prompt_embeds"],

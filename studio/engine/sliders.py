@@ -33,6 +33,9 @@ class PromptDelta:
 
     tokens: Any
     pooled: Any = None
+    # Where the prompt itself sits on the slider: +1 it says the positive words, -1 the
+    # negative ones, 0 neither (or the direction is the templates' average).
+    end: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ def interp_slider(request: GenerationRequest) -> SliderValue | None:
         if s.space == INTERP and s.value != 0:
             return s
     return None
+
+
+def travel(delta: PromptDelta, value: float, beyond: float) -> float:
+    """The multiple of ``delta`` a slider at ``value`` adds: ``value``, but ``beyond`` times
+    that past the end of the slider the prompt already says (see ``SliderSpec.beyond``)."""
+    return value * beyond if delta.end and value * delta.end > 0 else value
 
 
 def schedule(deltas: list[tuple[PromptDelta, float, float]], steps: int) -> list[ScheduledDelta]:

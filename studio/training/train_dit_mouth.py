@@ -84,8 +84,10 @@ from studio.training.common import (
 )
 from studio.training.train_dit import (
     NAME,
+    SOURCE,
     T5_TOKENS,
     CollapsedZerosProcessor,
+    build_pipeline,
     encode_text,
     load_pipeline,
     save_pipeline,
@@ -98,6 +100,8 @@ MOOD_PAIRS = int(os.environ.get("STUDIO_DIT_MOOD_PAIRS", "8"))
 MOOD_LR_SCALE = float(os.environ.get("STUDIO_DIT_MOOD_LR_SCALE", "0"))
 MOOD_WORDS = ("smiling", "frowning")
 GLASSES_PAIRS = int(os.environ.get("STUDIO_DIT_GLASSES_PAIRS", "4"))
+# The transformer's text path (``text_path``) at this multiple of the learning rate.
+TEXT_PATH_LR_SCALE = float(os.environ.get("STUDIO_DIT_TEXT_LR_SCALE", "1"))
 BATCH = 32
 GLASSES_TWINS = 6000  # portraits given a glasses twin (the first of the data set)
 # How each glasses value is named when the caption names it for a pair: its shape, or none.
@@ -210,10 +214,31 @@ class MoodOffsets:
                 offset.copy_(own)
 
 
+def text_path(transformer: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The transformer's parameters split into (those the words pass through on their way
+    to the image tokens: the context embedder, the text stream of each joint block and the
+    pooled text's embedding; the rest)."""
+    words, rest = [], []
+    for name, p in transformer.named_parameters():
+        on_path = ("context" in name or ".add_" in name or "norm_added" in name
+                   or "text_embedder" in name)
+        (words if on_path else rest).append(p)
+    return words, rest
+
+
 def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = True,
-          lr: float = 2.5e-4, checkpoint_minutes: float = 5.0) -> Path:
-    """Fine-tune the pipeline in ``out_root / NAME`` for ``minutes``; save it in place."""
-    del resume  # always from the saved pipeline
+          lr: float | None = None, checkpoint_minutes: float = 5.0,
+          scratch: bool | None = None) -> Path:
+    """Fine-tune the pipeline in ``out_root / NAME`` for ``minutes``; save it in place.
+
+    With ``scratch`` (or ``STUDIO_DIT_SCRATCH=1``) a fresh transformer and text encoders (from
+    ``out_root / SOURCE``, as ``train_dit`` builds them) train with the twins in their batches
+    from the first step, at the base run's learning rate.
+    """
+    del resume  # always from the saved pipeline, unless scratch
+    if scratch is None:
+        scratch = os.environ.get("STUDIO_DIT_SCRATCH", "0") == "1"
+    lr = lr if lr is not None else (5e-4 if scratch else 2.5e-4)
     from diffusers.models.attention_processor import JointAttnProcessor2_0
 
     from studio.training.train_diffusion import (
@@ -224,14 +249,23 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
     from studio.training.train_diffusion_mouth import mood_captions, swap_mood, twin_latents
 
     total = Stopwatch(minutes)
-    pipe = load_pipeline(out_root / NAME)
-    previous = json.loads((out_root / NAME / "training.json").read_text())
-    seed = seed + 1000 * (1 + str(previous.get("command", "")).count("dit-mouth")) + 77
+    if scratch:
+        pipe = build_pipeline(out_root / SOURCE)
+        previous: dict[str, Any] = {}
+    else:
+        pipe = load_pipeline(out_root / NAME)
+        previous = json.loads((out_root / NAME / "training.json").read_text())
+        seed = seed + 1000 * (1 + str(previous.get("command", "")).count("dit-mouth")) + 77
     data = build_dataset(TRAIN_SEED, 20_000)
     strong, latents, mood_twins = twin_latents(pipe.vae, data)
     g_idx, g_off, g_twins = glasses_twin_latents(pipe.vae, data)
-    shift = float(pipe.vae.config.shift_factor)
-    scaling = float(pipe.vae.config.scaling_factor)
+    if scratch:  # as train_dit: SD3 decodes latents / scaling_factor + shift_factor
+        shift = float(latents.float().mean())
+        scaling = 1.0 / float(latents.float().std())
+        pipe.vae.register_to_config(scaling_factor=scaling, shift_factor=shift)
+    else:
+        shift = float(pipe.vae.config.shift_factor)
+        scaling = float(pipe.vae.config.scaling_factor)
 
     setup_torch(seed)
     captions = caption_stream(data, seed)
@@ -243,7 +277,9 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
     transformer.set_attn_processor(CollapsedZerosProcessor(T5_TOKENS))
     params = list(transformer.parameters())
     text_params = [p for te in encoders for p in te.parameters()]
-    groups = [{"params": params, "scale": 1.0}, {"params": text_params, "scale": 0.5}]
+    words, rest = text_path(transformer)
+    groups = [{"params": rest, "scale": 1.0}, {"params": words, "scale": TEXT_PATH_LR_SCALE},
+              {"params": text_params, "scale": 0.5}]
     mood = MoodOffsets(encoders, pipe.tokenizer) if MOOD_LR_SCALE > 0 else None
     if mood is not None:
         groups.append({"params": mood.offsets, "scale": MOOD_LR_SCALE})
@@ -257,7 +293,8 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
     n_pairs = MOOD_PAIRS + GLASSES_PAIRS
     log(f"dit twin fine-tune: {MOOD_PAIRS} mood and {GLASSES_PAIRS} glasses pairs and "
         f"{n_plain} ordinary samples a batch")
-    command = f"python -m studio.training dit-mouth --minutes {minutes:g}"
+    command = (f"{'STUDIO_DIT_SCRATCH=1 ' if scratch else ''}"
+               f"python -m studio.training dit-mouth --minutes {minutes:g}")
 
     step = 0
     loss = torch.zeros(())
@@ -278,6 +315,9 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
         record = {**previous, **chained_record(previous, command, total.elapsed, step,
                                                  "dit_steps"),
                   "twin_pairs": {"mood": MOOD_PAIRS, "glasses": GLASSES_PAIRS},
+                  "batch_size": BATCH, "text_path_lr_scale": TEXT_PATH_LR_SCALE,
+                  **({"scaling_factor": scaling, "shift_factor": shift,
+                      "autoencoder": f"{SOURCE}'s, unchanged"} if scratch else {}),
                   **({"mood_lr_scale": MOOD_LR_SCALE} if mood is not None else {}),
                   "final_loss": round(loss.item(), 4), "final": final}
         write_training_record(out_root / NAME, record)
@@ -292,7 +332,7 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
             break
         f = clock.fraction
         for g in opt.param_groups:
-            g["lr"] = g["scale"] * lr * min(1.0, (step + 1) / 30) * (
+            g["lr"] = g["scale"] * lr * min(1.0, (step + 1) / (100 if scratch else 30)) * (
                 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * f)))
         plain = np.sort(idx)[:n_plain]
         m = pair_rng.choice(len(strong), MOOD_PAIRS, replace=False)

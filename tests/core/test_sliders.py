@@ -259,6 +259,38 @@ def test_slider_words_are_placed_in_the_prompt_itself():
         SliderSpec.from_dict({**red.to_dict(), "reach": 0})
 
 
+
+def test_past_the_end_the_prompt_already_says_a_slider_goes_as_far_as_its_beyond():
+    """A yes-or-no slider (Glasses, ``beyond`` 0.25) goes only a little past the words the
+    prompt already says, either way; the other side and the other sliders travel linearly,
+    and requests recorded without ``beyond`` keep the linear travel."""
+    from studio.core.sliders.specs import placement_note
+    from studio.engine.sliders import PromptDelta, travel
+
+    glasses, smile = starter_sliders()["glasses"], starter_sliders()["smile"]
+    assert glasses.beyond == 0.25 and smile.beyond == 1.0
+    said_on, said_off, neither = (PromptDelta(None, end=1), PromptDelta(None, end=-1),
+                                  PromptDelta(None))
+    assert travel(said_on, 2.0, 0.25) == 0.5 and travel(said_on, -2.0, 0.25) == -2.0
+    assert travel(said_off, -2.0, 0.25) == -0.5 and travel(said_off, 1.0, 0.25) == 1.0
+    assert travel(neither, 2.0, 0.25) == 2.0 and travel(said_on, 2.0, 1.0) == 2.0
+    payload = dict(apply_sliders(GenerationRequest("a person with round glasses"),
+                                 [(glasses, 2.0)]).sliders[0].payload)
+    assert payload["beyond"] == 0.25
+    plain = dict(apply_sliders(GenerationRequest("a smiling person"), [(smile, 2.0)])
+                 .sliders[0].payload)
+    assert "beyond" not in plain  # a smile past "smiling" grows: the linear travel
+    assert SliderSpec.from_dict(glasses.to_dict()) == glasses
+    with pytest.raises(ValueError, match="beyond"):
+        SliderSpec.from_dict({**glasses.to_dict(), "beyond": 1.5})
+    # The panel's note says so where the prompt says one end, and only there.
+    assert "only a little past “round glasses”" in placement_note(
+        glasses, "a person with round glasses")
+    assert "To the left it goes only a little past “no glasses”" in placement_note(
+        glasses, "a person with no glasses")
+    assert "only a little" not in placement_note(smile, "a smiling person")
+
+
 def test_ids_describe_their_sliders():
     pair = prompt_pair("old", "young")
     assert spec_from_id(pair.slider_id) == pair

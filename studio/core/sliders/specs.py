@@ -79,6 +79,12 @@ class SliderSpec:
     # In the prompt, the value at which the slider gives exactly the prompt with its positive
     # words (2: the end of the travel, as latent class sliders reach their target class).
     reach: float = 2.0
+    # In the prompt, how far the slider goes past the prompt's own words where the prompt
+    # already says one of its ends ("round glasses" at +2, "no glasses" at -2), relative to
+    # its travel towards the other end: 1 goes as far (a smile past "smiling" grows); a
+    # yes-or-no attribute has nothing past its words, and going as far there breaks the
+    # image (glasses: 0.25).
+    beyond: float = 1.0
     # Edit only where the words act (DiffEdit mask, blended with the base generation), so
     # the rest of the image stays; off for sliders meant to change the whole picture.
     local: bool = False
@@ -109,6 +115,7 @@ class SliderSpec:
                 **({"synonyms": list(self.synonyms)} if self.synonyms else {}),
                 **({} if self.in_prompt else {"in_prompt": False}),
                 **({"reach": self.reach} if self.reach != 2.0 else {}),
+                **({"beyond": self.beyond} if self.beyond != 1.0 else {}),
                 **({"local": True} if self.local else {}),
                 **({"not_on": dict(self.not_on)} if self.not_on else {})}
 
@@ -120,6 +127,8 @@ class SliderSpec:
         templates = tuple(str(t) for t in data.get("templates") or DEFAULT_TEMPLATES)  # type: ignore[union-attr]
         if float(data.get("reach", 2.0)) <= 0:  # type: ignore[arg-type]
             raise ValueError(f"slider {data.get('id')!r}: reach must be above 0")
+        if not 0 <= float(data.get("beyond", 1.0)) <= 1:  # type: ignore[arg-type]
+            raise ValueError(f"slider {data.get('id')!r}: beyond must be within 0 to 1")
         return cls(slider_id=str(data["id"]), label=str(data.get("label") or data["id"]),
                    space=space, positive=str(data.get("positive", "")),
                    negative=str(data.get("negative", "")), templates=templates,
@@ -135,6 +144,7 @@ class SliderSpec:
                    synonyms=tuple(str(a) for a in data.get("synonyms") or ()),  # type: ignore[union-attr]
                    in_prompt=bool(data.get("in_prompt", True)),
                    reach=float(data.get("reach", 2.0)),  # type: ignore[arg-type]
+                   beyond=float(data.get("beyond", 1.0)),  # type: ignore[arg-type]
                    local=bool(data.get("local", False)),
                    not_on=tuple((str(k), str(v)) for k, v in dict(
                        data.get("not_on") or {}).items()))  # type: ignore[call-overload]
@@ -228,12 +238,20 @@ def placement_note(spec: SliderSpec, prompt: str) -> str:
                 "this prompt)." + keep)
     template, positive, negative = placed
     where = template.replace("{}", "…")
-    if fill_template(template, positive) == " ".join(prompt.split()):
+    said = " ".join(prompt.split()).lower()
+
+    def past(side: str, words: str) -> str:  # the prompt says one end (see ``beyond``)
+        return (f" To the {side} it goes only a little past “{words}”."
+                if spec.beyond < 1 and words else "")
+
+    if fill_template(template, positive).lower() == said:
         # the prompt already says the positive: 0 is it, the other end is to the left
         return (f"In this prompt: “{positive or '…'}” → “{negative or '…'}” at "
-                f"{-spec.reach:g} ({where})." + keep)
+                f"{-spec.reach:g} ({where})." + past("right", positive) + keep)
+    at_negative = fill_template(template, negative).lower() == said
     return (f"In this prompt: “{negative or '…'}” → “{positive or '…'}” at "
-            f"{spec.reach:g} ({where})." + keep)
+            f"{spec.reach:g} ({where})." + (past("left", negative) if at_negative else "")
+            + keep)
 
 
 def lora_slider(path: str, name: str = "") -> SliderSpec:
@@ -444,6 +462,8 @@ def slider_value(spec: SliderSpec, value: float) -> SliderValue:
         if spec.in_prompt:  # requests recorded before this key keep their template-only delta
             payload["context"] = "prompt"
             payload["reach"] = float(spec.reach)
+            if spec.beyond != 1.0:  # requests without it keep the linear travel
+                payload["beyond"] = float(spec.beyond)
             if spec.alternatives:
                 payload["alternatives"] = "\n".join(spec.alternatives)
             if spec.synonyms:
