@@ -69,6 +69,7 @@ from studio.engine.regions import (
 from studio.engine.schedulers import SCHEDULERS, canonical_name, make_scheduler
 from studio.engine.slider_edits import SliderEdits
 from studio.engine.sliders import (
+    LOCAL_FLOW_FAMILIES,
     PromptDelta,
     ScheduledDelta,
     add_deltas,
@@ -314,7 +315,8 @@ class Engine:
         return plan
 
     def _local_sliders(self, loaded: LoadedModel, req: GenerationRequest) -> list[SliderValue]:
-        local = local_sliders(req) if supports_embeddings(loaded.family) else []
+        masks = supports_embeddings(loaded.family) or loaded.family in LOCAL_FLOW_FAMILIES
+        local = local_sliders(req) if masks else []
         if local and loaded.family.endswith("-inpaint"):
             # Its 9-channel UNet cannot score plain latents for the mask: the sliders act on
             # the whole image (without first running a base generation for nothing).

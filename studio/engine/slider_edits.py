@@ -194,8 +194,9 @@ class SliderEdits:
             return tuple(steps)
 
         trajectory = self.trajectories.get_or_make(key, run_base)
-        if not trajectory or pipe.unet.config.in_channels != trajectory[-1].shape[1]:
-            return None  # a UNet that takes more than the latents cannot score them
+        denoiser = getattr(pipe, "unet", None) or pipe.transformer
+        if not trajectory or denoiser.config.in_channels != trajectory[-1].shape[1]:
+            return None  # a denoiser that takes more than the latents cannot score them
         deltas = [self.prompt_delta(loaded, req, s) for s in local]
         tokens = sum(self.travel(d, s) * d.tokens for s, d in zip(local, deltas, strict=True))
         pooled = None

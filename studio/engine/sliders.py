@@ -318,6 +318,11 @@ MASK_MAPS = 4  # noise draws averaged (DiffEdit uses 10; 4 gives the same mask o
 MASK_RATIO = 3.0  # a latent pixel is edited where its difference > 0.5 * RATIO * mean
 BLEND_UNTIL = 0.9  # the share of the steps that put the base back (the last ones join the seams)
 MASK_GROW = 0  # latent pixels added around the mask (DiffEdit adds none; 1 trades kept for edit)
+# Flow-matching transformers whose call this module makes for the mask (SD 3.x:
+# ``SD3Transformer2DModel``, the embedded studio-tiny-dit among them): the latents noised on
+# the straight path towards the noise, the velocity predicted under both prompts. The other
+# DiTs' local sliders change the whole image.
+LOCAL_FLOW_FAMILIES = ("sd3",)
 
 
 def local_sliders(request: GenerationRequest) -> list[SliderValue]:
@@ -365,25 +370,35 @@ def edit_mask(pipe: Any, latents: Any, prompt_embeds: Any, delta: PromptDelta, s
 
     b = latents.shape[0]
     device, dtype = latents.device, latents.dtype
-    alphas = pipe.scheduler.alphas_cumprod
-    t = int(round(strength * (len(alphas) - 1)))
-    a = alphas[t].to(device=device, dtype=torch.float32)
     gen = torch.Generator("cpu").manual_seed(int(seed) % 2**32)
     noise = torch.randn((maps * b, *latents.shape[1:]), generator=gen).to(device, dtype)
     x0 = latents.repeat(maps, 1, 1, 1)
-    x_t = (a.sqrt() * x0.float() + (1 - a).sqrt() * noise.float()).to(dtype)
     base = prompt_embeds[:1].to(dtype)
     edited = base + delta.tokens.to(device, dtype)
     n = maps * b
     embeds = torch.cat([edited.expand(n, -1, -1), base.expand(n, -1, -1)])
-    kwargs: dict[str, Any] = {}
-    if pooled_prompt_embeds is not None:  # SDXL: pooled text and size conditioning
+    pooled_pair = None
+    if pooled_prompt_embeds is not None:  # SDXL, SD3: the pooled text with its direction
         pooled = pooled_prompt_embeds[:1].to(dtype)
         pooled_e = pooled + (delta.pooled.to(device, dtype) if delta.pooled is not None else 0)
-        kwargs["added_cond_kwargs"] = sdxl_added_cond(
-            torch.cat([pooled_e.expand(n, -1), pooled.expand(n, -1)]),
-            size or (latents.shape[-2] * 8, latents.shape[-1] * 8))
-    out = pipe.unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=embeds, **kwargs).sample
+        pooled_pair = torch.cat([pooled_e.expand(n, -1), pooled.expand(n, -1)])
+    if getattr(pipe, "unet", None) is None:  # a flow-matching transformer (SD3)
+        x_t = ((1 - strength) * x0.float() + strength * noise.float()).to(dtype)
+        timestep = torch.full((2 * n,), strength * 1000.0, device=device, dtype=dtype)
+        out = pipe.transformer(hidden_states=torch.cat([x_t, x_t]), timestep=timestep,
+                               encoder_hidden_states=embeds, pooled_projections=pooled_pair,
+                               return_dict=False)[0]
+    else:
+        alphas = pipe.scheduler.alphas_cumprod
+        t = int(round(strength * (len(alphas) - 1)))
+        a = alphas[t].to(device=device, dtype=torch.float32)
+        x_t = (a.sqrt() * x0.float() + (1 - a).sqrt() * noise.float()).to(dtype)
+        kwargs: dict[str, Any] = {}
+        if pooled_pair is not None:  # SDXL: pooled text and size conditioning
+            kwargs["added_cond_kwargs"] = sdxl_added_cond(
+                pooled_pair, size or (latents.shape[-2] * 8, latents.shape[-1] * 8))
+        out = pipe.unet(torch.cat([x_t, x_t]), t, encoder_hidden_states=embeds,
+                        **kwargs).sample
     diff = (out[:n].float() - out[n:].float()).abs().mean(1, keepdim=True)  # (n, 1, h, w)
     diff = diff.view(maps, b, 1, *diff.shape[-2:]).mean(0)
     scale = diff.mean(dim=(1, 2, 3), keepdim=True) * ratio + 1e-12
