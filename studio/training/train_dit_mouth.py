@@ -228,7 +228,9 @@ def text_path(transformer: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]
 
 def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = True,
           lr: float | None = None, checkpoint_minutes: float = 5.0,
-          scratch: bool | None = None) -> Path:
+          scratch: bool | None = None, mood_pairs: int | None = None,
+          glasses_pairs: int | None = None, text_lr_scale: float | None = None,
+          command: str | None = None) -> Path:
     """Fine-tune the pipeline in ``out_root / NAME`` for ``minutes``; save it in place.
 
     With ``scratch`` (or ``STUDIO_DIT_SCRATCH=1``) a fresh transformer and text encoders (from
@@ -239,6 +241,9 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
     if scratch is None:
         scratch = os.environ.get("STUDIO_DIT_SCRATCH", "0") == "1"
     lr = lr if lr is not None else (5e-4 if scratch else 2.5e-4)
+    mood_pairs = MOOD_PAIRS if mood_pairs is None else mood_pairs
+    glasses_pairs = GLASSES_PAIRS if glasses_pairs is None else glasses_pairs
+    text_lr_scale = TEXT_PATH_LR_SCALE if text_lr_scale is None else text_lr_scale
     from diffusers.models.attention_processor import JointAttnProcessor2_0
 
     from studio.training.train_diffusion import (
@@ -278,7 +283,7 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
     params = list(transformer.parameters())
     text_params = [p for te in encoders for p in te.parameters()]
     words, rest = text_path(transformer)
-    groups = [{"params": rest, "scale": 1.0}, {"params": words, "scale": TEXT_PATH_LR_SCALE},
+    groups = [{"params": rest, "scale": 1.0}, {"params": words, "scale": text_lr_scale},
               {"params": text_params, "scale": 0.5}]
     mood = MoodOffsets(encoders, pipe.tokenizer) if MOOD_LR_SCALE > 0 else None
     if mood is not None:
@@ -289,12 +294,12 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-2)
     gen = torch.Generator().manual_seed(seed)
     pair_rng = np.random.default_rng((seed, 22))
-    n_plain = BATCH - 2 * (MOOD_PAIRS + GLASSES_PAIRS)
-    n_pairs = MOOD_PAIRS + GLASSES_PAIRS
-    log(f"dit twin fine-tune: {MOOD_PAIRS} mood and {GLASSES_PAIRS} glasses pairs and "
+    n_plain = BATCH - 2 * (mood_pairs + glasses_pairs)
+    n_pairs = mood_pairs + glasses_pairs
+    log(f"dit twin fine-tune: {mood_pairs} mood and {glasses_pairs} glasses pairs and "
         f"{n_plain} ordinary samples a batch")
-    command = (f"{'STUDIO_DIT_SCRATCH=1 ' if scratch else ''}"
-               f"python -m studio.training dit-mouth --minutes {minutes:g}")
+    command = command or (f"{'STUDIO_DIT_SCRATCH=1 ' if scratch else ''}"
+                          f"python -m studio.training dit-mouth --minutes {minutes:g}")
 
     step = 0
     loss = torch.zeros(())
@@ -314,8 +319,8 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
             transformer.set_attn_processor(CollapsedZerosProcessor(T5_TOKENS))
         record = {**previous, **chained_record(previous, command, total.elapsed, step,
                                                  "dit_steps"),
-                  "twin_pairs": {"mood": MOOD_PAIRS, "glasses": GLASSES_PAIRS},
-                  "batch_size": BATCH, "text_path_lr_scale": TEXT_PATH_LR_SCALE,
+                  "twin_pairs": {"mood": mood_pairs, "glasses": glasses_pairs},
+                  "batch_size": BATCH, "text_path_lr_scale": text_lr_scale,
                   **({"scaling_factor": scaling, "shift_factor": shift,
                       "autoencoder": f"{SOURCE}'s, unchanged"} if scratch else {}),
                   **({"mood_lr_scale": MOOD_LR_SCALE} if mood is not None else {}),
@@ -335,8 +340,8 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
             g["lr"] = g["scale"] * lr * min(1.0, (step + 1) / (100 if scratch else 30)) * (
                 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * f)))
         plain = np.sort(idx)[:n_plain]
-        m = pair_rng.choice(len(strong), MOOD_PAIRS, replace=False)
-        gp = pair_rng.choice(len(g_idx), GLASSES_PAIRS, replace=False)
+        m = pair_rng.choice(len(strong), mood_pairs, replace=False)
+        gp = pair_rng.choice(len(g_idx), glasses_pairs, replace=False)
         mood_first = [moods(int(i)) for i in strong[m]]
         glasses_caps = [glasses_caption_pair(
             data, int(g_idx[j]),

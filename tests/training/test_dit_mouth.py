@@ -92,6 +92,36 @@ def test_the_dit_twin_fine_tune_trains_a_saved_dit_and_chains_its_record(
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
 
 
+@pytest.mark.slow
+def test_a_dit_from_scratch_with_twins_from_the_first_step_saves_a_loadable_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small) -> None:
+    """``scratch``: a fresh transformer and text encoders from the source model (no saved DiT
+    needed), the latents' scale and shift set as ``train_dit`` sets them, the pair counts and
+    the text path's learning-rate scale recorded with the command that made it."""
+    import torch
+
+    from studio.training import train_dit, train_dit_mouth
+    from studio.training.common import DEFAULT_OUT
+
+    monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(train_dit_mouth, "build_dataset", lambda seed, n: small)
+    monkeypatch.setattr(train_dit_mouth, "GLASSES_TWINS", 16)
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "studio-tiny-diffusion").symlink_to(DEFAULT_OUT / "studio-tiny-diffusion")
+    train_dit_mouth.train(out, minutes=0.05, scratch=True, mood_pairs=2, glasses_pairs=1,
+                          text_lr_scale=2.0, command="python -m studio.training dit")
+    record = json.loads((out / "studio-tiny-dit" / "training.json").read_text())
+    assert record["command"] == "python -m studio.training dit" and record["dit_steps"] > 0
+    assert record["twin_pairs"] == {"mood": 2, "glasses": 1}
+    assert record["text_path_lr_scale"] == 2.0 and record["scaling_factor"] > 0
+    saved = train_dit.load_pipeline(out / "studio-tiny-dit")
+    assert saved.vae.config.scaling_factor == pytest.approx(record["scaling_factor"])
+    image = saved("a smiling person", num_inference_steps=2, height=64, width=64,
+                  output_type="np", generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+
+
 def test_the_mood_words_offsets_act_once_whether_hooked_or_folded_in() -> None:
     """``MoodOffsets`` (STUDIO_DIT_MOOD_LR_SCALE): the offset of "smiling" moves that token's
     text-encoder output and no other prompt's; folded into the weights to save, the encoder
