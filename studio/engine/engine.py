@@ -63,6 +63,7 @@ from studio.engine.regions import (
     SELF_ENCODED,
     RegionPlan,
     encode_with_pipeline,
+    model_contrast,
     region_plan,
     regions_for,
 )
@@ -298,7 +299,8 @@ class Engine:
                  for r in req.regions]  # PixArt, Sana: each prompt's padding mask too
         return region_plan(req, [c["prompt_embeds"] for c in conds],
                            int(getattr(pipe, "vae_scale_factor", 8)),
-                           [c.get("prompt_attention_mask") for c in conds])
+                           [c.get("prompt_attention_mask") for c in conds],
+                           model_contrast(loaded.info.path))
 
     def _self_encoded_plan(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest
                            ) -> RegionPlan:
@@ -310,7 +312,8 @@ class Engine:
                  for p in (req.prompt, *(r.prompt for r in req.regions))]
         with torch.inference_mode(), self.choice.autocast():
             main, *embeds = encode_with_pipeline(pipe, words, loaded.choice.torch_device())
-        plan = region_plan(req, embeds, int(getattr(pipe, "vae_scale_factor", 8)))
+        plan = region_plan(req, embeds, int(getattr(pipe, "vae_scale_factor", 8)),
+                           contrast=model_contrast(loaded.info.path))
         plan.main_embeds = main
         return plan
 

@@ -55,7 +55,8 @@ import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,15 @@ class RegionPlan:
     # unconditional pass as a call of its own (Flux 2, Z-Image): the rows (or the calls)
     # whose text equals it carry the prompt, the others are the negative's
     main_embeds: Any = None
+    # the model's own contrast (its ``studio.json``: ``"regions": {"contrast": c}``, see
+    # ``model_contrast``) over the default of its kind of layer; ``None``: the default
+    model_contrast: float | None = None
     _alphas: dict[tuple[int, Any, Any], list[Any]] = field(default_factory=dict, repr=False)
+
+    def with_contrast(self, default: float) -> RegionPlan:
+        """This plan for one call's layers: the model's own contrast, else ``default``."""
+        contrast = default if self.model_contrast is None else self.model_contrast
+        return replace(self, contrast=contrast, _alphas={})
 
     def cond_rows(self, batch: int) -> slice | None:
         """The rows of a UNet batch that carry the prompt (``None``: not a batch we know)."""
@@ -201,6 +210,7 @@ def regional_attention(unet: Any, plan: RegionPlan | None) -> Iterator[None]:
     if plan is None or not plan.embeds:
         yield
         return
+    plan = plan.with_contrast(CONTRAST)
     saved = [(module, module.processor) for module in cross_attention_modules(unet)]
     try:
         for module, processor in saved:
@@ -277,9 +287,7 @@ def regional_cross_dit(transformer: Any, plan: RegionPlan | None) -> Iterator[No
     if plan is None or not plan.embeds:
         yield
         return
-    from dataclasses import replace
-
-    state = CrossRegions(transformer, replace(plan, contrast=CROSS_CONTRAST, _alphas={}))
+    state = CrossRegions(transformer, plan.with_contrast(CROSS_CONTRAST))
     saved = [(module, module.processor) for module in cross_attention_modules(transformer)]
     hook = transformer.register_forward_pre_hook(state.start, with_kwargs=True)
     try:
@@ -321,9 +329,13 @@ def regional_cross_dit(transformer: Any, plan: RegionPlan | None) -> Iterator[No
 # only up to rounding; here each region costs one more pass of every block, and a region
 # with nothing to do changes no bit (below).
 #
-# The blend is a plain one (``JOINT_CONTRAST = 1``): each region's stream is its prompt's own
-# picture-wide, with none of the UNet's picture-wide mix of prompts to subtract; on the
-# embedded studio-tiny-dit it held two half-picture backgrounds in 39 of 40 seeds.
+# The blend is a plain one by default (``JOINT_CONTRAST = 1``): each region's stream is its
+# prompt's own picture-wide, and a random-weight Flux stays local with it (the tests). The
+# joint self-attention over all image tokens still carries the picture-wide mix of the
+# prompts, though, and how much it weighs depends on how a model learnt its words: the
+# first embedded studio-tiny-dit held two half-picture backgrounds at 1 in 39 of 40 seeds,
+# the twin-trained one in 5 of 20, and 20 of 20 at 2. A model folder can therefore set its
+# own contrast in its ``studio.json`` (``model_contrast``); the embedded DiT sets 2.
 #
 # Each region's prompt thus only reaches the image tokens inside its mask (its own attention
 # sees the whole picture, as a UNet region's does), and it is exact when it has nothing to
@@ -477,9 +489,7 @@ def regional_joint_attention(transformer: Any, plan: RegionPlan | None) -> Itera
     if not blocks:
         yield
         return
-    from dataclasses import replace
-
-    state = JointRegions(transformer, replace(plan, contrast=JOINT_CONTRAST, _alphas={}))
+    state = JointRegions(transformer, plan.with_contrast(JOINT_CONTRAST))
     with _blocks_wrapped(transformer, state, blocks):
         yield
 
@@ -513,16 +523,35 @@ def region_mask(region: Region, width: int, height: int) -> np.ndarray:
     return np.asarray(mask, dtype=np.float32) / 255.0
 
 
+def model_contrast(path: str | Path) -> float | None:
+    """The regions' contrast a model folder's ``studio.json`` sets (``"regions":
+    {"contrast": c}``), ``None`` where it sets none: then the default of its kind of layer
+    (``CONTRAST``, ``CROSS_CONTRAST``, ``JOINT_CONTRAST``). How strongly a region's stream
+    must be pushed against the picture-wide mix depends on how the model learnt to read its
+    words, so a model trained here carries the contrast measured on it (``studio-tiny-dit``:
+    see ``studio.training.train_dit.REGION_CONTRAST``)."""
+    from studio.engine.models.families import read_json
+
+    folder = Path(path)
+    regions = read_json(folder / "studio.json").get("regions") if folder.is_dir() else None
+    contrast = regions.get("contrast") if isinstance(regions, dict) else None
+    if isinstance(contrast, bool) or not isinstance(contrast, (int, float)):
+        return None
+    return float(contrast) if 0.0 < contrast <= 8.0 else None
+
+
 def region_plan(req: GenerationRequest, embeds: list[Any], vae_scale: int = 8,
-                attention_masks: list[Any] | None = None) -> RegionPlan:
+                attention_masks: list[Any] | None = None,
+                contrast: float | None = None) -> RegionPlan:
     """The plan of ``req``'s regions with their prompt embeddings ``embeds`` (in order) and,
-    where the text encoder pads, their prompt attention masks."""
+    where the text encoder pads, their prompt attention masks; ``contrast``: the model's own
+    (``model_contrast``), else the default of the layers it meets."""
     return RegionPlan(
         embeds=list(embeds),
         masks=[region_mask(r, req.width, req.height) for r in req.regions],
         strengths=[r.strength for r in req.regions],
         latent_size=(req.height // vae_scale, req.width // vae_scale),
-        images=req.batch_size, contrast=CONTRAST,
+        images=req.batch_size, contrast=CONTRAST, model_contrast=contrast,
         attention_masks=(list(attention_masks)
                          if attention_masks and all(m is not None for m in attention_masks)
                          else None))
@@ -672,9 +701,7 @@ def regional_z_image(transformer: Any, plan: RegionPlan | None) -> Iterator[None
     if plan is None or not plan.embeds or plan.main_embeds is None:
         yield
         return
-    from dataclasses import replace
-
-    state = ZImageRegions(transformer, replace(plan, contrast=JOINT_CONTRAST, _alphas={}))
+    state = ZImageRegions(transformer, plan.with_contrast(JOINT_CONTRAST))
     with _blocks_wrapped(transformer, state, list(transformer.layers)):
         yield
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from studio.core.jobs.request import GenerationRequest, SliderValue
-from studio.core.sliders.specs import fill_template, place_in_prompt
+from studio.core.sliders.specs import fill_template, place_in_prompt, prompt_end
 from studio.engine.conditioning import Conditioning, ConditioningCache, encode_prompts
 from studio.engine.device import DeviceChoice
 from studio.engine.lora import lora_signature
@@ -146,10 +146,7 @@ class SliderEdits:
         tokens = (a["prompt_embeds"] - b["prompt_embeds"]) * scale
         if "pooled_prompt_embeds" in a and "pooled_prompt_embeds" in b:
             pooled = (a["pooled_prompt_embeds"] - b["pooled_prompt_embeds"]) * scale
-        said = " ".join(req.prompt.split()).lower()
-        end = (1 if fill_template(template, positive).lower() == said
-               else -1 if fill_template(template, negative).lower() == said else 0)
-        return PromptDelta(tokens, pooled, end)
+        return PromptDelta(tokens, pooled, prompt_end(req.prompt, template, positive, negative))
 
     def inverted_latents(self, pipe: Any, loaded: LoadedModel, req: GenerationRequest) -> Any:
         """The DDIM inversion of the init image under the prompt (cached for drags)."""

@@ -15,10 +15,11 @@ TRAINERS = {
     "diffusion": ("studio.training.train_diffusion", 55.0),
     # its mouth fine-tune (issue 27): smile/frown twins, cross-attention at 16 x 16
     "diffusion-mouth": ("studio.training.train_diffusion_mouth", 60.0),
-    # the diffusion transformer (SD3 format) on studio-tiny-diffusion's autoencoder: after it
-    "dit": ("studio.training.train_dit", 60.0),
-    # its twin fine-tune (issues 24, 27): an experiment, not in "all": 2458 steps did not
-    # teach it the mood word, which its text encoders hardly tell apart (see its module)
+    # the diffusion transformer (SD3 format) on studio-tiny-diffusion's autoencoder: after it;
+    # twins (smile, glasses) in its batches from the first step (see train_dit)
+    "dit": ("studio.training.train_dit", 80.0),
+    # the twin trainer as a fine-tune of a saved DiT (issues 24, 27): an experiment, not in
+    # "all": two fine-tunes of the first DiT did not teach it the mood word (see its module)
     "dit-mouth": ("studio.training.train_dit_mouth", 25.0),
     # the shared autoencoder's decoder, fine-tuned for the mouth on dark skin (issue 27): an
     # experiment, not in "all": it decoded generated latents worse (see its module)

@@ -11,21 +11,24 @@ train with the transformer; the tokenizer is that model's too. There is no T5
 ``StableDiffusion3Pipeline.from_pretrained(folder, text_encoder_3=None, tokenizer_3=None)``
 and samples with ``FlowMatchEulerDiscreteScheduler``.
 
-**Twins from the first step** (``STUDIO_DIT_TWINS=1``, issues 24 and 27): each batch of 32 holds
+**Twins from the first step** (the shipped recipe, issues 24 and 27): each batch of 32 holds
 6 mood pairs and 3 glasses pairs (``train_dit_mouth``: a portrait and the same portrait drawn
 again with the smile negated or other glasses, captions that differ only in those words, the
 same noise at the same flow time) beside 14 ordinary samples, and the transformer's text
 path (context embedder, the joint blocks' text stream, the pooled text's embedding) learns
 at 2x the rate. ``train`` hands a fresh run to ``train_dit_mouth.train(scratch=True)``.
-Trained on the caption stream alone (the default, the shipped DiT, 65 min), the DiT drew the
-mouth from the noise: smiling and frowning were followed in 15 % of the held-out prompts,
-and two twin fine-tunes of that model (``dit-mouth``) did not change it. With the twins
-from the first step (80 min, 7455 steps, 2026-12-07) it followed them in 56.5 % and the
-glasses in 87.4 % of the 240 held-out prompts (guidance 3.5, chosen on 240 others; hair
-98.6 %, background 100 %); where the oracle found the mouth, 15 of 15 followed the word.
-It is not shipped: regional prompts on it (``JointRegions``) painted the region's
-background in 2 of 20 seeds, where the shipped DiT paints 39 of 40, also with each
-region's own pooled text in its runs' time embedding; why is not found yet.
+Trained on the caption stream alone (``STUDIO_DIT_TWINS=0``, the first shipped DiT, 65 min),
+the DiT drew the mouth from the noise: smiling and frowning were followed in 15 % of the
+held-out prompts, and two twin fine-tunes of that model (``dit-mouth``) did not change it.
+
+**Regions** (``REGION_CONTRAST``, written to ``studio.json``): a region's text stream pulls
+the image tokens of the twin-trained DiT less per joint block than the first DiT's did, and
+the picture-wide mix of the prompts (self-attention over all image tokens) won at a plain
+blend: two half-picture backgrounds held in 5 of 20 seeds, a left region alone in 0 of 20.
+With the regions' weights pushed from their mean as in the UNet (``studio.engine.regions``,
+contrast 2) they held in 20 of 20 and 19 of 20, the half outside keeping the main prompt in
+20 of 20 (contrast 3: 20 / 20 / 20). The engine reads the model's contrast from its
+``studio.json`` (``model_contrast``); users' models keep the default of their layers.
 
 Training cost: the pipeline's 256 zero "T5" tokens are identical in every layer (the same
 input through the same per-token maps), so training runs one of them with its attention
@@ -66,17 +69,18 @@ from studio.training.common import (
 NAME = "studio-tiny-dit"
 SOURCE = "studio-tiny-diffusion"  # the model whose autoencoder, tokenizer and text encoder start this one
 T5_TOKENS = 256  # StableDiffusion3Pipeline's default max_sequence_length (zero tokens without T5)
-RECOMMENDED = {"scheduler": "FlowMatchEulerDiscreteScheduler", "steps": 20, "guidance": 5.0,
+RECOMMENDED = {"scheduler": "FlowMatchEulerDiscreteScheduler", "steps": 20, "guidance": 3.5,
                "height": 64, "width": 64}
 TRANSFORMER_CONFIG: dict[str, Any] = dict(
     sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=4,
     attention_head_dim=32, num_attention_heads=4, joint_attention_dim=128,
     caption_projection_dim=128, pooled_projection_dim=128, pos_embed_max_size=32)
 SCHEDULER_CONFIG: dict[str, Any] = dict(num_train_timesteps=1000, shift=1.0)
-# "1": a fresh run trains with twins from the first step (see the module docstring); the
-# default, the caption stream alone, is the recipe of the shipped DiT.
-TWINS = os.environ.get("STUDIO_DIT_TWINS", "0") == "1"
+# A fresh run trains with twins from the first step (see the module docstring); "0": the
+# caption stream alone (the recipe of the first DiT).
+TWINS = os.environ.get("STUDIO_DIT_TWINS", "1") != "0"
 TWIN_RECIPE = dict(mood_pairs=6, glasses_pairs=3, text_lr_scale=2.0)
+REGION_CONTRAST = 2.0  # the regions' contrast measured on the twin-trained DiT (docstring)
 
 
 class CollapsedZerosProcessor:
@@ -164,7 +168,8 @@ def save_pipeline(out_dir: Path, pipe: Any, extra: dict[str, Any]) -> None:
     saved = copy.deepcopy(pipe)
     saved.transformer.set_attn_processor(JointAttnProcessor2_0())
     save_pretrained_folder(out_dir, saved.save_pretrained,
-                           {"family": "sd3", "recommended": dict(RECOMMENDED), **extra})
+                           {"family": "sd3", "recommended": dict(RECOMMENDED),
+                            "regions": {"contrast": REGION_CONTRAST}, **extra})
 
 
 def encode_text(pipe: Any, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -181,6 +181,34 @@ def test_overlapping_regions_share_the_place():
     assert torch.allclose(a, torch.full_like(a, 2 / 3))
 
 
+def test_a_model_folder_sets_its_own_regions_contrast(tmp_path):
+    """The embedded DiT carries the contrast measured on it; a folder without one, or with a
+    value that is not a sane number, keeps the default of its layers."""
+    import json
+
+    from studio.engine.regions import CONTRAST, JOINT_CONTRAST, model_contrast
+
+    assert model_contrast(SHIPPED / "studio-tiny-dit") == 2.0
+    assert model_contrast(SHIPPED / "studio-tiny-diffusion") is None
+    for value in ("2", True, -1, 0, 1e9, None):
+        (tmp_path / "studio.json").write_text(json.dumps({"regions": {"contrast": value}}))
+        assert model_contrast(tmp_path) is None, value
+    assert model_contrast(tmp_path / "missing") is None
+    ones = np.ones((16, 16), np.float32)
+    half = np.zeros((16, 16), np.float32)
+    half[:, :8] = 1
+    plan = RegionPlan(embeds=[None], masks=[half], strengths=[1.0], latent_size=(2, 2),
+                      images=1, model_contrast=3.0)
+    assert plan.with_contrast(JOINT_CONTRAST).contrast == 3.0
+    assert RegionPlan(embeds=[None], masks=[ones], strengths=[1.0], latent_size=(2, 2),
+                      images=1).with_contrast(CONTRAST).contrast == CONTRAST
+    import torch
+
+    (left,) = plan.with_contrast(JOINT_CONTRAST).alphas(4, torch.device("cpu"), torch.float32)
+    # inside 1 + 2 * (1 - 0.5), outside 0 + 2 * (0 - 0.5): pushed from the mean 3 times
+    assert left.flatten().tolist() == [2.0, -1.0, 2.0, -1.0]
+
+
 # -- the embedded model, judged by the portrait oracle ---------------------------------------
 # The oracle (studio.core.portraits.oracle) reads colours where the procedural renderer
 # always paints background; it did not make the images and was not trained. Measured on
@@ -324,10 +352,12 @@ def test_cli_regions_reach_the_image_and_its_file(tiny_sd1_dir, tmp_path):
 
 
 # -- SD3-style transformers: the embedded studio-tiny-dit (joint blocks) ----------------------
-# Measured on seeds 0-39 at 20 steps (2026-12-06, studio.engine.regions.JointRegions): with a
-# region per half, left yellow / right blue in 39 of 40 seeds, without regions 0 of 40; one
-# region on the left: yellow there in 40 of 40, the rest as the main prompt in 40 (40 without).
-# The tests take the first DIT_SEEDS of them (the 40 took 5 minutes of CI on an AVX2 CPU).
+# Measured on seeds 0-19 at 20 steps, guidance 5 (2026-12-07, studio.engine.regions.
+# JointRegions) on the twin-trained weights at the contrast their studio.json sets (2): with
+# a region per half, left yellow / right blue in 20 of 20 seeds, without regions 0 of 20; one
+# region on the left: yellow there in 19 of 20, the rest as the main prompt in 20 (20
+# without). At a plain blend (contrast 1) the same weights gave 5 of 20 and 0 of 20; the
+# first DiT gave 39 of 40 and 40 of 40 at 1. (40 seeds took 5 minutes of CI on an AVX2 CPU.)
 DIT_SEEDS = 20
 DIT = "studio-tiny-dit"
 

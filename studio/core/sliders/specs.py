@@ -225,6 +225,15 @@ def place_in_prompt(prompt: str, positive: str, negative: str,
     return None
 
 
+def prompt_end(prompt: str, template: str, positive: str, negative: str) -> int:
+    """Which end of a placed slider ``prompt`` already says: 1 where it is ``template``
+    filled with ``positive``, -1 with ``negative``, 0 neither (whitespace and case aside)."""
+    said = " ".join(prompt.split()).lower()
+    if fill_template(template, positive).lower() == said:
+        return 1
+    return -1 if fill_template(template, negative).lower() == said else 0
+
+
 def placement_note(spec: SliderSpec, prompt: str) -> str:
     """One line for the artist: how a prompt slider acts on ``prompt``."""
     if spec.space != PROMPT:
@@ -238,19 +247,18 @@ def placement_note(spec: SliderSpec, prompt: str) -> str:
                 "this prompt)." + keep)
     template, positive, negative = placed
     where = template.replace("{}", "…")
-    said = " ".join(prompt.split()).lower()
+    end = prompt_end(prompt, template, positive, negative)
 
     def past(side: str, words: str) -> str:  # the prompt says one end (see ``beyond``)
         return (f" To the {side} it goes only a little past “{words}”."
                 if spec.beyond < 1 and words else "")
 
-    if fill_template(template, positive).lower() == said:
+    if end == 1:
         # the prompt already says the positive: 0 is it, the other end is to the left
         return (f"In this prompt: “{positive or '…'}” → “{negative or '…'}” at "
                 f"{-spec.reach:g} ({where})." + past("right", positive) + keep)
-    at_negative = fill_template(template, negative).lower() == said
     return (f"In this prompt: “{negative or '…'}” → “{positive or '…'}” at "
-            f"{spec.reach:g} ({where})." + (past("left", negative) if at_negative else "")
+            f"{spec.reach:g} ({where})." + (past("left", negative) if end == -1 else "")
             + keep)
 
 
