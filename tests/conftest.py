@@ -144,6 +144,23 @@ def _private_config(tmp_path_factory, monkeypatch):
     return folder
 
 
+@pytest.fixture
+def edit_masks(monkeypatch):
+    """The DiffEdit masks of local prompt sliders made during the test, in order (each as
+    ``studio.engine.sliders.edit_mask`` gave it to the engine)."""
+    from studio.engine import slider_edits
+
+    masks = []
+    original = slider_edits.edit_mask
+
+    def record(*args, **kwargs):
+        masks.append(original(*args, **kwargs))
+        return masks[-1]
+
+    monkeypatch.setattr(slider_edits, "edit_mask", record)
+    return masks
+
+
 @pytest.fixture(scope="session")
 def tiny_sd1_dir(tmp_path_factory):
     """A tiny SD1-style pipeline saved as a diffusers folder."""

@@ -220,11 +220,10 @@ def test_a_local_slider_on_an_inpainting_model_changes_the_whole_image_at_once(
 
 
 @pytest.mark.slow
-def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
+def test_a_local_hair_slider_keeps_the_rest_of_the_portrait(edit_masks):
     """On the embedded model: red hair at 2 on a blonde portrait turns the hair red and
     leaves the background and shirt as they were (the whole-image direction repaints them);
     the mask is the hair; one base run serves the whole drag."""
-    from studio.engine import slider_edits as engine_module
     from studio.engine.engine import Engine
 
     engine = Engine(device="cpu", dtype="float32", hf_cache=False)
@@ -233,19 +232,9 @@ def test_a_local_hair_slider_keeps_the_rest_of_the_portrait():
                             seed=4, guidance=5.0)
     base = engine.generate(req).images[0].astype(np.int16)
     red = starter_sliders()["hair-red"]
-    masks = []
-    original = engine_module.edit_mask
-
-    def record(*args, **kwargs):
-        masks.append(original(*args, **kwargs))
-        return masks[-1]
-
-    engine_module.edit_mask = record
-    try:
-        local = engine.generate(apply_sliders(req, [(red, 2.0)])).images[0].astype(np.int16)
-        engine.generate(apply_sliders(req, [(red, 1.0)]))
-    finally:
-        engine_module.edit_mask = original
+    local = engine.generate(apply_sliders(req, [(red, 2.0)])).images[0].astype(np.int16)
+    engine.generate(apply_sliders(req, [(red, 1.0)]))
+    masks = list(edit_masks)  # the two local runs' (the whole-image run makes none)
     whole = engine.generate(apply_sliders(req, [(replace(red, local=False), 2.0)]))
     whole_img = whole.images[0].astype(np.int16)
 

@@ -78,7 +78,7 @@ def test_dit_slider_changes_what_it_names_by_the_oracle(slider, kind, target, ot
             == [getattr(r, other) for r in readings[0.0]])
 
 
-def test_a_local_slider_on_the_dit_changes_only_where_its_words_act():
+def test_a_local_slider_on_the_dit_changes_only_where_its_words_act(edit_masks):
     """Red hair with "Keep the rest" on the DiT (issue 27 point 4: the DiT kept 85.8 % of the
     other attributes without a mask): the edit's mask comes from the transformer's velocity
     under both prompts (flow matching), and outside it the base generation is put back, so
@@ -89,25 +89,13 @@ def test_a_local_slider_on_the_dit_changes_only_where_its_words_act():
     falls on the shoulders: 8.2 against 15.8; the first DiT 3.1 against 12.9)."""
     from dataclasses import replace
 
-    import studio.engine.slider_edits as slider_edits
-
     red = starter_sliders()["hair-red"]
     assert red.local
     req = _base(7).replace(prompt="a person with blonde hair and round glasses on a grey "
                                    "background", batch_size=4)
     base = _engine().generate(req).images
-    masks = []
-    original = slider_edits.edit_mask
-
-    def record(*args, **kwargs):
-        masks.append(original(*args, **kwargs))
-        return masks[-1]
-
-    slider_edits.edit_mask = record
-    try:
-        local = _engine().generate(apply_sliders(req, [(red, 2.0)])).images
-    finally:
-        slider_edits.edit_mask = original
+    local = _engine().generate(apply_sliders(req, [(red, 2.0)])).images
+    masks = list(edit_masks)
     whole = _engine().generate(apply_sliders(req, [(replace(red, local=False), 2.0)])).images
     assert len(masks) == 1 and masks[0].shape == (4, 1, 16, 16)
     assert float(masks[0][:, :, 14:].mean()) < 0.02  # not the shirt (a stray pixel at most)
