@@ -409,12 +409,11 @@ def test_a_starter_known_not_to_work_on_the_model_is_greyed_with_its_reason(pane
                                                steps=4, width=64, height=64))
     assert row.slider.isEnabled() and row.slider.toolTip() != reason
     assert row.label.toolTip().startswith(smile.description)
-    # The shipped Smile names the embedded diffusion transformer, which draws no smile;
-    # the embedded UNet model draws it since its mouth fine-tune (issue 27).
+    # The shipped Smile is on for both embedded diffusion models: the UNet draws the smile
+    # since its mouth fine-tune, the DiT since its twin training (issues 24, 27).
     shipped = session.starters["smile"]
-    assert "VAE Smile" in shipped.reason_not_on("studio-tiny-dit")
-    assert shipped.reason_not_on("studio-tiny-diffusion") == ""
-    assert shipped.reason_not_on("/models/sd15") == ""
+    for model in ("studio-tiny-dit", "studio-tiny-diffusion", "/models/sd15"):
+        assert shipped.reason_not_on(model) == "", model
 
 
 def test_a_burst_of_arrow_keys_is_one_edit(qtbot, panel, engine):
