@@ -30,6 +30,10 @@ transformers' own result for the ``models`` folder in the user cache
 (``transformers-models.json``), keyed by the path, size and modification time of every file
 under that folder and of ``import_utils.py``: an upgraded or edited transformers builds it
 anew, with transformers' own code, and any other folder goes to transformers' own function.
+
+Modules imported at start-up only in case (``DEFERRED_MODULES``: ``scipy.stats``) are a
+stand-in until one of their names is used; then the real module is imported and takes the
+stand-in's place (``_load_deferred``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,17 @@ LAZY_PACKAGES = frozenset({
     "diffusers.models.autoencoders",
     "diffusers.models.controlnets",
 })
+
+#: Modules that libraries import at start-up only in case: diffusers' schedulers import
+#: ``scipy.stats`` for their beta-sigma option (``use_beta_sigmas``), which few models use,
+#: and it cost 0.4 s of the engine's 4 s of imports on this 2-core AVX2 CPU. The import
+#: gives a stand-in module (``_DeferredLoader``) that imports the real one at the first use
+#: of one of its names. ``importlib.util.LazyLoader`` does not serve: any attribute loads
+#: its module, and torch's custom ops run ``inspect.getmodule``, which reads ``__file__``
+#: of every module there is, during diffusers' own import.
+DEFERRED_MODULES = frozenset({"scipy.stats"})
+_deferred_lock = threading.RLock()
+_deferred_loading: set[str] = set()  # real imports under way: the finder lets them through
 
 _installed = False
 _lock = threading.Lock()
@@ -329,9 +344,95 @@ class _AfterExecLoader:
             pass
 
 
+def _is_stand_in(module: Any) -> bool:
+    return getattr(module, "__dict__", {}).get("__studio_deferred__", False) is True
+
+
+def _load_deferred(name: str, stand_in: ModuleType) -> ModuleType:
+    """The real module ``name`` for its stand-in: imported now, in ``sys.modules`` and on
+    its parent package from then on (the stand-in still answers for code that holds it)."""
+    with _deferred_lock:
+        module = sys.modules.get(name)
+        if module is not None and not _is_stand_in(module):
+            return module  # imported already (another thread, a submodule's import)
+        _deferred_loading.add(name)
+        sys.modules.pop(name, None)
+        try:
+            real = importlib.import_module(name)
+        except BaseException:
+            sys.modules[name] = stand_in  # as before: the next use tries again
+            raise
+        finally:
+            _deferred_loading.discard(name)
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, real)
+        return real
+
+
+class _DeferredLoader:
+    """Makes the stand-in of a ``DEFERRED_MODULES`` module: its ``__file__``, ``__path__``
+    and ``__spec__`` are the real module's (so ``inspect`` and submodule imports find their
+    files without loading it); any other name imports the real module and is read there."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return None  # the default module
+
+    def exec_module(self, module: ModuleType) -> None:
+        name = module.__name__
+
+        def __getattr__(attr: str) -> Any:
+            if attr.startswith("__") and attr.endswith("__") and attr != "__all__":
+                raise AttributeError(attr)  # probes (``hasattr(m, "__wrapped__")``)
+            return getattr(_load_deferred(name, module), attr)
+
+        def __dir__() -> list[str]:
+            return dir(_load_deferred(name, module))
+
+        module.__getattr__ = __getattr__  # type: ignore[attr-defined]
+        module.__dir__ = __dir__  # type: ignore[attr-defined]
+        module.__studio_deferred__ = True  # type: ignore[attr-defined]
+
+
+class _LoadedModuleLoader:
+    """Hands the import machinery a module the real import of its parent has just made (it
+    would otherwise run it a second time)."""
+
+    def __init__(self, module: ModuleType):
+        self.module = module
+        self.spec = getattr(module, "__spec__", None)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return self.module
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__spec__ = self.spec  # the machinery set ours on it
+
+
+def _deferred_spec(fullname: str, path: Any) -> importlib.machinery.ModuleSpec | None:
+    """The spec of a ``DEFERRED_MODULES`` module (its stand-in), or of a submodule of one
+    whose stand-in is in ``sys.modules`` (the real parent is imported first, in its own
+    order); ``None``: not ours, the other finders go on."""
+    if fullname in _deferred_loading:
+        return None
+    if fullname in DEFERRED_MODULES:
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = _DeferredLoader()
+        return spec
+    parent = fullname.rpartition(".")[0]
+    if parent in DEFERRED_MODULES and _is_stand_in(sys.modules.get(parent)):
+        _load_deferred(parent, sys.modules[parent])
+        module = sys.modules.get(fullname)
+        if module is not None:  # the parent's own import made it
+            return importlib.machinery.ModuleSpec(fullname, _LoadedModuleLoader(module))
+    return None
+
+
 class _LazyPackageFinder:
-    """A ``sys.meta_path`` finder for ``LAZY_PACKAGES`` and ``TRANSFORMERS_IMPORT_UTILS``
-    (the others: ``None``)."""
+    """A ``sys.meta_path`` finder for ``LAZY_PACKAGES``, ``DEFERRED_MODULES`` and
+    ``TRANSFORMERS_IMPORT_UTILS`` (the others: ``None``)."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None
                   ) -> importlib.machinery.ModuleSpec | None:
@@ -341,6 +442,8 @@ class _LazyPackageFinder:
                 return None
             spec.loader = _AfterExecLoader(spec.loader, _cache_models_structure)
             return spec
+        if fullname.startswith(tuple(DEFERRED_MODULES)):
+            return _deferred_spec(fullname, path)
         if fullname not in LAZY_PACKAGES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)

@@ -278,3 +278,66 @@ def test_a_second_start_reads_transformers_models_map_from_disk(tmp_path):
     assert clip == "transformers.models.clip.modeling_clip"
     assert int(cold_walked) > 500  # transformers' own walk, once
     assert int(warm_walked) < 20  # the map from disk: no model folder walked
+
+
+def test_scipy_stats_waits_for_its_first_use_and_then_is_the_real_module():
+    """In a fresh process as the app starts: the engine's imports leave ``scipy.stats`` a
+    stand-in (diffusers' schedulers import it for beta sigmas only), and the first use of
+    one of its names gives exactly what the eager import gives: the same beta sigmas, the
+    same module objects in ``sys.modules``, on the parent package and for submodules
+    imported before anything else (not run a second time)."""
+    code = textwrap.dedent("""\
+        import inspect, sys
+        from studio.engine import lazy_imports
+        from studio.engine.models import loading
+        loading.import_libraries()
+        stats = sys.modules["scipy.stats"]
+        waiting = lazy_imports._is_stand_in(stats)
+        inspect.getmodule(inspect)  # reads every module's __file__: must not load it
+        still = lazy_imports._is_stand_in(sys.modules["scipy.stats"])
+        import scipy.stats._stats_py as first  # a submodule before any name
+        real = sys.modules["scipy.stats"]
+        import scipy
+        from diffusers import EulerDiscreteScheduler
+        s = EulerDiscreteScheduler(use_beta_sigmas=True)
+        s.set_timesteps(8)
+        print(waiting, still, lazy_imports._is_stand_in(real), scipy.stats is real,
+              first is real._stats_py, stats.norm is real.norm,
+              ",".join(f"{v:.6f}" for v in s.sigmas.tolist()))
+        """)
+    eager = textwrap.dedent("""\
+        import scipy.stats
+        from diffusers import EulerDiscreteScheduler
+        s = EulerDiscreteScheduler(use_beta_sigmas=True)
+        s.set_timesteps(8)
+        print(",".join(f"{v:.6f}" for v in s.sigmas.tolist()))
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600, check=True).stdout.split()
+    sigmas = subprocess.run([sys.executable, "-c", eager], capture_output=True, text=True,
+                            timeout=600, check=True).stdout.split()[-1]
+    assert out[-7:-1] == ["True", "True", "False", "True", "True", "True"], out
+    assert out[-1] == sigmas
+
+
+def test_a_deferred_module_that_fails_to_import_says_so_at_each_use(monkeypatch, tmp_path):
+    """A stand-in whose real import fails raises that error where it is used, and again at
+    the next use (the stand-in stays), as a failed eager import would have at start."""
+    package = tmp_path / "brokenpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "stats.py").write_text("raise ImportError('no BLAS here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(lazy_imports, "DEFERRED_MODULES",
+                        lazy_imports.DEFERRED_MODULES | {"brokenpkg.stats"})
+    lazy_imports.install()
+    try:
+        import brokenpkg.stats as stats  # noqa: F401 (the stand-in: nothing ran yet)
+
+        for _ in range(2):
+            with pytest.raises(ImportError, match="no BLAS here"):
+                stats.anything  # noqa: B018
+            assert lazy_imports._is_stand_in(sys.modules["brokenpkg.stats"])
+    finally:
+        for name in ("brokenpkg.stats", "brokenpkg"):
+            sys.modules.pop(name, None)
