@@ -59,7 +59,8 @@ def run_child(module: str, args: Sequence[str], *, env: dict[str, str] | None = 
     A child is used where a figure must not be coloured by this process: peak memory,
     start-up time, a Qt event loop.
     """
-    full_env = {**os.environ, **(env or {})}
+    # a child that crashes (a signal, not an exception) prints its threads' Python stacks
+    full_env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", module, *args], env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     for line in reversed(proc.stdout.splitlines()):
