@@ -534,10 +534,15 @@ def model_contrast(path: str | Path) -> float | None:
 
     folder = Path(path)
     regions = read_json(folder / "studio.json").get("regions") if folder.is_dir() else None
-    contrast = regions.get("contrast") if isinstance(regions, dict) else None
-    if isinstance(contrast, bool) or not isinstance(contrast, (int, float)):
+    if not isinstance(regions, dict) or "contrast" not in regions:
         return None
-    return float(contrast) if 0.0 < contrast <= 8.0 else None
+    contrast = regions["contrast"]
+    if (not isinstance(contrast, bool) and isinstance(contrast, (int, float))
+            and 0.0 < contrast <= 8.0):
+        return float(contrast)
+    log.warning("%s: studio.json's regions contrast %r is not a number from 0 to 8; the "
+                "regions use the default of the model's layers", folder, contrast)
+    return None
 
 
 def region_plan(req: GenerationRequest, embeds: list[Any], vae_scale: int = 8,

@@ -181,18 +181,26 @@ def test_overlapping_regions_share_the_place():
     assert torch.allclose(a, torch.full_like(a, 2 / 3))
 
 
-def test_a_model_folder_sets_its_own_regions_contrast(tmp_path):
-    """The embedded DiT carries the contrast measured on it; a folder without one, or with a
-    value that is not a sane number, keeps the default of its layers."""
+def test_a_model_folder_sets_its_own_regions_contrast(tmp_path, caplog):
+    """The embedded DiT carries the contrast measured on it; a folder without one keeps the
+    default of its layers, and so does one with a value that is not a sane number, which the
+    log says, naming the folder."""
     import json
+    import logging
 
     from studio.engine.regions import CONTRAST, JOINT_CONTRAST, model_contrast
 
     assert model_contrast(SHIPPED / "studio-tiny-dit") == 2.0
     assert model_contrast(SHIPPED / "studio-tiny-diffusion") is None
+    assert not caplog.records
     for value in ("2", True, -1, 0, 1e9, None):
         (tmp_path / "studio.json").write_text(json.dumps({"regions": {"contrast": value}}))
-        assert model_contrast(tmp_path) is None, value
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="studio.engine.regions"):
+            assert model_contrast(tmp_path) is None, value
+        assert len(caplog.records) == 1 and str(tmp_path) in caplog.text, value
+    (tmp_path / "studio.json").write_text("{not json")
+    assert model_contrast(tmp_path) is None
     assert model_contrast(tmp_path / "missing") is None
     ones = np.ones((16, 16), np.float32)
     half = np.zeros((16, 16), np.float32)
