@@ -43,6 +43,7 @@ from studio.engine.conditioning import (
 )
 from studio.engine.control import ControlModels, ControlPlan
 from studio.engine.device import DeviceChoice, choose_device
+from studio.engine.joint_context import identical_context_once
 from studio.engine.known_device import known_device
 from studio.engine.latent_models import LatentModels
 from studio.engine.lora import apply_loras
@@ -279,6 +280,7 @@ class Engine:
                     self.controls.applied(pipe, control), \
                     regions_for(getattr(pipe, "unet", None)
                                 or getattr(pipe, "transformer", None), regions), \
+                    identical_context_once(getattr(pipe, "transformer", None)), \
                     known_device(pipe, loaded.choice.torch_device()):  # not searched per call
                 if base_kwargs is not None:
                     callback.blend = self.slider_edits.local_blend(pipe, loaded, resolved,

@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from studio.core.jobs.request import GenerationRequest, Region
+from studio.engine.joint_context import collapsed_to
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,9 @@ class JointRegions:
         self.streams = [embed(e[:1].to(context.device, context.dtype)
                               .expand(context.shape[0], -1, -1))
                         for e in self.plan.embeds]
+        # SD3 without T5: the main context's run of identical zero tokens runs as one
+        # (``joint_context``, its pre-hook ran first): each region's stream the same way
+        self.streams = [collapsed_to(s, context.shape[1]) for s in self.streams]
         for stream in self.streams:
             if stream.shape[1] != context.shape[1]:  # Flux's rotary embedding would not fit
                 raise ValueError(f"a region's prompt has {stream.shape[1]} text tokens, the "

@@ -32,24 +32,24 @@ contrast 2) they held in 20 of 20 and 19 of 20, the half outside keeping the mai
 
 Training cost: the pipeline's 256 zero "T5" tokens are identical in every layer (the same
 input through the same per-token maps), so training runs one of them with its attention
-logit raised by log(256) (``CollapsedZerosProcessor``): the same function as the 256 tokens,
-at a third of the cost. The saved model uses diffusers' own attention processor.
+logit raised by log(256) (``studio.engine.joint_context.CollapsedJointProcessor``): the same
+function as the 256 tokens, at a third of the cost. The saved model uses diffusers' own
+attention processor; the engine collapses the zeros at inference the same way.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from studio.core.portraits.render import DATA_VERSION
+from studio.engine.joint_context import CollapsedJointProcessor
 from studio.training.common import (
     CACHE_DIR,
     TRAIN_SEED,
@@ -81,46 +81,6 @@ SCHEDULER_CONFIG: dict[str, Any] = dict(num_train_timesteps=1000, shift=1.0)
 TWINS = os.environ.get("STUDIO_DIT_TWINS", "1") != "0"
 TWIN_RECIPE = dict(mood_pairs=6, glasses_pairs=3, text_lr_scale=2.0)
 REGION_CONTRAST = 2.0  # the regions' contrast measured on the twin-trained DiT (docstring)
-
-
-class CollapsedZerosProcessor:
-    """SD3 joint attention where the last context token stands for ``repeat`` identical ones.
-
-    Identical keys and values ``repeat`` times weigh in the softmax as one token whose logit
-    is raised by ``log(repeat)``; their own outputs are identical too, so one is computed.
-    """
-
-    def __init__(self, repeat: int) -> None:
-        self.log_repeat = math.log(repeat)
-
-    def __call__(self, attn: Any, hidden_states: torch.Tensor,
-                 encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, *args: Any,
-                 **kwargs: Any) -> Any:
-        b, n_img = hidden_states.shape[:2]
-
-        def heads(x: torch.Tensor) -> torch.Tensor:
-            return x.view(b, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
-
-        q, k, v = (heads(attn.to_q(hidden_states)), heads(attn.to_k(hidden_states)),
-                   heads(attn.to_v(hidden_states)))
-        if attn.norm_q is not None:
-            q, k = attn.norm_q(q), attn.norm_k(k)
-        cq, ck, cv = (heads(attn.add_q_proj(encoder_hidden_states)),
-                      heads(attn.add_k_proj(encoder_hidden_states)),
-                      heads(attn.add_v_proj(encoder_hidden_states)))
-        if attn.norm_added_q is not None:
-            cq, ck = attn.norm_added_q(cq), attn.norm_added_k(ck)
-        q, k, v = torch.cat([q, cq], 2), torch.cat([k, ck], 2), torch.cat([v, cv], 2)
-        bias = torch.zeros(k.shape[2], dtype=q.dtype)
-        bias[-1] = self.log_repeat
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None, :])
-        out = out.transpose(1, 2).reshape(b, -1, attn.heads * q.shape[-1])
-        hidden, context = out[:, :n_img], out[:, n_img:]
-        if not attn.context_pre_only:
-            context = attn.to_add_out(context)
-        hidden = attn.to_out[1](attn.to_out[0](hidden))
-        return hidden, context
 
 
 def build_pipeline(source: Path, transformer: Any | None = None) -> Any:
@@ -174,7 +134,7 @@ def save_pipeline(out_dir: Path, pipe: Any, extra: dict[str, Any]) -> None:
 
 def encode_text(pipe: Any, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """(context, pooled) exactly as the pipeline encodes them, with one zero "T5" token
-    (``CollapsedZerosProcessor`` weighs it as ``T5_TOKENS``)."""
+    (``CollapsedJointProcessor`` weighs it as ``T5_TOKENS``)."""
     context, _, pooled, _ = pipe.encode_prompt(
         prompt=captions, prompt_2=captions, prompt_3=None, do_classifier_free_guidance=False,
         max_sequence_length=1, device=torch.device("cpu"))
@@ -247,7 +207,7 @@ def train(out_root: Path, minutes: float = 60.0, seed: int = 0, n_data: int = 20
     face = latent_face_weights() if FACE_WEIGHTED else torch.ones(16, 16)  # see there
     transformer = pipe.transformer
     encoders = [pipe.text_encoder, pipe.text_encoder_2]
-    transformer.set_attn_processor(CollapsedZerosProcessor(T5_TOKENS))
+    transformer.set_attn_processor(CollapsedJointProcessor(T5_TOKENS))
     params = list(transformer.parameters())
     text_params = [p for te in encoders for p in te.parameters()]
     ema = [p.detach().clone() for p in params + text_params]

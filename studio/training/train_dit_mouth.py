@@ -86,7 +86,7 @@ from studio.training.train_dit import (
     NAME,
     SOURCE,
     T5_TOKENS,
-    CollapsedZerosProcessor,
+    CollapsedJointProcessor,
     build_pipeline,
     encode_text,
     load_pipeline,
@@ -279,7 +279,7 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
     face = latent_face_weights()
     transformer = pipe.transformer
     encoders = [pipe.text_encoder, pipe.text_encoder_2]
-    transformer.set_attn_processor(CollapsedZerosProcessor(T5_TOKENS))
+    transformer.set_attn_processor(CollapsedJointProcessor(T5_TOKENS))
     params = list(transformer.parameters())
     text_params = [p for te in encoders for p in te.parameters()]
     words, rest = text_path(transformer)
@@ -316,7 +316,7 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
             save_pipeline(out_root / NAME, pipe, extra)
             if mood is not None:
                 mood.fold(-1)
-            transformer.set_attn_processor(CollapsedZerosProcessor(T5_TOKENS))
+            transformer.set_attn_processor(CollapsedJointProcessor(T5_TOKENS))
         record = {**previous, **chained_record(previous, command, total.elapsed, step,
                                                  "dit_steps"),
                   "twin_pairs": {"mood": mood_pairs, "glasses": glasses_pairs},

@@ -11,7 +11,7 @@ def test_collapsed_zero_tokens_give_the_transformer_output_of_the_pipelines_256(
     from diffusers import SD3Transformer2DModel
     from diffusers.models.attention_processor import JointAttnProcessor2_0
 
-    from studio.training.train_dit import CollapsedZerosProcessor
+    from studio.engine.joint_context import CollapsedJointProcessor
 
     torch.manual_seed(0)
     model = SD3Transformer2DModel(
@@ -28,7 +28,7 @@ def test_collapsed_zero_tokens_give_the_transformer_output_of_the_pipelines_256(
         model.set_attn_processor(JointAttnProcessor2_0())
         full = model(hidden_states=x, encoder_hidden_states=torch.cat(
             [clip, torch.zeros(2, 256, 16)], 1), pooled_projections=pooled, timestep=t).sample
-        model.set_attn_processor(CollapsedZerosProcessor(256))
+        model.set_attn_processor(CollapsedJointProcessor(256))
         short = model(hidden_states=x, encoder_hidden_states=torch.cat(
             [clip, torch.zeros(2, 1, 16)], 1), pooled_projections=pooled, timestep=t).sample
         # without the weight, one zero token is another model: the test can tell them apart
