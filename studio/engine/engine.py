@@ -276,7 +276,7 @@ class Engine:
                            if local else None)
             regions = self._region_plan(pipe, loaded, resolved)
             with out_of_memory_as_error(request, self._free_memory), torch.inference_mode(), \
-                    self.choice.autocast(), torch_threads(loaded.cpu_threads), \
+                    loaded.choice.autocast(), torch_threads(loaded.cpu_threads), \
                     self.controls.applied(pipe, control), \
                     regions_for(getattr(pipe, "unet", None)
                                 or getattr(pipe, "transformer", None), regions), \
@@ -312,7 +312,7 @@ class Engine:
 
         words = [plain_prompt_args(req.replace(prompt=p, regions=()), loaded.family)["prompt"]
                  for p in (req.prompt, *(r.prompt for r in req.regions))]
-        with torch.inference_mode(), self.choice.autocast():
+        with torch.inference_mode(), loaded.choice.autocast():
             main, *embeds = encode_with_pipeline(pipe, words, loaded.choice.torch_device())
         plan = region_plan(req, embeds, int(getattr(pipe, "vae_scale_factor", 8)),
                            contrast=model_contrast(loaded.info.path))

@@ -126,13 +126,21 @@ def identical_context_once(transformer: Any, enabled: bool = True) -> Iterator[N
 
     original = dict(transformer.attn_processors)
     processor = CollapsedJointProcessor()
+    weight = next(transformer.parameters())
+
+    def bf16() -> bool:
+        """Whether the attention will compute in bfloat16: bf16 weights, or a bf16 autocast
+        that reaches the transformer (``tuning.without_autocast`` keeps it out of a small
+        fp32 model)."""
+        kind = weight.device.type
+        return weight.dtype == torch.bfloat16 or (
+            torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16
+            and not getattr(transformer, "_studio_no_autocast", False))
 
     def before(_module: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         processor.repeat = 1
         context = kwargs.get("encoder_hidden_states")
-        if (args or context is None or context.ndim != 3 or context.shape[1] < 2
-                or context.dtype == torch.bfloat16 or torch.is_autocast_enabled(context.device.type)
-                and torch.get_autocast_dtype(context.device.type) == torch.bfloat16):
+        if args or context is None or context.ndim != 3 or context.shape[1] < 2 or bf16():
             return None
         run = identical_run(context)
         if run < 2:

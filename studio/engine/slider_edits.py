@@ -68,7 +68,7 @@ class SliderEdits:
                lora_signature(req.loras))
 
         def make() -> Conditioning:
-            with torch.inference_mode(), self.choice.autocast():
+            with torch.inference_mode(), loaded.choice.autocast():
                 return encode_prompts(loaded.pipe, loaded.family, req,
                                       self.choice.torch_device())
 
@@ -112,7 +112,7 @@ class SliderEdits:
                lora_signature(req.loras))
 
         def make() -> PromptDelta:
-            with self.choice.autocast():
+            with loaded.choice.autocast():
                 return compute_prompt_delta(loaded.pipe, loaded.family, key[2], key[3],
                                             templates, self.choice.torch_device(),
                                             req.clip_skip)
@@ -161,9 +161,9 @@ class SliderEdits:
             if image.size != (req.width, req.height):
                 image = image.resize((req.width, req.height), Image.LANCZOS)
             cond = self.conditioning(loaded, req).kwargs
-            with self.choice.autocast():
+            with loaded.choice.autocast():
                 return ddim_invert(pipe, np.asarray(image), cond["prompt_embeds"], req.steps,
-                                   self.choice.torch_device(), self.choice.torch_dtype(),
+                                   self.choice.torch_device(), loaded.choice.torch_dtype(),
                                    pooled_prompt_embeds=cond.get("pooled_prompt_embeds"))
 
         return self.inversions.get_or_make(key, make).repeat(req.batch_size, 1, 1, 1)

@@ -96,6 +96,12 @@ def test_no_collapse_where_another_processor_owns_the_attention_or_in_bfloat16()
     with torch.autocast("cpu", dtype=torch.bfloat16), identical_context_once(model):
         _, seen = _run(model, inputs)
     assert seen == [263]  # log(256) would round by up to 1.6 % in bfloat16
+    from studio.engine.tuning import without_autocast
+
+    without_autocast(model)  # a small model the policy keeps in fp32 inside a bf16 engine
+    with torch.autocast("cpu", dtype=torch.bfloat16), identical_context_once(model):
+        _, seen = _run(model, inputs)
+    assert seen == [8]
     name = next(iter(model.attn_processors))
     model.set_attn_processor({n: (AttnProcessor2_0() if n == name else p)
                               for n, p in model.attn_processors.items()})
