@@ -178,8 +178,16 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
         bf16_unet = app_unet
     else:
         bf16_unet = copy.deepcopy(unet).to(torch.bfloat16).to(memory_format=torch.channels_last)
-    # Eager even where the engine compiled it (its class's forward on the same weights).
-    eager_bf16 = type(bf16_unet).forward.__get__(bf16_unet) if compiled else bf16_unet
+    def eager(net: Any) -> Any:
+        """Its class's forward on the same weights: where the engine compiled it, or where the
+        policy keeps a small model in fp32 (``tuning.without_autocast`` set a ``forward`` on the
+        instance that turns autocast off and that a deepcopy would still point at the original
+        module's)."""
+        if compiled or getattr(net, "_studio_no_autocast", False):
+            return type(net).forward.__get__(net)
+        return net
+
+    eager_bf16 = eager(bf16_unet)
     factor = getattr(loaded.pipe, "vae_scale_factor", 8)
     side = model.size // factor
     gen = torch.Generator("cpu").manual_seed(0)
@@ -194,10 +202,10 @@ def unet_dtype(loaded: Any, model: BenchModel, repeats: int, warmup: int = 1
     outs: dict[str, Any] = {}
 
     def fp32() -> None:
-        outs["fp32"] = run(unet, False)
+        outs["fp32"] = run(eager(unet), False)
 
     def bf16() -> None:
-        outs["bf16"] = run(unet, True)
+        outs["bf16"] = run(eager(unet), True)
 
     def bf16_weights() -> None:
         # Inputs in the weights' dtype, as a pipeline passes them: a layer norm outside

@@ -45,3 +45,26 @@ def test_small_models_run_on_one_cpu_thread_and_the_count_is_restored(pipe):
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
+
+
+def test_the_dtype_bench_runs_a_small_fp32_model_in_each_precision_it_names(tmp_path):
+    """On a CPU with native bf16 the policy keeps a small model in fp32 with autocast off
+    (``without_autocast``). The bench's bf16 candidates must still run in bf16: the copy with
+    bf16 weights once called the original fp32 module (the instance's ``forward`` came along
+    in the deepcopy) and failed on "mat1 and mat2 must have the same dtype", and the autocast
+    candidate ran in fp32."""
+    from types import SimpleNamespace
+
+    from studio.bench.engine_figures import unet_dtype
+    from studio.bench.models import BenchModel
+    from studio.engine.device import DeviceChoice
+    from studio.engine.models.tiny import build_tiny_pipeline
+    from studio.engine.tuning import without_autocast
+
+    small = build_tiny_pipeline("sd1")
+    without_autocast(small.unet)
+    loaded = SimpleNamespace(pipe=small, choice=DeviceChoice("cpu", "float32", None, "small"))
+    out = unet_dtype(loaded, BenchModel("tiny", tmp_path, "tiny", 64), repeats=1, warmup=0)
+    assert out["policy"] == "fp32"
+    assert out["unet_rel_diff"] > 1e-4 and out["bf16_weights_rel_diff"] > 1e-4  # bf16 ran
+    assert out["unet_rel_diff"] < 0.1 and out["bf16_weights_rel_diff"] < 0.1
