@@ -155,13 +155,17 @@ def eval_gan(root: Path, n: int) -> dict[str, Any]:
 
 def diffusion_generate(pipe: Any, prompts: list[str], seeds: list[int], steps: int,
                        guidance: float, batch_size: int = 50) -> np.ndarray:
-    """uint8 NHWC images, one per prompt, seeded per image (reproducible per prompt)."""
+    """uint8 NHWC images, one per prompt, seeded per image (reproducible per prompt). The
+    DiT's zero "T5" tokens run as one, as in the studio (``studio.engine.joint_context``)."""
+    from studio.engine.joint_context import identical_context_once
+
     images = []
     for s in range(0, len(prompts), batch_size):
         gens = [torch.Generator().manual_seed(seed) for seed in seeds[s:s + batch_size]]
-        out = pipe(prompts[s:s + batch_size], num_inference_steps=steps,
-                   guidance_scale=guidance, generator=gens, height=64, width=64,
-                   output_type="np").images
+        with identical_context_once(getattr(pipe, "transformer", None)):
+            out = pipe(prompts[s:s + batch_size], num_inference_steps=steps,
+                       guidance_scale=guidance, generator=gens, height=64, width=64,
+                       output_type="np").images
         images.append((np.clip(out, 0, 1) * 255).round().astype(np.uint8))
     return np.concatenate(images)
 
