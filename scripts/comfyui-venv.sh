@@ -8,6 +8,7 @@
 # The folder is ~/.cache/latent-studio/comfyui-<hash of this recipe>/ with venv/ and
 # comfyui/ inside, and a file "ready" once complete. It is never rebuilt while "ready" exists;
 # a changed recipe gets a new folder. STUDIO_COMFYUI_CACHE overrides ~/.cache/latent-studio.
+# While a build runs, the folder holds "building" (the builder's process id).
 # The venv holds PyPI's torch (the CUDA build, which runs on the CPU; about 7.5 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,10 @@ if [[ -z "$vendor" ]]; then
 fi
 echo "comfyui-venv: building $root (several minutes, about 7.5 GB)" >&2
 mkdir -p "$root"
+# While it builds, "building" holds this script's process id: the remote tests, started
+# beside the build (.ci/run), wait for "ready" while that process lives.
+echo $$ > "$root/building"
+trap 'rm -f "$root/building"' EXIT
 rm -rf "$root/comfyui"
 cp -r "$vendor" "$root/comfyui"
 mkdir -p "$root/comfyui/custom_nodes" "$root/comfyui/input"   # git keeps no empty folders
