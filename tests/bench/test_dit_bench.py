@@ -37,3 +37,17 @@ def test_dit_rows_are_in_the_table_with_the_overhead_target(dit_figures):
     step = next(line for line in table.splitlines()
                 if line.startswith("tiny DiT step vs tiny UNet step"))
     assert f"{dit_figures['overhead_dit']['step_ratio_vs_tiny']:.2f}x" in step
+
+
+@pytest.mark.models
+def test_dit_section_sets_the_collapsed_zero_tokens_beside_diffusers_as_shipped(dit_figures):
+    """The engine runs SD 3's 256 zero "T5" tokens as one (``studio.engine.joint_context``):
+    the overhead is against the bare call with the same collapse (same pixels, above), and a
+    row says what that gives against diffusers' own call, with how far apart the pixels are."""
+    o = dit_figures["overhead_dit"]
+    assert o["collapsed_context"] is True
+    assert o["shipped_s"] > 0 and o["vs_shipped"] == pytest.approx(o["app_s"] / o["shipped_s"])
+    assert o["shipped_max_pixel_diff"] <= 1 and o["shipped_pixels_apart"] <= 0.001
+    row = next(line for line in format_table(dit_figures).splitlines()
+               if line.startswith("tiny DiT vs diffusers as shipped"))
+    assert f"{o['vs_shipped']:.2f}x" in row and "run as one" in row
