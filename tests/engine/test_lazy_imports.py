@@ -341,3 +341,46 @@ def test_a_deferred_module_that_fails_to_import_says_so_at_each_use(monkeypatch,
     finally:
         for name in ("brokenpkg.stats", "brokenpkg"):
             sys.modules.pop(name, None)
+
+
+def test_scipy_integrate_and_optimize_wait_for_their_first_use() -> None:
+    """diffusers' LMS scheduler imports ``scipy.integrate`` (for ``quad``, at each
+    ``set_timesteps``) and transformers' detection losses take ``linear_sum_assignment`` from
+    ``scipy.optimize``: after the engine's imports and a model's load both are stand-ins. The
+    LMS scheduler's first steps then give exactly the eager import's coefficients, and the
+    loss module's ``linear_sum_assignment`` solves an assignment as scipy's does."""
+    code = textwrap.dedent("""\
+        import sys
+        from studio.engine import lazy_imports
+        from studio.engine.models import loading
+        loading.import_libraries()
+        import transformers.loss.loss_for_object_detection as det
+        waiting = [lazy_imports._is_stand_in(sys.modules[m])
+                   for m in ("scipy.integrate", "scipy.optimize")]
+        import torch
+        from diffusers import LMSDiscreteScheduler
+        s = LMSDiscreteScheduler()
+        s.set_timesteps(6)
+        x = torch.ones(1, 1, 2, 2)
+        for t in s.timesteps[:4]:
+            x = s.step(x * 0.5, t, x).prev_sample
+        rows, cols = det.linear_sum_assignment([[4, 1, 3], [2, 0, 5], [3, 2, 2]])
+        print(*waiting, lazy_imports._is_stand_in(sys.modules["scipy.integrate"]),
+              rows.tolist(), cols.tolist(), f"{float(x.sum()):.6f}")
+        """)
+    eager = textwrap.dedent("""\
+        import torch
+        from diffusers import LMSDiscreteScheduler
+        s = LMSDiscreteScheduler()
+        s.set_timesteps(6)
+        x = torch.ones(1, 1, 2, 2)
+        for t in s.timesteps[:4]:
+            x = s.step(x * 0.5, t, x).prev_sample
+        print(f"{float(x.sum()):.6f}")
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600, check=True).stdout.strip().splitlines()[-1]
+    total = subprocess.run([sys.executable, "-c", eager], capture_output=True, text=True,
+                           timeout=600, check=True).stdout.split()[-1]
+    assert out.startswith("True True False [0, 1, 2] [1, 0, 2] "), out
+    assert out.split()[-1] == total
