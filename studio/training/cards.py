@@ -499,7 +499,7 @@ zero tokens in its place, as diffusers does for SD3 without T5. The training cap
 varied wording; "face" and "in front of a <colour> background" held out). fp32 weights.
 Training runs the pipeline's 256 identical zero tokens as one, its attention logit raised by
 log(256) (`studio.engine.joint_context.CollapsedJointProcessor`: the same function, checked by
-`tests/training/test_train_dit.py`), at a third of the cost; the saved model uses
+`tests/engine/test_joint_context.py`), at a third of the cost; the saved model uses
 diffusers' own attention.
 
 ```python

@@ -70,6 +70,20 @@ def test_256_zero_tokens_run_as_one_give_the_same_output() -> None:
     assert all(type(p) is JointAttnProcessor2_0 for p in model.attn_processors.values())
 
 
+def test_the_trainers_fixed_run_of_one_zero_token_is_the_pipelines_256() -> None:
+    """The DiT trainer encodes captions with one zero "T5" token and the processor fixed at
+    256 (``train_dit``): the same function as the 256 the pipeline feeds, so the model it
+    trains is the model users run."""
+    from studio.engine.joint_context import CollapsedJointProcessor
+
+    model = _model()
+    full, _ = _run(model, _inputs(torch.zeros(2, 256, 16)))
+    model.set_attn_processor(CollapsedJointProcessor(256))
+    short, seen = _run(model, _inputs(torch.zeros(2, 1, 16)))
+    assert seen == [8]
+    assert torch.allclose(full, short, atol=1e-5), (full - short).abs().max()
+
+
 def test_a_context_without_a_run_of_identical_tokens_is_left_whole() -> None:
     """A loaded T5 (its tokens differ) or a slider that moved one zero token apart."""
     model = _model()
