@@ -20,7 +20,6 @@ from studio.engine.device import DeviceChoice
 from studio.engine.lora import lora_signature
 from studio.engine.models.loading import LoadedModel
 from studio.engine.sliders import (
-    MASK_RATIO,
     DirectionCache,
     InversionCache,
     LocalBlend,
@@ -202,11 +201,9 @@ class SliderEdits:
             pooled = sum(self.travel(d, s) * d.pooled
                          for s, d in zip(local, deltas, strict=True))
         cond = self.conditioning(loaded, req).kwargs
-        # the least selective of the sliders' masks (a slider's ``mask_ratio``: hair 2)
-        ratio = min(float(dict(s.payload).get("mask_ratio", MASK_RATIO)) for s in local)
         with torch.inference_mode():
             mask = edit_mask(pipe, trajectory[-1], cond["prompt_embeds"],
                              PromptDelta(tokens, pooled), req.seed,
                              pooled_prompt_embeds=cond.get("pooled_prompt_embeds"),
-                             size=(req.height, req.width), ratio=ratio)
+                             size=(req.height, req.width))
         return LocalBlend(trajectory, mask)

@@ -291,20 +291,6 @@ def test_past_the_end_the_prompt_already_says_a_slider_goes_as_far_as_its_beyond
     assert "only a little" not in placement_note(smile, "a smiling person")
 
 
-def test_a_hair_sliders_mask_is_less_selective_and_old_requests_keep_theirs():
-    """The hair sliders carry ``mask_ratio`` 2 (hair covers much of a portrait) into their
-    requests; the other local sliders carry none (the engine's 3), so images made before
-    reproduce; a file with a ratio out of range is refused in one line."""
-    red, glasses = starter_sliders()["hair-red"], starter_sliders()["glasses"]
-    assert red.mask_ratio == 2 and glasses.mask_ratio is None
-    on = dict(apply_sliders(GenerationRequest("a person"), [(red, 1.0)]).sliders[0].payload)
-    off = dict(apply_sliders(GenerationRequest("a person"), [(glasses, 1.0)]).sliders[0].payload)
-    assert on["mask_ratio"] == 2.0 and "mask_ratio" not in off
-    assert SliderSpec.from_dict(red.to_dict()) == red and "mask_ratio" not in glasses.to_dict()
-    with pytest.raises(ValueError, match="mask_ratio"):
-        SliderSpec.from_dict({**red.to_dict(), "mask_ratio": 0})
-
-
 def test_ids_describe_their_sliders():
     pair = prompt_pair("old", "young")
     assert spec_from_id(pair.slider_id) == pair

@@ -132,23 +132,3 @@ def test_the_smile_slider_on_the_dit_smiles_and_frowns_where_the_oracle_reads_a_
     smiling = "a smiling person with brown hair on a grey background"
     smiles, frowns = moods(smiling, -2.0)
     assert smiles == 0 and frowns >= 3, (smiles, frowns)
-
-
-# Two of SliderBench's held-out prompts (seeds 1000012 and 1000018, the card's sampling) where
-# the Red hair slider's mask, at the engine's default selectivity (3), left part of the hair
-# out: the oracle read brown and blonde at 2. Hair covers much of a portrait and inflates the
-# mean the mask is cut against; the hair sliders' ``mask_ratio`` 2 takes all of it.
-WHOLE_HAIR = (("a person with blue hair and square glasses on a red background", 1000012),
-              ("a person with white hair and no glasses on a white background", 1000018))
-
-
-def test_the_hair_sliders_mask_takes_the_whole_hair_on_the_dit():
-    spec = starter_sliders()["hair-red"]
-    assert spec.mask_ratio == 2 and dict(slider_value(spec, 2.0).payload)["mask_ratio"] == 2
-    for prompt, seed in WHOLE_HAIR:
-        base = GenerationRequest(prompt, model="studio-tiny-dit", seed=seed, steps=20,
-                                 guidance=3.5, width=64, height=64, scheduler="Flow Euler")
-        before = read_portrait(_engine().generate(base).images[0])
-        after = read_portrait(_engine().generate(apply_sliders(base, [(spec, 2.0)])).images[0])
-        assert before.hair != "red" and after.hair == "red", (prompt, before.hair, after.hair)
-        assert after.background == before.background and after.glasses == before.glasses

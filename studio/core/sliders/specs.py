@@ -88,13 +88,6 @@ class SliderSpec:
     # Edit only where the words act (DiffEdit mask, blended with the base generation), so
     # the rest of the image stays; off for sliders meant to change the whole picture.
     local: bool = False
-    # How selective a local slider's mask is: a latent pixel is edited where the two texts'
-    # predictions differ by more than half this many times their mean difference (None: the
-    # engine's 3, for what covers a small part of a portrait: a mouth, glasses). An attribute
-    # that covers much of the picture inflates that mean, and its mask then left part of it
-    # out: hair has 2 (studio-tiny-dit's Red hair turned 13 of 13 held-out prompts red at 2,
-    # 11 of 13 at 3).
-    mask_ratio: float | None = None
     # Models (by name) this slider is known not to work on, each with the one-line reason
     # the panel greys it with (measured, e.g. a model that never draws the attribute).
     not_on: tuple[tuple[str, str], ...] = field(default=(), compare=False)
@@ -124,7 +117,6 @@ class SliderSpec:
                 **({"reach": self.reach} if self.reach != 2.0 else {}),
                 **({"beyond": self.beyond} if self.beyond != 1.0 else {}),
                 **({"local": True} if self.local else {}),
-                **({"mask_ratio": self.mask_ratio} if self.mask_ratio is not None else {}),
                 **({"not_on": dict(self.not_on)} if self.not_on else {})}
 
     @classmethod
@@ -137,10 +129,6 @@ class SliderSpec:
             raise ValueError(f"slider {data.get('id')!r}: reach must be above 0")
         if not 0 <= float(data.get("beyond", 1.0)) <= 1:  # type: ignore[arg-type]
             raise ValueError(f"slider {data.get('id')!r}: beyond must be within 0 to 1")
-        mask_ratio = data.get("mask_ratio")
-        if mask_ratio is not None and not 0 < float(mask_ratio) <= 20:  # type: ignore[arg-type]
-            raise ValueError(f"slider {data.get('id')!r}: mask_ratio must be above 0 and "
-                             "at most 20")
         return cls(slider_id=str(data["id"]), label=str(data.get("label") or data["id"]),
                    space=space, positive=str(data.get("positive", "")),
                    negative=str(data.get("negative", "")), templates=templates,
@@ -158,7 +146,6 @@ class SliderSpec:
                    reach=float(data.get("reach", 2.0)),  # type: ignore[arg-type]
                    beyond=float(data.get("beyond", 1.0)),  # type: ignore[arg-type]
                    local=bool(data.get("local", False)),
-                   mask_ratio=None if mask_ratio is None else float(mask_ratio),  # type: ignore[arg-type]
                    not_on=tuple((str(k), str(v)) for k, v in dict(
                        data.get("not_on") or {}).items()))  # type: ignore[call-overload]
 
@@ -491,8 +478,6 @@ def slider_value(spec: SliderSpec, value: float) -> SliderValue:
                 payload["synonyms"] = "\n".join(spec.synonyms)
         if spec.local:
             payload["local"] = True
-            if spec.mask_ratio is not None:  # requests without it keep the engine's ratio
-                payload["mask_ratio"] = float(spec.mask_ratio)
     elif spec.space in LATENT_SPACES:
         payload = {"attribute": spec.attribute, "method": spec.method}
         if spec.vector:
