@@ -351,6 +351,7 @@ class Engine:
         else:  # the pipeline encodes the text itself (T5, Gemma ...): words, no weights
             kwargs.update(plain_prompt_args(req, loaded.family))
             kwargs.update(pipeline_extras(pipe, req))
+            kwargs.update(true_cfg_args(pipe, req, loaded.family))
         if inversion_slider(req) is not None:  # sliders over an imported image
             inverted = self.slider_edits.inverted_latents(pipe, loaded, req)
             kwargs.update(calls.inversion_args(req, inverted))
@@ -489,6 +490,28 @@ def plain_prompt_args(req: GenerationRequest, family: str) -> dict[str, Any]:
     args: dict[str, Any] = {"prompt": plain(req.prompt)}
     if req.negative_prompt and spec_for(family).negative_prompt:
         args["negative_prompt"] = plain(req.negative_prompt)
+    return args
+
+
+def true_cfg_args(pipe: Any, req: GenerationRequest, family: str) -> dict[str, Any]:
+    """The guidance of a pipeline whose classifier-free guidance is its ``true_cfg_scale``
+    (Qwen-Image, Qwen-Image-Edit): the request's guidance goes there, not to
+    ``guidance_scale`` (which only a guidance-distilled transformer reads, and which they
+    otherwise ignore), and an empty negative prompt is " " as Qwen's own examples give it,
+    for the guidance runs only beside a negative prompt. Flux's guidance, an input of its
+    transformer, is left as it is."""
+    import inspect
+
+    spec = spec_for(family)
+    if (spec.guidance_embedding or not spec.negative_prompt
+            or "true_cfg_scale" not in inspect.signature(type(pipe).__call__).parameters):
+        return {}
+    config = getattr(getattr(pipe, "transformer", None), "config", None)
+    if getattr(config, "guidance_embeds", False):  # guidance-distilled: guidance_scale
+        return {}
+    args: dict[str, Any] = {"true_cfg_scale": req.guidance, "guidance_scale": None}
+    if req.guidance > 1 and not req.negative_prompt.strip():
+        args["negative_prompt"] = " "
     return args
 
 

@@ -39,9 +39,12 @@ def fit_latent_rgb(vae: Any, size: int = 64) -> np.ndarray:
     param = next(vae.parameters())
     with torch.no_grad():
         x = torch.from_numpy(probes).to(device=param.device, dtype=param.dtype)
-        encoded = vae.encode(x)  # a KL VAE gives a distribution, a DC-AE (Sana) latents
-        dist = getattr(encoded, "latent_dist", None)
-        latents = (dist.mean if dist is not None else encoded.latent).float().cpu().numpy()
+        # A video VAE (Qwen-Image's, Wan's) encodes frames: the probes as one-frame clips.
+        frames = "temperal_downsample" in getattr(vae, "config", {})
+        encoded = vae.encode(x.unsqueeze(2) if frames else x)
+        dist = getattr(encoded, "latent_dist", None)  # a KL VAE: a distribution; DC-AE: latents
+        latents = dist.mean if dist is not None else encoded.latent
+        latents = (latents[:, :, 0] if frames else latents).float().cpu().numpy()
     n, c, h, w = latents.shape
     # Average the probe colours over each latent cell, then solve latent -> colour.
     f = size // h

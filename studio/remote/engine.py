@@ -114,17 +114,24 @@ def _features_used(request: GenerationRequest, family: str, enlarge_with: str) -
 def refuse_edit_model(family: str, name: str) -> None:
     """Instruction-editing models other than Flux Kontext (whose edit is built from ComfyUI's
     own nodes: ``workflow.edits``) are not run on servers: a Flux 2 Klein file run as plain
-    Flux would fail or give another picture."""
+    Flux, or a Qwen-Image-Edit file as anything, would fail or give another picture."""
     if family == "flux2-klein":
         raise InvalidRequestError(
             f"{name} is a Flux 2 Klein model (a Qwen3 text encoder and the Flux 2 VAE): "
             "Latent Studio builds no ComfyUI workflow for it yet; edit with it on the local "
             "engine.")
+    if family == "qwen-image-edit":
+        raise InvalidRequestError(
+            f"{name} is a Qwen-Image-Edit model (a Qwen2.5-VL text encoder and the "
+            "Qwen-Image VAE): Latent Studio builds no ComfyUI workflow for it yet; edit with "
+            "it on the local engine.")
 
 
 def guess_family(name: str) -> str:
     """A checkpoint's family from its name (the server does not say); "" when unsure."""
     low = name.lower()
+    if "qwen_image_edit" in low.replace("-", "_").replace(" ", "_"):
+        return "qwen-image-edit"
     for marker, family in (("kontext", "flux-kontext"), ("klein", "flux2-klein"),
                            ("flux", "flux"), ("sd3", "sd3"), ("sd_3", "sd3"), ("sdxl", "sdxl"),
                            ("xl", "sdxl"),

@@ -327,7 +327,8 @@ def test_img2img_and_inpaint_run_where_diffusers_has_them_else_one_line(
     else:
         with pytest.raises(InvalidRequestError) as err:
             engine.generate(req)
-        assert "\n" not in err.value.message and task in err.value.message
+        words = {"img2img": "image to image", "inpaint": "inpainting"}[task]
+        assert "\n" not in err.value.message and words in err.value.message
         assert len(engine.pipelines) == 0  # refused before loading
 
 

@@ -52,8 +52,9 @@ def build_kontext(root: Path) -> Path:
     return out
 
 
-def qwen_tokenizer(out: Path):
-    """A byte-level BPE tokenizer over a few words with Qwen's chat template."""
+def qwen_tokenizer(out: Path, extra: tuple[str, ...] = ()):
+    """A byte-level BPE tokenizer over a few words with Qwen's chat template (``extra``:
+    more special tokens, Qwen2.5-VL's vision markers)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
 
@@ -61,7 +62,7 @@ def qwen_tokenizer(out: Path):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", *extra],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator([" ".join(WORDS), "user assistant system"] * 4, trainer)
     fast = Qwen2TokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
@@ -105,11 +106,88 @@ def build_klein(root: Path) -> Path:
     return out
 
 
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def build_qwen_edit(root: Path, plus: bool = False, edit: bool = True) -> Path:
+    """A tiny Qwen-Image-Edit folder (``QwenImageEditPipeline``, or the 2509 release's
+    ``QwenImageEditPlusPipeline``): a 2-layer Qwen2.5-VL of width 16 with a 2-block vision
+    tower, the Qwen-Image VAE and transformer, and the processor folder as Qwen's own
+    folders hold it (image and video processor configs beside the tokenizer). ``edit``
+    False: the same parts as a Qwen-Image (text to image) folder."""
+    import json
+
+    import diffusers as d
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLImageProcessorPil,
+    )
+
+    torch.manual_seed(0)
+    name = ("qwen-edit-plus" if plus else "qwen-edit") if edit else "qwen-image"
+    out = root / "models" / name
+    tok = qwen_tokenizer(root / f"_{name}" / "tokenizer", extra=VISION_TOKENS)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in VISION_TOKENS}
+    text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=4096, bos_token_id=None,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                          "mrope_section": [2, 1, 1]}),
+        vision_config=dict(depth=2, hidden_size=16, intermediate_size=32, num_heads=2,
+                           out_hidden_size=16, fullatt_block_indexes=[1], window_size=112,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True))
+    vae = d.AutoencoderKLQwenImage(base_dim=4, z_dim=4, dim_mult=[1, 1, 1, 1],
+                                   num_res_blocks=1, attn_scales=[],
+                                   temperal_downsample=[False, True, True],
+                                   latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    transformer = d.QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=1, attention_head_dim=8,
+        num_attention_heads=2, joint_attention_dim=16, axes_dims_rope=(2, 2, 4))
+    scheduler = d.FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256,
+        max_image_seq_len=8192, shift=1.0, shift_terminal=0.02, time_shift_type="exponential")
+    parts = dict(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tok,
+                 transformer=transformer)
+    for module in (text_encoder, vae, transformer):
+        module.eval()
+    # Saved without the processor (it cannot be built here: its video processor needs
+    # torchvision), then the processor folder written as Qwen's releases hold it.
+    cls = d.QwenImageEditPlusPipeline if plus else d.QwenImageEditPipeline
+    d.QwenImagePipeline(**parts).save_pretrained(out, safe_serialization=True)
+    if not edit:
+        return out
+    index = json.loads((out / "model_index.json").read_text())
+    index.update(_class_name=cls.__name__, processor=["transformers", "Qwen2VLProcessor"])
+    (out / "model_index.json").write_text(json.dumps(index, indent=2))
+    tok.save_pretrained(out / "processor")
+    image = Qwen2VLImageProcessorPil().to_dict()
+    image.pop("image_processor_class", None)
+    image.update(image_processor_type="Qwen2VLImageProcessor", processor_class="Qwen2VLProcessor")
+    (out / "processor" / "preprocessor_config.json").write_text(json.dumps(image, indent=2))
+    video = {k: image[k] for k in ("do_convert_rgb", "do_normalize", "do_rescale", "do_resize",
+                                   "image_mean", "image_std", "merge_size", "patch_size",
+                                   "temporal_patch_size", "rescale_factor", "resample")}
+    video.update(video_processor_type="Qwen2VLVideoProcessor",
+                 processor_class="Qwen2VLProcessor",
+                 size={"longest_edge": 12845056, "shortest_edge": 3136})
+    (out / "processor" / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2))
+    return out
+
+
 @pytest.fixture(scope="module")
 def edit_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("edit")
     build_kontext(root)
     build_klein(root)
+    build_qwen_edit(root)
+    build_qwen_edit(root, plus=True)
+    build_qwen_edit(root, edit=False)
     return root / "models"
 
 
@@ -138,8 +216,9 @@ def _photo(seed: int = 0) -> Pixels:
 
 
 def _req(folder: Path, **kw) -> GenerationRequest:
+    guidance = {"kontext": 2.5, "klein": 1.0}.get(folder.name, 4.0)  # Klein: no CFG
     values = dict(prompt=INSTRUCTION, model=str(folder), steps=2, width=SIZE, height=SIZE,
-                  seed=5, guidance=2.5 if folder.name == "kontext" else 1.0,  # Klein: no CFG
+                  seed=5, guidance=guidance,
                   scheduler="Flow Euler", task="img2img",
                   init_image=_photo(), strength=0.75)
     values.update(kw)
@@ -155,17 +234,23 @@ def _bare(folder: Path, req: GenerationRequest, engine=None) -> np.ndarray:
     from diffusers import DiffusionPipeline
     from PIL import Image
 
+    from studio.engine.models.processors import load_still_image_processor
     from studio.engine.tuning import cpu_threads_for, torch_threads
 
-    pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True)
+    qwen = folder.name.startswith("qwen")  # its processor, without the video part
+    parts = dict(processor=load_still_image_processor(folder / "processor")) if qwen else {}
+    pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, **parts)
     pipe.set_progress_bar_config(disable=True)
     kontext = type(pipe).__name__ == "FluxKontextPipeline"
     extra = dict(max_area=req.width * req.height, _auto_resize=False) if kontext else {}
+    guidance = dict(guidance_scale=req.guidance)
+    if qwen:  # Qwen's CFG: true_cfg_scale over a negative prompt, " " as Qwen's examples
+        guidance = dict(true_cfg_scale=req.guidance, negative_prompt=req.negative_prompt or " ")
     threads = (torch_threads(cpu_threads_for(pipe, engine.choice)) if engine is not None
                else nullcontext())
     with torch.inference_mode(), threads:
         out = pipe(image=Image.fromarray(req.init_image.to_array()), prompt=req.prompt,
-                   num_inference_steps=req.steps, guidance_scale=req.guidance,
+                   num_inference_steps=req.steps, **guidance,
                    height=req.height, width=req.width, output_type="np",
                    generator=[torch.Generator("cpu").manual_seed(req.seed)], **extra)
     return (np.clip(out.images[0], 0, 1) * 255).round().astype(np.uint8)
@@ -174,20 +259,18 @@ def _bare(folder: Path, req: GenerationRequest, engine=None) -> np.ndarray:
 def test_the_family_and_its_edit_feature_come_from_model_index(edit_root):
     assert detect_folder_family(edit_root / "kontext") == "flux-kontext"
     assert detect_folder_family(edit_root / "klein") == "flux2-klein"
-    for family in ("flux-kontext", "flux2-klein"):
+    assert detect_folder_family(edit_root / "qwen-edit") == "qwen-image-edit"
+    assert detect_folder_family(edit_root / "qwen-edit-plus") == "qwen-image-edit"
+    for family in ("flux-kontext", "flux2-klein", "qwen-image-edit"):
         assert spec_for(family).edit and family in EDIT_FAMILIES
     assert not spec_for("flux").edit and not spec_for("sd3").edit
     # The core names these families' image to image "edit" (History, metadata): the same list.
     from studio.core.jobs import request as core_request
 
     assert set(core_request.EDIT_FAMILIES) == set(EDIT_FAMILIES)
-    # Qwen-Image-Edit is not supported yet: an unknown pipeline, refused in one line.
-    from studio.engine.models.families import UNKNOWN, detect_family
-
-    assert detect_family({"_class_name": "QwenImageEditPipeline"}) == UNKNOWN
 
 
-@pytest.mark.parametrize("kind", ["kontext", "klein"])
+@pytest.mark.parametrize("kind", ["kontext", "klein", "qwen-edit", "qwen-edit-plus"])
 def test_an_edit_gives_the_pixels_of_a_bare_diffusers_call(engine, edit_root, kind):
     steps = []
     req = _req(edit_root / kind)
@@ -197,15 +280,90 @@ def test_an_edit_gives_the_pixels_of_a_bare_diffusers_call(engine, edit_root, ki
     assert np.array_equal(res.images[0], _bare(edit_root / kind, req, engine))
     assert [p.step for p in steps if p.phase == "sampling"][-1:] == [2]
     # The image is what is edited: another picture, the same words and seed, another result.
-    other = engine.generate(_req(edit_root / kind, init_image=_photo(7)))
+    negative = Pixels.from_array(255 - _photo(7).to_array())  # (a tiny random model's
+    other = engine.generate(_req(edit_root / kind, init_image=negative))  # pull is weak)
     assert not np.array_equal(other.images[0], res.images[0])
+    if kind.startswith("qwen"):  # it reads the image to draw: no text to image
+        with pytest.raises(InvalidRequestError) as err:
+            engine.generate(_req(edit_root / kind, task="txt2img", init_image=None))
+        assert "\n" not in err.value.message and "Qwen-Image-Edit" in err.value.message
+        return
     # Without an image the words alone draw (text to image), as the bare call does.
     words = engine.generate(_req(edit_root / kind, task="txt2img", init_image=None))
     assert words.images[0].shape == (SIZE, SIZE, 3)  # not Kontext's 1 megapixel
     assert not np.array_equal(words.images[0], res.images[0])
 
 
-def test_what_an_edit_model_cannot_do_is_refused_in_one_line(engine, kontext):
+def test_qwen_image_edit_loads_without_torchvision_and_reads_the_image_as_qwen_does(
+        engine, edit_root):
+    """transformers builds Qwen2-VL's video processor only with torchvision: the folder's
+    processor as diffusers loads it fails here; the studio's, without the video part,
+    tokenizes the image as transformers' own image processor cuts it."""
+    from diffusers import DiffusionPipeline
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessorPil
+    from transformers.utils import is_torchvision_available
+
+    from studio.engine.models.processors import load_still_image_processor
+
+    folder = edit_root / "qwen-edit"
+    if not is_torchvision_available():
+        with pytest.raises((ImportError, OSError, ValueError), match="(?i)torchvision|video"):
+            DiffusionPipeline.from_pretrained(folder, local_files_only=True)
+    processor = load_still_image_processor(folder / "processor")
+    photo = Image.fromarray(_photo().to_array()).resize((112, 84))
+    got = processor(text=["<|vision_start|><|image_pad|><|vision_end|>make the hair red"],
+                    images=photo, return_tensors="pt")
+    own = Qwen2VLImageProcessorPil.from_pretrained(folder / "processor")(photo,
+                                                                         return_tensors="pt")
+    assert torch.equal(got["pixel_values"], own["pixel_values"])
+    assert torch.equal(got["image_grid_thw"], own["image_grid_thw"])
+    pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    # One placeholder per 2x2 merged patch of 14 px: 112x84 -> 8x6 patches -> 12 tokens.
+    assert int((got["input_ids"] == pad).sum()) == int(own["image_grid_thw"].prod()) // 4 == 12
+    # The engine loads the folder (the edit test above draws with it).
+    loaded = engine.load(str(folder))
+    assert type(loaded.pipe.processor).__name__ == "StillImageQwenProcessor"
+
+
+def test_qwen_guidance_is_its_true_cfg_and_a_negative_prompt_counts(engine, edit_root):
+    """Qwen-Image's guidance is ``true_cfg_scale`` over a negative prompt (it ignores
+    ``guidance_scale``): the request's guidance must change the picture, as must a negative
+    prompt; text to image on Qwen-Image gives the bare call's pixels with the same
+    mapping."""
+    folder = edit_root / "qwen-edit"
+    base = engine.generate(_req(folder)).images[0]
+    assert not np.array_equal(engine.generate(_req(folder, guidance=1.0)).images[0], base)
+    negative = engine.generate(_req(folder, negative_prompt="blurry")).images[0]
+    assert not np.array_equal(negative, base)
+    assert np.array_equal(negative, _bare(folder, _req(folder, negative_prompt="blurry"),
+                                          engine))
+    # Qwen-Image (text to image, read as the generic family "qwenimage").
+    words = edit_root / "qwen-image"
+    assert detect_folder_family(words) == "qwenimage"
+    req = _req(words, task="txt2img", init_image=None, strength=1.0)
+    res = engine.generate(req)
+    assert res.request.family == "qwenimage"
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(words, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    from studio.engine.tuning import cpu_threads_for, torch_threads
+
+    with torch.inference_mode(), torch_threads(cpu_threads_for(pipe, engine.choice)):
+        bare = pipe(prompt=req.prompt, negative_prompt=" ", true_cfg_scale=req.guidance,
+                    num_inference_steps=req.steps, height=SIZE, width=SIZE, output_type="np",
+                    generator=[torch.Generator("cpu").manual_seed(req.seed)]).images[0]
+    assert np.array_equal(res.images[0], (np.clip(bare, 0, 1) * 255).round().astype(np.uint8))
+    flat = engine.generate(req.replace(guidance=1.0)).images[0]
+    assert not np.array_equal(flat, res.images[0])
+
+
+@pytest.mark.parametrize("kind", ["kontext", "qwen-edit"])
+def test_what_an_edit_model_cannot_do_is_refused_in_one_line(engine, edit_root, tmp_path,
+                                                              kind):
+    import shutil
+
     mask = Pixels.from_array(np.full((SIZE, SIZE), 255, np.uint8))
     cases = {
         "inpaint": dict(task="inpaint", mask=mask),
@@ -213,19 +371,25 @@ def test_what_an_edit_model_cannot_do_is_refused_in_one_line(engine, kontext):
                                             (("positive", "smiling"),
                                              ("negative", "frowning"))),)),
         "variation": dict(variation_seed=3, variation_strength=0.4),
-        "negative prompt": dict(negative_prompt="blurry"),
         "size": dict(width=72, height=64),
     }
+    if kind == "kontext":
+        cases["negative prompt"] = dict(negative_prompt="blurry")
+    else:  # Qwen-Image-Edit takes a negative prompt, and needs an image to draw
+        cases["text to image"] = dict(task="txt2img", init_image=None)
+    folder = tmp_path / "models" / kind  # a copy no test has loaded yet
+    shutil.copytree(edit_root / kind, folder)
     before = len(engine.pipelines)
     for what, kw in cases.items():
         with pytest.raises(InvalidRequestError) as err:
-            engine.generate(_req(kontext, **kw))
+            engine.generate(_req(folder, **kw))
         assert "\n" not in err.value.message, what
     assert len(engine.pipelines) == before  # refused before loading
 
 
+@pytest.mark.parametrize("kind", ["kontext", "qwen-edit"])
 def test_cli_edit_lands_in_the_project_with_its_request_and_use_settings_reproduces(
-        kontext, tmp_path, monkeypatch, capsys):
+        edit_root, tmp_path, monkeypatch, capsys, kind):
     from PIL import Image
 
     from studio.cli.main import main
@@ -233,6 +397,8 @@ def test_cli_edit_lands_in_the_project_with_its_request_and_use_settings_reprodu
     from studio.core.project.store import ProjectStore
     from studio.engine.engine import Engine
 
+    kontext = edit_root / kind  # (the Kontext folder, or Qwen-Image-Edit's)
+    family = {"kontext": "flux-kontext", "qwen-edit": "qwen-image-edit"}[kind]
     monkeypatch.setenv("STUDIO_CONFIG_DIR", str(tmp_path / "config"))
     photo = tmp_path / "photo.png"
     Image.fromarray(_photo().to_array()).save(photo)
@@ -250,7 +416,7 @@ def test_cli_edit_lands_in_the_project_with_its_request_and_use_settings_reprodu
     loaded = ProjectStore.load(project)
     (record,) = loaded.document.log.records
     assert record.request.prompt == INSTRUCTION and record.request.task == "img2img"
-    assert record.request.family == "flux-kontext" and record.task == "edit"
+    assert record.request.family == family and record.task == "edit"
     assert np.array_equal(record.request.init_image.to_array(), _photo().to_array())
     assert len(loaded.document.layers) == 1
     assert np.array_equal(loaded.document.layers[0].pixels[..., :3], edited)
@@ -270,7 +436,7 @@ def test_cli_edit_lands_in_the_project_with_its_request_and_use_settings_reprodu
     assert settings is not None and settings.request is not None
     back = settings.request
     assert (back.prompt, back.task, back.seed, back.family) == (
-        INSTRUCTION, "img2img", 11, "flux-kontext")
+        INSTRUCTION, "img2img", 11, family)
     assert back.is_edit and settings.task == "edit" and settings.strength is None
     assert np.array_equal(back.init_image.to_array(), photo_px.to_array())
     again = back.replace(model=str(kontext), device="", dtype="", model_hash="")
@@ -279,7 +445,7 @@ def test_cli_edit_lands_in_the_project_with_its_request_and_use_settings_reprodu
     assert np.array_equal(engine.generate(again).images[0], edited)
 
 
-def test_a_klein_edit_on_a_comfyui_server_is_refused_in_one_line_kontext_goes():
+def test_klein_and_qwen_edits_on_a_comfyui_server_are_refused_in_one_line_kontext_goes():
     """On a server the family is read from the file name: a Kontext file edits there
     (studio.remote.workflow.edits); a Flux 2 Klein file, whose workflow is not built, is
     refused before anything is sent."""
@@ -300,3 +466,9 @@ def test_a_klein_edit_on_a_comfyui_server_is_refused_in_one_line_kontext_goes():
     check_edit_on_server(klein, request.replace(task="txt2img", init_image=None), True)
     check_edit_on_server(klein, request, on_server=False)  # the local engine edits
     check_edit_on_server(on_server("flux1-kontext-dev"), request, True)  # built there
+    for name in ("qwen_image_edit_fp8_e4m3fn", "Qwen-Image-Edit-2509-Q4_K_M"):
+        qwen = on_server(name)
+        assert qwen.family == "qwen-image-edit"
+        with pytest.raises(InvalidRequestError) as err:
+            check_edit_on_server(qwen, request, on_server=True)
+        assert "\n" not in err.value.message and "Qwen-Image-Edit" in err.value.message

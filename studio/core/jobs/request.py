@@ -17,7 +17,7 @@ TASKS = ("txt2img", "img2img", "inpaint")
 # step). Their requests stay ``img2img`` for the engine; History, the image's metadata and
 # "Use settings" name them "edit" (``GenerationRequest.is_edit``), with no strength (the
 # pipeline has none).
-EDIT_FAMILIES = ("flux-kontext", "flux2-klein")
+EDIT_FAMILIES = ("flux-kontext", "flux2-klein", "qwen-image-edit")
 # The Strength the window holds while editing with words (below 1: the canvas is the image
 # to edit), restored with an edit's settings; the edit itself uses none.
 EDIT_STRENGTH = 0.75

@@ -97,6 +97,15 @@ EDIT_SPECS = (
                seed_sliders=False, lora=False, text_encoders="Qwen3", size_multiple=16,
                schedulers=("Flow Euler", "Euler"), pipelines=("Flux2KleinPipeline",),
                edit=True),
+    # Qwen-Image-Edit (and its 2509/2511 "Plus" releases): Qwen2.5-VL reads the image and the
+    # instruction; true CFG over a negative prompt (guidance is its ``true_cfg_scale``); it
+    # needs an image (no text to image: that is Qwen-Image, the generic "qwenimage").
+    FamilySpec("qwen-image-edit", "Qwen-Image-Edit",
+               FamilyDefaults(1024, 1024, 50, 4.0, "Flow Euler"), flow=True, inpaint=False,
+               prompt_sliders=False, seed_sliders=False, lora=False,
+               text_encoders="Qwen2.5-VL", size_multiple=16, schedulers=("Flow Euler", "Euler"),
+               pipelines=("QwenImageEditPipeline", "QwenImageEditPlusPipeline"), edit=True,
+               txt2img=False),
 )
 
 _SD = FamilySpec("sd1", "SD 1.x", FamilyDefaults(512, 512, 25, 7.0, "DPM++ 2M Karras"))
@@ -167,8 +176,8 @@ REGION_FAMILIES += ("flux2", "flux2-klein", "z-image")
 REGIONS_TXT2IMG_ONLY = ("flux2", "flux2-klein")  # their image input is a reference, not a start
 REGIONS_WHY_NOT = ("regions mask the cross-attention of UNet models, PixArt and Sana, and run "
                    "a text stream per region through the blocks of SD3, Flux, Flux 2 and "
-                   "Z-Image; AuraFlow, the edit model Flux Kontext and the other DiTs do not "
-                   "take them here yet.")
+                   "Z-Image; AuraFlow, the edit models Flux Kontext and Qwen-Image-Edit and "
+                   "the other DiTs do not take them here yet.")
 # Why a family the engine runs takes no regions, where there is more to say than the line
 # above (EngineFeatures.regions_reason reads them, the window shows them as the tooltip).
 REGIONS_OFF: dict[str, str] = {
@@ -325,6 +334,10 @@ def defaults_for(family: str) -> FamilyDefaults:
     return spec_for(family).defaults if family != UNKNOWN else DEFAULTS["sd1"]
 
 
+TASK_WORDS = {"txt2img": "text to image", "img2img": "image to image",
+              "inpaint": "inpainting"}  # a request's task as the messages say it
+
+
 def check_request(request: Any, family: str, scheduler: str | None = None) -> None:
     """Refuse in one line, before any loading, what ``family`` cannot do for ``request``
     (a ``GenerationRequest``): an unknown model, the task, sliders, a negative prompt, LoRAs,
@@ -341,7 +354,8 @@ def check_request(request: Any, family: str, scheduler: str | None = None) -> No
     if spec.edit and request.task != "img2img" and not (request.task == "txt2img"
                                                         and spec.txt2img):
         raise InvalidRequestError(
-            f"{label} edits an image with words: it cannot do {request.task}.",
+            f"{label} edits an image with words: it cannot do "
+            f"{TASK_WORDS.get(request.task, request.task)}.",
             hint="Give it an image (--init-image, or a layer or selection in the window) "
                  "and an instruction such as \"make the hair red\".")
     if spec.edit and request.task == "img2img" and (
@@ -350,8 +364,9 @@ def check_request(request: Any, family: str, scheduler: str | None = None) -> No
                                   "set the variation strength to 0.")
     if request.task == "img2img" and not spec.img2img or (
             request.task == "inpaint" and not spec.inpaint):
-        raise InvalidRequestError(f"{label} models cannot do {request.task}: diffusers has no "
-                                  f"{request.task} pipeline for them.",
+        words = TASK_WORDS.get(request.task, request.task)
+        raise InvalidRequestError(f"{label} models cannot do {words}: diffusers has no "
+                                  f"{words} pipeline for them.",
                                   hint="Use text to image, or an SD, SDXL, SD3 or Flux model.")
     moved = [s for s in request.sliders if s.value
              and not (s.space == "interp" and spec.seed_sliders)]  # A<->B: the seed sliders

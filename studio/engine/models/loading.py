@@ -319,6 +319,9 @@ def _load_folder(path: Path, choice: DeviceChoice, cancel: CancelToken | None = 
     except ValueError:
         components = {}
     if isinstance(components, dict):
+        from studio.engine.models.processors import processors_without_video
+
+        kwargs.update(processors_without_video(path, components))  # Qwen-Image-Edit
         kwargs.update(_load_components(path, components, kwargs["torch_dtype"], kwargs, cancel))
     _check(cancel)
     return DiffusionPipeline.from_pretrained(path, **kwargs)
