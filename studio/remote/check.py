@@ -74,6 +74,8 @@ async def check_client(client: ComfyClient) -> ServerReport:
         lines.append(CheckLine("SD 1.x / 2.x / XL", True, count("checkpoints")))
     for family, label in (("flux", "Flux"), ("sd3", "SD3")):
         lines.append(_family_line(family, label, nodes(family), folders))
+    lines.append(_family_line("qwen-image-edit", "Qwen-Image-Edit",
+                              nodes("qwen") + nodes("edit-qwen"), folders))
     for feature, label in (("img2img", "image to image"), ("inpainting", "inpainting")):
         gone = nodes(feature)
         lines.append(CheckLine(label, not gone, "nodes missing: " + ", ".join(gone) if gone
@@ -134,8 +136,8 @@ def check_servers(configs: list[ServerConfig]) -> str:
 
 def _family_line(family: str, label: str, missing_nodes: list[str],
                  folders: dict[str, list[str]]) -> CheckLine:
-    """Flux or SD3: its nodes, a model (a whole checkpoint, or a model alone in
-    diffusion_models with the text encoders and VAE it needs beside it)."""
+    """Flux, SD3 or Qwen-Image-Edit: its nodes, a model (a whole checkpoint, or a model
+    alone in diffusion_models with the text encoders and VAE it needs beside it)."""
     from studio.remote.engine import guess_family
 
     if missing_nodes:
@@ -153,7 +155,9 @@ def _family_line(family: str, label: str, missing_nodes: list[str],
                                       + ", ".join(names))
     if whole:
         return CheckLine(label, True, f"{whole[0]} in models/checkpoints")
-    example = "flux1-dev.safetensors" if family == "flux" else "sd3.5_medium.safetensors"
+    example = {"flux": "flux1-dev.safetensors",
+               "qwen-image-edit": "qwen_image_edit_2509_fp8_e4m3fn.safetensors"}.get(
+        family, "sd3.5_medium.safetensors")
     return CheckLine(label, False, f"no {label} model: put one ({example}) in "
                                    f"ComfyUI/models/diffusion_models/ with "
                                    + wf.companions_wanted(family))

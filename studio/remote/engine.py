@@ -89,7 +89,7 @@ def _features_used(request: GenerationRequest, family: str, enlarge_with: str) -
     """The ``workflow.REQUIRED_NODES`` keys a job needs (to name what a server lacks)."""
     keys = ["txt2img"]
     if wf.edits(request, family):
-        keys.append("edit")
+        keys.append(wf.edit_feature(family))
     elif request.task == "img2img":
         keys.append("img2img")
     elif request.task == "inpaint":
@@ -112,19 +112,15 @@ def _features_used(request: GenerationRequest, family: str, enlarge_with: str) -
 
 
 def refuse_edit_model(family: str, name: str) -> None:
-    """Instruction-editing models other than Flux Kontext (whose edit is built from ComfyUI's
-    own nodes: ``workflow.edits``) are not run on servers: a Flux 2 Klein file run as plain
-    Flux, or a Qwen-Image-Edit file as anything, would fail or give another picture."""
+    """Instruction-editing models other than Flux Kontext and Qwen-Image-Edit (whose edits
+    are built from ComfyUI's own nodes: ``workflow.edits``) are not run on servers: a Flux 2
+    Klein file run as plain Flux would fail or give another picture."""
     if family == "flux2-klein":
         raise InvalidRequestError(
             f"{name} is a Flux 2 Klein model (a Qwen3 text encoder and the Flux 2 VAE): "
             "Latent Studio builds no ComfyUI workflow for it yet; edit with it on the local "
             "engine.")
-    if family == "qwen-image-edit":
-        raise InvalidRequestError(
-            f"{name} is a Qwen-Image-Edit model (a Qwen2.5-VL text encoder and the "
-            "Qwen-Image VAE): Latent Studio builds no ComfyUI workflow for it yet; edit with "
-            "it on the local engine.")
+
 
 
 def guess_family(name: str) -> str:
@@ -253,8 +249,8 @@ class RemoteEngine:
             family = guess_family(name) if our_kind == "diffusion" else ""
             out.append(ModelInfo(
                 id=name, name=PurePosixPath(name).stem, kind=our_kind, family=family,
-                # a Kontext model: the window offers edit with words (``workflow.edits``)
-                recommended=(("edit", True),) if family == wf.EDIT_FAMILY else (),
+                # an edit model: the window offers edit with words (``workflow.edits``)
+                recommended=(("edit", True),) if family in wf.EDIT_FAMILIES else (),
                 source="comfyui" if folder in ("checkpoints", FOLDERS[our_kind][0])
                 else f"comfyui {folder}",
                 path=", ".join(f"{u} · {where}" for u in urls)))

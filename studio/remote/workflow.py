@@ -94,7 +94,7 @@ def comfy_sampler(scheduler: str, available: Sequence[str] = ()) -> tuple[str, s
     return pair
 
 
-FLOW_FAMILIES = ("flux", "sd3")  # 16-channel latents (EmptySD3LatentImage)
+FLOW_FAMILIES = ("flux", "sd3", "qwen")  # 16-channel latents (EmptySD3LatentImage)
 MODEL_FOLDERS = ("checkpoints", "diffusion_models")  # where a main model may live
 
 
@@ -144,11 +144,13 @@ def _loaders(g: _Graph, inputs: Inputs) -> tuple[list, list, list]:
         if family not in FLOW_FAMILIES:
             raise InvalidRequestError(
                 f"{inputs.checkpoint} is a diffusion model without its text encoders; Latent "
-                "Studio builds those workflows for Flux and SD3 only (put a whole checkpoint "
-                "in models/checkpoints for other families).")
+                "Studio builds those workflows for Flux, SD3 and Qwen-Image-Edit only (put a "
+                "whole checkpoint in models/checkpoints for other families).")
         model = [g.add("UNETLoader", unet_name=inputs.checkpoint, weight_dtype="default"), 0]
         encoders = inputs.text_encoders
-        if family == "sd3" and len(encoders) == 3:
+        if family == "qwen" and len(encoders) == 1:  # Qwen2.5-VL alone
+            clip = [g.add("CLIPLoader", clip_name=encoders[0], type="qwen_image"), 0]
+        elif family == "sd3" and len(encoders) == 3:
             clip = [g.add("TripleCLIPLoader", clip_name1=encoders[0], clip_name2=encoders[1],
                           clip_name3=encoders[2]), 0]
         elif len(encoders) == 2:
@@ -161,6 +163,9 @@ def _loaders(g: _Graph, inputs: Inputs) -> tuple[list, list, list]:
             raise InvalidRequestError(f"{inputs.checkpoint} needs its VAE in models/vae.")
     if inputs.vae:
         vae = [g.add("VAELoader", vae_name=inputs.vae), 0]
+    if family == "qwen":  # as ComfyUI's Qwen-Image-Edit templates sample it
+        model = [g.add("ModelSamplingAuraFlow", model=model, shift=QWEN_SHIFT), 0]
+        model = [g.add("CFGNorm", model=model, strength=1.0), 0]
     return model, clip, vae
 
 
@@ -221,17 +226,35 @@ def _pixels(g: _Graph, request: GenerationRequest, inputs: Inputs) -> list:
     return pixels
 
 
-EDIT_FAMILY = "flux-kontext"  # the edit model whose ComfyUI workflow is built (``edits``)
+EDIT_FAMILY = "flux-kontext"
+# The edit models whose ComfyUI workflows are built (``edits``): Flux Kontext and
+# Qwen-Image-Edit (its 2509/2511 releases with ComfyUI's "Plus" encoder).
+EDIT_FAMILIES = (EDIT_FAMILY, "qwen-image-edit")
+QWEN_SHIFT = 3.0  # ModelSamplingAuraFlow's shift in ComfyUI's Qwen-Image-Edit templates
 
 
 def edits(request: GenerationRequest, family: str) -> bool:
-    """Whether ``request`` is an edit with words on a server: a Flux Kontext model given an
-    image (its image to image is the edit; the strength is not used)."""
-    return family == EDIT_FAMILY and request.task == "img2img"
+    """Whether ``request`` is an edit with words on a server: a Flux Kontext or
+    Qwen-Image-Edit model given an image (its image to image is the edit; the strength is
+    not used)."""
+    return family in EDIT_FAMILIES and request.task == "img2img"
+
+
+def edit_feature(family: str) -> str:
+    """The ``REQUIRED_NODES`` key of an edit by ``family``."""
+    return "edit-qwen" if family == "qwen-image-edit" else "edit"
+
+
+def qwen_edit_plus(name: str) -> bool:
+    """Whether a Qwen-Image-Edit file is a 2509/2511 release (ComfyUI encodes its prompt
+    with ``TextEncodeQwenImageEditPlus``; the first release with ``TextEncodeQwenImageEdit``),
+    told from its name as the family is."""
+    low = _stem(name)
+    return any(m in low for m in ("2509", "2511", "plus"))
 
 
 def _edit_conditioning(g: _Graph, request: GenerationRequest, inputs: Inputs, clip: list,
-                       vae: list) -> tuple[list, list]:
+                       vae: list) -> tuple[list, list, float]:
     """Flux Kontext's edit with ComfyUI's own nodes, as its Kontext example wires them: the
     instruction's conditioning given the encoded image as its reference (``ReferenceLatent``),
     the guidance as a conditioning value (``FluxGuidance``), no negative
@@ -240,13 +263,32 @@ def _edit_conditioning(g: _Graph, request: GenerationRequest, inputs: Inputs, cl
     1-megapixel sizes and the result with it."""
     if not inputs.init_image:
         raise InvalidRequestError("An edit with words needs its image on the server.")
+    if inputs.family == "qwen-image-edit":
+        return _qwen_edit_conditioning(g, request, inputs, clip, vae)
     plain = [g.add("CLIPTextEncode", text=_text(request.prompt), clip=clip), 0]
     reference = [g.add("VAEEncode", pixels=_pixels(g, request, inputs), vae=vae), 0]
     positive = [g.add("ReferenceLatent", conditioning=plain, latent=reference), 0]
     positive = [g.add("FluxGuidance", conditioning=positive,
                       guidance=float(request.guidance)), 0]
     negative = [g.add("ConditioningZeroOut", conditioning=plain), 0]
-    return positive, negative
+    return positive, negative, 1.0
+
+
+def _qwen_edit_conditioning(g: _Graph, request: GenerationRequest, inputs: Inputs,
+                            clip: list, vae: list) -> tuple[list, list, float]:
+    """Qwen-Image-Edit as ComfyUI's templates wire it: the instruction and the negative
+    prompt each encoded by Qwen2.5-VL with the image (``TextEncodeQwenImageEdit``, which
+    also gives the encoded image as the reference latent; ``...Plus`` for the 2509/2511
+    releases), sampled at the request's guidance as CFG (the model patched by
+    ``ModelSamplingAuraFlow`` and ``CFGNorm`` in ``_loaders``)."""
+    pixels = _pixels(g, request, inputs)
+    plus = qwen_edit_plus(inputs.checkpoint)
+    node = "TextEncodeQwenImageEditPlus" if plus else "TextEncodeQwenImageEdit"
+    image = {"image1" if plus else "image": pixels}
+    positive = [g.add(node, clip=clip, prompt=_text(request.prompt), vae=vae, **image), 0]
+    negative = [g.add(node, clip=clip, prompt=_text(request.negative_prompt), vae=vae,
+                      **image), 0]
+    return positive, negative, float(request.guidance)
 
 
 def _check(request: GenerationRequest) -> None:
@@ -301,8 +343,7 @@ def build(request: GenerationRequest, inputs: Inputs, *, seeds: Sequence[int] | 
     model, clip, vae = _model_and_clip(g, inputs, request.clip_skip)
     edit = edits(request, inputs.family)
     if edit:  # the new image drawn from noise at the request's size, the image its reference
-        positive, negative = _edit_conditioning(g, request, inputs, clip, vae)
-        cfg = 1.0
+        positive, negative, cfg = _edit_conditioning(g, request, inputs, clip, vae)
     else:
         positive, negative, cfg = _conditioning(g, request, inputs, clip)
     positive, negative = _control(g, request, inputs, positive, negative, vae)
@@ -378,6 +419,10 @@ def _find(names: Sequence[str], *markers: str) -> str:
 
 def companions_wanted(family: str) -> str:
     """What a diffusion model of ``family`` needs beside it, and where each goes."""
+    if family.split("-")[0] == "qwen":
+        return ("the Qwen2.5-VL text encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors) in "
+                "ComfyUI/models/text_encoders/, the Qwen-Image VAE (qwen_image_vae.safetensors) "
+                "in ComfyUI/models/vae/")
     if family == "flux":
         return ("T5-XXL (t5xxl_fp16.safetensors) and CLIP-L (clip_l.safetensors) in "
                 "ComfyUI/models/text_encoders/, the Flux VAE (ae.safetensors) in "
@@ -396,6 +441,16 @@ def companions(family: str, text_encoders: Sequence[str], vaes: Sequence[str]
     clip_g = _find(text_encoders, "clip_g", "clipg")
     missing = []
     where = "in ComfyUI/models/text_encoders/"
+    if family == "qwen":
+        qwen_vl = _find(text_encoders, "qwen_2.5_vl", "qwen2.5_vl", "qwen_2_5_vl", "qwen25_vl")
+        vae = _find(vaes, "qwen")
+        if not qwen_vl:
+            missing.append("the Qwen2.5-VL text encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors) "
+                           + where)
+        if not vae:
+            missing.append("the Qwen-Image VAE (qwen_image_vae.safetensors) in "
+                           "ComfyUI/models/vae/")
+        return (qwen_vl,), vae, missing
     if family == "flux":
         vae = _find(vaes, "flux") or next((v for v in vaes if _stem(v).split(".")[0] == "ae"), "")
         if not t5:
@@ -477,6 +532,10 @@ REQUIRED_NODES: dict[str, tuple[str, ...]] = {
             "EmptySD3LatentImage"),
     "edit": ("LoadImage", "VAEEncode", "ReferenceLatent", "FluxGuidance",
              "ConditioningZeroOut", "EmptySD3LatentImage"),  # Flux Kontext (``edits``)
+    "qwen": ("UNETLoader", "CLIPLoader", "VAELoader", "EmptySD3LatentImage",
+             "ModelSamplingAuraFlow", "CFGNorm"),
+    "edit-qwen": ("LoadImage", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus",
+                  "EmptySD3LatentImage"),  # Qwen-Image-Edit (``edits``)
     "regions": ("CLIPTextEncode", "LoadImageMask", "ConditioningSetMask",
                 "ConditioningCombine", "SolidMask", "MaskComposite"),  # studio.remote.regions
 }

@@ -208,7 +208,7 @@ def test_what_a_lone_diffusion_model_lacks_is_named_with_where_it_goes() -> None
     assert len(missing) == 2 and all("\n" not in m for m in missing)
     assert "T5-XXL" in missing[0] and "models/text_encoders" in missing[0]
     assert "ae.safetensors" in missing[1] and "models/vae" in missing[1]
-    with pytest.raises(InvalidRequestError, match="Flux and SD3 only"):
+    with pytest.raises(InvalidRequestError, match="Flux, SD3 and Qwen-Image-Edit only"):
         wf.build(request(), wf.Inputs("x.safetensors", family="sd1", folder="diffusion_models"))
 
 
