@@ -470,3 +470,44 @@ def test_a_klein_edit_on_a_comfyui_server_is_refused_in_one_line_kontext_and_qwe
         qwen = on_server(name)  # built there too (tests/remote/test_remote_edit.py)
         assert qwen.family == "qwen-image-edit"
         check_edit_on_server(qwen, request, on_server=True)
+
+
+def test_a_qwen_gguf_edits_with_the_qwen_edit_folder_beside_it(engine, edit_root, tmp_path):
+    """A Qwen-Image(-Edit) transformer in a GGUF file (as QuantStack's and city96's files are
+    shared) loads with the diffusers folder beside it; the folder says what it is: beside
+    the Qwen-Image-Edit folder it edits, giving the folder's own pixels for F32 tensors;
+    beside a Qwen-Image folder it draws from words."""
+    gguf = pytest.importorskip("gguf", reason="the gguf extra is not installed "
+                                              "(pip install 'latent-studio[gguf]')")
+    import shutil
+
+    from diffusers import QwenImageTransformer2DModel
+
+    from studio.engine.engine import Engine
+
+    models = tmp_path / "models"
+    for name in ("qwen-edit", "qwen-image"):
+        shutil.copytree(edit_root / name, models / name)
+    state = QwenImageTransformer2DModel.from_pretrained(
+        edit_root / "qwen-edit" / "transformer").state_dict()
+    for stem in ("qwen-edit-F32", "qwen-image-F32"):
+        writer = gguf.GGUFWriter(str(models / f"{stem}.gguf"), "qwen_image")
+        for key, tensor in state.items():
+            writer.add_tensor(key, tensor.float().numpy())
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    local = Engine(device="cpu", dtype="float32", model_dirs=[models],
+                   embedded_dir=tmp_path / "none", hf_cache=False)
+    found = {m.name: m for m in local.list_models("diffusion")}
+    assert found["qwen-edit-F32"].family == "qwen-image-edit"
+    assert found["qwen-edit-F32"].recommended_value("edit")  # the window's edit mode
+    assert found["qwen-image-F32"].family == "qwenimage"
+    quantized = local.generate(_req(models / "qwen-edit-F32.gguf"))
+    assert quantized.request.family == "qwen-image-edit"
+    assert np.array_equal(quantized.images[0],
+                          engine.generate(_req(edit_root / "qwen-edit")).images[0])
+    words = local.generate(_req(models / "qwen-image-F32.gguf", task="txt2img",
+                                init_image=None))
+    assert words.request.family == "qwenimage" and words.images[0].shape == (SIZE, SIZE, 3)

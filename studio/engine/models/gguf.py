@@ -1,5 +1,5 @@
-"""Quantized transformers in GGUF files (Flux, SD 3.x as shared on the hub), so a 12 B model
-fits a 12 GB GPU.
+"""Quantized transformers in GGUF files (Flux, SD 3.x, Qwen-Image and Qwen-Image-Edit as
+shared on the hub), so a 12 B model fits a 12 GB GPU.
 
 A ``.gguf`` file holds only the transformer. It is loaded with diffusers' own
 ``from_single_file(..., quantization_config=GGUFQuantizationConfig(compute_dtype=...))``
@@ -7,7 +7,9 @@ A ``.gguf`` file holds only the transformer. It is loaded with diffusers' own
 pipeline, its text encoders, tokenizers, VAE and scheduler, comes from a *base folder*: a
 diffusers folder of the same family beside the file (in the same folder, or one up), as
 ``models/FLUX.1-dev/`` beside ``models/flux1-dev-Q8_0.gguf``. The base folder's transformer
-config describes the file; its transformer weights are not read.
+config describes the file; its transformer weights are not read. The base folder also says
+what the pipeline is: a Qwen-Image transformer beside a Qwen-Image-Edit folder edits, beside
+a Qwen-Image folder it draws from words (both releases share the transformer's shape).
 
 The family is read from the file's tensor names (the original layout, ``double_blocks.``
 and ``joint_blocks.``, or diffusers', both as real files have them) and its
@@ -31,9 +33,15 @@ SUFFIX = ".gguf"
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "flux": ("FluxTransformer2DModel", ("flux", "flux-kontext")),
     "sd3": ("SD3Transformer2DModel", ("sd3",)),
+    "qwen": ("QwenImageTransformer2DModel", ("qwenimage", "qwen-image-edit")),
 }
-LABELS = {"flux": "Flux", "sd3": "SD 3.x"}
+LABELS = {"flux": "Flux", "sd3": "SD 3.x", "qwen": "Qwen-Image (or Qwen-Image-Edit)"}
 INSTALL = "pip install gguf"
+BASE_EXAMPLES = {  # a base folder to download for a family's GGUF (the hint's example)
+    "flux": "black-forest-labs/FLUX.1-dev --local-dir models/FLUX.1-dev",
+    "sd3": "stabilityai/stable-diffusion-3.5-medium --local-dir models/sd3.5-medium",
+    "qwen": "Qwen/Qwen-Image-Edit-2509 --local-dir models/Qwen-Image-Edit-2509",
+}
 log = logging.getLogger(__name__)
 _told_missing = False  # the log says once that GGUF files are skipped for want of gguf
 
@@ -67,13 +75,15 @@ def _architecture(reader: Any) -> str:
 
 
 def family_from_names(names: list[str], architecture: str = "") -> str:
-    """``flux`` or ``sd3`` from a transformer's tensor names (original or diffusers
-    layout), else ``""``."""
+    """``flux``, ``sd3`` or ``qwen`` from a transformer's tensor names (original or
+    diffusers layout), else ``""``."""
     keys = [n.removeprefix("model.diffusion_model.") for n in names]
 
     def has(prefix: str) -> bool:
         return any(k.startswith(prefix) for k in keys)
 
+    if has("txt_norm.") and has("img_in.") and has("transformer_blocks."):  # Qwen-Image
+        return "qwen"
     if has("double_blocks.") or has("single_transformer_blocks."):
         return "flux"
     if has("joint_blocks.") or (has("transformer_blocks.") and has("pos_embed.")):
@@ -82,8 +92,8 @@ def family_from_names(names: list[str], architecture: str = "") -> str:
 
 
 def gguf_family(path: str | Path) -> str:
-    """The family of a GGUF transformer (``flux``, ``sd3``); anything else is refused in
-    one line naming what the file is."""
+    """The family of a GGUF transformer (``flux``, ``sd3``, ``qwen``); anything else is
+    refused in one line naming what the file is."""
     path = Path(path)
     reader = _reader(path)
     arch = _architecture(reader)
@@ -92,8 +102,8 @@ def gguf_family(path: str | Path) -> str:
         return family
     what = f"a {arch} model" if arch else "no transformer Latent Studio recognizes"
     raise WrongModelKindError(
-        f"{path.name} holds {what}, not a Flux or SD 3.x transformer: those are the GGUF "
-        "files Latent Studio loads.")
+        f"{path.name} holds {what}, not a Flux, SD 3.x or Qwen-Image transformer: those are "
+        "the GGUF files Latent Studio loads.")
 
 
 def gguf_info(path: Path, strict: bool = False) -> ModelInfo | None:
@@ -110,7 +120,12 @@ def gguf_info(path: Path, strict: bool = False) -> ModelInfo | None:
             log.warning("GGUF files such as %s are not listed: %s", path.name, err.message)
         return None
     from studio.engine.models.discovery import _recommended  # the family's defaults
+    from studio.engine.models.families import detect_folder_family
 
+    try:  # the pipeline its base folder makes (Kontext, Qwen-Image-Edit: edit with words)
+        family = detect_folder_family(base_folder(path, family))
+    except ModelNotFoundError:
+        pass  # said when it loads
     return ModelInfo(id=str(path), name=path.stem, kind="diffusion", family=family,
                      source="gguf", path=str(path), size_bytes=path.stat().st_size,
                      recommended=_recommended(path, family))
@@ -139,8 +154,8 @@ def base_folder(path: Path, family: str) -> Path:
         raise ModelNotFoundError(
             f"{path.name} holds only a {LABELS[family]} transformer: put a {LABELS[family]} "
             f"diffusers folder (its text encoders and VAE) beside it in {path.parent}.",
-            hint="e.g. huggingface-cli download black-forest-labs/FLUX.1-dev --exclude "
-                 "'transformer/*.safetensors' --local-dir models/FLUX.1-dev")
+            hint="e.g. huggingface-cli download " + BASE_EXAMPLES.get(family, BASE_EXAMPLES["flux"])
+                 + " --exclude 'transformer/*.safetensors'")
     stem = path.stem.lower()
     return max(found, key=lambda f: difflib.SequenceMatcher(None, stem, f.name.lower()).ratio())
 
@@ -173,7 +188,11 @@ def load_gguf(path: str | Path, torch_dtype: Any = None, base: str | Path | None
     transformer = load_transformer(path, family, folder, dtype)
     if cancel is not None:
         cancel.raise_if_cancelled()
+    from studio.engine.models.families import read_json
+    from studio.engine.models.processors import processors_without_video
+
+    parts = processors_without_video(folder, read_json(folder / "model_index.json"))
     pipe = DiffusionPipeline.from_pretrained(folder, transformer=transformer,
-                                             torch_dtype=dtype, local_files_only=True)
+                                             torch_dtype=dtype, local_files_only=True, **parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe
