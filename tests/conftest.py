@@ -35,8 +35,10 @@ TIERS: dict[str, tuple[tuple[str, ...], str]] = {
     "packaging": (("pyproject.toml", "setup.py", "packaging/", "scripts/setup.sh",
                    "studio/paths.py", "tests/packaging/"),
                   "builds and installs the wheel"),
-    "heavy": (("studio/engine/models/gguf.py", "tests/engine/test_gguf_original.py"),
-              "a full-width Flux (530 M parameters) through an original-layout GGUF"),
+    "heavy": (("studio/engine/models/gguf.py", "tests/engine/test_gguf_original.py",
+               "studio/engine/models/flux_files.py", "tests/engine/test_flux_files.py"),
+              "a full-width Flux (530 M parameters) through an original-layout GGUF and "
+              "as ComfyUI's files"),
     "startup": (("studio/engine/lazy_imports.py", "studio/engine/__init__.py",
                  "studio/engine/models/loading.py", "tests/engine/test_lazy_imports.py"),
                 "a fresh process importing torch, diffusers and transformers"),

@@ -48,6 +48,8 @@ def flux_original_layout(state: dict) -> dict:
                      ("txt_in", "context_embedder"), ("img_in", "x_embedder"),
                      ("final_layer.linear", "proj_out")):
         for p in ("weight", "bias"):
+            if "guidance" in old and f"{old}.{p}" not in left:  # schnell: no guidance input
+                continue
             out[f"{new}.{p}"] = take(f"{old}.{p}")
     for p in ("weight", "bias"):
         out[f"final_layer.adaLN_modulation.1.{p}"] = swap(take(f"norm_out.linear.{p}"))
@@ -86,7 +88,7 @@ def flux_original_layout(state: dict) -> dict:
     return out
 
 
-def _wide_flux():
+def _wide_flux(pooled: int = 32, in_channels: int = 16):
     """Flux at its real width with one block of each kind, random weights drawn directly as
     ``nn.Linear`` draws them (uniform within 1/sqrt(fan-in); norms at 1): the modules' own
     initialisation takes a minute here."""
@@ -94,9 +96,9 @@ def _wide_flux():
 
     with torch.device("meta"):
         transformer = d.FluxTransformer2DModel(
-            patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+            patch_size=1, in_channels=in_channels, num_layers=1, num_single_layers=1,
             attention_head_dim=128, num_attention_heads=24, joint_attention_dim=32,
-            pooled_projection_dim=32, axes_dims_rope=[16, 56, 56], guidance_embeds=True)
+            pooled_projection_dim=pooled, axes_dims_rope=[16, 56, 56], guidance_embeds=True)
     transformer = transformer.to_empty(device="cpu")
     generator = torch.Generator().manual_seed(0)
     fan_in = {}

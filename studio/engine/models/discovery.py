@@ -54,6 +54,10 @@ def classify_safetensors(path: Path) -> str:
     if any(k.startswith(("model.diffusion_model.", "conditioner.", "cond_stage_model."))
            for k in keys):
         return "diffusion"
+    from studio.engine.models.flux_files import is_flux_transformer
+
+    if is_flux_transformer(keys):  # a Flux transformer alone (ComfyUI's diffusion_models/)
+        return "diffusion"
     if any(k.startswith(("encoder.down", "decoder.up", "first_stage_model.")) for k in keys):
         return "vae"
     if any(k.startswith(("conv_first.", "body.", "model.0.", "RRDB")) for k in keys[:50]):
@@ -138,7 +142,9 @@ def scan_folder(root: Path, kind_hint: str | None = None, depth: int = 3) -> lis
             family = _checkpoint_family(child) if kind == "diffusion" else ""
             found.append(ModelInfo(id=str(child), name=child.stem, kind=kind, family=family,
                                    source="single-file", path=str(child),
-                                   size_bytes=child.stat().st_size))
+                                   size_bytes=child.stat().st_size,
+                                   recommended=(_recommended(child, family)
+                                                if family.startswith("flux") else ())))
         elif child.suffix.lower() == ".gguf":  # a quantized transformer (Flux, SD 3.x)
             from studio.engine.models.gguf import gguf_info
 
@@ -152,6 +158,13 @@ def scan_folder(root: Path, kind_hint: str | None = None, depth: int = 3) -> lis
 
 
 def _checkpoint_family(path: Path) -> str:
+    try:
+        from studio.engine.models.flux_files import flux_family, is_flux_transformer
+
+        if is_flux_transformer(safetensors_keys(path)):
+            return flux_family(path)
+    except (OSError, ValueError):
+        return "unknown"
     try:
         from studio.engine.models.single_file import detect_checkpoint_family
 
@@ -226,7 +239,9 @@ def resolve(model_id: str, models: list[ModelInfo]) -> ModelInfo:
         kind = classify_safetensors(path) if path.suffix == ".safetensors" else "unknown"
         family = _checkpoint_family(path) if kind == "diffusion" else ""
         return ModelInfo(id=str(path), name=path.stem, kind=kind, family=family,
-                         source="single-file", path=str(path), size_bytes=path.stat().st_size)
+                         source="single-file", path=str(path), size_bytes=path.stat().st_size,
+                         recommended=(_recommended(path, family)
+                                      if family.startswith("flux") else ()))
     if model_id.count("/") == 1 and not model_id.startswith(("/", ".")):
         try:
             from huggingface_hub import snapshot_download

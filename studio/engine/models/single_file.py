@@ -171,8 +171,9 @@ def _not_a_checkpoint(name: str, keys: list[str]) -> WrongModelKindError:
                                    hint="Choose it as the VAE of a model in the model manager.")
     if has("joint_blocks.", "double_blocks.", "single_blocks."):
         return WrongModelKindError(
-            f"{name} is an SD3 or Flux transformer, which Latent Studio loads only as a "
-            "diffusers folder.")
+            f"{name} is an SD3 or Flux transformer alone: Latent Studio loads SD3 only as a "
+            "diffusers folder, Flux with its text encoders and VAE beside it (ComfyUI's "
+            "models/text_encoders/ and models/vae/).")
     if any(k.startswith(("down_blocks.", "conv_in.", "time_embedding.")) for k in keys):
         return WrongModelKindError(
             f"{name} is a UNet in diffusers layout, not a full checkpoint.",
