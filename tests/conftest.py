@@ -36,7 +36,7 @@ TIERS: dict[str, tuple[tuple[str, ...], str]] = {
                    "studio/paths.py", "tests/packaging/"),
                   "builds and installs the wheel"),
     "heavy": (("studio/engine/models/gguf.py", "tests/engine/test_gguf_original.py",
-               "studio/engine/models/flux_files.py", "tests/engine/test_flux_files.py"),
+               "studio/engine/models/transformer_files.py", "tests/engine/test_transformer_files.py"),
               "a full-width Flux (530 M parameters) through an original-layout GGUF and "
               "as ComfyUI's files"),
     "startup": (("studio/engine/lazy_imports.py", "studio/engine/__init__.py",

@@ -97,6 +97,17 @@ def sd3_original_layout(state: dict) -> dict:
                 out[f"{j}context_block.attn.proj.{p}"] = take(f"{b}attn.to_add_out.{p}")
                 out[f"{j}context_block.mlp.fc1.{p}"] = take(f"{b}ff_context.net.0.proj.{p}")
                 out[f"{j}context_block.mlp.fc2.{p}"] = take(f"{b}ff_context.net.2.{p}")
+            if f"{b}attn2.to_q.{p}" in left:  # SD 3.5's second image attention
+                out[f"{j}x_block.attn2.qkv.{p}"] = torch.cat(
+                    [take(f"{b}attn2.to_{x}.{p}") for x in "qkv"])
+                out[f"{j}x_block.attn2.proj.{p}"] = take(f"{b}attn2.to_out.0.{p}")
+        for new, old in (("x_block.attn.ln_q", "attn.norm_q"), ("x_block.attn.ln_k", "attn.norm_k"),
+                         ("context_block.attn.ln_q", "attn.norm_added_q"),
+                         ("context_block.attn.ln_k", "attn.norm_added_k"),
+                         ("x_block.attn2.ln_q", "attn2.norm_q"),
+                         ("x_block.attn2.ln_k", "attn2.norm_k")):  # SD 3.5's qk norms
+            if f"{b}{old}.weight" in left:
+                out[f"{j}{new}.weight"] = take(f"{b}{old}.weight")
     assert not left, sorted(left)
     return out
 

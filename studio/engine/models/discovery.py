@@ -54,9 +54,9 @@ def classify_safetensors(path: Path) -> str:
     if any(k.startswith(("model.diffusion_model.", "conditioner.", "cond_stage_model."))
            for k in keys):
         return "diffusion"
-    from studio.engine.models.flux_files import is_flux_transformer
+    from studio.engine.models.transformer_files import lone_family
 
-    if is_flux_transformer(keys):  # a Flux transformer alone (ComfyUI's diffusion_models/)
+    if lone_family(path, keys):  # Flux or SD 3.x alone (ComfyUI's diffusion_models/)
         return "diffusion"
     if any(k.startswith(("encoder.down", "decoder.up", "first_stage_model.")) for k in keys):
         return "vae"
@@ -144,7 +144,7 @@ def scan_folder(root: Path, kind_hint: str | None = None, depth: int = 3) -> lis
                                    source="single-file", path=str(child),
                                    size_bytes=child.stat().st_size,
                                    recommended=(_recommended(child, family)
-                                                if family.startswith("flux") else ())))
+                                                if family.startswith(("flux", "sd3")) else ())))
         elif child.suffix.lower() == ".gguf":  # a quantized transformer (Flux, SD 3.x)
             from studio.engine.models.gguf import gguf_info
 
@@ -159,10 +159,10 @@ def scan_folder(root: Path, kind_hint: str | None = None, depth: int = 3) -> lis
 
 def _checkpoint_family(path: Path) -> str:
     try:
-        from studio.engine.models.flux_files import flux_family, is_flux_transformer
+        from studio.engine.models.transformer_files import lone_family
 
-        if is_flux_transformer(safetensors_keys(path)):
-            return flux_family(path)
+        if family := lone_family(path, safetensors_keys(path)):
+            return family
     except (OSError, ValueError):
         return "unknown"
     try:
@@ -241,7 +241,7 @@ def resolve(model_id: str, models: list[ModelInfo]) -> ModelInfo:
         return ModelInfo(id=str(path), name=path.stem, kind=kind, family=family,
                          source="single-file", path=str(path), size_bytes=path.stat().st_size,
                          recommended=(_recommended(path, family)
-                                      if family.startswith("flux") else ()))
+                                      if family.startswith(("flux", "sd3")) else ()))
     if model_id.count("/") == 1 and not model_id.startswith(("/", ".")):
         try:
             from huggingface_hub import snapshot_download

@@ -433,10 +433,10 @@ def load_model(info: ModelInfo, choice: DeviceChoice,
             from studio.engine.models.gguf import load_gguf
 
             pipe = load_gguf(path, torch_dtype=choice.load_dtype(), cancel=cancel)
-        elif path.is_file() and info.family.startswith("flux"):  # a lone Flux transformer
-            from studio.engine.models.flux_files import load_flux_file
+        elif path.is_file() and info.family.startswith(("flux", "sd3")):  # a lone transformer
+            from studio.engine.models.transformer_files import load_transformer_file
 
-            pipe = load_flux_file(path, torch_dtype=choice.load_dtype(), cancel=cancel)
+            pipe = load_transformer_file(path, torch_dtype=choice.load_dtype(), cancel=cancel)
         elif path.is_file():
             from studio.engine.models.single_file import load_single_file
 

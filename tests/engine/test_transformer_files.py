@@ -1,13 +1,15 @@
-"""Flux as ComfyUI users keep it: the transformer alone in ``models/diffusion_models/``, T5-XXL
-and CLIP-L in ``models/text_encoders/``, the Flux VAE in ``models/vae/``, the tokenizers in the
-ComfyUI install around them (``studio.engine.models.flux_files``).
+"""Flux and SD 3.x as ComfyUI users keep them: the transformer alone in
+``models/diffusion_models/`` (SD 3.5's files, with their VAE, in ``models/checkpoints/``),
+the text encoders in ``models/text_encoders/``, the VAE in ``models/vae/``, the tokenizers in
+the ComfyUI install around them (``studio.engine.models.transformer_files``).
 
 The parts are found by their tensors, and their configs read from their shapes: checked here
 against the real architectures (Flux dev and schnell, T5-XXL, CLIP-L, the Flux VAE), built on
 the meta device so nothing is allocated. A missing part is one line naming what to add and
-where. End to end (tier ``heavy``: diffusers' converter of the original layout assumes
-Flux's full width, so the transformer is a 3072-wide Flux with one block of each kind),
-files in ComfyUI's layout draw the pixels of the same model as a diffusers folder.
+where. End to end, files in ComfyUI's layout draw the pixels of the same model as a
+diffusers folder: a tiny SD 3 (with and without T5), and (tier ``heavy``: diffusers'
+converter of Flux's original layout assumes its full width) a 3072-wide Flux with one block
+of each kind.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from test_gguf_original import flux_original_layout
 
 from studio.core.errors import ModelNotFoundError
 from studio.core.jobs.request import GenerationRequest
-from studio.engine.models import flux_files as ff
+from studio.engine.models import transformer_files as ff
 
 SIZE = 32
 
@@ -253,3 +255,123 @@ def test_comfyui_files_draw_the_pixels_of_the_same_model_as_a_folder(tmp_path, m
     alone = engine.generate(request(beside))
     assert alone.request.family == "flux"
     assert np.array_equal(alone.images[0], own.images[0])
+
+
+# -- SD 3.x ---------------------------------------------------------------------------------
+def test_sd3_configs_read_from_shapes_are_sd35_large_and_medium():
+    import diffusers as d
+    from test_gguf import sd3_original_layout
+
+    for config in (  # SD 3.5 Large; SD 3.5 Medium (dual attention in its first 13 blocks)
+            dict(num_layers=38, attention_head_dim=64, num_attention_heads=38,
+                 caption_projection_dim=2432, qk_norm="rms_norm", dual_attention_layers=()),
+            dict(num_layers=24, attention_head_dim=64, num_attention_heads=24,
+                 caption_projection_dim=1536, qk_norm="rms_norm",
+                 dual_attention_layers=tuple(range(13)))):
+        with torch.device("meta"):
+            model = d.SD3Transformer2DModel(
+                sample_size=128, patch_size=2, in_channels=16, out_channels=16,
+                joint_attention_dim=4096, pooled_projection_dim=2048, pos_embed_max_size=192,
+                **config)
+        shapes = {ff.PREFIX + k: tuple(v.shape)
+                  for k, v in sd3_original_layout(model.state_dict()).items()}
+        assert ff.lone_family(Path("sd3.5.safetensors"), shapes) == "sd3"
+        got = ff.sd3_transformer_config(shapes)
+        for key, value in got.items():
+            if key not in ("_class_name", "sample_size"):
+                want = model.config[key]
+                assert (list(want) if isinstance(want, tuple) else want) == value, key
+
+
+def _tiny_sd3(root: Path, with_t5: bool = True):
+    """A tiny SD 3 (MMDiT: one head per block, 16-wide heads) in Stability's layout with its
+    VAE in the same file, as sd3.5_*.safetensors are shared, in ComfyUI's checkpoints/, its
+    CLIP-L, CLIP-G (and T5) in text_encoders/; and the same model as a diffusers folder."""
+    import diffusers as d
+    from test_dit_families import _t5
+    from test_gguf import sd3_original_layout
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from studio.engine.models.tiny import _tokenizer
+
+    comfy = root / "ComfyUI"
+    models = comfy / "models"
+    torch.manual_seed(0)
+    t5_tok = unigram_tokenizer(comfy / "comfy" / "text_encoders" / "t5_tokenizer")
+    clip_tok = _tokenizer(comfy / "comfy" / "sd1_tokenizer", vocab_size=300)
+
+    def clip(width: int, act: str):
+        return CLIPTextModelWithProjection(CLIPTextConfig(
+            vocab_size=len(clip_tok), hidden_size=width, intermediate_size=2 * width,
+            num_hidden_layers=1, num_attention_heads=width // 64, max_position_embeddings=77,
+            hidden_act=act, projection_dim=width, bos_token_id=clip_tok.bos_token_id,
+            eos_token_id=clip_tok.eos_token_id, pad_token_id=clip_tok.eos_token_id)).eval()
+
+    clip_l, clip_g = clip(128, "quick_gelu"), clip(192, "gelu")
+    t5 = _t5(len(t5_tok)).eval()
+    transformer = d.SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=16,
+        num_attention_heads=2, caption_projection_dim=32, joint_attention_dim=32,
+        pooled_projection_dim=128 + 192, out_channels=16, pos_embed_max_size=16).eval()
+    vae = d.AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32),
+        layers_per_block=1, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=32, use_quant_conv=False,
+        use_post_quant_conv=False, scaling_factor=ff.SD3_VAE_SCALING,
+        shift_factor=ff.SD3_VAE_SHIFT).eval()
+    checkpoint = models / "checkpoints" / "sd3.5_tiny.safetensors"
+    for sub in ("checkpoints", "text_encoders"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    state = {ff.PREFIX + k: v for k, v in sd3_original_layout(transformer.state_dict()).items()}
+    state.update({"first_stage_model." + k: v
+                  for k, v in vae_original_layout(vae.state_dict(), 2).items()})
+    save_file({k: v.contiguous() for k, v in state.items()}, checkpoint)
+    for name, model in (("clip_l", clip_l), ("clip_g", clip_g)):
+        save_file({"text_model." + k.removeprefix("text_model.") if not
+                   k.startswith("text_projection") else k: v
+                   for k, v in model.state_dict().items()},
+                  models / "text_encoders" / f"{name}.safetensors")
+    if with_t5:
+        save_file({k: v.contiguous() for k, v in t5.state_dict().items()
+                   if k != "encoder.embed_tokens.weight"},
+                  models / "text_encoders" / "t5xxl_fp16.safetensors")
+    from transformers import CLIPTokenizer
+
+    clip_tok_2 = CLIPTokenizer.from_pretrained(comfy / "comfy" / "sd1_tokenizer", pad_token="!")
+    folder = root / "folder" / "sd3-tiny"
+    d.StableDiffusion3Pipeline(
+        transformer=transformer, vae=vae, text_encoder=clip_l, tokenizer=clip_tok,
+        text_encoder_2=clip_g, tokenizer_2=clip_tok_2,
+        text_encoder_3=t5 if with_t5 else None, tokenizer_3=t5_tok if with_t5 else None,
+        scheduler=d.FlowMatchEulerDiscreteScheduler(shift=3.0),
+    ).save_pretrained(folder, safe_serialization=True)
+    return checkpoint, folder
+
+
+@pytest.mark.parametrize("with_t5", [True, False], ids=["with-t5", "without-t5"])
+def test_an_sd35_file_with_comfyuis_encoders_draws_the_folders_pixels(tmp_path, monkeypatch,
+                                                                      with_t5):
+    from studio.engine.engine import Engine
+
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint, folder = _tiny_sd3(tmp_path, with_t5)
+    parts = ff.find_parts(checkpoint)
+    assert parts.family == "sd3" and parts.vae == checkpoint  # its VAE is in the file
+    assert (parts.clip_l.stem, parts.clip_g.stem) == ("clip_l", "clip_g")
+    assert (parts.t5 is not None) is with_t5
+    engine = Engine(device="cpu", dtype="float32", model_dirs=[tmp_path / "ComfyUI" / "models"],
+                    embedded_dir=tmp_path / "none", hf_cache=False)
+    (listed,) = [m for m in engine.list_models("diffusion") if m.name == "sd3.5_tiny"]
+    assert listed.family == "sd3" and listed.recommended_value("scheduler") == "Flow Euler"
+    req = GenerationRequest(prompt="a portrait of a woman with red hair", model=str(checkpoint),
+                            negative_prompt="blurry", steps=2, width=SIZE, height=SIZE, seed=4,
+                            guidance=5.0, scheduler="Flow Euler")
+    files = engine.generate(req)
+    assert files.request.family == "sd3"
+    own = engine.generate(req.replace(model=str(folder)))
+    assert np.array_equal(files.images[0], own.images[0])
+    # Without CLIP-G: one line naming it and where it goes.
+    (tmp_path / "ComfyUI" / "models" / "text_encoders" / "clip_g.safetensors").unlink()
+    with pytest.raises(ModelNotFoundError) as err:
+        ff.find_parts(checkpoint)
+    assert "\n" not in err.value.message and "clip_g.safetensors" in err.value.message
