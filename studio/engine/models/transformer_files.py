@@ -234,7 +234,7 @@ class Parts:
     family: str  # "flux", "flux-kontext" or "sd3"
     transformer: Path
     clip_l: Path
-    vae: Path  # the transformer's own file where its VAE is in it (SD 3.5's checkpoints)
+    vae: Path  # the transformer's own file where its VAE is in it (SD 3.5's, all-in-one files)
     clip_tokenizer: Path
     t5: Path | None = None  # optional for SD 3
     t5_tokenizer: Path | None = None
@@ -323,7 +323,8 @@ def find_parts(path: Path, family: str | None = None) -> Parts:
     clip_l = next((p for w, p in clips if w <= 768), None) if not sd3 else (
         clips[0][1] if clips and (len(clips) > 1 or clips[0][0] <= 768) else None)
     clip_g = (clips[-1][1] if sd3 and clips and clips[-1][1] != clip_l else None)
-    vae = path if sd3 and _is_vae16(own) else _vae_for(family, _read(_candidates(path, VAE_DIRS)))
+    # Its own VAE where the file holds one (SD 3.5's files; ComfyUI's all-in-one checkpoints)
+    vae = path if _is_vae16(own) else _vae_for(family, _read(_candidates(path, VAE_DIRS)))
     t5_tok = _comfy_tokenizer(path, "text_encoders/t5_tokenizer", "tokenizer.json")
     clip_tok = (_comfy_tokenizer(path, "sd1_tokenizer", "vocab.json")
                 or bundled_configs_dir() / "clip-tokenizer")
