@@ -13,6 +13,10 @@ Key layouts read (``.safetensors`` only, never a pickle):
 * diffusers / PEFT: ``unet.<module.path>.lora_A.weight`` / ``.lora_B.weight`` (or
   ``.lora.down.weight`` / ``.lora.up.weight``), ``text_encoder.`` / ``text_encoder_2.``
   prefixes, optional ``.alpha``; keys without a prefix belong to the UNet.
+* transformer (DiT) models: whatever the pipeline's own diffusers LoRA loader reads
+  (``lora_state_dict``: Flux LoRAs in kohya, XLabs, Black Forest Labs and diffusers layouts,
+  SD 3's, Qwen-Image's ...), converted by it to ``transformer.<module.path>`` keys, which
+  bind here as above; keys without a prefix belong to the transformer.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ _KOHYA = (("lora_unet_", "unet"), ("lora_te1_", "text_encoder"), ("lora_te2_", "
           ("lora_te_", "text_encoder"))
 _DOTTED = (("unet.", "unet"), ("text_encoder_2.", "text_encoder_2"),
            ("text_encoder.", "text_encoder"), ("te1.", "text_encoder"),
-           ("te2.", "text_encoder_2"))
-COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+           ("te2.", "text_encoder_2"), ("transformer.", "transformer"))
+COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
 
 
 class LoraError(StudioError):
@@ -86,7 +90,7 @@ def _resolve(base: str, maps: dict[str, tuple[dict[str, Any], dict[str, Any]]]
             name = base[len(prefix):]
             module = maps[comp][1].get(name)
             return (comp, module) if module is not None else None
-    comp, name = "unet", base
+    comp, name = ("unet" if "unet" in maps else "transformer"), base
     for prefix, c in _DOTTED:
         if base.startswith(prefix):
             comp, name = c, base[len(prefix):]
@@ -95,6 +99,33 @@ def _resolve(base: str, maps: dict[str, tuple[dict[str, Any], dict[str, Any]]]
         return None
     module = maps[comp][0].get(name)
     return (comp, module) if module is not None else None
+
+
+def _in_diffusers_layout(state: dict[str, Any], pipe: Any, name: str) -> dict[str, Any]:
+    """A transformer model's LoRA as its pipeline's own diffusers loader converts it
+    (``lora_state_dict``: kohya's, XLabs' and other layouts to ``transformer.`` keys, the
+    kohya alphas folded in; other alphas kept as ``<layer>.alpha``); a UNet model's as read."""
+    import inspect
+
+    if getattr(pipe, "unet", None) is not None or getattr(pipe, "transformer", None) is None:
+        return state
+    loader = getattr(type(pipe), "lora_state_dict", None)
+    if loader is None:
+        return state
+    kwargs = ({"return_alphas": True}
+              if "return_alphas" in inspect.signature(loader).parameters else {})
+    try:
+        out = loader(dict(state), **kwargs)  # a dict: read here already, never a pickle
+    except Exception as err:  # a layout the converter rejects
+        said = " ".join(str(err).split())[:160]
+        raise LoraError(f"{name} is not a LoRA for this model: its diffusers loader does not "
+                        f"read it ({said}).",
+                        hint="Pick a LoRA made for this model family.") from err
+    converted, alphas = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
+    converted = dict(converted)
+    for key, alpha in (alphas or {}).items():  # "<layer>.alpha", as the layer's own
+        converted.setdefault(key if key.endswith(".alpha") else f"{key}.alpha", alpha)
+    return converted
 
 
 def parse_lora(path: str | Path, pipe: Any) -> LoraAdapter:
@@ -111,6 +142,7 @@ def parse_lora(path: str | Path, pipe: Any) -> LoraAdapter:
         state = load_file(str(path))
     except Exception as err:
         raise LoraError(f"{path.name} is not a readable safetensors file ({err}).") from err
+    state = _in_diffusers_layout(state, pipe, path.name)
     maps = _module_maps(pipe)
     adapter = LoraAdapter(str(path))
     missing = 0

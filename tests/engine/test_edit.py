@@ -511,3 +511,36 @@ def test_a_qwen_gguf_edits_with_the_qwen_edit_folder_beside_it(engine, edit_root
     words = local.generate(_req(models / "qwen-image-F32.gguf", task="txt2img",
                                 init_image=None))
     assert words.request.family == "qwenimage" and words.images[0].shape == (SIZE, SIZE, 3)
+
+
+@pytest.mark.parametrize("kind", ["kontext", "klein", "qwen-edit"])
+def test_an_edit_takes_a_lora_through_its_own_loader_and_unloads_it_exactly(
+        engine, edit_root, tmp_path, kind):
+    """A LoRA in diffusers' layout on the transformer's attention (as Lightning's 4-step
+    LoRAs for Qwen-Image-Edit are) changes the edit, and weight 0 gives it back bit for
+    bit (the studio's hooks; the file read by the pipeline's own diffusers loader)."""
+    import re
+
+    from safetensors.torch import save_file
+
+    from studio.core.jobs.request import LoraWeight
+
+    loaded = engine.load(str(edit_root / kind))
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for name, m in loaded.pipe.transformer.named_modules():
+        if isinstance(m, torch.nn.Linear) and re.search(r"attn\.to_[qkv]$", name):
+            state[f"transformer.{name}.lora_A.weight"] = torch.randn(4, m.in_features,
+                                                                     generator=g)
+            state[f"transformer.{name}.lora_B.weight"] = torch.randn(m.out_features, 4,
+                                                                     generator=g)
+    assert state
+    lora = tmp_path / f"{kind}-lora.safetensors"
+    save_file(state, str(lora))
+    base = engine.generate(_req(edit_root / kind)).images[0]
+    on = engine.generate(_req(edit_root / kind, loras=(
+        LoraWeight(path=str(lora), weight=1.0, name=lora.stem),))).images[0]
+    assert not np.array_equal(on, base)
+    off = engine.generate(_req(edit_root / kind, loras=(
+        LoraWeight(path=str(lora), weight=0.0, name=lora.stem),))).images[0]
+    assert np.array_equal(off, base)

@@ -81,12 +81,13 @@ class FamilySpec:
 
 # Edit with words: the init image (the selected layer, the selection's area, --init-image)
 # changed as the instruction says ("make the hair red"), by the pipeline itself (studio.
-# engine.edit). No negative prompt, no sliders, and no LoRA yet; inpainting is refused (an
-# edit changes what the words name). Flux Kontext takes guidance as a model input.
+# engine.edit). No negative prompt (but Qwen's) and no sliders; LoRAs through each pipeline's
+# own diffusers loader (studio.engine.lora); inpainting is refused (an edit changes what the
+# words name). Flux Kontext takes guidance as a model input.
 EDIT_SPECS = (
     FamilySpec("flux-kontext", "Flux Kontext", FamilyDefaults(1024, 1024, 28, 2.5, "Flow Euler"),
                flow=True, negative_prompt=False, guidance_embedding=True, inpaint=False,
-               prompt_sliders=False, seed_sliders=False, lora=False,
+               prompt_sliders=False, seed_sliders=False,
                text_encoders="CLIP-L and T5", size_multiple=16,
                schedulers=("Flow Euler", "Euler"), pipelines=("FluxKontextPipeline",),
                edit=True),
@@ -94,7 +95,7 @@ EDIT_SPECS = (
     # negative prompt argument; it edits its reference image, or draws from words alone.
     FamilySpec("flux2-klein", "Flux 2 Klein", FamilyDefaults(1024, 1024, 28, 4.0, "Flow Euler"),
                flow=True, negative_prompt=False, inpaint=False, prompt_sliders=False,
-               seed_sliders=False, lora=False, text_encoders="Qwen3", size_multiple=16,
+               seed_sliders=False, text_encoders="Qwen3", size_multiple=16,
                schedulers=("Flow Euler", "Euler"), pipelines=("Flux2KleinPipeline",),
                edit=True),
     # Qwen-Image-Edit (and its 2509/2511 "Plus" releases): Qwen2.5-VL reads the image and the
@@ -102,8 +103,7 @@ EDIT_SPECS = (
     # needs an image (no text to image: that is Qwen-Image, the generic "qwenimage").
     FamilySpec("qwen-image-edit", "Qwen-Image-Edit",
                FamilyDefaults(1024, 1024, 50, 4.0, "Flow Euler"), flow=True, inpaint=False,
-               prompt_sliders=False, seed_sliders=False, lora=False,
-               text_encoders="Qwen2.5-VL", size_multiple=16, schedulers=("Flow Euler", "Euler"),
+               prompt_sliders=False, seed_sliders=False, text_encoders="Qwen2.5-VL", size_multiple=16, schedulers=("Flow Euler", "Euler"),
                pipelines=("QwenImageEditPipeline", "QwenImageEditPlusPipeline"), edit=True,
                txt2img=False),
 )
