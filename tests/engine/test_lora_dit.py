@@ -16,12 +16,25 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_dit_families import _bare, _req, dit_engine, dit_root  # noqa: F401  (fixtures)
+from test_dit_families import _req, built_families  # tests/engine is on sys.path
 
 from studio.core.errors import StudioError
 from studio.core.jobs.request import LoraWeight
 
 RANK, ALPHA = 4, 2.0
+
+
+@pytest.fixture(scope="module")
+def dit_root(tmp_path_factory) -> Path:
+    return built_families(tmp_path_factory)  # shared with test_dit_families
+
+
+@pytest.fixture(scope="module")
+def dit_engine(dit_root, tmp_path_factory):
+    from studio.engine.engine import Engine
+
+    return Engine(device="cpu", dtype="float32", model_dirs=[dit_root],
+                  embedded_dir=tmp_path_factory.mktemp("none"), hf_cache=False)
 
 
 def _targets(transformer: torch.nn.Module) -> list[str]:
