@@ -359,6 +359,15 @@ def test_an_sd35_file_with_comfyuis_encoders_draws_the_folders_pixels(tmp_path, 
     assert parts.family == "sd3" and parts.vae == checkpoint  # its VAE is in the file
     assert (parts.clip_l.stem, parts.clip_g.stem) == ("clip_l", "clip_g")
     assert (parts.t5 is not None) is with_t5
+    from studio.engine.models import single_file
+
+    read, original = [], single_file._read_checkpoint
+
+    def spy(path, cancel, dtype=None):  # the studio's one-pass read, cancel checked
+        read.append(Path(path).name)
+        return original(path, cancel, dtype)
+
+    monkeypatch.setattr(single_file, "_read_checkpoint", spy)
     engine = Engine(device="cpu", dtype="float32", model_dirs=[tmp_path / "ComfyUI" / "models"],
                     embedded_dir=tmp_path / "none", hf_cache=False)
     (listed,) = [m for m in engine.list_models("diffusion") if m.name == "sd3.5_tiny"]
@@ -368,6 +377,7 @@ def test_an_sd35_file_with_comfyuis_encoders_draws_the_folders_pixels(tmp_path, 
                             guidance=5.0, scheduler="Flow Euler")
     files = engine.generate(req)
     assert files.request.family == "sd3"
+    assert read.count("sd3.5_tiny.safetensors") == 2  # the transformer, then its VAE
     own = engine.generate(req.replace(model=str(folder)))
     assert np.array_equal(files.images[0], own.images[0])
     # Without CLIP-G: one line naming it and where it goes.

@@ -234,7 +234,9 @@ def _hook_state_dict_reads() -> None:
             dtype, cancel = active
             return _read_checkpoint(Path(checkpoint_file), cancel, dtype)
 
-        for module in (model_loading_utils, modeling_utils):
+        from diffusers.loaders import single_file_utils  # from_single_file's own reference
+
+        for module in (model_loading_utils, modeling_utils, single_file_utils):
             if getattr(module, "load_state_dict", None) is original:
                 module.load_state_dict = load_state_dict
         _READ_HOOKED = True

@@ -483,6 +483,8 @@ def load_transformer_file(path: str | os.PathLike[str], torch_dtype: Any = None,
     import torch
     from diffusers import AutoencoderKL, DiffusionPipeline
 
+    from studio.engine.models.loading import _reading_in
+
     path = Path(path)
     dtype = torch_dtype or torch.float32
     family = lone_family(path, _shapes(path))
@@ -493,6 +495,12 @@ def load_transformer_file(path: str | os.PathLike[str], torch_dtype: Any = None,
         if cancel is not None:
             cancel.raise_if_cancelled()
 
+    def reading(model_cls: Any) -> Any:
+        """The file read tensor by tensor in the load dtype, the cancel token checked as
+        it goes (a Flux file is 24 GB), as a folder's components are read."""
+        return _reading_in(None if getattr(model_cls, "_keep_in_fp32_modules", None)
+                           else dtype, cancel)
+
     try:
         parts = find_parts(path, family)
     except ModelNotFoundError:
@@ -500,8 +508,10 @@ def load_transformer_file(path: str | os.PathLike[str], torch_dtype: Any = None,
         if base is None:
             raise
         check()
-        transformer = cls.from_single_file(str(path), config=str(base), subfolder="transformer",
-                                           torch_dtype=dtype, local_files_only=True)
+        with reading(cls):
+            transformer = cls.from_single_file(str(path), config=str(base),
+                                               subfolder="transformer", torch_dtype=dtype,
+                                               local_files_only=True)
         check()
         pipe = DiffusionPipeline.from_pretrained(base, transformer=transformer,
                                                  torch_dtype=dtype, local_files_only=True)
@@ -510,11 +520,15 @@ def load_transformer_file(path: str | os.PathLike[str], torch_dtype: Any = None,
         return pipe
     folder = layout_folder(parts)
     check()
-    transformer = cls.from_single_file(str(path), config=str(folder), subfolder="transformer",
-                                       torch_dtype=dtype, local_files_only=True)
+    with reading(cls):
+        transformer = cls.from_single_file(str(path), config=str(folder),
+                                           subfolder="transformer", torch_dtype=dtype,
+                                           local_files_only=True)
     check()
-    vae = AutoencoderKL.from_single_file(str(parts.vae), config=str(folder), subfolder="vae",
-                                         torch_dtype=dtype, local_files_only=True)
+    with reading(AutoencoderKL):
+        vae = AutoencoderKL.from_single_file(str(parts.vae), config=str(folder),
+                                             subfolder="vae", torch_dtype=dtype,
+                                             local_files_only=True)
     check()
     extra: dict[str, Any] = {}
     if family == "sd3" and parts.t5 is None:
