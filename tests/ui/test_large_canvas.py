@@ -9,14 +9,23 @@ from PySide6.QtCore import QTimer
 from studio.ui.canvas import PROGRESSIVE_PIXELS
 
 
-def test_a_large_layer_is_drawn_in_tiles_while_the_window_answers(qtbot, window):
+def test_a_large_layer_is_drawn_in_tiles_while_the_window_answers(qtbot, window, monkeypatch):
+    import time
+
     side = 1536
     assert side * side > PROGRESSIVE_PIXELS
     pixels = np.zeros((side, side, 3), np.uint8)
     pixels[..., 0] = 200
     pixels[side // 2:, :, 2] = 90
-    window.controller.add_image_layer(pixels, "big")
     canvas = window.canvas
+    render = canvas._render
+
+    def slow_render(*args):  # each run of tiles takes 30 ms on the worker, as on a slow
+        time.sleep(0.03)  # machine: how many events the window handled meanwhile then
+        return render(*args)  # does not depend on how fast this machine draws
+
+    monkeypatch.setattr(canvas, "_render", slow_render)
+    window.controller.add_image_layer(pixels, "big")
     assert canvas.drawing  # not drawn in one go on the GUI thread
     ticks: list[int] = []
     timer = QTimer(interval=1)
