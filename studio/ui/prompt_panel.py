@@ -65,6 +65,12 @@ CARD_FIELDS = ("scheduler", "steps", "guidance", "width", "height")
 # EDIT_STRENGTH while editing (below 1, so a covered region is the image to edit; the
 # request's default, which the command line records too). The edit itself uses none.
 EDIT_PLACEHOLDER = "Say what to change… (e.g. make the hair red)"
+EDIT_TIP = ("This model edits a picture as the prompt says (\"make the hair red\"): the "
+            "canvas, or the selection's area, becomes a new layer with the change. Off: it "
+            "draws a new image from the words alone")
+EDIT_ONLY_TIP = ("This model edits a picture as the prompt says (\"make the hair red\"): the "
+                 "canvas, or the selection's area, becomes a new layer with the change. It "
+                 "cannot draw from the words alone, so this stays on")
 
 
 def _restore_text(edit: QPlainTextEdit, text: str) -> None:
@@ -202,10 +208,7 @@ class PromptPanel(QWidget):
                        self.scheduler_combo.currentIndexChanged):
             signal.connect(self._update_fast_note)
         self.edit_check = QCheckBox("Edit with words", objectName="edit_check")
-        self.edit_check.setToolTip(
-            "This model edits a picture as the prompt says (\"make the hair red\"): the "
-            "canvas, or the selection's area, becomes a new layer with the change. Off: it "
-            "draws a new image from the words alone")
+        self.edit_check.setToolTip(EDIT_TIP)
         self.edit_check.setVisible(False)  # shown for edit models only
         self.edit_check.toggled.connect(self._on_edit_toggled)
 
@@ -500,6 +503,12 @@ class PromptPanel(QWidget):
         return bool(model is not None and model.recommended_value("edit"))
 
     @property
+    def is_edit_only_model(self) -> bool:
+        """Whether the chosen model can only edit (Qwen-Image-Edit: no text to image)."""
+        model = self._models.get(self.model_id)
+        return bool(model is not None and model.recommended_value("edit_only"))
+
+    @property
     def editing(self) -> bool:
         """Whether the next run edits the canvas with words (an edit model, the box on)."""
         return self.is_edit_model and self.edit_check.isChecked()
@@ -525,9 +534,15 @@ class PromptPanel(QWidget):
         if not edit:
             self._strength_before_edit = None  # another model restored: its own Strength
         self.edit_check.setVisible(edit)
+        only = edit and self.is_edit_only_model
+        if only and self.strength_slider.value() >= 1.0:  # it cannot draw from words
+            with self._setting_defaults():
+                self.strength_slider.setValue(EDIT_STRENGTH)
         self.edit_check.blockSignals(True)
         self.edit_check.setChecked(edit and self.strength_slider.value() < 1.0)
         self.edit_check.blockSignals(False)
+        self.edit_check.setEnabled(not only)
+        self.edit_check.setToolTip(EDIT_ONLY_TIP if only else EDIT_TIP)
         self.strength_slider.setEnabled(not edit)
         # An edit has no strength: its row is hidden, not left showing an unused 0.75.
         self._form.setRowVisible(self.strength_slider, not edit)
@@ -541,6 +556,8 @@ class PromptPanel(QWidget):
 
     def _edit_mode_text(self, text: str) -> str:
         """The canvas's mode in an edit model's words."""
+        if self.is_edit_model and self.is_edit_only_model and text.startswith("Text to image"):
+            return "Edit with words needs a picture: open one or paint on the canvas"
         if self.is_edit_model and not self.editing:  # its Strength is off: the box edits
             return text.replace("(Strength below 1 refines)", "(Edit with words edits it)")
         if not self.editing:

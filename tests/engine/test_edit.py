@@ -261,6 +261,11 @@ def test_the_family_and_its_edit_feature_come_from_model_index(edit_root):
     assert detect_folder_family(edit_root / "klein") == "flux2-klein"
     assert detect_folder_family(edit_root / "qwen-edit") == "qwen-image-edit"
     assert detect_folder_family(edit_root / "qwen-edit-plus") == "qwen-image-edit"
+    from studio.engine.models.discovery import diffusers_info
+
+    # The window's edit box: locked on for the model that cannot draw from words alone.
+    assert diffusers_info(edit_root / "qwen-edit", "diffusers").recommended_value("edit_only")
+    assert not diffusers_info(edit_root / "kontext", "diffusers").recommended_value("edit_only")
     for family in ("flux-kontext", "flux2-klein", "qwen-image-edit"):
         assert spec_for(family).edit and family in EDIT_FAMILIES
     assert not spec_for("flux").edit and not spec_for("sd3").edit

@@ -19,7 +19,7 @@ KONTEXT = ModelInfo(id="kontext", name="Kontext tiny", kind="diffusion", family=
 
 @pytest.fixture
 def engine() -> FakeEngine:
-    return FakeEngine(models=[TINY, KONTEXT])
+    return FakeEngine(models=[TINY, KONTEXT, QWEN_EDIT])
 
 
 def _choose(window, qtbot, model_id: str) -> None:
@@ -155,3 +155,30 @@ def test_a_selection_edits_only_its_area(qtbot, window, engine):
     np.testing.assert_array_equal(request.init_image.to_array()[..., :3], photo[:64, :64])
     new = window.doc.layers[-1]
     assert (new.x, new.y, new.width, new.height) == (0, 0, 64, 64)  # over the selection
+
+
+QWEN_EDIT = ModelInfo(id="qwen-edit", name="Qwen-Image-Edit tiny", kind="diffusion",
+                      family="qwen-image-edit", source="diffusers", path="/models/qwen-edit",
+                      size_bytes=1234,
+                      recommended=(("edit", True), ("edit_only", True), ("guidance", 4.0),
+                                   ("height", 64), ("scheduler", "Flow Euler"), ("steps", 4),
+                                   ("width", 64)))
+
+
+def test_a_model_that_only_edits_keeps_its_edit_box_on_with_the_reason(qtbot, window):
+    """Qwen-Image-Edit cannot draw from words alone: its box stays on and greyed, its
+    tooltip says why, even when the Strength was 1 before; another edit model's box
+    (Kontext) can be turned off."""
+    panel = window.prompt_panel
+    panel.strength_slider.setValue(1.0)
+    _choose(window, qtbot, "qwen-edit")
+    # An empty canvas: nothing to edit, and it cannot draw from words: said so.
+    assert "needs a picture" in _mode(window, qtbot, "Edit with words needs a picture")
+    window.controller.add_image_layer(np.zeros((64, 64, 3), np.uint8), "photo")
+    _mode(window, qtbot, "Edit with words", "(canvas): the change as a new layer")
+    assert panel.edit_check.isVisible() and panel.edit_check.isChecked()
+    assert not panel.edit_check.isEnabled()
+    assert "cannot draw from the words alone" in panel.edit_check.toolTip()
+    assert panel.editing and panel.values()["strength"] == EDIT_STRENGTH
+    _choose(window, qtbot, "kontext")
+    assert panel.edit_check.isEnabled() and "Off:" in panel.edit_check.toolTip()

@@ -87,6 +87,8 @@ def _recommended(folder: Path, family: str) -> tuple[tuple[str, object], ...]:
         rec["schedulers"] = spec.scheduler_names(SCHEDULER_NAMES)
         if spec.edit:  # edit with words (Flux Kontext): the window offers that mode
             rec["edit"] = True
+            if not spec.txt2img:  # Qwen-Image-Edit: it cannot draw from words alone
+                rec["edit_only"] = True
     return tuple(sorted(rec.items()))
 
 
