@@ -90,7 +90,7 @@ def test_the_configs_read_from_shapes_are_the_real_architectures(guidance):
         assert vc[key] == (list(vae.config[key]) if key == "block_out_channels"
                            else vae.config[key]), key
     assert ff._is_t5(_meta_shapes(t5)) and ff._is_clip_l(_meta_shapes(clip))
-    assert ff._is_flux_vae(_meta_shapes(vae)) and not ff._is_clip_l(_meta_shapes(t5))
+    assert ff._is_vae16(_meta_shapes(vae)) and not ff._is_clip_l(_meta_shapes(t5))
 
 
 def vae_original_layout(state: dict, levels: int) -> dict:

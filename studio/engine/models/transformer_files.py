@@ -286,8 +286,6 @@ def _is_vae16(s: dict[str, tuple[int, ...]]) -> bool:
     return conv is not None and conv[1] == 16 and "encoder.conv_in.weight" in s
 
 
-_is_flux_vae = _is_vae16
-
 
 def _vae_for(family: str, files: list[tuple[Path, dict]]) -> Path | None:
     """The family's VAE among 16-channel ones: Flux's and SD 3's differ only in their
@@ -501,44 +499,34 @@ def load_transformer_file(path: str | os.PathLike[str], torch_dtype: Any = None,
         return _reading_in(None if getattr(model_cls, "_keep_in_fp32_modules", None)
                            else dtype, cancel)
 
+    parts: Parts | None
     try:
         parts = find_parts(path, family)
-    except ModelNotFoundError:
+        folder = layout_folder(parts)
+    except ModelNotFoundError:  # no ComfyUI parts: a diffusers folder beside the file
         base = base_folder(path, family)
         if base is None:
             raise
-        check()
-        with reading(cls):
-            transformer = cls.from_single_file(str(path), config=str(base),
-                                               subfolder="transformer", torch_dtype=dtype,
-                                               local_files_only=True)
-        check()
-        pipe = DiffusionPipeline.from_pretrained(base, transformer=transformer,
-                                                 torch_dtype=dtype, local_files_only=True)
-        pipe.set_progress_bar_config(disable=True)
-        log.info("%s with the parts of %s", path.name, base.name)
-        return pipe
-    folder = layout_folder(parts)
+        parts, folder = None, base
     check()
     with reading(cls):
         transformer = cls.from_single_file(str(path), config=str(folder),
                                            subfolder="transformer", torch_dtype=dtype,
                                            local_files_only=True)
-    check()
-    with reading(AutoencoderKL):
-        vae = AutoencoderKL.from_single_file(str(parts.vae), config=str(folder),
-                                             subfolder="vae", torch_dtype=dtype,
-                                             local_files_only=True)
-    check()
     extra: dict[str, Any] = {}
-    if family == "sd3" and parts.t5 is None:
-        extra = {"text_encoder_3": None, "tokenizer_3": None}
-    pipe = DiffusionPipeline.from_pretrained(folder, transformer=transformer, vae=vae,
+    if parts is not None:  # the VAE from its own file (or the transformer's)
+        check()
+        with reading(AutoencoderKL):
+            extra["vae"] = AutoencoderKL.from_single_file(
+                str(parts.vae), config=str(folder), subfolder="vae", torch_dtype=dtype,
+                local_files_only=True)
+        if family == "sd3" and parts.t5 is None:
+            extra.update(text_encoder_3=None, tokenizer_3=None)
+    check()
+    pipe = DiffusionPipeline.from_pretrained(folder, transformer=transformer,
                                              torch_dtype=dtype, local_files_only=True, **extra)
     pipe.set_progress_bar_config(disable=True)
-    log.info("%s with %s", path.name, ", ".join(
-        p.name for p in (parts.t5, parts.clip_l, parts.clip_g, parts.vae) if p is not None))
+    used = ([p.name for p in (parts.t5, parts.clip_l, parts.clip_g, parts.vae) if p]
+            if parts is not None else [f"the parts of {folder.name}"])
+    log.info("%s with %s", path.name, ", ".join(used))
     return pipe
-
-
-load_flux_file = load_transformer_file
