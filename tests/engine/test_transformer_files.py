@@ -9,7 +9,8 @@ the meta device so nothing is allocated. A missing part is one line naming what 
 where. End to end, files in ComfyUI's layout draw the pixels of the same model as a
 diffusers folder: a tiny SD 3 (with and without T5), and (tier ``heavy``: diffusers'
 converter of Flux's original layout assumes its full width) a 3072-wide Flux with one block
-of each kind.
+of each kind. All-in-one files (SD 3 Medium's ``incl_clips``, ComfyUI's Flux checkpoints)
+read their text encoders from inside: diffusers' own reading of the file, the same pixels.
 """
 
 from __future__ import annotations
@@ -202,6 +203,28 @@ def test_the_parts_are_found_by_their_tensors_and_what_is_missing_is_named(tmp_p
     assert "T5-XXL" in err.value.message and "text_encoders" in err.value.message
 
 
+def test_an_all_in_one_file_finds_its_encoders_inside_and_names_a_missing_vae(tmp_path):
+    """ComfyUI's Flux checkpoints hold CLIP-L, T5 and the VAE beside the transformer: no
+    other file is needed; without its VAE (and none in vae/) one line names it."""
+    from safetensors.torch import load_file
+
+    parts = _tiny_parts(tmp_path)
+    state = {ff.PREFIX + k: v for k, v in load_file(parts["transformer"]).items()}
+    for prefix, part in (("text_encoders.clip_l.transformer.", "clip"),
+                         ("text_encoders.t5xxl.transformer.", "t5")):
+        state.update({prefix + k: v for k, v in load_file(parts[part]).items()})
+        parts[part].unlink()
+    whole = parts["transformer"]
+    save_file(state, whole)
+    found = ff.find_parts(whole)
+    assert found.inside and (found.clip_l, found.t5) == (whole, whole)
+    assert found.vae == parts["vae"] and found.clip_g is None
+    parts["vae"].unlink()
+    with pytest.raises(ModelNotFoundError) as err:
+        ff.find_parts(whole)
+    assert "\n" not in err.value.message and "ae.safetensors" in err.value.message
+
+
 def test_without_comfyuis_tokenizer_it_says_where_t5s_comes_from(tmp_path):
     import shutil
 
@@ -248,6 +271,28 @@ def test_comfyui_files_draw_the_pixels_of_the_same_model_as_a_folder(tmp_path, m
     engine.pipelines.clear()
     own = engine.generate(request(folder))
     assert np.array_equal(files.images[0], own.images[0])
+    # ComfyUI's all-in-one Flux checkpoint (as flux1-dev-fp8.safetensors): the transformer,
+    # CLIP-L, T5 and the VAE in one file in checkpoints/, nothing else but the tokenizers.
+    import shutil
+
+    from safetensors.torch import load_file
+
+    whole = tmp_path / "aio" / "ComfyUI" / "models" / "checkpoints" / "flux1-wide-fp8.safetensors"
+    whole.parent.mkdir(parents=True)
+    shutil.copytree(tmp_path / "files" / "ComfyUI" / "comfy", tmp_path / "aio" / "ComfyUI" / "comfy")
+    state = {ff.PREFIX + k: v for k, v in load_file(parts["transformer"]).items()}
+    for prefix, part in (("first_stage_model.", "vae"), ("text_encoders.clip_l.transformer.",
+                                                         "clip"),
+                         ("text_encoders.t5xxl.transformer.", "t5")):
+        state.update({prefix + k: v for k, v in load_file(parts[part]).items()})
+    save_file(state, whole)
+    del state
+    inside = ff.find_parts(whole)
+    assert inside.inside and inside.family == "flux" and inside.t5 == inside.vae == whole
+    engine.pipelines.clear()
+    one = engine.generate(request(whole))
+    assert one.request.family == "flux"
+    assert np.array_equal(one.images[0], own.images[0])
     # The file alone beside the diffusers folder (no ComfyUI parts): the folder's parts.
     beside = folder.parent / "flux1-wide.safetensors"
     parts["transformer"].rename(beside)
@@ -385,3 +430,70 @@ def test_an_sd35_file_with_comfyuis_encoders_draws_the_folders_pixels(tmp_path, 
     with pytest.raises(ModelNotFoundError) as err:
         ff.find_parts(checkpoint)
     assert "\n" not in err.value.message and "clip_g.safetensors" in err.value.message
+
+
+def _all_in_one(checkpoint: Path, with_t5: bool, fp8: bool = False) -> Path:
+    """SD 3's all-in-one file as Stability shares SD 3 Medium
+    (``sd3_medium_incl_clips[_t5xxlfp8].safetensors``): the transformer, its VAE and its text
+    encoders in one file, each under its prefix (T5's weights in float8 with ``fp8``);
+    ComfyUI keeps it in ``checkpoints/``."""
+    from safetensors.torch import load_file
+
+    models = checkpoint.parent.parent
+    state = load_file(checkpoint)
+    for part, name in (("clip_l", "clip_l"), ("clip_g", "clip_g"), ("t5xxl", "t5xxl_fp16")):
+        if part == "t5xxl" and not with_t5:
+            continue
+        own = models / "text_encoders" / f"{name}.safetensors"
+        state.update({f"text_encoders.{part}.transformer.{k}":
+                      v.to(torch.float8_e4m3fn) if fp8 and part == "t5xxl" and v.ndim == 2
+                      else v for k, v in load_file(own).items()})
+        own.unlink()  # only the file itself holds them now
+    out = checkpoint.with_name("sd3_medium_incl_clips" + ("_t5xxl" if with_t5 else "")
+                               + ".safetensors")
+    save_file(state, out)
+    checkpoint.unlink()
+    return out
+
+
+@pytest.mark.parametrize(("with_t5", "fp8"), [(True, False), (True, True), (False, False)],
+                         ids=["incl-t5", "incl-t5-fp8", "clips-only"])
+def test_an_sd3_file_with_its_text_encoders_inside_draws_diffusers_own_reading(
+        tmp_path, monkeypatch, with_t5, fp8):
+    """Its text encoders are read from inside the file (no other file needed) and converted
+    as diffusers converts them: the picture is the one of the pipeline diffusers' own
+    ``from_single_file`` makes of the same file (saved as a folder), pixel for pixel."""
+    import diffusers as d
+
+    from studio.engine.engine import Engine
+
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint, folder = _tiny_sd3(tmp_path, with_t5)
+    whole = _all_in_one(checkpoint, with_t5, fp8)
+    assert not list((tmp_path / "ComfyUI" / "models" / "text_encoders").glob("*.safetensors"))
+    parts = ff.find_parts(whole)
+    assert parts.inside and parts.vae == whole and (parts.t5 is not None) is with_t5
+    # diffusers' own reading of the file (configs from the model's folder: offline)
+    kwargs = {} if with_t5 else {"text_encoder_3": None, "tokenizer_3": None}
+    bare = d.StableDiffusion3Pipeline.from_single_file(str(whole), config=str(folder),
+                                                       local_files_only=True, **kwargs)
+    if with_t5:  # tied as T5's own loads tie it (diffusers' conversion leaves it empty)
+        t5 = bare.text_encoder_3
+        assert t5.encoder.embed_tokens.weight.is_meta
+        t5.encoder.embed_tokens.weight = t5.shared.weight
+    reference = tmp_path / "diffusers-read"
+    bare.save_pretrained(reference, safe_serialization=True)
+    engine = Engine(device="cpu", dtype="float32", model_dirs=[tmp_path / "ComfyUI" / "models"],
+                    embedded_dir=tmp_path / "none", hf_cache=False)
+    (listed,) = [m for m in engine.list_models("diffusion") if m.name == whole.stem]
+    assert listed.family == "sd3"
+    req = GenerationRequest(prompt="a portrait of a woman with red hair", model=str(whole),
+                            negative_prompt="blurry", steps=2, width=SIZE, height=SIZE, seed=4,
+                            guidance=5.0, scheduler="Flow Euler")
+    mine = engine.generate(req)
+    assert mine.request.family == "sd3"
+    theirs = engine.generate(req.replace(model=str(reference)))
+    assert np.array_equal(mine.images[0], theirs.images[0])
+    # The words count: another prompt, another picture.
+    other = engine.generate(req.replace(prompt="a green landscape at night"))
+    assert not np.array_equal(mine.images[0], other.images[0])

@@ -13,7 +13,10 @@ CLIP-G's gelu against CLIP-L's quick_gelu), MMDiT's head count where SD 3.0 has 
 (one head per block), and the schedulers (Flux dev's dynamic shift, schnell's none, SD 3's
 shift 3). The tokenizers are not in the files: T5's and CLIP's are read from the
 ComfyUI install the models sit in (``comfy/text_encoders/t5_tokenizer``,
-``comfy/sd1_tokenizer``; CLIP's also ships with Latent Studio). The pieces are put together
+``comfy/sd1_tokenizer``; CLIP's also ships with Latent Studio). All-in-one files hold their
+text encoders inside (SD 3 Medium's ``sd3_medium_incl_clips*``; ComfyUI's Flux checkpoints
+such as ``flux1-dev-fp8``): those are read from the file and converted by diffusers' own
+code (``_encoders_inside``). The pieces are put together
 as a diffusers folder of links and configs in the user cache (nothing is copied); diffusers
 converts the transformer and the VAE from their original layouts at load, and loads the
 text encoders as they are. A missing part is one line naming what to add and where.
@@ -49,6 +52,11 @@ VAE_WHERE = {"flux": "the Flux VAE (ae.safetensors) in ComfyUI/models/vae/",
              "sd3": "the SD3 VAE (sd3_vae.safetensors) in ComfyUI/models/vae/"}
 VAE_NAMES = {"flux": ("ae", "flux"), "sd3": ("sd3",)}  # which 16-channel VAE is whose
 _NOT_A_MODEL = ("controlnet_blocks.", "input_hint_block.", "pos_embed_input.")
+# SD 3's all-in-one files keep their text encoders under these prefixes (Stability's layout,
+# as ComfyUI and diffusers read it)
+INSIDE = {"clip_l": "text_encoders.clip_l.transformer.",
+          "clip_g": "text_encoders.clip_g.transformer.",
+          "t5": "text_encoders.t5xxl.transformer."}
 
 
 def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -239,6 +247,9 @@ class Parts:
     t5: Path | None = None  # optional for SD 3
     t5_tokenizer: Path | None = None
     clip_g: Path | None = None  # SD 3
+    # SD 3's all-in-one files (``sd3_medium_incl_clips*.safetensors``): its text encoders
+    # inside the transformer's file (then ``clip_l``, ``clip_g`` and ``t5`` are that file)
+    inside: bool = False
 
 
 def _candidates(path: Path, dirs: tuple[str, ...]) -> list[Path]:
@@ -297,6 +308,20 @@ def _vae_for(family: str, files: list[tuple[Path, dict]]) -> Path | None:
     return (named or unnamed or [None])[0]
 
 
+def _inner(shapes: dict[str, tuple[int, ...]], part: str) -> dict[str, tuple[int, ...]]:
+    """The tensors of text encoder ``part`` (``INSIDE``) of an all-in-one file, without
+    their prefix (empty where the file has none)."""
+    prefix = INSIDE[part]
+    return {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+
+
+def _part_shapes(parts: Parts, part: str) -> dict[str, tuple[int, ...]]:
+    """The shapes of text encoder ``part`` (``clip_l``, ``clip_g`` or ``t5``) of ``parts``:
+    from its own file, or from inside the transformer's."""
+    path = getattr(parts, part)
+    return _inner(_shapes(path), part) if parts.inside else _shapes(path)
+
+
 def _comfy_tokenizer(path: Path, sub: str, marker: str) -> Path | None:
     """``comfy/<sub>`` of the ComfyUI install the model file is in (its folder or one up)."""
     for parent in list(path.parents)[:5]:
@@ -315,6 +340,9 @@ def find_parts(path: Path, family: str | None = None) -> Parts:
     own = _shapes(path)
     family = family or lone_family(path, own)
     sd3 = family == "sd3"
+    if (_clip_width(_inner(own, "clip_l"))
+            and (_clip_width(_inner(own, "clip_g")) if sd3 else _is_t5(_inner(own, "t5")))):
+        return _parts_inside(path, own, family)
     texts = _read(_candidates(path, TEXT_DIRS))
     t5 = next((p for p, s in texts if _is_t5(s)), None)
     clips = sorted(((_clip_width(s), p) for p, s in texts if _clip_width(s)), key=lambda x: x[0])
@@ -357,6 +385,94 @@ def find_parts(path: Path, family: str | None = None) -> Parts:
     return Parts(family, path, clip_l, vae, clip_tok, t5, t5_tok if t5 else None, clip_g)
 
 
+def _parts_inside(path: Path, own: dict[str, tuple[int, ...]], family: str) -> Parts:
+    """The parts of an all-in-one file (SD 3 Medium's ``sd3_medium_incl_clips*``, ComfyUI's
+    Flux checkpoints such as ``flux1-dev-fp8``): its text encoders inside it (SD 3: CLIP-L,
+    CLIP-G and, optionally, T5; Flux: CLIP-L and T5), its VAE inside it or in ComfyUI's
+    ``vae/``; the tokenizers from the ComfyUI install (CLIP's also shipped)."""
+    from studio.paths import bundled_configs_dir
+
+    sd3 = family == "sd3"
+    kind = "sd3" if sd3 else "flux"
+    vae = path if _is_vae16(own) else _vae_for(family, _read(_candidates(path, VAE_DIRS)))
+    label = "an SD 3.x" if sd3 else "a Flux"
+    if vae is None:
+        raise ModelNotFoundError(
+            f"{path.name} is {label} model with its text encoders but no VAE: it needs "
+            f"{VAE_WHERE[kind]}.",
+            hint="Put the VAE where ComfyUI keeps it, or use the model's diffusers folder.")
+    t5 = path if _is_t5(_inner(own, "t5")) else None
+    t5_tok = _comfy_tokenizer(path, "text_encoders/t5_tokenizer", "tokenizer.json")
+    if t5 is not None and t5_tok is None:
+        if not sd3:
+            raise ModelNotFoundError(
+                f"{path.name}: T5's tokenizer is not in the file; Latent Studio reads it from "
+                "the ComfyUI install the models are in (comfy/text_encoders/t5_tokenizer/), "
+                f"and found none above {path.parent}.",
+                hint="Keep the model inside its ComfyUI folder, or use a diffusers folder of "
+                     "the model (its tokenizer_2).")
+        log.info("%s: no T5 tokenizer in a ComfyUI install around it; its T5 left out",
+                 path.name)  # T5 is optional for SD 3
+        t5 = None
+    clip_tok = (_comfy_tokenizer(path, "sd1_tokenizer", "vocab.json")
+                or bundled_configs_dir() / "clip-tokenizer")
+    return Parts(family, path, path, vae, clip_tok, t5, t5_tok if t5 else None,
+                 path if sd3 else None, inside=True)
+
+
+def _encoders_inside(parts: Parts, folder: Path, dtype: Any, cancel: Any) -> dict[str, Any]:
+    """The text encoders of an all-in-one SD 3 file, converted by diffusers' own code from
+    Stability's layout (CLIP-L's projection is the identity there, as diffusers and ComfyUI
+    take it), their tensors read from the file alone (not the transformer's), in ``dtype``,
+    with ``cancel`` checked between them."""
+    import torch
+    from diffusers.loaders.single_file_utils import (
+        create_diffusers_clip_model_from_ldm,
+        create_diffusers_t5_model_from_checkpoint,
+    )
+    from safetensors import safe_open
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel
+
+    sd3 = parts.family == "sd3"
+    wanted = tuple(INSIDE[p] for p in ("clip_l", "clip_g", "t5")
+                   if (p != "t5" or parts.t5 is not None) and (p != "clip_g" or sd3))
+    checkpoint: dict[str, Any] = {}
+    with safe_open(str(parts.transformer), framework="pt") as f:
+        for key in f.keys():
+            if key.startswith(wanted):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                tensor = f.get_tensor(key)
+                checkpoint[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    out: dict[str, Any] = {}
+    clips = ("text_encoder", "text_encoder_2") if sd3 else ("text_encoder",)
+    for name in clips:
+        out[name] = create_diffusers_clip_model_from_ldm(
+            CLIPTextModelWithProjection if sd3 else CLIPTextModel, checkpoint, subfolder=name,
+            config=str(folder), torch_dtype=dtype, local_files_only=True)
+    t5_name = "text_encoder_3" if sd3 else "text_encoder_2"
+    if parts.t5 is not None:
+        out[t5_name] = create_diffusers_t5_model_from_checkpoint(
+            T5EncoderModel, checkpoint, subfolder=t5_name, config=str(folder),
+            torch_dtype=dtype, local_files_only=True)
+    del checkpoint
+    t5 = out.get(t5_name)
+    if t5 is not None and t5.encoder.embed_tokens.weight.is_meta:
+        # T5's input embedding is its ``shared`` table (transformers ties them on its own
+        # loads; diffusers' conversion loads into empty weights and leaves it unset)
+        t5.encoder.embed_tokens.weight = t5.shared.weight
+    for name, model in out.items():
+        empty = [k for k, v in model.state_dict().items() if v.is_meta]
+        if empty:
+            raise CorruptModelError(
+                f"{parts.transformer.name}: its {name.replace('_', ' ')} lacks "
+                f"{len(empty)} tensors ({empty[0]}, ...).",
+                hint="Download the file again, or use the model's diffusers folder.")
+        model.eval()
+        torch.nn.Module.requires_grad_(model, False)
+    return out
+
+
 # -- the folder of links, and the pipeline ------------------------------------------------
 def _link(target: Path, link: Path) -> None:
     link.parent.mkdir(parents=True, exist_ok=True)
@@ -386,7 +502,8 @@ def layout_folder(parts: Parts, cache: Path | None = None) -> Path:
                          parts.t5_tokenizer, parts.clip_tokenizer) if p is not None]
     stamp = "|".join(f"{p.resolve()}:{p.stat().st_size if p.is_file() else 0}:"
                      f"{p.stat().st_mtime_ns}" for p in files)
-    key = hashlib.sha256(f"{LAYOUT_VERSION}|{parts.family}|{stamp}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{LAYOUT_VERSION}|{parts.family}|{parts.inside}|{stamp}".encode()
+                         ).hexdigest()[:16]
     folder = (cache or user_cache_dir()) / "transformer-files" / key
     if (folder / "model_index.json").is_file():
         return folder
@@ -409,18 +526,21 @@ def layout_folder(parts: Parts, cache: Path | None = None) -> Path:
               {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0,
                "num_train_timesteps": 1000})
         write("text_encoder", "config.json",
-              clip_config(_shapes(parts.clip_l), clip_tok, projection=True))
+              clip_config(_part_shapes(parts, "clip_l"), clip_tok, projection=True))
         assert parts.clip_g is not None
         clip_tok.pad_token = "!"  # CLIP-G pads with "!" (as SDXL's second tokenizer)
         clip_tok.save_pretrained(tmp / "tokenizer_2")
         write("text_encoder_2", "config.json",
-              clip_config(_shapes(parts.clip_g), clip_tok, projection=True, gelu=True))
-        _link(parts.clip_l, tmp / "text_encoder" / "model.safetensors")
-        _link(parts.clip_g, tmp / "text_encoder_2" / "model.safetensors")
+              clip_config(_part_shapes(parts, "clip_g"), clip_tok, projection=True,
+                          gelu=True))
+        if not parts.inside:  # else read from the file at load (``_encoders_inside``)
+            _link(parts.clip_l, tmp / "text_encoder" / "model.safetensors")
+            _link(parts.clip_g, tmp / "text_encoder_2" / "model.safetensors")
         if parts.t5 is not None and parts.t5_tokenizer is not None:
             shutil.copytree(parts.t5_tokenizer, tmp / "tokenizer_3")
-            write("text_encoder_3", "config.json", t5_config(_shapes(parts.t5)))
-            _link(parts.t5, tmp / "text_encoder_3" / "model.safetensors")
+            write("text_encoder_3", "config.json", t5_config(_part_shapes(parts, "t5")))
+            if not parts.inside:
+                _link(parts.t5, tmp / "text_encoder_3" / "model.safetensors")
         t5_entry = (["transformers", "T5EncoderModel"] if parts.t5 else [None, None])
         index = {"_class_name": "StableDiffusion3Pipeline",
                  "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
@@ -440,10 +560,11 @@ def layout_folder(parts: Parts, cache: Path | None = None) -> Path:
               scheduler_config(transformer["guidance_embeds"]))
         assert parts.t5 is not None and parts.t5_tokenizer is not None
         shutil.copytree(parts.t5_tokenizer, tmp / "tokenizer_2")
-        write("text_encoder", "config.json", clip_config(_shapes(parts.clip_l), clip_tok))
-        write("text_encoder_2", "config.json", t5_config(_shapes(parts.t5)))
-        _link(parts.clip_l, tmp / "text_encoder" / "model.safetensors")
-        _link(parts.t5, tmp / "text_encoder_2" / "model.safetensors")
+        write("text_encoder", "config.json", clip_config(_part_shapes(parts, "clip_l"), clip_tok))
+        write("text_encoder_2", "config.json", t5_config(_part_shapes(parts, "t5")))
+        if not parts.inside:  # else read from the file at load (``_encoders_inside``)
+            _link(parts.clip_l, tmp / "text_encoder" / "model.safetensors")
+            _link(parts.t5, tmp / "text_encoder_2" / "model.safetensors")
         index = {"_class_name": ("FluxKontextPipeline" if parts.family == "flux-kontext"
                                  else "FluxPipeline"),
                  "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
@@ -522,11 +643,18 @@ def load_transformer_file(path: str | os.PathLike[str], torch_dtype: Any = None,
                 local_files_only=True)
         if family == "sd3" and parts.t5 is None:
             extra.update(text_encoder_3=None, tokenizer_3=None)
+        if parts.inside:
+            check()
+            extra.update(_encoders_inside(parts, folder, dtype, cancel))
     check()
     pipe = DiffusionPipeline.from_pretrained(folder, transformer=transformer,
                                              torch_dtype=dtype, local_files_only=True, **extra)
     pipe.set_progress_bar_config(disable=True)
-    used = ([p.name for p in (parts.t5, parts.clip_l, parts.clip_g, parts.vae) if p]
-            if parts is not None else [f"the parts of {folder.name}"])
+    used = ([p.name for p in dict.fromkeys((parts.t5, parts.clip_l, parts.clip_g, parts.vae))
+             if p] if parts is not None else [f"the parts of {folder.name}"])
+    if parts is not None and parts.inside:
+        encoders = ["CLIP-L", "CLIP-G"] if family == "sd3" else ["CLIP-L"]
+        used = [f"its own text encoders ({', '.join(encoders + (['T5'] if parts.t5 else []))})",
+                *(["the VAE " + parts.vae.name] if parts.vae != path else ["its own VAE"])]
     log.info("%s with %s", path.name, ", ".join(used))
     return pipe
