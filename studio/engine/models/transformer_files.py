@@ -360,8 +360,9 @@ def find_parts(path: Path, family: str | None = None) -> Parts:
     label = "an SD 3.x" if sd3 else "a Flux"
     if missing and any(k.startswith("text_encoders.") for k in own):
         raise ModelNotFoundError(
-            f"{path.name} holds its text encoders inside it; Latent Studio reads them from "
-            "their own files: it needs " + "; ".join(missing) + ".",
+            f"{path.name} holds only some of its text encoders (all-in-one files hold "
+            f"{'CLIP-L and CLIP-G' if sd3 else 'CLIP-L and T5'}): it needs "
+            + "; ".join(missing) + ".",
             hint="Download the model's clip_l, clip_g (and t5xxl) files into "
                  "ComfyUI/models/text_encoders/, or use its diffusers folder.")
     if missing:
