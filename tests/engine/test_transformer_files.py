@@ -281,8 +281,9 @@ def test_comfyui_files_draw_the_pixels_of_the_same_model_as_a_folder(tmp_path, m
     whole.parent.mkdir(parents=True)
     shutil.copytree(tmp_path / "files" / "ComfyUI" / "comfy", tmp_path / "aio" / "ComfyUI" / "comfy")
     state = {ff.PREFIX + k: v for k, v in load_file(parts["transformer"]).items()}
-    for prefix, part in (("first_stage_model.", "vae"), ("text_encoders.clip_l.transformer.",
-                                                         "clip"),
+    # ComfyUI's prefixes when it saves a Flux checkpoint (its Flux model config's "vae." and
+    # "text_encoders.")
+    for prefix, part in (("vae.", "vae"), ("text_encoders.clip_l.transformer.", "clip"),
                          ("text_encoders.t5xxl.transformer.", "t5")):
         state.update({prefix + k: v for k, v in load_file(parts[part]).items()})
     save_file(state, whole)
