@@ -52,8 +52,8 @@ VAE_WHERE = {"flux": "the Flux VAE (ae.safetensors) in ComfyUI/models/vae/",
              "sd3": "the SD3 VAE (sd3_vae.safetensors) in ComfyUI/models/vae/"}
 VAE_NAMES = {"flux": ("ae", "flux"), "sd3": ("sd3",)}  # which 16-channel VAE is whose
 _NOT_A_MODEL = ("controlnet_blocks.", "input_hint_block.", "pos_embed_input.")
-# SD 3's all-in-one files keep their text encoders under these prefixes (Stability's layout,
-# as ComfyUI and diffusers read it)
+# All-in-one files (SD 3 Medium's, ComfyUI's Flux checkpoints) keep their text encoders
+# under these prefixes (Stability's layout, as ComfyUI writes and diffusers reads it)
 INSIDE = {"clip_l": "text_encoders.clip_l.transformer.",
           "clip_g": "text_encoders.clip_g.transformer.",
           "t5": "text_encoders.t5xxl.transformer."}
@@ -247,7 +247,7 @@ class Parts:
     t5: Path | None = None  # optional for SD 3
     t5_tokenizer: Path | None = None
     clip_g: Path | None = None  # SD 3
-    # SD 3's all-in-one files (``sd3_medium_incl_clips*.safetensors``): its text encoders
+    # all-in-one files (``sd3_medium_incl_clips*``, ``flux1-dev-fp8``): the text encoders
     # inside the transformer's file (then ``clip_l``, ``clip_g`` and ``t5`` are that file)
     inside: bool = False
 
@@ -422,10 +422,10 @@ def _parts_inside(path: Path, own: dict[str, tuple[int, ...]], family: str) -> P
 
 
 def _encoders_inside(parts: Parts, folder: Path, dtype: Any, cancel: Any) -> dict[str, Any]:
-    """The text encoders of an all-in-one SD 3 file, converted by diffusers' own code from
-    Stability's layout (CLIP-L's projection is the identity there, as diffusers and ComfyUI
-    take it), their tensors read from the file alone (not the transformer's), in ``dtype``,
-    with ``cancel`` checked between them."""
+    """The text encoders of an all-in-one file (SD 3: CLIP-L, CLIP-G, T5; Flux: CLIP-L, T5),
+    converted by diffusers' own code from Stability's layout (SD 3's CLIP-L projection is the
+    identity there, as diffusers and ComfyUI take it); only their tensors are read from the
+    file, in ``dtype``, with ``cancel`` checked between them."""
     import torch
     from diffusers.loaders.single_file_utils import (
         create_diffusers_clip_model_from_ldm,
