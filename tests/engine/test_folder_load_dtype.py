@@ -24,9 +24,9 @@ def _reads(monkeypatch) -> list[str]:
     seen: list[str] = []
     original = single_file._read_checkpoint
 
-    def spy(path, cancel, torch_dtype=None):
+    def spy(path, cancel, torch_dtype=None, keep=None):
         seen.append(f"{path.parent.name}:{torch_dtype}")
-        return original(path, cancel, torch_dtype)
+        return original(path, cancel, torch_dtype, keep)
 
     monkeypatch.setattr(single_file, "_read_checkpoint", spy)
     return seen

@@ -407,11 +407,13 @@ def test_an_sd35_file_with_comfyuis_encoders_draws_the_folders_pixels(tmp_path, 
     assert (parts.t5 is not None) is with_t5
     from studio.engine.models import single_file
 
-    read, original = [], single_file._read_checkpoint
+    read, keys, original = [], [], single_file._read_checkpoint
 
-    def spy(path, cancel, dtype=None):  # the studio's one-pass read, cancel checked
+    def spy(path, cancel, dtype=None, keep=None):  # the studio's one-pass read, cancel checked
         read.append(Path(path).name)
-        return original(path, cancel, dtype)
+        out = original(path, cancel, dtype, keep)
+        keys.append(set(out))
+        return out
 
     monkeypatch.setattr(single_file, "_read_checkpoint", spy)
     engine = Engine(device="cpu", dtype="float32", model_dirs=[tmp_path / "ComfyUI" / "models"],
@@ -424,6 +426,12 @@ def test_an_sd35_file_with_comfyuis_encoders_draws_the_folders_pixels(tmp_path, 
     files = engine.generate(req)
     assert files.request.family == "sd3"
     assert read.count("sd3.5_tiny.safetensors") == 2  # the transformer, then its VAE
+    # each read holds its own part's tensors only (an SD 3.5 Large file is 16 GB; its VAE
+    # 160 MB of it): the transformer's no VAE tensor, the VAE's nothing else
+    transformer_keys, vae_keys = keys[:2]
+    assert transformer_keys and not any(k.startswith("first_stage_model.")
+                                        for k in transformer_keys)
+    assert vae_keys and all(k.startswith("first_stage_model.") for k in vae_keys)
     own = engine.generate(req.replace(model=str(folder)))
     assert np.array_equal(files.images[0], own.images[0])
     # Without CLIP-G: one line naming it and where it goes.

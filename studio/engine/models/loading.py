@@ -18,7 +18,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -203,7 +203,7 @@ def _component_class(library: str, class_name: str) -> Any:
         return None
 
 
-_READ = threading.local()  # this thread's diffusers component load: (dtype, cancel token)
+_READ = threading.local()  # this thread's diffusers component load: (dtype, cancel, keep)
 _READ_HOOKED = False
 _READ_LOCK = threading.Lock()
 
@@ -231,8 +231,8 @@ def _hook_state_dict_reads() -> None:
                 return original(checkpoint_file, *args, **kwargs)
             from studio.engine.models.single_file import _read_checkpoint
 
-            dtype, cancel = active
-            return _read_checkpoint(Path(checkpoint_file), cancel, dtype)
+            dtype, cancel, keep = active
+            return _read_checkpoint(Path(checkpoint_file), cancel, dtype, keep)
 
         from diffusers.loaders import single_file_utils  # from_single_file's own reference
 
@@ -243,12 +243,14 @@ def _hook_state_dict_reads() -> None:
 
 
 @contextlib.contextmanager
-def _reading_in(dtype: Any, cancel: CancelToken | None) -> Iterator[None]:
+def _reading_in(dtype: Any, cancel: CancelToken | None,
+                keep: Callable[[str], bool] | None = None) -> Iterator[None]:
     """diffusers' component loads on this thread read their weights in ``dtype`` (None:
-    as stored), tensor by tensor (``_hook_state_dict_reads``)."""
+    as stored), tensor by tensor (``_hook_state_dict_reads``); with ``keep``, only the
+    tensors whose names it accepts (one part of a file that holds several)."""
     _hook_state_dict_reads()
     previous = getattr(_READ, "active", None)
-    _READ.active = (dtype, cancel)
+    _READ.active = (dtype, cancel, keep)
     try:
         yield
     finally:

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -383,9 +383,11 @@ _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16",
                        "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
-def _read_checkpoint(path: Path, cancel: Any, torch_dtype: Any = None) -> dict[str, Any]:
-    """Every tensor of a ``.safetensors`` file, read one by one with ``cancel`` checked
-    between them (each 64 MB).
+def _read_checkpoint(path: Path, cancel: Any, torch_dtype: Any = None,
+                     keep: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """Every tensor of a ``.safetensors`` file (those whose name ``keep`` accepts, where
+    given: the others are not read), read one by one with ``cancel`` checked between them
+    (each 64 MB).
 
     Floating-point tensors are converted to ``torch_dtype`` as they are read (the one
     conversion the loaded model makes anyway: the same values), and the file is read with
@@ -410,6 +412,8 @@ def _read_checkpoint(path: Path, cancel: Any, torch_dtype: Any = None) -> dict[s
         others: list[str] = []
         scratch: Any = None
         for key, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            if keep is not None and not keep(key):
+                continue
             dtype_name = _SAFETENSORS_DTYPES.get(info["dtype"])
             if dtype_name is None:
                 others.append(key)

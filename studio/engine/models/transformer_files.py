@@ -57,6 +57,12 @@ _NOT_A_MODEL = ("controlnet_blocks.", "input_hint_block.", "pos_embed_input.")
 INSIDE = {"clip_l": "text_encoders.clip_l.transformer.",
           "clip_g": "text_encoders.clip_g.transformer.",
           "t5": "text_encoders.t5xxl.transformer."}
+# The prefixes of the VAE in a file that holds it beside the transformer (Stability's and
+# ComfyUI's SD 3 files; ComfyUI's Flux checkpoints), and of every part that is not the
+# transformer: each part's load reads its own tensors only, so a 16 GB SD 3.5 file is not
+# read again whole for its 160 MB VAE.
+VAE_PREFIXES = ("first_stage_model.", "vae.")
+NOT_TRANSFORMER = (*VAE_PREFIXES, "text_encoders.", "cond_stage_model.", "conditioner.")
 
 
 def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -615,11 +621,12 @@ def load_transformer_file(path: str | os.PathLike[str], torch_dtype: Any = None,
         if cancel is not None:
             cancel.raise_if_cancelled()
 
-    def reading(model_cls: Any) -> Any:
+    def reading(model_cls: Any, keep: Any = None) -> Any:
         """The file read tensor by tensor in the load dtype, the cancel token checked as
-        it goes (a Flux file is 24 GB), as a folder's components are read."""
+        it goes (a Flux file is 24 GB), as a folder's components are read; ``keep``: the
+        tensors of one part only."""
         return _reading_in(None if getattr(model_cls, "_keep_in_fp32_modules", None)
-                           else dtype, cancel)
+                           else dtype, cancel, keep)
 
     parts: Parts | None
     try:
@@ -631,14 +638,16 @@ def load_transformer_file(path: str | os.PathLike[str], torch_dtype: Any = None,
             raise
         parts, folder = None, base
     check()
-    with reading(cls):
+    with reading(cls, keep=lambda key: not key.startswith(NOT_TRANSFORMER)):
         transformer = cls.from_single_file(str(path), config=str(folder),
                                            subfolder="transformer", torch_dtype=dtype,
                                            local_files_only=True)
     extra: dict[str, Any] = {}
     if parts is not None:  # the VAE from its own file (or the transformer's)
         check()
-        with reading(AutoencoderKL):
+        own_vae = parts.vae == path  # the VAE beside the transformer: its tensors alone
+        with reading(AutoencoderKL, keep=(lambda key: key.startswith(VAE_PREFIXES))
+                     if own_vae else None):
             extra["vae"] = AutoencoderKL.from_single_file(
                 str(parts.vae), config=str(folder), subfolder="vae", torch_dtype=dtype,
                 local_files_only=True)
