@@ -506,3 +506,17 @@ def test_an_sd3_file_with_its_text_encoders_inside_draws_diffusers_own_reading(
     # The words count: another prompt, another picture.
     other = engine.generate(req.replace(prompt="a green landscape at night"))
     assert not np.array_equal(mine.images[0], other.images[0])
+
+
+def test_the_parts_read_bench_prints_both_ways_side_by_side(tmp_path, monkeypatch, capsys):
+    """``python -m studio.bench.parts_read FILE``: each way in its own process, both rows
+    (peak RSS, load time) with their ratio, on an SD 3.5-style file with its VAE inside."""
+    from studio.bench import parts_read
+
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint, _folder = _tiny_sd3(tmp_path, with_t5=False)
+    assert parts_read.main([str(checkpoint), "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert set(rows) == {"peak", "load"}, out
+    assert float(rows["peak"].split()[-1]) > 0 and float(rows["load"].split()[-1]) > 0
