@@ -404,9 +404,10 @@ def test_diffusion_follows_prompts_as_people_write_them() -> None:
                    "is followed in 83.3 % of 240 held-out prompts at 20 steps and 78.3 % at 4 "
                    "of DPM++ 2M (80.4 % at guidance 3.5, but 77.2 % on 480 other prompts; "
                    "target 90 / 80 %; on these 60: 85.3 / 70.6 %, 73.5 % at 3.5): where the "
-                   "oracle finds the mouth the word is followed (62 of 63), but the "
-                   "autoencoder's decoder loses the mouth on dark skin (11 of 74 unread); "
-                   "remove this mark when a model meets it")
+                   "oracle finds the mouth the word is followed (62 of 63), but on dark skin "
+                   "it finds none (11 of 74 unread): the model's latents hold the mouth "
+                   "faintly there, so a decoder fine-tune did not help (see "
+                   "train_decoder); remove this mark when a model meets it")
 def test_diffusion_follows_smiling_and_frowning_as_people_write_them() -> None:
     """The same target for the smile: a prompt saying "smiling" ("frowning") must give a
     mouth the oracle reads above +0.35 (below -0.35) in 90 % of the prompts at 20 steps,
