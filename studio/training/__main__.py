@@ -1,4 +1,4 @@
-"""``python -m studio.training vae|gan|gan-attributes|diffusion|diffusion-mouth|dit|dit-mouth|decoder|classifier|all|eval|cards|prior|latent-directions``."""
+"""``python -m studio.training vae|gan|gan-attributes|diffusion|diffusion-mouth|dit|dit-mouth|decoder|autoencoder-mouth|classifier|all|eval|cards|prior|latent-directions``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ TRAINERS = {
     # the shared autoencoder's decoder, fine-tuned for the mouth on dark skin (issue 27): an
     # experiment, not in "all": it decoded generated latents worse (see its module)
     "decoder": ("studio.training.train_decoder", 30.0),
+    # the shared autoencoder (encoder too) for the mouth on dark skin (issues 24, 27); the
+    # UNet and DiT are then fine-tuned on its latents (diffusion-mouth, dit-mouth)
+    "autoencoder-mouth": ("studio.training.train_encoder_mouth", 15.0),
     "gan": ("studio.training.train_gan", 12.0),
     # the GAN's latent attribute reader (for its sliders): after every GAN run
     "gan-attributes": ("studio.training.train_gan_attributes", 12.0),
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
         write_all_cards(args.out, only=args.only)
         return 0
-    experiments = ("decoder", "dit-mouth")
+    experiments = ("decoder", "dit-mouth", "autoencoder-mouth")
     names = ([n for n in TRAINERS if n not in experiments] if args.command == "all"
              else [args.command])
     for name in names:

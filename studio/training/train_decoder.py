@@ -32,6 +32,10 @@ decoder differs):
    latents carry a fainter mouth there than the encoder's, so a decoder cannot draw what
    they do not hold. The cure is upstream: an encoder that keeps the mouth on dark skin
    (then every model on its latents retrained), not a decoder.
+
+That cure is ``train_encoder_mouth`` (``python -m studio.training autoencoder-mouth``): the
+encoder too, its latents of a portrait and its smile-negated twin pushed apart on the mouth
+and held to the old latents elsewhere, then the UNet and DiT fine-tuned on them.
 """
 
 from __future__ import annotations
