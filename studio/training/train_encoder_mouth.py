@@ -106,7 +106,9 @@ def finetune(vae: Any, data: Any, minutes: float, seed: int, scaling: float,
     log(f"rendering {len(twin_idx)} twins")
     twins = render_twins(twin_idx)
     # the probe: 400 other portraits with a named mood, every skin tone, and their twins
-    probe_idx = np.sort(rng.choice(np.setdiff1d(strong, twin_idx), 400, replace=False))
+    pool = np.setdiff1d(strong, twin_idx)
+    pool = pool if len(pool) else twin_idx  # a small data set: the training twins themselves
+    probe_idx = np.sort(rng.choice(pool, min(400, len(pool)), replace=False))
     probe_twins = render_twins(probe_idx)
     probe_old = twin_probe(old, data.images[probe_idx], probe_twins, skin[probe_idx], scaling)
     log(f"twin mouth distance before: {probe_old}")

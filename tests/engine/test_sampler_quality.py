@@ -49,20 +49,20 @@ def _reads(engine, name: str, steps: int, prompt: str, seed: int,
     return [(r.hair, r.background) for r in map(read_portrait, images)]
 
 
-# Since the mouth fine-tune of studio-tiny-diffusion (issue 27), the blue background of
-# PROMPTS[0] reads purple (the issue's own first complaint) at 4 steps on seed 1 or 2 with
-# these samplers; over the 240 held-out partial prompts Euler a at 4 steps draws the asked
-# background in 86.5 % (87.2 % before the fine-tune), so it is these seeds' blue, at the
-# purple boundary, that moved. Marked so that a model that fixes it is noticed (strict).
-_PURPLE_AT_4 = pytest.mark.xfail(strict=True, reason="issue 27: since the mouth fine-tune "
-                                 "the 4-step blue background of seed 1 or 2 reads purple "
-                                 "with this sampler")
-PURPLE_FEWEST = {"Euler a", "DPM++ 2S a", "DDPM"}
-PURPLE_AT = {("DDIM", 4), ("DDPM", 4), ("DPM++ 2S a", 4), ("Euler a", 4)}
+# Since the mouth fine-tune of studio-tiny-diffusion (issue 27) the blue background of
+# PROMPTS[0] read purple at 4 steps on seed 1 or 2 with Euler a, DPM++ 2S a, DDPM and DDIM;
+# since the autoencoder's mouth fine-tune and the UNet's on its latents (2026-12-07) all of
+# them draw it blue again, and these marks are gone. What that retrain moved instead: with
+# DPM++ 3M SDE Karras at 8 steps (its stated minimum), seed 2's yellow background comes out
+# pink, half-washed (yellow at 12 and 20 steps, and on seeds 1 and 3). Marked so that a
+# model that fixes it is noticed (strict).
+_PINK_AT_8 = pytest.mark.xfail(strict=True, reason="issue 27: since the autoencoder's mouth "
+                               "fine-tune, seed 2's yellow background comes out pink at 8 "
+                               "steps of this stochastic sampler (yellow at 12 and 20)")
+MISSED_AT = {("DPM++ 3M SDE Karras", 8)}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_PURPLE_AT_4) if n in PURPLE_FEWEST
-                                  else n for n in DIFFUSION_NAMES])
+@pytest.mark.parametrize("name", DIFFUSION_NAMES)
 def test_each_scheduler_follows_the_prompt_at_its_fewest_steps(shipped_engine, name):
     _, hair, background = PROMPTS[0]
     assert _reads(shipped_engine, name, _least(name), PROMPTS[0][0], 1) == [(hair, background)]
@@ -75,8 +75,8 @@ AT_STEPS = sorted({(name, max(steps, SCHEDULER_MIN_STEPS.get(name, 0)))
 
 
 @pytest.mark.models
-@pytest.mark.parametrize(("name", "steps"), [pytest.param(*a, marks=_PURPLE_AT_4)
-                                              if a in PURPLE_AT else a for a in AT_STEPS])
+@pytest.mark.parametrize(("name", "steps"), [pytest.param(*a, marks=_PINK_AT_8)
+                                              if a in MISSED_AT else a for a in AT_STEPS])
 def test_each_scheduler_follows_both_prompts_at_4_8_and_20_steps(shipped_engine, name, steps):
     wrong = [(seed, prompt, got) for prompt, hair, background in PROMPTS
              for seed, got in enumerate(_reads(shipped_engine, name, steps, prompt, 1, 3), 1)
