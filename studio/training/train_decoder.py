@@ -189,6 +189,30 @@ def finetune_decoder(vae: Any, images: np.ndarray, dark: np.ndarray, minutes: fl
             "decoder_generated_latents": len(generated)}
 
 
+def write_shared_vae(vae: Any, folder: Path, record: dict[str, Any], command: str,
+                     autoencoder_note: str) -> None:
+    """Save ``vae`` as ``folder / "vae"`` (replaced whole; no training machine's path in its
+    config) and chain ``command`` and ``record`` into ``folder``'s training record, whose
+    "autoencoder" entry (where it has one) becomes ``autoencoder_note``."""
+    target = folder / "vae"
+    tmp = target.with_name("vae.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    vae.save_pretrained(tmp)
+    config = tmp / "config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
+                                  if k != "_name_or_path"}, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(target)
+    tmp.rename(target)
+    rec_path = folder / "training.json"
+    if rec_path.exists():
+        rec = json.loads(rec_path.read_text())
+        rec.update(record)
+        rec["command"] = f"{rec['command']} && {command}" if rec.get("command") else command
+        if "autoencoder" in rec:
+            rec["autoencoder"] = autoencoder_note
+        rec_path.write_text(json.dumps(rec, indent=2) + "\n")
+
+
 def train(out_root: Path, minutes: float = 30.0, seed: int = 0, resume: bool = False) -> Path:
     """Fine-tune the decoder of ``out_root / NAME``'s autoencoder and write it into every
     pipeline of ``SHARING`` under ``out_root`` (their other weights untouched)."""
@@ -218,22 +242,8 @@ def train(out_root: Path, minutes: float = 30.0, seed: int = 0, resume: bool = F
             log(f"{name}: another encoder; its decoder is left as it is")
             continue
         shared.load_state_dict(decoder, strict=False)
-        tmp = target.with_name("vae.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shared.save_pretrained(tmp)
-        config = tmp / "config.json"  # no path of the training machine in the shipped config
-        config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
-                                      if k != "_name_or_path"}, indent=2, sort_keys=True) + "\n")
-        shutil.rmtree(target)
-        tmp.rename(target)
-        rec_path = out_root / name / "training.json"
-        if rec_path.exists():
-            rec = json.loads(rec_path.read_text())
-            rec.update(record)
-            rec["command"] = f"{rec['command']} && {command}" if rec.get("command") else command
-            if "autoencoder" in rec:
-                rec["autoencoder"] = ("studio-tiny-diffusion's (the same encoder; its decoder "
-                                      "fine-tuned by `decoder`)")
-            rec_path.write_text(json.dumps(rec, indent=2) + "\n")
+        write_shared_vae(shared, out_root / name, record, command,
+                         "studio-tiny-diffusion's (the same encoder; its decoder fine-tuned "
+                         "by `decoder`)")
         log(f"{name}: decoder written")
     return out_root / NAME

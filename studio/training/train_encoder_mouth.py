@@ -27,9 +27,7 @@ then be fine-tuned on its latents (their twin trainers re-encode, cached per enc
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +192,8 @@ def write_autoencoder(vae: Any, out_root: Path, record: dict[str, Any], command:
     record."""
     from diffusers import AutoencoderKL
 
+    from studio.training.train_decoder import write_shared_vae
+
     state = vae.state_dict()
     for name in SHARING:
         target = out_root / name / "vae"
@@ -201,23 +201,8 @@ def write_autoencoder(vae: Any, out_root: Path, record: dict[str, Any], command:
             continue
         shared = AutoencoderKL.from_pretrained(target).float()
         shared.load_state_dict(state)
-        tmp = target.with_name("vae.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shared.save_pretrained(tmp)
-        config = tmp / "config.json"  # no path of the training machine in the shipped config
-        config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
-                                      if k != "_name_or_path"}, indent=2, sort_keys=True) + "\n")
-        shutil.rmtree(target)
-        tmp.rename(target)
-        rec_path = out_root / name / "training.json"
-        if rec_path.exists():
-            rec = json.loads(rec_path.read_text())
-            rec.update(record)
-            rec["command"] = f"{rec['command']} && {command}" if rec.get("command") else command
-            if "autoencoder" in rec:
-                rec["autoencoder"] = ("studio-tiny-diffusion's (fine-tuned by "
-                                      "`autoencoder-mouth`)")
-            rec_path.write_text(json.dumps(rec, indent=2) + "\n")
+        write_shared_vae(shared, out_root / name, record, command,
+                         "studio-tiny-diffusion's (fine-tuned by `autoencoder-mouth`)")
         log(f"{name}: autoencoder written")
 
 
