@@ -7,6 +7,8 @@ three caption bins 88 %. The asserts below sit a little under them, on other por
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -114,6 +116,27 @@ def test_blurred_and_scaled_portraits_read_the_same():
             assert reading.glasses == (attrs.glasses != "none")
     floats = batch.images[0].astype(np.float32) / 255.0
     assert read_portrait(floats) == read_portrait(batch.images[0])
+
+
+DATA = Path(__file__).parents[1] / "data" / "oracle"
+
+
+@pytest.mark.parametrize(("name", "smile"), [
+    ("dit-smiling-eyes-misread", 1),  # its eyes were read at row 37.75, below the renderer's
+    ("dit-frowning-glasses-blurred", -1),  # blurred glasses: the eyes read 5 rows too low
+    ("dit-frowning-glasses-blurred-2", -1),
+    ("dit-no-mouth", 0),  # a dark face with no mouth drawn: no mouth is read
+])
+def test_generated_faces_whose_mouth_was_missed(name, smile):
+    """Hand-picked from the DiT's held-out images (2026-12-07): a mouth anyone sees was read
+    as no mouth at all, because the eyes' row was read off the face. The eyes are now
+    searched where the renderer can put them, and a mouth not found under them is looked for
+    where the renderer can draw one; a face without a mouth still reads none."""
+    reading = read_portrait(Image.open(DATA / f"{name}.png"))
+    if smile == 0:
+        assert reading.smile is None
+    else:
+        assert reading.smile is not None and reading.smile * smile > 0.5, reading.smile
 
 
 def test_cielab_of_known_colours():

@@ -61,6 +61,16 @@ HAIR_MASK.setflags(write=False)
 _EYE_DX = 5.5  # eye centres at cx +- 5.5 k
 _MOUTH_HALF_WIDTH = 5.5  # the mouth spans cx +- 5.5 k
 _SMILE_DEPTH = 3.2  # the mouth's centre drops 3.2 k * smile below its corners
+# The renderer puts the eyes at cy - 2 k +- 0.8 k with cy = 30 +- 2.5 and k in [0.9, 1.1]:
+# rows 24.4 to 31.6. A search from 18 to 38 found a glasses' rim or the mouth on 5 of 24
+# generated faces whose mouth it then missed (a visible smile read as no mouth at all).
+_EYE_ROWS = (23.5, 32.75)
+# The mouth lies at cy + 8.5 k, its centre and corners up to 2.2 k above or below it: rows
+# 32.7 to 44.3 (the line's width on top). The eyes' row places it on a rendered face; where a
+# generated face's eyes are read too low (the lower rim of blurred glasses) no mouth is found
+# under them, and the rows from 32 down to the ones searched are read. Not below them: there
+# the collar's arc of a malformed face read as a frown.
+_MOUTH_ROWS = (32, 46)
 _FRAME_RGB = (25, 25, 30)
 _MOUTH_RGB = (150, 30, 40)
 GLASSES_THRESHOLD = 0.08
@@ -198,8 +208,9 @@ def _skin_lab(lab: np.ndarray, cx: float) -> np.ndarray:
 
 
 def _eye_row(lab: np.ndarray, cx: float, skin: np.ndarray) -> float:
-    """The eyes' row: dark blobs at cx +- 5.5 with skin 2.5 px to either side."""
-    ys = np.arange(18.0, 38.0, 0.25)
+    """The eyes' row: dark blobs at cx +- 5.5 with skin 2.5 px to either side, searched
+    where the renderer can put them (``_EYE_ROWS``)."""
+    ys = np.arange(*_EYE_ROWS, 0.25)
     cost = np.zeros_like(ys)
     for sx in (-1, 1):
         xe = cx + sx * _EYE_DX
@@ -228,8 +239,19 @@ def _glasses_score(lab: np.ndarray, cx: float, ey: float, skin: np.ndarray) -> f
 
 
 def _smile(lab: np.ndarray, cx: float, ey: float) -> float | None:
-    """The mouth's curvature: a parabola fitted to the mouth-coloured pixels per column."""
-    y0, y1 = int(np.floor(ey + 4.5)), int(np.ceil(ey + 14.5))
+    """The mouth's curvature: a parabola fitted to the mouth-coloured pixels per column,
+    below the eyes; where none is found there, above those rows as far as the renderer can
+    draw a mouth."""
+    y0 = int(np.floor(ey + 4.5))
+    found = _smile_in(lab, cx, y0, int(np.ceil(ey + 14.5)))
+    if found is None and y0 > _MOUTH_ROWS[0]:
+        # Eyes read too low (the rim of blurred glasses): the mouth is above the rows read.
+        found = _smile_in(lab, cx, _MOUTH_ROWS[0], y0 + 2)
+    return found
+
+
+def _smile_in(lab: np.ndarray, cx: float, y0: int, y1: int) -> float | None:
+    """``_smile`` in rows [y0, y1)."""
     y0, y1 = max(y0, 0), min(y1, SIZE)
     x0, x1 = int(np.floor(cx - 5)), int(np.ceil(cx + 5))
     patch = lab[y0:y1, x0:x1]
