@@ -100,6 +100,9 @@ MOOD_PAIRS = int(os.environ.get("STUDIO_DIT_MOOD_PAIRS", "8"))
 MOOD_LR_SCALE = float(os.environ.get("STUDIO_DIT_MOOD_LR_SCALE", "0"))
 MOOD_WORDS = ("smiling", "frowning")
 GLASSES_PAIRS = int(os.environ.get("STUDIO_DIT_GLASSES_PAIRS", "4"))
+# Share of the mood pairs drawn from brown- and dark-skinned portraits (0: from all, as the
+# shipped runs; skin tones are uniform in the data, so about half are then).
+DARK_MOOD_SHARE = float(os.environ.get("STUDIO_DIT_DARK_MOOD_SHARE", "0"))
 # The transformer's text path (``text_path``) at this multiple of the learning rate.
 TEXT_PATH_LR_SCALE = float(os.environ.get("STUDIO_DIT_TEXT_LR_SCALE", "1"))
 BATCH = 32
@@ -295,6 +298,9 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
     gen = torch.Generator().manual_seed(seed)
     pair_rng = np.random.default_rng((seed, 22))
     n_plain = BATCH - 2 * (mood_pairs + glasses_pairs)
+    dark = np.flatnonzero(np.isin(data.labels["skin"][strong],
+                                  [SKIN_TONES.index("brown"), SKIN_TONES.index("dark")]))
+    n_dark = int(round(DARK_MOOD_SHARE * mood_pairs))
     n_pairs = mood_pairs + glasses_pairs
     log(f"dit twin fine-tune: {mood_pairs} mood and {glasses_pairs} glasses pairs and "
         f"{n_plain} ordinary samples a batch")
@@ -324,6 +330,7 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
                   **({"scaling_factor": scaling, "shift_factor": shift,
                       "autoencoder": f"{SOURCE}'s, unchanged"} if scratch else {}),
                   **({"mood_lr_scale": MOOD_LR_SCALE} if mood is not None else {}),
+                  **({"dark_mood_share": DARK_MOOD_SHARE} if n_dark else {}),
                   "final_loss": round(loss.item(), 4), "final": final}
         write_training_record(out_root / NAME, record)
         log(f"checkpoint saved at step {step}")
@@ -340,7 +347,12 @@ def train(out_root: Path, minutes: float = 25.0, seed: int = 0, resume: bool = T
             g["lr"] = g["scale"] * lr * min(1.0, (step + 1) / (100 if scratch else 30)) * (
                 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * f)))
         plain = np.sort(idx)[:n_plain]
-        m = pair_rng.choice(len(strong), mood_pairs, replace=False)
+        if n_dark:
+            m = np.concatenate([pair_rng.choice(dark, n_dark, replace=False),
+                                pair_rng.choice(len(strong), mood_pairs - n_dark,
+                                                replace=False)])
+        else:
+            m = pair_rng.choice(len(strong), mood_pairs, replace=False)
         gp = pair_rng.choice(len(g_idx), glasses_pairs, replace=False)
         mood_first = [moods(int(i)) for i in strong[m]]
         glasses_caps = [glasses_caption_pair(
