@@ -416,9 +416,10 @@ def test_diffusion_follows_smiling_and_frowning_as_people_write_them() -> None:
 
 def test_diffusion_follows_smiling_and_frowning_at_4_steps() -> None:
     """The 4-step target for the smile: 80 % at 4 steps of a fast sampler (the best of those
-    measured). Measured on these 60 after the autoencoder's mouth fine-tune: DPM++ 2M 82.4 %,
-    79.4 % at guidance 3.5 and with DPM++ SDE, Euler a 70.6 % (on the eval's 240: 84.8, 89.9,
-    81.9, 73.2 %); before it the best was 73.5 % here (80.4 % on the 240)."""
+    measured). Measured on these 60 after the autoencoder's mouth fine-tune, by the oracle
+    since its mouth-line fix: DPM++ 2M 88.2 %, 82.4 % at guidance 3.5, DPM++ SDE 88.2 %,
+    Euler a 76.5 % (on the eval's 240: 87.7, 91.3, 88.4, 77.5 %; before the fix 82.4, 79.4,
+    79.4, 70.6 % here); before it the best was 73.5 % here (80.4 % on the 240)."""
     figures = _partial_figures()
     fast = max(figures[f"{s}/smile"] for s in ("Euler a@4", "DPM++ 2M@4", "DPM++ SDE@4",
                                                "DPM++ 2M@4 cfg 3.5"))
