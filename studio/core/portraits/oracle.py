@@ -79,8 +79,9 @@ _MOUTH_RGB = (150, 30, 40)
 # at correlation 0.996 with the renderer's value and its bins at 96 %, against 0.992, 94 %).
 _MOUTH_NEARER = 0.4
 # The mouth line searched: its centre up to 4 rows below or above its corners (the
-# renderer's deepest smile is 3.5), the corners up to 2 rows apart either way (generated
-# mouths tilt), and the mean mouth weight along it at least 0.1 (renders: 0.33 or more).
+# renderer's deepest smile is 3.5), tilted by up to 2 rows at each corner, one up and the
+# other down (generated mouths tilt), and the mean mouth weight along it at least 0.1
+# (renders: 0.33 or more).
 _MOUTH_DEPTH_MAX = 4.0
 _MOUTH_TILT_MAX = 2.0
 _MOUTH_SCORE = 0.1
