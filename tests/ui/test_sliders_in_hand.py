@@ -124,8 +124,8 @@ def test_vae_sliders_edit_the_layer_in_place_one_undo_each(qtbot, studio, tmp_pa
 
 
 def test_a_starter_the_model_cannot_do_is_greyed_with_its_reason(qtbot, studio):
-    """The GAN's inversion of a canvas portrait misses the mouth (its Smile: 3 of 8 with
-    the rest kept) and its Blue background turned 4 of 8 blue, so those are greyed, saying
+    """The GAN's inversion of a canvas portrait smudges the mouth (its Smile: 2 of 8 by
+    the oracle, 1 with the rest kept) and its Blue background turned 4 of 8 blue, so those are greyed, saying
     why; the starters that work stay on, and the VAE's are there to use instead. The
     embedded diffusion model's Smile was greyed too until its mouth fine-tune (issue 27):
     it draws the smile it is asked for now, so it is on."""

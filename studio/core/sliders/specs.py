@@ -289,10 +289,10 @@ LATENT_METHODS = {"vae": PAIRED_METHOD, "gan": FLOW_METHOD}
 # reason the panel greys them with (as ``SliderSpec.not_on``).
 LATENT_NOT_ON = {
     ("gan", "smile"): (
-        "Greyed on studio-tiny-gan: its inversion of a canvas portrait misses the mouth "
-        "(missing or off by more than 0.15 on 5 of 8), so Smile reached 5 of 8 portraits, "
-        "3 with the rest kept (a direction from the renderer's pairs: 1 of 8). "
-        "Use VAE Smile."),
+        "Greyed on studio-tiny-gan: its inversion of a canvas portrait draws the mouth "
+        "smudged, and Smile at 2 gave a smile the oracle reads on 2 of 8 portraits, 1 with "
+        "the rest kept (5 of 8 and 3 before the oracle's mouth-line fix; a direction from "
+        "the renderer's pairs: 1 of 8). Use VAE Smile."),
     ("gan", "background=blue"): (
         "Greyed on studio-tiny-gan: Blue background turned 4 of 8 canvas portraits blue "
         "(its path stopped short of blue on 3 and read a yellow as blue); a direction from "
